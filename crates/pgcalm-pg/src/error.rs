@@ -1,0 +1,154 @@
+//! Typed errors of `pgcalm-pg`. Every message says what happened and what to do next,
+//! and none contains a password.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while managing or talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// No directory with `initdb` and `pg_ctl` was found.
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found; searched: {searched}\n  \
+         fix: install them with `apt-get install -y postgresql` (Debian/Ubuntu: package \
+         postgresql-15 or newer), or point PG_BIN at the directory that holds initdb, \
+         or set DATABASE_URL to use an existing server"
+    )]
+    BinariesNotFound {
+        /// The directories that were looked at, in order.
+        searched: String,
+    },
+
+    /// The binaries in a data directory's major version are not available.
+    #[error(
+        "data directory {data_dir} was created by PostgreSQL {data_major}, but the server \
+         binaries found are PostgreSQL {bin_major} ({bindir})\n  \
+         fix: install PostgreSQL {data_major} (`apt-get install -y postgresql-{data_major}`) or \
+         point PG_BIN at its bin directory; to upgrade the data use pg_upgrade; to throw the \
+         data away and start fresh run `pgcalm down --volumes` (deletes all data)"
+    )]
+    VersionMismatch {
+        /// The cluster's data directory.
+        data_dir: PathBuf,
+        /// Major version recorded in `PG_VERSION`.
+        data_major: u32,
+        /// Major version of the binaries found.
+        bin_major: u32,
+        /// Where those binaries are.
+        bindir: PathBuf,
+    },
+
+    /// A program could not be started at all.
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `pg_ctl --version` printed something unexpected.
+    #[error("could not read the PostgreSQL version from {program}: {output:?}")]
+    BadVersion {
+        /// The program asked.
+        program: String,
+        /// What it printed.
+        output: String,
+    },
+
+    /// A server program exited with an error.
+    #[error("{step} failed ({status}):\n{output}{hint}")]
+    Command {
+        /// What pgcalm was doing (e.g. "initdb").
+        step: String,
+        /// Exit status.
+        status: String,
+        /// Its stderr/stdout, trimmed.
+        output: String,
+        /// Extra advice, possibly empty.
+        hint: String,
+    },
+
+    /// The recorded port is used by another program.
+    #[error(
+        "port {port} on 127.0.0.1 is already in use by another program, so the embedded \
+         PostgreSQL cannot start there\n  fix: stop that program, or choose another port with \
+         `pgcalm up --port <PORT>` (it is remembered in {state_file})"
+    )]
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// Where pgcalm remembers the port.
+        state_file: PathBuf,
+    },
+
+    /// A file or directory operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("creating", "reading", ...).
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The cluster directory exists but cannot be used.
+    #[error("{0}")]
+    Unusable(String),
+
+    /// The server could not be reached. Never carries the password.
+    #[error(
+        "cannot connect to PostgreSQL at {host}:{port} (database {dbname}): {cause}\n  \
+         fix: check that the server runs and accepts TCP connections there{hint}"
+    )]
+    Unreachable {
+        /// Host (or socket directory).
+        host: String,
+        /// Port.
+        port: u16,
+        /// Database name.
+        dbname: String,
+        /// The driver's message (which never includes the password).
+        cause: String,
+        /// Extra advice, possibly empty.
+        hint: String,
+    },
+
+    /// `DATABASE_URL` could not be parsed.
+    #[error("DATABASE_URL is not a valid PostgreSQL connection string: {0}")]
+    BadUrl(String),
+
+    /// A query failed.
+    #[error("{context}: {source}")]
+    Query {
+        /// What the query was for.
+        context: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The table asked for does not exist.
+    #[error("table {0} does not exist\n  fix: check the name (schema-qualify it if it is not on the search_path)")]
+    NoSuchTable(String),
+}
+
+impl PgError {
+    /// Wraps a driver error with what the query was for.
+    pub fn query(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let context = context.into();
+        move |source| PgError::Query { context, source }
+    }
+
+    /// Wraps an I/O error with the action and path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| PgError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

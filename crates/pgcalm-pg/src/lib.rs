@@ -1,0 +1,36 @@
+//! pgcalm-pg: everything that talks to PostgreSQL as a server.
+//!
+//! Owns:
+//! - [`binaries`]: finding `initdb` / `pg_ctl` (PG_BIN, pg_config, PATH, /usr/lib/postgresql).
+//! - [`cluster`]: the embedded cluster under `.pgcalm/` (initdb, start, stop, crash recovery).
+//! - [`target`]: a typed connection target (embedded or `DATABASE_URL`) whose display form
+//!   masks the password, and connections that surface server notices.
+//! - [`catalog`]: every query against `pg_catalog` / `pg_stat_*` (table description,
+//!   index-build progress, activity and lock waits).
+//!
+//! Architecture invariant: this crate never prints; it returns typed values and
+//! [`PgError`]s whose messages name the fix.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pgcalm_pg::PgError> {
+//! use pgcalm_pg::{Cluster, ClusterOptions, Target};
+//! let cluster = Cluster::new(".pgcalm");
+//! cluster.start(None, &ClusterOptions::default())?;
+//! let target = Target::embedded(cluster.port().unwrap(), "risky_migrations");
+//! target.ensure_database().await?;
+//! let client = target.connect().await?;
+//! let report = pgcalm_pg::catalog::describe_table(&client, "large_email", true).await?;
+//! println!("{} columns", report.columns.len());
+//! # Ok(()) }
+//! ```
+
+pub mod binaries;
+pub mod catalog;
+pub mod cluster;
+pub mod error;
+pub mod target;
+
+pub use binaries::PgBinaries;
+pub use cluster::{Cluster, ClusterOptions, ClusterStatus, CrashRecovery, StartOutcome};
+pub use error::PgError;
+pub use target::{DEFAULT_DATABASE, Origin, Target, quote_ident};

@@ -1,0 +1,154 @@
+//! pgcalm-testkit: a real, throwaway PostgreSQL for tests.
+//!
+//! Owns: one embedded cluster per test binary (own temp dir, own loopback port,
+//! durability off), started on first use and stopped when the process exits, even after
+//! a panicking test, and a fresh database per test so tests run in parallel.
+//!
+//! A watchdog process also stops the server and deletes the directory if the test
+//! binary is killed outright (`kill -9`, timeouts), so no cluster outlives its tests.
+//!
+//! ```no_run
+//! # async fn t() {
+//! let db = pgcalm_testkit::TestDb::new().await;
+//! let client = db.client().await;
+//! client.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pgcalm_pg::{Cluster, ClusterOptions, StartOutcome, Target};
+use tokio_postgres::Client;
+
+/// The per-binary cluster.
+pub struct TestCluster {
+    cluster: Cluster,
+    port: u16,
+    dir: PathBuf,
+}
+
+static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(1);
+
+impl TestCluster {
+    /// The shared cluster of this test binary, started on first call.
+    pub fn get() -> &'static TestCluster {
+        CLUSTER.get_or_init(Self::start)
+    }
+
+    fn start() -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgcalm-test-")
+            .tempdir()
+            .expect("creating a temp dir for the test cluster")
+            .keep();
+        let cluster = Cluster::new(dir.join("cluster"));
+        let outcome = cluster
+            .start(None, &ClusterOptions::throwaway())
+            .unwrap_or_else(|e| panic!("starting the test cluster failed: {e}"));
+        let StartOutcome::Started { port, pid, .. } = outcome else {
+            panic!("fresh test cluster reported as already running");
+        };
+        spawn_watchdog(&dir, pid);
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_at_exit) };
+        TestCluster { cluster, port, dir }
+    }
+
+    /// The cluster handle (for tests of stop/start behaviour).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Loopback port of the server.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temp dir holding the cluster.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+extern "C" fn stop_at_exit() {
+    if let Some(tc) = CLUSTER.get() {
+        if let Some(pid) = tc.cluster.running_pid() {
+            // SIGQUIT = immediate shutdown: the data is thrown away anyway.
+            // SAFETY: kill(2) on the postmaster we started.
+            unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
+            for _ in 0..200 {
+                if tc.cluster.running_pid().is_none() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tc.dir);
+    }
+}
+
+/// A shell loop that outlives a killed test binary just long enough to clean up.
+fn spawn_watchdog(dir: &Path, postmaster: u32) {
+    let parent = std::process::id();
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; \
+         kill -QUIT {postmaster} 2>/dev/null; sleep 1; rm -rf '{}'",
+        dir.display()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// A fresh, empty database on the per-binary cluster.
+pub struct TestDb {
+    target: Target,
+}
+
+impl TestDb {
+    /// Creates a new database named after this process and a counter.
+    pub async fn new() -> TestDb {
+        let tc = TestCluster::get();
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        let target = Target::embedded(tc.port, &name);
+        target
+            .ensure_database()
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        TestDb { target }
+    }
+
+    /// Connection target of this database.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        self.target.dbname()
+    }
+
+    /// A URL for `DATABASE_URL` (no password: the test cluster uses trust auth).
+    pub fn url(&self) -> String {
+        self.target.masked_url()
+    }
+
+    /// A new connection.
+    pub async fn client(&self) -> Client {
+        self.target
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.name()))
+    }
+}
