@@ -1,1 +1,78 @@
-fn main(){}
+//! pgcalm: zero-downtime PostgreSQL schema changes, proven live.
+//!
+//! This binary is deliberately thin: it parses flags (each command's flags live beside
+//! it in `cmd/<name>.rs`), resolves configuration (`context`), calls a library crate,
+//! and renders the result (`render`). Errors become `error: ...` lines and exit code 1.
+
+mod cmd;
+mod context;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::{Context, GlobalArgs};
+
+/// Zero-downtime PostgreSQL schema changes: run migrations safely, catch risky ones,
+/// and measure downtime live.
+#[derive(Debug, Parser)]
+#[command(name = "pgcalm", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the embedded PostgreSQL (or check DATABASE_URL), create the database and
+    /// apply migrations up to the configured start point.
+    Up(cmd::up::Args),
+    /// Stop the embedded PostgreSQL; --volumes also deletes its data.
+    Down(cmd::down::Args),
+    /// Where the database is, whether it runs, its version and the migration state.
+    Status(cmd::status::Args),
+    /// Open psql on the current database (extra arguments go to psql).
+    Psql(cmd::psql::Args),
+    /// Show the embedded server's log.
+    Logs(cmd::logs::Args),
+    /// Describe a table: columns, indexes (and validity), constraints, rows, size.
+    Inspect(cmd::inspect::Args),
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(a) => cmd::up::run(ctx, a).await,
+        Command::Down(a) => cmd::down::run(ctx, a).await,
+        Command::Status(a) => cmd::status::run(ctx, a).await,
+        Command::Psql(a) => cmd::psql::run(ctx, a).await,
+        Command::Logs(a) => cmd::logs::run(ctx, a).await,
+        Command::Inspect(a) => cmd::inspect::run(ctx, a).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PGCALM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = Context::load(cli.global).and_then(|ctx| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(dispatch(&ctx, cli.command))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            render::error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Finding the PostgreSQL server binaries (`initdb`, `pg_ctl`, `postgres`).
 //!
-//! Search order (DESIGN.md): `PG_BIN`, `pg_config --bindir`, `PATH`, then
+//! Search order (DESIGN.md): `PG_BIN` (alone, when set), `pg_config --bindir`, `PATH`, then
 //! `/usr/lib/postgresql/*/bin` newest major first. The first directory holding both
 //! `initdb` and `pg_ctl` wins.
 
@@ -82,8 +82,10 @@ pub fn parse_major(version: &str) -> Option<u32> {
 
 fn candidate_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
+    // An explicit PG_BIN is the only place looked at: silently using other binaries
+    // than the ones asked for would hide a typo.
     if let Some(dir) = std::env::var_os("PG_BIN") {
-        dirs.push(PathBuf::from(dir));
+        return vec![PathBuf::from(dir)];
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
         && out.status.success()

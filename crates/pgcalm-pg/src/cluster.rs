@@ -220,9 +220,8 @@ impl Cluster {
             });
         }
         let recovered = self.recover_from_crash();
-        let server_opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-        );
+        let server_opts =
+            format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
         let data = self.data_dir();
         let log = self.log_path();
         let out = run_pg(
@@ -238,11 +237,17 @@ impl Cluster {
             return Err(PgError::Command {
                 step: "pg_ctl start".into(),
                 status: out.status.to_string(),
-                output: format!("{}\n--- last lines of {} ---\n{}", output_text(&out), log.display(), tail(&log, 15)),
+                output: format!(
+                    "{}\n--- last lines of {} ---\n{}",
+                    output_text(&out),
+                    log.display(),
+                    tail(&log, 15)
+                ),
                 hint: String::new(),
             });
         }
         let pid = self.wait_for_pid()?;
+        self.remember_port(port)?;
         Ok(StartOutcome::Started {
             pid,
             port,
@@ -291,10 +296,16 @@ impl Cluster {
         let data = self.data_dir();
         let out = run_pg(
             running_as_root(),
-            Command::new(bins.bin("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
+            Command::new(bins.bin("initdb")).arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]),
         )?;
         if !out.status.success() {
             return Err(PgError::Command {
@@ -323,21 +334,28 @@ impl Cluster {
             push(k, v);
         }
         let conf_path = data.join("postgresql.conf");
-        let mut text = fs::read_to_string(&conf_path).map_err(PgError::io("reading", &conf_path))?;
+        let mut text =
+            fs::read_to_string(&conf_path).map_err(PgError::io("reading", &conf_path))?;
         text.push_str(&conf);
         fs::write(&conf_path, text).map_err(PgError::io("writing", &conf_path))?;
         Ok(())
     }
 
+    /// The port to start on: the requested one, else the remembered one, else a free one.
     fn choose_port(&self, requested: Option<u16>) -> Result<u16, PgError> {
-        let port = match (requested, self.port()) {
-            (Some(p), _) => p,
-            (None, Some(p)) => return Ok(p),
-            (None, None) => free_loopback_port()?,
-        };
+        match (requested, self.port()) {
+            (Some(p), _) | (None, Some(p)) => Ok(p),
+            (None, None) => free_loopback_port(),
+        }
+    }
+
+    /// Remembers the port, once a server has really started on it.
+    fn remember_port(&self, port: u16) -> Result<(), PgError> {
+        if self.port() == Some(port) {
+            return Ok(());
+        }
         let path = self.state_path();
-        fs::write(&path, format!("port={port}\n")).map_err(PgError::io("writing", &path))?;
-        Ok(port)
+        fs::write(&path, format!("port={port}\n")).map_err(PgError::io("writing", &path))
     }
 
     /// Removes what a killed server left behind: orphaned backends that still hold the
@@ -426,7 +444,10 @@ fn run_pg(as_postgres: bool, cmd: &mut Command) -> Result<Output, PgError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut actual = if as_postgres {
         let mut wrapped = Command::new("runuser");
-        wrapped.args(["-u", "postgres", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+        wrapped
+            .args(["-u", "postgres", "--"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
         wrapped
     } else {
         let mut same = Command::new(cmd.get_program());

@@ -131,7 +131,9 @@ pub enum PgError {
     },
 
     /// The table asked for does not exist.
-    #[error("table {0} does not exist\n  fix: check the name (schema-qualify it if it is not on the search_path)")]
+    #[error(
+        "table {0} does not exist\n  fix: check the name (schema-qualify it if it is not on the search_path)"
+    )]
     NoSuchTable(String),
 }
 
@@ -143,7 +145,10 @@ impl PgError {
     }
 
     /// Wraps an I/O error with the action and path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| PgError::Io {
             action,

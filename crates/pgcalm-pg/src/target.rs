@@ -194,7 +194,10 @@ impl Target {
     pub async fn ensure_database(&self) -> Result<bool, PgError> {
         let admin = self.with_dbname("postgres").connect().await?;
         let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&self.dbname()])
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&self.dbname()],
+            )
             .await
             .map_err(PgError::query("checking whether the database exists"))?
             .is_some();
@@ -204,7 +207,10 @@ impl Target {
         admin
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(self.dbname())))
             .await
-            .map_err(PgError::query(format!("creating database {}", self.dbname())))?;
+            .map_err(PgError::query(format!(
+                "creating database {}",
+                self.dbname()
+            )))?;
         Ok(true)
     }
 
@@ -248,7 +254,10 @@ mod tests {
     fn masks_password_in_urls() {
         let t = Target::from_url("postgres://app:s3cret@db.example:6543/shop").unwrap();
         assert_eq!(t.masked_url(), "postgresql://app:****@db.example:6543/shop");
-        assert!(!format!("{t:?}").contains("s3cret"), "Debug must not leak the password");
+        assert!(
+            !format!("{t:?}").contains("s3cret"),
+            "Debug must not leak the password"
+        );
         let kv = Target::from_url("host=h user=u password=pw dbname=d").unwrap();
         assert_eq!(kv.masked_url(), "postgresql://u:****@h:5432/d");
         assert!(!kv.masked_url().contains("pw"));
@@ -258,7 +267,10 @@ mod tests {
     fn defaults_database_name() {
         let t = Target::from_url("postgres://u@h").unwrap();
         assert_eq!(t.dbname(), DEFAULT_DATABASE);
-        assert_eq!(Target::embedded(5555, "x").masked_url(), "postgresql://postgres@127.0.0.1:5555/x");
+        assert_eq!(
+            Target::embedded(5555, "x").masked_url(),
+            "postgresql://postgres@127.0.0.1:5555/x"
+        );
     }
 
     #[test]

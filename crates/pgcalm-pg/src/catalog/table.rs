@@ -110,7 +110,11 @@ pub async fn server_version(client: &Client) -> Result<String, PgError> {
 
 /// Describes `table` (optionally schema-qualified). `exact` counts rows with
 /// `count(*)`, otherwise the planner's estimate is used.
-pub async fn describe_table(client: &Client, table: &str, exact: bool) -> Result<TableReport, PgError> {
+pub async fn describe_table(
+    client: &Client,
+    table: &str,
+    exact: bool,
+) -> Result<TableReport, PgError> {
     let row = client
         .query_opt(
             "SELECT c.oid, n.nspname, c.relname, c.reltuples::bigint,

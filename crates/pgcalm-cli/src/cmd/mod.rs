@@ -1,0 +1,8 @@
+//! One module per command: its flags (`Args`) and its `run` function.
+
+pub mod down;
+pub mod inspect;
+pub mod logs;
+pub mod psql;
+pub mod status;
+pub mod up;

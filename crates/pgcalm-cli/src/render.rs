@@ -1,0 +1,117 @@
+//! Shared rendering: errors, psql-style tables, human sizes, JSON.
+
+use std::fmt::Write as _;
+
+/// Prints an error and its causes to stderr, one `error:` line plus `caused by:` lines.
+pub fn error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A table in psql's aligned format: centred headers, ` | ` separators, `-+-` rule,
+/// with an optional centred title line above.
+pub fn psql_table(title: Option<&str>, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let total: usize = widths.iter().map(|w| w + 2).sum::<usize>() + widths.len().saturating_sub(1);
+    let mut out = String::new();
+    if let Some(title) = title {
+        let pad = total.saturating_sub(title.chars().count()) / 2;
+        let _ = writeln!(out, "{}{title}", " ".repeat(pad));
+    }
+    let line = |cells: Vec<String>| format!(" {} ", cells.join(" | ")).trim_end().to_string();
+    let centred = headers
+        .iter()
+        .zip(&widths)
+        .map(|(h, w)| {
+            let left = (w - h.chars().count()) / 2;
+            format!(
+                "{}{h}{}",
+                " ".repeat(left),
+                " ".repeat(w - h.chars().count() - left)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "{}", line(centred));
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
+    let _ = writeln!(out, "{}", rule.join("+"));
+    for row in rows {
+        let cells = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        let _ = writeln!(out, "{}", line(cells));
+    }
+    out
+}
+
+/// Bytes as pg_size_pretty prints them (bytes, kB, MB, GB, TB; 1024-based).
+pub fn size(bytes: i64) -> String {
+    let units = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value.abs() >= 10.0 * 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", value.round() as i64, units[unit])
+}
+
+/// An integer with thousands separators: 10000000 -> 10,000,000.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_psql_style_tables() {
+        let t = psql_table(
+            Some("Table \"public.t\""),
+            &["Column", "Type"],
+            &[
+                vec!["id".into(), "bigint".into()],
+                vec!["email".into(), "text".into()],
+            ],
+        );
+        insta::assert_snapshot!(t, @r#"
+        Table "public.t"
+         Column |  Type
+        --------+--------
+         id     | bigint
+         email  | text
+        "#);
+    }
+
+    #[test]
+    fn formats_numbers_and_sizes() {
+        assert_eq!(thousands(10_000_000), "10,000,000");
+        assert_eq!(thousands(-1234), "-1,234");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(size(8192), "8192 bytes");
+        assert_eq!(size(651 * 1024 * 1024), "651 MB");
+    }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# pgcalm's developer entry points. Each does all the set-up it needs.
+#   ./dev.sh demo    build pgcalm and run the main job on the embedded PostgreSQL
+#   ./dev.sh test    run the whole test suite against real PostgreSQL
+#   ./dev.sh setup   only install the prerequisites (used by the two above and CI)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages pgcalm needs: libclang-dev (pg_query's build), the PostgreSQL server
+# binaries (embedded cluster and tests) and its client (pgcalm psql).
+PACKAGES=(libclang-dev postgresql postgresql-client)
+
+need_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # Any installed server major will do (pgcalm searches /usr/lib/postgresql/*/bin).
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    local keep=()
+    for p in "${missing[@]}"; do [[ $p == postgresql ]] || keep+=("$p"); done
+    missing=("${keep[@]}")
+  fi
+  echo "${missing[@]}"
+}
+
+setup() {
+  local missing
+  missing=$(need_packages)
+  if [[ -n $missing ]]; then
+    if [[ $(id -u) == 0 ]]; then
+      echo "==> installing: $missing"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+      echo "missing packages: $missing" >&2
+      echo "run: sudo apt-get update && sudo apt-get install -y $missing" >&2
+      exit 1
+    fi
+  fi
+  command -v cargo >/dev/null || {
+    echo "cargo not found: install Rust from https://rustup.rs (rustup default stable)" >&2
+    exit 1
+  }
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo)
+    setup
+    cargo build --release --locked -p pgcalm-cli
+    export PATH="$PWD/target/release:$PATH"
+    pgcalm up
+    pgcalm showmigrations demoapp 2>/dev/null || true
+    pgcalm inspect small_email large_email
+    pgcalm status
+    ;;
+  test)
+    setup
+    cargo test --workspace --locked
+    ;;
+  *)
+    sed -n '2,6p' "$0"
+    exit 2
+    ;;
+esac
