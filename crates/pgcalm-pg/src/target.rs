@@ -54,7 +54,7 @@ impl Target {
             config.dbname(DEFAULT_DATABASE);
         }
         if config.get_user().is_none() {
-            config.user(&std::env::var("USER").unwrap_or_else(|_| "postgres".into()));
+            config.user(std::env::var("USER").unwrap_or_else(|_| "postgres".into()));
         }
         if config.get_application_name().is_none() {
             config.application_name("pgcalm");
