@@ -66,7 +66,13 @@ fn main() -> ExitCode {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(dispatch(&ctx, cli.command))
+        runtime.block_on(async {
+            let result = dispatch(&ctx, cli.command).await;
+            // Dropped clients queue a Terminate message; let their connection tasks send
+            // it, so the server logs a clean disconnect instead of "connection reset".
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            result
+        })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
