@@ -17,18 +17,31 @@ async fn up_with_database_url_creates_the_missing_database_only() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let first = run(&["up"]);
-    assert!(first.contains(&format!("Database {} created", fresh.dbname())), "{first}");
+    assert!(
+        first.contains(&format!("Database {} created", fresh.dbname())),
+        "{first}"
+    );
     assert!(first.contains("external"), "{first}");
     let second = run(&["up"]);
-    assert!(second.contains(&format!("Database {} exists", fresh.dbname())), "{second}");
+    assert!(
+        second.contains(&format!("Database {} exists", fresh.dbname())),
+        "{second}"
+    );
     let status = run(&["status"]);
     assert!(status.contains("Server:   external"), "{status}");
     assert!(status.contains("State:    reachable"), "{status}");
-    assert!(!dir.path().join(".pgcalm").exists(), "no embedded cluster with DATABASE_URL");
+    assert!(
+        !dir.path().join(".pgcalm").exists(),
+        "no embedded cluster with DATABASE_URL"
+    );
     let down = Command::cargo_bin("pgcalm")
         .unwrap()
         .current_dir(dir.path())
@@ -36,6 +49,9 @@ async fn up_with_database_url_creates_the_missing_database_only() {
         .arg("down")
         .output()
         .unwrap();
-    assert!(!down.status.success(), "down must refuse to touch an external server");
+    assert!(
+        !down.status.success(),
+        "down must refuse to touch an external server"
+    );
     assert!(String::from_utf8_lossy(&down.stderr).contains("only stops the embedded one"));
 }
