@@ -1,1 +1,80 @@
-//! placeholder
+//! pgcalm-migrate: plain-SQL migrations, run without downtime.
+//!
+//! Files live in `migrations/<app>/<NNNN>_<name>.sql`, both directions in one file
+//! (the dbmate convention); `transaction:false` is Django's `atomic = False`:
+//!
+//! ```sql
+//! -- migrate:up transaction:false
+//! CREATE INDEX CONCURRENTLY large_email_email_idx ON large_email (email);
+//!
+//! -- migrate:down transaction:false
+//! DROP INDEX CONCURRENTLY IF EXISTS large_email_email_idx;
+//! ```
+//!
+//! Owns:
+//! - [`file`]: discovery and parsing; statements split by PostgreSQL's own parser
+//!   (pg_query), each with its file line; malformed files are refused with `path:line`.
+//! - [`statement`]: what a statement needs (no transaction? SHARE UPDATE EXCLUSIVE
+//!   only? index build?), from its parse tree.
+//! - [`plan`]: migration states (`showmigrations`) and plans (forward or back to a
+//!   target, a name prefix, or `zero`).
+//! - [`policy`]: `lock_timeout` (2s), `statement_timeout` (0 for SHARE UPDATE EXCLUSIVE
+//!   statements), jittered exponential backoff for lock-timeout retries.
+//! - [`runner`]: one runner at a time (advisory lock), every statement through one
+//!   function that applies the timeouts, all-or-nothing transactional migrations,
+//!   journaled and resumable no-transaction migrations, invalid-index repair.
+//! - [`journal`]: the `pgcalm.migrations` / `pgcalm.migration_statements` tables.
+//!
+//! Architecture invariant: this crate never prints. It reports through [`Event`]s
+//! and returns [`MigrateError`]s whose messages name the file, the line and the fix.
+//! Catalog SQL (`pg_stat_*`, `pg_locks`) lives in `pgcalm-pg`.
+//!
+//! # Embedding the runner in a service
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pgcalm_migrate::{Event, Goal, Policy, Runner};
+//! use pgcalm_pg::Target;
+//!
+//! # async fn deploy() -> Result<(), Box<dyn std::error::Error>> {
+//! let target = Target::from_url(&std::env::var("DATABASE_URL")?)?;
+//! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+//! let runner = Runner::new(target, "migrations")
+//!     .with_policy(Policy {
+//!         lock_timeout: Duration::from_secs(1),
+//!         wait_for_lock: Some(Duration::from_secs(60)), // another replica may be migrating
+//!         ..Policy::default()
+//!     })
+//!     .on_event(move |e| {
+//!         let _ = tx.send(e.clone());
+//!     });
+//! // Log progress while the migration runs (the callback never blocks the runner).
+//! let logger = tokio::spawn(async move {
+//!     while let Some(event) = rx.recv().await {
+//!         if let Event::MigrationFinished { app, name, duration, .. } = &event {
+//!             eprintln!("applied {app}.{name} in {:.1}s", duration.as_secs_f64());
+//!         }
+//!     }
+//! });
+//! let report = runner.migrate(&Goal::All(vec![])).await?;
+//! drop(runner); // closes the channel, ends the logger
+//! logger.await?;
+//! println!("{} migrations applied", report.ran.len());
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod event;
+pub mod file;
+pub mod journal;
+pub mod plan;
+pub mod policy;
+pub mod runner;
+pub mod statement;
+
+pub use error::{FileError, FileErrorKind, MigrateError, StatementFailure};
+pub use event::{Event, Notice, PlannedStep, StatementRef, describe_session};
+pub use file::{Direction, MigrationFile, MigrationSet, Section, Statement, parse_file};
+pub use plan::{Goal, MigrationStatus, Operation, Plan, State, Step};
+pub use policy::{Policy, Setting, parse_duration};
+pub use runner::{RUNNER_LOCK_KEY, Report, Runner, migrate_to_start_point};

@@ -1,8 +1,16 @@
 //! Catalog queries. Architecture invariant: this module is the only place in pgcalm that
 //! writes SQL against `pg_catalog` / `pg_stat_*`; every other crate calls these functions.
 
+pub mod activity;
+pub mod progress;
 pub mod table;
 
+pub use activity::{
+    SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, relation_exists, session,
+};
+pub use progress::{
+    IndexBuildProgress, IndexState, index_build_progress, index_builds, index_state,
+};
 pub use table::{
     ColumnInfo, ConstraintInfo, IndexInfo, RowCount, TableReport, describe_table, server_version,
 };

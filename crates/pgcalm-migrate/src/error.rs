@@ -1,0 +1,361 @@
+//! Typed errors. Every message names the file and line it is about and says what to do
+//! next; none contains a password (connection errors come from `pgcalm-pg`, which masks it).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pgcalm_pg::PgError;
+use pgcalm_pg::catalog::SessionInfo;
+
+/// A migration file that cannot be used, found before anything runs.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{}:{line}{}: {kind}", path.display(), column.map(|c| format!(":{c}")).unwrap_or_default())]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong, and the fix.
+    pub kind: FileErrorKind,
+}
+
+/// What is wrong with a migration file.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FileErrorKind {
+    /// No `-- migrate:up` line.
+    #[error(
+        "no `-- migrate:up` line, so pgcalm cannot tell which SQL applies the migration\n  \
+         fix: put `-- migrate:up` above the SQL that applies it and `-- migrate:down` above \
+         the SQL that reverts it"
+    )]
+    MissingUp,
+    /// A directive appears twice.
+    #[error(
+        "second `-- migrate:{section}` line (the first is on line {first_line})\n  fix: keep one `-- migrate:{section}` section per file"
+    )]
+    DuplicateSection {
+        /// `up` or `down`.
+        section: &'static str,
+        /// Where the first one is.
+        first_line: usize,
+    },
+    /// An option on a directive line pgcalm does not know.
+    #[error(
+        "unknown option `{option}` on the `-- migrate:{section}` line\n  fix: the only option is `transaction:false` (or `transaction:true`, the default)"
+    )]
+    UnknownOption {
+        /// `up` or `down`.
+        section: &'static str,
+        /// The option as written.
+        option: String,
+    },
+    /// `-- migrate:something` that is neither up nor down.
+    #[error(
+        "unknown directive `-- {directive}`\n  fix: the directives are `-- migrate:up` and `-- migrate:down`"
+    )]
+    UnknownDirective {
+        /// The directive as written.
+        directive: String,
+    },
+    /// SQL before the first directive, which would never run.
+    #[error(
+        "SQL before the `-- migrate:up` line would never run\n  fix: move it below `-- migrate:up` (or `-- migrate:down`), or make it a `--` comment"
+    )]
+    SqlBeforeUp,
+    /// The up section has no statement.
+    #[error(
+        "the `-- migrate:up` section has no SQL statement\n  fix: add the statements that apply the migration below `-- migrate:up`"
+    )]
+    EmptyUp,
+    /// The file name is not `<NNNN>_<name>.sql`.
+    #[error(
+        "file name `{file_name}` does not start with a migration number\n  fix: rename it to `<NNNN>_<name>.sql`, e.g. `0003_add_users.sql`; numbers order the migrations of an app"
+    )]
+    BadFileName {
+        /// The name as found.
+        file_name: String,
+    },
+    /// Two files of one app carry the same number.
+    #[error("migration number {number} is used twice in app `{app}`: also by {}\n  fix: renumber one of them; numbers order the migrations of an app", other.display())]
+    DuplicateNumber {
+        /// The app.
+        app: String,
+        /// The number.
+        number: u32,
+        /// The other file.
+        other: PathBuf,
+    },
+    /// PostgreSQL's grammar rejects a statement.
+    #[error(
+        "SQL syntax error: {message}\n  {excerpt}\n  fix: correct the statement; pgcalm checks every file with PostgreSQL's own parser before running anything"
+    )]
+    Syntax {
+        /// The parser's message (`syntax error at or near "TABEL"`).
+        message: String,
+        /// The line of the statement with a caret under the position.
+        excerpt: String,
+    },
+    /// A statement that cannot run inside a transaction block, in a transactional section.
+    #[error(
+        "{statement} cannot run inside a transaction, and this `-- migrate:{section}` section \
+         (line {section_line}) runs in one; PostgreSQL would reject it with \"cannot run inside \
+         a transaction block\" (25001)\n  fix: make the section non-transactional: \
+         `-- migrate:{section} transaction:false` on line {section_line}, and keep the \
+         statements that need a transaction in another migration"
+    )]
+    NeedsNoTransaction {
+        /// e.g. `CREATE INDEX CONCURRENTLY`.
+        statement: String,
+        /// `up` or `down`.
+        section: &'static str,
+        /// Line of the directive.
+        section_line: usize,
+    },
+    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT in a migration.
+    #[error(
+        "`{statement}` in a migration: pgcalm manages transactions itself (a section runs in \
+         one transaction, or with `transaction:false` each statement commits on its own)\n  \
+         fix: remove it; use `transaction:false` for statements that must commit separately"
+    )]
+    TransactionControl {
+        /// The statement keyword.
+        statement: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Unreadable(String),
+}
+
+/// Everything that can go wrong while loading, planning or running migrations.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A malformed migration file.
+    #[error(transparent)]
+    File(#[from] FileError),
+
+    /// The migrations directory is missing or unreadable.
+    #[error("cannot read migrations directory {}: {cause}\n  fix: create it (`migrations/<app>/<NNNN>_<name>.sql`) or point pgcalm at it with --migrations-dir / PGCALM_MIGRATIONS_DIR", dir.display())]
+    NoMigrationsDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        cause: String,
+    },
+
+    /// An app name given on the command line has no folder.
+    #[error("no app named `{app}` in {}; apps: {known}\n  fix: use one of those names, or create {}/{app}/", dir.display(), dir.display())]
+    UnknownApp {
+        /// What was asked for.
+        app: String,
+        /// The migrations directory.
+        dir: PathBuf,
+        /// Known apps, comma-separated.
+        known: String,
+    },
+
+    /// No migration of the app matches the target.
+    #[error(
+        "app `{app}` has no migration matching `{target}`; its migrations: {known}\n  fix: give a number or name prefix of one of them, or `zero` to unapply all"
+    )]
+    UnknownTarget {
+        /// The app.
+        app: String,
+        /// What was asked for.
+        target: String,
+        /// Known names, comma-separated.
+        known: String,
+    },
+
+    /// A prefix matches more than one migration.
+    #[error(
+        "`{target}` matches more than one migration of `{app}`: {matches}\n  fix: give more of the name"
+    )]
+    AmbiguousTarget {
+        /// The app.
+        app: String,
+        /// What was asked for.
+        target: String,
+        /// The matches, comma-separated.
+        matches: String,
+    },
+
+    /// A start-point spec (`app:target`) that does not parse.
+    #[error(
+        "`{spec}` is not an `app:migration` pair\n  fix: write it like `demoapp:0001` (in pgcalm.toml `[up] migrate_to = [\"demoapp:0001\"]`)"
+    )]
+    BadSpec {
+        /// The spec.
+        spec: String,
+    },
+
+    /// An applied migration's file was edited afterwards.
+    #[error(
+        "{} was changed after it was applied (recorded checksum {recorded}, file now {actual}): \
+         the database no longer matches the file\n  fix: restore the file as it was applied \
+         (e.g. `git checkout -- {}`), and put the change in a new migration",
+        path.display(), path.display()
+    )]
+    ChecksumMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Short checksum recorded when applied.
+        recorded: String,
+        /// Short checksum of the file now.
+        actual: String,
+    },
+
+    /// A statement already run by an interrupted no-transaction migration was edited.
+    #[error(
+        "{}:{line}: statement {number} was already run by the interrupted migration, but its text \
+         changed since\n  fix: restore it; only the statements that have not run yet may be \
+         edited before resuming",
+        path.display()
+    )]
+    CompletedStatementChanged {
+        /// The file.
+        path: PathBuf,
+        /// Line of the statement.
+        line: usize,
+        /// 1-based statement number.
+        number: usize,
+    },
+
+    /// The journal lists an applied migration whose file is gone.
+    #[error("{app}.{name} is applied but its file is missing from {}\n  fix: restore the file (its down section is needed to unapply it)", dir.display())]
+    MissingFile {
+        /// The app.
+        app: String,
+        /// The migration name.
+        name: String,
+        /// The app's folder.
+        dir: PathBuf,
+    },
+
+    /// Unapplying a migration without a down section.
+    #[error("{} has no `-- migrate:down` section, so {app}.{name} cannot be unapplied\n  fix: add a `-- migrate:down` section with the SQL that reverts it", path.display())]
+    Irreversible {
+        /// The app.
+        app: String,
+        /// The migration name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A migration was interrupted while being unapplied, and the plan wants to apply it.
+    #[error(
+        "{app}.{name} was being unapplied when the runner stopped ({done} of {total} down \
+         statements done)\n  fix: finish unapplying it first (`pgcalm migrate {app} <the \
+         migration before it>` or `zero`), then migrate forward"
+    )]
+    HalfUnapplied {
+        /// The app.
+        app: String,
+        /// The migration name.
+        name: String,
+        /// Statements done.
+        done: usize,
+        /// Statements in the down section.
+        total: usize,
+    },
+
+    /// Another runner holds the lock and `--wait` ran out.
+    #[error(
+        "another pgcalm migrate holds the migration lock{}; gave up after {:.1}s\n  fix: wait for it \
+         to finish, or raise --wait",
+        holder.as_ref().map(|h| format!(" (pid {}, application {:?})", h.pid, h.application_name)).unwrap_or_default(),
+        waited.as_secs_f64()
+    )]
+    LockBusy {
+        /// The session holding it, if it could be seen.
+        holder: Option<SessionInfo>,
+        /// How long we waited.
+        waited: Duration,
+    },
+
+    /// A statement failed on the server.
+    #[error("{}", format_statement_failure(self))]
+    StatementFailed(Box<StatementFailure>),
+
+    /// An index the migration creates is being built by another session right now.
+    #[error(
+        "{}:{line}: index {index} is being built right now by another session (pid {pid}); pgcalm \
+         does not touch a build in flight\n  fix: wait for that build to finish (or cancel it with \
+         `SELECT pg_cancel_backend({pid})`), then rerun",
+        path.display()
+    )]
+    IndexBuildInFlight {
+        /// The file.
+        path: PathBuf,
+        /// Line of the statement.
+        line: usize,
+        /// The index.
+        index: String,
+        /// The backend building it.
+        pid: i32,
+    },
+
+    /// Talking to PostgreSQL failed outside a migration statement.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+}
+
+/// Why a statement failed, where it came from, and what state the migration is in now.
+#[derive(Debug)]
+pub struct StatementFailure {
+    /// `app.name` of the migration.
+    pub migration: String,
+    /// The file.
+    pub path: PathBuf,
+    /// File line of the statement (or of the error position inside it).
+    pub line: usize,
+    /// 1-based column of the error position, when the server gave one.
+    pub column: Option<usize>,
+    /// 1-based statement number in its section and the section's size.
+    pub number: usize,
+    /// Statements in the section.
+    pub total: usize,
+    /// The statement, shortened to its first line.
+    pub statement: String,
+    /// SQLSTATE.
+    pub code: String,
+    /// Server message, with DETAIL and HINT when present.
+    pub message: String,
+    /// What happened to the migration (rolled back, k of n done, invalid index left...).
+    pub outcome: String,
+    /// Lock-timeout retries made before giving up (0 for other errors).
+    pub retries: u32,
+    /// The sessions that blocked the last attempt, for lock timeouts.
+    pub blockers: Vec<SessionInfo>,
+}
+
+fn format_statement_failure(e: &MigrateError) -> String {
+    let MigrateError::StatementFailed(f) = e else {
+        return String::new();
+    };
+    let col = f.column.map(|c| format!(":{c}")).unwrap_or_default();
+    let mut s = format!(
+        "{}:{}{col}: statement {} of {} of {} failed: {}\n  statement: {}\n  SQLSTATE {}",
+        f.path.display(),
+        f.line,
+        f.number,
+        f.total,
+        f.migration,
+        f.message,
+        f.statement,
+        f.code
+    );
+    if f.retries > 0 {
+        s.push_str(&format!(" after {} lock-timeout retries", f.retries));
+    }
+    for b in &f.blockers {
+        s.push_str(&format!(
+            "\n  blocked by {}",
+            crate::event::describe_session(b)
+        ));
+    }
+    s.push_str(&format!("\n  {}", f.outcome));
+    s
+}

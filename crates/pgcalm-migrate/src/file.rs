@@ -1,0 +1,624 @@
+//! Migration files: discovery (`migrations/<app>/<NNNN>_<name>.sql`), the dbmate-style
+//! sections (`-- migrate:up [transaction:false]` / `-- migrate:down ...`), and statement
+//! splitting with PostgreSQL's own parser, keeping each statement's file line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{FileError, FileErrorKind, MigrateError};
+use crate::statement::{StatementKind, classify};
+
+/// Which way a migration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Apply (`-- migrate:up`).
+    Up,
+    /// Unapply (`-- migrate:down`).
+    Down,
+}
+
+impl Direction {
+    /// `up` / `down`, as in the file and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One SQL statement of a section, as it will be sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    /// 0-based position in its section.
+    pub index: usize,
+    /// The statement text, without the trailing semicolon.
+    pub sql: String,
+    /// 1-based file line of its first keyword.
+    pub line: usize,
+    /// Byte offset of its first keyword in the file.
+    pub offset: usize,
+    /// What it is and which locks and timeouts it needs.
+    pub kind: StatementKind,
+    /// SHA-256 of the text (hex): lets an interrupted migration check that the statements
+    /// it already ran were not edited before it resumes.
+    pub checksum: String,
+}
+
+impl Statement {
+    /// The first line of the statement, shortened, for messages.
+    pub fn summary(&self) -> String {
+        let first = self.sql.lines().next().unwrap_or("").trim();
+        let mut s: String = first.chars().take(100).collect();
+        if s.len() < first.len() || self.sql.lines().nth(1).is_some() {
+            s.push_str(" ...");
+        }
+        s
+    }
+
+    /// File line and 1-based column of a character position (1-based, as PostgreSQL
+    /// reports it in `ERROR ... at character N`) inside this statement.
+    pub fn position_in_file(&self, source: &str, char_pos: usize) -> (usize, usize) {
+        let byte = self
+            .sql
+            .char_indices()
+            .nth(char_pos.saturating_sub(1))
+            .map(|(b, _)| b)
+            .unwrap_or(self.sql.len());
+        line_col(source, self.offset + byte)
+    }
+}
+
+/// One direction of a migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    /// Up or down.
+    pub direction: Direction,
+    /// False for `transaction:false`: each statement commits on its own.
+    pub transaction: bool,
+    /// 1-based line of the `-- migrate:...` directive.
+    pub line: usize,
+    /// The statements, in order.
+    pub statements: Vec<Statement>,
+}
+
+/// A parsed migration file.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationFile {
+    /// App (the folder name).
+    pub app: String,
+    /// The number that orders it within the app.
+    pub number: u32,
+    /// File stem, e.g. `0002_add_email_index_concurrently`.
+    pub name: String,
+    /// Path of the file.
+    pub path: PathBuf,
+    /// The up section.
+    pub up: Section,
+    /// The down section; `None` makes the migration irreversible.
+    pub down: Option<Section>,
+    /// SHA-256 (hex) of what was applied: the up section's directive and SQL. The down
+    /// section may be corrected after applying without invalidating the record.
+    pub checksum: String,
+    /// The whole file, for mapping positions to lines.
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl MigrationFile {
+    /// `app.name`.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.app, self.name)
+    }
+
+    /// The section for a direction.
+    pub fn section(&self, direction: Direction) -> Option<&Section> {
+        match direction {
+            Direction::Up => Some(&self.up),
+            Direction::Down => self.down.as_ref(),
+        }
+    }
+}
+
+/// The migrations found under a directory, by app, each app's files in number order.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationSet {
+    /// The directory they came from.
+    pub dir: PathBuf,
+    /// App name -> its migrations, ordered by number.
+    pub apps: BTreeMap<String, Vec<MigrationFile>>,
+}
+
+impl MigrationSet {
+    /// Reads and checks every file under `dir` (one folder per app). Any malformed file
+    /// is an error, so nothing runs from a directory pgcalm does not fully understand.
+    pub fn load(dir: impl AsRef<Path>) -> Result<MigrationSet, MigrateError> {
+        let dir = dir.as_ref().to_path_buf();
+        let entries = std::fs::read_dir(&dir).map_err(|e| MigrateError::NoMigrationsDir {
+            dir: dir.clone(),
+            cause: e.to_string(),
+        })?;
+        let mut apps = BTreeMap::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| MigrateError::NoMigrationsDir {
+                dir: dir.clone(),
+                cause: e.to_string(),
+            })?;
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let Some(app) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if app.starts_with('.') {
+                continue;
+            }
+            apps.insert(app.clone(), load_app(&app, &path)?);
+        }
+        Ok(MigrationSet { dir, apps })
+    }
+
+    /// The migrations of one app.
+    pub fn app(&self, app: &str) -> Result<&[MigrationFile], MigrateError> {
+        self.apps
+            .get(app)
+            .map(Vec::as_slice)
+            .ok_or_else(|| MigrateError::UnknownApp {
+                app: app.to_string(),
+                dir: self.dir.clone(),
+                known: self.apps.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Looks a migration up by app and exact name.
+    pub fn get(&self, app: &str, name: &str) -> Option<&MigrationFile> {
+        self.apps.get(app)?.iter().find(|m| m.name == name)
+    }
+
+    /// Resolves a target (`0002`, `0002_add`, the full name) to one migration of `app`.
+    pub fn resolve(&self, app: &str, target: &str) -> Result<&MigrationFile, MigrateError> {
+        let migrations = self.app(app)?;
+        if let Some(exact) = migrations.iter().find(|m| m.name == target) {
+            return Ok(exact);
+        }
+        let matches: Vec<&MigrationFile> = migrations
+            .iter()
+            .filter(|m| m.name.starts_with(target))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(MigrateError::UnknownTarget {
+                app: app.to_string(),
+                target: target.to_string(),
+                known: migrations
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            many => Err(MigrateError::AmbiguousTarget {
+                app: app.to_string(),
+                target: target.to_string(),
+                matches: many
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+fn load_app(app: &str, dir: &Path) -> Result<Vec<MigrationFile>, MigrateError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| MigrateError::NoMigrationsDir {
+        dir: dir.to_path_buf(),
+        cause: e.to_string(),
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    paths.sort();
+    let mut files: Vec<MigrationFile> = Vec::new();
+    for path in paths {
+        let source = std::fs::read_to_string(&path).map_err(|e| FileError {
+            path: path.clone(),
+            line: 1,
+            column: None,
+            kind: FileErrorKind::Unreadable(e.to_string()),
+        })?;
+        let file = parse_file(app, &path, &source)?;
+        if let Some(other) = files.iter().find(|f| f.number == file.number) {
+            return Err(FileError {
+                path: path.clone(),
+                line: 1,
+                column: None,
+                kind: FileErrorKind::DuplicateNumber {
+                    app: app.to_string(),
+                    number: file.number,
+                    other: other.path.clone(),
+                },
+            }
+            .into());
+        }
+        files.push(file);
+    }
+    files.sort_by_key(|f| f.number);
+    Ok(files)
+}
+
+/// Parses one migration file's text. `path` names it in errors and its file name gives
+/// the number and name.
+pub fn parse_file(app: &str, path: &Path, source: &str) -> Result<MigrationFile, FileError> {
+    let err = |line: usize, column: Option<usize>, kind: FileErrorKind| FileError {
+        path: path.to_path_buf(),
+        line,
+        column,
+        kind,
+    };
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("")
+        .to_string();
+    let number = name
+        .split_once('_')
+        .map(|(n, _)| n)
+        .unwrap_or(&name)
+        .parse::<u32>()
+        .ok()
+        .filter(|_| name.as_bytes().first().is_some_and(u8::is_ascii_digit))
+        .ok_or_else(|| {
+            err(
+                1,
+                None,
+                FileErrorKind::BadFileName {
+                    file_name: path
+                        .file_name()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("")
+                        .to_string(),
+                },
+            )
+        })?;
+
+    // Find the directive lines and the byte range each section's SQL covers.
+    struct Directive {
+        direction: Direction,
+        transaction: bool,
+        line: usize,
+        line_start: usize,
+        body_start: usize,
+    }
+    let mut directives: Vec<Directive> = Vec::new();
+    let mut offset = 0;
+    for (i, raw_line) in source.split_inclusive('\n').enumerate() {
+        let line_no = i + 1;
+        let line = raw_line.trim();
+        if let Some(rest) = directive_rest(line) {
+            let word = rest.split_whitespace().next().unwrap_or("");
+            let direction = match word {
+                "up" => Direction::Up,
+                "down" => Direction::Down,
+                _ => {
+                    return Err(err(
+                        line_no,
+                        None,
+                        FileErrorKind::UnknownDirective {
+                            directive: format!("migrate:{word}"),
+                        },
+                    ));
+                }
+            };
+            let options = &rest[word.len()..];
+            let section = direction.as_str();
+            if let Some(first) = directives.iter().find(|d| d.direction == direction) {
+                return Err(err(
+                    line_no,
+                    None,
+                    FileErrorKind::DuplicateSection {
+                        section,
+                        first_line: first.line,
+                    },
+                ));
+            }
+            let mut transaction = true;
+            for option in options.split_whitespace() {
+                match option {
+                    "transaction:false" => transaction = false,
+                    "transaction:true" => transaction = true,
+                    other => {
+                        return Err(err(
+                            line_no,
+                            None,
+                            FileErrorKind::UnknownOption {
+                                section,
+                                option: other.to_string(),
+                            },
+                        ));
+                    }
+                }
+            }
+            directives.push(Directive {
+                direction,
+                transaction,
+                line: line_no,
+                line_start: offset,
+                body_start: offset + raw_line.len(),
+            });
+        }
+        offset += raw_line.len();
+    }
+    let Some(up_idx) = directives.iter().position(|d| d.direction == Direction::Up) else {
+        return Err(err(1, None, FileErrorKind::MissingUp));
+    };
+    // Anything but comments before the first directive would silently never run.
+    let first_start = directives.iter().map(|d| d.line).min().unwrap_or(1);
+    for (i, l) in source.lines().enumerate().take(first_start - 1) {
+        let t = l.trim();
+        if !t.is_empty() && !t.starts_with("--") {
+            return Err(err(i + 1, None, FileErrorKind::SqlBeforeUp));
+        }
+    }
+
+    let mut sections: Vec<Section> = Vec::new();
+    for (i, d) in directives.iter().enumerate() {
+        let end = directives
+            .iter()
+            .map(|o| o.line_start)
+            .filter(|&e| e >= d.body_start)
+            .min()
+            .unwrap_or(source.len());
+        let statements = split_statements(path, source, d.body_start, end)?;
+        let section = Section {
+            direction: d.direction,
+            transaction: d.transaction,
+            line: d.line,
+            statements,
+        };
+        check_section(path, &section)?;
+        if i == up_idx && section.statements.is_empty() {
+            return Err(err(d.line, None, FileErrorKind::EmptyUp));
+        }
+        sections.push(section);
+    }
+    let up = sections
+        .iter()
+        .find(|s| s.direction == Direction::Up)
+        .cloned()
+        .expect("found above");
+    let down = sections
+        .into_iter()
+        .find(|s| s.direction == Direction::Down);
+
+    let mut hasher = Sha256::new();
+    hasher.update(if up.transaction {
+        b"transaction:true\n" as &[u8]
+    } else {
+        b"transaction:false\n"
+    });
+    for s in &up.statements {
+        hasher.update(s.sql.as_bytes());
+        hasher.update(b";\n");
+    }
+    let checksum = hex(&hasher.finalize());
+    Ok(MigrationFile {
+        app: app.to_string(),
+        number,
+        name,
+        path: path.to_path_buf(),
+        up,
+        down,
+        checksum,
+        source: source.to_string(),
+    })
+}
+
+/// `-- migrate:up ...` -> `up ...`.
+fn directive_rest(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("--")?.trim_start();
+    rest.strip_prefix("migrate:").map(str::trim_end)
+}
+
+/// Refuses what cannot work in this section before anything runs.
+fn check_section(path: &Path, section: &Section) -> Result<(), FileError> {
+    for s in &section.statements {
+        let at = |kind| FileError {
+            path: path.to_path_buf(),
+            line: s.line,
+            column: None,
+            kind,
+        };
+        if s.kind.transaction_control {
+            return Err(at(FileErrorKind::TransactionControl {
+                statement: s.kind.label.clone(),
+            }));
+        }
+        if section.transaction && s.kind.needs_no_transaction {
+            return Err(at(FileErrorKind::NeedsNoTransaction {
+                statement: s.kind.label.clone(),
+                section: section.direction.as_str(),
+                section_line: section.line,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Splits `source[start..end]` into statements with PostgreSQL's parser. On a syntax
+/// error, finds the failing statement and the token the parser stopped at.
+fn split_statements(
+    path: &Path,
+    source: &str,
+    start: usize,
+    end: usize,
+) -> Result<Vec<Statement>, FileError> {
+    let text = &source[start..end];
+    let parsed = match pg_query::parse(text, 0) {
+        Ok(p) => p,
+        Err(e) => return Err(locate_syntax_error(path, source, start, end, e)),
+    };
+    let mut statements = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let loc = raw.stmt_location.max(0) as usize;
+        let len = if raw.stmt_len == 0 {
+            text.len() - loc
+        } else {
+            raw.stmt_len as usize
+        };
+        let slice = &text[loc..loc + len];
+        // The parser's location may include leading comments and whitespace.
+        let lead = first_token_offset(slice);
+        let sql = slice[lead..]
+            .trim_end()
+            .trim_end_matches(';')
+            .trim_end()
+            .to_string();
+        if sql.is_empty() {
+            continue;
+        }
+        let offset = start + loc + lead;
+        let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
+        let kind = classify(node);
+        statements.push(Statement {
+            index: statements.len(),
+            line: line_col(source, offset).0,
+            offset,
+            kind,
+            checksum: hex(&Sha256::digest(sql.as_bytes())),
+            sql,
+        });
+    }
+    Ok(statements)
+}
+
+/// Byte offset of the first token that is not a comment (0 if the scan fails).
+fn first_token_offset(sql: &str) -> usize {
+    use pg_query::protobuf::Token;
+    match pg_query::scan(sql) {
+        Ok(r) => r
+            .tokens
+            .iter()
+            .find(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
+            .map(|t| t.start as usize)
+            .unwrap_or(sql.len() - sql.trim_start().len()),
+        Err(_) => sql.len() - sql.trim_start().len(),
+    }
+}
+
+/// pg_query reports a syntax error without its position. The LR parser fails at the
+/// first token it cannot shift, so a prefix of the statement fails at that same token
+/// iff the prefix contains it: binary search over token prefixes finds it.
+fn locate_syntax_error(
+    path: &Path,
+    source: &str,
+    start: usize,
+    end: usize,
+    e: pg_query::Error,
+) -> FileError {
+    use pg_query::protobuf::Token;
+    let message = match &e {
+        pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
+            m.clone()
+        }
+        other => other.to_string(),
+    };
+    let text = &source[start..end];
+    let fail = |line: usize, column: Option<usize>, excerpt: String| FileError {
+        path: path.to_path_buf(),
+        line,
+        column,
+        kind: FileErrorKind::Syntax {
+            message: message.clone(),
+            excerpt,
+        },
+    };
+    let tokens = match pg_query::scan(text) {
+        Ok(r) => r.tokens,
+        Err(_) => {
+            let line = line_col(source, start + (text.len() - text.trim_start().len())).0;
+            return fail(
+                line,
+                None,
+                excerpt_at(source, start + (text.len() - text.trim_start().len())),
+            );
+        }
+    };
+    let fails_within = |upto: usize| -> bool {
+        // Prefix ending after token `upto`; an error "at end of input" means the prefix
+        // is fine so far.
+        let cut = tokens[upto].end as usize;
+        match pg_query::parse(&text[..cut], 0) {
+            Ok(_) => false,
+            Err(err) => !err.to_string().contains("at end of input"),
+        }
+    };
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| {
+            tokens[i].token != Token::SqlComment as i32 && tokens[i].token != Token::CComment as i32
+        })
+        .collect();
+    let (mut lo, mut hi) = (0usize, significant.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fails_within(significant[mid]) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let byte = if lo < significant.len() {
+        start + tokens[significant[lo]].start as usize
+    } else {
+        // "at end of input": point just past the last token.
+        start
+            + significant
+                .last()
+                .map(|&i| tokens[i].end as usize)
+                .unwrap_or(0)
+    };
+    let (line, col) = line_col(source, byte);
+    fail(line, Some(col), excerpt_at(source, byte))
+}
+
+/// The line holding `byte`, with a caret under it.
+fn excerpt_at(source: &str, byte: usize) -> String {
+    let byte = byte.min(source.len());
+    let line_start = source[..byte].rfind('\n').map(|p| p + 1).unwrap_or(0);
+    let line_end = source[byte..]
+        .find('\n')
+        .map(|p| byte + p)
+        .unwrap_or(source.len());
+    let line = &source[line_start..line_end];
+    let col = source[line_start..byte].chars().count();
+    format!("{line}\n  {}^", " ".repeat(col))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_col(source: &str, byte: usize) -> (usize, usize) {
+    let byte = byte.min(source.len());
+    let before = &source[..byte];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|p| p + 1).unwrap_or(0);
+    (line, source[line_start..byte].chars().count() + 1)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

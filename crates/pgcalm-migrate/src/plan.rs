@@ -1,0 +1,519 @@
+//! From files + journal to "what is the state of each migration" (`showmigrations`)
+//! and "what must run, in which order" (`migrate`, `migrate --plan`).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::MigrateError;
+use crate::file::{Direction, MigrationFile, MigrationSet};
+use crate::journal::Entry;
+
+/// The state of one migration, as `showmigrations` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum State {
+    /// `[X]`.
+    Applied,
+    /// `[ ]`.
+    NotApplied,
+    /// `[-]`: a no-transaction migration stopped part way (or is running now).
+    Partial {
+        /// The direction it was running in.
+        direction: Direction,
+        /// Statements completed.
+        done: usize,
+        /// Statements in that section.
+        total: usize,
+        /// The runner's backend, when it is still working on it.
+        running_pid: Option<i32>,
+    },
+    /// `[!]`: the last attempt failed.
+    Failed {
+        /// The direction of the failed attempt.
+        direction: Direction,
+        /// Statements completed (0 for a rolled-back transactional migration).
+        done: usize,
+        /// Statements in that section.
+        total: usize,
+        /// Whether the migration is applied despite the failure (a failed unapply
+        /// of a transactional migration leaves it applied).
+        applied: bool,
+        /// The error and where it happened.
+        error: String,
+        /// File line of the failing statement.
+        line: Option<usize>,
+    },
+}
+
+/// One line of `showmigrations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStatus {
+    /// App.
+    pub app: String,
+    /// Migration name.
+    pub name: String,
+    /// The file, `None` when the journal knows a migration whose file is gone.
+    pub path: Option<std::path::PathBuf>,
+    /// State.
+    #[serde(flatten)]
+    pub state: State,
+    /// When it was applied.
+    pub applied_at: Option<String>,
+    /// How long applying took, in seconds.
+    pub duration_secs: Option<f64>,
+    /// The file's up section changed after it was applied.
+    pub changed_since_applied: bool,
+}
+
+impl MigrationStatus {
+    /// The Django marker: `[X]`, `[ ]`, `[-]` partial, `[!]` failed.
+    pub fn marker(&self) -> &'static str {
+        match &self.state {
+            State::Applied => "[X]",
+            State::NotApplied => "[ ]",
+            State::Partial { .. } => "[-]",
+            State::Failed { .. } => "[!]",
+        }
+    }
+
+    /// Why it is not simply applied / not applied, in words; `None` for the plain states.
+    pub fn explanation(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        match &self.state {
+            State::Applied | State::NotApplied => {}
+            State::Partial {
+                direction,
+                done,
+                total,
+                running_pid,
+            } => {
+                let verb = if *direction == Direction::Up {
+                    "applying"
+                } else {
+                    "unapplying"
+                };
+                parts.push(match running_pid {
+                    Some(pid) => format!(
+                        "{verb} now: {done} of {total} statements done (runner backend pid {pid})"
+                    ),
+                    None => format!(
+                        "partially {}: {done} of {total} statements done; the runner stopped before \
+                         finishing; `pgcalm migrate` resumes at statement {}",
+                        if *direction == Direction::Up { "applied" } else { "unapplied" },
+                        done + 1
+                    ),
+                });
+            }
+            State::Failed {
+                direction,
+                done,
+                total,
+                applied,
+                error,
+                line,
+            } => {
+                let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                let verb = if *direction == Direction::Up {
+                    "apply"
+                } else {
+                    "unapply"
+                };
+                let what = if *applied {
+                    "still applied (rolled back)".to_string()
+                } else if *done == 0 {
+                    "nothing applied".to_string()
+                } else {
+                    format!(
+                        "{done} of {total} statements done; rerun resumes at statement {}",
+                        done + 1
+                    )
+                };
+                let first_line = error.lines().next().unwrap_or(error);
+                parts.push(format!(
+                    "{verb} failed at statement {}{at}: {first_line}; {what}",
+                    done + 1
+                ));
+            }
+        }
+        if self.changed_since_applied {
+            parts.push("file changed since it was applied".into());
+        }
+        if self.path.is_none() {
+            parts.push("file missing".into());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Computes each migration's state from files and journal. `running_pid` says, for a
+/// runner backend pid recorded in the journal, whether it is still the active runner.
+pub fn statuses(
+    set: &MigrationSet,
+    journal: &HashMap<(String, String), Entry>,
+    app: Option<&str>,
+    active_runner: Option<i32>,
+) -> Result<Vec<MigrationStatus>, MigrateError> {
+    let apps: Vec<&String> = match app {
+        Some(a) => {
+            set.app(a)?;
+            set.apps.keys().filter(|k| k.as_str() == a).collect()
+        }
+        None => set.apps.keys().collect(),
+    };
+    let mut out = Vec::new();
+    for app in apps {
+        for file in &set.apps[app] {
+            let entry = journal.get(&(app.clone(), file.name.clone()));
+            out.push(status_of(app, &file.name, Some(file), entry, active_runner));
+        }
+        let mut orphans: Vec<&Entry> = journal
+            .values()
+            .filter(|e| {
+                &e.app == app && e.state != "not_applied" && set.get(app, &e.name).is_none()
+            })
+            .collect();
+        orphans.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in orphans {
+            out.push(status_of(app, &e.name, None, Some(e), active_runner));
+        }
+    }
+    Ok(out)
+}
+
+fn status_of(
+    app: &str,
+    name: &str,
+    file: Option<&MigrationFile>,
+    entry: Option<&Entry>,
+    active_runner: Option<i32>,
+) -> MigrationStatus {
+    let state = match entry {
+        None => State::NotApplied,
+        Some(e) => {
+            let running = e.state.strip_prefix("running_").map(|d| {
+                if d == "up" {
+                    Direction::Up
+                } else {
+                    Direction::Down
+                }
+            });
+            let error_direction = e.error_direction.as_deref().map(|d| {
+                if d == "up" {
+                    Direction::Up
+                } else {
+                    Direction::Down
+                }
+            });
+            match (&e.error, running) {
+                (Some(error), _) => State::Failed {
+                    direction: error_direction.unwrap_or(Direction::Up),
+                    done: if running.is_some() {
+                        e.done_prefix()
+                    } else {
+                        0
+                    },
+                    total: e.statements_total,
+                    applied: e.state == "applied",
+                    error: error.clone(),
+                    line: e.error_line.map(|l| l as usize),
+                },
+                (None, Some(direction)) => State::Partial {
+                    direction,
+                    done: e.done_prefix(),
+                    total: e.statements_total,
+                    running_pid: e.runner_pid.filter(|p| Some(*p) == active_runner),
+                },
+                (None, None) if e.state == "applied" => State::Applied,
+                (None, None) => State::NotApplied,
+            }
+        }
+    };
+    MigrationStatus {
+        app: app.to_string(),
+        name: name.to_string(),
+        path: file.map(|f| f.path.clone()),
+        changed_since_applied: matches!(
+            (file, entry),
+            (Some(f), Some(e)) if e.state == "applied" && e.checksum != f.checksum
+        ),
+        applied_at: entry.and_then(|e| e.applied_at.clone()),
+        duration_secs: entry
+            .and_then(|e| e.duration_ms)
+            .map(|ms| ms as f64 / 1000.0),
+        state,
+    }
+}
+
+/// What the user asked for, as Django's "Operations to perform" puts it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum Operation {
+    /// `Apply all migrations: a, b`.
+    ApplyAll {
+        /// The apps.
+        apps: Vec<String>,
+    },
+    /// `Target specific migration: NAME, from APP`.
+    Target {
+        /// App.
+        app: String,
+        /// Resolved migration name.
+        name: String,
+    },
+    /// `Unapply all migrations: APP`.
+    UnapplyAll {
+        /// App.
+        app: String,
+    },
+}
+
+/// One migration to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The migration.
+    pub file: MigrationFile,
+    /// Apply or unapply.
+    pub direction: Direction,
+    /// Statements of an interrupted run to skip (already done).
+    pub resume_from: usize,
+}
+
+impl Step {
+    /// The section that runs.
+    pub fn section(&self) -> &crate::file::Section {
+        self.file
+            .section(self.direction)
+            .expect("plan only holds runnable sections")
+    }
+}
+
+/// What `migrate` will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// What was asked.
+    pub operation: Operation,
+    /// The migrations to run, in order.
+    pub steps: Vec<Step>,
+}
+
+/// What to migrate to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Goal {
+    /// Everything (optionally only these apps).
+    All(Vec<String>),
+    /// Forward or back to a migration of an app (a prefix of its name), or `zero`.
+    To {
+        /// App.
+        app: String,
+        /// Name prefix or `zero`.
+        target: String,
+    },
+    /// Forward only, up to and including a migration: never unapplies anything. What
+    /// `pgcalm up` uses for its start point.
+    ForwardTo {
+        /// App.
+        app: String,
+        /// Name prefix.
+        target: String,
+    },
+}
+
+fn is_applied(journal: &HashMap<(String, String), Entry>, f: &MigrationFile) -> bool {
+    journal
+        .get(&(f.app.clone(), f.name.clone()))
+        .is_some_and(|e| e.state == "applied")
+}
+
+/// Builds the plan, checking on the way that applied files did not change and that
+/// interrupted migrations can continue.
+pub fn plan(
+    set: &MigrationSet,
+    journal: &HashMap<(String, String), Entry>,
+    goal: &Goal,
+) -> Result<Plan, MigrateError> {
+    let mut steps = Vec::new();
+    let operation;
+    match goal {
+        Goal::All(apps) => {
+            let apps: Vec<String> = if apps.is_empty() {
+                set.apps.keys().cloned().collect()
+            } else {
+                apps.clone()
+            };
+            for app in &apps {
+                for f in set.app(app)? {
+                    if !is_applied(journal, f) {
+                        steps.push(forward_step(journal, f)?);
+                    }
+                }
+            }
+            operation = Operation::ApplyAll { apps };
+        }
+        Goal::To { app, target } | Goal::ForwardTo { app, target } => {
+            let files = set.app(app)?;
+            let forward_only = matches!(goal, Goal::ForwardTo { .. });
+            if target == "zero" && !forward_only {
+                for f in files.iter().rev() {
+                    if let Some(step) = backward_step(journal, f, &set.dir)? {
+                        steps.push(step);
+                    }
+                }
+                operation = Operation::UnapplyAll { app: app.clone() };
+            } else {
+                let t = set.resolve(app, target)?;
+                if is_applied(journal, t) && !forward_only {
+                    for f in files.iter().rev().filter(|f| f.number > t.number) {
+                        if let Some(step) = backward_step(journal, f, &set.dir)? {
+                            steps.push(step);
+                        }
+                    }
+                } else {
+                    for f in files.iter().filter(|f| f.number <= t.number) {
+                        if !is_applied(journal, f) {
+                            steps.push(forward_step(journal, f)?);
+                        }
+                    }
+                }
+                operation = Operation::Target {
+                    app: app.clone(),
+                    name: t.name.clone(),
+                };
+            }
+        }
+    }
+    // Journal entries without files can only matter when going back over them.
+    for ((app, name), e) in journal {
+        let in_scope = match goal {
+            Goal::To { app: a, .. } => a == app,
+            _ => false,
+        };
+        if in_scope && e.state != "not_applied" && set.get(app, name).is_none() {
+            let later_than_target = steps.iter().any(|s| s.direction == Direction::Down)
+                || matches!(goal, Goal::To { target, .. } if target == "zero");
+            if later_than_target {
+                return Err(MigrateError::MissingFile {
+                    app: app.clone(),
+                    name: name.clone(),
+                    dir: set.dir.join(app),
+                });
+            }
+        }
+    }
+    Ok(Plan { operation, steps })
+}
+
+/// Checks every applied migration of the set: a changed file is an error naming it.
+pub fn check_checksums(
+    set: &MigrationSet,
+    journal: &HashMap<(String, String), Entry>,
+    apps: &[String],
+) -> Result<(), MigrateError> {
+    for app in apps {
+        for f in set.apps.get(app).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(e) = journal.get(&(f.app.clone(), f.name.clone()))
+                && e.state == "applied"
+                && e.checksum != f.checksum
+            {
+                return Err(MigrateError::ChecksumMismatch {
+                    path: f.path.clone(),
+                    recorded: e.checksum.chars().take(12).collect(),
+                    actual: f.checksum.chars().take(12).collect(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn forward_step(
+    journal: &HashMap<(String, String), Entry>,
+    f: &MigrationFile,
+) -> Result<Step, MigrateError> {
+    let mut resume_from = 0;
+    if let Some(e) = journal.get(&(f.app.clone(), f.name.clone())) {
+        match e.state.as_str() {
+            "running_up" => {
+                resume_from = e.done_prefix();
+                check_done_statements(f, Direction::Up, e, resume_from)?;
+            }
+            "running_down" => {
+                return Err(MigrateError::HalfUnapplied {
+                    app: f.app.clone(),
+                    name: f.name.clone(),
+                    done: e.done_prefix(),
+                    total: e.statements_total,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(Step {
+        file: f.clone(),
+        direction: Direction::Up,
+        resume_from,
+    })
+}
+
+fn backward_step(
+    journal: &HashMap<(String, String), Entry>,
+    f: &MigrationFile,
+    _dir: &std::path::Path,
+) -> Result<Option<Step>, MigrateError> {
+    let Some(e) = journal.get(&(f.app.clone(), f.name.clone())) else {
+        return Ok(None);
+    };
+    let resume_from = match e.state.as_str() {
+        "not_applied" => return Ok(None),
+        // A half-applied no-transaction migration is unapplied with its whole down
+        // section: down sections are written to cope (`IF EXISTS`).
+        "applied" | "running_up" => 0,
+        "running_down" => e.done_prefix(),
+        _ => 0,
+    };
+    let Some(down) = &f.down else {
+        return Err(MigrateError::Irreversible {
+            app: f.app.clone(),
+            name: f.name.clone(),
+            path: f.path.clone(),
+        });
+    };
+    if e.state == "running_down" {
+        check_done_statements(f, Direction::Down, e, resume_from)?;
+    }
+    let _ = down;
+    Ok(Some(Step {
+        file: f.clone(),
+        direction: Direction::Down,
+        resume_from,
+    }))
+}
+
+/// The statements an interrupted run completed must still read the same.
+fn check_done_statements(
+    f: &MigrationFile,
+    direction: Direction,
+    e: &Entry,
+    done: usize,
+) -> Result<(), MigrateError> {
+    let section = f.section(direction).expect("checked by caller");
+    for (idx, checksum) in e.done.iter().take(done) {
+        let same = section
+            .statements
+            .get(*idx)
+            .is_some_and(|s| &s.checksum == checksum);
+        if !same {
+            let line = section
+                .statements
+                .get(*idx)
+                .map(|s| s.line)
+                .unwrap_or(section.line);
+            return Err(MigrateError::CompletedStatementChanged {
+                path: f.path.clone(),
+                line,
+                number: idx + 1,
+            });
+        }
+    }
+    Ok(())
+}
