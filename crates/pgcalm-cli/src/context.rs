@@ -175,13 +175,9 @@ impl Context {
     }
 
     /// Directory of migration files.
+    #[allow(dead_code)] // until the migration commands land
     pub fn migrations_dir(&self) -> &Path {
         &self.migrations_dir
-    }
-
-    /// Database name used for the embedded cluster.
-    pub fn database(&self) -> &str {
-        &self.database
     }
 
     /// Whether output should be JSON.
