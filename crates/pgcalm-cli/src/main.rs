@@ -40,6 +40,12 @@ enum Command {
     Logs(cmd::logs::Args),
     /// Describe a table: columns, indexes (and validity), constraints, rows, size.
     Inspect(cmd::inspect::Args),
+    /// List each app's migrations: [X] applied, [ ] not, [-] partial, [!] failed.
+    Showmigrations(cmd::showmigrations::Args),
+    /// Apply migrations, or go forward or back to APP TARGET (`zero` unapplies all).
+    Migrate(cmd::migrate::Args),
+    /// Print the SQL a migration runs, with the timeouts pgcalm sets.
+    Sqlmigrate(cmd::sqlmigrate::Args),
 }
 
 async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
@@ -50,6 +56,9 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Psql(a) => cmd::psql::run(ctx, a).await,
         Command::Logs(a) => cmd::logs::run(ctx, a).await,
         Command::Inspect(a) => cmd::inspect::run(ctx, a).await,
+        Command::Showmigrations(a) => cmd::showmigrations::run(ctx, a).await,
+        Command::Migrate(a) => cmd::migrate::run(ctx, a).await,
+        Command::Sqlmigrate(a) => cmd::sqlmigrate::run(ctx, a).await,
     }
 }
 

@@ -39,6 +39,9 @@ pub enum State {
         /// Whether the migration is applied despite the failure (a failed unapply
         /// of a transactional migration leaves it applied).
         applied: bool,
+        /// A no-transaction migration that stopped part way (`done` statements stay
+        /// done; a rerun resumes); false for a rolled-back transaction.
+        partial: bool,
         /// The error and where it happened.
         error: String,
         /// File line of the failing statement.
@@ -110,6 +113,7 @@ impl MigrationStatus {
                 done,
                 total,
                 applied,
+                partial,
                 error,
                 line,
             } => {
@@ -119,21 +123,19 @@ impl MigrationStatus {
                 } else {
                     "unapply"
                 };
-                let what = if *applied {
-                    "still applied (rolled back)".to_string()
-                } else if *done == 0 {
-                    "nothing applied".to_string()
-                } else {
+                let first_line = error.lines().next().unwrap_or(error);
+                parts.push(if *partial {
                     format!(
-                        "{done} of {total} statements done; rerun resumes at statement {}",
+                        "{verb} failed at statement {} of {total}{at}: {first_line}; {done} of {total} \
+                         statements done; rerun resumes at statement {}",
+                        done + 1,
                         done + 1
                     )
-                };
-                let first_line = error.lines().next().unwrap_or(error);
-                parts.push(format!(
-                    "{verb} failed at statement {}{at}: {first_line}; {what}",
-                    done + 1
-                ));
+                } else if *applied {
+                    format!("{verb} failed{at}: {first_line}; rolled back, still applied")
+                } else {
+                    format!("{verb} failed{at}: {first_line}; rolled back, nothing applied")
+                });
             }
         }
         if self.changed_since_applied {
@@ -215,6 +217,7 @@ fn status_of(
                     },
                     total: e.statements_total,
                     applied: e.state == "applied",
+                    partial: running.is_some(),
                     error: error.clone(),
                     line: e.error_line.map(|l| l as usize),
                 },

@@ -3,6 +3,9 @@
 pub mod down;
 pub mod inspect;
 pub mod logs;
+pub mod migrate;
 pub mod psql;
+pub mod showmigrations;
+pub mod sqlmigrate;
 pub mod status;
 pub mod up;

@@ -84,6 +84,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     };
     ensure_database(&target).await?;
     println!("Connection URL: {}", target.masked_url());
+    crate::cmd::migrate::apply_start_point(ctx, &target).await?;
     Ok(())
 }
 

@@ -1,0 +1,565 @@
+//! `pgcalm migrate [APP] [TARGET]`: the seed's `manage.py migrate demoapp 0002`, forward
+//! or back, Django's output plus the time each migration took; `--plan` shows what would
+//! run. Also the shared pieces of the migration commands: the `[migrate]` section of
+//! pgcalm.toml, the runner, the event printer, and `pgcalm up`'s start point.
+
+use std::io::{IsTerminal, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgcalm_migrate::{
+    Direction, Event, Goal, Operation, Plan, Policy, Runner, describe_session, parse_duration,
+};
+use pgcalm_pg::Target;
+
+use crate::context::Context;
+
+/// Flags of `pgcalm migrate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// App whose migrations to run (all apps when omitted).
+    pub app: Option<String>,
+    /// Migrate forward or back to this migration (a prefix of its name is enough);
+    /// `zero` unapplies all of the app's migrations.
+    #[arg(requires = "app")]
+    pub target: Option<String>,
+    /// Show what would run, with each statement's timeouts, without running it.
+    #[arg(long)]
+    pub plan: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Safety settings, shared by `migrate`, `sqlmigrate` and `up`.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// lock_timeout for every statement: the longest the app can queue behind the
+    /// migration [default: 2s; pgcalm.toml [migrate] lock_timeout]
+    #[arg(long, env = "PGCALM_LOCK_TIMEOUT", value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// statement_timeout for statements stronger than SHARE UPDATE EXCLUSIVE (those get
+    /// 0) [default: the server's]
+    #[arg(long, env = "PGCALM_STATEMENT_TIMEOUT", value_parser = parse_duration)]
+    pub statement_timeout: Option<Duration>,
+    /// Lock-timeout retries per statement (or transactional migration) [default: 10]
+    #[arg(long, env = "PGCALM_MAX_RETRIES")]
+    pub max_retries: Option<u32>,
+    /// First retry delay; doubles each retry, with jitter [default: 500ms]
+    #[arg(long, env = "PGCALM_RETRY_INITIAL", value_parser = parse_duration)]
+    pub retry_initial: Option<Duration>,
+    /// Longest retry delay [default: 30s]
+    #[arg(long, env = "PGCALM_RETRY_MAX", value_parser = parse_duration)]
+    pub retry_max: Option<Duration>,
+    /// Give up after waiting this long for another runner [default: wait as long as it takes]
+    #[arg(long, env = "PGCALM_WAIT", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+/// `[migrate]` section of pgcalm.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrateSection {
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
+    max_retries: Option<u32>,
+    retry_initial: Option<String>,
+    retry_max: Option<String>,
+    wait: Option<String>,
+}
+
+/// `[up]` section of pgcalm.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpSection {
+    /// `app:migration` pairs `pgcalm up` migrates forward to.
+    #[serde(default)]
+    migrate_to: Vec<String>,
+}
+
+/// The policy: flags and environment > pgcalm.toml `[migrate]` > defaults.
+pub fn policy(ctx: &Context, args: &PolicyArgs) -> anyhow::Result<Policy> {
+    let file: MigrateSection = ctx.section("migrate")?;
+    let dur = |flag: Option<Duration>,
+               key: &str,
+               text: &Option<String>|
+     -> anyhow::Result<Option<Duration>> {
+        match (flag, text) {
+            (Some(d), _) => Ok(Some(d)),
+            (None, Some(t)) => parse_duration(t)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("pgcalm.toml [migrate] {key}: {e}")),
+            (None, None) => Ok(None),
+        }
+    };
+    let d = Policy::default();
+    Ok(Policy {
+        lock_timeout: dur(args.lock_timeout, "lock_timeout", &file.lock_timeout)?
+            .unwrap_or(d.lock_timeout),
+        statement_timeout: dur(
+            args.statement_timeout,
+            "statement_timeout",
+            &file.statement_timeout,
+        )?,
+        max_retries: args
+            .max_retries
+            .or(file.max_retries)
+            .unwrap_or(d.max_retries),
+        retry_initial: dur(args.retry_initial, "retry_initial", &file.retry_initial)?
+            .unwrap_or(d.retry_initial),
+        retry_max: dur(args.retry_max, "retry_max", &file.retry_max)?.unwrap_or(d.retry_max),
+        wait_for_lock: dur(args.wait, "wait", &file.wait)?,
+    })
+}
+
+/// Runs `migrate`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let goal = match (&args.app, &args.target) {
+        (Some(app), Some(target)) => Goal::To {
+            app: app.clone(),
+            target: target.clone(),
+        },
+        (Some(app), None) => Goal::All(vec![app.clone()]),
+        _ => Goal::All(vec![]),
+    };
+    let target = ctx.target().await?;
+    let runner = Runner::new(target, ctx.migrations_dir()).with_policy(policy(ctx, &args.policy)?);
+    if args.plan {
+        let plan = runner.plan(&goal).await?;
+        if ctx.json() {
+            return crate::render::json(&plan_json(&plan, runner.policy()));
+        }
+        print!("{}", render_plan(&plan, runner.policy()));
+        return Ok(());
+    }
+    run_with_printer(runner, &goal, ctx.json()).await
+}
+
+/// Runs the runner towards `goal`, printing its events (Django-style text, or one JSON
+/// object per event).
+pub async fn run_with_printer(runner: Runner, goal: &Goal, json: bool) -> anyhow::Result<()> {
+    let printer = Arc::new(Printer::new(json));
+    let p = printer.clone();
+    let runner = runner.on_event(move |e| p.handle(e));
+    match runner.migrate(goal).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            printer.failed();
+            Err(e.into())
+        }
+    }
+}
+
+/// `pgcalm up`'s last step: apply the migrations up to the start point named in
+/// pgcalm.toml (`[up] migrate_to = ["demoapp:0001"]`), forward only.
+pub async fn apply_start_point(ctx: &Context, target: &Target) -> anyhow::Result<()> {
+    let up: UpSection = ctx.section("up")?;
+    if up.migrate_to.is_empty() {
+        return Ok(());
+    }
+    let runner = Runner::new(target.clone(), ctx.migrations_dir())
+        .with_policy(policy(ctx, &PolicyArgs::default())?);
+    for spec in &up.migrate_to {
+        let (app, name) = spec
+            .split_once(':')
+            .filter(|(a, t)| !a.is_empty() && !t.is_empty())
+            .with_context(|| {
+                format!("pgcalm.toml [up] migrate_to: `{spec}` is not an `app:migration` pair (e.g. \"demoapp:0001\")")
+            })?;
+        let goal = Goal::ForwardTo {
+            app: app.to_string(),
+            target: name.to_string(),
+        };
+        run_with_printer(runner.clone(), &goal, ctx.json()).await?;
+    }
+    Ok(())
+}
+
+/// `12.3s`, `0.04s`.
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+fn operation_line(op: &Operation) -> String {
+    match op {
+        Operation::ApplyAll { apps } => format!("  Apply all migrations: {}", apps.join(", ")),
+        Operation::Target { app, name } => {
+            format!("  Target specific migration: {name}, from {app}")
+        }
+        Operation::UnapplyAll { app } => format!("  Unapply all migrations: {app}"),
+    }
+}
+
+/// The `--plan` text: each migration, then each statement with its file line and the
+/// timeouts it runs with.
+pub fn render_plan(plan: &Plan, policy: &Policy) -> String {
+    let mut out = String::from("Planned operations:\n");
+    if plan.steps.is_empty() {
+        out.push_str("  No planned migration operations.\n");
+        return out;
+    }
+    for step in &plan.steps {
+        let section = step.section();
+        let verb = match step.direction {
+            Direction::Up => "apply",
+            Direction::Down => "unapply",
+        };
+        let tx = if section.transaction {
+            "in one transaction"
+        } else {
+            "transaction:false, statement by statement"
+        };
+        let resume = if step.resume_from > 0 {
+            format!(
+                "; resumes at statement {} (1-{} done by an interrupted run)",
+                step.resume_from + 1,
+                step.resume_from
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("{} ({verb}, {tx}{resume})\n", step.file.id()));
+        for s in section.statements.iter().skip(step.resume_from) {
+            let settings: Vec<String> = policy
+                .settings_for(&s.kind)
+                .iter()
+                .map(|x| format!("{} {}", x.name, x.value.trim_matches('\'')))
+                .collect();
+            out.push_str(&format!(
+                "    {}:{}  {}  [{}]\n",
+                step.file.path.display(),
+                s.line,
+                s.summary(),
+                settings.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The `--plan --format json` document.
+pub fn plan_json(plan: &Plan, policy: &Policy) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = plan
+        .steps
+        .iter()
+        .map(|step| {
+            let section = step.section();
+            serde_json::json!({
+                "app": step.file.app,
+                "name": step.file.name,
+                "path": step.file.path,
+                "direction": step.direction,
+                "transaction": section.transaction,
+                "resume_from": step.resume_from,
+                "statements": section.statements.iter().skip(step.resume_from).map(|s| serde_json::json!({
+                    "number": s.index + 1,
+                    "line": s.line,
+                    "kind": s.kind.label,
+                    "sql": s.sql,
+                    "settings": policy.settings_for(&s.kind),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "operation": plan.operation, "steps": steps })
+}
+
+/// Renders runner events: Django's lines on stdout, a progress bar on stderr when it is
+/// a terminal.
+struct Printer {
+    json: bool,
+    tty: bool,
+    state: Mutex<PrinterState>,
+}
+
+#[derive(Default)]
+struct PrinterState {
+    /// `  Applying demoapp.0002_...`
+    label: String,
+    /// Non-terminal: the label was printed without its newline.
+    line_open: bool,
+    bar: Option<ProgressBar>,
+    started: Option<Instant>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        Printer {
+            json,
+            tty: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+            state: Mutex::new(PrinterState::default()),
+        }
+    }
+
+    /// Prints a full line, keeping the pending `Applying ...` line and bar intact.
+    fn line(&self, st: &mut PrinterState, text: &str) {
+        if st.line_open {
+            println!();
+            st.line_open = false;
+        }
+        match &st.bar {
+            Some(bar) => bar.suspend(|| println!("{text}")),
+            None => println!("{text}"),
+        }
+    }
+
+    fn handle(&self, e: &Event) {
+        if self.json {
+            if let Ok(s) = serde_json::to_string(e) {
+                println!("{s}");
+            }
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            Event::WaitingForLock { holder } => {
+                let who = holder
+                    .as_ref()
+                    .map(|h| format!(" ({})", describe_session(h)))
+                    .unwrap_or_default();
+                self.line(
+                    &mut st,
+                    &format!("Waiting for another pgcalm migrate to finish{who}..."),
+                );
+            }
+            Event::LockAcquired { waited } => {
+                self.line(
+                    &mut st,
+                    &format!("Got the migration lock after {}", secs(*waited)),
+                );
+            }
+            Event::Planned { operation, steps } => {
+                self.line(&mut st, "Operations to perform:");
+                self.line(&mut st, &operation_line(operation));
+                self.line(&mut st, "Running migrations:");
+                if steps.is_empty() {
+                    self.line(&mut st, "  No migrations to apply.");
+                }
+            }
+            Event::MigrationStarted {
+                app,
+                name,
+                direction,
+                total,
+                resume_from,
+                ..
+            } => {
+                let verb = match direction {
+                    Direction::Up => "Applying",
+                    Direction::Down => "Unapplying",
+                };
+                if *resume_from > 0 {
+                    self.line(
+                        &mut st,
+                        &format!(
+                            "  Resuming {app}.{name} at statement {} of {total}: statements 1-{resume_from} were completed by an interrupted run",
+                            resume_from + 1
+                        ),
+                    );
+                }
+                st.label = format!("  {verb} {app}.{name}...");
+                st.started = Some(Instant::now());
+                if self.tty {
+                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                    bar.set_style(spinner_style());
+                    bar.set_message(st.label.clone());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    st.bar = Some(bar);
+                } else {
+                    print!("{}", st.label);
+                    let _ = std::io::stdout().flush();
+                    st.line_open = true;
+                }
+            }
+            Event::StatementStarted { statement, attempt } => {
+                if let Some(bar) = &st.bar
+                    && statement.total > 1
+                {
+                    let retry = if *attempt > 1 {
+                        format!(", attempt {attempt}")
+                    } else {
+                        String::new()
+                    };
+                    bar.set_message(format!(
+                        "{} statement {}/{} (line {}{retry})",
+                        st.label, statement.number, statement.total, statement.line
+                    ));
+                }
+            }
+            Event::StatementFinished { .. } => {}
+            Event::LockWait {
+                statement,
+                blockers,
+            } => {
+                let who: Vec<String> = blockers.iter().map(describe_session).collect();
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    statement {} ({}:{}) waits for a lock held by {}",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line,
+                        who.join(", ")
+                    ),
+                );
+            }
+            Event::LockTimeoutRetry {
+                statement,
+                retry,
+                max_retries,
+                delay,
+                blockers,
+                whole_transaction,
+            } => {
+                let who = if blockers.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", blocked by {}",
+                        blockers
+                            .iter()
+                            .map(describe_session)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let what = if *whole_transaction {
+                    "the migration transaction"
+                } else {
+                    "the statement"
+                };
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    lock_timeout at statement {} ({}:{}){who}; retrying {what} in {} (retry {retry}/{max_retries})",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line,
+                        secs(*delay)
+                    ),
+                );
+            }
+            Event::Notice { statement, notice } => {
+                let mut text = format!(
+                    "    {} from statement {} ({}:{}: {}): {}",
+                    notice.severity,
+                    statement.number,
+                    statement.path.display(),
+                    statement.line,
+                    statement.summary,
+                    notice.message
+                );
+                if let Some(d) = &notice.detail {
+                    text.push_str(&format!("\n      DETAIL: {d}"));
+                }
+                if let Some(h) = &notice.hint {
+                    text.push_str(&format!("\n      HINT: {h}"));
+                }
+                self.line(&mut st, &text);
+            }
+            Event::IndexProgress { progress, .. } => {
+                if let Some(bar) = &st.bar {
+                    let lockers = if progress.current_locker_pid != 0 {
+                        format!(
+                            ", waiting for pid {} ({} of {} lockers done)",
+                            progress.current_locker_pid,
+                            progress.lockers_done,
+                            progress.lockers_total
+                        )
+                    } else {
+                        String::new()
+                    };
+                    match progress.counter() {
+                        Some((done, total, unit)) => {
+                            bar.set_style(build_style(unit));
+                            bar.set_length(total.max(1) as u64);
+                            bar.set_position(done.max(0) as u64);
+                        }
+                        None => bar.set_style(spinner_style_with_prefix()),
+                    }
+                    bar.set_prefix(format!("{}{lockers}", progress.phase));
+                }
+            }
+            Event::InvalidIndexFound {
+                statement,
+                index,
+                table,
+                cause,
+            } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    found INVALID index {index} on {table} ({cause}); statement {} ({}:{}) rebuilds it: dropping it concurrently first",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line
+                    ),
+                );
+            }
+            Event::InvalidIndexDropped { index } => {
+                self.line(&mut st, &format!("    dropped invalid index {index}"));
+            }
+            Event::StatementAlreadyDone { statement, reason } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    statement {} ({}:{}) is already done: {reason}",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line
+                    ),
+                );
+            }
+            Event::MigrationFinished { duration, .. } => {
+                if let Some(bar) = st.bar.take() {
+                    bar.finish_and_clear();
+                }
+                if st.line_open {
+                    println!(" OK ({})", secs(*duration));
+                    st.line_open = false;
+                } else {
+                    println!("{} OK ({})", st.label, secs(*duration));
+                }
+            }
+        }
+    }
+
+    /// Ends a pending `Applying ...` line when the runner returned an error.
+    fn failed(&self) {
+        if self.json {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bar) = st.bar.take() {
+            bar.finish_and_clear();
+            println!("{} FAILED", st.label);
+        } else if st.line_open {
+            println!(" FAILED");
+            st.line_open = false;
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {spinner} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn spinner_style_with_prefix() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {spinner} {elapsed}\n    {prefix}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn build_style(unit: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{msg}} {{spinner}} {{elapsed}}\n    {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{percent}}%)"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}

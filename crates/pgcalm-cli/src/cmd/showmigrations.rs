@@ -1,0 +1,70 @@
+//! `pgcalm showmigrations [APP]`: the seed's `manage.py showmigrations demoapp`, plus
+//! partially applied (`[-]`) and failed (`[!]`) migrations with the reason.
+
+use pgcalm_migrate::{MigrationStatus, Runner, State};
+use serde::Serialize;
+
+use crate::context::Context;
+
+/// Flags of `pgcalm showmigrations`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this app.
+    pub app: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AppJson<'a> {
+    app: &'a str,
+    migrations: Vec<&'a MigrationStatus>,
+}
+
+/// Prints each app and its migrations with `[X]` / `[ ]` / `[-]` / `[!]`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let target = ctx.target().await?;
+    let runner = Runner::new(target, ctx.migrations_dir());
+    let statuses = runner.status(args.app.as_deref()).await?;
+    let set = runner.load()?;
+    let apps: Vec<&str> = match &args.app {
+        Some(a) => vec![a.as_str()],
+        None => set.apps.keys().map(String::as_str).collect(),
+    };
+    if ctx.json() {
+        let doc: Vec<AppJson> = apps
+            .iter()
+            .map(|app| AppJson {
+                app,
+                migrations: statuses.iter().filter(|s| s.app == *app).collect(),
+            })
+            .collect();
+        return crate::render::json(&serde_json::json!({ "apps": doc }));
+    }
+    print!("{}", render(&apps, &statuses));
+    Ok(())
+}
+
+/// The text form, Django's layout.
+pub fn render(apps: &[&str], statuses: &[MigrationStatus]) -> String {
+    let mut out = String::new();
+    let mut legend = false;
+    for app in apps {
+        out.push_str(app);
+        out.push('\n');
+        let mine: Vec<&MigrationStatus> = statuses.iter().filter(|s| s.app == *app).collect();
+        if mine.is_empty() {
+            out.push_str(" (no migrations)\n");
+        }
+        for s in mine {
+            out.push_str(&format!(" {} {}", s.marker(), s.name));
+            if let Some(why) = s.explanation() {
+                out.push_str(&format!("  ({why})"));
+            }
+            out.push('\n');
+            legend |= matches!(s.state, State::Partial { .. } | State::Failed { .. });
+        }
+    }
+    if legend {
+        out.push_str("[-] partially applied or running, [!] last run failed\n");
+    }
+    out
+}

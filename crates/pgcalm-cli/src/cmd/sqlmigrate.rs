@@ -1,0 +1,91 @@
+//! `pgcalm sqlmigrate APP NAME [--backwards]`: the SQL a migration sends, exactly as the
+//! runner sends it: the transaction around it (or none), the timeouts set before each
+//! statement, and the file line of every statement. Needs no database.
+
+use pgcalm_migrate::{Direction, MigrationSet, Policy};
+
+use crate::cmd::migrate::{PolicyArgs, policy};
+use crate::context::Context;
+
+/// Flags of `pgcalm sqlmigrate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// App.
+    pub app: String,
+    /// Migration (a prefix of its name is enough).
+    pub name: String,
+    /// Print the down section (what unapplying runs).
+    #[arg(long)]
+    pub backwards: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Prints the SQL.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let set = MigrationSet::load(ctx.migrations_dir())?;
+    let file = set.resolve(&args.app, &args.name)?;
+    let direction = if args.backwards {
+        Direction::Down
+    } else {
+        Direction::Up
+    };
+    let policy = policy(ctx, &args.policy)?;
+    let Some(section) = file.section(direction) else {
+        anyhow::bail!(
+            "{} has no `-- migrate:down` section, so {} cannot be unapplied\n  fix: add a `-- migrate:down` section with the SQL that reverts it",
+            file.path.display(),
+            file.id()
+        );
+    };
+    if ctx.json() {
+        return crate::render::json(&serde_json::json!({
+            "app": file.app,
+            "name": file.name,
+            "path": file.path,
+            "direction": direction,
+            "transaction": section.transaction,
+            "statements": section.statements.iter().map(|s| serde_json::json!({
+                "line": s.line, "sql": s.sql, "settings": policy.settings_for(&s.kind),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    print!("{}", render(file, direction, &policy));
+    Ok(())
+}
+
+/// The SQL text.
+pub fn render(
+    file: &pgcalm_migrate::MigrationFile,
+    direction: Direction,
+    policy: &Policy,
+) -> String {
+    let section = file.section(direction).expect("checked by the caller");
+    let mut out = format!(
+        "-- {} ({direction}) from {}:{}\n",
+        file.id(),
+        file.path.display(),
+        section.line
+    );
+    if section.transaction {
+        out.push_str("BEGIN;\n");
+    } else {
+        out.push_str("-- transaction:false: each statement runs and commits on its own\n");
+    }
+    let mut current: Vec<pgcalm_migrate::Setting> = Vec::new();
+    for s in &section.statements {
+        let settings = policy.settings_for(&s.kind);
+        if settings != current {
+            for x in &settings {
+                let local = if section.transaction { "LOCAL " } else { "" };
+                out.push_str(&format!("SET {local}{} = {};\n", x.name, x.value));
+            }
+            current = settings;
+        }
+        out.push_str(&format!("-- line {}\n{};\n", s.line, s.sql));
+    }
+    if section.transaction {
+        out.push_str("COMMIT;\n");
+    }
+    out
+}

@@ -1,0 +1,828 @@
+//! The runner against a real PostgreSQL (testkit): forward and back, checksums,
+//! all-or-nothing, lock timeouts with a real blocker, statement_timeout = 0 for SHARE
+//! UPDATE EXCLUSIVE statements, invalid-index repair, builds in flight, notices, the
+//! runner lock, and the start point of `pgcalm up`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgcalm_migrate::{Event, Goal, MigrateError, Policy, Runner};
+use pgcalm_testkit::TestDb;
+
+/// A migrations directory with one app, `app`, holding these files.
+fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    for (name, sql) in files {
+        std::fs::write(dir.path().join("app").join(name), sql).unwrap();
+    }
+    dir
+}
+
+fn repo_migrations() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+}
+
+/// Short timeouts so the suite stays fast.
+fn fast_policy() -> Policy {
+    Policy {
+        lock_timeout: Duration::from_millis(200),
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        max_retries: 100,
+        ..Policy::default()
+    }
+}
+
+/// A runner recording its events.
+fn runner(db: &TestDb, dir: &Path, policy: Policy) -> (Runner, Arc<Mutex<Vec<Event>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let r = Runner::new(db.target().clone(), dir)
+        .with_policy(policy)
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
+    (r, events)
+}
+
+fn to(app: &str, target: &str) -> Goal {
+    Goal::To {
+        app: app.into(),
+        target: target.into(),
+    }
+}
+
+async fn markers(r: &Runner, app: &str) -> Vec<String> {
+    r.status(Some(app))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s.marker(), s.name))
+        .collect()
+}
+
+async fn index_valid(db: &TestDb, name: &str) -> Option<bool> {
+    db.client()
+        .await
+        .query_opt(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test]
+async fn seed_walkthrough_forward_back_by_prefix_and_zero() {
+    let db = TestDb::new().await;
+    let (r, events) = runner(&db, &repo_migrations(), Policy::default());
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[ ] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
+    );
+    r.migrate(&to("demoapp", "0001")).await.unwrap();
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[X] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
+    );
+    db.client()
+        .await
+        .batch_execute("INSERT INTO large_email (name, email) SELECT 'u' || i, 'u' || i || '@x' FROM generate_series(1, 1000) i")
+        .await
+        .unwrap();
+    r.migrate(&to("demoapp", "0002")).await.unwrap();
+    assert_eq!(index_valid(&db, "large_email_email_idx").await, Some(true));
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[X] 0001_initial", "[X] 0002_add_email_index_concurrently"]
+    );
+    // Back: the down section runs, the index goes, the data stays.
+    r.migrate(&to("demoapp", "0001")).await.unwrap();
+    assert_eq!(index_valid(&db, "large_email_email_idx").await, None);
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[X] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
+    );
+    let n: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM large_email", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+    // Forward again, then everything off.
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    r.migrate(&to("demoapp", "zero")).await.unwrap();
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[ ] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
+    );
+    let gone: bool = db
+        .client()
+        .await
+        .query_one("SELECT to_regclass('large_email') IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(gone);
+    // Unapplying runs in reverse order.
+    let finished: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::MigrationFinished {
+                name, direction, ..
+            } => Some(format!("{direction} {name}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        finished,
+        [
+            "up 0001_initial",
+            "up 0002_add_email_index_concurrently",
+            "down 0002_add_email_index_concurrently",
+            "up 0002_add_email_index_concurrently",
+            "down 0002_add_email_index_concurrently",
+            "down 0001_initial",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn start_point_only_goes_forward() {
+    let db = TestDb::new().await;
+    let (r, _) = runner(&db, &repo_migrations(), Policy::default());
+    pgcalm_migrate::migrate_to_start_point(&r, &["demoapp:0001".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[X] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
+    );
+    r.migrate(&to("demoapp", "0002")).await.unwrap();
+    // `pgcalm up` again must not roll the user's 0002 back.
+    pgcalm_migrate::migrate_to_start_point(&r, &["demoapp:0001".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        markers(&r, "demoapp").await,
+        ["[X] 0001_initial", "[X] 0002_add_email_index_concurrently"]
+    );
+    let err = pgcalm_migrate::migrate_to_start_point(&r, &["demoapp".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not an `app:migration` pair"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn changed_applied_file_is_an_error_naming_it() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[(
+        "0001_t.sql",
+        "-- migrate:up\nCREATE TABLE t (id int);\n-- migrate:down\nDROP TABLE t;\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    // Fixing the down section of an applied migration is fine: it has not run.
+    std::fs::write(
+        dir.path().join("app/0001_t.sql"),
+        "-- migrate:up\nCREATE TABLE t (id int);\n-- migrate:down\nDROP TABLE IF EXISTS t;\n",
+    )
+    .unwrap();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    std::fs::write(
+        dir.path().join("app/0001_t.sql"),
+        "-- migrate:up\nCREATE TABLE t (id bigint);\n-- migrate:down\nDROP TABLE t;\n",
+    )
+    .unwrap();
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::ChecksumMismatch { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("app/0001_t.sql was changed after it was applied"),
+        "{msg}"
+    );
+    assert!(msg.contains("new migration"), "{msg}");
+    let status = r.status(Some("app")).await.unwrap();
+    assert!(status[0].changed_since_applied);
+    assert!(
+        status[0]
+            .explanation()
+            .unwrap()
+            .contains("file changed since it was applied")
+    );
+}
+
+#[tokio::test]
+async fn transactional_migration_is_all_or_nothing() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[(
+        "0001_two.sql",
+        "-- migrate:up\nCREATE TABLE first (id int);\nINSERT INTO first VALUES (1);\nSELECT 1 / 0;\n-- migrate:down\nDROP TABLE first;\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("0001_two.sql:4:"),
+        "error points at the statement's line: {msg}"
+    );
+    assert!(
+        msg.contains("statement 3 of 3 of app.0001_two failed: ERROR: division by zero"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("rolled back: nothing of app.0001_two was applied"),
+        "{msg}"
+    );
+    let gone: bool = db
+        .client()
+        .await
+        .query_one("SELECT to_regclass('first') IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        gone,
+        "the first statement must be rolled back with the failed one"
+    );
+    let s = &r.status(Some("app")).await.unwrap()[0];
+    assert_eq!(s.marker(), "[!]");
+    let why = s.explanation().unwrap();
+    assert!(
+        why.contains(
+            "apply failed (line 4): ERROR: division by zero; rolled back, nothing applied"
+        ),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn lock_timeout_retries_never_queue_readers_and_finish_when_the_blocker_leaves() {
+    let db = TestDb::new().await;
+    let setup = db.client().await;
+    setup
+        .batch_execute("CREATE TABLE busy (id int); INSERT INTO busy VALUES (1);")
+        .await
+        .unwrap();
+    let dir = migrations(&[(
+        "0001_alter.sql",
+        "-- migrate:up\nCREATE TABLE side (id int);\nALTER TABLE busy ADD COLUMN note text;\n",
+    )]);
+    // The blocker: an open transaction holding ROW EXCLUSIVE on busy (like an app
+    // request in flight). It does not block readers; the migration's ACCESS EXCLUSIVE
+    // request would, if it were allowed to queue.
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; INSERT INTO busy VALUES (2);")
+        .await
+        .unwrap();
+    let blocker_pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let (r, events) = runner(&db, dir.path(), fast_policy());
+    let migration = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
+
+    // The third session: an app reading the table the whole time.
+    let reader = db.client().await;
+    let mut worst = Duration::ZERO;
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let t = Instant::now();
+        reader
+            .query_one("SELECT count(*) FROM busy", &[])
+            .await
+            .unwrap();
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !migration.is_finished(),
+        "the migration must still be waiting for the blocker"
+    );
+    blocker.batch_execute("COMMIT").await.unwrap();
+    migration.await.unwrap().unwrap();
+
+    // (b) a reader is never queued much longer than lock_timeout (200ms).
+    assert!(
+        worst < Duration::from_millis(450),
+        "a SELECT waited {worst:?}"
+    );
+    // (a) the migration retried the whole transaction, naming the blocker.
+    let events = events.lock().unwrap();
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LockTimeoutRetry {
+                blockers,
+                whole_transaction,
+                statement,
+                ..
+            } => Some((
+                blockers.iter().map(|b| b.pid).collect::<Vec<_>>(),
+                *whole_transaction,
+                statement.line,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        retries.len() >= 3,
+        "expected several retries, got {retries:?}"
+    );
+    assert!(retries.iter().all(|(_, whole, line)| *whole && *line == 3));
+    assert!(
+        retries.iter().any(|(pids, _, _)| pids == &[blocker_pid]),
+        "{retries:?}"
+    );
+    // (c) it completed once the blocker left, and the first statement ran exactly once.
+    let c = db.client().await;
+    let cols: i64 = c
+        .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'busy' AND column_name = 'note'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cols, 1);
+    assert!(
+        c.query_one("SELECT to_regclass('side') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    );
+}
+
+#[tokio::test]
+async fn lock_timeout_retries_give_up_with_the_blocker_named() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE held (id int)")
+        .await
+        .unwrap();
+    let dir = migrations(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nSELECT 1;\nCREATE INDEX CONCURRENTLY held_id ON held (id);\n",
+    )]);
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE held IN SHARE MODE;")
+        .await
+        .unwrap();
+    let blocker_pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (r, events) = runner(
+        &db,
+        dir.path(),
+        Policy {
+            max_retries: 2,
+            ..fast_policy()
+        },
+    );
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err().to_string();
+    assert!(err.contains("0001_idx.sql:3: statement 2 of 2"), "{err}");
+    assert!(
+        err.contains("SQLSTATE 55P03 after 2 lock-timeout retries"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("blocked by pid {blocker_pid}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 of 2 statements of app.0001_idx are done"),
+        "{err}"
+    );
+    let retries = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::LockTimeoutRetry {
+                    whole_transaction: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(retries, 2);
+    let s = &r.status(Some("app")).await.unwrap()[0];
+    assert_eq!(s.marker(), "[!]");
+    assert!(s.explanation().unwrap().contains("apply failed at statement 2 of 2 (line 3): ERROR: canceling statement due to lock timeout (lock_timeout 200ms; the application was never queued behind this statement for longer); 1 of 2 statements done; rerun resumes at statement 2"), "{:?}", s.explanation());
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    assert_eq!(index_valid(&db, "held_id").await, Some(true));
+}
+
+#[tokio::test]
+async fn share_update_exclusive_statements_run_without_statement_timeout() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE v (n int);
+             INSERT INTO v SELECT generate_series(1, 20);
+             CREATE FUNCTION slow_ok(int) RETURNS boolean LANGUAGE sql AS 'SELECT true FROM pg_sleep(0.02)';
+             ALTER TABLE v ADD CONSTRAINT n_ok CHECK (slow_ok(n)) NOT VALID;",
+        )
+        .await
+        .unwrap();
+    let policy = Policy {
+        statement_timeout: Some(Duration::from_millis(100)),
+        lock_timeout: Duration::from_secs(5),
+        ..Policy::default()
+    };
+    // VALIDATE (about 400ms of checks) and a CONCURRENTLY build that waits for a writer
+    // (600ms) both outlast the 100ms statement_timeout, and must not be cancelled.
+    let dir = migrations(&[
+        (
+            "0001_validate.sql",
+            "-- migrate:up\nALTER TABLE v VALIDATE CONSTRAINT n_ok;\n",
+        ),
+        (
+            "0002_index.sql",
+            "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY v_n ON v (n);\n",
+        ),
+        ("0003_slow.sql", "-- migrate:up\nSELECT pg_sleep(0.5);\n"),
+    ]);
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; INSERT INTO v VALUES (21);")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        writer.batch_execute("COMMIT").await.unwrap();
+    });
+    let (r, _) = runner(&db, dir.path(), policy);
+    let started = Instant::now();
+    r.migrate(&to("app", "0001")).await.unwrap();
+    r.migrate(&to("app", "0002")).await.unwrap();
+    release.await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the build had to wait for the writer"
+    );
+    assert_eq!(index_valid(&db, "v_n").await, Some(true));
+    // The control: an ordinary statement gets the configured statement_timeout.
+    let err = r.migrate(&to("app", "0003")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("canceling statement due to statement timeout"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_index_from_a_failed_unique_build_is_reported_then_dropped_and_rebuilt() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE u (v int); INSERT INTO u VALUES (1), (1), (2);")
+        .await
+        .unwrap();
+    let dir = migrations(&[(
+        "0001_unique.sql",
+        "-- migrate:up transaction:false\nCREATE UNIQUE INDEX CONCURRENTLY u_v_key ON u (v);\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY IF EXISTS u_v_key;\n",
+    )]);
+    let (r, events) = runner(&db, dir.path(), fast_policy());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err().to_string();
+    assert!(
+        err.contains("0001_unique.sql:2: statement 1 of 1 of app.0001_unique failed"),
+        "{err}"
+    );
+    assert!(err.contains("DETAIL: Key (v)=(1) is duplicated."), "{err}");
+    assert!(
+        err.contains(
+            "left an INVALID index u_v_key on u; the next run drops it concurrently and rebuilds it"
+        ),
+        "{err}"
+    );
+    assert_eq!(index_valid(&db, "u_v_key").await, Some(false));
+    let s = &r.status(Some("app")).await.unwrap()[0];
+    assert_eq!(s.marker(), "[!]");
+    assert!(
+        s.explanation()
+            .unwrap()
+            .contains("could not create unique index"),
+        "{:?}",
+        s.explanation()
+    );
+
+    c.batch_execute("DELETE FROM u WHERE ctid = (SELECT max(ctid) FROM u WHERE v = 1)")
+        .await
+        .unwrap();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    assert_eq!(index_valid(&db, "u_v_key").await, Some(true));
+    let events = events.lock().unwrap();
+    let found = events.iter().find_map(|e| match e {
+        Event::InvalidIndexFound {
+            index,
+            table,
+            cause,
+            ..
+        } => Some((index.clone(), table.clone(), cause.clone())),
+        _ => None,
+    });
+    let (index, table, cause) = found.expect("the invalid index must be reported");
+    assert_eq!((index.as_str(), table.as_str()), ("u_v_key", "u"));
+    assert!(
+        cause.contains("could not create unique index \"u_v_key\""),
+        "{cause}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::InvalidIndexDropped { index } if index == "u_v_key"))
+    );
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_unique"]);
+}
+
+#[tokio::test]
+async fn a_build_in_flight_in_another_session_is_not_touched() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE f (v int); INSERT INTO f VALUES (1), (2);")
+        .await
+        .unwrap();
+    // A writer keeps the other session's concurrent build waiting, with its (not yet
+    // valid) index already in the catalog.
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; INSERT INTO f VALUES (3);")
+        .await
+        .unwrap();
+    let builder = db.client().await;
+    let builder_pid: i32 = builder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute("CREATE INDEX CONCURRENTLY f_v ON f (v)")
+            .await
+    });
+    for _ in 0..200 {
+        if index_valid(&db, "f_v").await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        index_valid(&db, "f_v").await,
+        Some(false),
+        "the other build must be in flight"
+    );
+
+    let dir = migrations(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY f_v ON f (v);\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), fast_policy());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::IndexBuildInFlight { pid, .. } if pid == builder_pid),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("0001_idx.sql:2: index f_v is being built right now"),
+        "{err}"
+    );
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    build
+        .await
+        .unwrap()
+        .expect("the other session's build must finish untouched");
+    assert_eq!(index_valid(&db, "f_v").await, Some(true));
+}
+
+#[tokio::test]
+async fn concurrently_in_a_transaction_is_refused_before_anything_runs() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[
+        ("0001_ok.sql", "-- migrate:up\nCREATE TABLE ok (id int);\n"),
+        (
+            "0002_bad.sql",
+            "-- migrate:up\nCREATE TABLE t (id int);\n\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
+        ),
+    ]);
+    let (r, events) = runner(&db, dir.path(), Policy::default());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err().to_string();
+    assert!(
+        err.contains("0002_bad.sql:4: CREATE INDEX CONCURRENTLY cannot run inside a transaction"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`-- migrate:up transaction:false` on line 1"),
+        "{err}"
+    );
+    assert!(events.lock().unwrap().is_empty());
+    let c = db.client().await;
+    let nothing: bool = c
+        .query_one(
+            "SELECT to_regclass('ok') IS NULL AND to_regclass('pgcalm.migrations') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(nothing, "not even the valid first migration may run");
+}
+
+#[tokio::test]
+async fn notices_and_errors_name_statement_file_and_line() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[
+        (
+            "0001_notice.sql",
+            "-- migrate:up transaction:false\nCREATE TABLE n (id int);\nDROP TABLE IF EXISTS not_there;\n",
+        ),
+        (
+            "0002_err.sql",
+            "-- migrate:up\nSELECT 1;\nSELECT id\n  FROM missing_table;\n",
+        ),
+    ]);
+    let (r, events) = runner(&db, dir.path(), Policy::default());
+    r.migrate(&to("app", "0001")).await.unwrap();
+    let notice = events.lock().unwrap().iter().find_map(|e| match e {
+        Event::Notice { statement, notice } => Some((statement.clone(), notice.clone())),
+        _ => None,
+    });
+    let (at, notice) = notice.expect("DROP ... IF EXISTS raises a NOTICE");
+    assert_eq!((at.line, at.number, at.total), (3, 2, 2));
+    assert!(at.path.ends_with("app/0001_notice.sql"));
+    assert_eq!(at.summary, "DROP TABLE IF EXISTS not_there");
+    assert_eq!(notice.severity, "NOTICE");
+    assert!(
+        notice
+            .message
+            .contains("\"not_there\" does not exist, skipping"),
+        "{notice:?}"
+    );
+
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err().to_string();
+    // The server's error position is mapped to the file: line 4, column 8.
+    assert!(err.contains("0002_err.sql:4:8: statement 2 of 2 of app.0002_err failed: ERROR: relation \"missing_table\" does not exist"), "{err}");
+    assert!(err.contains("statement: SELECT id ..."), "{err}");
+    assert!(err.contains("SQLSTATE 42P01"), "{err}");
+}
+
+#[tokio::test]
+async fn one_runner_at_a_time() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n")]);
+    let holder = db.client().await;
+    holder
+        .query_one(
+            "SELECT pg_advisory_lock($1)",
+            &[&pgcalm_migrate::RUNNER_LOCK_KEY],
+        )
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Gives up after --wait, naming the other runner.
+    let (impatient, _) = runner(
+        &db,
+        dir.path(),
+        Policy {
+            wait_for_lock: Some(Duration::from_millis(300)),
+            ..Policy::default()
+        },
+    );
+    let t = Instant::now();
+    let err = impatient.migrate(&Goal::All(vec![])).await.unwrap_err();
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(
+        matches!(&err, MigrateError::LockBusy { holder: Some(h), .. } if h.pid == holder_pid),
+        "{err}"
+    );
+    assert!(err.to_string().contains("gave up after 0.3s"), "{err}");
+
+    // Waits (saying so) and proceeds when the lock is free.
+    let (patient, events) = runner(&db, dir.path(), Policy::default());
+    let run = tokio::spawn(async move { patient.migrate(&Goal::All(vec![])).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!run.is_finished());
+    holder
+        .query_one(
+            "SELECT pg_advisory_unlock($1)",
+            &[&pgcalm_migrate::RUNNER_LOCK_KEY],
+        )
+        .await
+        .unwrap();
+    run.await.unwrap().unwrap();
+    let events = events.lock().unwrap();
+    assert!(
+        matches!(&events[0], Event::WaitingForLock { holder: Some(h) } if h.pid == holder_pid),
+        "{:?}",
+        events[0]
+    );
+    assert!(
+        matches!(&events[1], Event::LockAcquired { waited } if *waited >= Duration::from_millis(400))
+    );
+}
+
+#[tokio::test]
+async fn index_build_progress_is_reported_while_it_waits_and_builds() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE p (v int); INSERT INTO p SELECT generate_series(1, 50000);")
+        .await
+        .unwrap();
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; INSERT INTO p VALUES (0);")
+        .await
+        .unwrap();
+    let writer_pid: i32 = writer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        writer.batch_execute("COMMIT").await.unwrap();
+    });
+    let dir = migrations(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY p_v ON p (v);\n",
+    )]);
+    let (r, events) = runner(
+        &db,
+        dir.path(),
+        Policy {
+            lock_timeout: Duration::from_secs(5),
+            ..Policy::default()
+        },
+    );
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    release.await.unwrap();
+    let events = events.lock().unwrap();
+    let progress: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IndexProgress {
+                progress,
+                statement,
+            } => Some((progress.clone(), statement.line)),
+            _ => None,
+        })
+        .collect();
+    assert!(!progress.is_empty());
+    let waiting = progress
+        .iter()
+        .find(|(p, _)| p.phase.starts_with("waiting for writers"))
+        .expect("the build waited for the writer");
+    assert_eq!(waiting.0.current_locker_pid, writer_pid as i64);
+    assert_eq!(waiting.0.command, "CREATE INDEX CONCURRENTLY");
+    assert_eq!(waiting.0.index.as_deref(), Some("p_v"));
+    assert_eq!(waiting.1, 2);
+}
+
+#[tokio::test]
+async fn rollback_of_a_failed_no_transaction_migration_runs_its_down_section() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[(
+        "0001_two.sql",
+        "-- migrate:up transaction:false\nCREATE TABLE a (id int);\nCREATE TABLE a (id int);\n-- migrate:down transaction:false\nDROP TABLE IF EXISTS a;\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err().to_string();
+    assert!(
+        err.contains("1 of 2 statements of app.0001_two are done"),
+        "{err}"
+    );
+    r.migrate(&to("app", "zero")).await.unwrap();
+    assert_eq!(markers(&r, "app").await, ["[ ] 0001_two"]);
+    let gone: bool = db
+        .client()
+        .await
+        .query_one("SELECT to_regclass('a') IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(gone);
+}
