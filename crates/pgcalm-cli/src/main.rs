@@ -46,6 +46,10 @@ enum Command {
     Migrate(cmd::migrate::Args),
     /// Print the SQL a migration runs, with the timeouts pgcalm sets.
     Sqlmigrate(cmd::sqlmigrate::Args),
+    /// Fill small_email and large_email (`User i`, `useri@example.com`) with binary COPY.
+    Seed(cmd::seed::Args),
+    /// Serve the demo app's HTTP API (/list_large/, /lookup/, /add_large/, ...).
+    Serve(cmd::serve::Args),
 }
 
 async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
@@ -59,6 +63,8 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Showmigrations(a) => cmd::showmigrations::run(ctx, a).await,
         Command::Migrate(a) => cmd::migrate::run(ctx, a).await,
         Command::Sqlmigrate(a) => cmd::sqlmigrate::run(ctx, a).await,
+        Command::Seed(a) => cmd::seed::run(ctx, a).await,
+        Command::Serve(a) => cmd::serve::run(ctx, a).await,
     }
 }
 

@@ -5,6 +5,8 @@ pub mod inspect;
 pub mod logs;
 pub mod migrate;
 pub mod psql;
+pub mod seed;
+pub mod serve;
 pub mod showmigrations;
 pub mod sqlmigrate;
 pub mod status;

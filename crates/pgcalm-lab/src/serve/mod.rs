@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, header};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,6 +49,8 @@ use pgcalm_pg::Target;
 use tokio::net::TcpListener;
 use tokio_postgres::NoTls;
 
+/// HTTP method, as found in [`RequestLog`].
+pub use axum::http::Method;
 pub use error::ServeError;
 
 use self::error::ApiError;

@@ -1,0 +1,255 @@
+//! `pgcalm serve`: the seed's web app on :8001 (`/list_large/` and friends).
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pgcalm_lab::serve::{
+    DEFAULT_BODY_LIMIT, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog, ServeOptions, Server,
+};
+use tokio::sync::mpsc;
+
+use crate::context::Context;
+
+/// Flags of `pgcalm serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, env = "PGCALM_SERVE_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on. Loopback by default; anything else exposes the demo API.
+    #[arg(long, env = "PGCALM_SERVE_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Maximum database connections.
+    #[arg(long, default_value_t = DEFAULT_POOL_SIZE)]
+    pub pool_size: usize,
+    /// Longest a request may take (e.g. 5s, 500ms); past it the answer is 504 and the
+    /// query is cancelled.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Log every request to stderr (logfmt; JSON lines with --format json).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    // Not `ctx.target()`: the server starts while the database is down and recovers
+    // when it comes up.
+    let target = ctx.target_unchecked()?;
+    let log_task = args.verbose.then(|| spawn_request_log(ctx.json()));
+    let opts = ServeOptions {
+        bind: args.bind,
+        port: args.port,
+        pool_size: args.pool_size,
+        request_timeout: args.request_timeout,
+        body_limit: args.body_limit,
+        on_request: log_task.as_ref().map(|(logger, _)| logger.clone()),
+    };
+    let server = Server::bind(&target, opts).await?;
+    let addr = server.local_addr();
+    if !args.bind.is_loopback() {
+        eprintln!("warning: listening on {addr}: the demo API is reachable from other machines");
+    }
+    println!(
+        "Serving the demo app on http://{addr}/list_large/ (database {}, pool {}, request timeout {})",
+        target.masked_url(),
+        args.pool_size,
+        humantime(args.request_timeout)
+    );
+    if let Err(e) = server.check_database().await {
+        eprintln!(
+            "warning: the database is not ready: {e}\n  requests get 503 (or 500) until it is; \
+             `pgcalm up` starts and prepares it"
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+
+    let shutdown = async {
+        interrupted().await;
+        println!("Shutting down: finishing the requests in flight (Ctrl-C again to quit now)");
+        tokio::spawn(async {
+            interrupted().await;
+            std::process::exit(130);
+        });
+    };
+    server.run(shutdown).await?;
+    if let Some((logger, task)) = log_task {
+        drop(logger);
+        let _ = task.await;
+    }
+    println!("Stopped.");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The request log: requests hand their record to a channel; one task writes the lines,
+/// so serving never waits on the terminal.
+fn spawn_request_log(
+    json: bool,
+) -> (
+    pgcalm_lab::serve::RequestLogger,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(SystemTime, RequestLog)>();
+    let task = tokio::spawn(async move {
+        let mut out = std::io::BufWriter::new(std::io::stderr());
+        while let Some((at, log)) = rx.recv().await {
+            let _ = writeln!(out, "{}", format_request(at, &log, json));
+            if rx.is_empty() {
+                let _ = out.flush();
+            }
+        }
+        let _ = out.flush();
+    });
+    let logger: pgcalm_lab::serve::RequestLogger = Arc::new(move |log| {
+        let _ = tx.send((SystemTime::now(), log));
+    });
+    (logger, task)
+}
+
+fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
+    let ts = rfc3339(at);
+    let ms = log.latency.as_secs_f64() * 1000.0;
+    if json {
+        serde_json::json!({
+            "ts": ts,
+            "method": log.method.as_str(),
+            "uri": log.uri,
+            "status": log.status,
+            "latency_ms": (ms * 1000.0).round() / 1000.0,
+        })
+        .to_string()
+    } else {
+        format!(
+            "ts={ts} method={} uri={:?} status={} latency_ms={ms:.3}",
+            log.method, log.uri, log.status
+        )
+    }
+}
+
+/// `2026-11-25T10:41:07.123Z` (UTC, milliseconds).
+fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Parses `5s`, `500ms`, `2m` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 5s or 500ms)"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn formats_utc_timestamps() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_603_267_123);
+        assert_eq!(rfc3339(t), "2026-11-25T10:41:07.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn request_log_lines_are_logfmt_or_json() {
+        let log = RequestLog {
+            method: axum_method(),
+            uri: "/lookup/?email=user1@example.com".into(),
+            status: 200,
+            latency: Duration::from_micros(1500),
+        };
+        let line = format_request(UNIX_EPOCH, &log, false);
+        assert_eq!(
+            line,
+            "ts=1970-01-01T00:00:00.000Z method=GET uri=\"/lookup/?email=user1@example.com\" status=200 latency_ms=1.500"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&format_request(UNIX_EPOCH, &log, true)).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["latency_ms"], 1.5);
+    }
+
+    fn axum_method() -> pgcalm_lab::serve::Method {
+        pgcalm_lab::serve::Method::GET
+    }
+}
