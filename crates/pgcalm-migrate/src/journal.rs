@@ -92,6 +92,9 @@ impl Entry {
 
 /// Creates the journal tables if needed.
 pub async fn ensure_schema(client: &Client) -> Result<(), PgError> {
+    if pgcalm_pg::catalog::relation_exists(client, "pgcalm.migration_statements").await? {
+        return Ok(());
+    }
     client
         .batch_execute(SCHEMA_SQL)
         .await

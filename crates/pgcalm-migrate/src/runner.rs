@@ -265,6 +265,8 @@ impl Executor<'_> {
         stmt: &Statement,
         in_transaction: bool,
     ) -> Result<Duration, ExecError> {
+        // Anything still queued came from pgcalm's own bookkeeping, not from this statement.
+        while self.notices.try_recv().is_ok() {}
         let settings = self.policy.settings_for(&stmt.kind);
         self.client
             .batch_execute(&set_sql(&settings, in_transaction))
