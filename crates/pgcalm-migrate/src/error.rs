@@ -270,7 +270,7 @@ pub enum MigrateError {
     )]
     LockBusy {
         /// The session holding it, if it could be seen.
-        holder: Option<SessionInfo>,
+        holder: Option<Box<SessionInfo>>,
         /// How long we waited.
         waited: Duration,
     },

@@ -357,8 +357,9 @@ pub fn plan(
             let files = set.app(app)?;
             let forward_only = matches!(goal, Goal::ForwardTo { .. });
             if target == "zero" && !forward_only {
+                check_no_missing_files(set, journal, app, 0)?;
                 for f in files.iter().rev() {
-                    if let Some(step) = backward_step(journal, f, &set.dir)? {
+                    if let Some(step) = backward_step(journal, f)? {
                         steps.push(step);
                     }
                 }
@@ -366,8 +367,9 @@ pub fn plan(
             } else {
                 let t = set.resolve(app, target)?;
                 if is_applied(journal, t) && !forward_only {
+                    check_no_missing_files(set, journal, app, t.number)?;
                     for f in files.iter().rev().filter(|f| f.number > t.number) {
-                        if let Some(step) = backward_step(journal, f, &set.dir)? {
+                        if let Some(step) = backward_step(journal, f)? {
                             steps.push(step);
                         }
                     }
@@ -382,24 +384,6 @@ pub fn plan(
                     app: app.clone(),
                     name: t.name.clone(),
                 };
-            }
-        }
-    }
-    // Journal entries without files can only matter when going back over them.
-    for ((app, name), e) in journal {
-        let in_scope = match goal {
-            Goal::To { app: a, .. } => a == app,
-            _ => false,
-        };
-        if in_scope && e.state != "not_applied" && set.get(app, name).is_none() {
-            let later_than_target = steps.iter().any(|s| s.direction == Direction::Down)
-                || matches!(goal, Goal::To { target, .. } if target == "zero");
-            if later_than_target {
-                return Err(MigrateError::MissingFile {
-                    app: app.clone(),
-                    name: name.clone(),
-                    dir: set.dir.join(app),
-                });
             }
         }
     }
@@ -458,10 +442,34 @@ fn forward_step(
     })
 }
 
+/// Going back over a migration needs its file (for the down section): an applied
+/// migration of `app` numbered above `floor` whose file is gone is an error.
+fn check_no_missing_files(
+    set: &MigrationSet,
+    journal: &HashMap<(String, String), Entry>,
+    app: &str,
+    floor: u32,
+) -> Result<(), MigrateError> {
+    for ((a, name), e) in journal {
+        let number = name
+            .split('_')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(u32::MAX);
+        if a == app && e.state != "not_applied" && number > floor && set.get(app, name).is_none() {
+            return Err(MigrateError::MissingFile {
+                app: app.to_string(),
+                name: name.clone(),
+                dir: set.dir.join(app),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn backward_step(
     journal: &HashMap<(String, String), Entry>,
     f: &MigrationFile,
-    _dir: &std::path::Path,
 ) -> Result<Option<Step>, MigrateError> {
     let Some(e) = journal.get(&(f.app.clone(), f.name.clone())) else {
         return Ok(None);
@@ -474,17 +482,16 @@ fn backward_step(
         "running_down" => e.done_prefix(),
         _ => 0,
     };
-    let Some(down) = &f.down else {
+    if f.down.is_none() {
         return Err(MigrateError::Irreversible {
             app: f.app.clone(),
             name: f.name.clone(),
             path: f.path.clone(),
         });
-    };
+    }
     if e.state == "running_down" {
         check_done_statements(f, Direction::Down, e, resume_from)?;
     }
-    let _ = down;
     Ok(Some(Step {
         file: f.clone(),
         direction: Direction::Down,

@@ -197,7 +197,10 @@ impl Runner {
                 && waited >= limit
             {
                 let holder = catalog::advisory_lock_holder(monitor, RUNNER_LOCK_KEY).await?;
-                return Err(MigrateError::LockBusy { holder, waited });
+                return Err(MigrateError::LockBusy {
+                    holder: holder.map(Box::new),
+                    waited,
+                });
             }
             if !reported {
                 let holder = catalog::advisory_lock_holder(monitor, RUNNER_LOCK_KEY).await?;

@@ -322,7 +322,7 @@ async fn lock_timeout_retries_never_queue_readers_and_finish_when_the_blocker_le
         "a SELECT waited {worst:?}"
     );
     // (a) the migration retried the whole transaction, naming the blocker.
-    let events = events.lock().unwrap();
+    let events = events.lock().unwrap().clone();
     let retries: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -529,7 +529,7 @@ async fn invalid_index_from_a_failed_unique_build_is_reported_then_dropped_and_r
         .unwrap();
     r.migrate(&Goal::All(vec![])).await.unwrap();
     assert_eq!(index_valid(&db, "u_v_key").await, Some(true));
-    let events = events.lock().unwrap();
+    let events = events.lock().unwrap().clone();
     let found = events.iter().find_map(|e| match e {
         Event::InvalidIndexFound {
             index,
@@ -825,4 +825,50 @@ async fn rollback_of_a_failed_no_transaction_migration_runs_its_down_section() {
         .unwrap()
         .get(0);
     assert!(gone);
+}
+
+#[tokio::test]
+async fn going_back_needs_the_file_and_a_down_section() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[
+        ("0001_keep.sql", "-- migrate:up\nCREATE TABLE k (id int);\n"),
+        (
+            "0002_gone.sql",
+            "-- migrate:up\nCREATE TABLE g (id int);\n-- migrate:down\nDROP TABLE g;\n",
+        ),
+    ]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    std::fs::remove_file(dir.path().join("app/0002_gone.sql")).unwrap();
+    let status = r.status(Some("app")).await.unwrap();
+    assert_eq!(status[1].name, "0002_gone");
+    assert_eq!(status[1].explanation().as_deref(), Some("file missing"));
+    let err = r.migrate(&to("app", "0001")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("app.0002_gone is applied but its file is missing"),
+        "{err}"
+    );
+    // Forward runs are not blocked by it.
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    // No down section: cannot be unapplied, and the error says which file to fix.
+    let err = r.migrate(&to("app", "zero")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("app.0002_gone is applied but its file is missing"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("app/0002_gone.sql"),
+        "-- migrate:up\nCREATE TABLE g (id int);\n-- migrate:down\nDROP TABLE g;\n",
+    )
+    .unwrap();
+    let err = r.migrate(&to("app", "zero")).await.unwrap_err().to_string();
+    assert!(err.contains("app/0001_keep.sql has no `-- migrate:down` section, so app.0001_keep cannot be unapplied"), "{err}");
+    let still: bool = db
+        .client()
+        .await
+        .query_one("SELECT to_regclass('g') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(still, "an impossible plan must not start");
 }

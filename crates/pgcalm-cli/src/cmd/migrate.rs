@@ -487,6 +487,8 @@ impl Printer {
                     match progress.counter() {
                         Some((done, total, unit)) => {
                             bar.set_style(build_style(unit));
+                            // Position first to 0: no frame mixes two phases' counters.
+                            bar.set_position(0);
                             bar.set_length(total.max(1) as u64);
                             bar.set_position(done.max(0) as u64);
                         }
