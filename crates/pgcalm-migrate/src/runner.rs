@@ -424,6 +424,16 @@ impl Executor<'_> {
         for stmt in section.statements.iter().skip(step.resume_from) {
             let at = stmt_ref(file, stmt, section.statements.len());
             let mut retry = 0;
+            // Why an INVALID index of this statement would exist, as far as we know.
+            let mut cause = match prior_error {
+                Some(e) if stmt.index == step.resume_from => format!(
+                    "left by the failed build of the last run: {}",
+                    e.lines().next().unwrap_or(e)
+                ),
+                _ => {
+                    "left by a CREATE INDEX CONCURRENTLY that failed or was interrupted".to_string()
+                }
+            };
             loop {
                 if let Some(build) = &stmt.kind.index_build
                     && build.create
@@ -431,14 +441,7 @@ impl Executor<'_> {
                 {
                     let first_after_resume = step.resume_from > 0 && stmt.index == step.resume_from;
                     match self
-                        .prepare_index_build(
-                            step,
-                            &at,
-                            stmt,
-                            index,
-                            first_after_resume,
-                            prior_error,
-                        )
+                        .prepare_index_build(step, &at, stmt, index, first_after_resume, &cause)
                         .await?
                     {
                         IndexPrep::Build => {}
@@ -467,6 +470,7 @@ impl Executor<'_> {
                     }
                     Err(e) if e.is_lock_timeout() && retry < self.policy.max_retries => {
                         retry += 1;
+                        cause = "left by the previous attempt, which hit lock_timeout".to_string();
                         let delay = self.policy.backoff(retry);
                         self.emit(Event::LockTimeoutRetry {
                             statement: at.clone(),
@@ -522,7 +526,7 @@ impl Executor<'_> {
         stmt: &Statement,
         index: &str,
         first_after_resume: bool,
-        prior_error: Option<&str>,
+        cause: &str,
     ) -> Result<IndexPrep, MigrateError> {
         let Some(state) = catalog::index_state(self.monitor, index).await? else {
             return Ok(IndexPrep::Build);
@@ -559,21 +563,11 @@ impl Executor<'_> {
         if !stmt.kind.index_build.as_ref().is_some_and(|b| b.concurrent) {
             return Ok(IndexPrep::Build);
         }
-        let cause = prior_error
-            .map(|e| {
-                format!(
-                    "left by the failed build of the last run: {}",
-                    e.lines().next().unwrap_or(e)
-                )
-            })
-            .unwrap_or_else(|| {
-                "left by a CREATE INDEX CONCURRENTLY that failed or was interrupted".into()
-            });
         self.emit(Event::InvalidIndexFound {
             statement: at.clone(),
             index: state.name.clone(),
             table: state.table.clone(),
-            cause,
+            cause: cause.to_string(),
         });
         let drop = synthetic(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", state.name));
         let mut retry = 0;

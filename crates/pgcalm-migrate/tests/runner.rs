@@ -872,3 +872,63 @@ async fn going_back_needs_the_file_and_a_down_section() {
         .get(0);
     assert!(still, "an impossible plan must not start");
 }
+
+#[tokio::test]
+async fn lock_timeout_mid_concurrent_build_leaves_an_invalid_index_that_the_retry_repairs() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE w (v int); INSERT INTO w VALUES (1);")
+        .await
+        .unwrap();
+    // A writer in flight: CREATE INDEX CONCURRENTLY creates the (invalid) index, then
+    // waits for it and hits lock_timeout, leaving the invalid index behind.
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; INSERT INTO w VALUES (2);")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        writer.batch_execute("COMMIT").await.unwrap();
+    });
+    let dir = migrations(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY w_v ON w (v);\n",
+    )]);
+    let (r, events) = runner(&db, dir.path(), fast_policy());
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    release.await.unwrap();
+    assert_eq!(index_valid(&db, "w_v").await, Some(true));
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::LockTimeoutRetry { .. }))
+    );
+    let causes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::InvalidIndexFound { cause, .. } => Some(cause.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !causes.is_empty(),
+        "the retry must find the invalid index the timed-out attempt left"
+    );
+    assert!(
+        causes
+            .iter()
+            .all(|c| *c == "left by the previous attempt, which hit lock_timeout"),
+        "{causes:?}"
+    );
+    let indexes: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'w'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 1, "no leftover index");
+}
