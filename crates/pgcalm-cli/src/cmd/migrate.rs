@@ -295,6 +295,9 @@ struct PrinterState {
     line_open: bool,
     bar: Option<ProgressBar>,
     started: Option<Instant>,
+    /// (statement number, blocker pids) of the last lock wait printed: retries of the
+    /// same statement blocked by the same sessions are reported by their retry line.
+    last_wait: Option<(usize, Vec<i32>)>,
 }
 
 impl Printer {
@@ -373,6 +376,7 @@ impl Printer {
                     );
                 }
                 st.label = format!("  {verb} {app}.{name}...");
+                st.last_wait = None;
                 st.started = Some(Instant::now());
                 if self.tty {
                     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -406,6 +410,11 @@ impl Printer {
                 statement,
                 blockers,
             } => {
+                let key = (statement.number, blockers.iter().map(|b| b.pid).collect());
+                if st.last_wait.as_ref() == Some(&key) {
+                    return;
+                }
+                st.last_wait = Some(key);
                 let who: Vec<String> = blockers.iter().map(describe_session).collect();
                 self.line(
                     &mut st,
