@@ -298,6 +298,26 @@ async fn plan_sqlmigrate_and_json() {
     );
     assert_eq!(plan["steps"][0]["statements"][0]["line"], 16);
 
+    // --format json on a real run: one event per line.
+    let events: Vec<serde_json::Value> = ok(
+        &db,
+        dir.path(),
+        &["--format", "json", "migrate", "demoapp", "0002"],
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(events[0]["event"], "planned");
+    assert_eq!(
+        events[0]["steps"][0]["name"],
+        "0002_add_email_index_concurrently"
+    );
+    assert_eq!(events[1]["event"], "migration_started");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "migration_finished");
+    assert_eq!(last["direction"], "up");
+    ok(&db, dir.path(), &["migrate", "demoapp", "0001"]);
+
     let status: serde_json::Value = serde_json::from_str(&ok(
         &db,
         dir.path(),

@@ -333,7 +333,7 @@ impl Printer {
             Event::WaitingForLock { holder } => {
                 let who = holder
                     .as_ref()
-                    .map(|h| format!(" ({})", describe_session(h)))
+                    .map(|h| format!(": the migration lock is held by {}", describe_session(h)))
                     .unwrap_or_default();
                 self.line(
                     &mut st,
