@@ -934,3 +934,86 @@ async fn lock_timeout_mid_concurrent_build_leaves_an_invalid_index_that_the_retr
         .get(0);
     assert_eq!(indexes, 1, "no leftover index");
 }
+
+#[tokio::test]
+async fn showmigrations_sees_a_migration_running_now() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[(
+        "0001_slow.sql",
+        "-- migrate:up transaction:false\nCREATE TABLE s (id int);\nSELECT pg_sleep(0.8);\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    let watcher = r.clone();
+    let run = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        assert!(Instant::now() < deadline, "never saw the migration running");
+        let s = watcher.status(Some("app")).await.unwrap().remove(0);
+        if s.marker() == "[-]" && s.explanation().is_some_and(|w| w.contains("1 of 2")) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let why = seen.explanation().unwrap();
+    assert!(
+        why.starts_with("applying now: 1 of 2 statements done (runner backend pid "),
+        "{why}"
+    );
+    run.await.unwrap().unwrap();
+    assert_eq!(markers(&watcher, "app").await, ["[X] 0001_slow"]);
+}
+
+#[tokio::test]
+async fn an_interrupted_unapply_must_finish_before_going_forward_and_resumes() {
+    let db = TestDb::new().await;
+    let up =
+        "-- migrate:up transaction:false\nCREATE TABLE a (id int);\nCREATE TABLE b (id int);\n";
+    let dir = migrations(&[(
+        "0001_ab.sql",
+        &format!("{up}-- migrate:down transaction:false\nDROP TABLE a;\nDROP TABLE b_typo;\n"),
+    )]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    let err = r.migrate(&to("app", "zero")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("1 of 2 statements of app.0001_ab are done"),
+        "{err}"
+    );
+    let s = &r.status(Some("app")).await.unwrap()[0];
+    assert!(
+        s.explanation()
+            .unwrap()
+            .starts_with("unapply failed at statement 2 of 2 (line 6)"),
+        "{:?}",
+        s.explanation()
+    );
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "app.0001_ab was being unapplied when the runner stopped (1 of 2 down statements done)"
+        ),
+        "{err}"
+    );
+    // Fix the pending statement (the completed one must stay as it was), then resume.
+    std::fs::write(
+        dir.path().join("app/0001_ab.sql"),
+        format!("{up}-- migrate:down transaction:false\nDROP TABLE a;\nDROP TABLE b;\n"),
+    )
+    .unwrap();
+    r.migrate(&to("app", "zero")).await.unwrap();
+    assert_eq!(markers(&r, "app").await, ["[ ] 0001_ab"]);
+    let gone: bool = db
+        .client()
+        .await
+        .query_one(
+            "SELECT to_regclass('a') IS NULL AND to_regclass('b') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        gone,
+        "statement 1 (DROP TABLE a) must not run twice, statement 2 must run"
+    );
+}
