@@ -443,3 +443,18 @@ async fn failed_statement_shows_file_line_and_the_state_left() {
         "{rerun}"
     );
 }
+
+#[tokio::test]
+async fn notices_are_printed_with_statement_file_and_line() {
+    let db = TestDb::new().await;
+    let dir = app_dir(&[(
+        "0001_notice.sql",
+        "-- migrate:up\nSELECT 1;\nDROP TABLE IF EXISTS nope;\n",
+    )]);
+    assert_eq!(
+        stable(&ok(&db, dir.path(), &["migrate"])),
+        "Operations to perform:\n  Apply all migrations: app\nRunning migrations:\n  Applying app.0001_notice...\n\
+         \x20   NOTICE from statement 2 (migrations/app/0001_notice.sql:3: DROP TABLE IF EXISTS nope): table \"nope\" does not exist, skipping\n\
+         \x20 Applying app.0001_notice... OK (<time>)\n"
+    );
+}

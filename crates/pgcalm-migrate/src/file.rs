@@ -483,9 +483,9 @@ fn split_statements(
             raw.stmt_len as usize
         };
         let slice = &text[loc..loc + len];
-        // The parser's location may include leading comments and whitespace.
-        let lead = first_token_offset(slice);
-        let sql = slice[lead..]
+        // The parser's range may include comments and whitespace around the statement.
+        let (lead, tail) = significant_range(slice);
+        let sql = slice[lead..tail]
             .trim_end()
             .trim_end_matches(';')
             .trim_end()
@@ -508,17 +508,24 @@ fn split_statements(
     Ok(statements)
 }
 
-/// Byte offset of the first token that is not a comment (0 if the scan fails).
-fn first_token_offset(sql: &str) -> usize {
+/// Byte range from the first to the end of the last token that is not a comment (the
+/// whitespace-trimmed text if the scan fails).
+fn significant_range(sql: &str) -> (usize, usize) {
     use pg_query::protobuf::Token;
-    match pg_query::scan(sql) {
-        Ok(r) => r
-            .tokens
-            .iter()
-            .find(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
-            .map(|t| t.start as usize)
-            .unwrap_or(sql.len() - sql.trim_start().len()),
-        Err(_) => sql.len() - sql.trim_start().len(),
+    let trimmed = (sql.len() - sql.trim_start().len(), sql.trim_end().len());
+    let Ok(scan) = pg_query::scan(sql) else {
+        return trimmed;
+    };
+    let mut code = scan
+        .tokens
+        .iter()
+        .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32);
+    match code.next() {
+        Some(first) => {
+            let last = code.last().unwrap_or(first);
+            (first.start as usize, last.end as usize)
+        }
+        None => trimmed,
     }
 }
 

@@ -56,7 +56,8 @@ fn splits_with_the_real_scanner() {
                INSERT INTO t VALUES ('a;b'); -- trailing; comment\n\
                \n\
                -- leading comment\n\
-               SELECT 1\n";
+               SELECT 1\n\
+               -- trailing comment, no semicolon\n";
     let f = parse_file("app", Path::new("0001_x.sql"), sql).unwrap();
     let stmts: Vec<_> =
         f.up.statements
