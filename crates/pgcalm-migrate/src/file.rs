@@ -522,7 +522,7 @@ fn significant_range(sql: &str) -> (usize, usize) {
         .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32);
     match code.next() {
         Some(first) => {
-            let last = code.last().unwrap_or(first);
+            let last = code.next_back().unwrap_or(first);
             (first.start as usize, last.end as usize)
         }
         None => trimmed,
