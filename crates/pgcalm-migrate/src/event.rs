@@ -217,8 +217,9 @@ pub fn describe_session(s: &SessionInfo) -> String {
     if let Some(q) = &s.query {
         let q: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
         if !q.is_empty() {
+            let long = q.chars().count() > 60;
             let mut q: String = q.chars().take(60).collect();
-            if q.len() == 60 {
+            if long {
                 q.push_str("...");
             }
             parts.push(format!("last query: {q}"));

@@ -63,6 +63,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod event;
 pub mod file;
