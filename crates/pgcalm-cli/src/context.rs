@@ -175,7 +175,6 @@ impl Context {
     }
 
     /// Directory of migration files.
-    #[allow(dead_code)] // until the migration commands land
     pub fn migrations_dir(&self) -> &Path {
         &self.migrations_dir
     }

@@ -4,6 +4,10 @@
 use assert_cmd::Command;
 use pgcalm_testkit::TestDb;
 
+fn repo_migrations() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+}
+
 #[tokio::test]
 async fn up_with_database_url_creates_the_missing_database_only() {
     let db = TestDb::new().await;
@@ -14,6 +18,7 @@ async fn up_with_database_url_creates_the_missing_database_only() {
             .unwrap()
             .current_dir(dir.path())
             .env("DATABASE_URL", fresh.masked_url())
+            .env("PGCALM_MIGRATIONS_DIR", repo_migrations())
             .args(args)
             .output()
             .unwrap();
@@ -37,6 +42,10 @@ async fn up_with_database_url_creates_the_missing_database_only() {
     );
     let status = run(&["status"]);
     assert!(status.contains("Server:   external"), "{status}");
+    assert!(
+        status.contains("Migrations: demoapp at zero (0/2 applied; next: 0001_initial)"),
+        "{status}"
+    );
     assert!(status.contains("State:    reachable"), "{status}");
     assert!(
         !dir.path().join(".pgcalm").exists(),

@@ -1,6 +1,7 @@
 //! `pgcalm status`: where the database is, whether it runs, its version, the
 //! migration state, and the connection URL (password masked).
 
+use pgcalm_migrate::{MigrationStatus, Runner, State};
 use serde::Serialize;
 
 use crate::context::Context;
@@ -26,6 +27,25 @@ pub struct StatusReport {
     pub url: Option<String>,
     /// Why the server is not reachable, when it is not.
     pub problem: Option<String>,
+    /// Migration state per app (when the server is reachable and migrations exist).
+    pub migrations: Vec<AppMigrations>,
+}
+
+/// Migration state of one app.
+#[derive(Debug, Serialize)]
+pub struct AppMigrations {
+    /// App name.
+    pub app: String,
+    /// Applied migrations.
+    pub applied: usize,
+    /// Migrations on disk (or in the journal).
+    pub total: usize,
+    /// The last applied migration.
+    pub current: Option<String>,
+    /// Not applied yet, in order.
+    pub pending: Vec<String>,
+    /// Partially applied or failed migrations, with why.
+    pub problems: Vec<String>,
 }
 
 /// Prints the status.
@@ -53,6 +73,22 @@ pub async fn run(ctx: &Context, _args: Args) -> anyhow::Result<()> {
     if let Some(p) = &report.problem {
         println!("Problem:  {p}");
     }
+    for m in &report.migrations {
+        let next = match m.pending.first() {
+            Some(n) => format!("; next: {n}"),
+            None => String::new(),
+        };
+        println!(
+            "Migrations: {} at {} ({}/{} applied{next})",
+            m.app,
+            m.current.as_deref().unwrap_or("zero"),
+            m.applied,
+            m.total
+        );
+        for p in &m.problems {
+            println!("  ! {p}");
+        }
+    }
     Ok(())
 }
 
@@ -70,6 +106,7 @@ async fn collect(ctx: &Context) -> StatusReport {
         server_version: None,
         url: None,
         problem: None,
+        migrations: Vec::new(),
     };
     let target = match ctx.target_unchecked() {
         Ok(t) => t,
@@ -88,7 +125,52 @@ async fn collect(ctx: &Context) -> StatusReport {
             report.running = true;
             report.server_version = pgcalm_pg::catalog::server_version(&client).await.ok();
         }
-        Err(e) => report.problem = Some(e.to_string()),
+        Err(e) => {
+            report.problem = Some(e.to_string());
+            return report;
+        }
+    }
+    if ctx.migrations_dir().is_dir() {
+        match Runner::new(target, ctx.migrations_dir()).status(None).await {
+            Ok(statuses) => report.migrations = summarize(&statuses),
+            Err(e) => report.problem = Some(format!("migration state unavailable: {e}")),
+        }
     }
     report
+}
+
+/// Per app: how many are applied, the current one, what is pending, what is wrong.
+fn summarize(statuses: &[MigrationStatus]) -> Vec<AppMigrations> {
+    let mut apps: Vec<AppMigrations> = Vec::new();
+    for s in statuses {
+        if apps.last().is_none_or(|a| a.app != s.app) {
+            apps.push(AppMigrations {
+                app: s.app.clone(),
+                applied: 0,
+                total: 0,
+                current: None,
+                pending: Vec::new(),
+                problems: Vec::new(),
+            });
+        }
+        let app = apps.last_mut().expect("pushed above");
+        app.total += 1;
+        match s.state {
+            State::Applied => {
+                app.applied += 1;
+                app.current = Some(s.name.clone());
+            }
+            State::NotApplied => app.pending.push(s.name.clone()),
+            State::Partial { .. } | State::Failed { .. } => {
+                app.pending.push(s.name.clone());
+                app.problems.push(format!(
+                    "{} {}: {}",
+                    s.marker(),
+                    s.name,
+                    s.explanation().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    apps
 }
