@@ -133,6 +133,13 @@ impl Runner {
             .connect()
             .await?;
         let pid = catalog::backend_pid(&client).await?;
+        // pgcalm's own bookkeeping (journal DDL and writes) gets the same short
+        // lock_timeout: nothing this session does may queue the application for long.
+        let bookkeeping = set_sql(&self.policy.settings_for(&Default::default()), false);
+        client
+            .batch_execute(&bookkeeping)
+            .await
+            .map_err(PgError::query("setting the runner session's timeouts"))?;
         self.acquire_lock(&client, &monitor).await?;
         journal::ensure_schema(&client).await?;
         let journal = journal::load(&client).await?;
