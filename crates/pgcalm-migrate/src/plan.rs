@@ -280,6 +280,9 @@ pub struct Step {
     pub direction: Direction,
     /// Statements of an interrupted run to skip (already done).
     pub resume_from: usize,
+    /// An earlier run of this section was killed part way (not failed): the statement
+    /// at `resume_from` may have completed on the server without being journaled.
+    pub interrupted: bool,
 }
 
 impl Step {
@@ -418,9 +421,12 @@ fn forward_step(
     f: &MigrationFile,
 ) -> Result<Step, MigrateError> {
     let mut resume_from = 0;
+    let mut interrupted = false;
     if let Some(e) = journal.get(&(f.app.clone(), f.name.clone())) {
         match e.state.as_str() {
             "running_up" => {
+                // Killed rather than failed: the statement in flight may have finished.
+                interrupted = e.error.is_none();
                 resume_from = e.done_prefix();
                 check_done_statements(f, Direction::Up, e, resume_from)?;
             }
@@ -439,6 +445,7 @@ fn forward_step(
         file: f.clone(),
         direction: Direction::Up,
         resume_from,
+        interrupted,
     })
 }
 
@@ -496,6 +503,7 @@ fn backward_step(
         file: f.clone(),
         direction: Direction::Down,
         resume_from,
+        interrupted: e.state == "running_down" && e.error.is_none(),
     }))
 }
 

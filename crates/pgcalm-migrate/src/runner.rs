@@ -446,7 +446,7 @@ impl Executor<'_> {
                     && build.create
                     && let Some(index) = &build.index
                 {
-                    let first_after_resume = step.resume_from > 0 && stmt.index == step.resume_from;
+                    let first_after_resume = step.interrupted && stmt.index == step.resume_from;
                     match self
                         .prepare_index_build(step, &at, stmt, index, first_after_resume, &cause)
                         .await?

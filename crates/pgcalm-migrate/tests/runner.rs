@@ -1017,3 +1017,48 @@ async fn an_interrupted_unapply_must_finish_before_going_forward_and_resumes() {
         "statement 1 (DROP TABLE a) must not run twice, statement 2 must run"
     );
 }
+
+#[tokio::test]
+async fn a_build_that_finished_after_its_runner_was_killed_counts_as_done() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE k (v int)").await.unwrap();
+    let dir = migrations(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY k_v ON k (v);\nCREATE TABLE after_idx (id int);\n",
+    )]);
+    let (r, events) = runner(&db, dir.path(), Policy::default());
+    // What a runner killed during the build leaves: the journal says "running, nothing
+    // done", while the server finished the orphaned build.
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    c.batch_execute(
+        "DROP TABLE after_idx;
+         UPDATE pgcalm.migrations SET state = 'running_up', runner_pid = 0;
+         DELETE FROM pgcalm.migration_statements;",
+    )
+    .await
+    .unwrap();
+    assert!(markers(&r, "app").await[0].starts_with("[-] 0001_idx"));
+    events.lock().unwrap().clear();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    let done = events.lock().unwrap().iter().find_map(|e| match e {
+        Event::StatementAlreadyDone { statement, reason } => {
+            Some((statement.number, reason.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        done,
+        Some((
+            1,
+            "index k_v exists and is valid: the interrupted run finished this statement".into()
+        ))
+    );
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_idx"]);
+    assert!(
+        c.query_one("SELECT to_regclass('after_idx') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    );
+}
