@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages pgcalm needs: libclang-dev (pg_query's build), the PostgreSQL server
-# binaries (embedded cluster and tests) and its client (pgcalm psql).
-PACKAGES=(libclang-dev postgresql postgresql-client)
+# binaries (embedded cluster and tests), its client (pgcalm psql), curl + bc (the
+# walkthrough's API watch loop).
+PACKAGES=(libclang-dev postgresql postgresql-client curl bc)
 
 need_packages() {
   local missing=()
@@ -50,10 +51,7 @@ case "${1:-}" in
     setup
     cargo build --release --locked -p pgcalm-cli
     export PATH="$PWD/target/release:$PATH"
-    pgcalm up
-    pgcalm showmigrations demoapp 2>/dev/null || true
-    pgcalm inspect small_email large_email
-    pgcalm status
+    demo/seed_walkthrough.sh
     ;;
   test)
     setup
