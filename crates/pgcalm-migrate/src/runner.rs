@@ -265,6 +265,27 @@ impl Executor<'_> {
         (self.sink)(&e)
     }
 
+    /// After a lock timeout: reports retry number `retry` with who blocked it, then
+    /// sleeps the policy's jittered backoff.
+    async fn back_off(
+        &self,
+        statement: StatementRef,
+        retry: u32,
+        blockers: Vec<SessionInfo>,
+        whole_transaction: bool,
+    ) {
+        let delay = self.policy.backoff(retry);
+        self.emit(Event::LockTimeoutRetry {
+            statement,
+            retry,
+            max_retries: self.policy.max_retries,
+            delay,
+            blockers,
+            whole_transaction,
+        });
+        tokio::time::sleep(delay).await;
+    }
+
     /// THE way the runner sends a statement: sets `lock_timeout` and `statement_timeout`
     /// for it (`SET LOCAL` inside a transaction), sends it alone (no implicit multi-
     /// statement transaction), and while it runs samples, from the monitor connection,
@@ -399,16 +420,7 @@ impl Executor<'_> {
             // A lock timeout aborts the whole transaction: retry all of it.
             if e.is_lock_timeout() && retry < self.policy.max_retries {
                 retry += 1;
-                let delay = self.policy.backoff(retry);
-                self.emit(Event::LockTimeoutRetry {
-                    statement: at,
-                    retry,
-                    max_retries: self.policy.max_retries,
-                    delay,
-                    blockers: e.blockers,
-                    whole_transaction: true,
-                });
-                tokio::time::sleep(delay).await;
+                self.back_off(at, retry, e.blockers, true).await;
                 continue;
             }
             let outcome = match step.direction {
@@ -478,16 +490,7 @@ impl Executor<'_> {
                     Err(e) if e.is_lock_timeout() && retry < self.policy.max_retries => {
                         retry += 1;
                         cause = "left by the previous attempt, which hit lock_timeout".to_string();
-                        let delay = self.policy.backoff(retry);
-                        self.emit(Event::LockTimeoutRetry {
-                            statement: at.clone(),
-                            retry,
-                            max_retries: self.policy.max_retries,
-                            delay,
-                            blockers: e.blockers,
-                            whole_transaction: false,
-                        });
-                        tokio::time::sleep(delay).await;
+                        self.back_off(at.clone(), retry, e.blockers, false).await;
                     }
                     Err(e) => {
                         let mut outcome = format!(
@@ -583,16 +586,7 @@ impl Executor<'_> {
                 Ok(_) => break,
                 Err(e) if e.is_lock_timeout() && retry < self.policy.max_retries => {
                     retry += 1;
-                    let delay = self.policy.backoff(retry);
-                    self.emit(Event::LockTimeoutRetry {
-                        statement: at.clone(),
-                        retry,
-                        max_retries: self.policy.max_retries,
-                        delay,
-                        blockers: e.blockers,
-                        whole_transaction: false,
-                    });
-                    tokio::time::sleep(delay).await;
+                    self.back_off(at.clone(), retry, e.blockers, false).await;
                 }
                 Err(e) => {
                     return Err(PgError::Query {
