@@ -59,7 +59,7 @@ use self::error::ApiError;
 pub const DEFAULT_PORT: u16 = 8001;
 /// Default connection pool size. Measured on 2 cores (bench/README.md): more
 /// connections than cores add context switches, not throughput.
-pub const DEFAULT_POOL_SIZE: usize = 8;
+pub const DEFAULT_POOL_SIZE: usize = 4;
 /// Default HTTP request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default request body limit. No route needs a body; this only bounds what is read.
