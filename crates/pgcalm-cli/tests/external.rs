@@ -1,12 +1,10 @@
 //! `pgcalm up` / `status` with DATABASE_URL: use that server, create the database if
 //! missing, never start a cluster.
 
-use assert_cmd::Command;
-use pgcalm_testkit::TestDb;
+mod common;
 
-fn repo_migrations() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
-}
+use common::{fails, ok, pgcalm_in, repo_migrations};
+use pgcalm_testkit::TestDb;
 
 #[tokio::test]
 async fn up_with_database_url_creates_the_missing_database_only() {
@@ -14,20 +12,10 @@ async fn up_with_database_url_creates_the_missing_database_only() {
     let fresh = db.target().with_dbname(&format!("{}_fresh", db.name()));
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::cargo_bin("pgcalm")
-            .unwrap()
-            .current_dir(dir.path())
+        ok(pgcalm_in(dir.path())
             .env("DATABASE_URL", fresh.masked_url())
             .env("PGCALM_MIGRATIONS_DIR", repo_migrations())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+            .args(args))
     };
     let first = run(&["up"]);
     assert!(
@@ -51,16 +39,10 @@ async fn up_with_database_url_creates_the_missing_database_only() {
         !dir.path().join(".pgcalm").exists(),
         "no embedded cluster with DATABASE_URL"
     );
-    let down = Command::cargo_bin("pgcalm")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("DATABASE_URL", fresh.masked_url())
-        .arg("down")
-        .output()
-        .unwrap();
-    assert!(
-        !down.status.success(),
-        "down must refuse to touch an external server"
+    let err = fails(
+        pgcalm_in(dir.path())
+            .env("DATABASE_URL", fresh.masked_url())
+            .arg("down"),
     );
-    assert!(String::from_utf8_lossy(&down.stderr).contains("only stops the embedded one"));
+    assert!(err.contains("only stops the embedded one"), "{err}");
 }

@@ -1,7 +1,9 @@
 //! `pgcalm inspect` against a real database (DATABASE_URL), compared with the seed's
 //! `\d large_email` and row-count steps.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{fails, ok, pgcalm};
 use pgcalm_testkit::TestDb;
 
 async fn seed_like_db() -> TestDb {
@@ -24,19 +26,10 @@ async fn seed_like_db() -> TestDb {
 }
 
 fn inspect(db: &TestDb, args: &[&str]) -> String {
-    let out = Command::cargo_bin("pgcalm")
-        .unwrap()
+    ok(pgcalm()
         .env("DATABASE_URL", db.url())
         .arg("inspect")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .args(args))
 }
 
 #[tokio::test]
@@ -98,13 +91,10 @@ async fn inspect_flags_invalid_index_and_not_valid_constraint() {
 #[tokio::test]
 async fn inspect_unknown_table_names_it() {
     let db = TestDb::new().await;
-    let out = Command::cargo_bin("pgcalm")
-        .unwrap()
-        .env("DATABASE_URL", db.url())
-        .args(["inspect", "nope"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(
+        pgcalm()
+            .env("DATABASE_URL", db.url())
+            .args(["inspect", "nope"]),
+    );
     assert!(err.contains("table nope does not exist"), "{err}");
 }

@@ -1,49 +1,11 @@
 //! `pgcalm up / status / down / logs / psql` with the real binary, each test in its own
 //! working directory and therefore with its own embedded cluster.
 
+mod common;
+
 use std::path::Path;
-use std::process::Output;
 
-use assert_cmd::Command;
-
-fn pgcalm(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgcalm").unwrap();
-    cmd.current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("PG_BIN");
-    cmd
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs and asserts success, returning stdout.
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// Runs and asserts failure, returning stderr.
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        !out.status.success(),
-        "unexpected success: {}",
-        stdout(&out)
-    );
-    stderr(&out)
-}
+use common::{fails, ok, pgcalm_in as pgcalm, stderr, stdout};
 
 /// Stops the cluster even when the test fails half-way.
 struct Down<'a>(&'a Path);

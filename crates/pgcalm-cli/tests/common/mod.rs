@@ -1,0 +1,60 @@
+//! Helpers shared by the CLI test binaries: the real `pgcalm` binary, run and checked.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// The real binary with no inherited DATABASE_URL / PG_BIN.
+pub fn pgcalm() -> Command {
+    let mut cmd = Command::cargo_bin("pgcalm").unwrap();
+    cmd.env_remove("DATABASE_URL").env_remove("PG_BIN");
+    cmd
+}
+
+/// The binary working in `dir` (its own embedded cluster under `dir/.pgcalm`).
+pub fn pgcalm_in(dir: &Path) -> Command {
+    let mut cmd = pgcalm();
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// The repository's `migrations/` directory.
+pub fn repo_migrations() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+}
+
+/// Stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs, asserts success, returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs, asserts failure, returns stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
