@@ -253,6 +253,13 @@ REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   http_table
   echo
   echo "Logs of this run: \`$LOGS\` (wrk output per line of the table, seed outputs, /usr/bin/time reports)."
+  echo
+  echo "## Notes"
+  echo
+  echo "- Seeding is CPU-bound on 2 cores: two COPY streams keep both server backends busy; generate_series uses one backend. The margin over generate_series is thin (generate_series took 17.1-18.2 s across runs on this machine, so 2.0-2.1x) because the primary-key btree insert per row costs the same in both; see bench/README.md for the stream, batch and encoder measurements."
+  echo "- /lookup/ without the email index is a sequential scan of large_email per request: both servers wait on PostgreSQL, so they serve about the same (the database's CPU is the limit, not the app). With the index, the same route is pgcalm's fastest."
+  echo "- The peer's default opens a database connection per request (CONN_MAX_AGE=0); the last row shows it with persistent connections, for a like-for-like view of the frameworks."
+  echo "- Rerun: \`bench/run.sh\` (N, PEER_SEED_N, HTTP_N, DURATION, POOL in the environment)."
 } >"$RESULTS"
 echo >&2
 cat "$RESULTS"
