@@ -336,8 +336,8 @@ async fn identity_sequence(
 }
 
 /// Seeds the demo tables. `on_event` receives progress (it must be cheap: it runs on the
-/// loading task). When `cancel` fires, loading stops after at most the rows already
-/// sent in each open batch are discarded; the report then says how many rows stay.
+/// loading task). When `cancel` fires, the open batches are aborted (their rows are
+/// discarded), committed batches stay, and the report says how many rows that is.
 ///
 /// ```no_run
 /// # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_lab::seed::SeedError> {
