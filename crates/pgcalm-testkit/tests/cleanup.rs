@@ -65,7 +65,7 @@ fn alive(pid: i32) -> bool {
             .contains(") Z ")
 }
 
-fn wait_until_gone(pid: i32, dir: &PathBuf, within: Duration) {
+fn wait_until_gone(pid: i32, dir: &std::path::Path, within: Duration) {
     let deadline = Instant::now() + within;
     while (alive(pid) || dir.exists()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
