@@ -193,3 +193,42 @@ fn unreachable_database_url_names_host_but_never_the_password() {
         "DATABASE_URL never creates a cluster"
     );
 }
+
+#[test]
+fn logs_follow_prints_new_server_lines_as_they_come() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let _down = Down(dir.path());
+    ok(pgcalm(dir.path()).arg("up"));
+    let mut follow = std::process::Command::new(assert_cmd::cargo::cargo_bin("pgcalm"))
+        .current_dir(dir.path())
+        .args(["logs", "--follow", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(pgcalm(dir.path()).args([
+        "psql",
+        "-c",
+        "DO $$ BEGIN RAISE LOG 'follow-marker-%', 42; END $$",
+    ]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = false;
+    while !seen && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen = line.contains("follow-marker-42");
+        }
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    assert!(seen, "the new log line reached `pgcalm logs --follow`");
+}

@@ -32,11 +32,13 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     file.read_to_string(&mut text)?;
     let mut out = std::io::stdout().lock();
     match args.tail {
-        Some(n) => out.write_all(pgcalm_pg::cluster::tail(&path, n).as_bytes())?,
+        Some(n) => {
+            let last = pgcalm_pg::cluster::tail(&path, n);
+            if !last.is_empty() {
+                writeln!(out, "{last}")?;
+            }
+        }
         None => out.write_all(text.as_bytes())?,
-    }
-    if args.tail.is_some() && !text.is_empty() {
-        out.write_all(b"\n")?;
     }
     out.flush()?;
     drop(out);
