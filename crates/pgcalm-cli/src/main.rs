@@ -68,8 +68,29 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Whether the command may die quietly on a closed pipe (`pgcalm status | head`), like
+/// other Unix tools: it only reports, or is idempotent (`up`, `down`). Migrations, seed
+/// and serve keep running instead of being killed by SIGPIPE half-way.
+fn dies_on_closed_pipe(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Psql(_)
+            | Command::Status(_)
+            | Command::Inspect(_)
+            | Command::Logs(_)
+            | Command::Showmigrations(_)
+            | Command::Sqlmigrate(_)
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if dies_on_closed_pipe(&cli.command) {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PGCALM_LOG")
