@@ -232,3 +232,23 @@ fn logs_follow_prints_new_server_lines_as_they_come() {
     follow.wait().unwrap();
     assert!(seen, "the new log line reached `pgcalm logs --follow`");
 }
+
+#[test]
+fn a_closed_pipe_ends_reporting_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("pgcalm");
+    // The reader (`true`) is gone before pgcalm starts, so its first write meets a
+    // closed pipe.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{{ sleep 0.3; '{}' status; }} | true",
+            bin.display()
+        ))
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+}
