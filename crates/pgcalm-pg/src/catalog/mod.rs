@@ -12,5 +12,6 @@ pub use progress::{
     IndexBuildProgress, IndexState, index_build_progress, index_builds, index_state,
 };
 pub use table::{
-    ColumnInfo, ConstraintInfo, IndexInfo, RowCount, TableReport, describe_table, server_version,
+    ColumnInfo, ConstraintInfo, IndexInfo, RowCount, TableReport, column_sequence, describe_table,
+    server_version,
 };

@@ -2,7 +2,7 @@
 //! estimated row counts and sizes.
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::error::PgError;
 
@@ -247,4 +247,20 @@ pub async fn describe_table(
         indexes_bytes: row.get(5),
         total_bytes: row.get(6),
     })
+}
+
+/// The sequence behind `table.column` (identity or serial), as a quoted, qualified name;
+/// None when the column has none. Works inside a transaction too.
+pub async fn column_sequence(
+    client: &impl GenericClient,
+    table: &str,
+    column: &str,
+) -> Result<Option<String>, PgError> {
+    let row = client
+        .query_one("SELECT pg_get_serial_sequence($1, $2)", &[&table, &column])
+        .await
+        .map_err(PgError::query(format!(
+            "finding the sequence of {table}.{column}"
+        )))?;
+    Ok(row.get(0))
 }
