@@ -13,6 +13,12 @@ pub struct Policy {
     /// `lock_timeout` for every statement: the longest the application can be queued
     /// behind a lock request of the migration. Default 2s.
     pub lock_timeout: Duration,
+    /// `lock_timeout` for statements that only take SHARE UPDATE EXCLUSIVE
+    /// (CONCURRENTLY builds and drops, VALIDATE CONSTRAINT). Such a request, even queued,
+    /// blocks neither reads nor writes, and a CONCURRENTLY build also waits (as lock
+    /// waits) for every older transaction in the database; a longer value here avoids
+    /// retry storms behind a long transaction elsewhere. `None`: same as `lock_timeout`.
+    pub concurrent_lock_timeout: Option<Duration>,
     /// `statement_timeout` for statements that take stronger locks than SHARE UPDATE
     /// EXCLUSIVE. `None` keeps the server's setting. Statements that only take SHARE
     /// UPDATE EXCLUSIVE always run with `statement_timeout = 0`.
@@ -32,6 +38,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             lock_timeout: Duration::from_secs(2),
+            concurrent_lock_timeout: None,
             statement_timeout: None,
             max_retries: 10,
             retry_initial: Duration::from_millis(500),
@@ -62,10 +69,14 @@ impl Policy {
                 None => "DEFAULT".to_string(),
             }
         };
+        let lock_timeout = match self.concurrent_lock_timeout {
+            Some(d) if kind.share_update_exclusive_only => d,
+            _ => self.lock_timeout,
+        };
         vec![
             Setting {
                 name: "lock_timeout",
-                value: format!("'{}ms'", self.lock_timeout.as_millis()),
+                value: format!("'{}ms'", lock_timeout.as_millis()),
             },
             Setting {
                 name: "statement_timeout",
@@ -182,5 +193,27 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("2 parsecs").is_err());
+    }
+
+    #[test]
+    fn concurrent_lock_timeout_applies_only_to_share_update_exclusive_statements() {
+        let sue = StatementKind {
+            share_update_exclusive_only: true,
+            ..StatementKind::default()
+        };
+        let other = StatementKind::default();
+        let lock = |p: &Policy, k: &StatementKind| p.settings_for(k)[0].value.clone();
+        let default = Policy::default();
+        assert_eq!(
+            lock(&default, &sue),
+            "'2000ms'",
+            "unset: same as lock_timeout"
+        );
+        let p = Policy {
+            concurrent_lock_timeout: Some(Duration::from_secs(600)),
+            ..Policy::default()
+        };
+        assert_eq!(lock(&p, &sue), "'600000ms'");
+        assert_eq!(lock(&p, &other), "'2000ms'");
     }
 }

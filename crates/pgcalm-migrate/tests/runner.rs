@@ -1062,3 +1062,48 @@ async fn a_build_that_finished_after_its_runner_was_killed_counts_as_done() {
             .get::<_, bool>(0)
     );
 }
+
+#[tokio::test]
+async fn concurrent_lock_timeout_lets_a_build_outwait_an_old_snapshot_without_retries() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000);
+             CREATE TABLE elsewhere (x int);",
+        )
+        .await
+        .unwrap();
+    // A long transaction on another table: it holds no lock on t, only an old snapshot,
+    // which a CONCURRENTLY build must wait out (a lock wait on its virtual xid).
+    let long_tx = db.client().await;
+    long_tx
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM elsewhere;")
+        .await
+        .unwrap();
+    let dir = migrations(&[(
+        "0001_index.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY t_n ON t (n);\n",
+    )]);
+    let policy = Policy {
+        concurrent_lock_timeout: Some(Duration::from_secs(60)),
+        ..fast_policy() // lock_timeout 200ms for everything else
+    };
+    let (r, events) = runner(&db, dir.path(), policy);
+    let migration = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !migration.is_finished(),
+        "the build waits for the old snapshot"
+    );
+    long_tx.batch_execute("COMMIT").await.unwrap();
+    migration.await.unwrap().unwrap();
+    assert_eq!(index_valid(&db, "t_n").await, Some(true));
+    let retries = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::LockTimeoutRetry { .. }))
+        .count();
+    assert_eq!(retries, 0, "waited instead of timing out and retrying");
+}

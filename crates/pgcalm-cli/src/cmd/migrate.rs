@@ -39,6 +39,10 @@ pub struct PolicyArgs {
     /// migration [default: 2s; pgcalm.toml [migrate] lock_timeout]
     #[arg(long, env = "PGCALM_LOCK_TIMEOUT", value_parser = parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// lock_timeout for statements that only take SHARE UPDATE EXCLUSIVE (CONCURRENTLY,
+    /// VALIDATE): queued, they block neither reads nor writes [default: --lock-timeout]
+    #[arg(long, env = "PGCALM_CONCURRENT_LOCK_TIMEOUT", value_parser = parse_duration)]
+    pub concurrent_lock_timeout: Option<Duration>,
     /// statement_timeout for statements stronger than SHARE UPDATE EXCLUSIVE (those get
     /// 0) [default: the server's]
     #[arg(long, env = "PGCALM_STATEMENT_TIMEOUT", value_parser = parse_duration)]
@@ -62,6 +66,7 @@ pub struct PolicyArgs {
 #[serde(deny_unknown_fields)]
 struct MigrateSection {
     lock_timeout: Option<String>,
+    concurrent_lock_timeout: Option<String>,
     statement_timeout: Option<String>,
     max_retries: Option<u32>,
     retry_initial: Option<String>,
@@ -97,6 +102,11 @@ pub fn policy(ctx: &Context, args: &PolicyArgs) -> anyhow::Result<Policy> {
     Ok(Policy {
         lock_timeout: dur(args.lock_timeout, "lock_timeout", &file.lock_timeout)?
             .unwrap_or(d.lock_timeout),
+        concurrent_lock_timeout: dur(
+            args.concurrent_lock_timeout,
+            "concurrent_lock_timeout",
+            &file.concurrent_lock_timeout,
+        )?,
         statement_timeout: dur(
             args.statement_timeout,
             "statement_timeout",
