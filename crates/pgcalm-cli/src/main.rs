@@ -4,6 +4,15 @@
 //! it in `cmd/<name>.rs`), resolves configuration (`context`), calls a library crate,
 //! and renders the result (`render`). Errors become `error: ...` lines and exit code 1.
 
+/// `println!` that never panics: for commands that must not die half-way when their
+/// stdout is closed (`pgcalm migrate | head`); the output is lost, the work goes on.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cmd;
 mod context;
 mod render;

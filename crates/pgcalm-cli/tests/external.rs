@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fails, ok, pgcalm_in, repo_migrations};
+use common::{fails, ok, pgcalm, pgcalm_in, repo_migrations};
 use pgcalm_testkit::TestDb;
 
 #[tokio::test]
@@ -45,4 +45,32 @@ async fn up_with_database_url_creates_the_missing_database_only() {
             .arg("down"),
     );
     assert!(err.contains("only stops the embedded one"), "{err}");
+}
+
+#[tokio::test]
+async fn a_closed_stdout_does_not_stop_a_migration_half_way() {
+    let db = TestDb::new().await;
+    let bin = assert_cmd::cargo::cargo_bin("pgcalm");
+    // The reader (`true`) is gone before pgcalm prints its first line.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{{ sleep 0.3; '{}' migrate demoapp 0002; echo \"exit=$?\" >&2; }} | true",
+            bin.display()
+        ))
+        .env("DATABASE_URL", db.url())
+        .env("PGCALM_MIGRATIONS_DIR", repo_migrations())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("exit=0"), "{err}");
+    let shown = ok(pgcalm()
+        .env("DATABASE_URL", db.url())
+        .env("PGCALM_MIGRATIONS_DIR", repo_migrations())
+        .args(["showmigrations", "demoapp"]));
+    assert_eq!(
+        shown,
+        "demoapp\n [X] 0001_initial\n [X] 0002_add_email_index_concurrently\n"
+    );
 }

@@ -140,7 +140,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         if ctx.json() {
             return crate::render::json(&plan_json(&plan, runner.policy()));
         }
-        print!("{}", render_plan(&plan, runner.policy()));
+        let _ = write!(std::io::stdout(), "{}", render_plan(&plan, runner.policy()));
         return Ok(());
     }
     run_with_printer(runner, &goal, ctx.json()).await
@@ -322,19 +322,19 @@ impl Printer {
     /// Prints a full line, keeping the pending `Applying ...` line and bar intact.
     fn line(&self, st: &mut PrinterState, text: &str) {
         if st.line_open {
-            println!();
+            say!();
             st.line_open = false;
         }
         match &st.bar {
-            Some(bar) => bar.suspend(|| println!("{text}")),
-            None => println!("{text}"),
+            Some(bar) => bar.suspend(|| say!("{text}")),
+            None => say!("{text}"),
         }
     }
 
     fn handle(&self, e: &Event) {
         if self.json {
             if let Ok(s) = serde_json::to_string(e) {
-                println!("{s}");
+                say!("{s}");
             }
             return;
         }
@@ -395,7 +395,7 @@ impl Printer {
                     bar.enable_steady_tick(Duration::from_millis(120));
                     st.bar = Some(bar);
                 } else {
-                    print!("{}", st.label);
+                    let _ = write!(std::io::stdout(), "{}", st.label);
                     let _ = std::io::stdout().flush();
                     st.line_open = true;
                 }
@@ -551,10 +551,10 @@ impl Printer {
                     bar.finish_and_clear();
                 }
                 if st.line_open {
-                    println!(" OK ({})", secs(*duration));
+                    say!(" OK ({})", secs(*duration));
                     st.line_open = false;
                 } else {
-                    println!("{} OK ({})", st.label, secs(*duration));
+                    say!("{} OK ({})", st.label, secs(*duration));
                 }
             }
         }
@@ -568,9 +568,9 @@ impl Printer {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(bar) = st.bar.take() {
             bar.finish_and_clear();
-            println!("{} FAILED", st.label);
+            say!("{} FAILED", st.label);
         } else if st.line_open {
-            println!(" FAILED");
+            say!(" FAILED");
             st.line_open = false;
         }
     }

@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if json {
         crate::render::json(&report_json(&report))?;
     } else {
-        println!("{}", final_line(&report));
+        say!("{}", final_line(&report));
     }
     if report.cancelled {
         std::process::exit(EXIT_CANCELLED);
@@ -85,9 +85,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 
 fn render_event(bar: &ProgressBar, json: bool, event: SeedEvent) {
     match event {
-        SeedEvent::Truncated if !json => println!("Truncated small_email and large_email"),
+        SeedEvent::Truncated if !json => say!("Truncated small_email and large_email"),
         SeedEvent::SmallInserted { rows, .. } if !json => {
-            println!("Inserted {rows} rows into small_email")
+            say!("Inserted {rows} rows into small_email")
         }
         SeedEvent::LargeStarted {
             total,
@@ -95,7 +95,7 @@ fn render_event(bar: &ProgressBar, json: bool, event: SeedEvent) {
             streams,
             batch_size,
         } if !json && total > 0 => {
-            println!(
+            say!(
                 "Loading {total} rows into large_email from id {first_i} \
                  ({streams} COPY stream(s), {batch_size} rows per batch)"
             );
@@ -105,7 +105,7 @@ fn render_event(bar: &ProgressBar, json: bool, event: SeedEvent) {
         SeedEvent::LargeProgress { written, .. } => bar.set_position(written),
         SeedEvent::Analyzing if !json => {
             bar.finish_and_clear();
-            println!("Analyzing small_email and large_email");
+            say!("Analyzing small_email and large_email");
         }
         _ => {}
     }

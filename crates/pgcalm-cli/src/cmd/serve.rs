@@ -55,7 +55,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if !args.bind.is_loopback() {
         eprintln!("warning: listening on {addr}: the demo API is reachable from other machines");
     }
-    println!(
+    say!(
         "Serving the demo app on http://{addr}/list_large/ (database {}, pool {}, request timeout {})",
         target.masked_url(),
         args.pool_size,
@@ -67,11 +67,11 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
              `pgcalm up` starts and prepares it"
         );
     }
-    println!("Press Ctrl-C to stop.");
+    say!("Press Ctrl-C to stop.");
 
     let shutdown = async {
         interrupted().await;
-        println!("Shutting down: finishing the requests in flight (Ctrl-C again to quit now)");
+        say!("Shutting down: finishing the requests in flight (Ctrl-C again to quit now)");
         tokio::spawn(async {
             interrupted().await;
             std::process::exit(130);
@@ -82,7 +82,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         drop(logger);
         let _ = task.await;
     }
-    println!("Stopped.");
+    say!("Stopped.");
     Ok(())
 }
 
