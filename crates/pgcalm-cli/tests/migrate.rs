@@ -247,19 +247,12 @@ async fn kill_9_mid_no_transaction_migration_then_resume() {
 async fn second_runner_gives_up_after_wait_naming_the_first() {
     let db = TestDb::new().await;
     let dir = app_dir(&[("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n")]);
-    let holder = db.client().await;
-    holder
-        .query_one(
-            "SELECT pg_advisory_lock($1)",
-            &[&pgcalm_migrate::RUNNER_LOCK_KEY],
-        )
-        .await
-        .unwrap();
-    let pid: i32 = holder
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (_holder, pid) = db
+        .session(&format!(
+            "SELECT pg_advisory_lock({})",
+            pgcalm_migrate::RUNNER_LOCK_KEY
+        ))
+        .await;
     let err = fails(&db, dir.path(), &["migrate", "--wait", "300ms"]);
     assert!(
         err.contains(&format!(

@@ -282,16 +282,7 @@ async fn lock_timeout_retries_never_queue_readers_and_finish_when_the_blocker_le
     // The blocker: an open transaction holding ROW EXCLUSIVE on busy (like an app
     // request in flight). It does not block readers; the migration's ACCESS EXCLUSIVE
     // request would, if it were allowed to queue.
-    let blocker = db.client().await;
-    blocker
-        .batch_execute("BEGIN; INSERT INTO busy VALUES (2);")
-        .await
-        .unwrap();
-    let blocker_pid: i32 = blocker
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (blocker, blocker_pid) = db.session("BEGIN; INSERT INTO busy VALUES (2);").await;
 
     let (r, events) = runner(&db, dir.path(), fast_policy());
     let migration = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
@@ -378,16 +369,7 @@ async fn lock_timeout_retries_give_up_with_the_blocker_named() {
         "0001_idx.sql",
         "-- migrate:up transaction:false\nSELECT 1;\nCREATE INDEX CONCURRENTLY held_id ON held (id);\n",
     )]);
-    let blocker = db.client().await;
-    blocker
-        .batch_execute("BEGIN; LOCK TABLE held IN SHARE MODE;")
-        .await
-        .unwrap();
-    let blocker_pid: i32 = blocker
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (blocker, blocker_pid) = db.session("BEGIN; LOCK TABLE held IN SHARE MODE;").await;
     let (r, events) = runner(
         &db,
         dir.path(),
@@ -691,19 +673,12 @@ async fn notices_and_errors_name_statement_file_and_line() {
 async fn one_runner_at_a_time() {
     let db = TestDb::new().await;
     let dir = migrations(&[("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n")]);
-    let holder = db.client().await;
-    holder
-        .query_one(
-            "SELECT pg_advisory_lock($1)",
-            &[&pgcalm_migrate::RUNNER_LOCK_KEY],
-        )
-        .await
-        .unwrap();
-    let holder_pid: i32 = holder
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (holder, holder_pid) = db
+        .session(&format!(
+            "SELECT pg_advisory_lock({})",
+            pgcalm_migrate::RUNNER_LOCK_KEY
+        ))
+        .await;
 
     // Gives up after --wait, naming the other runner.
     let (impatient, _) = runner(
@@ -754,16 +729,7 @@ async fn index_build_progress_is_reported_while_it_waits_and_builds() {
     c.batch_execute("CREATE TABLE p (v int); INSERT INTO p SELECT generate_series(1, 50000);")
         .await
         .unwrap();
-    let writer = db.client().await;
-    writer
-        .batch_execute("BEGIN; INSERT INTO p VALUES (0);")
-        .await
-        .unwrap();
-    let writer_pid: i32 = writer
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (writer, writer_pid) = db.session("BEGIN; INSERT INTO p VALUES (0);").await;
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
         writer.batch_execute("COMMIT").await.unwrap();

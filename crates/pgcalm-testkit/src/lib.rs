@@ -144,6 +144,22 @@ impl TestDb {
         self.target.masked_url()
     }
 
+    /// A new connection that has run `sql` (e.g. `BEGIN; LOCK TABLE t IN SHARE MODE;`),
+    /// and its backend pid: the other session of lock and blocking tests.
+    pub async fn session(&self, sql: &str) -> (Client, i32) {
+        let client = self.client().await;
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("session setup {sql:?}: {e}"));
+        let pid = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (client, pid)
+    }
+
     /// A new connection.
     pub async fn client(&self) -> Client {
         self.target
