@@ -249,14 +249,7 @@ async fn reserve_ids(
     count: u64,
 ) -> Result<Reservation, SeedError> {
     let t = table.name();
-    let tx = client
-        .transaction()
-        .await
-        .map_err(query_err("starting a transaction"))?;
-    tx.batch_execute(&format!("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"))
-        .await
-        .map_err(table_err(table, dbname, &format!("locking {t}")))?;
-    let seq = identity_sequence(&tx, table).await?;
+    let (tx, seq) = lock_ids(client, table, dbname).await?;
     let row = tx
         .query_one(
             &format!(
@@ -288,17 +281,11 @@ async fn reserve_ids(
 async fn release_unused_ids(
     client: &mut Client,
     table: DemoTable,
+    dbname: &str,
     reservation: Reservation,
 ) -> Result<(), SeedError> {
     let t = table.name();
-    let tx = client
-        .transaction()
-        .await
-        .map_err(query_err("starting a transaction"))?;
-    tx.batch_execute(&format!("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"))
-        .await
-        .map_err(query_err(format!("locking {t}")))?;
-    let seq = identity_sequence(&tx, table).await?;
+    let (tx, seq) = lock_ids(client, table, dbname).await?;
     let end = (reservation.base + reservation.count) as i64;
     // setval(seq, n, false) makes n the next value: used-so-far = n - 1.
     tx.execute(
@@ -315,6 +302,26 @@ async fn release_unused_ids(
         .await
         .map_err(query_err(format!("releasing unused ids of {t}")))?;
     Ok(())
+}
+
+/// Opens a transaction holding SHARE ROW EXCLUSIVE on `table` (concurrent inserts wait
+/// until it ends, so nobody draws ids meanwhile) and returns it with the table's
+/// identity sequence.
+async fn lock_ids<'c>(
+    client: &'c mut Client,
+    table: DemoTable,
+    dbname: &str,
+) -> Result<(tokio_postgres::Transaction<'c>, String), SeedError> {
+    let t = table.name();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(query_err("starting a transaction"))?;
+    tx.batch_execute(&format!("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"))
+        .await
+        .map_err(table_err(table, dbname, &format!("locking {t}")))?;
+    let seq = identity_sequence(&tx, table).await?;
+    Ok((tx, seq))
 }
 
 /// The identity sequence of `table.id`, as a quoted, qualified name.
@@ -434,7 +441,7 @@ pub async fn seed(
     let committed = load.committed;
 
     if committed < opts.large_count {
-        let released = release_unused_ids(&mut admin, DemoTable::Large, large).await;
+        let released = release_unused_ids(&mut admin, DemoTable::Large, &dbname, large).await;
         if let Some(err) = load.error {
             // The load error is the news; the bookkeeping after it is best effort.
             return Err(SeedError::Load {
