@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -99,7 +100,10 @@ fn spawn_watchdog(dir: &Path, postmaster: u32) {
          kill -QUIT {postmaster} 2>/dev/null; sleep 1; rm -rf '{}'",
         dir.display()
     );
+    // Its own process group: killing the test's group (a harness timeout, `kill -- -PGID`)
+    // must not take the watchdog with it.
     let _ = Command::new("sh")
+        .process_group(0)
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

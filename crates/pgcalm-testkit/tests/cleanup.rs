@@ -3,6 +3,7 @@
 //! test binary (an `#[ignore]`d test that only runs when asked for) and then looks for
 //! what it left behind.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +31,9 @@ async fn child_starts_a_cluster() {
 
 /// Starts the child and reads the cluster's dir and postmaster pid from its output.
 fn spawn_child(mode: &str) -> (std::process::Child, PathBuf, i32) {
+    // Its own process group, so a test can kill the whole group like a harness would.
     let mut child = Command::new(std::env::current_exe().unwrap())
+        .process_group(0)
         .args([
             "child_starts_a_cluster",
             "--exact",
@@ -87,6 +90,20 @@ fn a_killed_test_binary_leaves_no_cluster_behind() {
     let (mut child, dir, pid) = spawn_child("hang");
     assert!(alive(pid));
     child.kill().unwrap(); // SIGKILL: no atexit, only the watchdog can clean up
+    child.wait().unwrap();
+    wait_until_gone(pid, &dir, Duration::from_secs(15));
+}
+
+#[test]
+fn killing_the_whole_process_group_leaves_no_cluster_behind() {
+    let (mut child, dir, pid) = spawn_child("hang");
+    // What a harness timeout does: SIGKILL to every process of the test's group.
+    let group = child.id();
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     child.wait().unwrap();
     wait_until_gone(pid, &dir, Duration::from_secs(15));
 }
