@@ -42,12 +42,7 @@ fn signal(pid: u32, sig: &str) {
 }
 
 async fn large_rows(db: &TestDb) -> i64 {
-    db.client()
-        .await
-        .query_one("SELECT count(*) FROM large_email", &[])
-        .await
-        .unwrap()
-        .get(0)
+    db.query_i64("SELECT count(*) FROM large_email").await
 }
 
 #[tokio::test]

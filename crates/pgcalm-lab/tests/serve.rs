@@ -216,13 +216,7 @@ async fn oversized_bodies_are_refused_with_413() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
-    let rows: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM large_email", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let rows: i64 = db.query_i64("SELECT count(*) FROM large_email").await;
     assert_eq!(rows, 1);
 }
 

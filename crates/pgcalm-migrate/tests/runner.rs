@@ -104,13 +104,7 @@ async fn seed_walkthrough_forward_back_by_prefix_and_zero() {
         markers(&r, "demoapp").await,
         ["[X] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
     );
-    let n: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM large_email", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = db.query_i64("SELECT count(*) FROM large_email").await;
     assert_eq!(n, 1000);
     // Forward again, then everything off.
     r.migrate(&Goal::All(vec![])).await.unwrap();
@@ -892,12 +886,8 @@ async fn lock_timeout_mid_concurrent_build_leaves_an_invalid_index_that_the_retr
         "{causes:?}"
     );
     let indexes: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'w'", &[])
-        .await
-        .unwrap()
-        .get(0);
+        .query_i64("SELECT count(*) FROM pg_indexes WHERE tablename = 'w'")
+        .await;
     assert_eq!(indexes, 1, "no leftover index");
 }
 

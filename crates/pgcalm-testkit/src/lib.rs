@@ -164,6 +164,16 @@ impl TestDb {
         (client, pid)
     }
 
+    /// The single integer a query returns (a count, an id), on a new connection.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// A new connection.
     pub async fn client(&self) -> Client {
         self.target
