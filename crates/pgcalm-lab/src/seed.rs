@@ -152,7 +152,7 @@ pub enum SeedError {
     /// Options that cannot work.
     #[error("{0}")]
     InvalidOptions(String),
-    /// The database could not be reached.
+    /// The database could not be reached, or a statement failed.
     #[error(transparent)]
     Pg(#[from] PgError),
     /// A demo table is missing.
@@ -165,15 +165,6 @@ pub enum SeedError {
         table: &'static str,
         /// Database looked in.
         dbname: String,
-    },
-    /// A statement failed.
-    #[error("{context}: {source}")]
-    Query {
-        /// What was being done.
-        context: String,
-        /// The server's error.
-        #[source]
-        source: tokio_postgres::Error,
     },
     /// Loading failed part way; the committed batches stay.
     #[error(
@@ -206,8 +197,8 @@ impl DemoTable {
 }
 
 fn query_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SeedError {
-    let context = context.into();
-    move |source| SeedError::Query { context, source }
+    let wrap = PgError::query(context);
+    move |source| SeedError::Pg(wrap(source))
 }
 
 /// Maps "relation does not exist" to [`SeedError::MissingTable`].
@@ -225,7 +216,7 @@ fn table_err(
                 dbname,
             }
         } else {
-            SeedError::Query { context, source }
+            query_err(context)(source)
         }
     }
 }
@@ -390,10 +381,7 @@ pub async fn seed(
                         dbname: dbname.clone(),
                     }
                 } else {
-                    SeedError::Query {
-                        context: "truncating small_email and large_email".into(),
-                        source: e,
-                    }
+                    query_err("truncating small_email and large_email")(e)
                 }
             })?;
         on_event(SeedEvent::Truncated);
@@ -552,7 +540,7 @@ async fn copy_batches(
     tokio::select! {
         loaded = load => loaded,
         ended = connection => Err(match ended {
-            Err(e) => SeedError::Query { context: "loading connection".into(), source: e },
+            Err(e) => query_err("loading connection")(e),
             Ok(()) => SeedError::InvalidOptions("the loading connection closed unexpectedly".into()),
         }),
     }
