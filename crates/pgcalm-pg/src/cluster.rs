@@ -476,7 +476,11 @@ fn output_text(out: &Output) -> String {
 
 /// The last `n` lines of a text file (empty when unreadable).
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
+    last_lines(&fs::read_to_string(path).unwrap_or_default(), n)
+}
+
+/// The last `n` lines of `text`, joined by newlines.
+pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.tail {
         Some(n) => {
-            let last = pgcalm_pg::cluster::tail(&path, n);
+            let last = pgcalm_pg::cluster::last_lines(&text, n);
             if !last.is_empty() {
                 writeln!(out, "{last}")?;
             }

@@ -24,11 +24,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                         bins.version,
                         cluster.root().display()
                     );
-                    if args.port.is_some_and(|p| p != port) {
+                    if let Some(asked) = args.port.filter(|p| *p != port) {
                         anyhow::bail!(
-                            "--port {} differs from the running server's port {port}\n  fix: `pgcalm down` first, then `pgcalm up --port {}`",
-                            args.port.unwrap_or_default(),
-                            args.port.unwrap_or_default()
+                            "--port {asked} differs from the running server's port {port}\n  fix: `pgcalm down` first, then `pgcalm up --port {asked}`"
                         );
                     }
                 }
