@@ -59,6 +59,16 @@ enum Command {
     Seed(cmd::seed::Args),
     /// Serve the demo app's HTTP API (/list_large/, /lookup/, /add_large/, ...).
     Serve(cmd::serve::Args),
+    /// Probe HTTP endpoints on a fixed schedule: a line per request, a summary on exit.
+    Probe(cmd::probe::Args),
+    /// Live view of the database: sessions, lock waits and their blockers, index builds.
+    Monitor(cmd::monitor::Args),
+    /// Find risky statements in migrations before they run (static, PostgreSQL grammar).
+    Lint(cmd::lint::Args),
+    /// Run migrations on a throwaway database and report the locks they really take.
+    Trace(cmd::trace::Args),
+    /// Run risky and safe migrations against the live demo app and measure the downtime.
+    Lab(cmd::lab::Args),
 }
 
 async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
@@ -74,6 +84,11 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Sqlmigrate(a) => cmd::sqlmigrate::run(ctx, a).await,
         Command::Seed(a) => cmd::seed::run(ctx, a).await,
         Command::Serve(a) => cmd::serve::run(ctx, a).await,
+        Command::Probe(a) => cmd::probe::run(ctx, a).await,
+        Command::Monitor(a) => cmd::monitor::run(ctx, a).await,
+        Command::Lint(a) => cmd::lint::run(ctx, a).await,
+        Command::Trace(a) => cmd::trace::run(ctx, a).await,
+        Command::Lab(a) => cmd::lab::run(ctx, a).await,
     }
 }
 

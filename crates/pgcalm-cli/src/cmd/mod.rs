@@ -2,12 +2,17 @@
 
 pub mod down;
 pub mod inspect;
+pub mod lab;
+pub mod lint;
 pub mod logs;
 pub mod migrate;
+pub mod monitor;
+pub mod probe;
 pub mod psql;
 pub mod seed;
 pub mod serve;
 pub mod showmigrations;
 pub mod sqlmigrate;
 pub mod status;
+pub mod trace;
 pub mod up;
