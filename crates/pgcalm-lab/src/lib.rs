@@ -6,6 +6,8 @@
 //! - [`serve`]: the demo HTTP API (the Django peer's views) that probes and the lab watch
 //!   while migrations run; JSON errors, 503 while the database is away, recovery on its
 //!   own, graceful shutdown.
+//! - [`lab`]: the risky-vs-safe experiments: scenarios, their measured results
+//!   ([`lab::results`]) and the report writers ([`lab::report`]).
 //!
 //! Architecture invariant: this crate never prints. Progress and request logs reach the
 //! caller through callbacks ([`seed::SeedEvent`], [`serve::RequestLog`]); errors are typed
@@ -22,5 +24,6 @@
 //! # Ok(()) }
 //! ```
 
+pub mod lab;
 pub mod seed;
 pub mod serve;
