@@ -296,6 +296,8 @@ impl Span {
 pub struct Moment {
     /// ms since the run started.
     pub rel_ms: f64,
+    /// Unix time in ms.
+    pub unix_ms: u64,
     /// Absolute UTC time, RFC 3339 with milliseconds (`2026-11-25T12:49:08.123Z`).
     pub utc: String,
 }
@@ -380,7 +382,7 @@ pub struct WindowStats {
     pub ok: u64,
     /// No answer within the probe timeout.
     pub timed_out: u64,
-    /// Answered with an error or failed to connect, by kind (`http_503`, `connect`, ...).
+    /// Answered with an error or failed to connect, by kind (`http_5xx`, `connect`, ...).
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
     /// Latency percentiles over every request in the window (timed-out ones count at
@@ -522,30 +524,31 @@ pub struct Sample {
     /// HTTP status, when an answer came.
     #[serde(default)]
     pub status: Option<u16>,
-    /// Error kind for failures (`http_503`, `connect`, `timeout`, ...).
+    /// Error kind for [`Outcome::Error`] (`http_5xx`, `connect_refused`, ...: the
+    /// probe's error kind keys).
     #[serde(default)]
     pub error: Option<String>,
 }
 
-/// How a probe request ended.
+/// How a probe request ended (the same names as `pgcalm_probe`'s outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// A 2xx answer in time.
+    /// A successful answer within the timeout.
     Ok,
+    /// No complete answer within the probe timeout (a blocked or hung server).
+    Timeout,
     /// An error answer or a connection failure.
-    Failed,
-    /// No answer within the probe timeout.
-    TimedOut,
+    Error,
 }
 
 impl Outcome {
-    /// `ok` / `failed` / `timed_out`.
+    /// `ok` / `timeout` / `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::TimedOut => "timed_out",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
         }
     }
 }
@@ -568,10 +571,17 @@ impl RunClock {
 
     /// The run's start as a [`Moment`] (for [`RunInfo::started`]).
     pub fn started(&self) -> Moment {
-        Moment {
-            rel_ms: 0.0,
-            utc: format_utc(self.start_system),
-        }
+        moment_at(0.0, self.start_system)
+    }
+
+    /// Unix time in ms of the run's start.
+    pub fn start_unix_ms(&self) -> u64 {
+        unix_ms(self.start_system)
+    }
+
+    /// ms since the run started of a Unix time in ms (the probe's `started_at_ms`).
+    pub fn rel_ms_unix(&self, unix_ms: u64) -> f64 {
+        unix_ms as f64 - self.start_unix_ms() as f64
     }
 
     /// ms since the run started (0 for instants before it).
@@ -590,16 +600,25 @@ impl RunClock {
     /// `at` as a [`Moment`].
     pub fn moment(&self, at: Instant) -> Moment {
         let since = at.saturating_duration_since(self.start_instant);
-        Moment {
-            rel_ms: duration_ms(since),
-            utc: format_utc(self.start_system + since),
-        }
+        moment_at(duration_ms(since), self.start_system + since)
     }
 
     /// Now, as a [`Moment`].
     pub fn now(&self) -> Moment {
         self.moment(Instant::now())
     }
+}
+
+fn moment_at(rel_ms: f64, t: SystemTime) -> Moment {
+    Moment {
+        rel_ms,
+        unix_ms: unix_ms(t),
+        utc: format_utc(t),
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 /// A duration in (fractional) ms.
@@ -659,6 +678,7 @@ mod tests {
         let m = clock.moment(later);
         assert!((m.rel_ms - 1500.0).abs() < 50.0, "{m:?}");
         assert_eq!(clock.started().rel_ms, 0.0);
+        assert_eq!(clock.rel_ms_unix(clock.start_unix_ms() + 250), 250.0);
         let before = SystemTime::now() - Duration::from_secs(10);
         assert!(clock.rel_ms_system(before) < -9000.0);
     }
