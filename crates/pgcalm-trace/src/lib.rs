@@ -1,10 +1,41 @@
 //! pgcalm-trace: run a migration on a throwaway database and record what it really does.
 //!
-//! Owns: copying the schema to a scratch database, executing a migration statement by
-//! statement, and diffing the catalog and `pg_locks` around each statement so reviewers
-//! see the locks actually taken, not the ones a rule guesses.
+//! Owns: the scratch database ([`scratch`]: a fresh `pgcalm_trace_<random>` database on
+//! the embedded cluster, a throwaway cluster, or an empty database the user names), the
+//! setup before the traced file ([`script`]: the app's earlier migrations, or `--setup`
+//! files for plain SQL), a few seeded rows per existing table ([`seed`]), executing the
+//! traced statements one by one while reading `pg_locks` and the catalog around each
+//! ([`tracer`]), and turning what was seen into findings with lint's rule names, marked
+//! with who saw them: lint, trace or both ([`report`]).
 //!
-//! Architecture invariant: catalog SQL is borrowed from `pgcalm-pg`; this crate only
-//! orchestrates and compares.
+//! ```no_run
+//! # async fn t() -> Result<(), pgcalm_trace::TraceError> {
+//! use pgcalm_trace::{Script, Server, TraceOptions, trace};
+//! let server = Server::start_throwaway()?;
+//! let db = server.fresh_database().await?;
+//! let script = Script::load("migrations/demoapp/0002_add_email_index_concurrently.sql".as_ref(), &[])?;
+//! let traced = trace(db.target(), &script, &TraceOptions::default()).await?;
+//! for s in &traced.statements {
+//!     println!("line {}: {:?}", s.line, s.locks);
+//! }
+//! db.dispose().await?;
+//! server.shutdown()?;
+//! # Ok(()) }
+//! ```
 //!
-//! Status: arrives with the trace issue.
+//! Architecture invariant: catalog SQL (`pg_locks`, `pg_class`, `pg_constraint`) lives in
+//! `pgcalm-pg` (`catalog::trace`); this crate only orchestrates and compares. It never
+//! prints.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod scratch;
+pub mod script;
+pub mod seed;
+pub mod tracer;
+
+pub use error::TraceError;
+pub use scratch::{ScratchDb, Server};
+pub use script::{Script, ScriptStatement};
+pub use tracer::{StatementTrace, Trace, TraceOptions, mode_strength, trace};

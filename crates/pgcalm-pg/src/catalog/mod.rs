@@ -2,11 +2,16 @@
 //! writes SQL against `pg_catalog` / `pg_stat_*`; every other crate calls these functions.
 
 pub mod activity;
+pub mod monitor;
 pub mod progress;
 pub mod table;
+pub mod trace;
 
 pub use activity::{
     SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, relation_exists, session,
+};
+pub use monitor::{
+    DatabaseMonitor, DatabaseSnapshot, LockWait, MaintenanceProgress, SessionActivity, snapshot,
 };
 pub use progress::{
     IndexBuildProgress, IndexState, index_build_progress, index_builds, index_state,
@@ -14,4 +19,8 @@ pub use progress::{
 pub use table::{
     ColumnInfo, ConstraintInfo, IndexInfo, RowCount, TableReport, column_sequence, describe_table,
     server_version,
+};
+pub use trace::{
+    ColumnState, ConstraintState, IndexValidity, RelationLock, RelationState, SchemaSnapshot,
+    relation_locks, schema_snapshot, user_tables,
 };
