@@ -2,13 +2,13 @@
 //! index by name: what the migration runner's progress bar and its invalid-index repair
 //! read, and what `monitor` shows.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::error::PgError;
 
 /// One row of `pg_stat_progress_create_index`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IndexBuildProgress {
     /// Backend building the index.
     pub pid: i32,
@@ -58,7 +58,7 @@ const PROGRESS_SQL: &str =
         p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done
    FROM pg_stat_progress_create_index p";
 
-fn progress_from_row(r: &tokio_postgres::Row) -> IndexBuildProgress {
+pub(super) fn progress_from_row(r: &tokio_postgres::Row) -> IndexBuildProgress {
     IndexBuildProgress {
         pid: r.get(0),
         table: r.get(1),
@@ -92,13 +92,15 @@ pub async fn index_build_progress(
 /// Every index build in flight in the current database.
 pub async fn index_builds(client: &Client) -> Result<Vec<IndexBuildProgress>, PgError> {
     let rows = client
-        .query(
-            &format!("{PROGRESS_SQL} WHERE p.datname = current_database() ORDER BY p.pid"),
-            &[],
-        )
+        .query(&index_builds_sql(), &[])
         .await
         .map_err(PgError::query("reading index builds in flight"))?;
     Ok(rows.iter().map(progress_from_row).collect())
+}
+
+/// Every index build of the current database: shared by [`index_builds`] and the monitor.
+pub(super) fn index_builds_sql() -> String {
+    format!("{PROGRESS_SQL} WHERE p.datname = current_database() ORDER BY p.pid")
 }
 
 /// What the catalog says about an index, looked up by (possibly schema-qualified) name.

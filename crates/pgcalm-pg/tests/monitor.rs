@@ -1,0 +1,126 @@
+//! The monitor's snapshot against a real server: a lock waiter with its blocker, and a
+//! concurrent index build's phases.
+
+use std::time::{Duration, Instant};
+
+use pgcalm_pg::catalog::{DatabaseMonitor, DatabaseSnapshot, backend_pid, snapshot};
+use pgcalm_testkit::TestDb;
+use tokio_postgres::Client;
+
+/// Samples until `seen` holds, or panics after a generous deadline.
+async fn sample_until(
+    client: &Client,
+    what: &str,
+    seen: impl Fn(&DatabaseSnapshot) -> bool,
+) -> DatabaseSnapshot {
+    let monitor = DatabaseMonitor::prepare(client).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = monitor.snapshot(client).await.unwrap();
+        if seen(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}; last: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn reports_a_lock_waiter_with_its_mode_and_blocker() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE t (v int)")
+        .await
+        .unwrap();
+    let (_holder, holder_pid) = db.session("BEGIN; SELECT * FROM t;").await;
+    let (waiter, waiter_pid) = db.session("SET application_name = 'the-waiter'").await;
+    let alter = tokio::spawn(async move { waiter.batch_execute("ALTER TABLE t ADD w int").await });
+
+    let monitor = db.client().await;
+    let own_pid = backend_pid(&monitor).await.unwrap();
+    let s = sample_until(&monitor, "the ALTER waiting", |s| {
+        s.lock_waits.iter().any(|w| w.pid == waiter_pid)
+    })
+    .await;
+    let wait = s.lock_waits.iter().find(|w| w.pid == waiter_pid).unwrap();
+    assert_eq!(wait.mode, "AccessExclusiveLock");
+    assert_eq!(wait.locktype, "relation");
+    assert_eq!(wait.relation.as_deref(), Some("t"));
+    assert_eq!(wait.blocked_by, vec![holder_pid]);
+    assert_eq!(wait.application_name, "the-waiter");
+    assert!(wait.query.as_deref().unwrap().contains("ALTER TABLE t"));
+
+    let holder = s.sessions.iter().find(|a| a.pid == holder_pid).unwrap();
+    assert_eq!(holder.state.as_deref(), Some("idle in transaction"));
+    let waiting = s.sessions.iter().find(|a| a.pid == waiter_pid).unwrap();
+    assert_eq!(waiting.wait_event_type.as_deref(), Some("Lock"));
+    assert!(
+        s.sessions.iter().all(|a| a.pid != own_pid),
+        "the monitor hides itself"
+    );
+    assert!(s.query_ms > 0.0);
+
+    // The snapshot is what the lab records: it round-trips through JSON.
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<DatabaseSnapshot>(&json).unwrap(), s);
+    assert!(!alter.is_finished(), "{:?}", alter.await);
+}
+
+#[tokio::test]
+async fn reports_the_phases_of_a_concurrent_index_build() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE big (id bigint PRIMARY KEY, email text NOT NULL);
+         INSERT INTO big SELECT i, 'user' || i || '@example.com' FROM generate_series(1, 300000) i;",
+    )
+    .await
+    .unwrap();
+    // An open writer makes the build wait in a known phase first; then the build itself
+    // (wide keys, little sort memory) runs long enough to be sampled in a building phase.
+    let (writer, writer_pid) = db
+        .session("BEGIN; INSERT INTO big VALUES (0, 'zero@example.com');")
+        .await;
+    let (builder, builder_pid) = db.session("SET maintenance_work_mem = '1MB'").await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute(
+                "CREATE INDEX CONCURRENTLY big_wide_idx ON big ((repeat(md5(email), 20)))",
+            )
+            .await
+    });
+
+    let monitor = db.client().await;
+    let s = sample_until(&monitor, "the build waiting for the writer", |s| {
+        s.index_builds
+            .iter()
+            .any(|b| b.pid == builder_pid && b.current_locker_pid == writer_pid as i64)
+    })
+    .await;
+    let b = s
+        .index_builds
+        .iter()
+        .find(|b| b.pid == builder_pid)
+        .unwrap();
+    assert_eq!(b.command, "CREATE INDEX CONCURRENTLY");
+    assert_eq!(b.phase, "waiting for writers before build");
+    assert_eq!(b.table.as_deref(), Some("big"));
+    assert_eq!(b.index.as_deref(), Some("big_wide_idx"));
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    let s = sample_until(&monitor, "the build building", |s| {
+        s.index_builds
+            .iter()
+            .any(|b| b.pid == builder_pid && b.phase.starts_with("building index"))
+    })
+    .await;
+    let b = s
+        .index_builds
+        .iter()
+        .find(|b| b.pid == builder_pid)
+        .unwrap();
+    assert!(b.counter().is_some(), "{b:?}");
+    build.await.unwrap().unwrap();
+    assert!(snapshot(&monitor).await.unwrap().index_builds.is_empty());
+}
