@@ -1,12 +1,394 @@
-//! `pgcalm lab`: placeholder so the command map exists; its issue fills it in.
+//! `pgcalm lab`: runs each scenario's risky and safe migrations against the live demo
+//! app, measures the downtime, prints the seed's Step 5 table with measured values and
+//! writes the report (`report.md`, `report.html`, `results.json`, samples).
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgcalm_lab::lab::report::{self, tables};
+use pgcalm_lab::lab::results::{EndpointRole, Form, FormRun, LabResults, PoolTopology};
+use pgcalm_lab::lab::{LabEvent, LabOptions, LabStep, run_lab};
+use pgcalm_lab::seed::SeedEvent;
+use pgcalm_migrate::Event;
+use pgcalm_pg::{ClusterOptions, Target};
+use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 
+/// The lab's own database (seeded once, reused while it holds the seed's rows).
+pub const LAB_DATABASE: &str = "pgcalm_lab";
+
 /// Flags of `pgcalm lab`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Rows in large_email (seeded once; a later run with the same count reuses them).
+    #[arg(long, default_value_t = pgcalm_lab::lab::experiment::DEFAULT_ROWS)]
+    pub rows: u64,
+    /// Scenario to run (repeatable), or `all`. Scenarios: add_index (the seed's),
+    /// drop_index, add_unique_constraint, add_foreign_key, add_check_constraint,
+    /// set_not_null, add_column_volatile_default, change_column_type, rename_column,
+    /// backfill, lock_queue.
+    #[arg(long = "scenario", default_value = "add_index")]
+    pub scenarios: Vec<String>,
+    /// Directory of the report (report.md, report.html, results.json, samples/).
+    #[arg(long, default_value = report::DEFAULT_OUT_DIR)]
+    pub out: PathBuf,
+    /// Emulate a bigger table: keep each risky form's transaction (and its locks) open
+    /// this many seconds after its last statement. For small --rows, where a risky
+    /// statement is over before a 200 ms probe can see it.
+    #[arg(long, value_name = "SECS")]
+    pub hold: Option<f64>,
+    /// Seconds of probing before each migration.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub baseline: f64,
+    /// Seconds the lock scenarios' blocking session (slow query, open transaction) lasts.
+    #[arg(long, value_name = "SECS", default_value_t = 6.0)]
+    pub blocker: f64,
+    /// Database the lab works in (created if missing) on the embedded server or the
+    /// server DATABASE_URL names.
+    #[arg(long, default_value = LAB_DATABASE)]
+    pub lab_database: String,
+}
 
-/// Not built yet.
-pub async fn run(_ctx: &Context, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`pgcalm lab` is not built yet")
+/// Runs the lab, prints the tables, writes the report.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let secs = |what: &str, v: f64| -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(v)
+            .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds >= 0, got {v}"))
+    };
+    let target = lab_target(ctx, &args.lab_database).await?;
+    let opts = LabOptions {
+        rows: args.rows,
+        scenarios: args.scenarios.clone(),
+        work_dir: args.out.clone(),
+        hold: args.hold.map(|h| secs("hold", h)).transpose()?,
+        baseline: secs("baseline", args.baseline)?,
+        blocker: secs("blocker", args.blocker)?,
+        database_label: target.masked_url(),
+        ..LabOptions::default()
+    };
+    let progress = Progress::new(ctx.json());
+    let sink = progress.clone();
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let signals = tokio::spawn(async move {
+        crate::cmd::serve::interrupted().await;
+        stop.cancel();
+    });
+    let result = run_lab(&target, &opts, Arc::new(move |e| sink.on_event(e)), cancel).await;
+    signals.abort();
+    progress.finish();
+    let results = result?;
+    let files = report::write_report(&results, &args.out)?;
+    if ctx.json() {
+        crate::render::json(&results)?;
+        return Ok(());
+    }
+    say!("{}", render_tables(&results));
+    say!(
+        "Report: {} ({} and {}; raw samples in {})",
+        files.markdown.display(),
+        files.html.display(),
+        files.json.display(),
+        args.out.join("samples").display()
+    );
+    Ok(())
+}
+
+/// The lab's database: on the embedded server (started if needed) or DATABASE_URL's.
+async fn lab_target(ctx: &Context, database: &str) -> anyhow::Result<Target> {
+    if let Some(cluster) = ctx.cluster() {
+        cluster.start(None, &ClusterOptions::default())?;
+    }
+    let target = ctx.target_unchecked()?.with_dbname(database);
+    target.ensure_database().await?;
+    Ok(target)
+}
+
+/// The terminal's tables: the seed's Step 5 table measured, EXPLAIN before/after, the
+/// pools paragraph, and one summary per other scenario.
+pub fn render_tables(results: &LabResults) -> String {
+    let mut out = String::new();
+    let plain = |t: &tables::Table| {
+        let strip = |c: &String| c.replace("**", "");
+        let headers: Vec<String> = t.headers.iter().map(strip).collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let rows: Vec<Vec<String>> = t
+            .rows
+            .iter()
+            .map(|r| r.iter().map(strip).collect())
+            .collect();
+        crate::render::psql_table(None, &headers, &rows)
+    };
+    if let Some(step5) = tables::step5_table(results) {
+        out.push_str(&format!(
+            "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
+            crate::render::thousands(results.run.rows as i64),
+            results.run.postgres_version
+        ));
+        out.push_str(&plain(&step5));
+        if let Some(explain) = results
+            .scenario(tables::SEED_SCENARIO)
+            .and_then(tables::explain_table)
+        {
+            out.push_str("\nEXPLAIN ANALYZE of the seed's lookup, before and after:\n\n");
+            out.push_str(&plain(&explain));
+        }
+        if let Some(note) = &results.pool_topology_note {
+            out.push_str(&format!("\n{}\n", wrap(note, 100)));
+        }
+    }
+    let others: Vec<_> = results
+        .scenarios
+        .iter()
+        .filter(|s| s.name != tables::SEED_SCENARIO)
+        .collect();
+    if !others.is_empty() {
+        out.push_str("\nAll scenarios (risky on separate pools, safe on one shared pool):\n\n");
+        let rows: Vec<Vec<String>> = results.scenarios.iter().flat_map(summary_rows).collect();
+        out.push_str(&crate::render::psql_table(
+            None,
+            &[
+                "Scenario",
+                "Form",
+                "Migration",
+                "Reads blocked",
+                "Writes blocked",
+                "Failed",
+                "Slowest",
+                "Safe criteria",
+            ],
+            &rows,
+        ));
+    }
+    out
+}
+
+fn summary_rows(s: &pgcalm_lab::lab::results::ScenarioResult) -> Vec<Vec<String>> {
+    s.forms
+        .iter()
+        .map(|f| {
+            let blocked = |b: pgcalm_lab::lab::results::Blocking| {
+                if b.blocked {
+                    format!("yes ({:.1} s)", b.longest_stretch_s)
+                } else {
+                    format!("no ({:.1} s)", b.longest_stretch_s)
+                }
+            };
+            let c = f.verdict.safe_criteria;
+            vec![
+                s.name.clone(),
+                form_label(f),
+                format!(
+                    "{:.1} s{}",
+                    f.migration.wall_ms / 1000.0,
+                    if f.migration.succeeded {
+                        ""
+                    } else {
+                        " (failed)"
+                    }
+                ),
+                blocked(f.verdict.reads),
+                blocked(f.verdict.writes),
+                c.failed_or_timed_out.to_string(),
+                format!("{:.0} ms", c.slowest_ms),
+                if c.passed { "pass" } else { "FAIL" }.to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn form_label(f: &FormRun) -> String {
+    let pools = match f.topology {
+        PoolTopology::Shared => "shared pool",
+        PoolTopology::Separate => "separate pools",
+    };
+    format!("{} ({pools})", f.form.as_str())
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        if line > 0 && line + 1 + word.len() > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += word.chars().count();
+    }
+    out
+}
+
+/// Live progress: a spinner line on a terminal (scenario, form, step, index build phase
+/// and %, probe counts), plain lines otherwise. Nothing with --format json.
+#[derive(Clone)]
+struct Progress {
+    inner: Arc<Mutex<State>>,
+    bar: Option<ProgressBar>,
+    plain: bool,
+}
+
+#[derive(Default)]
+struct State {
+    run: String,
+    step: String,
+    build: String,
+    waiters: usize,
+    reads: (u64, u64),
+    writes: (u64, u64),
+    seed_total: u64,
+}
+
+impl Progress {
+    fn new(json: bool) -> Self {
+        let terminal = std::io::stderr().is_terminal() && !json;
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            inner: Arc::new(Mutex::new(State::default())),
+            bar,
+            plain: !terminal && !json,
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None if self.plain => eprintln!("{text}"),
+            None => {}
+        }
+    }
+
+    fn on_event(&self, e: LabEvent) {
+        let mut s = self.inner.lock().expect("progress lock");
+        match e {
+            LabEvent::Preparing(what) => {
+                s.run = what.clone();
+                s.step.clear();
+                self.line(format!("lab: {what}"));
+            }
+            LabEvent::Seed(SeedEvent::LargeStarted { total, .. }) => s.seed_total = total,
+            LabEvent::Seed(SeedEvent::LargeProgress { written, total, .. }) => {
+                s.step = format!(
+                    "{} of {} rows ({:.0}%)",
+                    crate::render::thousands(written as i64),
+                    crate::render::thousands(total as i64),
+                    written as f64 * 100.0 / total.max(1) as f64
+                );
+            }
+            LabEvent::Seed(SeedEvent::Analyzing) => s.step = "ANALYZE".into(),
+            LabEvent::Seed(_) => {}
+            LabEvent::FormStarted {
+                scenario,
+                form,
+                topology,
+                number,
+                total,
+            } => {
+                s.run = format!("[{number}/{total}] {scenario} · {}", label(form, topology));
+                s.reads = (0, 0);
+                s.writes = (0, 0);
+                s.build.clear();
+                self.line(format!("lab: {}", s.run));
+            }
+            LabEvent::Step(step) => {
+                s.step = step.as_str().to_string();
+                if step != LabStep::Migrating {
+                    s.build.clear();
+                }
+                if self.plain {
+                    eprintln!("lab:   {}", step.as_str());
+                }
+            }
+            LabEvent::Migration(event) => match *event {
+                Event::StatementStarted { statement, attempt } => {
+                    let retry = if attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    };
+                    s.step = format!("migrating: {}{retry}", statement.summary);
+                    if self.plain {
+                        eprintln!("lab:   {}{retry}", statement.summary);
+                    }
+                }
+                Event::LockTimeoutRetry {
+                    retry, max_retries, ..
+                } => {
+                    self.line(format!(
+                        "lab:   lock_timeout hit; retry {retry}/{max_retries} after a backoff"
+                    ));
+                }
+                _ => {}
+            },
+            LabEvent::Snapshot {
+                lock_waiters,
+                index_build,
+            } => {
+                s.waiters = lock_waiters;
+                s.build = match index_build {
+                    Some((phase, Some(pct))) => format!(" · {phase} {pct:.0}%"),
+                    Some((phase, None)) => format!(" · {phase}"),
+                    None => String::new(),
+                };
+            }
+            LabEvent::Probe { role, ok, .. } => {
+                let counter = match role {
+                    EndpointRole::Read => &mut s.reads,
+                    EndpointRole::Write => &mut s.writes,
+                    EndpointRole::Lookup => return,
+                };
+                if ok {
+                    counter.0 += 1;
+                } else {
+                    counter.1 += 1;
+                }
+            }
+            LabEvent::FormFinished(run) => {
+                let v = &run.verdict;
+                self.line(format!(
+                    "lab:   done in {:.1} s: reads {}, writes {}, {} failed or timed out, slowest {:.0} ms",
+                    run.migration.wall_ms / 1000.0,
+                    if v.reads.blocked { "blocked" } else { "not blocked" },
+                    if v.writes.blocked { "blocked" } else { "not blocked" },
+                    v.safe_criteria.failed_or_timed_out,
+                    v.safe_criteria.slowest_ms
+                ));
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{} · {}{} · reads ✓{} ✗{} · writes ✓{} ✗{} · lock waiters {}",
+                s.run, s.step, s.build, s.reads.0, s.reads.1, s.writes.0, s.writes.1, s.waiters
+            ));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn label(form: Form, topology: PoolTopology) -> String {
+    let pools = match topology {
+        PoolTopology::Shared => "one shared pool",
+        PoolTopology::Separate => "separate read/write pools",
+    };
+    format!("{} ({pools})", form.as_str())
 }

@@ -1,0 +1,107 @@
+//! The demo API in-process for the lab: started on free loopback ports, stopped after
+//! each form, laid out as one shared pool or as separate read and write pools.
+//!
+//! Separate pools are separate [`Server`]s (one per endpoint role, each with the demo's
+//! default pool), like the Django peer's one-gunicorn-per-endpoint topology: a request
+//! blocked on one role cannot take a connection away from the other.
+
+use std::net::SocketAddr;
+
+use pgcalm_pg::Target;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::results::{EndpointRole, Pool, PoolLayout, PoolTopology};
+use crate::serve::{DEFAULT_POOL_SIZE, ServeError, ServeOptions, Server};
+
+/// The `application_name` of the demo API's connections in the lab, so the monitor can
+/// tell them apart from the runner's and the blocker's.
+pub const APP_NAME: &str = "pgcalm serve";
+
+/// The roles a pool serves, by topology.
+fn pools_of(topology: PoolTopology) -> Vec<(&'static str, Vec<EndpointRole>)> {
+    match topology {
+        PoolTopology::Shared => vec![(
+            "shared",
+            vec![
+                EndpointRole::Read,
+                EndpointRole::Lookup,
+                EndpointRole::Write,
+            ],
+        )],
+        PoolTopology::Separate => vec![
+            ("reads", vec![EndpointRole::Read, EndpointRole::Lookup]),
+            ("writes", vec![EndpointRole::Write]),
+        ],
+    }
+}
+
+/// The pools of a topology, for the results (`endpoints` named by the caller's
+/// `name_of` role -> probe target names).
+pub fn layout(topology: PoolTopology, name_of: impl Fn(EndpointRole) -> Vec<String>) -> PoolLayout {
+    PoolLayout {
+        topology,
+        pools: pools_of(topology)
+            .into_iter()
+            .map(|(name, roles)| Pool {
+                name: name.to_string(),
+                size: DEFAULT_POOL_SIZE,
+                endpoints: roles.into_iter().flat_map(&name_of).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The demo API running for one form.
+pub struct RunningApp {
+    servers: Vec<(
+        Vec<EndpointRole>,
+        SocketAddr,
+        oneshot::Sender<()>,
+        JoinHandle<Result<(), ServeError>>,
+    )>,
+}
+
+impl RunningApp {
+    /// Starts the servers of `topology` against `target` on free loopback ports.
+    pub async fn start(target: &Target, topology: PoolTopology) -> Result<Self, ServeError> {
+        let mut servers = Vec::new();
+        for (_, roles) in pools_of(topology) {
+            let server = Server::bind(
+                target,
+                ServeOptions {
+                    port: 0,
+                    ..ServeOptions::default()
+                },
+            )
+            .await?;
+            let addr = server.local_addr();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let handle = tokio::spawn(server.run(async move {
+                let _ = stopped.await;
+            }));
+            servers.push((roles, addr, stop, handle));
+        }
+        Ok(RunningApp { servers })
+    }
+
+    /// `http://127.0.0.1:PORT` of the server that serves `role`.
+    pub fn base_url(&self, role: EndpointRole) -> String {
+        let addr = self
+            .servers
+            .iter()
+            .find(|(roles, ..)| roles.contains(&role))
+            .map(|(_, addr, ..)| *addr)
+            .expect("every topology serves every role");
+        format!("http://{addr}")
+    }
+
+    /// Stops every server (requests in flight finish first, each bounded by the
+    /// request timeout) and closes their pools.
+    pub async fn stop(self) {
+        for (_, _, stop, handle) in self.servers {
+            let _ = stop.send(());
+            let _ = handle.await;
+        }
+    }
+}

@@ -1,0 +1,1 @@
+-- Nothing: the check holds for every row (every email has an @).

@@ -1,0 +1,1 @@
+ALTER TABLE large_email DROP COLUMN IF EXISTS token;

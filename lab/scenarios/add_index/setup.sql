@@ -1,0 +1,1 @@
+-- Nothing beyond the demo tables: large_email with its primary key only.

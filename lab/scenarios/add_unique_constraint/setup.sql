@@ -1,0 +1,1 @@
+-- Nothing: every email in large_email is unique (useri@example.com, probe<tag>@...).

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS large_email_name_idx;

@@ -1,0 +1,2 @@
+-- Nothing beyond the demo tables. While the forms run, the lab holds a transaction that
+-- has read large_email (a forgotten psql session, a long report) on its own connection.

@@ -1,0 +1,1 @@
+-- Nothing: the demo app reads and writes large_email.name by name.
