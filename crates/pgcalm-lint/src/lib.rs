@@ -1,11 +1,62 @@
-//! pgcalm-lint: static analysis of migration SQL.
+//! pgcalm-lint: the bottom layer that understands migration SQL, with PostgreSQL's own
+//! grammar (`pg_query`).
 //!
-//! Owns: the statement summary built from PostgreSQL's own grammar (`pg_query`), the
-//! rules that decide whether a statement is risky on a live table (one rule per module),
-//! their diagnostics with source spans, and the suggested safe rewrites.
+//! Owns:
+//! - [`locks`]: THE lock table. For a parsed statement and a PostgreSQL major version:
+//!   the lock each relation gets, what it blocks, whether the table is rewritten or
+//!   scanned under it, whether it must run outside a transaction. Lint, trace, the
+//!   runner's `--plan` and `docs/locks.md` read it from here.
+//! - [`split`]: the one statement splitter (byte span, line, column, comments), used by
+//!   pgcalm-migrate's file parser too; syntax errors located at their token.
+//! - [`engine`] and [`rules`]: rules (one per file) over a [`LintUnit`] (a plain SQL
+//!   file, or a pgcalm migration section), aware of transactions, `lock_timeout`, and
+//!   tables created earlier in the unit; `-- pgcalm:ignore RULE reason` directives.
 //!
-//! Architecture invariant: this crate does no I/O and never prints; the CLI renders the
-//! diagnostics it returns.
+//! ```
+//! use pgcalm_lint::{LintOptions, UnitKind, lint_sql};
 //!
-//! Status: the rules arrive with the lint issue; the crate exists so the workspace map in
-//! ARCHITECTURE.md holds from the first commit.
+//! let sql = "CREATE INDEX large_email_email_idx ON large_email (email);";
+//! let result = lint_sql(sql, UnitKind::PlainSql, &LintOptions::default()).unwrap();
+//! let rules: Vec<&str> = result.findings.iter().map(|f| f.rule).collect();
+//! assert_eq!(rules, ["missing-lock-timeout", "require-concurrent-index-creation"]);
+//! ```
+//!
+//! Architecture invariant: no I/O, no printing, no database: the CLI renders the
+//! findings this crate returns, and pgcalm-trace checks its lock table against a real
+//! server.
+
+#![warn(missing_docs)]
+
+pub mod docs;
+pub mod engine;
+pub mod finding;
+pub mod locks;
+pub mod rules;
+pub mod split;
+pub mod unit;
+
+pub use engine::{Cx, INVALID_IGNORE, Ignored, LintResult, Rule, Violation, deparse, lint_unit};
+pub use finding::{Finding, SeenBy, Severity};
+pub use locks::{
+    Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
+    statement_locks,
+};
+pub use split::{LineIndex, SourceStatement, Span, SyntaxError, split};
+pub use unit::{LintOptions, LintUnit, RuleSelection, UnitKind, UnitState};
+
+/// Splits and lints a whole source text as one unit.
+pub fn lint_sql(
+    source: &str,
+    kind: UnitKind,
+    options: &LintOptions,
+) -> Result<LintResult, SyntaxError> {
+    let statements = split(source, 0..source.len())?;
+    Ok(lint_unit(
+        &LintUnit {
+            source,
+            statements: &statements,
+            kind,
+        },
+        options,
+    ))
+}

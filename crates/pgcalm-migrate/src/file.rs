@@ -91,6 +91,10 @@ pub struct Section {
     pub line: usize,
     /// The statements, in order.
     pub statements: Vec<Statement>,
+    /// Byte range of the section's SQL in the file (after the directive line), for
+    /// tools that read it again (lint).
+    #[serde(skip)]
+    pub body: std::ops::Range<usize>,
 }
 
 /// A parsed migration file.
@@ -266,6 +270,25 @@ fn load_app(app: &str, dir: &Path) -> Result<Vec<MigrationFile>, MigrateError> {
 /// Parses one migration file's text. `path` names it in errors and its file name gives
 /// the number and name.
 pub fn parse_file(app: &str, path: &Path, source: &str) -> Result<MigrationFile, FileError> {
+    parse_file_with(app, path, source, true)
+}
+
+/// Like [`parse_file`], but keeps statements a section cannot run (CONCURRENTLY in a
+/// transactional section, BEGIN/COMMIT): lint reports them as findings with the rest.
+pub fn parse_file_unchecked(
+    app: &str,
+    path: &Path,
+    source: &str,
+) -> Result<MigrationFile, FileError> {
+    parse_file_with(app, path, source, false)
+}
+
+fn parse_file_with(
+    app: &str,
+    path: &Path,
+    source: &str,
+    check: bool,
+) -> Result<MigrationFile, FileError> {
     let err = |line: usize, column: Option<usize>, kind: FileErrorKind| FileError {
         path: path.to_path_buf(),
         line,
@@ -391,8 +414,11 @@ pub fn parse_file(app: &str, path: &Path, source: &str) -> Result<MigrationFile,
             transaction: d.transaction,
             line: d.line,
             statements,
+            body: d.body_start..end,
         };
-        check_section(path, &section)?;
+        if check {
+            check_section(path, &section)?;
+        }
         if i == up_idx && section.statements.is_empty() {
             return Err(err(d.line, None, FileErrorKind::EmptyUp));
         }
@@ -461,169 +487,44 @@ fn check_section(path: &Path, section: &Section) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Splits `source[start..end]` into statements with PostgreSQL's parser. On a syntax
-/// error, finds the failing statement and the token the parser stopped at.
+/// Splits `source[start..end]` into statements with PostgreSQL's parser (the lint
+/// crate's splitter, the one splitter of the workspace). On a syntax error, names the
+/// token the parser stopped at.
 fn split_statements(
     path: &Path,
     source: &str,
     start: usize,
     end: usize,
 ) -> Result<Vec<Statement>, FileError> {
-    let text = &source[start..end];
-    let parsed = match pg_query::parse(text, 0) {
-        Ok(p) => p,
-        Err(e) => return Err(locate_syntax_error(path, source, start, end, e)),
-    };
-    let mut statements = Vec::new();
-    for raw in &parsed.protobuf.stmts {
-        let loc = raw.stmt_location.max(0) as usize;
-        let len = if raw.stmt_len == 0 {
-            text.len() - loc
-        } else {
-            raw.stmt_len as usize
-        };
-        let slice = &text[loc..loc + len];
-        // The parser's range may include comments and whitespace around the statement.
-        let (lead, tail) = significant_range(slice);
-        let sql = slice[lead..tail]
-            .trim_end()
-            .trim_end_matches(';')
-            .trim_end()
-            .to_string();
-        if sql.is_empty() {
-            continue;
-        }
-        let offset = start + loc + lead;
-        let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
-        let kind = classify(node);
-        statements.push(Statement {
-            index: statements.len(),
-            line: line_col(source, offset).0,
-            offset,
-            kind,
-            checksum: hex(&Sha256::digest(sql.as_bytes())),
-            sql,
-        });
-    }
-    Ok(statements)
-}
-
-/// Byte range from the first to the end of the last token that is not a comment (the
-/// whitespace-trimmed text if the scan fails).
-fn significant_range(sql: &str) -> (usize, usize) {
-    use pg_query::protobuf::Token;
-    let trimmed = (sql.len() - sql.trim_start().len(), sql.trim_end().len());
-    let Ok(scan) = pg_query::scan(sql) else {
-        return trimmed;
-    };
-    let mut code = scan
-        .tokens
-        .iter()
-        .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32);
-    match code.next() {
-        Some(first) => {
-            let last = code.next_back().unwrap_or(first);
-            (first.start as usize, last.end as usize)
-        }
-        None => trimmed,
-    }
-}
-
-/// pg_query reports a syntax error without its position. The LR parser fails at the
-/// first token it cannot shift, so a prefix of the statement fails at that same token
-/// iff the prefix contains it: binary search over token prefixes finds it.
-fn locate_syntax_error(
-    path: &Path,
-    source: &str,
-    start: usize,
-    end: usize,
-    e: pg_query::Error,
-) -> FileError {
-    use pg_query::protobuf::Token;
-    let message = match &e {
-        pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
-            m.clone()
-        }
-        other => other.to_string(),
-    };
-    let text = &source[start..end];
-    let fail = |line: usize, column: Option<usize>, excerpt: String| FileError {
+    let split = pgcalm_lint::split(source, start..end).map_err(|e| FileError {
         path: path.to_path_buf(),
-        line,
-        column,
+        line: e.line,
+        column: e.column,
         kind: FileErrorKind::Syntax {
-            message: message.clone(),
-            excerpt,
+            message: e.message,
+            excerpt: e.excerpt,
         },
-    };
-    let tokens = match pg_query::scan(text) {
-        Ok(r) => r.tokens,
-        Err(_) => {
-            let line = line_col(source, start + (text.len() - text.trim_start().len())).0;
-            return fail(
-                line,
-                None,
-                excerpt_at(source, start + (text.len() - text.trim_start().len())),
-            );
-        }
-    };
-    let fails_within = |upto: usize| -> bool {
-        // Prefix ending after token `upto`; an error "at end of input" means the prefix
-        // is fine so far.
-        let cut = tokens[upto].end as usize;
-        match pg_query::parse(&text[..cut], 0) {
-            Ok(_) => false,
-            Err(err) => !err.to_string().contains("at end of input"),
-        }
-    };
-    let significant: Vec<usize> = (0..tokens.len())
-        .filter(|&i| {
-            tokens[i].token != Token::SqlComment as i32 && tokens[i].token != Token::CComment as i32
+    })?;
+    Ok(split
+        .into_iter()
+        .enumerate()
+        .map(|(index, s)| {
+            let sql = s.sql(source).to_string();
+            Statement {
+                index,
+                line: s.span.line,
+                offset: s.span.start,
+                kind: classify(s.node.as_ref()),
+                checksum: hex(&Sha256::digest(sql.as_bytes())),
+                sql,
+            }
         })
-        .collect();
-    let (mut lo, mut hi) = (0usize, significant.len());
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if fails_within(significant[mid]) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    let byte = if lo < significant.len() {
-        start + tokens[significant[lo]].start as usize
-    } else {
-        // "at end of input": point just past the last token.
-        start
-            + significant
-                .last()
-                .map(|&i| tokens[i].end as usize)
-                .unwrap_or(0)
-    };
-    let (line, col) = line_col(source, byte);
-    fail(line, Some(col), excerpt_at(source, byte))
-}
-
-/// The line holding `byte`, with a caret under it.
-fn excerpt_at(source: &str, byte: usize) -> String {
-    let byte = byte.min(source.len());
-    let line_start = source[..byte].rfind('\n').map(|p| p + 1).unwrap_or(0);
-    let line_end = source[byte..]
-        .find('\n')
-        .map(|p| byte + p)
-        .unwrap_or(source.len());
-    let line = &source[line_start..line_end];
-    let col = source[line_start..byte].chars().count();
-    format!("{line}\n  {}^", " ".repeat(col))
+        .collect())
 }
 
 /// 1-based line and column (in characters) of a byte offset.
 pub(crate) fn line_col(source: &str, byte: usize) -> (usize, usize) {
-    let byte = byte.min(source.len());
-    let before = &source[..byte];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|p| p + 1).unwrap_or(0);
-    (line, source[line_start..byte].chars().count() + 1)
+    pgcalm_lint::split::line_col(source, byte)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

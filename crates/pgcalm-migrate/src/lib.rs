@@ -14,6 +14,8 @@
 //! Owns:
 //! - [`file`]: discovery and parsing; statements split by PostgreSQL's own parser
 //!   (pg_query), each with its file line; malformed files are refused with `path:line`.
+//! - [`safety`]: lints a migration file's sections with pgcalm-lint (the runner refuses
+//!   risky migrations with these findings).
 //! - [`statement`]: what a statement needs (no transaction? SHARE UPDATE EXCLUSIVE
 //!   only? index build?), from its parse tree.
 //! - [`plan`]: migration states (`showmigrations`) and plans (forward or back to a
@@ -72,11 +74,15 @@ pub mod journal;
 pub mod plan;
 pub mod policy;
 pub mod runner;
+pub mod safety;
 pub mod statement;
 
 pub use error::{FileError, FileErrorKind, MigrateError, StatementFailure};
 pub use event::{Event, Notice, PlannedStep, StatementRef, describe_session};
-pub use file::{Direction, MigrationFile, MigrationSet, Section, Statement, parse_file};
+pub use file::{
+    Direction, MigrationFile, MigrationSet, Section, Statement, parse_file, parse_file_unchecked,
+};
 pub use plan::{Goal, MigrationStatus, Operation, Plan, State, Step};
 pub use policy::{Policy, Setting, parse_duration};
 pub use runner::{RUNNER_LOCK_KEY, Report, Runner, migrate_to_start_point};
+pub use safety::{lint_migration, lint_migration_sections};

@@ -3,7 +3,8 @@
 //! build an index (progress bar, invalid-index repair).
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{AlterTableType, ObjectType};
+use pgcalm_lint::PgVersion;
+use pgcalm_lint::locks::{has_option, statement_locks};
 use serde::Serialize;
 
 /// The facts about a statement that the runner's policies need.
@@ -33,166 +34,38 @@ pub struct IndexBuild {
     pub create: bool,
 }
 
-fn has_def(options: &[pg_query::Node], name: &str) -> bool {
-    options.iter().any(
-        |o| matches!(&o.node, Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name)),
-    )
-}
-
-/// Classifies a parsed statement.
+/// Classifies a parsed statement. Whether it needs no transaction and whether it only
+/// takes SHARE UPDATE EXCLUSIVE come from the lock table (`pgcalm_lint::locks`), which
+/// assumes the default PostgreSQL version: files are parsed before a connection exists.
 pub fn classify(node: Option<&NodeEnum>) -> StatementKind {
     let Some(node) = node else {
         return StatementKind::default();
     };
-    let mut k = StatementKind {
-        label: label_of(node),
-        ..StatementKind::default()
-    };
-    match node {
-        NodeEnum::IndexStmt(s) => {
-            let index = (!s.idxname.is_empty()).then(|| match s.relation.as_ref() {
+    let locks = statement_locks(node, PgVersion::DEFAULT);
+    let index_build = match node {
+        NodeEnum::IndexStmt(s) => Some(IndexBuild {
+            index: (!s.idxname.is_empty()).then(|| match s.relation.as_ref() {
                 Some(r) if !r.schemaname.is_empty() => {
                     format!("{}.{}", quote(&r.schemaname), quote(&s.idxname))
                 }
                 _ => quote(&s.idxname),
-            });
-            k.index_build = Some(IndexBuild {
-                index,
-                concurrent: s.concurrent,
-                create: true,
-            });
-            if s.concurrent {
-                k.needs_no_transaction = true;
-                k.share_update_exclusive_only = true;
-                k.label = if s.unique {
-                    "CREATE UNIQUE INDEX CONCURRENTLY".into()
-                } else {
-                    "CREATE INDEX CONCURRENTLY".into()
-                };
-            }
-        }
-        NodeEnum::ReindexStmt(s) => {
-            let concurrent = has_def(&s.params, "concurrently");
-            k.index_build = Some(IndexBuild {
-                index: None,
-                concurrent,
-                create: false,
-            });
-            if concurrent {
-                k.needs_no_transaction = true;
-                k.share_update_exclusive_only = true;
-                k.label = "REINDEX CONCURRENTLY".into();
-            }
-        }
-        NodeEnum::DropStmt(s) if s.concurrent => {
-            k.needs_no_transaction = true;
-            k.share_update_exclusive_only = true;
-            k.label = if s.remove_type == ObjectType::ObjectIndex as i32 {
-                "DROP INDEX CONCURRENTLY".into()
-            } else {
-                "DROP ... CONCURRENTLY".into()
-            };
-        }
-        NodeEnum::AlterTableStmt(s) => {
-            let subtypes: Vec<(AlterTableType, bool)> = s
-                .cmds
-                .iter()
-                .filter_map(|c| match &c.node {
-                    Some(NodeEnum::AlterTableCmd(cmd)) => {
-                        let concurrent = matches!(
-                            cmd.def.as_deref().and_then(|d| d.node.as_ref()),
-                            Some(NodeEnum::PartitionCmd(p)) if p.concurrent
-                        );
-                        AlterTableType::try_from(cmd.subtype)
-                            .ok()
-                            .map(|t| (t, concurrent))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if !subtypes.is_empty()
-                && subtypes
-                    .iter()
-                    .all(|(t, _)| *t == AlterTableType::AtValidateConstraint)
-            {
-                k.share_update_exclusive_only = true;
-                k.label = "ALTER TABLE ... VALIDATE CONSTRAINT".into();
-            }
-            if subtypes
-                .iter()
-                .any(|(t, c)| *t == AlterTableType::AtDetachPartition && *c)
-            {
-                k.needs_no_transaction = true;
-                k.share_update_exclusive_only = subtypes.len() == 1;
-                k.label = "ALTER TABLE ... DETACH PARTITION CONCURRENTLY".into();
-            }
-        }
-        NodeEnum::VacuumStmt(s) => {
-            if s.is_vacuumcmd {
-                k.needs_no_transaction = true;
-            }
-            k.share_update_exclusive_only = !has_def(&s.options, "full");
-        }
-        NodeEnum::CreatedbStmt(_)
-        | NodeEnum::DropdbStmt(_)
-        | NodeEnum::CreateTableSpaceStmt(_)
-        | NodeEnum::DropTableSpaceStmt(_)
-        | NodeEnum::AlterSystemStmt(_) => {
-            k.needs_no_transaction = true;
-        }
-        NodeEnum::TransactionStmt(_) => {
-            k.transaction_control = true;
-        }
-        _ => {}
-    }
-    k
-}
-
-/// `CreateStmt` -> `CREATE TABLE` etc. for the common statements; a readable fallback
-/// for the rest.
-fn label_of(node: &NodeEnum) -> String {
-    let s = match node {
-        NodeEnum::CreateStmt(_) => "CREATE TABLE",
-        NodeEnum::IndexStmt(_) => "CREATE INDEX",
-        NodeEnum::AlterTableStmt(_) => "ALTER TABLE",
-        NodeEnum::DropStmt(_) => "DROP",
-        NodeEnum::InsertStmt(_) => "INSERT",
-        NodeEnum::UpdateStmt(_) => "UPDATE",
-        NodeEnum::DeleteStmt(_) => "DELETE",
-        NodeEnum::SelectStmt(_) => "SELECT",
-        NodeEnum::ReindexStmt(_) => "REINDEX",
-        NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => "VACUUM",
-        NodeEnum::VacuumStmt(_) => "ANALYZE",
-        NodeEnum::RenameStmt(_) => "ALTER ... RENAME",
-        NodeEnum::CreatedbStmt(_) => "CREATE DATABASE",
-        NodeEnum::DropdbStmt(_) => "DROP DATABASE",
-        NodeEnum::CreateTableSpaceStmt(_) => "CREATE TABLESPACE",
-        NodeEnum::DropTableSpaceStmt(_) => "DROP TABLESPACE",
-        NodeEnum::AlterSystemStmt(_) => "ALTER SYSTEM",
-        NodeEnum::TransactionStmt(t) => {
-            use pg_query::protobuf::TransactionStmtKind as K;
-            match K::try_from(t.kind).unwrap_or(K::Undefined) {
-                K::TransStmtBegin | K::TransStmtStart => "BEGIN",
-                K::TransStmtCommit => "COMMIT",
-                K::TransStmtRollback => "ROLLBACK",
-                K::TransStmtSavepoint => "SAVEPOINT",
-                K::TransStmtRelease => "RELEASE SAVEPOINT",
-                K::TransStmtRollbackTo => "ROLLBACK TO SAVEPOINT",
-                _ => "transaction control",
-            }
-        }
-        NodeEnum::DoStmt(_) => "DO",
-        NodeEnum::CreateFunctionStmt(_) => "CREATE FUNCTION",
-        NodeEnum::VariableSetStmt(_) => "SET",
-        _ => "",
+            }),
+            concurrent: s.concurrent,
+            create: true,
+        }),
+        NodeEnum::ReindexStmt(s) => Some(IndexBuild {
+            index: None,
+            concurrent: has_option(&s.params, "concurrently"),
+            create: false,
+        }),
+        _ => None,
     };
-    if s.is_empty() {
-        // `CreateSeqStmt` -> "CREATE SEQ" is good enough for a message.
-        let dbg = format!("{node:?}");
-        let name = dbg.split('(').next().unwrap_or("statement");
-        name.trim_end_matches("Stmt").to_string()
-    } else {
-        s.to_string()
+    StatementKind {
+        needs_no_transaction: locks.outside_transaction,
+        share_update_exclusive_only: locks.share_update_exclusive_only(),
+        transaction_control: locks.transaction_control,
+        index_build,
+        label: locks.label,
     }
 }
 

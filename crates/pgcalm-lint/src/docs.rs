@@ -1,0 +1,378 @@
+//! `docs/locks.md`, rendered from the lock table by running it on one example of each
+//! statement form, so the docs cannot drift from what lint, trace and `--plan` use
+//! (a test fails when the file is out of date).
+
+use std::fmt::Write as _;
+
+use crate::locks::{Effect, PgVersion, StatementLocks, statement_locks};
+
+/// One statement form per row: what it is and an example.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("CREATE INDEX", "CREATE INDEX i ON t (c)"),
+    (
+        "CREATE INDEX CONCURRENTLY",
+        "CREATE INDEX CONCURRENTLY i ON t (c)",
+    ),
+    ("DROP INDEX", "DROP INDEX i"),
+    ("DROP INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY i"),
+    ("REINDEX INDEX", "REINDEX INDEX i"),
+    ("REINDEX TABLE", "REINDEX TABLE t"),
+    ("REINDEX CONCURRENTLY", "REINDEX INDEX CONCURRENTLY i"),
+    ("ADD COLUMN, no default", "ALTER TABLE t ADD COLUMN c int"),
+    (
+        "ADD COLUMN, constant default",
+        "ALTER TABLE t ADD COLUMN c int DEFAULT 0",
+    ),
+    (
+        "ADD COLUMN, stable default",
+        "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT now()",
+    ),
+    (
+        "ADD COLUMN, volatile default",
+        "ALTER TABLE t ADD COLUMN c uuid DEFAULT gen_random_uuid()",
+    ),
+    (
+        "ADD COLUMN, default of unknown volatility",
+        "ALTER TABLE t ADD COLUMN c int DEFAULT my_function()",
+    ),
+    ("ADD COLUMN serial", "ALTER TABLE t ADD COLUMN c bigserial"),
+    (
+        "ADD COLUMN identity",
+        "ALTER TABLE t ADD COLUMN c bigint GENERATED ALWAYS AS IDENTITY",
+    ),
+    (
+        "ADD COLUMN stored generated",
+        "ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a * 2) STORED",
+    ),
+    (
+        "ADD COLUMN ... UNIQUE",
+        "ALTER TABLE t ADD COLUMN c int UNIQUE",
+    ),
+    (
+        "ALTER COLUMN TYPE",
+        "ALTER TABLE t ALTER COLUMN c TYPE bigint",
+    ),
+    ("SET NOT NULL", "ALTER TABLE t ALTER COLUMN c SET NOT NULL"),
+    (
+        "DROP NOT NULL",
+        "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
+    ),
+    ("SET DEFAULT", "ALTER TABLE t ALTER COLUMN c SET DEFAULT 0"),
+    (
+        "SET STATISTICS",
+        "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500",
+    ),
+    ("ADD CHECK", "ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0)"),
+    (
+        "ADD CHECK NOT VALID",
+        "ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0) NOT VALID",
+    ),
+    (
+        "ADD FOREIGN KEY",
+        "ALTER TABLE t ADD CONSTRAINT k FOREIGN KEY (c) REFERENCES p (id)",
+    ),
+    (
+        "ADD FOREIGN KEY NOT VALID",
+        "ALTER TABLE t ADD CONSTRAINT k FOREIGN KEY (c) REFERENCES p (id) NOT VALID",
+    ),
+    ("VALIDATE CONSTRAINT", "ALTER TABLE t VALIDATE CONSTRAINT k"),
+    ("ADD UNIQUE", "ALTER TABLE t ADD CONSTRAINT k UNIQUE (c)"),
+    (
+        "ADD UNIQUE USING INDEX",
+        "ALTER TABLE t ADD CONSTRAINT k UNIQUE USING INDEX i",
+    ),
+    ("ADD PRIMARY KEY", "ALTER TABLE t ADD PRIMARY KEY (c)"),
+    (
+        "ADD PRIMARY KEY USING INDEX",
+        "ALTER TABLE t ADD CONSTRAINT k PRIMARY KEY USING INDEX i",
+    ),
+    (
+        "ADD EXCLUDE",
+        "ALTER TABLE t ADD CONSTRAINT k EXCLUDE USING gist (r WITH &&)",
+    ),
+    ("DROP CONSTRAINT", "ALTER TABLE t DROP CONSTRAINT k"),
+    ("DROP COLUMN", "ALTER TABLE t DROP COLUMN c"),
+    ("RENAME COLUMN", "ALTER TABLE t RENAME COLUMN c TO d"),
+    ("RENAME TABLE", "ALTER TABLE t RENAME TO u"),
+    ("RENAME INDEX", "ALTER INDEX i RENAME TO j"),
+    ("SET TABLESPACE", "ALTER TABLE t SET TABLESPACE s"),
+    ("SET LOGGED", "ALTER TABLE t SET LOGGED"),
+    (
+        "SET (storage parameter)",
+        "ALTER TABLE t SET (fillfactor = 70)",
+    ),
+    (
+        "ENABLE/DISABLE TRIGGER",
+        "ALTER TABLE t DISABLE TRIGGER ALL",
+    ),
+    (
+        "ATTACH PARTITION",
+        "ALTER TABLE t ATTACH PARTITION p FOR VALUES FROM (1) TO (10)",
+    ),
+    ("DETACH PARTITION", "ALTER TABLE t DETACH PARTITION p"),
+    (
+        "DETACH PARTITION CONCURRENTLY",
+        "ALTER TABLE t DETACH PARTITION p CONCURRENTLY",
+    ),
+    (
+        "multi-command ALTER TABLE (strictest lock)",
+        "ALTER TABLE t ALTER COLUMN a SET STATISTICS 100, ADD COLUMN c int",
+    ),
+    (
+        "CREATE TABLE with a foreign key",
+        "CREATE TABLE u (id int, c int REFERENCES p (id))",
+    ),
+    (
+        "CREATE TABLE ... PARTITION OF",
+        "CREATE TABLE p1 PARTITION OF t FOR VALUES FROM (1) TO (10)",
+    ),
+    (
+        "CREATE TRIGGER",
+        "CREATE TRIGGER g BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION f()",
+    ),
+    ("CREATE STATISTICS", "CREATE STATISTICS s ON a, b FROM t"),
+    ("COMMENT ON COLUMN", "COMMENT ON COLUMN t.c IS 'x'"),
+    ("DROP TABLE", "DROP TABLE t"),
+    ("TRUNCATE", "TRUNCATE t"),
+    ("VACUUM", "VACUUM t"),
+    ("VACUUM FULL", "VACUUM FULL t"),
+    ("ANALYZE", "ANALYZE t"),
+    ("CLUSTER", "CLUSTER t USING i"),
+    ("REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW m"),
+    (
+        "REFRESH MATERIALIZED VIEW CONCURRENTLY",
+        "REFRESH MATERIALIZED VIEW CONCURRENTLY m",
+    ),
+    ("LOCK TABLE", "LOCK TABLE t"),
+    ("UPDATE (backfill)", "UPDATE t SET c = 0"),
+    ("ALTER TYPE ... ADD VALUE", "ALTER TYPE e ADD VALUE 'x'"),
+];
+
+/// Versions whose differences the version table shows.
+const VERSIONS: [u32; 5] = [10, 11, 12, 14, 18];
+
+/// The lock table of an example SQL statement.
+fn locks_of(sql: &str, pg: PgVersion) -> StatementLocks {
+    let parsed = pg_query::parse(sql, 0).expect("lock table examples parse");
+    let node = parsed.protobuf.stmts[0]
+        .stmt
+        .as_ref()
+        .and_then(|n| n.node.as_ref())
+        .expect("one statement");
+    statement_locks(node, pg)
+}
+
+fn effect(e: Effect) -> String {
+    match e {
+        Effect::No => String::new(),
+        Effect::Yes => "yes".into(),
+        Effect::Unless(c) => format!("unless {c}"),
+    }
+}
+
+/// One cell per column of a row, for one version.
+fn cells(locks: &StatementLocks) -> [String; 5] {
+    let join = |f: &dyn Fn(&crate::locks::RelationLock) -> String| {
+        locks.locks.iter().map(f).collect::<Vec<_>>().join("<br>")
+    };
+    let lock = join(&|l| format!("{} on {}", l.mode, l.target));
+    [
+        if lock.is_empty() {
+            "no table lock".into()
+        } else {
+            lock
+        },
+        join(&|l| {
+            let b = l.blocks();
+            if b.any() {
+                b.to_string()
+            } else {
+                "nothing".into()
+            }
+        }),
+        join(&|l| effect(l.rewrite)),
+        join(&|l| effect(l.scan)),
+        if locks.outside_transaction {
+            "yes".into()
+        } else {
+            String::new()
+        },
+    ]
+}
+
+/// The Markdown of `docs/locks.md`.
+pub fn locks_markdown() -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Locks taken by schema changes\n\n\
+         Generated from pgcalm's lock table (`crates/pgcalm-lint/src/locks.rs`), the one \
+         definition that `pgcalm lint`, `pgcalm trace` and `pgcalm migrate --plan` use; a test \
+         fails when this file is out of date (`PGCALM_UPDATE_DOCS=1 cargo test -p pgcalm-lint \
+         --test docs` rewrites it).\n\n\
+         \"Blocks\" is what the lock blocks while it is held **or queued**: reads are `SELECT` \
+         (ACCESS SHARE), writes are `INSERT`/`UPDATE`/`DELETE` (ROW EXCLUSIVE). \"Rewrite\" \
+         means a new copy of the table (new relfilenode); \"scan\" means every row is read \
+         (validation, index build) while the lock is held.\n\n\
+         ## PostgreSQL {}\n",
+        PgVersion::DEFAULT.0
+    );
+    let _ = writeln!(
+        out,
+        "| Statement | Example | Lock | Blocks | Rewrite | Scan | Outside a transaction |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for (form, sql) in EXAMPLES {
+        let [lock, blocks, rewrite, scan, outside] = cells(&locks_of(sql, PgVersion::DEFAULT));
+        let _ = writeln!(
+            out,
+            "| {form} | `{}` | {lock} | {blocks} | {rewrite} | {scan} | {outside} |",
+            sql.replace('|', "\\|")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n## What changes with the version\n\n\
+         Forms whose lock, rewrite or scan differ between PostgreSQL {}; each cell is \
+         lock / rewrite / scan.\n",
+        VERSIONS
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let header: Vec<String> = VERSIONS.iter().map(|v| format!("PG {v}")).collect();
+    let _ = writeln!(
+        out,
+        "| Statement | {} |\n|---|{}",
+        header.join(" | "),
+        "---|".repeat(VERSIONS.len())
+    );
+    for (form, sql) in EXAMPLES {
+        let per_version: Vec<String> = VERSIONS
+            .iter()
+            .map(|&v| {
+                let locks = locks_of(sql, PgVersion(v));
+                let mut cell = locks
+                    .locks
+                    .iter()
+                    .map(|l| {
+                        let or_no = |e: Effect| {
+                            if e == Effect::No {
+                                "no".into()
+                            } else {
+                                effect(e)
+                            }
+                        };
+                        format!(
+                            "{} on {} / {} / {}",
+                            l.mode,
+                            l.target,
+                            or_no(l.rewrite),
+                            or_no(l.scan)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("<br>");
+                if cell.is_empty() {
+                    cell.push_str("no table lock");
+                }
+                if locks.outside_transaction {
+                    cell.push_str(" (outside a transaction)");
+                }
+                cell
+            })
+            .collect();
+        if per_version.iter().any(|c| c != &per_version[0]) {
+            let _ = writeln!(out, "| {form} | {} |", per_version.join(" | "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::LockMode;
+
+    #[test]
+    fn every_example_parses_to_one_statement_with_a_label() {
+        for (form, sql) in EXAMPLES {
+            let locks = locks_of(sql, PgVersion::DEFAULT);
+            assert!(!locks.label.is_empty(), "{form}");
+        }
+    }
+
+    #[test]
+    fn version_facts() {
+        let default = |v| locks_of("ALTER TABLE t ADD COLUMN c int DEFAULT 0", PgVersion(v));
+        assert_eq!(default(10).locks[0].rewrite, Effect::Yes);
+        assert_eq!(default(11).locks[0].rewrite, Effect::No);
+        let not_null = |v| locks_of("ALTER TABLE t ALTER COLUMN c SET NOT NULL", PgVersion(v));
+        assert_eq!(not_null(11).locks[0].scan, Effect::Yes);
+        assert!(matches!(not_null(12).locks[0].scan, Effect::Unless(_)));
+        let attach = |v| {
+            locks_of(
+                "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)",
+                PgVersion(v),
+            )
+            .on_table(&crate::RelName {
+                schema: None,
+                name: "t".into(),
+            })
+            .map(|l| l.mode)
+        };
+        assert_eq!(attach(11), Some(LockMode::AccessExclusive));
+        assert_eq!(attach(12), Some(LockMode::ShareUpdateExclusive));
+        assert!(locks_of("ALTER TYPE e ADD VALUE 'x'", PgVersion(11)).outside_transaction);
+        assert!(!locks_of("ALTER TYPE e ADD VALUE 'x'", PgVersion(12)).outside_transaction);
+    }
+
+    #[test]
+    fn conflict_matrix_is_symmetric_and_names_reads_and_writes() {
+        for a in LockMode::ALL {
+            for b in LockMode::ALL {
+                assert_eq!(a.conflicts_with(b), b.conflicts_with(a), "{a} {b}");
+            }
+            assert_eq!(LockMode::from_name(a.pg_locks_name()), Some(a));
+        }
+        let blocking: Vec<(LockMode, bool, bool)> = LockMode::ALL
+            .into_iter()
+            .map(|m| (m, m.blocks().reads, m.blocks().writes))
+            .collect();
+        use LockMode::*;
+        assert_eq!(
+            blocking,
+            [
+                (AccessShare, false, false),
+                (RowShare, false, false),
+                (RowExclusive, false, false),
+                (ShareUpdateExclusive, false, false),
+                (Share, false, true),
+                (ShareRowExclusive, false, true),
+                (Exclusive, false, true),
+                (AccessExclusive, true, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn multi_command_alter_takes_the_strictest_lock() {
+        let l = locks_of(
+            "ALTER TABLE t ALTER COLUMN a SET STATISTICS 100, ADD COLUMN c int",
+            PgVersion::DEFAULT,
+        );
+        assert_eq!(l.locks.len(), 1);
+        assert_eq!(l.locks[0].mode, LockMode::AccessExclusive);
+        let fk = locks_of(
+            "ALTER TABLE t ADD CONSTRAINT k FOREIGN KEY (c) REFERENCES p (id)",
+            PgVersion::DEFAULT,
+        );
+        let modes: Vec<String> = fk
+            .locks
+            .iter()
+            .map(|l| format!("{} {}", l.target, l.mode))
+            .collect();
+        assert_eq!(modes, ["t SHARE ROW EXCLUSIVE", "p SHARE ROW EXCLUSIVE"]);
+    }
+}

@@ -1,0 +1,353 @@
+//! The rule engine: walks a [`LintUnit`]'s statements in order, asks every enabled
+//! [`Rule`] about each one (with the lock table's answer and what the unit did before),
+//! applies `-- pgcalm:ignore` directives, and returns [`Finding`]s.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::Token;
+use serde::Serialize;
+
+use crate::finding::{Finding, SeenBy, Severity};
+use crate::locks::{PgVersion, RelName, RelationLock, StatementLocks, Target, statement_locks};
+use crate::rules;
+use crate::split::{SourceStatement, Span};
+use crate::unit::{LintOptions, LintUnit, RuleSelection, UnitKind, UnitState};
+
+/// A lint rule: one per file under `rules/`, registered in [`rules::ALL`].
+#[derive(Debug)]
+pub struct Rule {
+    /// Kebab-case name, used in output, `-- pgcalm:ignore` and `[lint] disable`.
+    pub name: &'static str,
+    /// Error or warning.
+    pub severity: Severity,
+    /// One line for `docs` and `--list-rules`.
+    pub summary: &'static str,
+    /// On unless `[lint] disable` names it (off ones need `[lint] enable`).
+    pub default_on: bool,
+    /// Looks at one statement; returns what is wrong with it (usually nothing).
+    pub check: fn(&Cx<'_>) -> Vec<Violation>,
+}
+
+impl Rule {
+    /// Whether the selection runs this rule.
+    pub fn is_enabled(&self, selection: &RuleSelection) -> bool {
+        selection.enable.contains(self.name)
+            || (self.default_on && !selection.disable.contains(self.name))
+    }
+}
+
+/// What a rule reports; the engine adds the rule name, span and lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violation {
+    /// What is wrong.
+    pub message: String,
+    /// The safe recipe.
+    pub help: String,
+    /// Rewritten SQL.
+    pub fix_sql: Option<String>,
+    /// The lock to show; defaults to the statement's strongest lock on an existing
+    /// relation.
+    pub lock: Option<RelationLock>,
+}
+
+impl Violation {
+    /// A violation with a message.
+    pub fn new(message: impl Into<String>) -> Violation {
+        Violation {
+            message: message.into(),
+            ..Violation::default()
+        }
+    }
+
+    /// The safe recipe.
+    pub fn help(mut self, help: impl Into<String>) -> Violation {
+        self.help = help.into();
+        self
+    }
+
+    /// The rewritten SQL.
+    pub fn fix(mut self, sql: impl Into<String>) -> Violation {
+        self.fix_sql = Some(sql.into());
+        self
+    }
+
+    /// The lock that makes it risky.
+    pub fn lock(mut self, lock: &RelationLock) -> Violation {
+        self.lock = Some(lock.clone());
+        self
+    }
+}
+
+/// Everything a rule may look at for one statement.
+#[derive(Debug)]
+pub struct Cx<'a> {
+    /// The unit's source text.
+    pub source: &'a str,
+    /// The statement.
+    pub stmt: &'a SourceStatement,
+    /// Its parse tree.
+    pub node: &'a NodeEnum,
+    /// What the lock table says about it.
+    pub locks: &'a StatementLocks,
+    /// What the unit did before it.
+    pub state: &'a UnitState,
+    /// Pgcalm migration section or plain SQL.
+    pub kind: UnitKind,
+    /// Options (PostgreSQL version, ...).
+    pub options: &'a LintOptions,
+}
+
+impl<'a> Cx<'a> {
+    /// The statement's SQL text (no trailing `;`).
+    pub fn sql(&self) -> &'a str {
+        self.stmt.sql(self.source)
+    }
+
+    /// The target PostgreSQL version.
+    pub fn pg(&self) -> PgVersion {
+        self.options.pg_version
+    }
+
+    /// A table created earlier in this unit (its locks block no one).
+    pub fn is_new_table(&self, table: &RelName) -> bool {
+        self.state.is_new_table(table)
+    }
+
+    /// A pgcalm migration section (the runner sets lock_timeout and the transaction).
+    pub fn is_migration(&self) -> bool {
+        matches!(self.kind, UnitKind::Migration { .. })
+    }
+
+    /// This statement's locks on relations that existed before the unit.
+    pub fn existing_locks(&self) -> impl Iterator<Item = &'a RelationLock> + '_ {
+        self.locks
+            .locks
+            .iter()
+            .filter(|l| self.state.is_existing(&l.target))
+    }
+
+    /// The strongest of [`Cx::existing_locks`].
+    pub fn strongest_existing_lock(&self) -> Option<&'a RelationLock> {
+        self.existing_locks().max_by_key(|l| l.mode)
+    }
+
+    /// The lock on a table, if it existed before the unit.
+    pub fn existing_lock_on(&self, table: &RelName) -> Option<&'a RelationLock> {
+        self.locks
+            .on_table(table)
+            .filter(|_| !self.is_new_table(table))
+    }
+
+    /// Byte offset (into [`Cx::sql`]) of the first token of the given kind.
+    pub fn token_offset(&self, token: Token) -> Option<usize> {
+        pg_query::scan_tokens(self.sql())
+            .ok()?
+            .into_iter()
+            .find(|t| t.token == token as i32)
+            .map(|t| t.start as usize)
+    }
+
+    /// The statement with `text` inserted before the first token of `token` kind:
+    /// `insert_before(Token::On, "CONCURRENTLY ")`.
+    pub fn insert_before(&self, token: Token, text: &str) -> Option<String> {
+        let at = self.token_offset(token)?;
+        let sql = self.sql();
+        Some(format!("{}{text}{};", &sql[..at], &sql[at..]))
+    }
+}
+
+/// SQL for a parse tree (PostgreSQL's own deparser): fixes that change a node, then
+/// print it.
+pub fn deparse(node: NodeEnum) -> Option<String> {
+    use pg_query::protobuf::{ParseResult, RawStmt};
+    let tree = ParseResult {
+        version: 0,
+        stmts: vec![RawStmt {
+            stmt: Some(Box::new(pg_query::Node { node: Some(node) })),
+            stmt_location: 0,
+            stmt_len: 0,
+        }],
+    };
+    pg_query::deparse(&tree, Default::default()).ok()
+}
+
+/// A finding a `-- pgcalm:ignore` directive suppressed, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ignored {
+    /// The finding.
+    pub finding: Finding,
+    /// The directive's reason.
+    pub reason: String,
+}
+
+/// What linting a unit produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LintResult {
+    /// Findings in statement order.
+    pub findings: Vec<Finding>,
+    /// Findings suppressed by `-- pgcalm:ignore RULE reason`.
+    pub ignored: Vec<Ignored>,
+}
+
+/// The rule a malformed `-- pgcalm:ignore` directive is reported under.
+pub const INVALID_IGNORE: &str = "invalid-ignore";
+
+/// Lints one unit.
+pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
+    let enabled: Vec<&Rule> = rules::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.is_enabled(&options.rules))
+        .collect();
+    let mut state = UnitState::new(unit.kind, options);
+    let mut result = LintResult::default();
+    for stmt in unit.statements {
+        let Some(node) = &stmt.node else { continue };
+        let locks = statement_locks(node, options.pg_version);
+        let cx = Cx {
+            source: unit.source,
+            stmt,
+            node,
+            locks: &locks,
+            state: &state,
+            kind: unit.kind,
+            options,
+        };
+        let directives = ignore_directives(unit.source, stmt);
+        for d in &directives {
+            if let Some(problem) = d.problem() {
+                result.findings.push(Finding {
+                    rule: INVALID_IGNORE,
+                    severity: Severity::Error,
+                    span: stmt.span,
+                    statement: locks.label.clone(),
+                    lock: None,
+                    table: None,
+                    blocks: Default::default(),
+                    message: problem,
+                    help: "write `-- pgcalm:ignore RULE[,RULE] why this is safe here` on the \
+                           line before the statement"
+                        .into(),
+                    fix_sql: None,
+                    seen_by: SeenBy::Lint,
+                });
+            }
+        }
+        for rule in &enabled {
+            for v in (rule.check)(&cx) {
+                let finding = cx.finding(rule, v);
+                match directives.iter().find(|d| d.covers(rule.name)) {
+                    Some(d) => result.ignored.push(Ignored {
+                        finding,
+                        reason: d.reason.clone(),
+                    }),
+                    None => result.findings.push(finding),
+                }
+            }
+        }
+        state.apply(node, &locks, options);
+    }
+    result
+}
+
+impl Cx<'_> {
+    fn finding(&self, rule: &Rule, v: Violation) -> Finding {
+        let lock = v.lock.as_ref().or_else(|| self.strongest_existing_lock());
+        let table = lock.map(|l| match &l.target {
+            // The unit may know the index's table.
+            Target::TableOfIndex(i) => self
+                .state
+                .indexes
+                .get(&i.name)
+                .map(|idx| idx.table.to_string())
+                .unwrap_or_else(|| l.target.to_string()),
+            t => t.to_string(),
+        });
+        Finding {
+            rule: rule.name,
+            severity: rule.severity,
+            span: self.stmt.span,
+            statement: self.locks.label.clone(),
+            lock: lock.map(|l| l.mode),
+            table,
+            blocks: lock.map(|l| l.blocks()).unwrap_or_default(),
+            message: v.message,
+            help: v.help,
+            fix_sql: v.fix_sql,
+            seen_by: SeenBy::Lint,
+        }
+    }
+}
+
+/// One `-- pgcalm:ignore RULE[,RULE] reason` comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IgnoreDirective {
+    rules: Vec<String>,
+    reason: String,
+}
+
+impl IgnoreDirective {
+    fn covers(&self, rule: &str) -> bool {
+        !self.reason.is_empty() && self.rules.iter().any(|r| r == rule)
+    }
+
+    /// Why the directive is not valid (`None` when it is).
+    fn problem(&self) -> Option<String> {
+        if self.rules.is_empty() {
+            return Some("`-- pgcalm:ignore` names no rule".into());
+        }
+        if let Some(unknown) = self
+            .rules
+            .iter()
+            .find(|r| !rules::ALL.iter().any(|k| k.name == r.as_str()))
+        {
+            return Some(format!(
+                "`-- pgcalm:ignore` names an unknown rule `{unknown}`"
+            ));
+        }
+        if self.reason.is_empty() {
+            return Some(format!(
+                "`-- pgcalm:ignore {}` needs a reason: the finding stays until it says why \
+                 the statement is safe",
+                self.rules.join(",")
+            ));
+        }
+        None
+    }
+}
+
+/// The directives in a statement's comments.
+fn ignore_directives(source: &str, stmt: &SourceStatement) -> Vec<IgnoreDirective> {
+    stmt.comments
+        .iter()
+        .filter_map(|range| {
+            let text = &source[range.clone()];
+            let body = text
+                .strip_prefix("--")
+                .or_else(|| {
+                    text.strip_prefix("/*")
+                        .map(|t| t.strip_suffix("*/").unwrap_or(t))
+                })?
+                .trim();
+            let rest = body.strip_prefix("pgcalm:ignore")?;
+            if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+                return None;
+            }
+            let rest = rest.trim();
+            let (rules, reason) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            Some(IgnoreDirective {
+                rules: rules
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                reason: reason.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where a finding is, for tests and compact output: `3:1`.
+pub fn position(span: &Span) -> String {
+    format!("{}:{}", span.line, span.column)
+}

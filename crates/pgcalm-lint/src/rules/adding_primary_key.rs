@@ -1,0 +1,56 @@
+//! `adding-primary-key`: `ADD PRIMARY KEY` (or `ADD COLUMN ... PRIMARY KEY`) on an
+//! existing table builds its index (and checks NOT NULL) under ACCESS EXCLUSIVE.
+
+use crate::engine::{Cx, Rule, Violation};
+use crate::finding::Severity;
+use crate::rules::unique_like::{KeyKind, check_key};
+
+/// The rule.
+pub static RULE: Rule = Rule {
+    name: "adding-primary-key",
+    severity: Severity::Error,
+    summary: "ADD PRIMARY KEY builds an index under ACCESS EXCLUSIVE",
+    default_on: true,
+    check,
+};
+
+fn check(cx: &Cx<'_>) -> Vec<Violation> {
+    check_key(cx, KeyKind::PrimaryKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use insta::assert_snapshot;
+
+    use crate::rules::test_support::check;
+
+    const RULE: &str = "adding-primary-key";
+
+    #[test]
+    fn table_level() {
+        assert_snapshot!(check(RULE, "ALTER TABLE events ADD PRIMARY KEY (id);"), @"
+        error[adding-primary-key] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on events: blocks reads and writes
+          ADD PRIMARY KEY builds a unique index on events while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: build the index first with CREATE UNIQUE INDEX CONCURRENTLY (reads and writes go on; outside a transaction), then attach it with ADD CONSTRAINT ... PRIMARY KEY USING INDEX, which only takes a short lock. The key columns must be NOT NULL already (see primary-key-using-index-nullable).
+          fix:
+            CREATE UNIQUE INDEX CONCURRENTLY events_pkey ON events (id);
+            ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;
+        ");
+    }
+
+    #[test]
+    fn new_serial_column() {
+        assert_snapshot!(check(RULE, "ALTER TABLE events ADD COLUMN id bigserial PRIMARY KEY;"), @"
+        error[adding-primary-key] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on events: blocks reads and writes
+          ADD PRIMARY KEY builds a unique index on events while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: add the column without PRIMARY KEY first (nullable, or with a constant default), then CREATE UNIQUE INDEX CONCURRENTLY and ADD CONSTRAINT ... PRIMARY KEY USING INDEX. The key columns must be NOT NULL already (see primary-key-using-index-nullable). (column id)
+        ");
+    }
+
+    #[test]
+    fn using_index_is_left_to_primary_key_using_index_nullable() {
+        assert_snapshot!(check(RULE, "ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_id_idx;"), @"ok");
+    }
+}

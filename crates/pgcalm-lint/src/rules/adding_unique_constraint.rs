@@ -1,0 +1,69 @@
+//! `adding-unique-constraint`: `ADD UNIQUE` (or `ADD COLUMN ... UNIQUE`) on an existing
+//! table builds its index under ACCESS EXCLUSIVE: no reads or writes for the whole build.
+
+use crate::engine::{Cx, Rule, Violation};
+use crate::finding::Severity;
+use crate::rules::unique_like::{KeyKind, check_key};
+
+/// The rule.
+pub static RULE: Rule = Rule {
+    name: "adding-unique-constraint",
+    severity: Severity::Error,
+    summary: "ADD UNIQUE builds an index under ACCESS EXCLUSIVE",
+    default_on: true,
+    check,
+};
+
+fn check(cx: &Cx<'_>) -> Vec<Violation> {
+    check_key(cx, KeyKind::Unique)
+}
+
+#[cfg(test)]
+mod tests {
+    use insta::assert_snapshot;
+
+    use crate::rules::test_support::check;
+
+    const RULE: &str = "adding-unique-constraint";
+
+    #[test]
+    fn named_constraint() {
+        assert_snapshot!(check(RULE, "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);"), @"
+        error[adding-unique-constraint] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ADD UNIQUE builds a unique index on users while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: build the index first with CREATE UNIQUE INDEX CONCURRENTLY (reads and writes go on; outside a transaction), then attach it with ADD CONSTRAINT ... UNIQUE USING INDEX, which only takes a short lock.
+          fix:
+            CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);
+            ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;
+        ");
+    }
+
+    #[test]
+    fn unnamed_constraint_gets_postgres_name() {
+        assert_snapshot!(check(RULE, "ALTER TABLE users ADD UNIQUE NULLS NOT DISTINCT (org_id, email) DEFERRABLE;"), @"
+        error[adding-unique-constraint] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ADD UNIQUE builds a unique index on users while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: build the index first with CREATE UNIQUE INDEX CONCURRENTLY (reads and writes go on; outside a transaction), then attach it with ADD CONSTRAINT ... UNIQUE USING INDEX, which only takes a short lock.
+          fix:
+            CREATE UNIQUE INDEX CONCURRENTLY users_org_id_email_key ON users (org_id, email) NULLS NOT DISTINCT;
+            ALTER TABLE users ADD CONSTRAINT users_org_id_email_key UNIQUE USING INDEX users_org_id_email_key DEFERRABLE;
+        ");
+    }
+
+    #[test]
+    fn new_column_unique() {
+        assert_snapshot!(check(RULE, "ALTER TABLE users ADD COLUMN handle text UNIQUE;"), @"
+        error[adding-unique-constraint] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ADD UNIQUE builds a unique index on users while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: add the column without UNIQUE first (nullable, or with a constant default), then CREATE UNIQUE INDEX CONCURRENTLY and ADD CONSTRAINT ... UNIQUE USING INDEX. (column handle)
+        ");
+    }
+
+    #[test]
+    fn using_index_and_new_tables_are_fine() {
+        assert_snapshot!(check(RULE, "ALTER TABLE users ADD CONSTRAINT k UNIQUE USING INDEX k_idx;\nCREATE TABLE t (a int);\nALTER TABLE t ADD UNIQUE (a);"), @"ok");
+    }
+}

@@ -1,0 +1,147 @@
+//! `missing-lock-timeout`: in a plain SQL file, a statement that takes a lock blocking
+//! reads or writes of an existing table with no effective `lock_timeout` set before it
+//! in the session. While such a statement waits for its lock (behind one long query),
+//! every later query on the table queues behind it: the outage lasts as long as the
+//! wait, not as long as the statement.
+//!
+//! `SET LOCAL` outside a transaction block does nothing, and `lock_timeout = 0` means
+//! no timeout, so neither counts. SHARE UPDATE EXCLUSIVE-only statements (CONCURRENTLY,
+//! VALIDATE) block no reads or writes even while queued, so they need none. pgcalm
+//! migration files are exempt: the runner sets lock_timeout for every statement.
+
+use crate::engine::{Cx, Rule, Violation};
+use crate::finding::Severity;
+
+/// The rule.
+pub static RULE: Rule = Rule {
+    name: "missing-lock-timeout",
+    severity: Severity::Error,
+    summary: "a lock that blocks reads or writes, taken with no lock_timeout (plain SQL only)",
+    default_on: true,
+    check,
+};
+
+fn check(cx: &Cx<'_>) -> Vec<Violation> {
+    if cx.is_migration() || cx.state.lock_timeout_set() {
+        return Vec::new();
+    }
+    let Some(lock) = cx
+        .existing_locks()
+        .filter(|l| l.blocks().any())
+        .max_by_key(|l| l.mode)
+    else {
+        return Vec::new();
+    };
+    let set = if cx.state.in_transaction {
+        "SET LOCAL lock_timeout = '2s';"
+    } else {
+        "SET lock_timeout = '2s';"
+    };
+    vec![
+        Violation::new(format!(
+            "{} waits for {} on {} with no lock_timeout: while it waits behind a long \
+             query, {} of the table queue behind it",
+            cx.locks.label,
+            lock.mode,
+            lock.target,
+            lock.blocks()
+        ))
+        .help(
+            "set a short lock_timeout before it in the same session (and retry on \
+             timeout), so a long-running query delays the migration, not the application",
+        )
+        .fix(format!("{set}\n{};", cx.sql()))
+        .lock(lock),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use insta::assert_snapshot;
+
+    use crate::rules::test_support::{check, check_migration};
+
+    const RULE: &str = "missing-lock-timeout";
+
+    #[test]
+    fn flags_a_blocking_statement_without_timeout() {
+        assert_snapshot!(check(RULE, "ALTER TABLE users ADD COLUMN bio text;"), @"
+        error[missing-lock-timeout] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ALTER TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            ALTER TABLE users ADD COLUMN bio text;
+        ");
+    }
+
+    #[test]
+    fn a_session_timeout_set_before_counts() {
+        assert_snapshot!(check(RULE, "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN bio text;"), @"ok");
+        assert_snapshot!(check(RULE, "BEGIN;\nSET LOCAL lock_timeout = '1s';\nALTER TABLE users ADD COLUMN bio text;\nCOMMIT;"), @"ok");
+    }
+
+    #[test]
+    fn set_local_outside_a_transaction_and_zero_do_not_count() {
+        assert_snapshot!(check(RULE, "SET LOCAL lock_timeout = '2s';\nALTER TABLE users ADD COLUMN bio text;"), @"
+        error[missing-lock-timeout] 2:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ALTER TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            ALTER TABLE users ADD COLUMN bio text;
+        ");
+        assert_snapshot!(check(RULE, "SET lock_timeout = 0;\nDROP TABLE users;"), @"
+        error[missing-lock-timeout] 2:1
+          lock: DROP TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          DROP TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            DROP TABLE users;
+        ");
+        assert_snapshot!(check(RULE, "BEGIN;\nSET LOCAL lock_timeout = '2s';\nCOMMIT;\nDROP TABLE users;"), @"
+        error[missing-lock-timeout] 4:1
+          lock: DROP TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          DROP TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            DROP TABLE users;
+        ");
+        assert_snapshot!(check(RULE, "SET lock_timeout = '2s';\nRESET lock_timeout;\nDROP TABLE users;"), @"
+        error[missing-lock-timeout] 3:1
+          lock: DROP TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          DROP TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            DROP TABLE users;
+        ");
+    }
+
+    #[test]
+    fn rollback_undoes_a_session_set_inside_the_transaction() {
+        assert_snapshot!(check(RULE, "BEGIN;\nSET lock_timeout = '2s';\nROLLBACK;\nDROP TABLE users;"), @"
+        error[missing-lock-timeout] 4:1
+          lock: DROP TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          DROP TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            DROP TABLE users;
+        ");
+    }
+
+    #[test]
+    fn share_update_exclusive_and_new_tables_need_none() {
+        assert_snapshot!(check(RULE, "CREATE INDEX CONCURRENTLY i ON users (email);\nALTER TABLE users VALIDATE CONSTRAINT c;\nCREATE TABLE t (a int);\nCREATE INDEX ON t (a);\nALTER TABLE t ADD COLUMN b int;\nINSERT INTO users VALUES (1);"), @"ok");
+    }
+
+    #[test]
+    fn migrations_are_exempt() {
+        assert_snapshot!(check_migration(RULE, "ALTER TABLE users ADD COLUMN bio text;", true), @"ok");
+    }
+}

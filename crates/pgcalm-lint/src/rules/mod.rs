@@ -1,0 +1,186 @@
+//! The rules, one per file. To add one: write `rules/<name>.rs` with a `pub static RULE:
+//! Rule` and its inline snapshot tests, then add its `mod` line and `&<name>::RULE` to
+//! [`ALL`] below (see /work/notes/lint_rules.md).
+
+use crate::engine::Rule;
+
+mod adding_primary_key;
+mod adding_unique_constraint;
+mod concurrently_in_transaction;
+mod constraint_missing_not_valid;
+mod missing_lock_timeout;
+mod primary_key_using_index_nullable;
+mod require_concurrent_index_creation;
+mod require_concurrent_index_deletion;
+mod setting_not_null;
+mod unique_like;
+
+/// Every rule, in the order their findings are listed for one statement.
+pub static ALL: &[&Rule] = &[
+    &missing_lock_timeout::RULE,
+    &require_concurrent_index_creation::RULE,
+    &require_concurrent_index_deletion::RULE,
+    &concurrently_in_transaction::RULE,
+    &constraint_missing_not_valid::RULE,
+    &adding_unique_constraint::RULE,
+    &adding_primary_key::RULE,
+    &primary_key_using_index_nullable::RULE,
+    &setting_not_null::RULE,
+];
+
+/// A rule by name.
+pub fn by_name(name: &str) -> Option<&'static Rule> {
+    ALL.iter().copied().find(|r| r.name == name)
+}
+
+/// An identifier as SQL: quoted only when PostgreSQL needs it.
+pub(crate) fn ident(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_lowercase() || (i > 0 && c.is_ascii_digit()))
+        && !is_reserved(name);
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+fn is_reserved(name: &str) -> bool {
+    // A keyword that cannot be a bare column or table name.
+    pg_query::scan_tokens(name)
+        .ok()
+        .and_then(|t| t.first().map(|t| t.keyword_kind))
+        .is_some_and(|k| k == pg_query::protobuf::KeywordKind::ReservedKeyword as i32)
+}
+
+/// A relation name as SQL.
+pub(crate) fn rel(name: &crate::RelName) -> String {
+    match &name.schema {
+        Some(s) => format!("{}.{}", ident(s), ident(&name.name)),
+        None => ident(&name.name),
+    }
+}
+
+/// The safe way to make a column NOT NULL-proven: a CHECK added NOT VALID (a short
+/// ACCESS EXCLUSIVE, no scan), then VALIDATEd (a scan under SHARE UPDATE EXCLUSIVE).
+/// From PostgreSQL 12, `SET NOT NULL` (and a primary key) then skips its own scan.
+/// Returns (add, validate, drop) statements.
+pub(crate) fn not_null_check_recipe(
+    table: &crate::RelName,
+    column: &str,
+) -> (String, String, String) {
+    let name = ident(&format!("{}_{column}_not_null", table.name));
+    let t = rel(table);
+    (
+        format!(
+            "ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({} IS NOT NULL) NOT VALID;",
+            ident(column)
+        ),
+        format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name};"),
+        format!("ALTER TABLE {t} DROP CONSTRAINT {name};"),
+    )
+}
+
+/// The ALTER TABLE subcommands of a statement, with their subtype.
+pub(crate) fn alter_table_cmds(
+    node: &pg_query::NodeEnum,
+) -> Option<(
+    crate::RelName,
+    Vec<(
+        pg_query::protobuf::AlterTableType,
+        &pg_query::protobuf::AlterTableCmd,
+    )>,
+)> {
+    use pg_query::NodeEnum;
+    use pg_query::protobuf::AlterTableType;
+    let NodeEnum::AlterTableStmt(a) = node else {
+        return None;
+    };
+    let table = crate::RelName::from_range_var(a.relation.as_ref()?);
+    let cmds = a
+        .cmds
+        .iter()
+        .filter_map(|c| match &c.node {
+            Some(NodeEnum::AlterTableCmd(cmd)) => Some((
+                AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined),
+                cmd.as_ref(),
+            )),
+            _ => None,
+        })
+        .collect();
+    Some((table, cmds))
+}
+
+/// The constraint an `ADD CONSTRAINT` (or `ADD COLUMN ... constraint`) subcommand adds.
+pub(crate) fn added_constraint(
+    cmd: &pg_query::protobuf::AlterTableCmd,
+) -> Option<&pg_query::protobuf::Constraint> {
+    match cmd.def.as_deref()?.node.as_ref()? {
+        pg_query::NodeEnum::Constraint(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Helpers for the rules' inline snapshot tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::fmt::Write as _;
+
+    use crate::{LintOptions, PgVersion, UnitKind, lint_sql};
+
+    /// Plain SQL at the default version: only `rule`'s findings, rendered.
+    pub fn check(rule: &str, sql: &str) -> String {
+        check_with(rule, sql, UnitKind::PlainSql, &LintOptions::default())
+    }
+
+    /// A transactional pgcalm migration section.
+    pub fn check_migration(rule: &str, sql: &str, transaction: bool) -> String {
+        check_with(
+            rule,
+            sql,
+            UnitKind::Migration { transaction },
+            &LintOptions::default(),
+        )
+    }
+
+    /// Plain SQL on another PostgreSQL version.
+    pub fn check_pg(rule: &str, sql: &str, major: u32) -> String {
+        let options = LintOptions {
+            pg_version: PgVersion(major),
+            ..LintOptions::default()
+        };
+        check_with(rule, sql, UnitKind::PlainSql, &options)
+    }
+
+    /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix
+    /// must parse.
+    pub fn check_with(rule: &str, sql: &str, kind: UnitKind, options: &LintOptions) -> String {
+        assert!(super::by_name(rule).is_some(), "unknown rule {rule}");
+        let result = lint_sql(sql, kind, options).expect("test SQL parses");
+        let mut out = String::new();
+        for f in result.findings.iter().filter(|f| f.rule == rule) {
+            let _ = writeln!(
+                out,
+                "{}[{}] {}:{}",
+                f.severity, f.rule, f.span.line, f.span.column
+            );
+            if let Some(label) = f.lock_label() {
+                let _ = writeln!(out, "  lock: {label}");
+            }
+            let _ = writeln!(out, "  {}", f.message);
+            let _ = writeln!(out, "  help: {}", f.help);
+            if let Some(fix) = &f.fix_sql {
+                pg_query::parse(fix, 0)
+                    .unwrap_or_else(|e| panic!("fix does not parse: {e}\n{fix}"));
+                let _ = writeln!(out, "  fix:");
+                for line in fix.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+        if out.is_empty() { "ok".into() } else { out }
+    }
+}

@@ -1,0 +1,141 @@
+//! Lints a migration file with pgcalm-lint: each section (up, and down) is a
+//! [`LintUnit`] of kind [`UnitKind::Migration`], so transaction:false is understood, the
+//! runner's lock_timeout is taken for granted, and tables created earlier in the
+//! section are new. The runner refuses a migration with findings unless told otherwise.
+
+use pgcalm_lint::{
+    Finding, LintOptions, LintResult, LintUnit, SeenBy, Severity, Span, UnitKind, lint_unit,
+};
+
+use crate::file::{Direction, MigrationFile};
+
+/// The findings of a migration file's up and down sections, in file order (ignored ones
+/// left out).
+pub fn lint_migration(file: &MigrationFile, options: &LintOptions) -> Vec<Finding> {
+    lint_migration_sections(file, options)
+        .into_iter()
+        .flat_map(|(_, r)| r.findings)
+        .collect()
+}
+
+/// Each section's lint result (with the findings `-- pgcalm:ignore` suppressed).
+pub fn lint_migration_sections(
+    file: &MigrationFile,
+    options: &LintOptions,
+) -> Vec<(Direction, LintResult)> {
+    let mut out = Vec::new();
+    for direction in [Direction::Up, Direction::Down] {
+        let Some(section) = file.section(direction) else {
+            continue;
+        };
+        let result = match pgcalm_lint::split(&file.source, section.body.clone()) {
+            Ok(statements) => lint_unit(
+                &LintUnit {
+                    source: &file.source,
+                    statements: &statements,
+                    kind: UnitKind::Migration {
+                        transaction: section.transaction,
+                    },
+                },
+                options,
+            ),
+            // A MigrationFile comes from `parse_file`, whose sections parsed with this
+            // same splitter; say so rather than lint nothing if one was built otherwise.
+            Err(e) => LintResult {
+                findings: vec![Finding {
+                    rule: "syntax-error",
+                    severity: Severity::Error,
+                    span: Span {
+                        start: e.offset,
+                        end: e.offset,
+                        line: e.line,
+                        column: e.column.unwrap_or(1),
+                    },
+                    statement: String::new(),
+                    lock: None,
+                    table: None,
+                    blocks: Default::default(),
+                    message: e.message,
+                    help: "fix the syntax error".into(),
+                    fix_sql: None,
+                    seen_by: SeenBy::Lint,
+                }],
+                ignored: Vec::new(),
+            },
+        };
+        out.push((direction, result));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::file::{parse_file, parse_file_unchecked};
+
+    fn rules(findings: &[Finding]) -> Vec<(&str, usize)> {
+        findings.iter().map(|f| (f.rule, f.span.line)).collect()
+    }
+
+    #[test]
+    fn the_seed_migrations() {
+        let safe = parse_file(
+            "demoapp",
+            Path::new("0002_add_email_index_concurrently.sql"),
+            "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY large_email_email_idx ON large_email (email);\n\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY IF EXISTS large_email_email_idx;\n",
+        )
+        .unwrap();
+        assert_eq!(lint_migration(&safe, &LintOptions::default()), []);
+
+        let risky = parse_file(
+            "demoapp",
+            Path::new("0002_add_email_index.sql"),
+            "-- migrate:up\nCREATE INDEX large_email_email_idx ON large_email (email);\n\n-- migrate:down\nDROP INDEX large_email_email_idx;\n",
+        )
+        .unwrap();
+        // The runner sets lock_timeout, so only the index rules fire, in both sections.
+        assert_eq!(
+            rules(&lint_migration(&risky, &LintOptions::default())),
+            [
+                ("require-concurrent-index-creation", 2),
+                ("require-concurrent-index-deletion", 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_created_in_the_section_is_new_and_ignores_apply() {
+        let file = parse_file(
+            "app",
+            Path::new("0003_t.sql"),
+            "-- migrate:up\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\n-- pgcalm:ignore require-concurrent-index-creation users is empty in every deployment\nCREATE INDEX u_a ON users (a);\n",
+        )
+        .unwrap();
+        let sections = lint_migration_sections(&file, &LintOptions::default());
+        assert_eq!(sections.len(), 1);
+        let (direction, result) = &sections[0];
+        assert_eq!(*direction, Direction::Up);
+        assert_eq!(result.findings, []);
+        assert_eq!(result.ignored.len(), 1);
+        assert_eq!(
+            result.ignored[0].reason,
+            "users is empty in every deployment"
+        );
+    }
+
+    #[test]
+    fn concurrently_in_a_transactional_section_is_a_finding() {
+        let file = parse_file_unchecked(
+            "app",
+            Path::new("0004_i.sql"),
+            "-- migrate:up\nCREATE INDEX CONCURRENTLY i ON users (a);\n",
+        )
+        .unwrap();
+        assert_eq!(
+            rules(&lint_migration(&file, &LintOptions::default())),
+            [("concurrently-in-transaction", 2)]
+        );
+    }
+}
