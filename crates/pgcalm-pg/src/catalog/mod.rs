@@ -2,12 +2,16 @@
 //! writes SQL against `pg_catalog` / `pg_stat_*`; every other crate calls these functions.
 
 pub mod activity;
+pub mod monitor;
 pub mod progress;
 pub mod table;
 pub mod trace;
 
 pub use activity::{
     SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, relation_exists, session,
+};
+pub use monitor::{
+    DatabaseMonitor, DatabaseSnapshot, LockWait, MaintenanceProgress, SessionActivity, snapshot,
 };
 pub use progress::{
     IndexBuildProgress, IndexState, index_build_progress, index_builds, index_state,
