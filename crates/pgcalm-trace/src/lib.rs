@@ -30,12 +30,14 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod report;
 pub mod scratch;
 pub mod script;
 pub mod seed;
 pub mod tracer;
 
 pub use error::TraceError;
+pub use report::{Evidence, StatementReport, TraceReport, build_report, evidence_for};
 pub use scratch::{ScratchDb, Server};
 pub use script::{Script, ScriptStatement};
 pub use tracer::{StatementTrace, Trace, TraceOptions, mode_strength, trace};

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use pgcalm_migrate::statement::{StatementKind, classify};
-use pgcalm_migrate::{MigrationFile, parse_file};
+use pgcalm_migrate::{Direction, MigrationFile, lint_migration_sections, parse_file_unchecked};
+
+use pgcalm_lint::{LineIndex, LintOptions, LintResult, Span, UnitKind, lint_sql, split};
 
 use crate::error::TraceError;
 
@@ -17,12 +19,19 @@ use crate::error::TraceError;
 pub struct ScriptStatement {
     /// The file it comes from.
     pub path: PathBuf,
-    /// 1-based line of its first keyword.
-    pub line: usize,
+    /// Where it is in that file (line, column, bytes).
+    pub span: Span,
     /// Its text, without the trailing semicolon.
     pub sql: String,
     /// What it is (transaction control, needs no transaction, ...).
     pub kind: StatementKind,
+}
+
+impl ScriptStatement {
+    /// 1-based line of its first keyword.
+    pub fn line(&self) -> usize {
+        self.span.line
+    }
 }
 
 /// A traced file and how to prepare the database for it.
@@ -30,12 +39,15 @@ pub struct ScriptStatement {
 pub struct Script {
     /// The traced file.
     pub path: PathBuf,
+    /// Its text.
+    pub source: String,
     /// Run first, untraced, in order.
     pub setup: Vec<ScriptStatement>,
     /// Traced, in order. A transactional migration's up section is wrapped in a
     /// BEGIN and COMMIT of its own (transaction control is executed, never reported).
     pub statements: Vec<ScriptStatement>,
-    /// The parsed migration when the file is a pgcalm migration file.
+    /// The parsed migration when the file is a pgcalm migration file: the runner's
+    /// `lock_timeout` is set before each statement, as `pgcalm migrate` would.
     pub migration: Option<MigrationFile>,
 }
 
@@ -69,16 +81,18 @@ impl Script {
                 .and_then(|n| n.to_str())
                 .unwrap_or("app")
                 .to_string();
-            let file =
-                parse_file(&app, path, &source).map_err(pgcalm_migrate::MigrateError::from)?;
-            for earlier in earlier_migrations(path, &app, file.number)? {
-                setup.extend(up_statements(&earlier));
+            let file = parse_migration(&app, path, &source)?;
+            if file.number > 0 {
+                for earlier in earlier_migrations(path, &app, file.number)? {
+                    setup.extend(up_statements(&earlier));
+                }
             }
             for f in setup_files {
                 setup.extend(plain_statements(f, &read(f)?)?);
             }
             return Ok(Script {
                 path: path.to_path_buf(),
+                source,
                 setup,
                 statements: up_statements(&file),
                 migration: Some(file),
@@ -89,8 +103,9 @@ impl Script {
         }
         Ok(Script {
             path: path.to_path_buf(),
-            setup,
             statements: plain_statements(path, &source)?,
+            source,
+            setup,
             migration: None,
         })
     }
@@ -124,7 +139,7 @@ fn earlier_migrations(
         if !is_migration_file(&source) {
             continue;
         }
-        let f = parse_file(app, &p, &source).map_err(pgcalm_migrate::MigrateError::from)?;
+        let f = parse_migration(app, &p, &source)?;
         if f.number < number {
             files.push(f);
         }
@@ -135,27 +150,67 @@ fn earlier_migrations(
 
 /// A migration's up section as sent: wrapped in BEGIN/COMMIT when transactional.
 fn up_statements(file: &MigrationFile) -> Vec<ScriptStatement> {
-    let stmt = |line: usize, sql: &str, kind: StatementKind| ScriptStatement {
+    let lines = LineIndex::new(&file.source);
+    let at_line = |line: usize, sql: &str| ScriptStatement {
         path: file.path.clone(),
-        line,
+        span: Span {
+            start: 0,
+            end: 0,
+            line,
+            column: 1,
+        },
         sql: sql.to_string(),
-        kind,
+        kind: classify_sql(sql),
     };
     let mut out = Vec::new();
     if file.up.transaction {
-        out.push(stmt(file.up.line, "BEGIN", classify_sql("BEGIN")));
+        out.push(at_line(file.up.line, "BEGIN"));
     }
-    out.extend(
-        file.up
-            .statements
-            .iter()
-            .map(|s| stmt(s.line, &s.sql, s.kind.clone())),
-    );
+    out.extend(file.up.statements.iter().map(|s| {
+        let (line, column) = lines.line_col(&file.source, s.offset);
+        ScriptStatement {
+            path: file.path.clone(),
+            span: Span {
+                start: s.offset,
+                end: s.offset + s.sql.len(),
+                line,
+                column,
+            },
+            sql: s.sql.clone(),
+            kind: s.kind.clone(),
+        }
+    }));
     if file.up.transaction {
         let last = file.up.statements.last().map_or(file.up.line, |s| s.line);
-        out.push(stmt(last, "COMMIT", classify_sql("COMMIT")));
+        out.push(at_line(last, "COMMIT"));
     }
     out
+}
+
+/// Parses a migration file; a name without a number (a fixture, a scratch file) is
+/// read as migration 0, with no earlier migrations.
+fn parse_migration(app: &str, path: &Path, source: &str) -> Result<MigrationFile, TraceError> {
+    let numbered = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.as_bytes().first().is_some_and(u8::is_ascii_digit));
+    // Unchecked: a CONCURRENTLY in a transactional section is traced (the server refuses
+    // it, and the report says so) rather than refused here.
+    let parsed = if numbered {
+        parse_file_unchecked(app, path, source)
+    } else {
+        let stem = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file.sql");
+        parse_file_unchecked(app, &path.with_file_name(format!("0000_{stem}")), source).map(
+            |mut f| {
+                f.path = path.to_path_buf();
+                f
+            },
+        )
+    };
+    parsed.map_err(|e| TraceError::Migration(pgcalm_migrate::MigrateError::from(e)))
 }
 
 fn classify_sql(sql: &str) -> StatementKind {
@@ -169,48 +224,35 @@ fn classify_sql(sql: &str) -> StatementKind {
     )
 }
 
-/// Splits plain SQL into statements with PostgreSQL's parser, each with its file line.
+/// Plain SQL split by lint's splitter (PostgreSQL's parser), each with its file line.
 pub fn plain_statements(path: &Path, source: &str) -> Result<Vec<ScriptStatement>, TraceError> {
-    let parsed = pg_query::parse(source, 0).map_err(|e| TraceError::Syntax {
+    let statements = split(source, 0..source.len()).map_err(|e| TraceError::Syntax {
         path: path.to_path_buf(),
-        line: 1,
-        message: e.to_string(),
+        line: e.line,
+        message: e.message,
     })?;
-    let mut out = Vec::new();
-    for raw in &parsed.protobuf.stmts {
-        let loc = raw.stmt_location.max(0) as usize;
-        let len = if raw.stmt_len == 0 {
-            source.len() - loc
-        } else {
-            raw.stmt_len as usize
-        };
-        let slice = &source[loc..loc + len];
-        let lead = leading_noise(slice);
-        let sql = slice[lead..].trim_end().trim_end_matches(';').trim_end();
-        if sql.is_empty() {
-            continue;
-        }
-        let line = source[..loc + lead].matches('\n').count() + 1;
-        out.push(ScriptStatement {
+    Ok(statements
+        .iter()
+        .map(|s| ScriptStatement {
             path: path.to_path_buf(),
-            line,
-            sql: sql.to_string(),
-            kind: classify(raw.stmt.as_ref().and_then(|n| n.node.as_ref())),
-        });
-    }
-    Ok(out)
+            span: s.span,
+            sql: s.sql(source).to_string(),
+            kind: classify(s.node.as_ref()),
+        })
+        .collect())
 }
 
-/// Bytes of whitespace and comments before the first token.
-fn leading_noise(sql: &str) -> usize {
-    use pg_query::protobuf::Token;
-    match pg_query::scan(sql) {
-        Ok(scan) => scan
-            .tokens
-            .iter()
-            .find(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
-            .map(|t| t.start as usize)
-            .unwrap_or(0),
-        Err(_) => sql.len() - sql.trim_start().len(),
+impl Script {
+    /// Lint's findings on the traced file: the up section of a pgcalm migration (as
+    /// the runner runs it, through `pgcalm_migrate::safety`), or the whole plain SQL file.
+    pub fn lint(&self, options: &LintOptions) -> LintResult {
+        match &self.migration {
+            Some(file) => lint_migration_sections(file, options)
+                .into_iter()
+                .find(|(d, _)| *d == Direction::Up)
+                .map(|(_, r)| r)
+                .unwrap_or_default(),
+            None => lint_sql(&self.source, UnitKind::PlainSql, options).unwrap_or_default(),
+        }
     }
 }

@@ -14,6 +14,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
+use pgcalm_migrate::Policy;
+use pgcalm_migrate::policy::set_sql;
 use pgcalm_pg::catalog::{self, RelationLock, SchemaSnapshot};
 use pgcalm_pg::{PgError, Target, quote_ident};
 use serde::Serialize;
@@ -80,6 +82,9 @@ pub struct NotNullSet {
 pub struct StatementTrace {
     /// 1-based line in the traced file.
     pub line: usize,
+    /// Where it is in the traced file.
+    #[serde(skip)]
+    pub span: pgcalm_lint::Span,
     /// The statement.
     pub sql: String,
     /// `CREATE INDEX`, `ALTER TABLE`, ...
@@ -88,6 +93,8 @@ pub struct StatementTrace {
     pub in_transaction: bool,
     /// Its locks were sampled while it ran (no-transaction statements), not read after it.
     pub sampled: bool,
+    /// `lock_timeout` in force when it ran (`0`: it could queue forever).
+    pub lock_timeout: String,
     /// Wall time of the statement alone.
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
@@ -107,6 +114,16 @@ pub struct StatementTrace {
     pub not_null: Vec<NotNullSet>,
     /// The server's error, when it failed (tracing stops there).
     pub error: Option<String>,
+}
+
+impl ObservedLock {
+    /// On a table (not an index or sequence): what the application reads and writes.
+    pub fn on_table(&self) -> bool {
+        matches!(
+            self.relation_kind,
+            "table" | "partitioned table" | "materialized view"
+        )
+    }
 }
 
 impl StatementTrace {
@@ -181,7 +198,7 @@ pub async fn trace(
             .await
             .map_err(|e| TraceError::Setup {
                 path: s.path.clone(),
-                line: s.line,
+                line: s.line(),
                 message: db_message(&e),
             })?;
     }
@@ -208,6 +225,7 @@ pub async fn trace(
         before_tables: before,
         last: SchemaSnapshot::default(),
         held: BTreeSet::new(),
+        runner_settings: script.migration.is_some(),
     };
     t.last = t.before_tables.clone();
     let mut statements = Vec::new();
@@ -283,6 +301,8 @@ struct Tracer<'a> {
     last: SchemaSnapshot,
     /// (oid, mode) of the locks the open transaction holds on existing relations.
     held: BTreeSet<(u32, String)>,
+    /// A pgcalm migration: set the runner's timeouts before each statement.
+    runner_settings: bool,
 }
 
 impl Tracer<'_> {
@@ -340,14 +360,35 @@ impl Tracer<'_> {
         out
     }
 
+    /// Sets the runner's timeouts (pgcalm migrations) and reads the `lock_timeout` the
+    /// statement will run with.
+    async fn prepare(
+        &self,
+        s: &ScriptStatement,
+        in_transaction: bool,
+    ) -> Result<String, TraceError> {
+        if self.runner_settings {
+            let settings = Policy::default().settings_for(&s.kind);
+            self.control(&set_sql(&settings, in_transaction)).await?;
+        }
+        let row = self
+            .client
+            .query_one("SHOW lock_timeout", &[])
+            .await
+            .map_err(PgError::query("reading lock_timeout"))?;
+        Ok(row.get(0))
+    }
+
     /// Runs one statement inside the open transaction and reads what it did.
     async fn in_transaction(&mut self, s: &ScriptStatement) -> Result<StatementTrace, TraceError> {
+        let lock_timeout = self.prepare(s, true).await?;
         self.drain_notices();
         let started = Instant::now();
         let result = self.client.batch_execute(&s.sql).await;
         let duration = started.elapsed();
         let messages = self.drain_notices();
         let mut traced = self.blank(s, true, duration);
+        traced.lock_timeout = lock_timeout;
         if let Err(e) = result {
             traced.error = Some(db_message(&e));
             return Ok(traced);
@@ -367,6 +408,7 @@ impl Tracer<'_> {
     /// Runs a statement that cannot run in a transaction, sampling its locks while it
     /// runs; a helper session makes it wait long enough to be seen.
     async fn sampled(&mut self, s: &ScriptStatement) -> Result<StatementTrace, TraceError> {
+        let lock_timeout = self.prepare(s, false).await?;
         self.drain_notices();
         let mut holder = Some(self.hold_existing_tables().await?);
         let mut seen: BTreeSet<(u32, String)> = BTreeSet::new();
@@ -404,6 +446,7 @@ impl Tracer<'_> {
         let messages = self.drain_notices();
         let mut traced = self.blank(s, false, duration);
         traced.sampled = true;
+        traced.lock_timeout = lock_timeout;
         traced.locks = self.describe(&seen, &waited);
         if let Err(e) = result {
             traced.error = Some(db_message(&e));
@@ -450,11 +493,13 @@ impl Tracer<'_> {
         duration: Duration,
     ) -> StatementTrace {
         StatementTrace {
-            line: s.line,
+            line: s.line(),
+            span: s.span,
             sql: s.sql.clone(),
             label: s.kind.label.clone(),
             in_transaction,
             sampled: false,
+            lock_timeout: String::new(),
             duration,
             locks: Vec::new(),
             held_before: Vec::new(),
@@ -514,8 +559,10 @@ impl Tracer<'_> {
             }
         }
         for i in &now.indexes {
+            // New by oid and by name: a rewrite rebuilds the table's indexes under new
+            // oids, and `ADD PRIMARY KEY USING INDEX` renames one.
             if self.existing.contains_key(&i.table_oid)
-                && !last.indexes.iter().any(|p| p.oid == i.oid)
+                && !last.indexes.iter().any(|p| p.name == i.name || p.oid == i.oid)
             {
                 traced.indexes.push(IndexBuilt {
                     index: i.name.clone(),

@@ -1,0 +1,486 @@
+//! From what a trace saw to findings with lint's rule names, each marked with who saw
+//! it: `lint` (static analysis only), `trace` (only seen when run: a rewrite whose type
+//! change or default the text cannot judge) or `both`.
+//!
+//! Each lint rule names the evidence that shows its hazard on a real server
+//! ([`evidence_for`]): a rewrite, a table scan under a lock, an index built under SHARE, a
+//! lock that blocks reads or writes, a statement run while an earlier one's lock is still
+//! held, a failure, a blocking lock taken with no `lock_timeout`, or nothing a run can
+//! show (a rename breaks clients, not locks). A lint finding whose evidence the trace saw
+//! becomes `both`. Evidence seen with no lint finding to explain it becomes a finding of
+//! its own, `trace` only, under the rule that names that hazard. Each statement's
+//! observed locks are also compared with the lock table (`pgcalm_lint::locks`), and a
+//! difference is reported as `lock-table-mismatch`: pgcalm's one definition of locks
+//! disagrees with PostgreSQL.
+
+use std::path::PathBuf;
+
+use pgcalm_lint::{
+    Blocks, Condition, Effect, Finding, LintOptions, LintResult, LockMode, PgVersion, SeenBy,
+    Severity, StatementLocks, Target, statement_locks,
+};
+use serde::Serialize;
+
+use crate::script::Script;
+use crate::tracer::{StatementTrace, Trace};
+
+/// What shows a rule's hazard when the statement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Evidence {
+    /// The table gets a new `relfilenode`.
+    Rewrite,
+    /// The table is read in full under a lock that blocks writes (a constraint added
+    /// validated, `verifying table`, SET NOT NULL without a proving CHECK).
+    Scan,
+    /// An index is built on an existing table under a lock that blocks writes.
+    IndexBuild,
+    /// A lock that blocks reads or writes on an existing relation.
+    BlockingLock,
+    /// The statement runs while its transaction holds such a lock from an earlier one.
+    HeldLock,
+    /// The statement fails on a table with rows, or inside a transaction.
+    Failure,
+    /// A blocking lock taken while `lock_timeout` is 0.
+    NoLockTimeout,
+    /// Nothing a run shows (renames, drops and types break clients, not locks).
+    Unobservable,
+}
+
+/// The evidence of each lint rule's hazard; `Unobservable` for rules not listed (a
+/// test keeps every rule of `pgcalm_lint::rules::ALL` listed here).
+pub fn evidence_for(rule: &str) -> Evidence {
+    match rule {
+        "adding-field-with-volatile-default"
+        | "adding-serial-column"
+        | "adding-stored-generated-column"
+        | "changing-column-type"
+        | "table-rewrite-command" => Evidence::Rewrite,
+        "constraint-missing-not-valid"
+        | "setting-not-null"
+        | "primary-key-using-index-nullable"
+        | "adding-exclusion-constraint" => Evidence::Scan,
+        "require-concurrent-index-creation" | "adding-unique-constraint" | "adding-primary-key" => {
+            Evidence::IndexBuild
+        }
+        "require-concurrent-index-deletion" | "reindex-non-concurrent" => Evidence::BlockingLock,
+        "backfill-in-ddl-transaction" => Evidence::HeldLock,
+        "concurrently-in-transaction" | "adding-not-null-column-without-default" => {
+            Evidence::Failure
+        }
+        "missing-lock-timeout" => Evidence::NoLockTimeout,
+        _ => Evidence::Unobservable,
+    }
+}
+
+/// Rule of a trace-only finding for a statement that failed with nothing in lint to
+/// explain it.
+pub const STATEMENT_FAILED: &str = "statement-failed";
+/// Rule of a trace-only finding for a lock that differs from the lock table.
+pub const LOCK_TABLE_MISMATCH: &str = "lock-table-mismatch";
+
+/// Per statement: what lint predicted, what the trace saw, and each one's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementReport {
+    /// The trace of the statement.
+    #[serde(flatten)]
+    pub trace: StatementTrace,
+    /// The lock table's prediction: `SHARE on large_email`, one per relation.
+    pub predicted: Vec<String>,
+    /// The evidence kinds the trace saw.
+    pub evidence: Vec<Evidence>,
+    /// Rules of the findings lint reported on it.
+    pub lint_rules: Vec<&'static str>,
+    /// Rules of the findings the trace saw (confirmed or its own).
+    pub trace_rules: Vec<&'static str>,
+}
+
+impl StatementReport {
+    /// Lint's verdict: risky when it has a finding.
+    pub fn lint_risky(&self) -> bool {
+        !self.lint_rules.is_empty()
+    }
+
+    /// The trace's verdict: risky when it saw a hazard.
+    pub fn trace_risky(&self) -> bool {
+        !self.trace_rules.is_empty()
+    }
+}
+
+/// The trace of one file, as findings plus the per-statement detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceReport {
+    /// The traced file.
+    pub path: PathBuf,
+    /// Its text (for snippets).
+    #[serde(skip)]
+    pub source: String,
+    /// `server_version` of the server that ran it.
+    pub server_version: String,
+    /// Rows seeded into the existing tables.
+    pub seeded: Vec<crate::seed::Seeded>,
+    /// Every finding, lint's and the trace's, in statement order, with `seen_by`.
+    pub findings: Vec<Finding>,
+    /// Per traced statement.
+    pub statements: Vec<StatementReport>,
+    /// Statements not run because an earlier one failed.
+    pub not_run: usize,
+}
+
+/// Combines a trace with lint's findings on the same file.
+pub fn build_report(
+    script: &Script,
+    trace: Trace,
+    lint: &LintResult,
+    options: &LintOptions,
+) -> TraceReport {
+    let traced_count = trace.statements.len();
+    let total = script
+        .statements
+        .iter()
+        .filter(|s| !s.kind.transaction_control)
+        .count();
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut statements = Vec::new();
+    for st in trace.statements {
+        let predicted = predicted_locks(&st.sql, options.pg_version);
+        let lint_here: Vec<&Finding> = lint
+            .findings
+            .iter()
+            .filter(|f| f.span.line == st.line)
+            .collect();
+        let seen = observed_evidence(&st);
+        let mut trace_rules = Vec::new();
+        for f in &lint_here {
+            let e = evidence_for(f.rule);
+            let mut f = (*f).clone();
+            if e != Evidence::Unobservable && seen.contains(&e) {
+                f.seen_by = SeenBy::Both;
+                trace_rules.push(f.rule);
+            }
+            findings.push(f);
+        }
+        for e in &seen {
+            if lint_here.iter().any(|f| evidence_for(f.rule) == *e) {
+                continue;
+            }
+            if let Some(f) = trace_only(&st, *e, &predicted) {
+                trace_rules.push(f.rule);
+                findings.push(f);
+            }
+        }
+        if st.error.is_none()
+            && let Some(f) = lock_mismatch(&st, &predicted)
+        {
+            trace_rules.push(f.rule);
+            findings.push(f);
+        }
+        statements.push(StatementReport {
+            predicted: predicted
+                .locks
+                .iter()
+                .map(|l| format!("{} on {}", l.mode, l.target))
+                .collect(),
+            evidence: seen,
+            lint_rules: lint_here.iter().map(|f| f.rule).collect(),
+            trace_rules,
+            trace: st,
+        });
+    }
+    // Lint's findings on statements that never ran (after a failure) stay lint's.
+    for f in &lint.findings {
+        if !statements.iter().any(|s| s.trace.line == f.span.line) {
+            findings.push(f.clone());
+        }
+    }
+    findings.sort_by_key(|f| (f.span.line, f.span.start));
+    TraceReport {
+        path: script.path.clone(),
+        source: script.source.clone(),
+        server_version: trace.server_version,
+        seeded: trace.seeded,
+        findings,
+        statements,
+        not_run: total.saturating_sub(traced_count),
+    }
+}
+
+/// The lock table's answer for a statement's text.
+pub fn predicted_locks(sql: &str, pg: PgVersion) -> StatementLocks {
+    let parsed = pg_query::parse(sql, 0).ok();
+    parsed
+        .as_ref()
+        .and_then(|p| p.protobuf.stmts.first())
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+        .map(|n| statement_locks(n, pg))
+        .unwrap_or_default()
+}
+
+fn mode(name: &str) -> Option<LockMode> {
+    LockMode::from_name(name)
+}
+
+/// The evidence kinds a statement's trace shows, in [`Evidence`] order.
+fn observed_evidence(st: &StatementTrace) -> Vec<Evidence> {
+    let blocking = |name: &str| mode(name).is_some_and(|m| m.blocks().any());
+    let blocks_writes = |name: &str| mode(name).is_some_and(|m| m.blocks().writes);
+    let strongest_on = |table: &str| {
+        st.locks
+            .iter()
+            .chain(&st.held_before)
+            .filter(|l| l.relation == table)
+            .filter_map(|l| mode(&l.mode))
+            .max()
+    };
+    let under_write_lock = |table: &str| strongest_on(table).is_some_and(|m| m.blocks().writes);
+    let mut out = Vec::new();
+    if !st.rewrites.is_empty() {
+        out.push(Evidence::Rewrite);
+    }
+    let scanned = st.scans.iter().any(|t| under_write_lock(t))
+        || st.constraints.iter().any(|c| {
+            c.added
+                && c.validated
+                && c.kind != "primary key"
+                && c.kind != "unique"
+                && under_write_lock(&c.table)
+        })
+        || st
+            .not_null
+            .iter()
+            .any(|n| !n.proven_by_constraint && under_write_lock(&n.table));
+    if scanned {
+        out.push(Evidence::Scan);
+    }
+    if st.indexes.iter().any(|i| under_write_lock(&i.table)) {
+        out.push(Evidence::IndexBuild);
+    }
+    // Index and sequence locks follow from the table's (a concurrent drop ends with
+    // ACCESS EXCLUSIVE on the index nobody uses any more).
+    let table_blocking = st.locks.iter().any(|l| l.on_table() && blocking(&l.mode));
+    if table_blocking {
+        out.push(Evidence::BlockingLock);
+    }
+    // Work done while an earlier statement's write-blocking lock is still held.
+    if st
+        .held_before
+        .iter()
+        .any(|l| l.on_table() && blocks_writes(&l.mode))
+        && st.error.is_none()
+    {
+        out.push(Evidence::HeldLock);
+    }
+    if st.error.is_some() {
+        out.push(Evidence::Failure);
+    }
+    if st.lock_timeout == "0" && table_blocking {
+        out.push(Evidence::NoLockTimeout);
+    }
+    out
+}
+
+fn trace_finding(
+    st: &StatementTrace,
+    rule: &'static str,
+    severity: Severity,
+    lock: Option<(LockMode, String)>,
+    message: String,
+    help: &str,
+) -> Finding {
+    Finding {
+        rule,
+        severity,
+        span: st.span,
+        statement: st.label.clone(),
+        blocks: lock.as_ref().map(|(m, _)| m.blocks()).unwrap_or_default(),
+        lock: lock.as_ref().map(|(m, _)| *m),
+        table: lock.map(|(_, t)| t),
+        message,
+        help: help.to_string(),
+        fix_sql: None,
+        seen_by: SeenBy::Trace,
+    }
+}
+
+/// The strongest lock the statement took on `relation`.
+fn lock_on(st: &StatementTrace, relation: &str) -> Option<(LockMode, String)> {
+    st.locks
+        .iter()
+        .filter(|l| l.relation == relation)
+        .filter_map(|l| mode(&l.mode))
+        .max()
+        .map(|m| (m, relation.to_string()))
+}
+
+/// A finding for evidence lint did not predict, under the rule that names the hazard.
+fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> Option<Finding> {
+    match e {
+        Evidence::Rewrite => {
+            let table = st.rewrites[0].clone();
+            // The lock table knows which condition would have spared the rewrite.
+            let rule = predicted
+                .locks
+                .iter()
+                .find_map(|l| match l.rewrite {
+                    Effect::Unless(Condition::NonVolatileDefault) => {
+                        Some("adding-field-with-volatile-default")
+                    }
+                    Effect::Unless(Condition::BinaryCoercible) => Some("changing-column-type"),
+                    _ => None,
+                })
+                .unwrap_or("table-rewrite-command");
+            Some(trace_finding(
+                st,
+                rule,
+                Severity::Error,
+                lock_on(st, &table),
+                format!(
+                    "{} rewrote {table} (new relfilenode) while holding its lock; lint could not tell from the text",
+                    st.label
+                ),
+                "add a new column (or table), backfill it in batches, then switch over; a rewrite blocks every read and write for its whole duration",
+            ))
+        }
+        Evidence::Scan => {
+            let (rule, table) = match st.not_null.iter().find(|n| !n.proven_by_constraint) {
+                Some(n) => ("setting-not-null", n.table.clone()),
+                None => (
+                    "constraint-missing-not-valid",
+                    st.scans
+                        .first()
+                        .cloned()
+                        .or_else(|| st.constraints.first().map(|c| c.table.clone()))
+                        .unwrap_or_default(),
+                ),
+            };
+            Some(trace_finding(
+                st,
+                rule,
+                Severity::Error,
+                lock_on(st, &table),
+                format!(
+                    "{} read all of {table} under a lock that blocks writes",
+                    st.label
+                ),
+                "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a separate transaction (SHARE UPDATE EXCLUSIVE)",
+            ))
+        }
+        Evidence::IndexBuild => {
+            let index = &st.indexes[0];
+            Some(trace_finding(
+                st,
+                "require-concurrent-index-creation",
+                Severity::Error,
+                lock_on(st, &index.table),
+                format!(
+                    "{} built {} on {} under a lock that blocks writes",
+                    st.label, index.index, index.table
+                ),
+                "build the index with CREATE INDEX CONCURRENTLY outside a transaction (transaction:false)",
+            ))
+        }
+        Evidence::Failure => Some(trace_finding(
+            st,
+            STATEMENT_FAILED,
+            Severity::Error,
+            None,
+            format!(
+                "{} failed on a database with rows: {}",
+                st.label,
+                st.error.as_deref().unwrap_or("")
+            ),
+            "the migration would fail in production as it failed here; fix the statement",
+        )),
+        Evidence::NoLockTimeout => {
+            let l = st
+                .locks
+                .iter()
+                .filter(|l| l.on_table() && mode(&l.mode).is_some_and(|m| m.blocks().any()))
+                .max_by_key(|l| mode(&l.mode))?;
+            Some(trace_finding(
+                st,
+                "missing-lock-timeout",
+                Severity::Warning,
+                lock_on(st, &l.relation),
+                format!(
+                    "{} took {} on {} with lock_timeout = 0: queued behind a long transaction it would block the application indefinitely",
+                    st.label, l.mode, l.relation
+                ),
+                "SET lock_timeout = '2s' before it (and retry on timeout)",
+            ))
+        }
+        // A blocking lock or a held lock is a hazard only through one of lint's rules
+        // (a short ACCESS EXCLUSIVE under lock_timeout is how safe DDL works).
+        Evidence::BlockingLock | Evidence::HeldLock | Evidence::Unobservable => None,
+    }
+}
+
+/// Compares each existing table's observed lock with the lock table's prediction.
+fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Finding> {
+    if predicted.opaque || (st.sampled && st.locks.is_empty()) {
+        return None;
+    }
+    let mut problems = Vec::new();
+    for p in &predicted.locks {
+        let name = match &p.target {
+            Target::Table(t) | Target::Index(t) => t,
+            _ => continue,
+        };
+        let matches = |relation: &str| {
+            relation.rsplit('.').next() == Some(name.name.as_str())
+                && name
+                    .schema
+                    .as_deref()
+                    .is_none_or(|s| relation.split('.').next() == Some(s))
+        };
+        let relation_seen = st
+            .locks
+            .iter()
+            .chain(&st.held_before)
+            .any(|l| matches(&l.relation));
+        if !relation_seen {
+            // Not an existing relation (created by the migration), or not locked at all.
+            continue;
+        }
+        let new = st
+            .locks
+            .iter()
+            .filter(|l| matches(&l.relation))
+            .filter_map(|l| mode(&l.mode))
+            .max();
+        let already_held = st
+            .held_before
+            .iter()
+            .filter(|l| matches(&l.relation))
+            .filter_map(|l| mode(&l.mode))
+            .any(|m| m >= p.mode);
+        match new {
+            Some(m) if m == p.mode => {}
+            // Re-taking a mode the transaction holds adds no pg_locks row.
+            None if already_held => {}
+            Some(m) if m < p.mode && already_held => {}
+            other => problems.push(format!(
+                "the lock table says {} on {name}, PostgreSQL took {}",
+                p.mode,
+                other.map_or("no new lock".to_string(), |m| m.to_string())
+            )),
+        }
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    Some(trace_finding(
+        st,
+        LOCK_TABLE_MISMATCH,
+        Severity::Warning,
+        None,
+        problems.join("; "),
+        "pgcalm's lock table (crates/pgcalm-lint/src/locks.rs) disagrees with the server: report it; trust the traced lock",
+    ))
+}
+
+/// What the blocks of an observed lock mode are, for rendering.
+pub fn blocks_of(mode_name: &str) -> Blocks {
+    mode(mode_name).map(LockMode::blocks).unwrap_or_default()
+}

@@ -1,0 +1,212 @@
+//! Lint and trace over the lint corpus (tests/fixtures/lint/): every case file runs on a
+//! fresh database holding `schema.sql`, and the two must agree on each statement's lock
+//! mode (no `lock-table-mismatch`) and verdict. Where they cannot (a rewrite only a run
+//! shows, a hazard no run shows), the disagreement must be one of the known ones below,
+//! each with the reason, and the report must say who saw it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use pgcalm_lint::{LintOptions, PgVersion, SeenBy};
+use pgcalm_testkit::TestDb;
+use pgcalm_trace::report::LOCK_TABLE_MISMATCH;
+use pgcalm_trace::{
+    Evidence, Script, TraceOptions, TraceReport, build_report, evidence_for, trace,
+};
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    case: Vec<Case>,
+}
+
+#[derive(serde::Deserialize, Clone)]
+struct Case {
+    file: String,
+    pg_version: Option<u32>,
+    trace_note: Option<String>,
+    #[serde(default)]
+    statement: Vec<ExpectedStatement>,
+}
+
+#[derive(serde::Deserialize, Clone)]
+struct ExpectedStatement {
+    sql: String,
+    verdict: String,
+    #[serde(default)]
+    rules: Vec<String>,
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lint")
+}
+
+/// Disagreements that are the point of tracing, or that no run can show: `file:rule`
+/// and why. The test fails if one of these stops happening, too (keep the list true).
+const KNOWN: &[(&str, &str)] = &[
+    // Hazards that are about clients, not locks: a run shows nothing wrong.
+    (
+        "risky/json_column.sql:prefer-jsonb",
+        "json breaks DISTINCT/equality in clients; no lock shows it",
+    ),
+    (
+        "risky/rename_column.sql:renaming-column",
+        "breaks running clients; the lock is a short ACCESS EXCLUSIVE",
+    ),
+    (
+        "risky/rename_table.sql:renaming-table",
+        "breaks running clients; the lock is a short ACCESS EXCLUSIVE",
+    ),
+    (
+        "risky/drop_column.sql:dropping-column",
+        "breaks ORM column caches; the lock is short",
+    ),
+    (
+        "risky/drop_table.sql:dropping-table",
+        "breaks clients; the lock is short",
+    ),
+    (
+        "risky/unbatched_backfill.sql:unbatched-backfill",
+        "row locks for the whole UPDATE: pg_locks shows only ROW EXCLUSIVE",
+    ),
+    // Trace runs what `pgcalm migrate` runs forward: the up section.
+    (
+        "risky/migration_down_drop_index.sql:require-concurrent-index-deletion",
+        "in the down section, which trace does not run",
+    ),
+];
+
+struct Outcome {
+    case: String,
+    /// `file:rule` disagreements found.
+    disagreements: Vec<String>,
+    mismatches: Vec<String>,
+    report: TraceReport,
+}
+
+async fn run_case(case: Case) -> Outcome {
+    let db = TestDb::new().await;
+    let dir = corpus();
+    let script = Script::load(&dir.join(&case.file), &[dir.join("schema.sql")])
+        .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+    let options = LintOptions {
+        pg_version: PgVersion(case.pg_version.unwrap_or(15)),
+        ..LintOptions::default()
+    };
+    let traced = trace(db.target(), &script, &TraceOptions { seed_rows: 0 })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+    let lint = script.lint(&options);
+    let report = build_report(&script, traced, &lint, &options);
+    let mut disagreements = Vec::new();
+    let mut mismatches = Vec::new();
+    for f in &report.findings {
+        if f.rule == LOCK_TABLE_MISMATCH {
+            mismatches.push(format!("{}:{}: {}", case.file, f.span.line, f.message));
+        }
+    }
+    for expected in &case.statement {
+        let line = report
+            .statements
+            .iter()
+            .find(|s| s.trace.sql.contains(&expected.sql))
+            .map(|s| s.trace.line);
+        let here: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| Some(f.span.line) == line && f.rule != LOCK_TABLE_MISMATCH)
+            .collect();
+        if expected.verdict == "safe" {
+            for f in here.iter().filter(|f| f.seen_by == SeenBy::Trace) {
+                disagreements.push(format!("{}:{}", case.file, f.rule));
+            }
+            continue;
+        }
+        for rule in &expected.rules {
+            let seen = here.iter().find(|f| f.rule == rule.as_str());
+            match seen {
+                Some(f) if f.seen_by == SeenBy::Both => {}
+                Some(_) => disagreements.push(format!("{}:{rule}", case.file)),
+                // The statement never ran (an earlier one failed): lint's alone.
+                None if line.is_none() => disagreements.push(format!("{}:{rule}", case.file)),
+                None => disagreements.push(format!("{}:{rule} (no finding)", case.file)),
+            }
+        }
+    }
+    Outcome {
+        case: case.file,
+        disagreements,
+        mismatches,
+        report,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lint_and_trace_agree_on_the_corpus() {
+    let text = std::fs::read_to_string(corpus().join("expected.toml")).unwrap();
+    let expected: Expected = toml::from_str(&text).unwrap();
+    let cases = expected.case.clone();
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(cases.into_iter().map(run_case))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    assert_eq!(outcomes.len(), expected.case.len());
+
+    let noted: BTreeSet<&str> = expected
+        .case
+        .iter()
+        .filter(|c| c.trace_note.is_some())
+        .map(|c| c.file.as_str())
+        .collect();
+    let mut mismatches = Vec::new();
+    let mut found = BTreeSet::new();
+    for o in &outcomes {
+        if noted.contains(o.case.as_str()) {
+            continue;
+        }
+        mismatches.extend(o.mismatches.iter().cloned());
+        found.extend(o.disagreements.iter().cloned());
+    }
+    assert!(
+        mismatches.is_empty(),
+        "the lock table disagrees with PostgreSQL:\n{}",
+        mismatches.join("\n")
+    );
+    let known: BTreeSet<String> = KNOWN.iter().map(|(k, _)| k.to_string()).collect();
+    let unexpected: Vec<&String> = found.difference(&known).collect();
+    let gone: Vec<&String> = known.difference(&found).collect();
+    assert!(
+        unexpected.is_empty() && gone.is_empty(),
+        "lint and trace disagree where they should not: {unexpected:#?}\nknown disagreements no longer seen: {gone:#?}"
+    );
+    // Every known disagreement is about a rule no run can observe, so the report
+    // marks those findings as lint's alone.
+    for (k, why) in KNOWN {
+        let rule = k.rsplit(':').next().unwrap();
+        assert!(
+            evidence_for(rule) == Evidence::Unobservable || why.contains("down section"),
+            "{k}"
+        );
+    }
+}
+
+#[test]
+fn every_lint_rule_names_its_evidence_or_is_known_unobservable() {
+    let unobservable = [
+        "prefer-jsonb",
+        "renaming-column",
+        "renaming-table",
+        "dropping-column",
+        "dropping-table",
+        "unbatched-backfill",
+        "invalid-ignore",
+    ];
+    for rule in pgcalm_lint::rules::ALL {
+        let e = evidence_for(rule.name);
+        assert!(
+            e != Evidence::Unobservable || unobservable.contains(&rule.name),
+            "rule {} has no evidence in pgcalm_trace::report::evidence_for",
+            rule.name
+        );
+    }
+}
