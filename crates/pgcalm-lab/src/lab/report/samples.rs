@@ -1,0 +1,45 @@
+//! The raw probe samples of one form as CSV, one request per line.
+
+use std::fmt::Write as _;
+
+use crate::lab::results::FormRun;
+
+/// CSV with a header: `endpoint,at_ms,latency_ms,outcome,status,error` (times in ms
+/// since the run started; empty cells for no status or no error).
+pub fn samples_csv(form: &FormRun) -> String {
+    let mut out = String::from("endpoint,at_ms,latency_ms,outcome,status,error\n");
+    for s in &form.samples {
+        let _ = writeln!(
+            out,
+            "{},{:.1},{:.1},{},{},{}",
+            csv_field(&s.endpoint),
+            s.at_ms,
+            s.latency_ms,
+            s.outcome.as_str(),
+            s.status.map(|c| c.to_string()).unwrap_or_default(),
+            csv_field(s.error.as_deref().unwrap_or("")),
+        );
+    }
+    out
+}
+
+/// Quotes a field when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn fields_with_separators_are_quoted() {
+        assert_eq!(csv_field("list_large"), "list_large");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+}

@@ -1,0 +1,110 @@
+//! The report writers on a small hand-built result: report.md's tables (insta), the
+//! files `write_report` leaves, and results.json read back into the same value.
+
+mod report_fixture;
+
+use pgcalm_lab::lab::report::{self, tables};
+use pgcalm_lab::lab::results::{LabResults, Outcome};
+
+#[test]
+fn report_md_shows_step5_scenarios_endpoints_and_explain() {
+    let results = report_fixture::lab_results();
+    insta::assert_snapshot!(report::render_markdown(&results));
+}
+
+#[test]
+fn step5_table_has_one_column_per_form_and_the_seed_rows() {
+    let results = report_fixture::lab_results();
+    let table = tables::step5_table(&results).expect("the fixture has the seed's scenario");
+    assert_eq!(
+        table.headers,
+        [
+            "Aspect",
+            "Risky, shared pool",
+            "Risky, separate pools",
+            "Safe, shared pool"
+        ]
+    );
+    let row = |aspect: &str| {
+        table
+            .rows
+            .iter()
+            .find(|r| r[0].contains(aspect))
+            .unwrap_or_else(|| panic!("no row {aspect}"))
+    };
+    assert_eq!(
+        row("Blocks Reads?")[1..],
+        ["✅ Yes (5.2 s)", "❌ No", "❌ No"]
+    );
+    assert_eq!(
+        row("Blocks Writes?")[1..],
+        ["✅ Yes (6.0 s)", "✅ Yes (6.0 s)", "❌ No"]
+    );
+    assert_eq!(row("Production Safe?")[1..], ["❌ No", "❌ No", "✅ Yes"]);
+}
+
+#[test]
+fn without_the_seed_scenario_there_is_no_step5_table() {
+    let mut results = report_fixture::lab_results();
+    results
+        .scenarios
+        .retain(|s| s.name != tables::SEED_SCENARIO);
+    assert!(tables::step5_table(&results).is_none());
+    assert!(!report::render_markdown(&results).contains("Step 5"));
+}
+
+#[test]
+fn write_report_leaves_every_file_and_results_json_reads_back() {
+    let results = report_fixture::lab_results();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lab-report");
+    let files = report::write_report(&results, &out).unwrap();
+
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert_eq!(md, report::render_markdown(&results));
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+
+    let json = std::fs::read_to_string(&files.json).unwrap();
+    let back: LabResults = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, results, "results.json holds every figure");
+
+    let forms: Vec<_> = results
+        .scenarios
+        .iter()
+        .flat_map(|s| s.forms.iter().map(move |f| (s, f)))
+        .collect();
+    assert_eq!(files.samples.len(), forms.len());
+    for ((scenario, form), path) in forms.iter().zip(&files.samples) {
+        assert_eq!(path, &out.join(report::samples_path(scenario, form)));
+        let csv = std::fs::read_to_string(path).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("endpoint,at_ms,latency_ms,outcome,status,error")
+        );
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), form.samples.len(), "{}", path.display());
+        let timeouts = form
+            .samples
+            .iter()
+            .filter(|s| s.outcome == Outcome::Timeout)
+            .count();
+        assert_eq!(
+            rows.iter().filter(|r| r.contains(",timeout,")).count(),
+            timeouts
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_out_dir_is_a_clear_error() {
+    let results = report_fixture::lab_results();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let err = report::write_report(&results, &file)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not-a-dir") && err.contains("--out"), "{err}");
+}
