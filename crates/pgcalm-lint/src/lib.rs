@@ -42,7 +42,7 @@ pub use locks::{
     statement_locks,
 };
 pub use split::{LineIndex, SourceStatement, Span, SyntaxError, split};
-pub use unit::{LintOptions, LintUnit, RuleSelection, UnitKind, UnitState};
+pub use unit::{LintOptions, LintUnit, RuleSelection, Schema, UnitKind, UnitState};
 
 /// Splits and lints a whole source text as one unit.
 pub fn lint_sql(

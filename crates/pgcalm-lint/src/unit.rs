@@ -3,13 +3,14 @@
 //! columns, indexes and constraints created or changed earlier in the unit).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, VariableSetKind};
 use serde::Serialize;
 
 use crate::locks::{LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target};
-use crate::split::SourceStatement;
+use crate::split::{SourceStatement, SyntaxError, split};
 
 /// Where a unit's statements come from, which decides the transaction model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,6 +57,46 @@ pub struct LintOptions {
     pub assume_in_transaction: bool,
     /// Rules on and off.
     pub rules: RuleSelection,
+    /// What lint knows of the existing tables (column types, NOT NULL, indexes,
+    /// validated checks), from a schema dump (`--schema FILE`).
+    #[serde(skip)]
+    pub schema: Option<Arc<Schema>>,
+}
+
+/// Facts about existing tables, learned from a schema's SQL (`pg_dump --schema-only`,
+/// Rails' structure.sql) the same way lint learns from a unit's statements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    tables: HashMap<String, TableInfo>,
+    indexes: HashMap<String, IndexInfo>,
+    checks: HashMap<String, CheckInfo>,
+}
+
+impl Schema {
+    /// Reads `CREATE TABLE`, `ALTER TABLE`, `CREATE INDEX` statements (others are
+    /// skipped). Its tables are existing ones: their locks block the application.
+    pub fn from_sql(sql: &str) -> Result<Schema, SyntaxError> {
+        let mut state = UnitState::default();
+        let options = LintOptions::default();
+        for stmt in split(sql, 0..sql.len())? {
+            if let Some(node) = &stmt.node {
+                state.apply(node, &StatementLocks::default(), &options);
+            }
+        }
+        for t in state.tables.values_mut() {
+            t.created_in_unit = false;
+        }
+        Ok(Schema {
+            tables: state.tables,
+            indexes: state.indexes,
+            checks: state.checks,
+        })
+    }
+
+    /// Number of tables it knows.
+    pub fn table_count(&self) -> usize {
+        self.tables.len()
+    }
 }
 
 impl Default for LintOptions {
@@ -64,6 +105,7 @@ impl Default for LintOptions {
             pg_version: PgVersion::DEFAULT,
             assume_in_transaction: false,
             rules: RuleSelection::default(),
+            schema: None,
         }
     }
 }
@@ -150,11 +192,15 @@ pub struct UnitState {
 impl UnitState {
     /// The state at the start of a unit.
     pub fn new(kind: UnitKind, options: &LintOptions) -> UnitState {
+        let schema = options.schema.as_deref().cloned().unwrap_or_default();
         UnitState {
             in_transaction: match kind {
                 UnitKind::Migration { transaction } => transaction,
                 UnitKind::PlainSql => options.assume_in_transaction,
             },
+            tables: schema.tables,
+            indexes: schema.indexes,
+            checks: schema.checks,
             ..UnitState::default()
         }
     }
@@ -378,6 +424,22 @@ impl UnitState {
                         t.columns.push(info);
                     }
                 }
+                AlterTableType::AtAlterColumnType => {
+                    if let Some(NodeEnum::ColumnDef(col)) = def
+                        && let Some(t) = col.type_name.as_ref()
+                    {
+                        let type_name = type_name(t);
+                        let table = self.table_entry(table);
+                        match table.columns.iter_mut().find(|c| c.name == cmd.name) {
+                            Some(c) => c.type_name = type_name,
+                            None => table.columns.push(ColumnInfo {
+                                name: cmd.name.clone(),
+                                type_name,
+                                not_null: false,
+                            }),
+                        }
+                    }
+                }
                 AlterTableType::AtSetNotNull | AlterTableType::AtDropNotNull => {
                     let not_null = cmd.subtype == AlterTableType::AtSetNotNull as i32;
                     let t = self.table_entry(table);
@@ -527,5 +589,70 @@ fn nonzero(value: &pg_query::Node) -> bool {
             _ => false,
         },
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::lint_sql;
+
+    fn rules(sql: &str, options: &LintOptions) -> Vec<&'static str> {
+        lint_sql(sql, UnitKind::Migration { transaction: false }, options)
+            .unwrap()
+            .findings
+            .iter()
+            .map(|f| f.rule)
+            .collect()
+    }
+
+    #[test]
+    fn a_schema_makes_existing_columns_known_but_keeps_tables_existing() {
+        let schema = Schema::from_sql(
+            "CREATE TABLE sessions (token text NOT NULL, user_id int);\n\
+             CREATE UNIQUE INDEX sessions_token_idx ON sessions (token);\n",
+        )
+        .unwrap();
+        assert_eq!(schema.table_count(), 1);
+        let with = LintOptions {
+            schema: Some(Arc::new(schema)),
+            ..LintOptions::default()
+        };
+        let pk = "ALTER TABLE sessions ADD CONSTRAINT sessions_pkey PRIMARY KEY USING INDEX sessions_token_idx;";
+        assert_eq!(
+            rules(pk, &LintOptions::default()),
+            ["primary-key-using-index-nullable"]
+        );
+        assert_eq!(rules(pk, &with), Vec::<&str>::new());
+        assert_eq!(
+            rules("CREATE INDEX s_user ON sessions (user_id);", &with),
+            ["require-concurrent-index-creation"]
+        );
+    }
+
+    #[test]
+    fn a_type_change_updates_the_known_type() {
+        let sql = "CREATE TABLE t (a varchar(10));\nALTER TABLE t ALTER COLUMN a TYPE text;";
+        let statements = split(sql, 0..sql.len()).unwrap();
+        let options = LintOptions::default();
+        let mut state = UnitState::new(UnitKind::PlainSql, &options);
+        for s in &statements {
+            state.apply(
+                s.node.as_ref().unwrap(),
+                &StatementLocks::default(),
+                &options,
+            );
+        }
+        let t = RelName {
+            schema: None,
+            name: "t".into(),
+        };
+        assert_eq!(
+            state.table(&t).unwrap().column("a").unwrap().type_name,
+            "text"
+        );
+        assert!(state.is_new_table(&t));
     }
 }
