@@ -83,6 +83,28 @@ pub fn thousands(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
+/// Wall-clock time of day `HH:MM:SS` in the local time zone (what `date +%H:%M:%S`
+/// prints), from Unix milliseconds.
+pub fn clock(unix_ms: u64) -> String {
+    let secs = (unix_ms / 1000) as libc::time_t;
+    // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        let day = unix_ms / 1000 % 86_400;
+        return format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60);
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// Whether stdout takes colour: a terminal, `NO_COLOR` unset (no-color.org) and a
+/// `TERM` that is not `dumb`.
+pub fn stdout_colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").ok().is_none_or(|t| t != "dumb")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

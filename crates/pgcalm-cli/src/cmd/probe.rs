@@ -1,12 +1,250 @@
-//! `pgcalm probe`: placeholder so the command map exists; its issue fills it in.
+//! `pgcalm probe`: the seed's curl loop, measured. A line per request
+//! (`10:42:07 - ✓ API responded (4 ms)`), a summary table per target on exit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pgcalm_migrate::parse_duration;
+use pgcalm_probe::{
+    ErrorKind, Outcome, Probe, ProbeConfig, ProbeTarget, Report, Sample, SampleWriter, StopWhen,
+    TargetSummary,
+};
 
 use crate::context::Context;
+use crate::render;
 
 /// Flags of `pgcalm probe`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Endpoints: `[NAME=][METHOD ]URL`, e.g. `list=http://127.0.0.1:8001/list_large/`
+    /// or `'add=POST http://127.0.0.1:8001/add_large/'`.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Time between two requests to a target (e.g. 1s, 200ms); requests start on this
+    /// schedule even while earlier ones hang.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// A request without a complete answer after this long counts as blocked/timeout.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests per target.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Write every sample to this file: .csv, or .jsonl / .ndjson / .json for JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Reuse connections (default: a fresh connection per request, like curl).
+    #[arg(long)]
+    pub keep_alive: bool,
+    /// Allow targets that are not on this machine (loopback only by default).
+    #[arg(long)]
+    pub allow_remote: bool,
+}
 
-/// Not built yet.
-pub async fn run(_ctx: &Context, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`pgcalm probe` is not built yet")
+/// Probes until --duration, --count or Ctrl-C, then prints the summary.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| ProbeTarget::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = ProbeConfig {
+        targets,
+        interval: args.interval,
+        timeout: args.timeout,
+        keep_alive: args.keep_alive,
+        allow_remote: args.allow_remote,
+    };
+    let probe = Probe::new(config)?;
+    let mut out = args.out.as_deref().map(SampleWriter::create).transpose()?;
+    let mut out_error = None;
+
+    let stop = StopWhen {
+        duration: args.duration,
+        count: args.count,
+        ..StopWhen::default()
+    };
+    let cancel = stop.cancel.clone();
+    tokio::spawn(async move {
+        crate::cmd::serve::interrupted().await;
+        cancel.cancel();
+    });
+
+    let lines = Lines {
+        json: ctx.json(),
+        colour: render::stdout_colour(),
+        named: probe.config().targets.len() > 1,
+    };
+    let report = probe
+        .run(stop, |sample| {
+            lines.print(sample);
+            if let Some(w) = out.as_mut()
+                && out_error.is_none()
+                && let Err(e) = w.write(sample)
+            {
+                out_error = Some(e);
+            }
+        })
+        .await;
+    if let Some(e) = out_error {
+        return Err(e.into());
+    }
+    if let Some(w) = out {
+        w.finish()?;
+    }
+    if ctx.json() {
+        render::json(&report)
+    } else {
+        say!("\n{}", summary_table(&report));
+        if let Some(path) = &args.out {
+            say!("Samples written to {}", path.display());
+        }
+        Ok(())
+    }
+    .context("printing the probe summary")
+}
+
+/// How sample lines are printed.
+struct Lines {
+    json: bool,
+    colour: bool,
+    named: bool,
+}
+
+impl Lines {
+    fn print(&self, s: &Sample) {
+        if self.json {
+            return;
+        }
+        say!("{}", self.line(s));
+    }
+
+    /// `10:42:07 - ✓ list: API responded (4 ms)`, in the seed's wording.
+    fn line(&self, s: &Sample) -> String {
+        let (mark, colour) = match s.outcome {
+            Outcome::Ok => ("✓", "\x1b[32m"),
+            _ => ("✗", "\x1b[31m"),
+        };
+        let mark = if self.colour {
+            format!("{colour}{mark}\x1b[0m")
+        } else {
+            mark.to_string()
+        };
+        let name = if self.named {
+            format!("{}: ", s.target)
+        } else {
+            String::new()
+        };
+        let what = match (s.outcome, s.error) {
+            (Outcome::Ok, _) => format!("API responded ({})", ms(s.latency_ms)),
+            (Outcome::Timeout, _) => format!("API blocked/timeout ({})", ms(s.latency_ms)),
+            (Outcome::Error, Some(ErrorKind::Http5xx | ErrorKind::Http4xx)) => {
+                format!(
+                    "API error: HTTP {} ({})",
+                    s.status.unwrap_or_default(),
+                    ms(s.latency_ms)
+                )
+            }
+            (Outcome::Error, kind) => format!(
+                "API error: {}",
+                kind.map(ErrorKind::label).unwrap_or("other")
+            ),
+        };
+        format!("{} - {mark} {name}{what}", render::clock(s.started_at_ms))
+    }
+}
+
+/// Milliseconds, as whole numbers above 10 ms.
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+/// The per-target summary as a psql-style table.
+fn summary_table(report: &Report) -> String {
+    let title = format!(
+        "Probe summary ({:.1} s, every {} ms, timeout {} ms, {} connections{})",
+        report.duration_ms as f64 / 1000.0,
+        report.interval_ms,
+        report.timeout_ms,
+        if report.keep_alive {
+            "kept-alive"
+        } else {
+            "fresh"
+        },
+        if report.cancelled {
+            ", interrupted"
+        } else {
+            ""
+        }
+    );
+    let rows: Vec<Vec<String>> = report.targets.iter().map(summary_row).collect();
+    render::psql_table(
+        Some(&title),
+        &[
+            "target",
+            "requests",
+            "ok",
+            "timeouts",
+            "errors",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "longest without an answer",
+        ],
+        &rows,
+    )
+}
+
+fn summary_row(t: &TargetSummary) -> Vec<String> {
+    let errors = if t.errors == 0 {
+        "0".to_string()
+    } else {
+        let kinds: Vec<String> = ErrorKind::ALL
+            .iter()
+            .filter_map(|k| {
+                t.errors_by_kind
+                    .get(k.key())
+                    .map(|n| format!("{n} {}", k.label()))
+            })
+            .collect();
+        format!("{} ({})", t.errors, kinds.join(", "))
+    };
+    let latency = |f: fn(&pgcalm_probe::LatencySummary) -> f64| {
+        t.latency
+            .as_ref()
+            .map(|l| ms(f(l)))
+            .unwrap_or_else(|| "-".into())
+    };
+    let outage = match &t.longest_outage {
+        None => "none".to_string(),
+        Some(o) => format!(
+            "{:.1} s, {} to {}{} ({} failed)",
+            o.duration_ms as f64 / 1000.0,
+            render::clock(o.start_ms),
+            render::clock(o.end_ms),
+            if o.recovered { "" } else { ", not recovered" },
+            o.failed_requests
+        ),
+    };
+    vec![
+        t.name.clone(),
+        t.requests.to_string(),
+        t.ok.to_string(),
+        t.timeouts.to_string(),
+        errors,
+        latency(|l| l.p50_ms),
+        latency(|l| l.p90_ms),
+        latency(|l| l.p99_ms),
+        latency(|l| l.max_ms),
+        outage,
+    ]
 }
