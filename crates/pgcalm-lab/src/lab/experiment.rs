@@ -247,20 +247,25 @@ pub type LabEventSink = Arc<dyn Fn(LabEvent) + Send + Sync>;
 const DEMOAPP_0001: &str = include_str!("../../../../migrations/demoapp/0001_initial.sql");
 
 /// The policy of the risky forms: the way Django runs a migration (one transaction, no
-/// lock_timeout, no retries). The statements still go through pgcalm's runner, so they
-/// are journaled and observed like the safe ones.
+/// lock_timeout, no retries), with the runner's lint refusal lifted (`allow_risky`).
+/// The statements still go through pgcalm's runner, so they are journaled and observed
+/// like the safe ones.
 pub fn risky_policy() -> Policy {
     Policy {
         lock_timeout: Duration::ZERO,
         max_retries: 0,
+        allow_risky: true,
         ..Policy::default()
     }
 }
 
-/// The policy of rollbacks and clean-ups: default timeouts, patient retries.
+/// The policy of rollbacks and clean-ups: default timeouts, patient retries; risky
+/// statements allowed (a risky form's down section is as risky as its up, and the lab
+/// runs it with the probe off).
 fn rollback_policy() -> Policy {
     Policy {
         max_retries: 30,
+        allow_risky: true,
         ..Policy::default()
     }
 }
@@ -1007,37 +1012,54 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
     let s = results.scenario("add_index")?;
     let shared = s.form(Form::Risky, PoolTopology::Shared)?;
     let separate = s.form(Form::Risky, PoolTopology::Separate)?;
-    let stretch = |b: super::results::Blocking| {
-        if b.blocked {
-            format!("blocked ({:.1} s)", b.longest_stretch_s)
-        } else {
-            "not blocked".to_string()
-        }
-    };
-    let read_waits = |f: &FormRun| {
-        f.lock_waits
+    let describe = |f: &FormRun| {
+        let b = |b: super::results::Blocking| {
+            if b.blocked {
+                format!("blocked (longest stretch {:.1} s)", b.longest_stretch_s)
+            } else {
+                "not blocked".to_string()
+            }
+        };
+        let read_p99 = f
+            .endpoints
+            .iter()
+            .find(|e| e.role == EndpointRole::Read)
+            .and_then(|e| Some((e.baseline.p99_ms?, e.migration.p99_ms?)))
+            .map(|(before, during)| {
+                format!(", read p99 {before:.0} ms before vs {during:.0} ms during")
+            })
+            .unwrap_or_default();
+        let read_waits = f
+            .lock_waits
             .iter()
             .filter(|w| {
                 w.waiter_app == app::APP_NAME
                     && w.query.as_deref().and_then(monitor::role_of_query)
                         == Some(EndpointRole::Read)
             })
-            .count()
+            .count();
+        format!(
+            "reads {}, writes {}{read_p99}; {read_waits} read(s) seen waiting on a lock",
+            b(f.verdict.reads),
+            b(f.verdict.writes)
+        )
+    };
+    let conclusion = match (separate.verdict.reads.blocked, shared.verdict.reads.blocked) {
+        (false, true) => format!(
+            "Reads stopped only on the shared pool, without waiting on any lock: each blocked INSERT keeps its pool connection until the index is built (or its request times out), a write arrives every {} ms, so every connection is soon held by a waiting write and reads wait for a connection. \
+             The seed's \"blocks reads\" is true of an app whose pool (or worker count) blocked writes can use up, not of the lock itself.",
+            PROBE_INTERVAL.as_millis()
+        ),
+        (false, false) => "Reads were not stopped on either layout. On the shared pool they waited for connections held by blocked writes (compare the read p99), but the lock was not held long enough for that wait to pass the probe's timeout: with a longer build (a bigger table) the pool is used up and reads stop too.".to_string(),
+        (true, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
     };
     Some(format!(
         "A plain CREATE INDEX takes a SHARE lock on large_email: it conflicts with the ROW EXCLUSIVE lock every INSERT needs, not with the ACCESS SHARE lock of a SELECT. \
-         Measured: with reads and writes on separate connection pools, reads were {} and writes {}; the monitor saw {} read(s) waiting on a lock. \
-         With one shared pool of {} connections (the demo app's default, and the seed's single Django app), reads were {} and writes {}, and the monitor saw {} read(s) waiting on a lock: \
-         each blocked INSERT keeps its pool connection until the index is built, a new write arrives every {} ms, so within about a second every connection is held by a waiting write and the reads wait for a connection, not for a lock. \
-         The seed's \"blocks reads\" is true of an app whose pool (or worker count) blocked writes can exhaust, not of the lock itself.",
-        stretch(separate.verdict.reads),
-        stretch(separate.verdict.writes),
-        read_waits(separate),
+         Measured with reads and writes on separate connection pools: {}. \
+         With one shared pool of {} connections (the demo app's default; the seed runs one Django app for every endpoint): {}. {conclusion}",
+        describe(separate),
         crate::serve::DEFAULT_POOL_SIZE,
-        stretch(shared.verdict.reads),
-        stretch(shared.verdict.writes),
-        read_waits(shared),
-        PROBE_INTERVAL.as_millis(),
+        describe(shared),
     ))
 }
 

@@ -388,6 +388,31 @@ mod tests {
     }
 
     #[test]
+    fn every_scenario_folder_is_a_migrations_dir_with_a_risky_and_a_safe_app() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab/scenarios");
+        let work = std::env::temp_dir().join(format!("pgcalm-scenarios-{}", std::process::id()));
+        for s in catalogue() {
+            let materialized = s.materialize(&work, Some(Duration::from_secs(2))).unwrap();
+            for dir in [root.join(s.name), materialized] {
+                let set = pgcalm_migrate::MigrationSet::load(&dir)
+                    .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+                assert_eq!(
+                    set.apps.keys().collect::<Vec<_>>(),
+                    ["risky", "safe"],
+                    "{}",
+                    s.name
+                );
+                for files in set.apps.values() {
+                    assert_eq!(files.len(), 1, "{}", s.name);
+                    assert_eq!(files[0].name, s.migration_name());
+                    assert!(files[0].down.is_some(), "{}: a down section", s.name);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(work);
+    }
+
+    #[test]
     fn hold_is_appended_to_a_transactional_up_section_only() {
         let risky = "-- migrate:up\nCREATE INDEX i ON t (c);\n\n-- migrate:down\nDROP INDEX i;\n";
         let held = with_hold(risky, Duration::from_millis(2500));

@@ -361,7 +361,7 @@ mod tests {
         let eps = endpoints();
         let (summaries, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Separate));
         assert!(v.writes.blocked && !v.reads.blocked);
-        assert_eq!(v.writes.longest_stretch_s, 2.7);
+        assert_eq!(v.writes.longest_stretch_s, 3.0);
         assert!(!v.safe_criteria.passed);
         assert_eq!(v.safe_criteria.failed_or_timed_out, 1);
         assert_eq!(summaries[1].baseline.requests, 1);
