@@ -272,7 +272,8 @@ async fn plan_sqlmigrate_and_json() {
         ok(&db, dir.path(), &["migrate", "--plan"]),
         "Planned operations:\n\
          demoapp.0002_add_email_index_concurrently (apply, transaction:false, statement by statement)\n\
-         \x20   migrations/demoapp/0002_add_email_index_concurrently.sql:4  CREATE INDEX CONCURRENTLY large_email_email_idx ON large_email (email)  [lock_timeout 2s, statement_timeout 0]\n"
+         \x20   migrations/demoapp/0002_add_email_index_concurrently.sql:4  CREATE INDEX CONCURRENTLY large_email_email_idx ON large_email (email)  [lock_timeout 2s, statement_timeout 0]\n\
+         \x20     lock: SHARE UPDATE EXCLUSIVE on large_email (blocks no reads or writes); safe\n"
     );
     // --plan runs nothing.
     assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[ ] 0002"));
@@ -290,6 +291,10 @@ async fn plan_sqlmigrate_and_json() {
         "DROP TABLE large_email"
     );
     assert_eq!(plan["steps"][0]["statements"][0]["line"], 16);
+    assert_eq!(
+        plan["steps"][0]["statements"][0]["locks"][0]["mode"],
+        "ACCESS_EXCLUSIVE"
+    );
 
     // --format json on a real run: one event per line.
     let events: Vec<serde_json::Value> = ok(
@@ -331,7 +336,7 @@ async fn plan_sqlmigrate_and_json() {
          -- transaction:false: each statement runs and commits on its own\n\
          SET lock_timeout = '5000ms';\n\
          SET statement_timeout = 0;\n\
-         -- line 4\n\
+         -- line 4: SHARE UPDATE EXCLUSIVE on large_email (blocks no reads or writes); safe\n\
          CREATE INDEX CONCURRENTLY large_email_email_idx ON large_email (email);\n"
     );
     assert_eq!(
@@ -344,7 +349,10 @@ async fn plan_sqlmigrate_and_json() {
          BEGIN;\n\
          SET LOCAL lock_timeout = '2000ms';\n\
          SET LOCAL statement_timeout = DEFAULT;\n\
-         -- line 16\nDROP TABLE large_email;\n-- line 17\nDROP TABLE small_email;\nCOMMIT;\n"
+         -- line 16: ACCESS EXCLUSIVE on large_email (blocks reads and writes); risky: dropping-table\n\
+         DROP TABLE large_email;\n\
+         -- line 17: ACCESS EXCLUSIVE on small_email (blocks reads and writes); risky: dropping-table\n\
+         DROP TABLE small_email;\nCOMMIT;\n"
     );
 }
 
@@ -450,4 +458,37 @@ async fn notices_are_printed_with_statement_file_and_line() {
          \x20   NOTICE from statement 2 (migrations/app/0001_notice.sql:3: DROP TABLE IF EXISTS nope): table \"nope\" does not exist, skipping\n\
          \x20 Applying app.0001_notice... OK (<time>)\n"
     );
+}
+
+#[tokio::test]
+async fn a_risky_migration_is_refused_with_the_findings_unless_allowed() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE big (id int, email text)")
+        .await
+        .unwrap();
+    let dir = app_dir(&[(
+        "0001_index.sql",
+        "-- migrate:up\nCREATE INDEX big_email ON big (email);\n",
+    )]);
+    let plan = ok(&db, dir.path(), &["migrate", "--plan"]);
+    assert!(
+        plan.contains(
+            "      lock: SHARE on big (blocks writes); risky: require-concurrent-index-creation\n"
+        ),
+        "{plan}"
+    );
+    let err = fails(&db, dir.path(), &["migrate"]);
+    assert!(
+        err.starts_with("error: refusing to run app.0001_index: lint found 1 risky statement (nothing ran)\n  migrations/app/0001_index.sql:2: error [require-concurrent-index-creation]: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("CREATE INDEX CONCURRENTLY big_email ON big (email)"),
+        "{err}"
+    );
+    assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[ ] 0001_index"));
+    ok(&db, dir.path(), &["migrate", "--allow-risky"]);
+    assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[X] 0001_index"));
 }

@@ -297,9 +297,67 @@ pub enum MigrateError {
         pid: i32,
     },
 
+    /// Lint found risky statements in the migrations about to run, and the policy does
+    /// not allow risky migrations. Nothing ran.
+    #[error("{}", format_risky(findings))]
+    RiskyMigration {
+        /// Each finding, with the migration it is in.
+        findings: Vec<RiskyFinding>,
+    },
+
     /// Talking to PostgreSQL failed outside a migration statement.
     #[error(transparent)]
     Pg(#[from] PgError),
+}
+
+/// A lint finding in a migration the runner was about to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskyFinding {
+    /// `app.name`.
+    pub migration: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Apply or unapply.
+    pub direction: crate::file::Direction,
+    /// The finding (rule, line, message, fix).
+    pub finding: pgcalm_lint::Finding,
+}
+
+fn format_risky(findings: &[RiskyFinding]) -> String {
+    let mut migrations: Vec<&str> = findings.iter().map(|f| f.migration.as_str()).collect();
+    migrations.dedup();
+    let mut out = format!(
+        "refusing to run {}: lint found {} risky statement{} (nothing ran)",
+        migrations.join(", "),
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" }
+    );
+    for f in findings {
+        let x = &f.finding;
+        out.push_str(&format!(
+            "\n  {}:{}: {} [{}]: {}",
+            f.path.display(),
+            x.span.line,
+            x.severity,
+            x.rule,
+            x.message
+        ));
+        if !x.help.is_empty() {
+            out.push_str(&format!("\n    fix: {}", x.help));
+        }
+        if let Some(sql) = &x.fix_sql {
+            out.push_str(&format!(
+                "\n    safe SQL: {}",
+                sql.replace('\n', "\n      ")
+            ));
+        }
+    }
+    out.push_str(
+        "\n  fix: rewrite the statements as shown; if one is safe here (e.g. the table is \
+         small or unused), put `-- pgcalm:ignore RULE reason` on the line above it; or run \
+         anyway with --allow-risky (pgcalm.toml: [migrate] allow_risky = true)",
+    );
+    out
 }
 
 /// Why a statement failed, where it came from, and what state the migration is in now.

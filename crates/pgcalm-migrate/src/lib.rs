@@ -77,12 +77,14 @@ pub mod runner;
 pub mod safety;
 pub mod statement;
 
-pub use error::{FileError, FileErrorKind, MigrateError, StatementFailure};
+pub use error::{FileError, FileErrorKind, MigrateError, RiskyFinding, StatementFailure};
 pub use event::{Event, Notice, PlannedStep, StatementRef, describe_session};
 pub use file::{
     Direction, MigrationFile, MigrationSet, Section, Statement, parse_file, parse_file_unchecked,
 };
-pub use plan::{Goal, MigrationStatus, Operation, Plan, State, Step};
+pub use plan::{
+    Goal, MigrationStatus, Operation, Plan, State, StatementVerdict, Step, statement_verdicts,
+};
 pub use policy::{Policy, Setting, parse_duration};
-pub use runner::{RUNNER_LOCK_KEY, Report, Runner, migrate_to_start_point};
+pub use runner::{RUNNER_LOCK_KEY, Report, Runner, migrate_to_start_point, risky_findings};
 pub use safety::{lint_migration, lint_migration_sections};

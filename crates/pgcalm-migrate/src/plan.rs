@@ -294,6 +294,88 @@ impl Step {
     }
 }
 
+/// One statement of a step with what the lock table and lint say about it: the lock it
+/// takes on each relation, what that blocks, and its verdict (`--plan`, `sqlmigrate`,
+/// and the runner's refusal of risky migrations).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementVerdict {
+    /// 1-based file line.
+    pub line: usize,
+    /// The lock table's answer for the statement.
+    pub locks: pgcalm_lint::StatementLocks,
+    /// Lint's findings on it (empty: safe); `-- pgcalm:ignore`d ones are left out.
+    pub findings: Vec<pgcalm_lint::Finding>,
+}
+
+impl StatementVerdict {
+    /// `safe`, or `risky: rule, rule`.
+    pub fn verdict(&self) -> String {
+        if self.findings.is_empty() {
+            "safe".to_string()
+        } else {
+            let mut rules: Vec<&str> = self.findings.iter().map(|f| f.rule).collect();
+            rules.dedup();
+            format!("risky: {}", rules.join(", "))
+        }
+    }
+
+    /// `SHARE on large_email (blocks writes)`, one per relation; `no table lock` when the
+    /// statement locks none.
+    pub fn lock_summary(&self) -> String {
+        if self.locks.locks.is_empty() {
+            return "no table lock".to_string();
+        }
+        self.locks
+            .locks
+            .iter()
+            .map(|l| format!("{} on {} (blocks {})", l.mode, l.target, l.blocks()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The lock and verdict of every statement of a migration section that a step runs
+/// (from `resume_from` on), for PostgreSQL `options.pg_version`.
+pub fn statement_verdicts(
+    file: &MigrationFile,
+    direction: Direction,
+    resume_from: usize,
+    options: &pgcalm_lint::LintOptions,
+) -> Vec<StatementVerdict> {
+    let Some(section) = file.section(direction) else {
+        return Vec::new();
+    };
+    let findings = crate::safety::lint_migration_sections(file, options)
+        .into_iter()
+        .find(|(d, _)| *d == direction)
+        .map(|(_, r)| r.findings)
+        .unwrap_or_default();
+    section
+        .statements
+        .iter()
+        .skip(resume_from)
+        .map(|s| {
+            let parsed = pg_query::parse(&s.sql, 0).ok();
+            let locks = parsed
+                .as_ref()
+                .and_then(|p| p.protobuf.stmts.first())
+                .and_then(|r| r.stmt.as_ref())
+                .and_then(|n| n.node.as_ref())
+                .map(|n| pgcalm_lint::statement_locks(n, options.pg_version))
+                .unwrap_or_default();
+            StatementVerdict {
+                line: s.line,
+                locks,
+                findings: findings
+                    .iter()
+                    .filter(|f| f.span.line == s.line)
+                    .cloned()
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 /// What `migrate` will do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {

@@ -32,6 +32,11 @@ pub struct Policy {
     pub retry_max: Duration,
     /// How long to wait for another runner's lock; `None` waits as long as it takes.
     pub wait_for_lock: Option<Duration>,
+    /// Run migrations that lint finds risky (`--allow-risky`). Off by default: the
+    /// runner refuses them with the findings before anything runs
+    /// ([`MigrateError::RiskyMigration`](crate::MigrateError::RiskyMigration)); a
+    /// statement with `-- pgcalm:ignore RULE reason` above it is let through.
+    pub allow_risky: bool,
 }
 
 impl Default for Policy {
@@ -44,6 +49,7 @@ impl Default for Policy {
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             wait_for_lock: None,
+            allow_risky: false,
         }
     }
 }

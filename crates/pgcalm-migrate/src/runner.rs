@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
 
-use crate::error::{MigrateError, StatementFailure};
+use crate::error::{MigrateError, RiskyFinding, StatementFailure};
 use crate::event::{Event, Notice, StatementRef};
 use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
 use crate::journal;
@@ -145,6 +145,17 @@ impl Runner {
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
+        // Safe by default: lint what is about to run, refuse it before anything runs.
+        if !self.policy.allow_risky {
+            let options = pgcalm_lint::LintOptions {
+                pg_version: server_major(&client).await?,
+                ..Default::default()
+            };
+            let findings = risky_findings(&plan, &options);
+            if !findings.is_empty() {
+                return Err(MigrateError::RiskyMigration { findings });
+            }
+        }
         self.emit(Event::Planned {
             operation: plan.operation.clone(),
             steps: plan
@@ -228,6 +239,34 @@ impl Runner {
     fn emit(&self, e: Event) {
         (self.sink)(&e)
     }
+}
+
+/// Lint's findings on the statements the plan will run (an interrupted migration's
+/// completed statements are not run again, so not judged again).
+pub fn risky_findings(plan: &Plan, options: &pgcalm_lint::LintOptions) -> Vec<RiskyFinding> {
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        for v in plan::statement_verdicts(&step.file, step.direction, step.resume_from, options) {
+            out.extend(v.findings.into_iter().map(|finding| RiskyFinding {
+                migration: step.file.id(),
+                path: step.file.path.clone(),
+                direction: step.direction,
+                finding,
+            }));
+        }
+    }
+    out
+}
+
+/// The server's major version (`15` for 15.4), for the lock table.
+async fn server_major(client: &Client) -> Result<pgcalm_lint::PgVersion, MigrateError> {
+    let version = catalog::server_version(client).await?;
+    let major = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(pgcalm_lint::PgVersion::DEFAULT.0);
+    Ok(pgcalm_lint::PgVersion(major))
 }
 
 fn goal_apps(set: &MigrationSet, goal: &Goal) -> Vec<String> {

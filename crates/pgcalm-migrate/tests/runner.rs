@@ -1063,3 +1063,82 @@ async fn concurrent_lock_timeout_lets_a_build_outwait_an_old_snapshot_without_re
         .count();
     assert_eq!(retries, 0, "waited instead of timing out and retrying");
 }
+
+#[tokio::test]
+async fn risky_migrations_are_refused_before_anything_runs_unless_ignored_or_allowed() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE big (id int, email text)")
+        .await
+        .unwrap();
+    let dir = migrations(&[(
+        "0001_index.sql",
+        "-- migrate:up\nCREATE TABLE side (id int);\nCREATE INDEX big_email ON big (email);\n",
+    )]);
+    let (r, events) = runner(&db, dir.path(), fast_policy());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    let MigrateError::RiskyMigration { findings } = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    let rules: Vec<(&str, usize)> = findings
+        .iter()
+        .map(|f| (f.finding.rule, f.finding.span.line))
+        .collect();
+    assert_eq!(rules, [("require-concurrent-index-creation", 3)]);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("0001_index.sql:3: error [require-concurrent-index-creation]"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("CONCURRENTLY"),
+        "the fix is in the message: {msg}"
+    );
+    assert!(
+        msg.contains("--allow-risky") && msg.contains("pgcalm:ignore"),
+        "{msg}"
+    );
+    // Nothing ran: not even the safe first statement, and no plan was announced.
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM pg_class WHERE relname IN ('side', 'big_email')")
+            .await,
+        0
+    );
+    assert!(events.lock().unwrap().is_empty());
+    assert_eq!(markers(&r, "app").await, ["[ ] 0001_index"]);
+
+    // An ignore directive with a reason lets that statement through.
+    std::fs::write(
+        dir.path().join("app/0001_index.sql"),
+        "-- migrate:up\nCREATE TABLE side (id int);\n-- pgcalm:ignore require-concurrent-index-creation big holds a few rows in every deployment\nCREATE INDEX big_email ON big (email);\n",
+    )
+    .unwrap();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_index"]);
+
+    // --allow-risky runs a risky one as written.
+    std::fs::write(
+        dir.path().join("app/0002_index.sql"),
+        "-- migrate:up\nCREATE INDEX big_id ON big (id);\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        r.migrate(&Goal::All(vec![])).await,
+        Err(MigrateError::RiskyMigration { .. })
+    ));
+    let (allowed, _) = runner(
+        &db,
+        dir.path(),
+        Policy {
+            allow_risky: true,
+            ..fast_policy()
+        },
+    );
+    allowed.migrate(&Goal::All(vec![])).await.unwrap();
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM pg_class WHERE relname = 'big_id'")
+            .await,
+        1
+    );
+}

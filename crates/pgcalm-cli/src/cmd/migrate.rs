@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{
     Direction, Event, Goal, Operation, Plan, Policy, Runner, describe_session, parse_duration,
+    statement_verdicts,
 };
 use pgcalm_pg::Target;
 
@@ -59,6 +61,11 @@ pub struct PolicyArgs {
     /// Give up after waiting this long for another runner [default: wait as long as it takes]
     #[arg(long, env = "PGCALM_WAIT", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+    /// Run migrations that `pgcalm lint` finds risky. Without it pgcalm refuses them with
+    /// the findings before anything runs (a statement with `-- pgcalm:ignore RULE reason`
+    /// above it is let through) [pgcalm.toml [migrate] allow_risky]
+    #[arg(long)]
+    pub allow_risky: bool,
 }
 
 /// `[migrate]` section of pgcalm.toml.
@@ -72,6 +79,7 @@ struct MigrateSection {
     retry_initial: Option<String>,
     retry_max: Option<String>,
     wait: Option<String>,
+    allow_risky: Option<bool>,
 }
 
 /// `[up]` section of pgcalm.toml.
@@ -120,6 +128,7 @@ pub fn policy(ctx: &Context, args: &PolicyArgs) -> anyhow::Result<Policy> {
             .unwrap_or(d.retry_initial),
         retry_max: dur(args.retry_max, "retry_max", &file.retry_max)?.unwrap_or(d.retry_max),
         wait_for_lock: dur(args.wait, "wait", &file.wait)?,
+        allow_risky: args.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
     })
 }
 
@@ -206,8 +215,9 @@ fn operation_line(op: &Operation) -> String {
     }
 }
 
-/// The `--plan` text: each migration, then each statement with its file line and the
-/// timeouts it runs with.
+/// The `--plan` text: each migration, then each statement with its file line, the
+/// timeouts it runs with, the lock it takes (the lock table), what that blocks, and its
+/// verdict (lint).
 pub fn render_plan(plan: &Plan, policy: &Policy) -> String {
     let mut out = String::from("Planned operations:\n");
     if plan.steps.is_empty() {
@@ -235,18 +245,31 @@ pub fn render_plan(plan: &Plan, policy: &Policy) -> String {
             String::new()
         };
         out.push_str(&format!("{} ({verb}, {tx}{resume})\n", step.file.id()));
-        for s in section.statements.iter().skip(step.resume_from) {
+        let verdicts = statement_verdicts(
+            &step.file,
+            step.direction,
+            step.resume_from,
+            &LintOptions::default(),
+        );
+        for (s, v) in section
+            .statements
+            .iter()
+            .skip(step.resume_from)
+            .zip(&verdicts)
+        {
             let settings: Vec<String> = policy
                 .settings_for(&s.kind)
                 .iter()
                 .map(|x| format!("{} {}", x.name, human_setting(&x.value)))
                 .collect();
             out.push_str(&format!(
-                "    {}:{}  {}  [{}]\n",
+                "    {}:{}  {}  [{}]\n      lock: {}; {}\n",
                 step.file.path.display(),
                 s.line,
                 s.summary(),
-                settings.join(", ")
+                settings.join(", "),
+                v.lock_summary(),
+                v.verdict()
             ));
         }
     }
@@ -276,12 +299,17 @@ pub fn plan_json(plan: &Plan, policy: &Policy) -> serde_json::Value {
                 "direction": step.direction,
                 "transaction": section.transaction,
                 "resume_from": step.resume_from,
-                "statements": section.statements.iter().skip(step.resume_from).map(|s| serde_json::json!({
+                "statements": section.statements.iter().skip(step.resume_from)
+                    .zip(statement_verdicts(&step.file, step.direction, step.resume_from, &LintOptions::default()))
+                    .map(|(s, v)| serde_json::json!({
                     "number": s.index + 1,
                     "line": s.line,
                     "kind": s.kind.label,
                     "sql": s.sql,
                     "settings": policy.settings_for(&s.kind),
+                    "locks": v.locks.locks,
+                    "verdict": if v.findings.is_empty() { "safe" } else { "risky" },
+                    "rules": v.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })
         })

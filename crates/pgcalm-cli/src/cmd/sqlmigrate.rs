@@ -1,8 +1,10 @@
 //! `pgcalm sqlmigrate APP NAME [--backwards]`: the SQL a migration sends, exactly as the
 //! runner sends it: the transaction around it (or none), the timeouts set before each
-//! statement, and the file line of every statement. Needs no database.
+//! statement, and the file line of every statement with the lock it takes (the lock
+//! table), what that blocks, and its verdict (lint). Needs no database.
 
-use pgcalm_migrate::{Direction, MigrationSet, Policy};
+use pgcalm_lint::LintOptions;
+use pgcalm_migrate::{Direction, MigrationSet, Policy, statement_verdicts};
 
 use crate::cmd::migrate::{PolicyArgs, policy};
 use crate::context::Context;
@@ -45,8 +47,13 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             "path": file.path,
             "direction": direction,
             "transaction": section.transaction,
-            "statements": section.statements.iter().map(|s| serde_json::json!({
+            "statements": section.statements.iter()
+                .zip(statement_verdicts(file, direction, 0, &LintOptions::default()))
+                .map(|(s, v)| serde_json::json!({
                 "line": s.line, "sql": s.sql, "settings": policy.settings_for(&s.kind),
+                "locks": v.locks.locks,
+                "verdict": if v.findings.is_empty() { "safe" } else { "risky" },
+                "rules": v.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }));
     }
@@ -73,7 +80,8 @@ pub fn render(
         out.push_str("-- transaction:false: each statement runs and commits on its own\n");
     }
     let mut current: Vec<pgcalm_migrate::Setting> = Vec::new();
-    for s in &section.statements {
+    let verdicts = statement_verdicts(file, direction, 0, &LintOptions::default());
+    for (s, v) in section.statements.iter().zip(&verdicts) {
         let settings = policy.settings_for(&s.kind);
         if settings != current {
             for x in &settings {
@@ -82,7 +90,13 @@ pub fn render(
             }
             current = settings;
         }
-        out.push_str(&format!("-- line {}\n{};\n", s.line, s.sql));
+        out.push_str(&format!(
+            "-- line {}: {}; {}\n{};\n",
+            s.line,
+            v.lock_summary(),
+            v.verdict(),
+            s.sql
+        ));
     }
     if section.transaction {
         out.push_str("COMMIT;\n");
