@@ -275,6 +275,7 @@ pub fn parse_file(app: &str, path: &Path, source: &str) -> Result<MigrationFile,
 
 /// Like [`parse_file`], but keeps statements a section cannot run (CONCURRENTLY in a
 /// transactional section, BEGIN/COMMIT): lint reports them as findings with the rest.
+/// A file name without a number gets number 0.
 pub fn parse_file_unchecked(
     app: &str,
     path: &Path,
@@ -307,6 +308,8 @@ fn parse_file_with(
         .parse::<u32>()
         .ok()
         .filter(|_| name.as_bytes().first().is_some_and(u8::is_ascii_digit))
+        // Lint reads migration-format files under any name (a fixture, a pull request).
+        .or((!check).then_some(0))
         .ok_or_else(|| {
             err(
                 1,

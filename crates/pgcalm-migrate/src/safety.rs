@@ -7,7 +7,12 @@ use pgcalm_lint::{
     Finding, LintOptions, LintResult, LintUnit, SeenBy, Severity, Span, UnitKind, lint_unit,
 };
 
-use crate::file::{Direction, MigrationFile};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{FileError, FileErrorKind};
+use crate::file::{Direction, MigrationFile, parse_file_unchecked};
 
 /// The findings of a migration file's up and down sections, in file order (ignored ones
 /// left out).
@@ -68,12 +73,95 @@ pub fn lint_migration_sections(
     out
 }
 
+/// How a linted file runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A pgcalm migration file (it has a `-- migrate:up` line).
+    Migration,
+    /// Plain SQL, run as written.
+    PlainSql,
+}
+
+/// What linting one file produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceLint {
+    /// Migration file or plain SQL.
+    pub kind: SourceKind,
+    /// Statements linted (both sections of a migration).
+    pub statements: usize,
+    /// Findings and ignored findings, in file order.
+    pub result: LintResult,
+}
+
+/// Whether a text is a pgcalm migration file: a line `-- migrate:up ...`.
+pub fn is_migration_source(source: &str) -> bool {
+    source.lines().any(|l| {
+        l.trim()
+            .strip_prefix("--")
+            .map(str::trim_start)
+            .is_some_and(|r| r.starts_with("migrate:up"))
+    })
+}
+
+/// Lints one file's text: a pgcalm migration file section by section, anything else as
+/// plain SQL (one unit). Syntax errors and malformed migration files are errors naming
+/// the file, line and column.
+pub fn lint_source(
+    path: &Path,
+    source: &str,
+    options: &LintOptions,
+) -> Result<SourceLint, FileError> {
+    if is_migration_source(source) {
+        let app = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        let file = parse_file_unchecked(app, path, source)?;
+        let statements =
+            file.up.statements.len() + file.down.as_ref().map(|d| d.statements.len()).unwrap_or(0);
+        let mut result = LintResult::default();
+        for (_, section) in lint_migration_sections(&file, options) {
+            result.findings.extend(section.findings);
+            result.ignored.extend(section.ignored);
+        }
+        return Ok(SourceLint {
+            kind: SourceKind::Migration,
+            statements,
+            result,
+        });
+    }
+    let statements = pgcalm_lint::split(source, 0..source.len()).map_err(|e| FileError {
+        path: path.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        kind: FileErrorKind::Syntax {
+            message: e.message,
+            excerpt: e.excerpt,
+        },
+    })?;
+    let result = lint_unit(
+        &LintUnit {
+            source,
+            statements: &statements,
+            kind: UnitKind::PlainSql,
+        },
+        options,
+    );
+    Ok(SourceLint {
+        kind: SourceKind::PlainSql,
+        statements: statements.len(),
+        result,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::file::{parse_file, parse_file_unchecked};
+    use crate::file::parse_file;
 
     fn rules(findings: &[Finding]) -> Vec<(&str, usize)> {
         findings.iter().map(|f| (f.rule, f.span.line)).collect()
@@ -137,5 +225,50 @@ mod tests {
             rules(&lint_migration(&file, &LintOptions::default())),
             [("concurrently-in-transaction", 2)]
         );
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn plain_sql_and_migration_files_and_their_errors() {
+        let plain = lint_source(
+            Path::new("risky.sql"),
+            "CREATE INDEX large_email_email_idx ON large_email (email);\n",
+            &LintOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plain.kind, SourceKind::PlainSql);
+        let rules: Vec<&str> = plain.result.findings.iter().map(|f| f.rule).collect();
+        assert_eq!(
+            rules,
+            ["missing-lock-timeout", "require-concurrent-index-creation"]
+        );
+
+        // Any file name: lint reads fixtures and pull-request files too.
+        let migration = lint_source(
+            Path::new("fixtures/add_index.sql"),
+            "-- migrate:up\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+            &LintOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(migration.kind, SourceKind::Migration);
+        assert_eq!(migration.statements, 1);
+        assert_eq!(
+            migration.result.findings[0].rule,
+            "concurrently-in-transaction"
+        );
+
+        let err = lint_source(
+            Path::new("bad.sql"),
+            "SELECT 1;\nALTER TABLE t ADD CHECK a > 0;\n",
+            &LintOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.column), (2, Some(25)));
     }
 }
