@@ -37,7 +37,7 @@ mod summary;
 mod target;
 
 pub use error::ProbeError;
-pub use out::{CSV_HEADER, SampleFormat, SampleWriter};
+pub use out::{CSV_HEADER, SampleFormat, SampleWriter, csv_field};
 pub use runner::{Probe, ProbeConfig, RunningProbe, StopWhen};
 pub use sample::{ErrorKind, Outcome, Sample};
 pub use summary::{LatencySummary, Outage, Report, ReportHeader, TargetSummary, outages};

@@ -109,8 +109,9 @@ impl SampleWriter {
     }
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv_field(text: &str) -> String {
+/// Quotes a CSV field when it holds a comma, a quote or a line break (RFC 4180); the
+/// lab's sample tables use it too.
+pub fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
