@@ -2,6 +2,8 @@
 //! holds one rendered timeline per scenario and form, and a screenshot is a picture
 //! (not blank, with the failure marks' red and the endpoints' colours in it).
 //!
+//! The page comes from the writers' fixture and from a real short run of the lab.
+//!
 //! Needs the `chromium` package (Debian; `./dev.sh setup` and `.ci/run` install it).
 //! Without it the test fails under CI (`CI` set) and is skipped loudly elsewhere.
 
@@ -11,7 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use pgcalm_lab::lab::report;
+use pgcalm_lab::lab::results::{LabResults, Outcome};
+use pgcalm_lab::lab::{LabOptions, run_lab};
+use pgcalm_testkit::TestDb;
 
 /// Longest a page load may take before Chromium is killed (it normally takes ~2 s; the
 /// margin is for a loaded 2-core machine).
@@ -112,14 +119,11 @@ fn near(p: [u8; 4], rgb: [u8; 3]) -> bool {
     p.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 24)
 }
 
-#[test]
-fn report_html_renders_its_timelines_in_headless_chromium() {
-    let Some(bin) = require_chromium() else {
-        return;
-    };
-    let results = report_fixture::lab_results();
-    let dir = tempfile::tempdir().unwrap();
-    let files = report::write_report(&results, &dir.path().join("lab-report")).unwrap();
+/// Loads `results`' report.html in headless Chromium: the DOM holds every timeline with
+/// its markers, and a screenshot shows a page with the charts' colours (red where
+/// requests failed). Returns the screenshot's path inside `dir`.
+fn check_in_chromium(bin: &Path, results: &LabResults, dir: &Path) -> PathBuf {
+    let files = report::write_report(results, &dir.join("lab-report")).unwrap();
     let forms: Vec<String> = results
         .scenarios
         .iter()
@@ -129,11 +133,18 @@ fn report_html_renders_its_timelines_in_headless_chromium() {
                 .map(move |f| format!("timeline-{}-{}", s.name, f.key()))
         })
         .collect();
+    let failures = results
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.forms)
+        .flat_map(|f| &f.samples)
+        .filter(|s| s.outcome != Outcome::Ok)
+        .count();
 
     // The DOM after load: every timeline is there, as SVG with its markers.
     let dom = run_chromium(
-        &bin,
-        &dir.path().join("chromium-dom"),
+        bin,
+        &dir.join("chromium-dom"),
         &files.html,
         &["--dump-dom".into()],
     );
@@ -150,24 +161,28 @@ fn report_html_renders_its_timelines_in_headless_chromium() {
     for id in &forms {
         assert!(dom.contains(&format!("id=\"{id}\"")), "missing {id}");
     }
-    assert!(
-        dom.contains("class=\"fail timeout\""),
+    assert_eq!(
+        dom.contains("class=\"fail "),
+        failures > 0,
         "failure marks in the DOM"
     );
-    assert!(dom.contains("class=\"migration-start\""));
+    assert_eq!(
+        dom.matches("class=\"migration-start\"").count(),
+        forms.len()
+    );
     assert!(
         !dom.contains("This page contains the following errors"),
         "parse errors in the page"
     );
 
     // The picture: the page's size, not blank, and the charts' colours drawn.
-    let shot = dir.path().join("report.png");
+    let shot = dir.join("report.png");
     let flags = [
         format!("--screenshot={}", shot.display()),
         "--window-size=1400,3000".into(),
         "--hide-scrollbars".into(),
     ];
-    run_chromium(&bin, &dir.path().join("chromium-shot"), &files.html, &flags);
+    run_chromium(bin, &dir.join("chromium-shot"), &files.html, &flags);
     let (width, height, pixels) = decode_png(&shot);
     assert_eq!((width, height), (1400, 3000));
     let mut colours: Vec<[u8; 4]> = pixels.clone();
@@ -180,21 +195,74 @@ fn report_html_renders_its_timelines_in_headless_chromium() {
     );
     let count = |rgb: [u8; 3]| pixels.iter().filter(|p| near(**p, rgb)).count();
     assert!(
-        count([0xD7, 0x19, 0x1C]) > 200,
-        "red failure marks are drawn"
-    );
-    assert!(
-        count([0x00, 0x72, 0xB2]) > 200,
+        count([0x00, 0x72, 0xB2]) > 100,
         "the first endpoint's points are drawn"
     );
+    if failures > 0 {
+        assert!(
+            count([0xD7, 0x19, 0x1C]) > 100,
+            "red failure marks are drawn"
+        );
+    }
     assert!(
         count([0xFF, 0xFF, 0xFF]) < pixels.len() * 98 / 100,
         "mostly white: nothing drawn"
     );
     if let Some(keep) = std::env::var_os("PGCALM_KEEP_REPORT") {
-        let keep = PathBuf::from(keep);
+        let keep = PathBuf::from(keep).join(dir.file_name().unwrap());
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::copy(&shot, keep.join("report.png")).unwrap();
-        std::fs::copy(&files.html, keep.join("report.html")).unwrap();
+        for file in [&files.html, &files.markdown, &files.json] {
+            std::fs::copy(file, keep.join(file.file_name().unwrap())).unwrap();
+        }
     }
+    shot
+}
+
+#[test]
+fn report_html_renders_its_timelines_in_headless_chromium() {
+    let Some(bin) = require_chromium() else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("fixture")
+        .tempdir()
+        .unwrap();
+    check_in_chromium(&bin, &report_fixture::lab_results(), dir.path());
+}
+
+/// The seed's scenario run for real (a few thousand rows, the risky transaction held
+/// open as on a bigger table, so the probe sees the blocking), reported, and rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_lab_run_renders_in_headless_chromium() {
+    let Some(bin) = require_chromium() else {
+        return;
+    };
+    let db = TestDb::new().await;
+    let dir = tempfile::Builder::new()
+        .prefix("real-run")
+        .tempdir()
+        .unwrap();
+    let opts = LabOptions {
+        rows: 5_000,
+        scenarios: vec!["add_index".into()],
+        work_dir: dir.path().join("work"),
+        hold: Some(Duration::from_millis(3500)),
+        baseline: Duration::from_secs(1),
+        seed_streams: 1,
+        database_label: "test database".into(),
+        ..LabOptions::default()
+    };
+    let results = run_lab(db.target(), &opts, Arc::new(|_| {}), Default::default())
+        .await
+        .unwrap();
+    let risky = &results.scenario("add_index").unwrap().forms[0];
+    assert!(
+        risky.samples.iter().any(|s| s.outcome != Outcome::Ok),
+        "the held risky build shows failures to draw"
+    );
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || check_in_chromium(&bin, &results, &path))
+        .await
+        .unwrap();
 }

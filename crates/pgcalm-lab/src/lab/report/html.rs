@@ -40,6 +40,7 @@ pub fn render_html(results: &LabResults) -> String {
     if let Some(step5) = tables::step5_table(results) {
         h.push_str("<h2>Step 5, measured: risky vs safe index build</h2>\n");
         table_html(&mut h, &step5);
+        let _ = writeln!(h, "<p>{}</p>", inline(&tables::blocked_meaning()));
     }
     if let Some(note) = &results.pool_topology_note {
         let _ = writeln!(

@@ -14,10 +14,7 @@ pub fn render_markdown(results: &LabResults) -> String {
     if let Some(step5) = tables::step5_table(results) {
         md.push_str("\n## Step 5, measured: risky vs safe index build\n\n");
         md.push_str(&step5.to_markdown());
-        md.push_str(
-            "\n\"Blocks\" means requests failed, timed out, or waited past the lock timeout + 1 s \
-             during the migration; the time is the longest stretch without a successful answer.\n",
-        );
+        let _ = write!(md, "\n{}\n", tables::blocked_meaning());
     }
     if let Some(note) = &results.pool_topology_note {
         let _ = write!(md, "\n### Shared pool vs separate pools\n\n{note}\n");

@@ -11,6 +11,7 @@ use crate::lab::results::{
 
 use super::format::{form_label, ms, seconds};
 use super::xml_escape as esc;
+use crate::lab::verdict::HUNG_MS;
 
 const WIDTH: f64 = 1200.0;
 const LEFT: f64 = 90.0;
@@ -102,9 +103,8 @@ pub fn timeline_svg(options: &RunOptions, scenario: &ScenarioResult, run: &FormR
     }
     migration_markers(&mut s, &x, run);
     phase_band(&mut s, &x, &phases);
-    let limit_ms = run.verdict.safe_criteria.limit_ms;
     for (i, name) in endpoints.iter().enumerate() {
-        availability_lane(&mut s, &x, i, name, &run.samples, limit_ms);
+        availability_lane(&mut s, &x, i, name, &run.samples);
     }
     for (i, line) in caption.iter().enumerate() {
         let _ = write!(
@@ -681,14 +681,7 @@ fn phase_caption_lines(stretches: &[(String, Span)], start_ms: f64) -> Vec<Strin
     lines
 }
 
-fn availability_lane(
-    s: &mut String,
-    x: &TimeAxis,
-    index: usize,
-    name: &str,
-    samples: &[Sample],
-    limit_ms: f64,
-) {
+fn availability_lane(s: &mut String, x: &TimeAxis, index: usize, name: &str, samples: &[Sample]) {
     let top = LANE_TOP + index as f64 * LANE_STEP;
     let _ = write!(
         s,
@@ -713,7 +706,7 @@ fn availability_lane(
     };
     for (i, p) in mine.iter().enumerate() {
         let colour = match p.outcome {
-            Outcome::Ok if limit_ms > 0.0 && p.latency_ms > limit_ms => SLOW,
+            Outcome::Ok if p.latency_ms >= HUNG_MS => SLOW,
             Outcome::Ok => "#7FBF7B",
             Outcome::Timeout | Outcome::Error => FAIL,
         };
@@ -734,8 +727,9 @@ fn availability_lane(
     if index == 0 {
         let _ = write!(
             s,
-            r##"<text x="{LEFT}" y="{:.1}" fill="#444">availability per endpoint (each request from when it was sent): <tspan fill="#3C8C38">■ ok</tspan>  <tspan fill="{SLOW}">■ ok but slower than the lock timeout + 1 s</tspan>  <tspan fill="{FAIL}">■ failed or timed out</tspan></text>"##,
-            LANE_TOP - 8.0
+            r##"<text x="{LEFT}" y="{:.1}" fill="#444">availability per endpoint (each request from when it was sent): <tspan fill="#3C8C38">■ ok</tspan>  <tspan fill="{SLOW}">■ ok but hung {}+</tspan>  <tspan fill="{FAIL}">■ failed or timed out</tspan></text>"##,
+            LANE_TOP - 8.0,
+            ms(HUNG_MS)
         );
     }
 }

@@ -10,6 +10,7 @@ use crate::lab::results::{
 
 use super::format::{form_label, ms, seconds, yes_no_blocked};
 use super::svg::lock_wait_stretches;
+use crate::lab::verdict::HUNG_MS;
 
 /// Folder name of the seed's scenario (add an index on `large_email.email`), the one
 /// the Step 5 table describes.
@@ -49,6 +50,16 @@ fn markdown_cell(cell: &str) -> String {
 pub fn step5_table(results: &LabResults) -> Option<Table> {
     let scenario = results.scenario(SEED_SCENARIO)?;
     Some(form_comparison_table(scenario))
+}
+
+/// What "blocks" means in the tables, in a sentence to print under them.
+pub fn blocked_meaning() -> String {
+    format!(
+        "\"Blocks\": during the migration a request failed, timed out or took longer than the lock \
+         timeout + 1 s, or the monitor saw one wait on the migration's lock. The time is the longest \
+         stretch of stalled requests (failed, timed out or slower than {}).",
+        ms(HUNG_MS)
+    )
 }
 
 /// Aspect-by-form comparison of one scenario (the Step 5 layout).
