@@ -1,12 +1,297 @@
-//! `pgcalm trace`: placeholder so the command map exists; its issue fills it in.
+//! `pgcalm trace [PATHS]`: runs each migration on a throwaway database and reports the
+//! locks it really takes (pg_locks), rewrites, scans and index builds, per statement,
+//! beside what the lock table predicted; findings carry lint's rule names and who saw
+//! them (lint, trace, both). Exit 1 when there are findings.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use pgcalm_lint::{LintOptions, PgVersion};
+use pgcalm_trace::{ScratchDb, Script, Server, TraceOptions, TraceReport, build_report, trace};
 
 use crate::context::Context;
 
 /// Flags of `pgcalm trace`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Migration files (`migrations/<app>/<NNNN>_<name>.sql`: the app's earlier
+    /// migrations run first) or plain SQL files (see --setup).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// SQL run before a traced file, untraced (the schema the migration expects, e.g. a
+    /// `pg_dump -s`); repeatable, in order.
+    #[arg(long)]
+    pub setup: Vec<PathBuf>,
+    /// Rows put into every existing table before tracing, so scans and rewrites do work.
+    #[arg(long, default_value_t = 100)]
+    pub rows: u64,
+    /// With --database-url: trace in that database even if it has tables.
+    #[arg(long)]
+    pub force: bool,
+}
 
-/// Not built yet.
-pub async fn run(_ctx: &Context, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`pgcalm trace` is not built yet")
+/// Where the traces run.
+enum Place {
+    Server(Server),
+    Given(Option<ScratchDb>),
+}
+
+/// Traces each file and prints the reports.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let mut place = match ctx.cluster() {
+        // DATABASE_URL / --database-url: a scratch database the user owns.
+        None => {
+            if args.paths.len() > 1 {
+                bail!(
+                    "with --database-url, trace one file at a time: each needs an empty database\n  \
+                     fix: give one path, or leave --database-url out to get a fresh database per file"
+                );
+            }
+            Place::Given(Some(
+                ScratchDb::given(ctx.target_unchecked()?, args.force).await?,
+            ))
+        }
+        Some(cluster) if cluster.running_pid().is_some() => Place::Server(Server::Existing {
+            admin: ctx.target_unchecked()?,
+        }),
+        Some(_) => Place::Server(
+            Server::start_throwaway().context("starting a throwaway PostgreSQL for the trace")?,
+        ),
+    };
+    let mut reports = Vec::new();
+    let mut outcome = Ok(());
+    for path in &args.paths {
+        match trace_one(&mut place, path, &args).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if let Place::Server(server) = place {
+        server.shutdown()?;
+    }
+    outcome?;
+    if ctx.json() {
+        crate::render::json(&reports)?;
+    } else {
+        for r in &reports {
+            say!("{}", render_text(r));
+        }
+    }
+    let risky = reports.iter().map(|r| r.findings.len()).sum::<usize>();
+    if risky > 0 {
+        bail!("trace found {risky} finding(s)");
+    }
+    Ok(())
+}
+
+async fn trace_one(place: &mut Place, path: &PathBuf, args: &Args) -> anyhow::Result<TraceReport> {
+    let script = Script::load(path, &args.setup)?;
+    let db = match place {
+        Place::Server(server) => server.fresh_database().await?,
+        Place::Given(db) => db.take().context("one file per given database")?,
+    };
+    let options = TraceOptions {
+        seed_rows: args.rows,
+    };
+    let traced = trace(db.target(), &script, &options).await;
+    db.dispose().await?;
+    let traced = traced?;
+    let major = traced
+        .server_version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(PgVersion::DEFAULT.0);
+    let lint_options = LintOptions {
+        pg_version: PgVersion(major),
+        ..LintOptions::default()
+    };
+    let lint = script.lint(&lint_options);
+    Ok(build_report(&script, traced, &lint, &lint_options))
+}
+
+/// `SHARE on public.large_email`, strongest first, tables before indexes.
+fn observed(locks: &[pgcalm_trace::tracer::ObservedLock]) -> String {
+    let mut l: Vec<&pgcalm_trace::tracer::ObservedLock> = locks.iter().collect();
+    l.sort_by_key(|x| {
+        (
+            !x.on_table(),
+            std::cmp::Reverse(pgcalm_trace::mode_strength(&x.mode)),
+        )
+    });
+    // One line per relation: its strongest mode.
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for x in l {
+        if seen.contains(&&x.relation) {
+            continue;
+        }
+        seen.push(&x.relation);
+        let mode =
+            pgcalm_lint::LockMode::from_name(&x.mode).map_or(x.mode.clone(), |m| m.to_string());
+        out.push(format!(
+            "{mode} on {}{}",
+            x.relation,
+            if x.granted { "" } else { " (waited)" }
+        ));
+    }
+    if out.is_empty() {
+        "none on existing relations".to_string()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// The per-statement table and the findings, for people.
+pub fn render_text(r: &TraceReport) -> String {
+    let mut out = format!(
+        "Trace of {} on PostgreSQL {}\n",
+        r.path.display(),
+        r.server_version.split_whitespace().next().unwrap_or("")
+    );
+    let seeded: Vec<String> = r
+        .seeded
+        .iter()
+        .map(|s| match &s.skipped {
+            None => format!("{} ({} rows)", s.table, s.rows),
+            Some(why) => format!("{} (not seeded: {why})", s.table),
+        })
+        .collect();
+    if !seeded.is_empty() {
+        out.push_str(&format!("existing tables: {}\n", seeded.join(", ")));
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = r
+        .statements
+        .iter()
+        .map(|s| {
+            let t = &s.trace;
+            let mut first: String = t
+                .sql
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            if first.len() < t.sql.len() {
+                first.push_str(" ...");
+            }
+            let mut effects = Vec::new();
+            if !t.rewrites.is_empty() {
+                effects.push(format!("rewrote {}", t.rewrites.join(", ")));
+            }
+            if !t.scans.is_empty() {
+                effects.push(format!("scanned {}", t.scans.join(", ")));
+            }
+            for i in &t.indexes {
+                effects.push(format!(
+                    "built {}{}",
+                    i.index,
+                    if i.valid { "" } else { " (INVALID)" }
+                ));
+            }
+            for c in &t.constraints {
+                effects.push(
+                    format!(
+                        "{} {} {}",
+                        if c.added { "added" } else { "validated" },
+                        c.kind,
+                        c.name
+                    ) + if c.added && !c.validated {
+                        " NOT VALID"
+                    } else {
+                        ""
+                    },
+                );
+            }
+            for n in &t.not_null {
+                effects.push(format!(
+                    "{}.{} NOT NULL ({})",
+                    n.table,
+                    n.column,
+                    if n.proven_by_constraint {
+                        "proven by a CHECK, no scan"
+                    } else {
+                        "scanned"
+                    }
+                ));
+            }
+            if let Some(e) = &t.error {
+                effects.push(format!("FAILED: {e}"));
+            }
+            let verdict = |risky: bool| if risky { "risky" } else { "safe" }.to_string();
+            vec![
+                t.line.to_string(),
+                first,
+                observed(&t.locks),
+                if s.predicted.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.predicted.join(", ")
+                },
+                if effects.is_empty() {
+                    "-".to_string()
+                } else {
+                    effects.join("; ")
+                },
+                crate::cmd::migrate::secs(t.duration),
+                verdict(s.lint_risky()),
+                verdict(s.trace_risky()),
+            ]
+        })
+        .collect();
+    out.push_str(&crate::render::psql_table(
+        None,
+        &[
+            "line",
+            "statement",
+            "locks taken (pg_locks)",
+            "lock table",
+            "effects",
+            "time",
+            "lint",
+            "trace",
+        ],
+        &rows,
+    ));
+    if r.not_run > 0 {
+        out.push_str(&format!(
+            "{} statement(s) not run: an earlier one failed\n",
+            r.not_run
+        ));
+    }
+    if r.findings.is_empty() {
+        out.push_str("\nNo findings: lint and trace both see nothing risky.\n");
+        return out;
+    }
+    out.push_str("\nFindings:\n");
+    for f in &r.findings {
+        let who = match f.seen_by {
+            pgcalm_lint::SeenBy::Lint => "lint",
+            pgcalm_lint::SeenBy::Trace => "trace",
+            pgcalm_lint::SeenBy::Both => "both",
+        };
+        out.push_str(&format!(
+            "  {}:{}: {} [{}] (seen by {who}): {}\n",
+            r.path.display(),
+            f.span.line,
+            f.severity,
+            f.rule,
+            f.message
+        ));
+        if !f.help.is_empty() {
+            out.push_str(&format!("    fix: {}\n", f.help));
+        }
+        if let Some(sql) = &f.fix_sql {
+            out.push_str(&format!(
+                "    safe SQL: {}\n",
+                sql.replace('\n', "\n      ")
+            ));
+        }
+    }
+    out
 }

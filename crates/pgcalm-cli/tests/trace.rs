@@ -1,0 +1,135 @@
+//! `pgcalm trace` through the real binary, in a scratch database (DATABASE_URL = an empty
+//! testkit database): the seed's risky and safe index migrations, plain SQL with
+//! --setup (a default calling a user function: only running it shows the rewrite), JSON,
+//! and the refusal of a database that is not empty.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use pgcalm_testkit::TestDb;
+
+fn trace(db: &TestDb, dir: &Path, args: &[&str]) -> Output {
+    common::pgcalm_in(dir)
+        .env("DATABASE_URL", db.url())
+        .arg("trace")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The seed's app with its 0001 and one more migration.
+fn seed_app(name: &str, sql: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("migrations/demoapp");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        common::repo_migrations().join("demoapp/0001_initial.sql"),
+        app.join("0001_initial.sql"),
+    )
+    .unwrap();
+    std::fs::write(app.join(name), sql).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_seeds_risky_index_is_seen_by_lint_and_trace() {
+    let db = TestDb::new().await;
+    let dir = seed_app(
+        "0002_add_email_index.sql",
+        "-- migrate:up\nCREATE INDEX large_email_email_idx ON large_email (email);\n",
+    );
+    let out = trace(
+        &db,
+        dir.path(),
+        &["migrations/demoapp/0002_add_email_index.sql"],
+    );
+    assert!(!out.status.success(), "findings exit 1");
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("| CREATE INDEX large_email_email_idx ON large_email (email) | SHARE on public.large_email | SHARE on large_email | built public.large_email_email_idx |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("migrations/demoapp/0002_add_email_index.sql:2: error [require-concurrent-index-creation] (seen by both)"),
+        "{text}"
+    );
+    assert!(text.contains("public.large_email (100 rows)"), "{text}");
+}
+
+#[tokio::test]
+async fn the_seeds_safe_migration_takes_share_update_exclusive_only() {
+    let db = TestDb::new().await;
+    let dir = seed_app(
+        "0002_add_email_index_concurrently.sql",
+        &std::fs::read_to_string(
+            common::repo_migrations().join("demoapp/0002_add_email_index_concurrently.sql"),
+        )
+        .unwrap(),
+    );
+    let out = trace(
+        &db,
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "migrations/demoapp/0002_add_email_index_concurrently.sql",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
+    let s = &json[0]["statements"][0];
+    assert_eq!(s["line"], 4);
+    assert_eq!(s["sampled"], true);
+    assert_eq!(s["locks"][0]["mode"], "ShareUpdateExclusiveLock");
+    assert_eq!(s["locks"][0]["relation"], "public.large_email");
+    assert_eq!(s["indexes"][0]["valid"], true);
+    assert_eq!(json[0]["findings"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn plain_sql_with_setup_shows_the_rewrite_of_a_volatile_user_function() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("schema.sql"),
+        "CREATE TABLE t (id bigint PRIMARY KEY, n int);\nCREATE FUNCTION pick() RETURNS int LANGUAGE plpgsql VOLATILE AS 'BEGIN RETURN 1; END';\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("change.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE t ADD COLUMN w int DEFAULT pick();\n",
+    )
+    .unwrap();
+    let out = trace(&db, dir.path(), &["--setup", "schema.sql", "change.sql"]);
+    let text = common::stdout(&out);
+    assert!(text.contains("rewrote public.t"), "{text}");
+    assert!(
+        text.contains("change.sql:2: error [adding-field-with-volatile-default] (seen by "),
+        "{text}"
+    );
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn a_database_with_tables_is_refused_unless_forced() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE precious (id int)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.sql"), "SELECT 1;\n").unwrap();
+    let out = trace(&db, dir.path(), &["x.sql"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("is not empty (1 user tables, e.g. public.precious)"),
+        "{err}"
+    );
+    assert!(err.contains("--force"), "{err}");
+    let out = trace(&db, dir.path(), &["--force", "x.sql"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
