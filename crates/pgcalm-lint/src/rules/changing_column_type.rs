@@ -188,7 +188,7 @@ mod tests {
         assert_snapshot!(check(RULE, sql), @"
         error[changing-column-type] 4:1
           lock: ALTER TABLE takes ACCESS EXCLUSIVE on orders: blocks reads and writes
-          ALTER COLUMN note TYPE varchar(20) rewrites orders and rebuilds its indexes under ACCESS EXCLUSIVE: varchar(50) -> varchar(20) is not binary-coercible; reads and writes wait until it ends
+          ALTER COLUMN note TYPE varchar(20) rewrites orders and rebuilds its indexes under ACCESS EXCLUSIVE: text -> varchar(20) is not binary-coercible; reads and writes wait until it ends
           help: expand and contract: add a column of the new type, keep it in step with a trigger, backfill in batches, switch the application, drop the old column
           fix:
             ALTER TABLE orders ADD COLUMN note_new varchar(20);

@@ -65,7 +65,7 @@ mod tests {
     fn drop_an_existing_table() {
         assert_snapshot!(check(RULE, "DROP TABLE events;"), @"
         error[dropping-table] 1:1
-          lock: DROP takes ACCESS EXCLUSIVE on events: blocks reads and writes
+          lock: DROP TABLE takes ACCESS EXCLUSIVE on events: blocks reads and writes
           DROP TABLE events: application code already running that still queries events fails, and its rows are gone
           help: first deploy code that no longer uses the table (and drop foreign keys to it explicitly), then drop it and say so with `-- pgcalm:ignore dropping-table <why it is unused>`
         ");

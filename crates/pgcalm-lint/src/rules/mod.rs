@@ -4,15 +4,31 @@
 
 use crate::engine::Rule;
 
+mod adding_exclusion_constraint;
+mod adding_field_with_volatile_default;
+mod adding_not_null_column_without_default;
 mod adding_primary_key;
+mod adding_serial_column;
+mod adding_stored_generated_column;
 mod adding_unique_constraint;
+mod backfill_in_ddl_transaction;
+mod changing_column_type;
 mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
+mod dropping_column;
+mod dropping_table;
 mod missing_lock_timeout;
+mod prefer_jsonb;
 mod primary_key_using_index_nullable;
+pub(crate) mod recipe;
+mod reindex_non_concurrent;
+mod renaming_column;
+mod renaming_table;
 mod require_concurrent_index_creation;
 mod require_concurrent_index_deletion;
 mod setting_not_null;
+mod table_rewrite_command;
+mod unbatched_backfill;
 mod unique_like;
 
 /// Every rule, in the order their findings are listed for one statement.
@@ -26,6 +42,21 @@ pub static ALL: &[&Rule] = &[
     &adding_primary_key::RULE,
     &primary_key_using_index_nullable::RULE,
     &setting_not_null::RULE,
+    &adding_field_with_volatile_default::RULE,
+    &adding_serial_column::RULE,
+    &adding_stored_generated_column::RULE,
+    &adding_not_null_column_without_default::RULE,
+    &changing_column_type::RULE,
+    &renaming_column::RULE,
+    &renaming_table::RULE,
+    &dropping_column::RULE,
+    &dropping_table::RULE,
+    &adding_exclusion_constraint::RULE,
+    &backfill_in_ddl_transaction::RULE,
+    &unbatched_backfill::RULE,
+    &table_rewrite_command::RULE,
+    &prefer_jsonb::RULE,
+    &reindex_non_concurrent::RULE,
 ];
 
 /// A rule by name.
