@@ -25,7 +25,8 @@ pub struct GlobalArgs {
     /// Configuration file [default: ./pgcalm.toml when present]
     #[arg(long, global = true, env = "PGCALM_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Output format: text for people, json for tools.
+    /// Output format: text for people, json for tools (lint and trace also: github,
+    /// markdown).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -37,6 +38,10 @@ pub enum OutputFormat {
     Text,
     /// One JSON document on stdout.
     Json,
+    /// GitHub Actions workflow annotations (`pgcalm lint`, `pgcalm trace`).
+    Github,
+    /// A Markdown report for a pull-request comment (`pgcalm lint`, `pgcalm trace`).
+    Markdown,
 }
 
 /// `[database]` section of pgcalm.toml.

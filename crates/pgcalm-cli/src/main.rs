@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::context::{Context, GlobalArgs};
+use crate::context::{Context, GlobalArgs, OutputFormat};
 
 /// Zero-downtime PostgreSQL schema changes: run migrations safely, catch risky ones,
 /// and measure downtime live.
@@ -122,6 +122,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // github and markdown are report formats of the commands that report findings.
+    if matches!(
+        cli.global.format,
+        OutputFormat::Github | OutputFormat::Markdown
+    ) && !matches!(cli.command, Command::Lint(_) | Command::Trace(_))
+    {
+        eprintln!("error: --format github/markdown is only for `pgcalm lint` and `pgcalm trace`");
+        return ExitCode::from(2);
+    }
     let result = Context::load(cli.global).and_then(|ctx| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -136,6 +145,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<render::Exit>() => {
+            ExitCode::from(e.downcast_ref::<render::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             render::error(&e);
             ExitCode::FAILURE

@@ -105,6 +105,19 @@ pub fn stdout_colour() -> bool {
         && std::env::var("TERM").ok().is_none_or(|t| t != "dumb")
 }
 
+/// An error that only sets the exit code: the command already printed what went wrong
+/// (`pgcalm lint` exits 1 on findings, 2 on usage or parse errors).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,23 +38,30 @@ impl fmt::Display for PgVersion {
 
 /// The table-level lock modes, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LockMode {
     /// `SELECT`.
+    #[serde(rename = "ACCESS SHARE")]
     AccessShare,
     /// `SELECT ... FOR UPDATE`, the referenced table of `VALIDATE` (foreign key).
+    #[serde(rename = "ROW SHARE")]
     RowShare,
     /// `INSERT`, `UPDATE`, `DELETE`.
+    #[serde(rename = "ROW EXCLUSIVE")]
     RowExclusive,
     /// `CREATE INDEX CONCURRENTLY`, `VALIDATE CONSTRAINT`, `VACUUM`, `ANALYZE`.
+    #[serde(rename = "SHARE UPDATE EXCLUSIVE")]
     ShareUpdateExclusive,
     /// `CREATE INDEX`.
+    #[serde(rename = "SHARE")]
     Share,
     /// `ADD FOREIGN KEY`, `CREATE TRIGGER`.
+    #[serde(rename = "SHARE ROW EXCLUSIVE")]
     ShareRowExclusive,
     /// `REFRESH MATERIALIZED VIEW CONCURRENTLY`.
+    #[serde(rename = "EXCLUSIVE")]
     Exclusive,
     /// Most `ALTER TABLE` forms, `DROP`, `TRUNCATE`, `VACUUM FULL`.
+    #[serde(rename = "ACCESS EXCLUSIVE")]
     AccessExclusive,
 }
 

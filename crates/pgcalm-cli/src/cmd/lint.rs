@@ -1,12 +1,558 @@
-//! `pgcalm lint`: placeholder so the command map exists; its issue fills it in.
+//! `pgcalm lint [PATHS|-]`: finds risky statements before they run, with PostgreSQL's
+//! own grammar. Files or directories (every `*.sql` below, recursively; a file with a
+//! `-- migrate:up` line is a pgcalm migration file, anything else plain SQL), or stdin
+//! with `-`. Exit 0 clean, 1 findings, 2 usage or parse errors.
+//!
+//! The renderers ([`render_reports`]) are shared with `pgcalm trace`.
 
-use crate::context::Context;
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, MietteError,
+    MietteSpanContents, SourceCode, SourceSpan, SpanContents,
+};
+use pgcalm_lint::{Finding, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy};
+use pgcalm_migrate::safety::{SourceKind, lint_source};
+
+use crate::context::{Context, OutputFormat};
+use crate::render::Exit;
 
 /// Flags of `pgcalm lint`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// SQL files or directories (every *.sql below, recursively); `-` reads stdin
+    /// [default: the migrations directory]
+    pub paths: Vec<PathBuf>,
+    /// PostgreSQL major version the SQL will run on [default: [lint] pg_version, or 15]
+    #[arg(long, value_name = "MAJOR")]
+    pub pg_version: Option<u32>,
+    /// Plain SQL files are run inside one transaction by the tool that applies them
+    /// (Flyway, some Rails setups)
+    #[arg(long)]
+    pub assume_in_transaction: bool,
+    /// Schema SQL of the existing tables (`pg_dump --schema-only`), so lint knows column
+    /// types and NOT NULL columns [default: [lint] schema]
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// List the rules and exit
+    #[arg(long)]
+    pub list_rules: bool,
+}
 
-/// Not built yet.
-pub async fn run(_ctx: &Context, _args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`pgcalm lint` is not built yet")
+/// `[lint]` section of pgcalm.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LintSection {
+    /// Rules switched off.
+    #[serde(default)]
+    disable: Vec<String>,
+    /// Rules switched on (including ones off by default).
+    #[serde(default)]
+    enable: Vec<String>,
+    pg_version: Option<u32>,
+    assume_in_transaction: Option<bool>,
+    schema: Option<PathBuf>,
+}
+
+/// One linted file, ready to render.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    /// As given (or found under a directory); `<stdin>` for `-`.
+    pub path: String,
+    /// Its text (the spans point into it).
+    pub source: Arc<str>,
+    /// `migration` or `plain_sql`.
+    pub kind: SourceKind,
+    /// Statements linted.
+    pub statements: usize,
+    /// Findings and ignored findings.
+    pub result: LintResult,
+}
+
+/// Runs `pgcalm lint`.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if args.list_rules {
+        print!("{}", list_rules());
+        return Ok(());
+    }
+    let (reports, failed) = match lint_all(ctx, &args) {
+        Ok(x) => x,
+        Err(e) => {
+            crate::render::error(&e);
+            return Err(Exit(2).into());
+        }
+    };
+    let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
+    let out = render_reports(&reports, ctx.format, fancy);
+    say!("{}", out.trim_end_matches('\n'));
+    if failed {
+        return Err(Exit(2).into());
+    }
+    if reports.iter().any(|r| !r.result.findings.is_empty()) {
+        return Err(Exit(1).into());
+    }
+    Ok(())
+}
+
+/// Lints every file; parse errors are printed (stderr) as they come and make the
+/// second value true.
+fn lint_all(ctx: &Context, args: &Args) -> anyhow::Result<(Vec<FileReport>, bool)> {
+    let options = options(ctx, args)?;
+    let paths = if args.paths.is_empty() {
+        vec![ctx.migrations_dir().to_path_buf()]
+    } else {
+        args.paths.clone()
+    };
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for p in &paths {
+        if p.as_os_str() == "-" {
+            files.push(("<stdin>".into(), p.clone()));
+        } else if p.is_dir() {
+            let mut found = Vec::new();
+            sql_files_under(p, &mut found)
+                .with_context(|| format!("reading directory {}", p.display()))?;
+            found.sort();
+            files.extend(found.into_iter().map(|f| (f.display().to_string(), f)));
+        } else if p.is_file() {
+            files.push((p.display().to_string(), p.clone()));
+        } else {
+            bail!(
+                "{}: no such file or directory (give .sql files, directories, or - for stdin)",
+                p.display()
+            );
+        }
+    }
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for (name, path) in files {
+        let source = if name == "<stdin>" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading SQL from stdin")?;
+            s
+        } else {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {name}"))?
+        };
+        match lint_source(Path::new(&name), &source, &options) {
+            Ok(lint) => reports.push(FileReport {
+                path: name,
+                source: source.into(),
+                kind: lint.kind,
+                statements: lint.statements,
+                result: lint.result,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok((reports, failed))
+}
+
+fn sql_files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            sql_files_under(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Flags > pgcalm.toml `[lint]` > defaults.
+fn options(ctx: &Context, args: &Args) -> anyhow::Result<LintOptions> {
+    let section: LintSection = ctx.section("lint")?;
+    for name in section.disable.iter().chain(&section.enable) {
+        if pgcalm_lint::rules::by_name(name).is_none() {
+            bail!(
+                "pgcalm.toml [lint]: unknown rule `{name}`; the rules are: {}",
+                pgcalm_lint::rules::ALL
+                    .iter()
+                    .map(|r| r.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let schema = match args.schema.clone().or(section.schema) {
+        Some(path) => {
+            let sql = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the schema {}", path.display()))?;
+            let schema = Schema::from_sql(&sql).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}:{}{}: SQL syntax error in the schema: {}\n  {}",
+                    path.display(),
+                    e.line,
+                    e.column.map(|c| format!(":{c}")).unwrap_or_default(),
+                    e.message,
+                    e.excerpt
+                )
+            })?;
+            Some(Arc::new(schema))
+        }
+        None => None,
+    };
+    Ok(LintOptions {
+        pg_version: PgVersion(
+            args.pg_version
+                .or(section.pg_version)
+                .unwrap_or(PgVersion::DEFAULT.0),
+        ),
+        assume_in_transaction: args.assume_in_transaction
+            || section.assume_in_transaction.unwrap_or(false),
+        rules: RuleSelection {
+            disable: section.disable.into_iter().collect(),
+            enable: section.enable.into_iter().collect(),
+        },
+        schema,
+    })
+}
+
+fn list_rules() -> String {
+    let rows: Vec<Vec<String>> = pgcalm_lint::rules::ALL
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.to_string(),
+                r.severity.to_string(),
+                if r.default_on { "on" } else { "off" }.to_string(),
+                r.summary.to_string(),
+            ]
+        })
+        .collect();
+    crate::render::psql_table(None, &["rule", "severity", "default", "catches"], &rows)
+}
+
+/// Renders lint (or trace) reports in a format: text (miette snippets; colours when
+/// `fancy`), json, github annotations, markdown.
+pub fn render_reports(reports: &[FileReport], format: OutputFormat, fancy: bool) -> String {
+    match format {
+        OutputFormat::Text => render_text(reports, fancy),
+        OutputFormat::Json => render_json(reports),
+        OutputFormat::Github => render_github(reports),
+        OutputFormat::Markdown => render_markdown(reports),
+    }
+}
+
+struct Totals {
+    files: usize,
+    statements: usize,
+    errors: usize,
+    warnings: usize,
+    ignored: usize,
+}
+
+fn totals(reports: &[FileReport]) -> Totals {
+    let findings = || reports.iter().flat_map(|r| &r.result.findings);
+    Totals {
+        files: reports.len(),
+        statements: reports.iter().map(|r| r.statements).sum(),
+        errors: findings()
+            .filter(|f| f.severity == pgcalm_lint::Severity::Error)
+            .count(),
+        warnings: findings()
+            .filter(|f| f.severity == pgcalm_lint::Severity::Warning)
+            .count(),
+        ignored: reports.iter().map(|r| r.result.ignored.len()).sum(),
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+fn summary_line(t: &Totals) -> String {
+    let mut s = format!(
+        "{}, {}: ",
+        plural(t.files, "file"),
+        plural(t.statements, "statement")
+    );
+    if t.errors + t.warnings == 0 {
+        s.push_str("no risky statements");
+    } else {
+        s.push_str(&format!(
+            "{}, {}",
+            plural(t.errors, "error"),
+            plural(t.warnings, "warning")
+        ));
+    }
+    if t.ignored > 0 {
+        s.push_str(&format!(
+            " ({} ignored by -- pgcalm:ignore)",
+            plural(t.ignored, "finding")
+        ));
+    }
+    s
+}
+
+fn seen_by_note(f: &Finding) -> Option<&'static str> {
+    match f.seen_by {
+        SeenBy::Lint => None,
+        SeenBy::Trace => Some("seen by trace only"),
+        SeenBy::Both => Some("seen by lint and trace"),
+    }
+}
+
+/// A file's text for miette that reads only the lines around a span, so rendering
+/// many findings of a big file stays linear.
+#[derive(Debug)]
+struct FileSource {
+    name: String,
+    text: Arc<str>,
+}
+
+impl SourceCode for FileSource {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let text: &str = &self.text;
+        let start = span.offset().min(text.len());
+        let end = (span.offset() + span.len()).min(text.len());
+        let mut from = text[..start].rfind('\n').map_or(0, |p| p + 1);
+        for _ in 0..before {
+            if from == 0 {
+                break;
+            }
+            from = text[..from - 1].rfind('\n').map_or(0, |p| p + 1);
+        }
+        let mut to = text[end..].find('\n').map_or(text.len(), |p| end + p);
+        for _ in 0..after {
+            if to >= text.len() {
+                break;
+            }
+            to = text[to + 1..].find('\n').map_or(text.len(), |p| to + 1 + p);
+        }
+        let window = &text[from..to];
+        let shifted = SourceSpan::new((start - from).into(), end - start);
+        let inner = window.read_span(&shifted, before, after)?;
+        let first_line = text[..from].matches('\n').count();
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            SourceSpan::new((inner.span().offset() + from).into(), inner.span().len()),
+            inner.line() + first_line,
+            inner.column(),
+            inner.line_count() + first_line,
+        )))
+    }
+}
+
+fn render_text(reports: &[FileReport], fancy: bool) -> String {
+    let theme = if fancy {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false);
+    let mut out = String::new();
+    for r in reports {
+        for f in &r.result.findings {
+            let mut help = f.help.clone();
+            if let Some(sql) = &f.fix_sql {
+                help.push_str("\nsafe SQL:\n");
+                for line in sql.lines() {
+                    let _ = writeln!(help, "    {line}");
+                }
+            }
+            if let Some(note) = seen_by_note(f) {
+                let _ = write!(help, "\n({note})");
+            }
+            let label = f.lock_label().unwrap_or_else(|| f.statement.clone());
+            let diagnostic = MietteDiagnostic::new(f.message.clone())
+                .with_code(f.rule)
+                .with_severity(match f.severity {
+                    pgcalm_lint::Severity::Error => miette::Severity::Error,
+                    pgcalm_lint::Severity::Warning => miette::Severity::Warning,
+                })
+                .with_help(help.trim_end().to_string())
+                .with_label(LabeledSpan::new_with_span(
+                    Some(label),
+                    SourceSpan::new(f.span.start.into(), f.span.end - f.span.start),
+                ));
+            let report = miette::Report::new(diagnostic).with_source_code(FileSource {
+                name: r.path.clone(),
+                text: r.source.clone(),
+            });
+            let _ = handler.render_report(&mut out, report.as_ref());
+            out.push('\n');
+        }
+    }
+    out.push_str(&summary_line(&totals(reports)));
+    out.push('\n');
+    out
+}
+
+fn render_json(reports: &[FileReport]) -> String {
+    let t = totals(reports);
+    let files: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "path": r.path,
+                "kind": r.kind,
+                "statements": r.statements,
+                "findings": r.result.findings,
+                "ignored": r.result.ignored,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "files": files,
+        "summary": {
+            "files": t.files,
+            "statements": t.statements,
+            "errors": t.errors,
+            "warnings": t.warnings,
+            "ignored": t.ignored,
+        },
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// GitHub's workflow-command escaping for a property value or message.
+fn gh_escape(s: &str, property: bool) -> String {
+    let s = s
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    if property {
+        s.replace(':', "%3A").replace(',', "%2C")
+    } else {
+        s
+    }
+}
+
+fn render_github(reports: &[FileReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        for f in &r.result.findings {
+            let level = match f.severity {
+                pgcalm_lint::Severity::Error => "error",
+                pgcalm_lint::Severity::Warning => "warning",
+            };
+            let mut message = f.message.clone();
+            if let Some(label) = f.lock_label() {
+                let _ = write!(message, "\n{label}");
+            }
+            let _ = write!(message, "\nhelp: {}", f.help);
+            if let Some(sql) = &f.fix_sql {
+                let _ = write!(message, "\nsafe SQL:\n{sql}");
+            }
+            let (end_line, end_column) = end_position(&r.source, f);
+            let _ = writeln!(
+                out,
+                "::{level} file={},line={},col={},endLine={end_line},endColumn={end_column},title={}::{}",
+                gh_escape(&r.path, true),
+                f.span.line,
+                f.span.column,
+                gh_escape(&format!("pgcalm {}", f.rule), true),
+                gh_escape(&message, false)
+            );
+        }
+    }
+    out.push_str(&summary_line(&totals(reports)));
+    out.push('\n');
+    out
+}
+
+fn end_position(source: &str, f: &Finding) -> (usize, usize) {
+    let text = &source[f.span.start..f.span.end];
+    let lines = text.matches('\n').count();
+    let last = text.rsplit('\n').next().unwrap_or("").chars().count();
+    if lines == 0 {
+        (f.span.line, f.span.column + last)
+    } else {
+        (f.span.line + lines, last + 1)
+    }
+}
+
+fn render_markdown(reports: &[FileReport]) -> String {
+    let t = totals(reports);
+    let mut out = String::from("## pgcalm lint\n\n");
+    let _ = writeln!(
+        out,
+        "{} {}\n",
+        if t.errors + t.warnings == 0 {
+            "✅"
+        } else {
+            "❌"
+        },
+        summary_line(&t)
+    );
+    for r in reports {
+        let mark = if r.result.findings.is_empty() {
+            "✅"
+        } else {
+            "❌"
+        };
+        let _ = writeln!(
+            out,
+            "### {mark} `{}` ({}, {})\n",
+            r.path,
+            match r.kind {
+                SourceKind::Migration => "pgcalm migration",
+                SourceKind::PlainSql => "plain SQL",
+            },
+            plural(r.statements, "statement")
+        );
+        if r.result.findings.is_empty() {
+            continue;
+        }
+        out.push_str("| Line | Rule | Lock | Blocks | Finding |\n|---|---|---|---|---|\n");
+        for f in &r.result.findings {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` ({}) | {} | {} | {} |",
+                f.span.line,
+                f.rule,
+                f.severity,
+                f.lock.map(|l| l.to_string()).unwrap_or_default(),
+                if f.lock.is_some() {
+                    f.blocks.to_string()
+                } else {
+                    String::new()
+                },
+                f.message.replace('|', "\\|")
+            );
+        }
+        out.push('\n');
+        for f in &r.result.findings {
+            let _ = writeln!(
+                out,
+                "<details><summary>line {}: <code>{}</code></summary>\n\n```sql\n{}\n```\n\n{}",
+                f.span.line,
+                f.rule,
+                &r.source[f.span.start..f.span.end],
+                f.help
+            );
+            if let Some(sql) = &f.fix_sql {
+                let _ = writeln!(out, "\nSafe SQL:\n\n```sql\n{sql}\n```");
+            }
+            if let Some(note) = seen_by_note(f) {
+                let _ = writeln!(out, "\n_{note}_");
+            }
+            out.push_str("\n</details>\n\n");
+        }
+    }
+    out
 }

@@ -1,0 +1,254 @@
+//! `pgcalm lint` with the real binary: the seed's risky and safe migrations, every output
+//! format, exit codes (0 clean, 1 findings, 2 usage or parse error), ignore directives,
+//! stdin, directories, pgcalm.toml rules, the PostgreSQL version.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{pgcalm_in, stderr, stdout};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `pgcalm lint ARGS` in `dir`; returns (exit code, stdout, stderr).
+fn lint_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = pgcalm_in(dir).arg("lint").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
+}
+
+fn write(dir: &Path, name: &str, sql: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, sql).unwrap();
+}
+
+#[test]
+fn the_seed_risky_index_as_plain_sql_needs_concurrently_and_a_lock_timeout() {
+    let (code, out, err) = lint_in(&repo(), &["examples/lint/risky_create_index.sql"]);
+    assert_eq!(code, 1, "{err}");
+    insta::assert_snapshot!("seed_risky_text", out);
+}
+
+#[test]
+fn the_seed_safe_migration_is_clean() {
+    let (code, out, err) = lint_in(
+        &repo(),
+        &["migrations/demoapp/0002_add_email_index_concurrently.sql"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    insta::assert_snapshot!(out, @"1 file, 2 statements: no risky statements");
+}
+
+#[test]
+fn json_github_and_markdown_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "migrations/app/0003_fk.sql",
+        "-- migrate:up\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n\n-- migrate:down\nALTER TABLE orders DROP CONSTRAINT orders_user_fk;\n",
+    );
+    let (code, json, _) = lint_in(dir.path(), &["--format", "json", "migrations"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("formats_json", json);
+    let (code, github, _) = lint_in(dir.path(), &["--format", "github", "migrations"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("formats_github", github);
+    let (code, markdown, _) = lint_in(dir.path(), &["--format", "markdown", "migrations"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("formats_markdown", markdown);
+}
+
+#[test]
+fn a_syntax_error_is_exit_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.sql",
+        "SET lock_timeout = '2s';\nALTER TABLE t ADD CONSTRAINT c CHECK a > 0;\n",
+    );
+    write(dir.path(), "good.sql", "SELECT 1;\n");
+    let (code, out, err) = lint_in(dir.path(), &["bad.sql", "good.sql"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("bad.sql:2:38: SQL syntax error: syntax error at or near \"a\""),
+        "{err}"
+    );
+    // The other file is still linted and reported.
+    assert!(out.contains("1 file, 1 statement"), "{out}");
+}
+
+#[test]
+fn usage_errors_are_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = lint_in(dir.path(), &["missing.sql"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("missing.sql: no such file or directory"),
+        "{err}"
+    );
+    let out = pgcalm_in(dir.path())
+        .args(["--format", "github", "showmigrations"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("only for `pgcalm lint` and `pgcalm trace`"));
+    let (code, _, err) = lint_in(dir.path(), &["--nonsense"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn ignore_directives_need_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "with_reason.sql",
+        "SET lock_timeout = '2s';\n-- pgcalm:ignore require-concurrent-index-creation audit_log is empty until the feature ships\nCREATE INDEX audit_log_at ON audit_log (at);\n",
+    );
+    let (code, out, _) = lint_in(dir.path(), &["with_reason.sql"]);
+    assert_eq!(code, 0, "{out}");
+    insta::assert_snapshot!(out, @"1 file, 2 statements: no risky statements (1 finding ignored by -- pgcalm:ignore)");
+
+    write(
+        dir.path(),
+        "without_reason.sql",
+        "SET lock_timeout = '2s';\nCREATE INDEX audit_log_at ON audit_log (at); -- pgcalm:ignore require-concurrent-index-creation\n",
+    );
+    let (code, out, _) = lint_in(dir.path(), &["--format", "json", "without_reason.sql"]);
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rules: Vec<&str> = doc["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        ["invalid-ignore", "require-concurrent-index-creation"]
+    );
+}
+
+#[test]
+fn stdin_directories_and_migration_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pgcalm_in(dir.path())
+        .args(["lint", "--format", "json", "-"])
+        .write_stdin("DROP INDEX users_email_idx;\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["files"][0]["path"], "<stdin>");
+    assert_eq!(
+        doc["files"][0]["findings"][1]["rule"],
+        "require-concurrent-index-deletion"
+    );
+
+    // A directory: every *.sql below; the migration file's CONCURRENTLY section needs
+    // transaction:false, its tables created in the section are new.
+    write(
+        dir.path(),
+        "db/a/0001_t.sql",
+        "-- migrate:up\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\n",
+    );
+    write(
+        dir.path(),
+        "db/b/nested/0002_i.sql",
+        "-- migrate:up\nCREATE INDEX CONCURRENTLY u_a ON u (a);\n",
+    );
+    write(dir.path(), "db/notes.txt", "CREATE INDEX x ON y (z);");
+    let (code, out, _) = lint_in(dir.path(), &["--format", "json", "db"]);
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let files: Vec<(&str, &str, usize)> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap(),
+                f["kind"].as_str().unwrap(),
+                f["findings"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("db/a/0001_t.sql", "migration", 0),
+            ("db/b/nested/0002_i.sql", "migration", 1)
+        ]
+    );
+    assert_eq!(
+        doc["files"][1]["findings"][0]["rule"],
+        "concurrently-in-transaction"
+    );
+}
+
+#[test]
+fn pgcalm_toml_turns_rules_off_and_names_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "x.sql", "CREATE INDEX i ON t (a);\n");
+    write(
+        dir.path(),
+        "pgcalm.toml",
+        "[lint]\ndisable = [\"missing-lock-timeout\"]\n",
+    );
+    let (code, out, _) = lint_in(dir.path(), &["--format", "json", "x.sql"]);
+    assert_eq!(code, 1);
+    assert_eq!(out.matches("\"rule\"").count(), 1, "{out}");
+    assert!(out.contains("require-concurrent-index-creation"));
+
+    write(
+        dir.path(),
+        "pgcalm.toml",
+        "[lint]\ndisable = [\"no-such-rule\"]\n",
+    );
+    let (code, _, err) = lint_in(dir.path(), &["x.sql"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown rule `no-such-rule`"), "{err}");
+}
+
+#[test]
+fn assume_in_transaction_and_pg_version() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "cic.sql",
+        "CREATE INDEX CONCURRENTLY i ON t (a);\n",
+    );
+    assert_eq!(lint_in(dir.path(), &["cic.sql"]).0, 0);
+    let (code, out, _) = lint_in(
+        dir.path(),
+        &["--assume-in-transaction", "--format", "json", "cic.sql"],
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("concurrently-in-transaction"), "{out}");
+
+    // A validated CHECK (col IS NOT NULL) lets SET NOT NULL skip its scan from PG12.
+    write(
+        dir.path(),
+        "not_null.sql",
+        "SET lock_timeout = '2s';\n\
+         ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;\n\
+         ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;\n\
+         ALTER TABLE users ALTER COLUMN email SET NOT NULL;\n",
+    );
+    assert_eq!(lint_in(dir.path(), &["not_null.sql"]).0, 0);
+    let (code, out, _) = lint_in(
+        dir.path(),
+        &["--pg-version", "11", "--format", "json", "not_null.sql"],
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("setting-not-null"), "{out}");
+}
+
+#[test]
+fn list_rules() {
+    let (code, out, _) = lint_in(&repo(), &["--list-rules"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("missing-lock-timeout"), "{out}");
+    assert!(out.contains("setting-not-null"), "{out}");
+}
