@@ -14,7 +14,7 @@ pub enum Server {
     /// A running server (the embedded cluster); `admin` reaches any of its databases.
     Existing {
         /// A target on it (its database name is replaced).
-        admin: Target,
+        admin: Box<Target>,
     },
     /// A cluster started for this trace only.
     Throwaway {
@@ -46,7 +46,7 @@ impl Server {
     pub async fn fresh_database(&self) -> Result<ScratchDb, TraceError> {
         let name = format!("pgcalm_trace_{:08x}", rand::random::<u32>());
         let base = match self {
-            Server::Existing { admin } => admin.clone(),
+            Server::Existing { admin } => (**admin).clone(),
             Server::Throwaway { port, .. } => Target::embedded(*port, "postgres"),
         };
         let target = base.with_dbname(&name);

@@ -562,7 +562,10 @@ impl Tracer<'_> {
             // New by oid and by name: a rewrite rebuilds the table's indexes under new
             // oids, and `ADD PRIMARY KEY USING INDEX` renames one.
             if self.existing.contains_key(&i.table_oid)
-                && !last.indexes.iter().any(|p| p.name == i.name || p.oid == i.oid)
+                && !last
+                    .indexes
+                    .iter()
+                    .any(|p| p.name == i.name || p.oid == i.oid)
             {
                 traced.indexes.push(IndexBuilt {
                     index: i.name.clone(),

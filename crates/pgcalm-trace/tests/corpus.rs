@@ -11,9 +11,7 @@ use futures_util::StreamExt;
 use pgcalm_lint::{LintOptions, PgVersion, SeenBy};
 use pgcalm_testkit::TestDb;
 use pgcalm_trace::report::LOCK_TABLE_MISMATCH;
-use pgcalm_trace::{
-    Evidence, Script, TraceOptions, TraceReport, build_report, evidence_for, trace,
-};
+use pgcalm_trace::{Evidence, Script, TraceOptions, build_report, evidence_for, trace};
 
 #[derive(serde::Deserialize)]
 struct Expected {
@@ -81,7 +79,6 @@ struct Outcome {
     /// `file:rule` disagreements found.
     disagreements: Vec<String>,
     mismatches: Vec<String>,
-    report: TraceReport,
 }
 
 async fn run_case(case: Case) -> Outcome {
@@ -137,7 +134,6 @@ async fn run_case(case: Case) -> Outcome {
         case: case.file,
         disagreements,
         mismatches,
-        report,
     }
 }
 

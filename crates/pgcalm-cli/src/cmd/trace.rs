@@ -52,7 +52,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             ))
         }
         Some(cluster) if cluster.running_pid().is_some() => Place::Server(Server::Existing {
-            admin: ctx.target_unchecked()?,
+            admin: Box::new(ctx.target_unchecked()?),
         }),
         Some(_) => Place::Server(
             Server::start_throwaway().context("starting a throwaway PostgreSQL for the trace")?,
