@@ -15,7 +15,9 @@ use miette::{
     GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, MietteError,
     MietteSpanContents, SourceCode, SourceSpan, SpanContents,
 };
-use pgcalm_lint::{Finding, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy};
+use pgcalm_lint::{
+    Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy,
+};
 use pgcalm_migrate::safety::{SourceKind, lint_source};
 
 use crate::context::{Context, OutputFormat};
@@ -314,6 +316,7 @@ fn seen_by_note(f: &Finding) -> Option<&'static str> {
 struct FileSource {
     name: String,
     text: Arc<str>,
+    lines: Arc<LineIndex>,
 }
 
 impl SourceCode for FileSource {
@@ -343,7 +346,7 @@ impl SourceCode for FileSource {
         let window = &text[from..to];
         let shifted = SourceSpan::new((start - from).into(), end - start);
         let inner = window.read_span(&shifted, before, after)?;
-        let first_line = text[..from].matches('\n').count();
+        let first_line = self.lines.line_col(text, from).0 - 1;
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),
@@ -366,6 +369,7 @@ fn render_text(reports: &[FileReport], fancy: bool) -> String {
         .with_links(false);
     let mut out = String::new();
     for r in reports {
+        let lines = Arc::new(LineIndex::new(&r.source));
         for f in &r.result.findings {
             let mut help = f.help.clone();
             if let Some(sql) = &f.fix_sql {
@@ -392,6 +396,7 @@ fn render_text(reports: &[FileReport], fancy: bool) -> String {
             let report = miette::Report::new(diagnostic).with_source_code(FileSource {
                 name: r.path.clone(),
                 text: r.source.clone(),
+                lines: lines.clone(),
             });
             let _ = handler.render_report(&mut out, report.as_ref());
             out.push('\n');
