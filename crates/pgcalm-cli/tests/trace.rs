@@ -51,8 +51,15 @@ async fn the_seeds_risky_index_is_seen_by_lint_and_trace() {
         text.contains("| CREATE INDEX large_email_email_idx ON large_email (email) | SHARE on public.large_email | SHARE on large_email | built public.large_email_email_idx |"),
         "{text}"
     );
+    // Lint's renderer, with who saw it.
     assert!(
-        text.contains("migrations/demoapp/0002_add_email_index.sql:2: error [require-concurrent-index-creation] (seen by both)"),
+        text.contains("require-concurrent-index-creation")
+            && text.contains("[migrations/demoapp/0002_add_email_index.sql:2:1]")
+            && text.contains("(seen by lint and trace)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 file, 1 statement: 1 error, 0 warnings"),
         "{text}"
     );
     assert!(text.contains("public.large_email (100 rows)"), "{text}");
@@ -79,13 +86,14 @@ async fn the_seeds_safe_migration_takes_share_update_exclusive_only() {
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
-    let s = &json[0]["statements"][0];
+    let s = &json["traces"][0]["statements"][0];
     assert_eq!(s["line"], 4);
     assert_eq!(s["sampled"], true);
     assert_eq!(s["locks"][0]["mode"], "ShareUpdateExclusiveLock");
     assert_eq!(s["locks"][0]["relation"], "public.large_email");
     assert_eq!(s["indexes"][0]["valid"], true);
-    assert_eq!(json[0]["findings"], serde_json::json!([]));
+    assert_eq!(json["files"][0]["findings"], serde_json::json!([]));
+    assert_eq!(json["summary"]["errors"], 0);
 }
 
 #[tokio::test]
@@ -106,9 +114,10 @@ async fn plain_sql_with_setup_shows_the_rewrite_of_a_volatile_user_function() {
     let text = common::stdout(&out);
     assert!(text.contains("rewrote public.t"), "{text}");
     assert!(
-        text.contains("change.sql:2: error [adding-field-with-volatile-default] (seen by "),
+        text.contains("adding-field-with-volatile-default") && text.contains("[change.sql:2:1]"),
         "{text}"
     );
+    assert!(text.contains("seen by"), "{text}");
     assert!(!out.status.success());
 }
 

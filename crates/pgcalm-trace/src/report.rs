@@ -125,6 +125,10 @@ pub struct TraceReport {
     pub statements: Vec<StatementReport>,
     /// Statements not run because an earlier one failed.
     pub not_run: usize,
+    /// A pgcalm migration file (not plain SQL).
+    pub migration: bool,
+    /// Lint's findings suppressed by `-- pgcalm:ignore`.
+    pub ignored: Vec<pgcalm_lint::Ignored>,
 }
 
 /// Combines a trace with lint's findings on the same file.
@@ -202,6 +206,8 @@ pub fn build_report(
         findings,
         statements,
         not_run: total.saturating_sub(traced_count),
+        migration: script.migration.is_some(),
+        ignored: lint.ignored.clone(),
     }
 }
 

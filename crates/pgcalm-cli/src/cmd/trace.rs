@@ -1,15 +1,21 @@
 //! `pgcalm trace [PATHS]`: runs each migration on a throwaway database and reports the
 //! locks it really takes (pg_locks), rewrites, scans and index builds, per statement,
 //! beside what the lock table predicted; findings carry lint's rule names and who saw
-//! them (lint, trace, both). Exit 1 when there are findings.
+//! them (lint, trace, both), rendered by `pgcalm lint`'s renderer in every format (text,
+//! json, github, markdown). Exit 1 when there are findings.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use pgcalm_lint::{LintOptions, PgVersion};
+use pgcalm_lint::{LintOptions, LintResult, PgVersion};
+use pgcalm_migrate::SourceKind;
 use pgcalm_trace::{ScratchDb, Script, Server, TraceOptions, TraceReport, build_report, trace};
 
-use crate::context::Context;
+use crate::cmd::lint::{FileReport, render_reports};
+use crate::context::{Context, OutputFormat};
+use crate::render::Exit;
 
 /// Flags of `pgcalm trace`.
 #[derive(Debug, clap::Args)]
@@ -73,18 +79,53 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         server.shutdown()?;
     }
     outcome?;
-    if ctx.json() {
-        crate::render::json(&reports)?;
-    } else {
-        for r in &reports {
-            say!("{}", render_text(r));
+    let lint_view: Vec<FileReport> = reports.iter().map(file_report).collect();
+    let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
+    let findings = render_reports(&lint_view, ctx.format, fancy);
+    let out = match ctx.format {
+        OutputFormat::Text => {
+            let tables: Vec<String> = reports.iter().map(render_table).collect();
+            format!(
+                "{}
+{findings}",
+                tables.join("\n")
+            )
         }
-    }
-    let risky = reports.iter().map(|r| r.findings.len()).sum::<usize>();
-    if risky > 0 {
-        bail!("trace found {risky} finding(s)");
+        OutputFormat::Markdown => {
+            let tables: Vec<String> = reports.iter().map(render_markdown_table).collect();
+            format!("{findings}\n## pgcalm trace\n\n{}", tables.join("\n"))
+        }
+        // Lint's document (files, findings with seen_by, summary) plus what was traced.
+        OutputFormat::Json => {
+            let mut doc: serde_json::Value = serde_json::from_str(&findings)?;
+            doc["traces"] = serde_json::to_value(&reports)?;
+            serde_json::to_string_pretty(&doc)?
+        }
+        OutputFormat::Github => findings,
+    };
+    say!("{}", out.trim_end_matches('\n'));
+    if reports.iter().any(|r| !r.findings.is_empty()) {
+        return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// A trace report as lint's renderer takes it: the same findings, `seen_by` filled in.
+fn file_report(r: &TraceReport) -> FileReport {
+    FileReport {
+        path: r.path.display().to_string(),
+        source: Arc::from(r.source.as_str()),
+        kind: if r.migration {
+            SourceKind::Migration
+        } else {
+            SourceKind::PlainSql
+        },
+        statements: r.statements.len() + r.not_run,
+        result: LintResult {
+            findings: r.findings.clone(),
+            ignored: r.ignored.clone(),
+        },
+    }
 }
 
 async fn trace_one(place: &mut Place, path: &PathBuf, args: &Args) -> anyhow::Result<TraceReport> {
@@ -145,27 +186,10 @@ fn observed(locks: &[pgcalm_trace::tracer::ObservedLock]) -> String {
     }
 }
 
-/// The per-statement table and the findings, for people.
-pub fn render_text(r: &TraceReport) -> String {
-    let mut out = format!(
-        "Trace of {} on PostgreSQL {}\n",
-        r.path.display(),
-        r.server_version.split_whitespace().next().unwrap_or("")
-    );
-    let seeded: Vec<String> = r
-        .seeded
-        .iter()
-        .map(|s| match &s.skipped {
-            None => format!("{} ({} rows)", s.table, s.rows),
-            Some(why) => format!("{} (not seeded: {why})", s.table),
-        })
-        .collect();
-    if !seeded.is_empty() {
-        out.push_str(&format!("existing tables: {}\n", seeded.join(", ")));
-    }
-    out.push('\n');
-    let rows: Vec<Vec<String>> = r
-        .statements
+/// One row per traced statement: line, statement, locks taken, lock table, effects,
+/// time, lint's verdict, the trace's.
+fn statement_rows(r: &TraceReport) -> Vec<Vec<String>> {
+    r.statements
         .iter()
         .map(|s| {
             let t = &s.trace;
@@ -195,30 +219,21 @@ pub fn render_text(r: &TraceReport) -> String {
                 ));
             }
             for c in &t.constraints {
-                effects.push(
-                    format!(
-                        "{} {} {}",
-                        if c.added { "added" } else { "validated" },
-                        c.kind,
-                        c.name
-                    ) + if c.added && !c.validated {
-                        " NOT VALID"
-                    } else {
-                        ""
-                    },
-                );
+                let verb = if c.added { "added" } else { "validated" };
+                let not_valid = if c.added && !c.validated {
+                    " NOT VALID"
+                } else {
+                    ""
+                };
+                effects.push(format!("{verb} {} {}{not_valid}", c.kind, c.name));
             }
             for n in &t.not_null {
-                effects.push(format!(
-                    "{}.{} NOT NULL ({})",
-                    n.table,
-                    n.column,
-                    if n.proven_by_constraint {
-                        "proven by a CHECK, no scan"
-                    } else {
-                        "scanned"
-                    }
-                ));
+                let how = if n.proven_by_constraint {
+                    "proven by a CHECK, no scan"
+                } else {
+                    "scanned"
+                };
+                effects.push(format!("{}.{} NOT NULL ({how})", n.table, n.column));
             }
             if let Some(e) = &t.error {
                 effects.push(format!("FAILED: {e}"));
@@ -243,55 +258,67 @@ pub fn render_text(r: &TraceReport) -> String {
                 verdict(s.trace_risky()),
             ]
         })
+        .collect()
+}
+
+const HEADERS: [&str; 8] = [
+    "line",
+    "statement",
+    "locks taken (pg_locks)",
+    "lock table",
+    "effects",
+    "time",
+    "lint",
+    "trace",
+];
+
+fn header(r: &TraceReport) -> String {
+    let mut out = format!(
+        "Trace of {} on PostgreSQL {}\n",
+        r.path.display(),
+        r.server_version.split_whitespace().next().unwrap_or("")
+    );
+    let seeded: Vec<String> = r
+        .seeded
+        .iter()
+        .map(|s| match &s.skipped {
+            None => format!("{} ({} rows)", s.table, s.rows),
+            Some(why) => format!("{} (not seeded: {why})", s.table),
+        })
         .collect();
-    out.push_str(&crate::render::psql_table(
-        None,
-        &[
-            "line",
-            "statement",
-            "locks taken (pg_locks)",
-            "lock table",
-            "effects",
-            "time",
-            "lint",
-            "trace",
-        ],
-        &rows,
-    ));
+    if !seeded.is_empty() {
+        out.push_str(&format!("existing tables: {}\n", seeded.join(", ")));
+    }
     if r.not_run > 0 {
         out.push_str(&format!(
             "{} statement(s) not run: an earlier one failed\n",
             r.not_run
         ));
     }
-    if r.findings.is_empty() {
-        out.push_str("\nNo findings: lint and trace both see nothing risky.\n");
-        return out;
-    }
-    out.push_str("\nFindings:\n");
-    for f in &r.findings {
-        let who = match f.seen_by {
-            pgcalm_lint::SeenBy::Lint => "lint",
-            pgcalm_lint::SeenBy::Trace => "trace",
-            pgcalm_lint::SeenBy::Both => "both",
-        };
-        out.push_str(&format!(
-            "  {}:{}: {} [{}] (seen by {who}): {}\n",
-            r.path.display(),
-            f.span.line,
-            f.severity,
-            f.rule,
-            f.message
-        ));
-        if !f.help.is_empty() {
-            out.push_str(&format!("    fix: {}\n", f.help));
-        }
-        if let Some(sql) = &f.fix_sql {
-            out.push_str(&format!(
-                "    safe SQL: {}\n",
-                sql.replace('\n', "\n      ")
-            ));
-        }
+    out
+}
+
+/// The header and the per-statement table, for people (findings follow, from lint's
+/// renderer).
+pub fn render_table(r: &TraceReport) -> String {
+    format!(
+        "{}\n{}",
+        header(r),
+        crate::render::psql_table(None, &HEADERS, &statement_rows(r))
+    )
+}
+
+/// The same as a Markdown table, for a pull-request comment.
+fn render_markdown_table(r: &TraceReport) -> String {
+    let mut out = format!(
+        "{}\n| {} |\n|{}\n",
+        header(r),
+        HEADERS.join(" | "),
+        "---|".repeat(HEADERS.len())
+    );
+    for row in statement_rows(r) {
+        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
 }
