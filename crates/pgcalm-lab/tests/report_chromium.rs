@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use pgcalm_lab::lab::report;
+use pgcalm_lab::lab::report::{self, svg};
 use pgcalm_lab::lab::results::{LabResults, Outcome};
 use pgcalm_lab::lab::{LabOptions, run_lab};
 use pgcalm_testkit::TestDb;
@@ -127,11 +127,7 @@ fn check_in_chromium(bin: &Path, results: &LabResults, dir: &Path) -> PathBuf {
     let forms: Vec<String> = results
         .scenarios
         .iter()
-        .flat_map(|s| {
-            s.forms
-                .iter()
-                .map(move |f| format!("timeline-{}-{}", s.name, f.key()))
-        })
+        .flat_map(|s| s.forms.iter().map(move |f| svg::timeline_id(s, f)))
         .collect();
     let failures = results
         .scenarios

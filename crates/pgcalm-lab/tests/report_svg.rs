@@ -55,13 +55,10 @@ fn every_form_has_exactly_one_timeline_in_the_page() {
     let expected: Vec<String> = results
         .scenarios
         .iter()
-        .flat_map(|s| {
-            s.forms
-                .iter()
-                .map(move |f| format!("timeline-{}-{}", s.name, f.key()))
-        })
+        .flat_map(|s| s.forms.iter().map(move |f| svg::timeline_id(s, f)))
         .collect();
     assert_eq!(ids, expected);
+    assert_eq!(ids[0], "timeline-add_index-risky-shared");
 }
 
 #[test]

@@ -142,6 +142,22 @@ fn stats(requests: u64, ok: u64, timed_out: u64, errors: u64, p: [f64; 4]) -> Wi
     }
 }
 
+fn endpoint(
+    name: &str,
+    role: EndpointRole,
+    baseline: WindowStats,
+    migration: WindowStats,
+    longest_outage: Option<Span>,
+) -> EndpointSummary {
+    EndpointSummary {
+        endpoint: name.into(),
+        role,
+        baseline,
+        migration,
+        longest_outage,
+    }
+}
+
 fn blocking(stretch_s: f64) -> Blocking {
     Blocking {
         blocked: stretch_s > 0.0,
@@ -307,44 +323,44 @@ fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
             vec![],
         )),
         endpoints: vec![
-            EndpointSummary {
-                endpoint: "list_large".into(),
-                role: EndpointRole::Read,
-                baseline: stats(20, 20, 0, 0, [3.2, 3.2, 3.2, 3.2]),
-                migration: if shared {
+            endpoint(
+                "list_large",
+                EndpointRole::Read,
+                stats(20, 20, 0, 0, [3.2, 3.2, 3.2, 3.2]),
+                if shared {
                     stats(30, 4, 26, 0, [3000.0, 3000.0, 3000.0, 3000.0])
                 } else {
                     stats(30, 30, 0, 0, [4.8, 4.8, 4.8, 4.8])
                 },
-                longest_outage: shared.then_some(Span {
+                shared.then_some(Span {
                     start_ms: m0 + 800.0,
                     end_ms: m1,
                 }),
-            },
-            EndpointSummary {
-                endpoint: "add_large".into(),
-                role: EndpointRole::Write,
-                baseline: stats(20, 20, 0, 0, [4.1, 4.1, 4.1, 4.1]),
-                migration: stats(30, 0, 30, 0, [3000.0, 3000.0, 3000.0, 3000.0]),
-                longest_outage: Some(Span {
+            ),
+            endpoint(
+                "add_large",
+                EndpointRole::Write,
+                stats(20, 20, 0, 0, [4.1, 4.1, 4.1, 4.1]),
+                stats(30, 0, 30, 0, [3000.0, 3000.0, 3000.0, 3000.0]),
+                Some(Span {
                     start_ms: m0,
                     end_ms: m1,
                 }),
-            },
-            EndpointSummary {
-                endpoint: "lookup".into(),
-                role: EndpointRole::Lookup,
-                baseline: stats(2, 2, 0, 0, [340.0, 340.0, 340.0, 340.0]),
-                migration: if shared {
+            ),
+            endpoint(
+                "lookup",
+                EndpointRole::Lookup,
+                stats(2, 2, 0, 0, [340.0, 340.0, 340.0, 340.0]),
+                if shared {
                     stats(3, 0, 3, 0, [3000.0, 3000.0, 3000.0, 3000.0])
                 } else {
                     stats(3, 3, 0, 0, [340.0, 340.0, 340.0, 340.0])
                 },
-                longest_outage: shared.then_some(Span {
+                shared.then_some(Span {
                     start_ms: m0,
                     end_ms: m1,
                 }),
-            },
+            ),
         ],
         verdict: Verdict {
             reads: blocking(reads_blocked),
@@ -432,27 +448,27 @@ fn safe(offset_ms: f64) -> FormRun {
             vec![],
         )),
         endpoints: vec![
-            EndpointSummary {
-                endpoint: "list_large".into(),
-                role: EndpointRole::Read,
-                baseline: stats(20, 20, 0, 0, [3.2, 3.2, 3.2, 3.2]),
-                migration: stats(40, 40, 0, 0, [3.4, 5.0, 9.7, 12.0]),
-                longest_outage: None,
-            },
-            EndpointSummary {
-                endpoint: "add_large".into(),
-                role: EndpointRole::Write,
-                baseline: stats(20, 20, 0, 0, [4.1, 4.1, 4.1, 4.1]),
-                migration: stats(40, 40, 0, 0, [4.3, 6.0, 11.0, 14.0]),
-                longest_outage: None,
-            },
-            EndpointSummary {
-                endpoint: "lookup".into(),
-                role: EndpointRole::Lookup,
-                baseline: stats(2, 2, 0, 0, [340.0, 340.0, 340.0, 340.0]),
-                migration: stats(4, 4, 0, 0, [350.0, 360.0, 361.0, 361.0]),
-                longest_outage: None,
-            },
+            endpoint(
+                "list_large",
+                EndpointRole::Read,
+                stats(20, 20, 0, 0, [3.2, 3.2, 3.2, 3.2]),
+                stats(40, 40, 0, 0, [3.4, 5.0, 9.7, 12.0]),
+                None,
+            ),
+            endpoint(
+                "add_large",
+                EndpointRole::Write,
+                stats(20, 20, 0, 0, [4.1, 4.1, 4.1, 4.1]),
+                stats(40, 40, 0, 0, [4.3, 6.0, 11.0, 14.0]),
+                None,
+            ),
+            endpoint(
+                "lookup",
+                EndpointRole::Lookup,
+                stats(2, 2, 0, 0, [340.0, 340.0, 340.0, 340.0]),
+                stats(4, 4, 0, 0, [350.0, 360.0, 361.0, 361.0]),
+                None,
+            ),
         ],
         verdict: Verdict {
             reads: blocking(0.0),

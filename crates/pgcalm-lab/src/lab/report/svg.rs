@@ -62,7 +62,8 @@ pub fn timeline_svg(options: &RunOptions, scenario: &ScenarioResult, run: &FormR
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" id="timeline-{id}-{key}" data-scenario="{id}" data-form="{key}" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12" role="img" aria-label="{label}">"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" id="{timeline_id}" data-scenario="{id}" data-form="{key}" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12" role="img" aria-label="{label}">"#,
+        timeline_id = esc(&timeline_id(scenario, run)),
         id = esc(&scenario.name),
         key = run.key(),
         label = esc(&format!(
@@ -116,6 +117,11 @@ pub fn timeline_svg(options: &RunOptions, scenario: &ScenarioResult, run: &FormR
     }
     s.push_str("</svg>");
     s
+}
+
+/// The element id of a form's timeline: `timeline-add_index-risky-shared`.
+pub fn timeline_id(scenario: &ScenarioResult, run: &FormRun) -> String {
+    format!("timeline-{}-{}", scenario.name, run.key())
 }
 
 /// Probe targets in configuration order, then any other endpoint the samples name.
