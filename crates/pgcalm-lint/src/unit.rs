@@ -267,23 +267,24 @@ impl UnitState {
                     // DEFAULT / RESET: back to the server's, which is 0 by default.
                     _ => false,
                 };
-                if v.is_local {
-                    // SET LOCAL outside a transaction block only warns and does nothing.
-                    if self.in_transaction {
-                        self.local_lock_timeout = Some(value);
-                    }
-                } else {
-                    self.session_lock_timeout = value;
-                    if self.in_transaction {
-                        self.local_lock_timeout = None;
-                    }
-                }
+                self.set_lock_timeout(value, v.is_local);
             }
             NodeEnum::VariableSetStmt(v)
                 if VariableSetKind::try_from(v.kind) == Ok(VariableSetKind::VarResetAll) =>
             {
                 self.session_lock_timeout = false;
                 self.local_lock_timeout = None;
+            }
+            NodeEnum::SelectStmt(select) => {
+                // SELECT set_config('lock_timeout', '2s', is_local): what some tools emit.
+                for target in &select.target_list {
+                    if let Some(NodeEnum::ResTarget(t)) = &target.node
+                        && let Some((value, is_local)) =
+                            t.val.as_deref().and_then(set_config_lock_timeout)
+                    {
+                        self.set_lock_timeout(value, is_local);
+                    }
+                }
             }
             NodeEnum::CreateStmt(c) => self.learn_create_table(c),
             NodeEnum::CreateTableAsStmt(c) => {
@@ -333,6 +334,20 @@ impl UnitState {
             }
         } else {
             self.held.clear();
+        }
+    }
+
+    fn set_lock_timeout(&mut self, nonzero: bool, local: bool) {
+        if local {
+            // SET LOCAL outside a transaction block only warns and does nothing.
+            if self.in_transaction {
+                self.local_lock_timeout = Some(nonzero);
+            }
+        } else {
+            self.session_lock_timeout = nonzero;
+            if self.in_transaction {
+                self.local_lock_timeout = None;
+            }
         }
     }
 
@@ -501,6 +516,38 @@ impl UnitState {
             },
         );
     }
+}
+
+/// `set_config('lock_timeout', value, is_local)` -> (value is non-zero, is_local).
+fn set_config_lock_timeout(expr: &pg_query::Node) -> Option<(bool, bool)> {
+    use pg_query::protobuf::a_const::Val;
+    let NodeEnum::FuncCall(f) = expr.node.as_ref()? else {
+        return None;
+    };
+    if string_list(&f.funcname).last().map(String::as_str) != Some("set_config") {
+        return None;
+    }
+    let [name, value, local] = f.args.as_slice() else {
+        return None;
+    };
+    let constant = |n: &pg_query::Node| match n.node.as_ref() {
+        Some(NodeEnum::AConst(c)) => c.val.clone(),
+        Some(NodeEnum::TypeCast(t)) => match t.arg.as_deref().and_then(|a| a.node.as_ref()) {
+            Some(NodeEnum::AConst(c)) => c.val.clone(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match constant(name)? {
+        Val::Sval(s) if s.sval.eq_ignore_ascii_case("lock_timeout") => {}
+        _ => return None,
+    }
+    let is_local = match constant(local)? {
+        Val::Boolval(b) => b.boolval,
+        Val::Sval(s) => matches!(s.sval.to_ascii_lowercase().as_str(), "true" | "on" | "t"),
+        _ => return None,
+    };
+    Some((nonzero(value), is_local))
 }
 
 /// `col IS NOT NULL` -> `col`.

@@ -123,6 +123,20 @@ mod tests {
     }
 
     #[test]
+    fn set_config_counts_like_set() {
+        assert_snapshot!(check(RULE, "SELECT set_config('lock_timeout', '2s', false);\nDROP TABLE users;"), @"ok");
+        assert_snapshot!(check(RULE, "SELECT set_config('lock_timeout', '2s', true);\nDROP TABLE users;"), @"
+        error[missing-lock-timeout] 2:1
+          lock: DROP TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          DROP TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: set a short lock_timeout before it in the same session (and retry on timeout), so a long-running query delays the migration, not the application
+          fix:
+            SET lock_timeout = '2s';
+            DROP TABLE users;
+        ");
+    }
+
+    #[test]
     fn rollback_undoes_a_session_set_inside_the_transaction() {
         assert_snapshot!(check(RULE, "BEGIN;\nSET lock_timeout = '2s';\nROLLBACK;\nDROP TABLE users;"), @"
         error[missing-lock-timeout] 4:1
