@@ -165,7 +165,7 @@ pub fn build_report(
             findings.push(f);
         }
         for e in &seen {
-            if lint_here.iter().any(|f| evidence_for(f.rule) == *e) {
+            if lint_here.iter().any(|f| explains(evidence_for(f.rule), *e)) {
                 continue;
             }
             if let Some(f) = trace_only(&st, *e, &predicted) {
@@ -211,6 +211,14 @@ pub fn build_report(
     }
 }
 
+/// Whether a lint finding with evidence `predicted` accounts for `seen`: the same kind,
+/// or both long work under a write-blocking lock (an exclusion or unique constraint
+/// builds its index and checks the rows in one go).
+fn explains(predicted: Evidence, seen: Evidence) -> bool {
+    let long_work = |e| matches!(e, Evidence::Scan | Evidence::IndexBuild);
+    predicted == seen || (long_work(predicted) && long_work(seen))
+}
+
 /// The lock table's answer for a statement's text.
 pub fn predicted_locks(sql: &str, pg: PgVersion) -> StatementLocks {
     let parsed = pg_query::parse(sql, 0).ok();
@@ -245,9 +253,10 @@ fn observed_evidence(st: &StatementTrace) -> Vec<Evidence> {
         out.push(Evidence::Rewrite);
     }
     let scanned = st.scans.iter().any(|t| under_write_lock(t))
+        // Added validated, or validated while the transaction still holds a lock that
+        // blocks writes (VALIDATE in the transaction that added it NOT VALID).
         || st.constraints.iter().any(|c| {
-            c.added
-                && c.validated
+            c.validated
                 && c.kind != "primary key"
                 && c.kind != "unique"
                 && under_write_lock(&c.table)
