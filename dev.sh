@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # pgcalm's developer entry points. Each does all the set-up it needs.
-#   ./dev.sh demo    build pgcalm and run the main job on the embedded PostgreSQL
+#   ./dev.sh lab     build pgcalm and run `pgcalm lab` (the main job: the seed's Step 5,
+#                    measured; extra arguments go to `pgcalm lab`)
+#   ./dev.sh demo    build pgcalm and run the seed walkthrough on the embedded PostgreSQL
 #   ./dev.sh test    run the whole test suite against real PostgreSQL
-#   ./dev.sh setup   only install the prerequisites (used by the two above and CI)
+#   ./dev.sh setup   only install the prerequisites (used by the others and CI)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -48,6 +50,12 @@ setup() {
 
 case "${1:-}" in
   setup) setup ;;
+  lab)
+    setup
+    cargo build --release --locked -p pgcalm-cli
+    shift
+    target/release/pgcalm lab "$@"
+    ;;
   demo)
     setup
     cargo build --release --locked -p pgcalm-cli
@@ -59,7 +67,7 @@ case "${1:-}" in
     cargo test --workspace --locked
     ;;
   *)
-    sed -n '2,6p' "$0"
+    sed -n '2,8p' "$0"
     exit 2
     ;;
 esac
