@@ -10,7 +10,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType};
 use crate::engine::{Cx, Rule, Violation, deparse};
 use crate::finding::Severity;
 use crate::locks::{RelName, Target};
-use crate::rules::{added_constraint, alter_table_cmds, ident, rel};
+use crate::rules::{added_constraint, alter_existing_table, ident, rel};
 use crate::unit::string_list;
 
 /// The rule.
@@ -23,10 +23,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, cmds)) = alter_table_cmds(cx.node) else {
-        return Vec::new();
-    };
-    let Some(lock) = cx.existing_lock_on(&table) else {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();

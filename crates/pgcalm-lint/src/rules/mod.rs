@@ -118,13 +118,7 @@ pub(crate) fn not_null_check_recipe(
 /// The ALTER TABLE subcommands of a statement, with their subtype.
 pub(crate) fn alter_table_cmds(
     node: &pg_query::NodeEnum,
-) -> Option<(
-    crate::RelName,
-    Vec<(
-        pg_query::protobuf::AlterTableType,
-        &pg_query::protobuf::AlterTableCmd,
-    )>,
-)> {
+) -> Option<(crate::RelName, AlterCmds<'_>)> {
     use pg_query::NodeEnum;
     use pg_query::protobuf::AlterTableType;
     let NodeEnum::AlterTableStmt(a) = node else {
@@ -143,6 +137,23 @@ pub(crate) fn alter_table_cmds(
         })
         .collect();
     Some((table, cmds))
+}
+
+/// The subcommands of an `ALTER TABLE`, each with its subtype.
+pub(crate) type AlterCmds<'a> = Vec<(
+    pg_query::protobuf::AlterTableType,
+    &'a pg_query::protobuf::AlterTableCmd,
+)>;
+
+/// An `ALTER TABLE` on a table that existed before the unit: the table, its
+/// subcommands and the statement's lock on it (`None` for other statements and for
+/// tables created earlier in the unit).
+pub(crate) fn alter_existing_table<'a>(
+    cx: &crate::Cx<'a>,
+) -> Option<(crate::RelName, AlterCmds<'a>, &'a crate::RelationLock)> {
+    let (table, cmds) = alter_table_cmds(cx.node)?;
+    let lock = cx.existing_lock_on(&table)?;
+    Some((table, cmds, lock))
 }
 
 /// The constraint an `ADD CONSTRAINT` (or `ADD COLUMN ... constraint`) subcommand adds.
@@ -184,6 +195,18 @@ pub(crate) mod test_support {
             ..LintOptions::default()
         };
         check_with(rule, sql, UnitKind::PlainSql, &options)
+    }
+
+    /// The lines `rule` flags in plain SQL (for cases whose message is snapshotted once
+    /// elsewhere).
+    pub fn lines(rule: &str, sql: &str) -> Vec<usize> {
+        lint_sql(sql, UnitKind::PlainSql, &LintOptions::default())
+            .expect("test SQL parses")
+            .findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| f.span.line)
+            .collect()
     }
 
     /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix

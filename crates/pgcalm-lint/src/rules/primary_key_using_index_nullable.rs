@@ -8,7 +8,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::{added_constraint, alter_table_cmds, not_null_check_recipe};
+use crate::rules::{added_constraint, alter_existing_table, not_null_check_recipe};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -20,10 +20,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, cmds)) = alter_table_cmds(cx.node) else {
-        return Vec::new();
-    };
-    let Some(lock) = cx.existing_lock_on(&table) else {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();

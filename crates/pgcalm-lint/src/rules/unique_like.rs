@@ -5,7 +5,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Violation};
-use crate::rules::{added_constraint, alter_table_cmds, ident, rel};
+use crate::rules::{added_constraint, alter_existing_table, ident, rel};
 use crate::unit::string_list;
 
 /// Which key.
@@ -33,10 +33,7 @@ impl KeyKind {
 
 /// Findings for `ADD <key>` without `USING INDEX` on an existing table.
 pub(crate) fn check_key(cx: &Cx<'_>, kind: KeyKind) -> Vec<Violation> {
-    let Some((table, cmds)) = alter_table_cmds(cx.node) else {
-        return Vec::new();
-    };
-    let Some(lock) = cx.existing_lock_on(&table) else {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();
