@@ -54,6 +54,7 @@ trap cleanup EXIT
 
 step "pgcalm up; seed $ROWS rows; serve on :$PORT"
 pgcalm up >"$WORK/logs/up.log"
+pgcalm migrate demoapp 0001 >"$WORK/logs/migrate.log"
 pgcalm seed --large-count "$ROWS" >"$WORK/logs/seed.log"
 pgcalm serve --port "$PORT" >"$WORK/logs/serve.log" 2>&1 & SERVE_PID=$!
 for _ in $(seq 100); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -132,7 +133,7 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
 TABLE=$(cat <<MD
 ## Watching cost: pgcalm probe and pgcalm monitor
 
-Measured by \`bench/probe_cost.sh\` on $(date -u '+%Y-%m-%d %H:%M') UTC, commit $COMMIT, $(nproc) cores; \`pgcalm serve\` on $ROWS rows, same machine.
+Measured by \`bench/probe_cost.sh\` on $(date -u '+%Y-%m-%d %H:%M') UTC, commit $COMMIT, $(nproc) cores (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); \`pgcalm serve\` on $ROWS rows, same machine.
 
 | 5 targets every ${INTERVAL}s, ${DURATION} s | requests | CPU % of one core (steady, /proc utime+stime) | CPU % (whole command, /usr/bin/time) | goal |
 |---|---:|---:|---:|---|
