@@ -69,8 +69,22 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         return out;
     }
     let kinds: Vec<&str> = names.iter().map(|(k, _)| *k).collect();
+    // A foreign key also locks the referenced table for as long.
+    let also: String = cx
+        .existing_locks()
+        .filter(|l| l.target.table() != Some(&table))
+        .map(|l| {
+            format!(
+                " (and {} on {}: {} wait there too)",
+                l.mode,
+                l.target,
+                l.blocks()
+            )
+        })
+        .collect();
     let mut v = Violation::new(format!(
-        "ADD {} validates every row of {table} while holding {}: {} wait for the whole scan",
+        "ADD {} validates every row of {table} while holding {}: {} wait for the whole \
+         scan{also}",
         kinds.join(" and "),
         lock.mode,
         lock.blocks()
@@ -169,7 +183,7 @@ mod tests {
         assert_snapshot!(check(RULE, "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);"), @"
         error[constraint-missing-not-valid] 1:1
           lock: ALTER TABLE takes SHARE ROW EXCLUSIVE on orders: blocks writes
-          ADD FOREIGN KEY validates every row of orders while holding SHARE ROW EXCLUSIVE: writes wait for the whole scan
+          ADD FOREIGN KEY validates every row of orders while holding SHARE ROW EXCLUSIVE: writes wait for the whole scan (and SHARE ROW EXCLUSIVE on users: writes wait there too)
           help: add it NOT VALID (checked for new rows only, a short lock), then VALIDATE CONSTRAINT in a separate transaction: the scan runs under SHARE UPDATE EXCLUSIVE, which blocks no reads or writes
           fix:
             ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;
