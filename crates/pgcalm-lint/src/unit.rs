@@ -85,6 +85,9 @@ impl Schema {
         }
         for t in state.tables.values_mut() {
             t.created_in_unit = false;
+            for c in &mut t.columns {
+                c.added_in_unit = false;
+            }
         }
         Ok(Schema {
             tables: state.tables,
@@ -119,6 +122,9 @@ pub struct ColumnInfo {
     pub type_name: String,
     /// Declared NOT NULL (or part of a primary key, or SET NOT NULL later).
     pub not_null: bool,
+    /// Created in this unit (CREATE TABLE, ADD COLUMN); false for columns of the
+    /// existing schema and for existing columns the unit only altered.
+    pub added_in_unit: bool,
 }
 
 /// A table known from earlier in the unit.
@@ -451,6 +457,7 @@ impl UnitState {
                                 name: cmd.name.clone(),
                                 type_name,
                                 not_null: false,
+                                added_in_unit: false,
                             }),
                         }
                     }
@@ -464,6 +471,7 @@ impl UnitState {
                             name: cmd.name.clone(),
                             type_name: String::new(),
                             not_null,
+                            added_in_unit: false,
                         }),
                     }
                 }
@@ -587,6 +595,7 @@ fn column_info(col: &pg_query::protobuf::ColumnDef) -> ColumnInfo {
         name: col.colname.clone(),
         type_name: col.type_name.as_ref().map(type_name).unwrap_or_default(),
         not_null,
+        added_in_unit: true,
     }
 }
 
@@ -663,6 +672,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(schema.table_count(), 1);
+        assert!(
+            schema
+                .tables
+                .values()
+                .flat_map(|t| &t.columns)
+                .all(|c| !c.added_in_unit)
+        );
         let with = LintOptions {
             schema: Some(Arc::new(schema)),
             ..LintOptions::default()
