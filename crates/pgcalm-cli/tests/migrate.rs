@@ -293,7 +293,7 @@ async fn plan_sqlmigrate_and_json() {
     assert_eq!(plan["steps"][0]["statements"][0]["line"], 16);
     assert_eq!(
         plan["steps"][0]["statements"][0]["locks"][0]["mode"],
-        "ACCESS_EXCLUSIVE"
+        "ACCESS EXCLUSIVE"
     );
 
     // --format json on a real run: one event per line.
@@ -450,7 +450,7 @@ async fn notices_are_printed_with_statement_file_and_line() {
     let db = TestDb::new().await;
     let dir = app_dir(&[(
         "0001_notice.sql",
-        "-- migrate:up\nSELECT 1;\nDROP TABLE IF EXISTS nope;\n",
+        "-- migrate:up\nSELECT 1;\nDROP TABLE IF EXISTS nope; -- pgcalm:ignore dropping-table it never existed: this raises the NOTICE\n",
     )]);
     assert_eq!(
         stable(&ok(&db, dir.path(), &["migrate"])),
