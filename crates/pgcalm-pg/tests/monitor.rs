@@ -86,7 +86,7 @@ async fn reports_the_phases_of_a_concurrent_index_build() {
     let build = tokio::spawn(async move {
         builder
             .batch_execute(
-                "CREATE INDEX CONCURRENTLY big_wide_idx ON big ((repeat(md5(email), 20)))",
+                "CREATE INDEX CONCURRENTLY big_wide_idx ON big ((repeat(md5(email), 4)))",
             )
             .await
     });

@@ -92,11 +92,13 @@ pub struct DatabaseSnapshot {
     pub maintenance: Vec<MaintenanceProgress>,
 }
 
+// Ages are measured from now(), the start of the monitor's own statement, which can be a
+// moment before another session's last state change: clamped at 0.
 const SESSIONS_SQL: &str = "
 SELECT a.pid, coalesce(a.application_name, ''), a.usename::text, a.state,
        a.wait_event_type, a.wait_event,
-       extract(epoch FROM now() - a.state_change)::float8,
-       extract(epoch FROM now() - a.xact_start)::float8,
+       greatest(extract(epoch FROM now() - a.state_change), 0)::float8,
+       greatest(extract(epoch FROM now() - a.xact_start), 0)::float8,
        left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200)
   FROM pg_stat_activity a
  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
@@ -107,7 +109,7 @@ const LOCK_WAITS_SQL: &str = "
 SELECT w.pid, coalesce(a.application_name, ''), w.locktype, w.mode,
        CASE WHEN w.relation IS NOT NULL THEN w.relation::regclass::text END,
        pg_blocking_pids(w.pid),
-       extract(epoch FROM now() - w.waitstart)::float8,
+       greatest(extract(epoch FROM now() - w.waitstart), 0)::float8,
        left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200)
   FROM pg_locks w JOIN pg_stat_activity a ON a.pid = w.pid
  WHERE NOT w.granted AND a.datname = current_database() AND w.pid <> pg_backend_pid()
