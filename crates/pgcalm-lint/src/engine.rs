@@ -351,3 +351,61 @@ fn ignore_directives(source: &str, stmt: &SourceStatement) -> Vec<IgnoreDirectiv
 pub fn position(span: &Span) -> String {
     format!("{}:{}", span.line, span.column)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{LintOptions, UnitKind, lint_sql};
+
+    fn outcome(sql: &str) -> (Vec<&'static str>, Vec<(&'static str, String)>) {
+        let r = lint_sql(
+            sql,
+            UnitKind::Migration { transaction: true },
+            &LintOptions::default(),
+        )
+        .unwrap();
+        (
+            r.findings.iter().map(|f| f.rule).collect(),
+            r.ignored
+                .iter()
+                .map(|i| (i.finding.rule, i.reason.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn ignore_directives() {
+        // Line before, several rules, a reason.
+        let (findings, ignored) = outcome(
+            "-- pgcalm:ignore require-concurrent-index-creation,setting-not-null tiny table\nCREATE INDEX i ON t (a);",
+        );
+        assert_eq!(findings, Vec::<&str>::new());
+        assert_eq!(
+            ignored,
+            [(
+                "require-concurrent-index-creation",
+                "tiny table".to_string()
+            )]
+        );
+        // A block comment works too; a directive for another rule does not.
+        let (findings, _) =
+            outcome("/* pgcalm:ignore setting-not-null why */ CREATE INDEX i ON t (a);");
+        assert_eq!(findings, ["require-concurrent-index-creation"]);
+        // No reason, unknown rule, no rule: an error, and the finding stays.
+        for sql in [
+            "-- pgcalm:ignore require-concurrent-index-creation\nCREATE INDEX i ON t (a);",
+            "-- pgcalm:ignore require-concurrent-index-creatoin typo\nCREATE INDEX i ON t (a);",
+            "-- pgcalm:ignore\nCREATE INDEX i ON t (a);",
+        ] {
+            let (findings, ignored) = outcome(sql);
+            assert_eq!(
+                findings,
+                ["invalid-ignore", "require-concurrent-index-creation"],
+                "{sql}"
+            );
+            assert!(ignored.is_empty());
+        }
+        // Not a directive: another word after the prefix.
+        let (findings, _) = outcome("-- pgcalm:ignored x y\nCREATE INDEX i ON t (a);");
+        assert_eq!(findings, ["require-concurrent-index-creation"]);
+    }
+}
