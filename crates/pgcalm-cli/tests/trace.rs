@@ -142,3 +142,33 @@ async fn a_database_with_tables_is_refused_unless_forced() {
     let out = trace(&db, dir.path(), &["--force", "x.sql"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
 }
+
+#[tokio::test]
+async fn plain_sql_after_a_migration_as_setup_shows_the_missing_lock_timeout() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("risky.sql"),
+        "CREATE INDEX large_email_email_idx ON large_email (email);\n",
+    )
+    .unwrap();
+    let setup = common::repo_migrations().join("demoapp/0001_initial.sql");
+    let out = trace(
+        &db,
+        dir.path(),
+        &["--setup", setup.to_str().unwrap(), "risky.sql"],
+    );
+    let text = common::stdout(&out);
+    // The migration's up section ran (its down section, which drops the tables, did not).
+    assert!(text.contains("public.large_email (100 rows)"), "{text}");
+    assert!(text.contains("missing-lock-timeout"), "{text}");
+    assert_eq!(
+        text.matches("(seen by lint and trace)").count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("1 file, 1 statement: 2 errors, 0 warnings"),
+        "{text}"
+    );
+}

@@ -87,9 +87,7 @@ impl Script {
                     setup.extend(up_statements(&earlier));
                 }
             }
-            for f in setup_files {
-                setup.extend(plain_statements(f, &read(f)?)?);
-            }
+            setup.extend(setup_statements(setup_files)?);
             return Ok(Script {
                 path: path.to_path_buf(),
                 source,
@@ -98,9 +96,7 @@ impl Script {
                 migration: Some(file),
             });
         }
-        for f in setup_files {
-            setup.extend(plain_statements(f, &read(f)?)?);
-        }
+        setup.extend(setup_statements(setup_files)?);
         Ok(Script {
             path: path.to_path_buf(),
             statements: plain_statements(path, &source)?,
@@ -109,6 +105,21 @@ impl Script {
             migration: None,
         })
     }
+}
+
+/// The statements of `--setup` files, in order: plain SQL as written, a pgcalm migration's
+/// up section (so `--setup migrations/demoapp/0001_initial.sql` works).
+fn setup_statements(files: &[PathBuf]) -> Result<Vec<ScriptStatement>, TraceError> {
+    let mut out = Vec::new();
+    for f in files {
+        let source = read(f)?;
+        if is_migration_file(&source) {
+            out.extend(up_statements(&parse_migration("setup", f, &source)?));
+        } else {
+            out.extend(plain_statements(f, &source)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The migrations of `app` in `path`'s folder numbered below `number`, in order.
