@@ -119,6 +119,24 @@ pub fn lint_source(
             .and_then(|n| n.to_str())
             .unwrap_or("");
         let file = parse_file_unchecked(app, path, source)?;
+        // The runner refuses BEGIN/COMMIT in a migration file outright; so does lint.
+        // (CONCURRENTLY in a transactional section becomes a finding instead.)
+        let sections = [Some(&file.up), file.down.as_ref()];
+        if let Some(s) = sections
+            .into_iter()
+            .flatten()
+            .flat_map(|s| &s.statements)
+            .find(|s| s.kind.transaction_control)
+        {
+            return Err(FileError {
+                path: path.to_path_buf(),
+                line: s.line,
+                column: None,
+                kind: FileErrorKind::TransactionControl {
+                    statement: s.kind.label.clone(),
+                },
+            });
+        }
         let statements =
             file.up.statements.len() + file.down.as_ref().map(|d| d.statements.len()).unwrap_or(0);
         let mut result = LintResult::default();
@@ -261,6 +279,18 @@ mod source_tests {
         assert_eq!(
             migration.result.findings[0].rule,
             "concurrently-in-transaction"
+        );
+
+        let err = lint_source(
+            Path::new("0005_tx.sql"),
+            "-- migrate:up\nBEGIN;\nCREATE INDEX i ON t (a);\nCOMMIT;\n",
+            &LintOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            matches!(err.kind, FileErrorKind::TransactionControl { .. }),
+            "{err}"
         );
 
         let err = lint_source(
