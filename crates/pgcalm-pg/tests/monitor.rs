@@ -34,6 +34,7 @@ async fn reports_a_lock_waiter_with_its_mode_and_blocker() {
         .await
         .unwrap();
     let (_holder, holder_pid) = db.session("BEGIN; SELECT * FROM t;").await;
+    let (_idle, idle_pid) = db.session("SELECT 1").await;
     let (waiter, waiter_pid) = db.session("SET application_name = 'the-waiter'").await;
     let alter = tokio::spawn(async move { waiter.batch_execute("ALTER TABLE t ADD w int").await });
 
@@ -53,6 +54,15 @@ async fn reports_a_lock_waiter_with_its_mode_and_blocker() {
 
     let holder = s.sessions.iter().find(|a| a.pid == holder_pid).unwrap();
     assert_eq!(holder.state.as_deref(), Some("idle in transaction"));
+    assert!(holder.xact_secs.is_some_and(|s| s >= 0.0), "{holder:?}");
+    let idle = s
+        .sessions
+        .iter()
+        .find(|a| a.state.as_deref() == Some("idle"));
+    assert!(
+        idle.is_none_or(|a| a.xact_secs.is_none()),
+        "idle: no transaction"
+    );
     let waiting = s.sessions.iter().find(|a| a.pid == waiter_pid).unwrap();
     assert_eq!(waiting.wait_event_type.as_deref(), Some("Lock"));
     assert!(

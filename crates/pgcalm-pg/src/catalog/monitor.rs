@@ -92,13 +92,11 @@ pub struct DatabaseSnapshot {
     pub maintenance: Vec<MaintenanceProgress>,
 }
 
-// Ages are measured from now(), the start of the monitor's own statement, which can be a
-// moment before another session's last state change: clamped at 0.
 const SESSIONS_SQL: &str = "
 SELECT a.pid, coalesce(a.application_name, ''), a.usename::text, a.state,
        a.wait_event_type, a.wait_event,
-       greatest(extract(epoch FROM now() - a.state_change), 0)::float8,
-       greatest(extract(epoch FROM now() - a.xact_start), 0)::float8,
+       extract(epoch FROM now() - a.state_change)::float8,
+       extract(epoch FROM now() - a.xact_start)::float8,
        left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200)
   FROM pg_stat_activity a
  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
@@ -109,7 +107,7 @@ const LOCK_WAITS_SQL: &str = "
 SELECT w.pid, coalesce(a.application_name, ''), w.locktype, w.mode,
        CASE WHEN w.relation IS NOT NULL THEN w.relation::regclass::text END,
        pg_blocking_pids(w.pid),
-       greatest(extract(epoch FROM now() - w.waitstart), 0)::float8,
+       extract(epoch FROM now() - w.waitstart)::float8,
        left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200)
   FROM pg_locks w JOIN pg_stat_activity a ON a.pid = w.pid
  WHERE NOT w.granted AND a.datname = current_database() AND w.pid <> pg_backend_pid()
@@ -182,8 +180,8 @@ impl DatabaseMonitor {
                     state: r.get(3),
                     wait_event_type: r.get(4),
                     wait_event: r.get(5),
-                    state_secs: r.get(6),
-                    xact_secs: r.get(7),
+                    state_secs: age(r, 6),
+                    xact_secs: age(r, 7),
                     query: r.get(8),
                 })
                 .collect(),
@@ -196,7 +194,7 @@ impl DatabaseMonitor {
                     mode: r.get(3),
                     relation: r.get(4),
                     blocked_by: r.get(5),
-                    waiting_secs: r.get(6),
+                    waiting_secs: age(r, 6),
                     query: r.get(7),
                 })
                 .collect(),
@@ -214,6 +212,12 @@ impl DatabaseMonitor {
                 .collect(),
         })
     }
+}
+
+/// Seconds since a timestamp, from `now()`: the start of the monitor's own statement,
+/// which can be a moment before another session's last state change, so clamped at 0.
+fn age(r: &tokio_postgres::Row, column: usize) -> Option<f64> {
+    r.get::<_, Option<f64>>(column).map(|s| s.max(0.0))
 }
 
 /// One sample without keeping prepared statements (for a single look; use
