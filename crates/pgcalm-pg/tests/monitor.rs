@@ -55,14 +55,9 @@ async fn reports_a_lock_waiter_with_its_mode_and_blocker() {
     let holder = s.sessions.iter().find(|a| a.pid == holder_pid).unwrap();
     assert_eq!(holder.state.as_deref(), Some("idle in transaction"));
     assert!(holder.xact_secs.is_some_and(|s| s >= 0.0), "{holder:?}");
-    let idle = s
-        .sessions
-        .iter()
-        .find(|a| a.state.as_deref() == Some("idle"));
-    assert!(
-        idle.is_none_or(|a| a.xact_secs.is_none()),
-        "idle: no transaction"
-    );
+    let idle = s.sessions.iter().find(|a| a.pid == idle_pid).unwrap();
+    assert_eq!(idle.state.as_deref(), Some("idle"));
+    assert_eq!(idle.xact_secs, None, "idle: in no transaction");
     let waiting = s.sessions.iter().find(|a| a.pid == waiter_pid).unwrap();
     assert_eq!(waiting.wait_event_type.as_deref(), Some("Lock"));
     assert!(
