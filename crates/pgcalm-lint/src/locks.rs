@@ -1222,10 +1222,26 @@ pub fn statement_label(node: &NodeEnum) -> String {
         _ => "",
     };
     if s.is_empty() {
-        // `CreateSeqStmt` -> "CreateSeq" is good enough for a message.
-        let dbg = format!("{node:?}");
-        let name = dbg.split('(').next().unwrap_or("statement");
-        name.trim_end_matches("Stmt").to_string()
+        // `CreateSeqStmt(..)` -> "CreateSeq" is good enough for a message. The Debug
+        // output stops at its first `(`, so a big tree is not printed for nothing.
+        struct VariantName(String);
+        impl std::fmt::Write for VariantName {
+            fn write_str(&mut self, part: &str) -> std::fmt::Result {
+                match part.find('(') {
+                    Some(at) => {
+                        self.0.push_str(&part[..at]);
+                        Err(std::fmt::Error)
+                    }
+                    None => {
+                        self.0.push_str(part);
+                        Ok(())
+                    }
+                }
+            }
+        }
+        let mut name = VariantName(String::new());
+        let _ = std::fmt::write(&mut name, format_args!("{node:?}"));
+        name.0.trim_end_matches("Stmt").to_string()
     } else {
         s.to_string()
     }
