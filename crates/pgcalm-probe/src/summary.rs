@@ -24,10 +24,10 @@ pub struct LatencySummary {
 
 /// A stretch of time in which every request to a target failed.
 ///
-/// It starts when the first failing request was sent and ends when the next request that
-/// got a successful answer was sent (so it is exact to within one interval at both
-/// ends); if the run ended first, it ends when the last failure was known and
-/// `recovered` is false.
+/// It starts when the first failing request was sent and ends when the next request sent
+/// got its successful answer (a request queued behind a lock counts from the moment the
+/// lock let it through), so both ends are exact to within one interval; if the run
+/// ended first, it ends when the last failure was known and `recovered` is false.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Outage {
     /// Unix time in milliseconds.
@@ -188,7 +188,7 @@ pub fn outages(samples: &[&Sample]) -> Vec<Outage> {
     for s in samples {
         if s.is_ok() {
             if let Some((start, _, failed)) = open.take() {
-                let end = s.started_at_ms.max(start);
+                let end = s.ended_at_ms().max(start);
                 out.push(Outage {
                     start_ms: start,
                     end_ms: end,
@@ -251,9 +251,9 @@ mod tests {
         assert_eq!(o.len(), 3);
         assert_eq!(
             (o[0].start_ms, o[0].end_ms, o[0].failed_requests),
-            (1100, 1300, 2)
+            (1100, 1302, 2)
         );
-        assert_eq!((o[1].start_ms, o[1].end_ms), (1400, 1500));
+        assert_eq!((o[1].start_ms, o[1].end_ms), (1400, 1502));
         assert!(!o[2].recovered);
         assert_eq!((o[2].start_ms, o[2].end_ms), (1600, 1900));
         let target = crate::ProbeTarget::parse("t=http://127.0.0.1/").unwrap();
