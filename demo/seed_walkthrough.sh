@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The seed walkthrough (../../shared/seed/demo_commands.md) with pgcalm in place of
 # docker compose + manage.py: set-up, Steps 1-3 and 6, and the index performance check,
-# with the API watched by the seed's curl loop while each migration runs.
+# with the API watched by `pgcalm probe` (the seed's curl loop) while each migration runs.
 #
 # Usage: demo/seed_walkthrough.sh            (uses `pgcalm` from PATH)
 #   ROWS=10000000 rows in large_email (the seed's figure), PORT=8001 for the API.
@@ -27,28 +27,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The seed's Terminal 1: one request a second, --max-time 3, a line per request.
-watch_api() {  # logfile
-  while true; do
-    local t0 t1 ok
-    t0=$(date +%s.%N)
-    if curl -s --max-time 3 "$API/list_large/" | grep -q emails; then ok="✓ API responded"; else ok="✗ API blocked/timeout"; fi
-    t1=$(date +%s.%N)
-    printf '%s - %s (%.0f ms)\n' "$(date +%H:%M:%S)" "$ok" "$(echo "($t1 - $t0) * 1000" | bc -l)" >>"$1"
-    sleep 1
-  done
-}
-under_watch() {  # command... : runs it while watching the API, then summarises
-  local log="$WORK/watch.log"; : >"$log"
-  watch_api "$log" & local watcher=$!
+# The seed's Terminal 1 (a curl loop, one request a second, --max-time 3) is
+# `pgcalm probe`: the same lines on a fixed schedule, and a summary per target.
+under_watch() {  # command... : runs it while probing the API, then summarises
+  local log="$WORK/probe.log"
+  pgcalm probe "list=$API/list_large/" --interval 1s --timeout 3s >"$log" 2>&1 & local probe=$!
   sleep 1
   run "$@"
   sleep 1
-  kill "$watcher"; wait "$watcher" 2>/dev/null || true
+  kill -TERM "$probe"; wait "$probe" 2>/dev/null || true
   sed 's/^/    [Terminal 1] /' "$log"
-  local ok fail
-  ok=$(grep -c '✓' "$log" || true); fail=$(grep -c '✗' "$log" || true)
-  echo "    API during the migration: $ok responded, $fail blocked/timed out"
 }
 
 step "Setup: pgcalm up; pgcalm seed --large-count $ROWS --batch-size 10000"
