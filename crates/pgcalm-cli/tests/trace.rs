@@ -172,3 +172,42 @@ async fn plain_sql_after_a_migration_as_setup_shows_the_missing_lock_timeout() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn backwards_traces_the_down_section_after_applying_the_migration() {
+    let db = TestDb::new().await;
+    let dir = seed_app(
+        "0002_add_email_index_concurrently.sql",
+        &std::fs::read_to_string(
+            common::repo_migrations().join("demoapp/0002_add_email_index_concurrently.sql"),
+        )
+        .unwrap(),
+    );
+    let out = trace(
+        &db,
+        dir.path(),
+        &[
+            "--backwards",
+            "migrations/demoapp/0002_add_email_index_concurrently.sql",
+        ],
+    );
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{text}{}", common::stderr(&out));
+    // DROP INDEX CONCURRENTLY: SHARE UPDATE EXCLUSIVE on the table, sampled while it ran.
+    assert!(
+        text.contains("| DROP INDEX CONCURRENTLY IF EXISTS large_email_email_idx | SHARE UPDATE EXCLUSIVE on public.large_email"),
+        "{text}"
+    );
+    // The trace left its tables in the given database: a second trace there is refused.
+    let out = trace(
+        &db,
+        dir.path(),
+        &["--backwards", "migrations/demoapp/0001_initial.sql"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("is not empty"),
+        "{}",
+        common::stderr(&out)
+    );
+}

@@ -66,6 +66,17 @@ pub enum TraceError {
         cause: String,
     },
 
+    /// `--backwards` on a file without a down section (or plain SQL).
+    #[error(
+        "{} has no `-- migrate:down` section to trace\n  fix: trace it forward (without \
+         --backwards), or add a `-- migrate:down` section",
+        path.display()
+    )]
+    NoDownSection {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// A throwaway server or database could not be made.
     #[error("cannot set up the throwaway database: {0}")]
     Scratch(String),

@@ -46,6 +46,8 @@ pub struct Script {
     /// Traced, in order. A transactional migration's up section is wrapped in a
     /// BEGIN and COMMIT of its own (transaction control is executed, never reported).
     pub statements: Vec<ScriptStatement>,
+    /// Which section of a migration is traced (plain SQL: `Up`).
+    pub direction: Direction,
     /// The parsed migration when the file is a pgcalm migration file: the runner's
     /// `lock_timeout` is set before each statement, as `pgcalm migrate` would.
     pub migration: Option<MigrationFile>,
@@ -72,6 +74,16 @@ impl Script {
     /// Reads a file to trace. A pgcalm migration gets the earlier migrations of its app
     /// (same folder, lower numbers) as setup; plain SQL gets `setup_files` (run in order).
     pub fn load(path: &Path, setup_files: &[PathBuf]) -> Result<Script, TraceError> {
+        Script::load_direction(path, setup_files, Direction::Up)
+    }
+
+    /// [`Script::load`] for one direction of a pgcalm migration: `Down` applies the
+    /// migration first (untraced) and traces its down section, as unapplying it would run.
+    pub fn load_direction(
+        path: &Path,
+        setup_files: &[PathBuf],
+        direction: Direction,
+    ) -> Result<Script, TraceError> {
         let source = read(path)?;
         let mut setup = Vec::new();
         if is_migration_file(&source) {
@@ -84,16 +96,30 @@ impl Script {
             let file = parse_migration(&app, path, &source)?;
             if file.number > 0 {
                 for earlier in earlier_migrations(path, &app, file.number)? {
-                    setup.extend(up_statements(&earlier));
+                    setup.extend(section_statements(&earlier, Direction::Up));
                 }
             }
             setup.extend(setup_statements(setup_files)?);
+            if direction == Direction::Down {
+                if file.down.is_none() {
+                    return Err(TraceError::NoDownSection {
+                        path: path.to_path_buf(),
+                    });
+                }
+                setup.extend(section_statements(&file, Direction::Up));
+            }
             return Ok(Script {
                 path: path.to_path_buf(),
                 source,
                 setup,
-                statements: up_statements(&file),
+                statements: section_statements(&file, direction),
+                direction,
                 migration: Some(file),
+            });
+        }
+        if direction == Direction::Down {
+            return Err(TraceError::NoDownSection {
+                path: path.to_path_buf(),
             });
         }
         setup.extend(setup_statements(setup_files)?);
@@ -102,6 +128,7 @@ impl Script {
             statements: plain_statements(path, &source)?,
             source,
             setup,
+            direction,
             migration: None,
         })
     }
@@ -114,7 +141,10 @@ fn setup_statements(files: &[PathBuf]) -> Result<Vec<ScriptStatement>, TraceErro
     for f in files {
         let source = read(f)?;
         if is_migration_file(&source) {
-            out.extend(up_statements(&parse_migration("setup", f, &source)?));
+            out.extend(section_statements(
+                &parse_migration("setup", f, &source)?,
+                Direction::Up,
+            ));
         } else {
             out.extend(plain_statements(f, &source)?);
         }
@@ -159,8 +189,12 @@ fn earlier_migrations(
     Ok(files)
 }
 
-/// A migration's up section as sent: wrapped in BEGIN/COMMIT when transactional.
-fn up_statements(file: &MigrationFile) -> Vec<ScriptStatement> {
+/// A migration section as the runner sends it: wrapped in BEGIN/COMMIT when
+/// transactional; nothing when the migration has no such section.
+fn section_statements(file: &MigrationFile, direction: Direction) -> Vec<ScriptStatement> {
+    let Some(section) = file.section(direction) else {
+        return Vec::new();
+    };
     let lines = LineIndex::new(&file.source);
     let at_line = |line: usize, sql: &str| ScriptStatement {
         path: file.path.clone(),
@@ -174,10 +208,10 @@ fn up_statements(file: &MigrationFile) -> Vec<ScriptStatement> {
         kind: classify_sql(sql),
     };
     let mut out = Vec::new();
-    if file.up.transaction {
-        out.push(at_line(file.up.line, "BEGIN"));
+    if section.transaction {
+        out.push(at_line(section.line, "BEGIN"));
     }
-    out.extend(file.up.statements.iter().map(|s| {
+    out.extend(section.statements.iter().map(|s| {
         let (line, column) = lines.line_col(&file.source, s.offset);
         ScriptStatement {
             path: file.path.clone(),
@@ -191,8 +225,8 @@ fn up_statements(file: &MigrationFile) -> Vec<ScriptStatement> {
             kind: s.kind.clone(),
         }
     }));
-    if file.up.transaction {
-        let last = file.up.statements.last().map_or(file.up.line, |s| s.line);
+    if section.transaction {
+        let last = section.statements.last().map_or(section.line, |s| s.line);
         out.push(at_line(last, "COMMIT"));
     }
     out
@@ -254,13 +288,13 @@ pub fn plain_statements(path: &Path, source: &str) -> Result<Vec<ScriptStatement
 }
 
 impl Script {
-    /// Lint's findings on the traced file: the up section of a pgcalm migration (as
+    /// Lint's findings on the traced file: the traced section of a pgcalm migration (as
     /// the runner runs it, through `pgcalm_migrate::safety`), or the whole plain SQL file.
     pub fn lint(&self, options: &LintOptions) -> LintResult {
         match &self.migration {
             Some(file) => lint_migration_sections(file, options)
                 .into_iter()
-                .find(|(d, _)| *d == Direction::Up)
+                .find(|(d, _)| *d == self.direction)
                 .map(|(_, r)| r)
                 .unwrap_or_default(),
             None => lint_sql(&self.source, UnitKind::PlainSql, options).unwrap_or_default(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use pgcalm_lint::{LintOptions, LintResult, PgVersion};
-use pgcalm_migrate::SourceKind;
+use pgcalm_migrate::{Direction, SourceKind};
 use pgcalm_trace::{ScratchDb, Script, Server, TraceOptions, TraceReport, build_report, trace};
 
 use crate::cmd::lint::{FileReport, render_reports};
@@ -34,6 +34,9 @@ pub struct Args {
     /// With --database-url: trace in that database even if it has tables.
     #[arg(long)]
     pub force: bool,
+    /// Trace a migration's down section (what unapplying runs), after applying it.
+    #[arg(long)]
+    pub backwards: bool,
 }
 
 /// Where the traces run.
@@ -129,7 +132,12 @@ fn file_report(r: &TraceReport) -> FileReport {
 }
 
 async fn trace_one(place: &mut Place, path: &PathBuf, args: &Args) -> anyhow::Result<TraceReport> {
-    let script = Script::load(path, &args.setup)?;
+    let direction = if args.backwards {
+        Direction::Down
+    } else {
+        Direction::Up
+    };
+    let script = Script::load_direction(path, &args.setup, direction)?;
     let db = match place {
         Place::Server(server) => server.fresh_database().await?,
         Place::Given(db) => db.take().context("one file per given database")?,
