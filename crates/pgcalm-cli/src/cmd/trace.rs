@@ -70,7 +70,18 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     let mut outcome = Ok(());
     for path in &args.paths {
-        match trace_one(&mut place, path, &args).await {
+        // A spinner on a terminal: a trace takes seconds (setup, seeding, each statement).
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!("tracing {}", path.display()));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let traced = trace_one(&mut place, path, &args).await;
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+        match traced {
             Ok(r) => reports.push(r),
             Err(e) => {
                 outcome = Err(e);
