@@ -106,6 +106,8 @@ fn dies_on_closed_pipe(command: &Command) -> bool {
             | Command::Logs(_)
             | Command::Showmigrations(_)
             | Command::Sqlmigrate(_)
+            | Command::Probe(_)
+            | Command::Monitor(_)
     )
 }
 

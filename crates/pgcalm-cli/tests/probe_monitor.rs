@@ -177,3 +177,20 @@ async fn monitor_reports_a_lock_waiter_and_its_blocker() {
     }
     assert!(!insert.is_finished());
 }
+
+#[test]
+fn probe_without_an_end_stops_when_its_reader_goes_away() {
+    let bin = assert_cmd::cargo::cargo_bin("pgcalm");
+    let pipeline = format!(
+        "'{}' probe {} --interval 20ms | head -2",
+        bin.display(),
+        refused_url()
+    );
+    // `timeout` exits 124 if the probe keeps running after `head` is gone.
+    let out = std::process::Command::new("timeout")
+        .args(["60", "sh", "-c", &pipeline])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}
