@@ -7,7 +7,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType};
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::rules::added_constraint;
-use crate::rules::recipe::alter_existing;
+use crate::rules::alter_existing_table;
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -19,7 +19,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, cmds)) = alter_existing(cx) else {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
     cmds.into_iter()
@@ -32,7 +32,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             } else {
                 c.conname.clone()
             };
-            let mut v = Violation::new(format!(
+            Violation::new(format!(
                 "ADD CONSTRAINT {name} builds an exclusion index over {table} and checks every \
                  row under ACCESS EXCLUSIVE: reads and writes wait until it ends (NOT VALID is \
                  not allowed for exclusion constraints)"
@@ -41,11 +41,8 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 "no in-place safe way: create a new table with the constraint, copy the rows in \
                  batches while a trigger mirrors writes, then swap the tables in one short \
                  transaction; or enforce it in the application",
-            );
-            if let Some(lock) = cx.existing_lock_on(&table) {
-                v = v.lock(lock);
-            }
-            v
+            )
+            .lock(lock)
         })
         .collect()
 }

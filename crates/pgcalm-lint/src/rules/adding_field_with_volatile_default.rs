@@ -23,7 +23,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns)) = added_columns(cx) else {
+    let Some((table, columns, lock)) = added_columns(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -61,19 +61,18 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             fix.push('\n');
             fix.push_str(&set_not_null_safely(&table, column));
         }
-        let mut v = Violation::new(format!(
-            "ADD COLUMN {column} rewrites {table} under ACCESS EXCLUSIVE: {why}; reads and \
+        out.push(
+            Violation::new(format!(
+                "ADD COLUMN {column} rewrites {table} under ACCESS EXCLUSIVE: {why}; reads and \
              writes wait until every row is rewritten"
-        ))
-        .help(
-            "add the column without a default, then SET DEFAULT (new rows only, no \
+            ))
+            .help(
+                "add the column without a default, then SET DEFAULT (new rows only, no \
              rewrite), then fill the existing rows in short batches",
-        )
-        .fix(fix);
-        if let Some(lock) = cx.existing_lock_on(&table) {
-            v = v.lock(lock);
-        }
-        out.push(v);
+            )
+            .fix(fix)
+            .lock(lock),
+        );
     }
     out
 }

@@ -22,7 +22,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns)) = added_columns(cx) else {
+    let Some((table, columns, lock)) = added_columns(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -44,7 +44,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             ident(column),
             set_not_null_safely(&table, column),
         );
-        let mut v = Violation::new(format!(
+        out.push(Violation::new(format!(
             "ADD COLUMN {column} NOT NULL has no default: it fails if {table} has any row, and \
              afterwards every INSERT that does not name {column} (code deployed before this \
              migration) fails"
@@ -53,11 +53,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             "give it a constant DEFAULT (metadata-only from PostgreSQL 11), or add it nullable, \
              backfill, and set NOT NULL the CHECK way",
         )
-        .fix(fix);
-        if let Some(lock) = cx.existing_lock_on(&table) {
-            v = v.lock(lock);
-        }
-        out.push(v);
+        .fix(fix).lock(lock));
     }
     out
 }

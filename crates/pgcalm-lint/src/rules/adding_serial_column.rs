@@ -37,7 +37,7 @@ fn key_type(col: &ColumnDef) -> Option<String> {
 }
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns)) = added_columns(cx) else {
+    let Some((table, columns, lock)) = added_columns(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -53,21 +53,20 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             backfill(&table, column, &format!("nextval('{seq}')")),
             c = ident(column),
         );
-        let mut v = Violation::new(format!(
-            "ADD COLUMN {column} numbers every existing row of {table} from a sequence: the \
+        out.push(
+            Violation::new(format!(
+                "ADD COLUMN {column} numbers every existing row of {table} from a sequence: the \
              table is rewritten under ACCESS EXCLUSIVE and reads and writes wait until it ends"
-        ))
-        .help(
-            "add a plain nullable integer column, give it a sequence default (new rows only, \
+            ))
+            .help(
+                "add a plain nullable integer column, give it a sequence default (new rows only, \
              no rewrite), fill existing rows in short batches, then make it NOT NULL the \
              CHECK way (an identity column can then be declared with ADD GENERATED ... AS \
              IDENTITY once the default is dropped)",
-        )
-        .fix(fix);
-        if let Some(lock) = cx.existing_lock_on(&table) {
-            v = v.lock(lock);
-        }
-        out.push(v);
+            )
+            .fix(fix)
+            .lock(lock),
+        );
     }
     out
 }

@@ -19,7 +19,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns)) = added_columns(cx) else {
+    let Some((table, columns, lock)) = added_columns(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -44,7 +44,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             col.type_name.as_ref().map(type_sql).unwrap_or_default(),
             backfill(&table, column, &expr),
         );
-        let mut v = Violation::new(format!(
+        out.push(Violation::new(format!(
             "ADD COLUMN {column} GENERATED ... STORED computes {expr} for every existing row of \
              {table}: the table is rewritten under ACCESS EXCLUSIVE and reads and writes wait"
         ))
@@ -52,11 +52,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             "add a plain nullable column kept up to date by a trigger, and fill existing rows \
              in short batches (or compute the value in queries or an expression index)",
         )
-        .fix(fix);
-        if let Some(lock) = cx.existing_lock_on(&table) {
-            v = v.lock(lock);
-        }
-        out.push(v);
+        .fix(fix).lock(lock));
     }
     out
 }

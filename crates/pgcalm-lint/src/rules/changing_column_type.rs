@@ -12,10 +12,8 @@
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::recipe::{
-    BATCH, alter_existing, batches_comment, column_def, expr_sql, type_sql,
-};
-use crate::rules::{ident, rel};
+use crate::rules::recipe::{BATCH, batches_comment, column_def, expr_sql, type_sql};
+use crate::rules::{alter_existing_table, ident, rel};
 use crate::unit::type_name;
 use pg_query::protobuf::AlterTableType;
 
@@ -69,7 +67,7 @@ pub(crate) fn binary_coercible(old: &str, new: &str) -> bool {
 }
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, cmds)) = alter_existing(cx) else {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -124,15 +122,13 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             batches_comment(),
             BATCH + 1,
         );
-        let mut v = Violation::new(format!(
+        let v = Violation::new(format!(
             "ALTER COLUMN {column} TYPE {new_sql} rewrites {table} and rebuilds its indexes under \
              ACCESS EXCLUSIVE{why}; reads and writes wait until it ends"
         ))
         .help(help)
-        .fix(fix);
-        if let Some(lock) = cx.existing_lock_on(&table) {
-            v = v.lock(lock);
-        }
+        .fix(fix)
+        .lock(lock);
         out.push(v);
     }
     out

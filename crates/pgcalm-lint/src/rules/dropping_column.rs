@@ -6,7 +6,7 @@ use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::recipe::alter_existing;
+use crate::rules::alter_existing_table;
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -18,18 +18,19 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, cmds)) = alter_existing(cx) else {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
     let added_in_unit = |column: &str| {
         cx.state
             .table(&table)
-            .is_some_and(|t| t.column(column).is_some())
+            .and_then(|t| t.column(column))
+            .is_some_and(|c| c.added_in_unit)
     };
     cmds.into_iter()
         .filter(|(t, cmd)| *t == AlterTableType::AtDropColumn && !added_in_unit(&cmd.name))
         .map(|(_, cmd)| {
-            let mut v = Violation::new(format!(
+            Violation::new(format!(
                 "DROP COLUMN {} on {table}: application code already running that selects, \
                  inserts or updates {} fails (ORMs name every column they know)",
                 cmd.name, cmd.name
@@ -38,11 +39,8 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 "first deploy code that no longer uses the column (Rails ignored_columns, \
                  Django: remove the field), then drop it and say so with `-- pgcalm:ignore \
                  dropping-column <why it is unused>`",
-            );
-            if let Some(lock) = cx.existing_lock_on(&table) {
-                v = v.lock(lock);
-            }
-            v
+            )
+            .lock(lock)
         })
         .collect()
 }

@@ -7,30 +7,25 @@ use pg_query::protobuf::{
     AlterTableCmd, AlterTableType, ColumnDef, ConstrType, Constraint, TypeName,
 };
 
-use crate::RelName;
 use crate::engine::{Cx, deparse};
-use crate::rules::{alter_table_cmds, ident, rel};
+use crate::rules::{alter_existing_table, ident, rel};
+use crate::{RelName, RelationLock};
 
 /// Rows per batch in the backfills the fixes print (strong_migrations uses 10k).
 pub(crate) const BATCH: u32 = 10_000;
 
-/// The subcommands of an `ALTER TABLE` on a table that existed before the unit.
-pub(crate) fn alter_existing<'a>(
+/// The `ADD COLUMN` definitions of an `ALTER TABLE` on an existing table, and the
+/// statement's lock on it.
+pub(crate) fn added_columns<'a>(
     cx: &Cx<'a>,
-) -> Option<(RelName, Vec<(AlterTableType, &'a AlterTableCmd)>)> {
-    let (table, cmds) = alter_table_cmds(cx.node)?;
-    (!cx.is_new_table(&table)).then_some((table, cmds))
-}
-
-/// The `ADD COLUMN` definitions of an `ALTER TABLE` on an existing table.
-pub(crate) fn added_columns<'a>(cx: &Cx<'a>) -> Option<(RelName, Vec<&'a ColumnDef>)> {
-    let (table, cmds) = alter_existing(cx)?;
+) -> Option<(RelName, Vec<&'a ColumnDef>, &'a RelationLock)> {
+    let (table, cmds, lock) = alter_existing_table(cx)?;
     let columns: Vec<&ColumnDef> = cmds
         .into_iter()
         .filter(|(t, _)| *t == AlterTableType::AtAddColumn)
         .filter_map(|(_, cmd)| column_def(cmd))
         .collect();
-    (!columns.is_empty()).then_some((table, columns))
+    (!columns.is_empty()).then_some((table, columns, lock))
 }
 
 /// The column definition a subcommand carries (`ADD COLUMN`, `ALTER COLUMN TYPE`).

@@ -29,10 +29,9 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         return Vec::new();
     };
     // A table or column created earlier in the unit is not in use yet.
-    let added_in_unit = cx
-        .state
-        .table(&table)
-        .is_some_and(|t| t.created_in_unit || t.column(&r.subname).is_some());
+    let added_in_unit = cx.state.table(&table).is_some_and(|t| {
+        t.created_in_unit || t.column(&r.subname).is_some_and(|c| c.added_in_unit)
+    });
     if added_in_unit {
         return Vec::new();
     }

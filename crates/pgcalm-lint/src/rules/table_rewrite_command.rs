@@ -10,7 +10,7 @@ use pg_query::protobuf::AlterTableType;
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::{Effect, has_option};
-use crate::rules::recipe::alter_existing;
+use crate::rules::alter_existing_table;
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -35,7 +35,7 @@ fn rewrite_command(cx: &Cx<'_>) -> Option<(&'static str, &'static str)> {
         }
         NodeEnum::ClusterStmt(_) => Some(("CLUSTER", REPACK)),
         NodeEnum::AlterTableStmt(_) => {
-            let (_, cmds) = alter_existing(cx)?;
+            let (_, cmds, _) = alter_existing_table(cx)?;
             cmds.iter().find_map(|(t, _)| match t {
                 AlterTableType::AtSetTableSpace => Some((
                     "SET TABLESPACE",
