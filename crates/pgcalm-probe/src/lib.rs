@@ -40,6 +40,6 @@ pub use error::ProbeError;
 pub use out::{CSV_HEADER, SampleFormat, SampleWriter, csv_field};
 pub use runner::{Probe, ProbeConfig, RunningProbe, StopWhen};
 pub use sample::{ErrorKind, Outcome, Sample};
-pub use summary::{LatencySummary, Outage, Report, ReportHeader, TargetSummary, outages};
+pub use summary::{LatencySummary, Outage, Report, TargetSummary, outages};
 pub use target::{ProbeTarget, check_targets};
 pub use tokio_util::sync::CancellationToken;

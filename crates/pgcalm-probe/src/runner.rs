@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
 use crate::sample::{ErrorKind, Outcome, Sample};
-use crate::summary::{Report, ReportHeader};
+use crate::summary::Report;
 use crate::target::{ProbeTarget, check_targets};
 
 /// What to probe and how.
@@ -205,18 +205,16 @@ impl Probe {
             }
         }
         let ms = |d: Duration| d.as_millis() as u64;
-        Report::from_samples(
-            &config.targets,
-            &samples,
-            ReportHeader {
-                started_at_ms: ms(start_wall.duration_since(UNIX_EPOCH).unwrap_or_default()),
-                duration_ms: ms(start.elapsed()),
-                interval_ms: ms(config.interval),
-                timeout_ms: ms(config.timeout),
-                keep_alive: config.keep_alive,
-                cancelled,
-            },
-        )
+        Report {
+            started_at_ms: ms(start_wall.duration_since(UNIX_EPOCH).unwrap_or_default()),
+            duration_ms: ms(start.elapsed()),
+            interval_ms: ms(config.interval),
+            timeout_ms: ms(config.timeout),
+            keep_alive: config.keep_alive,
+            cancelled,
+            targets: Vec::new(),
+        }
+        .summarize(&config.targets, &samples)
     }
 
     /// Runs in a new task; samples arrive on [`RunningProbe::samples`] as they complete

@@ -89,48 +89,21 @@ pub struct Report {
 }
 
 impl Report {
-    /// Builds the report from every sample of a run (any order).
-    pub fn from_samples(
-        targets: &[ProbeTarget],
-        samples: &[Sample],
-        header: ReportHeader,
-    ) -> Report {
-        Report {
-            started_at_ms: header.started_at_ms,
-            duration_ms: header.duration_ms,
-            interval_ms: header.interval_ms,
-            timeout_ms: header.timeout_ms,
-            keep_alive: header.keep_alive,
-            cancelled: header.cancelled,
-            targets: targets
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let mut mine: Vec<&Sample> =
-                        samples.iter().filter(|s| s.target_index == i).collect();
-                    mine.sort_by_key(|s| s.seq);
-                    summarize(t, &mine)
-                })
-                .collect(),
-        }
+    /// Fills `targets` with one summary per configured target, from every sample of the
+    /// run (any order).
+    pub fn summarize(mut self, targets: &[ProbeTarget], samples: &[Sample]) -> Report {
+        self.targets = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut mine: Vec<&Sample> =
+                    samples.iter().filter(|s| s.target_index == i).collect();
+                mine.sort_by_key(|s| s.seq);
+                summarize(t, &mine)
+            })
+            .collect();
+        self
     }
-}
-
-/// The run-level facts of a [`Report`].
-#[derive(Debug, Clone, Copy)]
-pub struct ReportHeader {
-    /// Unix ms.
-    pub started_at_ms: u64,
-    /// Milliseconds.
-    pub duration_ms: u64,
-    /// Milliseconds.
-    pub interval_ms: u64,
-    /// Milliseconds.
-    pub timeout_ms: u64,
-    /// Keep-alive connections.
-    pub keep_alive: bool,
-    /// Cancelled run.
-    pub cancelled: bool,
 }
 
 /// Summarizes one target's samples, given in schedule order.
