@@ -5,7 +5,7 @@
 //! json, github, markdown). Exit 1 when there are findings.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -42,7 +42,7 @@ pub struct Args {
 /// Where the traces run.
 enum Place {
     Server(Server),
-    Given(Option<ScratchDb>),
+    Given(Option<Box<ScratchDb>>),
 }
 
 /// Traces each file and prints the reports.
@@ -56,9 +56,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                      fix: give one path, or leave --database-url out to get a fresh database per file"
                 );
             }
-            Place::Given(Some(
+            Place::Given(Some(Box::new(
                 ScratchDb::given(ctx.target_unchecked()?, args.force).await?,
-            ))
+            )))
         }
         Some(cluster) if cluster.running_pid().is_some() => Place::Server(Server::Existing {
             admin: Box::new(ctx.target_unchecked()?),
@@ -142,7 +142,7 @@ fn file_report(r: &TraceReport) -> FileReport {
     }
 }
 
-async fn trace_one(place: &mut Place, path: &PathBuf, args: &Args) -> anyhow::Result<TraceReport> {
+async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Result<TraceReport> {
     let direction = if args.backwards {
         Direction::Down
     } else {
@@ -151,7 +151,7 @@ async fn trace_one(place: &mut Place, path: &PathBuf, args: &Args) -> anyhow::Re
     let script = Script::load_direction(path, &args.setup, direction)?;
     let db = match place {
         Place::Server(server) => server.fresh_database().await?,
-        Place::Given(db) => db.take().context("one file per given database")?,
+        Place::Given(db) => *db.take().context("one file per given database")?,
     };
     let options = TraceOptions {
         seed_rows: args.rows,
