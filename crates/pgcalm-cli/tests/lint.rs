@@ -252,3 +252,37 @@ fn list_rules() {
     assert!(out.contains("missing-lock-timeout"), "{out}");
     assert!(out.contains("setting-not-null"), "{out}");
 }
+
+#[test]
+fn locks_shows_every_statement_and_the_down_section_may_drop_what_up_created() {
+    // The seed's first migration: its down section drops the tables its up section
+    // created, which is what rolling it back means, so there are no findings; --locks
+    // still shows what each statement takes.
+    let (code, out, err) = lint_in(&repo(), &["--locks", "migrations/demoapp/0001_initial.sql"]);
+    assert_eq!(code, 0, "{out}{err}");
+    insta::assert_snapshot!(out, @"
+                    Locks taken by migrations/demoapp/0001_initial.sql
+     line |  statement   |            lock             | on | blocks | rewrite | scan
+    ------+--------------+-----------------------------+----+--------+---------+------
+     3    | CREATE TABLE | none on pre-existing tables |    |        |         |
+     9    | CREATE TABLE | none on pre-existing tables |    |        |         |
+     16   | DROP TABLE   | none on pre-existing tables |    |        |         |
+     17   | DROP TABLE   | none on pre-existing tables |    |        |         |
+
+    1 file, 4 statements: no risky statements
+    ");
+    let (code, out, _) = lint_in(
+        &repo(),
+        &[
+            "--locks",
+            "--format",
+            "json",
+            "examples/lint/risky_create_index.sql",
+        ],
+    );
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lock = &doc["files"][0]["locks"][0]["locks"][0];
+    assert_eq!(lock["mode"], "SHARE");
+    assert_eq!(lock["target"]["name"]["name"], "large_email");
+}

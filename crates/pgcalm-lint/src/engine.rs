@@ -179,6 +179,20 @@ pub struct Ignored {
     pub reason: String,
 }
 
+/// One statement and the locks it takes on relations that existed before the unit
+/// (the lock table's answer, with tables created earlier in the unit left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementLockReport {
+    /// Where it is.
+    pub span: Span,
+    /// What it is (`CREATE INDEX`).
+    pub statement: String,
+    /// Its locks on existing relations, strongest first (empty: it blocks no one).
+    pub locks: Vec<RelationLock>,
+    /// PostgreSQL refuses it inside a transaction block.
+    pub outside_transaction: bool,
+}
+
 /// What linting a unit produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LintResult {
@@ -191,19 +205,18 @@ pub struct LintResult {
 /// The rule a malformed `-- pgcalm:ignore` directive is reported under.
 pub const INVALID_IGNORE: &str = "invalid-ignore";
 
-/// Lints one unit.
-pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
-    let enabled: Vec<&Rule> = rules::ALL
-        .iter()
-        .copied()
-        .filter(|r| r.is_enabled(&options.rules))
-        .collect();
-    let mut state = UnitState::new(unit.kind, options);
-    let mut result = LintResult::default();
+/// Walks a unit's statements in order, giving `visit` each statement's context (the
+/// lock table's answer and the state before it), then learning from it.
+fn walk(
+    unit: &LintUnit<'_>,
+    options: &LintOptions,
+    mut state: UnitState,
+    mut visit: impl FnMut(&Cx<'_>),
+) -> UnitState {
     for stmt in unit.statements {
         let Some(node) = &stmt.node else { continue };
         let locks = statement_locks(node, options.pg_version);
-        let cx = Cx {
+        visit(&Cx {
             source: unit.source,
             stmt,
             node,
@@ -211,7 +224,61 @@ pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
             state: &state,
             kind: unit.kind,
             options,
-        };
+        });
+        state.apply(node, &locks, options);
+    }
+    state
+}
+
+/// What lint knows after a unit: e.g. the tables an up section creates, which its
+/// down section may drop as new ones ([`UnitState::adopt_new_tables`]).
+pub fn state_after(unit: &LintUnit<'_>, options: &LintOptions) -> UnitState {
+    walk(unit, options, UnitState::new(unit.kind, options), |_| {})
+}
+
+/// Each statement of a unit with its locks on relations that existed before the unit
+/// (what `pgcalm lint --locks` and `--plan` show).
+pub fn statement_lock_reports(
+    unit: &LintUnit<'_>,
+    options: &LintOptions,
+) -> Vec<StatementLockReport> {
+    statement_lock_reports_from(unit, options, UnitState::new(unit.kind, options))
+}
+
+/// [`statement_lock_reports`] starting from a given state.
+pub fn statement_lock_reports_from(
+    unit: &LintUnit<'_>,
+    options: &LintOptions,
+    state: UnitState,
+) -> Vec<StatementLockReport> {
+    let mut out = Vec::new();
+    walk(unit, options, state, |cx| {
+        out.push(StatementLockReport {
+            span: cx.stmt.span,
+            statement: cx.locks.label.clone(),
+            locks: cx.existing_locks().cloned().collect(),
+            outside_transaction: cx.locks.outside_transaction,
+        })
+    });
+    out
+}
+
+/// Lints one unit.
+pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
+    lint_unit_from(unit, options, UnitState::new(unit.kind, options))
+}
+
+/// Lints one unit starting from a given state (made with [`UnitState::new`], then
+/// seeded: a down section knows the tables its up section created).
+pub fn lint_unit_from(unit: &LintUnit<'_>, options: &LintOptions, state: UnitState) -> LintResult {
+    let enabled: Vec<&Rule> = rules::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.is_enabled(&options.rules))
+        .collect();
+    let mut result = LintResult::default();
+    walk(unit, options, state, |cx| {
+        let (stmt, locks) = (cx.stmt, cx.locks);
         let directives = ignore_directives(unit.source, stmt);
         for d in &directives {
             if let Some(problem) = d.problem() {
@@ -233,7 +300,7 @@ pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
             }
         }
         for rule in &enabled {
-            for v in (rule.check)(&cx) {
+            for v in (rule.check)(cx) {
                 let finding = cx.finding(rule, v);
                 match directives.iter().find(|d| d.covers(rule.name)) {
                     Some(d) => result.ignored.push(Ignored {
@@ -244,8 +311,7 @@ pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
                 }
             }
         }
-        state.apply(node, &locks, options);
-    }
+    });
     result
 }
 

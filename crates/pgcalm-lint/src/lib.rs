@@ -35,7 +35,10 @@ pub mod rules;
 pub mod split;
 pub mod unit;
 
-pub use engine::{Cx, INVALID_IGNORE, Ignored, LintResult, Rule, Violation, deparse, lint_unit};
+pub use engine::{
+    Cx, INVALID_IGNORE, Ignored, LintResult, Rule, StatementLockReport, Violation, deparse,
+    lint_unit, lint_unit_from, state_after, statement_lock_reports, statement_lock_reports_from,
+};
 pub use finding::{Finding, SeenBy, Severity};
 pub use locks::{
     Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,

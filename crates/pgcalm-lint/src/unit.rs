@@ -211,6 +211,22 @@ impl UnitState {
         }
     }
 
+    /// Takes over the tables `other` created (with their indexes and checks) as new
+    /// ones: a migration's down section may drop what its up section created, since the
+    /// application it rolls back to never used them.
+    pub fn adopt_new_tables(&mut self, other: &UnitState) {
+        for (key, t) in other.tables.iter().filter(|(_, t)| t.created_in_unit) {
+            self.tables.insert(key.clone(), t.clone());
+            for (name, index) in other
+                .indexes
+                .iter()
+                .filter(|(_, i)| i.table.same_as(&t.name))
+            {
+                self.indexes.insert(name.clone(), index.clone());
+            }
+        }
+    }
+
     /// A non-zero `lock_timeout` is in effect for the next statement.
     pub fn lock_timeout_set(&self) -> bool {
         self.local_lock_timeout.unwrap_or(self.session_lock_timeout)

@@ -87,4 +87,7 @@ pub use plan::{
 };
 pub use policy::{Policy, Setting, parse_duration};
 pub use runner::{RUNNER_LOCK_KEY, Report, Runner, migrate_to_start_point, risky_findings};
-pub use safety::{lint_migration, lint_migration_sections};
+pub use safety::{
+    SourceKind, SourceLint, is_migration_source, lint_migration, lint_migration_sections,
+    lint_source, source_locks,
+};

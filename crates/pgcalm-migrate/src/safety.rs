@@ -3,16 +3,17 @@
 //! runner's lock_timeout is taken for granted, and tables created earlier in the
 //! section are new. The runner refuses a migration with findings unless told otherwise.
 
-use pgcalm_lint::{
-    Finding, LintOptions, LintResult, LintUnit, SeenBy, Severity, Span, UnitKind, lint_unit,
-};
-
 use std::path::Path;
 
+use pgcalm_lint::{
+    Finding, LintOptions, LintResult, LintUnit, SeenBy, Severity, SourceStatement, Span,
+    StatementLockReport, SyntaxError, UnitKind, UnitState, lint_unit_from, state_after,
+    statement_lock_reports_from,
+};
 use serde::Serialize;
 
 use crate::error::{FileError, FileErrorKind};
-use crate::file::{Direction, MigrationFile, parse_file_unchecked};
+use crate::file::{Direction, MigrationFile, Section, parse_file_unchecked};
 
 /// The findings of a migration file's up and down sections, in file order (ignored ones
 /// left out).
@@ -29,21 +30,26 @@ pub fn lint_migration_sections(
     options: &LintOptions,
 ) -> Vec<(Direction, LintResult)> {
     let mut out = Vec::new();
+    let mut up_state: Option<UnitState> = None;
     for direction in [Direction::Up, Direction::Down] {
         let Some(section) = file.section(direction) else {
             continue;
         };
         let result = match pgcalm_lint::split(&file.source, section.body.clone()) {
-            Ok(statements) => lint_unit(
-                &LintUnit {
+            Ok(statements) => {
+                let unit = LintUnit {
                     source: &file.source,
                     statements: &statements,
                     kind: UnitKind::Migration {
                         transaction: section.transaction,
                     },
-                },
-                options,
-            ),
+                };
+                let state = initial_state(&unit, options, up_state.as_ref());
+                if direction == Direction::Up {
+                    up_state = Some(state_after(&unit, options));
+                }
+                lint_unit_from(&unit, options, state)
+            }
             // A MigrationFile comes from `parse_file`, whose sections parsed with this
             // same splitter; say so rather than lint nothing if one was built otherwise.
             Err(e) => LintResult {
@@ -65,7 +71,7 @@ pub fn lint_migration_sections(
                     fix_sql: None,
                     seen_by: SeenBy::Lint,
                 }],
-                ignored: Vec::new(),
+                ..LintResult::default()
             },
         };
         out.push((direction, result));
@@ -104,6 +110,97 @@ pub fn is_migration_source(source: &str) -> bool {
     })
 }
 
+/// The state a unit starts from: a down section knows the tables its up section
+/// created (rolling back drops them; the application it returns to never used them).
+fn initial_state(unit: &LintUnit<'_>, options: &LintOptions, up: Option<&UnitState>) -> UnitState {
+    let mut state = UnitState::new(unit.kind, options);
+    if let Some(up) = up {
+        state.adopt_new_tables(up);
+    }
+    state
+}
+
+/// Runs `f` on each unit of a file with its initial state (the second unit of a
+/// migration file is its down section).
+fn each_unit<T>(
+    source: &str,
+    units: &Units,
+    options: &LintOptions,
+    mut f: impl FnMut(&LintUnit<'_>, UnitState) -> T,
+) -> Vec<T> {
+    let mut up_state = None;
+    let mut out = Vec::new();
+    for (i, (kind, statements)) in units.iter().enumerate() {
+        let unit = LintUnit {
+            source,
+            statements,
+            kind: *kind,
+        };
+        let state = initial_state(&unit, options, up_state.as_ref());
+        if i == 0 && units.len() > 1 {
+            up_state = Some(state_after(&unit, options));
+        }
+        out.push(f(&unit, state));
+    }
+    out
+}
+
+/// A file's lint units: the sections of a migration file, or the whole plain SQL text.
+type Units = Vec<(UnitKind, Vec<SourceStatement>)>;
+
+fn source_units(path: &Path, source: &str) -> Result<(SourceKind, Units), FileError> {
+    let syntax = |e: SyntaxError| FileError {
+        path: path.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        kind: FileErrorKind::Syntax {
+            message: e.message,
+            excerpt: e.excerpt,
+        },
+    };
+    if !is_migration_source(source) {
+        let statements = pgcalm_lint::split(source, 0..source.len()).map_err(syntax)?;
+        return Ok((SourceKind::PlainSql, vec![(UnitKind::PlainSql, statements)]));
+    }
+    let app = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let file = parse_file_unchecked(app, path, source)?;
+    let sections: Vec<&Section> = [Some(&file.up), file.down.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    // The runner refuses BEGIN/COMMIT in a migration file outright; so does lint.
+    // (CONCURRENTLY in a transactional section becomes a finding instead.)
+    if let Some(s) = sections
+        .iter()
+        .flat_map(|s| &s.statements)
+        .find(|s| s.kind.transaction_control)
+    {
+        return Err(FileError {
+            path: path.to_path_buf(),
+            line: s.line,
+            column: None,
+            kind: FileErrorKind::TransactionControl {
+                statement: s.kind.label.clone(),
+            },
+        });
+    }
+    let mut units = Vec::new();
+    for section in sections {
+        let statements = pgcalm_lint::split(source, section.body.clone()).map_err(syntax)?;
+        units.push((
+            UnitKind::Migration {
+                transaction: section.transaction,
+            },
+            statements,
+        ));
+    }
+    Ok((SourceKind::Migration, units))
+}
+
 /// Lints one file's text: a pgcalm migration file section by section, anything else as
 /// plain SQL (one unit). Syntax errors and malformed migration files are errors naming
 /// the file, line and column.
@@ -112,66 +209,39 @@ pub fn lint_source(
     source: &str,
     options: &LintOptions,
 ) -> Result<SourceLint, FileError> {
-    if is_migration_source(source) {
-        let app = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or("");
-        let file = parse_file_unchecked(app, path, source)?;
-        // The runner refuses BEGIN/COMMIT in a migration file outright; so does lint.
-        // (CONCURRENTLY in a transactional section becomes a finding instead.)
-        let sections = [Some(&file.up), file.down.as_ref()];
-        if let Some(s) = sections
-            .into_iter()
-            .flatten()
-            .flat_map(|s| &s.statements)
-            .find(|s| s.kind.transaction_control)
-        {
-            return Err(FileError {
-                path: path.to_path_buf(),
-                line: s.line,
-                column: None,
-                kind: FileErrorKind::TransactionControl {
-                    statement: s.kind.label.clone(),
-                },
-            });
-        }
-        let statements =
-            file.up.statements.len() + file.down.as_ref().map(|d| d.statements.len()).unwrap_or(0);
-        let mut result = LintResult::default();
-        for (_, section) in lint_migration_sections(&file, options) {
-            result.findings.extend(section.findings);
-            result.ignored.extend(section.ignored);
-        }
-        return Ok(SourceLint {
-            kind: SourceKind::Migration,
-            statements,
-            result,
-        });
-    }
-    let statements = pgcalm_lint::split(source, 0..source.len()).map_err(|e| FileError {
-        path: path.to_path_buf(),
-        line: e.line,
-        column: e.column,
-        kind: FileErrorKind::Syntax {
-            message: e.message,
-            excerpt: e.excerpt,
-        },
-    })?;
-    let result = lint_unit(
-        &LintUnit {
-            source,
-            statements: &statements,
-            kind: UnitKind::PlainSql,
-        },
-        options,
-    );
-    Ok(SourceLint {
-        kind: SourceKind::PlainSql,
-        statements: statements.len(),
-        result,
+    let (kind, units) = source_units(path, source)?;
+    let mut lint = SourceLint {
+        kind,
+        statements: 0,
+        result: LintResult::default(),
+    };
+    for (r, (_, statements)) in each_unit(source, &units, options, |unit, state| {
+        lint_unit_from(unit, options, state)
     })
+    .into_iter()
+    .zip(&units)
+    {
+        lint.statements += statements.len();
+        lint.result.findings.extend(r.findings);
+        lint.result.ignored.extend(r.ignored);
+    }
+    Ok(lint)
+}
+
+/// Each statement of a file (both sections of a migration) with its locks on existing
+/// relations, as [`lint_source`] sees them.
+pub fn source_locks(
+    path: &Path,
+    source: &str,
+    options: &LintOptions,
+) -> Result<Vec<StatementLockReport>, FileError> {
+    let (_, units) = source_units(path, source)?;
+    Ok(each_unit(source, &units, options, |unit, state| {
+        statement_lock_reports_from(unit, options, state)
+    })
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 #[cfg(test)]
@@ -232,6 +302,21 @@ mod tests {
     }
 
     #[test]
+    fn a_down_section_may_drop_what_its_up_section_created() {
+        let file = parse_file(
+            "app",
+            Path::new("0007_t.sql"),
+            "-- migrate:up\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\n-- migrate:down\nDROP INDEX t_a;\nDROP TABLE t;\nDROP INDEX u_a;\n",
+        )
+        .unwrap();
+        // Only the index that the up section did not create is flagged.
+        assert_eq!(
+            rules(&lint_migration(&file, &LintOptions::default())),
+            [("require-concurrent-index-deletion", 7)]
+        );
+    }
+
+    #[test]
     fn concurrently_in_a_transactional_section_is_a_finding() {
         let file = parse_file_unchecked(
             "app",
@@ -279,6 +364,33 @@ mod source_tests {
         assert_eq!(
             migration.result.findings[0].rule,
             "concurrently-in-transaction"
+        );
+
+        // The locks of each statement on existing tables (t is new in the section).
+        let locks = source_locks(
+            Path::new("0006_t.sql"),
+            "-- migrate:up\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\nCREATE INDEX u_a ON u (a);\n",
+            &LintOptions::default(),
+        )
+        .unwrap();
+        let summary: Vec<(usize, String)> = locks
+            .iter()
+            .map(|s| {
+                let modes: Vec<String> = s
+                    .locks
+                    .iter()
+                    .map(|l| format!("{} {}", l.mode, l.target))
+                    .collect();
+                (s.span.line, modes.join(", "))
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (2, String::new()),
+                (3, String::new()),
+                (4, "SHARE u".to_string())
+            ]
         );
 
         let err = lint_source(

@@ -16,9 +16,10 @@ use miette::{
     MietteSpanContents, SourceCode, SourceSpan, SpanContents,
 };
 use pgcalm_lint::{
-    Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy,
+    Effect, Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy,
+    StatementLockReport,
 };
-use pgcalm_migrate::safety::{SourceKind, lint_source};
+use pgcalm_migrate::safety::{SourceKind, lint_source, source_locks};
 
 use crate::context::{Context, OutputFormat};
 use crate::render::Exit;
@@ -40,6 +41,10 @@ pub struct Args {
     /// types and NOT NULL columns [default: [lint] schema]
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
+    /// Also show every statement's locks on existing tables (what it blocks, whether it
+    /// rewrites or scans), risky or not
+    #[arg(long)]
+    pub locks: bool,
     /// List the rules and exit
     #[arg(long)]
     pub list_rules: bool,
@@ -89,7 +94,15 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }
     };
     let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
-    let out = render_reports(&reports, ctx.format, fancy);
+    let mut out = render_reports(&reports, ctx.format, fancy);
+    if args.locks {
+        let options = options(ctx, &args)?;
+        let mut locks = Vec::new();
+        for r in &reports {
+            locks.push(source_locks(Path::new(&r.path), &r.source, &options)?);
+        }
+        out = with_locks(out, &reports, &locks, ctx.format)?;
+    }
     say!("{}", out.trim_end_matches('\n'));
     if failed {
         return Err(Exit(2).into());
@@ -238,6 +251,109 @@ fn list_rules() -> String {
         })
         .collect();
     crate::render::psql_table(None, &["rule", "severity", "default", "catches"], &rows)
+}
+
+/// Adds each statement's locks (`--locks`) to a rendered report: a table per file in
+/// text and markdown, a `locks` array per file in JSON (github annotations stay as they
+/// are).
+fn with_locks(
+    rendered: String,
+    reports: &[FileReport],
+    locks: &[Vec<StatementLockReport>],
+    format: OutputFormat,
+) -> anyhow::Result<String> {
+    let effect = |e: Effect| match e {
+        Effect::No => String::new(),
+        Effect::Yes => "yes".into(),
+        Effect::Unless(c) => format!("unless {c}"),
+    };
+    let rows = |statements: &[StatementLockReport]| -> Vec<Vec<String>> {
+        statements
+            .iter()
+            .flat_map(|s| {
+                let first = |i: usize, text: String| if i == 0 { text } else { String::new() };
+                if s.locks.is_empty() {
+                    return vec![vec![
+                        s.span.line.to_string(),
+                        s.statement.clone(),
+                        "none on pre-existing tables".into(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]];
+                }
+                s.locks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        vec![
+                            first(i, s.span.line.to_string()),
+                            first(i, s.statement.clone()),
+                            l.mode.to_string(),
+                            l.target.to_string(),
+                            if l.blocks().any() {
+                                l.blocks().to_string()
+                            } else {
+                                "nothing".into()
+                            },
+                            effect(l.rewrite),
+                            effect(l.scan),
+                        ]
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let headers = [
+        "line",
+        "statement",
+        "lock",
+        "on",
+        "blocks",
+        "rewrite",
+        "scan",
+    ];
+    Ok(match format {
+        OutputFormat::Json => {
+            let mut doc: serde_json::Value = serde_json::from_str(&rendered)?;
+            for (file, statements) in doc["files"].as_array_mut().into_iter().flatten().zip(locks) {
+                file["locks"] = serde_json::to_value(statements)?;
+            }
+            serde_json::to_string_pretty(&doc)? + "\n"
+        }
+        OutputFormat::Text => {
+            let mut out = String::new();
+            for (r, statements) in reports.iter().zip(locks) {
+                let title = format!("Locks taken by {}", r.path);
+                out.push_str(&crate::render::psql_table(
+                    Some(&title),
+                    &headers,
+                    &rows(statements),
+                ));
+                out.push('\n');
+            }
+            out + &rendered
+        }
+        OutputFormat::Markdown => {
+            let mut out = rendered;
+            for (r, statements) in reports.iter().zip(locks) {
+                let _ = writeln!(
+                    out,
+                    "### Locks taken by `{}`\n\n| {} |\n|{}",
+                    r.path,
+                    headers.join(" | "),
+                    "---|".repeat(headers.len())
+                );
+                for row in rows(statements) {
+                    let _ = writeln!(out, "| {} |", row.join(" | "));
+                }
+                out.push('\n');
+            }
+            out
+        }
+        OutputFormat::Github => rendered,
+    })
 }
 
 /// Renders lint (or trace) reports in a format: text (miette snippets; colours when
