@@ -150,15 +150,4 @@ Rerun: \`bench/probe_cost.sh\` (DURATION, INTERVAL, ROWS, SAMPLES, PORT in the e
 MD
 )
 echo "$TABLE"
-python3 - "$RESULTS" "$TABLE" <<'PY'
-import re, sys
-path, table = sys.argv[1], sys.argv[2]
-text = open(path).read()
-start, end = "<!-- probe_cost.sh: start -->", "<!-- probe_cost.sh: end -->"
-block = f"{start}\n{table}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+echo "$TABLE" | python3 "$ROOT/bench/results_section.py" probe_cost.sh "$RESULTS"
