@@ -2,6 +2,9 @@
 //! existing table, SQL text for parse-tree fragments (PostgreSQL's deparser), and the
 //! batched backfill their fixes print.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
     AlterTableCmd, AlterTableType, ColumnDef, ConstrType, Constraint, TypeName,
@@ -112,10 +115,17 @@ pub(crate) fn type_sql(t: &TypeName) -> String {
         .unwrap_or_else(|| crate::unit::type_name(t))
 }
 
-/// A statement parsed from a template, to be edited and deparsed.
+/// A `SELECT` parsed from a template (once per template text: fixes are built for
+/// every finding, and parsing dominates their cost), to be edited and deparsed.
 fn template_select(sql: &str) -> Option<pg_query::protobuf::SelectStmt> {
-    match template(sql)? {
-        NodeEnum::SelectStmt(s) => Some(*s),
+    static PARSED: OnceLock<Mutex<HashMap<String, Option<NodeEnum>>>> = OnceLock::new();
+    let cache = PARSED.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    match cache
+        .entry(sql.to_string())
+        .or_insert_with(|| template(sql))
+    {
+        Some(NodeEnum::SelectStmt(s)) => Some(s.as_ref().clone()),
         _ => None,
     }
 }
