@@ -349,9 +349,9 @@ async fn plan_sqlmigrate_and_json() {
          BEGIN;\n\
          SET LOCAL lock_timeout = '2000ms';\n\
          SET LOCAL statement_timeout = DEFAULT;\n\
-         -- line 16: ACCESS EXCLUSIVE on large_email (blocks reads and writes); risky: dropping-table\n\
+         -- line 16: ACCESS EXCLUSIVE on large_email (blocks reads and writes); safe\n\
          DROP TABLE large_email;\n\
-         -- line 17: ACCESS EXCLUSIVE on small_email (blocks reads and writes); risky: dropping-table\n\
+         -- line 17: ACCESS EXCLUSIVE on small_email (blocks reads and writes); safe\n\
          DROP TABLE small_email;\nCOMMIT;\n"
     );
 }
