@@ -77,7 +77,11 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         });
-        let traced = trace_one(&mut place, path, &args).await;
+        // Ctrl-C ends the trace but still stops and deletes a throwaway cluster below.
+        let traced = tokio::select! {
+            r = trace_one(&mut place, path, &args) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
         if let Some(bar) = spinner {
             bar.finish_and_clear();
         }
