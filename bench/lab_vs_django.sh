@@ -64,6 +64,7 @@ if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
 
   # ---------------------------------------------------------------- pgcalm lab
   step "pgcalm lab --rows $ROWS --out $WORK/lab-report"
+  LAB_LOAD=$(cut -d' ' -f1 /proc/loadavg)
   t0=$(date +%s.%N)
   pgcalm lab --rows "$ROWS" --out "$WORK/lab-report" >"$LOGS/lab.log" 2>"$LOGS/lab.err"
   t1=$(date +%s.%N)
@@ -77,6 +78,7 @@ if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
     "$PEER_TMP/venv/bin/pip" install -q -r "$PEER_DIR/requirements.txt"
   fi
   step "the peer: migration_experiment.sh $TOPOLOGIES ($ROWS rows, database $PEER_DB)"
+  PEER_LOAD=$(cut -d' ' -f1 /proc/loadavg)
   t0=$(date +%s.%N)
   # trust auth on the embedded server accepts the peer's default password.
   # shellcheck disable=SC2086
@@ -85,7 +87,8 @@ if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
     "$PEER_DIR/scripts/migration_experiment.sh" $TOPOLOGIES >"$LOGS/peer.log" 2>&1
   t1=$(date +%s.%N)
   PEER_SECS=$(python3 -c "print(f'{$t1 - $t0:.0f}')")
-  printf 'LAB_SECS=%q PEER_SECS=%q ROWS=%q TOPOLOGIES=%q\n' "$LAB_SECS" "$PEER_SECS" "$ROWS" "$TOPOLOGIES" >"$WORK/run.env"
+  printf 'LAB_SECS=%q PEER_SECS=%q ROWS=%q TOPOLOGIES=%q LAB_LOAD=%q PEER_LOAD=%q\n' \
+    "$LAB_SECS" "$PEER_SECS" "$ROWS" "$TOPOLOGIES" "$LAB_LOAD" "$PEER_LOAD" >"$WORK/run.env"
 fi
 # shellcheck source=/dev/null
 source "$WORK/run.env"
@@ -93,10 +96,11 @@ source "$WORK/run.env"
 # ---------------------------------------------------------------- the table
 step "comparing"
 TABLE=$(python3 - "$WORK/lab-report/results.json" "$WORK/peer/migration" "$ROWS" "$TOPOLOGIES" \
-  "$LAB_SECS" "$PEER_SECS" "$(nproc)" "$(git -C "$ROOT" rev-parse --short HEAD)" <<'PY'
+  "$LAB_SECS" "$PEER_SECS" "$(nproc)" "$(git -C "$ROOT" rev-parse --short HEAD)" \
+  "${LAB_LOAD:-?}" "${PEER_LOAD:-?}" <<'PY'
 import csv, json, os, sys, datetime
 
-results_path, peer_dir, rows, topologies, lab_secs, peer_secs, cores, commit = sys.argv[1:]
+results_path, peer_dir, rows, topologies, lab_secs, peer_secs, cores, commit, lab_load, peer_load = sys.argv[1:]
 res = json.load(open(results_path))
 scenario = next(s for s in res["scenarios"] if s["name"] == "add_index")
 limit_ms = scenario["forms"][0]["verdict"]["safe_criteria"]["limit_ms"]   # lock timeout + 1 s
@@ -212,7 +216,8 @@ print(f"""## `pgcalm lab` vs the Django peer's migration experiment (the seed's 
 
 {now}, commit {commit}, {cores} cores, {int(rows):,} rows in large_email on both sides, one
 embedded PostgreSQL {res['run']['postgres_version'].split()[0]}; `pgcalm lab` {lab_secs} s in all (seed included), the peer's
-experiment ({topologies}) {peer_secs} s. Both probe every 200 ms with a 3 s timeout.
+experiment ({topologies}) {peer_secs} s; 1-minute load average when each started (other
+builds share this machine): {lab_load} and {peer_load}. Both probe every 200 ms with a 3 s timeout.
 "Blocked" and the longest stretch use pgcalm's rules for both columns (a request failed,
 timed out or took over {limit_ms / 1000:.0f} s, or a monitor saw one wait on a lock; stretch = run of requests
 failed, timed out or slower than 0.5 s, first send to last end), over the migration and

@@ -40,7 +40,27 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
         row("Blocks Writes?")[1..],
         ["✅ Yes (6.0 s)", "✅ Yes (6.0 s)", "❌ No"]
     );
-    assert_eq!(row("Production Safe?")[1..], ["❌ No", "❌ No", "✅ Yes"]);
+    assert_eq!(
+        row("Production Safe?")[1..],
+        [
+            "❌ No (reads blocked, writes blocked, 56 requests failed)",
+            "❌ No (writes blocked, 30 requests failed)",
+            "✅ Yes"
+        ]
+    );
+    // Blocked writes alone make a form unsafe, even when no request failed (a short
+    // build on a small table).
+    let mut results = results;
+    let form = &mut results.scenarios[0].forms[1];
+    form.verdict.safe_criteria.failed_or_timed_out = 0;
+    form.verdict.safe_criteria.passed = true;
+    let table = tables::step5_table(&results).unwrap();
+    let safe_row = table
+        .rows
+        .iter()
+        .find(|r| r[0].contains("Production Safe?"))
+        .unwrap();
+    assert_eq!(safe_row[2], "❌ No (writes blocked)");
 }
 
 #[test]

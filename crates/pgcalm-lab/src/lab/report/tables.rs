@@ -354,11 +354,30 @@ fn p50_change(f: &FormRun, role: EndpointRole) -> String {
     }
 }
 
+/// Safe for production: the safe criteria pass and neither reads nor writes were
+/// blocked (a short build can pass the criteria while writes queue behind its lock; on a
+/// bigger table the same statement blocks for longer).
 fn production_safe(f: &FormRun) -> String {
-    if f.verdict.safe_criteria.passed {
+    let v = &f.verdict;
+    let mut why = Vec::new();
+    if v.reads.blocked {
+        why.push("reads blocked".to_string());
+    }
+    if v.writes.blocked {
+        why.push("writes blocked".to_string());
+    }
+    if v.safe_criteria.failed_or_timed_out > 0 {
+        why.push(format!(
+            "{} requests failed",
+            v.safe_criteria.failed_or_timed_out
+        ));
+    } else if !v.safe_criteria.passed {
+        why.push(format!("a request took {}", ms(v.safe_criteria.slowest_ms)));
+    }
+    if why.is_empty() {
         "✅ Yes".into()
     } else {
-        "❌ No".into()
+        format!("❌ No ({})", why.join(", "))
     }
 }
 
