@@ -52,14 +52,18 @@ pub fn layout(topology: PoolTopology, name_of: impl Fn(EndpointRole) -> Vec<Stri
     }
 }
 
+/// One server of a running app: the roles it serves, its address, its stop signal and
+/// its task.
+struct RunningServer {
+    roles: Vec<EndpointRole>,
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<Result<(), ServeError>>,
+}
+
 /// The demo API running for one form.
 pub struct RunningApp {
-    servers: Vec<(
-        Vec<EndpointRole>,
-        SocketAddr,
-        oneshot::Sender<()>,
-        JoinHandle<Result<(), ServeError>>,
-    )>,
+    servers: Vec<RunningServer>,
 }
 
 impl RunningApp {
@@ -80,7 +84,12 @@ impl RunningApp {
             let handle = tokio::spawn(server.run(async move {
                 let _ = stopped.await;
             }));
-            servers.push((roles, addr, stop, handle));
+            servers.push(RunningServer {
+                roles,
+                addr,
+                stop,
+                handle,
+            });
         }
         Ok(RunningApp { servers })
     }
@@ -90,8 +99,8 @@ impl RunningApp {
         let addr = self
             .servers
             .iter()
-            .find(|(roles, ..)| roles.contains(&role))
-            .map(|(_, addr, ..)| *addr)
+            .find(|s| s.roles.contains(&role))
+            .map(|s| s.addr)
             .expect("every topology serves every role");
         format!("http://{addr}")
     }
@@ -99,9 +108,9 @@ impl RunningApp {
     /// Stops every server (requests in flight finish first, each bounded by the
     /// request timeout) and closes their pools.
     pub async fn stop(self) {
-        for (_, _, stop, handle) in self.servers {
-            let _ = stop.send(());
-            let _ = handle.await;
+        for server in self.servers {
+            let _ = server.stop.send(());
+            let _ = server.handle.await;
         }
     }
 }

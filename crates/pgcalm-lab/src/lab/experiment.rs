@@ -282,8 +282,8 @@ pub fn runs_of(scenario: &Scenario) -> Vec<(Form, PoolTopology)> {
     runs
 }
 
-/// The probe targets and their roles.
-fn endpoints() -> Vec<Endpoint> {
+/// The probe targets and their roles, in report order.
+pub fn probe_endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint {
             name: "list_large".into(),
@@ -339,7 +339,7 @@ pub async fn run_lab(
     lab.clean_leftovers(&admin).await?;
     lab.ensure_rows(&admin).await?;
 
-    let eps = endpoints();
+    let eps = probe_endpoints();
     let name_of = |role: EndpointRole| -> Vec<String> {
         eps.iter()
             .filter(|e| e.role == role)
@@ -1038,8 +1038,20 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
                         == Some(EndpointRole::Read)
             })
             .count();
+        let lookups = f
+            .endpoints
+            .iter()
+            .find(|e| e.role == EndpointRole::Lookup)
+            .map(|e| {
+                format!(
+                    ", {} of {} lookups failed or timed out",
+                    e.migration.failed(),
+                    e.migration.requests
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "reads {}, writes {}{read_p99}; {read_waits} read(s) seen waiting on a lock",
+            "reads {}, writes {}{read_p99}{lookups}; {read_waits} read(s) seen waiting on a lock",
             b(f.verdict.reads),
             b(f.verdict.writes)
         )
@@ -1050,7 +1062,8 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
              The seed's \"blocks reads\" is true of an app whose pool (or worker count) blocked writes can use up, not of the lock itself.",
             PROBE_INTERVAL.as_millis()
         ),
-        (false, false) => "Reads were not stopped on either layout. On the shared pool they waited for connections held by blocked writes (compare the read p99), but the lock was not held long enough for that wait to pass the probe's timeout: with a longer build (a bigger table) the pool is used up and reads stop too.".to_string(),
+        (false, false) => "Reads were not stopped on either layout, but on the shared pool they waited for a connection (compare the read p99 and the lookups above): blocked INSERTs held the pool's connections. They were not starved outright because when the probe gives up on a write (3 s) the demo app drops the request, cancels its query and frees its connection, so a waiting read gets one before its own timeout. \
+             An app whose blocked requests keep their connection or worker until the lock is released (the seed's Django app with sync workers) stops reads too: the seed's \"blocks reads\" is about the app's pool, not about the lock.".to_string(),
         (true, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
     };
     Some(format!(

@@ -329,16 +329,7 @@ mod tests {
     }
 
     fn endpoints() -> Vec<Endpoint> {
-        vec![
-            Endpoint {
-                name: "list_large".into(),
-                role: EndpointRole::Read,
-            },
-            Endpoint {
-                name: "add_large".into(),
-                role: EndpointRole::Write,
-            },
-        ]
+        super::super::experiment::probe_endpoints()
     }
 
     #[test]
