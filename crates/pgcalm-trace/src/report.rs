@@ -499,3 +499,92 @@ fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Find
 pub fn blocks_of(mode_name: &str) -> Blocks {
     mode(mode_name).map(LockMode::blocks).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tracer::ObservedLock;
+
+    /// A statement as the tracer would record it, with these locks on existing tables.
+    fn traced(sql: &str, locks: &[(&str, &str)]) -> StatementTrace {
+        StatementTrace {
+            line: 1,
+            span: pgcalm_lint::Span {
+                start: 0,
+                end: sql.len(),
+                line: 1,
+                column: 1,
+            },
+            sql: sql.to_string(),
+            label: "statement".into(),
+            in_transaction: true,
+            sampled: false,
+            lock_timeout: "2s".into(),
+            duration: Duration::ZERO,
+            locks: locks
+                .iter()
+                .map(|(relation, mode)| ObservedLock {
+                    relation: relation.to_string(),
+                    relation_kind: "table",
+                    mode: mode.to_string(),
+                    granted: true,
+                })
+                .collect(),
+            held_before: Vec::new(),
+            rewrites: Vec::new(),
+            scans: Vec::new(),
+            constraints: Vec::new(),
+            indexes: Vec::new(),
+            not_null: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_lock_the_lock_table_did_not_predict_is_a_mismatch() {
+        let sql = "CREATE INDEX i ON t (a)";
+        let predicted = predicted_locks(sql, PgVersion::DEFAULT);
+        assert!(lock_mismatch(&traced(sql, &[("public.t", "ShareLock")]), &predicted).is_none());
+        let f = lock_mismatch(
+            &traced(sql, &[("public.t", "AccessExclusiveLock")]),
+            &predicted,
+        )
+        .expect("ACCESS EXCLUSIVE where the table says SHARE");
+        assert_eq!(f.rule, LOCK_TABLE_MISMATCH);
+        assert_eq!(f.seen_by, SeenBy::Trace);
+        assert_eq!(
+            f.message,
+            "the lock table says SHARE on t, PostgreSQL took ACCESS EXCLUSIVE"
+        );
+        // A mode the transaction already holds adds no pg_locks row: not a mismatch.
+        let mut held = traced(sql, &[]);
+        held.held_before = traced(sql, &[("public.t", "ShareLock")]).locks;
+        assert!(lock_mismatch(&held, &predicted).is_none());
+    }
+
+    #[test]
+    fn an_unpredicted_rewrite_is_a_trace_finding_named_by_the_lock_tables_condition() {
+        let sql = "ALTER TABLE t ADD COLUMN w int DEFAULT pick()";
+        let predicted = predicted_locks(sql, PgVersion::DEFAULT);
+        let mut st = traced(sql, &[("public.t", "AccessExclusiveLock")]);
+        st.rewrites = vec!["public.t".into()];
+        let seen = observed_evidence(&st);
+        assert_eq!(seen, [Evidence::Rewrite, Evidence::BlockingLock]);
+        let f = trace_only(&st, Evidence::Rewrite, &predicted).unwrap();
+        assert_eq!(f.rule, "adding-field-with-volatile-default");
+        assert_eq!(f.lock, Some(LockMode::AccessExclusive));
+        // A blocking lock alone is no hazard of its own (short DDL under lock_timeout).
+        assert!(trace_only(&st, Evidence::BlockingLock, &predicted).is_none());
+    }
+
+    #[test]
+    fn a_blocking_lock_with_lock_timeout_zero_is_missing_lock_timeout() {
+        let sql = "CREATE INDEX i ON t (a)";
+        let mut st = traced(sql, &[("public.t", "ShareLock")]);
+        assert!(!observed_evidence(&st).contains(&Evidence::NoLockTimeout));
+        st.lock_timeout = "0".into();
+        assert!(observed_evidence(&st).contains(&Evidence::NoLockTimeout));
+    }
+}
