@@ -117,6 +117,20 @@ impl Runner {
         plan::plan(&set, &journal, goal)
     }
 
+    /// The lint options the runner judges migrations with: the server's major version
+    /// (for `--plan`'s verdicts, the same the refusal uses).
+    pub async fn lint_options(&self) -> Result<pgcalm_lint::LintOptions, MigrateError> {
+        let client = self
+            .target
+            .with_application_name("pgcalm migrate --plan")
+            .connect()
+            .await?;
+        Ok(pgcalm_lint::LintOptions {
+            pg_version: server_major(&client).await?,
+            ..Default::default()
+        })
+    }
+
     /// Migrates to `goal`: takes the runner lock, checks the files against the journal,
     /// and runs the plan. Emits [`Event::Planned`] once the plan is known.
     pub async fn migrate(&self, goal: &Goal) -> Result<Report, MigrateError> {

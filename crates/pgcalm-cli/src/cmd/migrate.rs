@@ -146,10 +146,15 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let runner = Runner::new(target, ctx.migrations_dir()).with_policy(policy(ctx, &args.policy)?);
     if args.plan {
         let plan = runner.plan(&goal).await?;
+        let lint = runner.lint_options().await?;
         if ctx.json() {
-            return crate::render::json(&plan_json(&plan, runner.policy()));
+            return crate::render::json(&plan_json(&plan, runner.policy(), &lint));
         }
-        let _ = write!(std::io::stdout(), "{}", render_plan(&plan, runner.policy()));
+        let _ = write!(
+            std::io::stdout(),
+            "{}",
+            render_plan(&plan, runner.policy(), &lint)
+        );
         return Ok(());
     }
     run_with_printer(runner, &goal, ctx.json()).await
@@ -218,7 +223,7 @@ fn operation_line(op: &Operation) -> String {
 /// The `--plan` text: each migration, then each statement with its file line, the
 /// timeouts it runs with, the lock it takes (the lock table), what that blocks, and its
 /// verdict (lint).
-pub fn render_plan(plan: &Plan, policy: &Policy) -> String {
+pub fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
     let mut out = String::from("Planned operations:\n");
     if plan.steps.is_empty() {
         out.push_str("  No planned migration operations.\n");
@@ -245,12 +250,7 @@ pub fn render_plan(plan: &Plan, policy: &Policy) -> String {
             String::new()
         };
         out.push_str(&format!("{} ({verb}, {tx}{resume})\n", step.file.id()));
-        let verdicts = statement_verdicts(
-            &step.file,
-            step.direction,
-            step.resume_from,
-            &LintOptions::default(),
-        );
+        let verdicts = statement_verdicts(&step.file, step.direction, step.resume_from, lint);
         for (s, v) in section
             .statements
             .iter()
@@ -286,7 +286,7 @@ fn human_setting(value: &str) -> String {
 }
 
 /// The `--plan --format json` document.
-pub fn plan_json(plan: &Plan, policy: &Policy) -> serde_json::Value {
+pub fn plan_json(plan: &Plan, policy: &Policy, lint: &LintOptions) -> serde_json::Value {
     let steps: Vec<serde_json::Value> = plan
         .steps
         .iter()
@@ -300,7 +300,7 @@ pub fn plan_json(plan: &Plan, policy: &Policy) -> serde_json::Value {
                 "transaction": section.transaction,
                 "resume_from": step.resume_from,
                 "statements": section.statements.iter().skip(step.resume_from)
-                    .zip(statement_verdicts(&step.file, step.direction, step.resume_from, &LintOptions::default()))
+                    .zip(statement_verdicts(&step.file, step.direction, step.resume_from, lint))
                     .map(|(s, v)| serde_json::json!({
                     "number": s.index + 1,
                     "line": s.line,
