@@ -125,10 +125,7 @@ impl Runner {
             .with_application_name("pgcalm migrate --plan")
             .connect()
             .await?;
-        Ok(pgcalm_lint::LintOptions {
-            pg_version: server_major(&client).await?,
-            ..Default::default()
-        })
+        lint_options_of(&client).await
     }
 
     /// Migrates to `goal`: takes the runner lock, checks the files against the journal,
@@ -161,10 +158,7 @@ impl Runner {
         let plan = plan::plan(&set, &journal, goal)?;
         // Safe by default: lint what is about to run, refuse it before anything runs.
         if !self.policy.allow_risky {
-            let options = pgcalm_lint::LintOptions {
-                pg_version: server_major(&client).await?,
-                ..Default::default()
-            };
+            let options = lint_options_of(&client).await?;
             let findings = risky_findings(&plan, &options);
             if !findings.is_empty() {
                 return Err(MigrateError::RiskyMigration { findings });
@@ -272,15 +266,18 @@ pub fn risky_findings(plan: &Plan, options: &pgcalm_lint::LintOptions) -> Vec<Ri
     out
 }
 
-/// The server's major version (`15` for 15.4), for the lock table.
-async fn server_major(client: &Client) -> Result<pgcalm_lint::PgVersion, MigrateError> {
+/// Lint options for the server's major version (`15` for 15.4).
+async fn lint_options_of(client: &Client) -> Result<pgcalm_lint::LintOptions, MigrateError> {
     let version = catalog::server_version(client).await?;
     let major = version
         .split(|c: char| !c.is_ascii_digit())
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(pgcalm_lint::PgVersion::DEFAULT.0);
-    Ok(pgcalm_lint::PgVersion(major))
+    Ok(pgcalm_lint::LintOptions {
+        pg_version: pgcalm_lint::PgVersion(major),
+        ..Default::default()
+    })
 }
 
 fn goal_apps(set: &MigrationSet, goal: &Goal) -> Vec<String> {
