@@ -236,30 +236,32 @@ MACHINE="$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(a
 PGVER=$(sql "SHOW server_version")
 REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
-  echo "# pgcalm demo app vs the Django peer"
+  echo "## The demo app: seeding and HTTP"
   echo
   echo "Measured by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $REV."
   echo "Machine: $MACHINE. PostgreSQL $PGVER (pgcalm's embedded cluster, started with \`pgcalm up\`; durable settings: fsync on)."
   echo "Both apps use the same server; the peer runs from ../shared/peers/django_seed with its own scripts (gunicorn, 2 sync workers; DB_CONN_MAX_AGE=0, its default, unless noted). pgcalm serve: pool $POOL_USED. Same /list_large/ JSON on both sides: $SAME_JSON."
   echo
-  echo "## Seeding"
+  echo "### Seeding"
   echo
   seed_table
   echo
   echo "The peer is measured at $(fmt_int "$PEER_SEED_N") rows and its time scaled to $(fmt_int "$N") (bulk_create has a flat rate; 10M would take minutes)."
   echo
-  echo "## HTTP"
+  echo "### HTTP"
   echo
   http_table
   echo
   echo "Logs of this run: \`$LOGS\` (wrk output per line of the table, seed outputs, /usr/bin/time reports)."
   echo
-  echo "## Notes"
+  echo "### Notes"
   echo
   echo "- Seeding is CPU-bound on 2 cores: two COPY streams keep both server backends busy; generate_series uses one backend. The margin over generate_series is thin (generate_series took 17.1-18.2 s across runs on this machine, so 2.0-2.1x) because the primary-key btree insert per row costs the same in both; see bench/README.md for the stream, batch and encoder measurements."
   echo "- /lookup/ without the email index is a sequential scan of large_email per request: both servers wait on PostgreSQL, so they serve about the same (the database's CPU is the limit, not the app). With the index, the same route is pgcalm's fastest."
   echo "- The peer's default opens a database connection per request (CONN_MAX_AGE=0); the last row shows it with persistent connections, for a like-for-like view of the frameworks."
   echo "- Rerun: \`bench/run.sh\` (N, PEER_SEED_N, HTTP_N, DURATION, POOL in the environment)."
-} >"$RESULTS"
+} >"$LOGS/section.md"
+# Only this script's section: the other bench scripts write theirs (results_section.py).
+python3 "$ROOT/bench/results_section.py" run.sh "$RESULTS" <"$LOGS/section.md"
 echo >&2
-cat "$RESULTS"
+cat "$LOGS/section.md"
