@@ -268,14 +268,8 @@ pub fn risky_findings(plan: &Plan, options: &pgcalm_lint::LintOptions) -> Vec<Ri
 
 /// Lint options for the server's major version (`15` for 15.4).
 async fn lint_options_of(client: &Client) -> Result<pgcalm_lint::LintOptions, MigrateError> {
-    let version = catalog::server_version(client).await?;
-    let major = version
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(pgcalm_lint::PgVersion::DEFAULT.0);
     Ok(pgcalm_lint::LintOptions {
-        pg_version: pgcalm_lint::PgVersion(major),
+        pg_version: pgcalm_lint::PgVersion(catalog::server_major_version(client).await?),
         ..Default::default()
     })
 }

@@ -157,6 +157,8 @@ pub fn mode_strength(mode: &str) -> u8 {
 pub struct Trace {
     /// `server_version` of the scratch server.
     pub server_version: String,
+    /// Its major version (`15`): what lint is asked about.
+    pub server_major: u32,
     /// Setup statements run before the traced ones.
     pub setup_statements: usize,
     /// Rows put into the existing tables before tracing.
@@ -209,6 +211,7 @@ pub async fn trace(
         Vec::new()
     };
     let server_version = catalog::server_version(&client).await?;
+    let server_major = catalog::server_major_version(&client).await?;
     // DEBUG1 tells rewrites, verification scans and NOT NULL proofs apart.
     client
         .batch_execute("SET client_min_messages = debug1")
@@ -268,6 +271,7 @@ pub async fn trace(
     let _ = t.client.batch_execute("ROLLBACK").await;
     Ok(Trace {
         server_version,
+        server_major,
         setup_statements: script.setup.len(),
         seeded,
         statements,

@@ -163,14 +163,8 @@ async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Resul
     let traced = trace(db.target(), &script, &options).await;
     db.dispose().await?;
     let traced = traced?;
-    let major = traced
-        .server_version
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(PgVersion::DEFAULT.0);
     let lint_options = LintOptions {
-        pg_version: PgVersion(major),
+        pg_version: PgVersion(traced.server_major),
         ..LintOptions::default()
     };
     let lint = script.lint(&lint_options);

@@ -22,5 +22,5 @@ pub use table::{
 };
 pub use trace::{
     ColumnState, ConstraintState, IndexValidity, RelationLock, RelationState, SchemaSnapshot,
-    relation_locks, schema_snapshot, user_tables,
+    relation_locks, schema_snapshot, server_major_version, user_tables,
 };

@@ -263,3 +263,16 @@ pub async fn user_tables(client: &Client) -> Result<Vec<String>, PgError> {
         .map_err(PgError::query("listing the user tables"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// The server's major version (`15` for 15.4), from `server_version_num`: what the lock
+/// table is asked about.
+pub async fn server_major_version(client: &Client) -> Result<u32, PgError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("reading the server's major version"))?;
+    Ok(row.get::<_, i32>(0) as u32)
+}
