@@ -252,6 +252,16 @@ fn statement_rows(r: &TraceReport) -> Vec<Vec<String>> {
                 };
                 effects.push(format!("{}.{} NOT NULL ({how})", n.table, n.column));
             }
+            // Locks an earlier statement of the transaction still holds while this one works.
+            let held: Vec<_> = t
+                .held_before
+                .iter()
+                .filter(|l| l.on_table() && pgcalm_trace::report::blocks_of(&l.mode).any())
+                .cloned()
+                .collect();
+            if !held.is_empty() {
+                effects.push(format!("ran holding {}", observed(&held)));
+            }
             if let Some(e) = &t.error {
                 effects.push(format!("FAILED: {e}"));
             }
