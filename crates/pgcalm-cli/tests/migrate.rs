@@ -491,4 +491,18 @@ async fn a_risky_migration_is_refused_with_the_findings_unless_allowed() {
     assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[ ] 0001_index"));
     ok(&db, dir.path(), &["migrate", "--allow-risky"]);
     assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[X] 0001_index"));
+    // The same from pgcalm.toml.
+    std::fs::write(
+        dir.path().join("migrations/app/0002_index.sql"),
+        "-- migrate:up\nCREATE INDEX big_id ON big (id);\n",
+    )
+    .unwrap();
+    fails(&db, dir.path(), &["migrate"]);
+    std::fs::write(
+        dir.path().join("pgcalm.toml"),
+        "[migrate]\nallow_risky = true\n",
+    )
+    .unwrap();
+    ok(&db, dir.path(), &["migrate"]);
+    assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[X] 0002_index"));
 }
