@@ -33,6 +33,13 @@ fn seed_app(name: &str, sql: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The seed's app as in the repo: 0001 and the safe 0002.
+fn seed_app_with_its_0002() -> tempfile::TempDir {
+    let name = "0002_add_email_index_concurrently.sql";
+    let sql = std::fs::read_to_string(common::repo_migrations().join("demoapp").join(name));
+    seed_app(name, &sql.unwrap())
+}
+
 #[tokio::test]
 async fn the_seeds_risky_index_is_seen_by_lint_and_trace() {
     let db = TestDb::new().await;
@@ -68,13 +75,7 @@ async fn the_seeds_risky_index_is_seen_by_lint_and_trace() {
 #[tokio::test]
 async fn the_seeds_safe_migration_takes_share_update_exclusive_only() {
     let db = TestDb::new().await;
-    let dir = seed_app(
-        "0002_add_email_index_concurrently.sql",
-        &std::fs::read_to_string(
-            common::repo_migrations().join("demoapp/0002_add_email_index_concurrently.sql"),
-        )
-        .unwrap(),
-    );
+    let dir = seed_app_with_its_0002();
     let out = trace(
         &db,
         dir.path(),
@@ -176,13 +177,7 @@ async fn plain_sql_after_a_migration_as_setup_shows_the_missing_lock_timeout() {
 #[tokio::test]
 async fn backwards_traces_the_down_section_after_applying_the_migration() {
     let db = TestDb::new().await;
-    let dir = seed_app(
-        "0002_add_email_index_concurrently.sql",
-        &std::fs::read_to_string(
-            common::repo_migrations().join("demoapp/0002_add_email_index_concurrently.sql"),
-        )
-        .unwrap(),
-    );
+    let dir = seed_app_with_its_0002();
     let out = trace(
         &db,
         dir.path(),

@@ -509,8 +509,8 @@ mod tests {
 
     /// A statement as the tracer would record it, with these locks on existing tables.
     fn traced(sql: &str, locks: &[(&str, &str)]) -> StatementTrace {
-        StatementTrace {
-            line: 1,
+        let statement = crate::script::ScriptStatement {
+            path: "t.sql".into(),
             span: pgcalm_lint::Span {
                 start: 0,
                 end: sql.len(),
@@ -518,28 +518,20 @@ mod tests {
                 column: 1,
             },
             sql: sql.to_string(),
-            label: "statement".into(),
-            in_transaction: true,
-            sampled: false,
-            lock_timeout: "2s".into(),
-            duration: Duration::ZERO,
-            locks: locks
-                .iter()
-                .map(|(relation, mode)| ObservedLock {
-                    relation: relation.to_string(),
-                    relation_kind: "table",
-                    mode: mode.to_string(),
-                    granted: true,
-                })
-                .collect(),
-            held_before: Vec::new(),
-            rewrites: Vec::new(),
-            scans: Vec::new(),
-            constraints: Vec::new(),
-            indexes: Vec::new(),
-            not_null: Vec::new(),
-            error: None,
-        }
+            kind: Default::default(),
+        };
+        let mut st = StatementTrace::new(&statement, true, Duration::ZERO);
+        st.lock_timeout = "2s".into();
+        st.locks = locks
+            .iter()
+            .map(|(relation, mode)| ObservedLock {
+                relation: relation.to_string(),
+                relation_kind: "table",
+                mode: mode.to_string(),
+                granted: true,
+            })
+            .collect();
+        st
     }
 
     #[test]

@@ -127,6 +127,28 @@ impl ObservedLock {
 }
 
 impl StatementTrace {
+    /// The trace of `s` before anything about it is known but how long it took.
+    pub fn new(s: &ScriptStatement, in_transaction: bool, duration: Duration) -> StatementTrace {
+        StatementTrace {
+            line: s.line(),
+            span: s.span,
+            sql: s.sql.clone(),
+            label: s.kind.label.clone(),
+            in_transaction,
+            sampled: false,
+            lock_timeout: String::new(),
+            duration,
+            locks: Vec::new(),
+            held_before: Vec::new(),
+            rewrites: Vec::new(),
+            scans: Vec::new(),
+            constraints: Vec::new(),
+            indexes: Vec::new(),
+            not_null: Vec::new(),
+            error: None,
+        }
+    }
+
     /// The strongest lock it took on existing relation `relation`, if any.
     pub fn mode_on(&self, relation: &str) -> Option<&str> {
         self.locks
@@ -391,7 +413,7 @@ impl Tracer<'_> {
         let result = self.client.batch_execute(&s.sql).await;
         let duration = started.elapsed();
         let messages = self.drain_notices();
-        let mut traced = self.blank(s, true, duration);
+        let mut traced = StatementTrace::new(s, true, duration);
         traced.lock_timeout = lock_timeout;
         if let Err(e) = result {
             traced.error = Some(db_message(&e));
@@ -448,7 +470,7 @@ impl Tracer<'_> {
         drop(holder);
         let duration = started.elapsed();
         let messages = self.drain_notices();
-        let mut traced = self.blank(s, false, duration);
+        let mut traced = StatementTrace::new(s, false, duration);
         traced.sampled = true;
         traced.lock_timeout = lock_timeout;
         traced.locks = self.describe(&seen, &waited);
@@ -488,32 +510,6 @@ impl Tracer<'_> {
             "opening the trace's snapshot-holding session",
         ))?;
         Ok(holder)
-    }
-
-    fn blank(
-        &self,
-        s: &ScriptStatement,
-        in_transaction: bool,
-        duration: Duration,
-    ) -> StatementTrace {
-        StatementTrace {
-            line: s.line(),
-            span: s.span,
-            sql: s.sql.clone(),
-            label: s.kind.label.clone(),
-            in_transaction,
-            sampled: false,
-            lock_timeout: String::new(),
-            duration,
-            locks: Vec::new(),
-            held_before: Vec::new(),
-            rewrites: Vec::new(),
-            scans: Vec::new(),
-            constraints: Vec::new(),
-            indexes: Vec::new(),
-            not_null: Vec::new(),
-            error: None,
-        }
     }
 
     /// Diffs the schema against the one after the previous statement.
