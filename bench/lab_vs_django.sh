@@ -27,6 +27,7 @@
 # Environment: ROWS=1000000 TOPOLOGIES="iso shared3" WORK=/tmp/pgcalm-lab-vs-django
 #              PEER_DIR=<repo>/../shared/peers/django_seed
 #              PEER_TMP=/tmp/django_peer (the peer's venv, created if missing)
+#              PGCALM_BIN (a pgcalm binary to use instead of building one)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -46,10 +47,14 @@ done
 step() { printf '\n== %s\n' "$*" >&2; }
 
 if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
-  step "building pgcalm (release)"
-  cargo build --release --quiet -p pgcalm-cli --manifest-path "$ROOT/Cargo.toml" \
-    --target-dir "$ROOT/target/bench"
-  PGCALM="$ROOT/target/bench/release/pgcalm"
+  if [[ -n ${PGCALM_BIN:-} ]]; then
+    PGCALM=$PGCALM_BIN
+  else
+    step "building pgcalm (release)"
+    cargo build --release --quiet -p pgcalm-cli --manifest-path "$ROOT/Cargo.toml" \
+      --target-dir "$ROOT/target/bench"
+    PGCALM="$ROOT/target/bench/release/pgcalm"
+  fi
 
   if [[ -d $WORK/.pgcalm ]]; then (cd "$WORK" && "$PGCALM" down --volumes >/dev/null 2>&1 || true); fi
   rm -rf "$WORK"; mkdir -p "$LOGS"
