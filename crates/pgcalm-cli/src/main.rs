@@ -137,11 +137,15 @@ fn main() -> ExitCode {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
+        // `pgcalm lint` opens no connection: nothing to wait for at the end.
+        let connects = !matches!(cli.command, Command::Lint(_));
         runtime.block_on(async {
             let result = dispatch(&ctx, cli.command).await;
             // Dropped clients queue a Terminate message; let their connection tasks send
             // it, so the server logs a clean disconnect instead of "connection reset".
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if connects {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             result
         })
     });

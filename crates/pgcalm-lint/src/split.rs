@@ -69,6 +69,9 @@ pub struct SourceStatement {
     /// Comments that belong to it: those after the previous statement's line and
     /// before it, and those on its own last line after it.
     pub comments: Vec<Range<usize>>,
+    /// Byte offset in the source that the `location` fields inside `node` count from
+    /// (a big text is parsed in parts).
+    pub node_base: usize,
 }
 
 impl SourceStatement {
@@ -97,20 +100,20 @@ pub struct SyntaxError {
 pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, SyntaxError> {
     let start = range.start;
     let text = &source[range.clone()];
-    let parsed = match pg_query::parse(text, 0) {
-        Ok(p) => p,
-        Err(e) => return Err(locate_syntax_error(source, range, e)),
-    };
     // One scan of the whole range gives every token (comments included); each
     // statement's significant range and comments come from it by binary search.
     let tokens = pg_query::scan_tokens(text).unwrap_or_default();
+    let parsed = match parse_in_parts(text, &tokens) {
+        Ok(p) => p,
+        Err(e) => return Err(locate_syntax_error(source, range, e)),
+    };
     let is_comment =
         |t: &ScanToken| t.token == Token::SqlComment as i32 || t.token == Token::CComment as i32;
     let lines = LineIndex::new(source);
     let mut statements: Vec<SourceStatement> = Vec::new();
     let mut comment_cursor = 0usize;
     let comments: Vec<&ScanToken> = tokens.iter().filter(|t| is_comment(t)).collect();
-    for raw in parsed.protobuf.stmts {
+    for (node_base, raw) in parsed {
         let loc = raw.stmt_location.max(0) as usize;
         let len = if raw.stmt_len == 0 {
             text.len() - loc
@@ -178,6 +181,7 @@ pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, 
             index: statements.len(),
             span,
             node: raw.stmt.and_then(|n| n.node),
+            node_base: start + node_base,
             comments: own,
         });
     }
@@ -191,6 +195,85 @@ pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, 
         }
     }
     Ok(statements)
+}
+
+/// Texts at least this big are parsed in two halves on two threads (when the machine
+/// has two cores): each statement is still parsed once, in half the wall time.
+const PARALLEL_PARSE_MIN_BYTES: usize = 64 * 1024;
+
+/// Parses `text` (whose tokens are given), in two halves at the top-level `;` nearest
+/// the middle when it is big. A cut that lands inside a statement (a `BEGIN ATOMIC`
+/// body) makes a half fail; then the whole text is parsed at once, so results and
+/// errors are those of one parse. Each raw statement comes with the offset its
+/// locations count from.
+fn parse_in_parts(
+    text: &str,
+    tokens: &[ScanToken],
+) -> Result<Vec<(usize, pg_query::protobuf::RawStmt)>, pg_query::Error> {
+    let whole = |text: &str| -> Result<Vec<(usize, pg_query::protobuf::RawStmt)>, pg_query::Error> {
+        Ok(pg_query::parse(text, 0)?
+            .protobuf
+            .stmts
+            .into_iter()
+            .map(|s| (0, s))
+            .collect())
+    };
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if text.len() < PARALLEL_PARSE_MIN_BYTES || !two_cores {
+        return whole(text);
+    }
+    let middle = text.len() / 2;
+    let cut = statement_ends(tokens).min_by_key(|&end| end.abs_diff(middle));
+    let Some(cut) = cut.filter(|&c| c > 0 && c < text.len()) else {
+        return whole(text);
+    };
+    let (left, right) = std::thread::scope(|scope| {
+        let right = scope.spawn(|| pg_query::parse(&text[cut..], 0));
+        let left = pg_query::parse(&text[..cut], 0);
+        (left, right.join())
+    });
+    match (left, right) {
+        (Ok(left), Ok(Ok(right))) => {
+            let mut stmts: Vec<(usize, pg_query::protobuf::RawStmt)> =
+                left.protobuf.stmts.into_iter().map(|s| (0, s)).collect();
+            stmts.extend(right.protobuf.stmts.into_iter().map(|mut s| {
+                s.stmt_location += cut as i32;
+                (cut, s)
+            }));
+            Ok(stmts)
+        }
+        _ => whole(text),
+    }
+}
+
+/// Ends of the `;` tokens that end a statement: not those inside a SQL-standard
+/// function body (`BEGIN ATOMIC ... END`, whose CASE expressions also end with END).
+fn statement_ends(tokens: &[ScanToken]) -> impl Iterator<Item = usize> + '_ {
+    let mut in_body = false;
+    let mut case_depth = 0usize;
+    let mut previous = 0i32;
+    tokens.iter().filter_map(move |t| {
+        let token = t.token;
+        let before = std::mem::replace(&mut previous, token);
+        if in_body {
+            if token == Token::Case as i32 {
+                case_depth += 1;
+            } else if token == Token::EndP as i32 {
+                if case_depth == 0 {
+                    in_body = false;
+                } else {
+                    case_depth -= 1;
+                }
+            }
+            return None;
+        }
+        if token == Token::Atomic as i32 && before == Token::BeginP as i32 {
+            in_body = true;
+            case_depth = 0;
+            return None;
+        }
+        (token == Token::Ascii59 as i32).then_some(t.end as usize)
+    })
 }
 
 /// pg_query reports a syntax error without its position. The LR parser fails at the
@@ -296,6 +379,40 @@ mod tests {
         let stmts = split(src, down..src.len()).unwrap();
         assert_eq!(stmts[0].span.start, down);
         assert_eq!(stmts[0].span.line, 4);
+    }
+
+    #[test]
+    fn a_big_text_parsed_in_two_halves_gives_the_same_statements() {
+        let mut src = String::from(
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n",
+        );
+        while src.len() < 3 * PARALLEL_PARSE_MIN_BYTES {
+            src.push_str("-- c\nALTER TABLE t ADD COLUMN c int; /* x */ SELECT 'a;b';\n");
+            // A function body with semicolons, possibly right at the cut.
+            src.push_str("CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n");
+        }
+        let stmts = split(&src, 0..src.len()).unwrap();
+        let one_parse = pg_query::parse(&src, 0).unwrap().protobuf.stmts;
+        assert_eq!(stmts.len(), one_parse.len());
+        for (s, raw) in stmts.iter().zip(&one_parse) {
+            let whole = raw.stmt.as_ref().and_then(|n| n.node.as_ref()).unwrap();
+            let part = s.node.as_ref().unwrap();
+            assert_eq!(
+                crate::locks::statement_label(part),
+                crate::locks::statement_label(whole)
+            );
+            // Node locations count from node_base.
+            if let (NodeEnum::AlterTableStmt(p), NodeEnum::AlterTableStmt(w)) = (part, whole) {
+                let loc =
+                    |a: &pg_query::protobuf::AlterTableStmt| a.relation.as_ref().unwrap().location;
+                assert_eq!(s.node_base + loc(p) as usize, loc(w) as usize);
+            }
+            assert!(src[s.span.range()].ends_with(|c: char| c != ';'));
+            // The statement's text starts at or after where the whole parse puts it
+            // (which includes the comments before it).
+            assert!(s.span.start >= raw.stmt_location as usize);
+        }
+        assert!(stmts.iter().any(|s| s.node_base > 0), "parsed in two parts");
     }
 
     #[test]

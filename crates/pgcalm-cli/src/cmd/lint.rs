@@ -523,30 +523,53 @@ fn render_text(reports: &[FileReport], fancy: bool) -> String {
     out
 }
 
+/// The `--format json` document (serialized directly: a big report is not built as a
+/// `serde_json::Value` tree first).
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    files: Vec<JsonFile<'a>>,
+    summary: JsonSummary,
+}
+
+#[derive(serde::Serialize)]
+struct JsonFile<'a> {
+    path: &'a str,
+    kind: SourceKind,
+    statements: usize,
+    findings: &'a [Finding],
+    ignored: &'a [pgcalm_lint::Ignored],
+}
+
+#[derive(serde::Serialize)]
+struct JsonSummary {
+    files: usize,
+    statements: usize,
+    errors: usize,
+    warnings: usize,
+    ignored: usize,
+}
+
 fn render_json(reports: &[FileReport]) -> String {
     let t = totals(reports);
-    let files: Vec<serde_json::Value> = reports
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "path": r.path,
-                "kind": r.kind,
-                "statements": r.statements,
-                "findings": r.result.findings,
-                "ignored": r.result.ignored,
+    let doc = JsonReport {
+        files: reports
+            .iter()
+            .map(|r| JsonFile {
+                path: &r.path,
+                kind: r.kind,
+                statements: r.statements,
+                findings: &r.result.findings,
+                ignored: &r.result.ignored,
             })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "files": files,
-        "summary": {
-            "files": t.files,
-            "statements": t.statements,
-            "errors": t.errors,
-            "warnings": t.warnings,
-            "ignored": t.ignored,
+            .collect(),
+        summary: JsonSummary {
+            files: t.files,
+            statements: t.statements,
+            errors: t.errors,
+            warnings: t.warnings,
+            ignored: t.ignored,
         },
-    });
+    };
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 
