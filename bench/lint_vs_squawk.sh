@@ -36,10 +36,10 @@ if [[ -z ${PGCALM:-} ]]; then
 fi
 
 export ROOT WORK SQUAWK PGCALM RUNS STATEMENTS
-export COMMIT=$(git rev-parse --short HEAD)
+export COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo " + uncommitted changes")
 exec python3 - <<'PY'
 """Runs both linters, maps each finding to the corpus statement on its line, scores."""
-import json, os, re, statistics, subprocess, sys, time, tomllib
+import json, os, re, resource, statistics, subprocess, sys, time, tomllib
 from collections import defaultdict
 from datetime import datetime, timezone
 
@@ -143,8 +143,9 @@ def pgcalm_findings(files, pg):
     out = run([PGCALM, "lint", "--format", "json", "--pg-version", str(pg),
                "--schema", SCHEMA, *files])
     found = defaultdict(list)
-    for f in json.loads(out)["findings"]:
-        found[os.path.realpath(f["file"])].append((f["line"], f["rule"]))
+    for file in json.loads(out)["files"]:
+        for f in file["findings"]:
+            found[os.path.realpath(file["path"])].append((f["span"]["line"], f["rule"]))
     return found
 
 
@@ -226,12 +227,17 @@ for t in tools:
 
 
 def timed(cmd):
-    times = []
+    """Median wall time and median CPU time (user + sys of the child) over RUNS runs. On a
+    shared machine the CPU time is the steadier of the two."""
+    walls, cpus = [], []
     for _ in range(RUNS):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 # The timing file: the plain-SQL corpus files (not the pgcalm migrations), repeated whole
@@ -251,8 +257,14 @@ while count < STATEMENTS:
             break
 big_path = os.path.join(WORK, f"corpus_x{count}.sql")
 open(big_path, "w").write("\n".join(big))
-t_pgcalm = timed([PGCALM, "lint", "--format", "json", big_path])
-t_squawk = timed([SQUAWK, "--reporter", "json", big_path])
+# Alternate the tools so both see the same background load.
+t_pgcalm, t_squawk = [], []
+for _ in range(2):
+    t_pgcalm.append(timed([PGCALM, "lint", "--format", "json", big_path]))
+    t_squawk.append(timed([SQUAWK, "--reporter", "json", big_path]))
+w_pgcalm, c_pgcalm = min(t[0] for t in t_pgcalm), min(t[1] for t in t_pgcalm)
+w_squawk, c_squawk = min(t[0] for t in t_squawk), min(t[1] for t in t_squawk)
+load = os.getloadavg()[0]
 
 version = lambda cmd: subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
 now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -278,12 +290,14 @@ lines += [
     f"They flag {score['squawk']['style_only']} of the safe statements squawk otherwise passes. "
     f"Findings that fell on no statement: pgcalm {unplaced['pgcalm']}, squawk {unplaced['squawk']}.",
     "",
-    f"Speed, one file of {count:,} statements (the plain-SQL corpus repeated), median of {RUNS} runs, JSON output to /dev/null:",
+    f"Speed, one file of {count:,} statements (the plain-SQL corpus repeated), JSON output to /dev/null; "
+    f"median of {RUNS} runs, the better of two rounds (the tools alternate); load average {load:.1f} on "
+    f"{os.cpu_count()} cores during the run, so CPU time (user + sys) is the steadier figure:",
     "",
-    "| tool | wall time | statements/s |",
-    "|---|---:|---:|",
-    f"| `pgcalm lint --format json` | {t_pgcalm * 1000:.0f} ms | {count / t_pgcalm:,.0f} |",
-    f"| `squawk --reporter json` | {t_squawk * 1000:.0f} ms | {count / t_squawk:,.0f} |",
+    "| tool | wall time | statements/s (wall) | CPU time | statements/s (CPU) |",
+    "|---|---:|---:|---:|---:|",
+    f"| `pgcalm lint --format json` | {w_pgcalm * 1000:.0f} ms | {count / w_pgcalm:,.0f} | {c_pgcalm * 1000:.0f} ms | {count / max(c_pgcalm, 1e-3):,.0f} |",
+    f"| `squawk --reporter json` | {w_squawk * 1000:.0f} ms | {count / w_squawk:,.0f} | {c_squawk * 1000:.0f} ms | {count / max(c_squawk, 1e-3):,.0f} |",
     "",
     "Every statement where the tools differ or either is wrong:",
     "",
@@ -297,7 +311,7 @@ print(section)
 
 results_md = os.path.join(ROOT, "bench/RESULTS.md")
 old = open(results_md).read() if os.path.exists(results_md) else ""
-begin, end = "<!-- lint_vs_squawk:begin -->", "<!-- lint_vs_squawk:end -->"
+begin, end = "<!-- lint_vs_squawk.sh: start -->", "<!-- lint_vs_squawk.sh: end -->"
 block = f"{begin}\n{section}{end}\n"
 if begin in old and end in old:
     new = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
@@ -306,7 +320,8 @@ else:
 open(results_md, "w").write(new)
 json.dump({"score": {t: {k: (v if not isinstance(v, list) else [list(x) for x in v]) for k, v in s.items()} for t, s in score.items()},
            "n_risky": n_risky, "n_safe": n_safe, "statements": count,
-           "seconds": {"pgcalm": t_pgcalm, "squawk": t_squawk}},
+           "wall_seconds": {"pgcalm": w_pgcalm, "squawk": w_squawk},
+           "cpu_seconds": {"pgcalm": c_pgcalm, "squawk": c_squawk}, "load": load},
           open(os.path.join(WORK, "summary.json"), "w"), indent=1)
 print(f"(written to bench/RESULTS.md; raw numbers in {WORK}/summary.json)", file=sys.stderr)
 sys.exit(0 if not score["pgcalm"]["missed"] and not score["pgcalm"]["false"] else 1)
