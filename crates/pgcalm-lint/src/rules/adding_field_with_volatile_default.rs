@@ -8,7 +8,7 @@ use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::{Volatility, volatility};
 use crate::rules::recipe::{
-    added_columns, backfill, declared_not_null, default_expr, expr_sql, set_not_null_safely,
+    backfill, check_added_columns, declared_not_null, default_expr, expr_sql, set_not_null_safely,
     type_sql,
 };
 use crate::rules::{ident, rel};
@@ -23,14 +23,8 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns, lock)) = added_columns(cx) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for col in columns {
-        let Some(default) = default_expr(col) else {
-            continue;
-        };
+    check_added_columns(cx, |table, col| {
+        let default = default_expr(col)?;
         let value = expr_sql(default);
         let why = if !cx.pg().at_least(11) {
             format!(
@@ -45,36 +39,34 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 Volatility::Unknown => format!(
                     "pgcalm cannot tell whether `{value}` is volatile; if it is, it is computed for each existing row"
                 ),
-                Volatility::Stable => continue,
+                Volatility::Stable => return None,
             }
         };
         let column = &col.colname;
-        let t = rel(&table);
+        let t = rel(table);
         let mut fix = format!(
             "ALTER TABLE {t} ADD COLUMN {} {};\nALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {value};\n{}",
             ident(column),
             col.type_name.as_ref().map(type_sql).unwrap_or_default(),
             ident(column),
-            backfill(&table, column, &value),
+            backfill(table, column, &value),
         );
         if declared_not_null(col) {
             fix.push('\n');
-            fix.push_str(&set_not_null_safely(&table, column));
+            fix.push_str(&set_not_null_safely(table, column));
         }
-        out.push(
+        Some(
             Violation::new(format!(
                 "ADD COLUMN {column} rewrites {table} under ACCESS EXCLUSIVE: {why}; reads and \
-             writes wait until every row is rewritten"
+                 writes wait until every row is rewritten"
             ))
             .help(
                 "add the column without a default, then SET DEFAULT (new rows only, no \
-             rewrite), then fill the existing rows in short batches",
+                 rewrite), then fill the existing rows in short batches",
             )
-            .fix(fix)
-            .lock(lock),
-        );
-    }
-    out
+            .fix(fix),
+        )
+    })
 }
 
 #[cfg(test)]

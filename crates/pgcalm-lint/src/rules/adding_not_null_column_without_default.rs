@@ -8,7 +8,7 @@ use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::is_serial_type;
 use crate::rules::recipe::{
-    added_columns, column_constraint, declared_not_null, set_not_null_safely, type_sql,
+    check_added_columns, column_constraint, declared_not_null, set_not_null_safely, type_sql,
 };
 use crate::rules::{ident, rel};
 
@@ -22,29 +22,25 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns, lock)) = added_columns(cx) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for col in columns {
+    check_added_columns(cx, |table, col| {
         // Columns that fill themselves (default, sequence, generated) are other rules' business.
         let fills_itself = column_constraint(col, ConstrType::ConstrDefault).is_some()
             || column_constraint(col, ConstrType::ConstrIdentity).is_some()
             || column_constraint(col, ConstrType::ConstrGenerated).is_some()
             || col.type_name.as_ref().is_some_and(is_serial_type);
         if !declared_not_null(col) || fills_itself {
-            continue;
+            return None;
         }
         let column = &col.colname;
         let ty = col.type_name.as_ref().map(type_sql).unwrap_or_default();
         let fix = format!(
             "ALTER TABLE {} ADD COLUMN {} {ty};\n-- deploy code that writes it, backfill existing \
              rows in batches, then:\n{}",
-            rel(&table),
+            rel(table),
             ident(column),
-            set_not_null_safely(&table, column),
+            set_not_null_safely(table, column),
         );
-        out.push(Violation::new(format!(
+        Some(Violation::new(format!(
             "ADD COLUMN {column} NOT NULL has no default: it fails if {table} has any row, and \
              afterwards every INSERT that does not name {column} (code deployed before this \
              migration) fails"
@@ -53,9 +49,8 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             "give it a constant DEFAULT (metadata-only from PostgreSQL 11), or add it nullable, \
              backfill, and set NOT NULL the CHECK way",
         )
-        .fix(fix).lock(lock));
-    }
-    out
+        .fix(fix))
+    })
 }
 
 #[cfg(test)]

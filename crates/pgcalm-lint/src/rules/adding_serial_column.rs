@@ -7,7 +7,7 @@ use pg_query::protobuf::{ColumnDef, ConstrType};
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::is_serial_type;
-use crate::rules::recipe::{added_columns, backfill, column_constraint, type_sql};
+use crate::rules::recipe::{backfill, check_added_columns, column_constraint, type_sql};
 use crate::rules::{ident, rel};
 use crate::unit::type_name;
 
@@ -37,38 +37,32 @@ fn key_type(col: &ColumnDef) -> Option<String> {
 }
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns, lock)) = added_columns(cx) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for col in columns {
-        let Some(key) = key_type(col) else { continue };
+    check_added_columns(cx, |table, col| {
+        let key = key_type(col)?;
         let column = &col.colname;
-        let t = rel(&table);
+        let t = rel(table);
         let seq = ident(&format!("{}_{column}_seq", table.name));
         let fix = format!(
             "CREATE SEQUENCE {seq} AS {key};\nALTER TABLE {t} ADD COLUMN {c} {key};\n\
              ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT nextval('{seq}');\n\
              ALTER SEQUENCE {seq} OWNED BY {t}.{c};\n{}",
-            backfill(&table, column, &format!("nextval('{seq}')")),
+            backfill(table, column, &format!("nextval('{seq}')")),
             c = ident(column),
         );
-        out.push(
+        Some(
             Violation::new(format!(
                 "ADD COLUMN {column} numbers every existing row of {table} from a sequence: the \
-             table is rewritten under ACCESS EXCLUSIVE and reads and writes wait until it ends"
+                 table is rewritten under ACCESS EXCLUSIVE and reads and writes wait until it ends"
             ))
             .help(
                 "add a plain nullable integer column, give it a sequence default (new rows only, \
-             no rewrite), fill existing rows in short batches, then make it NOT NULL the \
-             CHECK way (an identity column can then be declared with ADD GENERATED ... AS \
-             IDENTITY once the default is dropped)",
+                 no rewrite), fill existing rows in short batches, then make it NOT NULL the \
+                 CHECK way (an identity column can then be declared with ADD GENERATED ... AS \
+                 IDENTITY once the default is dropped)",
             )
-            .fix(fix)
-            .lock(lock),
-        );
-    }
-    out
+            .fix(fix),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use pg_query::protobuf::ConstrType;
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::recipe::{added_columns, backfill, column_constraint, expr_sql, type_sql};
+use crate::rules::recipe::{backfill, check_added_columns, column_constraint, expr_sql, type_sql};
 use crate::rules::{ident, rel};
 
 /// The rule.
@@ -19,17 +19,10 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns, lock)) = added_columns(cx) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for col in columns {
+    check_added_columns(cx, |table, col| {
         // Virtual generated columns (PostgreSQL 18) are not stored: no rewrite.
-        let Some(generated) =
-            column_constraint(col, ConstrType::ConstrGenerated).filter(|g| g.generated_kind != "v")
-        else {
-            continue;
-        };
+        let generated = column_constraint(col, ConstrType::ConstrGenerated)
+            .filter(|g| g.generated_kind != "v")?;
         let column = &col.colname;
         let expr = generated
             .raw_expr
@@ -39,12 +32,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         let fix = format!(
             "ALTER TABLE {} ADD COLUMN {} {};\n-- a BEFORE INSERT OR UPDATE trigger sets it to \
              {expr} for new rows; then:\n{}",
-            rel(&table),
+            rel(table),
             ident(column),
             col.type_name.as_ref().map(type_sql).unwrap_or_default(),
-            backfill(&table, column, &expr),
+            backfill(table, column, &expr),
         );
-        out.push(Violation::new(format!(
+        Some(Violation::new(format!(
             "ADD COLUMN {column} GENERATED ... STORED computes {expr} for every existing row of \
              {table}: the table is rewritten under ACCESS EXCLUSIVE and reads and writes wait"
         ))
@@ -52,9 +45,8 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             "add a plain nullable column kept up to date by a trigger, and fill existing rows \
              in short batches (or compute the value in queries or an expression index)",
         )
-        .fix(fix).lock(lock));
-    }
-    out
+        .fix(fix))
+    })
 }
 
 #[cfg(test)]

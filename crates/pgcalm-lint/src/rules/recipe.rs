@@ -10,25 +10,28 @@ use pg_query::protobuf::{
     AlterTableCmd, AlterTableType, ColumnDef, ConstrType, Constraint, TypeName,
 };
 
-use crate::engine::{Cx, deparse};
+use crate::RelName;
+use crate::engine::{Cx, Violation, deparse};
 use crate::rules::{alter_existing_table, ident, rel};
-use crate::{RelName, RelationLock};
 
 /// Rows per batch in the backfills the fixes print (strong_migrations uses 10k).
 pub(crate) const BATCH: u32 = 10_000;
 
-/// The `ADD COLUMN` definitions of an `ALTER TABLE` on an existing table, and the
-/// statement's lock on it.
-pub(crate) fn added_columns<'a>(
-    cx: &Cx<'a>,
-) -> Option<(RelName, Vec<&'a ColumnDef>, &'a RelationLock)> {
-    let (table, cmds, lock) = alter_existing_table(cx)?;
-    let columns: Vec<&ColumnDef> = cmds
-        .into_iter()
+/// The violations `per_column` finds in the `ADD COLUMN` definitions of an `ALTER TABLE`
+/// on an existing table, each with the statement's lock on the table.
+pub(crate) fn check_added_columns(
+    cx: &Cx<'_>,
+    per_column: impl Fn(&RelName, &ColumnDef) -> Option<Violation>,
+) -> Vec<Violation> {
+    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
+        return Vec::new();
+    };
+    cmds.into_iter()
         .filter(|(t, _)| *t == AlterTableType::AtAddColumn)
         .filter_map(|(_, cmd)| column_def(cmd))
-        .collect();
-    (!columns.is_empty()).then_some((table, columns, lock))
+        .filter_map(|col| per_column(&table, col))
+        .map(|v| v.lock(lock))
+        .collect()
 }
 
 /// The column definition a subcommand carries (`ADD COLUMN`, `ALTER COLUMN TYPE`).
