@@ -35,8 +35,8 @@ if [[ -z ${PGCALM:-} ]]; then
   PGCALM=$ROOT/target/release/pgcalm
 fi
 
-export ROOT WORK SQUAWK PGCALM RUNS STATEMENTS
-export COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo " + uncommitted changes")
+COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo " + uncommitted changes")
+export ROOT WORK SQUAWK PGCALM RUNS STATEMENTS COMMIT
 exec python3 - <<'PY'
 """Runs both linters, maps each finding to the corpus statement on its line, scores."""
 import json, os, re, resource, statistics, subprocess, sys, time, tomllib
