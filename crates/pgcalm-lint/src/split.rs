@@ -100,10 +100,9 @@ pub struct SyntaxError {
 pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, SyntaxError> {
     let start = range.start;
     let text = &source[range.clone()];
-    // One scan of the whole range gives every token (comments included); each
-    // statement's significant range and comments come from it by binary search.
-    let tokens = pg_query::scan_tokens(text).unwrap_or_default();
-    let parsed = match parse_in_parts(text, &tokens) {
+    // One parse and one scan of the whole range (every token, comments included); each
+    // statement's significant range and comments come from the tokens by binary search.
+    let (parsed, tokens) = match parse_and_scan(text) {
         Ok(p) => p,
         Err(e) => return Err(locate_syntax_error(source, range, e)),
     };
@@ -201,79 +200,63 @@ pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, 
 /// has two cores): each statement is still parsed once, in half the wall time.
 const PARALLEL_PARSE_MIN_BYTES: usize = 64 * 1024;
 
-/// Parses `text` (whose tokens are given), in two halves at the top-level `;` nearest
-/// the middle when it is big. A cut that lands inside a statement (a `BEGIN ATOMIC`
-/// body) makes a half fail; then the whole text is parsed at once, so results and
-/// errors are those of one parse. Each raw statement comes with the offset its
-/// locations count from.
-fn parse_in_parts(
-    text: &str,
-    tokens: &[ScanToken],
-) -> Result<Vec<(usize, pg_query::protobuf::RawStmt)>, pg_query::Error> {
-    let whole = |text: &str| -> Result<Vec<(usize, pg_query::protobuf::RawStmt)>, pg_query::Error> {
-        Ok(pg_query::parse(text, 0)?
-            .protobuf
-            .stmts
-            .into_iter()
-            .map(|s| (0, s))
-            .collect())
-    };
+/// A raw statement with the offset (in the parsed text) its locations count from.
+type RawStatements = Vec<(usize, pg_query::protobuf::RawStmt)>;
+
+/// Parses and scans `text`; a big one in two halves, each parsed and scanned on its own
+/// thread, cut after a `;` that ends a line near the middle. A cut inside a statement
+/// (a string, a comment, a `BEGIN ATOMIC` body: each leaves its half unterminated)
+/// makes a half fail; then the whole text is parsed at once, so results and errors
+/// are those of one parse.
+fn parse_and_scan(text: &str) -> Result<(RawStatements, Vec<ScanToken>), pg_query::Error> {
+    let one =
+        |text: &str, base: usize| -> Result<(RawStatements, Vec<ScanToken>), pg_query::Error> {
+            let stmts = pg_query::parse(text, 0)?
+                .protobuf
+                .stmts
+                .into_iter()
+                .map(|mut s| {
+                    s.stmt_location += base as i32;
+                    (base, s)
+                })
+                .collect();
+            let tokens = pg_query::scan_tokens(text)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut t| {
+                    t.start += base as i32;
+                    t.end += base as i32;
+                    t
+                })
+                .collect();
+            Ok((stmts, tokens))
+        };
     let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     if text.len() < PARALLEL_PARSE_MIN_BYTES || !two_cores {
-        return whole(text);
+        return one(text, 0);
     }
     let middle = text.len() / 2;
-    let cut = statement_ends(tokens).min_by_key(|&end| end.abs_diff(middle));
-    let Some(cut) = cut.filter(|&c| c > 0 && c < text.len()) else {
-        return whole(text);
+    let after = text[middle..].find(";\n").map(|i| middle + i + 1);
+    let before = text[..middle].rfind(";\n").map(|i| i + 1);
+    let Some(cut) = [before, after]
+        .into_iter()
+        .flatten()
+        .min_by_key(|c| c.abs_diff(middle))
+    else {
+        return one(text, 0);
     };
     let (left, right) = std::thread::scope(|scope| {
-        let right = scope.spawn(|| pg_query::parse(&text[cut..], 0));
-        let left = pg_query::parse(&text[..cut], 0);
-        (left, right.join())
+        let right = scope.spawn(|| one(&text[cut..], cut));
+        (one(&text[..cut], 0), right.join())
     });
     match (left, right) {
-        (Ok(left), Ok(Ok(right))) => {
-            let mut stmts: Vec<(usize, pg_query::protobuf::RawStmt)> =
-                left.protobuf.stmts.into_iter().map(|s| (0, s)).collect();
-            stmts.extend(right.protobuf.stmts.into_iter().map(|mut s| {
-                s.stmt_location += cut as i32;
-                (cut, s)
-            }));
-            Ok(stmts)
+        (Ok((mut stmts, mut tokens)), Ok(Ok((right_stmts, right_tokens)))) => {
+            stmts.extend(right_stmts);
+            tokens.extend(right_tokens);
+            Ok((stmts, tokens))
         }
-        _ => whole(text),
+        _ => one(text, 0),
     }
-}
-
-/// Ends of the `;` tokens that end a statement: not those inside a SQL-standard
-/// function body (`BEGIN ATOMIC ... END`, whose CASE expressions also end with END).
-fn statement_ends(tokens: &[ScanToken]) -> impl Iterator<Item = usize> + '_ {
-    let mut in_body = false;
-    let mut case_depth = 0usize;
-    let mut previous = 0i32;
-    tokens.iter().filter_map(move |t| {
-        let token = t.token;
-        let before = std::mem::replace(&mut previous, token);
-        if in_body {
-            if token == Token::Case as i32 {
-                case_depth += 1;
-            } else if token == Token::EndP as i32 {
-                if case_depth == 0 {
-                    in_body = false;
-                } else {
-                    case_depth -= 1;
-                }
-            }
-            return None;
-        }
-        if token == Token::Atomic as i32 && before == Token::BeginP as i32 {
-            in_body = true;
-            case_depth = 0;
-            return None;
-        }
-        (token == Token::Ascii59 as i32).then_some(t.end as usize)
-    })
 }
 
 /// pg_query reports a syntax error without its position. The LR parser fails at the
@@ -413,6 +396,22 @@ mod tests {
             assert!(s.span.start >= raw.stmt_location as usize);
         }
         assert!(stmts.iter().any(|s| s.node_base > 0), "parsed in two parts");
+    }
+
+    #[test]
+    fn a_cut_inside_a_function_body_falls_back_to_one_parse() {
+        // Statements end with "; " except inside the body in the middle, so the only
+        // `;` + newline near the middle is inside BEGIN ATOMIC ... END.
+        let half = "SELECT 1; ".repeat(PARALLEL_PARSE_MIN_BYTES / 10);
+        let src = format!(
+            "{half}CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND; {half}"
+        );
+        let stmts = split(&src, 0..src.len()).unwrap();
+        assert_eq!(stmts.len(), 2 * (PARALLEL_PARSE_MIN_BYTES / 10) + 1);
+        let body = &stmts[PARALLEL_PARSE_MIN_BYTES / 10];
+        assert!(body.sql(&src).starts_with("CREATE FUNCTION f()"));
+        assert!(body.sql(&src).ends_with("END"));
+        assert!(stmts.iter().all(|s| s.node_base == 0), "one parse");
     }
 
     #[test]
