@@ -34,6 +34,11 @@ pub struct Args {
     /// Log every request to stderr (logfmt; JSON lines with --format json).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Keep running the query of a request whose client gave up (or that timed out),
+    /// holding its connection until the query ends, like the seed's Django app on sync
+    /// workers. By default such a query is cancelled and its connection freed.
+    #[arg(long)]
+    pub keep_abandoned_queries: bool,
 }
 
 /// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
@@ -49,6 +54,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         body_limit: args.body_limit,
         on_request: log_task.as_ref().map(|(logger, _)| logger.clone()),
+        cancel_abandoned_queries: !args.keep_abandoned_queries,
     };
     let server = Server::bind(&target, opts).await?;
     let addr = server.local_addr();

@@ -13,6 +13,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::db::Checkout;
 use super::error::ApiError;
@@ -37,16 +38,19 @@ pub(crate) struct AppState {
 struct Inner {
     pool: Pool,
     body_limit: usize,
+    /// `ServeOptions::cancel_abandoned_queries`.
+    cancel_abandoned: bool,
     /// Makes `/add_large/` tags unique within the process (the peer's `itertools.count`).
     probes: AtomicU64,
 }
 
 impl AppState {
-    pub(crate) fn new(pool: Pool, body_limit: usize) -> Self {
+    pub(crate) fn new(pool: Pool, body_limit: usize, cancel_abandoned: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 body_limit,
+                cancel_abandoned,
                 probes: AtomicU64::new(0),
             }),
         }
@@ -106,10 +110,37 @@ fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError
         .into_response())
 }
 
-async fn list(state: &AppState, sql: &str) -> Result<Response, ApiError> {
-    let mut conn = Checkout::get(&state.inner.pool).await?;
-    let rows = conn.query(sql, &[]).await?;
-    drop(conn);
+/// Runs `sql` with `params` on a pooled connection and returns its rows.
+///
+/// By default the work runs on the request's task: a request dropped mid-query (client
+/// gone, request timeout) cancels its query and frees its connection ([`Checkout`]).
+/// With `cancel_abandoned_queries` off it runs on a task of its own, which outlives the
+/// request: the wait for a connection and the query go on, and the connection stays
+/// held until the query ends, the way a sync worker (the seed's Django app on gunicorn)
+/// stays busy with a request whose client has left.
+async fn run_query(
+    state: &AppState,
+    sql: &'static str,
+    params: Vec<String>,
+) -> Result<Vec<Row>, ApiError> {
+    let pool = state.inner.pool.clone();
+    let work = async move {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let mut conn = Checkout::get(&pool).await?;
+        conn.query(sql, &refs).await
+    };
+    if state.inner.cancel_abandoned {
+        work.await
+    } else {
+        tokio::spawn(work)
+            .await
+            .map_err(|e| ApiError::Internal(format!("the query's task failed: {e}")))?
+    }
+}
+
+async fn list(state: &AppState, sql: &'static str) -> Result<Response, ApiError> {
+    let rows = run_query(state, sql, Vec::new()).await?;
     json(
         StatusCode::OK,
         &EmailList {
@@ -152,9 +183,7 @@ pub(crate) async fn lookup(
             )));
         }
     };
-    let mut conn = Checkout::get(&state.inner.pool).await?;
-    let rows = conn.query(LOOKUP, &[&email]).await?;
-    drop(conn);
+    let rows = run_query(&state, LOOKUP, vec![email]).await?;
     json(
         StatusCode::OK,
         &EmailList {
@@ -183,9 +212,7 @@ pub(crate) async fn add_large(
     let tag = format!("{nanos}-{n}");
     let name = format!("Probe {tag}");
     let email = format!("probe{tag}@example.com");
-    let mut conn = Checkout::get(&state.inner.pool).await?;
-    let rows = conn.query(ADD_LARGE, &[&name, &email]).await?;
-    drop(conn);
+    let rows = run_query(&state, ADD_LARGE, vec![name, email]).await?;
     let row = rows
         .first()
         .ok_or_else(|| ApiError::Internal("INSERT returned no row".into()))?;

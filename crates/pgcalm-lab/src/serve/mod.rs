@@ -17,7 +17,12 @@
 //!
 //! A request that times out (or whose client goes away) while its query runs cancels the
 //! query on the server and discards the connection, so a query stuck behind a migration's
-//! lock never blocks the next request that would have reused the connection.
+//! lock never blocks the next request that would have reused the connection. With
+//! [`ServeOptions::cancel_abandoned_queries`] off (`pgcalm serve
+//! --keep-abandoned-queries`) such a request keeps its connection until its query
+//! finishes instead, the way the seed's Django app on gunicorn sync workers keeps a
+//! worker busy with a request whose client gave up: the lab uses it to show a shared
+//! pool running out of connections.
 //!
 //! ```no_run
 //! # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_lab::serve::ServeError> {
@@ -98,6 +103,10 @@ pub struct ServeOptions {
     pub body_limit: usize,
     /// Request log sink, if any.
     pub on_request: Option<RequestLogger>,
+    /// Cancel the query of a request whose client gave up (or that timed out) and free
+    /// its connection (default). Off: the query runs to its end and holds its
+    /// connection meanwhile, like a sync worker of the seed's app.
+    pub cancel_abandoned_queries: bool,
 }
 
 impl Default for ServeOptions {
@@ -109,6 +118,7 @@ impl Default for ServeOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
             on_request: None,
+            cancel_abandoned_queries: true,
         }
     }
 }
@@ -122,6 +132,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("request_timeout", &self.request_timeout)
             .field("body_limit", &self.body_limit)
             .field("on_request", &self.on_request.is_some())
+            .field("cancel_abandoned_queries", &self.cancel_abandoned_queries)
             .finish()
     }
 }
@@ -239,7 +250,11 @@ fn router(pool: Pool, opts: &ServeOptions) -> Router {
         .route("/healthz", get(api::healthz))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(api::AppState::new(pool, opts.body_limit))
+        .with_state(api::AppState::new(
+            pool,
+            opts.body_limit,
+            opts.cancel_abandoned_queries,
+        ))
         .layer(DefaultBodyLimit::max(opts.body_limit))
         .layer(middleware::from_fn_with_state(frame, frame_request))
 }
