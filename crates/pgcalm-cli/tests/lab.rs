@@ -34,17 +34,32 @@ async fn lab_prints_the_measured_step5_table_and_writes_the_report() {
             .map(|c| c.trim().to_string())
             .collect()
     };
-    // Columns: risky on separate pools, risky on one shared pool, safe.
+    // Columns: risky on separate pools, risky on one shared pool served like the seed's
+    // app, risky on one shared pool served by pgcalm serve, safe.
+    assert_eq!(
+        row("Aspect")[..],
+        [
+            "Risky, separate pools",
+            "Risky, shared pool (seed-like app)",
+            "Risky, shared pool",
+            "Safe, shared pool"
+        ]
+    );
     let writes = row("Blocks Writes?");
-    assert!(writes[0].starts_with("✅ Yes"), "{writes:?}");
-    assert!(writes[1].starts_with("✅ Yes"), "{writes:?}");
-    assert_eq!(writes[2], "❌ No");
+    for risky in &writes[..3] {
+        assert!(risky.starts_with("✅ Yes, blocked"), "{writes:?}");
+    }
+    assert_eq!(writes[3], "❌ No");
     assert_eq!(
         row("Blocks Reads?")[0],
         "❌ No",
         "a SHARE lock lets reads through"
     );
-    assert_eq!(row("Production Safe?")[2], "✅ Yes");
+    assert_eq!(row("Production Safe?")[3], "✅ Yes");
+    assert!(
+        stdout.contains("served like the seed's Django app on sync workers"),
+        "the pools paragraph: {stdout}"
+    );
     assert!(
         stdout.contains("Index Scan using large_email_email_idx"),
         "{stdout}"
@@ -56,7 +71,11 @@ async fn lab_prints_the_measured_step5_table_and_writes_the_report() {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
             .unwrap();
     assert_eq!(json["run"]["rows"], 3000);
-    assert_eq!(json["scenarios"][0]["forms"].as_array().unwrap().len(), 3);
+    assert_eq!(json["scenarios"][0]["forms"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        json["scenarios"][0]["forms"][0]["verdict"]["writes"]["level"],
+        "blocked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

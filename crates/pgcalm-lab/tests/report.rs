@@ -34,11 +34,11 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
     };
     assert_eq!(
         row("Blocks Reads?")[1..],
-        ["✅ Yes (5.2 s)", "❌ No", "❌ No"]
+        ["✅ Yes, blocked 5.2 s", "❌ No", "❌ No"]
     );
     assert_eq!(
         row("Blocks Writes?")[1..],
-        ["✅ Yes (6.0 s)", "✅ Yes (6.0 s)", "❌ No"]
+        ["✅ Yes, blocked 6.0 s", "✅ Yes, blocked 6.0 s", "❌ No"]
     );
     assert_eq!(
         row("Production Safe?")[1..],

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgcalm_lab::lab::report::format::level_cell;
 use pgcalm_lab::lab::report::{self, tables};
-use pgcalm_lab::lab::results::{EndpointRole, Form, FormRun, LabResults, PoolTopology};
+use pgcalm_lab::lab::results::{EndpointRole, Form, LabResults, PoolTopology};
 use pgcalm_lab::lab::{LabEvent, LabOptions, LabStep, run_lab};
 use pgcalm_lab::seed::SeedEvent;
 use pgcalm_migrate::Event;
@@ -148,18 +149,24 @@ pub fn render_tables(results: &LabResults) -> String {
         .collect();
     if !others.is_empty() {
         out.push_str("\nAll scenarios (risky on separate pools, safe on one shared pool):\n\n");
-        let rows: Vec<Vec<String>> = results.scenarios.iter().flat_map(summary_rows).collect();
+        out.push_str(&format!("{}\n\n", wrap(&tables::blocked_meaning(), 100)));
+        let rows: Vec<Vec<String>> = results
+            .scenarios
+            .iter()
+            .flat_map(|s| summary_rows(s, results.run.rows))
+            .collect();
         out.push_str(&crate::render::psql_table(
             None,
             &[
                 "Scenario",
                 "Form",
                 "Migration",
-                "Reads blocked",
-                "Writes blocked",
+                "Reads",
+                "Writes",
                 "Failed",
                 "Slowest",
-                "Safe criteria",
+                tables::SAFE_CRITERIA_HEADER,
+                "Hazard seen (risky form)",
             ],
             &rows,
         ));
@@ -167,21 +174,14 @@ pub fn render_tables(results: &LabResults) -> String {
     out
 }
 
-fn summary_rows(s: &pgcalm_lab::lab::results::ScenarioResult) -> Vec<Vec<String>> {
+fn summary_rows(s: &pgcalm_lab::lab::results::ScenarioResult, rows: u64) -> Vec<Vec<String>> {
     s.forms
         .iter()
         .map(|f| {
-            let blocked = |b: pgcalm_lab::lab::results::Blocking| {
-                if b.blocked {
-                    format!("yes ({:.1} s)", b.longest_stretch_s)
-                } else {
-                    format!("no ({:.1} s)", b.longest_stretch_s)
-                }
-            };
             let c = f.verdict.safe_criteria;
             vec![
                 s.name.clone(),
-                form_label(f),
+                label(f.form, f.topology),
                 format!(
                     "{:.1} s{}",
                     f.migration.wall_ms / 1000.0,
@@ -191,22 +191,21 @@ fn summary_rows(s: &pgcalm_lab::lab::results::ScenarioResult) -> Vec<Vec<String>
                         " (failed)"
                     }
                 ),
-                blocked(f.verdict.reads),
-                blocked(f.verdict.writes),
+                level_cell(f.verdict.reads),
+                level_cell(f.verdict.writes),
                 c.failed_or_timed_out.to_string(),
                 format!("{:.0} ms", c.slowest_ms),
-                if c.passed { "pass" } else { "FAIL" }.to_string(),
+                match (c.passed, f.form) {
+                    (true, Form::Safe) => "pass",
+                    // A risky form within the criteria is not safe: see the hazard.
+                    (true, Form::Risky) => "met",
+                    (false, _) => "FAIL",
+                }
+                .to_string(),
+                tables::hazard_seen(f, Some(rows)),
             ]
         })
         .collect()
-}
-
-fn form_label(f: &FormRun) -> String {
-    let pools = match f.topology {
-        PoolTopology::Shared => "shared pool",
-        PoolTopology::Separate => "separate pools",
-    };
-    format!("{} ({pools})", f.form.as_str())
 }
 
 fn wrap(text: &str, width: usize) -> String {
@@ -363,8 +362,8 @@ impl Progress {
                 self.line(format!(
                     "lab:   done in {:.1} s: reads {}, writes {}, {} failed or timed out, slowest {:.0} ms",
                     run.migration.wall_ms / 1000.0,
-                    if v.reads.blocked { "blocked" } else { "not blocked" },
-                    if v.writes.blocked { "blocked" } else { "not blocked" },
+                    level_cell(v.reads),
+                    level_cell(v.writes),
                     v.safe_criteria.failed_or_timed_out,
                     v.safe_criteria.slowest_ms
                 ));
@@ -387,8 +386,9 @@ impl Progress {
 
 fn label(form: Form, topology: PoolTopology) -> String {
     let pools = match topology {
-        PoolTopology::Shared => "one shared pool",
-        PoolTopology::Separate => "separate read/write pools",
+        PoolTopology::Shared => "shared pool",
+        PoolTopology::Separate => "separate pools",
+        PoolTopology::SharedSeedLike => "shared pool, seed-like app",
     };
     format!("{} ({pools})", form.as_str())
 }

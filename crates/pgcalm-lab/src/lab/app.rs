@@ -3,7 +3,9 @@
 //!
 //! Separate pools are separate [`Server`]s (one per endpoint role, each with the demo's
 //! default pool), like the Django peer's one-gunicorn-per-endpoint topology: a request
-//! blocked on one role cannot take a connection away from the other.
+//! blocked on one role cannot take a connection away from the other. The seed-like
+//! shared pool is one server that keeps the query (and the connection) of a request
+//! whose client gave up, as the seed's Django app on sync workers keeps the worker.
 
 use std::net::SocketAddr;
 
@@ -21,7 +23,7 @@ pub const APP_NAME: &str = "pgcalm serve";
 /// The roles a pool serves, by topology.
 fn pools_of(topology: PoolTopology) -> Vec<(&'static str, Vec<EndpointRole>)> {
     match topology {
-        PoolTopology::Shared => vec![(
+        PoolTopology::Shared | PoolTopology::SharedSeedLike => vec![(
             "shared",
             vec![
                 EndpointRole::Read,
@@ -75,6 +77,7 @@ impl RunningApp {
                 target,
                 ServeOptions {
                     port: 0,
+                    cancel_abandoned_queries: topology != PoolTopology::SharedSeedLike,
                     ..ServeOptions::default()
                 },
             )

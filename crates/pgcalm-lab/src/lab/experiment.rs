@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgcalm_migrate::{Event, Goal, MigrateError, Policy, Runner};
+use pgcalm_migrate::{Direction, Event, Goal, MigrateError, Policy, Runner};
 use pgcalm_pg::catalog::{self, DatabaseSnapshot};
 use pgcalm_pg::{PgError, Target};
 use pgcalm_probe::{Probe, ProbeConfig, ProbeTarget, StopWhen};
@@ -42,7 +42,7 @@ use super::results::{
     StatementRun,
 };
 use super::scenario::{Scenario, catalogue};
-use super::verdict::{self, Endpoint, Evidence};
+use super::verdict::{self, Endpoint, Evidence, LockHold};
 use crate::seed::{self, SeedEvent, SeedOptions};
 use crate::serve::ServeError;
 
@@ -711,12 +711,14 @@ impl Lab {
             end_ms: probe_window.end_ms,
         };
         let waits = monitor::app_waits(&snapshots);
+        let holds = lock_holds_of(dir, form, &migration);
         let (endpoints, mut verdict) = verdict::judge(&Evidence {
             endpoints: eps,
             samples: &samples,
             baseline,
             judged,
             waits: &waits,
+            holds: &holds,
             lock_timeout_ms: self.opts.safe_policy.lock_timeout.as_millis() as f64,
             topology,
         });
@@ -915,6 +917,37 @@ impl Lab {
     }
 }
 
+/// When the migration held locks that block the app's reads or writes: its statements'
+/// timings, judged by the lock table (`pgcalm_migrate::statement_verdicts`, the one the
+/// runner's `--plan` uses) for the file it ran.
+fn lock_holds_of(dir: &std::path::Path, form: Form, run: &MigrationRun) -> Vec<LockHold> {
+    let Ok(set) = pgcalm_migrate::MigrationSet::load(dir) else {
+        return Vec::new();
+    };
+    let Some(file) = set.apps.get(form.as_str()).and_then(|files| files.first()) else {
+        return Vec::new();
+    };
+    let Some(section) = file.section(Direction::Up) else {
+        return Vec::new();
+    };
+    let verdicts = pgcalm_migrate::statement_verdicts(
+        file,
+        Direction::Up,
+        0,
+        &pgcalm_lint::LintOptions::default(),
+    );
+    verdict::lock_holds(&run.statements, section.transaction, |line| {
+        verdicts
+            .iter()
+            .find(|v| v.line == line)
+            .map(|v| {
+                let b = v.locks.blocks();
+                (b.reads, b.writes)
+            })
+            .unwrap_or((false, false))
+    })
+}
+
 /// Collects statements and retries from the runner's events.
 #[derive(Default)]
 struct Recorder {
@@ -1007,26 +1040,38 @@ pub fn parse_explain(plan: &str) -> Explain {
 }
 
 /// The paragraph explaining the shared-vs-separate pools difference, from the
-/// figures of the seed's scenario, when its risky form ran on both.
+/// figures of the seed's scenario, when its risky form ran on separate pools and on the
+/// seed-like shared pool (and, if it ran, on the shared pool served by pgcalm serve as it
+/// runs, which cancels abandoned queries).
 pub fn pool_topology_note(results: &LabResults) -> Option<String> {
+    use super::report::format::level_cell;
+    use super::results::BlockLevel;
     let s = results.scenario("add_index")?;
-    let shared = s.form(Form::Risky, PoolTopology::Shared)?;
     let separate = s.form(Form::Risky, PoolTopology::Separate)?;
-    let describe = |f: &FormRun| {
-        let b = |b: super::results::Blocking| {
-            if b.blocked {
-                format!("blocked (longest stretch {:.1} s)", b.longest_stretch_s)
-            } else {
-                "not blocked".to_string()
-            }
-        };
-        let read_p99 = f
-            .endpoints
+    let seed_like = s.form(Form::Risky, PoolTopology::SharedSeedLike)?;
+    let cancelling = s.form(Form::Risky, PoolTopology::Shared);
+    let read_p99 = |f: &FormRun| {
+        f.endpoints
             .iter()
             .find(|e| e.role == EndpointRole::Read)
             .and_then(|e| Some((e.baseline.p99_ms?, e.migration.p99_ms?)))
+    };
+    let describe = |f: &FormRun| {
+        let p99 = read_p99(f)
             .map(|(before, during)| {
                 format!(", read p99 {before:.0} ms before vs {during:.0} ms during")
+            })
+            .unwrap_or_default();
+        let reads = f
+            .endpoints
+            .iter()
+            .find(|e| e.role == EndpointRole::Read)
+            .map(|e| {
+                format!(
+                    ", {} of {} reads failed or timed out",
+                    e.migration.failed(),
+                    e.migration.requests
+                )
             })
             .unwrap_or_default();
         let read_waits = f
@@ -1038,41 +1083,47 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
                         == Some(EndpointRole::Read)
             })
             .count();
-        let lookups = f
-            .endpoints
-            .iter()
-            .find(|e| e.role == EndpointRole::Lookup)
-            .map(|e| {
-                format!(
-                    ", {} of {} lookups failed or timed out",
-                    e.migration.failed(),
-                    e.migration.requests
-                )
-            })
-            .unwrap_or_default();
         format!(
-            "reads {}, writes {}{read_p99}{lookups}; {read_waits} read(s) seen waiting on a lock",
-            b(f.verdict.reads),
-            b(f.verdict.writes)
+            "reads {}, writes {}{p99}{reads}; {read_waits} read(s) seen waiting on a lock",
+            level_cell(f.verdict.reads),
+            level_cell(f.verdict.writes)
         )
     };
-    let conclusion = match (separate.verdict.reads.blocked, shared.verdict.reads.blocked) {
-        (false, true) => format!(
-            "Reads stopped only on the shared pool, without waiting on any lock: each blocked INSERT keeps its pool connection until the index is built (or its request times out), a write arrives every {} ms, so every connection is soon held by a waiting write and reads wait for a connection. \
+    let pool = crate::serve::DEFAULT_POOL_SIZE;
+    let conclusion = match (separate.verdict.reads.level, seed_like.verdict.reads.level) {
+        (BlockLevel::Blocked, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
+        (_, BlockLevel::Blocked) => format!(
+            "Reads stopped only on the shared pool, without waiting on any lock: each blocked INSERT kept its connection until the index was built, a write arrives every {} ms, so all {pool} connections were soon held by waiting writes and reads waited for a connection until they timed out. \
              The seed's \"blocks reads\" is true of an app whose pool (or worker count) blocked writes can use up, not of the lock itself.",
             PROBE_INTERVAL.as_millis()
         ),
-        (false, false) => "Reads were not stopped on either layout, but on the shared pool they waited for a connection (compare the read p99 and the lookups above): blocked INSERTs held the pool's connections. They were not starved outright because when the probe gives up on a write (3 s) the demo app drops the request, cancels its query and frees its connection, so a waiting read gets one before its own timeout. \
-             An app whose blocked requests keep their connection or worker until the lock is released (the seed's Django app with sync workers) stops reads too: the seed's \"blocks reads\" is about the app's pool, not about the lock.".to_string(),
-        (true, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
+        _ => "Reads were not stopped on the seed-like shared pool either: the build ended before blocked writes had held every connection past a read's timeout (a bigger table, or fewer connections, would stop them).".to_string(),
     };
+    let mitigation = cancelling.map(|c| {
+        let outcome = match c.verdict.reads.level {
+            BlockLevel::Blocked => "reads were still stopped".to_string(),
+            _ => format!(
+                "reads {}",
+                match read_p99(c) {
+                    Some((before, during)) if during > before + verdict::QUEUE_MARGIN_MS =>
+                        format!("slowed (p99 {before:.0} ms to {during:.0} ms) but did not stop"),
+                    _ => "were not slowed".to_string(),
+                }
+            ),
+        };
+        format!(
+            " On the same shared pool served by pgcalm serve as it runs, which cancels the query of a request whose client gave up ({} s) and frees its connection: {}. That mitigation is pgcalm serve's, not the lock's: {outcome}.",
+            PROBE_TIMEOUT.as_secs(),
+            describe(c)
+        )
+    });
     Some(format!(
         "A plain CREATE INDEX takes a SHARE lock on large_email: it conflicts with the ROW EXCLUSIVE lock every INSERT needs, not with the ACCESS SHARE lock of a SELECT. \
          Measured with reads and writes on separate connection pools: {}. \
-         With one shared pool of {} connections (the demo app's default; the seed runs one Django app for every endpoint): {}. {conclusion}",
+         With one shared pool of {pool} connections (the demo app's default) served like the seed's Django app on sync workers, where a request whose client gave up keeps its connection until its query ends: {}. {conclusion}{}",
         describe(separate),
-        crate::serve::DEFAULT_POOL_SIZE,
-        describe(shared),
+        describe(seed_like),
+        mitigation.unwrap_or_default(),
     ))
 }
 
@@ -1104,12 +1155,13 @@ Execution Time: 0.052 ms";
     }
 
     #[test]
-    fn the_seeds_scenario_runs_risky_on_both_pool_layouts_then_safe() {
+    fn the_seeds_scenario_runs_risky_on_separate_seed_like_and_shared_pools_then_safe() {
         let add_index = super::super::scenario::find("add_index").unwrap();
         assert_eq!(
             runs_of(&add_index),
             vec![
                 (Form::Risky, PoolTopology::Separate),
+                (Form::Risky, PoolTopology::SharedSeedLike),
                 (Form::Risky, PoolTopology::Shared),
                 (Form::Safe, PoolTopology::Shared)
             ]

@@ -147,6 +147,10 @@ pub enum PoolTopology {
     Shared,
     /// One pool per endpoint role: a blocked write cannot take a read's connection.
     Separate,
+    /// One shared pool, served the way the seed's Django app on sync workers behaves: a
+    /// request whose client gave up keeps its connection until its query finishes
+    /// (`ServeOptions::cancel_abandoned_queries` off).
+    SharedSeedLike,
 }
 
 impl PoolTopology {
@@ -155,7 +159,13 @@ impl PoolTopology {
         match self {
             PoolTopology::Shared => "shared",
             PoolTopology::Separate => "separate",
+            PoolTopology::SharedSeedLike => "shared-seed-like",
         }
+    }
+
+    /// One pool for every endpoint (whatever the app does with abandoned requests).
+    pub fn is_shared(self) -> bool {
+        self != PoolTopology::Separate
     }
 }
 
@@ -421,10 +431,44 @@ pub struct Verdict {
 /// Whether one kind of request was blocked.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Blocking {
-    /// Blocked: failed, hung or queued well past normal.
+    /// Blocked: `level` is [`BlockLevel::Blocked`] (kept for tools that read the flag).
     pub blocked: bool,
     /// The longest stretch without a successful request, in seconds (0 when none).
     pub longest_stretch_s: f64,
+    /// Blocked, queued or neither (see [`crate::lab::verdict`] for the rules).
+    #[serde(default)]
+    pub level: BlockLevel,
+    /// The longest time a request of this kind was held by the migration, in seconds:
+    /// the longest stretch when blocked, the longest queued request when queued, 0 when
+    /// neither.
+    #[serde(default)]
+    pub held_s: f64,
+}
+
+/// How far the migration held up one kind of request, from least to most.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockLevel {
+    /// Not held by the migration's lock.
+    #[default]
+    No,
+    /// Held by the migration's lock but answered within the limit (lock timeout + 1 s).
+    Queued,
+    /// Failed, timed out, or slower than the limit.
+    Blocked,
+}
+
+impl BlockLevel {
+    /// `no` / `queued` / `blocked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockLevel::No => "no",
+            BlockLevel::Queued => "queued",
+            BlockLevel::Blocked => "blocked",
+        }
+    }
 }
 
 /// The safe forms' pass mark, with the figures it was judged on.

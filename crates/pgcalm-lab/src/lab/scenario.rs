@@ -85,7 +85,8 @@ pub struct Scenario {
     /// (e.g. a copied column out of step); 0 expected.
     pub check: Option<Check>,
     /// The pool topologies the risky form runs under (the seed's scenario runs it on
-    /// separate pools and on one shared pool).
+    /// separate pools, on one shared pool served like the seed's app, and on one shared
+    /// pool served by pgcalm serve as it runs).
     pub risky_topologies: &'static [super::results::PoolTopology],
     /// `setup.sql`.
     pub setup: &'static str,
@@ -147,7 +148,7 @@ macro_rules! files {
 /// The seed's lookup query (demo_commands.md, "Performance Testing").
 pub const SEED_LOOKUP: &str = "SELECT * FROM large_email WHERE email = 'user1000000@example.com'";
 
-use super::results::PoolTopology::{Separate, Shared};
+use super::results::PoolTopology::{Separate, Shared, SharedSeedLike};
 
 /// Every scenario, in the order `--scenario all` runs them. The first is the default.
 pub fn catalogue() -> Vec<Scenario> {
@@ -187,7 +188,7 @@ pub fn catalogue() -> Vec<Scenario> {
     vec![
         Scenario {
             explain: Some(SEED_LOOKUP),
-            risky_topologies: &[Separate, Shared],
+            risky_topologies: &[Separate, SharedSeedLike, Shared],
             ..s(
                 "add_index",
                 "Add an index on large_email.email (the seed)",

@@ -1,6 +1,7 @@
 //! What the numbers say about one form: per endpoint the baseline and migration
-//! figures, and whether reads and writes were blocked, from the probe's samples plus
-//! the monitor's lock-waiter observations.
+//! figures, and per kind of request (reads, writes) a three-level verdict, from the
+//! probe's samples, the monitor's lock-waiter observations and the runner's statement
+//! timings.
 //!
 //! The rules, in one place:
 //! - The judged window runs from the migration's start to the end of the probe (a tail
@@ -10,27 +11,141 @@
 //! - A request *stalled* if it failed, timed out or took [`HUNG_MS`] or longer; the
 //!   longest stretch is from the first stalled request of a run of them to the end of
 //!   the last (by send time), in seconds.
-//! - Reads (or writes) are *blocked* when one of them failed or timed out, or took longer
-//!   than the lock timeout + 1 s (the safe forms' limit), or when the monitor saw one
-//!   wait at least [`MIN_WAIT_SECS`] on a lock the migration's session held. A wait
-//!   behind the migration's own queued lock request (the lock queue with lock_timeout)
-//!   is bounded by lock_timeout; it is reported in the notes, and judged by the limit.
+//! - Reads (or writes) are **blocked** when one of them failed or timed out, or took
+//!   longer than the lock timeout + 1 s (the safe forms' limit).
+//! - Otherwise they are **queued** when the migration's lock held one of them up:
+//!   either the monitor (every 250 ms) saw one wait at least [`QUEUE_MARGIN_MS`] on a
+//!   lock of the migration's session (held, or still requested with the request queued
+//!   behind it: the lock queue), or, for locks too short for the monitor to see, one
+//!   was in flight while the migration held a lock that blocks its kind ([`LockHold`],
+//!   from the runner's statement timings and the lock table) and was answered within
+//!   [`RELEASE_WINDOW_MS`] after the lock went, [`QUEUE_MARGIN_MS`] slower than its
+//!   baseline p99.
+//! - Otherwise **no**.
 //! - The safe criteria: zero failed or timed-out reads and writes, none slower than
-//!   the lock timeout + 1 s. Lookups are reported apart (slow without the index whatever
-//!   the migration does).
+//!   the lock timeout + 1 s. A queued request within the limit meets them (the lock
+//!   queue's safe form queues requests behind its ALTER for up to lock_timeout, by
+//!   design); a risky form that only queued requests is still reported as hazardous
+//!   (the hold grows with the table). Lookups are reported apart (slow without the
+//!   index whatever the migration does).
 
 use std::collections::BTreeMap;
 
 use super::monitor::AppWait;
 use super::results::{
-    Blocking, EndpointRole, EndpointSummary, Outcome, PoolTopology, SafeCriteria, Sample, Span,
-    Verdict, WindowStats,
+    BlockLevel, Blocking, EndpointRole, EndpointSummary, Outcome, PoolTopology, SafeCriteria,
+    Sample, Span, StatementRun, Verdict, WindowStats,
 };
 
 /// A request that took this long (ms) counts as hung in the longest stretch.
 pub const HUNG_MS: f64 = 500.0;
-/// A wait on the migration's lock shorter than this (seconds) is not called blocking.
-pub const MIN_WAIT_SECS: f64 = 0.2;
+/// A request held this much (ms) longer than its baseline p99, or seen waiting this long
+/// on the migration's lock, was queued by it; less is noise on a busy machine.
+pub const QUEUE_MARGIN_MS: f64 = 50.0;
+/// A request answered this soon (ms) after the migration released a lock that blocks its
+/// kind, while it was in flight during the hold, was waiting for that lock.
+pub const RELEASE_WINDOW_MS: f64 = 250.0;
+/// Slack (ms) between the probe's wall clock and the runner's statement timings.
+const CLOCK_SLACK_MS: f64 = 50.0;
+
+/// A stretch of the migration during which its session held (or was queued for) a lock
+/// that blocks reads and/or writes of the app's table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LockHold {
+    /// From the start of the locking statement to the end of its transaction.
+    pub span: Span,
+    /// The lock blocks `SELECT`s.
+    pub reads: bool,
+    /// The lock blocks `INSERT`s.
+    pub writes: bool,
+}
+
+impl LockHold {
+    fn blocks(&self, role: EndpointRole) -> bool {
+        match role {
+            EndpointRole::Read => self.reads,
+            EndpointRole::Write => self.writes,
+            EndpointRole::Lookup => self.reads,
+        }
+    }
+}
+
+/// When the migration held locks that block reads or writes, from its statements' timings
+/// (`blocks_of(line)`: what the lock table says the statement at that file line blocks,
+/// as (reads, writes)). In one transaction a lock is held from the statement that takes
+/// it to the end of the transaction (the last statement, or the one that failed, e.g. on
+/// lock_timeout: its transaction is rolled back and retried); without one, each
+/// statement holds its locks while it runs.
+pub fn lock_holds(
+    statements: &[StatementRun],
+    transactional: bool,
+    blocks_of: impl Fn(usize) -> (bool, bool),
+) -> Vec<LockHold> {
+    let mut holds = Vec::new();
+    let mut open: Option<LockHold> = None;
+    for s in statements {
+        let end = s.start_ms + s.duration_ms;
+        let (reads, writes) = s.line.map(&blocks_of).unwrap_or((false, false));
+        if !transactional {
+            if reads || writes {
+                holds.push(LockHold {
+                    span: Span {
+                        start_ms: s.start_ms,
+                        end_ms: end,
+                    },
+                    reads,
+                    writes,
+                });
+            }
+            continue;
+        }
+        if reads || writes {
+            let h = open.get_or_insert(LockHold {
+                span: Span {
+                    start_ms: s.start_ms,
+                    end_ms: end,
+                },
+                reads: false,
+                writes: false,
+            });
+            h.reads |= reads;
+            h.writes |= writes;
+        }
+        if let Some(h) = open.as_mut() {
+            h.span.end_ms = end;
+        }
+        if s.error.is_some() {
+            holds.extend(open.take());
+        }
+    }
+    holds.extend(open);
+    holds
+}
+
+/// Successful requests of `samples` that a lock hold queued: in flight while it was held
+/// and answered just after it went, [`QUEUE_MARGIN_MS`] slower than `baseline_p99_ms`.
+fn queued_by_holds<'a>(
+    samples: &[&'a Sample],
+    role: EndpointRole,
+    holds: &[LockHold],
+    baseline_p99_ms: f64,
+) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .copied()
+        .filter(|s| s.outcome == Outcome::Ok && s.latency_ms > baseline_p99_ms + QUEUE_MARGIN_MS)
+        .filter(|s| {
+            let answered = s.at_ms + s.latency_ms;
+            holds.iter().filter(|h| h.blocks(role)).any(|h| {
+                let released = h.span.end_ms;
+                s.at_ms < released
+                    && answered > h.span.start_ms
+                    && answered >= released - CLOCK_SLACK_MS
+                    && answered <= released + RELEASE_WINDOW_MS
+            })
+        })
+        .collect()
+}
 
 /// Figures of the requests sent in `span`.
 pub fn window_stats<'a>(samples: impl Iterator<Item = &'a Sample>, span: Span) -> WindowStats {
@@ -129,6 +244,8 @@ pub struct Evidence<'a> {
     pub judged: Span,
     /// App requests the monitor saw waiting on the migration or the blocker.
     pub waits: &'a [AppWait],
+    /// When the migration held locks that block reads or writes ([`lock_holds`]).
+    pub holds: &'a [LockHold],
     /// The safe forms' lock_timeout, in ms.
     pub lock_timeout_ms: f64,
     /// The pool topology the form ran under.
@@ -175,7 +292,7 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
         let queued: Vec<&AppWait> = ev
             .waits
             .iter()
-            .filter(|w| w.role == role && !w.holder_granted)
+            .filter(|w| w.role == role && w.on == "migration" && !w.holder_granted)
             .collect();
         let noun = role_noun(role);
         let longest_wait = |ws: &[&AppWait]| ws.iter().map(|w| w.waited_secs).fold(0.0, f64::max);
@@ -189,16 +306,54 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
         }
         if !queued.is_empty() {
             notes.push(format!(
-                "{noun} queued behind a lock request still waiting itself (seen in {} samples, longest wait seen {:.1} s)",
+                "{noun} queued behind the migration's lock request, itself still waiting (seen in {} samples, longest wait seen {:.1} s)",
                 queued.len(),
                 longest_wait(&queued)
             ));
         }
-        let waited_on_migration = longest_wait(&held) >= MIN_WAIT_SECS;
-        let blocked = failed > 0 || slowest > limit_ms || waited_on_migration;
-        if blocked && failed > 0 && held.is_empty() && queued.is_empty() {
+        // Requests queued by a lock too short for the monitor: answered just after the
+        // migration released it, well above their baseline.
+        let mut by_holds: Vec<&Sample> = Vec::new();
+        for e in &in_role {
+            let samples: Vec<&Sample> = of(&e.endpoint)
+                .into_iter()
+                .filter(|s| ev.judged.contains(s.at_ms))
+                .collect();
+            let p99 = e.baseline.p99_ms.unwrap_or(0.0);
+            by_holds.extend(queued_by_holds(&samples, role, ev.holds, p99));
+        }
+        let slowest_queued_s = by_holds
+            .iter()
+            .map(|s| s.latency_ms / 1000.0)
+            .fold(0.0, f64::max);
+        if !by_holds.is_empty() {
+            notes.push(format!(
+                "{} {} answered only when the migration released its lock (slowest {:.2} s)",
+                by_holds.len(),
+                if by_holds.len() == 1 {
+                    singular(noun).to_string()
+                } else {
+                    noun.to_lowercase()
+                },
+                slowest_queued_s
+            ));
+        }
+        let waited_s = longest_wait(&held).max(longest_wait(&queued));
+        let level = if failed > 0 || slowest > limit_ms {
+            BlockLevel::Blocked
+        } else if waited_s * 1000.0 >= QUEUE_MARGIN_MS || !by_holds.is_empty() {
+            BlockLevel::Queued
+        } else {
+            BlockLevel::No
+        };
+        let held_s = match level {
+            BlockLevel::Blocked => longest.max(slowest / 1000.0),
+            BlockLevel::Queued => waited_s.max(slowest_queued_s),
+            BlockLevel::No => 0.0,
+        };
+        if level == BlockLevel::Blocked && failed > 0 && held.is_empty() && queued.is_empty() {
             let other_waits = ev.waits.iter().any(|w| w.role != role);
-            if other_waits && ev.topology == PoolTopology::Shared {
+            if other_waits && ev.topology.is_shared() {
                 notes.push(format!(
                     "no {} waited on a lock: they failed waiting for a connection of the shared pool, every one held by a blocked request of the other kind",
                     noun.to_lowercase()
@@ -206,8 +361,10 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
             }
         }
         Blocking {
-            blocked,
+            blocked: level == BlockLevel::Blocked,
             longest_stretch_s: longest,
+            level,
+            held_s,
         }
     };
     let reads = blocking(EndpointRole::Read, &mut notes);
@@ -243,6 +400,14 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
         notes,
     };
     (endpoints, verdict)
+}
+
+fn singular(noun: &str) -> &'static str {
+    match noun {
+        "Reads" => "read",
+        "Writes" => "write",
+        _ => "lookup",
+    }
 }
 
 fn role_noun(role: EndpointRole) -> &'static str {
@@ -323,9 +488,104 @@ mod tests {
             baseline: span(0.0, 1000.0),
             judged: span(1000.0, 10_000.0),
             waits,
+            holds: &[],
             lock_timeout_ms: 2000.0,
             topology,
         }
+    }
+
+    fn statement(line: usize, start_ms: f64, duration_ms: f64, error: bool) -> StatementRun {
+        StatementRun {
+            sql: format!("statement at line {line}"),
+            line: Some(line),
+            start_ms,
+            duration_ms,
+            lock_timeout_ms: None,
+            error: error.then(|| "canceling statement due to lock timeout".into()),
+        }
+    }
+
+    #[test]
+    fn a_transaction_holds_its_lock_from_the_locking_statement_to_its_end() {
+        // Line 2 takes SHARE (blocks writes), line 3 is a pg_sleep (no lock).
+        let blocks = |line: usize| (false, line == 2);
+        let statements = [
+            statement(1, 1000.0, 5.0, false),
+            statement(2, 1005.0, 300.0, false),
+            statement(3, 1305.0, 1000.0, false),
+        ];
+        assert_eq!(
+            lock_holds(&statements, true, blocks),
+            vec![LockHold {
+                span: span(1005.0, 2305.0),
+                reads: false,
+                writes: true
+            }]
+        );
+        // Without a transaction each statement holds its lock while it runs.
+        assert_eq!(
+            lock_holds(&statements, false, blocks),
+            vec![LockHold {
+                span: span(1005.0, 1305.0),
+                reads: false,
+                writes: true
+            }]
+        );
+        // A lock timeout ends the attempt (its transaction is rolled back); the retry
+        // is a hold of its own.
+        let both = |_| (true, true);
+        let retried = [
+            statement(1, 1000.0, 2000.0, true),
+            statement(1, 3500.0, 10.0, false),
+        ];
+        assert_eq!(
+            lock_holds(&retried, true, both)
+                .iter()
+                .map(|h| h.span)
+                .collect::<Vec<_>>(),
+            vec![span(1000.0, 3000.0), span(3500.0, 3510.0)]
+        );
+    }
+
+    #[test]
+    fn a_request_answered_when_a_short_lock_went_was_queued() {
+        // Writes every 200 ms at ~5 ms; the migration held SHARE from 1500 to 1800 ms.
+        let mut samples = vec![
+            sample("add_large", 200.0, 5.0, Outcome::Ok),
+            sample("add_large", 400.0, 6.0, Outcome::Ok),
+            sample("list_large", 400.0, 4.0, Outcome::Ok),
+            // Sent at 1600, in flight during the hold, answered at 1810: queued.
+            sample("add_large", 1600.0, 210.0, Outcome::Ok),
+            sample("list_large", 1600.0, 4.0, Outcome::Ok),
+            sample("add_large", 2000.0, 5.0, Outcome::Ok),
+        ];
+        let holds = [LockHold {
+            span: span(1500.0, 1800.0),
+            reads: false,
+            writes: true,
+        }];
+        let eps = endpoints();
+        let judge_with_holds = |samples: &[Sample]| {
+            judge(&Evidence {
+                holds: &holds,
+                ..evidence(&eps, samples, &[], PoolTopology::Separate)
+            })
+            .1
+        };
+        let v = judge_with_holds(&samples);
+        assert_eq!(v.writes.level, BlockLevel::Queued, "{:?}", v.notes);
+        assert!((v.writes.held_s - 0.21).abs() < 1e-9);
+        assert_eq!(v.reads.level, BlockLevel::No);
+        assert!(v.safe_criteria.passed);
+        // The same latency long after the lock went is not the migration's doing.
+        samples[3].at_ms = 5000.0;
+        let v = judge_with_holds(&samples);
+        assert_eq!(v.writes.level, BlockLevel::No, "{:?}", v.notes);
+        // A write that timed out is blocked, whatever the holds say.
+        samples[3] = sample("add_large", 1600.0, 3000.0, Outcome::Timeout);
+        let v = judge_with_holds(&samples);
+        assert_eq!(v.writes.level, BlockLevel::Blocked);
+        assert!(v.writes.blocked && v.writes.held_s >= 3.0);
     }
 
     fn endpoints() -> Vec<Endpoint> {
@@ -365,7 +625,7 @@ mod tests {
     }
 
     #[test]
-    fn waits_behind_a_queued_request_within_the_limit_are_not_blocking() {
+    fn waits_behind_a_queued_lock_request_within_the_limit_are_queued_not_blocked() {
         let samples = vec![
             sample("list_large", 1200.0, 1990.0, Outcome::Ok),
             sample("add_large", 1200.0, 1995.0, Outcome::Ok),
@@ -380,6 +640,8 @@ mod tests {
         let eps = endpoints();
         let (_, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Shared));
         assert!(!v.reads.blocked && !v.writes.blocked);
+        assert_eq!(v.reads.level, BlockLevel::Queued);
+        assert_eq!(v.reads.held_s, 1.8);
         assert!(v.safe_criteria.passed);
         assert!(v.reads.longest_stretch_s > 1.9);
         assert!(v.notes[0].contains("queued behind"), "{:?}", v.notes);

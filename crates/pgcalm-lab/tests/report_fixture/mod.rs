@@ -162,6 +162,12 @@ fn blocking(stretch_s: f64) -> Blocking {
     Blocking {
         blocked: stretch_s > 0.0,
         longest_stretch_s: stretch_s,
+        level: if stretch_s > 0.0 {
+            BlockLevel::Blocked
+        } else {
+            BlockLevel::No
+        },
+        held_s: stretch_s,
     }
 }
 

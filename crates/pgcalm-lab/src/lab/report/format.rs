@@ -1,6 +1,6 @@
 //! How figures are worded in every table and chart (one place for units and labels).
 
-use crate::lab::results::{Blocking, Form, PoolTopology};
+use crate::lab::results::{BlockLevel, Blocking, Form, PoolTopology};
 
 /// A latency: `0.05 ms`, `2.4 ms`, `37 ms`, `3.0 s`.
 pub fn ms(v: f64) -> String {
@@ -29,16 +29,26 @@ pub fn form_label(form: Form, topology: PoolTopology) -> String {
     let pools = match topology {
         PoolTopology::Shared => "shared pool",
         PoolTopology::Separate => "separate pools",
+        PoolTopology::SharedSeedLike => "shared pool (seed-like app)",
     };
     format!("{form}, {pools}")
 }
 
-/// The seed's ✅ Yes / ❌ No, with the longest stretch when blocked.
+/// The seed's ✅ Yes / ❌ No, with the level and the longest hold: `✅ Yes, blocked
+/// 12.7 s`, `⚠️ Yes, queued 0.3 s`, `❌ No`.
 pub fn yes_no_blocked(b: Blocking) -> String {
-    if b.blocked {
-        format!("✅ Yes ({})", seconds(b.longest_stretch_s * 1000.0))
-    } else {
-        "❌ No".into()
+    match b.level {
+        BlockLevel::Blocked => format!("✅ Yes, {}", level_cell(b)),
+        BlockLevel::Queued => format!("⚠️ Yes, {}", level_cell(b)),
+        BlockLevel::No => "❌ No".into(),
+    }
+}
+
+/// The level and the longest hold: `blocked 12.7 s`, `queued 0.3 s`, `no`.
+pub fn level_cell(b: Blocking) -> String {
+    match b.level {
+        BlockLevel::No => "no".into(),
+        level => format!("{} {}", level.as_str(), seconds(b.held_s * 1000.0)),
     }
 }
 

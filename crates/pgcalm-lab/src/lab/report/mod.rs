@@ -9,7 +9,7 @@
 //!
 //! The tables are data ([`tables`]) so the terminal can print the same Step 5 table.
 
-mod format;
+pub mod format;
 mod html;
 mod markdown;
 mod samples;

@@ -221,11 +221,7 @@ impl LatencyAxis {
 fn title(s: &mut String, scenario: &ScenarioResult, run: &FormRun) {
     let v = &run.verdict;
     let blocked = |what: &str, b: crate::lab::results::Blocking| {
-        if b.blocked {
-            format!("{what} blocked {}", seconds(b.longest_stretch_s * 1000.0))
-        } else {
-            format!("{what} not blocked")
-        }
+        format!("{what} {}", super::format::level_cell(b))
     };
     let summary = format!(
         "{} · {} · migration {}",
