@@ -17,6 +17,10 @@ mod cmd;
 mod context;
 mod render;
 
+/// mimalloc: lint's parse trees are many small allocations (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
