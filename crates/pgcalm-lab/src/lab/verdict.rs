@@ -369,6 +369,23 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
     };
     let reads = blocking(EndpointRole::Read, &mut notes);
     let writes = blocking(EndpointRole::Write, &mut notes);
+    // On a shared pool, reads the lock lets through can still wait for a connection held
+    // by a write waiting on it: not the lock's doing (the level stays), but said.
+    let read_slowest = endpoints
+        .iter()
+        .filter(|e| e.role == EndpointRole::Read)
+        .filter_map(|e| e.migration.max_ms)
+        .fold(0.0, f64::max);
+    if ev.topology.is_shared()
+        && reads.level == BlockLevel::No
+        && writes.level != BlockLevel::No
+        && read_slowest >= HUNG_MS
+    {
+        notes.push(format!(
+            "reads were not held by the migration's lock but waited for a connection of the shared pool held by writes waiting on it (slowest read {:.1} s)",
+            read_slowest / 1000.0
+        ));
+    }
     let judged: Vec<&EndpointSummary> = endpoints
         .iter()
         .filter(|e| e.role != EndpointRole::Lookup)
@@ -645,6 +662,34 @@ mod tests {
         assert!(v.safe_criteria.passed);
         assert!(v.reads.longest_stretch_s > 1.9);
         assert!(v.notes[0].contains("queued behind"), "{:?}", v.notes);
+    }
+
+    #[test]
+    fn reads_slowed_by_a_shared_pool_are_not_held_by_the_lock_but_said() {
+        let samples = vec![
+            sample("list_large", 1200.0, 2600.0, Outcome::Ok),
+            sample("add_large", 1200.0, 3000.0, Outcome::Timeout),
+        ];
+        let waits = vec![AppWait {
+            role: EndpointRole::Write,
+            mode: "RowExclusiveLock".into(),
+            waited_secs: 2.0,
+            holder_granted: true,
+            on: "migration",
+        }];
+        let eps = endpoints();
+        let (_, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Shared));
+        assert_eq!(
+            (v.reads.level, v.writes.level),
+            (BlockLevel::No, BlockLevel::Blocked)
+        );
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.contains("waited for a connection") && n.contains("2.6 s")),
+            "{:?}",
+            v.notes
+        );
     }
 
     #[test]
