@@ -605,6 +605,22 @@ mod tests {
         assert!(v.writes.blocked && v.writes.held_s >= 3.0);
     }
 
+    /// An app request seen waiting `secs` on the migration's session (which held its
+    /// lock, or was itself queued for it).
+    fn wait_on_migration(role: EndpointRole, secs: f64, holder_granted: bool) -> AppWait {
+        AppWait {
+            role,
+            mode: match role {
+                EndpointRole::Write => "RowExclusiveLock",
+                _ => "AccessShareLock",
+            }
+            .into(),
+            waited_secs: secs,
+            holder_granted,
+            on: "migration",
+        }
+    }
+
     fn endpoints() -> Vec<Endpoint> {
         super::super::experiment::probe_endpoints()
     }
@@ -619,13 +635,7 @@ mod tests {
             sample("add_large", 1400.0, 2500.0, Outcome::Ok),
             sample("add_large", 4000.0, 4.0, Outcome::Ok),
         ];
-        let waits = vec![AppWait {
-            role: EndpointRole::Write,
-            mode: "RowExclusiveLock".into(),
-            waited_secs: 1.5,
-            holder_granted: true,
-            on: "migration",
-        }];
+        let waits = vec![wait_on_migration(EndpointRole::Write, 1.5, true)];
         let eps = endpoints();
         let (summaries, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Separate));
         assert!(v.writes.blocked && !v.reads.blocked);
@@ -647,13 +657,7 @@ mod tests {
             sample("list_large", 1200.0, 1990.0, Outcome::Ok),
             sample("add_large", 1200.0, 1995.0, Outcome::Ok),
         ];
-        let waits = vec![AppWait {
-            role: EndpointRole::Read,
-            mode: "AccessShareLock".into(),
-            waited_secs: 1.8,
-            holder_granted: false,
-            on: "migration",
-        }];
+        let waits = vec![wait_on_migration(EndpointRole::Read, 1.8, false)];
         let eps = endpoints();
         let (_, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Shared));
         assert!(!v.reads.blocked && !v.writes.blocked);
@@ -670,13 +674,7 @@ mod tests {
             sample("list_large", 1200.0, 2600.0, Outcome::Ok),
             sample("add_large", 1200.0, 3000.0, Outcome::Timeout),
         ];
-        let waits = vec![AppWait {
-            role: EndpointRole::Write,
-            mode: "RowExclusiveLock".into(),
-            waited_secs: 2.0,
-            holder_granted: true,
-            on: "migration",
-        }];
+        let waits = vec![wait_on_migration(EndpointRole::Write, 2.0, true)];
         let eps = endpoints();
         let (_, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Shared));
         assert_eq!(
@@ -698,13 +696,7 @@ mod tests {
             sample("list_large", 1200.0, 3000.0, Outcome::Timeout),
             sample("add_large", 1200.0, 3000.0, Outcome::Timeout),
         ];
-        let waits = vec![AppWait {
-            role: EndpointRole::Write,
-            mode: "RowExclusiveLock".into(),
-            waited_secs: 2.0,
-            holder_granted: true,
-            on: "migration",
-        }];
+        let waits = vec![wait_on_migration(EndpointRole::Write, 2.0, true)];
         let eps = endpoints();
         let (_, v) = judge(&evidence(&eps, &samples, &waits, PoolTopology::Shared));
         assert!(v.reads.blocked && v.writes.blocked);
