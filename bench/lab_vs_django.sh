@@ -136,7 +136,9 @@ def judge(samples, window, waited):
     p99 = lats[min(len(lats) - 1, max(0, -(-99 * len(lats) // 100) - 1))] if lats else float("nan")
     return failed > 0 or slowest > limit_ms or waited, longest, failed, len(inside), p99
 
-def cell(blocked, longest):
+def cell(blocked, longest, level=None, held=None):
+    if level == "queued":      # pgcalm's middle level: held by the lock, answered in time
+        return f"⚠️ Queued ({held:.1f} s)"
     return f"✅ Yes ({longest:.1f} s)" if blocked else "❌ No"
 
 def pgcalm_row(form):
@@ -149,8 +151,8 @@ def pgcalm_row(form):
     base = lambda role: ep[role]["baseline"]["requests"] - ep[role]["baseline"]["ok"]
     return {
         "baseline": f"{base('read')} / {base('write')}",
-        "reads": cell(v["reads"]["blocked"], v["reads"]["longest_stretch_s"]),
-        "writes": cell(v["writes"]["blocked"], v["writes"]["longest_stretch_s"]),
+        "reads": cell(v["reads"]["blocked"], v["reads"]["longest_stretch_s"], v["reads"].get("level"), v["reads"].get("held_s")),
+        "writes": cell(v["writes"]["blocked"], v["writes"]["longest_stretch_s"], v["writes"].get("level"), v["writes"].get("held_s")),
         "wall": form["migration"]["wall_ms"] / 1000.0,
         "failed": f"{r[0]} of {r[1]} / {w[0]} of {w[1]}",
         "p99": f"{r[2]:.0f} / {w[2]:.0f}",
@@ -210,15 +212,22 @@ lines = [
 ]
 agree = []
 peer_indexes = ""
-for form, topo, label in [("risky", "separate", "risky, separate pools"), ("risky", "shared", "risky, shared pool"),
-                          ("safe", "shared", "safe, shared pool")]:
-    if (form, topo) not in forms or peer_topo[topo] is None:
+# pgcalm's seed-like shared pool (a request whose client gave up keeps its connection,
+# like a gunicorn sync worker) is the closest to the peer's shared server.
+runs = [("risky", "separate", "separate", "risky, separate pools"),
+        ("risky", "shared-seed-like", "shared", "risky, seed-like shared pool"),
+        ("risky", "shared", "shared", "risky, shared pool"),
+        ("safe", "shared", "shared", "safe, shared pool")]
+for form, pg_topo, topo, label in runs:
+    if (form, pg_topo) not in forms or peer_topo[topo] is None:
         continue
-    pg = pgcalm_row(forms[(form, topo)])
+    pg = pgcalm_row(forms[(form, pg_topo)])
     case = f"{peer_topo[topo]}_{3 if form == 'risky' else 1}_{form}"
     peer = peer_row(case)
     peer_indexes = peer_indexes or (peer["indexes"] if form == "risky" else "")
-    who_pg = "pgcalm lab" + (" (reads and writes on separate pools of 4)" if topo == "separate" else " (one pool of 4)")
+    who_pg = "pgcalm lab" + {"separate": " (reads and writes on separate pools of 4)",
+                             "shared": " (one pool of 4)",
+                             "shared-seed-like": " (one pool of 4, abandoned queries keep their connection)"}[pg_topo]
     who_peer = f"Django peer `{case}` (gunicorn, 2 sync workers" + (", one server per endpoint)" if topo == "separate" else ", one server)")
     for who, r in [(who_pg, pg), (who_peer, peer)]:
         lines.append(f"| {label} | {who} | {r['reads']} | {r['writes']} | {r['wall']:.1f} s | {r['failed']} | {r['p99']} | {r['baseline']} | {r['own']} |")

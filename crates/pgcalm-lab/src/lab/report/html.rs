@@ -24,6 +24,7 @@ svg.timeline { max-width: 100%; height: auto; border: 1px solid #e3e3e3; display
 .hazard { color: #8a1c1c; }
 .yes { color: #1a7f37; font-weight: bold; }
 .no { color: #c62828; font-weight: bold; }
+.queued { color: #b26a00; font-weight: bold; }
 .note { background: #f5f8ff; border-left: 4px solid #4a78c2; padding: 8px 12px; }
 details { margin: 6px 0 12px; }
 summary { cursor: pointer; color: #333; }
@@ -215,7 +216,8 @@ fn inline(text: &str) -> String {
     // The seed's ✅/❌ need an emoji font; these marks are in every common font.
     let out = out
         .replace('✅', "<span class=\"yes\">✔</span>")
-        .replace('❌', "<span class=\"no\">✘</span>");
+        .replace('❌', "<span class=\"no\">✘</span>")
+        .replace("⚠️", "<span class=\"queued\">⚠</span>");
     let mut out = out;
     // Unbalanced markers would leave an element open.
     if code {
@@ -238,5 +240,6 @@ mod tests {
             "<strong>Blocks</strong> <code>a &lt; b</code>"
         );
         assert_eq!(inline("`open"), "<code>open</code>");
+        assert_eq!(inline("⚠️ Yes"), "<span class=\"queued\">⚠</span> Yes");
     }
 }
