@@ -148,7 +148,9 @@ pub fn render_tables(results: &LabResults) -> String {
         .filter(|s| s.name != tables::SEED_SCENARIO)
         .collect();
     if !others.is_empty() {
-        out.push_str("\nAll scenarios (risky on separate pools, safe on one shared pool):\n\n");
+        out.push_str(
+            "\nAll scenarios (risky on separate pools, the seed's also on shared pools; safe on one shared pool):\n\n",
+        );
         out.push_str(&format!("{}\n\n", wrap(&tables::blocked_meaning(), 100)));
         let rows: Vec<Vec<String>> = results
             .scenarios
