@@ -64,6 +64,52 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
 }
 
 #[test]
+fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
+    use pgcalm_lab::lab::results::BlockLevel;
+    let mut results = report_fixture::lab_results();
+    let form = &mut results.scenarios[0].forms[1];
+    form.verdict.writes.level = BlockLevel::Queued;
+    form.verdict.writes.blocked = false;
+    form.verdict.writes.held_s = 0.34;
+    form.verdict.safe_criteria.failed_or_timed_out = 0;
+    form.verdict.safe_criteria.passed = true;
+    assert_eq!(
+        tables::hazard_seen(form, Some(1_000_000)),
+        "queued writes for 0.3 s at 1,000,000 rows; the hold grows with the table"
+    );
+    let step5 = tables::step5_table(&results).unwrap();
+    let row = |aspect: &str| {
+        step5
+            .rows
+            .iter()
+            .find(|r| r[0].contains(aspect))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("Blocks Writes?")[2], "⚠️ Yes, queued 0.3 s");
+    assert_eq!(row("Production Safe?")[2], "❌ No (writes queued)");
+    let summary = tables::scenario_summary_table(&results.scenarios[0]);
+    let criteria = summary
+        .headers
+        .iter()
+        .position(|h| h.starts_with("Safe criteria (0 failed"))
+        .expect("the criteria column says what it checks");
+    assert!(
+        summary.rows[1][criteria].starts_with("met:"),
+        "{:?}",
+        summary.rows[1]
+    );
+    assert!(
+        summary.rows[1]
+            .last()
+            .unwrap()
+            .starts_with("queued writes for 0.3 s"),
+        "{:?}",
+        summary.rows[1]
+    );
+}
+
+#[test]
 fn without_the_seed_scenario_there_is_no_step5_table() {
     let mut results = report_fixture::lab_results();
     results
