@@ -10,7 +10,9 @@
 //! is [`RunInfo::started`]; migration start and end also carry their absolute time
 //! ([`Moment`]). [`RunClock`] converts `Instant`s and `SystemTime`s to both.
 //!
-//! Shape (what `results.json` holds, `schema_version` 1):
+//! Shape (what `results.json` holds, `schema_version` 2: since 2, `Blocking::blocked`
+//! no longer counts a wait on the migration's lock without a failure, which is
+//! `level: queued`):
 //!
 //! ```text
 //! LabResults
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Version of the `results.json` shape; bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything one `pgcalm lab` run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
