@@ -215,7 +215,7 @@ peer_indexes = ""
 # pgcalm's seed-like shared pool (a request whose client gave up keeps its connection,
 # like a gunicorn sync worker) is the closest to the peer's shared server.
 runs = [("risky", "separate", "separate", "risky, separate pools"),
-        ("risky", "shared-seed-like", "shared", "risky, seed-like shared pool"),
+        ("risky", "shared_seed_like", "shared", "risky, seed-like shared pool"),
         ("risky", "shared", "shared", "risky, shared pool"),
         ("safe", "shared", "shared", "safe, shared pool")]
 for form, pg_topo, topo, label in runs:
@@ -227,7 +227,7 @@ for form, pg_topo, topo, label in runs:
     peer_indexes = peer_indexes or (peer["indexes"] if form == "risky" else "")
     who_pg = "pgcalm lab" + {"separate": " (reads and writes on separate pools of 4)",
                              "shared": " (one pool of 4)",
-                             "shared-seed-like": " (one pool of 4, abandoned queries keep their connection)"}[pg_topo]
+                             "shared_seed_like": " (one pool of 4, abandoned queries keep their connection)"}[pg_topo]
     who_peer = f"Django peer `{case}` (gunicorn, 2 sync workers" + (", one server per endpoint)" if topo == "separate" else ", one server)")
     for who, r in [(who_pg, pg), (who_peer, peer)]:
         lines.append(f"| {label} | {who} | {r['reads']} | {r['writes']} | {r['wall']:.1f} s | {r['failed']} | {r['p99']} | {r['baseline']} | {r['own']} |")
