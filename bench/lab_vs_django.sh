@@ -270,17 +270,6 @@ What differs between the two set-ups, and how it shows in the numbers:
 PY
 )
 echo "$TABLE"
-python3 - "$RESULTS" "$TABLE" "$TOPOLOGIES" <<'PY'
-import re, sys
-path, table, topologies = sys.argv[1:]
-text = open(path).read()
 # One section per set of peer topologies, so a run with and one without lookups coexist.
-start, end = f"<!-- lab_vs_django.sh {topologies}: start -->", f"<!-- lab_vs_django.sh {topologies}: end -->"
-block = f"{start}\n{table}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+printf '%s\n' "$TABLE" | python3 "$ROOT/bench/results_section.py" "lab_vs_django.sh $TOPOLOGIES" "$RESULTS"
 echo "(written to bench/RESULTS.md; pgcalm's report in $WORK/lab-report, the peer's in $WORK/peer/migration)" >&2

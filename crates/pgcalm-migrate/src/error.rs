@@ -21,6 +21,21 @@ pub struct FileError {
     pub kind: FileErrorKind,
 }
 
+impl FileError {
+    /// A syntax error PostgreSQL's parser found in `path` (splitting it into statements).
+    pub fn syntax(path: &std::path::Path, e: pgcalm_lint::SyntaxError) -> Self {
+        FileError {
+            path: path.to_path_buf(),
+            line: e.line,
+            column: e.column,
+            kind: FileErrorKind::Syntax {
+                message: e.message,
+                excerpt: e.excerpt,
+            },
+        }
+    }
+}
+
 /// What is wrong with a migration file.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FileErrorKind {

@@ -499,15 +499,7 @@ fn split_statements(
     start: usize,
     end: usize,
 ) -> Result<Vec<Statement>, FileError> {
-    let split = pgcalm_lint::split(source, start..end).map_err(|e| FileError {
-        path: path.to_path_buf(),
-        line: e.line,
-        column: e.column,
-        kind: FileErrorKind::Syntax {
-            message: e.message,
-            excerpt: e.excerpt,
-        },
-    })?;
+    let split = pgcalm_lint::split(source, start..end).map_err(|e| FileError::syntax(path, e))?;
     Ok(split
         .into_iter()
         .enumerate()

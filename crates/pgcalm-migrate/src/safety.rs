@@ -7,7 +7,7 @@ use std::path::Path;
 
 use pgcalm_lint::{
     Finding, LintOptions, LintResult, LintUnit, SeenBy, Severity, SourceStatement, Span,
-    StatementLockReport, SyntaxError, UnitKind, UnitState, lint_unit_from, state_after,
+    StatementLockReport, UnitKind, UnitState, lint_unit_from, state_after,
     statement_lock_reports_from,
 };
 use serde::Serialize;
@@ -149,15 +149,7 @@ fn each_unit<T>(
 type Units = Vec<(UnitKind, Vec<SourceStatement>)>;
 
 fn source_units(path: &Path, source: &str) -> Result<(SourceKind, Units), FileError> {
-    let syntax = |e: SyntaxError| FileError {
-        path: path.to_path_buf(),
-        line: e.line,
-        column: e.column,
-        kind: FileErrorKind::Syntax {
-            message: e.message,
-            excerpt: e.excerpt,
-        },
-    };
+    let syntax = |e| FileError::syntax(path, e);
     if !is_migration_source(source) {
         let statements = pgcalm_lint::split(source, 0..source.len()).map_err(syntax)?;
         return Ok((SourceKind::PlainSql, vec![(UnitKind::PlainSql, statements)]));

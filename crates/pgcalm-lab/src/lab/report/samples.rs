@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use pgcalm_probe::csv_field;
+
 use crate::lab::results::FormRun;
 
 /// CSV with a header: `endpoint,at_ms,latency_ms,outcome,status,error` (times in ms
@@ -21,25 +23,4 @@ pub fn samples_csv(form: &FormRun) -> String {
         );
     }
     out
-}
-
-/// Quotes a field when it holds a comma, a quote or a line break (RFC 4180).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn fields_with_separators_are_quoted() {
-        assert_eq!(csv_field("list_large"), "list_large");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
 }
