@@ -41,25 +41,12 @@ LOGS=$WORK/logs
 RESULTS=$ROOT/bench/RESULTS.md
 
 PEER_DIR="$(cd "$PEER_DIR" && pwd)"
-for tool in cargo psql python3 curl; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
-done
-step() { printf '\n== %s\n' "$*" >&2; }
+source "$ROOT/bench/common.sh"
+require_tools cargo psql python3 curl
 
 if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
-  if [[ -n ${PGCALM_BIN:-} ]]; then
-    PGCALM=$PGCALM_BIN
-  else
-    step "building pgcalm (release)"
-    cargo build --release --quiet -p pgcalm-cli --manifest-path "$ROOT/Cargo.toml" \
-      --target-dir "$ROOT/target/bench"
-    PGCALM="$ROOT/target/bench/release/pgcalm"
-  fi
-
-  if [[ -d $WORK/.pgcalm ]]; then (cd "$WORK" && "$PGCALM" down --volumes >/dev/null 2>&1 || true); fi
-  rm -rf "$WORK"; mkdir -p "$LOGS"
-  cd "$WORK"
-  pgcalm() { "$PGCALM" --migrations-dir "$ROOT/migrations" "$@"; }
+  build_pgcalm
+  fresh_workdir "$LOGS"
   cleanup() { (cd "$WORK" && "$PGCALM" down >/dev/null 2>&1) || true; }
   trap cleanup EXIT
 

@@ -31,20 +31,10 @@ WORK=${WORK:-/tmp/pgcalm-probe-cost}
 RESULTS=$ROOT/bench/RESULTS.md
 API="http://127.0.0.1:$PORT"
 TICK=$(getconf CLK_TCK)
-for tool in cargo curl psql python3 /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
-done
-step() { printf '\n== %s\n' "$*" >&2; }
-
-step "building pgcalm (release)"
-cargo build --release --quiet -p pgcalm-cli --manifest-path "$ROOT/Cargo.toml" \
-  --target-dir "$ROOT/target/bench"
-PGCALM="$ROOT/target/bench/release/pgcalm"
-
-if [[ -d $WORK/.pgcalm ]]; then (cd "$WORK" && "$PGCALM" down --volumes >/dev/null 2>&1 || true); fi
-rm -rf "$WORK"; mkdir -p "$WORK/logs"
-cd "$WORK"
-pgcalm() { "$PGCALM" --migrations-dir "$ROOT/migrations" "$@"; }
+source "$ROOT/bench/common.sh"
+require_tools cargo curl psql python3 /usr/bin/time
+build_pgcalm
+fresh_workdir "$WORK/logs"
 SERVE_PID=""
 cleanup() {
   if [[ -n $SERVE_PID ]]; then kill -TERM "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; fi

@@ -39,22 +39,12 @@ LOGS=$WORK/logs
 RESULTS=$ROOT/bench/RESULTS.md
 
 PEER_DIR="$(cd "$PEER_DIR" && pwd)"
-for tool in cargo psql wrk python3 /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
-done
-
-step() { printf '\n== %s\n' "$*" >&2; }
+source "$ROOT/bench/common.sh"
+require_tools cargo psql wrk python3 /usr/bin/time
 
 # ---------------------------------------------------------------- build, server, schema
-step "building pgcalm (release)"
-cargo build --release --quiet -p pgcalm-cli --manifest-path "$ROOT/Cargo.toml" \
-  --target-dir "$ROOT/target/bench"
-PGCALM="$ROOT/target/bench/release/pgcalm"
-
-if [[ -d $WORK/.pgcalm ]]; then (cd "$WORK" && "$PGCALM" down --volumes >/dev/null 2>&1 || true); fi
-rm -rf "$WORK"; mkdir -p "$LOGS"
-cd "$WORK"
-pgcalm() { "$PGCALM" --migrations-dir "$ROOT/migrations" "$@"; }
+build_pgcalm
+fresh_workdir "$LOGS"
 
 SERVE_PID=""
 cleanup() {

@@ -1,0 +1,36 @@
+# Shared by the bench scripts (sourced; ROOT and WORK set by the caller): the tool check,
+# step headings, the release build, and a fresh working directory with its own cluster.
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+# require_tools TOOL...: stop with a message naming the first one missing.
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
+  done
+}
+
+# build_pgcalm: sets PGCALM to a release binary (PGCALM_BIN if given, else a build in
+# target/bench, apart from the developer's own target dir).
+build_pgcalm() {
+  if [[ -n ${PGCALM_BIN:-} ]]; then
+    PGCALM=$PGCALM_BIN
+    return
+  fi
+  step "building pgcalm (release)"
+  cargo build --release --quiet -p pgcalm-cli --manifest-path "$ROOT/Cargo.toml" \
+    --target-dir "$ROOT/target/bench"
+  PGCALM="$ROOT/target/bench/release/pgcalm"
+}
+
+# fresh_workdir DIR...: removes WORK (and the embedded cluster a previous run left in it),
+# creates WORK and the given directories, and moves there.
+fresh_workdir() {
+  if [[ -d $WORK/.pgcalm ]]; then (cd "$WORK" && "$PGCALM" down --volumes >/dev/null 2>&1 || true); fi
+  rm -rf "$WORK"
+  mkdir -p "$WORK" "$@"
+  cd "$WORK"
+}
+
+pgcalm() { "$PGCALM" --migrations-dir "$ROOT/migrations" "$@"; }
