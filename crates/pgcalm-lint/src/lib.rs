@@ -42,7 +42,7 @@ pub use engine::{
 pub use finding::{Finding, SeenBy, Severity};
 pub use locks::{
     Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
-    statement_locks,
+    sql_statement_locks, statement_locks,
 };
 pub use split::{LineIndex, SourceStatement, Span, SyntaxError, split};
 pub use unit::{LintOptions, LintUnit, RuleSelection, Schema, UnitKind, UnitState};

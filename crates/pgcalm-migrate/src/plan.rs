@@ -354,24 +354,14 @@ pub fn statement_verdicts(
         .statements
         .iter()
         .skip(resume_from)
-        .map(|s| {
-            let parsed = pg_query::parse(&s.sql, 0).ok();
-            let locks = parsed
-                .as_ref()
-                .and_then(|p| p.protobuf.stmts.first())
-                .and_then(|r| r.stmt.as_ref())
-                .and_then(|n| n.node.as_ref())
-                .map(|n| pgcalm_lint::statement_locks(n, options.pg_version))
-                .unwrap_or_default();
-            StatementVerdict {
-                line: s.line,
-                locks,
-                findings: findings
-                    .iter()
-                    .filter(|f| f.span.line == s.line)
-                    .cloned()
-                    .collect(),
-            }
+        .map(|s| StatementVerdict {
+            line: s.line,
+            locks: pgcalm_lint::sql_statement_locks(&s.sql, options.pg_version),
+            findings: findings
+                .iter()
+                .filter(|f| f.span.line == s.line)
+                .cloned()
+                .collect(),
         })
         .collect()
 }

@@ -18,7 +18,7 @@ use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
 use crate::journal;
 use crate::plan::{self, Goal, MigrationStatus, Plan, Step};
 use crate::policy::{Policy, set_sql};
-use crate::statement::classify;
+use crate::statement::classify_sql;
 
 /// Key of the session advisory lock that keeps runners one at a time (per database):
 /// "pgcalm" in ASCII.
@@ -732,18 +732,12 @@ fn stmt_ref(file: &MigrationFile, stmt: &Statement, total: usize) -> StatementRe
 
 /// A statement pgcalm writes itself (the DROP of an invalid index).
 fn synthetic(sql: &str) -> Statement {
-    let parsed = pg_query::parse(sql, 0).ok();
-    let node = parsed
-        .as_ref()
-        .and_then(|p| p.protobuf.stmts.first())
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref());
     Statement {
         index: 0,
         sql: sql.to_string(),
         line: 0,
         offset: 0,
-        kind: classify(node),
+        kind: classify_sql(sql),
         checksum: String::new(),
     }
 }

@@ -34,6 +34,19 @@ pub struct IndexBuild {
     pub create: bool,
 }
 
+/// Classifies one statement's text (its first statement; the default kind for text that
+/// does not parse).
+pub fn classify_sql(sql: &str) -> StatementKind {
+    let parsed = pg_query::parse(sql, 0).ok();
+    classify(
+        parsed
+            .as_ref()
+            .and_then(|p| p.protobuf.stmts.first())
+            .and_then(|s| s.stmt.as_ref())
+            .and_then(|n| n.node.as_ref()),
+    )
+}
+
 /// Classifies a parsed statement. Whether it needs no transaction and whether it only
 /// takes SHARE UPDATE EXCLUSIVE come from the lock table (`pgcalm_lint::locks`), which
 /// assumes the default PostgreSQL version: files are parsed before a connection exists.

@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 
 use pgcalm_lint::{
-    Blocks, Condition, Effect, Finding, LintOptions, LintResult, LockMode, PgVersion, SeenBy,
-    Severity, StatementLocks, Target, statement_locks,
+    Blocks, Condition, Effect, Finding, LintOptions, LintResult, LockMode, SeenBy, Severity,
+    StatementLocks, Target, sql_statement_locks,
 };
 use serde::Serialize;
 
@@ -147,7 +147,7 @@ pub fn build_report(
     let mut findings: Vec<Finding> = Vec::new();
     let mut statements = Vec::new();
     for st in trace.statements {
-        let predicted = predicted_locks(&st.sql, options.pg_version);
+        let predicted = sql_statement_locks(&st.sql, options.pg_version);
         let lint_here: Vec<&Finding> = lint
             .findings
             .iter()
@@ -217,18 +217,6 @@ pub fn build_report(
 fn explains(predicted: Evidence, seen: Evidence) -> bool {
     let long_work = |e| matches!(e, Evidence::Scan | Evidence::IndexBuild);
     predicted == seen || (long_work(predicted) && long_work(seen))
-}
-
-/// The lock table's answer for a statement's text.
-pub fn predicted_locks(sql: &str, pg: PgVersion) -> StatementLocks {
-    let parsed = pg_query::parse(sql, 0).ok();
-    parsed
-        .as_ref()
-        .and_then(|p| p.protobuf.stmts.first())
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref())
-        .map(|n| statement_locks(n, pg))
-        .unwrap_or_default()
 }
 
 fn mode(name: &str) -> Option<LockMode> {
@@ -506,6 +494,7 @@ mod tests {
 
     use super::*;
     use crate::tracer::ObservedLock;
+    use pgcalm_lint::PgVersion;
 
     /// A statement as the tracer would record it, with these locks on existing tables.
     fn traced(sql: &str, locks: &[(&str, &str)]) -> StatementTrace {
@@ -537,7 +526,7 @@ mod tests {
     #[test]
     fn a_lock_the_lock_table_did_not_predict_is_a_mismatch() {
         let sql = "CREATE INDEX i ON t (a)";
-        let predicted = predicted_locks(sql, PgVersion::DEFAULT);
+        let predicted = sql_statement_locks(sql, PgVersion::DEFAULT);
         assert!(lock_mismatch(&traced(sql, &[("public.t", "ShareLock")]), &predicted).is_none());
         let f = lock_mismatch(
             &traced(sql, &[("public.t", "AccessExclusiveLock")]),
@@ -559,7 +548,7 @@ mod tests {
     #[test]
     fn an_unpredicted_rewrite_is_a_trace_finding_named_by_the_lock_tables_condition() {
         let sql = "ALTER TABLE t ADD COLUMN w int DEFAULT pick()";
-        let predicted = predicted_locks(sql, PgVersion::DEFAULT);
+        let predicted = sql_statement_locks(sql, PgVersion::DEFAULT);
         let mut st = traced(sql, &[("public.t", "AccessExclusiveLock")]);
         st.rewrites = vec!["public.t".into()];
         let seen = observed_evidence(&st);

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pgcalm_migrate::statement::{StatementKind, classify};
+use pgcalm_migrate::statement::{StatementKind, classify, classify_sql};
 use pgcalm_migrate::{Direction, MigrationFile, lint_migration_sections, parse_file_unchecked};
 
 use pgcalm_lint::{LineIndex, LintOptions, LintResult, Span, UnitKind, lint_sql, split};
@@ -256,17 +256,6 @@ fn parse_migration(app: &str, path: &Path, source: &str) -> Result<MigrationFile
         )
     };
     parsed.map_err(|e| TraceError::Migration(pgcalm_migrate::MigrateError::from(e)))
-}
-
-fn classify_sql(sql: &str) -> StatementKind {
-    let parsed = pg_query::parse(sql, 0).ok();
-    classify(
-        parsed
-            .as_ref()
-            .and_then(|p| p.protobuf.stmts.first())
-            .and_then(|s| s.stmt.as_ref())
-            .and_then(|n| n.node.as_ref()),
-    )
 }
 
 /// Plain SQL split by lint's splitter (PostgreSQL's parser), each with its file line.
