@@ -3,8 +3,9 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use pgcalm_lab::lab::results::format_utc;
 use pgcalm_lab::serve::{
     DEFAULT_BODY_LIMIT, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog, ServeOptions, Server,
 };
@@ -141,7 +142,7 @@ fn spawn_request_log(
 }
 
 fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
-    let ts = rfc3339(at);
+    let ts = format_utc(at);
     let ms = log.latency.as_secs_f64() * 1000.0;
     if json {
         serde_json::json!({
@@ -158,30 +159,6 @@ fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
             log.method, log.uri, log.status
         )
     }
-}
-
-/// `2026-11-25T10:41:07.123Z` (UTC, milliseconds).
-fn rfc3339(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
 }
 
 /// Parses `5s`, `500ms`, `2m` or a bare number of seconds.
@@ -216,6 +193,8 @@ fn humantime(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -227,13 +206,6 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("fast").is_err());
-    }
-
-    #[test]
-    fn formats_utc_timestamps() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_603_267_123);
-        assert_eq!(rfc3339(t), "2026-11-25T10:41:07.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

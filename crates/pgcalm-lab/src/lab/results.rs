@@ -715,6 +715,8 @@ mod tests {
         assert_eq!(format_utc(leap), "2024-02-29T23:59:59.123Z");
         let today = UNIX_EPOCH + Duration::from_secs(1_795_610_948);
         assert_eq!(format_utc(today), "2026-11-25T12:49:08.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_603_267_123);
+        assert_eq!(format_utc(t), "2026-11-25T10:41:07.123Z");
     }
 
     #[test]
