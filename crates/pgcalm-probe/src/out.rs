@@ -79,10 +79,7 @@ impl SampleWriter {
                 s.started_at_ms,
                 s.offset_ms,
                 s.latency_ms,
-                serde_json::to_value(s.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                s.outcome.as_str(),
                 s.error.map(|e| e.key()).unwrap_or_default(),
                 s.status.map(|c| c.to_string()).unwrap_or_default(),
                 csv_field(s.detail.as_deref().unwrap_or_default()),

@@ -1,9 +1,9 @@
 //! One request's result, and how a failure is classified.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How one request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A 2xx/3xx answer with its whole body within the timeout.
@@ -12,6 +12,17 @@ pub enum Outcome {
     Timeout,
     /// An answer or failure that is not a success; see [`ErrorKind`].
     Error,
+}
+
+impl Outcome {
+    /// `ok` / `timeout` / `error`: the name in JSON and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
 }
 
 /// Why a request failed without timing out.

@@ -816,11 +816,7 @@ impl Lab {
                             endpoint: s.target.clone(),
                             at_ms: clock.rel_ms_unix(s.started_at_ms),
                             latency_ms: s.latency_ms,
-                            outcome: match s.outcome {
-                                pgcalm_probe::Outcome::Ok => super::results::Outcome::Ok,
-                                pgcalm_probe::Outcome::Timeout => super::results::Outcome::Timeout,
-                                pgcalm_probe::Outcome::Error => super::results::Outcome::Error,
-                            },
+                            outcome: s.outcome,
                             status: s.status,
                             error: s.error.map(|k| k.key().to_string()),
                         });

@@ -576,28 +576,8 @@ pub struct Sample {
     pub error: Option<String>,
 }
 
-/// How a probe request ended (the same names as `pgcalm_probe`'s outcome).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A successful answer within the timeout.
-    Ok,
-    /// No complete answer within the probe timeout (a blocked or hung server).
-    Timeout,
-    /// An error answer or a connection failure.
-    Error,
-}
-
-impl Outcome {
-    /// `ok` / `timeout` / `error`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Timeout => "timeout",
-            Outcome::Error => "error",
-        }
-    }
-}
+/// How a probe request ended: the probe's own outcome, with its names in JSON.
+pub use pgcalm_probe::Outcome;
 
 /// The run's clock: converts `Instant`s and `SystemTime`s into the results' timestamps.
 #[derive(Debug, Clone, Copy)]
