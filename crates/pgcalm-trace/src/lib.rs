@@ -40,4 +40,4 @@ pub use error::TraceError;
 pub use report::{Evidence, StatementReport, TraceReport, build_report, evidence_for};
 pub use scratch::{ScratchDb, Server};
 pub use script::{Script, ScriptStatement};
-pub use tracer::{StatementTrace, Trace, TraceOptions, mode_strength, trace};
+pub use tracer::{StatementTrace, Trace, TraceOptions, trace};

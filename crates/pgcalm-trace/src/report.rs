@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use pgcalm_lint::{
-    Blocks, Condition, Effect, Finding, LintOptions, LintResult, LockMode, SeenBy, Severity,
+    Condition, Effect, Finding, LintOptions, LintResult, LockMode, SeenBy, Severity,
     StatementLocks, Target, sql_statement_locks,
 };
 use serde::Serialize;
@@ -219,20 +219,14 @@ fn explains(predicted: Evidence, seen: Evidence) -> bool {
     predicted == seen || (long_work(predicted) && long_work(seen))
 }
 
-fn mode(name: &str) -> Option<LockMode> {
-    LockMode::from_name(name)
-}
-
 /// The evidence kinds a statement's trace shows, in [`Evidence`] order.
 fn observed_evidence(st: &StatementTrace) -> Vec<Evidence> {
-    let blocking = |name: &str| mode(name).is_some_and(|m| m.blocks().any());
-    let blocks_writes = |name: &str| mode(name).is_some_and(|m| m.blocks().writes);
     let strongest_on = |table: &str| {
         st.locks
             .iter()
             .chain(&st.held_before)
             .filter(|l| l.relation == table)
-            .filter_map(|l| mode(&l.mode))
+            .filter_map(|l| l.lock_mode())
             .max()
     };
     let under_write_lock = |table: &str| strongest_on(table).is_some_and(|m| m.blocks().writes);
@@ -261,7 +255,7 @@ fn observed_evidence(st: &StatementTrace) -> Vec<Evidence> {
     }
     // Index and sequence locks follow from the table's (a concurrent drop ends with
     // ACCESS EXCLUSIVE on the index nobody uses any more).
-    let table_blocking = st.locks.iter().any(|l| l.on_table() && blocking(&l.mode));
+    let table_blocking = st.locks.iter().any(|l| l.on_table() && l.blocks().any());
     if table_blocking {
         out.push(Evidence::BlockingLock);
     }
@@ -269,7 +263,7 @@ fn observed_evidence(st: &StatementTrace) -> Vec<Evidence> {
     if st
         .held_before
         .iter()
-        .any(|l| l.on_table() && blocks_writes(&l.mode))
+        .any(|l| l.on_table() && l.blocks().writes)
         && st.error.is_none()
     {
         out.push(Evidence::HeldLock);
@@ -311,7 +305,7 @@ fn lock_on(st: &StatementTrace, relation: &str) -> Option<(LockMode, String)> {
     st.locks
         .iter()
         .filter(|l| l.relation == relation)
-        .filter_map(|l| mode(&l.mode))
+        .filter_map(|l| l.lock_mode())
         .max()
         .map(|m| (m, relation.to_string()))
 }
@@ -399,8 +393,8 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
             let l = st
                 .locks
                 .iter()
-                .filter(|l| l.on_table() && mode(&l.mode).is_some_and(|m| m.blocks().any()))
-                .max_by_key(|l| mode(&l.mode))?;
+                .filter(|l| l.on_table() && l.blocks().any())
+                .max_by_key(|l| l.lock_mode())?;
             Some(trace_finding(
                 st,
                 "missing-lock-timeout",
@@ -450,13 +444,13 @@ fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Find
             .locks
             .iter()
             .filter(|l| matches(&l.relation))
-            .filter_map(|l| mode(&l.mode))
+            .filter_map(|l| l.lock_mode())
             .max();
         let already_held = st
             .held_before
             .iter()
             .filter(|l| matches(&l.relation))
-            .filter_map(|l| mode(&l.mode))
+            .filter_map(|l| l.lock_mode())
             .any(|m| m >= p.mode);
         match new {
             Some(m) if m == p.mode => {}
@@ -481,11 +475,6 @@ fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Find
         problems.join("; "),
         "pgcalm's lock table (crates/pgcalm-lint/src/locks.rs) disagrees with the server: report it; trust the traced lock",
     ))
-}
-
-/// What the blocks of an observed lock mode are, for rendering.
-pub fn blocks_of(mode_name: &str) -> Blocks {
-    mode(mode_name).map(LockMode::blocks).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
+use pgcalm_lint::{Blocks, LockMode};
 use pgcalm_migrate::Policy;
 use pgcalm_migrate::policy::set_sql;
 use pgcalm_pg::catalog::{self, RelationLock, SchemaSnapshot};
@@ -124,6 +125,17 @@ impl ObservedLock {
             "table" | "partitioned table" | "materialized view"
         )
     }
+
+    /// Its mode in the lock table's terms, which order modes weakest to strongest
+    /// (`None`, below all, for a mode it does not know).
+    pub fn lock_mode(&self) -> Option<LockMode> {
+        LockMode::from_name(&self.mode)
+    }
+
+    /// What its mode blocks (nothing for a mode the lock table does not know).
+    pub fn blocks(&self) -> Blocks {
+        self.lock_mode().map(LockMode::blocks).unwrap_or_default()
+    }
 }
 
 impl StatementTrace {
@@ -147,30 +159,6 @@ impl StatementTrace {
             not_null: Vec::new(),
             error: None,
         }
-    }
-
-    /// The strongest lock it took on existing relation `relation`, if any.
-    pub fn mode_on(&self, relation: &str) -> Option<&str> {
-        self.locks
-            .iter()
-            .filter(|l| l.relation == relation)
-            .max_by_key(|l| mode_strength(&l.mode))
-            .map(|l| l.mode.as_str())
-    }
-}
-
-/// Rank of a `pg_locks` mode, weakest (1) to strongest (8); 0 when unknown.
-pub fn mode_strength(mode: &str) -> u8 {
-    match mode {
-        "AccessShareLock" => 1,
-        "RowShareLock" => 2,
-        "RowExclusiveLock" => 3,
-        "ShareUpdateExclusiveLock" => 4,
-        "ShareLock" => 5,
-        "ShareRowExclusiveLock" => 6,
-        "ExclusiveLock" => 7,
-        "AccessExclusiveLock" => 8,
-        _ => 0,
     }
 }
 

@@ -174,12 +174,7 @@ async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Resul
 /// `SHARE on public.large_email`, strongest first, tables before indexes.
 fn observed(locks: &[pgcalm_trace::tracer::ObservedLock]) -> String {
     let mut l: Vec<&pgcalm_trace::tracer::ObservedLock> = locks.iter().collect();
-    l.sort_by_key(|x| {
-        (
-            !x.on_table(),
-            std::cmp::Reverse(pgcalm_trace::mode_strength(&x.mode)),
-        )
-    });
+    l.sort_by_key(|x| (!x.on_table(), std::cmp::Reverse(x.lock_mode())));
     // One line per relation: its strongest mode.
     let mut seen = Vec::new();
     let mut out = Vec::new();
@@ -256,7 +251,7 @@ fn statement_rows(r: &TraceReport) -> Vec<Vec<String>> {
             let held: Vec<_> = t
                 .held_before
                 .iter()
-                .filter(|l| l.on_table() && pgcalm_trace::report::blocks_of(&l.mode).any())
+                .filter(|l| l.on_table() && l.blocks().any())
                 .cloned()
                 .collect();
             if !held.is_empty() {
