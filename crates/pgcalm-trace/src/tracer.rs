@@ -444,11 +444,14 @@ impl Tracer<'_> {
                                 }
                             }
                         }
-                        let waiting = catalog::session(&self.monitor, self.pid)
-                            .await?
-                            .is_some_and(|a| a.wait_event_type.as_deref() == Some("Lock"));
-                        // Seen waiting (its locks sampled just above), or taking long: let it go.
-                        if holder.is_some() && (waiting || started.elapsed() > Duration::from_secs(2)) {
+                        // Seen waiting (its locks sampled just above), or taking long: let it
+                        // go. Once let go, whether it waits no longer matters: no query.
+                        if holder.is_some()
+                            && (started.elapsed() > Duration::from_secs(2)
+                                || catalog::session(&self.monitor, self.pid)
+                                    .await?
+                                    .is_some_and(|a| a.wait_event_type.as_deref() == Some("Lock")))
+                        {
                             holder = None;
                         }
                     }
