@@ -39,7 +39,7 @@ use super::monitor::{self, BLOCKER_APP, RunningMonitor};
 use super::results::{
     EndpointRole, Explain, ExplainPair, Form, FormRun, LabResults, MigrationRun, PoolTopology,
     ProbeTarget as ResultTarget, RunClock, RunInfo, RunOptions, Sample, ScenarioResult, Span,
-    StatementRun,
+    StatementRun, duration_ms,
 };
 use super::scenario::{Scenario, catalogue};
 use super::verdict::{self, Endpoint, Evidence, LockHold};
@@ -904,7 +904,7 @@ impl Lab {
             migration: format!("{}:{}", form.as_str(), target),
             started: self.clock.moment(started),
             ended: self.clock.moment(ended),
-            wall_ms: (ended - started).as_secs_f64() * 1000.0,
+            wall_ms: duration_ms(ended - started),
             succeeded: result.is_ok(),
             error: result.err().map(|e| e.to_string()),
             retries: rec.retries,
@@ -948,7 +948,8 @@ fn lock_holds_of(dir: &std::path::Path, form: Form, run: &MigrationRun) -> Vec<L
 #[derive(Default)]
 struct Recorder {
     statements: Vec<StatementRun>,
-    open: Option<(Instant, usize)>,
+    /// When the statement in flight (the last one) was sent.
+    open_since: Option<Instant>,
     retries: u32,
 }
 
@@ -965,19 +966,22 @@ impl Recorder {
                     lock_timeout_ms,
                     error: None,
                 });
-                self.open = Some((now, self.statements.len() - 1));
+                self.open_since = Some(now);
             }
             Event::StatementFinished { duration, .. } => {
-                if let Some((_, i)) = self.open.take() {
-                    self.statements[i].duration_ms = duration.as_secs_f64() * 1000.0;
+                if self.open_since.take().is_some()
+                    && let Some(run) = self.statements.last_mut()
+                {
+                    run.duration_ms = duration_ms(*duration);
                 }
             }
             Event::LockTimeoutRetry { .. } => {
                 self.retries += 1;
-                if let Some((at, i)) = self.open.take() {
-                    self.statements[i].duration_ms = at.elapsed().as_secs_f64() * 1000.0;
-                    self.statements[i].error =
-                        Some("canceling statement due to lock timeout".into());
+                if let Some(at) = self.open_since.take()
+                    && let Some(run) = self.statements.last_mut()
+                {
+                    run.duration_ms = duration_ms(at.elapsed());
+                    run.error = Some("canceling statement due to lock timeout".into());
                 }
             }
             _ => {}
