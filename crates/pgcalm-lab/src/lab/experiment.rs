@@ -623,9 +623,8 @@ impl Lab {
                 index_build: s.index_builds.first().map(|b| {
                     (
                         b.phase.clone(),
-                        b.counter()
-                            .filter(|c| c.1 > 0)
-                            .map(|(d, t, _)| d as f64 * 100.0 / t as f64),
+                        // counter() only reports a phase whose total is known (> 0).
+                        b.counter().map(|(d, t, _)| d as f64 * 100.0 / t as f64),
                     )
                 }),
             })
