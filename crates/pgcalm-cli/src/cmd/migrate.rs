@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{
-    Direction, Event, Goal, Operation, Plan, Policy, Runner, describe_session, parse_duration,
-    statement_verdicts,
+    Direction, Event, Goal, Operation, Plan, Policy, Runner, StatementVerdict, describe_session,
+    parse_duration, statement_verdicts,
 };
 use pgcalm_pg::Target;
 
@@ -301,20 +301,31 @@ pub fn plan_json(plan: &Plan, policy: &Policy, lint: &LintOptions) -> serde_json
                 "resume_from": step.resume_from,
                 "statements": section.statements.iter().skip(step.resume_from)
                     .zip(statement_verdicts(&step.file, step.direction, step.resume_from, lint))
-                    .map(|(s, v)| serde_json::json!({
+                    .map(|(s, v)| with_verdict(serde_json::json!({
                     "number": s.index + 1,
                     "line": s.line,
                     "kind": s.kind.label,
                     "sql": s.sql,
                     "settings": policy.settings_for(&s.kind),
-                    "locks": v.locks.locks,
-                    "verdict": if v.findings.is_empty() { "safe" } else { "risky" },
-                    "rules": v.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
+                }), &v)).collect::<Vec<_>>(),
             })
         })
         .collect();
     serde_json::json!({ "operation": plan.operation, "steps": steps })
+}
+
+/// A statement's `--format json` object (`--plan`, `sqlmigrate`) with what the lock
+/// table and lint say about it added: `locks`, `verdict` (`safe` or `risky`), `rules`.
+pub fn with_verdict(mut statement: serde_json::Value, v: &StatementVerdict) -> serde_json::Value {
+    statement["locks"] = serde_json::json!(v.locks.locks);
+    statement["verdict"] = if v.findings.is_empty() {
+        "safe"
+    } else {
+        "risky"
+    }
+    .into();
+    statement["rules"] = v.findings.iter().map(|f| f.rule).collect::<Vec<_>>().into();
+    statement
 }
 
 /// Renders runner events: Django's lines on stdout, a progress bar on stderr when it is

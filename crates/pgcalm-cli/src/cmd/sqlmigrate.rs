@@ -6,7 +6,7 @@
 use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{Direction, MigrationSet, Policy, statement_verdicts};
 
-use crate::cmd::migrate::{PolicyArgs, policy};
+use crate::cmd::migrate::{PolicyArgs, policy, with_verdict};
 use crate::context::Context;
 
 /// Flags of `pgcalm sqlmigrate`.
@@ -49,12 +49,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             "transaction": section.transaction,
             "statements": section.statements.iter()
                 .zip(statement_verdicts(file, direction, 0, &LintOptions::default()))
-                .map(|(s, v)| serde_json::json!({
+                .map(|(s, v)| with_verdict(serde_json::json!({
                 "line": s.line, "sql": s.sql, "settings": policy.settings_for(&s.kind),
-                "locks": v.locks.locks,
-                "verdict": if v.findings.is_empty() { "safe" } else { "risky" },
-                "rules": v.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
+            }), &v)).collect::<Vec<_>>(),
         }));
     }
     print!("{}", render(file, direction, &policy));
