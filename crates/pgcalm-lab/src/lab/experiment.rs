@@ -607,13 +607,7 @@ impl Lab {
         let step = |s: LabStep| self.emit(LabEvent::Step(s));
         step(LabStep::Setup);
         run_sql(admin, scenario, "setup.sql", scenario.setup).await?;
-        let explain_before = match scenario.explain {
-            Some(query) => {
-                step(LabStep::Explain);
-                Some(explain(admin, query).await?)
-            }
-            None => None,
-        };
+        let explain_before = self.explain_scenario(admin, scenario).await?;
 
         let running_app = RunningApp::start(&self.target, topology).await?;
         let sink = self.on_event.clone();
@@ -684,13 +678,7 @@ impl Lab {
                 .get(0);
             notes.push(format!("after the migration: {bad} {}", check.what));
         }
-        let explain_after = match scenario.explain {
-            Some(query) => {
-                step(LabStep::Explain);
-                Some(explain(admin, query).await?)
-            }
-            None => None,
-        };
+        let explain_after = self.explain_scenario(admin, scenario).await?;
 
         step(LabStep::RollingBack);
         let rollback = self
@@ -762,6 +750,20 @@ impl Lab {
                 }),
             samples,
         })
+    }
+
+    /// EXPLAIN ANALYZE of the scenario's query, if it has one (before and after the
+    /// migration).
+    async fn explain_scenario(
+        &self,
+        admin: &Client,
+        scenario: &Scenario,
+    ) -> Result<Option<Explain>, LabError> {
+        let Some(query) = scenario.explain else {
+            return Ok(None);
+        };
+        self.emit(LabEvent::Step(LabStep::Explain));
+        Ok(Some(explain(admin, query).await?))
     }
 
     /// Reads and writes every 200 ms, lookups every 2 s; each probe collects its
