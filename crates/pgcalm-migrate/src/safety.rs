@@ -29,54 +29,58 @@ pub fn lint_migration_sections(
     file: &MigrationFile,
     options: &LintOptions,
 ) -> Vec<(Direction, LintResult)> {
-    let mut out = Vec::new();
-    let mut up_state: Option<UnitState> = None;
+    let mut directions = Vec::new();
+    let mut units = Units::new();
+    let mut unsplit = Vec::new();
     for direction in [Direction::Up, Direction::Down] {
         let Some(section) = file.section(direction) else {
             continue;
         };
-        let result = match pgcalm_lint::split(&file.source, section.body.clone()) {
+        match pgcalm_lint::split(&file.source, section.body.clone()) {
             Ok(statements) => {
-                let unit = LintUnit {
-                    source: &file.source,
-                    statements: &statements,
-                    kind: UnitKind::Migration {
-                        transaction: section.transaction,
-                    },
-                };
-                let state = initial_state(&unit, options, up_state.as_ref());
-                if direction == Direction::Up {
-                    up_state = Some(state_after(&unit, options));
-                }
-                lint_unit_from(&unit, options, state)
+                directions.push(direction);
+                let transaction = section.transaction;
+                units.push((UnitKind::Migration { transaction }, statements));
             }
             // A MigrationFile comes from `parse_file`, whose sections parsed with this
             // same splitter; say so rather than lint nothing if one was built otherwise.
-            Err(e) => LintResult {
-                findings: vec![Finding {
-                    rule: "syntax-error",
-                    severity: Severity::Error,
-                    span: Span {
-                        start: e.offset,
-                        end: e.offset,
-                        line: e.line,
-                        column: e.column.unwrap_or(1),
-                    },
-                    statement: String::new(),
-                    lock: None,
-                    table: None,
-                    blocks: Default::default(),
-                    message: e.message,
-                    help: "fix the syntax error".into(),
-                    fix_sql: None,
-                    seen_by: SeenBy::Lint,
-                }],
-                ..LintResult::default()
-            },
-        };
-        out.push((direction, result));
+            Err(e) => unsplit.push((direction, syntax_error_result(e))),
+        }
     }
+    let mut out: Vec<(Direction, LintResult)> = directions
+        .into_iter()
+        .zip(each_unit(&file.source, &units, options, |unit, state| {
+            lint_unit_from(unit, options, state)
+        }))
+        .chain(unsplit)
+        .collect();
+    // Up before down (stable: one result per direction).
+    out.sort_by_key(|(direction, _)| *direction == Direction::Down);
     out
+}
+
+fn syntax_error_result(e: pgcalm_lint::SyntaxError) -> LintResult {
+    LintResult {
+        findings: vec![Finding {
+            rule: "syntax-error",
+            severity: Severity::Error,
+            span: Span {
+                start: e.offset,
+                end: e.offset,
+                line: e.line,
+                column: e.column.unwrap_or(1),
+            },
+            statement: String::new(),
+            lock: None,
+            table: None,
+            blocks: Default::default(),
+            message: e.message,
+            help: "fix the syntax error".into(),
+            fix_sql: None,
+            seen_by: SeenBy::Lint,
+        }],
+        ..LintResult::default()
+    }
 }
 
 /// How a linted file runs.
