@@ -86,7 +86,10 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         print!("{}", list_rules());
         return Ok(());
     }
-    let (reports, failed) = match lint_all(ctx, &args) {
+    // Options once: they read pgcalm.toml and parse the --schema file.
+    let linted = options(ctx, &args)
+        .and_then(|options| lint_all(ctx, &args, &options).map(|r| (options, r)));
+    let (options, (reports, failed)) = match linted {
         Ok(x) => x,
         Err(e) => {
             crate::render::error(&e);
@@ -96,7 +99,6 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
     let mut out = render_reports(&reports, ctx.format, fancy);
     if args.locks {
-        let options = options(ctx, &args)?;
         let mut locks = Vec::new();
         for r in &reports {
             locks.push(source_locks(Path::new(&r.path), &r.source, &options)?);
@@ -115,8 +117,11 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 
 /// Lints every file; parse errors are printed (stderr) as they come and make the
 /// second value true.
-fn lint_all(ctx: &Context, args: &Args) -> anyhow::Result<(Vec<FileReport>, bool)> {
-    let options = options(ctx, args)?;
+fn lint_all(
+    ctx: &Context,
+    args: &Args,
+    options: &LintOptions,
+) -> anyhow::Result<(Vec<FileReport>, bool)> {
     let paths = if args.paths.is_empty() {
         vec![ctx.migrations_dir().to_path_buf()]
     } else {
@@ -153,7 +158,7 @@ fn lint_all(ctx: &Context, args: &Args) -> anyhow::Result<(Vec<FileReport>, bool
         } else {
             std::fs::read_to_string(&path).with_context(|| format!("reading {name}"))?
         };
-        match lint_source(Path::new(&name), &source, &options) {
+        match lint_source(Path::new(&name), &source, options) {
             Ok(lint) => reports.push(FileReport {
                 path: name,
                 source: source.into(),
