@@ -263,13 +263,13 @@ impl Request {
                 .request(target.method.clone(), target.url.clone())
                 .send()
                 .await
-                .map_err(|e| (classify(&e), describe(&e), None))?;
+                .map_err(|e| (classify(&e), describe(e), None))?;
             let status = response.status().as_u16();
             // The whole body counts: a server that sends headers and then stalls is down.
             response
                 .bytes()
                 .await
-                .map_err(|e| (ErrorKind::Body, describe(&e), Some(status)))?;
+                .map_err(|e| (ErrorKind::Body, describe(e), Some(status)))?;
             Ok::<u16, (ErrorKind, String, Option<u16>)>(status)
         };
         let result = tokio::time::timeout(self.config.timeout, exchange).await;
@@ -339,8 +339,9 @@ fn classify(e: &reqwest::Error) -> ErrorKind {
 }
 
 /// The error and its causes on one line, without the URL (the target names it).
-fn describe(e: &reqwest::Error) -> String {
-    let mut parts = vec![e.without_url_ref_string()];
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
@@ -350,20 +351,4 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
-}
-
-trait WithoutUrl {
-    fn without_url_ref_string(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref_string(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(url) => text
-                .replace(&format!(" for url ({url})"), "")
-                .replace(&format!(" ({url})"), ""),
-            None => text,
-        }
-    }
 }

@@ -129,7 +129,10 @@ async fn connect_refused_is_an_error_not_a_timeout() {
         l.local_addr().unwrap().port()
     };
     let probe = probe(&[format!("gone=http://127.0.0.1:{port}/")], 50, 1_000);
-    let report = probe.run(StopWhen::count(3), |_| {}).await;
+    let mut details = Vec::new();
+    let report = probe
+        .run(StopWhen::count(3), |s| details.push(s.detail.clone()))
+        .await;
     let t = &report.targets[0];
     assert_eq!(
         (t.requests, t.ok, t.timeouts, t.errors),
@@ -141,6 +144,12 @@ async fn connect_refused_is_an_error_not_a_timeout() {
     assert!(!outage.recovered);
     assert_eq!(outage.failed_requests, 3);
     assert!(t.latency.is_none());
+    // The target names the URL; the detail says what went wrong without repeating it.
+    for detail in &details {
+        let detail = detail.as_deref().unwrap();
+        assert!(detail.starts_with("error sending request"), "{detail}");
+        assert!(!detail.contains(&format!(":{port}/")), "{detail}");
+    }
 }
 
 #[tokio::test]
