@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use pgcalm_migrate::statement::{StatementKind, classify, classify_sql};
-use pgcalm_migrate::{Direction, MigrationFile, lint_migration_sections, parse_file_unchecked};
+use pgcalm_migrate::{
+    Direction, MigrationFile, is_migration_source, lint_migration_sections, parse_file_unchecked,
+};
 
 use pgcalm_lint::{LineIndex, LintOptions, LintResult, Span, UnitKind, lint_sql, split};
 
@@ -53,16 +55,6 @@ pub struct Script {
     pub migration: Option<MigrationFile>,
 }
 
-/// Whether a file's text is a pgcalm migration (has a `-- migrate:up` line).
-pub fn is_migration_file(source: &str) -> bool {
-    source.lines().any(|l| {
-        l.trim()
-            .strip_prefix("--")
-            .map(str::trim_start)
-            .is_some_and(|r| r.starts_with("migrate:up"))
-    })
-}
-
 fn read(path: &Path) -> Result<String, TraceError> {
     std::fs::read_to_string(path).map_err(|e| TraceError::Unreadable {
         path: path.to_path_buf(),
@@ -86,7 +78,7 @@ impl Script {
     ) -> Result<Script, TraceError> {
         let source = read(path)?;
         let mut setup = Vec::new();
-        if is_migration_file(&source) {
+        if is_migration_source(&source) {
             let app = path
                 .parent()
                 .and_then(Path::file_name)
@@ -140,7 +132,7 @@ fn setup_statements(files: &[PathBuf]) -> Result<Vec<ScriptStatement>, TraceErro
     let mut out = Vec::new();
     for f in files {
         let source = read(f)?;
-        if is_migration_file(&source) {
+        if is_migration_source(&source) {
             out.extend(section_statements(
                 &parse_migration("setup", f, &source)?,
                 Direction::Up,
@@ -177,7 +169,7 @@ fn earlier_migrations(
             continue;
         }
         let source = read(&p)?;
-        if !is_migration_file(&source) {
+        if !is_migration_source(&source) {
             continue;
         }
         let f = parse_migration(app, &p, &source)?;
