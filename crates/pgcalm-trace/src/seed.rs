@@ -7,6 +7,8 @@ use pgcalm_pg::quote_ident;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::tracer::qualified;
+
 /// What seeding did to one table.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Seeded {
@@ -61,10 +63,7 @@ fn insert_sql(table: &str, columns: &[&ColumnState], rows: u64) -> Result<String
             None => return Err(format!("no value generator for type {}", c.type_name)),
         }
     }
-    let target = table
-        .split_once('.')
-        .map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)))
-        .unwrap_or_else(|| quote_ident(table));
+    let target = qualified(table);
     Ok(if names.is_empty() {
         format!("INSERT INTO {target} SELECT FROM generate_series(1, {rows}) i")
     } else {

@@ -608,7 +608,7 @@ fn quoted_after(message: &str, prefix: &str) -> Option<String> {
 }
 
 /// `public.t` -> `"public"."t"`.
-fn qualified(name: &str) -> String {
+pub(crate) fn qualified(name: &str) -> String {
     match name.split_once('.') {
         Some((s, t)) => format!("{}.{}", quote_ident(s), quote_ident(t)),
         None => quote_ident(name),
