@@ -134,8 +134,17 @@ pub struct AppWait {
     /// Whether the session it waited on held its lock (true) or was itself still
     /// queued for one (false: a lock request ahead of it in the queue).
     pub holder_granted: bool,
-    /// Who it waited on: `migration` or `blocker`.
-    pub on: &'static str,
+    /// Whose session it waited on.
+    pub on: WaitedOn,
+}
+
+/// The session an app request waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitedOn {
+    /// The runner's session sending the migration ([`MIGRATION_APP`]).
+    Migration,
+    /// The session the lab holds open in lock scenarios ([`BLOCKER_APP`]).
+    Blocker,
 }
 
 /// The demo API's requests seen waiting on the migration's session or on the lab's
@@ -157,17 +166,20 @@ pub fn app_waits(snapshots: &[DatabaseSnapshot]) -> Vec<AppWait> {
                 continue;
             };
             for &pid in &w.blocked_by {
-                let on = match app_of(pid) {
-                    Some((MIGRATION_APP, waiting)) => ("migration", waiting != Some("Lock")),
-                    Some((BLOCKER_APP, waiting)) => ("blocker", waiting != Some("Lock")),
+                let Some((app, holder_waiting)) = app_of(pid) else {
+                    continue;
+                };
+                let on = match app {
+                    MIGRATION_APP => WaitedOn::Migration,
+                    BLOCKER_APP => WaitedOn::Blocker,
                     _ => continue,
                 };
                 out.push(AppWait {
                     role,
                     mode: w.mode.clone(),
                     waited_secs: w.waiting_secs.unwrap_or(0.0),
-                    holder_granted: on.1,
-                    on: on.0,
+                    holder_granted: holder_waiting != Some("Lock"),
+                    on,
                 });
             }
         }

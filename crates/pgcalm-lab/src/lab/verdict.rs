@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 
-use super::monitor::AppWait;
+use super::monitor::{AppWait, WaitedOn};
 use super::results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, Outcome, PoolTopology, SafeCriteria,
     Sample, Span, StatementRun, Verdict, WindowStats,
@@ -287,12 +287,12 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
         let held: Vec<&AppWait> = ev
             .waits
             .iter()
-            .filter(|w| w.role == role && w.on == "migration" && w.holder_granted)
+            .filter(|w| w.role == role && w.on == WaitedOn::Migration && w.holder_granted)
             .collect();
         let queued: Vec<&AppWait> = ev
             .waits
             .iter()
-            .filter(|w| w.role == role && w.on == "migration" && !w.holder_granted)
+            .filter(|w| w.role == role && w.on == WaitedOn::Migration && !w.holder_granted)
             .collect();
         let noun = role_noun(role);
         let longest_wait = |ws: &[&AppWait]| ws.iter().map(|w| w.waited_secs).fold(0.0, f64::max);
@@ -617,7 +617,7 @@ mod tests {
             .into(),
             waited_secs: secs,
             holder_granted,
-            on: "migration",
+            on: WaitedOn::Migration,
         }
     }
 
