@@ -331,7 +331,7 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
                 "{} {} answered only when the migration released its lock (slowest {:.2} s)",
                 by_holds.len(),
                 if by_holds.len() == 1 {
-                    singular(noun).to_string()
+                    singular(role).to_string()
                 } else {
                     noun.to_lowercase()
                 },
@@ -419,11 +419,11 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
     (endpoints, verdict)
 }
 
-fn singular(noun: &str) -> &'static str {
-    match noun {
-        "Reads" => "read",
-        "Writes" => "write",
-        _ => "lookup",
+fn singular(role: EndpointRole) -> &'static str {
+    match role {
+        EndpointRole::Read => "read",
+        EndpointRole::Write => "write",
+        EndpointRole::Lookup => "lookup",
     }
 }
 
@@ -592,6 +592,13 @@ mod tests {
         let v = judge_with_holds(&samples);
         assert_eq!(v.writes.level, BlockLevel::Queued, "{:?}", v.notes);
         assert!((v.writes.held_s - 0.21).abs() < 1e-9);
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.starts_with("1 write answered only when the migration released")),
+            "{:?}",
+            v.notes
+        );
         assert_eq!(v.reads.level, BlockLevel::No);
         assert!(v.safe_criteria.passed);
         // The same latency long after the lock went is not the migration's doing.
