@@ -359,7 +359,9 @@ pub fn statement_verdicts(
             locks: pgcalm_lint::sql_statement_locks(&s.sql, options.pg_version),
             findings: findings
                 .iter()
-                .filter(|f| f.span.line == s.line)
+                // Lint spans a finding over its statement: same start, same statement
+                // (a line may hold two).
+                .filter(|f| f.span.start == s.offset)
                 .cloned()
                 .collect(),
         })
@@ -606,4 +608,29 @@ fn check_done_statements(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::file::parse_file;
+
+    #[test]
+    fn each_statement_gets_its_own_findings_even_on_a_shared_line() {
+        let source = "-- migrate:up\nCREATE INDEX t_x_idx ON t (x); ALTER TABLE t ADD COLUMN y int;\n-- migrate:down\nALTER TABLE t DROP COLUMN y; DROP INDEX t_x_idx;\n";
+        let file = parse_file("app", Path::new("app/0001_x.sql"), source).unwrap();
+        let verdicts = statement_verdicts(
+            &file,
+            Direction::Up,
+            0,
+            &pgcalm_lint::LintOptions::default(),
+        );
+        let rules = |v: &StatementVerdict| v.findings.iter().map(|f| f.rule).collect::<Vec<_>>();
+        assert_eq!(verdicts.len(), 2);
+        assert_eq!(rules(&verdicts[0]), ["require-concurrent-index-creation"]);
+        assert_eq!(rules(&verdicts[1]), Vec::<&str>::new());
+        assert_eq!(verdicts[1].verdict(), "safe");
+    }
 }
