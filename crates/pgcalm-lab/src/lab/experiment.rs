@@ -625,15 +625,15 @@ impl Lab {
         })
         .await?;
         let probe_stop = CancellationToken::new();
-        let probe_start = self.clock.now();
+        let probe_start_ms = self.clock.rel_ms(Instant::now());
         let probes = self.start_probes(&running_app, eps, probe_stop.clone())?;
 
         step(LabStep::Baseline);
-        let baseline_start = self.clock.now().rel_ms;
+        let baseline_start = self.clock.rel_ms(Instant::now());
         tokio::time::sleep(self.opts.baseline).await;
         let baseline = Span {
             start_ms: baseline_start,
-            end_ms: self.clock.now().rel_ms,
+            end_ms: self.clock.rel_ms(Instant::now()),
         };
 
         let blocker = match scenario.blocker {
@@ -657,8 +657,8 @@ impl Lab {
         }
         samples.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
         let probe_window = Span {
-            start_ms: probe_start.rel_ms,
-            end_ms: self.clock.now().rel_ms,
+            start_ms: probe_start_ms,
+            end_ms: self.clock.rel_ms(Instant::now()),
         };
         let snapshots = monitor.stop().await;
         if let Some(b) = blocker {
