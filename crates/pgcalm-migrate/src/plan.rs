@@ -1,7 +1,7 @@
 //! From files + journal to "what is the state of each migration" (`showmigrations`)
 //! and "what must run, in which order" (`migrate`, `migrate --plan`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -345,11 +345,7 @@ pub fn statement_verdicts(
     let Some(section) = file.section(direction) else {
         return Vec::new();
     };
-    let findings = crate::safety::lint_migration_sections(file, options)
-        .into_iter()
-        .find(|(d, _)| *d == direction)
-        .map(|(_, r)| r.findings)
-        .unwrap_or_default();
+    let findings = section_findings(file, direction, resume_from, options);
     section
         .statements
         .iter()
@@ -365,6 +361,34 @@ pub fn statement_verdicts(
                 .cloned()
                 .collect(),
         })
+        .collect()
+}
+
+/// Lint's findings on the statements of a migration section from `resume_from` on, in
+/// statement order (`-- pgcalm:ignore`d ones left out): what the runner refuses.
+pub(crate) fn section_findings(
+    file: &MigrationFile,
+    direction: Direction,
+    resume_from: usize,
+    options: &pgcalm_lint::LintOptions,
+) -> Vec<pgcalm_lint::Finding> {
+    let Some(section) = file.section(direction) else {
+        return Vec::new();
+    };
+    let run: HashSet<usize> = section
+        .statements
+        .iter()
+        .skip(resume_from)
+        .map(|s| s.offset)
+        .collect();
+    crate::safety::lint_migration_sections(file, options)
+        .into_iter()
+        .find(|(d, _)| *d == direction)
+        .map(|(_, r)| r.findings)
+        .unwrap_or_default()
+        .into_iter()
+        // Lint spans a finding over its statement.
+        .filter(|f| run.contains(&f.span.start))
         .collect()
 }
 

@@ -254,14 +254,14 @@ impl Runner {
 pub fn risky_findings(plan: &Plan, options: &pgcalm_lint::LintOptions) -> Vec<RiskyFinding> {
     let mut out = Vec::new();
     for step in &plan.steps {
-        for v in plan::statement_verdicts(&step.file, step.direction, step.resume_from, options) {
-            out.extend(v.findings.into_iter().map(|finding| RiskyFinding {
-                migration: step.file.id(),
-                path: step.file.path.clone(),
-                direction: step.direction,
-                finding,
-            }));
-        }
+        let findings =
+            plan::section_findings(&step.file, step.direction, step.resume_from, options);
+        out.extend(findings.into_iter().map(|finding| RiskyFinding {
+            migration: step.file.id(),
+            path: step.file.path.clone(),
+            direction: step.direction,
+            finding,
+        }));
     }
     out
 }
