@@ -74,11 +74,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let progress = Progress::new(ctx.json());
     let sink = progress.clone();
     let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let signals = tokio::spawn(async move {
-        crate::cmd::serve::interrupted().await;
-        stop.cancel();
-    });
+    let signals = crate::cmd::serve::cancel_on_interrupt(cancel.clone());
     let result = run_lab(&target, &opts, Arc::new(move |e| sink.on_event(e)), cancel).await;
     signals.abort();
     progress.finish();

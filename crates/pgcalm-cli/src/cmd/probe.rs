@@ -68,11 +68,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         count: args.count,
         ..StopWhen::default()
     };
-    let cancel = stop.cancel.clone();
-    tokio::spawn(async move {
-        crate::cmd::serve::interrupted().await;
-        cancel.cancel();
-    });
+    crate::cmd::serve::cancel_on_interrupt(stop.cancel.clone());
 
     let lines = Lines {
         json: ctx.json(),

@@ -60,11 +60,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     bar.set_draw_target(ProgressDrawTarget::hidden());
 
     let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let signals = tokio::spawn(async move {
-        crate::cmd::serve::interrupted().await;
-        stop.cancel();
-    });
+    let signals = crate::cmd::serve::cancel_on_interrupt(cancel.clone());
 
     let on_event = |event: SeedEvent| render_event(&bar, json, event);
     let result = seed(&target, &opts, &on_event, cancel).await;

@@ -93,6 +93,17 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cancels `token` on the first SIGINT or SIGTERM, for commands that stop their work
+/// cleanly when interrupted; abort the returned task once the work is over.
+pub fn cancel_on_interrupt(
+    token: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        interrupted().await;
+        token.cancel();
+    })
+}
+
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
 pub async fn interrupted() {
     #[cfg(unix)]
