@@ -112,17 +112,17 @@ async fn reports_the_phases_of_a_concurrent_index_build() {
     });
 
     let monitor = db.client().await;
-    let s = sample_until(&monitor, "the build waiting for the writer", |s| {
+    let build_in = |s: &DatabaseSnapshot| {
         s.index_builds
             .iter()
-            .any(|b| b.pid == builder_pid && b.current_locker_pid == writer_pid as i64)
+            .find(|b| b.pid == builder_pid)
+            .cloned()
+    };
+    let s = sample_until(&monitor, "the build waiting for the writer", |s| {
+        build_in(s).is_some_and(|b| b.current_locker_pid == writer_pid as i64)
     })
     .await;
-    let b = s
-        .index_builds
-        .iter()
-        .find(|b| b.pid == builder_pid)
-        .unwrap();
+    let b = build_in(&s).unwrap();
     assert_eq!(b.command, "CREATE INDEX CONCURRENTLY");
     assert_eq!(b.phase, "waiting for writers before build");
     assert_eq!(b.table.as_deref(), Some("big"));
@@ -130,16 +130,10 @@ async fn reports_the_phases_of_a_concurrent_index_build() {
 
     writer.batch_execute("COMMIT").await.unwrap();
     let s = sample_until(&monitor, "the build building", |s| {
-        s.index_builds
-            .iter()
-            .any(|b| b.pid == builder_pid && b.phase.starts_with("building index"))
+        build_in(s).is_some_and(|b| b.phase.starts_with("building index"))
     })
     .await;
-    let b = s
-        .index_builds
-        .iter()
-        .find(|b| b.pid == builder_pid)
-        .unwrap();
+    let b = build_in(&s).unwrap();
     assert!(b.counter().is_some(), "{b:?}");
     build.await.unwrap().unwrap();
     assert!(snapshot(&monitor).await.unwrap().index_builds.is_empty());
