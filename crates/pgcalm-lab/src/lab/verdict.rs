@@ -255,20 +255,22 @@ pub struct Evidence<'a> {
 /// Per-endpoint summaries and the verdict.
 pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
     let limit_ms = ev.lock_timeout_ms + 1000.0;
-    let of =
-        |name: &str| -> Vec<&Sample> { ev.samples.iter().filter(|s| s.endpoint == name).collect() };
+    // Each endpoint's samples, in the order of `ev.endpoints` (and of `endpoints`).
+    let samples_of: Vec<Vec<&Sample>> = ev
+        .endpoints
+        .iter()
+        .map(|e| ev.samples.iter().filter(|s| s.endpoint == e.name).collect())
+        .collect();
     let endpoints: Vec<EndpointSummary> = ev
         .endpoints
         .iter()
-        .map(|e| {
-            let samples = of(&e.name);
-            EndpointSummary {
-                endpoint: e.name.clone(),
-                role: e.role,
-                baseline: window_stats(samples.iter().copied(), ev.baseline),
-                migration: window_stats(samples.iter().copied(), ev.judged),
-                longest_outage: longest_overlapping(&stall_stretches(&samples), ev.judged),
-            }
+        .zip(&samples_of)
+        .map(|(e, samples)| EndpointSummary {
+            endpoint: e.name.clone(),
+            role: e.role,
+            baseline: window_stats(samples.iter().copied(), ev.baseline),
+            migration: window_stats(samples.iter().copied(), ev.judged),
+            longest_outage: longest_overlapping(&stall_stretches(samples), ev.judged),
         })
         .collect();
     let mut notes = Vec::new();
@@ -314,9 +316,13 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
         // Requests queued by a lock too short for the monitor: answered just after the
         // migration released it, well above their baseline.
         let mut by_holds: Vec<&Sample> = Vec::new();
-        for e in &in_role {
-            let samples: Vec<&Sample> = of(&e.endpoint)
-                .into_iter()
+        for (e, samples) in endpoints.iter().zip(&samples_of) {
+            if e.role != role {
+                continue;
+            }
+            let samples: Vec<&Sample> = samples
+                .iter()
+                .copied()
                 .filter(|s| ev.judged.contains(s.at_ms))
                 .collect();
             let p99 = e.baseline.p99_ms.unwrap_or(0.0);
