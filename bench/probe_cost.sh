@@ -46,7 +46,9 @@ step "pgcalm up; seed $ROWS rows; serve on :$PORT"
 pgcalm up >"$WORK/logs/up.log"
 pgcalm migrate demoapp 0001 >"$WORK/logs/migrate.log"
 pgcalm seed --large-count "$ROWS" >"$WORK/logs/seed.log"
-pgcalm serve --port "$PORT" >"$WORK/logs/serve.log" 2>&1 & SERVE_PID=$!
+# The binary itself, not the pgcalm() function: a backgrounded function is a subshell,
+# and killing its pid at cleanup would leave the server running.
+"$PGCALM" --migrations-dir "$ROOT/migrations" serve --port "$PORT" >"$WORK/logs/serve.log" 2>&1 & SERVE_PID=$!
 for _ in $(seq 100); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 PG_PORT=$(sed -n 's/^port=//p' "$WORK/.pgcalm/cluster.state")
 TARGETS=(
