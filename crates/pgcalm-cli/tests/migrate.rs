@@ -100,14 +100,10 @@ async fn seed_steps_1_3_and_6_word_for_word() {
         ),
         "{up}"
     );
-    db.client()
-        .await
-        .batch_execute(
+    db.execute(
             "INSERT INTO small_email (name, email) SELECT 'User ' || i, 'user' || i || '@example.com' FROM generate_series(1, 10) i;
              INSERT INTO large_email (name, email) SELECT 'User ' || i, 'user' || i || '@example.com' FROM generate_series(1, 20000) i;",
-        )
-        .await
-        .unwrap();
+        ).await;
 
     // Step 1.
     assert_eq!(
@@ -393,11 +389,8 @@ async fn malformed_and_changed_files_are_errors_with_path_and_line() {
 #[tokio::test]
 async fn failed_statement_shows_file_line_and_the_state_left() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE u (v int); INSERT INTO u VALUES (1), (1);")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE u (v int); INSERT INTO u VALUES (1), (1);")
+        .await;
     let dir = app_dir(&[(
         "0001_unique.sql",
         "-- migrate:up transaction:false\nCREATE UNIQUE INDEX CONCURRENTLY u_v_key ON u (v);\n",
@@ -429,11 +422,8 @@ async fn failed_statement_shows_file_line_and_the_state_left() {
         ),
         "{shown}"
     );
-    db.client()
-        .await
-        .batch_execute("DELETE FROM u WHERE ctid = (SELECT max(ctid) FROM u)")
-        .await
-        .unwrap();
+    db.execute("DELETE FROM u WHERE ctid = (SELECT max(ctid) FROM u)")
+        .await;
     let rerun = ok(&db, dir.path(), &["migrate"]);
     assert!(
         rerun.contains("    found INVALID index u_v_key on u (left by the failed build of the last run: ERROR: could not create unique index \"u_v_key\"); statement 1 (migrations/app/0001_unique.sql:2) rebuilds it: dropping it concurrently first\n"),
@@ -463,11 +453,7 @@ async fn notices_are_printed_with_statement_file_and_line() {
 #[tokio::test]
 async fn a_risky_migration_is_refused_with_the_findings_unless_allowed() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE big (id int, email text)")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE big (id int, email text)").await;
     let dir = app_dir(&[(
         "0001_index.sql",
         "-- migrate:up\nCREATE INDEX big_email ON big (email);\n",

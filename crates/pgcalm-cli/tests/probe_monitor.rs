@@ -126,11 +126,7 @@ async fn probe_json_summary_and_refusals() {
 #[tokio::test(flavor = "multi_thread")]
 async fn monitor_reports_a_lock_waiter_and_its_blocker() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE t (v int)")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE t (v int)").await;
     let (_holder, holder_pid) = db.session("BEGIN; LOCK TABLE t IN SHARE MODE;").await;
     let (writer, writer_pid) = db.session("SELECT 1").await;
     let insert =

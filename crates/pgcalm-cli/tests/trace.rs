@@ -125,11 +125,7 @@ async fn plain_sql_with_setup_shows_the_rewrite_of_a_volatile_user_function() {
 #[tokio::test]
 async fn a_database_with_tables_is_refused_unless_forced() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE precious (id int)")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE precious (id int)").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.sql"), "SELECT 1;\n").unwrap();
     let out = trace(&db, dir.path(), &["x.sql"]);

@@ -86,11 +86,7 @@ async fn seed_walkthrough_forward_back_by_prefix_and_zero() {
         markers(&r, "demoapp").await,
         ["[X] 0001_initial", "[ ] 0002_add_email_index_concurrently"]
     );
-    db.client()
-        .await
-        .batch_execute("INSERT INTO large_email (name, email) SELECT 'u' || i, 'u' || i || '@x' FROM generate_series(1, 1000) i")
-        .await
-        .unwrap();
+    db.execute("INSERT INTO large_email (name, email) SELECT 'u' || i, 'u' || i || '@x' FROM generate_series(1, 1000) i").await;
     r.migrate(&to("demoapp", "0002")).await.unwrap();
     assert_eq!(index_valid(&db, "large_email_email_idx").await, Some(true));
     assert_eq!(
@@ -355,11 +351,7 @@ async fn lock_timeout_retries_never_queue_readers_and_finish_when_the_blocker_le
 #[tokio::test]
 async fn lock_timeout_retries_give_up_with_the_blocker_named() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE held (id int)")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE held (id int)").await;
     let dir = migrations(&[(
         "0001_idx.sql",
         "-- migrate:up transaction:false\nSELECT 1;\nCREATE INDEX CONCURRENTLY held_id ON held (id);\n",
@@ -413,16 +405,12 @@ async fn lock_timeout_retries_give_up_with_the_blocker_named() {
 #[tokio::test]
 async fn share_update_exclusive_statements_run_without_statement_timeout() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(
+    db.execute(
             "CREATE TABLE v (n int);
              INSERT INTO v SELECT generate_series(1, 20);
              CREATE FUNCTION slow_ok(int) RETURNS boolean LANGUAGE sql AS 'SELECT true FROM pg_sleep(0.02)';
              ALTER TABLE v ADD CONSTRAINT n_ok CHECK (slow_ok(n)) NOT VALID;",
-        )
-        .await
-        .unwrap();
+        ).await;
     let policy = Policy {
         statement_timeout: Some(Duration::from_millis(100)),
         lock_timeout: Duration::from_secs(5),
@@ -839,11 +827,8 @@ async fn going_back_needs_the_file_and_a_down_section() {
 #[tokio::test]
 async fn lock_timeout_mid_concurrent_build_leaves_an_invalid_index_that_the_retry_repairs() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE w (v int); INSERT INTO w VALUES (1);")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE w (v int); INSERT INTO w VALUES (1);")
+        .await;
     // A writer in flight: CREATE INDEX CONCURRENTLY creates the (invalid) index, then
     // waits for it and hits lock_timeout, leaving the invalid index behind.
     let writer = db.client().await;
@@ -1029,14 +1014,11 @@ async fn a_build_that_finished_after_its_runner_was_killed_counts_as_done() {
 #[tokio::test]
 async fn concurrent_lock_timeout_lets_a_build_outwait_an_old_snapshot_without_retries() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000);
+    db.execute(
+        "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000);
              CREATE TABLE elsewhere (x int);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     // A long transaction on another table: it holds no lock on t, only an old snapshot,
     // which a CONCURRENTLY build must wait out (a lock wait on its virtual xid).
     let long_tx = db.client().await;
@@ -1074,11 +1056,7 @@ async fn concurrent_lock_timeout_lets_a_build_outwait_an_old_snapshot_without_re
 #[tokio::test]
 async fn risky_migrations_are_refused_before_anything_runs_unless_ignored_or_allowed() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE big (id int, email text)")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE big (id int, email text)").await;
     let dir = migrations(&[(
         "0001_index.sql",
         "-- migrate:up\nCREATE TABLE side (id int);\nCREATE INDEX big_email ON big (email);\n",

@@ -28,11 +28,7 @@ async fn sample_until(
 #[tokio::test]
 async fn reports_a_lock_waiter_with_its_mode_and_blocker() {
     let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE t (v int)")
-        .await
-        .unwrap();
+    db.execute("CREATE TABLE t (v int)").await;
     let (_holder, holder_pid) = db.session("BEGIN; SELECT * FROM t;").await;
     let (_idle, idle_pid) = db.session("SELECT 1").await;
     let (waiter, waiter_pid) = db.session("SET application_name = 'the-waiter'").await;

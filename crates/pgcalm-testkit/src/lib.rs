@@ -174,6 +174,15 @@ impl TestDb {
             .get(0)
     }
 
+    /// Runs SQL (one or more statements) on a new connection: test set-up.
+    pub async fn execute(&self, sql: &str) {
+        self.client()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// A new connection.
     pub async fn client(&self) -> Client {
         self.target

@@ -19,7 +19,7 @@ async fn child_starts_a_cluster() {
         return;
     };
     let db = TestDb::new().await;
-    db.client().await.batch_execute("SELECT 1").await.unwrap();
+    db.execute("SELECT 1").await;
     let tc = TestCluster::get();
     let pid = tc.cluster().running_pid().unwrap();
     println!("CLUSTER dir={} pid={pid}", tc.dir().display());

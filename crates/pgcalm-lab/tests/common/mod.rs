@@ -23,7 +23,7 @@ pub fn initial_up() -> &'static str {
 /// A fresh database with `small_email` and `large_email` (migration 0001).
 pub async fn demo_db() -> TestDb {
     let db = TestDb::new().await;
-    db.client().await.batch_execute(initial_up()).await.unwrap();
+    db.execute(initial_up()).await;
     db
 }
 
