@@ -155,6 +155,8 @@ def summary():
                     t["with_hazard"] += bool(kept)
                     if linter == "pgcalm":
                         t["with_error"] += any(x["severity"] == "error" for x in findings)
+                        t["with_not_mlt"] += any(x["rule"] != "missing-lock-timeout"
+                                                 for x in findings)
             if status == "ok":
                 names = [x["rule"] if linter == "pgcalm" else x["rule_name"] for x in findings]
                 rules.update(names)
@@ -180,6 +182,13 @@ def summary():
                              f"| {t['crash']} | {t['with']} | {pct(t['with'], linted)} "
                              f"| {t['with_hazard']} | {pct(t['with_hazard'], linted)} "
                              f"| {t['findings']} |")
+        if linter == "pgcalm":
+            t = per_tool["all"]
+            lines.append("")
+            lines.append(f"Files with a finding of a rule other than missing-lock-timeout: "
+                         f"{t['with_not_mlt']} ({pct(t['with_not_mlt'], t['ok_nonempty'])} of "
+                         f"the non-empty files linted). Crashes: the linter aborted (a file "
+                         f"or a section with no statement).")
         lines.append("")
         lines.append("| rule | findings | files |")
         lines.append("|---|---:|---:|")
@@ -243,8 +252,13 @@ def sample(linter, n, seed):
 def precision(path):
     with open(path) as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    tp = sum(r["verdict"] == "TP" for r in rows)
-    print(f"{path}: {tp}/{len(rows)} true positives, precision {100 * tp / len(rows):.0f}%")
+    tp, n = sum(r["verdict"] == "TP" for r in rows), len(rows)
+    # Wilson score interval, 95%
+    z, p = 1.96, tp / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    print(f"{path}: {tp}/{n} true positives, precision {100 * p:.0f}% "
+          f"(95% interval {100 * (mid - half):.0f}-{100 * (mid + half):.0f}%)")
     classes = collections.Counter(r["class"] for r in rows if r["verdict"] == "FP")
     for c, k in classes.most_common():
         print(f"  {k:3} {c}")
