@@ -136,7 +136,11 @@ fn the_password_file_is_private_and_every_command_uses_it() {
     let meta = std::fs::metadata(&file).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "owned by the invoking user");
+    assert_eq!(
+        meta.uid(),
+        unsafe { libc::geteuid() },
+        "owned by the invoking user"
+    );
 
     let one = ok(pgcalm(dir.path()).args(["psql", "-Atc", "SELECT 1"]));
     assert_eq!(one.trim(), "1");
@@ -147,7 +151,10 @@ fn the_password_file_is_private_and_every_command_uses_it() {
     assert!(status.contains(&format!("URL:      {masked}")), "{status}");
     assert!(!status.contains(&password), "{status}");
     let json = ok(pgcalm(dir.path()).args(["status", "--format", "json"]));
-    assert!(json.contains(&masked) && !json.contains(&password), "{json}");
+    assert!(
+        json.contains(&masked) && !json.contains(&password),
+        "{json}"
+    );
     let shown = ok(pgcalm(dir.path()).args(["status", "--show-password"]));
     assert!(shown.contains(&format!("URL:      {full}")), "{shown}");
     let url = ok(pgcalm(dir.path()).arg("url"));
@@ -405,7 +412,10 @@ fn concurrent_ups_create_one_cluster_and_never_fail_in_initdb() {
         let (a, b) = (spawn(), spawn());
         let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
         let succeeded = outs.iter().filter(|o| o.status.success()).count();
-        assert!(succeeded >= 1, "round {round}: neither up succeeded: {outs:?}");
+        assert!(
+            succeeded >= 1,
+            "round {round}: neither up succeeded: {outs:?}"
+        );
         for out in &outs {
             let err = stderr(out);
             assert!(!err.contains("initdb"), "round {round}: {err}");

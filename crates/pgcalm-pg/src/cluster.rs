@@ -202,7 +202,7 @@ impl Cluster {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(PgError::PasswordFile { path, source }),
+            Err(cause) => return Err(PgError::PasswordFile { path, cause }),
         };
         // `host:port:database:user:password`; ours is alphanumeric, so nothing is escaped.
         Ok(text
@@ -541,9 +541,8 @@ impl Cluster {
             .open(&tmp)
             .map_err(PgError::io("creating", &tmp))?;
         // libpq passfile lines: host:port:database:user:password.
-        let lines = format!(
-            "127.0.0.1:*:*:{SUPERUSER}:{password}\nlocalhost:*:*:{SUPERUSER}:{password}\n"
-        );
+        let lines =
+            format!("127.0.0.1:*:*:{SUPERUSER}:{password}\nlocalhost:*:*:{SUPERUSER}:{password}\n");
         file.write_all(lines.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(PgError::io("writing", &tmp))?;
@@ -627,24 +626,26 @@ impl Cluster {
             Some((uid, gid)) => std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)),
             None => Ok(()),
         });
-        let out = readable.map_err(PgError::io("writing", &pwfile)).and_then(|()| {
-            run_pg(
-                as_postgres,
-                Command::new(bins.bin("initdb"))
-                    .arg("-D")
-                    .arg(&data)
-                    .arg(format!("--pwfile={}", pwfile.display()))
-                    .args([
-                        "-U",
-                        SUPERUSER,
-                        "--auth=scram-sha-256",
-                        "-E",
-                        "UTF8",
-                        "--locale=C",
-                        "--no-sync",
-                    ]),
-            )
-        });
+        let out = readable
+            .map_err(PgError::io("writing", &pwfile))
+            .and_then(|()| {
+                run_pg(
+                    as_postgres,
+                    Command::new(bins.bin("initdb"))
+                        .arg("-D")
+                        .arg(&data)
+                        .arg(format!("--pwfile={}", pwfile.display()))
+                        .args([
+                            "-U",
+                            SUPERUSER,
+                            "--auth=scram-sha-256",
+                            "-E",
+                            "UTF8",
+                            "--locale=C",
+                            "--no-sync",
+                        ]),
+                )
+            });
         let _ = fs::remove_file(&pwfile);
         let out = out?;
         if !out.status.success() {

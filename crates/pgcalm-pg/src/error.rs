@@ -140,20 +140,21 @@ pub enum PgError {
 
     /// The embedded cluster's password file exists but cannot be read.
     #[error(
-        "cannot read the embedded server's password file {path}: {source}\n  fix: run \
+        "cannot read the embedded server's password file {path}: {cause}\n  fix: run \
          pgcalm as the user who ran `pgcalm up` (the file is theirs, mode 0600), or set \
          DATABASE_URL to connect otherwise"
     )]
     PasswordFile {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not a source: said once).
+        cause: std::io::Error,
     },
 
     /// The server could not be reached or refused the login. Never carries the password.
-    #[error("cannot connect to PostgreSQL at {host}:{port} (database {dbname}): {cause}\n  fix: {fix}")]
+    #[error(
+        "cannot connect to PostgreSQL at {host}:{port} (database {dbname}): {cause}\n  fix: {fix}"
+    )]
     Unreachable {
         /// Host (or socket directory).
         host: String,

@@ -221,7 +221,10 @@ impl Target {
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
                 Ok(false)
             }
-            Err(e) => Err(PgError::query(format!("creating database {}", self.dbname()))(e)),
+            Err(e) => Err(PgError::query(format!(
+                "creating database {}",
+                self.dbname()
+            ))(e)),
         }
     }
 
@@ -299,7 +302,10 @@ mod tests {
             "postgresql://postgres@127.0.0.1:5555/x"
         );
         let with = Target::embedded(5555, "x").with_password("pw1234567");
-        assert_eq!(with.masked_url(), "postgresql://postgres:****@127.0.0.1:5555/x");
+        assert_eq!(
+            with.masked_url(),
+            "postgresql://postgres:****@127.0.0.1:5555/x"
+        );
         assert!(!format!("{with:?}").contains("pw1234567"));
     }
 

@@ -74,6 +74,15 @@ impl TestCluster {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// A URL for `DATABASE_URL` naming `dbname` on this cluster, with the cluster's
+    /// password in it: hand it to child processes through the environment, never as an
+    /// argument.
+    pub fn url(&self, dbname: &str) -> String {
+        self.cluster
+            .url(dbname)
+            .unwrap_or_else(|e| panic!("the test cluster's URL: {e}"))
+    }
 }
 
 extern "C" fn stop_at_exit() {
@@ -147,13 +156,9 @@ impl TestDb {
         self.target.dbname()
     }
 
-    /// A URL for `DATABASE_URL`, with the cluster's password in it: hand it to child
-    /// processes through the environment, never as an argument.
+    /// A URL for `DATABASE_URL` ([`TestCluster::url`] of this database).
     pub fn url(&self) -> String {
-        TestCluster::get()
-            .cluster
-            .url(self.name())
-            .unwrap_or_else(|e| panic!("the test cluster's URL: {e}"))
+        TestCluster::get().url(self.name())
     }
 
     /// A new connection that has run `sql` (e.g. `BEGIN; LOCK TABLE t IN SHARE MODE;`),

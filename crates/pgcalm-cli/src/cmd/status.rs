@@ -203,7 +203,9 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
     };
     // The password was just read for the target: showing it cannot fail on access.
     report.url = Some(match show_password {
-        true => ctx.url_with_password().unwrap_or_else(|_| target.masked_url()),
+        true => ctx
+            .url_with_password()
+            .unwrap_or_else(|_| target.masked_url()),
         false => target.masked_url(),
     });
     if cluster.is_some() && report.pid.is_none() {
