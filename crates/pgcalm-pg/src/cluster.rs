@@ -949,3 +949,93 @@ fn dir_size(path: &Path) -> u64 {
         meta.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_trust_rules_only_in_the_method_column() {
+        let initdb_trust = "local   all  all                 trust\n\
+                            host    all  all  127.0.0.1/32   trust\n\
+                            host    replication all ::1/128  trust\n";
+        assert!(trusts_anyone(initdb_trust));
+        assert!(!trusts_anyone(PG_HBA));
+        assert!(!trusts_anyone("# host all all 127.0.0.1/32 trust\n"));
+        assert!(!trusts_anyone(
+            "host all all 127.0.0.1/32 scram-sha-256 # was trust\n"
+        ));
+    }
+
+    #[test]
+    fn tells_whose_a_directory_is() {
+        let tmp = std::env::temp_dir().join(format!("pgcalm-ownership-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let cluster = Cluster::new(&tmp);
+        assert_eq!(cluster.ownership(), Ownership::Vacant, "missing");
+        fs::create_dir(&tmp).unwrap();
+        assert_eq!(cluster.ownership(), Ownership::Vacant, "empty");
+        fs::write(tmp.join(LOCK_FILE), "123\n").unwrap();
+        assert_eq!(cluster.ownership(), Ownership::Vacant, "a lock file only");
+
+        // An older pgcalm's layout, exactly.
+        fs::create_dir(tmp.join("data")).unwrap();
+        fs::write(tmp.join("data/PG_VERSION"), "15\n").unwrap();
+        fs::write(tmp.join(STATE_FILE), "port=5555\n").unwrap();
+        fs::write(tmp.join("postgres.log"), "").unwrap();
+        assert_eq!(cluster.ownership(), Ownership::OlderPgcalm);
+        // One file of someone else's, and it is not pgcalm's any more.
+        fs::write(tmp.join("notes.txt"), "mine").unwrap();
+        assert_eq!(
+            cluster.ownership(),
+            Ownership::Foreign("cluster.state, data, notes.txt, postgres.log".into())
+        );
+        // The marker settles it.
+        cluster.write_marker().unwrap();
+        assert_eq!(cluster.ownership(), Ownership::Marked);
+
+        let file = tmp.join("notes.txt");
+        assert_eq!(
+            Cluster::new(&file).ownership(),
+            Ownership::Foreign("a file, not a directory".into())
+        );
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn the_password_file_is_a_private_passfile() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = std::env::temp_dir().join(format!("pgcalm-pgpass-{}", std::process::id()));
+        fs::create_dir_all(&tmp).unwrap();
+        let cluster = Cluster::new(&tmp);
+        assert_eq!(
+            cluster.password().unwrap(),
+            None,
+            "a trust cluster has none"
+        );
+        cluster.write_password_file("Secret123").unwrap();
+        cluster.write_password_file("Secret456").unwrap();
+        assert_eq!(cluster.password().unwrap().as_deref(), Some("Secret456"));
+        let text = fs::read_to_string(cluster.password_path()).unwrap();
+        assert!(
+            text.starts_with("127.0.0.1:*:*:postgres:Secret456\n"),
+            "{text}"
+        );
+        let mode = fs::metadata(cluster.password_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn passwords_are_random_and_need_no_escaping() {
+        let (a, b) = (new_password(), new_password());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert!(scram_verifier(&a).starts_with("SCRAM-SHA-256$4096:"));
+        assert!(!scram_verifier(&a).contains(&a));
+    }
+}
