@@ -406,7 +406,9 @@ impl Cluster {
             return self.already_running(pid);
         }
         let bins = self.binaries()?;
-        self.refuse_foreign()?;
+        if let Ownership::Foreign(found) = self.ownership() {
+            return Err(self.foreign(found));
+        }
         fs::create_dir_all(&self.root).map_err(PgError::io("creating", &self.root))?;
         let _lock = self.lock()?;
         // Another `up` may have finished between the first look and the lock.
@@ -416,7 +418,7 @@ impl Cluster {
         match self.ownership() {
             Ownership::Marked => {}
             Ownership::Vacant | Ownership::OlderPgcalm => self.write_marker()?,
-            Ownership::Foreign(_) => return Err(self.refuse_foreign().unwrap_err()),
+            Ownership::Foreign(found) => return Err(self.foreign(found)),
         }
         let as_postgres = running_as_root();
         if as_postgres {
@@ -484,14 +486,11 @@ impl Cluster {
         Ok(StartOutcome::AlreadyRunning { pid, port })
     }
 
-    /// [`PgError::ForeignDir`] when the directory holds something pgcalm did not create.
-    fn refuse_foreign(&self) -> Result<(), PgError> {
-        match self.ownership() {
-            Ownership::Foreign(found) => Err(PgError::ForeignDir {
-                path: self.root.clone(),
-                found,
-            }),
-            _ => Ok(()),
+    /// Why `start` refuses the directory: it holds `found`, which pgcalm did not create.
+    fn foreign(&self, found: String) -> PgError {
+        PgError::ForeignDir {
+            path: self.root.clone(),
+            found,
         }
     }
 
@@ -499,12 +498,20 @@ impl Cluster {
     /// authentication: while trust still lets pgcalm in, sets a new random password
     /// (as its SCRAM verifier), writes [`PASSWORD_FILE`], rewrites `pg_hba.conf` to
     /// password-only and reloads the server. Returns false when `pg_hba.conf` trusts
-    /// no one (nothing to do).
+    /// no one (nothing to do). Holds the cluster's lock: two `up`s at once must not
+    /// set two passwords.
     pub async fn replace_trust_auth(&self) -> Result<bool, PgError> {
         let hba_path = self.data_dir().join("pg_hba.conf");
-        let hba = fs::read_to_string(&hba_path).map_err(PgError::io("reading", &hba_path))?;
-        if !trusts_anyone(&hba) {
+        let trusts = || -> Result<bool, PgError> {
+            let hba = fs::read_to_string(&hba_path).map_err(PgError::io("reading", &hba_path))?;
+            Ok(trusts_anyone(&hba))
+        };
+        if !trusts()? {
             return Ok(false);
+        }
+        let _lock = self.lock()?;
+        if !trusts()? {
+            return Ok(false); // converted meanwhile
         }
         let port = self.port().ok_or_else(|| self.not_created())?;
         let password = new_password();
@@ -533,13 +540,7 @@ impl Cluster {
     fn write_password_file(&self, password: &str) -> Result<(), PgError> {
         let path = self.password_path();
         let tmp = self.root.join(format!(".{PASSWORD_FILE}.new"));
-        let _ = fs::remove_file(&tmp);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(PgError::io("creating", &tmp))?;
+        let mut file = create_private(&tmp)?;
         // libpq passfile lines: host:port:database:user:password.
         let lines =
             format!("127.0.0.1:*:*:{SUPERUSER}:{password}\nlocalhost:*:*:{SUPERUSER}:{password}\n");
@@ -581,20 +582,16 @@ impl Cluster {
         if !self.root.exists() {
             return Ok(None);
         }
-        match self.ownership() {
-            Ownership::Marked | Ownership::OlderPgcalm => {}
-            Ownership::Vacant => {
-                return Err(PgError::NotDeletable {
-                    path: self.root.clone(),
-                    found: "nothing".into(),
-                });
-            }
-            Ownership::Foreign(found) => {
-                return Err(PgError::NotDeletable {
-                    path: self.root.clone(),
-                    found,
-                });
-            }
+        let found = match self.ownership() {
+            Ownership::Marked | Ownership::OlderPgcalm => None,
+            Ownership::Vacant => Some("nothing".to_string()),
+            Ownership::Foreign(found) => Some(found),
+        };
+        if let Some(found) = found {
+            return Err(PgError::NotDeletable {
+                path: self.root.clone(),
+                found,
+            });
         }
         let _lock = self.lock()?;
         self.stop()?;
@@ -609,43 +606,24 @@ impl Cluster {
         let data = self.data_dir();
         let password = new_password();
         self.write_password_file(&password)?;
-        // initdb reads the password from a file: its SCRAM verifier (stored as is), in a
-        // 0600 file only the server's account can read, deleted right after.
-        let pwfile = self.root.join("initdb.pwfile");
-        let _ = fs::remove_file(&pwfile);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&pwfile)
-            .map_err(PgError::io("creating", &pwfile))?;
-        let written = writeln!(file, "{}", scram_verifier(&password));
-        drop(file);
         let as_postgres = running_as_root();
-        let readable = written.and_then(|()| match postgres_user_ids().filter(|_| as_postgres) {
-            Some((uid, gid)) => std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)),
-            None => Ok(()),
-        });
-        let out = readable
-            .map_err(PgError::io("writing", &pwfile))
-            .and_then(|()| {
-                run_pg(
-                    as_postgres,
-                    Command::new(bins.bin("initdb"))
-                        .arg("-D")
-                        .arg(&data)
-                        .arg(format!("--pwfile={}", pwfile.display()))
-                        .args([
-                            "-U",
-                            SUPERUSER,
-                            "--auth=scram-sha-256",
-                            "-E",
-                            "UTF8",
-                            "--locale=C",
-                            "--no-sync",
-                        ]),
-                )
-            });
+        let pwfile = self.pwfile_for_initdb(&password, as_postgres)?;
+        let out = run_pg(
+            as_postgres,
+            Command::new(bins.bin("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]),
+        );
         let _ = fs::remove_file(&pwfile);
         let out = out?;
         if !out.status.success() {
@@ -684,6 +662,26 @@ impl Cluster {
         let hba_path = data.join("pg_hba.conf");
         fs::write(&hba_path, PG_HBA).map_err(PgError::io("writing", &hba_path))?;
         Ok(())
+    }
+
+    /// initdb's `--pwfile`: the SCRAM verifier of `password` (stored as is, so the
+    /// password itself never reaches the server), in a new 0600 file that only the
+    /// server's account can read. The caller deletes it after initdb.
+    fn pwfile_for_initdb(&self, password: &str, as_postgres: bool) -> Result<PathBuf, PgError> {
+        let path = self.root.join("initdb.pwfile");
+        let mut file = create_private(&path)?;
+        let written =
+            writeln!(file, "{}", scram_verifier(password)).and_then(|()| match postgres_user_ids()
+                .filter(|_| as_postgres)
+            {
+                Some((uid, gid)) => std::os::unix::fs::chown(&path, Some(uid), Some(gid)),
+                None => Ok(()),
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(PgError::io("writing", &path)(e));
+        }
+        Ok(path)
     }
 
     /// The port to start on: the requested one, else the remembered one, else a free one.
@@ -795,6 +793,17 @@ fn lock_holder(path: &Path) -> String {
         std::thread::sleep(Duration::from_millis(10));
     }
     "unknown".into()
+}
+
+/// Creates `path` anew (a leftover is removed first) with mode 0600 from the start.
+fn create_private(path: &Path) -> Result<fs::File, PgError> {
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(PgError::io("creating", path))
 }
 
 /// A new random password: 32 alphanumeric characters (about 190 bits), nothing to
