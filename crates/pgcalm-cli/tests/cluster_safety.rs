@@ -235,11 +235,7 @@ fn old_trust_cluster(dir: &Path) -> u16 {
             "--no-sync",
         ],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pgcalm_pg::cluster::free_loopback_port().unwrap();
     let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
     run(
         "pg_ctl",
