@@ -34,3 +34,13 @@ fresh_workdir() {
 }
 
 pgcalm() { "$PGCALM" --migrations-dir "$ROOT/migrations" "$@"; }
+
+# embedded_cluster_env: after `pgcalm up` in WORK, sets PG_PORT and hands the cluster's
+# password to the tools that connect by themselves, through the environment only:
+# PGPASSFILE for psql (libpq reads the 0600 passfile pgcalm wrote), PG_PASSWORD for the
+# peer's DB_PASSWORD.
+embedded_cluster_env() {
+  PG_PORT=$(sed -n 's/^port=//p' "$WORK/.pgcalm/cluster.state")
+  export PGPASSFILE="$WORK/.pgcalm/pgpass"
+  PG_PASSWORD=$(head -n 1 "$PGPASSFILE" | cut -d: -f5)
+}

@@ -52,7 +52,7 @@ if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
 
   step "starting the embedded PostgreSQL: pgcalm up"
   pgcalm up >"$LOGS/up.log"
-  PG_PORT=$(sed -n 's/^port=//p' "$WORK/.pgcalm/cluster.state")
+  embedded_cluster_env
 
   # ---------------------------------------------------------------- pgcalm lab
   step "pgcalm lab --rows $ROWS --out $WORK/lab-report"
@@ -72,9 +72,9 @@ if [[ ${COMPARE_ONLY:-0} != 1 ]]; then
   step "the peer: migration_experiment.sh $TOPOLOGIES ($ROWS rows, database $PEER_DB)"
   PEER_LOAD=$(cut -d' ' -f1 /proc/loadavg)
   t0=$(date +%s.%N)
-  # trust auth on the embedded server accepts the peer's default password.
+  # The embedded server's password, in the peer's environment.
   # shellcheck disable=SC2086
-  DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER=postgres DB_PASSWORD=postgres DB_NAME="$PEER_DB" \
+  DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER=postgres DB_PASSWORD="$PG_PASSWORD" DB_NAME="$PEER_DB" \
     RESULTS="$WORK/peer" ROWS="$ROWS" \
     "$PEER_DIR/scripts/migration_experiment.sh" $TOPOLOGIES >"$LOGS/peer.log" 2>&1
   t1=$(date +%s.%N)

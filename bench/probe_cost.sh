@@ -50,7 +50,7 @@ pgcalm seed --large-count "$ROWS" >"$WORK/logs/seed.log"
 # and killing its pid at cleanup would leave the server running.
 "$PGCALM" --migrations-dir "$ROOT/migrations" serve --port "$PORT" >"$WORK/logs/serve.log" 2>&1 & SERVE_PID=$!
 for _ in $(seq 100); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-PG_PORT=$(sed -n 's/^port=//p' "$WORK/.pgcalm/cluster.state")
+embedded_cluster_env  # PG_PORT; psql finds the password through PGPASSFILE
 TARGETS=(
   "list=$API/list_large/"
   "small=$API/list_small/"

@@ -57,7 +57,7 @@ trap cleanup EXIT
 step "starting the embedded PostgreSQL: pgcalm up"
 pgcalm up | tee "$LOGS/up.log" >&2
 pgcalm migrate demoapp 0001 >"$LOGS/migrate.log"
-PG_PORT=$(sed -n 's/^port=//p' "$WORK/.pgcalm/cluster.state")
+embedded_cluster_env  # PG_PORT; psql finds the password through PGPASSFILE
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
 sql() { "${PSQL[@]}" -d "${2:-risky_migrations}" -Atc "$1"; }
 sql_timed() {  # seconds taken by one statement (psql \timing)
@@ -65,9 +65,9 @@ sql_timed() {  # seconds taken by one statement (psql \timing)
 }
 
 # The peer, run from its own directory with its own scripts (never copied), against our
-# server: trust auth accepts any password.
+# server, with its password in the environment.
 peer() {
-  ( export DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER=postgres DB_PASSWORD=postgres \
+  ( export DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER=postgres DB_PASSWORD="$PG_PASSWORD" \
            DB_NAME="$PEER_DB" RESULTS="$LOGS/peer"
     # shellcheck source=/dev/null
     source "$PEER_DIR/scripts/common.sh"

@@ -148,20 +148,33 @@ impl Context {
     }
 
     /// The target without checking that it is reachable: `DATABASE_URL`, or the
-    /// embedded cluster's remembered port.
+    /// embedded cluster's remembered port and password.
     pub fn target_unchecked(&self) -> anyhow::Result<Target> {
         if let Some(url) = &self.database_url {
             return Ok(Target::from_url(url)?);
         }
+        Ok(self.created_cluster()?.target(&self.database)?)
+    }
+
+    /// The connection URL with its password: `DATABASE_URL` as given, or the embedded
+    /// cluster's (which only the user who ran `pgcalm up` can read).
+    pub fn url_with_password(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        Ok(self.created_cluster()?.url(&self.database)?)
+    }
+
+    fn created_cluster(&self) -> anyhow::Result<Cluster> {
         let cluster = Cluster::new(&self.data_dir);
-        let Some(port) = cluster.port() else {
+        if cluster.port().is_none() {
             bail!(
                 "no database: the embedded PostgreSQL in {} has not been created and DATABASE_URL is not set\n  \
                  fix: run `pgcalm up` (or set DATABASE_URL)",
                 self.data_dir.display()
             );
-        };
-        Ok(Target::embedded(port, &self.database))
+        }
+        Ok(cluster)
     }
 
     /// The database to work on; for the embedded cluster, fails with the fix when it is

@@ -47,6 +47,8 @@ enum Command {
     Down(cmd::down::Args),
     /// Where the database is, whether it runs, its version and the migration state.
     Status(cmd::status::Args),
+    /// Print the connection URL with its password, for scripts: DATABASE_URL=$(pgcalm url).
+    Url(cmd::url::Args),
     /// Open psql on the current database (extra arguments go to psql).
     Psql(cmd::psql::Args),
     /// Show the embedded server's log.
@@ -80,6 +82,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Up(a) => cmd::up::run(ctx, a).await,
         Command::Down(a) => cmd::down::run(ctx, a).await,
         Command::Status(a) => cmd::status::run(ctx, a).await,
+        Command::Url(a) => cmd::url::run(ctx, a).await,
         Command::Psql(a) => cmd::psql::run(ctx, a).await,
         Command::Logs(a) => cmd::logs::run(ctx, a).await,
         Command::Inspect(a) => cmd::inspect::run(ctx, a).await,
@@ -106,6 +109,7 @@ fn dies_on_closed_pipe(command: &Command) -> bool {
             | Command::Down(_)
             | Command::Psql(_)
             | Command::Status(_)
+            | Command::Url(_)
             | Command::Inspect(_)
             | Command::Logs(_)
             | Command::Showmigrations(_)

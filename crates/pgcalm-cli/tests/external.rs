@@ -4,16 +4,17 @@
 mod common;
 
 use common::{fails, ok, pgcalm, pgcalm_in, repo_migrations};
-use pgcalm_testkit::TestDb;
+use pgcalm_testkit::{TestCluster, TestDb};
 
 #[tokio::test]
 async fn up_with_database_url_creates_the_missing_database_only() {
     let db = TestDb::new().await;
     let fresh = db.target().with_dbname(&format!("{}_fresh", db.name()));
+    let fresh_url = TestCluster::get().url(fresh.dbname());
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         ok(pgcalm_in(dir.path())
-            .env("DATABASE_URL", fresh.masked_url())
+            .env("DATABASE_URL", &fresh_url)
             .env("PGCALM_MIGRATIONS_DIR", repo_migrations())
             .args(args))
     };
@@ -41,7 +42,7 @@ async fn up_with_database_url_creates_the_missing_database_only() {
     );
     let err = fails(
         pgcalm_in(dir.path())
-            .env("DATABASE_URL", fresh.masked_url())
+            .env("DATABASE_URL", &fresh_url)
             .arg("down"),
     );
     assert!(err.contains("only stops the embedded one"), "{err}");

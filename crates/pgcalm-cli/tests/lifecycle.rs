@@ -40,7 +40,7 @@ fn up_status_down_cycle() {
     assert!(status.contains("Version:  PostgreSQL 1"), "{status}");
     assert!(
         status.contains(&format!(
-            "postgresql://postgres@127.0.0.1:{port}/risky_migrations"
+            "postgresql://postgres:****@127.0.0.1:{port}/risky_migrations"
         )),
         "{status}"
     );
@@ -56,7 +56,9 @@ fn up_status_down_cycle() {
 
     let down = ok(pgcalm(dir.path()).arg("down"));
     assert!(down.contains("Stopped PostgreSQL"), "{down}");
-    let status = ok(pgcalm(dir.path()).arg("status"));
+    let stopped = pgcalm(dir.path()).arg("status").output().unwrap();
+    assert_eq!(stopped.status.code(), Some(3), "status of a stopped server");
+    let status = stdout(&stopped);
     assert!(status.contains("State:    not running"), "{status}");
     assert!(ok(pgcalm(dir.path()).arg("down")).contains("is not running"));
     let err = fails(pgcalm(dir.path()).args(["inspect", "large_email"]));

@@ -5,18 +5,64 @@
 //! As root the server runs as the `postgres` user through `runuser`, because `initdb`
 //! refuses root. Recovery from a `kill -9` (stale `postmaster.pid`, orphaned backends
 //! still attached to shared memory) happens on the next [`Cluster::start`].
+//!
+//! Trust nothing, lose nothing:
+//! - The superuser `postgres` has a random password set at creation, kept in
+//!   [`PASSWORD_FILE`] (a libpq passfile, mode 0600, owned by the invoking user, not by
+//!   the server's account); `pg_hba.conf` allows only `scram-sha-256` over loopback TCP
+//!   (no trust, no Unix socket, no replication). The password never appears on a
+//!   command line: initdb reads its SCRAM verifier from a 0600 file deleted afterwards.
+//!   A cluster an older pgcalm created with `trust` is converted by
+//!   [`Cluster::replace_trust_auth`].
+//! - A directory is pgcalm's when it holds [`MARKER_FILE`] (written at creation) or is
+//!   unmistakably an older pgcalm's cluster (see [`Ownership::OlderPgcalm`]);
+//!   [`Cluster::start`] refuses any other non-empty directory and [`Cluster::delete`]
+//!   any directory that is not pgcalm's.
+//! - [`Cluster::start`] and [`Cluster::delete`] hold an exclusive lock ([`LOCK_FILE`]),
+//!   so a second `pgcalm up` gets [`PgError::Busy`] instead of racing initdb.
 
 use std::fs;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use rand::Rng as _;
+
 use crate::binaries::PgBinaries;
 use crate::error::PgError;
+use crate::target::Target;
 
 /// Name of the file (inside the cluster root) where the chosen port is remembered.
 pub const STATE_FILE: &str = "cluster.state";
+
+/// Name of the file (inside the cluster root) that marks the directory as a cluster
+/// pgcalm created: `pgcalm down --volumes` deletes only directories that hold it.
+pub const MARKER_FILE: &str = "PGCALM_CLUSTER";
+
+/// Name of the superuser's password file (inside the cluster root): a libpq passfile
+/// (`PGPASSFILE`), mode 0600, owned by the user who ran `pgcalm up`.
+pub const PASSWORD_FILE: &str = "pgpass";
+
+/// Name of the lock file (inside the cluster root) held while a cluster is created,
+/// started or deleted; it holds the pid of the holder.
+pub const LOCK_FILE: &str = "up.lock";
+
+/// The embedded cluster's superuser (the only role pgcalm creates).
+pub const SUPERUSER: &str = "postgres";
+
+/// `pg_hba.conf` of the embedded cluster: password over loopback TCP, nothing else.
+const PG_HBA: &str = "\
+# pg_hba.conf of pgcalm's embedded cluster (written by pgcalm).
+# Password authentication (scram-sha-256) over loopback TCP only: no trust, no
+# replication, and no Unix socket (the server runs with unix_socket_directories='').
+# The password is in the cluster directory's pgpass file; `pgcalm url` prints the URL.
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+";
 
 /// Server settings written into `postgresql.conf` when a cluster is created.
 #[derive(Debug, Clone)]
@@ -94,6 +140,21 @@ pub struct ClusterStatus {
     pub data_major: Option<u32>,
 }
 
+/// Whose a cluster directory is, as far as using or deleting it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Missing or empty: [`Cluster::start`] may create a cluster there.
+    Vacant,
+    /// It holds [`MARKER_FILE`]: pgcalm created it.
+    Marked,
+    /// A cluster an older pgcalm created, before the marker existed: `data/` with
+    /// `PG_VERSION`, a `cluster.state` with the remembered port, and nothing else but
+    /// `postgres.log`. [`Cluster::start`] adopts it (writes the marker).
+    OlderPgcalm,
+    /// Anything else: not pgcalm's to use or delete. Says what it holds.
+    Foreign(String),
+}
+
 /// Handle on an embedded cluster directory. Creating the handle does no I/O.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -126,6 +187,145 @@ impl Cluster {
 
     fn state_path(&self) -> PathBuf {
         self.root.join(STATE_FILE)
+    }
+
+    /// The superuser's password file ([`PASSWORD_FILE`]).
+    pub fn password_path(&self) -> PathBuf {
+        self.root.join(PASSWORD_FILE)
+    }
+
+    /// The superuser's password, or None for a cluster without one (an older pgcalm's,
+    /// still on `trust` until [`Cluster::replace_trust_auth`]). Fails when the file
+    /// exists but cannot be read, e.g. by another OS user than the one who ran `up`.
+    pub fn password(&self) -> Result<Option<String>, PgError> {
+        let path = self.password_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(cause) => return Err(PgError::PasswordFile { path, cause }),
+        };
+        // `host:port:database:user:password`; ours is alphanumeric, so nothing is escaped.
+        Ok(text
+            .lines()
+            .filter_map(|line| line.splitn(5, ':').nth(4))
+            .next()
+            .map(str::to_string))
+    }
+
+    /// The database `dbname` on this cluster: its remembered port, the superuser and
+    /// the password from [`PASSWORD_FILE`] (none for a `trust` cluster of an older
+    /// pgcalm).
+    pub fn target(&self, dbname: &str) -> Result<Target, PgError> {
+        let port = self.port().ok_or_else(|| self.not_created())?;
+        let target = Target::embedded(port, dbname);
+        Ok(match self.password()? {
+            Some(password) => target.with_password(&password),
+            None => target,
+        })
+    }
+
+    /// The connection URL of `dbname` with the password in it, for scripts
+    /// (`DATABASE_URL=$(pgcalm url)`): never print it unasked, never log it.
+    pub fn url(&self, dbname: &str) -> Result<String, PgError> {
+        let port = self.port().ok_or_else(|| self.not_created())?;
+        let mut url = url::Url::parse(&format!("postgresql://{SUPERUSER}@127.0.0.1:{port}"))
+            .expect("a literal URL parses");
+        if let Some(password) = self.password()? {
+            url.set_password(Some(&password))
+                .expect("a URL with a host takes a password");
+        }
+        url.path_segments_mut()
+            .expect("a URL with a host has a path")
+            .push(dbname);
+        Ok(url.to_string())
+    }
+
+    fn not_created(&self) -> PgError {
+        PgError::Unusable(format!(
+            "the embedded PostgreSQL in {} has not been created (no port in {})\n  \
+             fix: run `pgcalm up`",
+            self.root.display(),
+            self.state_path().display()
+        ))
+    }
+
+    /// Whose the cluster directory is: see [`Ownership`].
+    pub fn ownership(&self) -> Ownership {
+        if self.root.join(MARKER_FILE).is_file() {
+            return Ownership::Marked;
+        }
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ownership::Vacant,
+            Err(e) if self.root.is_dir() => {
+                return Ownership::Foreign(format!("entries that cannot be listed ({e})"));
+            }
+            Err(_) => return Ownership::Foreign("a file, not a directory".into()),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            // A lock file alone: another `up` is creating the cluster right now.
+            .filter(|name| name != LOCK_FILE)
+            .collect();
+        names.sort();
+        if names.is_empty() {
+            return Ownership::Vacant;
+        }
+        let older_layout = names
+            .iter()
+            .all(|n| ["data", STATE_FILE, "postgres.log"].contains(&n.as_str()))
+            && self.is_initialized()
+            && self.port().is_some();
+        if older_layout {
+            return Ownership::OlderPgcalm;
+        }
+        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+        let more = match names.len().saturating_sub(shown.len()) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        Ownership::Foreign(format!("{}{more}", shown.join(", ")))
+    }
+
+    /// Writes [`MARKER_FILE`]: from now on `down --volumes` may delete the directory.
+    fn write_marker(&self) -> Result<(), PgError> {
+        let path = self.root.join(MARKER_FILE);
+        let text = format!(
+            "This directory is an embedded PostgreSQL cluster created by pgcalm {}.\n\
+             `pgcalm down --volumes` deletes it (and deletes only directories that hold this file).\n\
+             data/: the server's data directory; {PASSWORD_FILE}: the superuser's password \
+             (mode 0600); {STATE_FILE}: the remembered port; postgres.log: the server log.\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        fs::write(&path, text).map_err(PgError::io("writing", &path))
+    }
+
+    /// Takes the cluster's exclusive lock ([`LOCK_FILE`]), or fails at once with the
+    /// pid of the process that holds it.
+    fn lock(&self) -> Result<DirLock, PgError> {
+        let path = self.root.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(PgError::io("opening", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(PgError::Busy {
+                    root: self.root.clone(),
+                    pid: lock_holder(&path),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(PgError::io("locking", &path)(e)),
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(PgError::io("writing", &path))?;
+        Ok(DirLock(file))
     }
 
     /// Whether `initdb` has already run here.
@@ -197,19 +397,41 @@ impl Cluster {
 
     /// Creates the cluster if needed and starts it. `port` overrides (and replaces) the
     /// remembered port; otherwise the remembered one is used, or a free one is chosen.
+    ///
+    /// Refuses a non-empty directory that is not pgcalm's ([`PgError::ForeignDir`], nothing
+    /// touched) and a cluster another process is creating or starting
+    /// ([`PgError::Busy`]).
     pub fn start(&self, port: Option<u16>, opts: &ClusterOptions) -> Result<StartOutcome, PgError> {
         if let Some(pid) = self.running_pid() {
-            let port = self.port().unwrap_or_default();
-            return Ok(StartOutcome::AlreadyRunning { pid, port });
+            return self.already_running(pid);
         }
         let bins = self.binaries()?;
+        if let Ownership::Foreign(found) = self.ownership() {
+            return Err(self.foreign(found));
+        }
         fs::create_dir_all(&self.root).map_err(PgError::io("creating", &self.root))?;
+        let _lock = self.lock()?;
+        // Another `up` may have finished between the first look and the lock.
+        if let Some(pid) = self.running_pid() {
+            return self.already_running(pid);
+        }
+        match self.ownership() {
+            Ownership::Marked => {}
+            Ownership::Vacant | Ownership::OlderPgcalm => self.write_marker()?,
+            Ownership::Foreign(found) => return Err(self.foreign(found)),
+        }
         let as_postgres = running_as_root();
         if as_postgres {
             self.hand_to_postgres_user()?;
         }
         let created = !self.is_initialized();
         if created {
+            // A data directory without PG_VERSION in a marked cluster is the leftover of
+            // an initdb that was killed: pgcalm's own, and empty of data.
+            let data = self.data_dir();
+            if data.exists() {
+                fs::remove_dir_all(&data).map_err(PgError::io("removing", &data))?;
+            }
             self.initdb(&bins, opts)?;
         }
         let port = self.choose_port(port)?;
@@ -256,6 +478,78 @@ impl Cluster {
         })
     }
 
+    fn already_running(&self, pid: u32) -> Result<StartOutcome, PgError> {
+        if self.ownership() == Ownership::OlderPgcalm {
+            self.write_marker()?;
+        }
+        let port = self.port().unwrap_or_default();
+        Ok(StartOutcome::AlreadyRunning { pid, port })
+    }
+
+    /// Why `start` refuses the directory: it holds `found`, which pgcalm did not create.
+    fn foreign(&self, found: String) -> PgError {
+        PgError::ForeignDir {
+            path: self.root.clone(),
+            found,
+        }
+    }
+
+    /// Secures a running cluster that an older pgcalm created with `trust`
+    /// authentication: while trust still lets pgcalm in, sets a new random password
+    /// (as its SCRAM verifier), writes [`PASSWORD_FILE`], rewrites `pg_hba.conf` to
+    /// password-only and reloads the server. Returns false when `pg_hba.conf` trusts
+    /// no one (nothing to do). Holds the cluster's lock: two `up`s at once must not
+    /// set two passwords.
+    pub async fn replace_trust_auth(&self) -> Result<bool, PgError> {
+        let hba_path = self.data_dir().join("pg_hba.conf");
+        let trusts = || -> Result<bool, PgError> {
+            let hba = fs::read_to_string(&hba_path).map_err(PgError::io("reading", &hba_path))?;
+            Ok(trusts_anyone(&hba))
+        };
+        if !trusts()? {
+            return Ok(false);
+        }
+        let _lock = self.lock()?;
+        if !trusts()? {
+            return Ok(false); // converted meanwhile
+        }
+        let port = self.port().ok_or_else(|| self.not_created())?;
+        let password = new_password();
+        let client = Target::embedded(port, "postgres")
+            .with_application_name("pgcalm up")
+            .connect()
+            .await?;
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE {SUPERUSER} PASSWORD '{}'",
+                scram_verifier(&password)
+            ))
+            .await
+            .map_err(PgError::query("setting the superuser's password"))?;
+        self.write_password_file(&password)?;
+        fs::write(&hba_path, PG_HBA).map_err(PgError::io("writing", &hba_path))?;
+        client
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(PgError::query("reloading pg_hba.conf"))?;
+        Ok(true)
+    }
+
+    /// Writes the password file, 0600 from its first byte (a new file renamed over the
+    /// old one), owned by the invoking user.
+    fn write_password_file(&self, password: &str) -> Result<(), PgError> {
+        let path = self.password_path();
+        let tmp = self.root.join(format!(".{PASSWORD_FILE}.new"));
+        let mut file = create_private(&tmp)?;
+        // libpq passfile lines: host:port:database:user:password.
+        let lines =
+            format!("127.0.0.1:*:*:{SUPERUSER}:{password}\nlocalhost:*:*:{SUPERUSER}:{password}\n");
+        file.write_all(lines.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(PgError::io("writing", &tmp))?;
+        fs::rename(&tmp, &path).map_err(PgError::io("writing", &path))
+    }
+
     /// Stops the server with a fast shutdown. Returns false when it was not running.
     pub fn stop(&self) -> Result<bool, PgError> {
         if self.running_pid().is_none() {
@@ -282,31 +576,56 @@ impl Cluster {
 
     /// Stops the server if it runs, then deletes the whole cluster root. Returns the
     /// deleted path and its size in bytes, or None when there was nothing to delete.
+    /// Refuses ([`PgError::NotDeletable`], nothing touched) a directory that is not
+    /// pgcalm's: without [`MARKER_FILE`] and not an older pgcalm's cluster.
     pub fn delete(&self) -> Result<Option<(PathBuf, u64)>, PgError> {
-        self.stop()?;
         if !self.root.exists() {
             return Ok(None);
         }
+        let found = match self.ownership() {
+            Ownership::Marked | Ownership::OlderPgcalm => None,
+            Ownership::Vacant => Some("nothing".to_string()),
+            Ownership::Foreign(found) => Some(found),
+        };
+        if let Some(found) = found {
+            return Err(PgError::NotDeletable {
+                path: self.root.clone(),
+                found,
+            });
+        }
+        let _lock = self.lock()?;
+        self.stop()?;
         let size = dir_size(&self.root);
         fs::remove_dir_all(&self.root).map_err(PgError::io("deleting", &self.root))?;
         Ok(Some((self.root.clone(), size)))
     }
 
+    /// Runs initdb with a new random superuser password (written to the password file
+    /// first), then writes `pg_hba.conf` and pgcalm's settings.
     fn initdb(&self, bins: &PgBinaries, opts: &ClusterOptions) -> Result<(), PgError> {
         let data = self.data_dir();
+        let password = new_password();
+        self.write_password_file(&password)?;
+        let as_postgres = running_as_root();
+        let pwfile = self.pwfile_for_initdb(&password, as_postgres)?;
         let out = run_pg(
-            running_as_root(),
-            Command::new(bins.bin("initdb")).arg("-D").arg(&data).args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ]),
-        )?;
+            as_postgres,
+            Command::new(bins.bin("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]),
+        );
+        let _ = fs::remove_file(&pwfile);
+        let out = out?;
         if !out.status.success() {
             return Err(PgError::Command {
                 step: "initdb".into(),
@@ -325,6 +644,8 @@ impl Cluster {
         // Lock waits are what pgcalm is about: make them visible in `pgcalm logs`.
         push("log_lock_waits", "on");
         push("log_line_prefix", "'%m [%p] %q%u@%d '");
+        // Passwords set later (ALTER ROLE) are stored as SCRAM verifiers too.
+        push("password_encryption", "'scram-sha-256'");
         if !opts.durable {
             push("fsync", "off");
             push("synchronous_commit", "off");
@@ -338,7 +659,29 @@ impl Cluster {
             fs::read_to_string(&conf_path).map_err(PgError::io("reading", &conf_path))?;
         text.push_str(&conf);
         fs::write(&conf_path, text).map_err(PgError::io("writing", &conf_path))?;
+        let hba_path = data.join("pg_hba.conf");
+        fs::write(&hba_path, PG_HBA).map_err(PgError::io("writing", &hba_path))?;
         Ok(())
+    }
+
+    /// initdb's `--pwfile`: the SCRAM verifier of `password` (stored as is, so the
+    /// password itself never reaches the server), in a new 0600 file that only the
+    /// server's account can read. The caller deletes it after initdb.
+    fn pwfile_for_initdb(&self, password: &str, as_postgres: bool) -> Result<PathBuf, PgError> {
+        let path = self.root.join("initdb.pwfile");
+        let mut file = create_private(&path)?;
+        let written =
+            writeln!(file, "{}", scram_verifier(password)).and_then(|()| match postgres_user_ids()
+                .filter(|_| as_postgres)
+            {
+                Some((uid, gid)) => std::os::unix::fs::chown(&path, Some(uid), Some(gid)),
+                None => Ok(()),
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(PgError::io("writing", &path)(e));
+        }
+        Ok(path)
     }
 
     /// The port to start on: the requested one, else the remembered one, else a free one.
@@ -431,6 +774,59 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The exclusive lock of a cluster directory, released when dropped (or when the
+/// process dies: it is an `flock`).
+#[derive(Debug)]
+struct DirLock(#[allow(dead_code)] fs::File);
+
+/// The pid written in a lock file by its holder (which writes it right after taking the
+/// lock, so a moment's wait is enough).
+fn lock_holder(path: &Path) -> String {
+    for _ in 0..50 {
+        if let Ok(text) = fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse::<u32>()
+        {
+            return pid.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    "unknown".into()
+}
+
+/// Creates `path` anew (a leftover is removed first) with mode 0600 from the start.
+fn create_private(path: &Path) -> Result<fs::File, PgError> {
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(PgError::io("creating", path))
+}
+
+/// A new random password: 32 alphanumeric characters (about 190 bits), nothing to
+/// escape in a URL or a passfile.
+fn new_password() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// The SCRAM-SHA-256 verifier of `password` (what PostgreSQL stores): sent instead of
+/// the password itself, which then never reaches the server or its logs.
+fn scram_verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
+}
+
+/// Whether a `pg_hba.conf` has a `trust` rule (any line whose method is trust).
+fn trusts_anyone(hba: &str) -> bool {
+    hba.lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .any(|rule| rule.split_whitespace().skip(3).any(|word| word == "trust"))
 }
 
 /// Whether the effective user is root (and the server must run as `postgres`).
@@ -560,5 +956,95 @@ fn dir_size(path: &Path) -> u64 {
             .sum()
     } else {
         meta.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_trust_rules_only_in_the_method_column() {
+        let initdb_trust = "local   all  all                 trust\n\
+                            host    all  all  127.0.0.1/32   trust\n\
+                            host    replication all ::1/128  trust\n";
+        assert!(trusts_anyone(initdb_trust));
+        assert!(!trusts_anyone(PG_HBA));
+        assert!(!trusts_anyone("# host all all 127.0.0.1/32 trust\n"));
+        assert!(!trusts_anyone(
+            "host all all 127.0.0.1/32 scram-sha-256 # was trust\n"
+        ));
+    }
+
+    #[test]
+    fn tells_whose_a_directory_is() {
+        let tmp = std::env::temp_dir().join(format!("pgcalm-ownership-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let cluster = Cluster::new(&tmp);
+        assert_eq!(cluster.ownership(), Ownership::Vacant, "missing");
+        fs::create_dir(&tmp).unwrap();
+        assert_eq!(cluster.ownership(), Ownership::Vacant, "empty");
+        fs::write(tmp.join(LOCK_FILE), "123\n").unwrap();
+        assert_eq!(cluster.ownership(), Ownership::Vacant, "a lock file only");
+
+        // An older pgcalm's layout, exactly.
+        fs::create_dir(tmp.join("data")).unwrap();
+        fs::write(tmp.join("data/PG_VERSION"), "15\n").unwrap();
+        fs::write(tmp.join(STATE_FILE), "port=5555\n").unwrap();
+        fs::write(tmp.join("postgres.log"), "").unwrap();
+        assert_eq!(cluster.ownership(), Ownership::OlderPgcalm);
+        // One file of someone else's, and it is not pgcalm's any more.
+        fs::write(tmp.join("notes.txt"), "mine").unwrap();
+        assert_eq!(
+            cluster.ownership(),
+            Ownership::Foreign("cluster.state, data, notes.txt, postgres.log".into())
+        );
+        // The marker settles it.
+        cluster.write_marker().unwrap();
+        assert_eq!(cluster.ownership(), Ownership::Marked);
+
+        let file = tmp.join("notes.txt");
+        assert_eq!(
+            Cluster::new(&file).ownership(),
+            Ownership::Foreign("a file, not a directory".into())
+        );
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn the_password_file_is_a_private_passfile() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = std::env::temp_dir().join(format!("pgcalm-pgpass-{}", std::process::id()));
+        fs::create_dir_all(&tmp).unwrap();
+        let cluster = Cluster::new(&tmp);
+        assert_eq!(
+            cluster.password().unwrap(),
+            None,
+            "a trust cluster has none"
+        );
+        cluster.write_password_file("Secret123").unwrap();
+        cluster.write_password_file("Secret456").unwrap();
+        assert_eq!(cluster.password().unwrap().as_deref(), Some("Secret456"));
+        let text = fs::read_to_string(cluster.password_path()).unwrap();
+        assert!(
+            text.starts_with("127.0.0.1:*:*:postgres:Secret456\n"),
+            "{text}"
+        );
+        let mode = fs::metadata(cluster.password_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn passwords_are_random_and_need_no_escaping() {
+        let (a, b) = (new_password(), new_password());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert!(scram_verifier(&a).starts_with("SCRAM-SHA-256$4096:"));
+        assert!(!scram_verifier(&a).contains(&a));
     }
 }

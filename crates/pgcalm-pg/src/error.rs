@@ -98,10 +98,62 @@ pub enum PgError {
     #[error("{0}")]
     Unusable(String),
 
-    /// The server could not be reached. Never carries the password.
+    /// A cluster directory holds something pgcalm did not create (`pgcalm up`).
     #[error(
-        "cannot connect to PostgreSQL at {host}:{port} (database {dbname}): {cause}\n  \
-         fix: check that the server runs and accepts TCP connections there{hint}"
+        "refusing to use {path} for the embedded cluster: it is not empty and was not \
+         created by pgcalm (no PGCALM_CLUSTER file in it; it holds {found}); nothing was \
+         changed\n  fix: point --data-dir (or PGCALM_DATA_DIR, `[database] data_dir`) at a \
+         new or empty directory, where pgcalm creates the cluster"
+    )]
+    ForeignDir {
+        /// The directory.
+        path: PathBuf,
+        /// A few of its entries.
+        found: String,
+    },
+
+    /// A directory to delete was not created by pgcalm (`pgcalm down --volumes`).
+    #[error(
+        "refusing to delete {path}: it was not created by pgcalm (no PGCALM_CLUSTER file in \
+         it; it holds {found}); nothing was deleted\n  fix: check --data-dir / \
+         PGCALM_DATA_DIR; `pgcalm down --volumes` deletes only cluster directories pgcalm \
+         created, anything else is yours to delete"
+    )]
+    NotDeletable {
+        /// The directory.
+        path: PathBuf,
+        /// A few of its entries.
+        found: String,
+    },
+
+    /// Another process holds the cluster's lock (creating, starting or deleting it).
+    #[error(
+        "another pgcalm up is creating or starting the cluster in {root} (pid {pid})\n  \
+         fix: wait for it to finish, then run the command again"
+    )]
+    Busy {
+        /// The cluster directory.
+        root: PathBuf,
+        /// The holder's pid, as its lock file says (or "unknown").
+        pid: String,
+    },
+
+    /// The embedded cluster's password file exists but cannot be read.
+    #[error(
+        "cannot read the embedded server's password file {path}: {cause}\n  fix: run \
+         pgcalm as the user who ran `pgcalm up` (the file is theirs, mode 0600), or set \
+         DATABASE_URL to connect otherwise"
+    )]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (in the message, not a source: said once).
+        cause: std::io::Error,
+    },
+
+    /// The server could not be reached or refused the login. Never carries the password.
+    #[error(
+        "cannot connect to PostgreSQL at {host}:{port} (database {dbname}): {cause}\n  fix: {fix}"
     )]
     Unreachable {
         /// Host (or socket directory).
@@ -112,8 +164,10 @@ pub enum PgError {
         dbname: String,
         /// The driver's message (which never includes the password).
         cause: String,
-        /// Extra advice, possibly empty.
-        hint: String,
+        /// Why, in the terms `pgcalm status` reports.
+        failure: ConnectFailure,
+        /// What to do about it.
+        fix: String,
     },
 
     /// `DATABASE_URL` could not be parsed.
@@ -137,7 +191,58 @@ pub enum PgError {
     NoSuchTable(String),
 }
 
+/// Why a connection failed: what `pgcalm status` tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing listens at the address (connection refused).
+    Refused,
+    /// The server refused the login: wrong or missing password, unknown role, no
+    /// `pg_hba.conf` rule.
+    AuthFailed,
+    /// Anything else (timeout, unknown host, TLS, a server error).
+    Other,
+}
+
+impl ConnectFailure {
+    /// Classifies a driver error from a connection attempt.
+    pub fn of(e: &tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            return if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            {
+                Self::AuthFailed
+            } else {
+                Self::Other
+            };
+        }
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                return Self::Refused;
+            }
+            // The driver's own words when the server asks for a password none was given.
+            if s.to_string() == "password missing" {
+                return Self::AuthFailed;
+            }
+            source = s.source();
+        }
+        Self::Other
+    }
+}
+
 impl PgError {
+    /// Why a connection failed, when this is a connection failure.
+    pub fn connect_failure(&self) -> Option<ConnectFailure> {
+        match self {
+            PgError::Unreachable { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
     /// Wraps a driver error with what the query was for.
     pub fn query(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
         let context = context.into();

@@ -2,7 +2,8 @@
 //!
 //! Owns:
 //! - [`binaries`]: finding `initdb` / `pg_ctl` (PG_BIN, pg_config, PATH, /usr/lib/postgresql).
-//! - [`cluster`]: the embedded cluster under `.pgcalm/` (initdb, start, stop, crash recovery).
+//! - [`cluster`]: the embedded cluster under `.pgcalm/` (initdb, start, stop, crash recovery;
+//!   password-only authentication, a marker for the directories it may delete, a lock).
 //! - [`target`]: a typed connection target (embedded or `DATABASE_URL`) whose display form
 //!   masks the password, and connections that surface server notices.
 //! - [`catalog`]: every query against `pg_catalog` / `pg_stat_*` (table description,
@@ -13,10 +14,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), pgcalm_pg::PgError> {
-//! use pgcalm_pg::{Cluster, ClusterOptions, Target};
+//! use pgcalm_pg::{Cluster, ClusterOptions};
 //! let cluster = Cluster::new(".pgcalm");
 //! cluster.start(None, &ClusterOptions::default())?;
-//! let target = Target::embedded(cluster.port().unwrap(), "risky_migrations");
+//! let target = cluster.target("risky_migrations")?; // port and password
 //! target.ensure_database().await?;
 //! let client = target.connect().await?;
 //! let report = pgcalm_pg::catalog::describe_table(&client, "large_email", true).await?;
@@ -31,6 +32,6 @@ pub mod error;
 pub mod target;
 
 pub use binaries::PgBinaries;
-pub use cluster::{Cluster, ClusterOptions, ClusterStatus, CrashRecovery, StartOutcome};
-pub use error::PgError;
+pub use cluster::{Cluster, ClusterOptions, ClusterStatus, CrashRecovery, Ownership, StartOutcome};
+pub use error::{ConnectFailure, PgError};
 pub use target::{DEFAULT_DATABASE, Origin, Target, quote_ident};

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::Host;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, error::DbError};
 
-use crate::error::PgError;
+use crate::error::{ConnectFailure, PgError};
 
 /// The database pgcalm works on by default (the seed's name).
 pub const DEFAULT_DATABASE: &str = "risky_migrations";
@@ -29,7 +29,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// The embedded cluster on `127.0.0.1:port`, user `postgres` (trust auth).
+    /// The embedded cluster on `127.0.0.1:port`, user `postgres`, no password yet
+    /// ([`crate::Cluster::target`] adds the cluster's).
     pub fn embedded(port: u16, dbname: &str) -> Self {
         let mut config = Config::new();
         config
@@ -111,6 +112,13 @@ impl Target {
         let mut t = self.clone();
         t.config.application_name(name);
         t
+    }
+
+    /// The same target with a password (kept out of `Debug`, [`Target::masked_url`] and
+    /// errors; handed to child processes by [`Target::libpq_env`]).
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.config.password(password);
+        self
     }
 
     /// A URL for display and for tools: the password, if any, is replaced by `****`.
@@ -204,14 +212,20 @@ impl Target {
         if exists {
             return Ok(false);
         }
-        admin
+        match admin
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(self.dbname())))
             .await
-            .map_err(PgError::query(format!(
+        {
+            Ok(()) => Ok(true),
+            // Another process created it between the check and here (two `up`s at once).
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+                Ok(false)
+            }
+            Err(e) => Err(PgError::query(format!(
                 "creating database {}",
                 self.dbname()
-            )))?;
-        Ok(true)
+            ))(e)),
+        }
     }
 
     fn unreachable(&self, e: tokio_postgres::Error) -> PgError {
@@ -227,16 +241,32 @@ impl Target {
                 msg
             }
         };
-        let hint = match self.origin {
-            Origin::Embedded => "; `pgcalm up` starts the embedded server".to_string(),
-            Origin::External => "; DATABASE_URL names it".to_string(),
+        let failure = ConnectFailure::of(&e);
+        let fix = match (failure, &self.origin) {
+            (ConnectFailure::AuthFailed, Origin::Embedded) => {
+                "the embedded server refused the password in its cluster directory's pgpass \
+                 file; restore the file `pgcalm up` wrote (or use the cluster as the user who \
+                 ran `pgcalm up`)"
+            }
+            (ConnectFailure::AuthFailed, Origin::External) => {
+                "check the user and password in DATABASE_URL"
+            }
+            (_, Origin::Embedded) => {
+                "check that the server runs and accepts TCP connections there; `pgcalm up` \
+                 starts the embedded server"
+            }
+            (_, Origin::External) => {
+                "check that the server runs and accepts TCP connections there; DATABASE_URL \
+                 names it"
+            }
         };
         PgError::Unreachable {
             host: self.host(),
             port: self.port(),
             dbname: self.dbname().to_string(),
             cause,
-            hint,
+            failure,
+            fix: fix.to_string(),
         }
     }
 }
@@ -271,6 +301,12 @@ mod tests {
             Target::embedded(5555, "x").masked_url(),
             "postgresql://postgres@127.0.0.1:5555/x"
         );
+        let with = Target::embedded(5555, "x").with_password("pw1234567");
+        assert_eq!(
+            with.masked_url(),
+            "postgresql://postgres:****@127.0.0.1:5555/x"
+        );
+        assert!(!format!("{with:?}").contains("pw1234567"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! pgcalm-testkit: a real, throwaway PostgreSQL for tests.
 //!
 //! Owns: one embedded cluster per test binary (own temp dir, own loopback port,
-//! durability off), started on first use and stopped when the process exits, even after
-//! a panicking test, and a fresh database per test so tests run in parallel.
+//! durability off, password authentication like any pgcalm cluster), started on first
+//! use and stopped when the process exits, even after a panicking test, and a fresh
+//! database per test so tests run in parallel.
 //!
 //! A watchdog process also stops the server and deletes the directory if the test
 //! binary is killed outright (`kill -9`, timeouts), so no cluster outlives its tests.
@@ -73,6 +74,15 @@ impl TestCluster {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// A URL for `DATABASE_URL` naming `dbname` on this cluster, with the cluster's
+    /// password in it: hand it to child processes through the environment, never as an
+    /// argument.
+    pub fn url(&self, dbname: &str) -> String {
+        self.cluster
+            .url(dbname)
+            .unwrap_or_else(|e| panic!("the test cluster's URL: {e}"))
+    }
 }
 
 extern "C" fn stop_at_exit() {
@@ -125,7 +135,10 @@ impl TestDb {
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::Relaxed)
         );
-        let target = Target::embedded(tc.port, &name);
+        let target = tc
+            .cluster
+            .target(&name)
+            .unwrap_or_else(|e| panic!("the test cluster's target: {e}"));
         target
             .ensure_database()
             .await
@@ -143,9 +156,9 @@ impl TestDb {
         self.target.dbname()
     }
 
-    /// A URL for `DATABASE_URL` (no password: the test cluster uses trust auth).
+    /// A URL for `DATABASE_URL` ([`TestCluster::url`] of this database).
     pub fn url(&self) -> String {
-        self.target.masked_url()
+        TestCluster::get().url(self.name())
     }
 
     /// A new connection that has run `sql` (e.g. `BEGIN; LOCK TABLE t IN SHARE MODE;`),

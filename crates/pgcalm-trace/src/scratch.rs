@@ -47,7 +47,7 @@ impl Server {
         let name = format!("pgcalm_trace_{:08x}", rand::random::<u32>());
         let base = match self {
             Server::Existing { admin } => (**admin).clone(),
-            Server::Throwaway { port, .. } => Target::embedded(*port, "postgres"),
+            Server::Throwaway { cluster, .. } => cluster.target("postgres")?,
         };
         let target = base.with_dbname(&name);
         target.ensure_database().await?;

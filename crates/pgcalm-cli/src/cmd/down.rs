@@ -6,7 +6,8 @@ use crate::render;
 /// Flags of `pgcalm down`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Also delete the cluster's data directory, log and remembered port.
+    /// Also delete the cluster directory: data, password file, log, remembered port
+    /// (only a directory pgcalm created: it holds a PGCALM_CLUSTER file).
     #[arg(long, short = 'v')]
     pub volumes: bool,
 }
@@ -27,7 +28,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                     println!("Stopped PostgreSQL (pid {pid})");
                 }
                 println!(
-                    "Deleted {} ({}: data directory, server log, remembered port)",
+                    "Deleted {} ({}: data directory, password file, server log, remembered port)",
                     path.display(),
                     render::size(bytes as i64)
                 );

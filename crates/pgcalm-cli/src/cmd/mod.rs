@@ -16,3 +16,4 @@ pub mod sqlmigrate;
 pub mod status;
 pub mod trace;
 pub mod up;
+pub mod url;

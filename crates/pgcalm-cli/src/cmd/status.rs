@@ -1,14 +1,81 @@
 //! `pgcalm status`: where the database is, whether it runs, its version, the
-//! migration state, and the connection URL (password masked).
+//! migration state, and the connection URL (password masked unless asked). Exits 0 only
+//! when pgcalm can use the server: 3 when the embedded server is not running (or not
+//! created), 1 when it cannot be used (connection refused, authentication failed, ...).
 
 use pgcalm_migrate::{MigrationStatus, Runner, State};
+use pgcalm_pg::{ConnectFailure, PgError};
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::render::Exit;
 
 /// Flags of `pgcalm status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Show the password in the URL (the embedded cluster's only to the user who can
+    /// read its password file). `pgcalm url` prints the URL alone, for scripts.
+    #[arg(long)]
+    pub show_password: bool,
+}
+
+/// Whether pgcalm can use the server, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    /// The embedded server accepted pgcalm's connection.
+    Running,
+    /// The `DATABASE_URL` server accepted pgcalm's connection.
+    Reachable,
+    /// The embedded cluster does not exist yet.
+    NotCreated,
+    /// The embedded cluster exists but its server is stopped.
+    NotRunning,
+    /// Nothing listens at the address.
+    ConnectionRefused,
+    /// The server refused the user or password.
+    AuthenticationFailed,
+    /// The embedded cluster's password file cannot be read by this user.
+    PasswordUnreadable,
+    /// Any other failure to connect.
+    Unreachable,
+}
+
+impl ServerState {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Reachable => "reachable",
+            Self::NotCreated => "not created",
+            Self::NotRunning => "not running",
+            Self::ConnectionRefused => "connection refused",
+            Self::AuthenticationFailed => "authentication failed",
+            Self::PasswordUnreadable => "password file unreadable",
+            Self::Unreachable => "unreachable",
+        }
+    }
+
+    /// 0 usable; 3 not running, as `pg_ctl status` and LSB init scripts say it; 1 else.
+    fn exit_code(self) -> u8 {
+        match self {
+            Self::Running | Self::Reachable => 0,
+            Self::NotCreated | Self::NotRunning => 3,
+            _ => 1,
+        }
+    }
+
+    fn of(error: &anyhow::Error) -> Self {
+        match error.downcast_ref::<PgError>() {
+            Some(PgError::PasswordFile { .. }) => Self::PasswordUnreadable,
+            Some(e) => match e.connect_failure() {
+                Some(ConnectFailure::Refused) => Self::ConnectionRefused,
+                Some(ConnectFailure::AuthFailed) => Self::AuthenticationFailed,
+                _ => Self::Unreachable,
+            },
+            None => Self::Unreachable,
+        }
+    }
+}
 
 /// What `status` reports (`--format json` prints it as is).
 #[derive(Debug, Serialize)]
@@ -17,13 +84,15 @@ pub struct StatusReport {
     pub server: &'static str,
     /// Cluster directory (embedded only).
     pub data_dir: Option<String>,
+    /// Whether pgcalm can use the server, and if not, why.
+    pub state: ServerState,
     /// Whether the server accepts connections.
     pub running: bool,
     /// Postmaster pid (embedded only).
     pub pid: Option<u32>,
     /// `SHOW server_version` when reachable.
     pub server_version: Option<String>,
-    /// Connection URL with the password masked.
+    /// Connection URL, the password masked unless `--show-password`.
     pub url: Option<String>,
     /// Why the server is not reachable, when it is not.
     pub problem: Option<String>,
@@ -48,20 +117,30 @@ pub struct AppMigrations {
     pub problems: Vec<String>,
 }
 
-/// Prints the status.
-pub async fn run(ctx: &Context, _args: Args) -> anyhow::Result<()> {
-    let report = collect(ctx).await;
+/// Prints the status; fails (exit 3 or 1, see the module doc) when the server cannot
+/// be used.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let report = collect(ctx, args.show_password).await;
+    let code = report.state.exit_code();
     if ctx.json() {
-        return crate::render::json(&report);
+        crate::render::json(&report)?;
+    } else {
+        print_text(&report);
     }
+    match code {
+        0 => Ok(()),
+        code => Err(Exit(code).into()),
+    }
+}
+
+fn print_text(report: &StatusReport) {
     println!("Server:   {}", report.server);
     if let Some(dir) = &report.data_dir {
         println!("Data dir: {dir}");
     }
-    let state = match (report.running, report.pid) {
-        (true, Some(pid)) => format!("running (pid {pid})"),
-        (true, None) => "reachable".to_string(),
-        (false, _) => "not running".to_string(),
+    let state = match (report.state, report.pid) {
+        (ServerState::Running, Some(pid)) => format!("running (pid {pid})"),
+        (state, _) => state.label().to_string(),
     };
     println!("State:    {state}");
     if let Some(v) = &report.server_version {
@@ -89,10 +168,9 @@ pub async fn run(ctx: &Context, _args: Args) -> anyhow::Result<()> {
             println!("  ! {p}");
         }
     }
-    Ok(())
 }
 
-async fn collect(ctx: &Context) -> StatusReport {
+async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
     let cluster = ctx.cluster();
     let mut report = StatusReport {
         server: if cluster.is_some() {
@@ -101,6 +179,7 @@ async fn collect(ctx: &Context) -> StatusReport {
             "external"
         },
         data_dir: cluster.as_ref().map(|c| c.root().display().to_string()),
+        state: ServerState::Unreachable,
         running: false,
         pid: cluster.as_ref().and_then(|c| c.running_pid()),
         server_version: None,
@@ -108,24 +187,44 @@ async fn collect(ctx: &Context) -> StatusReport {
         problem: None,
         migrations: Vec::new(),
     };
+    if cluster.as_ref().is_some_and(|c| c.port().is_none()) {
+        report.state = ServerState::NotCreated;
+        report.problem =
+            Some("the embedded server has not been created; `pgcalm up` creates it".into());
+        return report;
+    }
     let target = match ctx.target_unchecked() {
         Ok(t) => t,
         Err(e) => {
+            report.state = ServerState::of(&e);
             report.problem = Some(e.to_string());
             return report;
         }
     };
-    report.url = Some(target.masked_url());
+    // The password was just read for the target: showing it cannot fail on access.
+    report.url = Some(match show_password {
+        true => ctx
+            .url_with_password()
+            .unwrap_or_else(|_| target.masked_url()),
+        false => target.masked_url(),
+    });
     if cluster.is_some() && report.pid.is_none() {
+        report.state = ServerState::NotRunning;
         report.problem = Some("the embedded server is stopped; `pgcalm up` starts it".into());
         return report;
     }
     match target.connect().await {
         Ok(client) => {
             report.running = true;
+            report.state = match cluster {
+                Some(_) => ServerState::Running,
+                None => ServerState::Reachable,
+            };
             report.server_version = pgcalm_pg::catalog::server_version(&client).await.ok();
         }
         Err(e) => {
+            let e = anyhow::Error::from(e);
+            report.state = ServerState::of(&e);
             report.problem = Some(e.to_string());
             return report;
         }

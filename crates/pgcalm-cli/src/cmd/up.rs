@@ -69,6 +69,12 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                     );
                 }
             }
+            if cluster.replace_trust_auth().await? {
+                println!(
+                    "Secured the cluster an older pgcalm created: trust authentication replaced by scram-sha-256, password in {} (mode 0600; `pgcalm url` prints the URL)",
+                    cluster.password_path().display()
+                );
+            }
             ctx.target_unchecked()?
         }
         None => {
