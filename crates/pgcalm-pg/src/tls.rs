@@ -410,7 +410,11 @@ pub(crate) fn explain(
             format!(
                 "its certificate is not valid for the host name {host} (name mismatch; it \
                  names {})",
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|name| presented_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             name_fix(),
         ),
@@ -426,6 +430,17 @@ pub(crate) fn explain(
             trust_fix.into(),
         ),
     }
+}
+
+/// rustls shows presented names as `DnsName("localhost")` / `IpAddress(127.0.0.1)`.
+fn presented_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(name)
 }
 
 fn name_fix() -> String {
