@@ -159,6 +159,15 @@ fn spawn_watchdog(dir: &Path, postmaster: u32) {
         .spawn();
 }
 
+/// A database name no other test of this binary uses.
+fn next_db_name() -> String {
+    format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A fresh, empty database on the per-binary cluster.
 pub struct TestDb {
     target: Target,
@@ -168,11 +177,7 @@ impl TestDb {
     /// Creates a new database named after this process and a counter.
     pub async fn new() -> TestDb {
         let tc = TestCluster::get();
-        let name = format!(
-            "t{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = next_db_name();
         let target = Target::embedded(tc.port, &name);
         target
             .ensure_database()

@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-use crate::{TestCluster, write_server_file};
+use pgcalm_pg::Target;
+
+use crate::{TestCluster, TestDb, write_server_file};
 
 /// The TLS cluster and the files a client needs to trust it (or not).
 pub struct TlsCluster {
@@ -87,6 +89,24 @@ impl TlsCluster {
     /// A CA certificate that did not sign it (PEM).
     pub fn wrong_ca_file(&self) -> &Path {
         &self.wrong_ca
+    }
+
+    /// A fresh database on the TLS cluster, reached with `query` (e.g.
+    /// `sslmode=require`); its [`TestDb::url`] keeps the sslmode and sslrootcert.
+    pub async fn database(&self, query: &str) -> TestDb {
+        let name = crate::next_db_name();
+        let url = self.url(&name, query);
+        let target = Target::from_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        target
+            .ensure_database()
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        TestDb { target }
+    }
+
+    /// `sslmode=verify-full&sslrootcert=<the right CA>`: the strictest way in.
+    pub fn verify_full(&self) -> String {
+        format!("sslmode=verify-full&sslrootcert={}", self.ca.display())
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/DBNAME?QUERY` (no query when empty).
