@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -217,28 +217,12 @@ impl TlsSettings {
     /// here, before any connection) and picks the certificate check.
     pub fn connector(&self) -> Result<TlsConnector, PgError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match &self.roots {
-            None => Arc::new(ChainVerifier {
-                roots: None,
-                provider: provider.clone(),
-            }),
-            Some(roots) => {
-                let store = Arc::new(load_roots(roots)?);
-                if self.checks_name() {
-                    WebPkiServerVerifier::builder_with_provider(store, provider.clone())
-                        .build()
-                        .map_err(|e| PgError::TlsRoots {
-                            roots: roots.to_string(),
-                            cause: e.to_string(),
-                        })?
-                } else {
-                    Arc::new(ChainVerifier {
-                        roots: Some(store),
-                        provider: provider.clone(),
-                    })
-                }
-            }
-        };
+        let trust = self.roots.as_ref().map(load_roots).transpose()?;
+        let verifier = Arc::new(PgVerifier {
+            trust,
+            check_name: self.checks_name(),
+            provider: provider.clone(),
+        });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| PgError::TlsRoots {
@@ -259,7 +243,16 @@ pub fn default_root_file() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-fn load_roots(roots: &RootCerts) -> Result<RootCertStore, PgError> {
+/// Trusted roots: the store webpki builds chains to, and the certificates as given (a
+/// self-signed server certificate named by sslrootcert is trusted as itself, as libpq
+/// does; webpki alone refuses a CA certificate as the server's).
+#[derive(Debug)]
+struct Trust {
+    store: RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+fn load_roots(roots: &RootCerts) -> Result<Trust, PgError> {
     let failed = |cause: String| PgError::TlsRoots {
         roots: roots.to_string(),
         cause,
@@ -278,39 +271,63 @@ fn load_roots(roots: &RootCerts) -> Result<RootCertStore, PgError> {
             found.certs
         }
     };
-    let (added, _unparsable) = store.add_parsable_certificates(certs);
+    let (added, _unparsable) = store.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
         return Err(failed("no usable CERTIFICATE block in it".into()));
     }
-    Ok(store)
+    Ok(Trust { store, certs })
 }
 
-/// The check of require (none) and verify-ca (chain only, any host name); handshake
+/// The certificate check of every mode: none (prefer, require), the chain (verify-ca,
+/// require with a root file), the chain and the host name (verify-full). Handshake
 /// signatures are always verified.
 #[derive(Debug)]
-struct ChainVerifier {
-    roots: Option<Arc<RootCertStore>>,
+struct PgVerifier {
+    /// `None`: the certificate is not checked.
+    trust: Option<Trust>,
+    check_name: bool,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainVerifier {
+impl ServerCertVerifier for PgVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
-            let cert = ParsedCertificate::try_from(end_entity)?;
+        let Some(trust) = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        let fields = CertFields::parse(end_entity);
+        if trust
+            .certs
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            // Trusted as itself: only its validity period is left to check.
+            fields.check_validity(now)?;
+        } else if fields.self_signed {
+            // A self-signed certificate chains only to itself, and it is not a root.
+            return Err(CertificateError::UnknownIssuer.into());
+        } else {
             verify_server_cert_signed_by_trust_anchor(
                 &cert,
-                roots,
+                &trust.store,
                 intermediates,
                 now,
                 self.provider.signature_verification_algorithms.all,
             )?;
+        }
+        // libpq: with no subjectAltName of the host's kind, the Common Name counts.
+        if self.check_name
+            && let Err(e) = verify_server_name(&cert, server_name)
+            && !fields.common_name_matches(server_name)
+        {
+            return Err(fields.name_mismatch(e));
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -347,6 +364,115 @@ impl ServerCertVerifier for ChainVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// What the name check and the pinned-certificate check need beyond webpki: the
+/// subject's Common Names, the subjectAltName kinds present, self-signedness, validity.
+#[derive(Debug, Default)]
+struct CertFields {
+    common_names: Vec<String>,
+    has_dns_san: bool,
+    has_ip_san: bool,
+    self_signed: bool,
+    /// notBefore and notAfter, seconds since the epoch.
+    validity: Option<(u64, u64)>,
+}
+
+impl CertFields {
+    /// Best effort: a certificate x509-cert cannot read yields no fields (webpki has
+    /// parsed it already and decides the rest).
+    fn parse(der: &CertificateDer<'_>) -> Self {
+        use x509_cert::der::Decode;
+        use x509_cert::der::oid::db::{rfc4519, rfc5280};
+        use x509_cert::ext::pkix::SubjectAltName;
+        use x509_cert::ext::pkix::name::GeneralName;
+
+        let Ok(cert) = x509_cert::Certificate::from_der(der.as_ref()) else {
+            return Self::default();
+        };
+        let tbs = &cert.tbs_certificate;
+        let mut fields = CertFields {
+            self_signed: tbs.issuer == tbs.subject,
+            validity: Some((
+                tbs.validity.not_before.to_unix_duration().as_secs(),
+                tbs.validity.not_after.to_unix_duration().as_secs(),
+            )),
+            ..Self::default()
+        };
+        for attr in tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
+            if attr.oid == rfc4519::CN
+                && let Ok(name) = std::str::from_utf8(attr.value.value())
+            {
+                fields.common_names.push(name.to_string());
+            }
+        }
+        let extensions = tbs.extensions.iter().flatten();
+        for ext in extensions.filter(|e| e.extn_id == rfc5280::ID_CE_SUBJECT_ALT_NAME) {
+            if let Ok(SubjectAltName(names)) = SubjectAltName::from_der(ext.extn_value.as_bytes()) {
+                for name in names {
+                    match name {
+                        GeneralName::DnsName(_) => fields.has_dns_san = true,
+                        GeneralName::IpAddress(_) => fields.has_ip_san = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        fields
+    }
+
+    fn check_validity(&self, now: UnixTime) -> Result<(), rustls::Error> {
+        match self.validity {
+            Some((not_before, _)) if now.as_secs() < not_before => {
+                Err(CertificateError::NotValidYet.into())
+            }
+            Some((_, not_after)) if now.as_secs() > not_after => {
+                Err(CertificateError::Expired.into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// webpki lists only subjectAltNames as presented; with none, the Common Names are
+    /// what the certificate names.
+    fn name_mismatch(&self, e: rustls::Error) -> rustls::Error {
+        match e {
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            }) if presented.is_empty() => CertificateError::NotValidForNameContext {
+                expected,
+                presented: self
+                    .common_names
+                    .iter()
+                    .map(|cn| format!("CN={cn}"))
+                    .collect(),
+            }
+            .into(),
+            other => other,
+        }
+    }
+
+    /// libpq's fallback: the Common Name, when no subjectAltName of the host's kind
+    /// exists (a leading `*.` matches one label).
+    fn common_name_matches(&self, server_name: &ServerName<'_>) -> bool {
+        let host = match server_name {
+            ServerName::DnsName(name) if !self.has_dns_san => name.as_ref().to_ascii_lowercase(),
+            ServerName::IpAddress(ip) if !self.has_ip_san => {
+                std::net::IpAddr::from(*ip).to_string()
+            }
+            _ => return false,
+        };
+        self.common_names.iter().any(|cn| {
+            let cn = cn.to_ascii_lowercase();
+            match cn.strip_prefix("*.") {
+                Some(suffix) => host
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+                None => cn == host,
+            }
+        })
     }
 }
 
@@ -613,6 +739,104 @@ mod tests {
             SslMode::VerifyCa.driver_mode(),
             tokio_postgres::config::SslMode::Require,
             "a verify mode never falls back to plain"
+        );
+    }
+
+    /// A self-signed certificate, as `openssl req -x509 -subj /CN=...` makes them (CA:TRUE)
+    /// when `ca`, with these subjectAltNames.
+    fn self_signed(cn: &str, sans: &[&str], ca: bool) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verifier(trusted: &[&CertificateDer<'static>], check_name: bool) -> PgVerifier {
+        let certs: Vec<CertificateDer<'static>> = trusted.iter().map(|c| (*c).clone()).collect();
+        let mut store = RootCertStore::empty();
+        store.add_parsable_certificates(certs.iter().cloned());
+        PgVerifier {
+            trust: Some(Trust { store, certs }),
+            check_name,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
+    }
+
+    fn check(v: &PgVerifier, cert: &CertificateDer<'_>, host: &str) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(host.to_string()).unwrap();
+        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_self_signed_certificate_in_sslrootcert_is_trusted_as_itself() {
+        // The PostgreSQL manual's recipe: CA:TRUE, a Common Name, no subjectAltName.
+        let server = self_signed("localhost", &[], true);
+        let full = verifier(&[&server], true);
+        assert_eq!(check(&full, &server, "localhost"), Ok(()));
+        assert_eq!(check(&full, &server, "LocalHost"), Ok(()));
+        let Err(rustls::Error::InvalidCertificate(mismatch)) = check(&full, &server, "127.0.0.1")
+        else {
+            panic!("verify-full accepted a name the certificate does not carry");
+        };
+        let settings =
+            TlsSettings::resolve(given(Some("verify-full"), Some("/ca.pem")), None).unwrap();
+        let (reason, _) = explain(&settings, "127.0.0.1", &mismatch);
+        assert!(
+            reason.ends_with("(name mismatch; it names CN=localhost)"),
+            "{reason}"
+        );
+        // verify-ca: the name does not matter.
+        assert_eq!(
+            check(&verifier(&[&server], false), &server, "db.example"),
+            Ok(())
+        );
+        // Someone else's self-signed certificate is not trusted.
+        let other = self_signed("localhost", &[], true);
+        assert_eq!(
+            check(&full, &other, "localhost"),
+            Err(CertificateError::UnknownIssuer.into())
+        );
+    }
+
+    #[test]
+    fn the_common_name_counts_only_without_a_subject_alt_name_of_the_hosts_kind() {
+        let wildcard = self_signed("*.example.com", &[], false);
+        let v = verifier(&[&wildcard], true);
+        assert_eq!(check(&v, &wildcard, "db.example.com"), Ok(()));
+        assert!(check(&v, &wildcard, "example.com").is_err());
+        assert!(check(&v, &wildcard, "a.db.example.com").is_err());
+        // A DNS subjectAltName present: the Common Name is ignored for DNS names.
+        let with_san = self_signed("localhost", &["db.example"], false);
+        let v = verifier(&[&with_san], true);
+        assert_eq!(check(&v, &with_san, "db.example"), Ok(()));
+        assert!(check(&v, &with_san, "localhost").is_err());
+        // ... but an IP address may still match the Common Name (no IP subjectAltName).
+        let ip_cn = self_signed("127.0.0.1", &["db.example"], false);
+        assert_eq!(
+            check(&verifier(&[&ip_cn], true), &ip_cn, "127.0.0.1"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_pinned_certificate_past_its_validity_is_refused() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let old = params.self_signed(&key).unwrap().der().clone();
+        assert_eq!(
+            check(&verifier(&[&old], true), &old, "localhost"),
+            Err(CertificateError::Expired.into())
         );
     }
 

@@ -120,8 +120,8 @@ extern "C" fn stop_at_exit() {
 /// by the server's OS user (`postgres` when the tests run as root), as PostgreSQL
 /// demands of a key file.
 pub fn write_server_file(path: &Path, contents: &[u8]) {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

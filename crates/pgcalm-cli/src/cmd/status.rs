@@ -25,6 +25,10 @@ pub struct StatusReport {
     pub server_version: Option<String>,
     /// Connection URL with the password masked.
     pub url: Option<String>,
+    /// The `sslmode` in effect.
+    pub sslmode: Option<String>,
+    /// The session's TLS protocol (`TLSv1.3`) when encrypted (from `pg_stat_ssl`).
+    pub tls: Option<String>,
     /// Why the server is not reachable, when it is not.
     pub problem: Option<String>,
     /// Migration state per app (when the server is reachable and migrations exist).
@@ -70,6 +74,13 @@ pub async fn run(ctx: &Context, _args: Args) -> anyhow::Result<()> {
     if let Some(url) = &report.url {
         println!("URL:      {url}");
     }
+    if report.running {
+        let mode = report.sslmode.as_deref().unwrap_or("prefer");
+        match &report.tls {
+            Some(version) => println!("TLS:      {version} (sslmode={mode})"),
+            None => println!("TLS:      not encrypted (sslmode={mode})"),
+        }
+    }
     if let Some(p) = &report.problem {
         println!("Problem:  {p}");
     }
@@ -105,6 +116,8 @@ async fn collect(ctx: &Context) -> StatusReport {
         pid: cluster.as_ref().and_then(|c| c.running_pid()),
         server_version: None,
         url: None,
+        sslmode: None,
+        tls: None,
         problem: None,
         migrations: Vec::new(),
     };
@@ -116,6 +129,7 @@ async fn collect(ctx: &Context) -> StatusReport {
         }
     };
     report.url = Some(target.masked_url());
+    report.sslmode = Some(target.ssl_mode().to_string());
     if cluster.is_some() && report.pid.is_none() {
         report.problem = Some("the embedded server is stopped; `pgcalm up` starts it".into());
         return report;
@@ -124,6 +138,10 @@ async fn collect(ctx: &Context) -> StatusReport {
         Ok(client) => {
             report.running = true;
             report.server_version = pgcalm_pg::catalog::server_version(&client).await.ok();
+            report.tls = pgcalm_pg::catalog::session_tls(&client)
+                .await
+                .ok()
+                .flatten();
         }
         Err(e) => {
             report.problem = Some(e.to_string());
