@@ -1,7 +1,8 @@
 //! The real binary with `sslmode` in DATABASE_URL, against the testkit's TLS cluster
 //! (`ssl = on`, a certificate signed by a test CA): `status` and `migrate` connect
 //! encrypted (the server's `pg_stat_ssl` says so), and a wrong root is refused with the
-//! reason and the fix.
+//! reason and the fix. The tests' own set-up sessions are plain (sslmode=disable): only
+//! the binary speaks TLS.
 
 mod common;
 
@@ -27,7 +28,7 @@ fn tls_recording_migrations() -> tempfile::TempDir {
 #[tokio::test]
 async fn status_and_migrate_connect_encrypted_with_sslmode_in_database_url() {
     let tls = TlsCluster::get();
-    let db = tls.database("sslmode=require").await;
+    let db = tls.database("sslmode=disable").await;
     let migrations = tls_recording_migrations();
 
     let status = ok(pgcalm()
@@ -56,7 +57,7 @@ async fn status_and_migrate_connect_encrypted_with_sslmode_in_database_url() {
 #[tokio::test]
 async fn a_wrong_root_is_refused_with_the_reason_and_the_fix() {
     let tls = TlsCluster::get();
-    let db = tls.database("sslmode=require").await;
+    let db = tls.database("sslmode=disable").await;
     let migrations = tls_recording_migrations();
     let url = tls.url(
         db.name(),
