@@ -28,8 +28,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use pgcalm_pg::{PgError, Target};
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 /// Rows put into `small_email` by default (as the seed does).
@@ -531,11 +531,7 @@ async fn copy_batches(
     counters: &LoadCounters,
     stop: &CancellationToken,
 ) -> Result<(), SeedError> {
-    let (client, connection) = target
-        .config()
-        .connect(NoTls)
-        .await
-        .map_err(query_err("opening a loading connection"))?;
+    let (client, connection) = target.open().await?;
     let load = copy_with(&client, block, batch, counters, stop);
     tokio::select! {
         loaded = load => loaded,

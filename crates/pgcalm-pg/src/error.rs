@@ -170,6 +170,54 @@ pub enum PgError {
         fix: String,
     },
 
+    /// The server answered "no TLS" while the sslmode requires TLS.
+    #[error(
+        "the server at {host}:{port} does not accept TLS connections, and sslmode={mode} \
+         requires TLS\n  fix: turn TLS on in the server (ssl = on in postgresql.conf, with \
+         ssl_cert_file and ssl_key_file), or use sslmode=prefer to allow an unencrypted \
+         connection"
+    )]
+    TlsNotOffered {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The sslmode in effect.
+        mode: crate::tls::SslMode,
+    },
+
+    /// The server's certificate failed the check the sslmode asks for.
+    #[error(
+        "refusing the server at {host}:{port} (sslmode={mode}, {roots}): {reason}\n  fix: {fix}"
+    )]
+    TlsRejected {
+        /// Host, as the certificate was checked against it.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The sslmode in effect.
+        mode: crate::tls::SslMode,
+        /// Where the trusted roots came from.
+        roots: String,
+        /// Why (unknown issuer, name mismatch, expired).
+        reason: String,
+        /// What to change.
+        fix: String,
+    },
+
+    /// The trusted root certificates could not be loaded.
+    #[error(
+        "cannot load {roots}: {cause}\n  fix: point sslrootcert at a readable PEM file \
+         holding the CA certificate that signed the server's certificate, or use \
+         sslmode=require to encrypt without checking the certificate"
+    )]
+    TlsRoots {
+        /// Where the roots were to come from.
+        roots: String,
+        /// Why they could not be used.
+        cause: String,
+    },
+
     /// `DATABASE_URL` could not be parsed.
     #[error("DATABASE_URL is not a valid PostgreSQL connection string: {0}")]
     BadUrl(String),

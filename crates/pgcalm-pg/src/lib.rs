@@ -6,6 +6,8 @@
 //!   password-only authentication, a marker for the directories it may delete, a lock).
 //! - [`target`]: a typed connection target (embedded or `DATABASE_URL`) whose display form
 //!   masks the password, and connections that surface server notices.
+//! - [`tls`]: libpq's `sslmode` / `sslrootcert` over rustls, the one connector every
+//!   connection and pool uses.
 //! - [`catalog`]: every query against `pg_catalog` / `pg_stat_*` (table description,
 //!   index-build progress, activity and lock waits).
 //!
@@ -30,8 +32,10 @@ pub mod catalog;
 pub mod cluster;
 pub mod error;
 pub mod target;
+pub mod tls;
 
 pub use binaries::PgBinaries;
 pub use cluster::{Cluster, ClusterOptions, ClusterStatus, CrashRecovery, Ownership, StartOutcome};
 pub use error::{ConnectFailure, PgError};
 pub use target::{DEFAULT_DATABASE, Origin, Target, quote_ident};
+pub use tls::{SslMode, TlsConnector};

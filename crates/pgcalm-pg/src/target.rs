@@ -1,13 +1,20 @@
 //! Where the database is and how to reach it: a typed connection target built from
 //! `DATABASE_URL` or from the embedded cluster's port, with a display form that never
-//! shows the password.
+//! shows the password. Every connection of the workspace is opened here (or through
+//! [`Target::tls`] by a pool), with the target's `sslmode` (see [`crate::tls`]).
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::config::Host;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, error::DbError};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, CancelToken, Client, Config, Socket, error::DbError};
 
 use crate::error::{ConnectFailure, PgError};
+use crate::tls::{self, RootCerts, SslMode, SslParams, TlsConnector, TlsSettings};
+
+/// A connection not yet driven (see [`Target::open`]).
+pub type Connection =
+    tokio_postgres::Connection<Socket, <TlsConnector as MakeTlsConnect<Socket>>::Stream>;
 
 /// The database pgcalm works on by default (the seed's name).
 pub const DEFAULT_DATABASE: &str = "risky_migrations";
@@ -26,11 +33,37 @@ pub enum Origin {
 pub struct Target {
     config: Config,
     origin: Origin,
+    tls: Tls,
+}
+
+/// The TLS settings and the connector built from them once (roots loaded once), shared
+/// by the clones of a target.
+#[derive(Clone)]
+struct Tls {
+    settings: TlsSettings,
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.settings.fmt(f)
+    }
+}
+
+impl Tls {
+    fn new(settings: TlsSettings) -> Result<Self, PgError> {
+        let connector = settings.connector()?;
+        Ok(Self {
+            settings,
+            connector,
+        })
+    }
 }
 
 impl Target {
     /// The embedded cluster on `127.0.0.1:port`, user `postgres`, no password yet
-    /// ([`crate::Cluster::target`] adds the cluster's).
+    /// ([`crate::Cluster::target`] adds the cluster's). Plain connections: the server
+    /// listens on loopback only and has no certificate.
     pub fn embedded(port: u16, dbname: &str) -> Self {
         let mut config = Config::new();
         config
@@ -38,19 +71,33 @@ impl Target {
             .port(port)
             .user("postgres")
             .dbname(dbname)
-            .application_name("pgcalm");
+            .application_name("pgcalm")
+            .ssl_mode(SslMode::Disable.driver_mode());
         Self {
             config,
             origin: Origin::Embedded,
+            tls: Tls::new(TlsSettings::disabled())
+                .expect("a connector without roots needs no files"),
         }
     }
 
     /// A server named by a URL or `key=value` string (e.g. `DATABASE_URL`). The
     /// database defaults to [`DEFAULT_DATABASE`] when the string names none.
+    /// `sslmode` and `sslrootcert` work as in libpq (default `prefer`; `PGSSLMODE` and
+    /// `PGSSLROOTCERT` when the string names none); the roots are loaded here, so a
+    /// missing root file is an error before any connection.
     pub fn from_url(url: &str) -> Result<Self, PgError> {
-        let mut config: Config = url
+        let (rest, mut given) = tls::take_ssl_params(url).map_err(PgError::BadUrl)?;
+        given.mode = given.mode.or_else(|| std::env::var("PGSSLMODE").ok());
+        given.root_cert = given
+            .root_cert
+            .or_else(|| std::env::var("PGSSLROOTCERT").ok());
+        let settings =
+            TlsSettings::resolve(given, tls::default_root_file()).map_err(PgError::BadUrl)?;
+        let mut config: Config = rest
             .parse()
-            .map_err(|e: tokio_postgres::Error| PgError::BadUrl(e.to_string()))?;
+            .map_err(|e: tokio_postgres::Error| PgError::BadUrl(error_chain(&e)))?;
+        config.ssl_mode(settings.mode().driver_mode());
         if config.get_dbname().is_none() {
             config.dbname(DEFAULT_DATABASE);
         }
@@ -63,6 +110,7 @@ impl Target {
         Ok(Self {
             config,
             origin: Origin::External,
+            tls: Tls::new(settings)?,
         })
     }
 
@@ -71,9 +119,20 @@ impl Target {
         &self.origin
     }
 
-    /// The driver configuration (for pools and other crates).
+    /// The driver configuration (for pools, with [`Target::tls`]).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The TLS connector for this target's `sslmode` and roots: what a pool built from
+    /// [`Target::config`] must connect with.
+    pub fn tls(&self) -> TlsConnector {
+        self.tls.connector.clone()
+    }
+
+    /// The `sslmode` in effect.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.settings.mode()
     }
 
     /// Database name.
@@ -134,8 +193,22 @@ impl Target {
         } else {
             host
         };
+        let mut query = Vec::new();
+        let SslParams { mode, root_cert } = self.tls.settings.explicit();
+        if mode.is_some() {
+            query.push(format!("sslmode={}", self.ssl_mode()));
+        }
+        if let Some(root) = root_cert {
+            let root = percent_encoding::utf8_percent_encode(root, QUERY_VALUE);
+            query.push(format!("sslrootcert={root}"));
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
         format!(
-            "postgresql://{}{password}@{host}:{}/{}",
+            "postgresql://{}{password}@{host}:{}/{}{query}",
             self.user(),
             self.port(),
             self.dbname()
@@ -154,21 +227,45 @@ impl Target {
         if let Some(pw) = self.config.get_password() {
             env.push(("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()));
         }
+        env.push(("PGSSLMODE", self.ssl_mode().to_string()));
+        match self.tls.settings.explicit().root_cert.as_deref() {
+            Some("system") => env.push(("PGSSLROOTCERT", "system".into())),
+            Some(_) => {
+                if let Some(RootCerts::File(path)) = self.tls.settings.roots() {
+                    env.push(("PGSSLROOTCERT", path.display().to_string()));
+                }
+            }
+            None => {}
+        }
         env
     }
 
     /// Connects; the connection is driven on a background task. Errors name host and
     /// port, never the password.
     pub async fn connect(&self) -> Result<Client, PgError> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let (client, connection) = self.open().await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok(client)
+    }
+
+    /// Connects and hands back the connection for the caller to drive (e.g. in a
+    /// `select!`, to notice a connection that dies mid-work).
+    pub async fn open(&self) -> Result<(Client, Connection), PgError> {
+        self.config
+            .connect(self.tls())
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// Asks the server to cancel the query running on the session `token` came from
+    /// (`Client::cancel_token`), over this target's TLS settings.
+    pub async fn cancel_query(&self, token: &CancelToken) -> Result<(), PgError> {
+        token
+            .cancel_query(self.tls())
+            .await
+            .map_err(|e| self.unreachable(e))
     }
 
     /// Connects and returns the server's NOTICE/WARNING messages on a channel: the
@@ -176,11 +273,7 @@ impl Target {
     pub async fn connect_with_notices(
         &self,
     ) -> Result<(Client, mpsc::UnboundedReceiver<DbError>), PgError> {
-        let (client, mut connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let (client, mut connection) = self.open().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -229,17 +322,33 @@ impl Target {
     }
 
     fn unreachable(&self, e: tokio_postgres::Error) -> PgError {
+        match tls::classify(&e) {
+            Some(tls::TlsFailure::NotOffered) => {
+                return PgError::TlsNotOffered {
+                    host: self.host(),
+                    port: self.port(),
+                    mode: self.ssl_mode(),
+                };
+            }
+            Some(tls::TlsFailure::Rejected(cert)) => {
+                let settings = &self.tls.settings;
+                let (reason, fix) = tls::explain(settings, &self.host(), &cert);
+                return PgError::TlsRejected {
+                    host: self.host(),
+                    port: self.port(),
+                    mode: self.ssl_mode(),
+                    roots: settings
+                        .roots()
+                        .map_or_else(|| "no roots".into(), |r| r.to_string()),
+                    reason,
+                    fix,
+                };
+            }
+            None => {}
+        }
         let cause = match e.as_db_error() {
             Some(db) => db.message().to_string(),
-            None => {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                msg
-            }
+            None => error_chain(&e),
         };
         let failure = ConnectFailure::of(&e);
         let fix = match (failure, &self.origin) {
@@ -270,6 +379,27 @@ impl Target {
         }
     }
 }
+
+/// An error and its sources, joined by ": " (the driver's top message alone says little,
+/// e.g. "invalid connection string").
+fn error_chain(e: &tokio_postgres::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+/// What a URL query value must escape.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'#')
+    .add(b'&')
+    .add(b'%')
+    .add(b'+')
+    .add(b'=');
 
 /// Quotes an SQL identifier (doubling embedded quotes).
 pub fn quote_ident(name: &str) -> String {

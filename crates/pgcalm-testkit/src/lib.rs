@@ -16,11 +16,13 @@
 //! # }
 //! ```
 
+pub mod tls;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use pgcalm_pg::{Cluster, ClusterOptions, StartOutcome, Target};
 use tokio_postgres::Client;
@@ -33,6 +35,8 @@ pub struct TestCluster {
 }
 
 static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+/// Clusters started with [`TestCluster::start_with`], stopped at exit like the shared one.
+static EXTRA: Mutex<Vec<&'static TestCluster>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicU32 = AtomicU32::new(1);
 
 impl TestCluster {
@@ -41,15 +45,34 @@ impl TestCluster {
         CLUSTER.get_or_init(Self::start)
     }
 
+    /// Another cluster for this test binary, with extra server settings (e.g. `ssl =
+    /// on`): `prepare` gets the cluster's temp dir (deleted at exit) to write the files
+    /// the settings name ([`write_server_file`]) and returns the settings.
+    pub fn start_with(
+        prepare: impl FnOnce(&Path) -> Vec<(String, String)>,
+    ) -> &'static TestCluster {
+        let tc: &'static TestCluster = Box::leak(Box::new(Self::launch(prepare)));
+        EXTRA.lock().unwrap().push(tc);
+        tc
+    }
+
     fn start() -> TestCluster {
+        Self::launch(|_| Vec::new())
+    }
+
+    fn launch(prepare: impl FnOnce(&Path) -> Vec<(String, String)>) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("pgcalm-test-")
             .tempdir()
             .expect("creating a temp dir for the test cluster")
             .keep();
         let cluster = Cluster::new(dir.join("cluster"));
+        let options = ClusterOptions {
+            settings: prepare(&dir),
+            ..ClusterOptions::throwaway()
+        };
         let outcome = cluster
-            .start(None, &ClusterOptions::throwaway())
+            .start(None, &options)
             .unwrap_or_else(|e| panic!("starting the test cluster failed: {e}"));
         let StartOutcome::Started { port, pid, .. } = outcome else {
             panic!("fresh test cluster reported as already running");
@@ -70,6 +93,14 @@ impl TestCluster {
         self.port
     }
 
+    /// The superuser's password (alphanumeric), for tests that write their own URLs.
+    pub fn password(&self) -> String {
+        self.cluster
+            .password()
+            .unwrap_or_else(|e| panic!("the test cluster's password: {e}"))
+            .expect("test clusters are created with a password")
+    }
+
     /// The temp dir holding the cluster.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -86,7 +117,8 @@ impl TestCluster {
 }
 
 extern "C" fn stop_at_exit() {
-    if let Some(tc) = CLUSTER.get() {
+    let extra = EXTRA.lock().map(|e| e.clone()).unwrap_or_default();
+    for tc in CLUSTER.get().into_iter().chain(extra) {
         if let Some(pid) = tc.cluster.running_pid() {
             // SIGQUIT = immediate shutdown: the data is thrown away anyway.
             // SAFETY: kill(2) on the postmaster we started.
@@ -99,6 +131,30 @@ extern "C" fn stop_at_exit() {
             }
         }
         let _ = std::fs::remove_dir_all(&tc.dir);
+    }
+}
+
+/// Writes a file the test server reads (a certificate, a private key): mode 0600, owned
+/// by the server's OS user (`postgres` when the tests run as root), as PostgreSQL
+/// demands of a key file.
+pub fn write_server_file(path: &Path, contents: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    file.write_all(contents)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    if pgcalm_pg::cluster::running_as_root() {
+        let chown = Command::new("chown").arg("postgres").arg(path).status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown postgres {}",
+            path.display()
+        );
     }
 }
 
@@ -121,6 +177,15 @@ fn spawn_watchdog(dir: &Path, postmaster: u32) {
         .spawn();
 }
 
+/// A database name no other test of this binary uses.
+fn next_db_name() -> String {
+    format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A fresh, empty database on the per-binary cluster.
 pub struct TestDb {
     target: Target,
@@ -130,11 +195,7 @@ impl TestDb {
     /// Creates a new database named after this process and a counter.
     pub async fn new() -> TestDb {
         let tc = TestCluster::get();
-        let name = format!(
-            "t{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = next_db_name();
         let target = tc
             .cluster
             .target(&name)

@@ -94,6 +94,10 @@ pub struct StatusReport {
     pub server_version: Option<String>,
     /// Connection URL, the password masked unless `--show-password`.
     pub url: Option<String>,
+    /// The `sslmode` in effect.
+    pub sslmode: Option<String>,
+    /// The session's TLS protocol (`TLSv1.3`) when encrypted (from `pg_stat_ssl`).
+    pub tls: Option<String>,
     /// Why the server is not reachable, when it is not.
     pub problem: Option<String>,
     /// Migration state per app (when the server is reachable and migrations exist).
@@ -149,6 +153,13 @@ fn print_text(report: &StatusReport) {
     if let Some(url) = &report.url {
         println!("URL:      {url}");
     }
+    if report.running {
+        let mode = report.sslmode.as_deref().unwrap_or("prefer");
+        match &report.tls {
+            Some(version) => println!("TLS:      {version} (sslmode={mode})"),
+            None => println!("TLS:      not encrypted (sslmode={mode})"),
+        }
+    }
     if let Some(p) = &report.problem {
         println!("Problem:  {p}");
     }
@@ -184,6 +195,8 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
         pid: cluster.as_ref().and_then(|c| c.running_pid()),
         server_version: None,
         url: None,
+        sslmode: None,
+        tls: None,
         problem: None,
         migrations: Vec::new(),
     };
@@ -208,6 +221,7 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
             .unwrap_or_else(|_| target.masked_url()),
         false => target.masked_url(),
     });
+    report.sslmode = Some(target.ssl_mode().to_string());
     if cluster.is_some() && report.pid.is_none() {
         report.state = ServerState::NotRunning;
         report.problem = Some("the embedded server is stopped; `pgcalm up` starts it".into());
@@ -221,6 +235,10 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
                 None => ServerState::Reachable,
             };
             report.server_version = pgcalm_pg::catalog::server_version(&client).await.ok();
+            report.tls = pgcalm_pg::catalog::session_tls(&client)
+                .await
+                .ok()
+                .flatten();
         }
         Err(e) => {
             let e = anyhow::Error::from(e);

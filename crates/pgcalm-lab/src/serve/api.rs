@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
+use pgcalm_pg::TlsConnector;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 use tokio_postgres::Row;
@@ -37,6 +38,8 @@ pub(crate) struct AppState {
 
 struct Inner {
     pool: Pool,
+    /// The pool's TLS settings (cancel requests use them too).
+    tls: TlsConnector,
     body_limit: usize,
     /// `ServeOptions::cancel_abandoned_queries`.
     cancel_abandoned: bool,
@@ -45,10 +48,16 @@ struct Inner {
 }
 
 impl AppState {
-    pub(crate) fn new(pool: Pool, body_limit: usize, cancel_abandoned: bool) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        tls: TlsConnector,
+        body_limit: usize,
+        cancel_abandoned: bool,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
+                tls,
                 body_limit,
                 cancel_abandoned,
                 probes: AtomicU64::new(0),
@@ -124,10 +133,11 @@ async fn run_query(
     params: Vec<String>,
 ) -> Result<Vec<Row>, ApiError> {
     let pool = state.inner.pool.clone();
+    let tls = state.inner.tls.clone();
     let work = async move {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let mut conn = Checkout::get(&pool).await?;
+        let mut conn = Checkout::get(&pool, &tls).await?;
         conn.query(sql, &refs).await
     };
     if state.inner.cancel_abandoned {
@@ -222,7 +232,7 @@ pub(crate) async fn add_large(
 /// `GET /healthz`: whether the database answers.
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let checked = async {
-        let mut conn = Checkout::get(&state.inner.pool).await?;
+        let mut conn = Checkout::get(&state.inner.pool, &state.inner.tls).await?;
         conn.query(HEALTH, &[]).await
     }
     .await;

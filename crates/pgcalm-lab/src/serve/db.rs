@@ -2,9 +2,10 @@
 //! guard that cancels a query whose request was dropped mid-flight.
 
 use deadpool_postgres::{Object, Pool};
+use pgcalm_pg::TlsConnector;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use super::error::{ApiError, ServeError};
 
@@ -17,15 +18,18 @@ use super::error::{ApiError, ServeError};
 pub(crate) struct Checkout {
     conn: Option<Object>,
     armed: bool,
+    /// The pool's TLS settings, for the cancel request.
+    tls: TlsConnector,
 }
 
 impl Checkout {
     /// Takes a connection from the pool (opening one if needed).
-    pub(crate) async fn get(pool: &Pool) -> Result<Checkout, ApiError> {
+    pub(crate) async fn get(pool: &Pool, tls: &TlsConnector) -> Result<Checkout, ApiError> {
         let conn = pool.get().await.map_err(|e| ApiError::from_pool(&e))?;
         Ok(Checkout {
             conn: Some(conn),
             armed: false,
+            tls: tls.clone(),
         })
     }
 
@@ -74,11 +78,12 @@ impl Drop for Checkout {
         };
         let client = Object::take(conn);
         let token = client.cancel_token();
+        let tls = self.tls.clone();
         // Drop can run outside a runtime only if the runtime itself is gone; then the
         // connection dies with it anyway.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let _ = token.cancel_query(NoTls).await;
+                let _ = token.cancel_query(tls).await;
                 drop(client);
             });
         }
@@ -86,14 +91,14 @@ impl Drop for Checkout {
 }
 
 /// Whether the demo tables answer (the server's start-up hint).
-pub(crate) async fn check_tables(pool: &Pool) -> Result<(), ServeError> {
+pub(crate) async fn check_tables(pool: &Pool, tls: &TlsConnector) -> Result<(), ServeError> {
     let unavailable = |e: ApiError| {
         ServeError::Database(match e {
             ApiError::Unavailable(m) | ApiError::Internal(m) => m,
             other => format!("{other:?}"),
         })
     };
-    let mut conn = Checkout::get(pool).await.map_err(unavailable)?;
+    let mut conn = Checkout::get(pool, tls).await.map_err(unavailable)?;
     for table in ["small_email", "large_email"] {
         conn.query(&format!("SELECT 1 FROM {table} LIMIT 0"), &[])
             .await

@@ -50,9 +50,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use pgcalm_pg::Target;
+use pgcalm_pg::{Target, TlsConnector};
 use tokio::net::TcpListener;
-use tokio_postgres::NoTls;
 
 /// HTTP method, as found in [`RequestLog`].
 pub use axum::http::Method;
@@ -143,6 +142,7 @@ pub struct Server {
     addr: SocketAddr,
     router: Router,
     pool: Pool,
+    tls: TlsConnector,
 }
 
 impl Server {
@@ -167,12 +167,13 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
-        let router = router(pool.clone(), &opts);
+        let router = router(pool.clone(), target.tls(), &opts);
         Ok(Server {
             listener,
             addr,
             router,
             pool,
+            tls: target.tls(),
         })
     }
 
@@ -184,7 +185,7 @@ impl Server {
     /// Checks that the database answers and has the demo tables, for a startup hint.
     /// The server runs either way.
     pub async fn check_database(&self) -> Result<(), ServeError> {
-        db::check_tables(&self.pool).await
+        db::check_tables(&self.pool, &self.tls).await
     }
 
     /// Serves until `shutdown` completes, then stops accepting connections, lets the
@@ -214,7 +215,7 @@ fn build_pool(target: &Target, opts: &ServeOptions) -> Result<Pool, ServeError> 
     config.connect_timeout(opts.request_timeout.min(Duration::from_secs(5)));
     let manager = Manager::from_config(
         config,
-        NoTls,
+        target.tls(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -236,7 +237,7 @@ struct Frame {
     on_request: Option<RequestLogger>,
 }
 
-fn router(pool: Pool, opts: &ServeOptions) -> Router {
+fn router(pool: Pool, tls: TlsConnector, opts: &ServeOptions) -> Router {
     let frame = Frame {
         request_timeout: opts.request_timeout,
         body_limit: opts.body_limit,
@@ -252,6 +253,7 @@ fn router(pool: Pool, opts: &ServeOptions) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(api::AppState::new(
             pool,
+            tls,
             opts.body_limit,
             opts.cancel_abandoned_queries,
         ))

@@ -104,6 +104,19 @@ pub async fn backend_pid(client: &Client) -> Result<i32, PgError> {
     Ok(row.get(0))
 }
 
+/// This session's TLS protocol (`TLSv1.3`) from `pg_stat_ssl`, or None when it is not
+/// encrypted.
+pub async fn session_tls(client: &Client) -> Result<Option<String>, PgError> {
+    let row = client
+        .query_opt(
+            "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("reading the session's TLS state"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Whether a relation (table, index, ...) with this possibly schema-qualified name is
 /// visible on the search path.
 pub async fn relation_exists(client: &Client, name: &str) -> Result<bool, PgError> {

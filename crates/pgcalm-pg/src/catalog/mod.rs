@@ -9,6 +9,7 @@ pub mod trace;
 
 pub use activity::{
     SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, relation_exists, session,
+    session_tls,
 };
 pub use monitor::{
     DatabaseMonitor, DatabaseSnapshot, LockWait, MaintenanceProgress, SessionActivity, snapshot,
