@@ -449,3 +449,36 @@ async fn serve_flags_cap_connections_with_503_and_time_out_silent_clients() {
     signal(child.id(), "-TERM");
     assert!(wait_exit(&mut child).success());
 }
+
+#[tokio::test]
+async fn serve_logs_the_database_error_it_keeps_from_the_client() {
+    // No demo tables: every list request fails in the database.
+    let db = TestDb::new().await;
+    let (mut child, _stdout, addr, _) = spawn_serve(&db, &[]);
+    let (status, body) = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || http_get(&addr, "/list_large/")
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+    assert!(!body.contains("does not exist"), "{body}");
+
+    signal(child.id(), "-TERM");
+    assert!(wait_exit(&mut child).success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    // Without --verbose, only the failed request is logged, with the database's words.
+    let logged: Vec<&str> = stderr.lines().filter(|l| l.contains("uri=")).collect();
+    assert_eq!(logged.len(), 1, "{stderr}");
+    assert!(
+        logged[0].contains(r#"uri="/list_large/" status=500"#)
+            && logged[0].contains(r#"relation \"large_email\" does not exist"#),
+        "{stderr}"
+    );
+}
