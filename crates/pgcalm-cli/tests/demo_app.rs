@@ -148,14 +148,24 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 fn spawn_serve(
     db: &TestDb,
     extra: &[&str],
-) -> (std::process::Child, BufReader<std::process::ChildStdout>, String, String) {
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+    String,
+) {
     spawn_serve_with(pgcalm(db), extra)
 }
 
 fn spawn_serve_with(
     mut cmd: Command,
     extra: &[&str],
-) -> (std::process::Child, BufReader<std::process::ChildStdout>, String, String) {
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+    String,
+) {
     let mut child = cmd
         .args(["serve", "--port", "0"])
         .args(extra)
@@ -276,13 +286,11 @@ async fn open_connections(
     for _ in 0..n {
         let addr = addr.to_string();
         set.spawn(async move {
-            let mut tcp = tokio::time::timeout(
-                Duration::from_secs(3),
-                tokio::net::TcpStream::connect(addr),
-            )
-            .await
-            .ok()?
-            .ok()?;
+            let mut tcp =
+                tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .ok()?
+                    .ok()?;
             if let Some(head) = head {
                 tokio::io::AsyncWriteExt::write_all(&mut tcp, head)
                     .await
@@ -320,7 +328,11 @@ async fn timed_get(addr: &str, path: &str, limit: Duration) -> Result<String, St
             .await
             .map_err(|e| format!("read: {e}"))?;
         let answer = String::from_utf8_lossy(&answer).into_owned();
-        Ok(answer.lines().next().unwrap_or("(empty answer)").to_string())
+        Ok(answer
+            .lines()
+            .next()
+            .unwrap_or("(empty answer)")
+            .to_string())
     };
     tokio::time::timeout(limit, exchange)
         .await

@@ -421,8 +421,15 @@ async fn database_errors_answer_5xx_without_database_text_and_are_logged_with_th
     db.execute("ALTER TABLE large_email RENAME COLUMN email TO mail")
         .await;
     let (status, ctype, body) = get_json(&server.url("/lookup/?email=user1@example.com")).await;
-    assert_eq!((status, ctype.as_str()), (500, "application/json"), "{body}");
-    assert_eq!(body, json!({"error": "internal error (the server's log has the details)"}));
+    assert_eq!(
+        (status, ctype.as_str()),
+        (500, "application/json"),
+        "{body}"
+    );
+    assert_eq!(
+        body,
+        json!({"error": "internal error (the server's log has the details)"})
+    );
 
     db.execute("DROP TABLE large_email").await;
     for path in ["/list_large/", "/lookup/?email=user1@example.com"] {
@@ -443,7 +450,10 @@ async fn database_errors_answer_5xx_without_database_text_and_are_logged_with_th
         .map(|l| (l.uri.clone(), l.status, l.error.clone()))
         .collect();
     let (uri, status, error) = &logged[1];
-    assert_eq!((uri.as_str(), *status), ("/lookup/?email=user1@example.com", 500));
+    assert_eq!(
+        (uri.as_str(), *status),
+        ("/lookup/?email=user1@example.com", 500)
+    );
     let error = error.as_deref().unwrap_or_default();
     assert!(error.contains("column \"email\" does not exist"), "{error}");
     let (uri, _, error) = &logged[2];
@@ -470,7 +480,10 @@ async fn read_until_closed(
         match tokio::time::timeout_at((started + limit).into(), tcp.read(&mut buf)).await {
             Err(_) => return None,
             Ok(Ok(0)) | Ok(Err(_)) => {
-                return Some((String::from_utf8_lossy(&seen).into_owned(), started.elapsed()));
+                return Some((
+                    String::from_utf8_lossy(&seen).into_owned(),
+                    started.elapsed(),
+                ));
             }
             Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
         }
@@ -512,7 +525,10 @@ async fn a_client_sending_its_request_head_slowly_is_closed_at_the_header_timeou
     .await;
     let elapsed = started.elapsed();
     trickle.abort();
-    assert!(closed.is_ok(), "the slow client was still connected after 10 s");
+    assert!(
+        closed.is_ok(),
+        "the slow client was still connected after 10 s"
+    );
     assert!(
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
         "closed after {elapsed:?}, expected about the 1 s header timeout"
@@ -635,6 +651,14 @@ async fn shutdown_does_not_wait_for_idle_or_slow_clients() {
         .expect("the server stops without waiting for the idle and slow clients")
         .unwrap()
         .unwrap();
-    assert!(read_until_closed(&mut slow, Duration::from_secs(1)).await.is_some());
-    assert!(read_until_closed(&mut kept_alive, Duration::from_secs(1)).await.is_some());
+    assert!(
+        read_until_closed(&mut slow, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+    assert!(
+        read_until_closed(&mut kept_alive, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
 }

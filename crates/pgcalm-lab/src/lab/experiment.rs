@@ -796,7 +796,9 @@ impl Lab {
             let mut config = ProbeConfig::new(targets);
             config.interval = interval;
             config.timeout = PROBE_TIMEOUT;
-            let probe = Probe::new(config).map_err(|e| LabError::Probe(e.to_string()))?;
+            let probe = Probe::new(config)
+                .await
+                .map_err(|e| LabError::Probe(e.to_string()))?;
             let sink = self.on_event.clone();
             let clock = self.clock;
             let stop = StopWhen {

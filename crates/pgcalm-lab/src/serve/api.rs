@@ -251,8 +251,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
             .unwrap_or_else(IntoResponse::into_response),
         Err(e) => {
             let body = serde_json::json!({ "status": "unavailable", "error": e.message() });
-            let mut response =
-                json(e.status(), &body).unwrap_or_else(IntoResponse::into_response);
+            let mut response = json(e.status(), &body).unwrap_or_else(IntoResponse::into_response);
             e.attach_detail(&mut response);
             response
         }
