@@ -240,7 +240,7 @@ async fn serve_answers_logs_requests_and_stops_on_sigterm() {
 
 /// Sets this process's open-file soft limit to its hard limit and returns it: the flood
 /// tests hold one socket per attacking connection here.
-fn raise_own_open_files_limit() -> u64 {
+fn raise_own_open_files_limit() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -252,7 +252,7 @@ fn raise_own_open_files_limit() -> u64 {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
-    lim.rlim_cur as u64
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// Starts the child with an open-file soft limit of 1024, the usual default of a login
@@ -364,7 +364,7 @@ async fn serve_keeps_answering_through_2000_slowloris_and_1100_idle_connections(
     assert!(out.status.success());
     // This process holds one end of every connection; with a lower limit than the
     // 3,100 sockets need, the flood shrinks in proportion (said in the output).
-    let budget = raise_own_open_files_limit().saturating_sub(256) as usize;
+    let budget = raise_own_open_files_limit().saturating_sub(256);
     let (n_slow, n_idle) = if budget >= 3100 {
         (2000, 1100)
     } else {
