@@ -33,6 +33,17 @@ async fn demo_db() -> TestDb {
     db
 }
 
+/// A demo database seeded with 150 large rows by `pgcalm seed`.
+async fn seeded_demo_db() -> TestDb {
+    let db = demo_db().await;
+    let out = pgcalm(&db)
+        .args(["seed", "--large-count", "150"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    db
+}
+
 fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -143,29 +154,21 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
-/// `pgcalm serve --port 0 EXTRA...` with its output piped; returns the child, its stdout
-/// after the first line, the address it listens on and that first line.
-fn spawn_serve(
-    db: &TestDb,
-    extra: &[&str],
-) -> (
+/// A running `pgcalm serve`: the child, its stdout after the first line, the address it
+/// listens on and that first line.
+type Serving = (
     std::process::Child,
     BufReader<std::process::ChildStdout>,
     String,
     String,
-) {
+);
+
+/// `pgcalm serve --port 0 EXTRA...` with its output piped.
+fn spawn_serve(db: &TestDb, extra: &[&str]) -> Serving {
     spawn_serve_with(pgcalm(db), extra)
 }
 
-fn spawn_serve_with(
-    mut cmd: Command,
-    extra: &[&str],
-) -> (
-    std::process::Child,
-    BufReader<std::process::ChildStdout>,
-    String,
-    String,
-) {
+fn spawn_serve_with(mut cmd: Command, extra: &[&str]) -> Serving {
     let mut child = cmd
         .args(["serve", "--port", "0"])
         .args(extra)
@@ -186,14 +189,29 @@ fn spawn_serve_with(
     (child, stdout, addr, first)
 }
 
+/// All the child wrote to stderr (once it has exited).
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
+/// [`http_get`] on a blocking thread.
+async fn get_off_runtime(addr: &str, path: &'static str) -> (String, String) {
+    let addr = addr.to_string();
+    tokio::task::spawn_blocking(move || http_get(&addr, path))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn serve_answers_logs_requests_and_stops_on_sigterm() {
-    let db = demo_db().await;
-    let out = pgcalm(&db)
-        .args(["seed", "--large-count", "150"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let db = seeded_demo_db().await;
 
     let (mut child, mut stdout, addr, first) = spawn_serve(&db, &["--verbose"]);
     assert!(
@@ -202,12 +220,7 @@ async fn serve_answers_logs_requests_and_stops_on_sigterm() {
     );
     assert!(!first.contains("password"));
 
-    let (status, body) = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || http_get(&addr, "/list_large/")
-    })
-    .await
-    .unwrap();
+    let (status, body) = get_off_runtime(&addr, "/list_large/").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["emails"].as_array().unwrap().len(), 100);
@@ -225,13 +238,7 @@ async fn serve_answers_logs_requests_and_stops_on_sigterm() {
         rest.contains("Shutting down") && rest.trim_end().ends_with("Stopped."),
         "{rest}"
     );
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(&mut child);
     assert!(
         stderr.contains("method=GET uri=\"/list_large/\" status=200 latency_ms="),
         "{stderr}"
@@ -356,12 +363,7 @@ const PARTIAL_HEAD: &[u8] = b"GET /list_large/ HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 
 #[tokio::test]
 async fn serve_keeps_answering_through_2000_slowloris_and_1100_idle_connections() {
-    let db = demo_db().await;
-    let out = pgcalm(&db)
-        .args(["seed", "--large-count", "150"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let db = seeded_demo_db().await;
     // This process holds one end of every connection; with a lower limit than the
     // 3,100 sockets need, the flood shrinks in proportion (said in the output).
     let budget = raise_own_open_files_limit().saturating_sub(256);
@@ -467,24 +469,13 @@ async fn serve_logs_the_database_error_it_keeps_from_the_client() {
     // No demo tables: every list request fails in the database.
     let db = TestDb::new().await;
     let (mut child, _stdout, addr, _) = spawn_serve(&db, &[]);
-    let (status, body) = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || http_get(&addr, "/list_large/")
-    })
-    .await
-    .unwrap();
+    let (status, body) = get_off_runtime(&addr, "/list_large/").await;
     assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
     assert!(!body.contains("does not exist"), "{body}");
 
     signal(child.id(), "-TERM");
     assert!(wait_exit(&mut child).success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(&mut child);
     // Without --verbose, only the failed request is logged, with the database's words.
     let logged: Vec<&str> = stderr.lines().filter(|l| l.contains("uri=")).collect();
     assert_eq!(logged.len(), 1, "{stderr}");

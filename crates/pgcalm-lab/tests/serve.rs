@@ -11,6 +11,7 @@ use common::{
     serve_sessions_waiting_for_lock,
 };
 use pgcalm_lab::serve::{RequestLog, ServeOptions};
+use pgcalm_testkit::TestDb;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -289,17 +290,22 @@ async fn a_changed_column_type_does_not_break_cached_statements() {
     assert_eq!((status, body["emails"][0].clone()), (200, user(1)));
 }
 
-#[tokio::test]
-async fn request_log_records_method_path_status() {
-    let db = demo_db().await;
-    seed_rows(&db, 3).await;
+/// A server whose request log lines are kept.
+async fn logging_server(db: &TestDb) -> (RunningServer, Arc<Mutex<Vec<RequestLog>>>) {
     let lines: Arc<Mutex<Vec<RequestLog>>> = Arc::default();
     let sink = lines.clone();
     let opts = ServeOptions {
         on_request: Some(Arc::new(move |l| sink.lock().unwrap().push(l))),
         ..ServeOptions::default()
     };
-    let server = RunningServer::start(&db, opts).await;
+    (RunningServer::start(db, opts).await, lines)
+}
+
+#[tokio::test]
+async fn request_log_records_method_path_status() {
+    let db = demo_db().await;
+    seed_rows(&db, 3).await;
+    let (server, lines) = logging_server(&db).await;
     get_json(&server.url("/lookup/?email=user1@example.com")).await;
     get_json(&server.url("/nope")).await;
     let seen: Vec<(String, String, u16)> = lines
@@ -408,13 +414,7 @@ async fn lookup_refuses_bad_emails_with_400_before_the_database_sees_them() {
 async fn database_errors_answer_5xx_without_database_text_and_are_logged_with_the_request() {
     let db = demo_db().await;
     seed_rows(&db, 10).await;
-    let lines: Arc<Mutex<Vec<RequestLog>>> = Arc::default();
-    let sink = lines.clone();
-    let opts = ServeOptions {
-        on_request: Some(Arc::new(move |l| sink.lock().unwrap().push(l))),
-        ..ServeOptions::default()
-    };
-    let server = RunningServer::start(&db, opts).await;
+    let (server, lines) = logging_server(&db).await;
     assert_eq!(get_json(&server.url("/list_large/")).await.0, 200);
 
     // A schema change under the running app: the handlers' SQL no longer works.
@@ -470,7 +470,7 @@ async fn database_errors_answer_5xx_without_database_text_and_are_logged_with_th
 /// Reads from `tcp` until the server closes it; returns what it sent and when it
 /// closed, or `None` if it was still open after `limit`.
 async fn read_until_closed(
-    tcp: &mut tokio::net::TcpStream,
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
     limit: Duration,
 ) -> Option<(String, Duration)> {
     let started = std::time::Instant::now();
@@ -490,45 +490,38 @@ async fn read_until_closed(
     }
 }
 
-#[tokio::test]
-async fn a_client_sending_its_request_head_slowly_is_closed_at_the_header_timeout() {
+/// A demo database with 10 rows and a server with these timeouts.
+async fn server_with_timeouts(header: Duration, idle: Duration) -> (TestDb, RunningServer) {
     let db = demo_db().await;
     seed_rows(&db, 10).await;
     let opts = ServeOptions {
-        header_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(30),
+        header_timeout: header,
+        idle_timeout: idle,
         ..ServeOptions::default()
     };
     let server = RunningServer::start(&db, opts).await;
+    (db, server)
+}
+
+#[tokio::test]
+async fn a_client_sending_its_request_head_slowly_is_closed_at_the_header_timeout() {
+    let (_db, server) = server_with_timeouts(Duration::from_secs(1), Duration::from_secs(30)).await;
 
     // Slowloris: a request line, then one byte of a header every 100 ms, never the end.
     let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     slow.write_all(b"GET /list_large/ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
     let (mut reader, mut writer) = slow.into_split();
     let trickle = tokio::spawn(async move {
         while writer.write_all(b"a").await.is_ok() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let mut buf = [0u8; 1024];
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    let elapsed = started.elapsed();
+    let closed = read_until_closed(&mut reader, Duration::from_secs(10)).await;
     trickle.abort();
-    assert!(
-        closed.is_ok(),
-        "the slow client was still connected after 10 s"
-    );
+    let (answer, elapsed) = closed.expect("the slow client was still connected after 10 s");
+    assert_eq!(answer, "", "no answer to a request that never came");
     assert!(
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
         "closed after {elapsed:?}, expected about the 1 s header timeout"
@@ -551,14 +544,8 @@ async fn a_client_sending_its_request_head_slowly_is_closed_at_the_header_timeou
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
-    let db = demo_db().await;
-    seed_rows(&db, 10).await;
-    let opts = ServeOptions {
-        header_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_millis(500),
-        ..ServeOptions::default()
-    };
-    let server = RunningServer::start(&db, opts).await;
+    let (_db, server) =
+        server_with_timeouts(Duration::from_secs(30), Duration::from_millis(500)).await;
 
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -625,13 +612,8 @@ async fn connections_over_the_cap_get_503_at_once_and_the_server_recovers() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_for_idle_or_slow_clients() {
-    let db = demo_db().await;
-    let opts = ServeOptions {
-        header_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(60),
-        ..ServeOptions::default()
-    };
-    let mut server = RunningServer::start(&db, opts).await;
+    let (_db, mut server) =
+        server_with_timeouts(Duration::from_secs(60), Duration::from_secs(60)).await;
     let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     slow.write_all(b"GET /list_large/ HTTP/1.1\r\nHost: x\r\n")
         .await
