@@ -78,3 +78,31 @@ fn raise_open_files_limit(wanted: usize) -> Option<usize> {
 fn raise_open_files_limit(_wanted: usize) -> Option<usize> {
     None
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_fits_the_open_file_limit_or_is_refused_with_what_fits() {
+        // The default fits whatever the limit is (lowered if it must).
+        let cap = connection_cap(None, 4096, 10).unwrap();
+        assert!((1..=4096).contains(&cap), "{cap}");
+        let limit = raise_open_files_limit(0).expect("a finite limit here");
+        assert!(cap + RESERVED_FILES + 10 <= limit, "{cap} in {limit}");
+
+        // More than the hard limit can hold: refused, saying how many would fit.
+        let e = connection_cap(Some(usize::MAX / 2), 4096, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "--max-connections {} does not fit the open-file limit",
+                usize::MAX / 2
+            )) && e.contains("use at most"),
+            "{e}"
+        );
+        assert!(connection_cap(Some(0), 4096, 10).is_err());
+        assert_eq!(connection_cap(Some(7), 4096, 10).unwrap(), 7);
+    }
+}
