@@ -11,6 +11,7 @@ use common::{
     serve_sessions_waiting_for_lock,
 };
 use pgcalm_lab::serve::{RequestLog, ServeOptions};
+use pgcalm_testkit::TestDb;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -270,10 +271,9 @@ async fn missing_tables_answer_500_with_the_fix() {
     let server = RunningServer::start(&db, ServeOptions::default()).await;
     let (status, ctype, body) = get_json(&server.url("/list_large/")).await;
     assert_eq!((status, ctype.as_str()), (500, "application/json"));
-    let msg = body["error"].as_str().unwrap();
-    assert!(
-        msg.contains("large_email") && msg.contains("pgcalm migrate"),
-        "{msg}"
+    assert_eq!(
+        body,
+        json!({"error": "the demo tables are missing; create them with `pgcalm up` or `pgcalm migrate`"})
     );
 }
 
@@ -290,17 +290,22 @@ async fn a_changed_column_type_does_not_break_cached_statements() {
     assert_eq!((status, body["emails"][0].clone()), (200, user(1)));
 }
 
-#[tokio::test]
-async fn request_log_records_method_path_status() {
-    let db = demo_db().await;
-    seed_rows(&db, 3).await;
+/// A server whose request log lines are kept.
+async fn logging_server(db: &TestDb) -> (RunningServer, Arc<Mutex<Vec<RequestLog>>>) {
     let lines: Arc<Mutex<Vec<RequestLog>>> = Arc::default();
     let sink = lines.clone();
     let opts = ServeOptions {
         on_request: Some(Arc::new(move |l| sink.lock().unwrap().push(l))),
         ..ServeOptions::default()
     };
-    let server = RunningServer::start(&db, opts).await;
+    (RunningServer::start(db, opts).await, lines)
+}
+
+#[tokio::test]
+async fn request_log_records_method_path_status() {
+    let db = demo_db().await;
+    seed_rows(&db, 3).await;
+    let (server, lines) = logging_server(&db).await;
     get_json(&server.url("/lookup/?email=user1@example.com")).await;
     get_json(&server.url("/nope")).await;
     let seen: Vec<(String, String, u16)> = lines
@@ -354,4 +359,288 @@ async fn graceful_shutdown_finishes_requests_in_flight_and_refuses_new_ones() {
         (200, 10)
     );
     server.task.await.unwrap().unwrap();
+}
+
+/// Words of PostgreSQL's and the driver's error texts that must never reach a client.
+const DATABASE_WORDS: [&str; 8] = [
+    "relation",
+    "does not exist",
+    "column",
+    "invalid byte sequence",
+    "0x00",
+    "UTF8",
+    "db error",
+    "SQLSTATE",
+];
+
+fn assert_no_database_text(body: &Value) {
+    let text = body.to_string();
+    for word in DATABASE_WORDS {
+        assert!(
+            !text.contains(word),
+            "the body carries database text ({word:?}): {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lookup_refuses_bad_emails_with_400_before_the_database_sees_them() {
+    let db = demo_db().await;
+    seed_rows(&db, 10).await;
+    let server = RunningServer::start(&db, ServeOptions::default()).await;
+
+    let too_long = format!("?email={}", "a".repeat(256));
+    for (query, why) in [
+        ("?email=a%00b", "NUL"),
+        (too_long.as_str(), "longer than 255"),
+    ] {
+        let (status, ctype, body) = get_json(&server.url(&format!("/lookup/{query}"))).await;
+        assert_eq!(
+            (status, ctype.as_str()),
+            (400, "application/json"),
+            "{query}: {body}"
+        );
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(why), "{query}: {msg}");
+        assert_no_database_text(&body);
+    }
+    // The longest email the column holds is still looked up.
+    let longest = format!("/lookup/?email={}", "a".repeat(255));
+    let (status, _, body) = get_json(&server.url(&longest)).await;
+    assert_eq!((status, body), (200, json!({ "emails": [] })));
+}
+
+#[tokio::test]
+async fn database_errors_answer_5xx_without_database_text_and_are_logged_with_the_request() {
+    let db = demo_db().await;
+    seed_rows(&db, 10).await;
+    let (server, lines) = logging_server(&db).await;
+    assert_eq!(get_json(&server.url("/list_large/")).await.0, 200);
+
+    // A schema change under the running app: the handlers' SQL no longer works.
+    db.execute("ALTER TABLE large_email RENAME COLUMN email TO mail")
+        .await;
+    let (status, ctype, body) = get_json(&server.url("/lookup/?email=user1@example.com")).await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (500, "application/json"),
+        "{body}"
+    );
+    assert_eq!(
+        body,
+        json!({"error": "internal error (the server's log has the details)"})
+    );
+
+    db.execute("DROP TABLE large_email").await;
+    for path in ["/list_large/", "/lookup/?email=user1@example.com"] {
+        let (status, _, body) = get_json(&server.url(path)).await;
+        assert_eq!(status, 500, "{path}: {body}");
+        assert_no_database_text(&body);
+    }
+    let resp = http().post(server.url("/add_large/")).send().await.unwrap();
+    let (status, _, body) = into_json(resp).await;
+    assert_eq!(status, 500, "{body}");
+    assert_no_database_text(&body);
+
+    // The details go to the request log, beside the request they belong to.
+    let logged: Vec<(String, u16, Option<String>)> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| (l.uri.clone(), l.status, l.error.clone()))
+        .collect();
+    let (uri, status, error) = &logged[1];
+    assert_eq!(
+        (uri.as_str(), *status),
+        ("/lookup/?email=user1@example.com", 500)
+    );
+    let error = error.as_deref().unwrap_or_default();
+    assert!(error.contains("column \"email\" does not exist"), "{error}");
+    let (uri, _, error) = &logged[2];
+    assert_eq!(uri, "/list_large/");
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("relation \"large_email\" does not exist")),
+        "{error:?}"
+    );
+    assert_eq!(logged[0].2, None, "a 200 carries no error");
+}
+
+/// Reads from `tcp` until the server closes it; returns what it sent and when it
+/// closed, or `None` if it was still open after `limit`.
+async fn read_until_closed(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> Option<(String, Duration)> {
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), tcp.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Some((
+                    String::from_utf8_lossy(&seen).into_owned(),
+                    started.elapsed(),
+                ));
+            }
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A demo database with 10 rows and a server with these timeouts.
+async fn server_with_timeouts(header: Duration, idle: Duration) -> (TestDb, RunningServer) {
+    let db = demo_db().await;
+    seed_rows(&db, 10).await;
+    let opts = ServeOptions {
+        header_timeout: header,
+        idle_timeout: idle,
+        ..ServeOptions::default()
+    };
+    let server = RunningServer::start(&db, opts).await;
+    (db, server)
+}
+
+#[tokio::test]
+async fn a_client_sending_its_request_head_slowly_is_closed_at_the_header_timeout() {
+    let (_db, server) = server_with_timeouts(Duration::from_secs(1), Duration::from_secs(30)).await;
+
+    // Slowloris: a request line, then one byte of a header every 100 ms, never the end.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /list_large/ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        while writer.write_all(b"a").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let closed = read_until_closed(&mut reader, Duration::from_secs(10)).await;
+    trickle.abort();
+    let (answer, elapsed) = closed.expect("the slow client was still connected after 10 s");
+    assert_eq!(answer, "", "no answer to a request that never came");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}, expected about the 1 s header timeout"
+    );
+
+    // A client that connects and sends nothing is closed at the header timeout too.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (answer, elapsed) = read_until_closed(&mut silent, Duration::from_secs(10))
+        .await
+        .expect("a silent connection is closed");
+    assert_eq!(answer, "", "nothing is sent to a client that sent nothing");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+
+    // Normal clients are served as usual.
+    assert_eq!(get_json(&server.url("/list_large/")).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
+    let (_db, server) =
+        server_with_timeouts(Duration::from_secs(30), Duration::from_millis(500)).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, elapsed) = read_until_closed(&mut tcp, Duration::from_secs(10))
+        .await
+        .expect("the idle connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"status":"ok"}"#),
+        "one answer, kept alive until the idle timeout: {answer}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}, expected about the 0.5 s idle timeout"
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_at_once_and_the_server_recovers() {
+    let db = demo_db().await;
+    seed_rows(&db, 10).await;
+    let opts = ServeOptions {
+        max_connections: Some(20),
+        header_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+        ..ServeOptions::default()
+    };
+    let server = RunningServer::start(&db, opts).await;
+
+    // 20 idle sockets fill every slot.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // The server accepts in connection order: the next ones are over the cap.
+    for _ in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(b"GET /list_large/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, elapsed) = read_until_closed(&mut tcp, Duration::from_secs(5))
+            .await
+            .expect("a connection over the cap is answered and closed, not left hanging");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("Connection: close"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": "too many open connections; try again later"})
+        );
+        assert!(elapsed < Duration::from_secs(5));
+    }
+
+    // The slots come back as soon as the idle clients leave.
+    drop(idle);
+    let url = server.url("/list_large/");
+    eventually("a normal request to be served again", || async {
+        get_json(&url).await.0 == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_or_slow_clients() {
+    let (_db, mut server) =
+        server_with_timeouts(Duration::from_secs(60), Duration::from_secs(60)).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /list_large/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut kept_alive = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = kept_alive.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    server.signal_shutdown();
+    tokio::time::timeout(Duration::from_secs(5), &mut server.task)
+        .await
+        .expect("the server stops without waiting for the idle and slow clients")
+        .unwrap()
+        .unwrap();
+    assert!(
+        read_until_closed(&mut slow, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+    assert!(
+        read_until_closed(&mut kept_alive, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
 }

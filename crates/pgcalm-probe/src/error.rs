@@ -17,13 +17,26 @@ pub enum ProbeError {
     },
     /// A target whose host is not loopback, without `allow_remote`.
     #[error(
-        "target `{target}` points at {host}, which is not loopback; probes only target 127.0.0.1, ::1 or localhost unless remote targets are allowed (--allow-remote)"
+        "target `{target}` points at {host}, which is not loopback; probes only target loopback addresses (127.0.0.0/8, ::1, or a name resolving to them only, such as localhost) unless remote targets are allowed (--allow-remote)"
     )]
     NotLoopback {
         /// Target name.
         target: String,
-        /// The host it names.
+        /// The host it names (and, for a name, what it resolves to).
         host: String,
+    },
+    /// A target's host name that does not resolve (without `allow_remote`, every name is
+    /// resolved to check that it is loopback).
+    #[error(
+        "target `{target}`: cannot resolve {host} ({why}); give a loopback address such as 127.0.0.1, or a name that resolves to loopback only (e.g. in /etc/hosts)"
+    )]
+    Resolve {
+        /// Target name.
+        target: String,
+        /// The host name.
+        host: String,
+        /// The resolver's answer.
+        why: String,
     },
     /// Two targets with the same name.
     #[error("two targets are named `{0}`; give each a different NAME= prefix")]

@@ -18,7 +18,7 @@
 //! let target = ProbeTarget::parse("list=http://127.0.0.1:8001/list_large/")?;
 //! let mut config = ProbeConfig::new(vec![target]);
 //! config.interval = Duration::from_millis(200);
-//! let probe = Probe::new(config)?;
+//! let probe = Probe::new(config).await?;
 //! // In-process, for a given time: samples stream in, the summary comes at the end.
 //! let mut running = probe.spawn(StopWhen::after(Duration::from_secs(10)));
 //! while let Some(sample) = running.samples.recv().await {
@@ -41,5 +41,5 @@ pub use out::{CSV_HEADER, SampleFormat, SampleWriter, csv_field};
 pub use runner::{Probe, ProbeConfig, RunningProbe, StopWhen};
 pub use sample::{ErrorKind, Outcome, Sample};
 pub use summary::{LatencySummary, Outage, Report, TargetSummary, outages};
-pub use target::{ProbeTarget, check_targets};
+pub use target::{CheckedTargets, ProbeTarget, check_targets};
 pub use tokio_util::sync::CancellationToken;

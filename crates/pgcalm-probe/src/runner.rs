@@ -105,10 +105,11 @@ impl RunningProbe {
 }
 
 impl Probe {
-    /// Checks the configuration (loopback rule, names, non-zero interval and timeout)
-    /// and builds the HTTP client.
-    pub fn new(config: ProbeConfig) -> Result<Self, ProbeError> {
-        check_targets(&config.targets, config.allow_remote)?;
+    /// Checks the configuration (loopback rule, which resolves host names; names;
+    /// non-zero interval and timeout) and builds the HTTP client, which connects to the
+    /// addresses the names were checked at.
+    pub async fn new(config: ProbeConfig) -> Result<Self, ProbeError> {
+        let checked = check_targets(&config.targets, config.allow_remote).await?;
         if config.interval.is_zero() || config.timeout.is_zero() {
             return Err(ProbeError::BadConfig(
                 "the interval and the timeout must be longer than 0 (e.g. 1s and 3s)".into(),
@@ -120,6 +121,9 @@ impl Probe {
             .user_agent(concat!("pgcalm-probe/", env!("CARGO_PKG_VERSION")));
         if !config.keep_alive {
             builder = builder.pool_max_idle_per_host(0);
+        }
+        for (name, addrs) in &checked.pinned {
+            builder = builder.resolve_to_addrs(name, addrs);
         }
         let client = builder
             .build()

@@ -57,7 +57,7 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn probe(targets: &[String], interval_ms: u64, timeout_ms: u64) -> Probe {
+async fn probe(targets: &[String], interval_ms: u64, timeout_ms: u64) -> Probe {
     let targets = targets
         .iter()
         .map(|t| ProbeTarget::parse(t).unwrap())
@@ -65,14 +65,14 @@ fn probe(targets: &[String], interval_ms: u64, timeout_ms: u64) -> Probe {
     let mut config = ProbeConfig::new(targets);
     config.interval = Duration::from_millis(interval_ms);
     config.timeout = Duration::from_millis(timeout_ms);
-    Probe::new(config).unwrap()
+    Probe::new(config).await.unwrap()
 }
 
 #[tokio::test]
 async fn a_target_that_stops_answering_shows_timeouts_and_the_outage_span() {
     let (base, app) = server().await;
     let (interval, timeout) = (200u64, 500u64);
-    let probe = probe(&[format!("api={base}/ok")], interval, timeout);
+    let probe = probe(&[format!("api={base}/ok")], interval, timeout).await;
     let mut running = probe.spawn(StopWhen::after(Duration::from_millis(3_000)));
 
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -128,7 +128,7 @@ async fn connect_refused_is_an_error_not_a_timeout() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let probe = probe(&[format!("gone=http://127.0.0.1:{port}/")], 50, 1_000);
+    let probe = probe(&[format!("gone=http://127.0.0.1:{port}/")], 50, 1_000).await;
     let mut details = Vec::new();
     let report = probe
         .run(StopWhen::count(3), |s| details.push(s.detail.clone()))
@@ -162,6 +162,7 @@ async fn http_errors_by_kind_and_fresh_connections_by_default() {
     ];
     let mut lines = Vec::new();
     let report = probe(&targets, 30, 1_000)
+        .await
         .run(StopWhen::count(4), |s| lines.push(s.clone()))
         .await;
     assert_eq!(lines.len(), 12);
@@ -188,6 +189,7 @@ async fn http_errors_by_kind_and_fresh_connections_by_default() {
     config.interval = Duration::from_millis(30);
     config.keep_alive = true;
     let report = Probe::new(config)
+        .await
         .unwrap()
         .run(StopWhen::count(4), |_| {})
         .await;
@@ -203,7 +205,7 @@ async fn http_errors_by_kind_and_fresh_connections_by_default() {
 async fn cancel_ends_the_run_without_waiting_for_hung_requests() {
     let (base, app) = server().await;
     app.hanging.store(true, Ordering::SeqCst);
-    let probe = probe(&[format!("{base}/ok")], 100, 30_000);
+    let probe = probe(&[format!("{base}/ok")], 100, 30_000).await;
     let running = probe.spawn(StopWhen::default());
     tokio::time::sleep(Duration::from_millis(250)).await;
     let report = tokio::time::timeout(Duration::from_secs(10), running.stop())
@@ -224,6 +226,7 @@ async fn samples_are_written_as_csv_or_json_lines() {
         let path = dir.path().join(name);
         let mut writer = pgcalm_probe::SampleWriter::create(&path).unwrap();
         probe(&[format!("list={base}/ok")], 20, 1_000)
+            .await
             .run(StopWhen::count(2), |s| writer.write(s).unwrap())
             .await;
         writer.finish().unwrap();
@@ -244,4 +247,24 @@ async fn samples_are_written_as_csv_or_json_lines() {
             assert_eq!(v["target"], "list");
         }
     }
+}
+
+#[tokio::test]
+async fn a_name_is_resolved_once_checked_and_the_probe_connects_to_what_was_checked() {
+    let (base, app) = server().await;
+    let port = base.rsplit(':').next().unwrap();
+    let probe = probe(&[format!("byname=http://localhost:{port}/ok")], 20, 1_000).await;
+    let report = probe.run(StopWhen::count(3), |_| {}).await;
+    assert_eq!(report.targets[0].ok, 3, "{:?}", report.targets[0]);
+    assert_eq!(app.client_ports.lock().unwrap().len(), 3);
+
+    // A name that does not resolve is refused before any request, naming the host.
+    let config = ProbeConfig::new(vec![
+        ProbeTarget::parse(&format!("nowhere=http://nowhere.invalid:{port}/ok")).unwrap(),
+    ]);
+    let e = Probe::new(config).await.unwrap_err().to_string();
+    assert!(
+        e.starts_with("target `nowhere`: cannot resolve nowhere.invalid"),
+        "{e}"
+    );
 }

@@ -59,7 +59,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         keep_alive: args.keep_alive,
         allow_remote: args.allow_remote,
     };
-    let probe = Probe::new(config)?;
+    let probe = Probe::new(config).await?;
     let mut out = args.out.as_deref().map(SampleWriter::create).transpose()?;
     let mut out_error = None;
 

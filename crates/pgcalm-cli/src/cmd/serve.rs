@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use pgcalm_lab::lab::results::format_utc;
 use pgcalm_lab::serve::{
-    DEFAULT_BODY_LIMIT, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog, ServeOptions, Server,
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog,
+    ServeOptions, Server,
 };
 use tokio::sync::mpsc;
 
@@ -32,7 +33,22 @@ pub struct Args {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
-    /// Log every request to stderr (logfmt; JSON lines with --format json).
+    /// Most client connections open at once; further ones get a 503 and are closed.
+    /// Default: 4096, or less when the open-file limit (raised toward its hard limit at
+    /// start) cannot hold that many.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a complete request head (from connecting, or from the
+    /// first byte of a later request); past it the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest silence of a kept-alive connection between two requests; past it the
+    /// connection is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Log every request to stderr (logfmt; JSON lines with --format json). Requests
+    /// answered 5xx because of a database or driver error are logged with that error
+    /// either way (the client only gets a generic message).
     #[arg(long, short)]
     pub verbose: bool,
     /// Keep running the query of a request whose client gave up (or that timed out),
@@ -47,14 +63,17 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     // Not `ctx.target()`: the server starts while the database is down and recovers
     // when it comes up.
     let target = ctx.target_unchecked()?;
-    let log_task = args.verbose.then(|| spawn_request_log(ctx.json()));
+    let log_task = spawn_request_log(ctx.json(), args.verbose);
     let opts = ServeOptions {
         bind: args.bind,
         port: args.port,
         pool_size: args.pool_size,
         request_timeout: args.request_timeout,
         body_limit: args.body_limit,
-        on_request: log_task.as_ref().map(|(logger, _)| logger.clone()),
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        on_request: Some(log_task.0.clone()),
         cancel_abandoned_queries: !args.keep_abandoned_queries,
     };
     let server = Server::bind(&target, opts).await?;
@@ -63,11 +82,19 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         eprintln!("warning: listening on {addr}: the demo API is reachable from other machines");
     }
     say!(
-        "Serving the demo app on http://{addr}/list_large/ (database {}, pool {}, request timeout {})",
+        "Serving the demo app on http://{addr}/list_large/ (database {}, pool {}, request timeout {}, up to {} connections)",
         target.masked_url(),
         args.pool_size,
-        humantime(args.request_timeout)
+        humantime(args.request_timeout),
+        server.max_connections()
     );
+    if args.max_connections.is_none() && server.max_connections() < DEFAULT_MAX_CONNECTIONS {
+        eprintln!(
+            "warning: at most {} connections: the open-file limit allows no more (raise it \
+             with ulimit -Hn, or LimitNOFILE= for a systemd service)",
+            server.max_connections()
+        );
+    }
     if let Err(e) = server.check_database().await {
         eprintln!(
             "warning: the database is not ready: {e}\n  requests get 503 (or 500) until it is; \
@@ -85,10 +112,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         });
     };
     server.run(shutdown).await?;
-    if let Some((logger, task)) = log_task {
-        drop(logger);
-        let _ = task.await;
-    }
+    let (logger, task) = log_task;
+    drop(logger);
+    let _ = task.await;
     say!("Stopped.");
     Ok(())
 }
@@ -128,9 +154,11 @@ pub async fn interrupted() {
 }
 
 /// The request log: requests hand their record to a channel; one task writes the lines,
-/// so serving never waits on the terminal.
+/// so serving never waits on the terminal. Every request when `all`, else only those
+/// with an error behind them.
 fn spawn_request_log(
     json: bool,
+    all: bool,
 ) -> (
     pgcalm_lab::serve::RequestLogger,
     tokio::task::JoinHandle<()>,
@@ -146,8 +174,10 @@ fn spawn_request_log(
         }
         let _ = out.flush();
     });
-    let logger: pgcalm_lab::serve::RequestLogger = Arc::new(move |log| {
-        let _ = tx.send((SystemTime::now(), log));
+    let logger: pgcalm_lab::serve::RequestLogger = Arc::new(move |log: RequestLog| {
+        if all || log.error.is_some() {
+            let _ = tx.send((SystemTime::now(), log));
+        }
     });
     (logger, task)
 }
@@ -156,19 +186,26 @@ fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
     let ts = format_utc(at);
     let ms = log.latency.as_secs_f64() * 1000.0;
     if json {
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "ts": ts,
             "method": log.method.as_str(),
             "uri": log.uri,
             "status": log.status,
             "latency_ms": (ms * 1000.0).round() / 1000.0,
-        })
-        .to_string()
+        });
+        if let Some(error) = &log.error {
+            line["error"] = error.as_str().into();
+        }
+        line.to_string()
     } else {
-        format!(
+        let mut line = format!(
             "ts={ts} method={} uri={:?} status={} latency_ms={ms:.3}",
             log.method, log.uri, log.status
-        )
+        );
+        if let Some(error) = &log.error {
+            line.push_str(&format!(" error={error:?}"));
+        }
+        line
     }
 }
 
@@ -226,6 +263,7 @@ mod tests {
             uri: "/lookup/?email=user1@example.com".into(),
             status: 200,
             latency: Duration::from_micros(1500),
+            error: None,
         };
         let line = format_request(UNIX_EPOCH, &log, false);
         assert_eq!(
@@ -236,6 +274,23 @@ mod tests {
             serde_json::from_str(&format_request(UNIX_EPOCH, &log, true)).unwrap();
         assert_eq!(v["status"], 200);
         assert_eq!(v["latency_ms"], 1.5);
+        assert_eq!(v.get("error"), None);
+
+        let failed = RequestLog {
+            status: 500,
+            error: Some(r#"db error: ERROR: relation "large_email" does not exist"#.into()),
+            ..log
+        };
+        let line = format_request(UNIX_EPOCH, &failed, false);
+        assert!(
+            line.ends_with(
+                r#"status=500 latency_ms=1.500 error="db error: ERROR: relation \"large_email\" does not exist""#
+            ),
+            "{line}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&format_request(UNIX_EPOCH, &failed, true)).unwrap();
+        assert_eq!(v["error"], failed.error.unwrap().as_str());
     }
 
     fn axum_method() -> pgcalm_lab::serve::Method {

@@ -626,7 +626,9 @@ impl Lab {
         .await?;
         let probe_stop = CancellationToken::new();
         let probe_start_ms = self.clock.rel_ms(Instant::now());
-        let probes = self.start_probes(&running_app, eps, probe_stop.clone())?;
+        let probes = self
+            .start_probes(&running_app, eps, probe_stop.clone())
+            .await?;
 
         step(LabStep::Baseline);
         let baseline_start = self.clock.rel_ms(Instant::now());
@@ -768,7 +770,7 @@ impl Lab {
 
     /// Reads and writes every 200 ms, lookups every 2 s; each probe collects its
     /// samples until `stop`.
-    fn start_probes(
+    async fn start_probes(
         &self,
         app: &RunningApp,
         eps: &[Endpoint],
@@ -796,7 +798,9 @@ impl Lab {
             let mut config = ProbeConfig::new(targets);
             config.interval = interval;
             config.timeout = PROBE_TIMEOUT;
-            let probe = Probe::new(config).map_err(|e| LabError::Probe(e.to_string()))?;
+            let probe = Probe::new(config)
+                .await
+                .map_err(|e| LabError::Probe(e.to_string()))?;
             let sink = self.on_event.clone();
             let clock = self.clock;
             let stop = StopWhen {

@@ -107,7 +107,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError
     // 100 rows of the demo tables are about 6 KB.
     let mut body = Vec::with_capacity(8 * 1024);
     serde_json::to_writer(&mut body, value)
-        .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
     Ok((
         status,
         [(
@@ -145,7 +145,7 @@ async fn run_query(
     } else {
         tokio::spawn(work)
             .await
-            .map_err(|e| ApiError::Internal(format!("the query's task failed: {e}")))?
+            .map_err(|e| ApiError::internal(format!("the query's task failed: {e}")))?
     }
 }
 
@@ -193,6 +193,7 @@ pub(crate) async fn lookup(
             )));
         }
     };
+    check_email(&email)?;
     let rows = run_query(&state, LOOKUP, vec![email]).await?;
     json(
         StatusCode::OK,
@@ -200,6 +201,25 @@ pub(crate) async fn lookup(
             emails: EmailRows(&rows),
         },
     )
+}
+
+/// The longest email the column holds (`varchar(255)`): a longer one cannot match.
+const EMAIL_MAX_CHARS: usize = 255;
+
+/// What PostgreSQL would refuse in a text parameter (NUL) or what cannot match is a 400,
+/// answered before the database sees it.
+fn check_email(email: &str) -> Result<(), ApiError> {
+    if email.contains('\0') {
+        return Err(ApiError::BadRequest(
+            "'email' must not contain NUL characters".into(),
+        ));
+    }
+    if email.chars().count() > EMAIL_MAX_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "'email' is longer than {EMAIL_MAX_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// `POST /add_large/`: the write probe; inserts one row and returns it with 201.
@@ -225,7 +245,7 @@ pub(crate) async fn add_large(
     let rows = run_query(&state, ADD_LARGE, vec![name, email]).await?;
     let row = rows
         .first()
-        .ok_or_else(|| ApiError::Internal("INSERT returned no row".into()))?;
+        .ok_or_else(|| ApiError::internal("INSERT returned no row"))?;
     json(StatusCode::CREATED, &EmailRow(row))
 }
 
@@ -236,14 +256,16 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
         conn.query(HEALTH, &[]).await
     }
     .await;
-    let (status, body) = match checked {
-        Ok(_) => (StatusCode::OK, serde_json::json!({ "status": "ok" })),
-        Err(e) => (
-            e.status(),
-            serde_json::json!({ "status": "unavailable", "error": e.message() }),
-        ),
-    };
-    json(status, &body).unwrap_or_else(IntoResponse::into_response)
+    match checked {
+        Ok(_) => json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => {
+            let body = serde_json::json!({ "status": "unavailable", "error": e.message() });
+            let mut response = json(e.status(), &body).unwrap_or_else(IntoResponse::into_response);
+            e.attach_detail(&mut response);
+            response
+        }
+    }
 }
 
 /// Unknown path: 404, or 301 to the slash-terminated route for `GET`/`HEAD`.

@@ -92,12 +92,7 @@ impl Drop for Checkout {
 
 /// Whether the demo tables answer (the server's start-up hint).
 pub(crate) async fn check_tables(pool: &Pool, tls: &TlsConnector) -> Result<(), ServeError> {
-    let unavailable = |e: ApiError| {
-        ServeError::Database(match e {
-            ApiError::Unavailable(m) | ApiError::Internal(m) => m,
-            other => format!("{other:?}"),
-        })
-    };
+    let unavailable = |e: ApiError| ServeError::Database(e.log_text());
     let mut conn = Checkout::get(pool, tls).await.map_err(unavailable)?;
     for table in ["small_email", "large_email"] {
         conn.query(&format!("SELECT 1 FROM {table} LIMIT 0"), &[])

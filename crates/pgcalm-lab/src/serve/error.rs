@@ -26,15 +26,17 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// Accepting connections failed.
-    #[error("serving HTTP failed: {0}")]
-    Serve(#[source] std::io::Error),
     /// The database is not ready for the demo app (start-up check).
     #[error("{0}")]
     Database(String),
 }
 
 /// A request that cannot be answered normally; rendered as `{"error": "..."}`.
+///
+/// The answer says what kind of trouble it is in words of our own; the driver's or the
+/// database's error text (table and column names, values, SQLSTATEs) never reaches the
+/// client. It goes with the response as an [`ErrorDetail`] extension, which the request
+/// frame moves into the request log.
 #[derive(Debug)]
 pub(crate) enum ApiError {
     BadRequest(String),
@@ -42,33 +44,56 @@ pub(crate) enum ApiError {
     MethodNotAllowed(String),
     PayloadTooLarge(usize),
     /// The database cannot be reached, is shutting down, or every connection is busy.
-    Unavailable(String),
+    Unavailable {
+        answer: &'static str,
+        detail: Option<String>,
+    },
     /// The request outlived the request timeout.
     Timeout(Duration),
     /// Anything else (a missing table, a changed schema, ...).
-    Internal(String),
+    Internal {
+        answer: &'static str,
+        detail: String,
+    },
 }
 
+/// What went wrong behind a 5xx answer, for the log only.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorDetail(pub(crate) String);
+
+const UNAVAILABLE: &str = "database unavailable";
+const INTERNAL: &str = "internal error (the server's log has the details)";
+
 impl ApiError {
+    /// A 500 whose cause is only logged.
+    pub(crate) fn internal(detail: impl Into<String>) -> ApiError {
+        ApiError::Internal {
+            answer: INTERNAL,
+            detail: detail.into(),
+        }
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// The text the client gets.
     pub(crate) fn message(&self) -> String {
         match self {
-            ApiError::BadRequest(m)
-            | ApiError::NotFound(m)
-            | ApiError::MethodNotAllowed(m)
-            | ApiError::Unavailable(m)
-            | ApiError::Internal(m) => m.clone(),
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::MethodNotAllowed(m) => {
+                m.clone()
+            }
+            ApiError::Unavailable { answer, .. } | ApiError::Internal { answer, .. } => {
+                (*answer).to_string()
+            }
             ApiError::PayloadTooLarge(limit) => {
                 format!("request body larger than the limit of {limit} bytes")
             }
@@ -76,11 +101,32 @@ impl ApiError {
         }
     }
 
+    /// The cause, for the log: the driver's or database's own words.
+    pub(crate) fn detail(&self) -> Option<&str> {
+        match self {
+            ApiError::Unavailable { detail, .. } => detail.as_deref(),
+            ApiError::Internal { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The answer and its cause in one line, for the operator (the start-up check).
+    pub(crate) fn log_text(&self) -> String {
+        match self.detail() {
+            Some(detail) => format!("{}: {detail}", self.message()),
+            None => self.message(),
+        }
+    }
+
     /// Classifies a driver error: connection trouble is 503 (the server recovers when the
     /// database returns), everything else 500.
     pub(crate) fn from_db(e: &tokio_postgres::Error) -> ApiError {
+        let detail = error_chain(e);
         let Some(db) = e.as_db_error() else {
-            return ApiError::Unavailable(format!("database unavailable: {}", error_chain(e)));
+            return ApiError::Unavailable {
+                answer: UNAVAILABLE,
+                detail: Some(detail),
+            };
         };
         let code = db.code();
         let unavailable = code.code().starts_with("08")
@@ -96,34 +142,41 @@ impl ApiError {
             ]
             .contains(code);
         if unavailable {
-            return ApiError::Unavailable(format!("database unavailable: {}", db.message()));
+            return ApiError::Unavailable {
+                answer: UNAVAILABLE,
+                detail: Some(detail),
+            };
         }
         if *code == SqlState::UNDEFINED_TABLE {
-            return ApiError::Internal(format!(
-                "{}; create the demo tables with `pgcalm up` or `pgcalm migrate`",
-                db.message()
-            ));
+            return ApiError::Internal {
+                answer: "the demo tables are missing; create them with `pgcalm up` or \
+                         `pgcalm migrate`",
+                detail,
+            };
         }
-        ApiError::Internal(format!("database error: {}", db.message()))
+        ApiError::internal(detail)
     }
 
     /// Classifies a pool error.
     pub(crate) fn from_pool(e: &PoolError) -> ApiError {
+        let unavailable = |answer| ApiError::Unavailable {
+            answer,
+            detail: Some(e.to_string()),
+        };
         match e {
             PoolError::Backend(e) => ApiError::from_db(e),
             PoolError::Timeout(TimeoutType::Wait) => {
-                ApiError::Unavailable("every database connection is busy".into())
+                unavailable("every database connection is busy")
             }
-            PoolError::Timeout(_) => {
-                ApiError::Unavailable("database unavailable: connecting timed out".into())
-            }
-            PoolError::Closed => ApiError::Unavailable("server is shutting down".into()),
-            other => ApiError::Internal(format!("connection pool: {other}")),
+            PoolError::Timeout(_) => unavailable("database unavailable: connecting timed out"),
+            PoolError::Closed => unavailable("server is shutting down"),
+            other => ApiError::internal(format!("connection pool: {other}")),
         }
     }
 }
 
-/// A driver error with its causes ("error connecting to server: Connection refused").
+/// A driver error with its causes ("error connecting to server: Connection refused"),
+/// and the SQLSTATE of a database error.
 fn error_chain(e: &tokio_postgres::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -134,6 +187,9 @@ fn error_chain(e: &tokio_postgres::Error) -> String {
         }
         src = s.source();
     }
+    if let Some(code) = e.code() {
+        msg = format!("{msg} (SQLSTATE {})", code.code());
+    }
     msg
 }
 
@@ -141,7 +197,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&serde_json::json!({ "error": self.message() }))
             .unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
-        (
+        let mut response = (
             self.status(),
             [(
                 header::CONTENT_TYPE,
@@ -149,6 +205,19 @@ impl IntoResponse for ApiError {
             )],
             body,
         )
-            .into_response()
+            .into_response();
+        self.attach_detail(&mut response);
+        response
+    }
+}
+
+impl ApiError {
+    /// Hands the cause, if any, to the request log through the response.
+    pub(crate) fn attach_detail(&self, response: &mut Response) {
+        if let Some(detail) = self.detail() {
+            response
+                .extensions_mut()
+                .insert(ErrorDetail(detail.to_string()));
+        }
     }
 }

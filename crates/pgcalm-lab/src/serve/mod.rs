@@ -8,12 +8,21 @@
 //! | `POST /add_large/` | inserts `Probe <tag>` / `probe<tag>@example.com`, returns it with 201 |
 //! | `GET /healthz` | `{"status": "ok"}`, or 503 when the database cannot be reached |
 //!
-//! Every error is JSON, `{"error": "..."}`: 400, 404 (with a 301 to the slash-terminated
-//! route for `GET /list_large` and friends, like Django's `APPEND_SLASH`), 405, 413 for
-//! bodies over the limit, 503 when the database is down or every connection is busy, 504
-//! when a request outlives the request timeout. The server keeps running while the
-//! database is down and recovers by itself: dead connections are dropped from the pool
-//! and new ones are opened on demand.
+//! Every error is JSON, `{"error": "..."}`: 400 (a missing parameter, or one the database
+//! would refuse or can never match: NUL, longer than the column), 404 (with a 301 to the
+//! slash-terminated route for `GET /list_large` and friends, like Django's
+//! `APPEND_SLASH`), 405, 413 for bodies over the limit, 500 (in our words: the driver's
+//! and the database's error text goes to the request log, [`RequestLog::error`], never
+//! to the client), 503 when the database is down or every connection is busy, 504 when a
+//! request outlives the request timeout. The server keeps running while the database is
+//! down and recovers by itself: dead connections are dropped from the pool and new ones
+//! are opened on demand.
+//!
+//! Hostile clients cannot starve the others: at most [`ServeOptions::max_connections`]
+//! are open at once (kept below the open-file limit, which is raised toward its hard
+//! limit when too low); the next ones get a 503 and are closed. A client must send its
+//! request head within [`ServeOptions::header_timeout`] and may stay silent between
+//! requests for [`ServeOptions::idle_timeout`]; past either its connection is closed.
 //!
 //! A request that times out (or whose client goes away) while its query runs cancels the
 //! query on the server and discards the connection, so a query stuck behind a migration's
@@ -34,8 +43,10 @@
 //! ```
 
 mod api;
+mod conn;
 mod db;
 mod error;
+mod nofile;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,7 +59,6 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use pgcalm_pg::{Target, TlsConnector};
 use tokio::net::TcpListener;
@@ -57,7 +67,7 @@ use tokio::net::TcpListener;
 pub use axum::http::Method;
 pub use error::ServeError;
 
-use self::error::ApiError;
+use self::error::{ApiError, ErrorDetail};
 
 /// Default port (the seed's safe project).
 pub const DEFAULT_PORT: u16 = 8001;
@@ -68,6 +78,13 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default request body limit. No route needs a body; this only bounds what is read.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Default cap on open client connections, lowered to fit the open-file limit when
+/// that cannot be raised enough. An idle connection costs a few KB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default time a client has to send a complete request head.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest silence of a kept-alive connection between two requests.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One line of the request log, given to [`ServeOptions::on_request`].
 #[derive(Debug, Clone)]
@@ -80,6 +97,9 @@ pub struct RequestLog {
     pub status: u16,
     /// Time from receiving the request head to producing the response head.
     pub latency: Duration,
+    /// What went wrong behind a 5xx answer, in the driver's or database's words (the
+    /// client only gets a generic message).
+    pub error: Option<String>,
 }
 
 /// Receives one [`RequestLog`] per request. Called on the request's task: hand the
@@ -100,6 +120,17 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub body_limit: usize,
+    /// Most client connections open at once; further ones get a 503 and are closed.
+    /// `None`: [`DEFAULT_MAX_CONNECTIONS`], or less if the open-file limit is lower. A
+    /// value the open-file limit cannot hold is refused by [`Server::bind`].
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a complete request head, from the accept for the first
+    /// request and from the first byte for later ones; past it the connection is closed.
+    pub header_timeout: Duration,
+    /// Longest silence of a kept-alive connection between two requests (or while a
+    /// response waits for a client that stopped reading); past it the connection is
+    /// closed.
+    pub idle_timeout: Duration,
     /// Request log sink, if any.
     pub on_request: Option<RequestLogger>,
     /// Cancel the query of a request whose client gave up (or that timed out) and free
@@ -116,6 +147,9 @@ impl Default for ServeOptions {
             pool_size: DEFAULT_POOL_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
+            max_connections: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             on_request: None,
             cancel_abandoned_queries: true,
         }
@@ -130,6 +164,9 @@ impl std::fmt::Debug for ServeOptions {
             .field("pool_size", &self.pool_size)
             .field("request_timeout", &self.request_timeout)
             .field("body_limit", &self.body_limit)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("on_request", &self.on_request.is_some())
             .field("cancel_abandoned_queries", &self.cancel_abandoned_queries)
             .finish()
@@ -143,6 +180,7 @@ pub struct Server {
     router: Router,
     pool: Pool,
     tls: TlsConnector,
+    limits: conn::Limits,
 }
 
 impl Server {
@@ -154,11 +192,27 @@ impl Server {
                 "--pool-size must be positive".into(),
             ));
         }
-        if opts.request_timeout.is_zero() {
-            return Err(ServeError::InvalidOptions(
-                "--request-timeout must be positive".into(),
-            ));
+        for (flag, value) in [
+            ("--request-timeout", opts.request_timeout),
+            ("--header-timeout", opts.header_timeout),
+            ("--idle-timeout", opts.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ServeError::InvalidOptions(format!(
+                    "{flag} must be positive"
+                )));
+            }
         }
+        let max_connections = nofile::connection_cap(
+            opts.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            opts.pool_size + conn::REFUSALS_AT_ONCE,
+        )?;
+        let limits = conn::Limits {
+            max_connections,
+            header_timeout: opts.header_timeout,
+            idle_timeout: opts.idle_timeout,
+        };
         let pool = build_pool(target, &opts)?;
         let addr = SocketAddr::new(opts.bind, opts.port);
         let listener = TcpListener::bind(addr)
@@ -174,6 +228,7 @@ impl Server {
             router,
             pool,
             tls: target.tls(),
+            limits,
         })
     }
 
@@ -182,28 +237,28 @@ impl Server {
         self.addr
     }
 
+    /// The cap on open connections in force ([`ServeOptions::max_connections`], or the
+    /// default fitted to the open-file limit).
+    pub fn max_connections(&self) -> usize {
+        self.limits.max_connections
+    }
+
     /// Checks that the database answers and has the demo tables, for a startup hint.
     /// The server runs either way.
     pub async fn check_database(&self) -> Result<(), ServeError> {
         db::check_tables(&self.pool, &self.tls).await
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections, lets the
-    /// requests in flight finish (each is bounded by the request timeout) and closes the
-    /// pool.
+    /// Serves until `shutdown` completes, then stops accepting connections, closes the
+    /// connections that are between requests, lets the requests in flight finish (each
+    /// is bounded by the request timeout) and closes the pool.
     pub async fn run<F>(self, shutdown: F) -> Result<(), ServeError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let listener = self.listener.tap_io(|tcp| {
-            // Small responses on keep-alive connections: never wait for Nagle.
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        conn::serve(self.listener, self.router, self.limits, shutdown).await;
         self.pool.close();
-        result.map_err(ServeError::Serve)
+        Ok(())
     }
 }
 
@@ -273,7 +328,7 @@ async fn frame_request(State(frame): State<Frame>, req: Request, next: Next) -> 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let response = match declared {
+    let mut response = match declared {
         Some(len) if len > frame.body_limit as u64 => {
             ApiError::PayloadTooLarge(frame.body_limit).into_response()
         }
@@ -282,12 +337,17 @@ async fn frame_request(State(frame): State<Frame>, req: Request, next: Next) -> 
             Err(_) => ApiError::Timeout(frame.request_timeout).into_response(),
         },
     };
+    let error = response
+        .extensions_mut()
+        .remove::<ErrorDetail>()
+        .map(|d| d.0);
     if let (Some(sink), Some((method, uri))) = (&frame.on_request, log) {
         sink(RequestLog {
             method,
             uri,
             status: response.status().as_u16(),
             latency: started.elapsed(),
+            error,
         });
     }
     response
