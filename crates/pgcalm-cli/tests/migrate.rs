@@ -410,7 +410,7 @@ async fn failed_statement_shows_file_line_and_the_state_left() {
     let shown = ok(&db, dir.path(), &["showmigrations"]);
     assert!(
         shown.starts_with(
-            "app\n [!] 0001_unique  (apply failed at statement 1 of 1 (line 2): ERROR: could not create unique index \"u_v_key\"; 0 of 1 statements done; rerun resumes at statement 1)\n"
+            "app\n [!] 0001_unique  (apply failed at statement 1 of 1 (line 2): ERROR: could not create unique index \"u_v_key\"; 0 of 1 statements done; INVALID index u_v_key on u left behind: the next run drops it concurrently and rebuilds it; rerun resumes at statement 1)\n"
         ),
         "{shown}"
     );
@@ -616,7 +616,9 @@ async fn sigint_during_a_risky_build_cancels_it_releases_every_lock_and_says_how
         "app\n [X] 0001_log\n [ ] 0002_build  (last run cancelled at statement 3 of 3 (line 4); \
          rolled back, nothing applied)\n"
     );
-    drop(gate);
+    gate.batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
     let rerun = ok(&db, dir.path(), &args);
     assert!(
         stable(&rerun).ends_with("  Applying app.0002_build... OK (<time>)\n"),
@@ -852,7 +854,9 @@ async fn showmigrations_tells_a_statement_still_running_in_an_orphaned_session_f
         )),
         "{shown}"
     );
-    drop(gate);
+    gate.batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
     until(
         &c,
         NO_RUNNER_SESSION,

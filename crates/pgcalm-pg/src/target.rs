@@ -189,6 +189,17 @@ impl Target {
         Ok((client, rx))
     }
 
+    /// Asks the server to cancel the statement running on the session `token` belongs
+    /// to (a cancel request on a connection of its own, as psql's Ctrl-C). The server
+    /// answers nothing: the statement fails with SQLSTATE 57014 on its own connection, or
+    /// has already ended. Errors name host and port.
+    pub async fn cancel_query(&self, token: &tokio_postgres::CancelToken) -> Result<(), PgError> {
+        token
+            .cancel_query(NoTls)
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
     /// Creates the database on the server if it does not exist (connecting to the
     /// `postgres` maintenance database). Returns true when it was created.
     pub async fn ensure_database(&self) -> Result<bool, PgError> {
