@@ -420,7 +420,11 @@ impl Cancellation {
                         "{} of {} {}statements of {} are done",
                         s.done,
                         at.total,
-                        if s.direction == Direction::Down { "down " } else { "" },
+                        if s.direction == Direction::Down {
+                            "down "
+                        } else {
+                            ""
+                        },
                         at.migration
                     )
                 };
@@ -444,7 +448,9 @@ impl Cancellation {
         for (migration, direction) in &self.completed {
             out.push(match direction {
                 Direction::Up => format!("  still applied: {migration} (applied by this run)"),
-                Direction::Down => format!("  still unapplied: {migration} (unapplied by this run)"),
+                Direction::Down => {
+                    format!("  still unapplied: {migration} (unapplied by this run)")
+                }
             });
         }
         if !self.not_started.is_empty() {

@@ -144,9 +144,7 @@ async fn has_current_columns(client: &Client) -> Result<bool, PgError> {
         .await
     {
         Ok(_) => Ok(true),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => {
-            Ok(false)
-        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => Ok(false),
         Err(e) => Err(PgError::query("reading the migration journal")(e)),
     }
 }

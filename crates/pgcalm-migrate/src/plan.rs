@@ -152,7 +152,9 @@ impl MigrationStatus {
     /// Its statement of `direction` that runs next (`done` statements are done) and the
     /// INVALID index slot it would fill: where [`crate::Runner::status`] looks for an
     /// index a CONCURRENTLY build left.
-    pub(crate) fn pending_index_mut(&mut self) -> Option<(Direction, usize, &mut Option<LeftIndex>)> {
+    pub(crate) fn pending_index_mut(
+        &mut self,
+    ) -> Option<(Direction, usize, &mut Option<LeftIndex>)> {
         match &mut self.state {
             State::Partial {
                 direction,
@@ -197,7 +199,11 @@ impl MigrationStatus {
                 };
                 let partially = format!(
                     "partially {}: {done} of {total} statements done",
-                    if *direction == Direction::Up { "applied" } else { "unapplied" },
+                    if *direction == Direction::Up {
+                        "applied"
+                    } else {
+                        "unapplied"
+                    },
                 );
                 parts.push(match (running_pid, &self.session) {
                     (Some(pid), _) => format!(

@@ -169,9 +169,7 @@ impl Runner {
                 .filter(|s| s.state.as_deref() == Some("active"))
                 .find_map(|s| statement_session(file, s, live));
             if let Some((direction, done, slot)) = status.pending_index_mut()
-                && let Some(stmt) = file
-                    .section(direction)
-                    .and_then(|s| s.statements.get(done))
+                && let Some(stmt) = file.section(direction).and_then(|s| s.statements.get(done))
                 && let Some(IndexBuild {
                     index: Some(index),
                     concurrent: true,
@@ -419,7 +417,8 @@ fn session_head(file: &MigrationFile, direction: Direction) -> String {
             ""
         }
     );
-    let room = APPLICATION_NAME_MAX.saturating_sub(SESSION_NAME.len() + 1 + tail.len() + " #9999".len());
+    let room =
+        APPLICATION_NAME_MAX.saturating_sub(SESSION_NAME.len() + 1 + tail.len() + " #9999".len());
     let mut end = file.app.len().min(room);
     while !file.app.is_char_boundary(end) {
         end -= 1;
@@ -784,7 +783,10 @@ impl Executor<'_> {
                             Ok(()) => return Ok(()),
                             // A COMMIT that fails rolls back: the late cancel request
                             // landed on it.
-                            Err(e) if self.cancel_sent && e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                            Err(e)
+                                if self.cancel_sent
+                                    && e.code() == Some(&SqlState::QUERY_CANCELED) =>
+                            {
                                 Halt::Cancelled(last, last_ref, true)
                             }
                             Err(e) => {
@@ -872,7 +874,8 @@ impl Executor<'_> {
                 let result = if outside {
                     self.run_outside_transaction(step, &at, stmt, &name).await?
                 } else {
-                    self.run_in_short_transaction(step, &at, stmt, &name).await?
+                    self.run_in_short_transaction(step, &at, stmt, &name)
+                        .await?
                 };
                 match result {
                     Ok(d) => {
@@ -940,9 +943,14 @@ impl Executor<'_> {
                 return Ok(Err(e));
             }
         };
-        if let Err(e) =
-            journal::record_statement_done(self.client, &step.file, step.direction, stmt.index, took)
-                .await
+        if let Err(e) = journal::record_statement_done(
+            self.client,
+            &step.file,
+            step.direction,
+            stmt.index,
+            took,
+        )
+        .await
         {
             self.rollback("rolling back the statement").await?;
             return match e {
@@ -1047,7 +1055,10 @@ impl Executor<'_> {
                 ),
             },
             Recheck::Rerun => (
-                rerun("it may have run before the runner stopped; running it again does no harm".into()),
+                rerun(
+                    "it may have run before the runner stopped; running it again does no harm"
+                        .into(),
+                ),
                 false,
             ),
             Recheck::Unknown => match self.in_doubt {
@@ -1191,7 +1202,9 @@ impl Executor<'_> {
         let (client, file) = (self.client, &step.file);
         // Best effort: the journal write must not hide what happened.
         let _ = self
-            .book(|| journal::record_failure(client, file, step.direction, &message, stmt.line, true))
+            .book(|| {
+                journal::record_failure(client, file, step.direction, &message, stmt.line, true)
+            })
             .await;
         Stop::Cancelled(StoppedMigration {
             statement: at,
@@ -1199,10 +1212,7 @@ impl Executor<'_> {
             direction: step.direction,
             transaction: section.transaction,
             done: if section.transaction { 0 } else { stmt.index },
-            invalid_index: self
-                .left_index(stmt)
-                .await
-                .map(|l| (l.index, l.table)),
+            invalid_index: self.left_index(stmt).await.map(|l| (l.index, l.table)),
         })
     }
 
@@ -1251,7 +1261,9 @@ impl Executor<'_> {
         };
         // Best effort: the journal write must not hide the real error.
         let _ = self
-            .book(|| journal::record_failure(self.client, file, step.direction, &message, line, false))
+            .book(|| {
+                journal::record_failure(self.client, file, step.direction, &message, line, false)
+            })
             .await;
         MigrateError::StatementFailed(Box::new(StatementFailure {
             migration: file.id(),
@@ -1340,4 +1352,73 @@ pub async fn migrate_to_start_point(
         );
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::file::parse_file;
+
+    fn file(app: &str) -> MigrationFile {
+        let source = "-- migrate:up\nSELECT 1;\nSELECT 2;\n-- migrate:down\nSELECT 3;\n";
+        parse_file(app, Path::new("x/0002_x.sql"), source).unwrap()
+    }
+
+    fn session(pid: i32, name: &str) -> SessionInfo {
+        SessionInfo {
+            pid,
+            application_name: name.to_string(),
+            user: None,
+            state: Some("active".into()),
+            query: None,
+            xact_age_secs: None,
+            wait_event_type: None,
+        }
+    }
+
+    #[test]
+    fn statement_sessions_are_named_and_found_by_migration_direction_and_number() {
+        let f = file("app");
+        assert_eq!(
+            statement_session_name(&f, Direction::Up, 2),
+            "pgcalm migrate app.0002 #2"
+        );
+        let down = statement_session_name(&f, Direction::Down, 1);
+        assert_eq!(down, "pgcalm migrate app.0002 down #1");
+        let found = statement_session(&f, &session(7, &down), None).unwrap();
+        assert_eq!(
+            (found.direction, found.number, found.line, found.orphaned),
+            (Direction::Down, 1, 5, true)
+        );
+        assert!(
+            !statement_session(&f, &session(7, &down), Some(7))
+                .unwrap()
+                .orphaned
+        );
+        assert!(statement_session(&file("other"), &session(7, &down), None).is_none());
+        assert!(is_runner_session("pgcalm migrate") && is_runner_session(&down));
+        assert!(!is_runner_session(&monitor_name(7)));
+    }
+
+    #[test]
+    fn a_long_app_name_is_shortened_so_the_statement_number_survives() {
+        let f = file(&"é".repeat(40));
+        let name = statement_session_name(&f, Direction::Down, 9999);
+        assert!(name.len() <= APPLICATION_NAME_MAX, "{name}");
+        assert!(name.ends_with(".0002 down #9999"), "{name}");
+        assert_eq!(
+            statement_session(&f, &session(1, &name), None).map(|s| s.number),
+            None,
+            "statement 9999 does not exist"
+        );
+        let name = statement_session_name(&f, Direction::Up, 2);
+        assert_eq!(
+            statement_session(&f, &session(1, &name), None)
+                .unwrap()
+                .number,
+            2
+        );
+    }
 }
