@@ -321,7 +321,7 @@ async fn plan_sqlmigrate_and_json() {
             &["sqlmigrate", "demoapp", "0002", "--lock-timeout", "5s"]
         ),
         "-- demoapp.0002_add_email_index_concurrently (up) from migrations/demoapp/0002_add_email_index_concurrently.sql:3\n\
-         -- transaction:false: each statement runs and commits on its own\n\
+         -- transaction:false: each statement commits on its own (with pgcalm's journal entry, in a transaction of its own where PostgreSQL allows one)\n\
          SET lock_timeout = '5000ms';\n\
          SET statement_timeout = 0;\n\
          -- line 4: SHARE UPDATE EXCLUSIVE on large_email (blocks no reads or writes); safe\n\
@@ -341,6 +341,33 @@ async fn plan_sqlmigrate_and_json() {
          DROP TABLE large_email;\n\
          -- line 17: ACCESS EXCLUSIVE on small_email (blocks reads and writes); safe\n\
          DROP TABLE small_email;\nCOMMIT;\n"
+    );
+}
+
+#[tokio::test]
+async fn sqlmigrate_shows_each_statement_of_a_no_transaction_section_in_its_own_transaction() {
+    let db = TestDb::new().await;
+    let dir = app_dir(&[(
+        "0001_mixed.sql",
+        "-- migrate:up transaction:false\n\
+         -- pgcalm:ignore unbatched-backfill small\n\
+         UPDATE t SET c = c + 1;\n\
+         CREATE INDEX CONCURRENTLY t_c ON t (c);\n",
+    )]);
+    assert_eq!(
+        ok(&db, dir.path(), &["sqlmigrate", "app", "0001"]),
+        "-- app.0001_mixed (up) from migrations/app/0001_mixed.sql:1\n\
+         -- transaction:false: each statement commits on its own (with pgcalm's journal entry, in a transaction of its own where PostgreSQL allows one)\n\
+         BEGIN;\n\
+         SET LOCAL lock_timeout = '2000ms';\n\
+         SET LOCAL statement_timeout = DEFAULT;\n\
+         -- line 3: ROW EXCLUSIVE on t (blocks no reads or writes); safe\n\
+         UPDATE t SET c = c + 1;\n\
+         COMMIT;\n\
+         SET lock_timeout = '2000ms';\n\
+         SET statement_timeout = 0;\n\
+         -- line 4: SHARE UPDATE EXCLUSIVE on t (blocks no reads or writes); safe\n\
+         CREATE INDEX CONCURRENTLY t_c ON t (c);\n"
     );
 }
 

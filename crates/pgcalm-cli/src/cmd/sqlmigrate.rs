@@ -74,7 +74,10 @@ pub fn render(
     if section.transaction {
         out.push_str("BEGIN;\n");
     } else {
-        out.push_str("-- transaction:false: each statement runs and commits on its own\n");
+        out.push_str(
+            "-- transaction:false: each statement commits on its own (with pgcalm's journal \
+             entry, in a transaction of its own where PostgreSQL allows one)\n",
+        );
     }
     let mut current: Vec<pgcalm_migrate::Setting> = Vec::new();
     let verdicts = statement_verdicts(file, direction, 0, &LintOptions::default());
