@@ -506,10 +506,15 @@ impl ExecError {
         self.error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
     }
 
-    /// PostgreSQL refused it inside a transaction block (25001): a statement the lock
-    /// table thought could run in one (an older server, a gap in the table).
+    /// PostgreSQL refused it inside a transaction block: a statement the lock table
+    /// thought could run in one (25001: an older server, a gap in the table), or a
+    /// procedure or DO block that commits (2D000). It rolled back with its transaction.
     fn needs_no_transaction(&self) -> bool {
-        self.error.code() == Some(&SqlState::ACTIVE_SQL_TRANSACTION)
+        matches!(
+            self.error.code(),
+            Some(&SqlState::ACTIVE_SQL_TRANSACTION)
+                | Some(&SqlState::INVALID_TRANSACTION_TERMINATION)
+        )
     }
 }
 
@@ -852,7 +857,7 @@ impl Executor<'_> {
             // The last runner died while this statement ran outside a transaction.
             let mut in_doubt = step.interrupted && stmt.index == step.resume_from;
             // PostgreSQL refuses it in a transaction block: it runs alone, in flight.
-            let mut outside = stmt.kind.needs_no_transaction;
+            let mut outside = stmt.kind.needs_no_transaction || stmt.kind.commits_itself;
             loop {
                 if self.cancel.is_cancelled() {
                     return Err(self.cancelled(step, stmt, at, false).await);

@@ -20,6 +20,10 @@ pub struct StatementKind {
     pub share_update_exclusive_only: bool,
     /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT: refused in migration files.
     pub transaction_control: bool,
+    /// A `DO` block whose body says COMMIT or ROLLBACK (batched backfills): PostgreSQL
+    /// refuses those inside a transaction block (2D000), so in a `transaction:false`
+    /// section it runs on its own, like the statements that need no transaction.
+    pub commits_itself: bool,
     /// The index it builds, if it is CREATE INDEX or REINDEX.
     pub index_build: Option<IndexBuild>,
     /// How a resume tells whether it completed, when it ran outside a transaction and
@@ -125,12 +129,32 @@ pub fn classify(node: Option<&NodeEnum>) -> StatementKind {
     };
     StatementKind {
         recheck,
+        commits_itself: matches!(node, NodeEnum::DoStmt(d) if do_body_commits(d)),
         needs_no_transaction: locks.outside_transaction,
         share_update_exclusive_only: locks.share_update_exclusive_only(),
         transaction_control: locks.transaction_control,
         index_build,
         label: locks.label,
     }
+}
+
+/// Whether a `DO` block's body has the word COMMIT or ROLLBACK (a comment or string
+/// saying it too only makes the runner send the block on its own, as before).
+fn do_body_commits(d: &pg_query::protobuf::DoStmt) -> bool {
+    d.args.iter().any(|a| match a.node.as_ref() {
+        Some(NodeEnum::DefElem(e)) if e.defname == "as" => {
+            match e.arg.as_deref().and_then(|n| n.node.as_ref()) {
+                Some(NodeEnum::String(body)) => body
+                    .sval
+                    .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .any(|w| {
+                        w.eq_ignore_ascii_case("commit") || w.eq_ignore_ascii_case("rollback")
+                    }),
+                _ => false,
+            }
+        }
+        _ => false,
+    })
 }
 
 /// `schema.name` from a parse tree's list of names, quoted where needed.
@@ -207,6 +231,14 @@ mod tests {
         assert_eq!(kind("CREATE TABLE t (a int)").label, "CREATE TABLE");
         assert!(kind("COMMIT").transaction_control);
         assert_eq!(kind("CREATE SEQUENCE s").label, "CreateSeq");
+    }
+
+    #[test]
+    fn a_do_block_that_commits_is_told_from_one_that_does_not() {
+        assert!(kind("DO $$ BEGIN UPDATE t SET a = 1; COMMIT; END $$").commits_itself);
+        assert!(kind("DO LANGUAGE plpgsql $x$ BEGIN rollback; END $x$").commits_itself);
+        assert!(!kind("DO $$ BEGIN UPDATE t SET committed = true; END $$").commits_itself);
+        assert!(!kind("UPDATE t SET a = 1").commits_itself);
     }
 
     #[test]

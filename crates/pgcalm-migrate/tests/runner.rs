@@ -1384,3 +1384,37 @@ async fn a_journal_of_an_earlier_pgcalm_is_upgraded_and_its_unjournaled_statemen
     assert_eq!(db.query_i64("SELECT c::bigint FROM counter").await, 1);
     assert_eq!(markers(&r, "app").await, ["[X] 0001_bump"]);
 }
+
+#[tokio::test]
+async fn statements_that_commit_by_themselves_run_on_their_own_in_a_no_transaction_section() {
+    let db = TestDb::new().await;
+    db.execute(
+        "CREATE TABLE b (n int);
+         CREATE PROCEDURE fill() LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO b VALUES (1); COMMIT; INSERT INTO b VALUES (2); COMMIT; END $$;",
+    )
+    .await;
+    // A batched DO block is sent on its own; the procedure, whose COMMIT only the server
+    // sees, is refused in the short transaction (2D000), rolled back, and sent on its own.
+    let dir = migrations(&[(
+        "0001_batches.sql",
+        "-- migrate:up transaction:false\nDO $$ BEGIN INSERT INTO b VALUES (10); COMMIT; END $$;\nCALL fill();\nINSERT INTO b VALUES (20);\n",
+    )]);
+    let policy = Policy {
+        allow_risky: true, // DO and CALL are opaque to lint; this test is about transactions
+        ..Policy::default()
+    };
+    let (r, _) = runner(&db, dir.path(), policy);
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    let rows: Vec<i32> = db
+        .client()
+        .await
+        .query("SELECT n FROM b ORDER BY n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, [1, 2, 10, 20], "each statement once");
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_batches"]);
+}

@@ -86,7 +86,8 @@ pub fn render(
         // transaction:false: a statement PostgreSQL allows in a transaction runs in one of
         // its own, which also records it in pgcalm's journal (done and journaled commit
         // together); only the others (CONCURRENTLY, VACUUM...) run alone.
-        let own_transaction = !section.transaction && !s.kind.needs_no_transaction;
+        let own_transaction =
+            !section.transaction && !s.kind.needs_no_transaction && !s.kind.commits_itself;
         if own_transaction {
             out.push_str("BEGIN;\n");
             for x in &settings {
