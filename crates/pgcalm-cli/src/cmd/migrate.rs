@@ -754,6 +754,24 @@ impl Printer {
     }
 }
 
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {spinner} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn spinner_style_with_prefix() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {spinner} {elapsed}\n    {prefix}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn build_style(unit: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{msg}} {{spinner}} {{elapsed}}\n    {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{percent}}%)"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,26 +795,8 @@ mod tests {
                 ])
                 .into_iter()
             ),
-            "pgcalm --database-url postgresql://u:****@h:5432/d --migrations-dir 'my migrations' \
-             migrate --database-url postgresql://u:****@h:5432/d"
+            "pgcalm --database-url 'postgresql://u:****@h:5432/d' --migrations-dir 'my migrations' \
+             migrate --database-url 'postgresql://u:****@h:5432/d'"
         );
     }
-}
-
-fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg} {spinner} {elapsed}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
-}
-
-fn spinner_style_with_prefix() -> ProgressStyle {
-    ProgressStyle::with_template("{msg} {spinner} {elapsed}\n    {prefix}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
-}
-
-fn build_style(unit: &str) -> ProgressStyle {
-    ProgressStyle::with_template(&format!(
-        "{{msg}} {{spinner}} {{elapsed}}\n    {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{percent}}%)"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ")
 }
