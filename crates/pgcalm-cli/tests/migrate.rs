@@ -157,7 +157,7 @@ async fn kill_9_mid_no_transaction_migration_then_resume() {
          SELECT pg_sleep(1);\n\
          INSERT INTO resume_log VALUES (4);\n",
     )]);
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("pgcalm"))
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("pgcalm"))
         .current_dir(dir.path())
         .env("DATABASE_URL", db.url())
         .arg("migrate")
@@ -195,8 +195,7 @@ async fn kill_9_mid_no_transaction_migration_then_resume() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_9(child);
     // The server drops the session (at the latest when the orphaned statement ends).
     until(
         &c,
@@ -535,6 +534,31 @@ fn send_signal(child: &std::process::Child, signal: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
 }
 
+/// Starts `pgcalm ARGS` and returns once its statement waits for a lock (at most 20s),
+/// with a connection of the test's own.
+async fn spawn_until_it_waits(
+    db: &TestDb,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, tokio_postgres::Client) {
+    let child = spawn(db, dir, args, env);
+    let c = db.client().await;
+    until(
+        &c,
+        RUNNER_WAITS_FOR_A_LOCK,
+        Duration::from_secs(20),
+        "the runner's statement waits for a lock",
+    )
+    .await;
+    (child, c)
+}
+
+fn kill_9(mut child: std::process::Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
 /// The child's exit and output, waited for off the test's runtime.
 async fn finish(child: std::process::Child) -> Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
@@ -591,15 +615,7 @@ async fn sigint_during_a_risky_build_cancels_it_releases_every_lock_and_says_how
     ]);
     let (gate, _) = db.session("SELECT pg_advisory_lock(4242)").await;
     let args = ["migrate", "--allow-risky", "--lock-timeout", "60s"];
-    let child = spawn(&db, dir.path(), &args, &[]);
-    let c = db.client().await;
-    until(
-        &c,
-        RUNNER_WAITS_FOR_A_LOCK,
-        Duration::from_secs(20),
-        "the runner reached the gate",
-    )
-    .await;
+    let (child, c) = spawn_until_it_waits(&db, dir.path(), &args, &[]).await;
     send_signal(&child, libc::SIGINT);
     let took = until(
         &c,
@@ -680,15 +696,7 @@ async fn sigterm_during_a_concurrent_build_leaves_an_invalid_index_the_next_run_
         "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY t_v ON t (v);\n",
     )]);
     let args = ["migrate", "--concurrent-lock-timeout", "60s"];
-    let child = spawn(&db, dir.path(), &args, &[]);
-    let c = db.client().await;
-    until(
-        &c,
-        RUNNER_WAITS_FOR_A_LOCK,
-        Duration::from_secs(20),
-        "the build waits",
-    )
-    .await;
+    let (child, c) = spawn_until_it_waits(&db, dir.path(), &args, &[]).await;
     send_signal(&child, libc::SIGTERM);
     until(
         &c,
@@ -756,17 +764,9 @@ async fn kill_9_during_a_lock_wait_the_server_drops_the_orphaned_statement_withi
         "0001_column.sql",
         "-- migrate:up\nALTER TABLE t ADD COLUMN c int;\n",
     )]);
-    let mut child = spawn(&db, dir.path(), &["migrate", "--lock-timeout", "60s"], &[]);
-    let c = db.client().await;
-    until(
-        &c,
-        RUNNER_WAITS_FOR_A_LOCK,
-        Duration::from_secs(20),
-        "the ALTER waits",
-    )
-    .await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let (child, c) =
+        spawn_until_it_waits(&db, dir.path(), &["migrate", "--lock-timeout", "60s"], &[]).await;
+    kill_9(child);
     until(
         &c,
         NO_RUNNER_SESSION,
@@ -801,22 +801,14 @@ async fn kill_9_mid_update_of_a_no_transaction_section_never_applies_it_twice() 
     // The server is not told to watch for the dead client here (as behind a pooler, or
     // before PostgreSQL 14): the orphaned UPDATE runs to its end.
     let no_check = [("PGCALM_CLIENT_CONNECTION_CHECK_INTERVAL", "0")];
-    let mut child = spawn(
+    let (child, c) = spawn_until_it_waits(
         &db,
         dir.path(),
         &["migrate", "--lock-timeout", "60s"],
         &no_check,
-    );
-    let c = db.client().await;
-    until(
-        &c,
-        RUNNER_WAITS_FOR_A_LOCK,
-        Duration::from_secs(20),
-        "the UPDATE waits",
     )
     .await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_9(child);
     row_lock.batch_execute("COMMIT").await.unwrap();
     until(
         &c,
@@ -847,18 +839,11 @@ async fn showmigrations_tells_a_statement_still_running_in_an_orphaned_session_f
     )]);
     let (gate, _) = db.session("SELECT pg_advisory_lock(77)").await;
     let no_check = [("PGCALM_CLIENT_CONNECTION_CHECK_INTERVAL", "0")];
-    let mut child = spawn(
+    let (child, c) = spawn_until_it_waits(
         &db,
         dir.path(),
         &["migrate", "--lock-timeout", "60s"],
         &no_check,
-    );
-    let c = db.client().await;
-    until(
-        &c,
-        RUNNER_WAITS_FOR_A_LOCK,
-        Duration::from_secs(20),
-        "statement 2 waits",
     )
     .await;
     let pid: i32 = c
@@ -870,8 +855,7 @@ async fn showmigrations_tells_a_statement_still_running_in_an_orphaned_session_f
         .await
         .unwrap()
         .get(0);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_9(child);
     let shown = ok(&db, dir.path(), &["showmigrations"]);
     assert!(
         shown.starts_with(&format!(

@@ -404,40 +404,36 @@ fn status_of(
                     Direction::Down
                 }
             });
+            // A stopped run (failed or cancelled): where, and what it left.
+            let stopped_in = error_direction.unwrap_or(Direction::Up);
+            let stopped_done = if running.is_some() {
+                e.done_prefix()
+            } else {
+                0
+            };
+            let line = e.error_line.map(|l| l as usize);
             match (&e.error, running) {
-                (Some(_), _) if e.cancelled => {
-                    let direction = error_direction.unwrap_or(Direction::Up);
-                    let line = e.error_line.map(|l| l as usize);
-                    State::Cancelled {
-                        direction,
-                        done: if running.is_some() {
-                            e.done_prefix()
-                        } else {
-                            0
-                        },
-                        total: e.statements_total,
-                        applied: e.state == "applied",
-                        partial: running.is_some(),
-                        statement: file
-                            .and_then(|f| f.section(direction))
-                            .and_then(|s| s.statements.iter().find(|s| Some(s.line) == line))
-                            .map(|s| s.index + 1),
-                        line,
-                        invalid_index: None,
-                    }
-                }
+                (Some(_), _) if e.cancelled => State::Cancelled {
+                    direction: stopped_in,
+                    done: stopped_done,
+                    total: e.statements_total,
+                    applied: e.state == "applied",
+                    partial: running.is_some(),
+                    statement: file
+                        .and_then(|f| f.section(stopped_in))
+                        .and_then(|s| s.statements.iter().find(|s| Some(s.line) == line))
+                        .map(|s| s.index + 1),
+                    line,
+                    invalid_index: None,
+                },
                 (Some(error), _) => State::Failed {
-                    direction: error_direction.unwrap_or(Direction::Up),
-                    done: if running.is_some() {
-                        e.done_prefix()
-                    } else {
-                        0
-                    },
+                    direction: stopped_in,
+                    done: stopped_done,
                     total: e.statements_total,
                     applied: e.state == "applied",
                     partial: running.is_some(),
                     error: error.clone(),
-                    line: e.error_line.map(|l| l as usize),
+                    line,
                     invalid_index: None,
                 },
                 (None, Some(direction)) => State::Partial {

@@ -967,26 +967,31 @@ async fn an_interrupted_unapply_must_finish_before_going_forward_and_resumes() {
     );
 }
 
+/// `app/0001_idx.sql`: `build` (a CONCURRENTLY build on `k`), then `CREATE TABLE
+/// after_idx`, in a `transaction:false` section.
+fn build_then_table(build: &str) -> tempfile::TempDir {
+    migrations(&[(
+        "0001_idx.sql",
+        &format!("-- migrate:up transaction:false\n{build};\nCREATE TABLE after_idx (id int);\n"),
+    )])
+}
+
+/// What a runner killed during the build of `build_then_table` leaves, once it ran: the
+/// journal says "running, nothing done, statement 1 in flight"; statement 2 undone.
+const KILLED_DURING_THE_BUILD: &str = "DROP TABLE after_idx;
+     UPDATE pgcalm.migrations SET state = 'running_up', runner_pid = 0, in_flight = 0;
+     DELETE FROM pgcalm.migration_statements;";
+
 #[tokio::test]
 async fn a_build_that_finished_after_its_runner_was_killed_counts_as_done() {
     let db = TestDb::new().await;
     let c = db.client().await;
     c.batch_execute("CREATE TABLE k (v int)").await.unwrap();
-    let dir = migrations(&[(
-        "0001_idx.sql",
-        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY k_v ON k (v);\nCREATE TABLE after_idx (id int);\n",
-    )]);
+    let dir = build_then_table("CREATE INDEX CONCURRENTLY k_v ON k (v)");
     let (r, events) = runner(&db, dir.path(), Policy::default());
-    // What a runner killed during the build leaves: the journal says "running, nothing
-    // done, statement 1 in flight", while the server finished the orphaned build.
+    // The server finished the orphaned build.
     r.migrate(&Goal::All(vec![])).await.unwrap();
-    c.batch_execute(
-        "DROP TABLE after_idx;
-         UPDATE pgcalm.migrations SET state = 'running_up', runner_pid = 0, in_flight = 0;
-         DELETE FROM pgcalm.migration_statements;",
-    )
-    .await
-    .unwrap();
+    c.batch_execute(KILLED_DURING_THE_BUILD).await.unwrap();
     assert!(markers(&r, "app").await[0].starts_with("[-] 0001_idx"));
     events.lock().unwrap().clear();
     r.migrate(&Goal::All(vec![])).await.unwrap();
@@ -1270,17 +1275,10 @@ async fn a_statement_left_in_flight_that_the_database_cannot_vouch_for_is_asked_
     c.batch_execute("CREATE TABLE k (v int)").await.unwrap();
     // An unnamed build: a second run would build a second index, and nothing tells
     // which index the first run built.
-    let dir = migrations(&[(
-        "0001_idx.sql",
-        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY ON k (v);\nCREATE TABLE after_idx (id int);\n",
-    )]);
+    let dir = build_then_table("CREATE INDEX CONCURRENTLY ON k (v)");
     let (r, events) = runner(&db, dir.path(), Policy::default());
     r.migrate(&Goal::All(vec![])).await.unwrap();
-    // What a runner killed during the build leaves: statement 1 in flight.
-    let killed_mid_build = "DROP TABLE after_idx;
-         UPDATE pgcalm.migrations SET state = 'running_up', runner_pid = 0, in_flight = 0;
-         DELETE FROM pgcalm.migration_statements;";
-    c.batch_execute(killed_mid_build).await.unwrap();
+    c.batch_execute(KILLED_DURING_THE_BUILD).await.unwrap();
     let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
     assert!(
         matches!(
@@ -1312,7 +1310,7 @@ async fn a_statement_left_in_flight_that_the_database_cannot_vouch_for_is_asked_
             if statement.number == 1 && reason.starts_with("--assume-done"))));
     assert_eq!(markers(&r, "app").await, ["[X] 0001_idx"]);
 
-    c.batch_execute(killed_mid_build).await.unwrap();
+    c.batch_execute(KILLED_DURING_THE_BUILD).await.unwrap();
     r.clone()
         .on_in_doubt(InDoubt::Rerun)
         .migrate(&Goal::All(vec![]))

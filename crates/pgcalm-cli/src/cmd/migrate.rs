@@ -313,6 +313,11 @@ pub async fn apply_start_point(ctx: &Context, target: &Target) -> anyhow::Result
     Ok(())
 }
 
+/// `statement 3 (migrations/app/0002_x.sql:7)`.
+fn at(s: &pgcalm_migrate::StatementRef) -> String {
+    format!("statement {} ({}:{})", s.number, s.path.display(), s.line)
+}
+
 /// `12.3s`, `0.04s`.
 pub fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -691,10 +696,8 @@ impl Printer {
                 self.line(
                     &mut st,
                     &format!(
-                        "    cancelling statement {} ({}:{}): cancel request sent, waiting for the server to end it",
-                        statement.number,
-                        statement.path.display(),
-                        statement.line
+                        "    cancelling {}: cancel request sent, waiting for the server to end it",
+                        at(statement)
                     ),
                 );
             }
@@ -702,22 +705,15 @@ impl Printer {
                 self.line(
                     &mut st,
                     &format!(
-                        "    statement {} ({}:{}) was in flight when the last runner stopped: {reason}",
-                        statement.number,
-                        statement.path.display(),
-                        statement.line
+                        "    {} was in flight when the last runner stopped: {reason}",
+                        at(statement)
                     ),
                 );
             }
             Event::StatementAlreadyDone { statement, reason } => {
                 self.line(
                     &mut st,
-                    &format!(
-                        "    statement {} ({}:{}) is already done: {reason}",
-                        statement.number,
-                        statement.path.display(),
-                        statement.line
-                    ),
+                    &format!("    {} is already done: {reason}", at(statement)),
                 );
             }
             Event::MigrationFinished { duration, .. } => {
