@@ -887,3 +887,43 @@ async fn showmigrations_tells_a_statement_still_running_in_an_orphaned_session_f
         "app\n [X] 0001_gate\n"
     );
 }
+
+#[tokio::test]
+async fn a_statement_left_in_doubt_stops_the_resume_until_assume_done_or_rerun() {
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE k (v int)").await;
+    let dir = app_dir(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY ON k (v);\n",
+    )]);
+    ok(&db, dir.path(), &["migrate"]);
+    // The journal a runner killed during the unnamed build leaves: statement 1 in flight.
+    let killed = "UPDATE pgcalm.migrations SET state = 'running_up', in_flight = 0;
+                  DELETE FROM pgcalm.migration_statements;";
+    db.execute(killed).await;
+    let err = fails(&db, dir.path(), &["migrate"]);
+    assert!(
+        err.starts_with(
+            "error: migrations/app/0001_idx.sql:2: statement 1 of app.0001_idx (CREATE INDEX \
+             CONCURRENTLY ON k (v)) was running outside a transaction when the last runner stopped"
+        ) && err.contains("rerun with --assume-done if it completed, or with --rerun"),
+        "{err}"
+    );
+    let out = ok(&db, dir.path(), &["migrate", "--assume-done"]);
+    assert!(
+        out.contains("    statement 1 (migrations/app/0001_idx.sql:2) is already done: --assume-done: recorded as done without running it\n"),
+        "{out}"
+    );
+    db.execute(killed).await;
+    let out = ok(&db, dir.path(), &["migrate", "--rerun"]);
+    assert!(
+        out.contains("    statement 1 (migrations/app/0001_idx.sql:2) was in flight when the last runner stopped: --rerun: running it again\n"),
+        "{out}"
+    );
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM pg_indexes WHERE tablename = 'k'")
+            .await,
+        2,
+        "--rerun built it again"
+    );
+}

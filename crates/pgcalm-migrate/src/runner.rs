@@ -998,7 +998,16 @@ impl Executor<'_> {
         let (client, file) = (self.client, &step.file);
         self.book(|| journal::record_in_flight(client, file, Some(stmt.index)))
             .await?;
-        match self.execute(at, stmt, false, name).await {
+        let result = self.execute(at, stmt, false, name).await;
+        // Named after the statement only while it runs (a plain SET outlives it).
+        self.book(|| async move {
+            client
+                .batch_execute(&format!("SET application_name = {}", literal(SESSION_NAME)))
+                .await
+                .map_err(PgError::query("naming the runner's session"))
+        })
+        .await?;
+        match result {
             Ok(took) => {
                 self.book(|| {
                     journal::record_statement_done(client, file, step.direction, stmt.index, took)
