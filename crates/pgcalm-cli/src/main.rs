@@ -15,6 +15,7 @@ macro_rules! say {
 
 mod cmd;
 mod context;
+mod interrupt;
 mod render;
 
 /// mimalloc: lint's parse trees are many small allocations (see the workspace Cargo.toml).

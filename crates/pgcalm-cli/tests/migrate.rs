@@ -157,7 +157,7 @@ async fn kill_9_mid_no_transaction_migration_then_resume() {
          SELECT pg_sleep(1);\n\
          INSERT INTO resume_log VALUES (4);\n",
     )]);
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("pgcalm"))
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("pgcalm"))
         .current_dir(dir.path())
         .env("DATABASE_URL", db.url())
         .arg("migrate")
@@ -195,24 +195,15 @@ async fn kill_9_mid_no_transaction_migration_then_resume() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    // The server finishes the orphaned statement and then drops the session.
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the runner's backend never went away"
-        );
-        let left: i64 = c
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgcalm migrate%'", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    kill_9(child);
+    // The server drops the session (at the latest when the orphaned statement ends).
+    until(
+        &c,
+        NO_RUNNER_SESSION,
+        Duration::from_secs(20),
+        "the runner's backend went away",
+    )
+    .await;
     assert_eq!(
         ok(&db, dir.path(), &["showmigrations"]),
         "app\n [-] 0001_resume  (partially applied: 2 of 4 statements done; the runner stopped before finishing; \
@@ -329,7 +320,7 @@ async fn plan_sqlmigrate_and_json() {
             &["sqlmigrate", "demoapp", "0002", "--lock-timeout", "5s"]
         ),
         "-- demoapp.0002_add_email_index_concurrently (up) from migrations/demoapp/0002_add_email_index_concurrently.sql:3\n\
-         -- transaction:false: each statement runs and commits on its own\n\
+         -- transaction:false: each statement commits on its own (with pgcalm's journal entry, in a transaction of its own where PostgreSQL allows one)\n\
          SET lock_timeout = '5000ms';\n\
          SET statement_timeout = 0;\n\
          -- line 4: SHARE UPDATE EXCLUSIVE on large_email (blocks no reads or writes); safe\n\
@@ -349,6 +340,33 @@ async fn plan_sqlmigrate_and_json() {
          DROP TABLE large_email;\n\
          -- line 17: ACCESS EXCLUSIVE on small_email (blocks reads and writes); safe\n\
          DROP TABLE small_email;\nCOMMIT;\n"
+    );
+}
+
+#[tokio::test]
+async fn sqlmigrate_shows_each_statement_of_a_no_transaction_section_in_its_own_transaction() {
+    let db = TestDb::new().await;
+    let dir = app_dir(&[(
+        "0001_mixed.sql",
+        "-- migrate:up transaction:false\n\
+         -- pgcalm:ignore unbatched-backfill small\n\
+         UPDATE t SET c = c + 1;\n\
+         CREATE INDEX CONCURRENTLY t_c ON t (c);\n",
+    )]);
+    assert_eq!(
+        ok(&db, dir.path(), &["sqlmigrate", "app", "0001"]),
+        "-- app.0001_mixed (up) from migrations/app/0001_mixed.sql:1\n\
+         -- transaction:false: each statement commits on its own (with pgcalm's journal entry, in a transaction of its own where PostgreSQL allows one)\n\
+         BEGIN;\n\
+         SET LOCAL lock_timeout = '2000ms';\n\
+         SET LOCAL statement_timeout = DEFAULT;\n\
+         -- line 3: ROW EXCLUSIVE on t (blocks no reads or writes); safe\n\
+         UPDATE t SET c = c + 1;\n\
+         COMMIT;\n\
+         SET lock_timeout = '2000ms';\n\
+         SET statement_timeout = 0;\n\
+         -- line 4: SHARE UPDATE EXCLUSIVE on t (blocks no reads or writes); safe\n\
+         CREATE INDEX CONCURRENTLY t_c ON t (c);\n"
     );
 }
 
@@ -418,7 +436,7 @@ async fn failed_statement_shows_file_line_and_the_state_left() {
     let shown = ok(&db, dir.path(), &["showmigrations"]);
     assert!(
         shown.starts_with(
-            "app\n [!] 0001_unique  (apply failed at statement 1 of 1 (line 2): ERROR: could not create unique index \"u_v_key\"; 0 of 1 statements done; rerun resumes at statement 1)\n"
+            "app\n [!] 0001_unique  (apply failed at statement 1 of 1 (line 2): ERROR: could not create unique index \"u_v_key\"; 0 of 1 statements done; INVALID index u_v_key on u left behind: the next run drops it concurrently and rebuilds it; rerun resumes at statement 1)\n"
         ),
         "{shown}"
     );
@@ -491,4 +509,431 @@ async fn a_risky_migration_is_refused_with_the_findings_unless_allowed() {
     .unwrap();
     ok(&db, dir.path(), &["migrate"]);
     assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[X] 0002_index"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Interruptions: Ctrl-C / SIGTERM, kill -9, resume without applying a statement twice,
+// and showmigrations telling an orphaned statement from one not started.
+
+/// `pgcalm ARGS` started in the background with its output captured.
+fn spawn(db: &TestDb, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("pgcalm"))
+        .current_dir(dir)
+        .env("DATABASE_URL", db.url())
+        .env_remove("PGCALM_LOCK_TIMEOUT")
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn send_signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+/// Starts `pgcalm ARGS` and returns once its statement waits for a lock (at most 20s),
+/// with a connection of the test's own.
+async fn spawn_until_it_waits(
+    db: &TestDb,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, tokio_postgres::Client) {
+    let child = spawn(db, dir, args, env);
+    let c = db.client().await;
+    until(
+        &c,
+        RUNNER_WAITS_FOR_A_LOCK,
+        Duration::from_secs(20),
+        "the runner's statement waits for a lock",
+    )
+    .await;
+    (child, c)
+}
+
+fn kill_9(mut child: std::process::Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// The child's exit and output, waited for off the test's runtime.
+async fn finish(child: std::process::Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Polls `sql` (one boolean) until it is true, at most `limit`; returns how long it took.
+async fn until(c: &tokio_postgres::Client, sql: &str, limit: Duration, what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let yes: bool = c.query_one(sql, &[]).await.unwrap().get(0);
+        if yes {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what}: still not the case after {limit:?} ({sql})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// True once no session of a runner (`pgcalm migrate ...`) is left in this database (the
+/// tests of this binary share one server).
+const NO_RUNNER_SESSION: &str = "SELECT count(*) = 0 FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name LIKE 'pgcalm migrate%'";
+
+/// True while a runner's session waits for a lock in this database.
+const RUNNER_WAITS_FOR_A_LOCK: &str = "SELECT count(*) > 0 FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name LIKE 'pgcalm migrate%'
+       AND wait_event_type = 'Lock'";
+
+/// The bound of the behaviour under test: how soon after Ctrl-C or kill -9 the runner's
+/// statement must be gone from the server (generous; it takes milliseconds to ~1s).
+const GONE_WITHIN: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn sigint_during_a_risky_build_cancels_it_releases_every_lock_and_says_how_to_resume() {
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000);")
+        .await;
+    let dir = app_dir(&[
+        (
+            "0001_log.sql",
+            "-- migrate:up\nCREATE TABLE ran (id int);\n",
+        ),
+        // The build holds SHARE on t (writes wait) while the last statement waits for a
+        // gate the test holds: a long risky migration, interrupted half-way.
+        (
+            "0002_build.sql",
+            "-- migrate:up\nCREATE INDEX t_v ON t (v);\nINSERT INTO ran VALUES (1);\nSELECT pg_advisory_xact_lock(4242);\n",
+        ),
+    ]);
+    let (gate, _) = db.session("SELECT pg_advisory_lock(4242)").await;
+    let args = ["migrate", "--allow-risky", "--lock-timeout", "60s"];
+    let (child, c) = spawn_until_it_waits(&db, dir.path(), &args, &[]).await;
+    send_signal(&child, libc::SIGINT);
+    let took = until(
+        &c,
+        NO_RUNNER_SESSION,
+        GONE_WITHIN,
+        "the runner's sessions ended after Ctrl-C",
+    )
+    .await;
+    // Writes go through: the build's SHARE lock went with the rollback.
+    c.batch_execute("SET lock_timeout = '1s'; INSERT INTO t VALUES (0)")
+        .await
+        .unwrap_or_else(|e| panic!("writes still blocked {took:?} after Ctrl-C: {e}"));
+    let out = finish(child).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with("  Applying app.0002_build... CANCELLED\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.starts_with(
+            "cancelled (SIGINT): migrations/app/0002_build.sql:4: statement 3 of 3 of app.0002_build \
+             (SELECT pg_advisory_xact_lock(4242)) was cancelled on the server; its transaction rolled \
+             back: nothing of app.0002_build was applied\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  still applied: app.0001_log (applied by this run)\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(
+            "  the migration lock is released; resume with: pgcalm migrate --allow-risky --lock-timeout 60s\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [X] 0001_log\n [ ] 0002_build  (last run cancelled at statement 3 of 3 (line 4); \
+         rolled back, nothing applied)\n"
+    );
+    gate.batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    let rerun = ok(&db, dir.path(), &args);
+    assert!(
+        stable(&rerun).ends_with("  Applying app.0002_build... OK (<time>)\n"),
+        "{rerun}"
+    );
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM ran").await,
+        1,
+        "ran exactly once"
+    );
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [X] 0001_log\n [X] 0002_build\n"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_a_concurrent_build_leaves_an_invalid_index_the_next_run_repairs() {
+    let db = TestDb::new().await;
+    db.execute(
+        "CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000);
+         CREATE TABLE elsewhere (x int);",
+    )
+    .await;
+    // An old snapshot: the build waits for it (a lock wait on its virtual xid), holding an
+    // INVALID index in the catalog, like a long build on a big table.
+    let (old_snapshot, _) = db
+        .session("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM elsewhere;")
+        .await;
+    let dir = app_dir(&[(
+        "0001_index.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY t_v ON t (v);\n",
+    )]);
+    let args = ["migrate", "--concurrent-lock-timeout", "60s"];
+    let (child, c) = spawn_until_it_waits(&db, dir.path(), &args, &[]).await;
+    send_signal(&child, libc::SIGTERM);
+    until(
+        &c,
+        NO_RUNNER_SESSION,
+        GONE_WITHIN,
+        "the runner's sessions ended after SIGTERM",
+    )
+    .await;
+    let out = finish(child).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with(
+            "cancelled (SIGTERM): migrations/app/0001_index.sql:2: statement 1 of 1 of app.0001_index \
+             (CREATE INDEX CONCURRENTLY t_v ON t (v)) was cancelled on the server; 0 of 1 statements \
+             of app.0001_index are done\n  \
+             the cancelled build left an INVALID index t_v on t; the next run drops it concurrently and rebuilds it\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("resume with: pgcalm migrate --concurrent-lock-timeout 60s\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [-] 0001_index  (cancelled at statement 1 of 1 (line 2); 0 of 1 statements done; \
+         INVALID index t_v on t left behind: the next run drops it concurrently and rebuilds it; \
+         `pgcalm migrate` resumes at statement 1)\n\
+         [-] partially applied or running, [!] last run failed\n"
+    );
+    old_snapshot.batch_execute("COMMIT").await.unwrap();
+    let rerun = ok(&db, dir.path(), &args);
+    assert!(
+        rerun.contains(
+            "    found INVALID index t_v on t (left by the cancelled build of the last run)"
+        ),
+        "{rerun}"
+    );
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [X] 0001_index\n"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_during_a_lock_wait_the_server_drops_the_orphaned_statement_within_seconds() {
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
+        .await;
+    // A reader idle in its transaction: the ALTER queues behind it, and every later
+    // reader of t would queue behind the ALTER.
+    let (reader, _) = db.session("BEGIN; SELECT count(*) FROM t;").await;
+    let dir = app_dir(&[(
+        "0001_column.sql",
+        "-- migrate:up\nALTER TABLE t ADD COLUMN c int;\n",
+    )]);
+    let (child, c) =
+        spawn_until_it_waits(&db, dir.path(), &["migrate", "--lock-timeout", "60s"], &[]).await;
+    kill_9(child);
+    until(
+        &c,
+        NO_RUNNER_SESSION,
+        GONE_WITHIN,
+        "the server dropped the killed runner's sessions",
+    )
+    .await;
+    // Readers are not queued behind an orphaned ACCESS EXCLUSIVE request.
+    c.batch_execute("SET lock_timeout = '1s'; SELECT count(*) FROM t")
+        .await
+        .unwrap();
+    reader.batch_execute("COMMIT").await.unwrap();
+    assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[ ] 0001_column"));
+    ok(&db, dir.path(), &["migrate"]);
+    assert!(ok(&db, dir.path(), &["showmigrations"]).contains("[X] 0001_column"));
+}
+
+#[tokio::test]
+async fn kill_9_mid_update_of_a_no_transaction_section_never_applies_it_twice() {
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE counter (id int, c int); INSERT INTO counter VALUES (1, 0);")
+        .await;
+    // A row lock the UPDATE waits for: the runner is killed while its UPDATE is in flight.
+    let (row_lock, _) = db.session("BEGIN; SELECT * FROM counter FOR UPDATE;").await;
+    let dir = app_dir(&[(
+        "0001_bump.sql",
+        "-- migrate:up transaction:false\n\
+         -- pgcalm:ignore unbatched-backfill one row\n\
+         UPDATE counter SET c = c + 1;\n\
+         CREATE TABLE after_bump (id int);\n",
+    )]);
+    // The server is not told to watch for the dead client here (as behind a pooler, or
+    // before PostgreSQL 14): the orphaned UPDATE runs to its end.
+    let no_check = [("PGCALM_CLIENT_CONNECTION_CHECK_INTERVAL", "0")];
+    let (child, c) = spawn_until_it_waits(
+        &db,
+        dir.path(),
+        &["migrate", "--lock-timeout", "60s"],
+        &no_check,
+    )
+    .await;
+    kill_9(child);
+    row_lock.batch_execute("COMMIT").await.unwrap();
+    until(
+        &c,
+        NO_RUNNER_SESSION,
+        Duration::from_secs(20),
+        "the orphaned UPDATE ended",
+    )
+    .await;
+    ok(&db, dir.path(), &["migrate"]);
+    assert_eq!(
+        db.query_i64("SELECT c::bigint FROM counter").await,
+        1,
+        "the UPDATE must count once: the orphan's work is either journaled or rolled back"
+    );
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [X] 0001_bump\n"
+    );
+}
+
+#[tokio::test]
+async fn showmigrations_tells_a_statement_still_running_in_an_orphaned_session_from_one_not_started()
+ {
+    let db = TestDb::new().await;
+    let dir = app_dir(&[(
+        "0001_gate.sql",
+        "-- migrate:up transaction:false\nCREATE TABLE a (id int);\nSELECT pg_advisory_xact_lock(77);\n",
+    )]);
+    let (gate, _) = db.session("SELECT pg_advisory_lock(77)").await;
+    let no_check = [("PGCALM_CLIENT_CONNECTION_CHECK_INTERVAL", "0")];
+    let (child, c) = spawn_until_it_waits(
+        &db,
+        dir.path(),
+        &["migrate", "--lock-timeout", "60s"],
+        &no_check,
+    )
+    .await;
+    let pid: i32 = c
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                AND application_name LIKE 'pgcalm migrate%' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    kill_9(child);
+    // The dead runner's idle sessions close as soon as the server reads their EOF; only
+    // the statement's session, busy waiting for its lock, outlives it.
+    until(
+        &c,
+        "SELECT count(*) = 1 FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE 'pgcalm migrate%'",
+        Duration::from_secs(10),
+        "the dead runner's idle sessions closed",
+    )
+    .await;
+    let shown = ok(&db, dir.path(), &["showmigrations"]);
+    assert!(
+        shown.starts_with(&format!(
+            "app\n [-] 0001_gate  (partially applied: 1 of 2 statements done; statement 2 (line 3) is \
+             still running in server session pid {pid}, whose runner is gone; `pgcalm migrate` waits \
+             for it, or stop it with SELECT pg_cancel_backend({pid}))\n"
+        )),
+        "{shown}"
+    );
+    gate.batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    until(
+        &c,
+        NO_RUNNER_SESSION,
+        Duration::from_secs(20),
+        "the orphan ended",
+    )
+    .await;
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [-] 0001_gate  (partially applied: 1 of 2 statements done; the runner stopped before \
+         finishing; `pgcalm migrate` resumes at statement 2)\n\
+         [-] partially applied or running, [!] last run failed\n"
+    );
+    ok(&db, dir.path(), &["migrate"]);
+    assert_eq!(
+        ok(&db, dir.path(), &["showmigrations"]),
+        "app\n [X] 0001_gate\n"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_left_in_doubt_stops_the_resume_until_assume_done_or_rerun() {
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE k (v int)").await;
+    let dir = app_dir(&[(
+        "0001_idx.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY ON k (v);\n",
+    )]);
+    ok(&db, dir.path(), &["migrate"]);
+    // The journal a runner killed during the unnamed build leaves: statement 1 in flight.
+    let killed = "UPDATE pgcalm.migrations SET state = 'running_up', in_flight = 0;
+                  DELETE FROM pgcalm.migration_statements;";
+    db.execute(killed).await;
+    let err = fails(&db, dir.path(), &["migrate"]);
+    assert!(
+        err.starts_with(
+            "error: migrations/app/0001_idx.sql:2: statement 1 of app.0001_idx (CREATE INDEX \
+             CONCURRENTLY ON k (v)) was running outside a transaction when the last runner stopped"
+        ) && err.contains("rerun with --assume-done if it completed, or with --rerun"),
+        "{err}"
+    );
+    let out = ok(&db, dir.path(), &["migrate", "--assume-done"]);
+    assert!(
+        out.contains("    statement 1 (migrations/app/0001_idx.sql:2) is already done: --assume-done: recorded as done without running it\n"),
+        "{out}"
+    );
+    db.execute(killed).await;
+    let out = ok(&db, dir.path(), &["migrate", "--rerun"]);
+    assert!(
+        out.contains("    statement 1 (migrations/app/0001_idx.sql:2) was in flight when the last runner stopped: --rerun: running it again\n"),
+        "{out}"
+    );
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM pg_indexes WHERE tablename = 'k'")
+            .await,
+        2,
+        "--rerun built it again"
+    );
 }

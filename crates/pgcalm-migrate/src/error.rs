@@ -320,9 +320,154 @@ pub enum MigrateError {
         findings: Vec<RiskyFinding>,
     },
 
+    /// The run was cancelled (the runner's `CancellationToken`: Ctrl-C or SIGTERM in the
+    /// CLI). The statement in flight was cancelled on the server and, where it ran in a
+    /// transaction, rolled back; the journal says where it stopped; the migration lock is
+    /// released; what completed before stays.
+    #[error("{0}")]
+    Cancelled(Box<Cancellation>),
+
+    /// A statement that cannot run in a transaction was in flight when an earlier runner
+    /// died, and nothing in the database tells whether it completed.
+    #[error(
+        "{}:{line}: statement {number} of {migration} ({statement}) was running outside a \
+         transaction when the last runner stopped, and the database does not tell whether it \
+         completed\n  fix: look at the database; then rerun with --assume-done if it \
+         completed, or with --rerun to run it again",
+        path.display()
+    )]
+    InDoubt {
+        /// `app.name`.
+        migration: String,
+        /// The file.
+        path: PathBuf,
+        /// Line of the statement.
+        line: usize,
+        /// 1-based statement number.
+        number: usize,
+        /// The statement, shortened.
+        statement: String,
+    },
+
     /// Talking to PostgreSQL failed outside a migration statement.
     #[error(transparent)]
     Pg(#[from] PgError),
+}
+
+/// What a cancelled run did and left: the migrations it completed (they stay), the one it
+/// stopped in, and those it did not start.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cancellation {
+    /// Migrations this run completed before the cancel, in order.
+    pub completed: Vec<(String, crate::file::Direction)>,
+    /// The migration it stopped in; `None` when it stopped between migrations (or while
+    /// waiting for the migration lock, when `completed` is empty too).
+    pub stopped: Option<StoppedMigration>,
+    /// Migrations of the plan it did not start.
+    pub not_started: Vec<String>,
+}
+
+/// The migration a cancel stopped in, and its state now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoppedMigration {
+    /// The statement it stopped at: the one cancelled on the server, or the next one
+    /// when the cancel came between statements.
+    pub statement: crate::event::StatementRef,
+    /// The statement was running and was cancelled on the server (false: the runner
+    /// stopped before sending it).
+    pub in_flight: bool,
+    /// Apply or unapply.
+    pub direction: crate::file::Direction,
+    /// The section ran in one transaction (all of it rolled back).
+    pub transaction: bool,
+    /// Statements of a no-transaction section that are done (they stay).
+    pub done: usize,
+    /// An INVALID index the cancelled CONCURRENTLY build left: (index, table).
+    pub invalid_index: Option<(String, String)>,
+}
+
+impl Cancellation {
+    /// The report, one line per fact: what was cancelled, what stayed done, what did not
+    /// start. The CLI adds the command that resumes.
+    pub fn lines(&self) -> Vec<String> {
+        use crate::file::Direction;
+        let mut out = Vec::new();
+        match &self.stopped {
+            Some(s) => {
+                let at = &s.statement;
+                let what = format!(
+                    "{}:{}: statement {} of {} of {} ({})",
+                    at.path.display(),
+                    at.line,
+                    at.number,
+                    at.total,
+                    at.migration,
+                    at.summary
+                );
+                let state = if s.transaction {
+                    match s.direction {
+                        Direction::Up => format!(
+                            "its transaction rolled back: nothing of {} was applied",
+                            at.migration
+                        ),
+                        Direction::Down => format!(
+                            "its transaction rolled back: {} is still applied",
+                            at.migration
+                        ),
+                    }
+                } else {
+                    format!(
+                        "{} of {} {}statements of {} are done",
+                        s.done,
+                        at.total,
+                        if s.direction == Direction::Down {
+                            "down "
+                        } else {
+                            ""
+                        },
+                        at.migration
+                    )
+                };
+                out.push(if s.in_flight {
+                    format!("{what} was cancelled on the server; {state}")
+                } else {
+                    format!("stopped before {what}; {state}")
+                });
+                if let Some((index, table)) = &s.invalid_index {
+                    out.push(format!(
+                        "  the cancelled build left an INVALID index {index} on {table}; the next \
+                         run drops it concurrently and rebuilds it"
+                    ));
+                }
+            }
+            None if self.completed.is_empty() => {
+                out.push("stopped before running anything".to_string())
+            }
+            None => out.push("stopped between migrations".to_string()),
+        }
+        for (migration, direction) in &self.completed {
+            out.push(match direction {
+                Direction::Up => format!("  still applied: {migration} (applied by this run)"),
+                Direction::Down => {
+                    format!("  still unapplied: {migration} (unapplied by this run)")
+                }
+            });
+        }
+        if !self.not_started.is_empty() {
+            out.push(format!("  not started: {}", self.not_started.join(", ")));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Cancellation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cancelled: {}\n  the migration lock is released; run the same migrate again to resume",
+            self.lines().join("\n")
+        )
+    }
 }
 
 /// A lint finding in a migration the runner was about to run.

@@ -187,6 +187,20 @@ pub enum Event {
         /// What was found.
         reason: String,
     },
+    /// The run was asked to stop while this statement ran: a cancel request went to the
+    /// server, and the runner waits for the statement to end (and roll back).
+    Cancelling {
+        /// The statement being cancelled.
+        statement: StatementRef,
+    },
+    /// A statement that was in flight outside a transaction when an earlier runner died
+    /// runs again: running it twice does no harm, or `--rerun` said so.
+    StatementRerun {
+        /// Which statement.
+        statement: StatementRef,
+        /// Why running it again is right.
+        reason: String,
+    },
     /// A migration finished.
     MigrationFinished {
         /// App.

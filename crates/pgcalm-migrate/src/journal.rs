@@ -3,9 +3,15 @@
 //! `pgcalm.migrations` has one row per migration that was ever started: its state
 //! (`applied`, `not_applied` after a failed attempt, `running_up` / `running_down` while
 //! a no-transaction migration runs or after it was interrupted), the checksum of what was
-//! applied, timing, and the last failure. `pgcalm.migration_statements` records each
-//! completed statement of a no-transaction migration, so a rerun resumes after the last
-//! one. Transactional migrations write their row inside their own transaction.
+//! applied, timing, the last failure (or cancellation), and `in_flight`: the statement a
+//! no-transaction migration sent outside a transaction and has not journaled yet.
+//! `pgcalm.migration_statements` records each completed statement of a no-transaction
+//! migration, so a rerun resumes after the last one. Transactional migrations write their
+//! row inside their own transaction; so does each statement of a no-transaction migration
+//! that PostgreSQL lets run in one (its short transaction), so "done" and "journaled"
+//! commit together. Only a statement that cannot run in a transaction (CONCURRENTLY,
+//! VACUUM...) is in flight while it runs: if the runner dies then, the resume checks the
+//! database (or asks) before running it again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,6 +33,8 @@ CREATE TABLE IF NOT EXISTS pgcalm.migrations (
     transactional    boolean NOT NULL,
     statements_total integer NOT NULL,
     runner_pid       integer,
+    in_flight        integer,
+    cancelled        boolean NOT NULL DEFAULT false,
     started_at       timestamptz NOT NULL DEFAULT now(),
     applied_at       timestamptz,
     duration_ms      bigint,
@@ -48,6 +56,20 @@ CREATE TABLE IF NOT EXISTS pgcalm.migration_statements (
     PRIMARY KEY (app, name, direction, statement_index),
     FOREIGN KEY (app, name) REFERENCES pgcalm.migrations ON DELETE CASCADE
 );
+";
+
+/// Brings a journal created by an earlier pgcalm up to date (idempotent). A runner of
+/// that version killed mid-way sent every statement of a no-transaction migration
+/// outside a transaction, so the statement after its journaled ones may have run: it is
+/// marked in flight.
+const UPGRADE_SQL: &str = "
+ALTER TABLE pgcalm.migrations
+    ADD COLUMN IF NOT EXISTS in_flight integer,
+    ADD COLUMN IF NOT EXISTS cancelled boolean NOT NULL DEFAULT false;
+UPDATE pgcalm.migrations m
+   SET in_flight = (SELECT count(*) FROM pgcalm.migration_statements s
+                     WHERE s.app = m.app AND s.name = m.name AND m.state = 'running_' || s.direction)
+ WHERE m.state LIKE 'running%' AND m.error IS NULL AND m.in_flight IS NULL;
 ";
 
 /// A migration's row in the journal.
@@ -77,6 +99,11 @@ pub struct Entry {
     pub error_line: Option<i32>,
     /// Completed statements of the running direction: (index, checksum), in order.
     pub done: Vec<(usize, String)>,
+    /// The statement (0-based) sent outside a transaction and not journaled: it may
+    /// have completed after its runner died.
+    pub in_flight: Option<usize>,
+    /// The last run was cancelled (not failed); `error` says at which statement.
+    pub cancelled: bool,
 }
 
 impl Entry {
@@ -90,15 +117,36 @@ impl Entry {
     }
 }
 
-/// Creates the journal tables if needed.
+/// Creates the journal tables if needed, or brings an older journal up to date.
 pub async fn ensure_schema(client: &Client) -> Result<(), PgError> {
-    if pgcalm_pg::catalog::relation_exists(client, "pgcalm.migration_statements").await? {
+    if !pgcalm_pg::catalog::relation_exists(client, "pgcalm.migration_statements").await? {
+        return client
+            .batch_execute(SCHEMA_SQL)
+            .await
+            .map_err(PgError::query("creating pgcalm's journal (schema pgcalm)"));
+    }
+    if has_current_columns(client).await? {
         return Ok(());
     }
     client
-        .batch_execute(SCHEMA_SQL)
+        .batch_execute(UPGRADE_SQL)
         .await
-        .map_err(PgError::query("creating pgcalm's journal (schema pgcalm)"))
+        .map_err(PgError::query(
+            "adding the in_flight and cancelled columns to pgcalm.migrations",
+        ))
+}
+
+/// Whether the journal has this version's columns (an earlier pgcalm created it
+/// without `in_flight` and `cancelled`).
+async fn has_current_columns(client: &Client) -> Result<bool, PgError> {
+    match client
+        .prepare("SELECT in_flight, cancelled FROM pgcalm.migrations")
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => Ok(false),
+        Err(e) => Err(PgError::query("reading the migration journal")(e)),
+    }
 }
 
 /// Reads the whole journal; empty when it does not exist yet (reading never creates it).
@@ -106,12 +154,20 @@ pub async fn load(client: &Client) -> Result<HashMap<(String, String), Entry>, P
     if !pgcalm_pg::catalog::relation_exists(client, "pgcalm.migration_statements").await? {
         return Ok(HashMap::new());
     }
+    // Reading never changes the journal: one an earlier pgcalm created is read as it is.
+    let current = if has_current_columns(client).await? {
+        "in_flight, cancelled"
+    } else {
+        "NULL::integer, false"
+    };
     let rows = client
         .query(
-            "SELECT app, name, state, checksum, statements_total, runner_pid,
-                    to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    duration_ms, error, error_direction, error_line
-               FROM pgcalm.migrations",
+            &format!(
+                "SELECT app, name, state, checksum, statements_total, runner_pid,
+                        to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        duration_ms, error, error_direction, error_line, {current}
+                   FROM pgcalm.migrations"
+            ),
             &[],
         )
         .await
@@ -132,6 +188,8 @@ pub async fn load(client: &Client) -> Result<HashMap<(String, String), Entry>, P
                 error_direction: r.get(9),
                 error_line: r.get(10),
                 done: Vec::new(),
+                in_flight: r.get::<_, Option<i32>>(11).map(|i| i as usize),
+                cancelled: r.get(12),
             };
             ((e.app.clone(), e.name.clone()), e)
         })
@@ -172,8 +230,9 @@ pub async fn record_applied(
                 SET state = 'applied', checksum = excluded.checksum,
                     transactional = excluded.transactional,
                     statements_total = excluded.statements_total, runner_pid = NULL,
-                    applied_at = now(), duration_ms = excluded.duration_ms,
-                    error = NULL, error_direction = NULL, error_line = NULL, error_at = NULL",
+                    applied_at = now(), duration_ms = excluded.duration_ms, in_flight = NULL,
+                    cancelled = false, error = NULL, error_direction = NULL, error_line = NULL,
+                    error_at = NULL",
             &[
                 &file.app,
                 &file.name,
@@ -217,7 +276,8 @@ pub async fn record_unapplied(
 }
 
 /// Marks a no-transaction migration as running in `direction` (autocommit), clearing
-/// progress of the other direction.
+/// progress of the other direction. A statement in flight in the same direction stays
+/// so: the resume has not settled it yet.
 pub async fn record_running(
     client: &Client,
     file: &MigrationFile,
@@ -238,6 +298,9 @@ pub async fn record_running(
                     transactional = false,
                     statements_total = excluded.statements_total,
                     runner_pid = excluded.runner_pid,
+                    in_flight = CASE WHEN pgcalm.migrations.state = excluded.state
+                                     THEN pgcalm.migrations.in_flight END,
+                    cancelled = false,
                     error = NULL, error_direction = NULL, error_line = NULL, error_at = NULL",
             &[
                 &file.app,
@@ -260,7 +323,31 @@ pub async fn record_running(
     Ok(())
 }
 
-/// Records one completed statement of a no-transaction migration (autocommit).
+/// Records that statement `index` of a no-transaction migration is about to be sent
+/// outside a transaction (`Some`), or that the attempt ended without completing it
+/// (`None`). Autocommit, before the statement: if the runner dies while it runs, the
+/// resume knows it may have completed.
+pub async fn record_in_flight(
+    client: &Client,
+    file: &MigrationFile,
+    index: Option<usize>,
+) -> Result<(), PgError> {
+    client
+        .execute(
+            "UPDATE pgcalm.migrations SET in_flight = $3 WHERE app = $1 AND name = $2",
+            &[&file.app, &file.name, &index.map(|i| i as i32)],
+        )
+        .await
+        .map_err(PgError::query(format!(
+            "recording which statement of {} runs",
+            file.id()
+        )))?;
+    Ok(())
+}
+
+/// Records one completed statement of a no-transaction migration, and that nothing is
+/// in flight any more: inside the statement's own short transaction, or autocommit
+/// right after a statement that cannot run in one.
 pub async fn record_statement_done(
     client: &Client,
     file: &MigrationFile,
@@ -272,14 +359,18 @@ pub async fn record_statement_done(
         .section(direction)
         .expect("planned sections exist")
         .statements[index];
+    // One statement: the progress row and the cleared in-flight mark commit together.
     client
         .execute(
-            "INSERT INTO pgcalm.migration_statements
-                    (app, name, direction, statement_index, line, checksum, duration_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (app, name, direction, statement_index) DO UPDATE
-                SET checksum = excluded.checksum, line = excluded.line,
-                    duration_ms = excluded.duration_ms, finished_at = now()",
+            "WITH done AS (
+                INSERT INTO pgcalm.migration_statements
+                       (app, name, direction, statement_index, line, checksum, duration_ms)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (app, name, direction, statement_index) DO UPDATE
+                   SET checksum = excluded.checksum, line = excluded.line,
+                       duration_ms = excluded.duration_ms, finished_at = now()
+             )
+             UPDATE pgcalm.migrations SET in_flight = NULL WHERE app = $1 AND name = $2",
             &[
                 &file.app,
                 &file.name,
@@ -299,25 +390,29 @@ pub async fn record_statement_done(
     Ok(())
 }
 
-/// Records a failure (autocommit, after any rollback). A migration that had no row
-/// gets one in state `not_applied`, so `showmigrations` can say why it is not applied.
+/// Records a failure or a cancellation (autocommit, after any rollback): the statement
+/// that stopped is known not to have completed, so nothing is in flight. A migration that
+/// had no row gets one in state `not_applied`, so `showmigrations` can say why it is not
+/// applied.
 pub async fn record_failure(
     client: &Client,
     file: &MigrationFile,
     direction: Direction,
     error: &str,
     line: usize,
+    cancelled: bool,
 ) -> Result<(), PgError> {
     let section = file.section(direction).expect("planned sections exist");
     client
         .execute(
             "INSERT INTO pgcalm.migrations
                     (app, name, state, checksum, transactional, statements_total,
-                     error, error_direction, error_line, error_at)
-             VALUES ($1, $2, 'not_applied', $3, $4, $5, $6, $7, $8, now())
+                     error, error_direction, error_line, error_at, cancelled)
+             VALUES ($1, $2, 'not_applied', $3, $4, $5, $6, $7, $8, now(), $9)
              ON CONFLICT (app, name) DO UPDATE
                 SET error = excluded.error, error_direction = excluded.error_direction,
-                    error_line = excluded.error_line, error_at = now(), runner_pid = NULL",
+                    error_line = excluded.error_line, error_at = now(), runner_pid = NULL,
+                    in_flight = NULL, cancelled = excluded.cancelled",
             &[
                 &file.app,
                 &file.name,
@@ -327,6 +422,7 @@ pub async fn record_failure(
                 &error,
                 &direction.as_str(),
                 &(line as i32),
+                &cancelled,
             ],
         )
         .await

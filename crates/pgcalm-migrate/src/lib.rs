@@ -24,7 +24,9 @@
 //!   statements), jittered exponential backoff for lock-timeout retries.
 //! - [`runner`]: one runner at a time (advisory lock), every statement through one
 //!   function that applies the timeouts, all-or-nothing transactional migrations,
-//!   journaled and resumable no-transaction migrations, invalid-index repair.
+//!   journaled and resumable no-transaction migrations (each statement that may run in a
+//!   transaction commits with its journal entry), invalid-index repair, cancellation
+//!   ([`Runner::with_cancel`]: the statement in flight is cancelled on the server).
 //! - [`journal`]: the `pgcalm.migrations` / `pgcalm.migration_statements` tables.
 //!
 //! Architecture invariant: this crate never prints. It reports through [`Event`]s
@@ -41,7 +43,12 @@
 //! # async fn deploy() -> Result<(), Box<dyn std::error::Error>> {
 //! let target = Target::from_url(&std::env::var("DATABASE_URL")?)?;
 //! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+//! // The service's shutdown signal: cancelling it cancels the statement in flight on the
+//! // server (rolled back where it runs in a transaction) and returns
+//! // MigrateError::Cancelled saying what stayed applied; the next run resumes.
+//! let shutdown = tokio_util::sync::CancellationToken::new();
 //! let runner = Runner::new(target, "migrations")
+//!     .with_cancel(shutdown.clone())
 //!     .with_policy(Policy {
 //!         lock_timeout: Duration::from_secs(1),
 //!         wait_for_lock: Some(Duration::from_secs(60)), // another replica may be migrating
@@ -77,16 +84,23 @@ pub mod runner;
 pub mod safety;
 pub mod statement;
 
-pub use error::{FileError, FileErrorKind, MigrateError, RiskyFinding, StatementFailure};
+pub use error::{
+    Cancellation, FileError, FileErrorKind, MigrateError, RiskyFinding, StatementFailure,
+    StoppedMigration,
+};
 pub use event::{Event, Notice, PlannedStep, StatementRef, describe_session};
 pub use file::{
     Direction, MigrationFile, MigrationSet, Section, Statement, parse_file, parse_file_unchecked,
 };
 pub use plan::{
-    Goal, MigrationStatus, Operation, Plan, State, StatementVerdict, Step, statement_verdicts,
+    Goal, LeftIndex, MigrationStatus, Operation, Plan, State, StatementSession, StatementVerdict,
+    Step, statement_verdicts,
 };
 pub use policy::{Policy, Setting, parse_duration};
-pub use runner::{RUNNER_LOCK_KEY, Report, Runner, migrate_to_start_point, risky_findings};
+pub use runner::{
+    InDoubt, RUNNER_LOCK_KEY, Report, Runner, SESSION_NAME, is_runner_session,
+    migrate_to_start_point, risky_findings, statement_session_name,
+};
 pub use safety::{
     SourceKind, SourceLint, is_migration_source, lint_migration, lint_migration_sections,
     lint_source, source_locks,

@@ -27,6 +27,9 @@ pub enum State {
         total: usize,
         /// The runner's backend, when it is still working on it.
         running_pid: Option<i32>,
+        /// An INVALID index the statement that runs next left (a CONCURRENTLY build
+        /// interrupted before it was journaled); the next run drops and rebuilds it.
+        invalid_index: Option<LeftIndex>,
     },
     /// `[!]`: the last attempt failed.
     Failed {
@@ -46,7 +49,67 @@ pub enum State {
         error: String,
         /// File line of the failing statement.
         line: Option<usize>,
+        /// An INVALID index the failed CONCURRENTLY build left.
+        invalid_index: Option<LeftIndex>,
     },
+    /// The last run was cancelled (Ctrl-C, SIGTERM): `[-]` when statements of a
+    /// no-transaction section stay done (or an invalid index stayed), else `[ ]` / `[X]`
+    /// as the rollback left it.
+    Cancelled {
+        /// The direction of the cancelled run.
+        direction: Direction,
+        /// Statements completed (0 for a rolled-back transactional migration).
+        done: usize,
+        /// Statements in that section.
+        total: usize,
+        /// Whether the migration is applied (a cancelled unapply of a transactional
+        /// migration rolled back).
+        applied: bool,
+        /// A no-transaction migration that stopped part way (a rerun resumes).
+        partial: bool,
+        /// 1-based number of the statement it stopped at, when known.
+        statement: Option<usize>,
+        /// File line of that statement.
+        line: Option<usize>,
+        /// An INVALID index the cancelled CONCURRENTLY build left.
+        invalid_index: Option<LeftIndex>,
+    },
+}
+
+/// An INVALID index a failed or cancelled `CREATE INDEX CONCURRENTLY` left in the
+/// catalog: the next run drops it concurrently and builds it again.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeftIndex {
+    /// The index.
+    pub index: String,
+    /// Its table.
+    pub table: String,
+}
+
+impl LeftIndex {
+    fn describe(&self) -> String {
+        format!(
+            "INVALID index {} on {} left behind: the next run drops it concurrently and rebuilds it",
+            self.index, self.table
+        )
+    }
+}
+
+/// A session of a runner running one of a migration's statements right now, found by
+/// its `application_name` (see [`crate::runner::statement_session_name`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatementSession {
+    /// Its backend pid.
+    pub pid: i32,
+    /// The direction being run.
+    pub direction: Direction,
+    /// 1-based statement number.
+    pub number: usize,
+    /// File line of the statement.
+    pub line: usize,
+    /// The runner that sent it is gone (its other session closed): the server runs the
+    /// statement to its end, holding its locks, before it notices.
+    pub orphaned: bool,
 }
 
 /// One line of `showmigrations`.
@@ -67,6 +130,9 @@ pub struct MigrationStatus {
     pub duration_secs: Option<f64>,
     /// The file's up section changed after it was applied.
     pub changed_since_applied: bool,
+    /// A runner session running one of its statements now (filled by
+    /// [`crate::Runner::status`], which looks at the server's sessions).
+    pub session: Option<StatementSession>,
 }
 
 impl MigrationStatus {
@@ -77,6 +143,40 @@ impl MigrationStatus {
             State::NotApplied => "[ ]",
             State::Partial { .. } => "[-]",
             State::Failed { .. } => "[!]",
+            State::Cancelled { partial: true, .. } => "[-]",
+            State::Cancelled { applied: true, .. } => "[X]",
+            State::Cancelled { .. } => "[ ]",
+        }
+    }
+
+    /// Its statement of `direction` that runs next (`done` statements are done) and the
+    /// INVALID index slot it would fill: where [`crate::Runner::status`] looks for an
+    /// index a CONCURRENTLY build left.
+    pub(crate) fn pending_index_mut(
+        &mut self,
+    ) -> Option<(Direction, usize, &mut Option<LeftIndex>)> {
+        match &mut self.state {
+            State::Partial {
+                direction,
+                done,
+                invalid_index,
+                ..
+            }
+            | State::Failed {
+                direction,
+                done,
+                invalid_index,
+                partial: true,
+                ..
+            }
+            | State::Cancelled {
+                direction,
+                done,
+                invalid_index,
+                partial: true,
+                ..
+            } => Some((*direction, *done, invalid_index)),
+            _ => None,
         }
     }
 
@@ -90,22 +190,72 @@ impl MigrationStatus {
                 done,
                 total,
                 running_pid,
+                invalid_index,
             } => {
                 let verb = if *direction == Direction::Up {
                     "applying"
                 } else {
                     "unapplying"
                 };
-                parts.push(match running_pid {
-                    Some(pid) => format!(
+                let partially = format!(
+                    "partially {}: {done} of {total} statements done",
+                    if *direction == Direction::Up {
+                        "applied"
+                    } else {
+                        "unapplied"
+                    },
+                );
+                parts.push(match (running_pid, &self.session) {
+                    (Some(pid), _) => format!(
                         "{verb} now: {done} of {total} statements done (runner backend pid {pid})"
                     ),
-                    None => format!(
-                        "partially {}: {done} of {total} statements done; the runner stopped before \
-                         finishing; `pgcalm migrate` resumes at statement {}",
-                        if *direction == Direction::Up { "applied" } else { "unapplied" },
+                    (None, Some(s)) if s.orphaned => {
+                        format!("{partially}; {}", orphan_text(s, false))
+                    }
+                    (None, _) => format!(
+                        "{partially}; the runner stopped before finishing; {}`pgcalm migrate` \
+                         resumes at statement {}",
+                        left_index_text(invalid_index),
                         done + 1
                     ),
+                });
+            }
+            State::Cancelled {
+                direction,
+                done,
+                total,
+                applied,
+                partial,
+                statement,
+                line,
+                invalid_index,
+            } => {
+                let at = match (statement, line) {
+                    (Some(n), Some(l)) => format!(" at statement {n} of {total} (line {l})"),
+                    (None, Some(l)) => format!(" at line {l}"),
+                    _ => String::new(),
+                };
+                let unapply = if *direction == Direction::Down {
+                    "unapply "
+                } else {
+                    ""
+                };
+                parts.push(if *partial {
+                    format!(
+                        "{unapply}cancelled{at}; {done} of {total} statements done; {}{} resumes at \
+                         statement {}",
+                        left_index_text(invalid_index),
+                        if *direction == Direction::Up {
+                            "`pgcalm migrate`"
+                        } else {
+                            "unapplying it again"
+                        },
+                        done + 1
+                    )
+                } else if *applied {
+                    format!("{unapply}cancelled{at}; rolled back, still applied")
+                } else {
+                    format!("last run cancelled{at}; rolled back, nothing applied")
                 });
             }
             State::Failed {
@@ -116,6 +266,7 @@ impl MigrationStatus {
                 partial,
                 error,
                 line,
+                invalid_index,
             } => {
                 let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
                 let verb = if *direction == Direction::Up {
@@ -127,8 +278,9 @@ impl MigrationStatus {
                 parts.push(if *partial {
                     format!(
                         "{verb} failed at statement {} of {total}{at}: {first_line}; {done} of {total} \
-                         statements done; rerun resumes at statement {}",
+                         statements done; {}rerun resumes at statement {}",
                         done + 1,
+                        left_index_text(invalid_index),
                         done + 1
                     )
                 } else if *applied {
@@ -138,6 +290,27 @@ impl MigrationStatus {
                 });
             }
         }
+        // A statement running now of a migration whose state does not say so (one
+        // transaction: the journal is written when it commits).
+        if let Some(s) = &self.session
+            && !matches!(self.state, State::Partial { .. })
+        {
+            parts.push(if s.orphaned {
+                orphan_text(s, true)
+            } else {
+                format!(
+                    "{} now: statement {} (line {}) runs in runner backend pid {}",
+                    if s.direction == Direction::Up {
+                        "applying"
+                    } else {
+                        "unapplying"
+                    },
+                    s.number,
+                    s.line,
+                    s.pid
+                )
+            });
+        }
         if self.changed_since_applied {
             parts.push("file changed since it was applied".into());
         }
@@ -146,6 +319,30 @@ impl MigrationStatus {
         }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
+}
+
+/// `statement 2 (line 3) is still running in server session pid 42, whose runner is gone; ...`
+fn orphan_text(s: &StatementSession, transaction: bool) -> String {
+    format!(
+        "statement {} (line {}) is still running in server session pid {}, whose runner is gone{}; \
+         `pgcalm migrate` waits for it, or stop it with SELECT pg_cancel_backend({})",
+        s.number,
+        s.line,
+        s.pid,
+        if transaction {
+            " (its transaction rolls back when it ends)"
+        } else {
+            ""
+        },
+        s.pid
+    )
+}
+
+fn left_index_text(index: &Option<LeftIndex>) -> String {
+    index
+        .as_ref()
+        .map(|i| format!("{}; ", i.describe()))
+        .unwrap_or_default()
 }
 
 /// Computes each migration's state from files and journal. `running_pid` says, for a
@@ -207,25 +404,44 @@ fn status_of(
                     Direction::Down
                 }
             });
+            // A stopped run (failed or cancelled): where, and what it left.
+            let stopped_in = error_direction.unwrap_or(Direction::Up);
+            let stopped_done = if running.is_some() {
+                e.done_prefix()
+            } else {
+                0
+            };
+            let line = e.error_line.map(|l| l as usize);
             match (&e.error, running) {
+                (Some(_), _) if e.cancelled => State::Cancelled {
+                    direction: stopped_in,
+                    done: stopped_done,
+                    total: e.statements_total,
+                    applied: e.state == "applied",
+                    partial: running.is_some(),
+                    statement: file
+                        .and_then(|f| f.section(stopped_in))
+                        .and_then(|s| s.statements.iter().find(|s| Some(s.line) == line))
+                        .map(|s| s.index + 1),
+                    line,
+                    invalid_index: None,
+                },
                 (Some(error), _) => State::Failed {
-                    direction: error_direction.unwrap_or(Direction::Up),
-                    done: if running.is_some() {
-                        e.done_prefix()
-                    } else {
-                        0
-                    },
+                    direction: stopped_in,
+                    done: stopped_done,
                     total: e.statements_total,
                     applied: e.state == "applied",
                     partial: running.is_some(),
                     error: error.clone(),
-                    line: e.error_line.map(|l| l as usize),
+                    line,
+                    invalid_index: None,
                 },
                 (None, Some(direction)) => State::Partial {
                     direction,
                     done: e.done_prefix(),
                     total: e.statements_total,
                     running_pid: e.runner_pid.filter(|p| Some(*p) == active_runner),
+                    invalid_index: None,
                 },
                 (None, None) if e.state == "applied" => State::Applied,
                 (None, None) => State::NotApplied,
@@ -245,6 +461,7 @@ fn status_of(
             .and_then(|e| e.duration_ms)
             .map(|ms| ms as f64 / 1000.0),
         state,
+        session: None,
     }
 }
 
@@ -523,9 +740,9 @@ fn forward_step(
     if let Some(e) = journal.get(&(f.app.clone(), f.name.clone())) {
         match e.state.as_str() {
             "running_up" => {
-                // Killed rather than failed: the statement in flight may have finished.
-                interrupted = e.error.is_none();
                 resume_from = e.done_prefix();
+                // Killed while a statement ran outside a transaction: it may have finished.
+                interrupted = e.in_flight == Some(resume_from);
                 check_done_statements(f, Direction::Up, e, resume_from)?;
             }
             "running_down" => {
@@ -601,7 +818,7 @@ fn backward_step(
         file: f.clone(),
         direction: Direction::Down,
         resume_from,
-        interrupted: e.state == "running_down" && e.error.is_none(),
+        interrupted: e.state == "running_down" && e.in_flight == Some(resume_from),
     }))
 }
 

@@ -32,6 +32,12 @@ pub struct Policy {
     pub retry_max: Duration,
     /// How long to wait for another runner's lock; `None` waits as long as it takes.
     pub wait_for_lock: Option<Duration>,
+    /// `client_connection_check_interval` of the runner's session (PostgreSQL 14 and
+    /// later): how soon the server notices a runner that died (`kill -9`, a lost host)
+    /// while a statement runs, and ends the statement and its locks instead of running it
+    /// to its end as an orphan. Default 1s; zero turns the check off; `None` keeps the
+    /// server's setting.
+    pub client_connection_check_interval: Option<Duration>,
     /// Run migrations that lint finds risky (`--allow-risky`). Off by default: the
     /// runner refuses them with the findings before anything runs
     /// ([`MigrateError::RiskyMigration`](crate::MigrateError::RiskyMigration)); a
@@ -49,6 +55,7 @@ impl Default for Policy {
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             wait_for_lock: None,
+            client_connection_check_interval: Some(Duration::from_secs(1)),
             allow_risky: false,
         }
     }

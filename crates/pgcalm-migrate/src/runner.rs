@@ -1,28 +1,40 @@
 //! The runner: one at a time (advisory lock), every statement through
-//! [`Executor::execute`] (timeouts, notices, lock-wait sampling, index progress),
-//! lock-timeout retries, all-or-nothing transactional migrations, journaled and
-//! resumable no-transaction migrations, invalid-index repair.
+//! [`Executor::execute`] (timeouts, notices, lock-wait sampling, index progress, cancel
+//! requests), lock-timeout retries, all-or-nothing transactional migrations, journaled
+//! and resumable no-transaction migrations (each statement in a short transaction with its
+//! journal entry wherever PostgreSQL allows one), invalid-index repair, and cancellation
+//! (a `CancellationToken`: the statement in flight is cancelled on the server and rolled
+//! back, the journal says where the run stopped, the lock is released).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgcalm_pg::catalog::{self, SessionInfo};
 use pgcalm_pg::{PgError, Target};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio_postgres::Client;
 use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
+use tokio_postgres::{CancelToken, Client};
+use tokio_util::sync::CancellationToken;
 
-use crate::error::{MigrateError, RiskyFinding, StatementFailure};
+use crate::error::{Cancellation, MigrateError, RiskyFinding, StatementFailure, StoppedMigration};
 use crate::event::{Event, Notice, StatementRef};
 use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
-use crate::journal;
-use crate::plan::{self, Goal, MigrationStatus, Plan, Step};
+use crate::journal::{self, Entry};
+use crate::plan::{self, Goal, LeftIndex, MigrationStatus, Plan, StatementSession, Step};
 use crate::policy::{Policy, set_sql};
-use crate::statement::classify_sql;
+use crate::statement::{IndexBuild, Recheck, classify_sql};
 
 /// Key of the session advisory lock that keeps runners one at a time (per database):
 /// "pgcalm" in ASCII.
 pub const RUNNER_LOCK_KEY: i64 = 0x7067_6361_6c6d;
+
+/// `application_name` of the runner's session that sends the statements (between
+/// statements; while one runs, [`statement_session_name`]).
+pub const SESSION_NAME: &str = "pgcalm migrate";
+
+/// PostgreSQL keeps the first NAMEDATALEN - 1 bytes of an `application_name`.
+const APPLICATION_NAME_MAX: usize = 63;
 
 /// A callback receiving the runner's [`Event`]s.
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -36,6 +48,20 @@ pub struct Report {
     pub ran: Vec<(String, Direction, f64)>,
 }
 
+/// What to do with a statement that was in flight outside a transaction when the last
+/// runner died, when the database does not tell whether it completed (an unnamed
+/// CONCURRENTLY build, DETACH PARTITION CONCURRENTLY, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InDoubt {
+    /// Stop with [`MigrateError::InDoubt`] naming the statement.
+    #[default]
+    Ask,
+    /// Record it as done without running it (`--assume-done`).
+    AssumeDone,
+    /// Run it again (`--rerun`).
+    Rerun,
+}
+
 /// Runs migrations from a directory against a database.
 #[derive(Clone)]
 pub struct Runner {
@@ -43,6 +69,8 @@ pub struct Runner {
     dir: std::path::PathBuf,
     policy: Policy,
     sink: EventSink,
+    cancel: CancellationToken,
+    in_doubt: InDoubt,
 }
 
 impl std::fmt::Debug for Runner {
@@ -51,6 +79,7 @@ impl std::fmt::Debug for Runner {
             .field("target", &self.target.masked_url())
             .field("dir", &self.dir)
             .field("policy", &self.policy)
+            .field("in_doubt", &self.in_doubt)
             .finish()
     }
 }
@@ -64,6 +93,8 @@ impl Runner {
             dir: dir.into(),
             policy: Policy::default(),
             sink: Arc::new(|_| {}),
+            cancel: CancellationToken::new(),
+            in_doubt: InDoubt::Ask,
         }
     }
 
@@ -79,6 +110,22 @@ impl Runner {
         self
     }
 
+    /// Stops [`Runner::migrate`] when `token` is cancelled: the statement in flight gets
+    /// a cancel request and the runner waits for it to end (a transaction rolls back),
+    /// records in the journal where it stopped, releases the migration lock and returns
+    /// [`MigrateError::Cancelled`] saying what stayed done. The CLI cancels it on
+    /// SIGINT/SIGTERM.
+    pub fn with_cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// What to do with a statement an earlier runner left in doubt (see [`InDoubt`]).
+    pub fn on_in_doubt(mut self, choice: InDoubt) -> Self {
+        self.in_doubt = choice;
+        self
+    }
+
     /// The policy in use.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -90,6 +137,9 @@ impl Runner {
     }
 
     /// Every migration's state (`showmigrations`). Reads only; never creates the journal.
+    /// Besides the journal it looks at the server: a runner's session running one of
+    /// the statements now (alive, or orphaned: its runner is gone and the server has not
+    /// noticed), and an INVALID index that an interrupted CONCURRENTLY build left.
     pub async fn status(&self, app: Option<&str>) -> Result<Vec<MigrationStatus>, MigrateError> {
         let set = self.load()?;
         let client = self
@@ -98,10 +148,44 @@ impl Runner {
             .connect()
             .await?;
         let journal = journal::load(&client).await?;
-        let active = catalog::advisory_lock_holder(&client, RUNNER_LOCK_KEY)
+        let sessions = catalog::sessions_named(&client, SESSION_NAME).await?;
+        // The runner lives while its monitor session does: the session of a dead client
+        // closes at once when idle, while one running a statement may outlive it.
+        let live = catalog::advisory_lock_holder(&client, RUNNER_LOCK_KEY)
             .await?
-            .map(|s| s.pid);
-        plan::statuses(&set, &journal, app, active)
+            .map(|s| s.pid)
+            .filter(|pid| {
+                sessions
+                    .iter()
+                    .any(|s| s.application_name == monitor_name(*pid))
+            });
+        let mut statuses = plan::statuses(&set, &journal, app, live)?;
+        for status in &mut statuses {
+            let Some(file) = set.get(&status.app, &status.name) else {
+                continue;
+            };
+            status.session = sessions
+                .iter()
+                .filter(|s| s.state.as_deref() == Some("active"))
+                .find_map(|s| statement_session(file, s, live));
+            if let Some((direction, done, slot)) = status.pending_index_mut()
+                && let Some(stmt) = file.section(direction).and_then(|s| s.statements.get(done))
+                && let Some(IndexBuild {
+                    index: Some(index),
+                    concurrent: true,
+                    create: true,
+                }) = &stmt.kind.index_build
+                && let Some(state) = catalog::index_state(&client, index).await?
+                && !state.valid
+                && state.in_flight_pid.is_none()
+            {
+                *slot = Some(LeftIndex {
+                    index: state.name,
+                    table: state.table,
+                });
+            }
+        }
+        Ok(statuses)
     }
 
     /// What [`Runner::migrate`] would run now, without running it (`--plan`).
@@ -135,7 +219,7 @@ impl Runner {
         let set = self.load()?;
         let (client, notices) = self
             .target
-            .with_application_name("pgcalm migrate")
+            .with_application_name(SESSION_NAME)
             .connect_with_notices()
             .await?;
         let monitor = self
@@ -144,14 +228,39 @@ impl Runner {
             .connect()
             .await?;
         let pid = catalog::backend_pid(&client).await?;
+        // Named after the session it watches: `showmigrations` tells a live runner (both
+        // sessions connected) from an orphaned statement (its runner gone).
+        monitor
+            .batch_execute(&format!(
+                "SET application_name = {}",
+                literal(&monitor_name(pid))
+            ))
+            .await
+            .map_err(PgError::query("naming the runner's monitor session"))?;
         // pgcalm's own bookkeeping (journal DDL and writes) gets the same short
         // lock_timeout: nothing this session does may queue the application for long.
-        let bookkeeping = set_sql(&self.policy.settings_for(&Default::default()), false);
+        let mut session = set_sql(&self.policy.settings_for(&Default::default()), false);
+        // If the runner dies mid-statement, the server ends the statement (and its locks)
+        // within this interval instead of running it to its end for no one.
+        if let Some(interval) = self.policy.client_connection_check_interval
+            && catalog::checks_client_connection(&client).await?
+        {
+            session.push_str(&format!(
+                "; SET client_connection_check_interval = '{}ms'",
+                interval.as_millis()
+            ));
+        }
         client
-            .batch_execute(&bookkeeping)
+            .batch_execute(&session)
             .await
             .map_err(PgError::query("setting the runner session's timeouts"))?;
-        self.acquire_lock(&client, &monitor).await?;
+        if !self.acquire_lock(&client, &monitor).await? {
+            return Err(MigrateError::Cancelled(Box::new(Cancellation {
+                completed: Vec::new(),
+                stopped: None,
+                not_started: Vec::new(),
+            })));
+        }
         journal::ensure_schema(&client).await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
@@ -179,29 +288,57 @@ impl Runner {
             pid,
             policy: &self.policy,
             sink: &self.sink,
+            target: &self.target,
+            cancel: &self.cancel,
+            cancel_token: client.cancel_token(),
+            cancel_sent: false,
+            in_doubt: self.in_doubt,
         };
         let mut ran = Vec::new();
-        for step in &plan.steps {
-            let started = Instant::now();
-            let prior_error = journal
-                .get(&(step.file.app.clone(), step.file.name.clone()))
-                .and_then(|e| e.error.clone());
-            exec.run_step(step, prior_error.as_deref()).await?;
-            let took = started.elapsed();
-            self.emit(Event::MigrationFinished {
-                app: step.file.app.clone(),
-                name: step.file.name.clone(),
-                direction: step.direction,
-                duration: took,
-            });
-            ran.push((step.file.id(), step.direction, took.as_secs_f64()));
+        for (i, step) in plan.steps.iter().enumerate() {
+            let stopped = if self.cancel.is_cancelled() {
+                Some(None)
+            } else {
+                let started = Instant::now();
+                let prior = journal.get(&(step.file.app.clone(), step.file.name.clone()));
+                match exec.run_step(step, prior).await {
+                    Ok(()) => {
+                        let took = started.elapsed();
+                        self.emit(Event::MigrationFinished {
+                            app: step.file.app.clone(),
+                            name: step.file.name.clone(),
+                            direction: step.direction,
+                            duration: took,
+                        });
+                        ran.push((step.file.id(), step.direction, took.as_secs_f64()));
+                        None
+                    }
+                    Err(Stop::Cancelled(stopped)) => Some(Some(stopped)),
+                    Err(Stop::Failed(e)) => return Err(e),
+                }
+            };
+            if let Some(stopped) = stopped {
+                let not_started = plan.steps[i + usize::from(stopped.is_some())..]
+                    .iter()
+                    .map(|s| s.file.id())
+                    .collect();
+                exec.release_lock().await;
+                return Err(MigrateError::Cancelled(Box::new(Cancellation {
+                    completed: ran.into_iter().map(|(id, d, _)| (id, d)).collect(),
+                    stopped,
+                    not_started,
+                })));
+            }
         }
         // Closing the session releases the advisory lock.
+        drop(exec);
         drop(client);
         Ok(Report { plan, ran })
     }
 
-    async fn acquire_lock(&self, client: &Client, monitor: &Client) -> Result<(), MigrateError> {
+    /// Takes the runner lock, waiting for another runner as the policy allows. False when
+    /// the run was cancelled while it waited.
+    async fn acquire_lock(&self, client: &Client, monitor: &Client) -> Result<bool, MigrateError> {
         let started = Instant::now();
         let mut reported = false;
         loop {
@@ -216,7 +353,7 @@ impl Runner {
                         waited: started.elapsed(),
                     });
                 }
-                return Ok(());
+                return Ok(true);
             }
             let waited = started.elapsed();
             if let Some(limit) = self.policy.wait_for_lock
@@ -240,13 +377,87 @@ impl Runner {
                     .max(Duration::from_millis(1)),
                 None => nap,
             };
-            tokio::time::sleep(nap).await;
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = self.cancel.cancelled() => return Ok(false),
+            }
         }
     }
 
     fn emit(&self, e: Event) {
         (self.sink)(&e)
     }
+}
+
+/// `application_name` of the runner's session while it sends statement `number`
+/// (1-based) of `file`'s `direction` section: `pgcalm migrate app.0002 #3` (`... down
+/// #3` unapplying). A long app name is shortened so the whole fits PostgreSQL's 63 bytes.
+pub fn statement_session_name(file: &MigrationFile, direction: Direction, number: usize) -> String {
+    format!("{} #{number}", session_head(file, direction))
+}
+
+/// Whether a session (by its `application_name`) is a runner's session that sends
+/// migration statements (not its monitor): the lab tells the migration's locks by it.
+pub fn is_runner_session(application_name: &str) -> bool {
+    application_name == SESSION_NAME
+        || application_name
+            .strip_prefix(SESSION_NAME)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|rest| rest.rsplit_once(" #"))
+            .is_some_and(|(_, n)| n.parse::<usize>().is_ok())
+}
+
+fn session_head(file: &MigrationFile, direction: Direction) -> String {
+    let tail = format!(
+        ".{:04}{}",
+        file.number,
+        if direction == Direction::Down {
+            " down"
+        } else {
+            ""
+        }
+    );
+    let room =
+        APPLICATION_NAME_MAX.saturating_sub(SESSION_NAME.len() + 1 + tail.len() + " #9999".len());
+    let mut end = file.app.len().min(room);
+    while !file.app.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{SESSION_NAME} {}{tail}", &file.app[..end])
+}
+
+/// The statement of `file` that session `s` runs, from its `application_name`.
+fn statement_session(
+    file: &MigrationFile,
+    s: &SessionInfo,
+    live_runner: Option<i32>,
+) -> Option<StatementSession> {
+    let (head, number) = s.application_name.rsplit_once(" #")?;
+    let number: usize = number.parse().ok()?;
+    let direction = [Direction::Up, Direction::Down]
+        .into_iter()
+        .find(|d| session_head(file, *d) == head)?;
+    let line = file
+        .section(direction)?
+        .statements
+        .get(number.checked_sub(1)?)?
+        .line;
+    Some(StatementSession {
+        pid: s.pid,
+        direction,
+        number,
+        line,
+        orphaned: live_runner != Some(s.pid),
+    })
+}
+
+fn monitor_name(pid: i32) -> String {
+    format!("{SESSION_NAME} (monitor of {pid})")
+}
+
+/// An SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Lint's findings on the statements the plan will run (an interrupted migration's
@@ -286,11 +497,44 @@ fn goal_apps(set: &MigrationSet, goal: &Goal) -> Vec<String> {
 struct ExecError {
     error: tokio_postgres::Error,
     blockers: Vec<SessionInfo>,
+    /// It failed because the runner's cancel request reached it (57014 after a cancel).
+    cancelled: bool,
 }
 
 impl ExecError {
     fn is_lock_timeout(&self) -> bool {
         self.error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+    }
+
+    /// PostgreSQL refused it inside a transaction block: a statement the lock table
+    /// thought could run in one (25001: an older server, a gap in the table), or a
+    /// procedure or DO block that commits (2D000). It rolled back with its transaction.
+    fn needs_no_transaction(&self) -> bool {
+        matches!(
+            self.error.code(),
+            Some(&SqlState::ACTIVE_SQL_TRANSACTION)
+                | Some(&SqlState::INVALID_TRANSACTION_TERMINATION)
+        )
+    }
+}
+
+/// Why a step stopped before its end.
+enum Stop {
+    /// The run was cancelled; the journal says where.
+    Cancelled(StoppedMigration),
+    /// A failure (already journaled when it was a statement's).
+    Failed(MigrateError),
+}
+
+impl From<MigrateError> for Stop {
+    fn from(e: MigrateError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+impl From<PgError> for Stop {
+    fn from(e: PgError) -> Self {
+        Stop::Failed(e.into())
     }
 }
 
@@ -302,6 +546,14 @@ struct Executor<'a> {
     pid: i32,
     policy: &'a Policy,
     sink: &'a EventSink,
+    target: &'a Target,
+    cancel: &'a CancellationToken,
+    /// Cancels the statement running on `client`.
+    cancel_token: CancelToken,
+    /// A cancel request went to the server. When the statement ended before it
+    /// arrived, it cancels the next command instead: bookkeeping then runs once more.
+    cancel_sent: bool,
+    in_doubt: InDoubt,
 }
 
 impl Executor<'_> {
@@ -310,14 +562,14 @@ impl Executor<'_> {
     }
 
     /// After a lock timeout: reports retry number `retry` with who blocked it, then
-    /// sleeps the policy's jittered backoff.
+    /// sleeps the policy's jittered backoff. False when the run was cancelled meanwhile.
     async fn back_off(
         &self,
         statement: StatementRef,
         retry: u32,
         blockers: Vec<SessionInfo>,
         whole_transaction: bool,
-    ) {
+    ) -> bool {
         let delay = self.policy.backoff(retry);
         self.emit(Event::LockTimeoutRetry {
             statement,
@@ -327,28 +579,41 @@ impl Executor<'_> {
             blockers,
             whole_transaction,
         });
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.cancel.cancelled() => false,
+        }
     }
 
     /// THE way the runner sends a statement: sets `lock_timeout` and `statement_timeout`
-    /// for it (`SET LOCAL` inside a transaction), sends it alone (no implicit multi-
-    /// statement transaction), and while it runs samples, from the monitor connection,
-    /// the sessions blocking it and the index-build progress, and forwards NOTICEs.
+    /// for it (`SET LOCAL` inside a transaction) and names the session after it
+    /// ([`statement_session_name`]), sends it alone (no implicit multi-statement
+    /// transaction), and while it runs samples, from the monitor connection, the sessions
+    /// blocking it and the index-build progress, forwards NOTICEs, and on cancellation
+    /// sends the server a cancel request, then waits for the statement to end.
     async fn execute(
         &mut self,
         at: &StatementRef,
         stmt: &Statement,
         in_transaction: bool,
+        session_name: &str,
     ) -> Result<Duration, ExecError> {
         // Anything still queued came from pgcalm's own bookkeeping, not from this statement.
         while self.notices.try_recv().is_ok() {}
         let settings = self.policy.settings_for(&stmt.kind);
+        let set = format!(
+            "{}; SET {}application_name = {}",
+            set_sql(&settings, in_transaction),
+            if in_transaction { "LOCAL " } else { "" },
+            literal(session_name)
+        );
         self.client
-            .batch_execute(&set_sql(&settings, in_transaction))
+            .batch_execute(&set)
             .await
             .map_err(|error| ExecError {
                 error,
                 blockers: Vec::new(),
+                cancelled: false,
             })?;
         let started = Instant::now();
         let poll = (self.policy.lock_timeout / 4)
@@ -357,12 +622,20 @@ impl Executor<'_> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut blockers: Vec<SessionInfo> = Vec::new();
         let builds_index = stmt.kind.index_build.is_some();
+        let client = self.client;
         let result = {
-            let fut = self.client.batch_execute(&stmt.sql);
+            let fut = client.batch_execute(&stmt.sql);
             tokio::pin!(fut);
             loop {
                 tokio::select! {
                     r = &mut fut => break r,
+                    _ = self.cancel.cancelled(), if !self.cancel_sent => {
+                        self.cancel_sent = true;
+                        (self.sink)(&Event::Cancelling { statement: at.clone() });
+                        // Best effort: when the request cannot be sent, the statement runs
+                        // to its end (and its transaction, if any, is rolled back after).
+                        let _ = self.target.cancel_query(&self.cancel_token).await;
+                    }
                     Some(n) = self.notices.recv() => {
                         (self.sink)(&Event::Notice { statement: at.clone(), notice: notice_of(&n) });
                     }
@@ -395,14 +668,51 @@ impl Executor<'_> {
         }
         result
             .map(|_| started.elapsed())
-            .map_err(|error| ExecError { error, blockers })
+            .map_err(|error| ExecError {
+                cancelled: self.cancel_sent && error.code() == Some(&SqlState::QUERY_CANCELED),
+                error,
+                blockers,
+            })
     }
 
-    async fn run_step(
-        &mut self,
-        step: &Step,
-        prior_error: Option<&str>,
-    ) -> Result<(), MigrateError> {
+    /// Runs bookkeeping `op`, once more when a cancel request meant for the statement
+    /// before hit it instead (so it must be safe to repeat).
+    async fn book<T, F, Fut>(&self, op: F) -> Result<T, PgError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, PgError>>,
+    {
+        match op().await {
+            Err(e) if self.cancel_sent && is_query_canceled(&e) => op().await,
+            r => r,
+        }
+    }
+
+    /// Gives the migration lock back at once (closing the session would too).
+    async fn release_lock(&self) {
+        let client = self.client;
+        let _ = self
+            .book(|| async move {
+                client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&RUNNER_LOCK_KEY])
+                    .await
+                    .map_err(PgError::query("releasing the migration runner lock"))
+            })
+            .await;
+    }
+
+    async fn rollback(&self, what: &str) -> Result<(), PgError> {
+        let client = self.client;
+        self.book(|| async move {
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(PgError::query(what.to_string()))
+        })
+        .await
+    }
+
+    async fn run_step(&mut self, step: &Step, prior: Option<&Entry>) -> Result<(), Stop> {
         let section = step.section();
         self.emit(Event::MigrationStarted {
             app: step.file.app.clone(),
@@ -415,80 +725,127 @@ impl Executor<'_> {
         if section.transaction {
             self.run_transactional(step).await
         } else {
-            self.run_statement_by_statement(step, prior_error).await
+            self.run_statement_by_statement(step, prior).await
         }
     }
 
-    async fn run_transactional(&mut self, step: &Step) -> Result<(), MigrateError> {
+    async fn run_transactional(&mut self, step: &Step) -> Result<(), Stop> {
         let file = &step.file;
         let section = step.section();
+        let total = section.statements.len();
         let mut retry = 0;
         loop {
             let started = Instant::now();
             self.sql("BEGIN", "starting the migration transaction")
                 .await?;
-            let mut failure = None;
+            let mut halt = None;
             for stmt in &section.statements {
-                let at = stmt_ref(file, stmt, section.statements.len());
+                let at = stmt_ref(file, stmt, total);
+                if self.cancel.is_cancelled() {
+                    halt = Some(Halt::Cancelled(stmt, at, false));
+                    break;
+                }
                 self.emit(Event::StatementStarted {
                     statement: at.clone(),
                     attempt: retry + 1,
                 });
-                match self.execute(&at, stmt, true).await {
+                let name = statement_session_name(file, step.direction, stmt.index + 1);
+                match self.execute(&at, stmt, true, &name).await {
                     Ok(d) => self.emit(Event::StatementFinished {
                         statement: at,
                         duration: d,
                     }),
+                    Err(e) if e.cancelled => {
+                        halt = Some(Halt::Cancelled(stmt, at, true));
+                        break;
+                    }
                     Err(e) => {
-                        failure = Some((stmt, at, e));
+                        halt = Some(Halt::Failed(stmt, at, e));
                         break;
                     }
                 }
             }
-            let Some((stmt, at, e)) = failure else {
-                let recorded = match step.direction {
-                    Direction::Up => {
-                        journal::record_applied(self.client, file, started.elapsed()).await
+            let halt = match halt {
+                Some(halt) => halt,
+                None => {
+                    let recorded = match step.direction {
+                        Direction::Up => {
+                            journal::record_applied(self.client, file, started.elapsed()).await
+                        }
+                        Direction::Down => journal::record_unapplied(self.client, file).await,
+                    };
+                    let last = section.statements.last().expect("sections are not empty");
+                    let last_ref = stmt_ref(file, last, total);
+                    match recorded {
+                        Err(e) if self.cancel_sent && is_query_canceled(&e) => {
+                            Halt::Cancelled(last, last_ref, true)
+                        }
+                        Err(e) => {
+                            let _ = self.rollback("rolling back the migration").await;
+                            return Err(e.into());
+                        }
+                        Ok(()) => match self.client.batch_execute("COMMIT").await {
+                            Ok(()) => return Ok(()),
+                            // A COMMIT that fails rolls back: the late cancel request
+                            // landed on it.
+                            Err(e)
+                                if self.cancel_sent
+                                    && e.code() == Some(&SqlState::QUERY_CANCELED) =>
+                            {
+                                Halt::Cancelled(last, last_ref, true)
+                            }
+                            Err(e) => {
+                                let _ = self.rollback("rolling back the migration").await;
+                                return Err(PgError::query("committing the migration")(e).into());
+                            }
+                        },
                     }
-                    Direction::Down => journal::record_unapplied(self.client, file).await,
-                };
-                if let Err(err) = recorded {
-                    let _ = self.client.batch_execute("ROLLBACK").await;
-                    return Err(err.into());
                 }
-                self.sql("COMMIT", "committing the migration").await?;
-                return Ok(());
             };
-            self.sql("ROLLBACK", "rolling back the failed migration")
-                .await?;
+            self.rollback("rolling back the migration").await?;
+            let (stmt, at, e) = match halt {
+                Halt::Cancelled(stmt, at, in_flight) => {
+                    return Err(self.cancelled(step, stmt, at, in_flight).await);
+                }
+                Halt::Failed(stmt, at, e) => (stmt, at, e),
+            };
             // A lock timeout aborts the whole transaction: retry all of it.
             if e.is_lock_timeout() && retry < self.policy.max_retries {
                 retry += 1;
-                self.back_off(at, retry, e.blockers, true).await;
+                if !self.back_off(at, retry, e.blockers, true).await {
+                    let first = &section.statements[0];
+                    let at = stmt_ref(file, first, total);
+                    return Err(self.cancelled(step, first, at, false).await);
+                }
                 continue;
             }
             let outcome = match step.direction {
                 Direction::Up => format!("rolled back: nothing of {} was applied", file.id()),
                 Direction::Down => format!("rolled back: {} is still applied", file.id()),
             };
-            return Err(self.fail(step, stmt, e, retry, outcome).await);
+            return Err(self.fail(step, stmt, e, retry, outcome).await.into());
         }
     }
 
     async fn run_statement_by_statement(
         &mut self,
         step: &Step,
-        prior_error: Option<&str>,
-    ) -> Result<(), MigrateError> {
+        prior: Option<&Entry>,
+    ) -> Result<(), Stop> {
         let file = &step.file;
         let section = step.section();
         let started = Instant::now();
-        journal::record_running(self.client, file, step.direction, self.pid).await?;
+        self.book(|| journal::record_running(self.client, file, step.direction, self.pid))
+            .await?;
         for stmt in section.statements.iter().skip(step.resume_from) {
             let at = stmt_ref(file, stmt, section.statements.len());
+            let name = statement_session_name(file, step.direction, stmt.index + 1);
             let mut retry = 0;
             // Why an INVALID index of this statement would exist, as far as we know.
-            let mut cause = match prior_error {
+            let mut cause = match prior.and_then(|p| p.error.as_deref()) {
+                Some(_) if stmt.index == step.resume_from && prior.is_some_and(|p| p.cancelled) => {
+                    "left by the cancelled build of the last run".to_string()
+                }
                 Some(e) if stmt.index == step.resume_from => format!(
                     "left by the failed build of the last run: {}",
                     e.lines().next().unwrap_or(e)
@@ -497,44 +854,52 @@ impl Executor<'_> {
                     "left by a CREATE INDEX CONCURRENTLY that failed or was interrupted".to_string()
                 }
             };
+            // The last runner died while this statement ran outside a transaction.
+            let mut in_doubt = step.interrupted && stmt.index == step.resume_from;
+            // PostgreSQL refuses it in a transaction block: it runs alone, in flight.
+            let mut outside = stmt.kind.needs_no_transaction || stmt.kind.commits_itself;
             loop {
+                if self.cancel.is_cancelled() {
+                    return Err(self.cancelled(step, stmt, at, false).await);
+                }
+                if std::mem::take(&mut in_doubt) && self.settle_in_doubt(step, &at, stmt).await? {
+                    break;
+                }
                 if let Some(build) = &stmt.kind.index_build
                     && build.create
                     && let Some(index) = &build.index
                 {
-                    let first_after_resume = step.interrupted && stmt.index == step.resume_from;
-                    match self
-                        .prepare_index_build(step, &at, stmt, index, first_after_resume, &cause)
-                        .await?
-                    {
-                        IndexPrep::Build => {}
-                        IndexPrep::AlreadyDone => break,
-                    }
+                    self.prepare_index_build(step, &at, stmt, index, &cause)
+                        .await?;
                 }
                 self.emit(Event::StatementStarted {
                     statement: at.clone(),
                     attempt: retry + 1,
                 });
-                match self.execute(&at, stmt, false).await {
+                let result = if outside {
+                    self.run_outside_transaction(step, &at, stmt, &name).await?
+                } else {
+                    self.run_in_short_transaction(step, &at, stmt, &name)
+                        .await?
+                };
+                match result {
                     Ok(d) => {
-                        journal::record_statement_done(
-                            self.client,
-                            file,
-                            step.direction,
-                            stmt.index,
-                            d,
-                        )
-                        .await?;
                         self.emit(Event::StatementFinished {
                             statement: at.clone(),
                             duration: d,
                         });
                         break;
                     }
+                    Err(e) if e.cancelled => {
+                        return Err(self.cancelled(step, stmt, at, true).await);
+                    }
+                    Err(e) if !outside && e.needs_no_transaction() => outside = true,
                     Err(e) if e.is_lock_timeout() && retry < self.policy.max_retries => {
                         retry += 1;
                         cause = "left by the previous attempt, which hit lock_timeout".to_string();
-                        self.back_off(at.clone(), retry, e.blockers, false).await;
+                        if !self.back_off(at.clone(), retry, e.blockers, false).await {
+                            return Err(self.cancelled(step, stmt, at, false).await);
+                        }
                     }
                     Err(e) => {
                         let mut outcome = format!(
@@ -544,20 +909,13 @@ impl Executor<'_> {
                             file.id(),
                             stmt.index + 1
                         );
-                        if let Some(index) = stmt
-                            .kind
-                            .index_build
-                            .as_ref()
-                            .and_then(|b| b.index.as_ref())
-                            && let Ok(Some(state)) = catalog::index_state(self.monitor, index).await
-                            && !state.valid
-                        {
+                        if let Some(left) = self.left_index(stmt).await {
                             outcome.push_str(&format!(
                                 "\n  the failed build left an INVALID index {} on {}; the next run drops it concurrently and rebuilds it",
-                                state.name, state.table
+                                left.index, left.table
                             ));
                         }
-                        return Err(self.fail(step, stmt, e, retry, outcome).await);
+                        return Err(self.fail(step, stmt, e, retry, outcome).await.into());
                     }
                 }
             }
@@ -569,21 +927,199 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// A statement of a no-transaction section that may run in a transaction: BEGIN,
+    /// the statement, its journal entry, COMMIT. Done and journaled commit together, so
+    /// a runner killed at any point leaves it either done and journaled or rolled back.
+    /// The outer error is bookkeeping's; the inner one the statement's (a COMMIT that
+    /// fails counts as the statement's: nothing of it stays).
+    async fn run_in_short_transaction(
+        &mut self,
+        step: &Step,
+        at: &StatementRef,
+        stmt: &Statement,
+        name: &str,
+    ) -> Result<Result<Duration, ExecError>, MigrateError> {
+        self.sql("BEGIN", "starting the statement's transaction")
+            .await?;
+        let took = match self.execute(at, stmt, true, name).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.rollback("rolling back the failed statement").await?;
+                return Ok(Err(e));
+            }
+        };
+        if let Err(e) = journal::record_statement_done(
+            self.client,
+            &step.file,
+            step.direction,
+            stmt.index,
+            took,
+        )
+        .await
+        {
+            self.rollback("rolling back the statement").await?;
+            return match e {
+                PgError::Query { source, .. } if self.cancel_sent && is_canceled(&source) => {
+                    Ok(Err(ExecError {
+                        error: source,
+                        blockers: Vec::new(),
+                        cancelled: true,
+                    }))
+                }
+                e => Err(e.into()),
+            };
+        }
+        match self.client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(Ok(took)),
+            Err(error) => {
+                // Whatever failed it (a deferred constraint, the late cancel request),
+                // the transaction is gone; make sure the session is out of it.
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Ok(Err(ExecError {
+                    cancelled: self.cancel_sent && is_canceled(&error),
+                    error,
+                    blockers: Vec::new(),
+                }))
+            }
+        }
+    }
+
+    /// A statement PostgreSQL refuses in a transaction (CONCURRENTLY, VACUUM...): marked
+    /// in flight in the journal, sent alone, journaled when it completes. If the runner
+    /// dies meanwhile, the resume checks the database before running it again
+    /// ([`Executor::settle_in_doubt`]).
+    async fn run_outside_transaction(
+        &mut self,
+        step: &Step,
+        at: &StatementRef,
+        stmt: &Statement,
+        name: &str,
+    ) -> Result<Result<Duration, ExecError>, MigrateError> {
+        let (client, file) = (self.client, &step.file);
+        self.book(|| journal::record_in_flight(client, file, Some(stmt.index)))
+            .await?;
+        let result = self.execute(at, stmt, false, name).await;
+        // Named after the statement only while it runs (a plain SET outlives it).
+        self.book(|| async move {
+            client
+                .batch_execute(&format!("SET application_name = {}", literal(SESSION_NAME)))
+                .await
+                .map_err(PgError::query("naming the runner's session"))
+        })
+        .await?;
+        match result {
+            Ok(took) => {
+                self.book(|| {
+                    journal::record_statement_done(client, file, step.direction, stmt.index, took)
+                })
+                .await?;
+                Ok(Ok(took))
+            }
+            Err(e) => {
+                // The server answered with an error: it did not complete.
+                self.book(|| journal::record_in_flight(client, file, None))
+                    .await?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// The statement at which an earlier runner died while it ran outside a transaction:
+    /// true when the database shows it completed (recorded as done), false when it is to
+    /// run (again): what it did is visible and not done, running it twice does no harm,
+    /// or `--rerun`. Otherwise, without `--assume-done`, an error naming it.
+    async fn settle_in_doubt(
+        &mut self,
+        step: &Step,
+        at: &StatementRef,
+        stmt: &Statement,
+    ) -> Result<bool, Stop> {
+        let done = |reason: String| Event::StatementAlreadyDone {
+            statement: at.clone(),
+            reason,
+        };
+        let rerun = |reason: String| Event::StatementRerun {
+            statement: at.clone(),
+            reason,
+        };
+        let (event, completed) = match &stmt.kind.recheck {
+            Recheck::IndexValid(index) => match catalog::index_state(self.monitor, index).await? {
+                Some(s) if s.valid && s.in_flight_pid.is_none() => (
+                    done(format!(
+                        "index {} exists and is valid: the interrupted run finished this statement",
+                        s.name
+                    )),
+                    true,
+                ),
+                // Not built: an INVALID leftover is dropped and the build runs again.
+                _ => return Ok(false),
+            },
+            Recheck::IndexGone(index) => match catalog::index_state(self.monitor, index).await? {
+                None => (
+                    done(format!(
+                        "index {index} no longer exists: the interrupted run finished this statement"
+                    )),
+                    true,
+                ),
+                Some(_) => (
+                    rerun(format!(
+                        "index {index} still exists: the interrupted run did not finish dropping it"
+                    )),
+                    false,
+                ),
+            },
+            Recheck::Rerun => (
+                rerun(
+                    "it may have run before the runner stopped; running it again does no harm"
+                        .into(),
+                ),
+                false,
+            ),
+            Recheck::Unknown => match self.in_doubt {
+                InDoubt::AssumeDone => (
+                    done("--assume-done: recorded as done without running it".into()),
+                    true,
+                ),
+                InDoubt::Rerun => (rerun("--rerun: running it again".into()), false),
+                InDoubt::Ask => {
+                    return Err(MigrateError::InDoubt {
+                        migration: at.migration.clone(),
+                        path: at.path.clone(),
+                        line: at.line,
+                        number: at.number,
+                        statement: at.summary.clone(),
+                    }
+                    .into());
+                }
+            },
+        };
+        self.emit(event);
+        if completed {
+            journal::record_statement_done(
+                self.client,
+                &step.file,
+                step.direction,
+                stmt.index,
+                Duration::ZERO,
+            )
+            .await?;
+        }
+        Ok(completed)
+    }
+
     /// Before a CREATE INDEX [CONCURRENTLY] with a name: a build of that index still in
-    /// flight in another session is an error (never touched); an INVALID leftover is
-    /// dropped concurrently so the build can run again; a valid index right after an
-    /// interrupted run means the statement completed before the runner died.
+    /// flight in another session is an error (never touched); an INVALID leftover of a
+    /// concurrent build is dropped concurrently so the build can run again.
     async fn prepare_index_build(
         &mut self,
         step: &Step,
         at: &StatementRef,
         stmt: &Statement,
         index: &str,
-        first_after_resume: bool,
         cause: &str,
-    ) -> Result<IndexPrep, MigrateError> {
+    ) -> Result<(), Stop> {
         let Some(state) = catalog::index_state(self.monitor, index).await? else {
-            return Ok(IndexPrep::Build);
+            return Ok(());
         };
         if let Some(pid) = state.in_flight_pid {
             return Err(MigrateError::IndexBuildInFlight {
@@ -591,31 +1127,11 @@ impl Executor<'_> {
                 line: at.line,
                 index: state.name,
                 pid,
-            });
-        }
-        if state.valid {
-            if first_after_resume {
-                self.emit(Event::StatementAlreadyDone {
-                    statement: at.clone(),
-                    reason: format!(
-                        "index {} exists and is valid: the interrupted run finished this statement",
-                        state.name
-                    ),
-                });
-                journal::record_statement_done(
-                    self.client,
-                    &step.file,
-                    step.direction,
-                    stmt.index,
-                    Duration::ZERO,
-                )
-                .await?;
-                return Ok(IndexPrep::AlreadyDone);
             }
-            return Ok(IndexPrep::Build);
+            .into());
         }
-        if !stmt.kind.index_build.as_ref().is_some_and(|b| b.concurrent) {
-            return Ok(IndexPrep::Build);
+        if state.valid || !stmt.kind.index_build.as_ref().is_some_and(|b| b.concurrent) {
+            return Ok(());
         }
         self.emit(Event::InvalidIndexFound {
             statement: at.clone(),
@@ -624,13 +1140,19 @@ impl Executor<'_> {
             cause: cause.to_string(),
         });
         let drop = synthetic(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", state.name));
+        let name = statement_session_name(&step.file, step.direction, stmt.index + 1);
         let mut retry = 0;
         loop {
-            match self.execute(at, &drop, false).await {
+            match self.execute(at, &drop, false, &name).await {
                 Ok(_) => break,
+                Err(e) if e.cancelled => {
+                    return Err(self.cancelled(step, stmt, at.clone(), false).await);
+                }
                 Err(e) if e.is_lock_timeout() && retry < self.policy.max_retries => {
                     retry += 1;
-                    self.back_off(at.clone(), retry, e.blockers, false).await;
+                    if !self.back_off(at.clone(), retry, e.blockers, false).await {
+                        return Err(self.cancelled(step, stmt, at.clone(), false).await);
+                    }
                 }
                 Err(e) => {
                     return Err(PgError::Query {
@@ -642,7 +1164,25 @@ impl Executor<'_> {
             }
         }
         self.emit(Event::InvalidIndexDropped { index: state.name });
-        Ok(IndexPrep::Build)
+        Ok(())
+    }
+
+    /// The INVALID index a (failed or cancelled) CONCURRENTLY build of `stmt` left.
+    async fn left_index(&self, stmt: &Statement) -> Option<LeftIndex> {
+        let index = stmt
+            .kind
+            .index_build
+            .as_ref()
+            .filter(|b| b.create && b.concurrent)?
+            .index
+            .as_ref()?;
+        match catalog::index_state(self.monitor, index).await {
+            Ok(Some(state)) if !state.valid => Some(LeftIndex {
+                index: state.name,
+                table: state.table,
+            }),
+            _ => None,
+        }
     }
 
     async fn sql(&self, sql: &str, what: &str) -> Result<(), MigrateError> {
@@ -650,6 +1190,44 @@ impl Executor<'_> {
             .batch_execute(sql)
             .await
             .map_err(|e| PgError::query(what.to_string())(e).into())
+    }
+
+    /// Records in the journal that the run was cancelled at `stmt` (cancelled on the
+    /// server when `in_flight`, else before it was sent) and says what is left.
+    async fn cancelled(
+        &self,
+        step: &Step,
+        stmt: &Statement,
+        at: StatementRef,
+        in_flight: bool,
+    ) -> Stop {
+        let section = step.section();
+        let message = if in_flight {
+            format!(
+                "cancelled while statement {} of {} ran",
+                at.number, at.total
+            )
+        } else {
+            format!(
+                "cancelled before statement {} of {} ran",
+                at.number, at.total
+            )
+        };
+        let (client, file) = (self.client, &step.file);
+        // Best effort: the journal write must not hide what happened.
+        let _ = self
+            .book(|| {
+                journal::record_failure(client, file, step.direction, &message, stmt.line, true)
+            })
+            .await;
+        Stop::Cancelled(StoppedMigration {
+            statement: at,
+            in_flight,
+            direction: step.direction,
+            transaction: section.transaction,
+            done: if section.transaction { 0 } else { stmt.index },
+            invalid_index: self.left_index(stmt).await.map(|l| (l.index, l.table)),
+        })
     }
 
     /// Records the failure in the journal and builds the error.
@@ -696,7 +1274,11 @@ impl Executor<'_> {
             message
         };
         // Best effort: the journal write must not hide the real error.
-        let _ = journal::record_failure(self.client, file, step.direction, &message, line).await;
+        let _ = self
+            .book(|| {
+                journal::record_failure(self.client, file, step.direction, &message, line, false)
+            })
+            .await;
         MigrateError::StatementFailed(Box::new(StatementFailure {
             migration: file.id(),
             path: file.path.clone(),
@@ -714,9 +1296,19 @@ impl Executor<'_> {
     }
 }
 
-enum IndexPrep {
-    Build,
-    AlreadyDone,
+/// Why a transactional migration stopped: the run was cancelled at a statement (in
+/// flight on the server, or not sent yet), or a statement failed.
+enum Halt<'a> {
+    Cancelled(&'a Statement, StatementRef, bool),
+    Failed(&'a Statement, StatementRef, ExecError),
+}
+
+fn is_canceled(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::QUERY_CANCELED)
+}
+
+fn is_query_canceled(e: &PgError) -> bool {
+    matches!(e, PgError::Query { source, .. } if is_canceled(source))
 }
 
 fn stmt_ref(file: &MigrationFile, stmt: &Statement, total: usize) -> StatementRef {
@@ -774,4 +1366,73 @@ pub async fn migrate_to_start_point(
         );
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::file::parse_file;
+
+    fn file(app: &str) -> MigrationFile {
+        let source = "-- migrate:up\nSELECT 1;\nSELECT 2;\n-- migrate:down\nSELECT 3;\n";
+        parse_file(app, Path::new("x/0002_x.sql"), source).unwrap()
+    }
+
+    fn session(pid: i32, name: &str) -> SessionInfo {
+        SessionInfo {
+            pid,
+            application_name: name.to_string(),
+            user: None,
+            state: Some("active".into()),
+            query: None,
+            xact_age_secs: None,
+            wait_event_type: None,
+        }
+    }
+
+    #[test]
+    fn statement_sessions_are_named_and_found_by_migration_direction_and_number() {
+        let f = file("app");
+        assert_eq!(
+            statement_session_name(&f, Direction::Up, 2),
+            "pgcalm migrate app.0002 #2"
+        );
+        let down = statement_session_name(&f, Direction::Down, 1);
+        assert_eq!(down, "pgcalm migrate app.0002 down #1");
+        let found = statement_session(&f, &session(7, &down), None).unwrap();
+        assert_eq!(
+            (found.direction, found.number, found.line, found.orphaned),
+            (Direction::Down, 1, 5, true)
+        );
+        assert!(
+            !statement_session(&f, &session(7, &down), Some(7))
+                .unwrap()
+                .orphaned
+        );
+        assert!(statement_session(&file("other"), &session(7, &down), None).is_none());
+        assert!(is_runner_session("pgcalm migrate") && is_runner_session(&down));
+        assert!(!is_runner_session(&monitor_name(7)));
+    }
+
+    #[test]
+    fn a_long_app_name_is_shortened_so_the_statement_number_survives() {
+        let f = file(&"é".repeat(40));
+        let name = statement_session_name(&f, Direction::Down, 9999);
+        assert!(name.len() <= APPLICATION_NAME_MAX, "{name}");
+        assert!(name.ends_with(".0002 down #9999"), "{name}");
+        assert_eq!(
+            statement_session(&f, &session(1, &name), None).map(|s| s.number),
+            None,
+            "statement 9999 does not exist"
+        );
+        let name = statement_session_name(&f, Direction::Up, 2);
+        assert_eq!(
+            statement_session(&f, &session(1, &name), None)
+                .unwrap()
+                .number,
+            2
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! What a statement is, from its parse tree: which ones cannot run in a transaction,
-//! which only take SHARE UPDATE EXCLUSIVE (and so get `statement_timeout = 0`), and which
-//! build an index (progress bar, invalid-index repair).
+//! which only take SHARE UPDATE EXCLUSIVE (and so get `statement_timeout = 0`), which
+//! build an index (progress bar, invalid-index repair), and how a resume tells whether
+//! one that ran outside a transaction completed before its runner died.
 
 use pg_query::NodeEnum;
 use pgcalm_lint::PgVersion;
@@ -19,8 +20,34 @@ pub struct StatementKind {
     pub share_update_exclusive_only: bool,
     /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT: refused in migration files.
     pub transaction_control: bool,
+    /// A `DO` block whose body says COMMIT or ROLLBACK (batched backfills): PostgreSQL
+    /// refuses those inside a transaction block (2D000), so in a `transaction:false`
+    /// section it runs on its own, like the statements that need no transaction.
+    pub commits_itself: bool,
     /// The index it builds, if it is CREATE INDEX or REINDEX.
     pub index_build: Option<IndexBuild>,
+    /// How a resume tells whether it completed, when it ran outside a transaction and
+    /// its runner died (inside one, its journal entry commits with it).
+    pub recheck: Recheck,
+}
+
+/// How a resume finds out whether a statement that ran outside a transaction (it is
+/// in flight in the journal) completed before its runner died.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "check", content = "index", rename_all = "snake_case")]
+pub enum Recheck {
+    /// Nothing in the database tells: resume stops and asks (`--assume-done` /
+    /// `--rerun`).
+    #[default]
+    Unknown,
+    /// Running it again does no harm: VACUUM, REINDEX, CLUSTER, ALTER SYSTEM, `DROP ...
+    /// IF EXISTS`, `ADD VALUE IF NOT EXISTS`.
+    Rerun,
+    /// Done when this index exists and is valid (a named CREATE INDEX; an INVALID one is
+    /// dropped and built again).
+    IndexValid(String),
+    /// Done when this index no longer exists (DROP INDEX without IF EXISTS).
+    IndexGone(String),
 }
 
 /// An index build statement.
@@ -73,13 +100,73 @@ pub fn classify(node: Option<&NodeEnum>) -> StatementKind {
         }),
         _ => None,
     };
+    let recheck = match node {
+        NodeEnum::IndexStmt(_) => match &index_build {
+            Some(IndexBuild {
+                index: Some(name), ..
+            }) => Recheck::IndexValid(name.clone()),
+            _ => Recheck::Unknown,
+        },
+        NodeEnum::ReindexStmt(_)
+        | NodeEnum::VacuumStmt(_)
+        | NodeEnum::ClusterStmt(_)
+        | NodeEnum::AlterSystemStmt(_) => Recheck::Rerun,
+        NodeEnum::DropStmt(d) if d.missing_ok => Recheck::Rerun,
+        NodeEnum::DropStmt(d)
+            if pg_query::protobuf::ObjectType::try_from(d.remove_type)
+                == Ok(pg_query::protobuf::ObjectType::ObjectIndex)
+                && d.objects.len() == 1 =>
+        {
+            match d.objects[0].node.as_ref() {
+                Some(NodeEnum::List(l)) => qualified_name(&l.items)
+                    .map(Recheck::IndexGone)
+                    .unwrap_or_default(),
+                _ => Recheck::Unknown,
+            }
+        }
+        NodeEnum::AlterEnumStmt(e) if e.skip_if_new_val_exists => Recheck::Rerun,
+        _ => Recheck::Unknown,
+    };
     StatementKind {
+        recheck,
+        commits_itself: matches!(node, NodeEnum::DoStmt(d) if do_body_commits(d)),
         needs_no_transaction: locks.outside_transaction,
         share_update_exclusive_only: locks.share_update_exclusive_only(),
         transaction_control: locks.transaction_control,
         index_build,
         label: locks.label,
     }
+}
+
+/// Whether a `DO` block's body has the word COMMIT or ROLLBACK (a comment or string
+/// saying it too only makes the runner send the block on its own, as before).
+fn do_body_commits(d: &pg_query::protobuf::DoStmt) -> bool {
+    d.args.iter().any(|a| match a.node.as_ref() {
+        Some(NodeEnum::DefElem(e)) if e.defname == "as" => {
+            match e.arg.as_deref().and_then(|n| n.node.as_ref()) {
+                Some(NodeEnum::String(body)) => body
+                    .sval
+                    .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .any(|w| {
+                        w.eq_ignore_ascii_case("commit") || w.eq_ignore_ascii_case("rollback")
+                    }),
+                _ => false,
+            }
+        }
+        _ => false,
+    })
+}
+
+/// `schema.name` from a parse tree's list of names, quoted where needed.
+fn qualified_name(items: &[pg_query::Node]) -> Option<String> {
+    let parts: Option<Vec<String>> = items
+        .iter()
+        .map(|n| match n.node.as_ref() {
+            Some(NodeEnum::String(s)) => Some(quote(&s.sval)),
+            _ => None,
+        })
+        .collect();
+    parts.filter(|p| !p.is_empty()).map(|p| p.join("."))
 }
 
 /// Quotes an identifier only when PostgreSQL would need it.
@@ -144,5 +231,43 @@ mod tests {
         assert_eq!(kind("CREATE TABLE t (a int)").label, "CREATE TABLE");
         assert!(kind("COMMIT").transaction_control);
         assert_eq!(kind("CREATE SEQUENCE s").label, "CreateSeq");
+    }
+
+    #[test]
+    fn a_do_block_that_commits_is_told_from_one_that_does_not() {
+        assert!(kind("DO $$ BEGIN UPDATE t SET a = 1; COMMIT; END $$").commits_itself);
+        assert!(kind("DO LANGUAGE plpgsql $x$ BEGIN rollback; END $x$").commits_itself);
+        assert!(!kind("DO $$ BEGIN UPDATE t SET committed = true; END $$").commits_itself);
+        assert!(!kind("UPDATE t SET a = 1").commits_itself);
+    }
+
+    #[test]
+    fn a_resume_knows_which_statements_it_can_check_or_safely_run_again() {
+        let check = |sql| kind(sql).recheck;
+        assert_eq!(
+            check("CREATE INDEX CONCURRENTLY i ON s.t (a)"),
+            Recheck::IndexValid("s.i".into())
+        );
+        assert_eq!(
+            check("DROP INDEX CONCURRENTLY \"Odd\".i"),
+            Recheck::IndexGone("\"Odd\".i".into())
+        );
+        for sql in [
+            "DROP INDEX CONCURRENTLY IF EXISTS i",
+            "REINDEX INDEX CONCURRENTLY i",
+            "VACUUM (ANALYZE) t",
+            "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh'",
+        ] {
+            assert_eq!(check(sql), Recheck::Rerun, "{sql}");
+        }
+        for sql in [
+            // A second run would build a second index.
+            "CREATE INDEX CONCURRENTLY ON t (a)",
+            "ALTER TYPE mood ADD VALUE 'meh'",
+            "ALTER TABLE p DETACH PARTITION c CONCURRENTLY",
+            "UPDATE t SET c = c + 1",
+        ] {
+            assert_eq!(check(sql), Recheck::Unknown, "{sql}");
+        }
     }
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgcalm_migrate::{Event, Goal, MigrateError, Policy, Runner};
+use pgcalm_migrate::{Event, Goal, InDoubt, MigrateError, Policy, Runner};
 use pgcalm_testkit::TestDb;
+use tokio_util::sync::CancellationToken;
 
 /// A migrations directory with one app, `app`, holding these files.
 fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -966,26 +967,31 @@ async fn an_interrupted_unapply_must_finish_before_going_forward_and_resumes() {
     );
 }
 
+/// `app/0001_idx.sql`: `build` (a CONCURRENTLY build on `k`), then `CREATE TABLE
+/// after_idx`, in a `transaction:false` section.
+fn build_then_table(build: &str) -> tempfile::TempDir {
+    migrations(&[(
+        "0001_idx.sql",
+        &format!("-- migrate:up transaction:false\n{build};\nCREATE TABLE after_idx (id int);\n"),
+    )])
+}
+
+/// What a runner killed during the build of `build_then_table` leaves, once it ran: the
+/// journal says "running, nothing done, statement 1 in flight"; statement 2 undone.
+const KILLED_DURING_THE_BUILD: &str = "DROP TABLE after_idx;
+     UPDATE pgcalm.migrations SET state = 'running_up', runner_pid = 0, in_flight = 0;
+     DELETE FROM pgcalm.migration_statements;";
+
 #[tokio::test]
 async fn a_build_that_finished_after_its_runner_was_killed_counts_as_done() {
     let db = TestDb::new().await;
     let c = db.client().await;
     c.batch_execute("CREATE TABLE k (v int)").await.unwrap();
-    let dir = migrations(&[(
-        "0001_idx.sql",
-        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY k_v ON k (v);\nCREATE TABLE after_idx (id int);\n",
-    )]);
+    let dir = build_then_table("CREATE INDEX CONCURRENTLY k_v ON k (v)");
     let (r, events) = runner(&db, dir.path(), Policy::default());
-    // What a runner killed during the build leaves: the journal says "running, nothing
-    // done", while the server finished the orphaned build.
+    // The server finished the orphaned build.
     r.migrate(&Goal::All(vec![])).await.unwrap();
-    c.batch_execute(
-        "DROP TABLE after_idx;
-         UPDATE pgcalm.migrations SET state = 'running_up', runner_pid = 0;
-         DELETE FROM pgcalm.migration_statements;",
-    )
-    .await
-    .unwrap();
+    c.batch_execute(KILLED_DURING_THE_BUILD).await.unwrap();
     assert!(markers(&r, "app").await[0].starts_with("[-] 0001_idx"));
     events.lock().unwrap().clear();
     r.migrate(&Goal::All(vec![])).await.unwrap();
@@ -1126,4 +1132,287 @@ async fn risky_migrations_are_refused_before_anything_runs_unless_ignored_or_all
             .await,
         1
     );
+}
+
+/// Waits until a runner's session in this database waits for a lock (at most 20s).
+async fn until_the_runner_waits(db: &TestDb) {
+    let c = db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waits: bool = c
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database()
+                    AND application_name LIKE 'pgcalm migrate %' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waits {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the runner never waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_run_cancels_the_statement_in_flight_keeps_what_completed_and_frees_the_lock() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[
+        (
+            "0001_first.sql",
+            "-- migrate:up transaction:false\nCREATE TABLE one (id int);\nCREATE TABLE two (id int);\nSELECT pg_advisory_xact_lock(99);\n",
+        ),
+        (
+            "0002_next.sql",
+            "-- migrate:up\nCREATE TABLE three (id int);\n",
+        ),
+    ]);
+    let (gate, _) = db.session("SELECT pg_advisory_lock(99)").await;
+    let stop = CancellationToken::new();
+    let policy = Policy {
+        lock_timeout: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let (r, events) = runner(&db, dir.path(), policy);
+    let cancellable = r.clone().with_cancel(stop.clone());
+    let run = tokio::spawn(async move { cancellable.migrate(&Goal::All(vec![])).await });
+    until_the_runner_waits(&db).await;
+    let sent = Instant::now();
+    stop.cancel();
+    let err = run.await.unwrap().unwrap_err();
+    // The behaviour under test, with a generous bound: the cancel reaches the server
+    // at once instead of the statement waiting out its 60s lock_timeout.
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    let MigrateError::Cancelled(c) = &err else {
+        panic!("{err}")
+    };
+    let stopped = c.stopped.as_ref().unwrap();
+    assert_eq!(
+        (stopped.statement.number, stopped.in_flight, stopped.done),
+        (3, true, 2)
+    );
+    assert_eq!(c.not_started, ["app.0002_next"]);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cancelled: ") && text.contains("0001_first.sql:4: statement 3 of 3 of app.0001_first (SELECT pg_advisory_xact_lock(99)) was cancelled on the server; 2 of 3 statements of app.0001_first are done\n  not started: app.0002_next\n  the migration lock is released; run the same migrate again to resume"),
+        "{text}"
+    );
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Cancelling { statement } if statement.number == 3))
+    );
+    let c = db.client().await;
+    assert!(
+        pgcalm_pg::catalog::advisory_lock_holder(&c, pgcalm_migrate::RUNNER_LOCK_KEY)
+            .await
+            .unwrap()
+            .is_none(),
+        "the migration lock is released before migrate returns"
+    );
+    let s = &r.status(Some("app")).await.unwrap()[0];
+    assert_eq!(
+        (s.marker(), s.explanation().unwrap().as_str()),
+        (
+            "[-]",
+            "cancelled at statement 3 of 3 (line 4); 2 of 3 statements done; `pgcalm migrate` resumes at statement 3"
+        )
+    );
+    // Resuming does not run statements 1-2 again (CREATE TABLE would fail).
+    gate.batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    assert_eq!(
+        markers(&r, "app").await,
+        ["[X] 0001_first", "[X] 0002_next"]
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_while_waiting_for_another_runner_runs_nothing() {
+    let db = TestDb::new().await;
+    let dir = migrations(&[("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n")]);
+    let (_holder, _) = db
+        .session(&format!(
+            "SELECT pg_advisory_lock({})",
+            pgcalm_migrate::RUNNER_LOCK_KEY
+        ))
+        .await;
+    let stop = CancellationToken::new();
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    let r = r.with_cancel(stop.clone());
+    let run = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Cancelled(c) if c.stopped.is_none() && c.completed.is_empty()),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("cancelled: stopped before running anything"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_left_in_flight_that_the_database_cannot_vouch_for_is_asked_about() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE k (v int)").await.unwrap();
+    // An unnamed build: a second run would build a second index, and nothing tells
+    // which index the first run built.
+    let dir = build_then_table("CREATE INDEX CONCURRENTLY ON k (v)");
+    let (r, events) = runner(&db, dir.path(), Policy::default());
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    c.batch_execute(KILLED_DURING_THE_BUILD).await.unwrap();
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MigrateError::InDoubt {
+                number: 1,
+                line: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.ends_with("0001_idx.sql:2: statement 1 of app.0001_idx (CREATE INDEX CONCURRENTLY ON k (v)) was running outside a transaction when the last runner stopped, and the database does not tell whether it completed\n  fix: look at the database; then rerun with --assume-done if it completed, or with --rerun to run it again"),
+        "{text}"
+    );
+    let indexes = || db.query_i64("SELECT count(*) FROM pg_indexes WHERE tablename = 'k'");
+    assert_eq!(indexes().await, 1, "nothing ran");
+
+    r.clone()
+        .on_in_doubt(InDoubt::AssumeDone)
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(indexes().await, 1, "--assume-done did not build it again");
+    assert!(events.lock().unwrap().iter().any(|e| matches!(e,
+        Event::StatementAlreadyDone { statement, reason }
+            if statement.number == 1 && reason.starts_with("--assume-done"))));
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_idx"]);
+
+    c.batch_execute(KILLED_DURING_THE_BUILD).await.unwrap();
+    r.clone()
+        .on_in_doubt(InDoubt::Rerun)
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(indexes().await, 2, "--rerun built it again, as asked");
+}
+
+#[tokio::test]
+async fn a_journal_of_an_earlier_pgcalm_is_upgraded_and_its_unjournaled_statement_asked_about() {
+    let db = TestDb::new().await;
+    // The journal as pgcalm 0.1 left it after a kill -9 during statement 1 of a
+    // transaction:false migration (each statement then ran outside a transaction: an
+    // orphaned UPDATE could commit without its journal row).
+    db.execute(
+        "CREATE TABLE counter (c int); INSERT INTO counter VALUES (1);
+         CREATE SCHEMA pgcalm;
+         CREATE TABLE pgcalm.migrations (
+             app text NOT NULL, name text NOT NULL,
+             state text NOT NULL CHECK (state IN ('applied', 'not_applied', 'running_up', 'running_down')),
+             checksum text NOT NULL, transactional boolean NOT NULL, statements_total integer NOT NULL,
+             runner_pid integer, started_at timestamptz NOT NULL DEFAULT now(), applied_at timestamptz,
+             duration_ms bigint, error text, error_direction text, error_line integer, error_at timestamptz,
+             PRIMARY KEY (app, name));
+         CREATE TABLE pgcalm.migration_statements (
+             app text NOT NULL, name text NOT NULL, direction text NOT NULL,
+             statement_index integer NOT NULL, line integer NOT NULL, checksum text NOT NULL,
+             duration_ms bigint NOT NULL, finished_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (app, name, direction, statement_index),
+             FOREIGN KEY (app, name) REFERENCES pgcalm.migrations ON DELETE CASCADE);",
+    )
+    .await;
+    let dir = migrations(&[(
+        "0001_bump.sql",
+        "-- migrate:up transaction:false\n-- pgcalm:ignore unbatched-backfill one row\nUPDATE counter SET c = c + 1;\nCREATE TABLE after_bump (id int);\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), Policy::default());
+    let checksum = r.load().unwrap().apps["app"][0].checksum.clone();
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO pgcalm.migrations (app, name, state, checksum, transactional, statements_total, runner_pid)
+             VALUES ('app', '0001_bump', 'running_up', $1, false, 2, 0)",
+            &[&checksum],
+        )
+        .await
+        .unwrap();
+    // Reading an old journal works and changes nothing.
+    assert_eq!(markers(&r, "app").await, ["[-] 0001_bump"]);
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MigrateError::InDoubt {
+                number: 1,
+                line: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(db.query_i64("SELECT c::bigint FROM counter").await, 1);
+    // The UPDATE had committed: the operator says so, and it does not count twice.
+    r.clone()
+        .on_in_doubt(InDoubt::AssumeDone)
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(db.query_i64("SELECT c::bigint FROM counter").await, 1);
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_bump"]);
+}
+
+#[tokio::test]
+async fn statements_that_commit_by_themselves_run_on_their_own_in_a_no_transaction_section() {
+    let db = TestDb::new().await;
+    db.execute(
+        "CREATE TABLE b (n int);
+         CREATE PROCEDURE fill() LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO b VALUES (1); COMMIT; INSERT INTO b VALUES (2); COMMIT; END $$;",
+    )
+    .await;
+    // A batched DO block is sent on its own; the procedure, whose COMMIT only the server
+    // sees, is refused in the short transaction (2D000), rolled back, and sent on its own.
+    let dir = migrations(&[(
+        "0001_batches.sql",
+        "-- migrate:up transaction:false\nDO $$ BEGIN INSERT INTO b VALUES (10); COMMIT; END $$;\nCALL fill();\nINSERT INTO b VALUES (20);\n",
+    )]);
+    let policy = Policy {
+        allow_risky: true, // DO and CALL are opaque to lint; this test is about transactions
+        ..Policy::default()
+    };
+    let (r, _) = runner(&db, dir.path(), policy);
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    let rows: Vec<i32> = db
+        .client()
+        .await
+        .query("SELECT n FROM b ORDER BY n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, [1, 2, 10, 20], "each statement once");
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_batches"]);
 }

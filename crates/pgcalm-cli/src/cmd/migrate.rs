@@ -11,12 +11,14 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{
-    Direction, Event, Goal, Operation, Plan, Policy, Runner, StatementVerdict, describe_session,
-    parse_duration, statement_verdicts,
+    Cancellation, Direction, Event, Goal, InDoubt, MigrateError, Operation, Plan, Policy, Runner,
+    StatementVerdict, describe_session, parse_duration, statement_verdicts,
 };
 use pgcalm_pg::Target;
+use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::interrupt::{Interrupt, Interrupts};
 
 /// Flags of `pgcalm migrate`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +32,13 @@ pub struct Args {
     /// Show what would run, with each statement's timeouts, without running it.
     #[arg(long)]
     pub plan: bool,
+    /// A statement that cannot run in a transaction was in flight when the last runner
+    /// died and the database does not show whether it completed: record it as done
+    #[arg(long, conflicts_with = "rerun")]
+    pub assume_done: bool,
+    /// ... or run it again
+    #[arg(long)]
+    pub rerun: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -61,6 +70,10 @@ pub struct PolicyArgs {
     /// Give up after waiting this long for another runner [default: wait as long as it takes]
     #[arg(long, env = "PGCALM_WAIT", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+    /// How soon the server notices a runner that died mid-statement and ends the statement
+    /// and its locks (PostgreSQL 14+; 0 turns it off) [default: 1s]
+    #[arg(long, env = "PGCALM_CLIENT_CONNECTION_CHECK_INTERVAL", value_parser = parse_duration)]
+    pub client_connection_check_interval: Option<Duration>,
     /// Run migrations that `pgcalm lint` finds risky. Without it pgcalm refuses them with
     /// the findings before anything runs (a statement with `-- pgcalm:ignore RULE reason`
     /// above it is let through) [pgcalm.toml [migrate] allow_risky]
@@ -79,6 +92,7 @@ struct MigrateSection {
     retry_initial: Option<String>,
     retry_max: Option<String>,
     wait: Option<String>,
+    client_connection_check_interval: Option<String>,
     allow_risky: Option<bool>,
 }
 
@@ -128,6 +142,12 @@ pub fn policy(ctx: &Context, args: &PolicyArgs) -> anyhow::Result<Policy> {
             .unwrap_or(d.retry_initial),
         retry_max: dur(args.retry_max, "retry_max", &file.retry_max)?.unwrap_or(d.retry_max),
         wait_for_lock: dur(args.wait, "wait", &file.wait)?,
+        client_connection_check_interval: dur(
+            args.client_connection_check_interval,
+            "client_connection_check_interval",
+            &file.client_connection_check_interval,
+        )?
+        .or(d.client_connection_check_interval),
         allow_risky: args.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
     })
 }
@@ -143,7 +163,14 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         _ => Goal::All(vec![]),
     };
     let target = ctx.target().await?;
-    let runner = Runner::new(target, ctx.migrations_dir()).with_policy(policy(ctx, &args.policy)?);
+    let in_doubt = match (args.assume_done, args.rerun) {
+        (true, _) => InDoubt::AssumeDone,
+        (_, true) => InDoubt::Rerun,
+        _ => InDoubt::Ask,
+    };
+    let runner = Runner::new(target, ctx.migrations_dir())
+        .with_policy(policy(ctx, &args.policy)?)
+        .on_in_doubt(in_doubt);
     if args.plan {
         let plan = runner.plan(&goal).await?;
         let lint = runner.lint_options().await?;
@@ -161,17 +188,103 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// Runs the runner towards `goal`, printing its events (Django-style text, or one JSON
-/// object per event).
+/// object per event). SIGINT/SIGTERM cancel the run (the statement in flight is cancelled
+/// on the server and rolled back); it then says what stayed applied and how to resume,
+/// and exits 130 / 143. A second signal exits at once, without waiting.
 pub async fn run_with_printer(runner: Runner, goal: &Goal, json: bool) -> anyhow::Result<()> {
     let printer = Arc::new(Printer::new(json));
     let p = printer.clone();
-    let runner = runner.on_event(move |e| p.handle(e));
-    match runner.migrate(goal).await {
+    let cancel = CancellationToken::new();
+    let (first_tx, mut first_rx) = tokio::sync::oneshot::channel();
+    let mut interrupts = Interrupts::new();
+    let watcher = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let first = interrupts.next().await;
+            let _ = first_tx.send(first);
+            cancel.cancel();
+            let second = interrupts.next().await;
+            eprintln!(
+                "{} again: exiting without waiting for the cancelled statement to end; the server \
+                 ends it when it notices the runner is gone (client_connection_check_interval)",
+                second.name()
+            );
+            std::process::exit(first.exit_code().into());
+        }
+    });
+    let runner = runner.on_event(move |e| p.handle(e)).with_cancel(cancel);
+    let result = runner.migrate(goal).await;
+    watcher.abort();
+    match result {
         Ok(_) => Ok(()),
+        Err(MigrateError::Cancelled(c)) => {
+            let signal = first_rx.try_recv().unwrap_or(Interrupt::Int);
+            printer.end("CANCELLED");
+            report_cancellation(&c, signal, json);
+            Err(crate::render::Exit(signal.exit_code()).into())
+        }
         Err(e) => {
-            printer.failed();
+            printer.end("FAILED");
             Err(e.into())
         }
+    }
+}
+
+/// What a cancelled run did and how to resume: on stderr, or one JSON object on stdout.
+fn report_cancellation(c: &Cancellation, signal: Interrupt, json: bool) {
+    let resume = resume_command(std::env::args().skip(1));
+    if json {
+        let doc = serde_json::json!({
+            "event": "cancelled",
+            "signal": signal.name(),
+            "cancellation": c,
+            "resume": resume,
+        });
+        say!("{doc}");
+        return;
+    }
+    let mut text = format!("cancelled ({}): {}", signal.name(), c.lines().join("\n"));
+    text.push_str(&format!(
+        "\n  the migration lock is released; resume with: {resume}"
+    ));
+    eprintln!("{text}");
+}
+
+/// The command that resumes a cancelled run: this one (`args` without the program),
+/// shell-quoted, with the password of a `--database-url` masked.
+fn resume_command(args: impl Iterator<Item = String>) -> String {
+    let mut out = vec!["pgcalm".to_string()];
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let url = if arg == "--database-url" {
+            out.push(arg);
+            args.next()
+        } else if let Some(url) = arg.strip_prefix("--database-url=") {
+            out.push("--database-url".into());
+            Some(url.to_string())
+        } else {
+            out.push(shell_quote(&arg));
+            continue;
+        };
+        if let Some(url) = url {
+            let masked = Target::from_url(&url)
+                .map(|t| t.masked_url())
+                .unwrap_or_else(|_| "\"$DATABASE_URL\"".into());
+            out.push(shell_quote(&masked));
+        }
+    }
+    out.join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
     }
 }
 
@@ -198,6 +311,11 @@ pub async fn apply_start_point(ctx: &Context, target: &Target) -> anyhow::Result
         run_with_printer(runner.clone(), &goal, ctx.json()).await?;
     }
     Ok(())
+}
+
+/// `statement 3 (migrations/app/0002_x.sql:7)`.
+fn at(s: &pgcalm_migrate::StatementRef) -> String {
+    format!("statement {} ({}:{})", s.number, s.path.display(), s.line)
 }
 
 /// `12.3s`, `0.04s`.
@@ -574,15 +692,28 @@ impl Printer {
             Event::InvalidIndexDropped { index } => {
                 self.line(&mut st, &format!("    dropped invalid index {index}"));
             }
-            Event::StatementAlreadyDone { statement, reason } => {
+            Event::Cancelling { statement } => {
                 self.line(
                     &mut st,
                     &format!(
-                        "    statement {} ({}:{}) is already done: {reason}",
-                        statement.number,
-                        statement.path.display(),
-                        statement.line
+                        "    cancelling {}: cancel request sent, waiting for the server to end it",
+                        at(statement)
                     ),
+                );
+            }
+            Event::StatementRerun { statement, reason } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    {} was in flight when the last runner stopped: {reason}",
+                        at(statement)
+                    ),
+                );
+            }
+            Event::StatementAlreadyDone { statement, reason } => {
+                self.line(
+                    &mut st,
+                    &format!("    {} is already done: {reason}", at(statement)),
                 );
             }
             Event::MigrationFinished { duration, .. } => {
@@ -595,22 +726,26 @@ impl Printer {
                 } else {
                     say!("{} OK ({})", st.label, secs(*duration));
                 }
+                st.label.clear();
             }
         }
     }
 
-    /// Ends a pending `Applying ...` line when the runner returned an error.
-    fn failed(&self) {
+    /// Ends the `Applying ...` line of the migration that was running when the runner
+    /// returned an error: `FAILED`, `CANCELLED`.
+    fn end(&self, word: &str) {
         if self.json {
             return;
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(bar) = st.bar.take() {
             bar.finish_and_clear();
-            say!("{} FAILED", st.label);
+            say!("{} {word}", st.label);
         } else if st.line_open {
-            say!(" FAILED");
+            say!(" {word}");
             st.line_open = false;
+        } else if !st.label.is_empty() {
+            say!("{} {word}", st.label);
         }
     }
 }
@@ -631,4 +766,33 @@ fn build_style(unit: &str) -> ProgressStyle {
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_command_is_this_one_quoted_without_a_password() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            resume_command(args(&["migrate", "app", "0002", "--lock-timeout", "60s"]).into_iter()),
+            "pgcalm migrate app 0002 --lock-timeout 60s"
+        );
+        assert_eq!(
+            resume_command(
+                args(&[
+                    "--database-url",
+                    "postgres://u:s3cret@h:5432/d",
+                    "--migrations-dir",
+                    "my migrations",
+                    "migrate",
+                    "--database-url=postgres://u:s3cret@h/d",
+                ])
+                .into_iter()
+            ),
+            "pgcalm --database-url 'postgresql://u:****@h:5432/d' --migrations-dir 'my migrations' \
+             migrate --database-url 'postgresql://u:****@h:5432/d'"
+        );
+    }
 }

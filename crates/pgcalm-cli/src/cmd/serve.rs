@@ -132,25 +132,7 @@ pub fn cancel_on_interrupt(
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
 pub async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    crate::interrupt::Interrupts::new().next().await;
 }
 
 /// The request log: requests hand their record to a channel; one task writes the lines,

@@ -1,7 +1,7 @@
 //! `pgcalm showmigrations [APP]`: the seed's `manage.py showmigrations demoapp`, plus
 //! partially applied (`[-]`) and failed (`[!]`) migrations with the reason.
 
-use pgcalm_migrate::{MigrationStatus, Runner, State};
+use pgcalm_migrate::{MigrationStatus, Runner};
 use serde::Serialize;
 
 use crate::context::Context;
@@ -60,7 +60,7 @@ pub fn render(apps: &[&str], statuses: &[MigrationStatus]) -> String {
                 out.push_str(&format!("  ({why})"));
             }
             out.push('\n');
-            legend |= matches!(s.state, State::Partial { .. } | State::Failed { .. });
+            legend |= matches!(s.marker(), "[-]" | "[!]");
         }
     }
     if legend {

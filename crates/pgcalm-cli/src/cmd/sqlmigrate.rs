@@ -74,13 +74,26 @@ pub fn render(
     if section.transaction {
         out.push_str("BEGIN;\n");
     } else {
-        out.push_str("-- transaction:false: each statement runs and commits on its own\n");
+        out.push_str(
+            "-- transaction:false: each statement commits on its own (with pgcalm's journal \
+             entry, in a transaction of its own where PostgreSQL allows one)\n",
+        );
     }
     let mut current: Vec<pgcalm_migrate::Setting> = Vec::new();
     let verdicts = statement_verdicts(file, direction, 0, &LintOptions::default());
     for (s, v) in section.statements.iter().zip(&verdicts) {
         let settings = policy.settings_for(&s.kind);
-        if settings != current {
+        // transaction:false: a statement PostgreSQL allows in a transaction runs in one of
+        // its own, which also records it in pgcalm's journal (done and journaled commit
+        // together); only the others (CONCURRENTLY, VACUUM...) run alone.
+        let own_transaction =
+            !section.transaction && !s.kind.needs_no_transaction && !s.kind.commits_itself;
+        if own_transaction {
+            out.push_str("BEGIN;\n");
+            for x in &settings {
+                out.push_str(&format!("SET LOCAL {} = {};\n", x.name, x.value));
+            }
+        } else if settings != current {
             for x in &settings {
                 let local = if section.transaction { "LOCAL " } else { "" };
                 out.push_str(&format!("SET {local}{} = {};\n", x.name, x.value));
@@ -94,6 +107,9 @@ pub fn render(
             v.verdict(),
             s.sql
         ));
+        if own_transaction {
+            out.push_str("COMMIT;\n");
+        }
     }
     if section.transaction {
         out.push_str("COMMIT;\n");

@@ -273,12 +273,12 @@ fn summarize(statuses: &[MigrationStatus]) -> Vec<AppMigrations> {
         let app = apps.last_mut().expect("pushed above");
         app.total += 1;
         match s.state {
-            State::Applied => {
+            State::Applied | State::Cancelled { applied: true, .. } => {
                 app.applied += 1;
                 app.current = Some(s.name.clone());
             }
             State::NotApplied => app.pending.push(s.name.clone()),
-            State::Partial { .. } | State::Failed { .. } => {
+            State::Partial { .. } | State::Failed { .. } | State::Cancelled { .. } => {
                 app.pending.push(s.name.clone());
                 app.problems.push(format!(
                     "{} {}: {}",

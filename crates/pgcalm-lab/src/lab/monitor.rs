@@ -15,8 +15,10 @@ use super::results::{EndpointRole, IndexBuildSample, LockWait, RunClock};
 /// Time between two snapshots.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 
-/// `application_name` of the runner's session that sends the migration's statements.
-pub const MIGRATION_APP: &str = "pgcalm migrate";
+/// `application_name` of the runner's session that sends the migration's statements,
+/// between statements (while one runs it is `pgcalm migrate <app>.<NNNN> #<k>`: see
+/// [`pgcalm_migrate::is_runner_session`]).
+pub const MIGRATION_APP: &str = pgcalm_migrate::SESSION_NAME;
 /// `application_name` of the session the lab holds open in lock scenarios.
 pub const BLOCKER_APP: &str = "pgcalm lab (blocker)";
 
@@ -170,8 +172,8 @@ pub fn app_waits(snapshots: &[DatabaseSnapshot]) -> Vec<AppWait> {
                     continue;
                 };
                 let on = match app {
-                    MIGRATION_APP => WaitedOn::Migration,
                     BLOCKER_APP => WaitedOn::Blocker,
+                    app if pgcalm_migrate::is_runner_session(app) => WaitedOn::Migration,
                     _ => continue,
                 };
                 out.push(AppWait {

@@ -70,6 +70,39 @@ pub async fn session(client: &Client, pid: i32) -> Result<Option<SessionInfo>, P
     Ok(row.as_ref().map(session_from_row))
 }
 
+/// The sessions of the current database whose `application_name` starts with `prefix`
+/// (this connection left out), oldest first: what `showmigrations` reads to find the
+/// migration runner's sessions and the statement each one is running.
+pub async fn sessions_named(client: &Client, prefix: &str) -> Result<Vec<SessionInfo>, PgError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}
+           FROM pg_stat_activity a
+          WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+            AND starts_with(a.application_name, $1)
+          ORDER BY a.backend_start, a.pid"
+    );
+    let rows = client
+        .query(&sql, &[&prefix])
+        .await
+        .map_err(PgError::query(format!(
+            "looking up the sessions named {prefix:?}..."
+        )))?;
+    Ok(rows.iter().map(session_from_row).collect())
+}
+
+/// Whether the server can notice a client that went away while a statement runs
+/// (`client_connection_check_interval`, PostgreSQL 14 and later).
+pub async fn checks_client_connection(client: &Client) -> Result<bool, PgError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int >= 140000",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("reading the server version"))?;
+    Ok(row.get(0))
+}
+
 /// The session holding the session-level advisory lock `key` (a single `bigint` key, as
 /// taken by `pg_advisory_lock(key)`) in the current database, if any.
 pub async fn advisory_lock_holder(

@@ -8,8 +8,8 @@ pub mod table;
 pub mod trace;
 
 pub use activity::{
-    SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, relation_exists, session,
-    session_tls,
+    SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, checks_client_connection,
+    relation_exists, session, session_tls, sessions_named,
 };
 pub use monitor::{
     DatabaseMonitor, DatabaseSnapshot, LockWait, MaintenanceProgress, SessionActivity, snapshot,

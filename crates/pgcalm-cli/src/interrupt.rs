@@ -1,0 +1,78 @@
+//! SIGINT (Ctrl-C) and SIGTERM: which one came, for the exit status a shell expects of a
+//! process they stopped (128 + the signal's number: 130, 143).
+
+/// The signal that asked pgcalm to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// SIGINT: Ctrl-C.
+    Int,
+    /// SIGTERM: `kill`, a service manager, a container stopping.
+    Term,
+}
+
+impl Interrupt {
+    /// `SIGINT`, `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interrupt::Int => "SIGINT",
+            Interrupt::Term => "SIGTERM",
+        }
+    }
+
+    /// 130 for SIGINT, 143 for SIGTERM.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Interrupt::Int => 128 + 2,
+            Interrupt::Term => 128 + 15,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM as they arrive. From its creation on, they no longer end the
+/// process: the caller decides.
+pub struct Interrupts {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    /// Starts listening (inside a Tokio runtime).
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Interrupts {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Interrupts {}
+    }
+
+    /// The next SIGINT or SIGTERM.
+    pub async fn next(&mut self) -> Interrupt {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.int) => Interrupt::Int,
+                _ = recv(&mut self.term) => Interrupt::Term,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Interrupt::Int
+        }
+    }
+}
