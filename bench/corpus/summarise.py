@@ -318,7 +318,9 @@ def classes():
         for x in findings:
             rule, sp = x["rule"], x["span"]
             stmt = src[sp["start"]:sp["end"]].decode(errors="replace")
-            fix = x.get("fix_sql") or ""
+            # what the fix runs: its comment lines (later steps) are not executed
+            fix = "\n".join(line for line in (x.get("fix_sql") or "").split("\n")
+                             if not line.lstrip().startswith("--"))
             key = (rule, sp["start"])
             seen[key] += 1
             if seen[key] > 1:

@@ -275,6 +275,19 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether two targets may be the same relation (names compared with
+    /// [`RelName::same_as`]: `post` and `public.post` may be).
+    pub fn same_as(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Target::Table(a), Target::Table(b))
+            | (Target::Index(a), Target::Index(b))
+            | (Target::TableOfIndex(a), Target::TableOfIndex(b))
+            | (Target::IndexesOf(a), Target::IndexesOf(b)) => a.same_as(b),
+            (Target::Database, Target::Database) => true,
+            _ => false,
+        }
+    }
+
     /// The table this lock lands on, when the statement names it.
     pub fn table(&self) -> Option<&RelName> {
         match self {

@@ -360,7 +360,7 @@ impl UnitState {
         let target = self.resolve(target);
         self.held
             .iter()
-            .filter(|l| l.target == target)
+            .filter(|l| l.target.same_as(&target))
             .map(|l| l.mode)
             .max()
     }
@@ -372,7 +372,7 @@ impl UnitState {
         lock.mode.covered_by(
             self.held
                 .iter()
-                .filter(|h| h.target == target)
+                .filter(|h| h.target.same_as(&target))
                 .map(|h| h.mode),
         )
     }

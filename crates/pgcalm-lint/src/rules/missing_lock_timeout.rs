@@ -132,6 +132,9 @@ mod tests {
         // Outside a transaction every statement waits for its own lock.
         let sql = "ALTER TABLE users ADD COLUMN a text;\nALTER TABLE users ADD COLUMN b text;";
         assert_eq!(lines(RULE, sql), [1, 2]);
+        // `public.users` may be `users` (lint does not know the search_path).
+        let sql = "BEGIN;\nALTER TABLE users ADD COLUMN a text;\nCREATE TRIGGER g AFTER UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION f();\nCOMMIT;";
+        assert_eq!(lines(RULE, sql), [2]);
     }
 
     #[test]
