@@ -2,15 +2,15 @@
 //! holds, from an earlier statement, a lock that blocks reads or writes of an existing
 //! table (ACCESS EXCLUSIVE from ADD COLUMN, SHARE from CREATE INDEX, ...). Locks last
 //! until COMMIT, so the table stays blocked for as long as the data change runs, however
-//! small its batch. A migration tool's one-row version table (`alembic_version`, ...) is
-//! bookkeeping: not flagged.
+//! small its batch. A migration tool's one-row version table (`alembic_version`, ...) or a
+//! system catalog (`UPDATE pg_index ...`) is bookkeeping: not flagged.
 
 use pg_query::NodeEnum;
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::RelName;
-use crate::rules::is_version_table;
+use crate::rules::is_bookkeeping_table;
 use crate::unit::UnitKind;
 
 /// The rule.
@@ -28,9 +28,9 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         NodeEnum::DeleteStmt(d) => d.relation.as_ref(),
         _ => return Vec::new(),
     };
-    // A migration tool's one-row version table: bookkeeping, over at once.
+    // A migration tool's version table or a system catalog: bookkeeping, over at once.
     if !cx.state.in_transaction
-        || relation.is_some_and(|r| is_version_table(&RelName::from_range_var(r)))
+        || relation.is_some_and(|r| is_bookkeeping_table(&RelName::from_range_var(r)))
     {
         return Vec::new();
     }
@@ -103,7 +103,9 @@ mod tests {
     }
 
     #[test]
-    fn a_migration_tools_version_table_is_bookkeeping() {
+    fn a_version_table_or_a_catalog_is_bookkeeping() {
         assert_snapshot!(check_migration(RULE, "ALTER TABLE users ADD COLUMN plan text;\nUPDATE alembic_version SET version_num = 'ae1027a6acf' WHERE alembic_version.version_num = '1975ea83b712';", true), @"ok");
+        // A catalog tweak around a bulk load (Lemmy re-enables indexes so).
+        assert_snapshot!(check_migration(RULE, "ALTER TABLE t DISABLE TRIGGER ALL;\nUPDATE pg_index SET indisready = TRUE WHERE indrelid = (SELECT oid FROM pg_class WHERE relname = 't');", true), @"ok");
     }
 }

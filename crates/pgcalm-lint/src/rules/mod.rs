@@ -91,12 +91,15 @@ const VERSION_TABLES: &[&str] = &[
     "schema_migrations_history",
 ];
 
-/// Whether a table is a migration tool's bookkeeping table ([`VERSION_TABLES`], any
-/// schema, any case).
-pub(crate) fn is_version_table(table: &crate::RelName) -> bool {
-    VERSION_TABLES
-        .iter()
-        .any(|v| v.eq_ignore_ascii_case(&table.name))
+/// Whether an UPDATE or DELETE of the table is bookkeeping, not a data change of the
+/// application's: a migration tool's version table ([`VERSION_TABLES`], any schema, any
+/// case) or a system catalog (`pg_catalog`, `pg_*`: `UPDATE pg_index SET indisready`).
+pub(crate) fn is_bookkeeping_table(table: &crate::RelName) -> bool {
+    table.schema.as_deref() == Some("pg_catalog")
+        || table.name.starts_with("pg_")
+        || VERSION_TABLES
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(&table.name))
 }
 
 /// An identifier as SQL: quoted only when PostgreSQL needs it.

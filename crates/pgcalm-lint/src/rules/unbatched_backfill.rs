@@ -20,7 +20,7 @@ use crate::locks::RelName;
 use crate::rules::recipe::{
     BATCH, batches_comment, first_batch_condition, outside_this_transaction,
 };
-use crate::rules::{ident, is_version_table};
+use crate::rules::{ident, is_bookkeeping_table};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -154,7 +154,9 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some(table) = relation.map(RelName::from_range_var) else {
         return Vec::new();
     };
-    if cx.is_new_table(&table) || is_version_table(&table) || where_clause.is_some_and(bounds_rows)
+    if cx.is_new_table(&table)
+        || is_bookkeeping_table(&table)
+        || where_clause.is_some_and(bounds_rows)
     {
         return Vec::new();
     }
