@@ -101,20 +101,27 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             ),
         ];
     }
-    let kinds: Vec<String> = names.iter().map(|(k, _)| k.clone()).collect();
-    // A foreign key also locks the referenced table for as long.
-    let also: String = cx
+    let mut kinds: Vec<String> = Vec::new();
+    for (k, _) in &names {
+        if !kinds.contains(k) {
+            kinds.push(k.clone());
+        }
+    }
+    // A foreign key also locks the referenced tables for as long.
+    let others: Vec<String> = cx
         .existing_locks()
         .filter(|l| l.target.table() != Some(&table))
-        .map(|l| {
-            format!(
-                " (and {} on {}: {} wait there too)",
-                l.mode,
-                l.target,
-                l.blocks()
-            )
-        })
+        .map(|l| format!("{} on {}", l.mode, l.target))
         .collect();
+    let also = match cx
+        .existing_locks()
+        .filter(|l| l.target.table() != Some(&table))
+        .map(|l| l.blocks())
+        .reduce(|a, b| a.or(b))
+    {
+        Some(blocks) => format!(" (and {}: {blocks} wait there too)", and_list(&others)),
+        None => String::new(),
+    };
     let mut v = Violation::new(format!(
         "ADD {} validates every row of {table} while holding {}: {} wait for the whole \
          scan{also}",
