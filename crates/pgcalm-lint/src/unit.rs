@@ -680,6 +680,26 @@ impl UnitState {
             })
     }
 
+    /// A column of a table, known or not yet (an existing column the unit only alters:
+    /// nothing known about it but what the unit does to it).
+    fn column_entry(&mut self, table: &RelName, name: &str) -> &mut ColumnInfo {
+        let t = self.table_entry(table);
+        let at = match t.columns.iter().position(|c| c.name == name) {
+            Some(at) => at,
+            None => {
+                t.columns.push(ColumnInfo {
+                    name: name.to_string(),
+                    type_name: String::new(),
+                    not_null: false,
+                    added_in_unit: false,
+                    default: None,
+                });
+                t.columns.len() - 1
+            }
+        };
+        &mut t.columns[at]
+    }
+
     fn learn_alter_table(&mut self, table: &RelName, cmds: &[pg_query::Node]) {
         for cmd in cmds {
             let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
@@ -699,47 +719,15 @@ impl UnitState {
                     if let Some(NodeEnum::ColumnDef(col)) = def
                         && let Some(t) = col.type_name.as_ref()
                     {
-                        let type_name = type_name(t);
-                        let table = self.table_entry(table);
-                        match table.columns.iter_mut().find(|c| c.name == cmd.name) {
-                            Some(c) => c.type_name = type_name,
-                            None => table.columns.push(ColumnInfo {
-                                name: cmd.name.clone(),
-                                type_name,
-                                not_null: false,
-                                added_in_unit: false,
-                                default: None,
-                            }),
-                        }
+                        self.column_entry(table, &cmd.name).type_name = type_name(t);
                     }
                 }
                 AlterTableType::AtSetNotNull | AlterTableType::AtDropNotNull => {
-                    let not_null = cmd.subtype == AlterTableType::AtSetNotNull as i32;
-                    let t = self.table_entry(table);
-                    match t.columns.iter_mut().find(|c| c.name == cmd.name) {
-                        Some(c) => c.not_null = not_null,
-                        None => t.columns.push(ColumnInfo {
-                            name: cmd.name.clone(),
-                            type_name: String::new(),
-                            not_null,
-                            added_in_unit: false,
-                            default: None,
-                        }),
-                    }
+                    self.column_entry(table, &cmd.name).not_null =
+                        cmd.subtype == AlterTableType::AtSetNotNull as i32;
                 }
                 AlterTableType::AtColumnDefault => {
-                    let default = Some(cmd.def.is_some());
-                    let t = self.table_entry(table);
-                    match t.columns.iter_mut().find(|c| c.name == cmd.name) {
-                        Some(c) => c.default = default,
-                        None => t.columns.push(ColumnInfo {
-                            name: cmd.name.clone(),
-                            type_name: String::new(),
-                            not_null: false,
-                            added_in_unit: false,
-                            default,
-                        }),
-                    }
+                    self.column_entry(table, &cmd.name).default = Some(cmd.def.is_some());
                 }
                 AlterTableType::AtAddConstraint => {
                     if let Some(NodeEnum::Constraint(con)) = def {

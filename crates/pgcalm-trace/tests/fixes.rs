@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use pgcalm_lint::{Finding, LintOptions, PgVersion, Schema};
+use pgcalm_lint::{LintOptions, PgVersion, Schema};
 use pgcalm_testkit::TestDb;
 use pgcalm_trace::{Script, TraceOptions, trace};
 
@@ -39,27 +39,10 @@ struct Trial {
     fix: std::ops::Range<usize>,
 }
 
-/// The file's text with the statement at `finding` (and its `;`) replaced by its fix.
-fn with_fix(source: &str, finding: &Finding, fix: &str) -> (String, std::ops::Range<usize>) {
-    let (start, mut end) = (finding.span.start, finding.span.end);
-    if source[end..].starts_with(';') {
-        end += 1;
-    }
-    // A fix may end with comment lines (steps for later): keep what followed apart.
-    let sep = if fix
-        .lines()
-        .last()
-        .is_some_and(|l| l.trim_start().starts_with("--"))
-    {
-        "\n"
-    } else {
-        ""
-    };
-    (
-        format!("{}{fix}{sep}{}", &source[..start], &source[end..]),
-        start..start + fix.len(),
-    )
-}
+// `with_fix`: the same replacement pgcalm-lint's fix check makes.
+#[path = "../../pgcalm-lint/src/rules/fix_check.rs"]
+#[allow(dead_code)]
+mod fix_check;
 
 fn trials() -> Vec<Trial> {
     let text = std::fs::read_to_string(corpus().join("expected.toml")).unwrap();
@@ -79,7 +62,7 @@ fn trials() -> Vec<Trial> {
             .unwrap_or_else(|e| panic!("{}: {e}", case.file));
         for f in &linted.result.findings {
             let Some(fix) = &f.fix_sql else { continue };
-            let (text, fix_range) = with_fix(&source, f, fix);
+            let (text, fix_range) = fix_check::with_fix(&source, f.span.range(), fix);
             out.push(Trial {
                 file: case.file.clone(),
                 rule: f.rule,

@@ -1,6 +1,6 @@
 //! What makes a fix wrong where its file runs: shared by the rules' snapshot tests
-//! (`test_support::check_with`) and `tests/corpus.rs` (which includes this file with
-//! `#[path]`, so it uses only `pg_query` and std).
+//! (`test_support::check_with`), `tests/corpus.rs` and pgcalm-trace's `tests/fixes.rs`
+//! (which include this file with `#[path]`, so it uses only `pg_query` and std).
 //!
 //! A fix is put in place of its statement (and the statement's `;`) and the text is linted
 //! again, the way the original was (same transaction mode, version, schema). Then:
