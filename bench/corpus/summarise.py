@@ -10,6 +10,7 @@
                                          # and bad-fix classes (heuristic)
     summarise.py precision FILE.tsv      # precision and false-positive classes of a
                                          # judged sample (columns verdict, class)
+    summarise.py relint [--pgcalm BIN]   # every fix re-linted in place, in its file's mode
 
 Environment: CORPUS (default /work/corpus), OUT (default /tmp/pgcalm-corpus-lint),
 DIRECTION (up | down | all, default up).
@@ -318,7 +319,9 @@ def classes():
         for x in findings:
             rule, sp = x["rule"], x["span"]
             stmt = src[sp["start"]:sp["end"]].decode(errors="replace")
-            fix = x.get("fix_sql") or ""
+            # what the fix runs: its comment lines (later steps) are not executed
+            fix = "\n".join(line for line in (x.get("fix_sql") or "").split("\n")
+                             if not line.lstrip().startswith("--"))
             key = (rule, sp["start"])
             seen[key] += 1
             if seen[key] > 1:
@@ -393,6 +396,78 @@ def classes():
     return found
 
 
+def relint(pgcalm, limit=None):
+    """Every fix (fix_sql) of a rule other than missing-lock-timeout, put in place of its
+    statement and linted again with PGCALM in the file's own mode (the same flags): the
+    fixes that raise their own rule again, `concurrently-in-transaction` (CONCURRENTLY
+    where the file runs in a transaction), or a rule the statement did not have. The
+    corpus-wide version of crates/pgcalm-lint's fix check."""
+    import subprocess
+    import tempfile
+    counts, examples = collections.Counter(), collections.defaultdict(list)
+    tmp = tempfile.mkdtemp(prefix="pgcalm-relint-")
+    n = 0
+    for j in jobs():
+        r = read_run("pgcalm", j)
+        if r is None or r[0] != "ok":
+            continue
+        flags = r[1].split()
+        src = open(j["file"], "rb").read()
+        for x in r[3]:
+            fix = x.get("fix_sql")
+            if not fix or x["rule"] == "missing-lock-timeout":
+                continue
+            if limit is not None and n >= limit:
+                break
+            n += 1
+            sp = x["span"]
+            start, end = sp["start"], sp["end"]
+            if src[end:end + 1] == b";":
+                end += 1
+            fb = fix.encode()
+            sep = b"\n" if fix.split("\n")[-1].lstrip().startswith("--") else b""
+            path = os.path.join(tmp, os.path.basename(j["file"]))
+            with open(path, "wb") as f:
+                f.write(src[:start] + fb + sep + src[end:])
+            out = subprocess.run([pgcalm, "lint", "--format", "json",
+                                  "--pg-version", os.environ.get("PG_VERSION", "15"),
+                                  *flags, path], capture_output=True, text=True)
+            counts["fixes"] += 1
+            try:
+                doc = json.loads(out.stdout)
+            except json.JSONDecodeError:
+                counts["does not lint"] += 1
+                examples["does not lint"].append((j, x))
+                continue
+            if not doc.get("files"):
+                counts["does not parse"] += 1
+                examples["does not parse"].append((j, x))
+                continue
+            original = {y["rule"] for y in r[3] if y["span"]["start"] == sp["start"]}
+            found = {y["rule"] for y in doc["files"][0]["findings"]
+                     if start <= y["span"]["start"] < start + len(fb)}
+            problems = set()
+            if x["rule"] in found:
+                problems.add(f"raises {x['rule']} again")
+            if "concurrently-in-transaction" in found:
+                problems.add("cannot run in the file's transaction")
+            if found - original - {"concurrently-in-transaction"}:
+                problems.add("adds " + ", ".join(sorted(found - original - {"concurrently-in-transaction"})))
+            for p in problems:
+                counts[p] += 1
+                examples[p].append((j, x))
+            counts["wrong"] += bool(problems)
+    print(f"Re-linted {counts['fixes']} fixes (rules other than missing-lock-timeout) with {pgcalm}: "
+          f"{counts['wrong']} wrong where their file runs\n")
+    print("| problem | fixes | example |")
+    print("|---|---:|---|")
+    for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
+        if k in ("fixes", "wrong"):
+            continue
+        j, x = examples[k][0]
+        print(f"| {k} | {v} | {x['rule']}: {j['repo']} `{j['path']}`:{x['span']['line']} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -403,6 +478,9 @@ def main():
     s.add_argument("-n", type=int, default=50)
     s.add_argument("--seed", type=int, default=15)
     sub.add_parser("classes")
+    r = sub.add_parser("relint")
+    r.add_argument("--pgcalm", default=os.environ.get("PGCALM", "/work/main/target/debug/pgcalm"))
+    r.add_argument("--limit", type=int)
     p = sub.add_parser("precision")
     p.add_argument("file")
     a = ap.parse_args()
@@ -412,6 +490,8 @@ def main():
         summary()
     elif a.cmd == "classes":
         classes()
+    elif a.cmd == "relint":
+        relint(a.pgcalm, a.limit)
     elif a.cmd == "sample":
         sample(a.linter, a.n, a.seed)
     else:

@@ -49,6 +49,14 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "ALTER TABLE t ADD COLUMN c int UNIQUE",
     ),
     (
+        "ADD COLUMN ... REFERENCES",
+        "ALTER TABLE t ADD COLUMN c int REFERENCES p (id)",
+    ),
+    (
+        "ADD COLUMN ... REFERENCES with a default",
+        "ALTER TABLE t ADD COLUMN c int DEFAULT 0 REFERENCES p (id)",
+    ),
+    (
         "ALTER COLUMN TYPE",
         "ALTER TABLE t ALTER COLUMN c TYPE bigint",
     ),
@@ -58,6 +66,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
     ),
     ("SET DEFAULT", "ALTER TABLE t ALTER COLUMN c SET DEFAULT 0"),
+    ("DROP DEFAULT", "ALTER TABLE t ALTER COLUMN c DROP DEFAULT"),
     (
         "SET STATISTICS",
         "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500",
@@ -121,6 +130,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     (
         "CREATE TABLE with a foreign key",
         "CREATE TABLE u (id int, c int REFERENCES p (id))",
+    ),
+    (
+        "CREATE TABLE with a self-referencing foreign key",
+        "CREATE TABLE u (id int PRIMARY KEY, parent int REFERENCES u (id))",
     ),
     (
         "CREATE TABLE ... PARTITION OF",

@@ -134,6 +134,23 @@ impl LockMode {
         CONFLICTS[self as usize][other as usize]
     }
 
+    /// Whether a transaction holding `self` gets `requested` without waiting: every mode
+    /// that conflicts with `requested` conflicts with `self` too, so no other session can
+    /// hold one (and a waiter that wants one queues behind this transaction). ACCESS
+    /// EXCLUSIVE covers everything; SHARE does not cover ROW EXCLUSIVE (another session's
+    /// SHARE, an index build, blocks it).
+    pub fn covers(self, requested: LockMode) -> bool {
+        requested.covered_by([self])
+    }
+
+    /// Whether a transaction holding all of `held` (on one relation) gets `self` without
+    /// waiting: each mode that conflicts with `self` conflicts with one of them.
+    pub fn covered_by(self, held: impl IntoIterator<Item = LockMode> + Clone) -> bool {
+        LockMode::ALL.into_iter().all(|m| {
+            !self.conflicts_with(m) || held.clone().into_iter().any(|h| h.conflicts_with(m))
+        })
+    }
+
     /// What holding (or queueing for) this lock blocks: reads are `SELECT`s (ACCESS
     /// SHARE), writes are `INSERT`/`UPDATE`/`DELETE` (ROW EXCLUSIVE).
     pub fn blocks(self) -> Blocks {
@@ -258,6 +275,19 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether two targets may be the same relation (names compared with
+    /// [`RelName::same_as`]: `post` and `public.post` may be).
+    pub fn same_as(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Target::Table(a), Target::Table(b))
+            | (Target::Index(a), Target::Index(b))
+            | (Target::TableOfIndex(a), Target::TableOfIndex(b))
+            | (Target::IndexesOf(a), Target::IndexesOf(b)) => a.same_as(b),
+            (Target::Database, Target::Database) => true,
+            _ => false,
+        }
+    }
+
     /// The table this lock lands on, when the statement names it.
     pub fn table(&self) -> Option<&RelName> {
         match self {
@@ -594,20 +624,30 @@ pub fn statement_locks(node: &NodeEnum, pg: PgVersion) -> StatementLocks {
             }
         }
         NodeEnum::CreateStmt(c) => {
-            // Foreign keys lock the referenced table; PARTITION OF locks the parent.
+            // Foreign keys lock the referenced table (not the table being created, which
+            // a self-reference names); PARTITION OF locks the parent.
+            let created = c.relation.as_ref().map(RelName::from_range_var);
+            let mut referenced = |con: &pg_query::protobuf::Constraint| {
+                let other = con.pktable.as_ref().filter(|r| {
+                    created
+                        .as_ref()
+                        .is_none_or(|t| !t.same_as(&RelName::from_range_var(r)))
+                });
+                s.table(other, ShareRowExclusive);
+            };
             for elt in &c.table_elts {
                 match &elt.node {
                     Some(NodeEnum::ColumnDef(col)) => {
                         for con in constraints(&col.constraints) {
                             if con.contype == ConstrType::ConstrForeign as i32 {
-                                s.table(con.pktable.as_ref(), ShareRowExclusive);
+                                referenced(con);
                             }
                         }
                     }
                     Some(NodeEnum::Constraint(con))
                         if con.contype == ConstrType::ConstrForeign as i32 =>
                     {
-                        s.table(con.pktable.as_ref(), ShareRowExclusive);
+                        referenced(con);
                     }
                     _ => {}
                 }
@@ -896,9 +936,13 @@ fn add_column_lock(
             | ConstrType::ConstrPrimary
             | ConstrType::ConstrUnique
             | ConstrType::ConstrExclusion => scan = Effect::Yes,
+            // A new column's foreign key is validated only when the column has a
+            // default (PostgreSQL skips it when every row starts out NULL).
             ConstrType::ConstrForeign => {
                 s.table(c.pktable.as_ref(), LockMode::ShareRowExclusive);
-                scan = Effect::Yes;
+                if has_default(col) {
+                    scan = Effect::Yes;
+                }
             }
             _ => {}
         }
@@ -1117,6 +1161,13 @@ pub fn is_serial_type(t: &pg_query::protobuf::TypeName) -> bool {
     )
 }
 
+/// A column definition with a `DEFAULT` (even `DEFAULT NULL`: PostgreSQL then validates
+/// a new column's foreign key).
+pub fn has_default(col: &pg_query::protobuf::ColumnDef) -> bool {
+    col.raw_default.is_some()
+        || constraints(&col.constraints).any(|c| c.contype == ConstrType::ConstrDefault as i32)
+}
+
 fn constraints(nodes: &[pg_query::Node]) -> impl Iterator<Item = &pg_query::protobuf::Constraint> {
     nodes.iter().filter_map(|n| match &n.node {
         Some(NodeEnum::Constraint(c)) => Some(c.as_ref()),
@@ -1257,5 +1308,67 @@ pub fn statement_label(node: &NodeEnum) -> String {
         name.0.trim_end_matches("Stmt").to_string()
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locks(sql: &str) -> Vec<String> {
+        sql_statement_locks(sql, PgVersion::DEFAULT)
+            .locks
+            .iter()
+            .map(|l| format!("{} {} scan {}", l.target, l.mode, l.scan))
+            .collect()
+    }
+
+    #[test]
+    fn a_held_lock_covers_a_request_when_it_conflicts_with_all_that_blocks_it() {
+        use LockMode::*;
+        for m in LockMode::ALL {
+            assert!(AccessExclusive.covers(m), "{m}");
+            assert!(m.covers(m), "{m}");
+        }
+        // Another session's SHARE (an index build) blocks ROW EXCLUSIVE and SHARE UPDATE
+        // EXCLUSIVE, and a SHARE holder does not keep it out.
+        assert!(!Share.covers(RowExclusive));
+        assert!(!Share.covers(ShareUpdateExclusive));
+        assert!(ShareRowExclusive.covers(Share));
+        assert!(ShareRowExclusive.covers(RowExclusive));
+        assert!(!ShareUpdateExclusive.covers(Share));
+        assert!(Exclusive.covers(ShareRowExclusive));
+        assert!(!Exclusive.covers(AccessExclusive));
+        // Held together, SHARE and SHARE UPDATE EXCLUSIVE keep out every mode that blocks
+        // ROW EXCLUSIVE.
+        assert!(RowExclusive.covered_by([Share, ShareUpdateExclusive]));
+    }
+
+    #[test]
+    fn a_self_referencing_foreign_key_locks_no_other_table() {
+        assert_eq!(
+            locks(
+                "CREATE TABLE c (id int PRIMARY KEY, p int REFERENCES c (id), u int REFERENCES users (id))"
+            ),
+            ["users SHARE ROW EXCLUSIVE scan no"]
+        );
+    }
+
+    #[test]
+    fn a_new_columns_foreign_key_is_validated_only_with_a_default() {
+        assert_eq!(
+            locks("ALTER TABLE t ADD COLUMN p int REFERENCES p (id)"),
+            [
+                "t ACCESS EXCLUSIVE scan no",
+                "p SHARE ROW EXCLUSIVE scan no"
+            ]
+        );
+        assert_eq!(
+            locks("ALTER TABLE t ADD COLUMN p int DEFAULT 1 REFERENCES p (id)"),
+            [
+                "t ACCESS EXCLUSIVE scan yes",
+                "p SHARE ROW EXCLUSIVE scan no"
+            ]
+        );
     }
 }

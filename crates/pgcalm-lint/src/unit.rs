@@ -2,7 +2,7 @@
 //! unit's statements in order ([`UnitState`]: transactions, lock_timeout, tables,
 //! columns, indexes and constraints created or changed earlier in the unit).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use pg_query::NodeEnum;
@@ -85,6 +85,7 @@ impl Schema {
         }
         for t in state.tables.values_mut() {
             t.created_in_unit = false;
+            t.has_rows = false;
             for c in &mut t.columns {
                 c.added_in_unit = false;
             }
@@ -99,6 +100,13 @@ impl Schema {
     /// Number of tables it knows.
     pub fn table_count(&self) -> usize {
         self.tables.len()
+    }
+
+    /// Whether the schema has a table of that name (any schema when unqualified).
+    pub fn has_table(&self, name: &RelName) -> bool {
+        self.tables
+            .get(&name.name)
+            .is_some_and(|t| t.name.same_as(name))
     }
 }
 
@@ -125,6 +133,8 @@ pub struct ColumnInfo {
     /// Created in this unit (CREATE TABLE, ADD COLUMN); false for columns of the
     /// existing schema and for existing columns the unit only altered.
     pub added_in_unit: bool,
+    /// Has a default (declared, `serial`, SET DEFAULT); `None` when lint has not seen.
+    pub default: Option<bool>,
 }
 
 /// A table known from earlier in the unit.
@@ -137,6 +147,12 @@ pub struct TableInfo {
     /// Columns seen (all of them for a table created in the unit; the added ones
     /// otherwise).
     pub columns: Vec<ColumnInfo>,
+    /// Partitioned (`PARTITION BY`, or the parent of a `PARTITION OF`); `None` when lint
+    /// has not seen its definition.
+    pub partitioned: Option<bool>,
+    /// Given rows in this unit (INSERT, COPY, CREATE TABLE AS): a table created in the
+    /// unit is then no longer empty (ADD COLUMN ... NOT NULL without a default fails).
+    pub has_rows: bool,
 }
 
 impl TableInfo {
@@ -172,18 +188,63 @@ pub struct CheckInfo {
     pub validated: bool,
 }
 
+/// A yes/no fact about a session setting (`lock_timeout` is non-zero, `TimeZone` is
+/// UTC), as `SET`, `SET LOCAL`, `RESET` and the transaction's end leave it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Setting {
+    /// The session value.
+    session: bool,
+    /// The transaction-level (`SET LOCAL`) value, while in a transaction.
+    local: Option<bool>,
+    /// The session value at BEGIN (restored by ROLLBACK).
+    at_begin: bool,
+}
+
+impl Setting {
+    fn get(&self) -> bool {
+        self.local.unwrap_or(self.session)
+    }
+
+    fn set(&mut self, value: bool, local: bool, in_transaction: bool) {
+        if local {
+            // SET LOCAL outside a transaction block only warns and does nothing.
+            if in_transaction {
+                self.local = Some(value);
+            }
+        } else {
+            self.session = value;
+            if in_transaction {
+                self.local = None;
+            }
+        }
+    }
+
+    fn begin(&mut self) {
+        self.at_begin = self.session;
+    }
+
+    fn end(&mut self, commit: bool) {
+        if !commit {
+            self.session = self.at_begin;
+        }
+        self.local = None;
+        self.at_begin = self.session;
+    }
+}
+
 /// What lint knows before a statement, from the statements before it in the unit.
 #[derive(Debug, Clone, Default)]
 pub struct UnitState {
     /// Inside a transaction block (explicit BEGIN, a transactional migration, or
     /// `--assume-in-transaction`).
     pub in_transaction: bool,
-    /// Session-level `lock_timeout` is set to a non-zero value.
-    session_lock_timeout: bool,
-    /// Transaction-level (`SET LOCAL`) value, while in a transaction.
-    local_lock_timeout: Option<bool>,
-    /// Session value at BEGIN (restored by ROLLBACK).
-    session_lock_timeout_at_begin: bool,
+    /// A non-zero `lock_timeout` is set.
+    lock_timeout: Setting,
+    /// The session `TimeZone` is UTC (a zone with offset 0 and no daylight saving).
+    utc: Setting,
+    /// Tables dropped earlier in the unit (a later `CREATE TABLE IF NOT EXISTS` of the
+    /// name surely creates it).
+    dropped: HashSet<String>,
     /// Tables created or altered earlier in the unit, by name.
     pub tables: HashMap<String, TableInfo>,
     /// Indexes created earlier in the unit, by name.
@@ -191,7 +252,8 @@ pub struct UnitState {
     /// CHECK constraints added earlier in the unit, by name.
     pub checks: HashMap<String, CheckInfo>,
     /// Locks on existing relations held by the current transaction (taken by earlier
-    /// statements of it), strongest per relation.
+    /// statements of it): every mode taken on each relation, an index's lock on its table
+    /// when the unit knows the table.
     pub held: Vec<RelationLock>,
 }
 
@@ -216,6 +278,11 @@ impl UnitState {
     /// application it rolls back to never used them.
     pub fn adopt_new_tables(&mut self, other: &UnitState) {
         for (key, t) in other.tables.iter().filter(|(_, t)| t.created_in_unit) {
+            // Whatever rows the up section put in it, no running code uses it.
+            let t = TableInfo {
+                has_rows: false,
+                ..t.clone()
+            };
             self.tables.insert(key.clone(), t.clone());
             for (name, index) in other
                 .indexes
@@ -229,7 +296,25 @@ impl UnitState {
 
     /// A non-zero `lock_timeout` is in effect for the next statement.
     pub fn lock_timeout_set(&self) -> bool {
-        self.local_lock_timeout.unwrap_or(self.session_lock_timeout)
+        self.lock_timeout.get()
+    }
+
+    /// The session time zone is known to be UTC (`SET timezone = 'UTC'` and the like):
+    /// from PostgreSQL 12, `timestamp` <-> `timestamptz` is then binary-coercible.
+    pub fn time_zone_is_utc(&self) -> bool {
+        self.utc.get()
+    }
+
+    /// Whether a table created in this unit has been given rows (INSERT, COPY, CREATE
+    /// TABLE AS): it is not empty any more.
+    pub fn has_rows(&self, name: &RelName) -> bool {
+        self.table(name).is_some_and(|t| t.has_rows)
+    }
+
+    /// Whether the table is known to be partitioned (`Some(false)`: known not to be;
+    /// `None`: lint has not seen its definition).
+    pub fn partitioned(&self, name: &RelName) -> Option<bool> {
+        self.table(name).and_then(|t| t.partitioned)
     }
 
     /// The table if it was created or altered earlier in the unit.
@@ -272,46 +357,106 @@ impl UnitState {
 
     /// The strongest lock the current transaction already holds on a relation.
     pub fn held_on(&self, target: &Target) -> Option<LockMode> {
+        let target = self.resolve(target);
         self.held
             .iter()
-            .filter(|l| &l.target == target)
+            .filter(|l| l.target.same_as(&target))
             .map(|l| l.mode)
             .max()
+    }
+
+    /// Whether the locks the current transaction already holds on the relation cover
+    /// this one, so the statement cannot wait for it ([`LockMode::covered_by`]).
+    pub fn already_holds(&self, lock: &RelationLock) -> bool {
+        let target = self.resolve(&lock.target);
+        lock.mode.covered_by(
+            self.held
+                .iter()
+                .filter(|h| h.target.same_as(&target))
+                .map(|h| h.mode),
+        )
+    }
+
+    /// The table of an index the unit (or the schema) knows, as a table target, so a
+    /// lock taken through `DROP INDEX i` and one taken by `ALTER TABLE t` are the same.
+    fn resolve(&self, target: &Target) -> Target {
+        match target {
+            Target::TableOfIndex(i) => match self.indexes.get(&i.name) {
+                Some(idx) => Target::Table(idx.table.clone()),
+                None => target.clone(),
+            },
+            t => t.clone(),
+        }
     }
 
     /// Learns from a statement that ran (after the rules looked at it).
     pub fn apply(&mut self, node: &NodeEnum, locks: &StatementLocks, options: &LintOptions) {
         match node {
             NodeEnum::TransactionStmt(t) => self.apply_transaction(t.kind, options),
-            NodeEnum::VariableSetStmt(v) if v.name.eq_ignore_ascii_case("lock_timeout") => {
-                let value = match VariableSetKind::try_from(v.kind) {
-                    Ok(VariableSetKind::VarSetValue) => v.args.first().is_some_and(nonzero),
-                    // DEFAULT / RESET: back to the server's, which is 0 by default.
-                    _ => false,
-                };
-                self.set_lock_timeout(value, v.is_local);
-            }
             NodeEnum::VariableSetStmt(v)
                 if VariableSetKind::try_from(v.kind) == Ok(VariableSetKind::VarResetAll) =>
             {
-                self.session_lock_timeout = false;
-                self.local_lock_timeout = None;
+                // Back to the server's values: lock_timeout 0, a time zone lint cannot know.
+                for setting in [&mut self.lock_timeout, &mut self.utc] {
+                    setting.session = false;
+                    setting.local = None;
+                }
+            }
+            NodeEnum::VariableSetStmt(v) => {
+                // DEFAULT / RESET / SET TIME ZONE LOCAL: the server's value, which lint
+                // takes as lock_timeout 0 and an unknown zone.
+                let value = match VariableSetKind::try_from(v.kind) {
+                    Ok(VariableSetKind::VarSetValue) => v.args.first(),
+                    _ => None,
+                };
+                if v.name.eq_ignore_ascii_case("lock_timeout") {
+                    self.set(Guc::LockTimeout, value.is_some_and(nonzero), v.is_local);
+                } else if v.name.eq_ignore_ascii_case("timezone") {
+                    self.set(Guc::TimeZone, value.is_some_and(utc_value), v.is_local);
+                }
             }
             NodeEnum::SelectStmt(select) => {
                 // SELECT set_config('lock_timeout', '2s', is_local): what some tools emit.
                 for target in &select.target_list {
                     if let Some(NodeEnum::ResTarget(t)) = &target.node
-                        && let Some((value, is_local)) =
-                            t.val.as_deref().and_then(set_config_lock_timeout)
+                        && let Some((guc, value, is_local)) = t.val.as_deref().and_then(set_config)
                     {
-                        self.set_lock_timeout(value, is_local);
+                        self.set(guc, value, is_local);
                     }
                 }
+                // SELECT ... INTO t creates and fills a table.
+                if let Some(r) = select.into_clause.as_ref().and_then(|i| i.rel.as_ref()) {
+                    self.learn_table_as(RelName::from_range_var(r), false, true, options);
+                }
             }
-            NodeEnum::CreateStmt(c) => self.learn_create_table(c),
+            NodeEnum::CreateStmt(c) => self.learn_create_table(c, options),
             NodeEnum::CreateTableAsStmt(c) => {
-                if let Some(r) = c.into.as_ref().and_then(|i| i.rel.as_ref()) {
-                    self.new_table(RelName::from_range_var(r), Vec::new());
+                if let Some(into) = c.into.as_ref()
+                    && let Some(r) = into.rel.as_ref()
+                {
+                    self.learn_table_as(
+                        RelName::from_range_var(r),
+                        c.if_not_exists,
+                        !into.skip_data,
+                        options,
+                    );
+                }
+            }
+            NodeEnum::InsertStmt(i) => self.fill(i.relation.as_ref()),
+            NodeEnum::MergeStmt(m) => self.fill(m.relation.as_ref()),
+            NodeEnum::CopyStmt(c) if c.is_from => self.fill(c.relation.as_ref()),
+            NodeEnum::DropStmt(d)
+                if d.remove_type == pg_query::protobuf::ObjectType::ObjectTable as i32 =>
+            {
+                for o in &d.objects {
+                    if let Some(NodeEnum::List(l)) = &o.node
+                        && let Some(name) = RelName::from_names(&l.items)
+                    {
+                        if self.table(&name).is_some() {
+                            self.tables.remove(&name.name);
+                        }
+                        self.dropped.insert(name.name);
+                    }
                 }
             }
             NodeEnum::IndexStmt(i) => {
@@ -346,12 +491,23 @@ impl UnitState {
             }
             _ => {}
         }
-        // Locks on existing relations stay held until the transaction ends.
+        // Locks on existing relations stay held until the transaction ends (each mode
+        // taken, by relation: together they may cover more than the strongest alone).
         if self.in_transaction {
             for l in &locks.locks {
-                if self.is_existing(&l.target) && self.held_on(&l.target) < Some(l.mode) {
-                    self.held.retain(|h| h.target != l.target);
-                    self.held.push(l.clone());
+                if !self.is_existing(&l.target) {
+                    continue;
+                }
+                let target = self.resolve(&l.target);
+                if !self
+                    .held
+                    .iter()
+                    .any(|h| h.target == target && h.mode == l.mode)
+                {
+                    self.held.push(RelationLock {
+                        target,
+                        ..l.clone()
+                    });
                 }
             }
         } else {
@@ -359,18 +515,12 @@ impl UnitState {
         }
     }
 
-    fn set_lock_timeout(&mut self, nonzero: bool, local: bool) {
-        if local {
-            // SET LOCAL outside a transaction block only warns and does nothing.
-            if self.in_transaction {
-                self.local_lock_timeout = Some(nonzero);
-            }
-        } else {
-            self.session_lock_timeout = nonzero;
-            if self.in_transaction {
-                self.local_lock_timeout = None;
-            }
-        }
+    fn set(&mut self, guc: Guc, value: bool, local: bool) {
+        let setting = match guc {
+            Guc::LockTimeout => &mut self.lock_timeout,
+            Guc::TimeZone => &mut self.utc,
+        };
+        setting.set(value, local, self.in_transaction);
     }
 
     fn apply_transaction(&mut self, kind: i32, options: &LintOptions) {
@@ -378,36 +528,104 @@ impl UnitState {
         match K::try_from(kind).unwrap_or(K::Undefined) {
             K::TransStmtBegin | K::TransStmtStart => {
                 if !self.in_transaction {
-                    self.session_lock_timeout_at_begin = self.session_lock_timeout;
+                    self.lock_timeout.begin();
+                    self.utc.begin();
                 }
                 self.in_transaction = true;
             }
             k @ (K::TransStmtCommit | K::TransStmtRollback | K::TransStmtPrepare) => {
-                if k != K::TransStmtCommit {
-                    self.session_lock_timeout = self.session_lock_timeout_at_begin;
-                }
-                self.local_lock_timeout = None;
+                let commit = k == K::TransStmtCommit;
+                self.lock_timeout.end(commit);
+                self.utc.end(commit);
                 self.held.clear();
                 // Under --assume-in-transaction the tool's own transaction goes on.
                 self.in_transaction = options.assume_in_transaction;
-                self.session_lock_timeout_at_begin = self.session_lock_timeout;
             }
             _ => {}
         }
     }
 
-    fn new_table(&mut self, name: RelName, columns: Vec<ColumnInfo>) {
+    /// A table a statement creates. Under `IF NOT EXISTS` it may already exist (with rows
+    /// and users): it is new only when the unit dropped it first, or the schema lint was
+    /// given does not have it.
+    fn create_table(
+        &mut self,
+        name: RelName,
+        columns: Vec<ColumnInfo>,
+        partitioned: Option<bool>,
+        if_not_exists: bool,
+        options: &LintOptions,
+    ) {
+        let absent = self.dropped.contains(&name.name)
+            || (self.table(&name).is_none()
+                && options.schema.as_ref().is_some_and(|s| !s.has_table(&name)));
+        if if_not_exists && !absent {
+            // Not new: keep what is known of it, and learn its declared columns as
+            // possibly existing ones.
+            let t = self.table_entry(&name);
+            for mut col in columns {
+                if t.column(&col.name).is_none() {
+                    col.added_in_unit = false;
+                    t.columns.push(col);
+                }
+            }
+            if t.partitioned.is_none() {
+                t.partitioned = partitioned;
+            }
+            return;
+        }
+        self.dropped.remove(&name.name);
         self.tables.insert(
             name.name.clone(),
             TableInfo {
                 name,
                 created_in_unit: true,
                 columns,
+                partitioned,
+                has_rows: false,
             },
         );
     }
 
-    fn learn_create_table(&mut self, c: &pg_query::protobuf::CreateStmt) {
+    /// `CREATE TABLE ... AS` / `SELECT ... INTO`: a new table, filled unless `WITH NO DATA`.
+    fn learn_table_as(
+        &mut self,
+        name: RelName,
+        if_not_exists: bool,
+        filled: bool,
+        options: &LintOptions,
+    ) {
+        self.create_table(
+            name.clone(),
+            Vec::new(),
+            Some(false),
+            if_not_exists,
+            options,
+        );
+        if filled {
+            self.fill_table(&name);
+        }
+    }
+
+    /// INSERT / COPY FROM / MERGE into a table: one created in the unit has rows now.
+    fn fill(&mut self, relation: Option<&pg_query::protobuf::RangeVar>) {
+        if let Some(r) = relation {
+            self.fill_table(&RelName::from_range_var(r));
+        }
+    }
+
+    fn fill_table(&mut self, name: &RelName) {
+        if let Some(t) = self
+            .tables
+            .get_mut(&name.name)
+            .filter(|t| t.name.same_as(name))
+            && t.created_in_unit
+        {
+            t.has_rows = true;
+        }
+    }
+
+    fn learn_create_table(&mut self, c: &pg_query::protobuf::CreateStmt, options: &LintOptions) {
         let Some(r) = &c.relation else { return };
         let name = RelName::from_range_var(r);
         let mut columns: Vec<ColumnInfo> = Vec::new();
@@ -428,7 +646,21 @@ impl UnitState {
                 col.not_null = true;
             }
         }
-        self.new_table(name.clone(), columns);
+        // `PARTITION OF parent`: the parent is partitioned.
+        if c.partbound.is_some() {
+            for parent in &c.inh_relations {
+                if let Some(NodeEnum::RangeVar(p)) = &parent.node {
+                    self.table_entry(&RelName::from_range_var(p)).partitioned = Some(true);
+                }
+            }
+        }
+        self.create_table(
+            name.clone(),
+            columns,
+            Some(c.partspec.is_some()),
+            c.if_not_exists,
+            options,
+        );
         for elt in &c.table_elts {
             if let Some(NodeEnum::Constraint(con)) = &elt.node {
                 self.learn_check(&name, con, None);
@@ -443,7 +675,29 @@ impl UnitState {
                 name: name.clone(),
                 created_in_unit: false,
                 columns: Vec::new(),
+                partitioned: None,
+                has_rows: false,
             })
+    }
+
+    /// A column of a table, known or not yet (an existing column the unit only alters:
+    /// nothing known about it but what the unit does to it).
+    fn column_entry(&mut self, table: &RelName, name: &str) -> &mut ColumnInfo {
+        let t = self.table_entry(table);
+        let at = match t.columns.iter().position(|c| c.name == name) {
+            Some(at) => at,
+            None => {
+                t.columns.push(ColumnInfo {
+                    name: name.to_string(),
+                    type_name: String::new(),
+                    not_null: false,
+                    added_in_unit: false,
+                    default: None,
+                });
+                t.columns.len() - 1
+            }
+        };
+        &mut t.columns[at]
     }
 
     fn learn_alter_table(&mut self, table: &RelName, cmds: &[pg_query::Node]) {
@@ -465,31 +719,15 @@ impl UnitState {
                     if let Some(NodeEnum::ColumnDef(col)) = def
                         && let Some(t) = col.type_name.as_ref()
                     {
-                        let type_name = type_name(t);
-                        let table = self.table_entry(table);
-                        match table.columns.iter_mut().find(|c| c.name == cmd.name) {
-                            Some(c) => c.type_name = type_name,
-                            None => table.columns.push(ColumnInfo {
-                                name: cmd.name.clone(),
-                                type_name,
-                                not_null: false,
-                                added_in_unit: false,
-                            }),
-                        }
+                        self.column_entry(table, &cmd.name).type_name = type_name(t);
                     }
                 }
                 AlterTableType::AtSetNotNull | AlterTableType::AtDropNotNull => {
-                    let not_null = cmd.subtype == AlterTableType::AtSetNotNull as i32;
-                    let t = self.table_entry(table);
-                    match t.columns.iter_mut().find(|c| c.name == cmd.name) {
-                        Some(c) => c.not_null = not_null,
-                        None => t.columns.push(ColumnInfo {
-                            name: cmd.name.clone(),
-                            type_name: String::new(),
-                            not_null,
-                            added_in_unit: false,
-                        }),
-                    }
+                    self.column_entry(table, &cmd.name).not_null =
+                        cmd.subtype == AlterTableType::AtSetNotNull as i32;
+                }
+                AlterTableType::AtColumnDefault => {
+                    self.column_entry(table, &cmd.name).default = Some(cmd.def.is_some());
                 }
                 AlterTableType::AtAddConstraint => {
                     if let Some(NodeEnum::Constraint(con)) = def {
@@ -542,8 +780,16 @@ impl UnitState {
     }
 }
 
-/// `set_config('lock_timeout', value, is_local)` -> (value is non-zero, is_local).
-fn set_config_lock_timeout(expr: &pg_query::Node) -> Option<(bool, bool)> {
+/// The session settings lint follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guc {
+    LockTimeout,
+    TimeZone,
+}
+
+/// `set_config('lock_timeout', value, is_local)` -> (setting, the fact lint follows
+/// about its value, is_local).
+fn set_config(expr: &pg_query::Node) -> Option<(Guc, bool, bool)> {
     use pg_query::protobuf::a_const::Val;
     let NodeEnum::FuncCall(f) = expr.node.as_ref()? else {
         return None;
@@ -562,16 +808,60 @@ fn set_config_lock_timeout(expr: &pg_query::Node) -> Option<(bool, bool)> {
         },
         _ => None,
     };
-    match constant(name)? {
-        Val::Sval(s) if s.sval.eq_ignore_ascii_case("lock_timeout") => {}
+    let guc = match constant(name)? {
+        Val::Sval(s) if s.sval.eq_ignore_ascii_case("lock_timeout") => Guc::LockTimeout,
+        Val::Sval(s) if s.sval.eq_ignore_ascii_case("timezone") => Guc::TimeZone,
         _ => return None,
-    }
+    };
     let is_local = match constant(local)? {
         Val::Boolval(b) => b.boolval,
         Val::Sval(s) => matches!(s.sval.to_ascii_lowercase().as_str(), "true" | "on" | "t"),
         _ => return None,
     };
-    Some((nonzero(value), is_local))
+    let fact = match guc {
+        Guc::LockTimeout => nonzero(value),
+        Guc::TimeZone => utc_value(value),
+    };
+    Some((guc, fact, is_local))
+}
+
+/// A `SET TIME ZONE` value that is UTC: a name of a zone with offset 0 and no daylight
+/// saving (`UTC`, `Etc/UTC`, `GMT`, `Zulu`...), or a zero offset (`0`, `'+00:00'`,
+/// `INTERVAL '0' HOUR`). PostgreSQL skips the rewrite of `timestamp` <-> `timestamptz`
+/// exactly for fixed zero-offset zones (`TimestampTimestampTzRequiresRewrite`).
+fn utc_value(value: &pg_query::Node) -> bool {
+    use pg_query::protobuf::a_const::Val;
+    match value.node.as_ref() {
+        Some(NodeEnum::AConst(c)) => match &c.val {
+            Some(Val::Ival(i)) => i.ival == 0,
+            Some(Val::Fval(f)) => f.fval.parse::<f64>().is_ok_and(|v| v == 0.0),
+            Some(Val::Sval(s)) => utc_zone(&s.sval),
+            _ => false,
+        },
+        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(utc_value),
+        _ => false,
+    }
+}
+
+/// A time zone name or offset PostgreSQL treats as UTC.
+fn utc_zone(name: &str) -> bool {
+    const UTC: &[&str] = &[
+        "utc",
+        "uct",
+        "gmt",
+        "zulu",
+        "universal",
+        "greenwich",
+        "gmt0",
+        "gmt+0",
+        "gmt-0",
+        "utc0",
+    ];
+    let zone = name.trim().to_ascii_lowercase();
+    let zone = zone.strip_prefix("etc/").unwrap_or(&zone);
+    let offset = zone.trim_start_matches(['+', '-']);
+    UTC.contains(&zone)
+        || (offset.starts_with('0') && offset.chars().all(|c| matches!(c, '0' | ':' | '.')))
 }
 
 /// `col IS NOT NULL` -> `col`.
@@ -612,6 +902,13 @@ fn column_info(col: &pg_query::protobuf::ColumnDef) -> ColumnInfo {
         type_name: col.type_name.as_ref().map(type_name).unwrap_or_default(),
         not_null,
         added_in_unit: true,
+        default: Some(
+            crate::locks::has_default(col)
+                || col
+                    .type_name
+                    .as_ref()
+                    .is_some_and(crate::locks::is_serial_type),
+        ),
     }
 }
 

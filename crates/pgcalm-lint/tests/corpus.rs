@@ -87,6 +87,24 @@ impl Linted {
             .map(|f| f.rule.to_string())
             .collect()
     }
+
+    /// Rules reported more than once on a statement (a rewrite or a scan is one per
+    /// statement, however many columns it names).
+    fn repeated_on(&self, stmt: &SourceStatement) -> Vec<&'static str> {
+        let rules: Vec<&'static str> = self
+            .findings
+            .iter()
+            .filter(|f| f.span.start == stmt.span.start)
+            .map(|f| f.rule)
+            .collect();
+        let mut repeated: Vec<&'static str> = rules
+            .iter()
+            .copied()
+            .filter(|r| rules.iter().filter(|x| *x == r).count() > 1)
+            .collect();
+        repeated.dedup();
+        repeated
+    }
 }
 
 /// Lints one corpus file the way `pgcalm lint` does (`lint_source`: a migration file
@@ -122,12 +140,7 @@ fn lint_catches_every_risky_statement_and_flags_no_safe_one() {
     let mut problems = Vec::new();
     let (mut risky, mut safe) = (0, 0);
     for case in &manifest.case {
-        // As `pgcalm lint --schema tests/fixtures/lint/schema.sql [--pg-version N]`.
-        let options = LintOptions {
-            pg_version: case.pg_version.map(PgVersion).unwrap_or(PgVersion::DEFAULT),
-            schema: Some(schema.clone()),
-            ..LintOptions::default()
-        };
+        let options = case_options(case, &schema);
         let linted = lint_file(&case.file, &options);
         let mut under_test = BTreeSet::new();
         for expected in &case.statement {
@@ -179,6 +192,14 @@ fn lint_catches_every_risky_statement_and_flags_no_safe_one() {
                 ));
             }
         }
+        for stmt in &linted.statements {
+            for rule in linted.repeated_on(stmt) {
+                problems.push(format!(
+                    "DUPLICATE {}:{}: {rule} reported more than once on one statement",
+                    case.file, stmt.span.line
+                ));
+            }
+        }
         // Everything else in the file (SET, BEGIN, COMMIT) must be quiet.
         for stmt in linted
             .statements
@@ -210,6 +231,79 @@ fn lint_catches_every_risky_statement_and_flags_no_safe_one() {
         risky >= 50 && safe >= 50,
         "the corpus shrank: {risky} risky, {safe} safe"
     );
+}
+
+/// The options a case is linted with (`pgcalm lint --schema tests/fixtures/lint/schema.sql
+/// [--pg-version N]`).
+fn case_options(case: &Case, schema: &Arc<Schema>) -> LintOptions {
+    LintOptions {
+        pg_version: case.pg_version.map(PgVersion).unwrap_or(PgVersion::DEFAULT),
+        schema: Some(schema.clone()),
+        ..LintOptions::default()
+    }
+}
+
+#[path = "../src/rules/fix_check.rs"]
+mod fix_check;
+
+/// Every fix lint offers on the corpus, put in place of its statement and linted again
+/// the way the file runs (its transaction mode, version and schema): it parses, raises
+/// nothing it fixes, no `concurrently-in-transaction` and no rule the statement did not
+/// have, and keeps the quoting of the names it shares with the statement.
+#[test]
+fn every_fix_is_right_where_its_file_runs() {
+    let manifest = manifest();
+    let schema = Arc::new(existing_schema());
+    let (mut fixes, mut problems) = (0, Vec::new());
+    for case in &manifest.case {
+        let options = case_options(case, &schema);
+        let linted = lint_file(&case.file, &options);
+        let path = corpus().join(&case.file);
+        for f in &linted.findings {
+            let Some(fix) = &f.fix_sql else { continue };
+            fixes += 1;
+            let original: Vec<&str> = linted
+                .findings
+                .iter()
+                .filter(|g| g.span.start == f.span.start)
+                .map(|g| g.rule)
+                .collect();
+            let relint = |text: &str| -> Vec<(String, usize)> {
+                pgcalm_migrate::lint_source(&path, text, &options)
+                    .unwrap_or_else(|e| {
+                        panic!("{} with the fix of {}: {e}\n{text}", case.file, f.rule)
+                    })
+                    .result
+                    .findings
+                    .iter()
+                    .map(|g| (g.rule.to_string(), g.span.start))
+                    .collect()
+            };
+            for p in fix_check::fix_problems(
+                &linted.source,
+                f.span.range(),
+                f.rule,
+                fix,
+                &original,
+                relint,
+            ) {
+                problems.push(format!(
+                    "{}:{} {}: {p}\n    {}",
+                    case.file,
+                    f.span.line,
+                    f.rule,
+                    fix.replace('\n', "\n    ")
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {fixes} fixes are wrong where their file runs:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert!(fixes >= 40, "the corpus has only {fixes} fixes");
 }
 
 #[test]
@@ -267,5 +361,6 @@ fn every_corpus_file_is_in_the_manifest_and_every_hazard_has_a_case() {
 
 #[test]
 fn the_schema_tells_lint_about_every_production_table() {
-    assert_eq!(existing_schema().table_count(), 8, "schema.sql's tables");
+    // 8 plain tables, "Team" (quoted names), metrics and its partition metrics_2026.
+    assert_eq!(existing_schema().table_count(), 11, "schema.sql's tables");
 }

@@ -245,6 +245,7 @@ fn every_lint_rule_names_its_evidence_or_is_known_unobservable() {
         "dropping-column",
         "dropping-table",
         "unbatched-backfill",
+        "dropping-default-on-not-null-column",
         "invalid-ignore",
     ];
     for rule in pgcalm_lint::rules::ALL {

@@ -4,12 +4,14 @@
 //! no reads or writes until the rewrite ends. From PostgreSQL 11 a non-volatile default
 //! (a constant, `now()`) is stored once in the catalog and costs nothing.
 
+use pg_query::protobuf::{ColumnDef, ConstrType};
+
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::{Volatility, volatility};
 use crate::rules::recipe::{
-    backfill, check_added_columns, declared_not_null, default_expr, expr_sql, set_not_null_safely,
-    type_sql,
+    Fix, added_columns, and_list, backfill, declared_not_null, default_expr, expr_sql,
+    in_a_later_transaction, not_null_steps, strip_constraints, with_added_columns_edited,
 };
 use crate::rules::{ident, rel};
 
@@ -22,58 +24,101 @@ pub static RULE: Rule = Rule {
     check,
 };
 
+/// Why adding this column rewrites the table (`None`: it does not).
+fn rewrites(cx: &Cx<'_>, col: &ColumnDef) -> Option<String> {
+    let default = default_expr(col)?;
+    let value = expr_sql(default);
+    if !cx.pg().at_least(11) {
+        return Some(format!(
+            "before PostgreSQL 11 every default is written into each row ({})",
+            cx.pg()
+        ));
+    }
+    match volatility(default) {
+        Volatility::Volatile => Some(format!(
+            "`{value}` is volatile, so it is computed for each existing row"
+        )),
+        Volatility::Unknown => Some(format!(
+            "pgcalm cannot tell whether `{value}` is volatile; if it is, it is computed for each existing row"
+        )),
+        Volatility::Stable => None,
+    }
+}
+
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    check_added_columns(cx, |table, col| {
-        let default = default_expr(col)?;
-        let value = expr_sql(default);
-        let why = if !cx.pg().at_least(11) {
-            format!(
-                "before PostgreSQL 11 every default is written into each row ({})",
-                cx.pg()
+    let Some((table, columns, lock)) = added_columns(cx, |c| rewrites(cx, c).is_some()) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = columns.iter().map(|c| c.colname.clone()).collect();
+    let why = match columns.as_slice() {
+        [one] => rewrites(cx, one).unwrap_or_default(),
+        _ => columns
+            .iter()
+            .filter_map(|c| rewrites(cx, c).map(|w| format!("{}: {w}", c.colname)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    // In place: the columns without their defaults (NOT NULL and a primary key wait for
+    // the backfill), then the defaults for new rows; later: the backfill, NOT NULL.
+    let mut fix = Fix::default().now(
+        with_added_columns_edited(cx.node, &columns, |col| {
+            strip_constraints(
+                col,
+                &[
+                    ConstrType::ConstrDefault,
+                    ConstrType::ConstrNotnull,
+                    ConstrType::ConstrPrimary,
+                ],
             )
-        } else {
-            match volatility(default) {
-                Volatility::Volatile => {
-                    format!("`{value}` is volatile, so it is computed for each existing row")
-                }
-                Volatility::Unknown => format!(
-                    "pgcalm cannot tell whether `{value}` is volatile; if it is, it is computed for each existing row"
-                ),
-                Volatility::Stable => return None,
-            }
-        };
-        let column = &col.colname;
-        let t = rel(table);
-        let mut fix = format!(
-            "ALTER TABLE {t} ADD COLUMN {} {};\nALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {value};\n{}",
-            ident(column),
-            col.type_name.as_ref().map(type_sql).unwrap_or_default(),
-            ident(column),
-            backfill(table, column, &value),
-        );
-        if declared_not_null(col) {
-            fix.push('\n');
-            fix.push_str(&set_not_null_safely(table, column));
-        }
-        Some(
-            Violation::new(format!(
-                "ADD COLUMN {column} rewrites {table} under ACCESS EXCLUSIVE: {why}; reads and \
-                 writes wait until every row is rewritten"
-            ))
-            .help(
-                "add the column without a default, then SET DEFAULT (new rows only, no \
-                 rewrite), then fill the existing rows in short batches",
-            )
-            .fix(fix),
-        )
-    })
+        })
+        .unwrap_or_default(),
+    );
+    let mut backfills = Vec::new();
+    for col in &columns {
+        let value = default_expr(col).map(expr_sql).unwrap_or_default();
+        fix = fix.now(format!(
+            "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {value};",
+            rel(&table),
+            ident(&col.colname)
+        ));
+        backfills.push(backfill(&table, &col.colname, &value));
+    }
+    let when = if cx.state.in_transaction {
+        format!("{}, fill the existing rows", in_a_later_transaction(cx))
+    } else {
+        "then fill the existing rows".to_string()
+    };
+    fix = fix.later(&when, &backfills.join("\n"));
+    let not_null: Vec<&str> = columns
+        .iter()
+        .filter(|c| declared_not_null(c))
+        .map(|c| c.colname.as_str())
+        .collect();
+    fix = fix.later(
+        "once every row is filled",
+        &not_null_steps(&table, &not_null, cx.pg()),
+    );
+    let mut v = Violation::new(format!(
+        "ADD COLUMN {} rewrites {table} under ACCESS EXCLUSIVE: {why}; reads and writes wait \
+         until every row is rewritten",
+        and_list(&names)
+    ))
+    .help(
+        "add the column without a default, then SET DEFAULT (new rows only, no rewrite), then \
+         fill the existing rows in short batches",
+    )
+    .lock(lock);
+    if let Some(sql) = fix.sql() {
+        v = v.fix(sql);
+    }
+    vec![v]
 }
 
 #[cfg(test)]
 mod tests {
     use insta::assert_snapshot;
 
-    use crate::rules::test_support::{check, check_pg};
+    use crate::rules::test_support::{check, check_migration, check_pg, lines};
 
     const RULE: &str = "adding-field-with-volatile-default";
 
@@ -87,9 +132,10 @@ mod tests {
           fix:
             ALTER TABLE users ADD COLUMN public_id uuid;
             ALTER TABLE users ALTER COLUMN public_id SET DEFAULT gen_random_uuid();
+            -- then fill the existing rows:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE users SET public_id = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND public_id IS NULL;
-            UPDATE users SET public_id = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND public_id IS NULL;
+            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND public_id IS NULL;
+            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND public_id IS NULL;
         ");
     }
 
@@ -103,13 +149,15 @@ mod tests {
           fix:
             ALTER TABLE events ADD COLUMN w double precision;
             ALTER TABLE events ALTER COLUMN w SET DEFAULT random();
+            -- then fill the existing rows:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE events SET w = random() WHERE id >= 1 AND id < 10001 AND w IS NULL;
-            UPDATE events SET w = random() WHERE id >= 10001 AND id < 20001 AND w IS NULL;
-            ALTER TABLE events ADD CONSTRAINT events_w_not_null CHECK (w IS NOT NULL) NOT VALID;
-            ALTER TABLE events VALIDATE CONSTRAINT events_w_not_null;
-            ALTER TABLE events ALTER COLUMN w SET NOT NULL;
-            ALTER TABLE events DROP CONSTRAINT events_w_not_null;
+            -- UPDATE events SET w = random() WHERE id >= 1 AND id < 10001 AND w IS NULL;
+            -- UPDATE events SET w = random() WHERE id >= 10001 AND id < 20001 AND w IS NULL;
+            -- once every row is filled:
+            -- ALTER TABLE events ADD CONSTRAINT events_w_not_null CHECK (w IS NOT NULL) NOT VALID;
+            -- ALTER TABLE events VALIDATE CONSTRAINT events_w_not_null;
+            -- ALTER TABLE events ALTER COLUMN w SET NOT NULL;
+            -- ALTER TABLE events DROP CONSTRAINT events_w_not_null;
         ");
     }
 
@@ -123,9 +171,10 @@ mod tests {
           fix:
             ALTER TABLE users ADD COLUMN code text;
             ALTER TABLE users ALTER COLUMN code SET DEFAULT make_code();
+            -- then fill the existing rows:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE users SET code = make_code() WHERE id >= 1 AND id < 10001 AND code IS NULL;
-            UPDATE users SET code = make_code() WHERE id >= 10001 AND id < 20001 AND code IS NULL;
+            -- UPDATE users SET code = make_code() WHERE id >= 1 AND id < 10001 AND code IS NULL;
+            -- UPDATE users SET code = make_code() WHERE id >= 10001 AND id < 20001 AND code IS NULL;
         ");
     }
 
@@ -144,14 +193,60 @@ mod tests {
           fix:
             ALTER TABLE users ADD COLUMN plan text;
             ALTER TABLE users ALTER COLUMN plan SET DEFAULT 'free';
+            -- then fill the existing rows:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE users SET plan = 'free' WHERE id >= 1 AND id < 10001 AND plan IS NULL;
-            UPDATE users SET plan = 'free' WHERE id >= 10001 AND id < 20001 AND plan IS NULL;
+            -- UPDATE users SET plan = 'free' WHERE id >= 1 AND id < 10001 AND plan IS NULL;
+            -- UPDATE users SET plan = 'free' WHERE id >= 10001 AND id < 20001 AND plan IS NULL;
         ");
     }
 
     #[test]
     fn new_tables_are_exempt() {
         assert_snapshot!(check(RULE, "CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), @"ok");
+    }
+
+    #[test]
+    fn one_finding_per_statement_and_the_other_clauses_kept() {
+        let sql = "ALTER TABLE users ADD COLUMN a uuid DEFAULT gen_random_uuid(), ADD COLUMN b float8 DEFAULT random(), ADD COLUMN c text;";
+        assert_eq!(lines(RULE, sql), [1]);
+        assert_snapshot!(check(RULE, sql), @"
+        error[adding-field-with-volatile-default] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ADD COLUMN a and b rewrites users under ACCESS EXCLUSIVE: a: `gen_random_uuid()` is volatile, so it is computed for each existing row; b: `random()` is volatile, so it is computed for each existing row; reads and writes wait until every row is rewritten
+          help: add the column without a default, then SET DEFAULT (new rows only, no rewrite), then fill the existing rows in short batches
+          fix:
+            ALTER TABLE users ADD COLUMN a uuid, ADD COLUMN b float8, ADD COLUMN c text;
+            ALTER TABLE users ALTER COLUMN a SET DEFAULT gen_random_uuid();
+            ALTER TABLE users ALTER COLUMN b SET DEFAULT random();
+            -- then fill the existing rows:
+            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
+            -- UPDATE users SET a = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND a IS NULL;
+            -- UPDATE users SET a = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND a IS NULL;
+            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
+            -- UPDATE users SET b = random() WHERE id >= 1 AND id < 10001 AND b IS NULL;
+            -- UPDATE users SET b = random() WHERE id >= 10001 AND id < 20001 AND b IS NULL;
+        ");
+    }
+
+    #[test]
+    fn in_one_transaction_the_backfill_comes_later() {
+        assert_snapshot!(check_migration(RULE, "ALTER TABLE users ADD COLUMN public_id uuid NOT NULL DEFAULT gen_random_uuid();", true), @"
+        error[adding-field-with-volatile-default] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ADD COLUMN public_id rewrites users under ACCESS EXCLUSIVE: `gen_random_uuid()` is volatile, so it is computed for each existing row; reads and writes wait until every row is rewritten
+          help: add the column without a default, then SET DEFAULT (new rows only, no rewrite), then fill the existing rows in short batches
+          fix:
+            ALTER TABLE users ADD COLUMN public_id uuid;
+            ALTER TABLE users ALTER COLUMN public_id SET DEFAULT gen_random_uuid();
+            -- in a later migration (a transaction of its own), fill the existing rows:
+            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
+            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND public_id IS NULL;
+            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND public_id IS NULL;
+            -- once every row is filled:
+            -- ALTER TABLE users ADD CONSTRAINT users_public_id_not_null CHECK (public_id IS NOT NULL) NOT VALID;
+            -- ALTER TABLE users VALIDATE CONSTRAINT users_public_id_not_null;
+            -- ALTER TABLE users ALTER COLUMN public_id SET NOT NULL;
+            -- ALTER TABLE users DROP CONSTRAINT users_public_id_not_null;
+        ");
     }
 }

@@ -22,7 +22,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
 mod tests {
     use insta::assert_snapshot;
 
-    use crate::rules::test_support::check;
+    use crate::rules::test_support::{check, check_pg};
 
     const RULE: &str = "adding-primary-key";
 
@@ -34,8 +34,11 @@ mod tests {
           ADD PRIMARY KEY builds a unique index on events while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
           help: build the index first with CREATE UNIQUE INDEX CONCURRENTLY (reads and writes go on; outside a transaction), then attach it with ADD CONSTRAINT ... PRIMARY KEY USING INDEX, which only takes a short lock. The key columns must be NOT NULL already (see primary-key-using-index-nullable).
           fix:
+            ALTER TABLE events ADD CONSTRAINT events_id_not_null CHECK (id IS NOT NULL) NOT VALID;
+            ALTER TABLE events VALIDATE CONSTRAINT events_id_not_null;
             CREATE UNIQUE INDEX CONCURRENTLY events_pkey ON events (id);
             ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;
+            ALTER TABLE events DROP CONSTRAINT events_id_not_null;
         ");
     }
 
@@ -52,5 +55,34 @@ mod tests {
     #[test]
     fn using_index_is_left_to_primary_key_using_index_nullable() {
         assert_snapshot!(check(RULE, "ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_id_idx;"), @"ok");
+    }
+
+    #[test]
+    fn columns_not_known_not_null_are_proven_first() {
+        assert_snapshot!(check(RULE, "ALTER TABLE events ADD COLUMN note text, ADD PRIMARY KEY (id);"), @"
+        error[adding-primary-key] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on events: blocks reads and writes
+          ADD PRIMARY KEY builds a unique index on events while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: build the index first with CREATE UNIQUE INDEX CONCURRENTLY (reads and writes go on; outside a transaction), then attach it with ADD CONSTRAINT ... PRIMARY KEY USING INDEX, which only takes a short lock. The key columns must be NOT NULL already (see primary-key-using-index-nullable).
+          fix:
+            ALTER TABLE events ADD COLUMN note text;
+            ALTER TABLE events ADD CONSTRAINT events_id_not_null CHECK (id IS NOT NULL) NOT VALID;
+            ALTER TABLE events VALIDATE CONSTRAINT events_id_not_null;
+            CREATE UNIQUE INDEX CONCURRENTLY events_pkey ON events (id);
+            ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;
+            ALTER TABLE events DROP CONSTRAINT events_id_not_null;
+        ");
+        // Before PostgreSQL 12 a CHECK does not spare the scan: no fix.
+        assert!(!check_pg(RULE, "ALTER TABLE events ADD PRIMARY KEY (id);", 11).contains("fix:"));
+        // Known NOT NULL: no check needed.
+        assert_snapshot!(check(RULE, "ALTER TABLE events ALTER COLUMN id SET NOT NULL;\nALTER TABLE events ADD PRIMARY KEY (id);"), @"
+        error[adding-primary-key] 2:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on events: blocks reads and writes
+          ADD PRIMARY KEY builds a unique index on events while holding ACCESS EXCLUSIVE: reads and writes wait for the whole build
+          help: build the index first with CREATE UNIQUE INDEX CONCURRENTLY (reads and writes go on; outside a transaction), then attach it with ADD CONSTRAINT ... PRIMARY KEY USING INDEX, which only takes a short lock. The key columns must be NOT NULL already (see primary-key-using-index-nullable).
+          fix:
+            CREATE UNIQUE INDEX CONCURRENTLY events_pkey ON events (id);
+            ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;
+        ");
     }
 }

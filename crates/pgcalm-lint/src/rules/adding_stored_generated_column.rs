@@ -2,12 +2,14 @@
 //! on an existing table. The expression is computed and stored for every existing row:
 //! a rewrite under ACCESS EXCLUSIVE.
 
-use pg_query::protobuf::ConstrType;
+use pg_query::protobuf::{ColumnDef, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::recipe::{backfill, check_added_columns, column_constraint, expr_sql, type_sql};
-use crate::rules::{ident, rel};
+use crate::rules::recipe::{
+    Fix, added_columns, and_list, backfill, column_constraint, expr_sql, in_a_later_transaction,
+    strip_constraints, with_added_columns_edited,
+};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -18,35 +20,60 @@ pub static RULE: Rule = Rule {
     check,
 };
 
-fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    check_added_columns(cx, |table, col| {
-        // Virtual generated columns (PostgreSQL 18) are not stored: no rewrite.
-        let generated = column_constraint(col, ConstrType::ConstrGenerated)
-            .filter(|g| g.generated_kind != "v")?;
-        let column = &col.colname;
-        let expr = generated
+/// The expression of a stored generated column (virtual ones, PostgreSQL 18, are not
+/// stored: no rewrite).
+fn stored_expr(col: &ColumnDef) -> Option<String> {
+    let generated =
+        column_constraint(col, ConstrType::ConstrGenerated).filter(|g| g.generated_kind != "v")?;
+    Some(
+        generated
             .raw_expr
             .as_deref()
             .map(expr_sql)
-            .unwrap_or_default();
-        let fix = format!(
-            "ALTER TABLE {} ADD COLUMN {} {};\n-- a BEFORE INSERT OR UPDATE trigger sets it to \
-             {expr} for new rows; then:\n{}",
-            rel(table),
-            ident(column),
-            col.type_name.as_ref().map(type_sql).unwrap_or_default(),
-            backfill(table, column, &expr),
-        );
-        Some(Violation::new(format!(
-            "ADD COLUMN {column} GENERATED ... STORED computes {expr} for every existing row of \
-             {table}: the table is rewritten under ACCESS EXCLUSIVE and reads and writes wait"
-        ))
-        .help(
-            "add a plain nullable column kept up to date by a trigger, and fill existing rows \
-             in short batches (or compute the value in queries or an expression index)",
-        )
-        .fix(fix))
-    })
+            .unwrap_or_default(),
+    )
+}
+
+fn check(cx: &Cx<'_>) -> Vec<Violation> {
+    let Some((table, columns, lock)) = added_columns(cx, |c| stored_expr(c).is_some()) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = columns.iter().map(|c| c.colname.clone()).collect();
+    let exprs: Vec<String> = columns.iter().filter_map(|c| stored_expr(c)).collect();
+    let plain = with_added_columns_edited(cx.node, &columns, |col| {
+        strip_constraints(col, &[ConstrType::ConstrGenerated])
+    });
+    let mut fill = Vec::new();
+    for (col, expr) in columns.iter().zip(&exprs) {
+        fill.push(format!(
+            "-- a BEFORE INSERT OR UPDATE trigger sets {} to {expr} for new rows; then:\n{}",
+            col.colname,
+            backfill(&table, &col.colname, expr)
+        ));
+    }
+    let when = if cx.state.in_transaction {
+        format!("{}, fill the existing rows", in_a_later_transaction(cx))
+    } else {
+        "then fill the existing rows".to_string()
+    };
+    let fix = Fix::default()
+        .now(plain.unwrap_or_default())
+        .later(&when, &fill.join("\n"));
+    let mut v = Violation::new(format!(
+        "ADD COLUMN {} GENERATED ... STORED computes {} for every existing row of {table}: the \
+         table is rewritten under ACCESS EXCLUSIVE and reads and writes wait",
+        and_list(&names),
+        and_list(&exprs)
+    ))
+    .help(
+        "add a plain nullable column kept up to date by a trigger, and fill existing rows \
+         in short batches (or compute the value in queries or an expression index)",
+    )
+    .lock(lock);
+    if let Some(sql) = fix.sql() {
+        v = v.fix(sql);
+    }
+    vec![v]
 }
 
 #[cfg(test)]
@@ -66,10 +93,11 @@ mod tests {
           help: add a plain nullable column kept up to date by a trigger, and fill existing rows in short batches (or compute the value in queries or an expression index)
           fix:
             ALTER TABLE users ADD COLUMN email_domain text;
-            -- a BEFORE INSERT OR UPDATE trigger sets it to split_part(email, '@', 2) for new rows; then:
+            -- then fill the existing rows:
+            -- a BEFORE INSERT OR UPDATE trigger sets email_domain to split_part(email, '@', 2) for new rows; then:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id >= 1 AND id < 10001 AND email_domain IS NULL;
-            UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id >= 10001 AND id < 20001 AND email_domain IS NULL;
+            -- UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id >= 1 AND id < 10001 AND email_domain IS NULL;
+            -- UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id >= 10001 AND id < 20001 AND email_domain IS NULL;
         ");
     }
 

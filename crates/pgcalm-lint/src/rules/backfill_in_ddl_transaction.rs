@@ -2,12 +2,15 @@
 //! holds, from an earlier statement, a lock that blocks reads or writes of an existing
 //! table (ACCESS EXCLUSIVE from ADD COLUMN, SHARE from CREATE INDEX, ...). Locks last
 //! until COMMIT, so the table stays blocked for as long as the data change runs, however
-//! small its batch.
+//! small its batch. A migration tool's one-row version table (`alembic_version`, ...) or a
+//! system catalog (`UPDATE pg_index ...`) is bookkeeping: not flagged.
 
 use pg_query::NodeEnum;
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
+use crate::locks::RelName;
+use crate::rules::is_bookkeeping_table;
 use crate::unit::UnitKind;
 
 /// The rule.
@@ -20,8 +23,14 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    if !matches!(cx.node, NodeEnum::UpdateStmt(_) | NodeEnum::DeleteStmt(_))
-        || !cx.state.in_transaction
+    let relation = match cx.node {
+        NodeEnum::UpdateStmt(u) => u.relation.as_ref(),
+        NodeEnum::DeleteStmt(d) => d.relation.as_ref(),
+        _ => return Vec::new(),
+    };
+    // A migration tool's version table or a system catalog: bookkeeping, over at once.
+    if !cx.state.in_transaction
+        || relation.is_some_and(|r| is_bookkeeping_table(&RelName::from_range_var(r)))
     {
         return Vec::new();
     }
@@ -91,5 +100,12 @@ mod tests {
         assert_snapshot!(check(RULE, "BEGIN;\nALTER TABLE users ADD COLUMN plan text;\nCOMMIT;\nUPDATE users SET plan = 'free' WHERE id < 100;"), @"ok");
         assert_snapshot!(check(RULE, "BEGIN;\nCREATE TABLE s (id int);\nINSERT INTO s SELECT id FROM users;\nUPDATE s SET id = 0;\nCOMMIT;"), @"ok");
         assert_snapshot!(check_migration(RULE, "ALTER TABLE users ADD COLUMN plan text;\nUPDATE users SET plan = 'free' WHERE id < 100;", false), @"ok");
+    }
+
+    #[test]
+    fn a_version_table_or_a_catalog_is_bookkeeping() {
+        assert_snapshot!(check_migration(RULE, "ALTER TABLE users ADD COLUMN plan text;\nUPDATE alembic_version SET version_num = 'ae1027a6acf' WHERE alembic_version.version_num = '1975ea83b712';", true), @"ok");
+        // A catalog tweak around a bulk load (Lemmy re-enables indexes so).
+        assert_snapshot!(check_migration(RULE, "ALTER TABLE t DISABLE TRIGGER ALL;\nUPDATE pg_index SET indisready = TRUE WHERE indrelid = (SELECT oid FROM pg_class WHERE relname = 't');", true), @"ok");
     }
 }

@@ -3,19 +3,28 @@
 //! its indexes under ACCESS EXCLUSIVE. Binary-coercible (metadata-only) changes:
 //! `varchar(n)` to `varchar(m >= n)`, unbounded `varchar` or `text`; `text` to unbounded
 //! `varchar`; `numeric(p, s)` to `numeric(q >= p, s)` or unbounded `numeric`;
-//! `varbit(n)` to a wider one; `cidr` to `inet`. `timestamp` to `timestamptz` is free
-//! only when the session time zone is UTC, which lint cannot know, so it is flagged.
+//! `varbit(n)` to a wider one; `cidr` to `inet`. `timestamp` <-> `timestamptz` (no
+//! precision given) is free from PostgreSQL 12 when the session time zone is UTC: after a
+//! `SET timezone = 'UTC'` (or `Etc/UTC`, `GMT`, `+00:00`...) in the unit; without one the
+//! server's zone is unknown and it is flagged. When lint does not know the old type, a
+//! change to `timestamptz` (or `timestamp`) in a UTC session is taken as the conversion
+//! from the other one that the `SET` is written for.
 //!
 //! The old type is known when the column was created or added earlier in the unit (or
 //! the engine was given the existing schema); otherwise only a target type that could
-//! never be reached cheaply is sure, and the finding says the old type is unknown.
+//! never be reached cheaply is sure, and the finding says the old type is unknown. One
+//! statement rewrites the table once: one finding, naming every column.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{AlterTableCmd, AlterTableType};
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::recipe::{BATCH, batches_comment, column_def, expr_sql, type_sql};
+use crate::rules::recipe::{
+    BATCH, Fix, and_list, batches_comment, column_def, edited_alter, expr_sql, type_sql,
+};
 use crate::rules::{alter_existing_table, ident, rel};
-use crate::unit::type_name;
-use pg_query::protobuf::AlterTableType;
+use crate::unit::{string_list, type_name};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -66,72 +75,189 @@ pub(crate) fn binary_coercible(old: &str, new: &str) -> bool {
     }
 }
 
+/// Whether `old` -> `new` is `timestamp` <-> `timestamptz` without a precision on the new
+/// type (`timestamptz(3)` adds a rounding PostgreSQL computes for every row), which
+/// PostgreSQL 12+ does in place in a UTC session. An unknown old type counts.
+fn timestamp_zone_flip(old: Option<&str>, new: &str) -> bool {
+    let base = |t: &str| t.split('(').next().unwrap_or(t).to_string();
+    let flip = |a: &str, b: &str| {
+        matches!(
+            (a, b),
+            ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+        )
+    };
+    !new.contains('(')
+        && matches!(new, "timestamp" | "timestamptz")
+        && old.is_none_or(|o| flip(&base(o), new))
+}
+
+/// A USING expression that is only the column itself (or it cast to the new type): the
+/// same conversion as none.
+fn using_is_the_column(using: &pg_query::Node, column: &str) -> bool {
+    match using.node.as_ref() {
+        Some(NodeEnum::ColumnRef(c)) => {
+            string_list(&c.fields).last().map(String::as_str) == Some(column)
+        }
+        Some(NodeEnum::TypeCast(t)) => t
+            .arg
+            .as_deref()
+            .is_some_and(|a| using_is_the_column(a, column)),
+        _ => false,
+    }
+}
+
+/// One flagged type change: the column, its new type as SQL, why it rewrites, the value
+/// for the new column (the USING expression or the column), and whether the old type
+/// is unknown.
+struct Change {
+    column: String,
+    new_sql: String,
+    why: String,
+    value: String,
+    unknown_old: bool,
+}
+
+/// Why `ALTER COLUMN ... TYPE` rewrites (`None`: it does not).
+fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Change> {
+    let def = column_def(cmd)?;
+    let new_type = def.type_name.as_ref()?;
+    let column = &cmd.name;
+    let using = def
+        .raw_default
+        .as_deref()
+        .filter(|u| !using_is_the_column(u, column));
+    let old = cx
+        .state
+        .table(table)
+        .and_then(|t| t.column(column))
+        .map(|c| c.type_name.clone())
+        .filter(|t| !t.is_empty());
+    let new_name = type_name(new_type);
+    let new_sql = type_sql(new_type);
+    if using.is_none()
+        && cx.pg().at_least(12)
+        && cx.state.time_zone_is_utc()
+        && timestamp_zone_flip(old.as_deref(), &new_name)
+    {
+        return None;
+    }
+    let why = match (&old, using) {
+        (_, Some(u)) => format!(
+            "the USING expression `{}` is computed for every row",
+            expr_sql(u)
+        ),
+        (Some(old), None) if binary_coercible(old, &new_name) => return None,
+        (Some(old), None) => format!("{old} -> {new_sql} is not binary-coercible"),
+        (None, None) => format!(
+            "unless {new_sql} is binary-coercible from the current type, which lint does not know"
+        ),
+    };
+    Some(Change {
+        column: column.clone(),
+        value: using.map(expr_sql).unwrap_or_else(|| ident(column)),
+        unknown_old: old.is_none() && using.is_none(),
+        new_sql,
+        why,
+    })
+}
+
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for (subtype, cmd) in cmds {
-        if subtype != AlterTableType::AtAlterColumnType {
-            continue;
-        }
-        let Some(def) = column_def(cmd) else { continue };
-        let Some(new_type) = def.type_name.as_ref() else {
-            continue;
-        };
-        let column = &cmd.name;
-        let using = def.raw_default.as_deref();
-        let old = cx
-            .state
-            .table(&table)
-            .and_then(|t| t.column(column))
-            .map(|c| c.type_name.clone())
-            .filter(|t| !t.is_empty());
-        let new_sql = type_sql(new_type);
-        let mut help = String::from(
-            "expand and contract: add a column of the new type, keep it in step with a trigger, \
-             backfill in batches, switch the application, drop the old column",
-        );
-        let why = match (&old, using) {
-            (_, Some(u)) => format!(
-                ": the USING expression `{}` is computed for every row",
-                expr_sql(u)
-            ),
-            (Some(old), None) if binary_coercible(old, &type_name(new_type)) => continue,
-            (Some(old), None) => format!(": {old} -> {new_sql} is not binary-coercible"),
-            (None, None) => {
-                help.push_str(
-                    ". If the change is binary-coercible (varchar(n) -> varchar(m >= n) or text, \
-                     numeric precision up at the same scale), it is metadata-only: give lint the \
-                     schema, or say so with `-- pgcalm:ignore changing-column-type <old type>`",
-                );
-                format!(
-                    " unless {new_sql} is binary-coercible from the current type, which lint does not know"
-                )
-            }
-        };
-        let t = rel(&table);
-        let c = ident(column);
-        let c_new = ident(&format!("{column}_new"));
-        let value = using.map(expr_sql).unwrap_or_else(|| c.clone());
-        let fix = format!(
-            "ALTER TABLE {t} ADD COLUMN {c_new} {new_sql};\n-- a BEFORE INSERT OR UPDATE trigger \
-             keeps {c_new} = {value} for new writes; then:\n{}\nUPDATE {t} SET {c_new} = {value} \
-             WHERE id >= 1 AND id < {};\n-- then in one short transaction rename {c} away and \
-             {c_new} to {c}; drop the old column once nothing reads it",
-            batches_comment(),
-            BATCH + 1,
-        );
-        let v = Violation::new(format!(
-            "ALTER COLUMN {column} TYPE {new_sql} rewrites {table} and rebuilds its indexes under \
-             ACCESS EXCLUSIVE{why}; reads and writes wait until it ends"
-        ))
-        .help(help)
-        .fix(fix)
-        .lock(lock);
-        out.push(v);
+    let changes: Vec<Change> = cmds
+        .iter()
+        .filter(|(t, _)| *t == AlterTableType::AtAlterColumnType)
+        .filter_map(|(_, cmd)| change(cx, &table, cmd))
+        .collect();
+    if changes.is_empty() {
+        return Vec::new();
     }
-    out
+    let mut help = String::from(
+        "expand and contract: add a column of the new type, keep it in step with a trigger, \
+         backfill in batches, switch the application, drop the old column",
+    );
+    if changes.iter().any(|c| c.unknown_old) {
+        help.push_str(
+            ". If the change is binary-coercible (varchar(n) -> varchar(m >= n) or text, \
+             numeric precision up at the same scale), it is metadata-only: give lint the \
+             schema, or say so with `-- pgcalm:ignore changing-column-type <old type>`",
+        );
+    }
+    let (what, why) = match changes.as_slice() {
+        [c] => (
+            format!("ALTER COLUMN {} TYPE {}", c.column, c.new_sql),
+            if c.unknown_old {
+                format!(" {}", c.why)
+            } else {
+                format!(": {}", c.why)
+            },
+        ),
+        _ => (
+            format!(
+                "ALTER COLUMN {}",
+                and_list(
+                    &changes
+                        .iter()
+                        .map(|c| format!("{} TYPE {}", c.column, c.new_sql))
+                        .collect::<Vec<_>>()
+                )
+            ),
+            format!(
+                " ({})",
+                changes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.column, c.why))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ),
+    };
+    // In place: the statement with each type change turned into a new column of the new
+    // type (its other subcommands as written); the rest is for later.
+    let added = edited_alter(cx.node, |cmd| {
+        if cmd.subtype == AlterTableType::AtAlterColumnType as i32
+            && let Some(c) = changes.iter().find(|c| c.column == cmd.name)
+            && let Some(NodeEnum::ColumnDef(def)) =
+                cmd.def.as_deref_mut().and_then(|d| d.node.as_mut())
+        {
+            cmd.subtype = AlterTableType::AtAddColumn as i32;
+            def.colname = format!("{}_new", c.column);
+            def.raw_default = None;
+            cmd.name.clear();
+        }
+        true
+    });
+    let t = rel(&table);
+    let mut later = Vec::new();
+    for c in &changes {
+        let c_new = ident(&format!("{}_new", c.column));
+        later.push(format!(
+            "-- a BEFORE INSERT OR UPDATE trigger keeps {c_new} = {} for new writes; then:\n{}\n\
+             UPDATE {t} SET {c_new} = {} WHERE id >= 1 AND id < {};\n-- then in one short \
+             transaction rename {} away and {c_new} to {}; drop the old column once nothing \
+             reads it",
+            c.value,
+            batches_comment(),
+            c.value,
+            BATCH + 1,
+            ident(&c.column),
+            ident(&c.column),
+        ));
+    }
+    let fix = Fix::default()
+        .now(added.unwrap_or_default())
+        .later("then", &later.join("\n"));
+    let mut v = Violation::new(format!(
+        "{what} rewrites {table} and rebuilds its indexes under ACCESS EXCLUSIVE{why}; reads \
+         and writes wait until it ends"
+    ))
+    .help(help)
+    .lock(lock);
+    if let Some(sql) = fix.sql() {
+        v = v.fix(sql);
+    }
+    vec![v]
 }
 
 #[cfg(test)]
@@ -139,7 +265,7 @@ mod tests {
     use insta::assert_snapshot;
 
     use super::binary_coercible;
-    use crate::rules::test_support::check;
+    use crate::rules::test_support::{check, check_pg, lines};
 
     const RULE: &str = "changing-column-type";
 
@@ -152,9 +278,10 @@ mod tests {
           help: expand and contract: add a column of the new type, keep it in step with a trigger, backfill in batches, switch the application, drop the old column. If the change is binary-coercible (varchar(n) -> varchar(m >= n) or text, numeric precision up at the same scale), it is metadata-only: give lint the schema, or say so with `-- pgcalm:ignore changing-column-type <old type>`
           fix:
             ALTER TABLE events ADD COLUMN id_new bigint;
+            -- then:
             -- a BEFORE INSERT OR UPDATE trigger keeps id_new = id for new writes; then:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE events SET id_new = id WHERE id >= 1 AND id < 10001;
+            -- UPDATE events SET id_new = id WHERE id >= 1 AND id < 10001;
             -- then in one short transaction rename id away and id_new to id; drop the old column once nothing reads it
         ");
     }
@@ -168,9 +295,10 @@ mod tests {
           help: expand and contract: add a column of the new type, keep it in step with a trigger, backfill in batches, switch the application, drop the old column
           fix:
             ALTER TABLE users ADD COLUMN status_new int;
+            -- then:
             -- a BEFORE INSERT OR UPDATE trigger keeps status_new = length(status) for new writes; then:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE users SET status_new = length(status) WHERE id >= 1 AND id < 10001;
+            -- UPDATE users SET status_new = length(status) WHERE id >= 1 AND id < 10001;
             -- then in one short transaction rename status away and status_new to status; drop the old column once nothing reads it
         ");
     }
@@ -188,9 +316,10 @@ mod tests {
           help: expand and contract: add a column of the new type, keep it in step with a trigger, backfill in batches, switch the application, drop the old column
           fix:
             ALTER TABLE orders ADD COLUMN note_new varchar(20);
+            -- then:
             -- a BEFORE INSERT OR UPDATE trigger keeps note_new = note for new writes; then:
             -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE orders SET note_new = note WHERE id >= 1 AND id < 10001;
+            -- UPDATE orders SET note_new = note WHERE id >= 1 AND id < 10001;
             -- then in one short transaction rename note away and note_new to note; drop the old column once nothing reads it
         ");
     }
@@ -218,5 +347,71 @@ mod tests {
         ] {
             assert!(!binary_coercible(old, new), "{old} -> {new}");
         }
+    }
+
+    #[test]
+    fn timestamp_to_timestamptz_in_a_utc_session_is_metadata_only_from_pg12() {
+        for set in [
+            "SET timezone = 'UTC'",
+            "SET TIME ZONE 'UTC'",
+            "SET timezone TO 'Etc/UTC'",
+            "SET SESSION TIME ZONE 'GMT'",
+            "SET timezone = '+00:00'",
+            "SET TIME ZONE 0",
+            "SELECT set_config('timezone', 'UTC', false)",
+            "BEGIN;\nSET LOCAL timezone = 'UTC'",
+        ] {
+            for change in [
+                "TYPE timestamp with time zone",
+                "TYPE timestamptz",
+                "TYPE timestamp",
+            ] {
+                let sql = format!("{set};\nALTER TABLE t ALTER COLUMN at {change};");
+                assert_eq!(lines(RULE, &sql), Vec::<usize>::new(), "{sql}");
+            }
+        }
+        // The old type known from the unit: timestamp.
+        let sql = "SET timezone = 'UTC';\nALTER TABLE t ADD COLUMN at timestamp;\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;";
+        assert_eq!(lines(RULE, sql), Vec::<usize>::new());
+        // Not UTC, not in effect, a precision, a USING, another old type: rewrites.
+        for sql in [
+            "SET timezone = 'Europe/London';\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "SET LOCAL timezone = 'UTC';\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "SET timezone = 'UTC';\nRESET timezone;\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "SET timezone = 'UTC';\nSET TIME ZONE LOCAL;\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "BEGIN;\nSET LOCAL timezone = 'UTC';\nCOMMIT;\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "BEGIN;\nSET timezone = 'UTC';\nROLLBACK;\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "ALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
+            "SET timezone = 'UTC';\nALTER TABLE t ALTER COLUMN at TYPE timestamptz(3);",
+            "SET timezone = 'UTC';\nALTER TABLE t ALTER COLUMN at TYPE timestamptz USING at AT TIME ZONE 'UTC';",
+            "SET timezone = 'UTC';\nALTER TABLE t ADD COLUMN d date;\nALTER TABLE t ALTER COLUMN d TYPE timestamptz;",
+        ] {
+            assert_eq!(lines(RULE, sql).len(), 1, "{sql}");
+        }
+        let sql = "SET timezone = 'UTC';\nALTER TABLE t ALTER COLUMN at TYPE timestamptz;";
+        assert_ne!(check_pg(RULE, sql, 11), "ok");
+    }
+
+    #[test]
+    fn one_finding_per_statement() {
+        let sql = "ALTER TABLE events ALTER COLUMN id TYPE bigint, ALTER COLUMN kind TYPE varchar(10), ADD COLUMN note text;";
+        assert_eq!(lines(RULE, sql), [1]);
+        assert_snapshot!(check(RULE, sql), @"
+        error[changing-column-type] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on events: blocks reads and writes
+          ALTER COLUMN id TYPE bigint and kind TYPE varchar(10) rewrites events and rebuilds its indexes under ACCESS EXCLUSIVE (id: unless bigint is binary-coercible from the current type, which lint does not know; kind: unless varchar(10) is binary-coercible from the current type, which lint does not know); reads and writes wait until it ends
+          help: expand and contract: add a column of the new type, keep it in step with a trigger, backfill in batches, switch the application, drop the old column. If the change is binary-coercible (varchar(n) -> varchar(m >= n) or text, numeric precision up at the same scale), it is metadata-only: give lint the schema, or say so with `-- pgcalm:ignore changing-column-type <old type>`
+          fix:
+            ALTER TABLE events ADD COLUMN id_new bigint, ADD COLUMN kind_new varchar(10), ADD COLUMN note text;
+            -- then:
+            -- a BEFORE INSERT OR UPDATE trigger keeps id_new = id for new writes; then:
+            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
+            -- UPDATE events SET id_new = id WHERE id >= 1 AND id < 10001;
+            -- then in one short transaction rename id away and id_new to id; drop the old column once nothing reads it
+            -- a BEFORE INSERT OR UPDATE trigger keeps kind_new = kind for new writes; then:
+            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
+            -- UPDATE events SET kind_new = kind WHERE id >= 1 AND id < 10001;
+            -- then in one short transaction rename kind away and kind_new to kind; drop the old column once nothing reads it
+        ");
     }
 }

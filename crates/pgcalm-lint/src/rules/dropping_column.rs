@@ -1,12 +1,19 @@
 //! `dropping-column`: `ALTER TABLE ... DROP COLUMN` on an existing table. The drop is a
 //! brief ACCESS EXCLUSIVE (the data stays until rewritten), but application instances
 //! that still select or insert the column fail: ORMs list every column they know.
+//!
+//! A column added back under its name in the same statement or later in the same
+//! transaction (Prisma changes a type it cannot cast that way) is still there when the
+//! transaction commits: not a breaking drop. One finding per statement.
 
+use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
-use crate::rules::alter_existing_table;
+use crate::locks::RelName;
+use crate::rules::recipe::{and_list, column_def};
+use crate::rules::{alter_existing_table, alter_table_cmds, later_in_transaction};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -16,6 +23,19 @@ pub static RULE: Rule = Rule {
     default_on: true,
     check,
 };
+
+/// The columns a statement adds to `table`.
+fn added_to(node: &NodeEnum, table: &RelName) -> Vec<String> {
+    alter_table_cmds(node)
+        .filter(|(t, _)| t.same_as(table))
+        .map(|(_, cmds)| {
+            cmds.into_iter()
+                .filter(|(t, _)| *t == AlterTableType::AtAddColumn)
+                .filter_map(|(_, cmd)| column_def(cmd).map(|c| c.colname.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some((table, cmds, lock)) = alter_existing_table(cx) else {
@@ -27,29 +47,52 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             .and_then(|t| t.column(column))
             .is_some_and(|c| c.added_in_unit)
     };
-    cmds.into_iter()
-        .filter(|(t, cmd)| *t == AlterTableType::AtDropColumn && !added_in_unit(&cmd.name))
-        .map(|(_, cmd)| {
-            Violation::new(format!(
-                "DROP COLUMN {} on {table}: application code already running that selects, \
-                 inserts or updates {} fails (ORMs name every column they know)",
-                cmd.name, cmd.name
-            ))
-            .help(
-                "first deploy code that no longer uses the column (Rails ignored_columns, \
-                 Django: remove the field), then drop it and say so with `-- pgcalm:ignore \
-                 dropping-column <why it is unused>`",
-            )
-            .lock(lock)
-        })
-        .collect()
+    let mut dropped: Vec<String> = Vec::new();
+    for (subtype, cmd) in &cmds {
+        match subtype {
+            AlterTableType::AtDropColumn if !added_in_unit(&cmd.name) => {
+                dropped.push(cmd.name.clone());
+            }
+            // Added back later in the same statement.
+            AlterTableType::AtAddColumn => {
+                if let Some(col) = column_def(cmd) {
+                    dropped.retain(|d| *d != col.colname);
+                }
+            }
+            _ => {}
+        }
+    }
+    if dropped.is_empty() {
+        return Vec::new();
+    }
+    // Added back later in the same transaction.
+    for node in later_in_transaction(cx) {
+        let added = added_to(&node, &table);
+        dropped.retain(|d| !added.contains(d));
+        if dropped.is_empty() {
+            return Vec::new();
+        }
+    }
+    let list = and_list(&dropped);
+    vec![
+        Violation::new(format!(
+            "DROP COLUMN {list} on {table}: application code already running that selects, \
+             inserts or updates {list} fails (ORMs name every column they know)"
+        ))
+        .help(
+            "first deploy code that no longer uses the column (Rails ignored_columns, \
+             Django: remove the field), then drop it and say so with `-- pgcalm:ignore \
+             dropping-column <why it is unused>`",
+        )
+        .lock(lock),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use insta::assert_snapshot;
 
-    use crate::rules::test_support::check;
+    use crate::rules::test_support::{check, check_migration, lines};
 
     const RULE: &str = "dropping-column";
 
@@ -71,5 +114,49 @@ mod tests {
     #[test]
     fn columns_added_in_the_unit_and_new_tables() {
         assert_snapshot!(check(RULE, "ALTER TABLE users ADD COLUMN tmp int;\nALTER TABLE users DROP COLUMN tmp;\nCREATE TABLE t (a int, b int);\nALTER TABLE t DROP COLUMN b;"), @"ok");
+    }
+
+    #[test]
+    fn dropped_and_added_back_in_one_transaction() {
+        for sql in [
+            "ALTER TABLE users DROP COLUMN a, ADD COLUMN a text;",
+            "BEGIN;\nALTER TABLE users DROP COLUMN a;\nALTER TABLE users ADD COLUMN a text;\nCOMMIT;",
+            "ALTER TABLE \"User\" DROP COLUMN \"A\", ADD COLUMN \"A\" text;",
+        ] {
+            assert_eq!(lines(RULE, sql), Vec::<usize>::new(), "{sql}");
+        }
+        assert_snapshot!(check_migration(RULE, "ALTER TABLE users DROP COLUMN a;\nALTER TABLE users ADD COLUMN a text;", true), @"ok");
+        // In separate transactions, code naming it fails in between; another table's or
+        // another column's add does not count.
+        for (sql, want) in [
+            (
+                "ALTER TABLE users DROP COLUMN a;\nALTER TABLE users ADD COLUMN a text;",
+                [1],
+            ),
+            (
+                "BEGIN;\nALTER TABLE users DROP COLUMN a;\nCOMMIT;\nALTER TABLE users ADD COLUMN a text;",
+                [2],
+            ),
+            (
+                "BEGIN;\nALTER TABLE users DROP COLUMN a;\nALTER TABLE orders ADD COLUMN a text;\nCOMMIT;",
+                [2],
+            ),
+            (
+                "ALTER TABLE users DROP COLUMN a, ADD COLUMN \"A\" text;",
+                [1],
+            ),
+        ] {
+            assert_eq!(lines(RULE, sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn one_finding_per_statement() {
+        assert_snapshot!(check(RULE, "ALTER TABLE users DROP COLUMN a, DROP COLUMN b;"), @"
+        error[dropping-column] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          DROP COLUMN a and b on users: application code already running that selects, inserts or updates a and b fails (ORMs name every column they know)
+          help: first deploy code that no longer uses the column (Rails ignored_columns, Django: remove the field), then drop it and say so with `-- pgcalm:ignore dropping-column <why it is unused>`
+        ");
     }
 }

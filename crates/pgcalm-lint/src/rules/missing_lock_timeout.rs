@@ -6,8 +6,10 @@
 //!
 //! `SET LOCAL` outside a transaction block does nothing, and `lock_timeout = 0` means
 //! no timeout, so neither counts. SHARE UPDATE EXCLUSIVE-only statements (CONCURRENTLY,
-//! VALIDATE) block no reads or writes even while queued, so they need none. pgcalm
-//! migration files are exempt: the runner sets lock_timeout for every statement.
+//! VALIDATE) block no reads or writes even while queued, so they need none; neither does
+//! a lock the transaction already holds (an earlier statement of it took that mode, or
+//! modes that keep out every lock this one would wait for). pgcalm migration files are
+//! exempt: the runner sets lock_timeout for every statement.
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
@@ -25,9 +27,11 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     if cx.is_migration() || cx.state.lock_timeout_set() {
         return Vec::new();
     }
+    // A lock the transaction already holds (or one its held locks cover) is granted at
+    // once: only the others can wait.
     let Some(lock) = cx
         .existing_locks()
-        .filter(|l| l.blocks().any())
+        .filter(|l| l.blocks().any() && !cx.state.already_holds(l))
         .max_by_key(|l| l.mode)
     else {
         return Vec::new();
@@ -114,5 +118,34 @@ mod tests {
     #[test]
     fn migrations_are_exempt() {
         assert_snapshot!(check_migration(RULE, "ALTER TABLE users ADD COLUMN bio text;", true), @"ok");
+    }
+
+    #[test]
+    fn a_lock_the_transaction_already_holds_cannot_wait() {
+        // ACCESS EXCLUSIVE covers every later lock on users; SHARE (an index build) does
+        // not cover the ACCESS EXCLUSIVE of the next ALTER on orders; COMMIT lets go.
+        let sql = "BEGIN;\nALTER TABLE users ADD COLUMN a text;\nALTER TABLE users ADD COLUMN b text;\nCREATE INDEX i ON orders (a);\nALTER TABLE orders ADD COLUMN c int;\nALTER TABLE orders ADD COLUMN d int;\nCOMMIT;\nALTER TABLE users ADD COLUMN e text;";
+        assert_eq!(lines(RULE, sql), [2, 4, 5, 8]);
+        // The table of an index the unit knows.
+        let sql = "CREATE INDEX CONCURRENTLY i ON users (a);\nBEGIN;\nDROP INDEX i;\nALTER TABLE users ADD COLUMN b text;\nCOMMIT;";
+        assert_eq!(lines(RULE, sql), [3]);
+        // Outside a transaction every statement waits for its own lock.
+        let sql = "ALTER TABLE users ADD COLUMN a text;\nALTER TABLE users ADD COLUMN b text;";
+        assert_eq!(lines(RULE, sql), [1, 2]);
+        // `public.users` may be `users` (lint does not know the search_path).
+        let sql = "BEGIN;\nALTER TABLE users ADD COLUMN a text;\nCREATE TRIGGER g AFTER UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION f();\nCOMMIT;";
+        assert_eq!(lines(RULE, sql), [2]);
+    }
+
+    #[test]
+    fn a_self_referencing_foreign_key_locks_nothing_that_exists() {
+        assert_snapshot!(check(RULE, "CREATE TABLE comments (id int PRIMARY KEY, parent_id int REFERENCES comments (id));\nCREATE TABLE public.replies (id int PRIMARY KEY, p int, FOREIGN KEY (p) REFERENCES replies (id));"), @"ok");
+        assert_eq!(
+            lines(
+                RULE,
+                "CREATE TABLE replies (id int PRIMARY KEY, c int REFERENCES comments (id));"
+            ),
+            [1]
+        );
     }
 }

@@ -16,7 +16,10 @@ mod changing_column_type;
 mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
 mod dropping_column;
+mod dropping_default_on_not_null_column;
 mod dropping_table;
+#[cfg(test)]
+pub(crate) mod fix_check;
 mod missing_lock_timeout;
 mod prefer_jsonb;
 mod primary_key_using_index_nullable;
@@ -51,6 +54,7 @@ pub static ALL: &[&Rule] = &[
     &renaming_table::RULE,
     &dropping_column::RULE,
     &dropping_table::RULE,
+    &dropping_default_on_not_null_column::RULE,
     &adding_exclusion_constraint::RULE,
     &backfill_in_ddl_transaction::RULE,
     &unbatched_backfill::RULE,
@@ -62,6 +66,40 @@ pub static ALL: &[&Rule] = &[
 /// A rule by name.
 pub fn by_name(name: &str) -> Option<&'static Rule> {
     ALL.iter().copied().find(|r| r.name == name)
+}
+
+/// The one-row bookkeeping tables of migration tools (their version or applied-migration
+/// rows): updating them is not a backfill.
+const VERSION_TABLES: &[&str] = &[
+    "alembic_version",
+    "schema_migrations",
+    "schema_version",
+    "flyway_schema_history",
+    "__diesel_schema_migrations",
+    "_prisma_migrations",
+    "goose_db_version",
+    "django_migrations",
+    "ar_internal_metadata",
+    "knex_migrations",
+    "knex_migrations_lock",
+    "__efmigrationshistory",
+    "databasechangelog",
+    "databasechangeloglock",
+    "gorp_migrations",
+    "seaql_migrations",
+    "_sqlx_migrations",
+    "schema_migrations_history",
+];
+
+/// Whether an UPDATE or DELETE of the table is bookkeeping, not a data change of the
+/// application's: a migration tool's version table ([`VERSION_TABLES`], any schema, any
+/// case) or a system catalog (`pg_catalog`, `pg_*`: `UPDATE pg_index SET indisready`).
+pub(crate) fn is_bookkeeping_table(table: &crate::RelName) -> bool {
+    table.schema.as_deref() == Some("pg_catalog")
+        || table.name.starts_with("pg_")
+        || VERSION_TABLES
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(&table.name))
 }
 
 /// An identifier as SQL: quoted only when PostgreSQL needs it.
@@ -80,11 +118,15 @@ pub(crate) fn ident(name: &str) -> String {
 }
 
 fn is_reserved(name: &str) -> bool {
-    // A keyword that cannot be a bare column or table name.
+    // A keyword other than an unreserved one (PostgreSQL's quote_identifier quotes those:
+    // some cannot be a bare column, type or function name).
+    use pg_query::protobuf::KeywordKind;
     pg_query::scan_tokens(name)
         .ok()
         .and_then(|t| t.first().map(|t| t.keyword_kind))
-        .is_some_and(|k| k == pg_query::protobuf::KeywordKind::ReservedKeyword as i32)
+        .is_some_and(|k| {
+            k != KeywordKind::NoKeyword as i32 && k != KeywordKind::UnreservedKeyword as i32
+        })
 }
 
 /// A relation name as SQL.
@@ -113,6 +155,70 @@ pub(crate) fn not_null_check_recipe(
         format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name};"),
         format!("ALTER TABLE {t} DROP CONSTRAINT {name};"),
     )
+}
+
+/// The text after this statement up to the end of its transaction: the first COMMIT,
+/// ROLLBACK, END or ABORT, or the next migration section marker. Found by scanning a
+/// window that grows from 4 KB, so a long file is not re-read for every rename.
+fn rest_of_transaction<'a>(cx: &crate::Cx<'a>) -> &'a str {
+    let rest = &cx.source[cx.stmt.span.end..];
+    let mut window = 4096;
+    loop {
+        let mut end = window.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &rest[..end];
+        if let Ok(tokens) = pg_query::scan_tokens(text) {
+            let mut statement_start = true;
+            for t in &tokens {
+                let kind = t.token;
+                if kind == pg_query::protobuf::Token::SqlComment as i32
+                    || kind == pg_query::protobuf::Token::CComment as i32
+                {
+                    if text[t.start as usize..t.end as usize].contains("migrate:") {
+                        return &text[..t.start as usize];
+                    }
+                    continue;
+                }
+                let ends = [
+                    pg_query::protobuf::Token::Commit,
+                    pg_query::protobuf::Token::Rollback,
+                    pg_query::protobuf::Token::EndP,
+                    pg_query::protobuf::Token::AbortP,
+                ];
+                if statement_start && ends.iter().any(|e| kind == *e as i32) {
+                    return &text[..t.start as usize];
+                }
+                statement_start = kind == pg_query::protobuf::Token::Ascii59 as i32;
+            }
+            if end == rest.len() {
+                return text;
+            }
+        } else if end == rest.len() {
+            return "";
+        }
+        window *= 4;
+    }
+}
+
+/// The statements after this one in its transaction, parsed (empty outside a transaction,
+/// or when the rest does not parse). Parses only when a rule asks, for the few statements
+/// whose verdict depends on what follows (a view over a renamed table, a dropped column
+/// added back).
+pub(crate) fn later_in_transaction(cx: &crate::Cx<'_>) -> Vec<pg_query::NodeEnum> {
+    if !cx.state.in_transaction {
+        return Vec::new();
+    }
+    pg_query::parse(rest_of_transaction(cx), 0)
+        .map(|p| {
+            p.protobuf
+                .stmts
+                .into_iter()
+                .filter_map(|raw| raw.stmt.and_then(|n| n.node))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The ALTER TABLE subcommands of a statement, with their subtype.
@@ -197,6 +303,17 @@ pub(crate) mod test_support {
         check_with(rule, sql, UnitKind::PlainSql, &options)
     }
 
+    /// Plain SQL with the existing tables of a schema (`--schema`).
+    pub fn check_schema(rule: &str, schema: &str, sql: &str) -> String {
+        let options = LintOptions {
+            schema: Some(std::sync::Arc::new(
+                crate::Schema::from_sql(schema).expect("test schema parses"),
+            )),
+            ..LintOptions::default()
+        };
+        check_with(rule, sql, UnitKind::PlainSql, &options)
+    }
+
     /// The lines `rule` flags in plain SQL (for cases whose message is snapshotted once
     /// elsewhere).
     pub fn lines(rule: &str, sql: &str) -> Vec<usize> {
@@ -209,8 +326,8 @@ pub(crate) mod test_support {
             .collect()
     }
 
-    /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix
-    /// must parse.
+    /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix must
+    /// be right where the SQL runs ([`super::fix_check`]).
     pub fn check_with(rule: &str, sql: &str, kind: UnitKind, options: &LintOptions) -> String {
         assert!(super::by_name(rule).is_some(), "unknown rule {rule}");
         let result = lint_sql(sql, kind, options).expect("test SQL parses");
@@ -227,8 +344,33 @@ pub(crate) mod test_support {
             let _ = writeln!(out, "  {}", f.message);
             let _ = writeln!(out, "  help: {}", f.help);
             if let Some(fix) = &f.fix_sql {
-                pg_query::parse(fix, 0)
-                    .unwrap_or_else(|e| panic!("fix does not parse: {e}\n{fix}"));
+                // Right where the SQL runs: parses, raises nothing it fixes or adds.
+                let original: Vec<&str> = result
+                    .findings
+                    .iter()
+                    .filter(|g| g.span.start == f.span.start)
+                    .map(|g| g.rule)
+                    .collect();
+                let problems = super::fix_check::fix_problems(
+                    sql,
+                    f.span.range(),
+                    rule,
+                    fix,
+                    &original,
+                    |text| {
+                        lint_sql(text, kind, options)
+                            .expect("the SQL with the fix in place parses")
+                            .findings
+                            .iter()
+                            .map(|g| (g.rule.to_string(), g.span.start))
+                            .collect()
+                    },
+                );
+                assert!(
+                    problems.is_empty(),
+                    "the fix of {rule} at line {} is wrong: {problems:?}\n{fix}",
+                    f.span.line
+                );
                 let _ = writeln!(out, "  fix:");
                 for line in fix.lines() {
                     let _ = writeln!(out, "    {line}");

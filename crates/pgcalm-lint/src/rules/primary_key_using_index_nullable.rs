@@ -8,6 +8,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
+use crate::rules::recipe::{Fix, in_a_later_transaction};
 use crate::rules::{added_constraint, alter_existing_table, not_null_check_recipe};
 
 /// The rule.
@@ -80,19 +81,30 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 .help(help_recipe)
                 .lock(lock);
                 if cx.pg().at_least(12) {
-                    let (mut before, mut after) = (Vec::new(), Vec::new());
+                    let (mut adds, mut validates, mut drops) = (Vec::new(), Vec::new(), Vec::new());
                     for col in nullable {
                         let (add, validate, drop) = not_null_check_recipe(&table, col);
-                        before.push(add);
-                        before.push(validate);
-                        after.push(drop);
+                        adds.push(add);
+                        validates.push(validate);
+                        drops.push(drop);
                     }
-                    v = v.fix(format!(
+                    let finish = format!(
                         "{}\n{};\n{}",
-                        before.join("\n"),
+                        validates.join("\n"),
                         cx.sql(),
-                        after.join("\n")
-                    ));
+                        drops.join("\n")
+                    );
+                    // In one transaction the VALIDATE would scan under the ADD's lock.
+                    let fix = if cx.state.in_transaction {
+                        Fix::default()
+                            .now(adds.join("\n"))
+                            .later(in_a_later_transaction(cx), &finish)
+                    } else {
+                        Fix::default().now(adds.join("\n")).now(finish)
+                    };
+                    if let Some(sql) = fix.sql() {
+                        v = v.fix(sql);
+                    }
                 }
                 out.push(v);
             }

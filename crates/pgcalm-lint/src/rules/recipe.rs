@@ -11,27 +11,189 @@ use pg_query::protobuf::{
 };
 
 use crate::RelName;
-use crate::engine::{Cx, Violation, deparse};
+use crate::engine::{Cx, deparse};
 use crate::rules::{alter_existing_table, ident, rel};
+use crate::unit::UnitKind;
+
+/// A fix: the statements that run in place of the flagged one, where its unit runs them
+/// (its transaction, or autocommit), then the steps that must wait for something (a
+/// deploy, a backfill, a transaction of their own), written as comments so the fix stays
+/// runnable as it is.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fix {
+    now: Vec<String>,
+    later: Vec<String>,
+}
+
+impl Fix {
+    /// A statement (or several, one per line) that runs in place.
+    pub(crate) fn now(mut self, sql: impl Into<String>) -> Fix {
+        let sql = sql.into();
+        if !sql.is_empty() {
+            self.now.push(sql);
+        }
+        self
+    }
+
+    /// Steps for later, after `-- {when}:`, each line commented out.
+    pub(crate) fn later(mut self, when: &str, sql: &str) -> Fix {
+        if sql.is_empty() {
+            return self;
+        }
+        self.later.push(format!("-- {when}:"));
+        for line in sql.lines() {
+            self.later.push(if line.starts_with("--") {
+                line.to_string()
+            } else {
+                format!("-- {line}")
+            });
+        }
+        self
+    }
+
+    /// The SQL, or `None` when nothing can run in place.
+    pub(crate) fn sql(self) -> Option<String> {
+        if self.now.is_empty() {
+            return None;
+        }
+        let mut out = self.now;
+        out.extend(self.later);
+        Some(out.join("\n"))
+    }
+}
+
+/// Where a statement that cannot run inside this unit's transaction (CONCURRENTLY) has to
+/// go: `None` when the unit does not run it in a transaction.
+pub(crate) fn outside_this_transaction(cx: &Cx<'_>) -> Option<&'static str> {
+    if !cx.state.in_transaction {
+        return None;
+    }
+    Some(match cx.kind {
+        UnitKind::Migration { .. } => {
+            "a migration of its own whose section says `-- migrate:up transaction:false`"
+        }
+        UnitKind::PlainSql if cx.options.assume_in_transaction => {
+            "a migration of its own that its tool runs without a transaction (goose `-- +goose \
+             NO TRANSACTION`, dbmate `transaction:false`, Diesel `run_in_transaction = false`, \
+             Flyway `executeInTransaction=false`; Prisma and golang-migrate run a file that \
+             holds one statement on its own)"
+        }
+        UnitKind::PlainSql => "a statement of its own after COMMIT, outside the transaction block",
+    })
+}
+
+/// When a step that needs a transaction of its own (VALIDATE after `ADD ... NOT VALID`,
+/// which would otherwise scan under the ADD's lock) runs, for the fix's comments.
+pub(crate) fn in_a_later_transaction(cx: &Cx<'_>) -> &'static str {
+    match cx.kind {
+        UnitKind::PlainSql if !cx.options.assume_in_transaction => {
+            "after COMMIT, in a transaction of its own"
+        }
+        _ => "in a later migration (a transaction of its own)",
+    }
+}
+
+/// The `ALTER TABLE` statement with its subcommands edited (`edit` returns false to drop
+/// one), as SQL with its `;`; `None` when no subcommand is left.
+pub(crate) fn edited_alter(
+    node: &NodeEnum,
+    mut edit: impl FnMut(&mut AlterTableCmd) -> bool,
+) -> Option<String> {
+    let mut node = node.clone();
+    let NodeEnum::AlterTableStmt(a) = &mut node else {
+        return None;
+    };
+    a.cmds.retain_mut(|c| match &mut c.node {
+        Some(NodeEnum::AlterTableCmd(cmd)) => edit(cmd),
+        _ => true,
+    });
+    if a.cmds.is_empty() {
+        return None;
+    }
+    deparse(node).map(|sql| format!("{sql};"))
+}
+
+/// Removes a column definition's constraints of the given kinds (and `NOT NULL` when
+/// `ConstrNotnull` is one of them).
+pub(crate) fn strip_constraints(col: &mut ColumnDef, kinds: &[ConstrType]) {
+    col.constraints.retain(|n| match &n.node {
+        Some(NodeEnum::Constraint(c)) => !kinds.iter().any(|k| c.contype == *k as i32),
+        _ => true,
+    });
+    if kinds.contains(&ConstrType::ConstrNotnull) {
+        col.is_not_null = false;
+    }
+    if kinds.contains(&ConstrType::ConstrDefault) {
+        col.raw_default = None;
+    }
+}
+
+/// The steps that make columns NOT NULL once they are filled, for a fix's comments:
+/// the CHECK way from PostgreSQL 12 (no long lock), a validated CHECK kept instead before.
+pub(crate) fn not_null_steps(table: &RelName, columns: &[&str], pg: crate::PgVersion) -> String {
+    let mut out = Vec::new();
+    for column in columns {
+        let (add, validate, drop) = super::not_null_check_recipe(table, column);
+        if pg.at_least(12) {
+            out.push(format!(
+                "{add}\n{validate}\nALTER TABLE {} ALTER COLUMN {} SET NOT NULL;\n{drop}",
+                rel(table),
+                ident(column)
+            ));
+        } else {
+            out.push(format!(
+                "-- (before PostgreSQL 12 SET NOT NULL always scans: keep the validated CHECK)\n{add}\n{validate}"
+            ));
+        }
+    }
+    out.join("\n")
+}
 
 /// Rows per batch in the backfills the fixes print (strong_migrations uses 10k).
 pub(crate) const BATCH: u32 = 10_000;
 
-/// The violations `per_column` finds in the `ADD COLUMN` definitions of an `ALTER TABLE`
-/// on an existing table, each with the statement's lock on the table.
-pub(crate) fn check_added_columns(
-    cx: &Cx<'_>,
-    per_column: impl Fn(&RelName, &ColumnDef) -> Option<Violation>,
-) -> Vec<Violation> {
-    let Some((table, cmds, lock)) = alter_existing_table(cx) else {
-        return Vec::new();
-    };
-    cmds.into_iter()
+/// The `ADD COLUMN` definitions of an `ALTER TABLE` on an existing table that `flagged`
+/// picks, with the table and the statement's lock on it (`None` when it picks none).
+pub(crate) fn added_columns<'a>(
+    cx: &Cx<'a>,
+    flagged: impl Fn(&ColumnDef) -> bool,
+) -> Option<(RelName, Vec<&'a ColumnDef>, &'a crate::RelationLock)> {
+    let (table, cmds, lock) = alter_existing_table(cx)?;
+    let columns: Vec<&ColumnDef> = cmds
+        .into_iter()
         .filter(|(t, _)| *t == AlterTableType::AtAddColumn)
         .filter_map(|(_, cmd)| column_def(cmd))
-        .filter_map(|col| per_column(&table, col))
-        .map(|v| v.lock(lock))
-        .collect()
+        .filter(|col| flagged(col))
+        .collect();
+    (!columns.is_empty()).then_some((table, columns, lock))
+}
+
+/// The statement with the flagged `ADD COLUMN` definitions edited (the other subcommands
+/// as written), for a fix.
+pub(crate) fn with_added_columns_edited(
+    node: &NodeEnum,
+    flagged: &[&ColumnDef],
+    mut edit: impl FnMut(&mut ColumnDef),
+) -> Option<String> {
+    edited_alter(node, |cmd| {
+        if cmd.subtype == AlterTableType::AtAddColumn as i32
+            && let Some(NodeEnum::ColumnDef(col)) =
+                cmd.def.as_deref_mut().and_then(|d| d.node.as_mut())
+            && flagged.iter().any(|f| f.colname == col.colname)
+        {
+            edit(col);
+        }
+        true
+    })
+}
+
+/// `a`, `a and b`, `a, b and c`.
+pub(crate) fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// The column definition a subcommand carries (`ADD COLUMN`, `ALTER COLUMN TYPE`).
@@ -165,13 +327,15 @@ pub(crate) fn batches_comment() -> String {
     )
 }
 
-/// A batched backfill of `column = value` for rows where the column is still NULL.
+/// A batched backfill of `column = value` for rows where the column is still NULL: the
+/// first two batches of the loop (a fix writes it as comments: it is a loop, each batch
+/// its own transaction).
 pub(crate) fn backfill(table: &RelName, column: &str, value: &str) -> String {
     let (t, c) = (rel(table), ident(column));
     if column == "id" {
         // The column being filled is the usual key: batch by physical row instead.
         return format!(
-            "-- backfill in batches of {BATCH} rows, each its own transaction, until it updates none:\n\
+            "-- in batches of {BATCH} rows, each its own transaction, until it updates none:\n\
              UPDATE {t} SET {c} = {value} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} IS NULL LIMIT {BATCH}));"
         );
     }
@@ -182,15 +346,5 @@ pub(crate) fn backfill(table: &RelName, column: &str, value: &str) -> String {
         BATCH + 1,
         BATCH + 1,
         2 * BATCH + 1
-    )
-}
-
-/// The CHECK-assisted `SET NOT NULL` (PostgreSQL 12+), after a backfill.
-pub(crate) fn set_not_null_safely(table: &RelName, column: &str) -> String {
-    let (add, validate, drop) = super::not_null_check_recipe(table, column);
-    format!(
-        "{add}\n{validate}\nALTER TABLE {} ALTER COLUMN {} SET NOT NULL;\n{drop}",
-        rel(table),
-        ident(column)
     )
 }

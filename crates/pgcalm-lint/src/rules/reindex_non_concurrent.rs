@@ -9,6 +9,7 @@ use pg_query::protobuf::{ReindexObjectType, Token};
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::has_option;
+use crate::rules::recipe::outside_this_transaction;
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -65,13 +66,19 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     ))
     .lock(lock);
     if cx.pg().at_least(12) && kind != ReindexObjectType::ReindexObjectSystem {
-        v = v.help(
-            "REINDEX ... CONCURRENTLY (outside a transaction block) builds the new index \
-                    next to the old one under SHARE UPDATE EXCLUSIVE only",
+        let mut help = String::from(
+            "REINDEX ... CONCURRENTLY (outside a transaction block) builds the new index next \
+             to the old one under SHARE UPDATE EXCLUSIVE only",
         );
-        if let Some(fix) = with_concurrently(cx) {
-            v = v.fix(fix);
+        match (outside_this_transaction(cx), with_concurrently(cx)) {
+            (Some(place), Some(sql)) => help.push_str(&format!(
+                "; this file runs in one transaction, where CONCURRENTLY fails (25001): put \
+                 `{sql}` in {place}"
+            )),
+            (None, Some(sql)) => v = v.fix(sql),
+            _ => {}
         }
+        v = v.help(help);
     } else {
         v = v.help(
             "CREATE INDEX CONCURRENTLY an identical index, DROP INDEX CONCURRENTLY the old \
@@ -85,7 +92,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
 mod tests {
     use insta::assert_snapshot;
 
-    use crate::rules::test_support::{check, check_pg};
+    use crate::rules::test_support::{check, check_migration, check_pg};
 
     const RULE: &str = "reindex-non-concurrent";
 
@@ -120,5 +127,15 @@ mod tests {
     #[test]
     fn concurrently_is_fine() {
         assert_snapshot!(check(RULE, "REINDEX INDEX CONCURRENTLY users_status_idx;\nREINDEX (VERBOSE) TABLE CONCURRENTLY users;"), @"ok");
+    }
+
+    #[test]
+    fn in_a_transaction_the_fix_goes_to_a_migration_of_its_own() {
+        assert_snapshot!(check_migration(RULE, "REINDEX INDEX users_status_idx;", true), @"
+        error[reindex-non-concurrent] 1:1
+          lock: REINDEX takes ACCESS EXCLUSIVE on index users_status_idx: blocks reads and writes
+          REINDEX holds ACCESS EXCLUSIVE on index users_status_idx for the whole rebuild: reads and writes wait
+          help: REINDEX ... CONCURRENTLY (outside a transaction block) builds the new index next to the old one under SHARE UPDATE EXCLUSIVE only; this file runs in one transaction, where CONCURRENTLY fails (25001): put `REINDEX INDEX CONCURRENTLY users_status_idx;` in a migration of its own whose section says `-- migrate:up transaction:false`
+        ");
     }
 }

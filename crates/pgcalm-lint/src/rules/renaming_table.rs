@@ -4,12 +4,12 @@
 //! is updatable, so old code keeps reading and writing through it).
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{ObjectType, Token};
+use pg_query::protobuf::ObjectType;
 
 use crate::engine::{Cx, Rule, Violation};
 use crate::finding::Severity;
 use crate::locks::RelName;
-use crate::rules::rel;
+use crate::rules::{later_in_transaction, rel};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -20,55 +20,11 @@ pub static RULE: Rule = Rule {
     check,
 };
 
-/// The text after this statement up to the end of its transaction: the first COMMIT,
-/// ROLLBACK, END or ABORT, or the next migration section marker. Found by scanning a
-/// window that grows from 4 KB, so a long file is not re-read for every rename.
-fn rest_of_transaction<'a>(cx: &Cx<'a>) -> &'a str {
-    let rest = &cx.source[cx.stmt.span.end..];
-    let mut window = 4096;
-    loop {
-        let mut end = window.min(rest.len());
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let text = &rest[..end];
-        if let Ok(tokens) = pg_query::scan_tokens(text) {
-            let mut statement_start = true;
-            for t in &tokens {
-                let kind = t.token;
-                if kind == Token::SqlComment as i32 || kind == Token::CComment as i32 {
-                    if text[t.start as usize..t.end as usize].contains("migrate:") {
-                        return &text[..t.start as usize];
-                    }
-                    continue;
-                }
-                let ends = [Token::Commit, Token::Rollback, Token::EndP, Token::AbortP];
-                if statement_start && ends.iter().any(|e| kind == *e as i32) {
-                    return &text[..t.start as usize];
-                }
-                statement_start = kind == Token::Ascii59 as i32;
-            }
-            if end == rest.len() {
-                return text;
-            }
-        } else if end == rest.len() {
-            return "";
-        }
-        window *= 4;
-    }
-}
-
 /// Whether a later statement of the same transaction creates a view named `old`.
 fn view_follows_in_transaction(cx: &Cx<'_>, old: &RelName) -> bool {
-    if !cx.state.in_transaction {
-        return false;
-    }
-    let Ok(parsed) = pg_query::parse(rest_of_transaction(cx), 0) else {
-        return false;
-    };
-    parsed.protobuf.stmts.iter().any(|raw| {
-        matches!(raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
-            Some(NodeEnum::ViewStmt(v)) if v.view.as_ref().is_some_and(|r| RelName::from_range_var(r).same_as(old)))
+    later_in_transaction(cx).iter().any(|node| {
+        matches!(node, NodeEnum::ViewStmt(v)
+            if v.view.as_ref().is_some_and(|r| RelName::from_range_var(r).same_as(old)))
     })
 }
 

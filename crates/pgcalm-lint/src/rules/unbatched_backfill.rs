@@ -4,8 +4,12 @@
 //! locks every row it touches (concurrent updates of them wait), holds back vacuum and
 //! replicas, and cannot be stopped halfway without losing all of it.
 //!
-//! A WHERE with a range, an equality or an IN list on a value (`id >= 1 AND id < 10001`,
-//! `id IN (SELECT ... LIMIT 1000)`, `tenant_id = 42`) counts as a batch.
+//! A WHERE with a range, an equality or an IN list comparing a column with a value
+//! (`id >= 1 AND id < 10001`, `id IN (SELECT ... LIMIT 1000)`, `tenant_id = 42`) counts
+//! as a batch; one that is always true (`1 = 1`, `true`) does not. A migration tool's
+//! one-row version table (`alembic_version`, `schema_migrations`, ...) is bookkeeping,
+//! not a backfill. In a unit that runs in one transaction the batches cannot each commit:
+//! the help says where the backfill goes instead, and there is no fix in place.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{AExprKind, BoolExprType, SubLinkType};
@@ -13,8 +17,10 @@ use pg_query::protobuf::{AExprKind, BoolExprType, SubLinkType};
 use crate::engine::{Cx, Rule, Violation, deparse};
 use crate::finding::Severity;
 use crate::locks::RelName;
-use crate::rules::ident;
-use crate::rules::recipe::{BATCH, batches_comment, first_batch_condition};
+use crate::rules::recipe::{
+    BATCH, batches_comment, first_batch_condition, outside_this_transaction,
+};
+use crate::rules::{ident, is_bookkeeping_table};
 
 /// The rule.
 pub static RULE: Rule = Rule {
@@ -38,6 +44,22 @@ fn is_value(n: Option<&pg_query::Node>) -> bool {
     }
 }
 
+/// Whether an expression reads a column of the row (so comparing it with a value picks
+/// rows; `1 = 1` picks all of them).
+fn reads_a_column(n: Option<&pg_query::Node>) -> bool {
+    match n.and_then(|n| n.node.as_ref()) {
+        Some(NodeEnum::ColumnRef(_)) => true,
+        Some(NodeEnum::TypeCast(t)) => reads_a_column(t.arg.as_deref()),
+        Some(NodeEnum::AExpr(e)) => {
+            reads_a_column(e.lexpr.as_deref()) || reads_a_column(e.rexpr.as_deref())
+        }
+        Some(NodeEnum::FuncCall(f)) => f.args.iter().any(|a| reads_a_column(Some(a))),
+        Some(NodeEnum::CoalesceExpr(c)) => c.args.iter().any(|a| reads_a_column(Some(a))),
+        Some(NodeEnum::RowExpr(r)) => r.args.iter().any(|a| reads_a_column(Some(a))),
+        _ => false,
+    }
+}
+
 /// Whether a WHERE condition limits the rows to a batch (a range or set of key values).
 fn bounds_rows(n: &pg_query::Node) -> bool {
     match n.node.as_ref() {
@@ -53,11 +75,17 @@ fn bounds_rows(n: &pg_query::Node) -> bool {
             });
             match AExprKind::try_from(e.kind) {
                 Ok(AExprKind::AexprOp) => {
+                    let (l, r) = (e.lexpr.as_deref(), e.rexpr.as_deref());
                     matches!(op, Some("<" | "<=" | ">" | ">=" | "="))
-                        && (is_value(e.lexpr.as_deref()) || is_value(e.rexpr.as_deref()))
+                        && ((is_value(l) && reads_a_column(r))
+                            || (is_value(r) && reads_a_column(l)))
                 }
-                Ok(AExprKind::AexprOpAny | AExprKind::AexprIn) => op == Some("="),
-                Ok(AExprKind::AexprBetween | AExprKind::AexprBetweenSym) => true,
+                Ok(AExprKind::AexprOpAny | AExprKind::AexprIn) => {
+                    op == Some("=") && reads_a_column(e.lexpr.as_deref())
+                }
+                Ok(AExprKind::AexprBetween | AExprKind::AexprBetweenSym) => {
+                    reads_a_column(e.lexpr.as_deref())
+                }
                 _ => false,
             }
         }
@@ -126,7 +154,10 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some(table) = relation.map(RelName::from_range_var) else {
         return Vec::new();
     };
-    if cx.is_new_table(&table) || where_clause.is_some_and(bounds_rows) {
+    if cx.is_new_table(&table)
+        || is_bookkeeping_table(&table)
+        || where_clause.is_some_and(bounds_rows)
+    {
         return Vec::new();
     }
     let scope = if where_clause.is_some() {
@@ -134,16 +165,26 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     } else {
         "every row"
     };
+    let mut help = format!(
+        "change the rows in batches of about {BATCH} by primary key, each batch its own \
+         transaction, outside the transaction of any schema change"
+    );
+    let place = outside_this_transaction(cx);
+    if let Some(place) = place {
+        help.push_str(&format!(
+            "; this file runs in one transaction, so its batches cannot commit one by one: \
+             move the backfill to {place}, or to a job"
+        ));
+    }
     let mut v = Violation::new(format!(
         "{} on {table} changes {scope} in one transaction: each changed row stays locked until \
          it ends (concurrent updates of them wait), and vacuum and replicas fall behind",
         cx.locks.label
     ))
-    .help(format!(
-        "change the rows in batches of about {BATCH} by primary key, each batch its own \
-         transaction, outside the transaction of any schema change"
-    ));
-    if let Some(sql) = first_batch(cx.node, &table) {
+    .help(help);
+    if place.is_none()
+        && let Some(sql) = first_batch(cx.node, &table)
+    {
         v = v.fix(format!("{}\n{sql};", batches_comment()));
     }
     vec![v]
@@ -153,7 +194,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
 mod tests {
     use insta::assert_snapshot;
 
-    use crate::rules::test_support::check;
+    use crate::rules::test_support::{check, check_migration, lines};
 
     const RULE: &str = "unbatched-backfill";
 
@@ -223,5 +264,43 @@ mod tests {
     #[test]
     fn new_tables_are_fine() {
         assert_snapshot!(check(RULE, "CREATE TABLE s (a int);\nUPDATE s SET a = 0;"), @"ok");
+    }
+
+    #[test]
+    fn a_where_that_is_always_true_bounds_nothing() {
+        for sql in [
+            "UPDATE users SET a = 1 WHERE 1 = 1;",
+            "UPDATE users SET a = 1 WHERE true;",
+            "UPDATE users SET a = 1 WHERE 'x' = 'x' AND a IS NULL;",
+            "DELETE FROM users WHERE 1 = 1;",
+        ] {
+            assert_eq!(lines(RULE, sql), [1], "{sql}");
+        }
+        assert_eq!(
+            lines(RULE, "UPDATE users SET a = 1 WHERE 1 = 1 AND id < 1000;"),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn a_migration_tools_version_table_is_bookkeeping() {
+        for sql in [
+            "UPDATE alembic_version SET version_num = 'ae1027a6acf';",
+            "DELETE FROM schema_migrations;",
+            "UPDATE public.flyway_schema_history SET success = true;",
+            "UPDATE \"__EFMigrationsHistory\" SET x = 1;",
+        ] {
+            assert_eq!(lines(RULE, sql), Vec::<usize>::new(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn in_one_transaction_the_batches_need_their_own() {
+        assert_snapshot!(check_migration(RULE, "UPDATE orders SET state = 'paid';", true), @"
+        error[unbatched-backfill] 1:1
+          lock: UPDATE takes ROW EXCLUSIVE on orders: blocks no reads or writes
+          UPDATE on orders changes every row in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
+          help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change; this file runs in one transaction, so its batches cannot commit one by one: move the backfill to a migration of its own whose section says `-- migrate:up transaction:false`, or to a job
+        ");
     }
 }

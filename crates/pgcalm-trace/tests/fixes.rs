@@ -1,0 +1,131 @@
+//! Every fix lint offers on the lint corpus (tests/fixtures/lint/, linted with its
+//! `schema.sql` as `pgcalm lint --schema` does) runs on PostgreSQL where its file runs:
+//! the file with that one statement replaced by the fix is traced on a fresh database
+//! holding `schema.sql` (plain SQL as written, a pgcalm migration as the runner runs it),
+//! and no statement of the fix fails. pgcalm-lint's own corpus test checks, without a
+//! server, that the fixes raise nothing they fix; this one checks that they run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use pgcalm_lint::{LintOptions, PgVersion, Schema};
+use pgcalm_testkit::TestDb;
+use pgcalm_trace::{Script, TraceOptions, trace};
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    case: Vec<Case>,
+}
+
+#[derive(serde::Deserialize, Clone)]
+struct Case {
+    file: String,
+    pg_version: Option<u32>,
+    /// PostgreSQL refuses a statement of the file as written: the run stops there.
+    trace_note: Option<String>,
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lint")
+}
+
+/// One fix to try: the file, the text with the fix in place, and where the fix is.
+struct Trial {
+    file: String,
+    rule: &'static str,
+    line: usize,
+    text: String,
+    fix: std::ops::Range<usize>,
+}
+
+// `with_fix`: the same replacement pgcalm-lint's fix check makes.
+#[path = "../../pgcalm-lint/src/rules/fix_check.rs"]
+#[allow(dead_code)]
+mod fix_check;
+
+fn trials() -> Vec<Trial> {
+    let text = std::fs::read_to_string(corpus().join("expected.toml")).unwrap();
+    let expected: Expected = toml::from_str(&text).unwrap();
+    let schema_sql = std::fs::read_to_string(corpus().join("schema.sql")).unwrap();
+    let schema = Arc::new(Schema::from_sql(&schema_sql).unwrap());
+    let mut out = Vec::new();
+    for case in expected.case.iter().filter(|c| c.trace_note.is_none()) {
+        let options = LintOptions {
+            pg_version: PgVersion(case.pg_version.unwrap_or(15)),
+            schema: Some(schema.clone()),
+            ..LintOptions::default()
+        };
+        let path = corpus().join(&case.file);
+        let source = std::fs::read_to_string(&path).unwrap();
+        let linted = pgcalm_migrate::lint_source(&path, &source, &options)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        for f in &linted.result.findings {
+            let Some(fix) = &f.fix_sql else { continue };
+            let (text, fix_range) = fix_check::with_fix(&source, f.span.range(), fix);
+            out.push(Trial {
+                file: case.file.clone(),
+                rule: f.rule,
+                line: f.span.line,
+                text,
+                fix: fix_range,
+            });
+        }
+    }
+    out
+}
+
+/// Traces one trial; the error of a fix statement, if one failed.
+async fn run(trial: &Trial, dir: &Path) -> Option<String> {
+    let name = Path::new(&trial.file).file_name().unwrap();
+    let sub = dir.join(format!("{}-{}-{}", trial.line, trial.rule, trial.fix.start));
+    std::fs::create_dir_all(&sub).unwrap();
+    let path = sub.join(name);
+    std::fs::write(&path, &trial.text).unwrap();
+    let script = Script::load(&path, &[corpus().join("schema.sql")])
+        .unwrap_or_else(|e| panic!("{}:{} {}: {e}", trial.file, trial.line, trial.rule));
+    let db = TestDb::new().await;
+    let traced = trace(db.target(), &script, &TraceOptions { seed_rows: 0 })
+        .await
+        .unwrap_or_else(|e| panic!("{}:{} {}: {e}", trial.file, trial.line, trial.rule));
+    let in_fix: Vec<_> = traced
+        .statements
+        .iter()
+        .filter(|s| trial.fix.contains(&s.span.start))
+        .collect();
+    if in_fix.is_empty() {
+        // The run stopped before the fix (or the fix ran nothing): say where.
+        let stop = traced.statements.iter().find_map(|s| s.error.clone());
+        return Some(format!("the fix never ran ({})", stop.unwrap_or_default()));
+    }
+    in_fix
+        .iter()
+        .find_map(|s| s.error.as_ref().map(|e| format!("`{}`: {e}", s.sql)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_fix_of_the_corpus_runs_on_postgresql_where_its_file_runs() {
+    let trials = trials();
+    assert!(trials.len() >= 40, "only {} fixes", trials.len());
+    let dir = std::env::temp_dir().join(format!("pgcalm-fixes-{}", std::process::id()));
+    let failures: Vec<String> = futures_util::stream::iter(trials.iter().map(|t| {
+        let dir = dir.clone();
+        async move {
+            run(t, &dir)
+                .await
+                .map(|e| format!("{}:{} {}: {e}", t.file, t.line, t.rule))
+        }
+    }))
+    .buffer_unordered(4)
+    .filter_map(|r| async move { r })
+    .collect()
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixes fail on PostgreSQL:\n{}",
+        failures.len(),
+        trials.len(),
+        failures.join("\n")
+    );
+}
