@@ -286,3 +286,59 @@ fn locks_shows_every_statement_and_the_down_section_may_drop_what_up_created() {
     assert_eq!(lock["mode"], "SHARE");
     assert_eq!(lock["target"]["name"]["name"], "large_email");
 }
+
+/// `CREATE VIEW v AS SELECT 'a' || 'a' || ...`: `||` is left-associative, so `depth`
+/// operators nest the expression tree `depth` levels deep. PostgreSQL 15 runs such a view
+/// up to about 6,000 levels with its default max_stack_depth (2 MB).
+fn nested_view(name: &str, depth: usize) -> String {
+    format!(
+        "CREATE VIEW {name} AS SELECT {} AS x;\n",
+        vec!["'a'"; depth + 1].join(" || ")
+    )
+}
+
+#[test]
+fn a_statement_nested_1000_deep_is_linted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "deep.sql",
+        &format!("{}{}", nested_view("v50", 50), nested_view("v1000", 1000)),
+    );
+    let (code, out, err) = lint_in(dir.path(), &["deep.sql"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "1 file, 2 statements: no risky statements\n", "{err}");
+}
+
+#[test]
+fn a_non_utf8_byte_is_named_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = b"SELECT 1;\nSELECT 2;\n\nSELECT '\xe9t\xe9';\n";
+    std::fs::write(dir.path().join("latin1.sql"), sql).unwrap();
+    let (code, _, err) = lint_in(dir.path(), &["latin1.sql"]);
+    assert_eq!(code, 2, "{err}");
+    insta::assert_snapshot!(err, @"");
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_not_summarised_as_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.sql", "SELECT 1;\nSELECT (;\n");
+    let (code, out, err) = lint_in(dir.path(), &["bad.sql"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains("no risky statements"), "{out}");
+    insta::assert_snapshot!(out, @"");
+
+    // Beside a clean file: the clean one is reported, the summary names the other.
+    write(dir.path(), "good.sql", "SELECT 1;\n");
+    let (code, out, _) = lint_in(dir.path(), &["bad.sql", "good.sql"]);
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(out, @"");
+    let (code, json, _) = lint_in(dir.path(), &["--format", "json", "bad.sql", "good.sql"]);
+    assert_eq!(code, 2);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&doc["summary"]).unwrap(), @"");
+    let (code, markdown, _) = lint_in(dir.path(), &["--format", "markdown", "bad.sql"]);
+    assert_eq!(code, 2);
+    assert!(!markdown.contains("no risky statements"), "{markdown}");
+}
