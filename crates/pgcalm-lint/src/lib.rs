@@ -44,7 +44,10 @@ pub use locks::{
     Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
     sql_statement_locks, statement_locks,
 };
-pub use split::{LineIndex, SourceStatement, Span, SyntaxError, split};
+pub use split::{
+    LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, parse_first, parse_raw,
+    split, split_unparsed, with_parse_stack,
+};
 pub use unit::{LintOptions, LintUnit, RuleSelection, Schema, UnitKind, UnitState};
 
 /// Splits and lints a whole source text as one unit.
