@@ -58,17 +58,37 @@ fn rest_of_transaction<'a>(cx: &Cx<'a>) -> &'a str {
     }
 }
 
-/// Whether a later statement of the same transaction creates a view named `old`.
+/// Whether a later statement of the same transaction creates a view named `old`. The
+/// rest of the transaction may be the rest of a big file: it is only scanned, and only
+/// statements that create a view are parsed.
 fn view_follows_in_transaction(cx: &Cx<'_>, old: &RelName) -> bool {
     if !cx.state.in_transaction {
         return false;
     }
-    let Ok(parsed) = pg_query::parse(rest_of_transaction(cx), 0) else {
+    let rest = rest_of_transaction(cx);
+    let Ok(statements) = crate::split::split_unparsed(rest, 0..rest.len()) else {
         return false;
     };
-    parsed.protobuf.stmts.iter().any(|raw| {
-        matches!(raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
-            Some(NodeEnum::ViewStmt(v)) if v.view.as_ref().is_some_and(|r| RelName::from_range_var(r).same_as(old)))
+    statements.iter().map(|s| s.sql(rest)).any(|sql| {
+        creates_a_view(sql)
+            && matches!(crate::split::parse_first(sql),
+                Some(NodeEnum::ViewStmt(v)) if v.view.as_ref().is_some_and(|r| RelName::from_range_var(r).same_as(old)))
+    })
+}
+
+/// `CREATE [OR REPLACE] [TEMP] [RECURSIVE] VIEW ...`: VIEW among its first words.
+fn creates_a_view(sql: &str) -> bool {
+    // Its first 200 bytes, unless they end inside a literal.
+    let head = &sql[..sql.floor_char_boundary(200)];
+    let tokens = pg_query::scan_tokens(head).or_else(|_| pg_query::scan_tokens(sql));
+    tokens.is_ok_and(|tokens| {
+        let mut words = tokens
+            .iter()
+            .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32);
+        words
+            .next()
+            .is_some_and(|t| t.token == Token::Create as i32)
+            && words.take(4).any(|t| t.token == Token::View as i32)
     })
 }
 
