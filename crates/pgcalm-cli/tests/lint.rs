@@ -76,7 +76,10 @@ fn a_syntax_error_is_exit_2_with_file_line_and_column() {
         "{err}"
     );
     // The other file is still linted and reported.
-    assert!(out.contains("1 file, 1 statement"), "{out}");
+    assert_eq!(
+        out,
+        "2 files, 1 statement: bad.sql could not be parsed and was not linted; the other file: 0 errors, 0 warnings\n"
+    );
 }
 
 #[test]
@@ -317,7 +320,10 @@ fn a_non_utf8_byte_is_named_at_its_line_and_column() {
     std::fs::write(dir.path().join("latin1.sql"), sql).unwrap();
     let (code, _, err) = lint_in(dir.path(), &["latin1.sql"]);
     assert_eq!(code, 2, "{err}");
-    insta::assert_snapshot!(err, @"");
+    insta::assert_snapshot!(err, @"
+    error: latin1.sql:4:9: the file is not UTF-8 (byte 0xe9 is not valid UTF-8 here)
+      fix: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`); pgcalm reads SQL files as UTF-8
+    ");
 }
 
 #[test]
@@ -327,17 +333,28 @@ fn a_file_that_does_not_parse_is_not_summarised_as_clean() {
     let (code, out, err) = lint_in(dir.path(), &["bad.sql"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(!out.contains("no risky statements"), "{out}");
-    insta::assert_snapshot!(out, @"");
+    insta::assert_snapshot!(out, @"1 file, 0 statements: bad.sql could not be parsed and was not linted");
 
     // Beside a clean file: the clean one is reported, the summary names the other.
     write(dir.path(), "good.sql", "SELECT 1;\n");
     let (code, out, _) = lint_in(dir.path(), &["bad.sql", "good.sql"]);
     assert_eq!(code, 2);
-    insta::assert_snapshot!(out, @"");
+    insta::assert_snapshot!(out, @"2 files, 1 statement: bad.sql could not be parsed and was not linted; the other file: 0 errors, 0 warnings");
     let (code, json, _) = lint_in(dir.path(), &["--format", "json", "bad.sql", "good.sql"]);
     assert_eq!(code, 2);
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
-    insta::assert_snapshot!(serde_json::to_string_pretty(&doc["summary"]).unwrap(), @"");
+    assert_eq!(doc["unparsed"][0]["path"], "bad.sql");
+    assert_eq!(doc["unparsed"][0]["line"], 2);
+    insta::assert_snapshot!(serde_json::to_string_pretty(&doc["summary"]).unwrap(), @r#"
+    {
+      "errors": 0,
+      "files": 2,
+      "ignored": 0,
+      "statements": 1,
+      "unparsed": 1,
+      "warnings": 0
+    }
+    "#);
     let (code, markdown, _) = lint_in(dir.path(), &["--format", "markdown", "bad.sql"]);
     assert_eq!(code, 2);
     assert!(!markdown.contains("no risky statements"), "{markdown}");

@@ -78,8 +78,11 @@ async fn a_statement_nested_1000_deep_is_applied() {
     );
     let dir = app_dir(&[("0001_deep.sql", sql.as_bytes())]);
     ok(&db, dir.path(), &["migrate"]);
-    assert_eq!(db.query_i64("SELECT length(x) FROM v1000").await, 1001);
-    assert_eq!(db.query_i64("SELECT length(x) FROM v50").await, 51);
+    assert_eq!(
+        db.query_i64("SELECT length(x)::bigint FROM v1000").await,
+        1001
+    );
+    assert_eq!(db.query_i64("SELECT length(x)::bigint FROM v50").await, 51);
     ok(&db, dir.path(), &["migrate", "app", "zero"]);
     assert_eq!(
         db.query_i64("SELECT count(*) FROM pg_views WHERE viewname IN ('v50', 'v1000')")

@@ -166,9 +166,48 @@ fn spawn_parse_thread<'scope, T: Send + 'scope>(
         })
 }
 
+/// A parse and where its answer goes.
+type ParseJob = (String, mpsc::Sender<Result<Vec<RawStmt>, pg_query::Error>>);
+
+/// A parse thread kept for callers on ordinary threads (the runner checking one
+/// statement at a time): a round trip per parse rather than a new thread. `None` if it
+/// could not be started.
+fn parse_service() -> Option<&'static mpsc::Sender<ParseJob>> {
+    static SERVICE: std::sync::OnceLock<Option<mpsc::Sender<ParseJob>>> =
+        std::sync::OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<ParseJob>();
+            std::thread::Builder::new()
+                .name("pgcalm-parse".into())
+                .stack_size(PARSE_STACK_BYTES)
+                .spawn(move || {
+                    ON_PARSE_STACK.set(true);
+                    for (sql, answer) in rx {
+                        let _ = answer.send(pg_query::parse(&sql, 0).map(|p| p.protobuf.stmts));
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
 /// PostgreSQL's parser (pg_query) on a parse stack: the raw statements of `sql`.
 pub fn parse_raw(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
-    with_parse_stack(|| pg_query::parse(sql, 0).map(|p| p.protobuf.stmts))
+    let here = || pg_query::parse(sql, 0).map(|p| p.protobuf.stmts);
+    if ON_PARSE_STACK.get() {
+        return here();
+    }
+    if let Some(service) = parse_service() {
+        let (tx, rx) = mpsc::channel();
+        if service.send((sql.to_string(), tx)).is_ok()
+            && let Ok(answer) = rx.recv()
+        {
+            return answer;
+        }
+    }
+    with_parse_stack(here)
 }
 
 /// The parse tree of the first statement of `sql` (`None` when it does not parse).

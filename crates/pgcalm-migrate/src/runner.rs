@@ -18,7 +18,6 @@ use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
 use crate::journal;
 use crate::plan::{self, Goal, MigrationStatus, Plan, Step};
 use crate::policy::{Policy, set_sql};
-use crate::statement::classify_sql;
 
 /// Key of the session advisory lock that keeps runners one at a time (per database):
 /// "pgcalm" in ASCII.
@@ -114,7 +113,9 @@ impl Runner {
             .await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
-        plan::plan(&set, &journal, goal)
+        let plan = plan::plan(&set, &journal, goal)?;
+        check_files(&plan)?;
+        Ok(plan)
     }
 
     /// The lint options the runner judges migrations with: the server's major version
@@ -131,7 +132,8 @@ impl Runner {
     /// Migrates to `goal`: takes the runner lock, checks the files against the journal,
     /// and runs the plan. Emits [`Event::Planned`] once the plan is known.
     pub async fn migrate(&self, goal: &Goal) -> Result<Report, MigrateError> {
-        // Files first: a malformed file stops everything before a connection is made.
+        // Files first: a malformed file stops everything before a connection is made
+        // (the files about to run are parsed once the plan is known).
         let set = self.load()?;
         let (client, notices) = self
             .target
@@ -156,6 +158,7 @@ impl Runner {
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
+        check_files(&plan)?;
         // Safe by default: lint what is about to run, refuse it before anything runs.
         if !self.policy.allow_risky {
             let options = lint_options_of(&client).await?;
@@ -342,7 +345,7 @@ impl Executor<'_> {
     ) -> Result<Duration, ExecError> {
         // Anything still queued came from pgcalm's own bookkeeping, not from this statement.
         while self.notices.try_recv().is_ok() {}
-        let settings = self.policy.settings_for(&stmt.kind);
+        let settings = self.policy.settings_for(stmt.kind());
         self.client
             .batch_execute(&set_sql(&settings, in_transaction))
             .await
@@ -356,7 +359,7 @@ impl Executor<'_> {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut blockers: Vec<SessionInfo> = Vec::new();
-        let builds_index = stmt.kind.index_build.is_some();
+        let builds_index = stmt.kind().index_build.is_some();
         let result = {
             let fut = self.client.batch_execute(&stmt.sql);
             tokio::pin!(fut);
@@ -498,7 +501,7 @@ impl Executor<'_> {
                 }
             };
             loop {
-                if let Some(build) = &stmt.kind.index_build
+                if let Some(build) = &stmt.kind().index_build
                     && build.create
                     && let Some(index) = &build.index
                 {
@@ -545,7 +548,7 @@ impl Executor<'_> {
                             stmt.index + 1
                         );
                         if let Some(index) = stmt
-                            .kind
+                            .kind()
                             .index_build
                             .as_ref()
                             .and_then(|b| b.index.as_ref())
@@ -614,7 +617,12 @@ impl Executor<'_> {
             }
             return Ok(IndexPrep::Build);
         }
-        if !stmt.kind.index_build.as_ref().is_some_and(|b| b.concurrent) {
+        if !stmt
+            .kind()
+            .index_build
+            .as_ref()
+            .is_some_and(|b| b.concurrent)
+        {
             return Ok(IndexPrep::Build);
         }
         self.emit(Event::InvalidIndexFound {
@@ -730,16 +738,19 @@ fn stmt_ref(file: &MigrationFile, stmt: &Statement, total: usize) -> StatementRe
     }
 }
 
+/// Parses the files a plan runs ([`MigrationFile::check`]: syntax, BEGIN/COMMIT,
+/// CONCURRENTLY in a transaction), before any runs; only those: the others were only
+/// scanned.
+fn check_files(plan: &Plan) -> Result<(), MigrateError> {
+    for step in &plan.steps {
+        step.file.check()?;
+    }
+    Ok(())
+}
+
 /// A statement pgcalm writes itself (the DROP of an invalid index).
 fn synthetic(sql: &str) -> Statement {
-    Statement {
-        index: 0,
-        sql: sql.to_string(),
-        line: 0,
-        offset: 0,
-        kind: classify_sql(sql),
-        checksum: String::new(),
-    }
+    Statement::new(0, sql.to_string(), 0, 0)
 }
 
 fn notice_of(n: &DbError) -> Notice {

@@ -44,8 +44,11 @@ fn demo_migrations_parse_with_lines() {
     let idx = &demo[1];
     assert!(!idx.up.transaction && !idx.down.as_ref().unwrap().transaction);
     assert_eq!(idx.up.statements[0].line, 4);
-    assert_eq!(idx.up.statements[0].kind.label, "CREATE INDEX CONCURRENTLY");
-    assert!(idx.up.statements[0].kind.share_update_exclusive_only);
+    assert_eq!(
+        idx.up.statements[0].kind().label,
+        "CREATE INDEX CONCURRENTLY"
+    );
+    assert!(idx.up.statements[0].kind().share_update_exclusive_only);
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let set = MigrationSet::load(ctx.migrations_dir())?;
     let file = set.resolve(&args.app, &args.name)?;
+    // The set was only scanned: the file shown is parsed (a syntax error stops here).
+    file.check()?;
     let direction = if args.backwards {
         Direction::Down
     } else {
@@ -50,7 +52,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             "statements": section.statements.iter()
                 .zip(statement_verdicts(file, direction, 0, &LintOptions::default()))
                 .map(|(s, v)| with_verdict(serde_json::json!({
-                "line": s.line, "sql": s.sql, "settings": policy.settings_for(&s.kind),
+                "line": s.line, "sql": s.sql, "settings": policy.settings_for(s.kind()),
             }), &v)).collect::<Vec<_>>(),
         }));
     }
@@ -79,7 +81,7 @@ pub fn render(
     let mut current: Vec<pgcalm_migrate::Setting> = Vec::new();
     let verdicts = statement_verdicts(file, direction, 0, &LintOptions::default());
     for (s, v) in section.statements.iter().zip(&verdicts) {
-        let settings = policy.settings_for(&s.kind);
+        let settings = policy.settings_for(s.kind());
         if settings != current {
             for x in &settings {
                 let local = if section.transaction { "LOCAL " } else { "" };
