@@ -154,7 +154,6 @@ impl Runner {
             .await
             .map_err(PgError::query("setting the runner session's timeouts"))?;
         self.acquire_lock(&client, &monitor).await?;
-        journal::ensure_schema(&client).await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
@@ -167,6 +166,8 @@ impl Runner {
                 return Err(MigrateError::RiskyMigration { findings });
             }
         }
+        // Only now that the files are known to be good: nothing changes before.
+        journal::ensure_schema(&client).await?;
         self.emit(Event::Planned {
             operation: plan.operation.clone(),
             steps: plan
