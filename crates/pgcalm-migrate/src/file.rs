@@ -325,7 +325,7 @@ fn load_app(app: &str, dir: &Path) -> Result<Vec<MigrationFile>, MigrateError> {
     let mut files: Vec<MigrationFile> = Vec::new();
     for path in paths {
         let source = read_source(&path)?;
-        let file = parse_file_with(app, &path, &source, Read::Scan)?;
+        let file = parse_file_with(app, &path, source, Read::Scan)?;
         if let Some(other) = files.iter().find(|f| f.number == file.number) {
             return Err(FileError {
                 path: path.clone(),
@@ -348,7 +348,7 @@ fn load_app(app: &str, dir: &Path) -> Result<Vec<MigrationFile>, MigrateError> {
 /// Parses one migration file's text. `path` names it in errors and its file name gives
 /// the number and name.
 pub fn parse_file(app: &str, path: &Path, source: &str) -> Result<MigrationFile, FileError> {
-    parse_file_with(app, path, source, Read::ParseAndCheck)
+    parse_file_with(app, path, source.to_string(), Read::ParseAndCheck)
 }
 
 /// Like [`parse_file`], but keeps statements a section cannot run (CONCURRENTLY in a
@@ -359,7 +359,7 @@ pub fn parse_file_unchecked(
     path: &Path,
     source: &str,
 ) -> Result<MigrationFile, FileError> {
-    parse_file_with(app, path, source, Read::Parse)
+    parse_file_with(app, path, source.to_string(), Read::Parse)
 }
 
 /// How much of a file [`parse_file_with`] reads.
@@ -520,10 +520,11 @@ pub fn section_headers(path: &Path, source: &str) -> Result<Vec<SectionHeader>, 
         .collect())
 }
 
+/// Reads a migration file from its text (kept in the result, not copied).
 fn parse_file_with(
     app: &str,
     path: &Path,
-    source: &str,
+    source: String,
     read: Read,
 ) -> Result<MigrationFile, FileError> {
     let check = read != Read::Parse;
@@ -562,11 +563,11 @@ fn parse_file_with(
         })?;
 
     let mut sections: Vec<Section> = Vec::new();
-    for header in section_headers(path, source)? {
+    for header in section_headers(path, &source)? {
         let statements = match read {
-            Read::Scan => scanned_statements(path, source, header.body.clone())?,
+            Read::Scan => scanned_statements(path, &source, header.body.clone())?,
             Read::Parse | Read::ParseAndCheck => {
-                parsed_statements(path, source, header.body.clone())?
+                parsed_statements(path, &source, header.body.clone())?
             }
         };
         let section = Section {
@@ -612,7 +613,7 @@ fn parse_file_with(
         up,
         down,
         checksum,
-        source: source.to_string(),
+        source,
     })
 }
 

@@ -73,7 +73,7 @@ pub struct FileReport {
     /// As given (or found under a directory); `<stdin>` for `-`.
     pub path: String,
     /// Its text (the spans point into it).
-    pub source: Arc<str>,
+    pub source: Arc<String>,
     /// `migration` or `plain_sql`.
     pub kind: SourceKind,
     /// Statements linted.
@@ -205,7 +205,7 @@ fn lint_all(ctx: &Context, args: &Args, options: &LintOptions) -> anyhow::Result
             Ok((source, (lint, locks))) => {
                 linted.reports.push(FileReport {
                     path: name,
-                    source: source.into(),
+                    source: Arc::new(source),
                     kind: lint.kind,
                     statements: lint.statements,
                     result: lint.result,
@@ -528,7 +528,7 @@ fn seen_by_note(f: &Finding) -> Option<&'static str> {
 #[derive(Debug)]
 struct FileSource {
     name: String,
-    text: Arc<str>,
+    text: Arc<String>,
     lines: Arc<LineIndex>,
 }
 
