@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Peak memory (RSS, from /usr/bin/time) and time of `pgcalm lint` (release build) on
+# Peak memory (RSS: the kernel's maxrss of the process, what `/usr/bin/time -v` shows)
+# and time of `pgcalm lint` (release build) on
 # generated files:
 #   - $STATEMENTS (default 100,000) and 10,000 statements of plain SQL: the lint corpus's
 #     plain-SQL files (tests/fixtures/lint) repeated, as bench/lint_vs_squawk.sh times it;
@@ -16,7 +17,7 @@
 #
 # Environment: WORK (scratch dir, default /tmp/pgcalm-lint-memory), RUNS (default 3),
 # STATEMENTS, MIGRATION_MB, PGCALM_BIN (a binary instead of the release build),
-# BEFORE_BIN (a binary to compare with). Needs cargo, python3, /usr/bin/time.
+# BEFORE_BIN (a binary to compare with). Needs cargo and python3.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,7 +28,7 @@ MIGRATION_MB=${MIGRATION_MB:-50}
 BEFORE_BIN=${BEFORE_BIN:-}
 RESULTS=$ROOT/bench/RESULTS.md
 source "$ROOT/bench/common.sh"
-require_tools cargo python3 /usr/bin/time
+require_tools cargo python3
 build_pgcalm
 # fresh_workdir moves to WORK: binaries given by a relative path are resolved first.
 PGCALM=$(realpath "$PGCALM")
@@ -38,7 +39,7 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEA
 step "generating the files and measuring (RUNS=$RUNS)"
 export ROOT WORK RUNS STATEMENTS MIGRATION_MB PGCALM BEFORE_BIN COMMIT
 TABLE=$(python3 - <<'PY'
-import json, os, re, statistics, subprocess, sys, tempfile
+import json, os, re, statistics, subprocess, sys, time
 from datetime import datetime, timezone
 
 ROOT, WORK = os.environ["ROOT"], os.environ["WORK"]
@@ -97,15 +98,17 @@ def migration(mb):
 
 
 def measure(binary, args):
-    """(peak RSS in MB, wall s, user+sys s) of one run."""
-    with tempfile.NamedTemporaryFile("r") as t:
-        p = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%M %e %U %S", binary,
-                            "lint", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
-        if p.returncode not in (0, 1):
-            sys.exit(f"{binary} lint {' '.join(args)} exited {p.returncode}:\n{p.stderr[-2000:]}")
-        rss, wall, user, sys_ = t.read().split()[-4:]
-    return int(rss) / 1024, float(wall), float(user) + float(sys_)
+    """(peak RSS in MB, wall s, user+sys s) of one run: the rusage of that process alone
+    (wait4), finer than /usr/bin/time's 10 ms."""
+    start = time.perf_counter()
+    p = subprocess.Popen([binary, "lint", *args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode not in (0, 1):
+        sys.exit(f"{binary} lint {' '.join(args)} exited {p.returncode}")
+    return usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
 
 
 files = [
@@ -129,7 +132,7 @@ for label, path in files:
             wall = statistics.median(x[1] for x in s)
             cpu = statistics.median(x[2] for x in s)
             rows.append(f"| {label} | {count:,} | {size:.1f} MB | {fmt} | {name} "
-                        f"| {peak:,.0f} MB | {wall:.2f} s | {cpu:.2f} s | {count / max(cpu, 1e-3):,.0f} |")
+                        f"| {peak:,.0f} MB | {wall:.3f} s | {cpu:.3f} s | {count / max(cpu, 1e-3):,.0f} |")
 
 version = subprocess.run([os.environ["PGCALM"], "--version"], capture_output=True,
                          text=True).stdout.strip()
@@ -141,7 +144,7 @@ print("\n".join([
     "## pgcalm lint: memory and time",
     "",
     f"Measured by `bench/lint_memory.sh` on {now}, commit {os.environ['COMMIT']}, `{version}` "
-    f"(release build), {os.cpu_count()} cores, load average {load:.1f}: peak RSS (`/usr/bin/time`, "
+    f"(release build), {os.cpu_count()} cores, load average {load:.1f}: peak RSS (maxrss, "
     f"the highest of {RUNS} runs) and time (median) of `pgcalm lint --format FORMAT FILE > /dev/null`. "
     f"CPU time (user + sys) is the steadier figure on a shared machine.{before}",
     "",

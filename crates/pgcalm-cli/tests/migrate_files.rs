@@ -4,8 +4,9 @@
 //! a file that will not run stops neither `showmigrations` nor a `migrate` to an earlier
 //! target).
 
+mod common;
+
 use std::path::Path;
-use std::process::Output;
 
 use assert_cmd::Command;
 use pgcalm_testkit::TestDb;
@@ -20,42 +21,21 @@ fn app_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     dir
 }
 
-fn pgcalm(db: &TestDb, dir: &Path, args: &[&str]) -> Output {
-    Command::cargo_bin("pgcalm")
-        .unwrap()
-        .current_dir(dir)
-        .env("DATABASE_URL", db.url())
+/// `pgcalm ARGS` in `dir` on the test database.
+fn pgcalm(db: &TestDb, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = common::pgcalm_in(dir);
+    cmd.env("DATABASE_URL", db.url())
         .env_remove("PGCALM_LOCK_TIMEOUT")
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    cmd
 }
 
-/// Runs and expects success; returns stdout.
 fn ok(db: &TestDb, dir: &Path, args: &[&str]) -> String {
-    let out = pgcalm(db, dir, args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "pgcalm {args:?} failed:\n{stdout}{}",
-        // A refused deep statement would print all of it: its first lines say why.
-        stderr.chars().take(600).collect::<String>()
-    );
-    stdout.into_owned()
+    common::ok(&mut pgcalm(db, dir, args))
 }
 
-/// Runs and expects failure; returns stderr.
 fn fails(db: &TestDb, dir: &Path, args: &[&str]) -> String {
-    let out = pgcalm(db, dir, args);
-    assert!(
-        !out.status.success(),
-        "pgcalm {args:?} should fail:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
+    common::fails(&mut pgcalm(db, dir, args))
 }
 
 /// `CREATE VIEW name AS SELECT 'a' || 'a' || ...` nested `depth` levels deep (`||` is
