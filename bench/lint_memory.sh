@@ -7,7 +7,7 @@
 #   - a $MIGRATION_MB (default 50) MB migration file: a data migration (CREATE TABLE, then
 #     INSERTs of 100 rows each, and a down section).
 # Each file in text (the default) and JSON output, to /dev/null; $RUNS runs each, the
-# median time and the highest peak. With BEFORE_BIN set, that binary (e.g. a release
+# median time and peak (and the highest peak). With BEFORE_BIN set, that binary (e.g. a release
 # build of an older commit) is measured too, in the same run, alternating with this one.
 # Prints the table and writes it, with the date and commit, to the "pgcalm lint: memory"
 # section of bench/RESULTS.md.
@@ -128,11 +128,12 @@ for label, path in files:
                 samples[name].append(measure(binary, args))
         for name, _ in BINARIES:
             s = samples[name]
-            peak = max(x[0] for x in s)
+            peak = statistics.median(x[0] for x in s)
+            highest = max(x[0] for x in s)
             wall = statistics.median(x[1] for x in s)
             cpu = statistics.median(x[2] for x in s)
             rows.append(f"| {label} | {count:,} | {size:.1f} MB | {fmt} | {name} "
-                        f"| {peak:,.0f} MB | {wall:.3f} s | {cpu:.3f} s | {count / max(cpu, 1e-3):,.0f} |")
+                        f"| {peak:,.0f} MB ({highest:,.0f}) | {wall:.3f} s | {cpu:.3f} s | {count / max(cpu, 1e-3):,.0f} |")
 
 version = subprocess.run([os.environ["PGCALM"], "--version"], capture_output=True,
                          text=True).stdout.strip()
@@ -144,11 +145,12 @@ print("\n".join([
     "## pgcalm lint: memory and time",
     "",
     f"Measured by `bench/lint_memory.sh` on {now}, commit {os.environ['COMMIT']}, `{version}` "
-    f"(release build), {os.cpu_count()} cores, load average {load:.1f}: peak RSS (maxrss, "
-    f"the highest of {RUNS} runs) and time (median) of `pgcalm lint --format FORMAT FILE > /dev/null`. "
+    f"(release build), {os.cpu_count()} cores, load average {load:.1f}: peak RSS (maxrss; the "
+    f"median of {RUNS} runs, the highest in brackets) and time (median) of "
+    f"`pgcalm lint --format FORMAT FILE > /dev/null`. "
     f"CPU time (user + sys) is the steadier figure on a shared machine.{before}",
     "",
-    "| file | statements | size | output | binary | peak RSS | wall time | CPU time | statements/s (CPU) |",
+    "| file | statements | size | output | binary | peak RSS (highest) | wall time | CPU time | statements/s (CPU) |",
     "|---|---:|---:|---|---|---:|---:|---:|---:|",
     *rows,
     "",

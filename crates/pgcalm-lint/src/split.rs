@@ -773,12 +773,20 @@ fn parsed_as_one(
 /// the prefix contains it: binary search over token prefixes finds it.
 fn locate_syntax_error(source: &str, range: Range<usize>, e: pg_query::Error) -> SyntaxError {
     let start = range.start;
-    let message = match &e {
+    let mut message = match &e {
         pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
             m.clone()
         }
         other => other.to_string(),
     };
+    if message.contains("nested too deeply") || message.contains("stack depth limit exceeded") {
+        // Valid SQL, maybe (PostgreSQL 15 runs about 6,000 nested `||`): too deep for
+        // pg_query, which returns at most 10,000 nested nodes (about 5,000 operators).
+        message.push_str(
+            " (pgcalm's parser, pg_query, returns trees up to about 5,000 nested operators: \
+             split the expression, e.g. with a CTE or a function)",
+        );
+    }
     let text = &source[range];
     let at = |byte: usize, column: bool| {
         let (line, col) = line_col(source, byte);
@@ -1059,6 +1067,19 @@ mod tests {
         assert_eq!(statements.len(), 1);
         assert!(matches!(statements[0].node, Some(NodeEnum::SelectStmt(_))));
         assert!(parse_first(&sql).is_some());
+    }
+
+    #[test]
+    fn too_deep_for_pg_query_is_an_error_that_says_so() {
+        // Beyond what pg_query returns: an error (no crash), naming the limit.
+        for depth in [5100, 100_000] {
+            let sql = format!("SELECT {};", vec!["'a'"; depth + 1].join(" || "));
+            let e = split(&sql, 0..sql.len()).unwrap_err();
+            assert!(
+                e.message.contains("about 5,000 nested operators"),
+                "{depth}: {e:?}"
+            );
+        }
     }
 
     #[test]

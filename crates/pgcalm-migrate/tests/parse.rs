@@ -228,3 +228,24 @@ fn resolves_targets_by_prefix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_byte_that_is_not_utf8_is_named_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("shop");
+    std::fs::create_dir(&app).unwrap();
+    // Line 3: "é" is two bytes, one character; then a Latin-1 "é" (0xe9).
+    std::fs::write(
+        app.join("0001_a.sql"),
+        b"-- migrate:up\nSELECT 1;\nSELECT '\xc3\xa9t\xe9';\n",
+    )
+    .unwrap();
+    let err = MigrationSet::load(dir.path()).unwrap_err().to_string();
+    let err = err.replace(&dir.path().display().to_string(), "<dir>");
+    assert!(
+        err.starts_with(
+            "<dir>/shop/0001_a.sql:3:11: the file is not UTF-8 (byte 0xe9 is not valid UTF-8 here)"
+        ),
+        "{err}"
+    );
+}
