@@ -205,29 +205,50 @@ pub struct LintResult {
 /// The rule a malformed `-- pgcalm:ignore` directive is reported under.
 pub const INVALID_IGNORE: &str = "invalid-ignore";
 
-/// Walks a unit's statements in order, giving `visit` each statement's context (the
-/// lock table's answer and the state before it), then learning from it.
-fn walk(
-    unit: &LintUnit<'_>,
-    options: &LintOptions,
-    mut state: UnitState,
-    mut visit: impl FnMut(&Cx<'_>),
-) -> UnitState {
-    for stmt in unit.statements {
-        let Some(node) = &stmt.node else { continue };
-        let locks = statement_locks(node, options.pg_version);
+/// A unit walked one statement at a time: each statement's context (the lock table's
+/// answer and the state before it) for a visitor, then the state learns from it. The
+/// statements need not all be in memory at once (a big file is parsed as it is walked).
+struct UnitWalk<'a> {
+    source: &'a str,
+    kind: UnitKind,
+    options: &'a LintOptions,
+    state: UnitState,
+}
+
+impl UnitWalk<'_> {
+    fn statement(&mut self, stmt: &SourceStatement, visit: impl FnOnce(&Cx<'_>)) {
+        let Some(node) = &stmt.node else { return };
+        let locks = statement_locks(node, self.options.pg_version);
         visit(&Cx {
-            source: unit.source,
+            source: self.source,
             stmt,
             node,
             locks: &locks,
-            state: &state,
-            kind: unit.kind,
-            options,
+            state: &self.state,
+            kind: self.kind,
+            options: self.options,
         });
-        state.apply(node, &locks, options);
+        self.state.apply(node, &locks, self.options);
     }
-    state
+}
+
+/// Walks a unit's statements in order, giving `visit` each statement's context.
+fn walk(
+    unit: &LintUnit<'_>,
+    options: &LintOptions,
+    state: UnitState,
+    mut visit: impl FnMut(&Cx<'_>),
+) -> UnitState {
+    let mut walk = UnitWalk {
+        source: unit.source,
+        kind: unit.kind,
+        options,
+        state,
+    };
+    for stmt in unit.statements {
+        walk.statement(stmt, &mut visit);
+    }
+    walk.state
 }
 
 /// What lint knows after a unit: e.g. the tables an up section creates, which its
@@ -252,15 +273,17 @@ pub fn statement_lock_reports_from(
     state: UnitState,
 ) -> Vec<StatementLockReport> {
     let mut out = Vec::new();
-    walk(unit, options, state, |cx| {
-        out.push(StatementLockReport {
-            span: cx.stmt.span,
-            statement: cx.locks.label.clone(),
-            locks: cx.existing_locks().cloned().collect(),
-            outside_transaction: cx.locks.outside_transaction,
-        })
-    });
+    walk(unit, options, state, |cx| out.push(lock_report(cx)));
     out
+}
+
+fn lock_report(cx: &Cx<'_>) -> StatementLockReport {
+    StatementLockReport {
+        span: cx.stmt.span,
+        statement: cx.locks.label.clone(),
+        locks: cx.existing_locks().cloned().collect(),
+        outside_transaction: cx.locks.outside_transaction,
+    }
 }
 
 /// Lints one unit.
@@ -271,48 +294,113 @@ pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
 /// Lints one unit starting from a given state (made with [`UnitState::new`], then
 /// seeded: a down section knows the tables its up section created).
 pub fn lint_unit_from(unit: &LintUnit<'_>, options: &LintOptions, state: UnitState) -> LintResult {
-    let enabled: Vec<&Rule> = rules::ALL
-        .iter()
-        .copied()
-        .filter(|r| r.is_enabled(&options.rules))
-        .collect();
-    let mut result = LintResult::default();
-    walk(unit, options, state, |cx| {
-        let (stmt, locks) = (cx.stmt, cx.locks);
-        let directives = ignore_directives(unit.source, stmt);
-        for d in &directives {
-            if let Some(problem) = d.problem() {
-                result.findings.push(Finding {
-                    rule: INVALID_IGNORE,
-                    severity: Severity::Error,
-                    span: stmt.span,
-                    statement: locks.label.clone(),
-                    lock: None,
-                    table: None,
-                    blocks: Default::default(),
-                    message: problem,
-                    help: "write `-- pgcalm:ignore RULE[,RULE] why this is safe here` on the \
-                           line before the statement"
-                        .into(),
-                    fix_sql: None,
-                    seen_by: SeenBy::Lint,
-                });
+    let mut linter = UnitLinter::new(unit.source, unit.kind, options, state);
+    for stmt in unit.statements {
+        linter.statement(stmt);
+    }
+    linter.finish().0
+}
+
+/// Lints a unit fed one statement at a time, in order (from
+/// [`crate::for_each_statement`], so a big file's trees are never all in memory): the
+/// findings of [`lint_unit_from`], and the state after the unit.
+pub struct UnitLinter<'a> {
+    walk: UnitWalk<'a>,
+    enabled: Vec<&'static Rule>,
+    result: LintResult,
+    locks: Option<Vec<StatementLockReport>>,
+}
+
+impl<'a> UnitLinter<'a> {
+    /// A linter for a unit of `kind` in `source`, starting from `state` (made with
+    /// [`UnitState::new`], then seeded).
+    pub fn new(
+        source: &'a str,
+        kind: UnitKind,
+        options: &'a LintOptions,
+        state: UnitState,
+    ) -> UnitLinter<'a> {
+        UnitLinter {
+            walk: UnitWalk {
+                source,
+                kind,
+                options,
+                state,
+            },
+            enabled: rules::ALL
+                .iter()
+                .copied()
+                .filter(|r| r.is_enabled(&options.rules))
+                .collect(),
+            result: LintResult::default(),
+            locks: None,
+        }
+    }
+
+    /// Also keeps each statement's locks on existing relations (what
+    /// [`statement_lock_reports_from`] gives), for [`UnitLinter::finish_with_locks`].
+    pub fn with_lock_reports(mut self) -> UnitLinter<'a> {
+        self.locks = Some(Vec::new());
+        self
+    }
+
+    /// Lints the next statement.
+    pub fn statement(&mut self, stmt: &SourceStatement) {
+        let (enabled, result, locks) = (&self.enabled, &mut self.result, &mut self.locks);
+        self.walk.statement(stmt, |cx| {
+            lint_statement(cx, enabled, result);
+            if let Some(locks) = locks {
+                locks.push(lock_report(cx));
+            }
+        });
+    }
+
+    /// The findings, and what lint knows after the unit.
+    pub fn finish(self) -> (LintResult, UnitState) {
+        (self.result, self.walk.state)
+    }
+
+    /// The findings, the locks of each statement, and the state after the unit.
+    pub fn finish_with_locks(self) -> (LintResult, Vec<StatementLockReport>, UnitState) {
+        (self.result, self.locks.unwrap_or_default(), self.walk.state)
+    }
+}
+
+/// Every enabled rule on one statement, with its `-- pgcalm:ignore` directives.
+fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
+    let (stmt, locks) = (cx.stmt, cx.locks);
+    let directives = ignore_directives(cx.source, stmt);
+    for d in &directives {
+        if let Some(problem) = d.problem() {
+            result.findings.push(Finding {
+                rule: INVALID_IGNORE,
+                severity: Severity::Error,
+                span: stmt.span,
+                statement: locks.label.clone(),
+                lock: None,
+                table: None,
+                blocks: Default::default(),
+                message: problem,
+                help: "write `-- pgcalm:ignore RULE[,RULE] why this is safe here` on the \
+                       line before the statement"
+                    .into(),
+                fix_sql: None,
+                seen_by: SeenBy::Lint,
+            });
+        }
+    }
+    for rule in enabled {
+        for v in (rule.check)(cx) {
+            let finding = cx.finding(rule, v);
+            match directives.iter().find(|d| d.covers(rule.name)) {
+                Some(d) => result.ignored.push(Ignored {
+                    finding,
+                    reason: d.reason.clone(),
+                }),
+                None => result.findings.push(finding),
             }
         }
-        for rule in &enabled {
-            for v in (rule.check)(cx) {
-                let finding = cx.finding(rule, v);
-                match directives.iter().find(|d| d.covers(rule.name)) {
-                    Some(d) => result.ignored.push(Ignored {
-                        finding,
-                        reason: d.reason.clone(),
-                    }),
-                    None => result.findings.push(finding),
-                }
-            }
-        }
-    });
-    result
+    }
 }
 
 impl Cx<'_> {

@@ -7,7 +7,10 @@
 //!   scanned under it, whether it must run outside a transaction. Lint, trace, the
 //!   runner's `--plan` and `docs/locks.md` read it from here.
 //! - [`split`]: the one statement splitter (byte span, line, column, comments), used by
-//!   pgcalm-migrate's file parser too; syntax errors located at their token.
+//!   pgcalm-migrate's file parser too: the scanner cuts statements without parsing
+//!   ([`split_unparsed`]); [`for_each_statement`] parses them a chunk at a time on
+//!   threads with stacks big enough for any tree pg_query returns; syntax errors located
+//!   at their token.
 //! - [`engine`] and [`rules`]: rules (one per file) over a [`LintUnit`] (a plain SQL
 //!   file, or a pgcalm migration section), aware of transactions, `lock_timeout`, and
 //!   tables created earlier in the unit; `-- pgcalm:ignore RULE reason` directives.
@@ -36,30 +39,30 @@ pub mod split;
 pub mod unit;
 
 pub use engine::{
-    Cx, INVALID_IGNORE, Ignored, LintResult, Rule, StatementLockReport, Violation, deparse,
-    lint_unit, lint_unit_from, state_after, statement_lock_reports, statement_lock_reports_from,
+    Cx, INVALID_IGNORE, Ignored, LintResult, Rule, StatementLockReport, UnitLinter, Violation,
+    deparse, lint_unit, lint_unit_from, state_after, statement_lock_reports,
+    statement_lock_reports_from,
 };
 pub use finding::{Finding, SeenBy, Severity};
 pub use locks::{
     Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
     sql_statement_locks, statement_locks,
 };
-pub use split::{LineIndex, SourceStatement, Span, SyntaxError, split};
+pub use split::{
+    LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, parse_first, parse_raw,
+    split, split_unparsed, with_parse_stack,
+};
 pub use unit::{LintOptions, LintUnit, RuleSelection, Schema, UnitKind, UnitState};
 
-/// Splits and lints a whole source text as one unit.
+/// Splits and lints a whole source text as one unit, a statement at a time.
 pub fn lint_sql(
     source: &str,
     kind: UnitKind,
     options: &LintOptions,
 ) -> Result<LintResult, SyntaxError> {
-    let statements = split(source, 0..source.len())?;
-    Ok(lint_unit(
-        &LintUnit {
-            source,
-            statements: &statements,
-            kind,
-        },
-        options,
-    ))
+    with_parse_stack(|| {
+        let mut linter = UnitLinter::new(source, kind, options, UnitState::new(kind, options));
+        for_each_statement(source, 0..source.len(), |s| linter.statement(&s))?;
+        Ok(linter.finish().0)
+    })
 }

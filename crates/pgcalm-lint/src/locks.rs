@@ -468,13 +468,8 @@ impl StatementLocks {
 /// The lock table's answer for one statement's text (its first statement; nothing for
 /// text that does not parse).
 pub fn sql_statement_locks(sql: &str, pg: PgVersion) -> StatementLocks {
-    let parsed = pg_query::parse(sql, 0).ok();
-    parsed
-        .as_ref()
-        .and_then(|p| p.protobuf.stmts.first())
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref())
-        .map(|n| statement_locks(n, pg))
+    crate::split::parse_first(sql)
+        .map(|n| statement_locks(&n, pg))
         .unwrap_or_default()
 }
 

@@ -1,12 +1,25 @@
-//! The one statement splitter: PostgreSQL's own parser (pg_query) over a range of a
-//! source text, each statement with its byte span, line and column, its parse tree, and
-//! the comments around it (for `-- pgcalm:ignore`). The whole range is parsed once; only
-//! when that fails is the failing token searched for (pg_query reports no position).
+//! The one statement splitter, in two steps so each command pays only for what it needs:
+//!
+//! - [`split_unparsed`]: PostgreSQL's scanner alone cuts a range of a source text into
+//!   statements, each with its byte span, line and column and the comments around it
+//!   (for `-- pgcalm:ignore`), and no parse tree. A statement ends at a `;` token outside
+//!   parentheses and outside a `BEGIN ATOMIC ... END` routine body (found the way psql
+//!   finds it, then confirmed with the parser). The range is scanned in chunks of about
+//!   [`CHUNK_BYTES`], so memory stays flat on a file of any size.
+//! - [`for_each_statement`] (and [`split`], which collects it): the same statements with
+//!   their parse trees from PostgreSQL's own parser (pg_query), one chunk's statements at
+//!   a time on parse threads ([`PARSE_STACK_BYTES`] stacks, two when the text is big and
+//!   the machine has two cores), each tree dropped once the caller has seen it. A syntax
+//!   error is placed at its token by re-parsing token prefixes of its chunk (pg_query
+//!   reports no position).
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::{Mutex, mpsc};
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{ScanToken, Token};
+use pg_query::protobuf::{RawStmt, ScanToken, Token};
 use serde::Serialize;
 
 /// Byte offsets of line starts, for offset -> line/column in O(log n).
@@ -64,13 +77,13 @@ pub struct SourceStatement {
     pub index: usize,
     /// Its text in the source, from its first to its last token.
     pub span: Span,
-    /// The parse tree (`None` only for an empty statement).
+    /// The parse tree; `None` from [`split_unparsed`].
     pub node: Option<NodeEnum>,
     /// Comments that belong to it: those after the previous statement's line and
     /// before it, and those on its own last line after it.
     pub comments: Vec<Range<usize>>,
     /// Byte offset in the source that the `location` fields inside `node` count from
-    /// (a big text is parsed in parts).
+    /// (a text is parsed a chunk at a time).
     pub node_base: usize,
 }
 
@@ -96,167 +109,663 @@ pub struct SyntaxError {
     pub excerpt: String,
 }
 
-/// Splits `source[range]` into statements with PostgreSQL's parser.
-pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, SyntaxError> {
-    let start = range.start;
-    let text = &source[range.clone()];
-    // One parse and one scan of the whole range (every token, comments included); each
-    // statement's significant range and comments come from the tokens by binary search.
-    let (parsed, tokens) = match parse_and_scan(text) {
-        Ok(p) => p,
-        Err(e) => return Err(locate_syntax_error(source, range, e)),
-    };
-    let is_comment =
-        |t: &ScanToken| t.token == Token::SqlComment as i32 || t.token == Token::CComment as i32;
-    let lines = LineIndex::new(source);
-    let mut statements: Vec<SourceStatement> = Vec::new();
-    let mut comment_cursor = 0usize;
-    let comments: Vec<&ScanToken> = tokens.iter().filter(|t| is_comment(t)).collect();
-    for (node_base, raw) in parsed {
-        let loc = raw.stmt_location.max(0) as usize;
-        let len = if raw.stmt_len == 0 {
-            text.len() - loc
-        } else {
-            raw.stmt_len as usize
-        };
-        // The parser's range may include comments and whitespace around the statement.
-        let first = tokens.partition_point(|t| (t.start as usize) < loc);
-        let end_limit = loc + len;
-        let mut lead = None;
-        let mut tail = None;
-        for t in &tokens[first..] {
-            if t.start as usize >= end_limit {
-                break;
-            }
-            if !is_comment(t) {
-                lead.get_or_insert(t.start as usize);
-                tail = Some(t.end as usize);
-            }
-        }
-        let (lead, tail) = match (lead, tail) {
-            (Some(l), Some(t)) => (l, t),
-            _ => {
-                let slice = &text[loc..end_limit];
-                let l = loc + (slice.len() - slice.trim_start().len());
-                (l, loc + slice.trim_end().len())
-            }
-        };
-        let mut sql_end = tail;
-        while sql_end > lead && text[..sql_end].ends_with(';') {
-            sql_end -= 1;
-            sql_end = lead + text[lead..sql_end].trim_end().len();
-        }
-        if sql_end <= lead {
-            continue;
-        }
-        let (line, column) = lines.line_col(source, start + lead);
-        let span = Span {
-            start: start + lead,
-            end: start + sql_end,
-            line,
-            column,
-        };
-        // Comments before this statement: those not claimed by the previous one.
-        let mut own = Vec::new();
-        while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= lead {
-            let c = comments[comment_cursor];
-            let c_range = start + c.start as usize..start + c.end as usize;
-            let claimed_by_previous = statements.last_mut().filter(|p| {
-                p.span.end <= c_range.start
-                    && lines.line_col(source, p.span.end).0
-                        == lines.line_col(source, c_range.start).0
-            });
-            match claimed_by_previous {
-                Some(p) => p.comments.push(c_range),
-                None => own.push(c_range),
-            }
-            comment_cursor += 1;
-        }
-        // Comments inside the statement are part of it, not directives for it.
-        while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= tail {
-            comment_cursor += 1;
-        }
-        statements.push(SourceStatement {
-            index: statements.len(),
-            span,
-            node: raw.stmt.and_then(|n| n.node),
-            node_base: start + node_base,
-            comments: own,
-        });
-    }
-    // Trailing comments on the last statement's line.
-    for c in &comments[comment_cursor..] {
-        let c_range = start + c.start as usize..start + c.end as usize;
-        if let Some(p) = statements.last_mut()
-            && lines.line_col(source, p.span.end).0 == lines.line_col(source, c_range.start).0
-        {
-            p.comments.push(c_range);
-        }
-    }
-    Ok(statements)
+/// Stack size of the threads that parse ([`with_parse_stack`]). pg_query's decoder
+/// (prost) recurses once per level of the tree, and pg_query emits trees up to 10,000
+/// protobuf messages deep (`PG_QUERY_PROTOBUF_MAX_DEPTH`; a deeper statement is refused
+/// with "parse tree is nested too deeply"). Measured in a debug build: 36 KB of stack
+/// per `||` level (two messages), so the deepest tree needs about 180 MB there and far
+/// less in a release build. Only the pages a parse touches become resident.
+pub const PARSE_STACK_BYTES: usize = 256 << 20;
+
+thread_local! {
+    static ON_PARSE_STACK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Texts at least this big are parsed in two halves on two threads (when the machine
-/// has two cores): each statement is still parsed once, in half the wall time.
+/// Runs `f` on a thread with a [`PARSE_STACK_BYTES`] stack, or right here when this
+/// thread is one already: decoding a deep tree overflows the 2 MB of an ordinary thread
+/// (a tokio worker, a test). If no such thread can be created (no memory for its
+/// stack), `f` runs here.
+pub fn with_parse_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if ON_PARSE_STACK.get() {
+        return f();
+    }
+    let job = Mutex::new(Some(f));
+    let take = || job.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let spawned = std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("pgcalm-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                ON_PARSE_STACK.set(true);
+                take().map(|f| f())
+            })
+            .ok()?;
+        Some(
+            handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    match spawned.flatten() {
+        Some(out) => out,
+        None => take().expect("the job runs once")(),
+    }
+}
+
+/// Spawns a parse thread (see [`with_parse_stack`]) in `scope`.
+fn spawn_parse_thread<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name("pgcalm-parse".into())
+        .stack_size(PARSE_STACK_BYTES)
+        .spawn_scoped(scope, || {
+            ON_PARSE_STACK.set(true);
+            f()
+        })
+}
+
+/// A parse and where its answer goes.
+type ParseJob = (String, mpsc::Sender<Result<Vec<RawStmt>, pg_query::Error>>);
+
+/// A parse thread kept for callers on ordinary threads (the runner checking one
+/// statement at a time): a round trip per parse rather than a new thread. `None` if it
+/// could not be started.
+fn parse_service() -> Option<&'static mpsc::Sender<ParseJob>> {
+    static SERVICE: std::sync::OnceLock<Option<mpsc::Sender<ParseJob>>> =
+        std::sync::OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<ParseJob>();
+            std::thread::Builder::new()
+                .name("pgcalm-parse".into())
+                .stack_size(PARSE_STACK_BYTES)
+                .spawn(move || {
+                    ON_PARSE_STACK.set(true);
+                    for (sql, answer) in rx {
+                        let _ = answer.send(pg_query::parse(&sql, 0).map(|p| p.protobuf.stmts));
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+/// PostgreSQL's parser (pg_query) on a parse stack: the raw statements of `sql`.
+pub fn parse_raw(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
+    let here = || pg_query::parse(sql, 0).map(|p| p.protobuf.stmts);
+    if ON_PARSE_STACK.get() {
+        return here();
+    }
+    if let Some(service) = parse_service() {
+        let (tx, rx) = mpsc::channel();
+        if service.send((sql.to_string(), tx)).is_ok()
+            && let Ok(answer) = rx.recv()
+        {
+            return answer;
+        }
+    }
+    with_parse_stack(here)
+}
+
+/// The parse tree of the first statement of `sql` (`None` when it does not parse).
+pub fn parse_first(sql: &str) -> Option<NodeEnum> {
+    parse_raw(sql).ok()?.into_iter().next()?.stmt?.node
+}
+
+/// Target size of the text the scanner reads at a time, which is also how much SQL is
+/// parsed at a time (more when one statement is bigger). A parse tree takes about 200
+/// times its SQL in memory; measured (release build, `pgcalm lint` of 10,000 statements):
+/// 8, 16, 32 and 64 KB chunks ran within noise of each other (16 KB: 0.08 s CPU), peak
+/// RSS 56, 64, 70 and 86 MB.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+
+/// Chunks parsed ahead of the caller (on two threads): enough to keep both busy while
+/// the caller lints the oldest (2 to 4 measured the same).
+const CHUNKS_IN_FLIGHT: usize = 3;
+
+/// Texts at least this big are parsed on two threads (when the machine has two cores):
+/// below it, starting threads costs more than it saves.
 const PARALLEL_PARSE_MIN_BYTES: usize = 64 * 1024;
 
-/// A raw statement with the offset (in the parsed text) its locations count from.
-type RawStatements = Vec<(usize, pg_query::protobuf::RawStmt)>;
+fn is_comment(t: &ScanToken) -> bool {
+    t.token == Token::SqlComment as i32 || t.token == Token::CComment as i32
+}
 
-/// Parses and scans `text`; a big one in two halves, each parsed and scanned on its own
-/// thread, cut after a `;` that ends a line near the middle. A cut inside a statement
-/// (a string, a comment, a `BEGIN ATOMIC` body: each leaves its half unterminated)
-/// makes a half fail; then the whole text is parsed at once, so results and errors
-/// are those of one parse.
-fn parse_and_scan(text: &str) -> Result<(RawStatements, Vec<ScanToken>), pg_query::Error> {
-    let one =
-        |text: &str, base: usize| -> Result<(RawStatements, Vec<ScanToken>), pg_query::Error> {
-            let stmts = pg_query::parse(text, 0)?
-                .protobuf
-                .stmts
-                .into_iter()
-                .map(|mut s| {
-                    s.stmt_location += base as i32;
-                    (base, s)
-                })
-                .collect();
-            let tokens = pg_query::scan_tokens(text)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|mut t| {
-                    t.start += base as i32;
-                    t.end += base as i32;
-                    t
-                })
-                .collect();
-            Ok((stmts, tokens))
-        };
-    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    if text.len() < PARALLEL_PARSE_MIN_BYTES || !two_cores {
-        return one(text, 0);
+/// The scanner's tokens of `text`. (pg_query builds its result slice from a null pointer
+/// when there is no token, which a debug build refuses: whitespace is answered here.)
+fn tokens_of(text: &str) -> Result<Vec<ScanToken>, pg_query::Error> {
+    // PostgreSQL's scanner's whitespace: [ \t\n\r\f\v].
+    if text
+        .bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b))
+    {
+        return Ok(Vec::new());
     }
-    let middle = text.len() / 2;
-    let after = text[middle..].find(";\n").map(|i| middle + i + 1);
-    let before = text[..middle].rfind(";\n").map(|i| i + 1);
-    let Some(cut) = [before, after]
-        .into_iter()
-        .flatten()
-        .min_by_key(|c| c.abs_diff(middle))
-    else {
-        return one(text, 0);
-    };
-    let (left, right) = std::thread::scope(|scope| {
-        let right = scope.spawn(|| one(&text[cut..], cut));
-        (one(&text[..cut], 0), right.join())
-    });
-    match (left, right) {
-        (Ok((mut stmts, mut tokens)), Ok(Ok((right_stmts, right_tokens)))) => {
-            stmts.extend(right_stmts);
-            tokens.extend(right_tokens);
-            Ok((stmts, tokens))
+    pg_query::scan_tokens(text)
+}
+
+/// A statement the scanner is in the middle of.
+struct Open {
+    /// Byte offset of its first token.
+    first: usize,
+    /// Byte offset just past its last token so far.
+    tail: usize,
+    /// Open parentheses.
+    parens: u32,
+    /// Tokens seen, for recognising `CREATE [OR REPLACE] FUNCTION|PROCEDURE`.
+    seen: u32,
+    /// `CREATE [OR REPLACE]` so far.
+    create_prefix: bool,
+    /// It creates a function or procedure: its body may be `BEGIN ATOMIC ... END`.
+    routine: bool,
+    /// psql's count, in a routine and outside parentheses, of `BEGIN ATOMIC` (and CASE
+    /// inside one) minus END: a `;` ends the statement only at 0. (psql counts any
+    /// BEGIN; `CREATE FUNCTION begin()` would then never end.)
+    begin_depth: u32,
+    /// The previous token was BEGIN.
+    after_begin: bool,
+    /// A `BEGIN ATOMIC` was seen: the end found by counting is confirmed with the parser.
+    saw_begin: bool,
+    /// Comments after its first token, sorted out when it ends.
+    comments: Vec<Range<usize>>,
+}
+
+impl Open {
+    fn new(first: usize) -> Open {
+        Open {
+            first,
+            tail: first,
+            parens: 0,
+            seen: 0,
+            create_prefix: false,
+            routine: false,
+            begin_depth: 0,
+            after_begin: false,
+            saw_begin: false,
+            comments: Vec::new(),
         }
-        _ => one(text, 0),
     }
+
+    /// Takes a significant token other than a terminating `;`.
+    fn token(&mut self, kind: i32, end: usize) {
+        let is = |t: Token| kind == t as i32;
+        self.tail = end;
+        if self.seen < 4 {
+            match self.seen {
+                0 => self.create_prefix = is(Token::Create),
+                _ if self.create_prefix && (is(Token::Function) || is(Token::Procedure)) => {
+                    self.routine = true;
+                    self.create_prefix = false;
+                }
+                1 if self.create_prefix => self.create_prefix = is(Token::Or),
+                2 if self.create_prefix => self.create_prefix = is(Token::Replace),
+                _ => self.create_prefix = false,
+            }
+            self.seen += 1;
+        }
+        if is(Token::Ascii40) {
+            self.parens += 1;
+        } else if is(Token::Ascii41) {
+            self.parens = self.parens.saturating_sub(1);
+        } else if self.routine && self.parens == 0 {
+            if std::mem::take(&mut self.after_begin) && is(Token::Atomic) {
+                self.begin_depth += 1;
+                self.saw_begin = true;
+            } else if is(Token::BeginP) {
+                self.after_begin = true;
+            } else if is(Token::Case) && self.begin_depth > 0 {
+                self.begin_depth += 1;
+            } else if is(Token::EndP) {
+                self.begin_depth = self.begin_depth.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Whether the `;` ending at `semicolon_end` ends it.
+    fn ends_at(&self, source: &str, semicolon_end: usize) -> bool {
+        if self.parens > 0 || self.begin_depth > 0 {
+            return false;
+        }
+        if !self.saw_begin {
+            return true;
+        }
+        // A routine body: confirm with the parser (no parse tree is built) that the text
+        // so far is one whole statement. "at end of input" means the body goes on; any
+        // other error is the statement's own, reported when it is parsed.
+        match pg_query::split_with_parser(&source[self.first..semicolon_end]) {
+            Ok(_) => true,
+            Err(e) => !e.to_string().contains("at end of input"),
+        }
+    }
+}
+
+/// Cuts a range of a source text into statements with the scanner, a chunk at a time.
+struct Cutter<'a> {
+    source: &'a str,
+    end: usize,
+    lines: LineIndex,
+    /// Where the next chunk starts: the range start, or just after a statement's `;`.
+    pos: usize,
+    /// The line the last statement ended on: a comment after it on that line is its own.
+    prev_line: Option<usize>,
+    /// Comments before `pos` that belong to the next statement.
+    pending: Vec<Range<usize>>,
+    /// Bytes a chunk starts with ([`CHUNK_BYTES`]; tests cut smaller).
+    chunk: usize,
+    done: bool,
+}
+
+impl<'a> Cutter<'a> {
+    fn new(source: &'a str, range: Range<usize>) -> Cutter<'a> {
+        Cutter {
+            source,
+            end: range.end,
+            lines: LineIndex::new(&source[..range.end]),
+            pos: range.start,
+            prev_line: None,
+            pending: Vec::new(),
+            chunk: CHUNK_BYTES,
+            done: false,
+        }
+    }
+
+    fn line(&self, byte: usize) -> usize {
+        self.lines.line_col(self.source, byte).0
+    }
+
+    /// The statements of the next chunk (never empty), `None` at the end of the range.
+    fn next_batch(&mut self) -> Option<Result<Vec<SourceStatement>, SyntaxError>> {
+        let mut size = self.chunk;
+        while !self.done {
+            // Cut after a newline: a token never spans one except inside a literal or a
+            // comment, which then ends unterminated, and the chunk grows.
+            let cut = if self.end - self.pos <= size {
+                self.end
+            } else {
+                let from = self.pos + size;
+                self.source.as_bytes()[from..self.end]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(self.end, |i| from + i + 1)
+            };
+            let at_end = cut == self.end;
+            let tokens = match tokens_of(&self.source[self.pos..cut]) {
+                Ok(t) => t,
+                Err(_) if !at_end => {
+                    size *= 2;
+                    continue;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(self.scan_error(e)));
+                }
+            };
+            let statements = self.cut(&tokens, at_end);
+            if !statements.is_empty() {
+                return Some(Ok(statements));
+            }
+            if !at_end && self.pos < cut {
+                // Nothing ended in the chunk: a statement bigger than it.
+                size *= 2;
+            }
+        }
+        None
+    }
+
+    /// Takes the statements that end in a chunk's tokens (all of them at the end of the
+    /// range) and moves `pos` past the last one's `;`.
+    fn cut(&mut self, tokens: &[ScanToken], at_end: bool) -> Vec<SourceStatement> {
+        let base = self.pos;
+        let mut out: Vec<SourceStatement> = Vec::new();
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut prev_line = self.prev_line;
+        let mut open: Option<Open> = None;
+        // Just past the last `;` that ended a statement (or an empty one).
+        let mut resume = None;
+        for t in tokens {
+            let (start, end) = (base + t.start as usize, base + t.end as usize);
+            if is_comment(t) {
+                match &mut open {
+                    Some(o) => o.comments.push(start..end),
+                    // After the previous statement on its line: it is the previous
+                    // statement's (already taken if that one ended in an earlier chunk).
+                    None if prev_line == Some(self.line(start)) => {
+                        if let Some(p) = out.last_mut() {
+                            p.comments.push(start..end);
+                        }
+                    }
+                    None => pending.push(start..end),
+                }
+                continue;
+            }
+            if t.token == Token::Ascii59 as i32 {
+                match &open {
+                    None => {
+                        resume = Some(end);
+                        continue;
+                    }
+                    Some(o) if o.ends_at(self.source, end) => {
+                        let o = open.take().expect("matched Some");
+                        self.close(o, &mut out, &mut pending, &mut prev_line);
+                        resume = Some(end);
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            open.get_or_insert_with(|| Open::new(start))
+                .token(t.token, end);
+        }
+        if at_end {
+            if let Some(o) = open.take() {
+                self.close(o, &mut out, &mut pending, &mut prev_line);
+            }
+            self.done = true;
+            self.pos = self.end;
+        } else if let Some(r) = resume {
+            // What follows `r` is read again with the next chunk.
+            pending.retain(|c| c.end <= r);
+            self.pos = r;
+        } else {
+            // Nothing ended: all of it is read again with a bigger chunk.
+            pending.retain(|c| c.end <= base);
+            self.pending = pending;
+            return out;
+        }
+        self.pending = pending;
+        self.prev_line = prev_line;
+        out
+    }
+
+    /// Ends a statement: its span, its comments (those before it, and those after its
+    /// last token on its last line), and what follows on other lines goes to the next.
+    fn close(
+        &self,
+        o: Open,
+        out: &mut Vec<SourceStatement>,
+        pending: &mut Vec<Range<usize>>,
+        prev_line: &mut Option<usize>,
+    ) {
+        let (line, column) = self.lines.line_col(self.source, o.first);
+        let end_line = self.line(o.tail);
+        let mut comments = std::mem::take(pending);
+        for c in o.comments {
+            if c.start < o.tail {
+                // Inside the statement: part of it, not a directive for it.
+            } else if self.line(c.start) == end_line {
+                comments.push(c);
+            } else {
+                pending.push(c);
+            }
+        }
+        out.push(SourceStatement {
+            index: 0,
+            span: Span {
+                start: o.first,
+                end: o.tail,
+                line,
+                column,
+            },
+            node: None,
+            comments,
+            node_base: 0,
+        });
+        *prev_line = Some(end_line);
+    }
+
+    /// The error for text the scanner refuses (an unterminated literal or comment):
+    /// what the parser says about the rest of the range, placed as well as it can be.
+    fn scan_error(&self, scan: pg_query::Error) -> SyntaxError {
+        let range = self.pos..self.end;
+        with_parse_stack(|| {
+            let error = parse_raw(&self.source[range.clone()]).err().unwrap_or(scan);
+            locate_syntax_error(self.source, range, error)
+        })
+    }
+}
+
+/// Splits `source[range]` into statements with PostgreSQL's scanner only: spans, lines
+/// and comments, no parse tree (`node` is `None`). It finds no syntax error but the
+/// scanner's (an unterminated literal or comment); [`split`] and [`for_each_statement`]
+/// give the same statements, parsed.
+pub fn split_unparsed(
+    source: &str,
+    range: Range<usize>,
+) -> Result<Vec<SourceStatement>, SyntaxError> {
+    let mut cutter = Cutter::new(source, range);
+    let mut out = Vec::new();
+    while let Some(batch) = cutter.next_batch() {
+        out.extend(batch?);
+    }
+    for (i, s) in out.iter_mut().enumerate() {
+        s.index = i;
+    }
+    Ok(out)
+}
+
+/// Splits `source[range]` into statements with PostgreSQL's parser, with their parse
+/// trees. Memory grows with the text: a caller that looks at each statement once
+/// should use [`for_each_statement`].
+pub fn split(source: &str, range: Range<usize>) -> Result<Vec<SourceStatement>, SyntaxError> {
+    let mut out = Vec::new();
+    for_each_statement(source, range, |s| out.push(s))?;
+    Ok(out)
+}
+
+/// Gives `f` each statement of `source[range]` in order, with its parse tree, and drops
+/// it after: a chunk of statements is parsed at a time (ahead of `f`, on two threads
+/// for a big text), so memory stays flat whatever the size. Returns the number of
+/// statements; on a syntax error, `f` has seen the statements before it.
+pub fn for_each_statement(
+    source: &str,
+    range: Range<usize>,
+    mut f: impl FnMut(SourceStatement),
+) -> Result<usize, SyntaxError> {
+    let big = range.len() >= PARALLEL_PARSE_MIN_BYTES;
+    let mut cutter = Cutter::new(source, range);
+    let mut index = 0;
+    let mut emit = |index: &mut usize, batch: Vec<SourceStatement>| {
+        for mut s in batch {
+            s.index = *index;
+            *index += 1;
+            f(s);
+        }
+    };
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let (job_tx, job_rx) = mpsc::channel::<(usize, Vec<SourceStatement>)>();
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        // Dropped when this closure returns, which ends the workers.
+        let job_tx = job_tx;
+        let mut workers = 0;
+        for _ in 0..if big && two_cores { 2 } else { 0 } {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            let started = spawn_parse_thread(scope, move || {
+                loop {
+                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((seq, batch)) = job else { break };
+                    // A panic reaches the caller's thread, not a worker that is waited
+                    // for forever.
+                    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        parse_batch(source, batch)
+                    }));
+                    if done_tx.send((seq, parsed)).is_err() {
+                        break;
+                    }
+                }
+            });
+            // Without memory for another parse stack, fewer workers (or none) do it.
+            workers += usize::from(started.is_ok());
+        }
+        drop(done_tx);
+        if workers == 0 {
+            while let Some(batch) = cutter.next_batch() {
+                emit(&mut index, parse_batch(source, batch?)?);
+            }
+            return Ok(index);
+        }
+        let (mut sent, mut next) = (0, 0);
+        let mut scan_error = None;
+        let mut early = BTreeMap::new();
+        loop {
+            while sent - next < CHUNKS_IN_FLIGHT && scan_error.is_none() {
+                match cutter.next_batch() {
+                    Some(Ok(batch)) => {
+                        job_tx
+                            .send((sent, batch))
+                            .expect("the workers wait for jobs");
+                        sent += 1;
+                    }
+                    Some(Err(e)) => scan_error = Some(e),
+                    None => break,
+                }
+            }
+            if next == sent {
+                break;
+            }
+            let parsed = loop {
+                if let Some(r) = early.remove(&next) {
+                    break r;
+                }
+                let (seq, r) = done_rx.recv().expect("a worker answers each job it takes");
+                early.insert(seq, r);
+            };
+            let parsed = parsed.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            emit(&mut index, parsed?);
+            next += 1;
+        }
+        scan_error.map_or(Ok(index), Err)
+    })
+}
+
+/// Parses a chunk's statements (as one text, from the first statement's first token to
+/// the last one's last) and gives each its tree. Should the parser see the statements
+/// otherwise than the scanner did (it never has), its view is taken.
+fn parse_batch(
+    source: &str,
+    mut batch: Vec<SourceStatement>,
+) -> Result<Vec<SourceStatement>, SyntaxError> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Ok(batch);
+    };
+    let (start, end) = (first.span.start, last.span.end);
+    let text = &source[start..end];
+    // Locating an error parses too: all of it on a parse stack.
+    let raw = with_parse_stack(|| {
+        parse_raw(text).map_err(|e| locate_syntax_error(source, start..end, e))
+    })?;
+    let aligned = raw.len() == batch.len()
+        && raw.iter().zip(&batch).all(|(r, s)| {
+            let from = start + r.stmt_location.max(0) as usize;
+            let to = if r.stmt_len == 0 {
+                end
+            } else {
+                from + r.stmt_len as usize
+            };
+            from <= s.span.start && s.span.end <= to
+        });
+    if !aligned {
+        return Ok(parsed_as_one(source, start..end, raw, batch));
+    }
+    for (s, r) in batch.iter_mut().zip(raw) {
+        s.node = r.stmt.and_then(|n| n.node);
+        s.node_base = start;
+    }
+    Ok(batch)
+}
+
+/// The statements of `source[range]` as the parser delimits them (`raw`, its parse of
+/// the range), with spans and comments from the range's tokens; the scanner's
+/// statements (`scanned`) lend the comments before the first one and after the last.
+fn parsed_as_one(
+    source: &str,
+    range: Range<usize>,
+    raw: Vec<RawStmt>,
+    scanned: Vec<SourceStatement>,
+) -> Vec<SourceStatement> {
+    let start = range.start;
+    let text = &source[range];
+    let tokens = tokens_of(text).unwrap_or_default();
+    let lines = LineIndex::new(source);
+    let mut out: Vec<SourceStatement> = Vec::new();
+    let mut inside = Vec::new();
+    for r in raw {
+        let loc = r.stmt_location.max(0) as usize;
+        let len = if r.stmt_len == 0 {
+            text.len() - loc
+        } else {
+            r.stmt_len as usize
+        };
+        let mut span = None;
+        for t in tokens.iter().filter(|t| {
+            (t.start as usize) >= loc && (t.end as usize) <= loc + len && !is_comment(t)
+        }) {
+            let (s, e) = (t.start as usize, t.end as usize);
+            span = Some(span.map_or((s, e), |(lead, _)| (lead, e)));
+        }
+        let Some((lead, tail)) = span else {
+            continue;
+        };
+        inside.push(start + lead..start + tail);
+        let (line, column) = lines.line_col(source, start + lead);
+        out.push(SourceStatement {
+            index: 0,
+            span: Span {
+                start: start + lead,
+                end: start + tail,
+                line,
+                column,
+            },
+            node: r.stmt.and_then(|n| n.node),
+            comments: Vec::new(),
+            node_base: start,
+        });
+    }
+    // Comments between statements: on the previous one's last line, its own; else the
+    // next one's.
+    let mut next = 0;
+    for t in tokens.iter().filter(|t| is_comment(t)) {
+        let c = start + t.start as usize..start + t.end as usize;
+        while next < out.len() && out[next].span.end <= c.start {
+            next += 1;
+        }
+        if inside.iter().any(|r| r.start <= c.start && c.end <= r.end) {
+            continue;
+        }
+        let previous = next.checked_sub(1).map(|p| &out[p]);
+        match previous {
+            Some(p)
+                if lines.line_col(source, p.span.end).0 == lines.line_col(source, c.start).0 =>
+            {
+                out[next - 1].comments.push(c);
+            }
+            _ if next < out.len() => out[next].comments.push(c),
+            _ => {}
+        }
+    }
+    if let (Some(first), Some(scanned_first)) = (out.first_mut(), scanned.first()) {
+        let before: Vec<_> = scanned_first
+            .comments
+            .iter()
+            .filter(|c| c.end <= start)
+            .cloned()
+            .collect();
+        first.comments.splice(0..0, before);
+    }
+    if let (Some(last), Some(scanned_last)) = (out.last_mut(), scanned.last()) {
+        last.comments.extend(
+            scanned_last
+                .comments
+                .iter()
+                .filter(|c| c.start >= scanned_last.span.end)
+                .cloned(),
+        );
+    }
+    out
 }
 
 /// pg_query reports a syntax error without its position. The LR parser fails at the
@@ -264,12 +773,20 @@ fn parse_and_scan(text: &str) -> Result<(RawStatements, Vec<ScanToken>), pg_quer
 /// the prefix contains it: binary search over token prefixes finds it.
 fn locate_syntax_error(source: &str, range: Range<usize>, e: pg_query::Error) -> SyntaxError {
     let start = range.start;
-    let message = match &e {
+    let mut message = match &e {
         pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
             m.clone()
         }
         other => other.to_string(),
     };
+    if message.contains("nested too deeply") || message.contains("stack depth limit exceeded") {
+        // Valid SQL, maybe (PostgreSQL 15 runs about 6,000 nested `||`): too deep for
+        // pg_query, which returns at most 10,000 nested nodes (about 5,000 operators).
+        message.push_str(
+            " (pgcalm's parser, pg_query, returns trees up to about 5,000 nested operators: \
+             split the expression, e.g. with a CTE or a function)",
+        );
+    }
     let text = &source[range];
     let at = |byte: usize, column: bool| {
         let (line, col) = line_col(source, byte);
@@ -281,10 +798,20 @@ fn locate_syntax_error(source: &str, range: Range<usize>, e: pg_query::Error) ->
             excerpt: excerpt_at(source, byte),
         }
     };
-    let tokens = match pg_query::scan_tokens(text) {
+    let tokens = match tokens_of(text) {
         Ok(t) => t,
-        // An unterminated literal or comment: point at the start of the text.
-        Err(_) => return at(start + (text.len() - text.trim_start().len()), false),
+        // An unterminated literal or comment: the scanner quotes the rest of the text
+        // from where it starts ("at or near ..."); else point at the start of the text.
+        Err(_) => {
+            let near = message
+                .split_once(" at or near \"")
+                .and_then(|(_, rest)| rest.strip_suffix('"'))
+                .filter(|near| !near.is_empty() && text.ends_with(near));
+            return match near {
+                Some(near) => at(start + text.len() - near.len(), true),
+                None => at(start + (text.len() - text.trim_start().len()), false),
+            };
+        }
     };
     let significant: Vec<usize> = (0..tokens.len())
         .filter(|&i| {
@@ -295,7 +822,7 @@ fn locate_syntax_error(source: &str, range: Range<usize>, e: pg_query::Error) ->
         // Prefix ending after token `upto`; an error "at end of input" means the prefix
         // is fine so far.
         let cut = tokens[upto].end as usize;
-        match pg_query::parse(&text[..cut], 0) {
+        match parse_raw(&text[..cut]) {
             Ok(_) => false,
             Err(err) => !err.to_string().contains("at end of input"),
         }
@@ -364,54 +891,241 @@ mod tests {
         assert_eq!(stmts[0].span.line, 4);
     }
 
-    #[test]
-    fn a_big_text_parsed_in_two_halves_gives_the_same_statements() {
-        let mut src = String::from(
-            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n",
-        );
-        while src.len() < 3 * PARALLEL_PARSE_MIN_BYTES {
-            src.push_str("-- c\nALTER TABLE t ADD COLUMN c int; /* x */ SELECT 'a;b';\n");
-            // A function body with semicolons, possibly right at the cut.
-            src.push_str("CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n");
-        }
-        let stmts = split(&src, 0..src.len()).unwrap();
-        let one_parse = pg_query::parse(&src, 0).unwrap().protobuf.stmts;
-        assert_eq!(stmts.len(), one_parse.len());
-        for (s, raw) in stmts.iter().zip(&one_parse) {
-            let whole = raw.stmt.as_ref().and_then(|n| n.node.as_ref()).unwrap();
-            let part = s.node.as_ref().unwrap();
-            assert_eq!(
-                crate::locks::statement_label(part),
-                crate::locks::statement_label(whole)
-            );
-            // Node locations count from node_base.
-            if let (NodeEnum::AlterTableStmt(p), NodeEnum::AlterTableStmt(w)) = (part, whole) {
-                let loc =
-                    |a: &pg_query::protobuf::AlterTableStmt| a.relation.as_ref().unwrap().location;
-                assert_eq!(s.node_base + loc(p) as usize, loc(w) as usize);
+    /// The splitter before chunks, kept as the reference: one parse and one scan of the
+    /// whole range; spans from the parser's statement ranges, comments from the tokens.
+    fn reference_split(source: &str, range: Range<usize>) -> Vec<SourceStatement> {
+        let start = range.start;
+        let text = &source[range];
+        let parsed = pg_query::parse(text, 0).unwrap().protobuf.stmts;
+        let tokens = pg_query::scan_tokens(text).unwrap();
+        let lines = LineIndex::new(source);
+        let mut statements: Vec<SourceStatement> = Vec::new();
+        let mut comment_cursor = 0usize;
+        let comments: Vec<&ScanToken> = tokens.iter().filter(|t| is_comment(t)).collect();
+        for raw in parsed {
+            let loc = raw.stmt_location.max(0) as usize;
+            let len = if raw.stmt_len == 0 {
+                text.len() - loc
+            } else {
+                raw.stmt_len as usize
+            };
+            let first = tokens.partition_point(|t| (t.start as usize) < loc);
+            let end_limit = loc + len;
+            let (mut lead, mut tail) = (None, None);
+            for t in &tokens[first..] {
+                if t.start as usize >= end_limit {
+                    break;
+                }
+                if !is_comment(t) {
+                    lead.get_or_insert(t.start as usize);
+                    tail = Some(t.end as usize);
+                }
             }
-            assert!(src[s.span.range()].ends_with(|c: char| c != ';'));
-            // The statement's text starts at or after where the whole parse puts it
-            // (which includes the comments before it).
-            assert!(s.span.start >= raw.stmt_location as usize);
+            let (Some(lead), Some(tail)) = (lead, tail) else {
+                continue;
+            };
+            let mut sql_end = tail;
+            while sql_end > lead && text[..sql_end].ends_with(';') {
+                sql_end -= 1;
+                sql_end = lead + text[lead..sql_end].trim_end().len();
+            }
+            let (line, column) = lines.line_col(source, start + lead);
+            let mut own = Vec::new();
+            while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= lead
+            {
+                let c = comments[comment_cursor];
+                let c_range = start + c.start as usize..start + c.end as usize;
+                let claimed_by_previous = statements.last_mut().filter(|p| {
+                    p.span.end <= c_range.start
+                        && lines.line_col(source, p.span.end).0
+                            == lines.line_col(source, c_range.start).0
+                });
+                match claimed_by_previous {
+                    Some(p) => p.comments.push(c_range),
+                    None => own.push(c_range),
+                }
+                comment_cursor += 1;
+            }
+            while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= tail
+            {
+                comment_cursor += 1;
+            }
+            statements.push(SourceStatement {
+                index: statements.len(),
+                span: Span {
+                    start: start + lead,
+                    end: start + sql_end,
+                    line,
+                    column,
+                },
+                node: raw.stmt.and_then(|n| n.node),
+                node_base: start,
+                comments: own,
+            });
         }
-        assert!(stmts.iter().any(|s| s.node_base > 0), "parsed in two parts");
+        for c in &comments[comment_cursor..] {
+            let c_range = start + c.start as usize..start + c.end as usize;
+            if let Some(p) = statements.last_mut()
+                && lines.line_col(source, p.span.end).0 == lines.line_col(source, c_range.start).0
+            {
+                p.comments.push(c_range);
+            }
+        }
+        statements
+    }
+
+    /// What a statement is, comparable across splits: span, comments, its tree's label.
+    type Summary = (Span, Vec<Range<usize>>, Option<String>);
+
+    fn summaries(statements: &[SourceStatement]) -> Vec<Summary> {
+        statements
+            .iter()
+            .map(|s| {
+                (
+                    s.span,
+                    s.comments.clone(),
+                    s.node.as_ref().map(crate::locks::statement_label),
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts that `split` and `split_unparsed` give the reference's statements; returns
+    /// the reference.
+    fn assert_like_one_parse(src: &str) -> Vec<Summary> {
+        let reference = summaries(&reference_split(src, 0..src.len()));
+        assert_eq!(summaries(&split(src, 0..src.len()).unwrap()), reference);
+        let unparsed: Vec<_> = summaries(&split_unparsed(src, 0..src.len()).unwrap())
+            .into_iter()
+            .map(|(span, comments, _)| (span, comments))
+            .collect();
+        let spans: Vec<_> = reference.iter().map(|(s, c, _)| (*s, c.clone())).collect();
+        assert_eq!(unparsed, spans);
+        reference
+    }
+
+    /// Every construct that holds a `;` or a newline that does not end a statement.
+    const TRICKY: &str = "-- first\n\
+        CREATE TABLE t (a int); -- same line\n\
+        ;;\n\
+        /* before\n   on two lines; */\n  CREATE INDEX i ON t (a) /* after; */ ;\n\
+        SELECT 'a;\n b', E'c\\'; d', $$ e;\n f $$, $x$ $$; $x$, \"q;\n r\" FROM t;\n\
+        SELECT 'con'\n  'tinued' ; /* trailing */ -- two\n\
+        CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELECT CASE WHEN true THEN 2 END;\nEND;\n\
+        CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END;\n\
+        CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO u VALUES (1); INSERT INTO u VALUES (2));\n\
+        SELECT 1\n-- between the last token and its semicolon\n;\n\
+        -- the end, no semicolon\nSELECT 2 -- trailing\n-- not its own\n";
+
+    #[test]
+    fn every_chunk_size_gives_the_statements_of_one_parse() {
+        let src = TRICKY;
+        let reference = assert_like_one_parse(src);
+        assert_eq!(reference.len(), 9);
+        // Cut at every position: chunks of every size from 1 byte up.
+        for chunk in 1..src.len() + 2 {
+            let mut cutter = Cutter::new(src, 0..src.len());
+            cutter.chunk = chunk;
+            let mut scanned = Vec::new();
+            while let Some(batch) = cutter.next_batch() {
+                scanned.extend(parse_batch(src, batch.unwrap()).unwrap());
+            }
+            assert_eq!(summaries(&scanned), reference, "chunk of {chunk} bytes");
+        }
     }
 
     #[test]
-    fn a_cut_inside_a_function_body_falls_back_to_one_parse() {
-        // Statements end with "; " except inside the body in the middle, so the only
-        // `;` + newline near the middle is inside BEGIN ATOMIC ... END.
-        let half = "SELECT 1; ".repeat(PARALLEL_PARSE_MIN_BYTES / 10);
-        let src = format!(
-            "{half}CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND; {half}"
-        );
-        let stmts = split(&src, 0..src.len()).unwrap();
-        assert_eq!(stmts.len(), 2 * (PARALLEL_PARSE_MIN_BYTES / 10) + 1);
-        let body = &stmts[PARALLEL_PARSE_MIN_BYTES / 10];
-        assert!(body.sql(&src).starts_with("CREATE FUNCTION f()"));
-        assert!(body.sql(&src).ends_with("END"));
-        assert!(stmts.iter().all(|s| s.node_base == 0), "one parse");
+    fn a_big_text_parsed_in_chunks_on_two_threads_gives_the_statements_of_one_parse() {
+        let mut src = String::new();
+        while src.len() < 3 * PARALLEL_PARSE_MIN_BYTES {
+            src.push_str(TRICKY);
+            src.push_str(";\n");
+        }
+        let reference = reference_split(&src, 0..src.len());
+        let mut seen = Vec::new();
+        let count = for_each_statement(&src, 0..src.len(), |s| seen.push(s)).unwrap();
+        assert_eq!(count, reference.len());
+        assert_eq!(summaries(&seen), summaries(&reference));
+        assert!(seen.iter().enumerate().all(|(i, s)| s.index == i));
+        // Node locations count from node_base.
+        for (s, r) in seen.iter().zip(&reference) {
+            if let (Some(NodeEnum::IndexStmt(p)), Some(NodeEnum::IndexStmt(w))) = (&s.node, &r.node)
+            {
+                let loc = |i: &pg_query::protobuf::IndexStmt| i.relation.as_ref().unwrap().location;
+                assert_eq!(s.node_base + loc(p) as usize, loc(w) as usize);
+            }
+        }
+        assert!(seen.iter().any(|s| s.node_base > 0), "parsed in chunks");
+    }
+
+    #[test]
+    fn a_statement_nested_far_deeper_than_the_decoders_limit_parses_on_any_thread() {
+        // On this test thread (2 MB of stack): the tree is decoded on a parse stack, and
+        // dropped here. 100 nested `||` was the decoder's limit; 4,000 is near pg_query's.
+        let sql = format!("SELECT {};", vec!["'a'"; 4001].join(" || "));
+        let statements = split(&sql, 0..sql.len()).unwrap();
+        assert_eq!(statements.len(), 1);
+        assert!(matches!(statements[0].node, Some(NodeEnum::SelectStmt(_))));
+        assert!(parse_first(&sql).is_some());
+    }
+
+    #[test]
+    fn too_deep_for_pg_query_is_an_error_that_says_so() {
+        // Beyond what pg_query returns: an error (no crash), naming the limit.
+        for depth in [5100, 100_000] {
+            let sql = format!("SELECT {};", vec!["'a'"; depth + 1].join(" || "));
+            let e = split(&sql, 0..sql.len()).unwrap_err();
+            assert!(
+                e.message.contains("about 5,000 nested operators"),
+                "{depth}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_in_a_later_chunk_and_unterminated_literals() {
+        let mut src = "SELECT 1;\n".repeat(2 * CHUNK_BYTES / 10);
+        let lines = src.lines().count();
+        src.push_str("SELECT 2;\nALTER TABLE t ADD CHECK a > 0;\nSELECT 3;\n");
+        let mut seen = 0;
+        let e = for_each_statement(&src, 0..src.len(), |_| seen += 1).unwrap_err();
+        assert_eq!((e.line, e.column), (lines + 2, Some(25)), "{e:?}");
+        assert!(seen > lines / 2, "the statements before it were seen");
+
+        let src = "SELECT 1;\nSELECT 2;\nSELECT 'oops;\nSELECT 3;\n";
+        let e = split(src, 0..src.len()).unwrap_err();
+        assert!(e.message.contains("unterminated quoted string"), "{e:?}");
+        assert_eq!(e.line, 3);
+        assert_eq!(split_unparsed(src, 0..src.len()).unwrap_err(), e);
+    }
+
+    #[test]
+    fn routines_end_where_the_parser_ends_them() {
+        let src = "CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1;\n\
+                   CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; SELECT 2;\n\
+                   CREATE FUNCTION h() RETURNS int LANGUAGE sql BEGIN ATOMIC END;\n\
+                   CREATE FUNCTION k() RETURNS int LANGUAGE sql\n\
+                   BEGIN ATOMIC\n  SELECT CASE WHEN (SELECT CASE WHEN true THEN 1 END) = 1 THEN 1 END;\n  END;\n\
+                   SELECT 3;\n";
+        assert_eq!(assert_like_one_parse(src).len(), 6);
+    }
+
+    #[test]
+    fn statements_the_parser_delimits_otherwise_take_the_parsers_view() {
+        // As if the scanner had read two statements as one.
+        let src = "-- c\nSELECT 1; -- one\nSELECT 2;\nSELECT 3; -- three\n";
+        let reference = summaries(&reference_split(src, 0..src.len()));
+        let mut scanned = split_unparsed(src, 0..src.len()).unwrap();
+        let second = scanned.remove(1);
+        scanned[0].span.end = second.span.end;
+        assert_eq!(summaries(&parse_batch(src, scanned).unwrap()), reference);
+    }
+
+    #[test]
+    fn a_routine_body_with_a_syntax_error_is_reported_in_it() {
+        let src = "SELECT 1;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELEC 2;\nEND;\nSELECT 2;\n";
+        let e = split(src, 0..src.len()).unwrap_err();
+        assert_eq!((e.line, e.column), (5, Some(3)), "{e:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, Variab
 use serde::Serialize;
 
 use crate::locks::{LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target};
-use crate::split::{SourceStatement, SyntaxError, split};
+use crate::split::{SourceStatement, SyntaxError, for_each_statement};
 
 /// Where a unit's statements come from, which decides the transaction model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,11 +78,11 @@ impl Schema {
     pub fn from_sql(sql: &str) -> Result<Schema, SyntaxError> {
         let mut state = UnitState::default();
         let options = LintOptions::default();
-        for stmt in split(sql, 0..sql.len())? {
+        for_each_statement(sql, 0..sql.len(), |stmt| {
             if let Some(node) = &stmt.node {
                 state.apply(node, &StatementLocks::default(), &options);
             }
-        }
+        })?;
         for t in state.tables.values_mut() {
             t.created_in_unit = false;
             t.has_rows = false;
@@ -1011,7 +1011,7 @@ mod tests {
     #[test]
     fn a_type_change_updates_the_known_type() {
         let sql = "CREATE TABLE t (a varchar(10));\nALTER TABLE t ALTER COLUMN a TYPE text;";
-        let statements = split(sql, 0..sql.len()).unwrap();
+        let statements = crate::split(sql, 0..sql.len()).unwrap();
         let options = LintOptions::default();
         let mut state = UnitState::new(UnitKind::PlainSql, &options);
         for s in &statements {

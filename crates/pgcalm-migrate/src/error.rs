@@ -141,6 +141,23 @@ pub enum FileErrorKind {
     /// The file could not be read.
     #[error("cannot read the file: {0}")]
     Unreadable(String),
+    /// A byte that is not UTF-8 (the error's line and column are where it is).
+    #[error(
+        "the file is not UTF-8 (byte {byte:#04x} is not valid UTF-8 here)\n  fix: save the file as \
+         UTF-8 (e.g. `iconv -f latin1 -t utf-8`); pgcalm reads SQL files as UTF-8"
+    )]
+    NotUtf8 {
+        /// The first byte that is not.
+        byte: u8,
+    },
+    /// PostgreSQL's parser ends a statement elsewhere than pgcalm's scanner did (no known
+    /// SQL does this).
+    #[error(
+        "PostgreSQL's parser ends a statement here, where pgcalm's scanner did not; pgcalm \
+         will not guess which statements to run\n  fix: please report this file; ending each \
+         statement with `;` at the end of its line may avoid it"
+    )]
+    StatementBoundaries,
 }
 
 /// Everything that can go wrong while loading, planning or running migrations.

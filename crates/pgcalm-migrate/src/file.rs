@@ -1,16 +1,21 @@
 //! Migration files: discovery (`migrations/<app>/<NNNN>_<name>.sql`), the dbmate-style
 //! sections (`-- migrate:up [transaction:false]` / `-- migrate:down ...`), and statement
-//! splitting with PostgreSQL's own parser, keeping each statement's file line.
+//! splitting, keeping each statement's file line. [`MigrationSet::load`] only scans the
+//! files (statements, lines and checksums; no parse tree): `showmigrations` needs no
+//! more, and the runner parses the files it is about to run ([`MigrationFile::check`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::error::{FileError, FileErrorKind, MigrateError};
-use crate::statement::{StatementKind, classify};
+use crate::statement::{StatementKind, classify, classify_sql};
 
 /// Which way a migration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -39,7 +44,7 @@ impl fmt::Display for Direction {
 }
 
 /// One SQL statement of a section, as it will be sent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Statement {
     /// 0-based position in its section.
     pub index: usize,
@@ -49,14 +54,45 @@ pub struct Statement {
     pub line: usize,
     /// Byte offset of its first keyword in the file.
     pub offset: usize,
-    /// What it is and which locks and timeouts it needs.
-    pub kind: StatementKind,
+    /// What it is, from its parse tree ([`Statement::kind`]).
+    kind: OnceLock<StatementKind>,
     /// SHA-256 of the text (hex): lets an interrupted migration check that the statements
     /// it already ran were not edited before it resumes.
     pub checksum: String,
 }
 
+impl Serialize for Statement {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Statement", 6)?;
+        s.serialize_field("index", &self.index)?;
+        s.serialize_field("sql", &self.sql)?;
+        s.serialize_field("line", &self.line)?;
+        s.serialize_field("offset", &self.offset)?;
+        s.serialize_field("kind", self.kind())?;
+        s.serialize_field("checksum", &self.checksum)?;
+        s.end()
+    }
+}
+
 impl Statement {
+    /// A statement of a section (its kind is read from its text when first asked).
+    pub fn new(index: usize, sql: String, line: usize, offset: usize) -> Statement {
+        Statement {
+            index,
+            checksum: hex(&Sha256::digest(sql.as_bytes())),
+            sql,
+            line,
+            offset,
+            kind: OnceLock::new(),
+        }
+    }
+
+    /// What it is and which locks and timeouts it needs. Known once its file was parsed
+    /// ([`MigrationFile::check`], [`parse_file`]); otherwise its text is parsed now.
+    pub fn kind(&self) -> &StatementKind {
+        self.kind.get_or_init(|| classify_sql(&self.sql))
+    }
+
     /// The first line of the statement, shortened, for messages.
     pub fn summary(&self) -> String {
         let first = self.sql.lines().next().unwrap_or("").trim();
@@ -132,6 +168,53 @@ impl MigrationFile {
             Direction::Up => Some(&self.up),
             Direction::Down => self.down.as_ref(),
         }
+    }
+
+    /// Parses the statements with PostgreSQL's parser and checks that each section can
+    /// run: no syntax error, no BEGIN/COMMIT, nothing that cannot run inside a
+    /// transaction in a transactional section. [`MigrationSet::load`] does not parse
+    /// (`showmigrations` needs no more); the runner checks the files it is about to run,
+    /// before it runs any. A file from [`parse_file`] is checked already.
+    pub fn check(&self) -> Result<(), FileError> {
+        let mut sections: Vec<&Section> = [Some(&self.up), self.down.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        sections.sort_by_key(|s| s.line);
+        // The trees (and the decoder's recursion on deep ones) stay on a parse stack.
+        pgcalm_lint::with_parse_stack(|| {
+            for section in sections {
+                self.parse_section(section)?;
+                check_section(&self.path, section)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Parses a section's statements and keeps each one's kind.
+    fn parse_section(&self, section: &Section) -> Result<(), FileError> {
+        let mut statements = section.statements.iter();
+        let mut differs = None;
+        pgcalm_lint::for_each_statement(&self.source, section.body.clone(), |parsed| {
+            match statements.next() {
+                Some(s) if s.offset == parsed.span.start && s.sql == parsed.sql(&self.source) => {
+                    let _ = s.kind.set(classify(parsed.node.as_ref()));
+                }
+                _ => {
+                    differs.get_or_insert(parsed.span.line);
+                }
+            }
+        })
+        .map_err(|e| FileError::syntax(&self.path, e))?;
+        if let Some(line) = differs.or(statements.next().map(|s| s.line)) {
+            return Err(FileError {
+                path: self.path.clone(),
+                line,
+                column: None,
+                kind: FileErrorKind::StatementBoundaries,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -241,13 +324,8 @@ fn load_app(app: &str, dir: &Path) -> Result<Vec<MigrationFile>, MigrateError> {
     paths.sort();
     let mut files: Vec<MigrationFile> = Vec::new();
     for path in paths {
-        let source = std::fs::read_to_string(&path).map_err(|e| FileError {
-            path: path.clone(),
-            line: 1,
-            column: None,
-            kind: FileErrorKind::Unreadable(e.to_string()),
-        })?;
-        let file = parse_file(app, &path, &source)?;
+        let source = read_source(&path)?;
+        let file = parse_file_with(app, &path, source, Read::Scan)?;
         if let Some(other) = files.iter().find(|f| f.number == file.number) {
             return Err(FileError {
                 path: path.clone(),
@@ -270,7 +348,7 @@ fn load_app(app: &str, dir: &Path) -> Result<Vec<MigrationFile>, MigrateError> {
 /// Parses one migration file's text. `path` names it in errors and its file name gives
 /// the number and name.
 pub fn parse_file(app: &str, path: &Path, source: &str) -> Result<MigrationFile, FileError> {
-    parse_file_with(app, path, source, true)
+    parse_file_with(app, path, source.to_string(), Read::ParseAndCheck)
 }
 
 /// Like [`parse_file`], but keeps statements a section cannot run (CONCURRENTLY in a
@@ -281,15 +359,175 @@ pub fn parse_file_unchecked(
     path: &Path,
     source: &str,
 ) -> Result<MigrationFile, FileError> {
-    parse_file_with(app, path, source, false)
+    parse_file_with(app, path, source.to_string(), Read::Parse)
 }
 
+/// How much of a file [`parse_file_with`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Statements from the scanner: no parse tree, no syntax check
+    /// ([`MigrationSet::load`]; [`MigrationFile::check`] does the rest).
+    Scan,
+    /// Parsed (syntax errors), each statement's kind known.
+    Parse,
+    /// Parsed, and each section checked ([`check_section`]).
+    ParseAndCheck,
+}
+
+/// Reads a file as UTF-8; a byte that is not names its line and column.
+pub fn read_source(path: &Path) -> Result<String, FileError> {
+    let bytes = std::fs::read(path).map_err(|e| FileError {
+        path: path.to_path_buf(),
+        line: 1,
+        column: None,
+        kind: FileErrorKind::Unreadable(e.to_string()),
+    })?;
+    source_from_bytes(path, bytes)
+}
+
+/// The text of `bytes` (read from `path`, named in the error): UTF-8, or an error at
+/// the line and column of the first byte that is not.
+pub fn source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String, FileError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid = e.utf8_error().valid_up_to();
+        let line_start = bytes[..valid]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let before = std::str::from_utf8(&bytes[line_start..valid]).unwrap_or_default();
+        FileError {
+            path: path.to_path_buf(),
+            line: bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1,
+            column: Some(before.chars().count() + 1),
+            kind: FileErrorKind::NotUtf8 { byte: bytes[valid] },
+        }
+    })
+}
+
+/// A section's directive and the byte range of its SQL, before its statements are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionHeader {
+    /// Up or down.
+    pub direction: Direction,
+    /// False for `transaction:false`.
+    pub transaction: bool,
+    /// 1-based line of the `-- migrate:...` directive.
+    pub line: usize,
+    /// Byte range of the section's SQL (after the directive line).
+    pub body: Range<usize>,
+}
+
+/// The sections of a migration file, in file order, from its `-- migrate:up|down
+/// [options]` lines (nothing is parsed): an up section, each direction once, known
+/// options, no SQL before the first.
+pub fn section_headers(path: &Path, source: &str) -> Result<Vec<SectionHeader>, FileError> {
+    let err = |line: usize, kind: FileErrorKind| FileError {
+        path: path.to_path_buf(),
+        line,
+        column: None,
+        kind,
+    };
+    // Find the directive lines and the byte range each section's SQL covers.
+    struct Directive {
+        direction: Direction,
+        transaction: bool,
+        line: usize,
+        line_start: usize,
+        body_start: usize,
+    }
+    let mut directives: Vec<Directive> = Vec::new();
+    let mut offset = 0;
+    for (i, raw_line) in source.split_inclusive('\n').enumerate() {
+        let line_no = i + 1;
+        let line = raw_line.trim();
+        if let Some(rest) = directive_rest(line) {
+            let word = rest.split_whitespace().next().unwrap_or("");
+            let direction = match word {
+                "up" => Direction::Up,
+                "down" => Direction::Down,
+                _ => {
+                    return Err(err(
+                        line_no,
+                        FileErrorKind::UnknownDirective {
+                            directive: format!("migrate:{word}"),
+                        },
+                    ));
+                }
+            };
+            let options = &rest[word.len()..];
+            let section = direction.as_str();
+            if let Some(first) = directives.iter().find(|d| d.direction == direction) {
+                return Err(err(
+                    line_no,
+                    FileErrorKind::DuplicateSection {
+                        section,
+                        first_line: first.line,
+                    },
+                ));
+            }
+            let mut transaction = true;
+            for option in options.split_whitespace() {
+                match option {
+                    "transaction:false" => transaction = false,
+                    "transaction:true" => transaction = true,
+                    other => {
+                        return Err(err(
+                            line_no,
+                            FileErrorKind::UnknownOption {
+                                section,
+                                option: other.to_string(),
+                            },
+                        ));
+                    }
+                }
+            }
+            directives.push(Directive {
+                direction,
+                transaction,
+                line: line_no,
+                line_start: offset,
+                body_start: offset + raw_line.len(),
+            });
+        }
+        offset += raw_line.len();
+    }
+    if !directives.iter().any(|d| d.direction == Direction::Up) {
+        return Err(err(1, FileErrorKind::MissingUp));
+    }
+    // Anything but comments before the first directive would silently never run.
+    let first_start = directives.iter().map(|d| d.line).min().unwrap_or(1);
+    for (i, l) in source.lines().enumerate().take(first_start - 1) {
+        let t = l.trim();
+        if !t.is_empty() && !t.starts_with("--") {
+            return Err(err(i + 1, FileErrorKind::SqlBeforeUp));
+        }
+    }
+    Ok(directives
+        .iter()
+        .map(|d| SectionHeader {
+            direction: d.direction,
+            transaction: d.transaction,
+            line: d.line,
+            body: d.body_start
+                ..directives
+                    .iter()
+                    .map(|o| o.line_start)
+                    .filter(|&e| e >= d.body_start)
+                    .min()
+                    .unwrap_or(source.len()),
+        })
+        .collect())
+}
+
+/// Reads a migration file from its text (kept in the result, not copied).
 fn parse_file_with(
     app: &str,
     path: &Path,
-    source: &str,
-    check: bool,
+    source: String,
+    read: Read,
 ) -> Result<MigrationFile, FileError> {
+    let check = read != Read::Parse;
     let err = |line: usize, column: Option<usize>, kind: FileErrorKind| FileError {
         path: path.to_path_buf(),
         line,
@@ -324,106 +562,26 @@ fn parse_file_with(
             )
         })?;
 
-    // Find the directive lines and the byte range each section's SQL covers.
-    struct Directive {
-        direction: Direction,
-        transaction: bool,
-        line: usize,
-        line_start: usize,
-        body_start: usize,
-    }
-    let mut directives: Vec<Directive> = Vec::new();
-    let mut offset = 0;
-    for (i, raw_line) in source.split_inclusive('\n').enumerate() {
-        let line_no = i + 1;
-        let line = raw_line.trim();
-        if let Some(rest) = directive_rest(line) {
-            let word = rest.split_whitespace().next().unwrap_or("");
-            let direction = match word {
-                "up" => Direction::Up,
-                "down" => Direction::Down,
-                _ => {
-                    return Err(err(
-                        line_no,
-                        None,
-                        FileErrorKind::UnknownDirective {
-                            directive: format!("migrate:{word}"),
-                        },
-                    ));
-                }
-            };
-            let options = &rest[word.len()..];
-            let section = direction.as_str();
-            if let Some(first) = directives.iter().find(|d| d.direction == direction) {
-                return Err(err(
-                    line_no,
-                    None,
-                    FileErrorKind::DuplicateSection {
-                        section,
-                        first_line: first.line,
-                    },
-                ));
-            }
-            let mut transaction = true;
-            for option in options.split_whitespace() {
-                match option {
-                    "transaction:false" => transaction = false,
-                    "transaction:true" => transaction = true,
-                    other => {
-                        return Err(err(
-                            line_no,
-                            None,
-                            FileErrorKind::UnknownOption {
-                                section,
-                                option: other.to_string(),
-                            },
-                        ));
-                    }
-                }
-            }
-            directives.push(Directive {
-                direction,
-                transaction,
-                line: line_no,
-                line_start: offset,
-                body_start: offset + raw_line.len(),
-            });
-        }
-        offset += raw_line.len();
-    }
-    let Some(up_idx) = directives.iter().position(|d| d.direction == Direction::Up) else {
-        return Err(err(1, None, FileErrorKind::MissingUp));
-    };
-    // Anything but comments before the first directive would silently never run.
-    let first_start = directives.iter().map(|d| d.line).min().unwrap_or(1);
-    for (i, l) in source.lines().enumerate().take(first_start - 1) {
-        let t = l.trim();
-        if !t.is_empty() && !t.starts_with("--") {
-            return Err(err(i + 1, None, FileErrorKind::SqlBeforeUp));
-        }
-    }
-
     let mut sections: Vec<Section> = Vec::new();
-    for (i, d) in directives.iter().enumerate() {
-        let end = directives
-            .iter()
-            .map(|o| o.line_start)
-            .filter(|&e| e >= d.body_start)
-            .min()
-            .unwrap_or(source.len());
-        let statements = split_statements(path, source, d.body_start, end)?;
-        let section = Section {
-            direction: d.direction,
-            transaction: d.transaction,
-            line: d.line,
-            statements,
-            body: d.body_start..end,
+    for header in section_headers(path, &source)? {
+        let statements = match read {
+            Read::Scan => scanned_statements(path, &source, header.body.clone())?,
+            Read::Parse | Read::ParseAndCheck => {
+                parsed_statements(path, &source, header.body.clone())?
+            }
         };
-        if check {
+        let section = Section {
+            direction: header.direction,
+            transaction: header.transaction,
+            line: header.line,
+            statements,
+            body: header.body,
+        };
+        if read == Read::ParseAndCheck {
             check_section(path, &section)?;
         }
-        if i == up_idx && section.statements.is_empty() {
-            return Err(err(d.line, None, FileErrorKind::EmptyUp));
+        if section.direction == Direction::Up && section.statements.is_empty() {
+            return Err(err(header.line, None, FileErrorKind::EmptyUp));
         }
         sections.push(section);
     }
@@ -455,7 +613,7 @@ fn parse_file_with(
         up,
         down,
         checksum,
-        source: source.to_string(),
+        source,
     })
 }
 
@@ -474,14 +632,15 @@ fn check_section(path: &Path, section: &Section) -> Result<(), FileError> {
             column: None,
             kind,
         };
-        if s.kind.transaction_control {
+        let kind = s.kind();
+        if kind.transaction_control {
             return Err(at(FileErrorKind::TransactionControl {
-                statement: s.kind.label.clone(),
+                statement: kind.label.clone(),
             }));
         }
-        if section.transaction && s.kind.needs_no_transaction {
+        if section.transaction && kind.needs_no_transaction {
             return Err(at(FileErrorKind::NeedsNoTransaction {
-                statement: s.kind.label.clone(),
+                statement: kind.label.clone(),
                 section: section.direction.as_str(),
                 section_line: section.line,
             }));
@@ -490,29 +649,48 @@ fn check_section(path: &Path, section: &Section) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Splits `source[start..end]` into statements with PostgreSQL's parser (the lint
-/// crate's splitter, the one splitter of the workspace). On a syntax error, names the
+/// A section's statements, parsed with PostgreSQL's parser (the lint crate's splitter,
+/// the one splitter of the workspace), each with its kind. On a syntax error, names the
 /// token the parser stopped at.
-fn split_statements(
+fn parsed_statements(
     path: &Path,
     source: &str,
-    start: usize,
-    end: usize,
+    body: Range<usize>,
 ) -> Result<Vec<Statement>, FileError> {
-    let split = pgcalm_lint::split(source, start..end).map_err(|e| FileError::syntax(path, e))?;
-    Ok(split
+    let mut out = Vec::new();
+    pgcalm_lint::with_parse_stack(|| {
+        pgcalm_lint::for_each_statement(source, body, |s| {
+            let statement = Statement::new(
+                s.index,
+                s.sql(source).to_string(),
+                s.span.line,
+                s.span.start,
+            );
+            let _ = statement.kind.set(classify(s.node.as_ref()));
+            out.push(statement);
+        })
+    })
+    .map_err(|e| FileError::syntax(path, e))?;
+    Ok(out)
+}
+
+/// A section's statements as the scanner cuts them (no parse tree; their kinds are
+/// read when asked, or when the file is checked).
+fn scanned_statements(
+    path: &Path,
+    source: &str,
+    body: Range<usize>,
+) -> Result<Vec<Statement>, FileError> {
+    Ok(pgcalm_lint::split_unparsed(source, body)
+        .map_err(|e| FileError::syntax(path, e))?
         .into_iter()
-        .enumerate()
-        .map(|(index, s)| {
-            let sql = s.sql(source).to_string();
-            Statement {
-                index,
-                line: s.span.line,
-                offset: s.span.start,
-                kind: classify(s.node.as_ref()),
-                checksum: hex(&Sha256::digest(sql.as_bytes())),
-                sql,
-            }
+        .map(|s| {
+            Statement::new(
+                s.index,
+                s.sql(source).to_string(),
+                s.span.line,
+                s.span.start,
+            )
         })
         .collect())
 }

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Owns:
-//! - [`file`]: discovery and parsing; statements split by PostgreSQL's own parser
-//!   (pg_query), each with its file line; malformed files are refused with `path:line`.
+//! - [`file`]: discovery and parsing; statements split by PostgreSQL's scanner, each
+//!   with its file line, and parsed (pg_query) only for the files that run; malformed
+//!   files are refused with `path:line`.
 //! - [`safety`]: lints a migration file's sections with pgcalm-lint (the runner refuses
 //!   risky migrations with these findings).
 //! - [`statement`]: what a statement needs (no transaction? SHARE UPDATE EXCLUSIVE

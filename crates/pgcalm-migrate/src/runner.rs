@@ -23,7 +23,7 @@ use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
 use crate::journal::{self, Entry};
 use crate::plan::{self, Goal, LeftIndex, MigrationStatus, Plan, StatementSession, Step};
 use crate::policy::{Policy, set_sql};
-use crate::statement::{IndexBuild, Recheck, classify_sql};
+use crate::statement::{IndexBuild, Recheck};
 
 /// Key of the session advisory lock that keeps runners one at a time (per database):
 /// "pgcalm" in ASCII.
@@ -174,7 +174,7 @@ impl Runner {
                     index: Some(index),
                     concurrent: true,
                     create: true,
-                }) = &stmt.kind.index_build
+                }) = &stmt.kind().index_build
                 && let Some(state) = catalog::index_state(&client, index).await?
                 && !state.valid
                 && state.in_flight_pid.is_none()
@@ -198,7 +198,9 @@ impl Runner {
             .await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
-        plan::plan(&set, &journal, goal)
+        let plan = plan::plan(&set, &journal, goal)?;
+        check_files(&plan)?;
+        Ok(plan)
     }
 
     /// The lint options the runner judges migrations with: the server's major version
@@ -215,7 +217,8 @@ impl Runner {
     /// Migrates to `goal`: takes the runner lock, checks the files against the journal,
     /// and runs the plan. Emits [`Event::Planned`] once the plan is known.
     pub async fn migrate(&self, goal: &Goal) -> Result<Report, MigrateError> {
-        // Files first: a malformed file stops everything before a connection is made.
+        // Files first: a malformed file stops everything before a connection is made
+        // (the files about to run are parsed once the plan is known).
         let set = self.load()?;
         let (client, notices) = self
             .target
@@ -261,10 +264,10 @@ impl Runner {
                 not_started: Vec::new(),
             })));
         }
-        journal::ensure_schema(&client).await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
+        check_files(&plan)?;
         // Safe by default: lint what is about to run, refuse it before anything runs.
         if !self.policy.allow_risky {
             let options = lint_options_of(&client).await?;
@@ -273,6 +276,8 @@ impl Runner {
                 return Err(MigrateError::RiskyMigration { findings });
             }
         }
+        // Only now that the files are known to be good: nothing changes before.
+        journal::ensure_schema(&client).await?;
         self.emit(Event::Planned {
             operation: plan.operation.clone(),
             steps: plan
@@ -600,7 +605,7 @@ impl Executor<'_> {
     ) -> Result<Duration, ExecError> {
         // Anything still queued came from pgcalm's own bookkeeping, not from this statement.
         while self.notices.try_recv().is_ok() {}
-        let settings = self.policy.settings_for(&stmt.kind);
+        let settings = self.policy.settings_for(stmt.kind());
         let set = format!(
             "{}; SET {}application_name = {}",
             set_sql(&settings, in_transaction),
@@ -621,7 +626,7 @@ impl Executor<'_> {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut blockers: Vec<SessionInfo> = Vec::new();
-        let builds_index = stmt.kind.index_build.is_some();
+        let builds_index = stmt.kind().index_build.is_some();
         let client = self.client;
         let result = {
             let fut = client.batch_execute(&stmt.sql);
@@ -857,7 +862,7 @@ impl Executor<'_> {
             // The last runner died while this statement ran outside a transaction.
             let mut in_doubt = step.interrupted && stmt.index == step.resume_from;
             // PostgreSQL refuses it in a transaction block: it runs alone, in flight.
-            let mut outside = stmt.kind.needs_no_transaction || stmt.kind.commits_itself;
+            let mut outside = stmt.kind().needs_no_transaction || stmt.kind().commits_itself;
             loop {
                 if self.cancel.is_cancelled() {
                     return Err(self.cancelled(step, stmt, at, false).await);
@@ -865,7 +870,7 @@ impl Executor<'_> {
                 if std::mem::take(&mut in_doubt) && self.settle_in_doubt(step, &at, stmt).await? {
                     break;
                 }
-                if let Some(build) = &stmt.kind.index_build
+                if let Some(build) = &stmt.kind().index_build
                     && build.create
                     && let Some(index) = &build.index
                 {
@@ -1042,7 +1047,7 @@ impl Executor<'_> {
             statement: at.clone(),
             reason,
         };
-        let (event, completed) = match &stmt.kind.recheck {
+        let (event, completed) = match &stmt.kind().recheck {
             Recheck::IndexValid(index) => match catalog::index_state(self.monitor, index).await? {
                 Some(s) if s.valid && s.in_flight_pid.is_none() => (
                     done(format!(
@@ -1130,7 +1135,13 @@ impl Executor<'_> {
             }
             .into());
         }
-        if state.valid || !stmt.kind.index_build.as_ref().is_some_and(|b| b.concurrent) {
+        if state.valid
+            || !stmt
+                .kind()
+                .index_build
+                .as_ref()
+                .is_some_and(|b| b.concurrent)
+        {
             return Ok(());
         }
         self.emit(Event::InvalidIndexFound {
@@ -1170,7 +1181,7 @@ impl Executor<'_> {
     /// The INVALID index a (failed or cancelled) CONCURRENTLY build of `stmt` left.
     async fn left_index(&self, stmt: &Statement) -> Option<LeftIndex> {
         let index = stmt
-            .kind
+            .kind()
             .index_build
             .as_ref()
             .filter(|b| b.create && b.concurrent)?
@@ -1322,16 +1333,19 @@ fn stmt_ref(file: &MigrationFile, stmt: &Statement, total: usize) -> StatementRe
     }
 }
 
+/// Parses the files a plan runs ([`MigrationFile::check`]: syntax, BEGIN/COMMIT,
+/// CONCURRENTLY in a transaction), before any runs; only those: the others were only
+/// scanned.
+fn check_files(plan: &Plan) -> Result<(), MigrateError> {
+    for step in &plan.steps {
+        step.file.check()?;
+    }
+    Ok(())
+}
+
 /// A statement pgcalm writes itself (the DROP of an invalid index).
 fn synthetic(sql: &str) -> Statement {
-    Statement {
-        index: 0,
-        sql: sql.to_string(),
-        line: 0,
-        offset: 0,
-        kind: classify_sql(sql),
-        checksum: String::new(),
-    }
+    Statement::new(0, sql.to_string(), 0, 0)
 }
 
 fn notice_of(n: &DbError) -> Notice {

@@ -1,19 +1,22 @@
-//! Lints a migration file with pgcalm-lint: each section (up, and down) is a
-//! [`LintUnit`] of kind [`UnitKind::Migration`], so transaction:false is understood, the
-//! runner's lock_timeout is taken for granted, and tables created earlier in the
-//! section are new. The runner refuses a migration with findings unless told otherwise.
+//! Lints a migration file with pgcalm-lint: each section (up, and down) is a lint unit
+//! of kind [`UnitKind::Migration`], so transaction:false is understood, the runner's
+//! lock_timeout is taken for granted, and tables created earlier in the section are
+//! new. The runner refuses a migration with findings unless told otherwise. Statements
+//! are parsed and linted a chunk at a time ([`pgcalm_lint::for_each_statement`]), so a
+//! file of any size lints in flat memory.
 
+use std::ops::Range;
 use std::path::Path;
 
+use pg_query::NodeEnum;
 use pgcalm_lint::{
-    Finding, LintOptions, LintResult, LintUnit, SeenBy, Severity, SourceStatement, Span,
-    StatementLockReport, UnitKind, UnitState, lint_unit_from, state_after,
-    statement_lock_reports_from,
+    Finding, LintOptions, LintResult, SeenBy, Severity, Span, StatementLockReport, SyntaxError,
+    UnitKind, UnitLinter, UnitState,
 };
 use serde::Serialize;
 
 use crate::error::{FileError, FileErrorKind};
-use crate::file::{Direction, MigrationFile, Section, parse_file_unchecked};
+use crate::file::{Direction, MigrationFile, section_headers};
 
 /// The findings of a migration file's up and down sections, in file order (ignored ones
 /// left out).
@@ -24,42 +27,39 @@ pub fn lint_migration(file: &MigrationFile, options: &LintOptions) -> Vec<Findin
         .collect()
 }
 
-/// Each section's lint result (with the findings `-- pgcalm:ignore` suppressed).
+/// Each section's lint result (with the findings `-- pgcalm:ignore` suppressed); a
+/// section that does not parse gives one `syntax-error` finding.
 pub fn lint_migration_sections(
     file: &MigrationFile,
     options: &LintOptions,
 ) -> Vec<(Direction, LintResult)> {
-    let mut directions = Vec::new();
-    let mut units = Units::new();
-    let mut unsplit = Vec::new();
-    for direction in [Direction::Up, Direction::Down] {
-        let Some(section) = file.section(direction) else {
-            continue;
-        };
-        match pgcalm_lint::split(&file.source, section.body.clone()) {
-            Ok(statements) => {
-                directions.push(direction);
-                let transaction = section.transaction;
-                units.push((UnitKind::Migration { transaction }, statements));
-            }
-            // A MigrationFile comes from `parse_file`, whose sections parsed with this
-            // same splitter; say so rather than lint nothing if one was built otherwise.
-            Err(e) => unsplit.push((direction, syntax_error_result(e))),
-        }
-    }
-    let mut out: Vec<(Direction, LintResult)> = directions
+    let units: Vec<Unit> = [Some(&file.up), file.down.as_ref()]
         .into_iter()
-        .zip(each_unit(&file.source, &units, options, |unit, state| {
-            lint_unit_from(unit, options, state)
-        }))
-        .chain(unsplit)
+        .flatten()
+        .map(|s| Unit {
+            kind: UnitKind::Migration {
+                transaction: s.transaction,
+            },
+            range: s.body.clone(),
+            section: Some((s.direction, s.line)),
+        })
         .collect();
-    // Up before down (stable: one result per direction).
-    out.sort_by_key(|(direction, _)| *direction == Direction::Down);
-    out
+    lint_units(&file.source, &units, options, false)
+        .into_iter()
+        .zip(&units)
+        .map(|(outcome, unit)| {
+            let direction = unit.section.map_or(Direction::Up, |(d, _)| d);
+            match outcome.syntax {
+                // A MigrationFile's sections were split by this same splitter when it
+                // was checked; say so rather than lint nothing if one was not.
+                Some(e) => (direction, syntax_error_result(e)),
+                None => (direction, outcome.result),
+            }
+        })
+        .collect()
 }
 
-fn syntax_error_result(e: pgcalm_lint::SyntaxError) -> LintResult {
+fn syntax_error_result(e: SyntaxError) -> LintResult {
     LintResult {
         findings: vec![Finding {
             rule: "syntax-error",
@@ -114,87 +114,129 @@ pub fn is_migration_source(source: &str) -> bool {
     })
 }
 
-/// The state a unit starts from: a down section knows the tables its up section
-/// created (rolling back drops them; the application it returns to never used them).
-fn initial_state(unit: &LintUnit<'_>, options: &LintOptions, up: Option<&UnitState>) -> UnitState {
-    let mut state = UnitState::new(unit.kind, options);
-    if let Some(up) = up {
-        state.adopt_new_tables(up);
-    }
-    state
+/// A lint unit of a file: a migration section, or the whole plain SQL text.
+#[derive(Debug, Clone)]
+struct Unit {
+    kind: UnitKind,
+    range: Range<usize>,
+    /// The section's direction and directive line (`None`: plain SQL).
+    section: Option<(Direction, usize)>,
 }
 
-/// Runs `f` on each unit of a file with its initial state (the second unit of a
-/// migration file is its down section).
-fn each_unit<T>(
+/// What linting one unit gave.
+struct UnitOutcome {
+    result: LintResult,
+    locks: Vec<StatementLockReport>,
+    statements: usize,
+    /// The syntax error that stopped it.
+    syntax: Option<SyntaxError>,
+    /// Its first BEGIN/COMMIT/ROLLBACK...: line and label.
+    transaction_control: Option<(usize, String)>,
+}
+
+/// Lints a file's units in order, a statement at a time; a down section (the second
+/// unit) starts from what its up section created (rolling back drops those tables; the
+/// application it returns to never used them), unless the up section does not parse.
+fn lint_units(
     source: &str,
-    units: &Units,
+    units: &[Unit],
     options: &LintOptions,
-    mut f: impl FnMut(&LintUnit<'_>, UnitState) -> T,
-) -> Vec<T> {
-    let mut up_state = None;
-    let mut out = Vec::new();
-    for (i, (kind, statements)) in units.iter().enumerate() {
-        let unit = LintUnit {
-            source,
-            statements,
-            kind: *kind,
-        };
-        let state = initial_state(&unit, options, up_state.as_ref());
-        if i == 0 && units.len() > 1 {
-            up_state = Some(state_after(&unit, options));
+    locks: bool,
+) -> Vec<UnitOutcome> {
+    // Rules walk the trees (and drop them) on this thread: a parse stack too.
+    pgcalm_lint::with_parse_stack(|| {
+        let mut up_state: Option<UnitState> = None;
+        let mut out = Vec::new();
+        for (i, unit) in units.iter().enumerate() {
+            let mut state = UnitState::new(unit.kind, options);
+            if let Some(up) = &up_state {
+                state.adopt_new_tables(up);
+            }
+            let mut linter = UnitLinter::new(source, unit.kind, options, state);
+            if locks {
+                linter = linter.with_lock_reports();
+            }
+            let mut transaction_control = None;
+            let counted = pgcalm_lint::for_each_statement(source, unit.range.clone(), |s| {
+                if transaction_control.is_none()
+                    && let Some(node @ NodeEnum::TransactionStmt(_)) = &s.node
+                {
+                    transaction_control =
+                        Some((s.span.line, pgcalm_lint::locks::statement_label(node)));
+                }
+                linter.statement(&s);
+            });
+            let (result, locks, state) = linter.finish_with_locks();
+            if i == 0 && units.len() > 1 && counted.is_ok() {
+                up_state = Some(state);
+            }
+            out.push(UnitOutcome {
+                result,
+                locks,
+                statements: counted.as_ref().map_or(0, |n| *n),
+                syntax: counted.err(),
+                transaction_control,
+            });
         }
-        out.push(f(&unit, state));
-    }
-    out
+        out
+    })
 }
 
-/// A file's lint units: the sections of a migration file, or the whole plain SQL text.
-type Units = Vec<(UnitKind, Vec<SourceStatement>)>;
-
-fn source_units(path: &Path, source: &str) -> Result<(SourceKind, Units), FileError> {
-    let syntax = |e| FileError::syntax(path, e);
+/// A file's lint units: the sections of a migration file (up, then down), or the whole
+/// plain SQL text. Only the directive lines are read here.
+fn source_units(path: &Path, source: &str) -> Result<(SourceKind, Vec<Unit>), FileError> {
     if !is_migration_source(source) {
-        let statements = pgcalm_lint::split(source, 0..source.len()).map_err(syntax)?;
-        return Ok((SourceKind::PlainSql, vec![(UnitKind::PlainSql, statements)]));
+        let unit = Unit {
+            kind: UnitKind::PlainSql,
+            range: 0..source.len(),
+            section: None,
+        };
+        return Ok((SourceKind::PlainSql, vec![unit]));
     }
-    let app = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    let file = parse_file_unchecked(app, path, source)?;
-    let sections: Vec<&Section> = [Some(&file.up), file.down.as_ref()]
+    let mut headers = section_headers(path, source)?;
+    headers.sort_by_key(|h| h.direction == Direction::Down);
+    let units = headers
         .into_iter()
-        .flatten()
+        .map(|h| Unit {
+            kind: UnitKind::Migration {
+                transaction: h.transaction,
+            },
+            range: h.body,
+            section: Some((h.direction, h.line)),
+        })
         .collect();
-    // The runner refuses BEGIN/COMMIT in a migration file outright; so does lint.
-    // (CONCURRENTLY in a transactional section becomes a finding instead.)
-    if let Some(s) = sections
-        .iter()
-        .flat_map(|s| &s.statements)
-        .find(|s| s.kind.transaction_control)
-    {
-        return Err(FileError {
-            path: path.to_path_buf(),
-            line: s.line,
-            column: None,
-            kind: FileErrorKind::TransactionControl {
-                statement: s.kind.label.clone(),
-            },
-        });
-    }
-    let mut units = Vec::new();
-    for section in sections {
-        let statements = pgcalm_lint::split(source, section.body.clone()).map_err(syntax)?;
-        units.push((
-            UnitKind::Migration {
-                transaction: section.transaction,
-            },
-            statements,
-        ));
-    }
     Ok((SourceKind::Migration, units))
+}
+
+/// The first error of a linted file, as the runner would refuse it: a syntax error or
+/// an empty up section (the first in file order), then BEGIN/COMMIT in a migration
+/// (the runner refuses those outright; CONCURRENTLY in a transactional section is a
+/// finding instead).
+fn file_error(path: &Path, units: &[Unit], outcomes: &[UnitOutcome]) -> Option<FileError> {
+    let at = |line: usize, kind: FileErrorKind| FileError {
+        path: path.to_path_buf(),
+        line,
+        column: None,
+        kind,
+    };
+    let mut in_file_order: Vec<(&Unit, &UnitOutcome)> = units.iter().zip(outcomes).collect();
+    in_file_order.sort_by_key(|(u, _)| u.section.map(|(_, line)| line));
+    for (unit, outcome) in in_file_order {
+        if let Some(e) = &outcome.syntax {
+            return Some(FileError::syntax(path, e.clone()));
+        }
+        if let Some((Direction::Up, line)) = unit.section
+            && outcome.statements == 0
+        {
+            return Some(at(line, FileErrorKind::EmptyUp));
+        }
+    }
+    units
+        .iter()
+        .zip(outcomes)
+        .filter(|(u, _)| u.section.is_some())
+        .find_map(|(_, o)| o.transaction_control.clone())
+        .map(|(line, statement)| at(line, FileErrorKind::TransactionControl { statement }))
 }
 
 /// Lints one file's text: a pgcalm migration file section by section, anything else as
@@ -205,23 +247,7 @@ pub fn lint_source(
     source: &str,
     options: &LintOptions,
 ) -> Result<SourceLint, FileError> {
-    let (kind, units) = source_units(path, source)?;
-    let mut lint = SourceLint {
-        kind,
-        statements: 0,
-        result: LintResult::default(),
-    };
-    for (r, (_, statements)) in each_unit(source, &units, options, |unit, state| {
-        lint_unit_from(unit, options, state)
-    })
-    .into_iter()
-    .zip(&units)
-    {
-        lint.statements += statements.len();
-        lint.result.findings.extend(r.findings);
-        lint.result.ignored.extend(r.ignored);
-    }
-    Ok(lint)
+    lint_source_with(path, source, options, false).map(|(lint, _)| lint)
 }
 
 /// Each statement of a file (both sections of a migration) with its locks on existing
@@ -231,13 +257,42 @@ pub fn source_locks(
     source: &str,
     options: &LintOptions,
 ) -> Result<Vec<StatementLockReport>, FileError> {
-    let (_, units) = source_units(path, source)?;
-    Ok(each_unit(source, &units, options, |unit, state| {
-        statement_lock_reports_from(unit, options, state)
-    })
-    .into_iter()
-    .flatten()
-    .collect())
+    lint_source_with(path, source, options, true).map(|(_, locks)| locks)
+}
+
+/// [`lint_source`] and [`source_locks`] in one pass.
+pub fn lint_source_and_locks(
+    path: &Path,
+    source: &str,
+    options: &LintOptions,
+) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
+    lint_source_with(path, source, options, true)
+}
+
+fn lint_source_with(
+    path: &Path,
+    source: &str,
+    options: &LintOptions,
+    locks: bool,
+) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
+    let (kind, units) = source_units(path, source)?;
+    let outcomes = lint_units(source, &units, options, locks);
+    if let Some(e) = file_error(path, &units, &outcomes) {
+        return Err(e);
+    }
+    let mut lint = SourceLint {
+        kind,
+        statements: 0,
+        result: LintResult::default(),
+    };
+    let mut all_locks = Vec::new();
+    for outcome in outcomes {
+        lint.statements += outcome.statements;
+        lint.result.findings.extend(outcome.result.findings);
+        lint.result.ignored.extend(outcome.result.ignored);
+        all_locks.extend(outcome.locks);
+    }
+    Ok((lint, all_locks))
 }
 
 #[cfg(test)]
@@ -245,7 +300,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::file::parse_file;
+    use crate::file::{parse_file, parse_file_unchecked};
 
     fn rules(findings: &[Finding]) -> Vec<(&str, usize)> {
         findings.iter().map(|f| (f.rule, f.span.line)).collect()

@@ -64,14 +64,7 @@ pub struct IndexBuild {
 /// Classifies one statement's text (its first statement; the default kind for text that
 /// does not parse).
 pub fn classify_sql(sql: &str) -> StatementKind {
-    let parsed = pg_query::parse(sql, 0).ok();
-    classify(
-        parsed
-            .as_ref()
-            .and_then(|p| p.protobuf.stmts.first())
-            .and_then(|s| s.stmt.as_ref())
-            .and_then(|n| n.node.as_ref()),
-    )
+    classify(pgcalm_lint::parse_first(sql).as_ref())
 }
 
 /// Classifies a parsed statement. Whether it needs no transaction and whether it only

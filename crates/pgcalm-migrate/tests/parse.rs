@@ -44,8 +44,11 @@ fn demo_migrations_parse_with_lines() {
     let idx = &demo[1];
     assert!(!idx.up.transaction && !idx.down.as_ref().unwrap().transaction);
     assert_eq!(idx.up.statements[0].line, 4);
-    assert_eq!(idx.up.statements[0].kind.label, "CREATE INDEX CONCURRENTLY");
-    assert!(idx.up.statements[0].kind.share_update_exclusive_only);
+    assert_eq!(
+        idx.up.statements[0].kind().label,
+        "CREATE INDEX CONCURRENTLY"
+    );
+    assert!(idx.up.statements[0].kind().share_update_exclusive_only);
 }
 
 #[test]
@@ -222,6 +225,27 @@ fn resolves_targets_by_prefix() {
     let err = set.app("nope").unwrap_err().to_string();
     assert!(
         err.contains("no app named `nope`") && err.contains("demoapp"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_byte_that_is_not_utf8_is_named_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("shop");
+    std::fs::create_dir(&app).unwrap();
+    // Line 3: "é" is two bytes, one character; then a Latin-1 "é" (0xe9).
+    std::fs::write(
+        app.join("0001_a.sql"),
+        b"-- migrate:up\nSELECT 1;\nSELECT '\xc3\xa9t\xe9';\n",
+    )
+    .unwrap();
+    let err = MigrationSet::load(dir.path()).unwrap_err().to_string();
+    let err = err.replace(&dir.path().display().to_string(), "<dir>");
+    assert!(
+        err.starts_with(
+            "<dir>/shop/0001_a.sql:3:11: the file is not UTF-8 (byte 0xe9 is not valid UTF-8 here)"
+        ),
         "{err}"
     );
 }

@@ -214,7 +214,7 @@ fn section_statements(file: &MigrationFile, direction: Direction) -> Vec<ScriptS
                 column,
             },
             sql: s.sql.clone(),
-            kind: s.kind.clone(),
+            kind: s.kind().clone(),
         }
     }));
     if section.transaction {

@@ -19,7 +19,9 @@ use pgcalm_lint::{
     Effect, Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy,
     StatementLockReport,
 };
-use pgcalm_migrate::safety::{SourceKind, lint_source, source_locks};
+use pgcalm_migrate::FileError;
+use pgcalm_migrate::file::{read_source, source_from_bytes};
+use pgcalm_migrate::safety::{SourceKind, lint_source, lint_source_and_locks};
 
 use crate::context::{Context, OutputFormat};
 use crate::render::Exit;
@@ -71,13 +73,47 @@ pub struct FileReport {
     /// As given (or found under a directory); `<stdin>` for `-`.
     pub path: String,
     /// Its text (the spans point into it).
-    pub source: Arc<str>,
+    pub source: Arc<String>,
     /// `migration` or `plain_sql`.
     pub kind: SourceKind,
     /// Statements linted.
     pub statements: usize,
     /// Findings and ignored findings.
     pub result: LintResult,
+}
+
+/// A file lint could not read or parse (the error went to stderr as it came): the
+/// summary names it, so a failure is never reported as a clean run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unparsed {
+    /// As given.
+    pub path: String,
+    /// 1-based line of the error.
+    pub line: usize,
+    /// 1-based column, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// The error, with the fix.
+    pub error: String,
+}
+
+impl Unparsed {
+    fn new(path: &str, e: &FileError) -> Unparsed {
+        Unparsed {
+            path: path.to_string(),
+            line: e.line,
+            column: e.column,
+            error: e.kind.to_string(),
+        }
+    }
+}
+
+/// What `pgcalm lint` found in every file it was given.
+struct Linted {
+    reports: Vec<FileReport>,
+    unparsed: Vec<Unparsed>,
+    /// Each report's statements with their locks (`--locks`).
+    locks: Vec<Vec<StatementLockReport>>,
 }
 
 /// Runs `pgcalm lint`.
@@ -87,9 +123,12 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     // Options once: they read pgcalm.toml and parse the --schema file.
-    let linted = options(ctx, &args)
-        .and_then(|options| lint_all(ctx, &args, &options).map(|r| (options, r)));
-    let (options, (reports, failed)) = match linted {
+    let linted = options(ctx, &args).and_then(|options| lint_all(ctx, &args, &options));
+    let Linted {
+        reports,
+        unparsed,
+        locks,
+    } = match linted {
         Ok(x) => x,
         Err(e) => {
             crate::render::error(&e);
@@ -97,16 +136,12 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         }
     };
     let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
-    let mut out = render_reports(&reports, ctx.format, fancy);
+    let mut out = render(&reports, &unparsed, ctx.format, fancy);
     if args.locks {
-        let mut locks = Vec::new();
-        for r in &reports {
-            locks.push(source_locks(Path::new(&r.path), &r.source, &options)?);
-        }
         out = with_locks(out, &reports, &locks, ctx.format)?;
     }
     say!("{}", out.trim_end_matches('\n'));
-    if failed {
+    if !unparsed.is_empty() {
         return Err(Exit(2).into());
     }
     if reports.iter().any(|r| !r.result.findings.is_empty()) {
@@ -115,13 +150,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lints every file; parse errors are printed (stderr) as they come and make the
-/// second value true.
-fn lint_all(
-    ctx: &Context,
-    args: &Args,
-    options: &LintOptions,
-) -> anyhow::Result<(Vec<FileReport>, bool)> {
+/// Lints every file; a file that cannot be read or parsed is reported (stderr) as it
+/// comes, and the others are still linted.
+fn lint_all(ctx: &Context, args: &Args, options: &LintOptions) -> anyhow::Result<Linted> {
     let paths = if args.paths.is_empty() {
         vec![ctx.migrations_dir().to_path_buf()]
     } else {
@@ -146,33 +177,48 @@ fn lint_all(
             );
         }
     }
-    let mut reports = Vec::new();
-    let mut failed = false;
+    let mut linted = Linted {
+        reports: Vec::new(),
+        unparsed: Vec::new(),
+        locks: Vec::new(),
+    };
     for (name, path) in files {
         let source = if name == "<stdin>" {
-            let mut s = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut s)
+                .read_to_end(&mut bytes)
                 .context("reading SQL from stdin")?;
-            s
+            source_from_bytes(Path::new(&name), bytes)
         } else {
-            std::fs::read_to_string(&path).with_context(|| format!("reading {name}"))?
+            read_source(&path)
         };
-        match lint_source(Path::new(&name), &source, options) {
-            Ok(lint) => reports.push(FileReport {
-                path: name,
-                source: source.into(),
-                kind: lint.kind,
-                statements: lint.statements,
-                result: lint.result,
-            }),
+        let path = Path::new(&name);
+        let result = source.and_then(|source| {
+            let lint = if args.locks {
+                lint_source_and_locks(path, &source, options)
+            } else {
+                lint_source(path, &source, options).map(|lint| (lint, Vec::new()))
+            };
+            lint.map(|lint| (source, lint))
+        });
+        match result {
+            Ok((source, (lint, locks))) => {
+                linted.reports.push(FileReport {
+                    path: name,
+                    source: Arc::new(source),
+                    kind: lint.kind,
+                    statements: lint.statements,
+                    result: lint.result,
+                });
+                linted.locks.push(locks);
+            }
             Err(e) => {
                 eprintln!("error: {e}");
-                failed = true;
+                linted.unparsed.push(Unparsed::new(&name, &e));
             }
         }
     }
-    Ok((reports, failed))
+    Ok(linted)
 }
 
 fn sql_files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -364,11 +410,22 @@ fn with_locks(
 /// Renders lint (or trace) reports in a format: text (miette snippets; colours when
 /// `fancy`), json, github annotations, markdown.
 pub fn render_reports(reports: &[FileReport], format: OutputFormat, fancy: bool) -> String {
+    render(reports, &[], format, fancy)
+}
+
+/// [`render_reports`], with the files that could not be parsed.
+fn render(
+    reports: &[FileReport],
+    unparsed: &[Unparsed],
+    format: OutputFormat,
+    fancy: bool,
+) -> String {
+    let t = totals(reports, unparsed);
     match format {
-        OutputFormat::Text => render_text(reports, fancy),
-        OutputFormat::Json => render_json(reports),
-        OutputFormat::Github => render_github(reports),
-        OutputFormat::Markdown => render_markdown(reports),
+        OutputFormat::Text => render_text(reports, &t, fancy),
+        OutputFormat::Json => render_json(reports, unparsed, &t),
+        OutputFormat::Github => render_github(reports, unparsed, &t),
+        OutputFormat::Markdown => render_markdown(reports, unparsed, &t),
     }
 }
 
@@ -378,12 +435,22 @@ struct Totals {
     errors: usize,
     warnings: usize,
     ignored: usize,
+    /// Files that could not be read or parsed.
+    unparsed: Vec<String>,
 }
 
-fn totals(reports: &[FileReport]) -> Totals {
+impl Totals {
+    /// Nothing risky, and every file was checked.
+    fn clean(&self) -> bool {
+        self.errors + self.warnings == 0 && self.unparsed.is_empty()
+    }
+}
+
+fn totals(reports: &[FileReport], unparsed: &[Unparsed]) -> Totals {
     let findings = || reports.iter().flat_map(|r| &r.result.findings);
     Totals {
-        files: reports.len(),
+        files: reports.len() + unparsed.len(),
+        unparsed: unparsed.iter().map(|u| u.path.clone()).collect(),
         statements: reports.iter().map(|r| r.statements).sum(),
         errors: findings()
             .filter(|f| f.severity == pgcalm_lint::Severity::Error)
@@ -405,14 +472,39 @@ fn summary_line(t: &Totals) -> String {
         plural(t.files, "file"),
         plural(t.statements, "statement")
     );
-    if t.errors + t.warnings == 0 {
+    let counts = format!(
+        "{}, {}",
+        plural(t.errors, "error"),
+        plural(t.warnings, "warning")
+    );
+    if !t.unparsed.is_empty() {
+        // Never "no risky statements": some SQL was not checked at all.
+        let n = t.unparsed.len();
+        let mut names = t.unparsed[..n.min(3)].join(", ");
+        if n > 3 {
+            let _ = write!(names, " and {} more", n - 3);
+        }
+        let _ = write!(
+            s,
+            "{names} could not be parsed and {} not linted",
+            if n == 1 { "was" } else { "were" }
+        );
+        let linted = t.files - n;
+        if linted > 0 {
+            let _ = write!(
+                s,
+                "; the other {}: {counts}",
+                if linted == 1 {
+                    "file".to_string()
+                } else {
+                    format!("{linted} files")
+                }
+            );
+        }
+    } else if t.errors + t.warnings == 0 {
         s.push_str("no risky statements");
     } else {
-        s.push_str(&format!(
-            "{}, {}",
-            plural(t.errors, "error"),
-            plural(t.warnings, "warning")
-        ));
+        s.push_str(&counts);
     }
     if t.ignored > 0 {
         s.push_str(&format!(
@@ -436,7 +528,7 @@ fn seen_by_note(f: &Finding) -> Option<&'static str> {
 #[derive(Debug)]
 struct FileSource {
     name: String,
-    text: Arc<str>,
+    text: Arc<String>,
     lines: Arc<LineIndex>,
 }
 
@@ -479,7 +571,7 @@ impl SourceCode for FileSource {
     }
 }
 
-fn render_text(reports: &[FileReport], fancy: bool) -> String {
+fn render_text(reports: &[FileReport], t: &Totals, fancy: bool) -> String {
     let theme = if fancy {
         GraphicalTheme::unicode()
     } else {
@@ -523,7 +615,7 @@ fn render_text(reports: &[FileReport], fancy: bool) -> String {
             out.push('\n');
         }
     }
-    out.push_str(&summary_line(&totals(reports)));
+    out.push_str(&summary_line(t));
     out.push('\n');
     out
 }
@@ -533,6 +625,9 @@ fn render_text(reports: &[FileReport], fancy: bool) -> String {
 #[derive(serde::Serialize)]
 struct JsonReport<'a> {
     files: Vec<JsonFile<'a>>,
+    /// Files that could not be read or parsed (not linted).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    unparsed: &'a [Unparsed],
     summary: JsonSummary,
 }
 
@@ -552,10 +647,15 @@ struct JsonSummary {
     errors: usize,
     warnings: usize,
     ignored: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    unparsed: usize,
 }
 
-fn render_json(reports: &[FileReport]) -> String {
-    let t = totals(reports);
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn render_json(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> String {
     let doc = JsonReport {
         files: reports
             .iter()
@@ -567,12 +667,14 @@ fn render_json(reports: &[FileReport]) -> String {
                 ignored: &r.result.ignored,
             })
             .collect(),
+        unparsed,
         summary: JsonSummary {
             files: t.files,
             statements: t.statements,
             errors: t.errors,
             warnings: t.warnings,
             ignored: t.ignored,
+            unparsed: unparsed.len(),
         },
     };
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
@@ -591,8 +693,19 @@ fn gh_escape(s: &str, property: bool) -> String {
     }
 }
 
-fn render_github(reports: &[FileReport]) -> String {
+fn render_github(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> String {
     let mut out = String::new();
+    for u in unparsed {
+        let _ = writeln!(
+            out,
+            "::error file={},line={},col={},title={}::{}",
+            gh_escape(&u.path, true),
+            u.line,
+            u.column.unwrap_or(1),
+            gh_escape("pgcalm could not parse this file", true),
+            gh_escape(&u.error, false)
+        );
+    }
     for r in reports {
         for f in &r.result.findings {
             let level = match f.severity {
@@ -619,7 +732,7 @@ fn render_github(reports: &[FileReport]) -> String {
             );
         }
     }
-    out.push_str(&summary_line(&totals(reports)));
+    out.push_str(&summary_line(t));
     out.push('\n');
     out
 }
@@ -635,19 +748,21 @@ fn end_position(source: &str, f: &Finding) -> (usize, usize) {
     }
 }
 
-fn render_markdown(reports: &[FileReport]) -> String {
-    let t = totals(reports);
+fn render_markdown(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> String {
     let mut out = String::from("## pgcalm lint\n\n");
     let _ = writeln!(
         out,
         "{} {}\n",
-        if t.errors + t.warnings == 0 {
-            "✅"
-        } else {
-            "❌"
-        },
-        summary_line(&t)
+        if t.clean() { "✅" } else { "❌" },
+        summary_line(t)
     );
+    for u in unparsed {
+        let _ = writeln!(
+            out,
+            "### ❌ `{}` (could not be parsed)\n\nline {}:\n\n```\n{}\n```\n",
+            u.path, u.line, u.error
+        );
+    }
     for r in reports {
         let mark = if r.result.findings.is_empty() {
             "✅"

@@ -376,7 +376,7 @@ pub fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
             .zip(&verdicts)
         {
             let settings: Vec<String> = policy
-                .settings_for(&s.kind)
+                .settings_for(s.kind())
                 .iter()
                 .map(|x| format!("{} {}", x.name, human_setting(&x.value)))
                 .collect();
@@ -422,9 +422,9 @@ pub fn plan_json(plan: &Plan, policy: &Policy, lint: &LintOptions) -> serde_json
                     .map(|(s, v)| with_verdict(serde_json::json!({
                     "number": s.index + 1,
                     "line": s.line,
-                    "kind": s.kind.label,
+                    "kind": s.kind().label,
                     "sql": s.sql,
-                    "settings": policy.settings_for(&s.kind),
+                    "settings": policy.settings_for(s.kind()),
                 }), &v)).collect::<Vec<_>>(),
             })
         })

@@ -27,6 +27,8 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let set = MigrationSet::load(ctx.migrations_dir())?;
     let file = set.resolve(&args.app, &args.name)?;
+    // The set was only scanned: the file shown is parsed (a syntax error stops here).
+    file.check()?;
     let direction = if args.backwards {
         Direction::Down
     } else {
@@ -50,7 +52,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             "statements": section.statements.iter()
                 .zip(statement_verdicts(file, direction, 0, &LintOptions::default()))
                 .map(|(s, v)| with_verdict(serde_json::json!({
-                "line": s.line, "sql": s.sql, "settings": policy.settings_for(&s.kind),
+                "line": s.line, "sql": s.sql, "settings": policy.settings_for(s.kind()),
             }), &v)).collect::<Vec<_>>(),
         }));
     }
@@ -82,12 +84,12 @@ pub fn render(
     let mut current: Vec<pgcalm_migrate::Setting> = Vec::new();
     let verdicts = statement_verdicts(file, direction, 0, &LintOptions::default());
     for (s, v) in section.statements.iter().zip(&verdicts) {
-        let settings = policy.settings_for(&s.kind);
+        let settings = policy.settings_for(s.kind());
         // transaction:false: a statement PostgreSQL allows in a transaction runs in one of
         // its own, which also records it in pgcalm's journal (done and journaled commit
         // together); only the others (CONCURRENTLY, VACUUM...) run alone.
         let own_transaction =
-            !section.transaction && !s.kind.needs_no_transaction && !s.kind.commits_itself;
+            !section.transaction && !s.kind().needs_no_transaction && !s.kind().commits_itself;
         if own_transaction {
             out.push_str("BEGIN;\n");
             for x in &settings {

@@ -132,7 +132,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 fn file_report(r: &TraceReport) -> FileReport {
     FileReport {
         path: r.path.display().to_string(),
-        source: Arc::from(r.source.as_str()),
+        source: Arc::new(r.source.clone()),
         kind: if r.migration {
             SourceKind::Migration
         } else {

@@ -210,15 +210,16 @@ pub(crate) fn later_in_transaction(cx: &crate::Cx<'_>) -> Vec<pg_query::NodeEnum
     if !cx.state.in_transaction {
         return Vec::new();
     }
-    pg_query::parse(rest_of_transaction(cx), 0)
-        .map(|p| {
-            p.protobuf
-                .stmts
-                .into_iter()
-                .filter_map(|raw| raw.stmt.and_then(|n| n.node))
-                .collect()
-        })
-        .unwrap_or_default()
+    // Split by the scanner, then each statement parsed on its own: a tree at a time,
+    // never the whole rest of a long file at once.
+    let rest = rest_of_transaction(cx);
+    let Ok(statements) = crate::split::split_unparsed(rest, 0..rest.len()) else {
+        return Vec::new();
+    };
+    statements
+        .iter()
+        .filter_map(|s| crate::split::parse_first(s.sql(rest)))
+        .collect()
 }
 
 /// The ALTER TABLE subcommands of a statement, with their subtype.

@@ -297,14 +297,7 @@ fn template_select(sql: &str) -> Option<pg_query::protobuf::SelectStmt> {
 
 /// The first statement of `sql`, parsed.
 pub(crate) fn template(sql: &str) -> Option<NodeEnum> {
-    pg_query::parse(sql, 0)
-        .ok()?
-        .protobuf
-        .stmts
-        .into_iter()
-        .next()?
-        .stmt?
-        .node
+    crate::split::parse_first(sql)
 }
 
 /// The WHERE condition of the first batch: `id >= 1 AND id < 10001` (the key is
