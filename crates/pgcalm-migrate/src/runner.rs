@@ -264,6 +264,7 @@ impl Runner {
                 not_started: Vec::new(),
             })));
         }
+        journal::upgrade_existing(&client).await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
