@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Peak memory (RSS: the kernel's maxrss of the process, what `/usr/bin/time -v` shows)
-# and time of `pgcalm lint` (release build) on
+# Peak memory (RSS, from /usr/bin/time) and time of `pgcalm lint` (release build) on
 # generated files:
 #   - $STATEMENTS (default 100,000) and 10,000 statements of plain SQL: the lint corpus's
 #     plain-SQL files (tests/fixtures/lint) repeated, as bench/lint_vs_squawk.sh times it;
@@ -13,11 +12,12 @@
 # section of bench/RESULTS.md.
 #
 #   bench/lint_memory.sh
-#   BEFORE_BIN=/tmp/old/pgcalm RUNS=5 bench/lint_memory.sh
+#   BEFORE_BIN=/tmp/old/pgcalm BEFORE_LABEL="main at abc1234" RUNS=5 bench/lint_memory.sh
 #
 # Environment: WORK (scratch dir, default /tmp/pgcalm-lint-memory), RUNS (default 3),
 # STATEMENTS, MIGRATION_MB, PGCALM_BIN (a binary instead of the release build),
-# BEFORE_BIN (a binary to compare with). Needs cargo and python3.
+# BEFORE_BIN (a binary to compare with), BEFORE_LABEL (what it is, for the text). Needs
+# cargo, python3, /usr/bin/time.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,9 +26,10 @@ RUNS=${RUNS:-3}
 STATEMENTS=${STATEMENTS:-100000}
 MIGRATION_MB=${MIGRATION_MB:-50}
 BEFORE_BIN=${BEFORE_BIN:-}
+BEFORE_LABEL=${BEFORE_LABEL:-$BEFORE_BIN}
 RESULTS=$ROOT/bench/RESULTS.md
 source "$ROOT/bench/common.sh"
-require_tools cargo python3
+require_tools cargo python3 /usr/bin/time
 build_pgcalm
 # fresh_workdir moves to WORK: binaries given by a relative path are resolved first.
 PGCALM=$(realpath "$PGCALM")
@@ -37,7 +38,7 @@ fresh_workdir
 
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- crates Cargo.lock || echo " + uncommitted changes")
 step "generating the files and measuring (RUNS=$RUNS)"
-export ROOT WORK RUNS STATEMENTS MIGRATION_MB PGCALM BEFORE_BIN COMMIT
+export ROOT WORK RUNS STATEMENTS MIGRATION_MB PGCALM BEFORE_BIN BEFORE_LABEL COMMIT
 TABLE=$(python3 - <<'PY'
 import json, os, re, statistics, subprocess, sys, time
 from datetime import datetime, timezone
@@ -98,17 +99,20 @@ def migration(mb):
 
 
 def measure(binary, args):
-    """(peak RSS in MB, wall s, user+sys s) of one run: the rusage of that process alone
-    (wait4), finer than /usr/bin/time's 10 ms."""
+    """(peak RSS in MB, wall s, user+sys s) of one run. The peak comes from /usr/bin/time
+    (%M): a process this script forks directly starts with this script's RSS as its
+    maxrss. The times come from wait4 (microseconds; /usr/bin/time's are 10 ms), with
+    /usr/bin/time's own share, about a millisecond."""
     start = time.perf_counter()
-    p = subprocess.Popen([binary, "lint", *args], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", binary, "lint", *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - start
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode not in (0, 1):
-        sys.exit(f"{binary} lint {' '.join(args)} exited {p.returncode}")
-    return usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
+        sys.exit(f"{binary} lint {' '.join(args)} exited {p.returncode}:\n{err[-2000:]}")
+    return int(err.split()[-1]) / 1024, wall, usage.ru_utime + usage.ru_stime
 
 
 files = [
@@ -139,13 +143,13 @@ version = subprocess.run([os.environ["PGCALM"], "--version"], capture_output=Tru
                          text=True).stdout.strip()
 now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 load = os.getloadavg()[0]
-before = (f" \"before\" is `{os.environ['BEFORE_BIN']}`, measured in the same run, "
+before = (f" \"before\" is {os.environ['BEFORE_LABEL']} (release build), measured in the same run, "
           "alternating with this commit's binary." if os.environ["BEFORE_BIN"] else "")
 print("\n".join([
     "## pgcalm lint: memory and time",
     "",
     f"Measured by `bench/lint_memory.sh` on {now}, commit {os.environ['COMMIT']}, `{version}` "
-    f"(release build), {os.cpu_count()} cores, load average {load:.1f}: peak RSS (maxrss; the "
+    f"(release build), {os.cpu_count()} cores, load average {load:.1f}: peak RSS (`/usr/bin/time`; the "
     f"median of {RUNS} runs, the highest in brackets) and time (median) of "
     f"`pgcalm lint --format FORMAT FILE > /dev/null`. "
     f"CPU time (user + sys) is the steadier figure on a shared machine.{before}",

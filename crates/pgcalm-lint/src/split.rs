@@ -669,7 +669,17 @@ fn parse_batch(
             from <= s.span.start && s.span.end <= to
         });
     if !aligned {
-        return Ok(parsed_as_one(source, start..end, raw, batch));
+        // The comments before the first statement and after the last are outside the range.
+        let mut out = parsed_as_one(source, start..end, raw);
+        if let (Some(first), Some(scanned)) = (out.first_mut(), batch.first()) {
+            let before = scanned.comments.iter().filter(|c| c.end <= start).cloned();
+            first.comments.splice(0..0, before);
+        }
+        if let (Some(last), Some(scanned)) = (out.last_mut(), batch.last()) {
+            let after = scanned.comments.iter().filter(|c| c.start >= end).cloned();
+            last.comments.extend(after);
+        }
+        return Ok(out);
     }
     for (s, r) in batch.iter_mut().zip(raw) {
         s.node = r.stmt.and_then(|n| n.node);
@@ -678,94 +688,85 @@ fn parse_batch(
     Ok(batch)
 }
 
-/// The statements of `source[range]` as the parser delimits them (`raw`, its parse of
-/// the range), with spans and comments from the range's tokens; the scanner's
-/// statements (`scanned`) lend the comments before the first one and after the last.
-fn parsed_as_one(
-    source: &str,
-    range: Range<usize>,
-    raw: Vec<RawStmt>,
-    scanned: Vec<SourceStatement>,
-) -> Vec<SourceStatement> {
+/// The statements of `source[range]` as the parser delimits them (`parsed`, its parse of
+/// the range): spans from the parser's statement ranges, comments from the range's
+/// tokens. (The splitter before chunks; the chunked one is tested against it.)
+fn parsed_as_one(source: &str, range: Range<usize>, parsed: Vec<RawStmt>) -> Vec<SourceStatement> {
     let start = range.start;
     let text = &source[range];
     let tokens = tokens_of(text).unwrap_or_default();
     let lines = LineIndex::new(source);
-    let mut out: Vec<SourceStatement> = Vec::new();
-    let mut inside = Vec::new();
-    for r in raw {
-        let loc = r.stmt_location.max(0) as usize;
-        let len = if r.stmt_len == 0 {
+    let mut statements: Vec<SourceStatement> = Vec::new();
+    let mut comment_cursor = 0usize;
+    let comments: Vec<&ScanToken> = tokens.iter().filter(|t| is_comment(t)).collect();
+    for raw in parsed {
+        let loc = raw.stmt_location.max(0) as usize;
+        let len = if raw.stmt_len == 0 {
             text.len() - loc
         } else {
-            r.stmt_len as usize
+            raw.stmt_len as usize
         };
-        let mut span = None;
-        for t in tokens.iter().filter(|t| {
-            (t.start as usize) >= loc && (t.end as usize) <= loc + len && !is_comment(t)
-        }) {
-            let (s, e) = (t.start as usize, t.end as usize);
-            span = Some(span.map_or((s, e), |(lead, _)| (lead, e)));
+        let first = tokens.partition_point(|t| (t.start as usize) < loc);
+        let end_limit = loc + len;
+        let (mut lead, mut tail) = (None, None);
+        for t in &tokens[first..] {
+            if t.start as usize >= end_limit {
+                break;
+            }
+            if !is_comment(t) {
+                lead.get_or_insert(t.start as usize);
+                tail = Some(t.end as usize);
+            }
         }
-        let Some((lead, tail)) = span else {
+        let (Some(lead), Some(tail)) = (lead, tail) else {
             continue;
         };
-        inside.push(start + lead..start + tail);
+        let mut sql_end = tail;
+        while sql_end > lead && text[..sql_end].ends_with(';') {
+            sql_end -= 1;
+            sql_end = lead + text[lead..sql_end].trim_end().len();
+        }
         let (line, column) = lines.line_col(source, start + lead);
-        out.push(SourceStatement {
-            index: 0,
+        let mut own = Vec::new();
+        while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= lead {
+            let c = comments[comment_cursor];
+            let c_range = start + c.start as usize..start + c.end as usize;
+            let claimed_by_previous = statements.last_mut().filter(|p| {
+                p.span.end <= c_range.start
+                    && lines.line_col(source, p.span.end).0
+                        == lines.line_col(source, c_range.start).0
+            });
+            match claimed_by_previous {
+                Some(p) => p.comments.push(c_range),
+                None => own.push(c_range),
+            }
+            comment_cursor += 1;
+        }
+        while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= tail {
+            comment_cursor += 1;
+        }
+        statements.push(SourceStatement {
+            index: statements.len(),
             span: Span {
                 start: start + lead,
-                end: start + tail,
+                end: start + sql_end,
                 line,
                 column,
             },
-            node: r.stmt.and_then(|n| n.node),
-            comments: Vec::new(),
+            node: raw.stmt.and_then(|n| n.node),
             node_base: start,
+            comments: own,
         });
     }
-    // Comments between statements: on the previous one's last line, its own; else the
-    // next one's.
-    let mut next = 0;
-    for t in tokens.iter().filter(|t| is_comment(t)) {
-        let c = start + t.start as usize..start + t.end as usize;
-        while next < out.len() && out[next].span.end <= c.start {
-            next += 1;
-        }
-        if inside.iter().any(|r| r.start <= c.start && c.end <= r.end) {
-            continue;
-        }
-        let previous = next.checked_sub(1).map(|p| &out[p]);
-        match previous {
-            Some(p)
-                if lines.line_col(source, p.span.end).0 == lines.line_col(source, c.start).0 =>
-            {
-                out[next - 1].comments.push(c);
-            }
-            _ if next < out.len() => out[next].comments.push(c),
-            _ => {}
+    for c in &comments[comment_cursor..] {
+        let c_range = start + c.start as usize..start + c.end as usize;
+        if let Some(p) = statements.last_mut()
+            && lines.line_col(source, p.span.end).0 == lines.line_col(source, c_range.start).0
+        {
+            p.comments.push(c_range);
         }
     }
-    if let (Some(first), Some(scanned_first)) = (out.first_mut(), scanned.first()) {
-        let before: Vec<_> = scanned_first
-            .comments
-            .iter()
-            .filter(|c| c.end <= start)
-            .cloned()
-            .collect();
-        first.comments.splice(0..0, before);
-    }
-    if let (Some(last), Some(scanned_last)) = (out.last_mut(), scanned.last()) {
-        last.comments.extend(
-            scanned_last
-                .comments
-                .iter()
-                .filter(|c| c.start >= scanned_last.span.end)
-                .cloned(),
-        );
-    }
-    out
+    statements
 }
 
 /// pg_query reports a syntax error without its position. The LR parser fails at the
@@ -891,87 +892,13 @@ mod tests {
         assert_eq!(stmts[0].span.line, 4);
     }
 
-    /// The splitter before chunks, kept as the reference: one parse and one scan of the
-    /// whole range; spans from the parser's statement ranges, comments from the tokens.
+    /// The reference: one parse and one scan of the whole range.
     fn reference_split(source: &str, range: Range<usize>) -> Vec<SourceStatement> {
-        let start = range.start;
-        let text = &source[range];
-        let parsed = pg_query::parse(text, 0).unwrap().protobuf.stmts;
-        let tokens = pg_query::scan_tokens(text).unwrap();
-        let lines = LineIndex::new(source);
-        let mut statements: Vec<SourceStatement> = Vec::new();
-        let mut comment_cursor = 0usize;
-        let comments: Vec<&ScanToken> = tokens.iter().filter(|t| is_comment(t)).collect();
-        for raw in parsed {
-            let loc = raw.stmt_location.max(0) as usize;
-            let len = if raw.stmt_len == 0 {
-                text.len() - loc
-            } else {
-                raw.stmt_len as usize
-            };
-            let first = tokens.partition_point(|t| (t.start as usize) < loc);
-            let end_limit = loc + len;
-            let (mut lead, mut tail) = (None, None);
-            for t in &tokens[first..] {
-                if t.start as usize >= end_limit {
-                    break;
-                }
-                if !is_comment(t) {
-                    lead.get_or_insert(t.start as usize);
-                    tail = Some(t.end as usize);
-                }
-            }
-            let (Some(lead), Some(tail)) = (lead, tail) else {
-                continue;
-            };
-            let mut sql_end = tail;
-            while sql_end > lead && text[..sql_end].ends_with(';') {
-                sql_end -= 1;
-                sql_end = lead + text[lead..sql_end].trim_end().len();
-            }
-            let (line, column) = lines.line_col(source, start + lead);
-            let mut own = Vec::new();
-            while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= lead
-            {
-                let c = comments[comment_cursor];
-                let c_range = start + c.start as usize..start + c.end as usize;
-                let claimed_by_previous = statements.last_mut().filter(|p| {
-                    p.span.end <= c_range.start
-                        && lines.line_col(source, p.span.end).0
-                            == lines.line_col(source, c_range.start).0
-                });
-                match claimed_by_previous {
-                    Some(p) => p.comments.push(c_range),
-                    None => own.push(c_range),
-                }
-                comment_cursor += 1;
-            }
-            while comment_cursor < comments.len() && (comments[comment_cursor].end as usize) <= tail
-            {
-                comment_cursor += 1;
-            }
-            statements.push(SourceStatement {
-                index: statements.len(),
-                span: Span {
-                    start: start + lead,
-                    end: start + sql_end,
-                    line,
-                    column,
-                },
-                node: raw.stmt.and_then(|n| n.node),
-                node_base: start,
-                comments: own,
-            });
-        }
-        for c in &comments[comment_cursor..] {
-            let c_range = start + c.start as usize..start + c.end as usize;
-            if let Some(p) = statements.last_mut()
-                && lines.line_col(source, p.span.end).0 == lines.line_col(source, c_range.start).0
-            {
-                p.comments.push(c_range);
-            }
-        }
-        statements
+        let parsed = pg_query::parse(&source[range.clone()], 0)
+            .unwrap()
+            .protobuf
+            .stmts;
+        parsed_as_one(source, range, parsed)
     }
 
     /// What a statement is, comparable across splits: span, comments, its tree's label.
