@@ -139,12 +139,13 @@ pub async fn ensure_schema(client: &Client) -> Result<(), PgError> {
 /// Brings a journal an earlier pgcalm created up to this version's columns, and creates
 /// none: called under the runner lock before the journal is read, so the statement such
 /// a runner left unjournaled is known (and asked about), while a run refused for a bad
-/// file still creates nothing.
-pub async fn upgrade_existing(client: &Client) -> Result<(), PgError> {
-    if pgcalm_pg::catalog::relation_exists(client, "pgcalm.migration_statements").await? {
+/// file still creates nothing. Returns whether the journal exists.
+pub async fn upgrade_existing(client: &Client) -> Result<bool, PgError> {
+    let exists = pgcalm_pg::catalog::relation_exists(client, "pgcalm.migration_statements").await?;
+    if exists {
         ensure_schema(client).await?;
     }
-    Ok(())
+    Ok(exists)
 }
 
 /// Whether the journal has this version's columns (an earlier pgcalm created it

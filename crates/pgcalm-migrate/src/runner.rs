@@ -264,7 +264,7 @@ impl Runner {
                 not_started: Vec::new(),
             })));
         }
-        journal::upgrade_existing(&client).await?;
+        let journal_exists = journal::upgrade_existing(&client).await?;
         let journal = journal::load(&client).await?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
@@ -278,7 +278,9 @@ impl Runner {
             }
         }
         // Only now that the files are known to be good: nothing changes before.
-        journal::ensure_schema(&client).await?;
+        if !journal_exists {
+            journal::ensure_schema(&client).await?;
+        }
         self.emit(Event::Planned {
             operation: plan.operation.clone(),
             steps: plan
