@@ -767,17 +767,8 @@ impl Cluster {
     /// As root, the server runs as `postgres`: it must own the root and be able to
     /// reach it through every parent directory.
     pub(crate) fn hand_to_postgres_user(&self) -> Result<(), PgError> {
-        let (uid, gid) = postgres_user_ids().ok_or_else(|| {
-            PgError::Unusable(
-                "running as root but there is no `postgres` user to run the server as\n  \
-                 fix: install the server package (`apt-get install -y postgresql`), which creates it, \
-                 or run pgcalm as an ordinary user"
-                    .into(),
-            )
-        })?;
         // Only the root: everything below it is created by the server itself.
-        std::os::unix::fs::chown(&self.root, Some(uid), Some(gid))
-            .map_err(PgError::io("changing owner of", &self.root))?;
+        give_to_server_account(&self.root)?;
         let probe = Command::new("runuser")
             .args(["-u", "postgres", "--", "test", "-w"])
             .arg(&self.root)
@@ -1022,7 +1013,7 @@ pub(crate) fn give_to_server_account(path: &Path) -> Result<(), PgError> {
     }
     let (uid, gid) = postgres_user_ids().ok_or_else(|| {
         PgError::Unusable(
-            "running as root but there is no `postgres` user to run the servers as\n  \
+            "running as root but there is no `postgres` user to run the server as\n  \
              fix: install the server package (`apt-get install -y postgresql`), which creates it, \
              or run pgcalm as an ordinary user"
                 .into(),
