@@ -11,8 +11,8 @@ cd "$(dirname "$0")"
 # Debian packages pgcalm needs: libclang-dev (pg_query's build), the PostgreSQL server
 # binaries (embedded cluster and tests), its client (pgcalm psql), curl + bc (the
 # walkthrough's API watch loop), chromium (the test that renders the lab's report.html
-# headless).
-PACKAGES=(libclang-dev postgresql postgresql-client curl bc chromium)
+# headless), pgbouncer (`pgcalm up --pooler` and the tests through a pooler).
+PACKAGES=(libclang-dev postgresql postgresql-client pgbouncer curl bc chromium)
 
 need_packages() {
   local missing=()

@@ -3,6 +3,10 @@
 //! Search order (DESIGN.md): `PG_BIN` (alone, when set), `pg_config --bindir`, `PATH`, then
 //! `/usr/lib/postgresql/*/bin` newest major first. The first directory holding both
 //! `initdb` and `pg_ctl` wins.
+//!
+//! PgBouncer (`pgcalm up --pooler`): `PGCALM_PGBOUNCER` (alone, when set), then `PATH`,
+//! then `/usr/sbin` (where the Debian package `pgbouncer` puts it, outside an ordinary
+//! user's `PATH`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,6 +74,35 @@ impl PgBinaries {
     pub fn bin(&self, name: &str) -> PathBuf {
         self.bindir.join(name)
     }
+}
+
+/// The environment variable that names the PgBouncer binary, overriding the search.
+pub const PGBOUNCER_ENV: &str = "PGCALM_PGBOUNCER";
+
+/// Locates the `pgbouncer` binary, or explains which package installs it.
+pub fn locate_pgbouncer() -> Result<PathBuf, PgError> {
+    let candidates: Vec<PathBuf> = match std::env::var_os(PGBOUNCER_ENV) {
+        // An explicit path is the only place looked at, as with PG_BIN.
+        Some(path) => vec![PathBuf::from(path)],
+        None => std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("pgbouncer"))
+            .collect(),
+    };
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| PgError::PoolerNotFound {
+            searched: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Major version from a version string: `15.18` -> 15, `9.6.1` -> 9.

@@ -35,7 +35,8 @@ use crate::binaries::PgBinaries;
 use crate::error::PgError;
 use crate::target::Target;
 
-/// Name of the file (inside the cluster root) where the chosen port is remembered.
+/// Name of the file (inside the cluster root) where the chosen port is remembered, and
+/// (`key=value` lines) what `pgcalm up` runs beside the server ([`crate::Parts`]).
 pub const STATE_FILE: &str = "cluster.state";
 
 /// Name of the file (inside the cluster root) that marks the directory as a cluster
@@ -217,6 +218,12 @@ impl Cluster {
     /// pgcalm).
     pub fn target(&self, dbname: &str) -> Result<Target, PgError> {
         let port = self.port().ok_or_else(|| self.not_created())?;
+        self.target_on(port, dbname)
+    }
+
+    /// [`Cluster::target`] on another port: a server that shares this cluster's roles
+    /// and password (its replica, its pooler).
+    pub(crate) fn target_on(&self, port: u16, dbname: &str) -> Result<Target, PgError> {
         let target = Target::embedded(port, dbname);
         Ok(match self.password()? {
             Some(password) => target.with_password(&password),
@@ -228,6 +235,11 @@ impl Cluster {
     /// (`DATABASE_URL=$(pgcalm url)`): never print it unasked, never log it.
     pub fn url(&self, dbname: &str) -> Result<String, PgError> {
         let port = self.port().ok_or_else(|| self.not_created())?;
+        self.url_on(port, dbname)
+    }
+
+    /// [`Cluster::url`] on another port (see [`Cluster::target_on`]).
+    pub(crate) fn url_on(&self, port: u16, dbname: &str) -> Result<String, PgError> {
         let mut url = url::Url::parse(&format!("postgresql://{SUPERUSER}@127.0.0.1:{port}"))
             .expect("a literal URL parses");
         if let Some(password) = self.password()? {
@@ -251,27 +263,10 @@ impl Cluster {
 
     /// Whose the cluster directory is: see [`Ownership`].
     pub fn ownership(&self) -> Ownership {
-        if self.root.join(MARKER_FILE).is_file() {
-            return Ownership::Marked;
-        }
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ownership::Vacant,
-            Err(e) if self.root.is_dir() => {
-                return Ownership::Foreign(format!("entries that cannot be listed ({e})"));
-            }
-            Err(_) => return Ownership::Foreign("a file, not a directory".into()),
+        let names = match marked_dir_entries(&self.root, MARKER_FILE) {
+            Ok(names) => names,
+            Err(ownership) => return ownership,
         };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            // A lock file alone: another `up` is creating the cluster right now.
-            .filter(|name| name != LOCK_FILE)
-            .collect();
-        names.sort();
-        if names.is_empty() {
-            return Ownership::Vacant;
-        }
         let older_layout = names
             .iter()
             .all(|n| ["data", STATE_FILE, "postgres.log"].contains(&n.as_str()))
@@ -280,12 +275,7 @@ impl Cluster {
         if older_layout {
             return Ownership::OlderPgcalm;
         }
-        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-        let more = match names.len().saturating_sub(shown.len()) {
-            0 => String::new(),
-            n => format!(" and {n} more"),
-        };
-        Ownership::Foreign(format!("{}{more}", shown.join(", ")))
+        Ownership::Foreign(list_some(&names))
     }
 
     /// Writes [`MARKER_FILE`]: from now on `down --volumes` may delete the directory.
@@ -303,7 +293,7 @@ impl Cluster {
 
     /// Takes the cluster's exclusive lock ([`LOCK_FILE`]), or fails at once with the
     /// pid of the process that holds it.
-    fn lock(&self) -> Result<DirLock, PgError> {
+    pub(crate) fn lock(&self) -> Result<DirLock, PgError> {
         let path = self.root.join(LOCK_FILE);
         let mut file = fs::OpenOptions::new()
             .read(true)
@@ -341,10 +331,40 @@ impl Cluster {
 
     /// The remembered port, if one was chosen.
     pub fn port(&self) -> Option<u16> {
+        self.state_value("port")?.parse().ok()
+    }
+
+    /// One `key=value` line of [`STATE_FILE`].
+    pub(crate) fn state_value(&self, key: &str) -> Option<String> {
         let text = fs::read_to_string(self.state_path()).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("port="))
-            .and_then(|p| p.trim().parse().ok())
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    }
+
+    /// Sets (or, with None, removes) one `key=value` line of [`STATE_FILE`], keeping the
+    /// others; written to a new file renamed over the old one.
+    pub(crate) fn set_state_value(&self, key: &str, value: Option<&str>) -> Result<(), PgError> {
+        let path = self.state_path();
+        let old = fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<String> = old
+            .lines()
+            .filter(|line| line.split_once('=').is_none_or(|(k, _)| k.trim() != key))
+            .map(str::to_string)
+            .collect();
+        if let Some(value) = value {
+            lines.push(format!("{key}={value}"));
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        if text == old {
+            return Ok(());
+        }
+        let tmp = self.root.join(format!(".{STATE_FILE}.new"));
+        fs::write(&tmp, text)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(PgError::io("writing", &path))
     }
 
     /// Binaries that can run this cluster: those matching the data directory's major
@@ -594,6 +614,9 @@ impl Cluster {
             });
         }
         let _lock = self.lock()?;
+        // The replica and the pooler live under the root: stop them before it goes.
+        crate::pooler::Pooler::of(self).stop()?;
+        self.replica().stop()?;
         self.stop()?;
         let size = dir_size(&self.root);
         fs::remove_dir_all(&self.root).map_err(PgError::io("deleting", &self.root))?;
@@ -693,12 +716,11 @@ impl Cluster {
     }
 
     /// Remembers the port, once a server has really started on it.
-    fn remember_port(&self, port: u16) -> Result<(), PgError> {
+    pub(crate) fn remember_port(&self, port: u16) -> Result<(), PgError> {
         if self.port() == Some(port) {
             return Ok(());
         }
-        let path = self.state_path();
-        fs::write(&path, format!("port={port}\n")).map_err(PgError::io("writing", &path))
+        self.set_state_value("port", Some(&port.to_string()))
     }
 
     /// Removes what a killed server left behind: orphaned backends that still hold the
@@ -744,18 +766,9 @@ impl Cluster {
 
     /// As root, the server runs as `postgres`: it must own the root and be able to
     /// reach it through every parent directory.
-    fn hand_to_postgres_user(&self) -> Result<(), PgError> {
-        let (uid, gid) = postgres_user_ids().ok_or_else(|| {
-            PgError::Unusable(
-                "running as root but there is no `postgres` user to run the server as\n  \
-                 fix: install the server package (`apt-get install -y postgresql`), which creates it, \
-                 or run pgcalm as an ordinary user"
-                    .into(),
-            )
-        })?;
+    pub(crate) fn hand_to_postgres_user(&self) -> Result<(), PgError> {
         // Only the root: everything below it is created by the server itself.
-        std::os::unix::fs::chown(&self.root, Some(uid), Some(gid))
-            .map_err(PgError::io("changing owner of", &self.root))?;
+        give_to_server_account(&self.root)?;
         let probe = Command::new("runuser")
             .args(["-u", "postgres", "--", "test", "-w"])
             .arg(&self.root)
@@ -779,7 +792,7 @@ impl Cluster {
 /// The exclusive lock of a cluster directory, released when dropped (or when the
 /// process dies: it is an `flock`).
 #[derive(Debug)]
-struct DirLock(#[allow(dead_code)] fs::File);
+pub(crate) struct DirLock(#[allow(dead_code)] fs::File);
 
 /// The pid written in a lock file by its holder (which writes it right after taking the
 /// lock, so a moment's wait is enough).
@@ -795,8 +808,57 @@ fn lock_holder(path: &Path) -> String {
     "unknown".into()
 }
 
+/// Whose a directory is by its marker file: `Err(Marked)` with the marker, `Err(Vacant)`
+/// missing or empty (a lock file alone counts as empty: another process is creating
+/// it), `Err(Foreign)` unreadable or a file; otherwise `Ok` with its entries (sorted)
+/// for the caller to judge.
+pub(crate) fn marked_dir_entries(dir: &Path, marker: &str) -> Result<Vec<String>, Ownership> {
+    if dir.join(marker).is_file() {
+        return Err(Ownership::Marked);
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Ownership::Vacant),
+        Err(e) if dir.is_dir() => {
+            return Err(Ownership::Foreign(format!(
+                "entries that cannot be listed ({e})"
+            )));
+        }
+        Err(_) => return Err(Ownership::Foreign("a file, not a directory".into())),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != LOCK_FILE)
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(Ownership::Vacant);
+    }
+    Ok(names)
+}
+
+/// Whose a directory other than a cluster's is: [`Ownership::Marked`] with `marker` in
+/// it, [`Ownership::Vacant`] missing or empty, [`Ownership::Foreign`] otherwise.
+pub(crate) fn marked_dir_ownership(dir: &Path, marker: &str) -> Ownership {
+    match marked_dir_entries(dir, marker) {
+        Ok(names) => Ownership::Foreign(list_some(&names)),
+        Err(ownership) => ownership,
+    }
+}
+
+/// The first few names, and how many more there are.
+pub(crate) fn list_some(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = match names.len().saturating_sub(shown.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!("{}{more}", shown.join(", "))
+}
+
 /// Creates `path` anew (a leftover is removed first) with mode 0600 from the start.
-fn create_private(path: &Path) -> Result<fs::File, PgError> {
+pub(crate) fn create_private(path: &Path) -> Result<fs::File, PgError> {
     let _ = fs::remove_file(path);
     fs::OpenOptions::new()
         .write(true)
@@ -808,7 +870,7 @@ fn create_private(path: &Path) -> Result<fs::File, PgError> {
 
 /// A new random password: 32 alphanumeric characters (about 190 bits), nothing to
 /// escape in a URL or a passfile.
-fn new_password() -> String {
+pub(crate) fn new_password() -> String {
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(32)
@@ -818,7 +880,7 @@ fn new_password() -> String {
 
 /// The SCRAM-SHA-256 verifier of `password` (what PostgreSQL stores): sent instead of
 /// the password itself, which then never reaches the server or its logs.
-fn scram_verifier(password: &str) -> String {
+pub(crate) fn scram_verifier(password: &str) -> String {
     postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
@@ -836,7 +898,7 @@ pub fn running_as_root() -> bool {
 }
 
 /// Runs a server program, through `runuser -u postgres` when `as_postgres`.
-fn run_pg(as_postgres: bool, cmd: &mut Command) -> Result<Output, PgError> {
+pub(crate) fn run_pg(as_postgres: bool, cmd: &mut Command) -> Result<Output, PgError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut actual = if as_postgres {
         let mut wrapped = Command::new("runuser");
@@ -858,7 +920,7 @@ fn run_pg(as_postgres: bool, cmd: &mut Command) -> Result<Output, PgError> {
         .map_err(|source| PgError::Spawn { program, source })
 }
 
-fn output_text(out: &Output) -> String {
+pub(crate) fn output_text(out: &Output) -> String {
     let mut s = String::from_utf8_lossy(&out.stderr).trim().to_string();
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !stdout.trim().is_empty() {
@@ -929,7 +991,7 @@ fn same_path(a: &Path, b: &Path) -> bool {
     canon(a) == canon(b)
 }
 
-fn postgres_user_ids() -> Option<(u32, u32)> {
+pub(crate) fn postgres_user_ids() -> Option<(u32, u32)> {
     let name = std::ffi::CString::new("postgres").ok()?;
     // SAFETY: getpwnam returns a pointer into static storage or null; we copy out
     // the two integers immediately.
@@ -943,7 +1005,25 @@ fn postgres_user_ids() -> Option<(u32, u32)> {
     }
 }
 
-fn dir_size(path: &Path) -> u64 {
+/// Hands a file or directory pgcalm wrote to the server's OS account (`postgres` when
+/// pgcalm runs as root), which must read it (a passfile) or write in it (a directory).
+pub(crate) fn give_to_server_account(path: &Path) -> Result<(), PgError> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let (uid, gid) = postgres_user_ids().ok_or_else(|| {
+        PgError::Unusable(
+            "running as root but there is no `postgres` user to run the server as\n  \
+             fix: install the server package (`apt-get install -y postgresql`), which creates it, \
+             or run pgcalm as an ordinary user"
+                .into(),
+        )
+    })?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(PgError::io("changing owner of", path))
+}
+
+pub(crate) fn dir_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return 0;
     };

@@ -232,6 +232,72 @@ pub enum PgError {
         source: tokio_postgres::Error,
     },
 
+    /// No PgBouncer binary (`pgcalm up --pooler`).
+    #[error(
+        "PgBouncer (pgbouncer) not found; searched: {searched}\n  fix: install the Debian \
+         package pgbouncer (`./dev.sh setup` installs it, or `apt-get install -y pgbouncer`), \
+         or point PGCALM_PGBOUNCER at the pgbouncer binary"
+    )]
+    PoolerNotFound {
+        /// The paths that were looked at, in order.
+        searched: String,
+    },
+
+    /// The standby started but does not stream from the primary.
+    #[error(
+        "the replica in {dir} (127.0.0.1:{port}) is not streaming from the primary after \
+         {waited_secs} s; the last lines of its log {log}:\n{log_tail}\n  fix: {fix}"
+    )]
+    ReplicaNotStreaming {
+        /// The replica's directory.
+        dir: PathBuf,
+        /// Its port.
+        port: u16,
+        /// How long pgcalm waited.
+        waited_secs: u64,
+        /// Its server log.
+        log: PathBuf,
+        /// The last lines of that log.
+        log_tail: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// The directory of a part beside the server (the replica, the pooler) holds
+    /// something pgcalm did not create.
+    #[error(
+        "refusing to {action} {path}: it was not created by pgcalm for the {part} (no \
+         {marker} file in it; it holds {found}); nothing was changed\n  fix: move it out of \
+         the way (pgcalm uses and deletes only what it created), then run the command again"
+    )]
+    ForeignPartDir {
+        /// "use" or "delete".
+        action: &'static str,
+        /// "replica" or "pooler".
+        part: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// The marker file pgcalm writes there.
+        marker: &'static str,
+        /// A few of its entries.
+        found: String,
+    },
+
+    /// The port a part (the replica, the pooler) listened on before is in use.
+    #[error(
+        "port {port} on 127.0.0.1, where the {part} listened before, is in use by another \
+         program\n  fix: stop that program, or delete {remembered_in} and the next `pgcalm up` \
+         picks a free port"
+    )]
+    PartPortTaken {
+        /// "replica" or "pooler".
+        part: &'static str,
+        /// The port.
+        port: u16,
+        /// The file that remembers it.
+        remembered_in: PathBuf,
+    },
+
     /// The table asked for does not exist.
     #[error(
         "table {0} does not exist\n  fix: check the name (schema-qualify it if it is not on the search_path)"
@@ -257,8 +323,13 @@ impl ConnectFailure {
         use tokio_postgres::error::SqlState;
         if let Some(db) = e.as_db_error() {
             let code = db.code();
+            // PgBouncer refuses a login with 08P01 and its own words
+            // ("SASL authentication failed", "password authentication failed").
+            let pooler_refused = *code == SqlState::PROTOCOL_VIOLATION
+                && db.message().contains("authentication failed");
             return if *code == SqlState::INVALID_PASSWORD
                 || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                || pooler_refused
             {
                 Self::AuthFailed
             } else {

@@ -1,9 +1,14 @@
 //! pgcalm-pg: everything that talks to PostgreSQL as a server.
 //!
 //! Owns:
-//! - [`binaries`]: finding `initdb` / `pg_ctl` (PG_BIN, pg_config, PATH, /usr/lib/postgresql).
+//! - [`binaries`]: finding `initdb` / `pg_ctl` (PG_BIN, pg_config, PATH, /usr/lib/postgresql)
+//!   and `pgbouncer` (PGCALM_PGBOUNCER, PATH, /usr/sbin).
 //! - [`cluster`]: the embedded cluster under `.pgcalm/` (initdb, start, stop, crash recovery;
 //!   password-only authentication, a marker for the directories it may delete, a lock).
+//! - [`replica`]: a streaming standby of that cluster (`pg_basebackup`, a replication
+//!   slot, a replication role with a password of its own), [`pooler`]: PgBouncer in front
+//!   of it in transaction pooling mode, [`topology`]: which of them `pgcalm up` runs,
+//!   stopping them all, their status.
 //! - [`target`]: a typed connection target (embedded or `DATABASE_URL`) whose display form
 //!   masks the password, and connections that surface server notices.
 //! - [`tls`]: libpq's `sslmode` / `sslrootcert` over rustls, the one connector every
@@ -31,11 +36,17 @@ pub mod binaries;
 pub mod catalog;
 pub mod cluster;
 pub mod error;
+pub mod pooler;
+pub mod replica;
 pub mod target;
 pub mod tls;
+pub mod topology;
 
 pub use binaries::PgBinaries;
 pub use cluster::{Cluster, ClusterOptions, ClusterStatus, CrashRecovery, Ownership, StartOutcome};
 pub use error::{ConnectFailure, PgError};
+pub use pooler::{Pooler, PoolerOptions, PoolerStart, PoolerStatus};
+pub use replica::{Replica, ReplicaCreated, ReplicaOptions, ReplicaRemoval, ReplicaStart};
 pub use target::{DEFAULT_DATABASE, Origin, Target, quote_ident};
 pub use tls::{SslMode, TlsConnector};
+pub use topology::{Parts, ReplicaState, ReplicaStatus, Stopped, Topology};

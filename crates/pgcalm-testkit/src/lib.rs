@@ -8,6 +8,10 @@
 //! A watchdog process also stops the server and deletes the directory if the test
 //! binary is killed outright (`kill -9`, timeouts), so no cluster outlives its tests.
 //!
+//! The production topology, for tests that need it: [`TestCluster::with_replica`] is a
+//! primary with a streaming replica, and [`TestPooler::start`] puts a PgBouncer in
+//! transaction pooling mode in front of any test cluster (see [`topology`]).
+//!
 //! ```no_run
 //! # async fn t() {
 //! let db = pgcalm_testkit::TestDb::new().await;
@@ -17,6 +21,9 @@
 //! ```
 
 pub mod tls;
+pub mod topology;
+
+pub use topology::TestPooler;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -117,14 +124,17 @@ impl TestCluster {
 }
 
 extern "C" fn stop_at_exit() {
+    topology::stop_poolers();
     let extra = EXTRA.lock().map(|e| e.clone()).unwrap_or_default();
     for tc in CLUSTER.get().into_iter().chain(extra) {
-        if let Some(pid) = tc.cluster.running_pid() {
+        let replica = tc.cluster.replica();
+        let postmasters = [replica.running_pid(), tc.cluster.running_pid()];
+        for pid in postmasters.into_iter().flatten() {
             // SIGQUIT = immediate shutdown: the data is thrown away anyway.
             // SAFETY: kill(2) on the postmaster we started.
             unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
             for _ in 0..200 {
-                if tc.cluster.running_pid().is_none() {
+                if replica.running_pid().is_none() && tc.cluster.running_pid().is_none() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -158,13 +168,16 @@ pub fn write_server_file(path: &Path, contents: &[u8]) {
     }
 }
 
-/// A shell loop that outlives a killed test binary just long enough to clean up.
+/// A shell loop that outlives a killed test binary just long enough to clean up: the
+/// postmaster, and the replica and poolers started later, found by their pid files.
 fn spawn_watchdog(dir: &Path, postmaster: u32) {
     let parent = std::process::id();
+    let dir = dir.display();
     let script = format!(
         "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; \
-         kill -QUIT {postmaster} 2>/dev/null; sleep 1; rm -rf '{}'",
-        dir.display()
+         for f in '{dir}'/*/pgbouncer.pid; do [ -f \"$f\" ] && kill -TERM $(cat \"$f\") 2>/dev/null; done; \
+         f='{dir}/cluster/replica/data/postmaster.pid'; [ -f \"$f\" ] && kill -QUIT $(head -1 \"$f\") 2>/dev/null; \
+         kill -QUIT {postmaster} 2>/dev/null; sleep 1; rm -rf '{dir}'"
     );
     // Its own process group: killing the test's group (a harness timeout, `kill -- -PGID`)
     // must not take the watchdog with it.
@@ -189,12 +202,17 @@ fn next_db_name() -> String {
 /// A fresh, empty database on the per-binary cluster.
 pub struct TestDb {
     target: Target,
+    url: String,
 }
 
 impl TestDb {
     /// Creates a new database named after this process and a counter.
     pub async fn new() -> TestDb {
-        let tc = TestCluster::get();
+        Self::on(TestCluster::get()).await
+    }
+
+    /// A new database on another test cluster (e.g. [`TestCluster::with_replica`]).
+    pub async fn on(tc: &TestCluster) -> TestDb {
         let name = next_db_name();
         let target = tc
             .cluster
@@ -204,7 +222,10 @@ impl TestDb {
             .ensure_database()
             .await
             .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
-        TestDb { target }
+        TestDb {
+            url: tc.url(&name),
+            target,
+        }
     }
 
     /// Connection target of this database.
@@ -219,7 +240,7 @@ impl TestDb {
 
     /// A URL for `DATABASE_URL` ([`TestCluster::url`] of this database).
     pub fn url(&self) -> String {
-        TestCluster::get().url(self.name())
+        self.url.clone()
     }
 
     /// A new connection that has run `sql` (e.g. `BEGIN; LOCK TABLE t IN SHARE MODE;`),

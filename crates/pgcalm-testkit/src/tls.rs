@@ -101,7 +101,7 @@ impl TlsCluster {
             .ensure_database()
             .await
             .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
-        TestDb { target }
+        TestDb { target, url }
     }
 
     /// `sslmode=verify-full&sslrootcert=<the right CA>`: the strictest way in.

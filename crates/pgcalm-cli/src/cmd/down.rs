@@ -1,4 +1,7 @@
-//! `pgcalm down [--volumes]`: the seed's `docker compose down [-v]`.
+//! `pgcalm down [--volumes]`: the seed's `docker compose down [-v]`, for the server and
+//! the replica and pooler `pgcalm up` started beside it.
+
+use pgcalm_pg::Pooler;
 
 use crate::context::Context;
 use crate::render;
@@ -6,8 +9,9 @@ use crate::render;
 /// Flags of `pgcalm down`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Also delete the cluster directory: data, password file, log, remembered port
-    /// (only a directory pgcalm created: it holds a PGCALM_CLUSTER file).
+    /// Also delete the cluster directory: data, password file, log, remembered port,
+    /// the replica and the pooler (only a directory pgcalm created: it holds a
+    /// PGCALM_CLUSTER file).
     #[arg(long, short = 'v')]
     pub volumes: bool,
 }
@@ -20,15 +24,23 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
              fix: unset DATABASE_URL to manage the embedded cluster"
         );
     };
-    let pid = cluster.running_pid();
     if args.volumes {
+        // `delete` refuses a directory that is not pgcalm's before it stops anything.
+        let running = [
+            ("PgBouncer", Pooler::of(&cluster).running_pid()),
+            ("the replica", cluster.replica().running_pid()),
+            ("PostgreSQL", cluster.running_pid()),
+        ];
         match cluster.delete()? {
             Some((path, bytes)) => {
-                if let Some(pid) = pid {
-                    println!("Stopped PostgreSQL (pid {pid})");
+                for (what, pid) in running {
+                    if let Some(pid) = pid {
+                        println!("Stopped {what} (pid {pid})");
+                    }
                 }
                 println!(
-                    "Deleted {} ({}: data directory, password file, server log, remembered port)",
+                    "Deleted {} ({}: data directory, password file, server log, remembered \
+                     port, replica and pooler)",
                     path.display(),
                     render::size(bytes as i64)
                 );
@@ -38,14 +50,21 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 cluster.root().display()
             ),
         }
-    } else if cluster.stop()? {
-        println!(
-            "Stopped PostgreSQL (pid {}); data kept in {}",
-            pid.unwrap_or_default(),
+        return Ok(());
+    }
+    let stopped = cluster.stop_all()?;
+    if let Some(pid) = stopped.pooler {
+        println!("Stopped PgBouncer (pid {pid})");
+    }
+    if let Some(pid) = stopped.replica {
+        println!("Stopped the replica (pid {pid})");
+    }
+    match stopped.primary {
+        Some(pid) => println!(
+            "Stopped PostgreSQL (pid {pid}); data kept in {}",
             cluster.data_dir().display()
-        );
-    } else {
-        println!("PostgreSQL in {} is not running", cluster.root().display());
+        ),
+        None => println!("PostgreSQL in {} is not running", cluster.root().display()),
     }
     Ok(())
 }

@@ -1,14 +1,19 @@
 //! `pgcalm status`: where the database is, whether it runs, its version, the
-//! migration state, and the connection URL (password masked unless asked). Exits 0 only
+//! migration state, and the connection URL (password masked unless asked); the replica
+//! and the pooler when `pgcalm up` set them up. Exits 0 only
 //! when pgcalm can use the server: 3 when the embedded server is not running (or not
 //! created), 1 when it cannot be used (connection refused, authentication failed, ...).
 
 use pgcalm_migrate::{MigrationStatus, Runner, State};
-use pgcalm_pg::{ConnectFailure, PgError};
+use pgcalm_pg::catalog::SlotInfo;
+use pgcalm_pg::replica::REPLICATION_SLOT;
+use pgcalm_pg::{
+    Cluster, ConnectFailure, PgError, Pooler, PoolerStatus, ReplicaState, ReplicaStatus, Topology,
+};
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::render::Exit;
+use crate::render::{self, Exit};
 
 /// Flags of `pgcalm status`.
 #[derive(Debug, clap::Args)]
@@ -102,6 +107,22 @@ pub struct StatusReport {
     pub problem: Option<String>,
     /// Migration state per app (when the server is reachable and migrations exist).
     pub migrations: Vec<AppMigrations>,
+    /// The replica `pgcalm up --replica` set up (embedded only).
+    pub replica: Option<WithUrl<ReplicaStatus>>,
+    /// The pooler `pgcalm up --pooler` set up (embedded only).
+    pub pooler: Option<WithUrl<PoolerStatus>>,
+    /// Replication slots no standby uses (each keeps WAL on the server's disk).
+    pub inactive_slots: Vec<SlotInfo>,
+}
+
+/// A part's status and its connection URL (password masked unless `--show-password`).
+#[derive(Debug, Serialize)]
+pub struct WithUrl<T> {
+    /// The status.
+    #[serde(flatten)]
+    pub status: T,
+    /// Its connection URL.
+    pub url: Option<String>,
 }
 
 /// Migration state of one app.
@@ -163,6 +184,7 @@ fn print_text(report: &StatusReport) {
     if let Some(p) = &report.problem {
         println!("Problem:  {p}");
     }
+    print_topology(report);
     for m in &report.migrations {
         let next = match m.pending.first() {
             Some(n) => format!("; next: {n}"),
@@ -179,6 +201,119 @@ fn print_text(report: &StatusReport) {
             println!("  ! {p}");
         }
     }
+}
+
+/// The replica, the pooler and idle slots, two lines each at most.
+fn print_topology(report: &StatusReport) {
+    const INDENT: &str = "          ";
+    if let Some(WithUrl { status: r, url }) = &report.replica {
+        let state = match r.pid {
+            Some(pid) => format!("{} (pid {pid})", r.state.label()),
+            None => r.state.label().to_string(),
+        };
+        let port = r
+            .port
+            .map(|p| format!(" on 127.0.0.1:{p}"))
+            .unwrap_or_default();
+        let role = r
+            .role
+            .as_deref()
+            .map(|r| format!(", {r}"))
+            .unwrap_or_default();
+        let lag = match (r.lag_bytes, r.lag_seconds) {
+            (Some(bytes), Some(secs)) => format!(", lag {} / {secs:.1} s", render::size(bytes)),
+            (Some(bytes), None) => format!(", lag {}", render::size(bytes)),
+            _ => String::new(),
+        };
+        println!("Replica:  {state}{port}{role}{lag}, slot {}", r.slot);
+        if let Some(url) = url {
+            println!("{INDENT}URL: {url}");
+        }
+        if let Some(p) = &r.problem {
+            println!("{INDENT}{p}");
+        }
+    }
+    if let Some(WithUrl { status: p, url }) = &report.pooler {
+        let state = match p.pid {
+            Some(pid) => format!("running (pid {pid})"),
+            None => "not running".to_string(),
+        };
+        let port = p
+            .port
+            .map(|p| format!(" on 127.0.0.1:{p}"))
+            .unwrap_or_default();
+        let mut what = Vec::new();
+        what.extend(p.version.clone());
+        what.extend(p.pool_mode.as_ref().map(|m| format!("pool_mode {m}")));
+        what.extend(p.pool_size.map(|s| format!("pool size {s}")));
+        let what = match what.is_empty() {
+            true => String::new(),
+            false => format!(": {}", what.join(", ")),
+        };
+        println!("Pooler:   {state}{port}{what}");
+        if p.pid.is_some() && p.problem.is_none() {
+            println!(
+                "{INDENT}clients {} active, {} waiting; servers {} active, {} idle",
+                p.total(|x| x.clients_active),
+                p.total(|x| x.clients_waiting),
+                p.total(|x| x.servers_active),
+                p.total(|x| x.servers_idle + x.servers_used)
+            );
+        }
+        if let Some(url) = url {
+            println!("{INDENT}URL: {url}");
+        }
+        if let Some(problem) = &p.problem {
+            println!("{INDENT}{problem}");
+        }
+    }
+    for slot in &report.inactive_slots {
+        let kept = slot
+            .retained_bytes
+            .map(|b| format!(" and keeps {} of WAL", render::size(b)))
+            .unwrap_or_default();
+        let replica_exists = report
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.status.state != ReplicaState::NotCreated);
+        let whose = match (slot.name == REPLICATION_SLOT, replica_exists) {
+            (true, true) => "the replica's, while it is not streaming".to_string(),
+            (true, false) => "left by a deleted replica; `pgcalm up` drops it".to_string(),
+            (false, _) => format!(
+                "not pgcalm's: SELECT pg_drop_replication_slot('{}') drops it if nothing needs it",
+                slot.name
+            ),
+        };
+        println!("Slot:     {} is inactive{kept} ({whose})", slot.name);
+    }
+}
+
+/// The replica's and the pooler's status, with their URLs.
+async fn collect_topology(
+    cluster: &Cluster,
+    dbname: &str,
+    show_password: bool,
+    report: &mut StatusReport,
+) {
+    let topology = Topology::collect(cluster).await;
+    let url = |target: Result<pgcalm_pg::Target, PgError>, with: Result<String, PgError>| {
+        let target = target.ok()?;
+        Some(match show_password {
+            true => with.unwrap_or_else(|_| target.masked_url()),
+            false => target.masked_url(),
+        })
+    };
+    let replica = cluster.replica();
+    report.replica = topology.replica.map(|status| WithUrl {
+        url: url(replica.target(dbname), replica.url(dbname)),
+        status,
+    });
+    let pooler = Pooler::of(cluster);
+    report.pooler = topology.pooler.map(|status| WithUrl {
+        url: url(pooler.target(cluster, dbname), pooler.url(cluster, dbname)),
+        status,
+    });
+    report.inactive_slots = topology.inactive_slots;
 }
 
 async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
@@ -199,6 +334,9 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
         tls: None,
         problem: None,
         migrations: Vec::new(),
+        replica: None,
+        pooler: None,
+        inactive_slots: Vec::new(),
     };
     if cluster.as_ref().is_some_and(|c| c.port().is_none()) {
         report.state = ServerState::NotCreated;
@@ -222,6 +360,9 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
         false => target.masked_url(),
     });
     report.sslmode = Some(target.ssl_mode().to_string());
+    if let Some(cluster) = &cluster {
+        collect_topology(cluster, target.dbname(), show_password, &mut report).await;
+    }
     if cluster.is_some() && report.pid.is_none() {
         report.state = ServerState::NotRunning;
         report.problem = Some("the embedded server is stopped; `pgcalm up` starts it".into());

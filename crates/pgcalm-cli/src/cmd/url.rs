@@ -1,15 +1,40 @@
 //! `pgcalm url`: the connection URL with its password, for scripts
-//! (`DATABASE_URL=$(pgcalm url)`); `status` shows it masked.
+//! (`DATABASE_URL=$(pgcalm url)`); `status` shows it masked. `--replica` / `--pooler`:
+//! the URL of the replica or through the pooler `pgcalm up` started.
+
+use pgcalm_pg::Pooler;
 
 use crate::context::Context;
 
 /// Flags of `pgcalm url`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The replica's URL (read only; `pgcalm up --replica`).
+    #[arg(long, conflicts_with = "pooler")]
+    pub replica: bool,
+    /// The URL through PgBouncer (`pgcalm up --pooler`).
+    #[arg(long)]
+    pub pooler: bool,
+}
 
 /// Prints the URL: the embedded cluster's (only for the user who can read its password
-/// file) or `DATABASE_URL` as given.
-pub async fn run(ctx: &Context, _args: Args) -> anyhow::Result<()> {
-    println!("{}", ctx.url_with_password()?);
+/// file) or `DATABASE_URL` as given; the replica's or the pooler's when asked.
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if !args.replica && !args.pooler {
+        println!("{}", ctx.url_with_password()?);
+        return Ok(());
+    }
+    let Some(cluster) = ctx.cluster() else {
+        anyhow::bail!(
+            "DATABASE_URL names an external server; pgcalm knows the replica and pooler of \
+             the embedded one only\n  fix: unset DATABASE_URL"
+        );
+    };
+    let dbname = ctx.target_unchecked()?.dbname().to_string();
+    let url = match args.replica {
+        true => cluster.replica().url(&dbname)?,
+        false => Pooler::of(&cluster).url(&cluster, &dbname)?,
+    };
+    println!("{url}");
     Ok(())
 }

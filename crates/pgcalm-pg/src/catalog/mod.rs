@@ -5,6 +5,7 @@ pub mod activity;
 pub mod monitor;
 pub mod progress;
 pub mod table;
+pub mod topology;
 pub mod trace;
 
 pub use activity::{
@@ -20,6 +21,10 @@ pub use progress::{
 pub use table::{
     ColumnInfo, ConstraintInfo, IndexInfo, RowCount, TableReport, column_sequence, describe_table,
     server_version,
+};
+pub use topology::{
+    PoolStats, ReplicaLag, SlotInfo, StandbyReplay, WalSender, replication_slots, standby_replay,
+    wal_senders,
 };
 pub use trace::{
     ColumnState, ConstraintState, IndexValidity, RelationLock, RelationState, SchemaSnapshot,
