@@ -6,23 +6,19 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::Token;
 use serde::Serialize;
 
-use crate::finding::{Finding, SeenBy, Severity};
+use crate::finding::{Finding, SeenBy};
 use crate::locks::{PgVersion, RelName, RelationLock, StatementLocks, Target, statement_locks};
+use crate::rule_id::RuleId;
 use crate::rules;
 use crate::split::{SourceStatement, Span};
 use crate::unit::{LintOptions, LintUnit, RuleSelection, UnitKind, UnitState};
 
-/// A lint rule: one per file under `rules/`, registered in [`rules::ALL`].
+/// A lint rule: one per file under `rules/`, registered in [`rules::ALL`]. What it is
+/// called, how bad it is and what it catches are its [`RuleId`]'s.
 #[derive(Debug)]
 pub struct Rule {
-    /// Kebab-case name, used in output, `-- pgcalm:ignore` and `[lint] disable`.
-    pub name: &'static str,
-    /// Error or warning.
-    pub severity: Severity,
-    /// One line for `docs` and `--list-rules`.
-    pub summary: &'static str,
-    /// On unless `[lint] disable` names it (off ones need `[lint] enable`).
-    pub default_on: bool,
+    /// Which rule.
+    pub id: RuleId,
     /// Looks at one statement; returns what is wrong with it (usually nothing).
     pub check: fn(&Cx<'_>) -> Vec<Violation>,
 }
@@ -30,8 +26,8 @@ pub struct Rule {
 impl Rule {
     /// Whether the selection runs this rule.
     pub fn is_enabled(&self, selection: &RuleSelection) -> bool {
-        selection.enable.contains(self.name)
-            || (self.default_on && !selection.disable.contains(self.name))
+        selection.enable.contains(&self.id)
+            || (self.id.info().default_on && !selection.disable.contains(&self.id))
     }
 }
 
@@ -202,9 +198,6 @@ pub struct LintResult {
     pub ignored: Vec<Ignored>,
 }
 
-/// The rule a malformed `-- pgcalm:ignore` directive is reported under.
-pub const INVALID_IGNORE: &str = "invalid-ignore";
-
 /// A unit walked one statement at a time: each statement's context (the lock table's
 /// answer and the state before it) for a visitor, then the state learns from it. The
 /// statements need not all be in memory at once (a big file is parsed as it is walked).
@@ -373,8 +366,8 @@ fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
     for d in &directives {
         if let Some(problem) = d.problem() {
             result.findings.push(Finding {
-                rule: INVALID_IGNORE,
-                severity: Severity::Error,
+                rule: RuleId::InvalidIgnore,
+                severity: RuleId::InvalidIgnore.severity(),
                 span: stmt.span,
                 statement: locks.label.clone(),
                 lock: None,
@@ -392,7 +385,7 @@ fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
     for rule in enabled {
         for v in (rule.check)(cx) {
             let finding = cx.finding(rule, v);
-            match directives.iter().find(|d| d.covers(rule.name)) {
+            match directives.iter().find(|d| d.covers(rule.id)) {
                 Some(d) => result.ignored.push(Ignored {
                     finding,
                     reason: d.reason.clone(),
@@ -417,8 +410,8 @@ impl Cx<'_> {
             t => t.to_string(),
         });
         Finding {
-            rule: rule.name,
-            severity: rule.severity,
+            rule: rule.id,
+            severity: rule.id.severity(),
             span: self.stmt.span,
             statement: self.locks.label.clone(),
             lock: lock.map(|l| l.mode),
@@ -440,8 +433,8 @@ struct IgnoreDirective {
 }
 
 impl IgnoreDirective {
-    fn covers(&self, rule: &str) -> bool {
-        !self.reason.is_empty() && self.rules.iter().any(|r| r == rule)
+    fn covers(&self, rule: RuleId) -> bool {
+        !self.reason.is_empty() && self.rules.iter().any(|r| r == rule.name())
     }
 
     /// Why the directive is not valid (`None` when it is).
@@ -449,11 +442,7 @@ impl IgnoreDirective {
         if self.rules.is_empty() {
             return Some("`-- pgcalm:ignore` names no rule".into());
         }
-        if let Some(unknown) = self
-            .rules
-            .iter()
-            .find(|r| !rules::ALL.iter().any(|k| k.name == r.as_str()))
-        {
+        if let Some(unknown) = self.rules.iter().find(|r| r.parse::<RuleId>().is_err()) {
             return Some(format!(
                 "`-- pgcalm:ignore` names an unknown rule `{unknown}`"
             ));
@@ -518,10 +507,10 @@ mod tests {
         )
         .unwrap();
         (
-            r.findings.iter().map(|f| f.rule).collect(),
+            r.findings.iter().map(|f| f.rule.name()).collect(),
             r.ignored
                 .iter()
-                .map(|i| (i.finding.rule, i.reason.clone()))
+                .map(|i| (i.finding.rule.name(), i.reason.clone()))
                 .collect(),
         )
     }

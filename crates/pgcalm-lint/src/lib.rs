@@ -16,12 +16,16 @@
 //!   tables created earlier in the unit; `-- pgcalm:ignore RULE reason` directives.
 //!
 //! ```
-//! use pgcalm_lint::{LintOptions, UnitKind, lint_sql};
+//! use pgcalm_lint::{LintOptions, RuleId, UnitKind, lint_sql};
 //!
 //! let sql = "CREATE INDEX large_email_email_idx ON large_email (email);";
 //! let result = lint_sql(sql, UnitKind::PlainSql, &LintOptions::default()).unwrap();
-//! let rules: Vec<&str> = result.findings.iter().map(|f| f.rule).collect();
-//! assert_eq!(rules, ["missing-lock-timeout", "require-concurrent-index-creation"]);
+//! let rules: Vec<RuleId> = result.findings.iter().map(|f| f.rule).collect();
+//! assert_eq!(
+//!     rules,
+//!     [RuleId::MissingLockTimeout, RuleId::RequireConcurrentIndexCreation]
+//! );
+//! assert_eq!(rules[1].name(), "require-concurrent-index-creation");
 //! ```
 //!
 //! Architecture invariant: no I/O, no printing, no database: the CLI renders the
@@ -34,20 +38,21 @@ pub mod docs;
 pub mod engine;
 pub mod finding;
 pub mod locks;
+pub mod rule_id;
 pub mod rules;
 pub mod split;
 pub mod unit;
 
 pub use engine::{
-    Cx, INVALID_IGNORE, Ignored, LintResult, Rule, StatementLockReport, UnitLinter, Violation,
-    deparse, lint_unit, lint_unit_from, state_after, statement_lock_reports,
-    statement_lock_reports_from,
+    Cx, Ignored, LintResult, Rule, StatementLockReport, UnitLinter, Violation, deparse, lint_unit,
+    lint_unit_from, state_after, statement_lock_reports, statement_lock_reports_from,
 };
 pub use finding::{Finding, SeenBy, Severity};
 pub use locks::{
     Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
     sql_statement_locks, statement_locks,
 };
+pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};
 pub use split::{
     LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, parse_first, parse_raw,
     split, split_unparsed, with_parse_stack,

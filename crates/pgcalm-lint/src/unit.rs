@@ -10,6 +10,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, Variab
 use serde::Serialize;
 
 use crate::locks::{LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target};
+use crate::rule_id::RuleId;
 use crate::split::{SourceStatement, SyntaxError, for_each_statement};
 
 /// Where a unit's statements come from, which decides the transaction model.
@@ -42,9 +43,9 @@ pub struct LintUnit<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RuleSelection {
     /// Rules switched off (`[lint] disable`).
-    pub disable: BTreeSet<String>,
+    pub disable: BTreeSet<RuleId>,
     /// Rules switched on, including ones off by default (`[lint] enable`).
-    pub enable: BTreeSet<String>,
+    pub enable: BTreeSet<RuleId>,
 }
 
 /// How to lint.
@@ -973,7 +974,7 @@ mod tests {
             .unwrap()
             .findings
             .iter()
-            .map(|f| f.rule)
+            .map(|f| f.rule.name())
             .collect()
     }
 

@@ -37,7 +37,7 @@ pub mod seed;
 pub mod tracer;
 
 pub use error::TraceError;
-pub use report::{Evidence, StatementReport, TraceReport, build_report, evidence_for};
+pub use report::{StatementReport, TraceReport, build_report};
 pub use scratch::{ScratchDb, Server};
 pub use script::{Script, ScriptStatement};
 pub use tracer::{StatementTrace, Trace, TraceOptions, trace};

@@ -1,8 +1,11 @@
-//! The rules, one per file. To add one: write `rules/<name>.rs` with a `pub static RULE:
-//! Rule` and its inline snapshot tests, then add its `mod` line and `&<name>::RULE` to
-//! [`ALL`] below (see /work/notes/lint_rules.md).
+//! The rules, one per file. To add one: give it a [`RuleId`] (its name, severity, hazard
+//! and trace evidence, in `rule_id.rs`), write `rules/<name>.rs` with a `pub static RULE:
+//! Rule` (the id and its check) and its inline snapshot tests, then add its `mod` line
+//! and `&<name>::RULE` to [`ALL`] below, in the id's place.
 
 use crate::engine::Rule;
+#[cfg(doc)]
+use crate::rule_id::RuleId;
 
 mod adding_exclusion_constraint;
 mod adding_field_with_volatile_default;
@@ -62,11 +65,6 @@ pub static ALL: &[&Rule] = &[
     &prefer_jsonb::RULE,
     &reindex_non_concurrent::RULE,
 ];
-
-/// A rule by name.
-pub fn by_name(name: &str) -> Option<&'static Rule> {
-    ALL.iter().copied().find(|r| r.name == name)
-}
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
 /// rows): updating them is not a backfill.
@@ -322,7 +320,7 @@ pub(crate) mod test_support {
             .expect("test SQL parses")
             .findings
             .iter()
-            .filter(|f| f.rule == rule)
+            .filter(|f| f.rule.name() == rule)
             .map(|f| f.span.line)
             .collect()
     }
@@ -330,7 +328,7 @@ pub(crate) mod test_support {
     /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix must
     /// be right where the SQL runs ([`super::fix_check`]).
     pub fn check_with(rule: &str, sql: &str, kind: UnitKind, options: &LintOptions) -> String {
-        assert!(super::by_name(rule).is_some(), "unknown rule {rule}");
+        let rule: crate::RuleId = rule.parse().expect("a rule's name");
         let result = lint_sql(sql, kind, options).expect("test SQL parses");
         let mut out = String::new();
         for f in result.findings.iter().filter(|f| f.rule == rule) {
@@ -350,12 +348,12 @@ pub(crate) mod test_support {
                     .findings
                     .iter()
                     .filter(|g| g.span.start == f.span.start)
-                    .map(|g| g.rule)
+                    .map(|g| g.rule.name())
                     .collect();
                 let problems = super::fix_check::fix_problems(
                     sql,
                     f.span.range(),
-                    rule,
+                    rule.name(),
                     fix,
                     &original,
                     |text| {
@@ -379,5 +377,16 @@ pub(crate) mod test_support {
             }
         }
         if out.is_empty() { "ok".into() } else { out }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rule_id::RuleId;
+
+    #[test]
+    fn every_rule_id_has_its_check_in_all_in_the_same_order() {
+        let registered: Vec<RuleId> = super::ALL.iter().map(|r| r.id).collect();
+        assert_eq!(registered, RuleId::rules().collect::<Vec<_>>());
     }
 }
