@@ -219,7 +219,7 @@ pub fn locks_markdown() -> String {
     let _ = writeln!(
         out,
         "# Locks taken by schema changes\n\n\
-         Generated from pgcalm's lock table (`crates/pgcalm-lint/src/locks.rs`), the one \
+         Generated from pgcalm's lock table (`crates/pgcalm-lint/src/locks/`), the one \
          definition that `pgcalm lint`, `pgcalm trace` and `pgcalm migrate --plan` use; a test \
          fails when this file is out of date (`PGCALM_UPDATE_DOCS=1 cargo test -p pgcalm-lint \
          --test docs` rewrites it).\n\n\

@@ -417,7 +417,7 @@ fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Find
         RuleId::LockTableMismatch,
         None,
         problems.join("; "),
-        "pgcalm's lock table (crates/pgcalm-lint/src/locks.rs) disagrees with the server: report it; trust the traced lock",
+        "pgcalm's lock table (crates/pgcalm-lint/src/locks/) disagrees with the server: report it; trust the traced lock",
     ))
 }
 
