@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::locks::{Effect, PgVersion, StatementLocks, statement_locks};
 
 /// One statement form per row: what it is and an example.
-pub const EXAMPLES: &[(&str, &str)] = &[
+pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("CREATE INDEX", "CREATE INDEX i ON t (c)"),
     (
         "CREATE INDEX CONCURRENTLY",

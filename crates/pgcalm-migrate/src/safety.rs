@@ -161,8 +161,7 @@ fn lint_units(
                 if transaction_control.is_none()
                     && let Some(node @ NodeEnum::TransactionStmt(_)) = &s.node
                 {
-                    transaction_control =
-                        Some((s.span.line, pgcalm_lint::locks::statement_label(node)));
+                    transaction_control = Some((s.span.line, pgcalm_lint::statement_label(node)));
                 }
                 linter.statement(&s);
             });

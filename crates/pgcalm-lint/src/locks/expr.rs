@@ -8,7 +8,7 @@ use super::constraints;
 
 /// How an expression's value varies, as far as the parse tree tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Volatility {
+pub(crate) enum Volatility {
     /// Constants, immutable and stable built-ins (`now()`, `CURRENT_TIMESTAMP`).
     Stable,
     /// A function pgcalm does not know (a user function, an extension's).
@@ -71,7 +71,7 @@ const STABLE_FUNCTIONS: &[&str] = &[
 ];
 
 /// The volatility of an expression: the worst of its parts.
-pub fn volatility(expr: &pg_query::Node) -> Volatility {
+pub(crate) fn volatility(expr: &pg_query::Node) -> Volatility {
     let Some(node) = expr.node.as_ref() else {
         return Volatility::Stable;
     };
@@ -139,7 +139,7 @@ pub(super) fn is_null_const(expr: &pg_query::Node) -> bool {
 
 /// `serial`, `bigserial`, `smallserial` (and `serial4`/`serial8`/`serial2`): an
 /// implicit sequence default, filled into every existing row.
-pub fn is_serial_type(t: &pg_query::protobuf::TypeName) -> bool {
+pub(crate) fn is_serial_type(t: &pg_query::protobuf::TypeName) -> bool {
     let name = t.names.last().and_then(|n| match &n.node {
         Some(NodeEnum::String(s)) => Some(s.sval.to_ascii_lowercase()),
         _ => None,
@@ -152,7 +152,7 @@ pub fn is_serial_type(t: &pg_query::protobuf::TypeName) -> bool {
 
 /// A column definition with a `DEFAULT` (even `DEFAULT NULL`: PostgreSQL then validates
 /// a new column's foreign key).
-pub fn has_default(col: &pg_query::protobuf::ColumnDef) -> bool {
+pub(crate) fn has_default(col: &pg_query::protobuf::ColumnDef) -> bool {
     col.raw_default.is_some()
         || constraints(&col.constraints).any(|c| c.contype == ConstrType::ConstrDefault as i32)
 }

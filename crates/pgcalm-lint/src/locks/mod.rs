@@ -37,7 +37,7 @@ mod mode;
 mod relation;
 
 pub use answer::{Condition, Effect, RelationLock, StatementLocks};
-pub use expr::{Volatility, has_default, is_serial_type, volatility};
+pub(crate) use expr::{Volatility, has_default, is_serial_type, volatility};
 pub use label::statement_label;
 pub use mode::{Blocks, LockMode};
 pub use relation::{RelName, Target};

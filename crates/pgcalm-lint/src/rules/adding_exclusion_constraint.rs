@@ -10,7 +10,7 @@ use crate::rules::added_constraint;
 use crate::rules::alter_existing_table;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::AddingExclusionConstraint,
     check,
 };

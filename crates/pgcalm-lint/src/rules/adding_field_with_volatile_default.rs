@@ -16,7 +16,7 @@ use crate::rules::recipe::{
 use crate::rules::{ident, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::AddingFieldWithVolatileDefault,
     check,
 };

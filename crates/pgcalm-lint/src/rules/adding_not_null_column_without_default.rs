@@ -15,7 +15,7 @@ use crate::rules::recipe::{
 use crate::rules::{alter_table_cmds, ident, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::AddingNotNullColumnWithoutDefault,
     check,
 };

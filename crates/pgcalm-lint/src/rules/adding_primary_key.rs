@@ -6,7 +6,7 @@ use crate::rule_id::RuleId;
 use crate::rules::unique_like::{KeyKind, check_key};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::AddingPrimaryKey,
     check,
 };

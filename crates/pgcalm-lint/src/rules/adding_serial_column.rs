@@ -16,7 +16,7 @@ use crate::rules::{ident, rel};
 use crate::unit::type_name;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::AddingSerialColumn,
     check,
 };

@@ -12,7 +12,7 @@ use crate::rules::recipe::{
 };
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::AddingStoredGeneratedColumn,
     check,
 };

@@ -14,7 +14,7 @@ use crate::rules::is_bookkeeping_table;
 use crate::unit::UnitKind;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::BackfillInDdlTransaction,
     check,
 };

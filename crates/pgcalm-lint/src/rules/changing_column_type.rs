@@ -27,7 +27,7 @@ use crate::rules::{alter_existing_table, ident, rel};
 use crate::unit::{string_list, type_name};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::ChangingColumnType,
     check,
 };

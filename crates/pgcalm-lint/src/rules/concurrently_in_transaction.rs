@@ -9,7 +9,7 @@ use crate::rule_id::RuleId;
 use crate::unit::UnitKind;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::ConcurrentlyInTransaction,
     check,
 };

@@ -19,7 +19,7 @@ use crate::rules::{added_constraint, alter_existing_table, ident, rel};
 use crate::unit::string_list;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::ConstraintMissingNotValid,
     check,
 };

@@ -16,7 +16,7 @@ use crate::rules::recipe::{and_list, column_def};
 use crate::rules::{alter_existing_table, alter_table_cmds, later_in_transaction};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::DroppingColumn,
     check,
 };

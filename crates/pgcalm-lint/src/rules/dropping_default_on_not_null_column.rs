@@ -18,7 +18,7 @@ use crate::rules::alter_existing_table;
 use crate::rules::recipe::{and_list, column_def, declared_not_null};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::DroppingDefaultOnNotNullColumn,
     check,
 };

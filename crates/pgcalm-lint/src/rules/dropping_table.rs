@@ -16,7 +16,7 @@ use crate::rules::later_in_transaction;
 use crate::rules::recipe::and_list;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::DroppingTable,
     check,
 };

@@ -15,7 +15,7 @@ use crate::engine::{Cx, Rule, Violation};
 use crate::rule_id::RuleId;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::MissingLockTimeout,
     check,
 };

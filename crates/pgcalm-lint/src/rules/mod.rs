@@ -38,7 +38,7 @@ mod unbatched_backfill;
 mod unique_like;
 
 /// Every rule, in the order their findings are listed for one statement.
-pub static ALL: &[&Rule] = &[
+pub(crate) static ALL: &[&Rule] = &[
     &missing_lock_timeout::RULE,
     &require_concurrent_index_creation::RULE,
     &require_concurrent_index_deletion::RULE,
@@ -158,7 +158,7 @@ pub(crate) fn not_null_check_recipe(
 /// The text after this statement up to the end of its transaction: the first COMMIT,
 /// ROLLBACK, END or ABORT, or the next migration section marker. Found by scanning a
 /// window that grows from 4 KB, so a long file is not re-read for every rename.
-fn rest_of_transaction<'a>(cx: &crate::Cx<'a>) -> &'a str {
+fn rest_of_transaction<'a>(cx: &crate::engine::Cx<'a>) -> &'a str {
     let rest = &cx.source[cx.stmt.span.end..];
     let mut window = 4096;
     loop {
@@ -204,7 +204,7 @@ fn rest_of_transaction<'a>(cx: &crate::Cx<'a>) -> &'a str {
 /// or when the rest does not parse). Parses only when a rule asks, for the few statements
 /// whose verdict depends on what follows (a view over a renamed table, a dropped column
 /// added back).
-pub(crate) fn later_in_transaction(cx: &crate::Cx<'_>) -> Vec<pg_query::NodeEnum> {
+pub(crate) fn later_in_transaction(cx: &crate::engine::Cx<'_>) -> Vec<pg_query::NodeEnum> {
     if !cx.state.in_transaction {
         return Vec::new();
     }
@@ -254,7 +254,7 @@ pub(crate) type AlterCmds<'a> = Vec<(
 /// subcommands and the statement's lock on it (`None` for other statements and for
 /// tables created earlier in the unit).
 pub(crate) fn alter_existing_table<'a>(
-    cx: &crate::Cx<'a>,
+    cx: &crate::engine::Cx<'a>,
 ) -> Option<(crate::RelName, AlterCmds<'a>, &'a crate::RelationLock)> {
     let (table, cmds) = alter_table_cmds(cx.node)?;
     let lock = cx.existing_lock_on(&table)?;
@@ -279,12 +279,12 @@ pub(crate) mod test_support {
     use crate::{LintOptions, PgVersion, UnitKind, lint_sql};
 
     /// Plain SQL at the default version: only `rule`'s findings, rendered.
-    pub fn check(rule: &str, sql: &str) -> String {
+    pub(crate) fn check(rule: &str, sql: &str) -> String {
         check_with(rule, sql, UnitKind::PlainSql, &LintOptions::default())
     }
 
     /// A transactional pgcalm migration section.
-    pub fn check_migration(rule: &str, sql: &str, transaction: bool) -> String {
+    pub(crate) fn check_migration(rule: &str, sql: &str, transaction: bool) -> String {
         check_with(
             rule,
             sql,
@@ -294,7 +294,7 @@ pub(crate) mod test_support {
     }
 
     /// Plain SQL on another PostgreSQL version.
-    pub fn check_pg(rule: &str, sql: &str, major: u32) -> String {
+    pub(crate) fn check_pg(rule: &str, sql: &str, major: u32) -> String {
         let options = LintOptions {
             pg_version: PgVersion(major),
             ..LintOptions::default()
@@ -303,7 +303,7 @@ pub(crate) mod test_support {
     }
 
     /// Plain SQL with the existing tables of a schema (`--schema`).
-    pub fn check_schema(rule: &str, schema: &str, sql: &str) -> String {
+    pub(crate) fn check_schema(rule: &str, schema: &str, sql: &str) -> String {
         let options = LintOptions {
             schema: Some(std::sync::Arc::new(
                 crate::Schema::from_sql(schema).expect("test schema parses"),
@@ -315,7 +315,7 @@ pub(crate) mod test_support {
 
     /// The lines `rule` flags in plain SQL (for cases whose message is snapshotted once
     /// elsewhere).
-    pub fn lines(rule: &str, sql: &str) -> Vec<usize> {
+    pub(crate) fn lines(rule: &str, sql: &str) -> Vec<usize> {
         lint_sql(sql, UnitKind::PlainSql, &LintOptions::default())
             .expect("test SQL parses")
             .findings
@@ -327,7 +327,12 @@ pub(crate) mod test_support {
 
     /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix must
     /// be right where the SQL runs ([`super::fix_check`]).
-    pub fn check_with(rule: &str, sql: &str, kind: UnitKind, options: &LintOptions) -> String {
+    pub(crate) fn check_with(
+        rule: &str,
+        sql: &str,
+        kind: UnitKind,
+        options: &LintOptions,
+    ) -> String {
         let rule: crate::RuleId = rule.parse().expect("a rule's name");
         let result = lint_sql(sql, kind, options).expect("test SQL parses");
         let mut out = String::new();

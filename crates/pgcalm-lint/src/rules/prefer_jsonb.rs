@@ -11,7 +11,7 @@ use crate::rule_id::RuleId;
 use crate::unit::string_list;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::PreferJsonb,
     check,
 };

@@ -12,7 +12,7 @@ use crate::rules::recipe::{Fix, in_a_later_transaction};
 use crate::rules::{added_constraint, alter_existing_table, not_null_check_recipe};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::PrimaryKeyUsingIndexNullable,
     check,
 };

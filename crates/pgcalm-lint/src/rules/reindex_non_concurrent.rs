@@ -12,7 +12,7 @@ use crate::rule_id::RuleId;
 use crate::rules::recipe::outside_this_transaction;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::ReindexNonConcurrent,
     check,
 };

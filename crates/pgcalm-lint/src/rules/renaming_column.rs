@@ -10,7 +10,7 @@ use crate::locks::RelName;
 use crate::rule_id::RuleId;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::RenamingColumn,
     check,
 };

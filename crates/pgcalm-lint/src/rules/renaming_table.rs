@@ -12,7 +12,7 @@ use crate::rule_id::RuleId;
 use crate::rules::{later_in_transaction, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::RenamingTable,
     check,
 };

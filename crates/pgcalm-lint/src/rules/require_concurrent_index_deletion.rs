@@ -17,7 +17,7 @@ use crate::rules::recipe::outside_this_transaction;
 use crate::rules::rel;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::RequireConcurrentIndexDeletion,
     check,
 };

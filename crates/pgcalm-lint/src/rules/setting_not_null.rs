@@ -14,7 +14,7 @@ use crate::rules::recipe::{Fix, and_list, edited_alter, in_a_later_transaction};
 use crate::rules::{alter_existing_table, ident, not_null_check_recipe, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::SettingNotNull,
     check,
 };

@@ -13,7 +13,7 @@ use crate::rule_id::RuleId;
 use crate::rules::alter_existing_table;
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::TableRewriteCommand,
     check,
 };

@@ -23,7 +23,7 @@ use crate::rules::recipe::{
 use crate::rules::{ident, is_bookkeeping_table};
 
 /// The rule.
-pub static RULE: Rule = Rule {
+pub(super) static RULE: Rule = Rule {
     id: RuleId::UnbatchedBackfill,
     check,
 };
