@@ -121,7 +121,7 @@ thread_local! {
     static ON_PARSE_STACK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` on a thread with a [`PARSE_STACK_BYTES`] stack, or right here when this
+/// Runs `f` on a thread with a 256 MB stack (`PARSE_STACK_BYTES`), or right here when this
 /// thread is one already: decoding a deep tree overflows the 2 MB of an ordinary thread
 /// (a tokio worker, a test). If no such thread can be created (no memory for its
 /// stack), `f` runs here.
