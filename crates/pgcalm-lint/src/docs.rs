@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::locks::{Effect, PgVersion, StatementLocks, statement_locks};
 
 /// One statement form per row: what it is and an example.
-pub const EXAMPLES: &[(&str, &str)] = &[
+pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("CREATE INDEX", "CREATE INDEX i ON t (c)"),
     (
         "CREATE INDEX CONCURRENTLY",
@@ -219,7 +219,7 @@ pub fn locks_markdown() -> String {
     let _ = writeln!(
         out,
         "# Locks taken by schema changes\n\n\
-         Generated from pgcalm's lock table (`crates/pgcalm-lint/src/locks.rs`), the one \
+         Generated from pgcalm's lock table (`crates/pgcalm-lint/src/locks/`), the one \
          definition that `pgcalm lint`, `pgcalm trace` and `pgcalm migrate --plan` use; a test \
          fails when this file is out of date (`PGCALM_UPDATE_DOCS=1 cargo test -p pgcalm-lint \
          --test docs` rewrites it).\n\n\
@@ -306,7 +306,6 @@ pub fn locks_markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locks::LockMode;
 
     #[test]
     fn every_example_parses_to_one_statement_with_a_label() {
@@ -314,78 +313,5 @@ mod tests {
             let locks = locks_of(sql, PgVersion::DEFAULT);
             assert!(!locks.label.is_empty(), "{form}");
         }
-    }
-
-    #[test]
-    fn version_facts() {
-        let default = |v| locks_of("ALTER TABLE t ADD COLUMN c int DEFAULT 0", PgVersion(v));
-        assert_eq!(default(10).locks[0].rewrite, Effect::Yes);
-        assert_eq!(default(11).locks[0].rewrite, Effect::No);
-        let not_null = |v| locks_of("ALTER TABLE t ALTER COLUMN c SET NOT NULL", PgVersion(v));
-        assert_eq!(not_null(11).locks[0].scan, Effect::Yes);
-        assert!(matches!(not_null(12).locks[0].scan, Effect::Unless(_)));
-        let attach = |v| {
-            locks_of(
-                "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)",
-                PgVersion(v),
-            )
-            .on_table(&crate::RelName {
-                schema: None,
-                name: "t".into(),
-            })
-            .map(|l| l.mode)
-        };
-        assert_eq!(attach(11), Some(LockMode::AccessExclusive));
-        assert_eq!(attach(12), Some(LockMode::ShareUpdateExclusive));
-        assert!(locks_of("ALTER TYPE e ADD VALUE 'x'", PgVersion(11)).outside_transaction);
-        assert!(!locks_of("ALTER TYPE e ADD VALUE 'x'", PgVersion(12)).outside_transaction);
-    }
-
-    #[test]
-    fn conflict_matrix_is_symmetric_and_names_reads_and_writes() {
-        for a in LockMode::ALL {
-            for b in LockMode::ALL {
-                assert_eq!(a.conflicts_with(b), b.conflicts_with(a), "{a} {b}");
-            }
-            assert_eq!(LockMode::from_name(a.pg_locks_name()), Some(a));
-        }
-        let blocking: Vec<(LockMode, bool, bool)> = LockMode::ALL
-            .into_iter()
-            .map(|m| (m, m.blocks().reads, m.blocks().writes))
-            .collect();
-        use LockMode::*;
-        assert_eq!(
-            blocking,
-            [
-                (AccessShare, false, false),
-                (RowShare, false, false),
-                (RowExclusive, false, false),
-                (ShareUpdateExclusive, false, false),
-                (Share, false, true),
-                (ShareRowExclusive, false, true),
-                (Exclusive, false, true),
-                (AccessExclusive, true, true),
-            ]
-        );
-    }
-
-    #[test]
-    fn multi_command_alter_takes_the_strictest_lock() {
-        let l = locks_of(
-            "ALTER TABLE t ALTER COLUMN a SET STATISTICS 100, ADD COLUMN c int",
-            PgVersion::DEFAULT,
-        );
-        assert_eq!(l.locks.len(), 1);
-        assert_eq!(l.locks[0].mode, LockMode::AccessExclusive);
-        let fk = locks_of(
-            "ALTER TABLE t ADD CONSTRAINT k FOREIGN KEY (c) REFERENCES p (id)",
-            PgVersion::DEFAULT,
-        );
-        let modes: Vec<String> = fk
-            .locks
-            .iter()
-            .map(|l| format!("{} {}", l.target, l.mode))
-            .collect();
-        assert_eq!(modes, ["t SHARE ROW EXCLUSIVE", "p SHARE ROW EXCLUSIVE"]);
     }
 }

@@ -1,4 +1,4 @@
-//! The rule engine: walks a [`LintUnit`]'s statements in order, asks every enabled
+//! The rule engine: walks a unit's statements in order ([`UnitLinter`]), asks every enabled
 //! [`Rule`] about each one (with the lock table's answer and what the unit did before),
 //! applies `-- pgcalm:ignore` directives, and returns [`Finding`]s.
 
@@ -6,38 +6,34 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::Token;
 use serde::Serialize;
 
-use crate::finding::{Finding, SeenBy, Severity};
+use crate::finding::{Finding, SeenBy};
 use crate::locks::{PgVersion, RelName, RelationLock, StatementLocks, Target, statement_locks};
+use crate::rule_id::RuleId;
 use crate::rules;
 use crate::split::{SourceStatement, Span};
-use crate::unit::{LintOptions, LintUnit, RuleSelection, UnitKind, UnitState};
+use crate::unit::{LintOptions, RuleSelection, UnitKind, UnitState};
 
-/// A lint rule: one per file under `rules/`, registered in [`rules::ALL`].
+/// A lint rule: one per file under `rules/`, registered in [`rules::ALL`]. What it is
+/// called, how bad it is and what it catches are its [`RuleId`]'s.
 #[derive(Debug)]
-pub struct Rule {
-    /// Kebab-case name, used in output, `-- pgcalm:ignore` and `[lint] disable`.
-    pub name: &'static str,
-    /// Error or warning.
-    pub severity: Severity,
-    /// One line for `docs` and `--list-rules`.
-    pub summary: &'static str,
-    /// On unless `[lint] disable` names it (off ones need `[lint] enable`).
-    pub default_on: bool,
+pub(crate) struct Rule {
+    /// Which rule.
+    pub id: RuleId,
     /// Looks at one statement; returns what is wrong with it (usually nothing).
     pub check: fn(&Cx<'_>) -> Vec<Violation>,
 }
 
 impl Rule {
     /// Whether the selection runs this rule.
-    pub fn is_enabled(&self, selection: &RuleSelection) -> bool {
-        selection.enable.contains(self.name)
-            || (self.default_on && !selection.disable.contains(self.name))
+    pub(crate) fn is_enabled(&self, selection: &RuleSelection) -> bool {
+        selection.enable.contains(&self.id)
+            || (self.id.info().default_on && !selection.disable.contains(&self.id))
     }
 }
 
 /// What a rule reports; the engine adds the rule name, span and lock.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violation {
+pub(crate) struct Violation {
     /// What is wrong.
     pub message: String,
     /// The safe recipe.
@@ -51,7 +47,7 @@ pub struct Violation {
 
 impl Violation {
     /// A violation with a message.
-    pub fn new(message: impl Into<String>) -> Violation {
+    pub(crate) fn new(message: impl Into<String>) -> Violation {
         Violation {
             message: message.into(),
             ..Violation::default()
@@ -59,19 +55,19 @@ impl Violation {
     }
 
     /// The safe recipe.
-    pub fn help(mut self, help: impl Into<String>) -> Violation {
+    pub(crate) fn help(mut self, help: impl Into<String>) -> Violation {
         self.help = help.into();
         self
     }
 
     /// The rewritten SQL.
-    pub fn fix(mut self, sql: impl Into<String>) -> Violation {
+    pub(crate) fn fix(mut self, sql: impl Into<String>) -> Violation {
         self.fix_sql = Some(sql.into());
         self
     }
 
     /// The lock that makes it risky.
-    pub fn lock(mut self, lock: &RelationLock) -> Violation {
+    pub(crate) fn lock(mut self, lock: &RelationLock) -> Violation {
         self.lock = Some(lock.clone());
         self
     }
@@ -79,7 +75,7 @@ impl Violation {
 
 /// Everything a rule may look at for one statement.
 #[derive(Debug)]
-pub struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     /// The unit's source text.
     pub source: &'a str,
     /// The statement.
@@ -98,27 +94,27 @@ pub struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     /// The statement's SQL text (no trailing `;`).
-    pub fn sql(&self) -> &'a str {
+    pub(crate) fn sql(&self) -> &'a str {
         self.stmt.sql(self.source)
     }
 
     /// The target PostgreSQL version.
-    pub fn pg(&self) -> PgVersion {
+    pub(crate) fn pg(&self) -> PgVersion {
         self.options.pg_version
     }
 
     /// A table created earlier in this unit (its locks block no one).
-    pub fn is_new_table(&self, table: &RelName) -> bool {
+    pub(crate) fn is_new_table(&self, table: &RelName) -> bool {
         self.state.is_new_table(table)
     }
 
     /// A pgcalm migration section (the runner sets lock_timeout and the transaction).
-    pub fn is_migration(&self) -> bool {
+    pub(crate) fn is_migration(&self) -> bool {
         matches!(self.kind, UnitKind::Migration { .. })
     }
 
     /// This statement's locks on relations that existed before the unit.
-    pub fn existing_locks(&self) -> impl Iterator<Item = &'a RelationLock> + '_ {
+    pub(crate) fn existing_locks(&self) -> impl Iterator<Item = &'a RelationLock> + '_ {
         self.locks
             .locks
             .iter()
@@ -126,38 +122,30 @@ impl<'a> Cx<'a> {
     }
 
     /// The strongest of [`Cx::existing_locks`].
-    pub fn strongest_existing_lock(&self) -> Option<&'a RelationLock> {
+    pub(crate) fn strongest_existing_lock(&self) -> Option<&'a RelationLock> {
         self.existing_locks().max_by_key(|l| l.mode)
     }
 
     /// The lock on a table, if it existed before the unit.
-    pub fn existing_lock_on(&self, table: &RelName) -> Option<&'a RelationLock> {
+    pub(crate) fn existing_lock_on(&self, table: &RelName) -> Option<&'a RelationLock> {
         self.locks
             .on_table(table)
             .filter(|_| !self.is_new_table(table))
     }
 
     /// Byte offset (into [`Cx::sql`]) of the first token of the given kind.
-    pub fn token_offset(&self, token: Token) -> Option<usize> {
+    pub(crate) fn token_offset(&self, token: Token) -> Option<usize> {
         pg_query::scan_tokens(self.sql())
             .ok()?
             .into_iter()
             .find(|t| t.token == token as i32)
             .map(|t| t.start as usize)
     }
-
-    /// The statement with `text` inserted before the first token of `token` kind:
-    /// `insert_before(Token::On, "CONCURRENTLY ")`.
-    pub fn insert_before(&self, token: Token, text: &str) -> Option<String> {
-        let at = self.token_offset(token)?;
-        let sql = self.sql();
-        Some(format!("{}{text}{};", &sql[..at], &sql[at..]))
-    }
 }
 
 /// SQL for a parse tree (PostgreSQL's own deparser): fixes that change a node, then
 /// print it.
-pub fn deparse(node: NodeEnum) -> Option<String> {
+pub(crate) fn deparse(node: NodeEnum) -> Option<String> {
     use pg_query::protobuf::{ParseResult, RawStmt};
     let tree = ParseResult {
         version: 0,
@@ -202,9 +190,6 @@ pub struct LintResult {
     pub ignored: Vec<Ignored>,
 }
 
-/// The rule a malformed `-- pgcalm:ignore` directive is reported under.
-pub const INVALID_IGNORE: &str = "invalid-ignore";
-
 /// A unit walked one statement at a time: each statement's context (the lock table's
 /// answer and the state before it) for a visitor, then the state learns from it. The
 /// statements need not all be in memory at once (a big file is parsed as it is walked).
@@ -232,51 +217,6 @@ impl UnitWalk<'_> {
     }
 }
 
-/// Walks a unit's statements in order, giving `visit` each statement's context.
-fn walk(
-    unit: &LintUnit<'_>,
-    options: &LintOptions,
-    state: UnitState,
-    mut visit: impl FnMut(&Cx<'_>),
-) -> UnitState {
-    let mut walk = UnitWalk {
-        source: unit.source,
-        kind: unit.kind,
-        options,
-        state,
-    };
-    for stmt in unit.statements {
-        walk.statement(stmt, &mut visit);
-    }
-    walk.state
-}
-
-/// What lint knows after a unit: e.g. the tables an up section creates, which its
-/// down section may drop as new ones ([`UnitState::adopt_new_tables`]).
-pub fn state_after(unit: &LintUnit<'_>, options: &LintOptions) -> UnitState {
-    walk(unit, options, UnitState::new(unit.kind, options), |_| {})
-}
-
-/// Each statement of a unit with its locks on relations that existed before the unit
-/// (what `pgcalm lint --locks` and `--plan` show).
-pub fn statement_lock_reports(
-    unit: &LintUnit<'_>,
-    options: &LintOptions,
-) -> Vec<StatementLockReport> {
-    statement_lock_reports_from(unit, options, UnitState::new(unit.kind, options))
-}
-
-/// [`statement_lock_reports`] starting from a given state.
-pub fn statement_lock_reports_from(
-    unit: &LintUnit<'_>,
-    options: &LintOptions,
-    state: UnitState,
-) -> Vec<StatementLockReport> {
-    let mut out = Vec::new();
-    walk(unit, options, state, |cx| out.push(lock_report(cx)));
-    out
-}
-
 fn lock_report(cx: &Cx<'_>) -> StatementLockReport {
     StatementLockReport {
         span: cx.stmt.span,
@@ -286,24 +226,10 @@ fn lock_report(cx: &Cx<'_>) -> StatementLockReport {
     }
 }
 
-/// Lints one unit.
-pub fn lint_unit(unit: &LintUnit<'_>, options: &LintOptions) -> LintResult {
-    lint_unit_from(unit, options, UnitState::new(unit.kind, options))
-}
-
-/// Lints one unit starting from a given state (made with [`UnitState::new`], then
-/// seeded: a down section knows the tables its up section created).
-pub fn lint_unit_from(unit: &LintUnit<'_>, options: &LintOptions, state: UnitState) -> LintResult {
-    let mut linter = UnitLinter::new(unit.source, unit.kind, options, state);
-    for stmt in unit.statements {
-        linter.statement(stmt);
-    }
-    linter.finish().0
-}
-
 /// Lints a unit fed one statement at a time, in order (from
-/// [`crate::for_each_statement`], so a big file's trees are never all in memory): the
-/// findings of [`lint_unit_from`], and the state after the unit.
+/// [`crate::for_each_statement`], so a big file's trees are never all in memory): its
+/// findings, each statement's locks on existing relations if asked, and the state after
+/// the unit (a down section starts from its up section's).
 pub struct UnitLinter<'a> {
     walk: UnitWalk<'a>,
     enabled: Vec<&'static Rule>,
@@ -337,8 +263,8 @@ impl<'a> UnitLinter<'a> {
         }
     }
 
-    /// Also keeps each statement's locks on existing relations (what
-    /// [`statement_lock_reports_from`] gives), for [`UnitLinter::finish_with_locks`].
+    /// Also keeps each statement's locks on existing relations (`pgcalm lint --locks`,
+    /// `--plan`), for [`UnitLinter::finish_with_locks`].
     pub fn with_lock_reports(mut self) -> UnitLinter<'a> {
         self.locks = Some(Vec::new());
         self
@@ -373,8 +299,8 @@ fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
     for d in &directives {
         if let Some(problem) = d.problem() {
             result.findings.push(Finding {
-                rule: INVALID_IGNORE,
-                severity: Severity::Error,
+                rule: RuleId::InvalidIgnore,
+                severity: RuleId::InvalidIgnore.severity(),
                 span: stmt.span,
                 statement: locks.label.clone(),
                 lock: None,
@@ -392,7 +318,7 @@ fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
     for rule in enabled {
         for v in (rule.check)(cx) {
             let finding = cx.finding(rule, v);
-            match directives.iter().find(|d| d.covers(rule.name)) {
+            match directives.iter().find(|d| d.covers(rule.id)) {
                 Some(d) => result.ignored.push(Ignored {
                     finding,
                     reason: d.reason.clone(),
@@ -417,8 +343,8 @@ impl Cx<'_> {
             t => t.to_string(),
         });
         Finding {
-            rule: rule.name,
-            severity: rule.severity,
+            rule: rule.id,
+            severity: rule.id.severity(),
             span: self.stmt.span,
             statement: self.locks.label.clone(),
             lock: lock.map(|l| l.mode),
@@ -440,8 +366,8 @@ struct IgnoreDirective {
 }
 
 impl IgnoreDirective {
-    fn covers(&self, rule: &str) -> bool {
-        !self.reason.is_empty() && self.rules.iter().any(|r| r == rule)
+    fn covers(&self, rule: RuleId) -> bool {
+        !self.reason.is_empty() && self.rules.iter().any(|r| r == rule.name())
     }
 
     /// Why the directive is not valid (`None` when it is).
@@ -449,11 +375,7 @@ impl IgnoreDirective {
         if self.rules.is_empty() {
             return Some("`-- pgcalm:ignore` names no rule".into());
         }
-        if let Some(unknown) = self
-            .rules
-            .iter()
-            .find(|r| !rules::ALL.iter().any(|k| k.name == r.as_str()))
-        {
+        if let Some(unknown) = self.rules.iter().find(|r| r.parse::<RuleId>().is_err()) {
             return Some(format!(
                 "`-- pgcalm:ignore` names an unknown rule `{unknown}`"
             ));
@@ -501,11 +423,6 @@ fn ignore_directives(source: &str, stmt: &SourceStatement) -> Vec<IgnoreDirectiv
         .collect()
 }
 
-/// Where a finding is, for tests and compact output: `3:1`.
-pub fn position(span: &Span) -> String {
-    format!("{}:{}", span.line, span.column)
-}
-
 #[cfg(test)]
 mod tests {
     use crate::{LintOptions, UnitKind, lint_sql};
@@ -518,10 +435,10 @@ mod tests {
         )
         .unwrap();
         (
-            r.findings.iter().map(|f| f.rule).collect(),
+            r.findings.iter().map(|f| f.rule.name()).collect(),
             r.ignored
                 .iter()
-                .map(|i| (i.finding.rule, i.reason.clone()))
+                .map(|i| (i.finding.rule.name(), i.reason.clone()))
                 .collect(),
         )
     }

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::locks::{Blocks, LockMode};
+use crate::rule_id::RuleId;
 use crate::split::Span;
 
 /// How bad a finding is. Both fail `pgcalm lint` (exit 1); the runner refuses errors
@@ -42,8 +43,8 @@ pub enum SeenBy {
 /// One hazard in one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Kebab-case rule name (`require-concurrent-index-creation`).
-    pub rule: &'static str,
+    /// The rule (`require-concurrent-index-creation` in output).
+    pub rule: RuleId,
     /// Error or warning.
     pub severity: Severity,
     /// The statement's place in its source.

@@ -2,26 +2,35 @@
 //! grammar (`pg_query`).
 //!
 //! Owns:
-//! - [`locks`]: THE lock table. For a parsed statement and a PostgreSQL major version:
-//!   the lock each relation gets, what it blocks, whether the table is rewritten or
-//!   scanned under it, whether it must run outside a transaction. Lint, trace, the
-//!   runner's `--plan` and `docs/locks.md` read it from here.
-//! - [`split`]: the one statement splitter (byte span, line, column, comments), used by
+//! - The lock table ([`statement_locks`]): for a parsed statement and a PostgreSQL major
+//!   version, the lock each relation gets, what it blocks, whether the table is
+//!   rewritten or scanned under it, whether it must run outside a transaction. Lint,
+//!   trace, the runner's `--plan` and `docs/locks.md` ([`locks_markdown`]) read it from
+//!   here.
+//! - The one statement splitter (byte span, line, column, comments), used by
 //!   pgcalm-migrate's file parser too: the scanner cuts statements without parsing
 //!   ([`split_unparsed`]); [`for_each_statement`] parses them a chunk at a time on
 //!   threads with stacks big enough for any tree pg_query returns; syntax errors located
 //!   at their token.
-//! - [`engine`] and [`rules`]: rules (one per file) over a [`LintUnit`] (a plain SQL
+//! - The rules (one per file) over a unit ([`lint_sql`], [`UnitLinter`]: a plain SQL
 //!   file, or a pgcalm migration section), aware of transactions, `lock_timeout`, and
-//!   tables created earlier in the unit; `-- pgcalm:ignore RULE reason` directives.
+//!   tables created earlier in the unit; `-- pgcalm:ignore RULE reason` directives. Each
+//!   rule is a [`RuleId`], whose table holds its name, severity, hazard and the trace
+//!   evidence that confirms it.
+//!
+//! The modules are private; what other crates use is re-exported below.
 //!
 //! ```
-//! use pgcalm_lint::{LintOptions, UnitKind, lint_sql};
+//! use pgcalm_lint::{LintOptions, RuleId, UnitKind, lint_sql};
 //!
 //! let sql = "CREATE INDEX large_email_email_idx ON large_email (email);";
 //! let result = lint_sql(sql, UnitKind::PlainSql, &LintOptions::default()).unwrap();
-//! let rules: Vec<&str> = result.findings.iter().map(|f| f.rule).collect();
-//! assert_eq!(rules, ["missing-lock-timeout", "require-concurrent-index-creation"]);
+//! let rules: Vec<RuleId> = result.findings.iter().map(|f| f.rule).collect();
+//! assert_eq!(
+//!     rules,
+//!     [RuleId::MissingLockTimeout, RuleId::RequireConcurrentIndexCreation]
+//! );
+//! assert_eq!(rules[1].name(), "require-concurrent-index-creation");
 //! ```
 //!
 //! Architecture invariant: no I/O, no printing, no database: the CLI renders the
@@ -29,30 +38,34 @@
 //! server.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod docs;
-pub mod engine;
-pub mod finding;
-pub mod locks;
-pub mod rules;
-pub mod split;
-pub mod unit;
+mod docs;
+mod engine;
+mod finding;
+mod locks;
+mod rule_id;
+mod rules;
+mod split;
+mod unit;
 
-pub use engine::{
-    Cx, INVALID_IGNORE, Ignored, LintResult, Rule, StatementLockReport, UnitLinter, Violation,
-    deparse, lint_unit, lint_unit_from, state_after, statement_lock_reports,
-    statement_lock_reports_from,
-};
+// Linting a unit and what it reports.
+pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
 pub use finding::{Finding, SeenBy, Severity};
+pub use unit::{LintOptions, RuleSelection, Schema, UnitKind, UnitState};
+// Rule identities.
+pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};
+// The lock table.
+pub use docs::locks_markdown;
 pub use locks::{
     Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
-    sql_statement_locks, statement_locks,
+    has_option, sql_statement_locks, statement_label, statement_locks,
 };
+// The splitter.
 pub use split::{
-    LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, parse_first, parse_raw,
+    LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, line_col, parse_first,
     split, split_unparsed, with_parse_stack,
 };
-pub use unit::{LintOptions, LintUnit, RuleSelection, Schema, UnitKind, UnitState};
 
 /// Splits and lints a whole source text as one unit, a statement at a time.
 pub fn lint_sql(

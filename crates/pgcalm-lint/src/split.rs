@@ -115,13 +115,13 @@ pub struct SyntaxError {
 /// with "parse tree is nested too deeply"). Measured in a debug build: 36 KB of stack
 /// per `||` level (two messages), so the deepest tree needs about 180 MB there and far
 /// less in a release build. Only the pages a parse touches become resident.
-pub const PARSE_STACK_BYTES: usize = 256 << 20;
+pub(crate) const PARSE_STACK_BYTES: usize = 256 << 20;
 
 thread_local! {
     static ON_PARSE_STACK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` on a thread with a [`PARSE_STACK_BYTES`] stack, or right here when this
+/// Runs `f` on a thread with a 256 MB stack (`PARSE_STACK_BYTES`), or right here when this
 /// thread is one already: decoding a deep tree overflows the 2 MB of an ordinary thread
 /// (a tokio worker, a test). If no such thread can be created (no memory for its
 /// stack), `f` runs here.
@@ -194,7 +194,7 @@ fn parse_service() -> Option<&'static mpsc::Sender<ParseJob>> {
 }
 
 /// PostgreSQL's parser (pg_query) on a parse stack: the raw statements of `sql`.
-pub fn parse_raw(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
+pub(crate) fn parse_raw(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
     let here = || pg_query::parse(sql, 0).map(|p| p.protobuf.stmts);
     if ON_PARSE_STACK.get() {
         return here();
@@ -220,7 +220,7 @@ pub fn parse_first(sql: &str) -> Option<NodeEnum> {
 /// times its SQL in memory; measured (release build, `pgcalm lint` of 10,000 statements):
 /// 8, 16, 32 and 64 KB chunks ran within noise of each other (16 KB: 0.08 s CPU), peak
 /// RSS 56, 64, 70 and 86 MB.
-pub const CHUNK_BYTES: usize = 16 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 16 * 1024;
 
 /// Chunks parsed ahead of the caller (on two threads): enough to keep both busy while
 /// the caller lints the oldest (2 to 4 measured the same).

@@ -10,7 +10,8 @@ use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, Variab
 use serde::Serialize;
 
 use crate::locks::{LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target};
-use crate::split::{SourceStatement, SyntaxError, for_each_statement};
+use crate::rule_id::RuleId;
+use crate::split::{SyntaxError, for_each_statement};
 
 /// Where a unit's statements come from, which decides the transaction model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,24 +28,13 @@ pub enum UnitKind {
     PlainSql,
 }
 
-/// A sequence of statements linted together (a file, a migration section).
-#[derive(Debug, Clone, Copy)]
-pub struct LintUnit<'a> {
-    /// The whole source text the statements' spans point into.
-    pub source: &'a str,
-    /// The statements, in order.
-    pub statements: &'a [SourceStatement],
-    /// How they run.
-    pub kind: UnitKind,
-}
-
 /// Which rules run: all rules that are on by default, minus `disable`, plus `enable`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RuleSelection {
     /// Rules switched off (`[lint] disable`).
-    pub disable: BTreeSet<String>,
+    pub disable: BTreeSet<RuleId>,
     /// Rules switched on, including ones off by default (`[lint] enable`).
-    pub enable: BTreeSet<String>,
+    pub enable: BTreeSet<RuleId>,
 }
 
 /// How to lint.
@@ -103,7 +93,7 @@ impl Schema {
     }
 
     /// Whether the schema has a table of that name (any schema when unqualified).
-    pub fn has_table(&self, name: &RelName) -> bool {
+    pub(crate) fn has_table(&self, name: &RelName) -> bool {
         self.tables
             .get(&name.name)
             .is_some_and(|t| t.name.same_as(name))
@@ -123,7 +113,7 @@ impl Default for LintOptions {
 
 /// A column known from earlier in the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnInfo {
+pub(crate) struct ColumnInfo {
     /// Column name.
     pub name: String,
     /// The type as written, lowercased (`varchar(255)`, `bigint`).
@@ -139,7 +129,7 @@ pub struct ColumnInfo {
 
 /// A table known from earlier in the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableInfo {
+pub(crate) struct TableInfo {
     /// Its name.
     pub name: RelName,
     /// Created in this unit: nobody else uses it yet, so its locks block no one.
@@ -157,14 +147,14 @@ pub struct TableInfo {
 
 impl TableInfo {
     /// A column by name.
-    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+    pub(crate) fn column(&self, name: &str) -> Option<&ColumnInfo> {
         self.columns.iter().find(|c| c.name == name)
     }
 }
 
 /// An index known from earlier in the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexInfo {
+pub(crate) struct IndexInfo {
     /// Index name.
     pub name: String,
     /// Its table.
@@ -177,7 +167,7 @@ pub struct IndexInfo {
 
 /// A CHECK constraint known from earlier in the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckInfo {
+pub(crate) struct CheckInfo {
     /// Constraint name (PostgreSQL's generated one when unnamed).
     pub name: String,
     /// Its table.
@@ -237,7 +227,7 @@ impl Setting {
 pub struct UnitState {
     /// Inside a transaction block (explicit BEGIN, a transactional migration, or
     /// `--assume-in-transaction`).
-    pub in_transaction: bool,
+    pub(crate) in_transaction: bool,
     /// A non-zero `lock_timeout` is set.
     lock_timeout: Setting,
     /// The session `TimeZone` is UTC (a zone with offset 0 and no daylight saving).
@@ -246,15 +236,15 @@ pub struct UnitState {
     /// name surely creates it).
     dropped: HashSet<String>,
     /// Tables created or altered earlier in the unit, by name.
-    pub tables: HashMap<String, TableInfo>,
+    pub(crate) tables: HashMap<String, TableInfo>,
     /// Indexes created earlier in the unit, by name.
-    pub indexes: HashMap<String, IndexInfo>,
+    pub(crate) indexes: HashMap<String, IndexInfo>,
     /// CHECK constraints added earlier in the unit, by name.
-    pub checks: HashMap<String, CheckInfo>,
+    pub(crate) checks: HashMap<String, CheckInfo>,
     /// Locks on existing relations held by the current transaction (taken by earlier
     /// statements of it): every mode taken on each relation, an index's lock on its table
     /// when the unit knows the table.
-    pub held: Vec<RelationLock>,
+    pub(crate) held: Vec<RelationLock>,
 }
 
 impl UnitState {
@@ -295,40 +285,40 @@ impl UnitState {
     }
 
     /// A non-zero `lock_timeout` is in effect for the next statement.
-    pub fn lock_timeout_set(&self) -> bool {
+    pub(crate) fn lock_timeout_set(&self) -> bool {
         self.lock_timeout.get()
     }
 
     /// The session time zone is known to be UTC (`SET timezone = 'UTC'` and the like):
     /// from PostgreSQL 12, `timestamp` <-> `timestamptz` is then binary-coercible.
-    pub fn time_zone_is_utc(&self) -> bool {
+    pub(crate) fn time_zone_is_utc(&self) -> bool {
         self.utc.get()
     }
 
     /// Whether a table created in this unit has been given rows (INSERT, COPY, CREATE
     /// TABLE AS): it is not empty any more.
-    pub fn has_rows(&self, name: &RelName) -> bool {
+    pub(crate) fn has_rows(&self, name: &RelName) -> bool {
         self.table(name).is_some_and(|t| t.has_rows)
     }
 
     /// Whether the table is known to be partitioned (`Some(false)`: known not to be;
     /// `None`: lint has not seen its definition).
-    pub fn partitioned(&self, name: &RelName) -> Option<bool> {
+    pub(crate) fn partitioned(&self, name: &RelName) -> Option<bool> {
         self.table(name).and_then(|t| t.partitioned)
     }
 
     /// The table if it was created or altered earlier in the unit.
-    pub fn table(&self, name: &RelName) -> Option<&TableInfo> {
+    pub(crate) fn table(&self, name: &RelName) -> Option<&TableInfo> {
         self.tables.get(&name.name).filter(|t| t.name.same_as(name))
     }
 
     /// Created earlier in this unit (so no one else uses it yet).
-    pub fn is_new_table(&self, name: &RelName) -> bool {
+    pub(crate) fn is_new_table(&self, name: &RelName) -> bool {
         self.table(name).is_some_and(|t| t.created_in_unit)
     }
 
     /// Whether a lock target is a relation that existed before the unit.
-    pub fn is_existing(&self, target: &Target) -> bool {
+    pub(crate) fn is_existing(&self, target: &Target) -> bool {
         match target {
             Target::Table(t) | Target::IndexesOf(t) => !self.is_new_table(t),
             Target::Index(i) | Target::TableOfIndex(i) => self
@@ -341,7 +331,7 @@ impl UnitState {
 
     /// The column is known NOT NULL: declared so in the unit, or (PostgreSQL 12+)
     /// proven by a validated `CHECK (col IS NOT NULL)` added in the unit.
-    pub fn known_not_null(&self, table: &RelName, column: &str, pg: PgVersion) -> bool {
+    pub(crate) fn known_not_null(&self, table: &RelName, column: &str, pg: PgVersion) -> bool {
         self.table(table)
             .and_then(|t| t.column(column))
             .is_some_and(|c| c.not_null)
@@ -349,14 +339,18 @@ impl UnitState {
     }
 
     /// A validated `CHECK (column IS NOT NULL)` on the table, added in the unit.
-    pub fn validated_not_null_check(&self, table: &RelName, column: &str) -> Option<&CheckInfo> {
+    pub(crate) fn validated_not_null_check(
+        &self,
+        table: &RelName,
+        column: &str,
+    ) -> Option<&CheckInfo> {
         self.checks.values().find(|c| {
             c.validated && c.table.same_as(table) && c.not_null_column.as_deref() == Some(column)
         })
     }
 
     /// The strongest lock the current transaction already holds on a relation.
-    pub fn held_on(&self, target: &Target) -> Option<LockMode> {
+    pub(crate) fn held_on(&self, target: &Target) -> Option<LockMode> {
         let target = self.resolve(target);
         self.held
             .iter()
@@ -367,7 +361,7 @@ impl UnitState {
 
     /// Whether the locks the current transaction already holds on the relation cover
     /// this one, so the statement cannot wait for it ([`LockMode::covered_by`]).
-    pub fn already_holds(&self, lock: &RelationLock) -> bool {
+    pub(crate) fn already_holds(&self, lock: &RelationLock) -> bool {
         let target = self.resolve(&lock.target);
         lock.mode.covered_by(
             self.held
@@ -390,7 +384,7 @@ impl UnitState {
     }
 
     /// Learns from a statement that ran (after the rules looked at it).
-    pub fn apply(&mut self, node: &NodeEnum, locks: &StatementLocks, options: &LintOptions) {
+    pub(crate) fn apply(&mut self, node: &NodeEnum, locks: &StatementLocks, options: &LintOptions) {
         match node {
             NodeEnum::TransactionStmt(t) => self.apply_transaction(t.kind, options),
             NodeEnum::VariableSetStmt(v)
@@ -865,7 +859,7 @@ fn utc_zone(name: &str) -> bool {
 }
 
 /// `col IS NOT NULL` -> `col`.
-pub fn is_not_null_test(expr: &pg_query::Node) -> Option<String> {
+pub(crate) fn is_not_null_test(expr: &pg_query::Node) -> Option<String> {
     match expr.node.as_ref()? {
         NodeEnum::NullTest(n)
             if n.nulltesttype == pg_query::protobuf::NullTestType::IsNotNull as i32 =>
@@ -880,7 +874,7 @@ pub fn is_not_null_test(expr: &pg_query::Node) -> Option<String> {
 }
 
 /// The strings of a name list (`a.b` -> `["a", "b"]`).
-pub fn string_list(nodes: &[pg_query::Node]) -> Vec<String> {
+pub(crate) fn string_list(nodes: &[pg_query::Node]) -> Vec<String> {
     nodes
         .iter()
         .filter_map(|n| match &n.node {
@@ -913,7 +907,7 @@ fn column_info(col: &pg_query::protobuf::ColumnDef) -> ColumnInfo {
 }
 
 /// A type as written, lowercased, without `pg_catalog.`: `varchar(255)`, `int8`.
-pub fn type_name(t: &pg_query::protobuf::TypeName) -> String {
+pub(crate) fn type_name(t: &pg_query::protobuf::TypeName) -> String {
     let names: Vec<String> = string_list(&t.names)
         .into_iter()
         .filter(|n| n != "pg_catalog")
@@ -973,7 +967,7 @@ mod tests {
             .unwrap()
             .findings
             .iter()
-            .map(|f| f.rule)
+            .map(|f| f.rule.name())
             .collect()
     }
 

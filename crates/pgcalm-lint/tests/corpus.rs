@@ -95,7 +95,7 @@ impl Linted {
             .findings
             .iter()
             .filter(|f| f.span.start == stmt.span.start)
-            .map(|f| f.rule)
+            .map(|f| f.rule.name())
             .collect();
         let mut repeated: Vec<&'static str> = rules
             .iter()
@@ -266,7 +266,7 @@ fn every_fix_is_right_where_its_file_runs() {
                 .findings
                 .iter()
                 .filter(|g| g.span.start == f.span.start)
-                .map(|g| g.rule)
+                .map(|g| g.rule.name())
                 .collect();
             let relint = |text: &str| -> Vec<(String, usize)> {
                 pgcalm_migrate::lint_source(&path, text, &options)
@@ -282,7 +282,7 @@ fn every_fix_is_right_where_its_file_runs() {
             for p in fix_check::fix_problems(
                 &linted.source,
                 f.span.range(),
-                f.rule,
+                f.rule.name(),
                 fix,
                 &original,
                 relint,

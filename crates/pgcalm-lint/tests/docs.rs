@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[test]
 fn docs_locks_md_is_up_to_date() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/locks.md");
-    let expected = pgcalm_lint::docs::locks_markdown();
+    let expected = pgcalm_lint::locks_markdown();
     let actual = std::fs::read_to_string(&path).unwrap_or_default();
     if actual == expected {
         return;

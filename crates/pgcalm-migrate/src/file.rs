@@ -697,7 +697,7 @@ fn scanned_statements(
 
 /// 1-based line and column (in characters) of a byte offset.
 pub(crate) fn line_col(source: &str, byte: usize) -> (usize, usize) {
-    pgcalm_lint::split::line_col(source, byte)
+    pgcalm_lint::line_col(source, byte)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -530,7 +530,7 @@ impl StatementVerdict {
         if self.findings.is_empty() {
             "safe".to_string()
         } else {
-            let mut rules: Vec<&str> = self.findings.iter().map(|f| f.rule).collect();
+            let mut rules: Vec<&str> = self.findings.iter().map(|f| f.rule.name()).collect();
             rules.dedup();
             format!("risky: {}", rules.join(", "))
         }
@@ -868,7 +868,8 @@ mod tests {
             0,
             &pgcalm_lint::LintOptions::default(),
         );
-        let rules = |v: &StatementVerdict| v.findings.iter().map(|f| f.rule).collect::<Vec<_>>();
+        let rules =
+            |v: &StatementVerdict| v.findings.iter().map(|f| f.rule.name()).collect::<Vec<_>>();
         assert_eq!(verdicts.len(), 2);
         assert_eq!(rules(&verdicts[0]), ["require-concurrent-index-creation"]);
         assert_eq!(rules(&verdicts[1]), Vec::<&str>::new());

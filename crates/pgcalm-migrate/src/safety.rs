@@ -10,7 +10,7 @@ use std::path::Path;
 
 use pg_query::NodeEnum;
 use pgcalm_lint::{
-    Finding, LintOptions, LintResult, SeenBy, Severity, Span, StatementLockReport, SyntaxError,
+    Finding, LintOptions, LintResult, RuleId, SeenBy, Span, StatementLockReport, SyntaxError,
     UnitKind, UnitLinter, UnitState,
 };
 use serde::Serialize;
@@ -62,8 +62,8 @@ pub fn lint_migration_sections(
 fn syntax_error_result(e: SyntaxError) -> LintResult {
     LintResult {
         findings: vec![Finding {
-            rule: "syntax-error",
-            severity: Severity::Error,
+            rule: RuleId::SyntaxError,
+            severity: RuleId::SyntaxError.severity(),
             span: Span {
                 start: e.offset,
                 end: e.offset,
@@ -161,8 +161,7 @@ fn lint_units(
                 if transaction_control.is_none()
                     && let Some(node @ NodeEnum::TransactionStmt(_)) = &s.node
                 {
-                    transaction_control =
-                        Some((s.span.line, pgcalm_lint::locks::statement_label(node)));
+                    transaction_control = Some((s.span.line, pgcalm_lint::statement_label(node)));
                 }
                 linter.statement(&s);
             });
@@ -303,7 +302,10 @@ mod tests {
     use crate::file::{parse_file, parse_file_unchecked};
 
     fn rules(findings: &[Finding]) -> Vec<(&str, usize)> {
-        findings.iter().map(|f| (f.rule, f.span.line)).collect()
+        findings
+            .iter()
+            .map(|f| (f.rule.name(), f.span.line))
+            .collect()
     }
 
     #[test]
@@ -397,7 +399,12 @@ mod source_tests {
         )
         .unwrap();
         assert_eq!(plain.kind, SourceKind::PlainSql);
-        let rules: Vec<&str> = plain.result.findings.iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = plain
+            .result
+            .findings
+            .iter()
+            .map(|f| f.rule.name())
+            .collect();
         assert_eq!(
             rules,
             ["missing-lock-timeout", "require-concurrent-index-creation"]
@@ -413,7 +420,7 @@ mod source_tests {
         assert_eq!(migration.kind, SourceKind::Migration);
         assert_eq!(migration.statements, 1);
         assert_eq!(
-            migration.result.findings[0].rule,
+            migration.result.findings[0].rule.name(),
             "concurrently-in-transaction"
         );
 

@@ -5,7 +5,7 @@
 
 use pg_query::NodeEnum;
 use pgcalm_lint::PgVersion;
-use pgcalm_lint::locks::{has_option, statement_locks};
+use pgcalm_lint::{has_option, statement_locks};
 use serde::Serialize;
 
 /// The facts about a statement that the runner's policies need.
@@ -68,7 +68,7 @@ pub fn classify_sql(sql: &str) -> StatementKind {
 }
 
 /// Classifies a parsed statement. Whether it needs no transaction and whether it only
-/// takes SHARE UPDATE EXCLUSIVE come from the lock table (`pgcalm_lint::locks`), which
+/// takes SHARE UPDATE EXCLUSIVE come from the lock table (`pgcalm_lint::statement_locks`), which
 /// assumes the default PostgreSQL version: files are parsed before a connection exists.
 pub fn classify(node: Option<&NodeEnum>) -> StatementKind {
     let Some(node) = node else {

@@ -1074,7 +1074,7 @@ async fn risky_migrations_are_refused_before_anything_runs_unless_ignored_or_all
     };
     let rules: Vec<(&str, usize)> = findings
         .iter()
-        .map(|f| (f.finding.rule, f.finding.span.line))
+        .map(|f| (f.finding.rule.name(), f.finding.span.line))
         .collect();
     assert_eq!(rules, [("require-concurrent-index-creation", 3)]);
     let msg = err.to_string();

@@ -1,12 +1,14 @@
 //! pgcalm-trace: run a migration on a throwaway database and record what it really does.
 //!
-//! Owns: the scratch database ([`scratch`]: a fresh `pgcalm_trace_<random>` database on
-//! the embedded cluster, a throwaway cluster, or an empty database the user names), the
-//! setup before the traced file ([`script`]: the app's earlier migrations, or `--setup`
-//! files for plain SQL), a few seeded rows per existing table ([`seed`]), executing the
-//! traced statements one by one while reading `pg_locks` and the catalog around each
-//! ([`tracer`]), and turning what was seen into findings with lint's rule names, marked
-//! with who saw them: lint, trace or both ([`report`]).
+//! Owns: the scratch database ([`Server`], [`ScratchDb`]: a fresh `pgcalm_trace_<random>`
+//! database on the embedded cluster, a throwaway cluster, or an empty database the user
+//! names), the setup before the traced file ([`Script`]: the app's earlier migrations,
+//! or `--setup` files for plain SQL), a few seeded rows per existing table ([`Seeded`]),
+//! executing the traced statements one by one while reading `pg_locks` and the catalog
+//! around each ([`trace`]), and turning what was seen into findings with lint's rule
+//! names ([`pgcalm_lint::RuleId`]), marked with who saw them: lint, trace or both
+//! ([`build_report`]). The modules are private; what other crates use is re-exported
+//! below.
 //!
 //! ```no_run
 //! # async fn t() -> Result<(), pgcalm_trace::TraceError> {
@@ -28,16 +30,24 @@
 //! prints.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod error;
-pub mod report;
-pub mod scratch;
-pub mod script;
-pub mod seed;
-pub mod tracer;
+mod error;
+mod report;
+mod scratch;
+mod script;
+mod seed;
+mod tracer;
 
 pub use error::TraceError;
-pub use report::{Evidence, StatementReport, TraceReport, build_report, evidence_for};
+// Where a trace runs and what it runs.
 pub use scratch::{ScratchDb, Server};
 pub use script::{Script, ScriptStatement};
-pub use tracer::{StatementTrace, Trace, TraceOptions, trace};
+// Running it, and what each statement did.
+pub use seed::Seeded;
+pub use tracer::{
+    ConstraintChange, IndexBuilt, NotNullSet, ObservedLock, StatementTrace, Trace, TraceOptions,
+    trace,
+};
+// Findings with lint's rule names, marked with who saw them.
+pub use report::{StatementReport, TraceReport, build_report};

@@ -2,82 +2,28 @@
 //! it: `lint` (static analysis only), `trace` (only seen when run: a rewrite whose type
 //! change or default the text cannot judge) or `both`.
 //!
-//! Each lint rule names the evidence that shows its hazard on a real server
-//! ([`evidence_for`]): a rewrite, a table scan under a lock, an index built under SHARE, a
-//! lock that blocks reads or writes, a statement run while an earlier one's lock is still
-//! held, a failure, a blocking lock taken with no `lock_timeout`, or nothing a run can
-//! show (a rename breaks clients, not locks). A lint finding whose evidence the trace saw
-//! becomes `both`. Evidence seen with no lint finding to explain it becomes a finding of
-//! its own, `trace` only, under the rule that names that hazard. Each statement's
-//! observed locks are also compared with the lock table (`pgcalm_lint::locks`), and a
-//! difference is reported as `lock-table-mismatch`: pgcalm's one definition of locks
+//! Each lint rule's id names the evidence that shows its hazard on a real server
+//! ([`RuleId::evidence`], pgcalm-lint's one table of rule facts): a rewrite, a table scan
+//! under a lock, an index built under SHARE, a lock that blocks reads or writes, a
+//! statement run while an earlier one's lock is still held, a failure, a blocking lock
+//! taken with no `lock_timeout`, or nothing a run can show (a rename breaks clients, not
+//! locks). A lint finding whose evidence the trace saw becomes `both`. Evidence seen with
+//! no lint finding to explain it becomes a finding of its own, `trace` only, under the
+//! rule that names that hazard. Each statement's observed locks are also compared with
+//! the lock table (`pgcalm_lint::statement_locks`), and a difference is reported as
+//! `lock-table-mismatch`: pgcalm's one definition of locks
 //! disagrees with PostgreSQL.
 
 use std::path::PathBuf;
 
 use pgcalm_lint::{
-    Condition, Effect, Finding, LintOptions, LintResult, LockMode, SeenBy, Severity,
-    StatementLocks, Target, sql_statement_locks,
+    Condition, Effect, Evidence, Finding, LintOptions, LintResult, LockMode, RuleId, SeenBy,
+    Severity, StatementLocks, Target, sql_statement_locks,
 };
 use serde::Serialize;
 
 use crate::script::Script;
 use crate::tracer::{StatementTrace, Trace};
-
-/// What shows a rule's hazard when the statement runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Evidence {
-    /// The table gets a new `relfilenode`.
-    Rewrite,
-    /// The table is read in full under a lock that blocks writes (a constraint added
-    /// validated, `verifying table`, SET NOT NULL without a proving CHECK).
-    Scan,
-    /// An index is built on an existing table under a lock that blocks writes.
-    IndexBuild,
-    /// A lock that blocks reads or writes on an existing relation.
-    BlockingLock,
-    /// The statement runs while its transaction holds such a lock from an earlier one.
-    HeldLock,
-    /// The statement fails on a table with rows, or inside a transaction.
-    Failure,
-    /// A blocking lock taken while `lock_timeout` is 0.
-    NoLockTimeout,
-    /// Nothing a run shows (renames, drops and types break clients, not locks).
-    Unobservable,
-}
-
-/// The evidence of each lint rule's hazard; `Unobservable` for rules not listed (a
-/// test keeps every rule of `pgcalm_lint::rules::ALL` listed here).
-pub fn evidence_for(rule: &str) -> Evidence {
-    match rule {
-        "adding-field-with-volatile-default"
-        | "adding-serial-column"
-        | "adding-stored-generated-column"
-        | "changing-column-type"
-        | "table-rewrite-command" => Evidence::Rewrite,
-        "constraint-missing-not-valid"
-        | "setting-not-null"
-        | "primary-key-using-index-nullable"
-        | "adding-exclusion-constraint" => Evidence::Scan,
-        "require-concurrent-index-creation" | "adding-unique-constraint" | "adding-primary-key" => {
-            Evidence::IndexBuild
-        }
-        "require-concurrent-index-deletion" | "reindex-non-concurrent" => Evidence::BlockingLock,
-        "backfill-in-ddl-transaction" => Evidence::HeldLock,
-        "concurrently-in-transaction" | "adding-not-null-column-without-default" => {
-            Evidence::Failure
-        }
-        "missing-lock-timeout" => Evidence::NoLockTimeout,
-        _ => Evidence::Unobservable,
-    }
-}
-
-/// Rule of a trace-only finding for a statement that failed with nothing in lint to
-/// explain it.
-pub const STATEMENT_FAILED: &str = "statement-failed";
-/// Rule of a trace-only finding for a lock that differs from the lock table.
-pub const LOCK_TABLE_MISMATCH: &str = "lock-table-mismatch";
 
 /// Per statement: what lint predicted, what the trace saw, and each one's verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -90,9 +36,9 @@ pub struct StatementReport {
     /// The evidence kinds the trace saw.
     pub evidence: Vec<Evidence>,
     /// Rules of the findings lint reported on it.
-    pub lint_rules: Vec<&'static str>,
+    pub lint_rules: Vec<RuleId>,
     /// Rules of the findings the trace saw (confirmed or its own).
-    pub trace_rules: Vec<&'static str>,
+    pub trace_rules: Vec<RuleId>,
 }
 
 impl StatementReport {
@@ -156,7 +102,7 @@ pub fn build_report(
         let seen = observed_evidence(&st);
         let mut trace_rules = Vec::new();
         for f in &lint_here {
-            let e = evidence_for(f.rule);
+            let e = f.rule.evidence();
             let mut f = (*f).clone();
             if e != Evidence::Unobservable && seen.contains(&e) {
                 f.seen_by = SeenBy::Both;
@@ -165,7 +111,7 @@ pub fn build_report(
             findings.push(f);
         }
         for e in &seen {
-            if lint_here.iter().any(|f| explains(evidence_for(f.rule), *e)) {
+            if lint_here.iter().any(|f| explains(f.rule.evidence(), *e)) {
                 continue;
             }
             if let Some(f) = trace_only(&st, *e, &predicted) {
@@ -277,17 +223,17 @@ fn observed_evidence(st: &StatementTrace) -> Vec<Evidence> {
     out
 }
 
+/// A finding of the trace's own, with its rule's severity.
 fn trace_finding(
     st: &StatementTrace,
-    rule: &'static str,
-    severity: Severity,
+    rule: RuleId,
     lock: Option<(LockMode, String)>,
     message: String,
     help: &str,
 ) -> Finding {
     Finding {
         rule,
-        severity,
+        severity: rule.severity(),
         span: st.span,
         statement: st.label.clone(),
         blocks: lock.as_ref().map(|(m, _)| m.blocks()).unwrap_or_default(),
@@ -321,16 +267,15 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
                 .iter()
                 .find_map(|l| match l.rewrite {
                     Effect::Unless(Condition::NonVolatileDefault) => {
-                        Some("adding-field-with-volatile-default")
+                        Some(RuleId::AddingFieldWithVolatileDefault)
                     }
-                    Effect::Unless(Condition::BinaryCoercible) => Some("changing-column-type"),
+                    Effect::Unless(Condition::BinaryCoercible) => Some(RuleId::ChangingColumnType),
                     _ => None,
                 })
-                .unwrap_or("table-rewrite-command");
+                .unwrap_or(RuleId::TableRewriteCommand);
             Some(trace_finding(
                 st,
                 rule,
-                Severity::Error,
                 lock_on(st, &table),
                 format!(
                     "{} rewrote {table} (new relfilenode) while holding its lock; lint could not tell from the text",
@@ -341,9 +286,9 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
         }
         Evidence::Scan => {
             let (rule, table) = match st.not_null.iter().find(|n| !n.proven_by_constraint) {
-                Some(n) => ("setting-not-null", n.table.clone()),
+                Some(n) => (RuleId::SettingNotNull, n.table.clone()),
                 None => (
-                    "constraint-missing-not-valid",
+                    RuleId::ConstraintMissingNotValid,
                     st.scans
                         .first()
                         .cloned()
@@ -354,7 +299,6 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
             Some(trace_finding(
                 st,
                 rule,
-                Severity::Error,
                 lock_on(st, &table),
                 format!(
                     "{} read all of {table} under a lock that blocks writes",
@@ -367,8 +311,7 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
             let index = &st.indexes[0];
             Some(trace_finding(
                 st,
-                "require-concurrent-index-creation",
-                Severity::Error,
+                RuleId::RequireConcurrentIndexCreation,
                 lock_on(st, &index.table),
                 format!(
                     "{} built {} on {} under a lock that blocks writes",
@@ -379,8 +322,7 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
         }
         Evidence::Failure => Some(trace_finding(
             st,
-            STATEMENT_FAILED,
-            Severity::Error,
+            RuleId::StatementFailed,
             None,
             format!(
                 "{} failed on a database with rows: {}",
@@ -395,17 +337,20 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
                 .iter()
                 .filter(|l| l.on_table() && l.blocks().any())
                 .max_by_key(|l| l.lock_mode())?;
-            Some(trace_finding(
-                st,
-                "missing-lock-timeout",
-                Severity::Warning,
-                lock_on(st, &l.relation),
-                format!(
-                    "{} took {} on {} with lock_timeout = 0: queued behind a long transaction it would block the application indefinitely",
-                    st.label, l.mode, l.relation
-                ),
-                "SET lock_timeout = '2s' before it (and retry on timeout)",
-            ))
+            // Trace has reported this one as a warning, where lint's rule is an error.
+            Some(Finding {
+                severity: Severity::Warning,
+                ..trace_finding(
+                    st,
+                    RuleId::MissingLockTimeout,
+                    lock_on(st, &l.relation),
+                    format!(
+                        "{} took {} on {} with lock_timeout = 0: queued behind a long transaction it would block the application indefinitely",
+                        st.label, l.mode, l.relation
+                    ),
+                    "SET lock_timeout = '2s' before it (and retry on timeout)",
+                )
+            })
         }
         // A blocking lock or a held lock is a hazard only through one of lint's rules
         // (a short ACCESS EXCLUSIVE under lock_timeout is how safe DDL works).
@@ -469,11 +414,10 @@ fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Find
     }
     Some(trace_finding(
         st,
-        LOCK_TABLE_MISMATCH,
-        Severity::Warning,
+        RuleId::LockTableMismatch,
         None,
         problems.join("; "),
-        "pgcalm's lock table (crates/pgcalm-lint/src/locks.rs) disagrees with the server: report it; trust the traced lock",
+        "pgcalm's lock table (crates/pgcalm-lint/src/locks/) disagrees with the server: report it; trust the traced lock",
     ))
 }
 
@@ -522,7 +466,7 @@ mod tests {
             &predicted,
         )
         .expect("ACCESS EXCLUSIVE where the table says SHARE");
-        assert_eq!(f.rule, LOCK_TABLE_MISMATCH);
+        assert_eq!(f.rule, RuleId::LockTableMismatch);
         assert_eq!(f.seen_by, SeenBy::Trace);
         assert_eq!(
             f.message,
@@ -543,7 +487,7 @@ mod tests {
         let seen = observed_evidence(&st);
         assert_eq!(seen, [Evidence::Rewrite, Evidence::BlockingLock]);
         let f = trace_only(&st, Evidence::Rewrite, &predicted).unwrap();
-        assert_eq!(f.rule, "adding-field-with-volatile-default");
+        assert_eq!(f.rule, RuleId::AddingFieldWithVolatileDefault);
         assert_eq!(f.lock, Some(LockMode::AccessExclusive));
         // A blocking lock alone is no hazard of its own (short DDL under lock_timeout).
         assert!(trace_only(&st, Evidence::BlockingLock, &predicted).is_none());
@@ -556,5 +500,49 @@ mod tests {
         assert!(!observed_evidence(&st).contains(&Evidence::NoLockTimeout));
         st.lock_timeout = "0".into();
         assert!(observed_evidence(&st).contains(&Evidence::NoLockTimeout));
+    }
+
+    #[test]
+    fn a_trace_only_finding_is_under_a_rule_whose_evidence_it_is() {
+        use crate::tracer::{IndexBuilt, NotNullSet};
+        let sql = "ALTER TABLE t ALTER COLUMN c TYPE bigint";
+        let predicted = sql_statement_locks(sql, PgVersion::DEFAULT);
+        let mut st = traced(sql, &[("public.t", "AccessExclusiveLock")]);
+        st.rewrites = vec!["public.t".into()];
+        st.scans = vec!["public.t".into()];
+        st.indexes = vec![IndexBuilt {
+            index: "public.i".into(),
+            table: "public.t".into(),
+            valid: true,
+        }];
+        st.error = Some("boom".into());
+        st.lock_timeout = "0".into();
+        let mut rules = Vec::new();
+        for e in observed_evidence(&st) {
+            if let Some(f) = trace_only(&st, e, &predicted) {
+                assert_eq!(f.rule.evidence(), e, "{}", f.rule);
+                rules.push(f.rule);
+            }
+        }
+        st.not_null = vec![NotNullSet {
+            table: "public.t".into(),
+            column: "c".into(),
+            proven_by_constraint: false,
+        }];
+        let f = trace_only(&st, Evidence::Scan, &predicted).unwrap();
+        assert_eq!(f.rule.evidence(), Evidence::Scan);
+        rules.push(f.rule);
+        use RuleId::*;
+        assert_eq!(
+            rules,
+            [
+                ChangingColumnType,
+                ConstraintMissingNotValid,
+                RequireConcurrentIndexCreation,
+                StatementFailed,
+                MissingLockTimeout,
+                SettingNotNull
+            ]
+        );
     }
 }

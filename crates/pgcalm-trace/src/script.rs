@@ -251,7 +251,10 @@ fn parse_migration(app: &str, path: &Path, source: &str) -> Result<MigrationFile
 }
 
 /// Plain SQL split by lint's splitter (PostgreSQL's parser), each with its file line.
-pub fn plain_statements(path: &Path, source: &str) -> Result<Vec<ScriptStatement>, TraceError> {
+pub(crate) fn plain_statements(
+    path: &Path,
+    source: &str,
+) -> Result<Vec<ScriptStatement>, TraceError> {
     let statements = split(source, 0..source.len()).map_err(|e| TraceError::Syntax {
         path: path.to_path_buf(),
         line: e.line,

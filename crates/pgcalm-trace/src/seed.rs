@@ -78,7 +78,11 @@ fn insert_sql(table: &str, columns: &[&ColumnState], rows: u64) -> Result<String
 /// Inserts `rows` rows into every ordinary table of `schema` (in creation order, so a
 /// referenced table is filled before the tables referencing it). Best effort: a failed
 /// insert is reported, not raised.
-pub async fn seed_tables(client: &Client, schema: &SchemaSnapshot, rows: u64) -> Vec<Seeded> {
+pub(crate) async fn seed_tables(
+    client: &Client,
+    schema: &SchemaSnapshot,
+    rows: u64,
+) -> Vec<Seeded> {
     let mut out = Vec::new();
     for rel in schema.relations.iter().filter(|r| r.kind == 'r') {
         let columns: Vec<&ColumnState> = schema

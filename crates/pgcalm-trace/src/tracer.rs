@@ -140,7 +140,11 @@ impl ObservedLock {
 
 impl StatementTrace {
     /// The trace of `s` before anything about it is known but how long it took.
-    pub fn new(s: &ScriptStatement, in_transaction: bool, duration: Duration) -> StatementTrace {
+    pub(crate) fn new(
+        s: &ScriptStatement,
+        in_transaction: bool,
+        duration: Duration,
+    ) -> StatementTrace {
         StatementTrace {
             line: s.line(),
             span: s.span,

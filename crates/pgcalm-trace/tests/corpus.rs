@@ -9,13 +9,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
-use pgcalm_lint::{LintOptions, PgVersion, SeenBy};
+use pgcalm_lint::{Evidence, LintOptions, PgVersion, RuleId, SeenBy};
 use pgcalm_migrate::Direction;
 use pgcalm_testkit::TestDb;
-use pgcalm_trace::report::LOCK_TABLE_MISMATCH;
-use pgcalm_trace::{
-    Evidence, Script, TraceError, TraceOptions, TraceReport, build_report, evidence_for, trace,
-};
+use pgcalm_trace::{Script, TraceError, TraceOptions, TraceReport, build_report, trace};
 
 #[derive(serde::Deserialize)]
 struct Expected {
@@ -125,7 +122,7 @@ async fn run_case(case: Case) -> Outcome {
     let findings = || reports.iter().flat_map(|r| &r.findings);
     let mut disagreements = Vec::new();
     let mismatches = findings()
-        .filter(|f| f.rule == LOCK_TABLE_MISMATCH)
+        .filter(|f| f.rule == RuleId::LockTableMismatch)
         .map(|f| format!("{}:{}: {}", case.file, f.span.line, f.message))
         .collect();
     for expected in case.statement.iter().filter(|s| s.trace_note.is_none()) {
@@ -135,7 +132,7 @@ async fn run_case(case: Case) -> Outcome {
             .find(|s| s.trace.sql.contains(&expected.sql))
             .map(|s| s.trace.line);
         let here: Vec<_> = findings()
-            .filter(|f| Some(f.span.line) == line && f.rule != LOCK_TABLE_MISMATCH)
+            .filter(|f| Some(f.span.line) == line && f.rule != RuleId::LockTableMismatch)
             .collect();
         if expected.verdict == "safe" {
             for f in here.iter().filter(|f| f.seen_by == SeenBy::Trace) {
@@ -144,7 +141,7 @@ async fn run_case(case: Case) -> Outcome {
             continue;
         }
         for rule in &expected.rules {
-            let seen = here.iter().find(|f| f.rule == rule.as_str());
+            let seen = here.iter().find(|f| f.rule.name() == rule);
             match seen {
                 Some(f) if f.seen_by == SeenBy::Both => {}
                 Some(_) => disagreements.push(format!("{}:{rule}", case.file)),
@@ -231,29 +228,7 @@ async fn lint_and_trace_agree_on_the_corpus() {
     // Every known disagreement is about a rule no run can observe, so the report
     // marks those findings as lint's alone.
     for (k, why) in KNOWN {
-        let rule = k.rsplit(':').next().unwrap();
-        assert_eq!(evidence_for(rule), Evidence::Unobservable, "{k}: {why}");
-    }
-}
-
-#[test]
-fn every_lint_rule_names_its_evidence_or_is_known_unobservable() {
-    let unobservable = [
-        "prefer-jsonb",
-        "renaming-column",
-        "renaming-table",
-        "dropping-column",
-        "dropping-table",
-        "unbatched-backfill",
-        "dropping-default-on-not-null-column",
-        "invalid-ignore",
-    ];
-    for rule in pgcalm_lint::rules::ALL {
-        let e = evidence_for(rule.name);
-        assert!(
-            e != Evidence::Unobservable || unobservable.contains(&rule.name),
-            "rule {} has no evidence in pgcalm_trace::report::evidence_for",
-            rule.name
-        );
+        let rule: RuleId = k.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(rule.evidence(), Evidence::Unobservable, "{k}: {why}");
     }
 }

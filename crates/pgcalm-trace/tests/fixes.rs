@@ -33,7 +33,7 @@ fn corpus() -> PathBuf {
 /// One fix to try: the file, the text with the fix in place, and where the fix is.
 struct Trial {
     file: String,
-    rule: &'static str,
+    rule: pgcalm_lint::RuleId,
     line: usize,
     text: String,
     fix: std::ops::Range<usize>,

@@ -19,7 +19,7 @@ fn plain(dir: &Path, setup: &str, sql: &str) -> Script {
     Script::load(&dir.join("traced.sql"), &[dir.join("setup.sql")]).unwrap()
 }
 
-fn modes(locks: &[pgcalm_trace::tracer::ObservedLock]) -> Vec<String> {
+fn modes(locks: &[pgcalm_trace::ObservedLock]) -> Vec<String> {
     locks
         .iter()
         .map(|l| format!("{} {}", l.relation, l.mode))

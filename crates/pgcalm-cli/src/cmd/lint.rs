@@ -16,8 +16,8 @@ use miette::{
     MietteSpanContents, SourceCode, SourceSpan, SpanContents,
 };
 use pgcalm_lint::{
-    Effect, Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleSelection, Schema, SeenBy,
-    StatementLockReport,
+    Effect, Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleId, RuleSelection, Schema,
+    SeenBy, StatementLockReport,
 };
 use pgcalm_migrate::FileError;
 use pgcalm_migrate::file::{read_source, source_from_bytes};
@@ -243,18 +243,17 @@ fn sql_files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Flags > pgcalm.toml `[lint]` > defaults.
 fn options(ctx: &Context, args: &Args) -> anyhow::Result<LintOptions> {
     let section: LintSection = ctx.section("lint")?;
-    for name in section.disable.iter().chain(&section.enable) {
-        if pgcalm_lint::rules::by_name(name).is_none() {
-            bail!(
-                "pgcalm.toml [lint]: unknown rule `{name}`; the rules are: {}",
-                pgcalm_lint::rules::ALL
-                    .iter()
-                    .map(|r| r.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
+    let rule_ids = |names: &[String]| {
+        names
+            .iter()
+            .map(|name| name.parse::<RuleId>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("pgcalm.toml [lint]: {e}"))
+    };
+    let rules = RuleSelection {
+        disable: rule_ids(&section.disable)?,
+        enable: rule_ids(&section.enable)?,
+    };
     let schema = match args.schema.clone().or(section.schema) {
         Some(path) => {
             let sql = std::fs::read_to_string(&path)
@@ -281,23 +280,20 @@ fn options(ctx: &Context, args: &Args) -> anyhow::Result<LintOptions> {
         ),
         assume_in_transaction: args.assume_in_transaction
             || section.assume_in_transaction.unwrap_or(false),
-        rules: RuleSelection {
-            disable: section.disable.into_iter().collect(),
-            enable: section.enable.into_iter().collect(),
-        },
+        rules,
         schema,
     })
 }
 
 fn list_rules() -> String {
-    let rows: Vec<Vec<String>> = pgcalm_lint::rules::ALL
-        .iter()
-        .map(|r| {
+    let rows: Vec<Vec<String>> = RuleId::rules()
+        .map(|id| {
+            let r = id.info();
             vec![
                 r.name.to_string(),
                 r.severity.to_string(),
                 if r.default_on { "on" } else { "off" }.to_string(),
-                r.summary.to_string(),
+                r.hazard.to_string(),
             ]
         })
         .collect();
@@ -596,7 +592,7 @@ fn render_text(reports: &[FileReport], t: &Totals, fancy: bool) -> String {
             }
             let label = f.lock_label().unwrap_or_else(|| f.statement.clone());
             let diagnostic = MietteDiagnostic::new(f.message.clone())
-                .with_code(f.rule)
+                .with_code(f.rule.name())
                 .with_severity(match f.severity {
                     pgcalm_lint::Severity::Error => miette::Severity::Error,
                     pgcalm_lint::Severity::Warning => miette::Severity::Warning,

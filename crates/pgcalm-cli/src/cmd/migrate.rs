@@ -442,7 +442,12 @@ pub fn with_verdict(mut statement: serde_json::Value, v: &StatementVerdict) -> s
         "risky"
     }
     .into();
-    statement["rules"] = v.findings.iter().map(|f| f.rule).collect::<Vec<_>>().into();
+    statement["rules"] = v
+        .findings
+        .iter()
+        .map(|f| f.rule.name())
+        .collect::<Vec<_>>()
+        .into();
     statement
 }
 

@@ -172,8 +172,8 @@ async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Resul
 }
 
 /// `SHARE on public.large_email`, strongest first, tables before indexes.
-fn observed(locks: &[pgcalm_trace::tracer::ObservedLock]) -> String {
-    let mut l: Vec<&pgcalm_trace::tracer::ObservedLock> = locks.iter().collect();
+fn observed(locks: &[pgcalm_trace::ObservedLock]) -> String {
+    let mut l: Vec<&pgcalm_trace::ObservedLock> = locks.iter().collect();
     l.sort_by_key(|x| (!x.on_table(), std::cmp::Reverse(x.lock_mode())));
     // One line per relation: its strongest mode.
     let mut seen = Vec::new();

@@ -5,16 +5,13 @@
 use pg_query::protobuf::{AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::added_constraint;
 use crate::rules::alter_existing_table;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-exclusion-constraint",
-    severity: Severity::Error,
-    summary: "ADD CONSTRAINT ... EXCLUDE scans the table under ACCESS EXCLUSIVE (no NOT VALID)",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingExclusionConstraint,
     check,
 };
 

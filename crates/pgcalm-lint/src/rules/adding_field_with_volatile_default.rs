@@ -7,8 +7,8 @@
 use pg_query::protobuf::{ColumnDef, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::{Volatility, volatility};
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     Fix, added_columns, and_list, backfill, declared_not_null, default_expr, expr_sql,
     in_a_later_transaction, not_null_steps, strip_constraints, with_added_columns_edited,
@@ -16,11 +16,8 @@ use crate::rules::recipe::{
 use crate::rules::{ident, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-field-with-volatile-default",
-    severity: Severity::Error,
-    summary: "ADD COLUMN with a volatile default (any default before PostgreSQL 11) rewrites the table",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingFieldWithVolatileDefault,
     check,
 };
 

@@ -6,8 +6,8 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ColumnDef, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::is_serial_type;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     Fix, added_columns, and_list, column_constraint, column_def, declared_not_null, not_null_steps,
     strip_constraints, with_added_columns_edited,
@@ -15,11 +15,8 @@ use crate::rules::recipe::{
 use crate::rules::{alter_table_cmds, ident, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-not-null-column-without-default",
-    severity: Severity::Error,
-    summary: "ADD COLUMN NOT NULL without a default fails on a table with rows and breaks old inserts",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingNotNullColumnWithoutDefault,
     check,
 };
 

@@ -2,15 +2,12 @@
 //! existing table builds its index (and checks NOT NULL) under ACCESS EXCLUSIVE.
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::unique_like::{KeyKind, check_key};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-primary-key",
-    severity: Severity::Error,
-    summary: "ADD PRIMARY KEY builds an index under ACCESS EXCLUSIVE",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingPrimaryKey,
     check,
 };
 

@@ -6,8 +6,8 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ColumnDef, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::is_serial_type;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     Fix, added_columns, and_list, backfill, column_constraint, in_a_later_transaction,
     not_null_steps, strip_constraints, template, type_sql, with_added_columns_edited,
@@ -16,11 +16,8 @@ use crate::rules::{ident, rel};
 use crate::unit::type_name;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-serial-column",
-    severity: Severity::Error,
-    summary: "ADD COLUMN serial or GENERATED ... AS IDENTITY rewrites the table",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingSerialColumn,
     check,
 };
 

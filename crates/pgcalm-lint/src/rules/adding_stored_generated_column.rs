@@ -5,18 +5,15 @@
 use pg_query::protobuf::{ColumnDef, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     Fix, added_columns, and_list, backfill, column_constraint, expr_sql, in_a_later_transaction,
     strip_constraints, with_added_columns_edited,
 };
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-stored-generated-column",
-    severity: Severity::Error,
-    summary: "ADD COLUMN ... GENERATED ALWAYS AS (...) STORED rewrites the table",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingStoredGeneratedColumn,
     check,
 };
 

@@ -2,15 +2,12 @@
 //! table builds its index under ACCESS EXCLUSIVE: no reads or writes for the whole build.
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::unique_like::{KeyKind, check_key};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "adding-unique-constraint",
-    severity: Severity::Error,
-    summary: "ADD UNIQUE builds an index under ACCESS EXCLUSIVE",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::AddingUniqueConstraint,
     check,
 };
 

@@ -8,17 +8,14 @@
 use pg_query::NodeEnum;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::RelName;
+use crate::rule_id::RuleId;
 use crate::rules::is_bookkeeping_table;
 use crate::unit::UnitKind;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "backfill-in-ddl-transaction",
-    severity: Severity::Error,
-    summary: "UPDATE/DELETE in the transaction that holds a DDL lock keeps the table blocked",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::BackfillInDdlTransaction,
     check,
 };
 

@@ -19,7 +19,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableCmd, AlterTableType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     BATCH, Fix, and_list, batches_comment, column_def, edited_alter, expr_sql, type_sql,
 };
@@ -27,11 +27,8 @@ use crate::rules::{alter_existing_table, ident, rel};
 use crate::unit::{string_list, type_name};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "changing-column-type",
-    severity: Severity::Error,
-    summary: "ALTER COLUMN TYPE rewrites the table unless the change is binary-coercible",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::ChangingColumnType,
     check,
 };
 

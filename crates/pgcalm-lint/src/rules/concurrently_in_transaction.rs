@@ -5,15 +5,12 @@
 //! 25001 when it runs.
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::unit::UnitKind;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "concurrently-in-transaction",
-    severity: Severity::Error,
-    summary: "CONCURRENTLY (or VACUUM...) inside a transaction block fails",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::ConcurrentlyInTransaction,
     check,
 };
 

@@ -12,18 +12,15 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableCmd, AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation, deparse};
-use crate::finding::Severity;
 use crate::locks::{RelName, Target, has_default};
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{Fix, and_list, column_def, in_a_later_transaction};
 use crate::rules::{added_constraint, alter_existing_table, ident, rel};
 use crate::unit::string_list;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "constraint-missing-not-valid",
-    severity: Severity::Error,
-    summary: "ADD FOREIGN KEY / CHECK without NOT VALID scans the table under its lock",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::ConstraintMissingNotValid,
     check,
 };
 

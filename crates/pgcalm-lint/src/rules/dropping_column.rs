@@ -10,17 +10,14 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::RelName;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{and_list, column_def};
 use crate::rules::{alter_existing_table, alter_table_cmds, later_in_transaction};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "dropping-column",
-    severity: Severity::Error,
-    summary: "DROP COLUMN breaks application code that still uses the column",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::DroppingColumn,
     check,
 };
 

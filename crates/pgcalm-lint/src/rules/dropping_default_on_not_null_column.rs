@@ -13,16 +13,13 @@
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::alter_existing_table;
 use crate::rules::recipe::{and_list, column_def, declared_not_null};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "dropping-default-on-not-null-column",
-    severity: Severity::Error,
-    summary: "DROP DEFAULT on a NOT NULL column breaks INSERTs of code that omits the column",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::DroppingDefaultOnNotNullColumn,
     check,
 };
 

@@ -10,17 +10,14 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::ObjectType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::{RelName, Target};
+use crate::rule_id::RuleId;
 use crate::rules::later_in_transaction;
 use crate::rules::recipe::and_list;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "dropping-table",
-    severity: Severity::Error,
-    summary: "DROP TABLE breaks application code that still uses the table",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::DroppingTable,
     check,
 };
 

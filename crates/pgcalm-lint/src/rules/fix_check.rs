@@ -15,7 +15,7 @@ use pg_query::protobuf::Token;
 
 /// The source with `source[stmt]` (and a `;` right after it) replaced by `fix`, and the
 /// range the fix occupies in the result.
-pub fn with_fix(source: &str, stmt: Range<usize>, fix: &str) -> (String, Range<usize>) {
+pub(crate) fn with_fix(source: &str, stmt: Range<usize>, fix: &str) -> (String, Range<usize>) {
     let end = if source[stmt.end..].starts_with(';') {
         stmt.end + 1
     } else {
@@ -38,7 +38,7 @@ pub fn with_fix(source: &str, stmt: Range<usize>, fix: &str) -> (String, Range<u
 /// The problems of one fix (empty: it is right). `original` are the rules lint reported on
 /// the statement; `relint` lints a whole source text the way the original was linted and
 /// returns each finding's rule and start offset.
-pub fn fix_problems(
+pub(crate) fn fix_problems(
     source: &str,
     stmt: Range<usize>,
     rule: &str,

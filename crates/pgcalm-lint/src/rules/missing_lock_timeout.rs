@@ -12,14 +12,11 @@
 //! exempt: the runner sets lock_timeout for every statement.
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "missing-lock-timeout",
-    severity: Severity::Error,
-    summary: "a lock that blocks reads or writes, taken with no lock_timeout (plain SQL only)",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::MissingLockTimeout,
     check,
 };
 

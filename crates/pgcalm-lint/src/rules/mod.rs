@@ -1,8 +1,11 @@
-//! The rules, one per file. To add one: write `rules/<name>.rs` with a `pub static RULE:
-//! Rule` and its inline snapshot tests, then add its `mod` line and `&<name>::RULE` to
-//! [`ALL`] below (see /work/notes/lint_rules.md).
+//! The rules, one per file. To add one: give it a [`RuleId`] (its name, severity, hazard
+//! and trace evidence, in `rule_id.rs`), write `rules/<name>.rs` with a `pub static RULE:
+//! Rule` (the id and its check) and its inline snapshot tests, then add its `mod` line
+//! and `&<name>::RULE` to [`ALL`] below, in the id's place.
 
 use crate::engine::Rule;
+#[cfg(doc)]
+use crate::rule_id::RuleId;
 
 mod adding_exclusion_constraint;
 mod adding_field_with_volatile_default;
@@ -35,7 +38,7 @@ mod unbatched_backfill;
 mod unique_like;
 
 /// Every rule, in the order their findings are listed for one statement.
-pub static ALL: &[&Rule] = &[
+pub(crate) static ALL: &[&Rule] = &[
     &missing_lock_timeout::RULE,
     &require_concurrent_index_creation::RULE,
     &require_concurrent_index_deletion::RULE,
@@ -62,11 +65,6 @@ pub static ALL: &[&Rule] = &[
     &prefer_jsonb::RULE,
     &reindex_non_concurrent::RULE,
 ];
-
-/// A rule by name.
-pub fn by_name(name: &str) -> Option<&'static Rule> {
-    ALL.iter().copied().find(|r| r.name == name)
-}
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
 /// rows): updating them is not a backfill.
@@ -160,7 +158,7 @@ pub(crate) fn not_null_check_recipe(
 /// The text after this statement up to the end of its transaction: the first COMMIT,
 /// ROLLBACK, END or ABORT, or the next migration section marker. Found by scanning a
 /// window that grows from 4 KB, so a long file is not re-read for every rename.
-fn rest_of_transaction<'a>(cx: &crate::Cx<'a>) -> &'a str {
+fn rest_of_transaction<'a>(cx: &crate::engine::Cx<'a>) -> &'a str {
     let rest = &cx.source[cx.stmt.span.end..];
     let mut window = 4096;
     loop {
@@ -206,7 +204,7 @@ fn rest_of_transaction<'a>(cx: &crate::Cx<'a>) -> &'a str {
 /// or when the rest does not parse). Parses only when a rule asks, for the few statements
 /// whose verdict depends on what follows (a view over a renamed table, a dropped column
 /// added back).
-pub(crate) fn later_in_transaction(cx: &crate::Cx<'_>) -> Vec<pg_query::NodeEnum> {
+pub(crate) fn later_in_transaction(cx: &crate::engine::Cx<'_>) -> Vec<pg_query::NodeEnum> {
     if !cx.state.in_transaction {
         return Vec::new();
     }
@@ -256,7 +254,7 @@ pub(crate) type AlterCmds<'a> = Vec<(
 /// subcommands and the statement's lock on it (`None` for other statements and for
 /// tables created earlier in the unit).
 pub(crate) fn alter_existing_table<'a>(
-    cx: &crate::Cx<'a>,
+    cx: &crate::engine::Cx<'a>,
 ) -> Option<(crate::RelName, AlterCmds<'a>, &'a crate::RelationLock)> {
     let (table, cmds) = alter_table_cmds(cx.node)?;
     let lock = cx.existing_lock_on(&table)?;
@@ -281,12 +279,12 @@ pub(crate) mod test_support {
     use crate::{LintOptions, PgVersion, UnitKind, lint_sql};
 
     /// Plain SQL at the default version: only `rule`'s findings, rendered.
-    pub fn check(rule: &str, sql: &str) -> String {
+    pub(crate) fn check(rule: &str, sql: &str) -> String {
         check_with(rule, sql, UnitKind::PlainSql, &LintOptions::default())
     }
 
     /// A transactional pgcalm migration section.
-    pub fn check_migration(rule: &str, sql: &str, transaction: bool) -> String {
+    pub(crate) fn check_migration(rule: &str, sql: &str, transaction: bool) -> String {
         check_with(
             rule,
             sql,
@@ -296,7 +294,7 @@ pub(crate) mod test_support {
     }
 
     /// Plain SQL on another PostgreSQL version.
-    pub fn check_pg(rule: &str, sql: &str, major: u32) -> String {
+    pub(crate) fn check_pg(rule: &str, sql: &str, major: u32) -> String {
         let options = LintOptions {
             pg_version: PgVersion(major),
             ..LintOptions::default()
@@ -305,7 +303,7 @@ pub(crate) mod test_support {
     }
 
     /// Plain SQL with the existing tables of a schema (`--schema`).
-    pub fn check_schema(rule: &str, schema: &str, sql: &str) -> String {
+    pub(crate) fn check_schema(rule: &str, schema: &str, sql: &str) -> String {
         let options = LintOptions {
             schema: Some(std::sync::Arc::new(
                 crate::Schema::from_sql(schema).expect("test schema parses"),
@@ -317,20 +315,25 @@ pub(crate) mod test_support {
 
     /// The lines `rule` flags in plain SQL (for cases whose message is snapshotted once
     /// elsewhere).
-    pub fn lines(rule: &str, sql: &str) -> Vec<usize> {
+    pub(crate) fn lines(rule: &str, sql: &str) -> Vec<usize> {
         lint_sql(sql, UnitKind::PlainSql, &LintOptions::default())
             .expect("test SQL parses")
             .findings
             .iter()
-            .filter(|f| f.rule == rule)
+            .filter(|f| f.rule.name() == rule)
             .map(|f| f.span.line)
             .collect()
     }
 
     /// Only `rule`'s findings, one block each; `ok` when there are none. Every fix must
     /// be right where the SQL runs ([`super::fix_check`]).
-    pub fn check_with(rule: &str, sql: &str, kind: UnitKind, options: &LintOptions) -> String {
-        assert!(super::by_name(rule).is_some(), "unknown rule {rule}");
+    pub(crate) fn check_with(
+        rule: &str,
+        sql: &str,
+        kind: UnitKind,
+        options: &LintOptions,
+    ) -> String {
+        let rule: crate::RuleId = rule.parse().expect("a rule's name");
         let result = lint_sql(sql, kind, options).expect("test SQL parses");
         let mut out = String::new();
         for f in result.findings.iter().filter(|f| f.rule == rule) {
@@ -350,12 +353,12 @@ pub(crate) mod test_support {
                     .findings
                     .iter()
                     .filter(|g| g.span.start == f.span.start)
-                    .map(|g| g.rule)
+                    .map(|g| g.rule.name())
                     .collect();
                 let problems = super::fix_check::fix_problems(
                     sql,
                     f.span.range(),
-                    rule,
+                    rule.name(),
                     fix,
                     &original,
                     |text| {
@@ -379,5 +382,16 @@ pub(crate) mod test_support {
             }
         }
         if out.is_empty() { "ok".into() } else { out }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rule_id::RuleId;
+
+    #[test]
+    fn every_rule_id_has_its_check_in_all_in_the_same_order() {
+        let registered: Vec<RuleId> = super::ALL.iter().map(|r| r.id).collect();
+        assert_eq!(registered, RuleId::rules().collect::<Vec<_>>());
     }
 }

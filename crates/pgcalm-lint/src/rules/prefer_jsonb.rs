@@ -7,15 +7,12 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ColumnDef, TypeName};
 
 use crate::engine::{Cx, Rule, Violation, deparse};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::unit::string_list;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "prefer-jsonb",
-    severity: Severity::Warning,
-    summary: "json columns cannot be compared (DISTINCT, GROUP BY fail): use jsonb",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::PreferJsonb,
     check,
 };
 

@@ -7,16 +7,13 @@
 use pg_query::protobuf::{AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{Fix, in_a_later_transaction};
 use crate::rules::{added_constraint, alter_existing_table, not_null_check_recipe};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "primary-key-using-index-nullable",
-    severity: Severity::Warning,
-    summary: "PRIMARY KEY USING INDEX over columns not known NOT NULL scans under ACCESS EXCLUSIVE",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::PrimaryKeyUsingIndexNullable,
     check,
 };
 

@@ -7,16 +7,13 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ReindexObjectType, Token};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::has_option;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::outside_this_transaction;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "reindex-non-concurrent",
-    severity: Severity::Error,
-    summary: "REINDEX without CONCURRENTLY blocks writes (and reads using the index)",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::ReindexNonConcurrent,
     check,
 };
 

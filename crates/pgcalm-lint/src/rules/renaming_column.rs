@@ -6,15 +6,12 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::ObjectType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::RelName;
+use crate::rule_id::RuleId;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "renaming-column",
-    severity: Severity::Error,
-    summary: "RENAME COLUMN breaks application code that still uses the old name",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::RenamingColumn,
     check,
 };
 

@@ -7,16 +7,13 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::ObjectType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::RelName;
+use crate::rule_id::RuleId;
 use crate::rules::{later_in_transaction, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "renaming-table",
-    severity: Severity::Error,
-    summary: "RENAME TO breaks application code that still uses the old table name",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::RenamingTable,
     check,
 };
 

@@ -11,16 +11,13 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::Token;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::RelName;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::outside_this_transaction;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "require-concurrent-index-creation",
-    severity: Severity::Error,
-    summary: "CREATE INDEX without CONCURRENTLY on an existing table blocks writes for the build",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::RequireConcurrentIndexCreation,
     check,
 };
 

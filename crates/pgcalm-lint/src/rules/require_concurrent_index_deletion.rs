@@ -11,17 +11,14 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{DropBehavior, ObjectType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::{RelName, Target};
+use crate::rule_id::RuleId;
 use crate::rules::recipe::outside_this_transaction;
 use crate::rules::rel;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "require-concurrent-index-deletion",
-    severity: Severity::Error,
-    summary: "DROP INDEX without CONCURRENTLY takes ACCESS EXCLUSIVE on the table",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::RequireConcurrentIndexDeletion,
     check,
 };
 

@@ -9,16 +9,13 @@
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{Fix, and_list, edited_alter, in_a_later_transaction};
 use crate::rules::{alter_existing_table, ident, not_null_check_recipe, rel};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "setting-not-null",
-    severity: Severity::Error,
-    summary: "SET NOT NULL scans the table under ACCESS EXCLUSIVE unless a validated CHECK proves it (PG12+)",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::SettingNotNull,
     check,
 };
 

@@ -8,16 +8,13 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::finding::Severity;
 use crate::locks::{Effect, has_option};
+use crate::rule_id::RuleId;
 use crate::rules::alter_existing_table;
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "table-rewrite-command",
-    severity: Severity::Error,
-    summary: "VACUUM FULL, CLUSTER, SET TABLESPACE, SET LOGGED/UNLOGGED rewrite the table",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::TableRewriteCommand,
     check,
 };
 

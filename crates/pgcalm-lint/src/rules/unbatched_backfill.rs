@@ -15,19 +15,16 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AExprKind, BoolExprType, SubLinkType};
 
 use crate::engine::{Cx, Rule, Violation, deparse};
-use crate::finding::Severity;
 use crate::locks::RelName;
+use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     BATCH, batches_comment, first_batch_condition, outside_this_transaction,
 };
 use crate::rules::{ident, is_bookkeeping_table};
 
 /// The rule.
-pub static RULE: Rule = Rule {
-    name: "unbatched-backfill",
-    severity: Severity::Error,
-    summary: "UPDATE/DELETE of a whole table in one transaction",
-    default_on: true,
+pub(super) static RULE: Rule = Rule {
+    id: RuleId::UnbatchedBackfill,
     check,
 };
 

@@ -1,0 +1,204 @@
+//! What the lock table answers for one statement: per relation the mode and what the
+//! statement costs under it (rewrite, scan), and for the statement whether it must run
+//! outside a transaction.
+
+use std::fmt;
+
+use pg_query::protobuf::RangeVar;
+use serde::Serialize;
+
+use super::{Blocks, LockMode, RelName, Target};
+
+/// When a cost (rewrite, scan) is avoided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// The new type is binary-coercible from the old one (varchar(n) to a wider
+    /// varchar or text, numeric precision raised at the same scale, ...).
+    BinaryCoercible,
+    /// The column is already NOT NULL, or (PostgreSQL 12+) a validated
+    /// `CHECK (col IS NOT NULL)` proves it.
+    ProvenNotNull,
+    /// The default's functions are not volatile (a user function pgcalm cannot see).
+    NonVolatileDefault,
+    /// A validated CHECK on the partition already implies its partition bound.
+    PartitionConstraintImplied,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Condition::BinaryCoercible => "the new type is binary-coercible from the old",
+            Condition::ProvenNotNull => {
+                "the column is already NOT NULL or (PG12+) a validated CHECK (col IS NOT NULL) proves it"
+            }
+            Condition::NonVolatileDefault => "the default is not volatile",
+            Condition::PartitionConstraintImplied => "a validated CHECK implies the partition bound",
+        })
+    }
+}
+
+/// Whether a statement pays a cost (rewriting the table, scanning it) under its lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Never.
+    #[default]
+    No,
+    /// Unless the condition holds (which the parse tree alone cannot tell).
+    Unless(Condition),
+    /// Always.
+    Yes,
+}
+
+impl Effect {
+    /// The costlier of two: yes over unless over no.
+    pub(super) fn max(self, other: Effect) -> Effect {
+        match (self, other) {
+            (Effect::Yes, _) | (_, Effect::Yes) => Effect::Yes,
+            (Effect::Unless(c), _) | (_, Effect::Unless(c)) => Effect::Unless(c),
+            _ => Effect::No,
+        }
+    }
+
+    /// Yes, or possibly.
+    pub fn possible(self) -> bool {
+        self != Effect::No
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Effect::No => f.write_str("no"),
+            Effect::Yes => f.write_str("yes"),
+            Effect::Unless(c) => write!(f, "yes, unless {c}"),
+        }
+    }
+}
+
+/// The lock one statement takes on one relation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelationLock {
+    /// The relation.
+    pub target: Target,
+    /// The strongest mode taken on it (the strictest subcommand's, for a multi-command
+    /// `ALTER TABLE`).
+    pub mode: LockMode,
+    /// Rewrites the whole table (new relfilenode) while holding the lock.
+    pub rewrite: Effect,
+    /// Reads the whole table (validation, index build) while holding the lock.
+    pub scan: Effect,
+}
+
+impl RelationLock {
+    /// What the lock blocks.
+    pub fn blocks(&self) -> Blocks {
+        self.mode.blocks()
+    }
+}
+
+/// Everything the lock table says about one statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatementLocks {
+    /// Short name: `CREATE INDEX CONCURRENTLY`, `ALTER TABLE`, ...
+    pub label: String,
+    /// One entry per relation, strongest mode first.
+    pub locks: Vec<RelationLock>,
+    /// PostgreSQL refuses it inside a transaction block.
+    pub outside_transaction: bool,
+    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT ...
+    pub transaction_control: bool,
+    /// Its locks cannot be known from the text (`DO`, `CALL`): review it.
+    pub opaque: bool,
+}
+
+impl StatementLocks {
+    /// The strongest mode over all relations.
+    pub fn strongest(&self) -> Option<LockMode> {
+        self.locks.iter().map(|l| l.mode).max()
+    }
+
+    /// What the statement blocks, over all relations.
+    pub fn blocks(&self) -> Blocks {
+        self.locks
+            .iter()
+            .fold(Blocks::default(), |b, l| b.or(l.blocks()))
+    }
+
+    /// Its strongest lock is SHARE UPDATE EXCLUSIVE: even while queued it blocks no
+    /// reads or writes, so it may run (and wait) as long as it needs.
+    pub fn share_update_exclusive_only(&self) -> bool {
+        self.strongest() == Some(LockMode::ShareUpdateExclusive)
+    }
+
+    /// The lock on a table, if the statement names it.
+    pub fn on_table(&self, table: &RelName) -> Option<&RelationLock> {
+        self.locks
+            .iter()
+            .find(|l| l.target.table().is_some_and(|t| t.same_as(table)))
+    }
+
+    pub(super) fn add(&mut self, target: Target, mode: LockMode, rewrite: Effect, scan: Effect) {
+        if let Some(l) = self.locks.iter_mut().find(|l| l.target == target) {
+            l.mode = l.mode.max(mode);
+            l.rewrite = l.rewrite.max(rewrite);
+            l.scan = l.scan.max(scan);
+        } else {
+            self.locks.push(RelationLock {
+                target,
+                mode,
+                rewrite,
+                scan,
+            });
+        }
+    }
+
+    pub(super) fn table(&mut self, r: Option<&RangeVar>, mode: LockMode) {
+        if let Some(r) = r {
+            self.add(
+                Target::Table(RelName::from_range_var(r)),
+                mode,
+                Effect::No,
+                Effect::No,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::{PgVersion, sql_statement_locks};
+
+    #[test]
+    fn effects_combine_to_the_costlier() {
+        let unless = Effect::Unless(Condition::BinaryCoercible);
+        assert_eq!(Effect::No.max(unless), unless);
+        assert_eq!(unless.max(Effect::Yes), Effect::Yes);
+        assert_eq!(Effect::No.max(Effect::No), Effect::No);
+        assert!(unless.possible() && !Effect::No.possible());
+    }
+
+    #[test]
+    fn a_statement_answer_knows_its_strongest_lock_and_what_it_blocks() {
+        let fk = sql_statement_locks(
+            "ALTER TABLE t ADD CONSTRAINT k FOREIGN KEY (c) REFERENCES p (id) NOT VALID",
+            PgVersion::DEFAULT,
+        );
+        assert_eq!(fk.strongest(), Some(LockMode::ShareRowExclusive));
+        assert_eq!(fk.blocks().to_string(), "writes");
+        let p = RelName {
+            schema: Some("public".into()),
+            name: "p".into(),
+        };
+        assert_eq!(
+            fk.on_table(&p).map(|l| l.mode),
+            Some(LockMode::ShareRowExclusive)
+        );
+        let validate =
+            sql_statement_locks("ALTER TABLE t VALIDATE CONSTRAINT k", PgVersion::DEFAULT);
+        assert!(validate.share_update_exclusive_only());
+        assert!(!validate.blocks().any());
+    }
+}
