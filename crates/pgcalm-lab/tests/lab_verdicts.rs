@@ -20,9 +20,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgcalm_lab::lab::results::{BlockLevel, Form, FormRun, PoolTopology, ScenarioResult};
-use pgcalm_lab::lab::scenario::{Scenario, catalogue};
-use pgcalm_lab::lab::{LabOptions, run_lab};
+use pgcalm_lab::results::{BlockLevel, Form, FormRun, PoolTopology, ScenarioResult};
+use pgcalm_lab::scenario::{Scenario, catalogue};
+use pgcalm_lab::{LabOptions, run_lab};
 use pgcalm_testkit::TestDb;
 
 const ROWS: u64 = 5_000;

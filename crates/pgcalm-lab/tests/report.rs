@@ -3,8 +3,8 @@
 
 mod report_fixture;
 
-use pgcalm_lab::lab::report::{self, tables};
-use pgcalm_lab::lab::results::{LabResults, Outcome};
+use pgcalm_lab::report::{self, tables};
+use pgcalm_lab::results::{LabResults, Outcome};
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
@@ -65,7 +65,7 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
 
 #[test]
 fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
-    use pgcalm_lab::lab::results::BlockLevel;
+    use pgcalm_lab::results::BlockLevel;
     let mut results = report_fixture::lab_results();
     let form = &mut results.scenarios[0].forms[1];
     form.verdict.writes.level = BlockLevel::Queued;

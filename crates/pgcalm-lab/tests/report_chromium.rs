@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use pgcalm_lab::lab::report::{self, svg};
-use pgcalm_lab::lab::results::{LabResults, Outcome};
-use pgcalm_lab::lab::{LabOptions, run_lab};
+use pgcalm_lab::report::{self, svg};
+use pgcalm_lab::results::{LabResults, Outcome};
+use pgcalm_lab::{LabOptions, run_lab};
 use pgcalm_testkit::TestDb;
 
 /// Longest a page load may take before Chromium is killed (it normally takes ~2 s; the

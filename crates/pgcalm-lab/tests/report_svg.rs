@@ -4,8 +4,8 @@
 
 mod report_fixture;
 
-use pgcalm_lab::lab::report::{self, svg};
-use pgcalm_lab::lab::results::{FormRun, LabResults, Outcome};
+use pgcalm_lab::report::{self, svg};
+use pgcalm_lab::results::{FormRun, LabResults, Outcome};
 use roxmltree::{Document, Node};
 
 fn has_class(n: &Node, class: &str) -> bool {

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgcalm_lab::lab::report::format::level_cell;
-use pgcalm_lab::lab::report::{self, tables};
-use pgcalm_lab::lab::results::{EndpointRole, Form, LabResults, PoolTopology};
-use pgcalm_lab::lab::{LabEvent, LabOptions, LabStep, run_lab};
-use pgcalm_lab::seed::SeedEvent;
+use pgcalm_demo::seed::SeedEvent;
+use pgcalm_lab::report::format::level_cell;
+use pgcalm_lab::report::{self, tables};
+use pgcalm_lab::results::{EndpointRole, Form, LabResults, PoolTopology};
+use pgcalm_lab::{LabEvent, LabOptions, LabStep, run_lab};
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ pub const LAB_DATABASE: &str = "pgcalm_lab";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Rows in large_email (seeded once; a later run with the same count reuses them).
-    #[arg(long, default_value_t = pgcalm_lab::lab::experiment::DEFAULT_ROWS)]
+    #[arg(long, default_value_t = pgcalm_lab::experiment::DEFAULT_ROWS)]
     pub rows: u64,
     /// Scenario to run (repeatable), or `all`. Scenarios: add_index (the seed's),
     /// drop_index, add_unique_constraint, add_foreign_key, add_check_constraint,
@@ -172,7 +172,7 @@ pub fn render_tables(results: &LabResults) -> String {
     out
 }
 
-fn summary_rows(s: &pgcalm_lab::lab::results::ScenarioResult, rows: u64) -> Vec<Vec<String>> {
+fn summary_rows(s: &pgcalm_lab::results::ScenarioResult, rows: u64) -> Vec<Vec<String>> {
     s.forms
         .iter()
         .map(|f| {

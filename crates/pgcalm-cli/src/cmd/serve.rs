@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pgcalm_lab::lab::results::format_utc;
-use pgcalm_lab::serve::{
+use pgcalm_demo::format_utc;
+use pgcalm_demo::serve::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog,
     ServeOptions, Server,
 };
@@ -142,7 +142,7 @@ fn spawn_request_log(
     json: bool,
     all: bool,
 ) -> (
-    pgcalm_lab::serve::RequestLogger,
+    pgcalm_demo::serve::RequestLogger,
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(SystemTime, RequestLog)>();
@@ -156,7 +156,7 @@ fn spawn_request_log(
         }
         let _ = out.flush();
     });
-    let logger: pgcalm_lab::serve::RequestLogger = Arc::new(move |log: RequestLog| {
+    let logger: pgcalm_demo::serve::RequestLogger = Arc::new(move |log: RequestLog| {
         if all || log.error.is_some() {
             let _ = tx.send((SystemTime::now(), log));
         }
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(v["error"], failed.error.unwrap().as_str());
     }
 
-    fn axum_method() -> pgcalm_lab::serve::Method {
-        pgcalm_lab::serve::Method::GET
+    fn axum_method() -> pgcalm_demo::serve::Method {
+        pgcalm_demo::serve::Method::GET
     }
 }

@@ -1,12 +1,13 @@
-//! The scenario catalogue: one folder per scenario under `lab/scenarios/` at the
-//! repository root, embedded into the binary (so `pgcalm lab` works outside the repo).
+//! The scenario catalogue: one folder per scenario under this crate's `scenarios/`
+//! (`crates/pgcalm-lab/scenarios/`), embedded into the binary (so `pgcalm lab` works
+//! outside the repo).
 //!
 //! A scenario folder is a pgcalm migrations directory with one app per form, so the
 //! seed's manual way works on it too (`pgcalm migrate --migrations-dir
-//! lab/scenarios/add_index risky 0001`, then `... risky zero`):
+//! crates/pgcalm-lab/scenarios/add_index risky 0001`, then `... risky zero`):
 //!
 //! ```text
-//! lab/scenarios/add_index/
+//! crates/pgcalm-lab/scenarios/add_index/
 //!   setup.sql                  plain SQL run before each form (idempotent)
 //!   teardown.sql               plain SQL run after each form's rollback (idempotent)
 //!   risky/0001_add_index.sql   the risky form: a migration file (up and down)
@@ -19,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::results::Form;
+use crate::results::Form;
 
 /// Which requests a risky form is expected to stop (the verdict tests assert these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,7 @@ pub struct Scenario {
     /// The pool topologies the risky form runs under (the seed's scenario runs it on
     /// separate pools, on one shared pool served like the seed's app, and on one shared
     /// pool served by pgcalm serve as it runs).
-    pub risky_topologies: &'static [super::results::PoolTopology],
+    pub risky_topologies: &'static [crate::results::PoolTopology],
     /// `setup.sql`.
     pub setup: &'static str,
     /// `teardown.sql`.
@@ -111,7 +112,7 @@ macro_rules! scenario_file {
     ($name:literal, $file:literal) => {
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../lab/scenarios/",
+            "/scenarios/",
             $name,
             "/",
             $file
@@ -123,7 +124,7 @@ macro_rules! form_file {
     ($name:literal, $form:literal) => {
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../lab/scenarios/",
+            "/scenarios/",
             $name,
             "/",
             $form,
@@ -148,7 +149,7 @@ macro_rules! files {
 /// The seed's lookup query (demo_commands.md, "Performance Testing").
 pub const SEED_LOOKUP: &str = "SELECT * FROM large_email WHERE email = 'user1000000@example.com'";
 
-use super::results::PoolTopology::{Separate, Shared, SharedSeedLike};
+use crate::results::PoolTopology::{Separate, Shared, SharedSeedLike};
 
 /// Every scenario, in the order `--scenario all` runs them. The first is the default.
 pub fn catalogue() -> Vec<Scenario> {
@@ -375,7 +376,7 @@ mod tests {
 
     #[test]
     fn every_scenario_folder_is_in_the_catalogue() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab/scenarios");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let mut on_disk: Vec<String> = std::fs::read_dir(&root)
             .unwrap()
             .filter_map(|e| e.ok())
@@ -390,7 +391,7 @@ mod tests {
 
     #[test]
     fn every_scenario_folder_is_a_migrations_dir_with_a_risky_and_a_safe_app() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab/scenarios");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let work = std::env::temp_dir().join(format!("pgcalm-scenarios-{}", std::process::id()));
         for s in catalogue() {
             let materialized = s.materialize(&work, Some(Duration::from_secs(2))).unwrap();

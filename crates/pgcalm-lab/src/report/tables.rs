@@ -3,14 +3,14 @@
 //! Markdown, HTML and the terminal render the same [`Table`]s, so each figure is
 //! worded in one place.
 
-use crate::lab::results::{
+use crate::results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, ExplainPair, Form, FormRun, LabResults,
     ScenarioResult, WindowStats,
 };
 
 use super::format::{form_label, ms, seconds, yes_no_blocked};
 use super::svg::lock_wait_stretches;
-use crate::lab::verdict::{HUNG_MS, QUEUE_MARGIN_MS};
+use crate::verdict::{HUNG_MS, QUEUE_MARGIN_MS};
 
 /// Folder name of the seed's scenario (add an index on `large_email.email`), the one
 /// the Step 5 table describes.

@@ -13,8 +13,8 @@ use pgcalm_pg::Target;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::results::{EndpointRole, Pool, PoolLayout, PoolTopology};
-use crate::serve::{DEFAULT_POOL_SIZE, ServeError, ServeOptions, Server};
+use crate::results::{EndpointRole, Pool, PoolLayout, PoolTopology};
+use pgcalm_demo::serve::{DEFAULT_POOL_SIZE, ServeError, ServeOptions, Server};
 
 /// The `application_name` of the demo API's connections in the lab, so the monitor can
 /// tell them apart from the runner's and the blocker's.

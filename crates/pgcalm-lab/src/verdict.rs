@@ -31,8 +31,8 @@
 
 use std::collections::BTreeMap;
 
-use super::monitor::{AppWait, WaitedOn};
-use super::results::{
+use crate::monitor::{AppWait, WaitedOn};
+use crate::results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, Outcome, PoolTopology, SafeCriteria,
     Sample, Span, StatementRun, Verdict, WindowStats,
 };
@@ -635,7 +635,7 @@ mod tests {
     }
 
     fn endpoints() -> Vec<Endpoint> {
-        super::super::experiment::probe_endpoints()
+        crate::experiment::probe_endpoints()
     }
 
     #[test]

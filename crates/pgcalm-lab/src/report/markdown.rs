@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::results::LabResults;
+use crate::results::LabResults;
 
 use super::format::{form_label, ms};
 use super::tables;

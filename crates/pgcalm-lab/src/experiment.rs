@@ -34,17 +34,17 @@ use pgcalm_probe::{Probe, ProbeConfig, ProbeTarget, StopWhen};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::app::{self, RunningApp};
-use super::monitor::{self, BLOCKER_APP, RunningMonitor};
-use super::results::{
+use crate::app::{self, RunningApp};
+use crate::monitor::{self, BLOCKER_APP, RunningMonitor};
+use crate::results::{
     EndpointRole, Explain, ExplainPair, Form, FormRun, LabResults, MigrationRun, PoolTopology,
     ProbeTarget as ResultTarget, RunClock, RunInfo, RunOptions, Sample, ScenarioResult, Span,
     StatementRun, duration_ms,
 };
-use super::scenario::{Scenario, catalogue};
-use super::verdict::{self, Endpoint, Evidence, LockHold};
-use crate::seed::{self, SeedEvent, SeedOptions};
-use crate::serve::ServeError;
+use crate::scenario::{Scenario, catalogue};
+use crate::verdict::{self, Endpoint, Evidence, LockHold};
+use pgcalm_demo::seed::{self, SeedEvent, SeedOptions};
+use pgcalm_demo::serve::ServeError;
 
 /// Default rows in `large_email` (the seed's 10M).
 pub const DEFAULT_ROWS: u64 = 10_000_000;
@@ -244,7 +244,7 @@ pub type LabEventSink = Arc<dyn Fn(LabEvent) + Send + Sync>;
 
 /// The demo tables' migration (the repository's `migrations/demoapp/0001_initial.sql`),
 /// embedded so the lab works outside the repository.
-const DEMOAPP_0001: &str = include_str!("../../../../migrations/demoapp/0001_initial.sql");
+const DEMOAPP_0001: &str = include_str!("../../../migrations/demoapp/0001_initial.sql");
 
 /// The policy of the risky forms: the way Django runs a migration (one transaction, no
 /// lock_timeout, no retries), with the runner's lint refusal lifted (`allow_risky`).
@@ -450,7 +450,7 @@ fn resolve(names: &[String]) -> Result<Vec<Scenario>, LabError> {
     names
         .iter()
         .map(|n| {
-            super::scenario::find(n).map_err(|known| LabError::UnknownScenario {
+            crate::scenario::find(n).map_err(|known| LabError::UnknownScenario {
                 name: n.clone(),
                 known,
             })
@@ -837,7 +837,7 @@ impl Lab {
     /// task ends when the session has held it for [`LabOptions::blocker`].
     async fn start_blocker(
         &self,
-        blocker: super::scenario::Blocker,
+        blocker: crate::scenario::Blocker,
     ) -> Result<tokio::task::JoinHandle<()>, LabError> {
         let client = self.connect(BLOCKER_APP).await?;
         let secs = self.opts.blocker.as_secs_f64();
@@ -847,7 +847,7 @@ impl Lab {
         let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             match blocker {
-                super::scenario::Blocker::SlowQuery => {
+                crate::scenario::Blocker::SlowQuery => {
                     let query = client.batch_execute(&statements[0]);
                     tokio::pin!(query);
                     // The query takes its lock as soon as it starts; give it a moment.
@@ -859,7 +859,7 @@ impl Lab {
                         }
                     }
                 }
-                super::scenario::Blocker::OpenTransaction => {
+                crate::scenario::Blocker::OpenTransaction => {
                     for s in &statements {
                         let _ = client.batch_execute(s).await;
                     }
@@ -1049,8 +1049,8 @@ pub fn parse_explain(plan: &str) -> Explain {
 /// seed-like shared pool (and, if it ran, on the shared pool served by pgcalm serve as it
 /// runs, which cancels abandoned queries).
 pub fn pool_topology_note(results: &LabResults) -> Option<String> {
-    use super::report::format::level_cell;
-    use super::results::BlockLevel;
+    use crate::report::format::level_cell;
+    use crate::results::BlockLevel;
     let s = results.scenario("add_index")?;
     let separate = s.form(Form::Risky, PoolTopology::Separate)?;
     let seed_like = s.form(Form::Risky, PoolTopology::SharedSeedLike)?;
@@ -1094,7 +1094,7 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
             level_cell(f.verdict.writes)
         )
     };
-    let pool = crate::serve::DEFAULT_POOL_SIZE;
+    let pool = pgcalm_demo::serve::DEFAULT_POOL_SIZE;
     let conclusion = match (separate.verdict.reads.level, seed_like.verdict.reads.level) {
         (BlockLevel::Blocked, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
         (_, BlockLevel::Blocked) => format!(
@@ -1161,7 +1161,7 @@ Execution Time: 0.052 ms";
 
     #[test]
     fn the_seeds_scenario_runs_risky_on_separate_seed_like_and_shared_pools_then_safe() {
-        let add_index = super::super::scenario::find("add_index").unwrap();
+        let add_index = crate::scenario::find("add_index").unwrap();
         assert_eq!(
             runs_of(&add_index),
             vec![

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use pgcalm_probe::csv_field;
 
-use crate::lab::results::FormRun;
+use crate::results::FormRun;
 
 /// CSV with a header: `endpoint,at_ms,latency_ms,outcome,status,error` (times in ms
 /// since the run started; empty cells for no status or no error).

@@ -18,7 +18,7 @@ pub mod tables;
 
 use std::path::{Path, PathBuf};
 
-use crate::lab::results::{FormRun, LabResults, ScenarioResult};
+use crate::results::{FormRun, LabResults, ScenarioResult};
 
 pub use self::html::render_html;
 pub use self::markdown::render_markdown;

@@ -5,13 +5,13 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::results::{
+use crate::results::{
     FormRun, IndexBuildSample, LockWait, Outcome, RunOptions, Sample, ScenarioResult, Span,
 };
 
 use super::format::{form_label, ms, seconds};
 use super::xml_escape as esc;
-use crate::lab::verdict::HUNG_MS;
+use crate::verdict::HUNG_MS;
 
 const WIDTH: f64 = 1200.0;
 const LEFT: f64 = 90.0;
@@ -220,7 +220,7 @@ impl LatencyAxis {
 
 fn title(s: &mut String, scenario: &ScenarioResult, run: &FormRun) {
     let v = &run.verdict;
-    let blocked = |what: &str, b: crate::lab::results::Blocking| {
+    let blocked = |what: &str, b: crate::results::Blocking| {
         format!("{what} {}", super::format::level_cell(b))
     };
     let summary = format!(

@@ -1,6 +1,6 @@
 //! How figures are worded in every table and chart (one place for units and labels).
 
-use crate::lab::results::{BlockLevel, Blocking, Form, PoolTopology};
+use crate::results::{BlockLevel, Blocking, Form, PoolTopology};
 
 /// A latency: `0.05 ms`, `2.4 ms`, `37 ms`, `3.0 s`.
 pub fn ms(v: f64) -> String {

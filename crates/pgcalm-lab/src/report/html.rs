@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::results::{FormRun, LabResults, RunOptions, ScenarioResult};
+use crate::results::{FormRun, LabResults, RunOptions, ScenarioResult};
 
 use super::format::{form_label, ms, seconds};
 use super::tables::{self, Table};

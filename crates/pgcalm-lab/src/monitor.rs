@@ -9,8 +9,8 @@ use pgcalm_pg::{PgError, Target};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::app::APP_NAME;
-use super::results::{EndpointRole, IndexBuildSample, LockWait, RunClock};
+use crate::app::APP_NAME;
+use crate::results::{EndpointRole, IndexBuildSample, LockWait, RunClock};
 
 /// Time between two snapshots.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
