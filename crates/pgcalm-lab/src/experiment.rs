@@ -14,8 +14,9 @@
 //! 3. a baseline (probe on, nothing else);
 //! 4. the scenario's blocking session, if it has one, then the migration through
 //!    pgcalm's runner, so every statement is journaled: the risky form the way Django
-//!    runs it (one transaction, no lock_timeout, no retries), the safe form with the
-//!    default policy (lock_timeout 2s, retries, `transaction:false` where the file says);
+//!    runs it (one transaction, no lock_timeout, no retries), the safe form with
+//!    [`LabOptions::policy`] (by default lock_timeout 2s, retries; `transaction:false`
+//!    where the file says);
 //! 5. a tail of one probe timeout, so requests sent during the migration finish;
 //! 6. EXPLAIN ANALYZE again, the rollback (the down section, through the runner), then
 //!    `teardown.sql`, so the next run starts from the same state.
@@ -77,8 +78,11 @@ pub struct LabOptions {
     pub tail: Duration,
     /// How long the scenario's blocking session (slow query, open transaction) lasts.
     pub blocker: Duration,
-    /// The safe forms' policy (the runner's default: lock_timeout 2s, retries).
-    pub safe_policy: Policy,
+    /// The safe forms' policy: the one `pgcalm migrate` would use (the CLI passes the
+    /// policy resolved from flags, environment and `pgcalm.toml`). Its `lock_timeout`
+    /// also sets the safe criteria's limit. Default: [`Policy::default`] (lock_timeout
+    /// 2s, retries). The risky forms and the rollbacks keep policies of their own.
+    pub policy: Policy,
     /// Parallel COPY streams when seeding.
     pub seed_streams: usize,
     /// Text describing the database for the results (never a password).
@@ -95,7 +99,7 @@ impl Default for LabOptions {
             baseline: Duration::from_secs(3),
             tail: PROBE_TIMEOUT + Duration::from_millis(500),
             blocker: Duration::from_secs(6),
-            safe_policy: Policy::default(),
+            policy: Policy::default(),
             seed_streams: seed::DEFAULT_STREAMS,
             database_label: String::new(),
         }
@@ -363,7 +367,7 @@ pub async fn run_lab(
             scenarios: scenarios.iter().map(|s| s.name.to_string()).collect(),
             out_dir: opts.work_dir.display().to_string(),
             database: opts.database_label.clone(),
-            lock_timeout_ms: opts.safe_policy.lock_timeout.as_millis() as u64,
+            lock_timeout_ms: opts.policy.lock_timeout.as_millis() as u64,
             baseline_ms: opts.baseline.as_millis() as u64,
             probe_targets: eps
                 .iter()
@@ -645,7 +649,7 @@ impl Lab {
         step(LabStep::Migrating);
         let policy = match form {
             Form::Risky => risky_policy(),
-            Form::Safe => self.opts.safe_policy.clone(),
+            Form::Safe => self.opts.policy.clone(),
         };
         let migration = self
             .migrate(dir, form, &scenario.migration_name(), policy, true)
@@ -708,7 +712,7 @@ impl Lab {
             judged,
             waits: &waits,
             holds: &holds,
-            lock_timeout_ms: self.opts.safe_policy.lock_timeout.as_millis() as f64,
+            lock_timeout_ms: self.opts.policy.lock_timeout.as_millis() as f64,
             topology,
         });
         if !migration.succeeded {
