@@ -827,7 +827,7 @@ impl Lab {
                             latency_ms: s.latency_ms,
                             outcome: s.outcome,
                             status: s.status,
-                            error: s.error.map(|k| k.key().to_string()),
+                            error: s.error,
                         });
                     })
                     .await;

@@ -395,9 +395,10 @@ pub struct WindowStats {
     pub ok: u64,
     /// No answer within the probe timeout.
     pub timed_out: u64,
-    /// Answered with an error or failed to connect, by kind (`http_5xx`, `connect`, ...).
+    /// Answered with an error or failed to connect, by kind (`http_5xx`, `connect`, ...
+    /// in JSON).
     #[serde(default)]
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorKind, u64>,
     /// Latency percentiles over every request in the window (timed-out ones count at
     /// the timeout), in ms; None when no request was sent.
     pub p50_ms: Option<f64>,
@@ -571,12 +572,14 @@ pub struct Sample {
     /// HTTP status, when an answer came.
     #[serde(default)]
     pub status: Option<u16>,
-    /// Error kind for [`Outcome::Error`] (`http_5xx`, `connect_refused`, ...: the
-    /// probe's error kind keys).
+    /// Error kind for [`Outcome::Error`] (`http_5xx`, `connect_refused`, ... in JSON:
+    /// [`ErrorKind::key`]).
     #[serde(default)]
-    pub error: Option<String>,
+    pub error: Option<ErrorKind>,
 }
 
+/// Why a probe request failed: the probe's own kinds, with their keys in JSON.
+pub use pgcalm_probe::ErrorKind;
 /// How a probe request ended: the probe's own outcome, with its names in JSON.
 pub use pgcalm_probe::Outcome;
 
@@ -675,7 +678,7 @@ mod tests {
             requests: 10,
             ok: 5,
             timed_out: 2,
-            errors: BTreeMap::from([("http_503".to_string(), 2), ("connect".to_string(), 1)]),
+            errors: BTreeMap::from([(ErrorKind::Http5xx, 2), (ErrorKind::Connect, 1)]),
             ..Default::default()
         };
         assert_eq!(stats.failed(), 5);

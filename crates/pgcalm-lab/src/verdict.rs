@@ -33,8 +33,8 @@ use std::collections::BTreeMap;
 
 use crate::monitor::{AppWait, WaitedOn};
 use crate::results::{
-    BlockLevel, Blocking, EndpointRole, EndpointSummary, Outcome, PoolTopology, SafeCriteria,
-    Sample, Span, StatementRun, Verdict, WindowStats,
+    BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, Outcome, PoolTopology,
+    SafeCriteria, Sample, Span, StatementRun, Verdict, WindowStats,
 };
 
 /// A request that took this long (ms) counts as hung in the longest stretch.
@@ -151,7 +151,7 @@ fn queued_by_holds<'a>(
 pub fn window_stats<'a>(samples: impl Iterator<Item = &'a Sample>, span: Span) -> WindowStats {
     let mut stats = WindowStats::default();
     let mut latencies = Vec::new();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<ErrorKind, u64> = BTreeMap::new();
     for s in samples.filter(|s| span.contains(s.at_ms)) {
         stats.requests += 1;
         latencies.push(s.latency_ms);
@@ -160,7 +160,7 @@ pub fn window_stats<'a>(samples: impl Iterator<Item = &'a Sample>, span: Span) -
             Outcome::Timeout => stats.timed_out += 1,
             Outcome::Error => {
                 *errors
-                    .entry(s.error.clone().unwrap_or_else(|| "other".into()))
+                    .entry(s.error.unwrap_or(ErrorKind::Other))
                     .or_default() += 1
             }
         }
@@ -459,7 +459,7 @@ mod tests {
             latency_ms,
             outcome,
             status: None,
-            error: (outcome == Outcome::Error).then(|| "http_5xx".into()),
+            error: (outcome == Outcome::Error).then_some(ErrorKind::Http5xx),
         }
     }
 
@@ -491,7 +491,7 @@ mod tests {
             .collect();
         let w = window_stats(s.iter(), span(0.0, 1000.0));
         assert_eq!((w.requests, w.ok, w.failed()), (101, 100, 1));
-        assert_eq!(w.errors.get("http_5xx"), Some(&1));
+        assert_eq!(w.errors.get(&ErrorKind::Http5xx), Some(&1));
         assert_eq!(
             (w.p50_ms, w.p99_ms, w.max_ms),
             (Some(50.0), Some(99.0), Some(100.0))

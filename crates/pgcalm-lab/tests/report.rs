@@ -4,7 +4,7 @@
 mod report_fixture;
 
 use pgcalm_lab::report::{self, tables};
-use pgcalm_lab::results::{LabResults, Outcome};
+use pgcalm_lab::results::{ErrorKind, LabResults, Outcome, Sample, WindowStats};
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
@@ -161,6 +161,44 @@ fn write_report_leaves_every_file_and_results_json_reads_back() {
             timeouts
         );
     }
+}
+
+/// Probe error kinds are the probe's `ErrorKind` in the results, written and read as the
+/// keys results.json always had (`http_5xx`, `connect_refused`, ...), so an older file
+/// still reads.
+#[test]
+fn probe_error_kinds_keep_their_results_json_keys() {
+    let old = r#"{"requests": 9, "ok": 3, "timed_out": 0,
+        "errors": {"body": 1, "connect": 1, "connect_refused": 1, "http_4xx": 1, "http_5xx": 1, "other": 1},
+        "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}"#;
+    let stats: WindowStats = serde_json::from_str(old).unwrap();
+    assert_eq!(stats.errors.keys().copied().collect::<Vec<_>>(), ErrorKind::ALL);
+    assert_eq!(stats.failed(), 6);
+    let again = serde_json::to_value(&stats).unwrap();
+    let keys: Vec<&str> = again["errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["body", "connect", "connect_refused", "http_4xx", "http_5xx", "other"]
+    );
+
+    let sample: Sample = serde_json::from_str(
+        r#"{"endpoint": "add_large", "at_ms": 1.0, "latency_ms": 2.0, "outcome": "error", "status": 503, "error": "http_5xx"}"#,
+    )
+    .unwrap();
+    assert_eq!(sample.error, Some(ErrorKind::Http5xx));
+    assert_eq!(serde_json::to_value(&sample).unwrap()["error"], "http_5xx");
+    assert!(
+        serde_json::from_str::<Sample>(
+            r#"{"endpoint": "x", "at_ms": 1.0, "latency_ms": 2.0, "outcome": "error", "error": "http_503"}"#
+        )
+        .is_err(),
+        "a kind the probe does not have is refused"
+    );
 }
 
 #[test]

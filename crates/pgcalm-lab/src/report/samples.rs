@@ -19,7 +19,7 @@ pub fn samples_csv(form: &FormRun) -> String {
             s.latency_ms,
             s.outcome.as_str(),
             s.status.map(|c| c.to_string()).unwrap_or_default(),
-            csv_field(s.error.as_deref().unwrap_or("")),
+            s.error.map_or("", |k| k.key()),
         );
     }
     out

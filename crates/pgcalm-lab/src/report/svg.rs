@@ -482,7 +482,7 @@ fn sample_tooltip(p: &Sample, start_ms: f64) -> String {
         (Outcome::Ok, _, Some(status)) => format!("HTTP {status}"),
         (Outcome::Ok, _, None) => "ok".into(),
         (Outcome::Timeout, _, _) => "timed out".into(),
-        (Outcome::Error, Some(kind), _) => format!("error {kind}"),
+        (Outcome::Error, Some(kind), _) => format!("error {}", kind.key()),
         (Outcome::Error, None, Some(status)) => format!("error HTTP {status}"),
         (Outcome::Error, None, None) => "error".into(),
     };

@@ -283,7 +283,7 @@ pub fn totals(f: &FormRun) -> WindowStats {
         sum.ok += e.migration.ok;
         sum.timed_out += e.migration.timed_out;
         for (kind, n) in &e.migration.errors {
-            *sum.errors.entry(kind.clone()).or_default() += n;
+            *sum.errors.entry(*kind).or_default() += n;
         }
     }
     sum
@@ -460,7 +460,7 @@ fn errors_by_kind(w: &WindowStats) -> String {
     }
     w.errors
         .iter()
-        .map(|(k, n)| format!("{n} {k}"))
+        .map(|(k, n)| format!("{n} {}", k.key()))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -118,7 +118,7 @@ fn samples(endpoint: &str, interval_ms: f64, window: Span, behaviour: &Behaviour
                 Outcome::Error => Some(503),
                 Outcome::Timeout => None,
             },
-            error: (outcome == Outcome::Error).then(|| "http_5xx".into()),
+            error: (outcome == Outcome::Error).then_some(ErrorKind::Http5xx),
         });
         t += interval_ms;
     }
@@ -131,7 +131,7 @@ fn stats(requests: u64, ok: u64, timed_out: u64, errors: u64, p: [f64; 4]) -> Wi
         ok,
         timed_out,
         errors: if errors > 0 {
-            BTreeMap::from([("http_5xx".to_string(), errors)])
+            BTreeMap::from([(ErrorKind::Http5xx, errors)])
         } else {
             BTreeMap::new()
         },
