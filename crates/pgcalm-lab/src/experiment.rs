@@ -435,7 +435,6 @@ pub async fn run_lab(
         )
         .await;
     outcome?;
-    results.pool_topology_note = pool_topology_note(&results);
     results.run.finished = Some(clock.now());
     Ok(results)
 }
@@ -704,6 +703,7 @@ impl Lab {
             end_ms: probe_window.end_ms,
         };
         let waits = monitor::app_waits(&snapshots);
+        let lock_waits = monitor::lock_waits(&snapshots, &self.clock);
         let holds = lock_holds_of(dir, form, &migration);
         let (endpoints, mut verdict) = verdict::judge(&Evidence {
             endpoints: eps,
@@ -711,6 +711,7 @@ impl Lab {
             baseline,
             judged,
             waits: &waits,
+            lock_waits: &lock_waits,
             holds: &holds,
             lock_timeout_ms: self.opts.policy.lock_timeout.as_millis() as f64,
             topology,
@@ -745,7 +746,7 @@ impl Lab {
             rollback: Some(rollback),
             endpoints,
             verdict,
-            lock_waits: monitor::lock_waits(&snapshots, &self.clock),
+            lock_waits,
             index_builds: monitor::index_builds(&snapshots, &self.clock),
             explain: explain_before
                 .zip(explain_after)
@@ -1046,94 +1047,6 @@ pub fn parse_explain(plan: &str) -> Explain {
         execution_ms,
         plan: plan.to_string(),
     }
-}
-
-/// The paragraph explaining the shared-vs-separate pools difference, from the
-/// figures of the seed's scenario, when its risky form ran on separate pools and on the
-/// seed-like shared pool (and, if it ran, on the shared pool served by pgcalm serve as it
-/// runs, which cancels abandoned queries).
-pub fn pool_topology_note(results: &LabResults) -> Option<String> {
-    use crate::report::format::level_cell;
-    use crate::results::BlockLevel;
-    let s = results.scenario("add_index")?;
-    let separate = s.form(Form::Risky, PoolTopology::Separate)?;
-    let seed_like = s.form(Form::Risky, PoolTopology::SharedSeedLike)?;
-    let cancelling = s.form(Form::Risky, PoolTopology::Shared);
-    let read_p99 = |f: &FormRun| {
-        f.endpoints
-            .iter()
-            .find(|e| e.role == EndpointRole::Read)
-            .and_then(|e| Some((e.baseline.p99_ms?, e.migration.p99_ms?)))
-    };
-    let describe = |f: &FormRun| {
-        let p99 = read_p99(f)
-            .map(|(before, during)| {
-                format!(", read p99 {before:.0} ms before vs {during:.0} ms during")
-            })
-            .unwrap_or_default();
-        let reads = f
-            .endpoints
-            .iter()
-            .find(|e| e.role == EndpointRole::Read)
-            .map(|e| {
-                format!(
-                    ", {} of {} reads failed or timed out",
-                    e.migration.failed(),
-                    e.migration.requests
-                )
-            })
-            .unwrap_or_default();
-        let read_waits = f
-            .lock_waits
-            .iter()
-            .filter(|w| {
-                w.waiter_app == app::APP_NAME
-                    && w.query.as_deref().and_then(monitor::role_of_query)
-                        == Some(EndpointRole::Read)
-            })
-            .count();
-        format!(
-            "reads {}, writes {}{p99}{reads}; {read_waits} read(s) seen waiting on a lock",
-            level_cell(f.verdict.reads),
-            level_cell(f.verdict.writes)
-        )
-    };
-    let pool = pgcalm_demo::serve::DEFAULT_POOL_SIZE;
-    let conclusion = match (separate.verdict.reads.level, seed_like.verdict.reads.level) {
-        (BlockLevel::Blocked, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
-        (_, BlockLevel::Blocked) => format!(
-            "Reads stopped only on the shared pool, without waiting on any lock: each blocked INSERT kept its connection until the index was built, a write arrives every {} ms, so all {pool} connections were soon held by waiting writes and reads waited for a connection until they timed out. \
-             The seed's \"blocks reads\" is true of an app whose pool (or worker count) blocked writes can use up, not of the lock itself.",
-            PROBE_INTERVAL.as_millis()
-        ),
-        _ => "Reads were not stopped on the seed-like shared pool either: the build ended before blocked writes had held every connection past a read's timeout (a bigger table, or fewer connections, would stop them).".to_string(),
-    };
-    let mitigation = cancelling.map(|c| {
-        let outcome = match c.verdict.reads.level {
-            BlockLevel::Blocked => "reads were still stopped".to_string(),
-            _ => format!(
-                "reads {}",
-                match read_p99(c) {
-                    Some((before, during)) if during > before + verdict::QUEUE_MARGIN_MS =>
-                        format!("slowed (p99 {before:.0} ms to {during:.0} ms) but did not stop"),
-                    _ => "were not slowed".to_string(),
-                }
-            ),
-        };
-        format!(
-            " On the same shared pool served by pgcalm serve as it runs, which cancels the query of a request whose client gave up ({} s) and frees its connection: {}. That mitigation is pgcalm serve's, not the lock's: {outcome}.",
-            PROBE_TIMEOUT.as_secs(),
-            describe(c)
-        )
-    });
-    Some(format!(
-        "A plain CREATE INDEX takes a SHARE lock on large_email: it conflicts with the ROW EXCLUSIVE lock every INSERT needs, not with the ACCESS SHARE lock of a SELECT. \
-         Measured with reads and writes on separate connection pools: {}. \
-         With one shared pool of {pool} connections (the demo app's default) served like the seed's Django app on sync workers, where a request whose client gave up keeps its connection until its query ends: {}. {conclusion}{}",
-        describe(separate),
-        describe(seed_like),
-        mitigation.unwrap_or_default(),
-    ))
 }
 
 #[cfg(test)]

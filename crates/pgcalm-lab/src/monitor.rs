@@ -103,6 +103,16 @@ pub fn lock_waits(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<LockW
         .collect()
 }
 
+/// How many of `waits` (the results' lock waits) are the demo API's queries of `role`.
+pub fn lock_waits_of(waits: &[LockWait], role: EndpointRole) -> u64 {
+    waits
+        .iter()
+        .filter(|w| {
+            w.waiter_app == APP_NAME && w.query.as_deref().and_then(role_of_query) == Some(role)
+        })
+        .count() as u64
+}
+
 /// Every index build observation, for the results.
 pub fn index_builds(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<IndexBuildSample> {
     snapshots
@@ -209,5 +219,29 @@ mod tests {
             Some(EndpointRole::Lookup)
         );
         assert_eq!(q("SELECT 1"), None);
+    }
+
+    #[test]
+    fn lock_waits_are_counted_per_role_of_the_demo_apis_queries_only() {
+        let wait = |app: &str, query: &str| LockWait {
+            at_ms: 0.0,
+            waiter_pid: 1,
+            waiter_app: app.into(),
+            mode: "RowExclusiveLock".into(),
+            relation: Some("large_email".into()),
+            blocker_pids: vec![2],
+            waited_ms: None,
+            query: Some(query.into()),
+        };
+        let insert = "INSERT INTO large_email (name, email) VALUES ($1, $2)";
+        let waits = [
+            wait(APP_NAME, insert),
+            wait(APP_NAME, insert),
+            wait(APP_NAME, "SELECT id FROM large_email ORDER BY id LIMIT 100"),
+            wait("psql", insert),
+        ];
+        assert_eq!(lock_waits_of(&waits, EndpointRole::Write), 2);
+        assert_eq!(lock_waits_of(&waits, EndpointRole::Read), 1);
+        assert_eq!(lock_waits_of(&waits, EndpointRole::Lookup), 0);
     }
 }

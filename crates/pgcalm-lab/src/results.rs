@@ -10,18 +10,20 @@
 //! is [`RunInfo::started`]; migration start and end also carry their absolute time
 //! ([`Moment`]). [`RunClock`] converts `Instant`s and `SystemTime`s to both.
 //!
-//! Shape (what `results.json` holds, `schema_version` 2: since 2, `Blocking::blocked`
+//! Shape (what `results.json` holds, `schema_version` 3: since 2, `Blocking::blocked`
 //! no longer counts a wait on the migration's lock without a failure, which is
-//! `level: queued`):
+//! `level: queued`; since 3, `pool_topology_note` is gone (the report words that
+//! paragraph from the figures) and each endpoint carries the lock waits the monitor saw
+//! of it, `lock_waits_seen`):
 //!
 //! ```text
 //! LabResults
 //! ├── run: RunInfo                  versions, rows, cores, options (probe targets, pools)
-//! ├── pool_topology_note            the shared-vs-separate pools paragraph
 //! └── scenarios[]: ScenarioResult   name, title, what it demonstrates, the hazard
 //!     └── forms[]: FormRun          risky|safe × shared|separate pools
 //!         ├── migration, rollback   MigrationRun: wall time, statements with timings
-//!         ├── endpoints[]           per endpoint: baseline vs migration stats, longest outage
+//!         ├── endpoints[]           per endpoint: baseline vs migration stats, longest
+//!         │                         outage, lock waits seen
 //!         ├── verdict               blocks reads/writes (longest stretch), safe criteria
 //!         ├── lock_waits[]          waiter, mode wanted, relation, blockers
 //!         ├── index_builds[]        pg_stat_progress_create_index over time
@@ -36,7 +38,7 @@ use pgcalm_demo::format_utc;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `results.json` shape; bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Everything one `pgcalm lab` run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,10 +47,6 @@ pub struct LabResults {
     pub schema_version: u32,
     /// What ran where, with which options.
     pub run: RunInfo,
-    /// One paragraph explaining why the risky form blocks reads on a shared pool but not
-    /// on separate pools (written by the orchestration from the measured numbers).
-    #[serde(default)]
-    pub pool_topology_note: Option<String>,
     /// Scenarios in the order they ran.
     pub scenarios: Vec<ScenarioResult>,
 }
@@ -59,7 +57,6 @@ impl LabResults {
         LabResults {
             schema_version: SCHEMA_VERSION,
             run,
-            pool_topology_note: None,
             scenarios: Vec::new(),
         }
     }
@@ -384,6 +381,11 @@ pub struct EndpointSummary {
     /// (from the first failed or hung request to the next success), None if none.
     #[serde(default)]
     pub longest_outage: Option<Span>,
+    /// How often the monitor (a snapshot every 250 ms, the whole probe window) saw one
+    /// of this endpoint's queries waiting for a lock, on any session; None in results
+    /// written before schema 3.
+    #[serde(default)]
+    pub lock_waits_seen: Option<u64>,
 }
 
 /// Counts and latency percentiles of the requests sent in a window.

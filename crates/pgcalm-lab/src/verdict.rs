@@ -31,10 +31,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::monitor::{AppWait, WaitedOn};
+use crate::monitor::{self, AppWait, WaitedOn};
 use crate::results::{
-    BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, Outcome, PoolTopology,
-    SafeCriteria, Sample, Span, StatementRun, Verdict, WindowStats,
+    BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, LockWait, Outcome,
+    PoolTopology, SafeCriteria, Sample, Span, StatementRun, Verdict, WindowStats,
 };
 
 /// A request that took this long (ms) counts as hung in the longest stretch.
@@ -244,6 +244,8 @@ pub struct Evidence<'a> {
     pub judged: Span,
     /// App requests the monitor saw waiting on the migration or the blocker.
     pub waits: &'a [AppWait],
+    /// Every lock wait the monitor saw (counted per endpoint, not judged).
+    pub lock_waits: &'a [LockWait],
     /// When the migration held locks that block reads or writes ([`lock_holds`]).
     pub holds: &'a [LockHold],
     /// The safe forms' lock_timeout, in ms.
@@ -271,6 +273,7 @@ pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
             baseline: window_stats(samples.iter().copied(), ev.baseline),
             migration: window_stats(samples.iter().copied(), ev.judged),
             longest_outage: longest_overlapping(&stall_stretches(samples), ev.judged),
+            lock_waits_seen: Some(monitor::lock_waits_of(ev.lock_waits, e.role)),
         })
         .collect();
     let mut notes = Vec::new();
@@ -511,6 +514,7 @@ mod tests {
             baseline: span(0.0, 1000.0),
             judged: span(1000.0, 10_000.0),
             waits,
+            lock_waits: &[],
             holds: &[],
             lock_timeout_ms: 2000.0,
             topology,

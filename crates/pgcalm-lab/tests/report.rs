@@ -4,7 +4,9 @@
 mod report_fixture;
 
 use pgcalm_lab::report::{self, tables};
-use pgcalm_lab::results::{ErrorKind, LabResults, Outcome, Sample, WindowStats};
+use pgcalm_lab::results::{
+    EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, Sample, WindowStats,
+};
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
@@ -172,7 +174,10 @@ fn probe_error_kinds_keep_their_results_json_keys() {
         "errors": {"body": 1, "connect": 1, "connect_refused": 1, "http_4xx": 1, "http_5xx": 1, "other": 1},
         "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}"#;
     let stats: WindowStats = serde_json::from_str(old).unwrap();
-    assert_eq!(stats.errors.keys().copied().collect::<Vec<_>>(), ErrorKind::ALL);
+    assert_eq!(
+        stats.errors.keys().copied().collect::<Vec<_>>(),
+        ErrorKind::ALL
+    );
     assert_eq!(stats.failed(), 6);
     let again = serde_json::to_value(&stats).unwrap();
     let keys: Vec<&str> = again["errors"]
@@ -183,7 +188,14 @@ fn probe_error_kinds_keep_their_results_json_keys() {
         .collect();
     assert_eq!(
         keys,
-        ["body", "connect", "connect_refused", "http_4xx", "http_5xx", "other"]
+        [
+            "body",
+            "connect",
+            "connect_refused",
+            "http_4xx",
+            "http_5xx",
+            "other"
+        ]
     );
 
     let sample: Sample = serde_json::from_str(
@@ -211,4 +223,68 @@ fn an_unwritable_out_dir_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not-a-dir") && err.contains("--out"), "{err}");
+}
+
+/// The fixture with the seed's risky form also on the seed-like shared pool, as a real
+/// run has it: the shared-vs-separate pools paragraph then has every figure it quotes.
+fn with_seed_like_pool() -> LabResults {
+    let mut results = report_fixture::lab_results();
+    let mut layout = results.run.options.pool_layouts[0].clone();
+    layout.topology = PoolTopology::SharedSeedLike;
+    results.run.options.pool_layouts.push(layout);
+    let forms = &mut results.scenarios[0].forms;
+    let mut seed_like = forms[0].clone();
+    seed_like.topology = PoolTopology::SharedSeedLike;
+    for e in &mut seed_like.endpoints {
+        e.lock_waits_seen = Some(if e.role == EndpointRole::Read { 0 } else { 12 });
+    }
+    forms.insert(2, seed_like);
+    results
+}
+
+/// The paragraph is worded when the report renders, from the figures results.json
+/// holds: the pool size from the seed-like layout, the writes' cadence and the probe's
+/// timeout from the probe targets, the lock waits each endpoint saw.
+#[test]
+fn the_pools_paragraph_is_worded_from_the_figures() {
+    let results = with_seed_like_pool();
+    let note = report::pool_topology_note(&results).expect("separate and seed-like ran");
+    insta::assert_snapshot!(note);
+    let md = report::render_markdown(&results);
+    assert!(
+        md.contains(&format!("### Shared pool vs separate pools\n\n{note}\n")),
+        "{md}"
+    );
+    assert!(report::render_html(&results).contains("Shared pool vs separate pools"));
+
+    let mut bigger = results.clone();
+    bigger.run.options.pool_layouts[2].pools[0].size = 10;
+    let note = report::pool_topology_note(&bigger).unwrap();
+    assert!(note.contains("one shared pool of 10 connections"), "{note}");
+
+    // Without the seed-like run there is nothing to compare: no paragraph.
+    let fixture = report_fixture::lab_results();
+    assert_eq!(report::pool_topology_note(&fixture), None);
+}
+
+/// A results.json of schema 2 (a worded `pool_topology_note`, no `lock_waits_seen`)
+/// still reads; the report words the paragraph itself and leaves out the count it lacks.
+#[test]
+fn a_schema_2_results_json_still_reads() {
+    let results = with_seed_like_pool();
+    let mut json = serde_json::to_value(&results).unwrap();
+    json["schema_version"] = 2.into();
+    json["pool_topology_note"] = "an old paragraph".into();
+    for scenario in json["scenarios"].as_array_mut().unwrap() {
+        for form in scenario["forms"].as_array_mut().unwrap() {
+            for e in form["endpoints"].as_array_mut().unwrap() {
+                e.as_object_mut().unwrap().remove("lock_waits_seen");
+            }
+        }
+    }
+    let old: LabResults = serde_json::from_value(json).unwrap();
+    assert_eq!(old.schema_version, 2);
+    let note = report::pool_topology_note(&old).unwrap();
+    assert!(!note.contains("seen waiting on a lock"), "{note}");
+    assert!(!report::render_markdown(&old).contains("an old paragraph"));
 }

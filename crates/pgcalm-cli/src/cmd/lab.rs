@@ -134,8 +134,8 @@ pub fn render_tables(results: &LabResults) -> String {
             out.push_str("\nEXPLAIN ANALYZE of the seed's lookup, before and after:\n\n");
             out.push_str(&plain(&explain));
         }
-        if let Some(note) = &results.pool_topology_note {
-            out.push_str(&format!("\n{}\n", wrap(note, 100)));
+        if let Some(note) = report::pool_topology_note(results) {
+            out.push_str(&format!("\n{}\n", wrap(&note, 100)));
         }
     }
     let others: Vec<_> = results

@@ -43,11 +43,11 @@ pub fn render_html(results: &LabResults) -> String {
         table_html(&mut h, &step5);
         let _ = writeln!(h, "<p>{}</p>", inline(&tables::blocked_meaning()));
     }
-    if let Some(note) = &results.pool_topology_note {
+    if let Some(note) = super::pool_topology_note(results) {
         let _ = writeln!(
             h,
             "<h3>Shared pool vs separate pools</h3><p class=\"note\">{}</p>",
-            inline(note)
+            inline(&note)
         );
     }
     if results.scenarios.len() > 1 {

@@ -16,7 +16,7 @@ pub fn render_markdown(results: &LabResults) -> String {
         md.push_str(&step5.to_markdown());
         let _ = write!(md, "\n{}\n", tables::blocked_meaning());
     }
-    if let Some(note) = &results.pool_topology_note {
+    if let Some(note) = super::pool_topology_note(results) {
         let _ = write!(md, "\n### Shared pool vs separate pools\n\n{note}\n");
     }
     if results.scenarios.len() > 1 {

@@ -7,11 +7,14 @@
 //! | `results.json` | tools: every figure, [`LabResults`] as JSON (samples included) |
 //! | `samples/<scenario>.<form>-<pools>.csv` | the raw probe samples of each form |
 //!
-//! The tables are data ([`tables`]) so the terminal can print the same Step 5 table.
+//! The tables are data ([`tables`]) so the terminal can print the same Step 5 table;
+//! the shared-vs-separate pools paragraph is worded here from the figures too
+//! ([`pool_topology_note`]), for the terminal, `report.md` and `report.html` alike.
 
 pub mod format;
 mod html;
 mod markdown;
+mod pool_note;
 mod samples;
 pub mod svg;
 pub mod tables;
@@ -22,6 +25,7 @@ use crate::results::{FormRun, LabResults, ScenarioResult};
 
 pub use self::html::render_html;
 pub use self::markdown::render_markdown;
+pub use self::pool_note::pool_topology_note;
 pub use self::samples::samples_csv;
 
 /// Where `pgcalm lab` writes its report unless told otherwise (`--out`).
