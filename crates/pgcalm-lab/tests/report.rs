@@ -288,3 +288,55 @@ fn a_schema_2_results_json_still_reads() {
     assert!(!note.contains("seen waiting on a lock"), "{note}");
     assert!(!report::render_markdown(&old).contains("an old paragraph"));
 }
+
+/// The terminal's table of every form (`pgcalm lab` prints it) words the verdicts as the
+/// report does, without emoji or Markdown so its columns line up.
+#[test]
+fn forms_table_words_every_verdict_as_the_report_does() {
+    let results = report_fixture::lab_results();
+    let table = tables::forms_table(&results);
+    assert_eq!(table.headers[7], tables::SAFE_CRITERIA_HEADER);
+    let forms: Vec<_> = results.scenarios.iter().flat_map(|s| &s.forms).collect();
+    assert_eq!(table.rows.len(), forms.len());
+    assert_eq!(
+        table.rows[0],
+        [
+            "add_index",
+            "Risky, shared pool",
+            "6.0 s",
+            "blocked 5.2 s",
+            "blocked 6.0 s",
+            "56",
+            "3.0 s",
+            "fail",
+            "blocked reads and writes for 6.0 s (56 failed or timed out)"
+        ]
+    );
+    for (row, form) in table.rows.iter().zip(&forms) {
+        assert!(
+            row.iter()
+                .all(|c| c.chars().all(|ch| (ch as u32) < 0x2600) && !c.contains("**")),
+            "{row:?}"
+        );
+        let summary = tables::scenario_summary_table(
+            results
+                .scenarios
+                .iter()
+                .find(|s| s.forms.contains(form))
+                .unwrap(),
+        );
+        let report_row = summary.rows.iter().find(|r| r[0] == row[1]).unwrap();
+        assert!(
+            report_row[7].contains(&row[7]),
+            "criteria {:?} vs {:?}",
+            report_row[7],
+            row[7]
+        );
+    }
+    let safe = table
+        .rows
+        .iter()
+        .find(|r| r[1] == "Safe, shared pool")
+        .unwrap();
+    assert_eq!(safe[7], "pass");
+}

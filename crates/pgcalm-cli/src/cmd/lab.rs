@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_demo::seed::SeedEvent;
-use pgcalm_lab::report::format::level_cell;
+use pgcalm_lab::report::format::{form_label, level_cell};
 use pgcalm_lab::report::{self, tables};
-use pgcalm_lab::results::{EndpointRole, Form, LabResults, PoolTopology};
+use pgcalm_lab::results::{EndpointRole, LabResults};
 use pgcalm_lab::{LabEvent, LabOptions, LabStep, run_lab};
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
@@ -135,7 +135,7 @@ pub fn render_tables(results: &LabResults) -> String {
             out.push_str(&plain(&explain));
         }
         if let Some(note) = report::pool_topology_note(results) {
-            out.push_str(&format!("\n{}\n", wrap(&note, 100)));
+            out.push_str(&format!("\n{}\n", wrap(&note)));
         }
     }
     let others: Vec<_> = results
@@ -147,80 +147,18 @@ pub fn render_tables(results: &LabResults) -> String {
         out.push_str(
             "\nAll scenarios (risky on separate pools, the seed's also on shared pools; safe on one shared pool):\n\n",
         );
-        out.push_str(&format!("{}\n\n", wrap(&tables::blocked_meaning(), 100)));
-        let rows: Vec<Vec<String>> = results
-            .scenarios
-            .iter()
-            .flat_map(|s| summary_rows(s, results.run.rows))
-            .collect();
-        out.push_str(&crate::render::psql_table(
-            None,
-            &[
-                "Scenario",
-                "Form",
-                "Migration",
-                "Reads",
-                "Writes",
-                "Failed",
-                "Slowest",
-                tables::SAFE_CRITERIA_HEADER,
-                "Hazard seen (risky form)",
-            ],
-            &rows,
-        ));
+        out.push_str(&format!("{}\n\n", wrap(&tables::blocked_meaning())));
+        out.push_str(&plain(&tables::forms_table(results)));
     }
     out
 }
 
-fn summary_rows(s: &pgcalm_lab::results::ScenarioResult, rows: u64) -> Vec<Vec<String>> {
-    s.forms
-        .iter()
-        .map(|f| {
-            let c = f.verdict.safe_criteria;
-            vec![
-                s.name.clone(),
-                label(f.form, f.topology),
-                format!(
-                    "{:.1} s{}",
-                    f.migration.wall_ms / 1000.0,
-                    if f.migration.succeeded {
-                        ""
-                    } else {
-                        " (failed)"
-                    }
-                ),
-                level_cell(f.verdict.reads),
-                level_cell(f.verdict.writes),
-                c.failed_or_timed_out.to_string(),
-                format!("{:.0} ms", c.slowest_ms),
-                match (c.passed, f.form) {
-                    (true, Form::Safe) => "pass",
-                    // A risky form within the criteria is not safe: see the hazard.
-                    (true, Form::Risky) => "met",
-                    (false, _) => "FAIL",
-                }
-                .to_string(),
-                tables::hazard_seen(f, Some(rows)),
-            ]
-        })
-        .collect()
-}
-
-fn wrap(text: &str, width: usize) -> String {
-    let mut out = String::new();
-    let mut line = 0;
-    for word in text.split_whitespace() {
-        if line > 0 && line + 1 + word.len() > width {
-            out.push('\n');
-            line = 0;
-        } else if line > 0 {
-            out.push(' ');
-            line += 1;
-        }
-        out.push_str(word);
-        line += word.chars().count();
-    }
-    out
+/// A paragraph in lines of at most 100 columns, broken at spaces only.
+fn wrap(text: &str) -> String {
+    let options = textwrap::Options::new(100)
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .break_words(false);
+    textwrap::fill(text, options)
 }
 
 /// Live progress: a spinner line on a terminal (scenario, form, step, index build phase
@@ -296,7 +234,10 @@ impl Progress {
                 number,
                 total,
             } => {
-                s.run = format!("[{number}/{total}] {scenario} · {}", label(form, topology));
+                s.run = format!(
+                    "[{number}/{total}] {scenario} · {}",
+                    form_label(form, topology)
+                );
                 s.reads = (0, 0);
                 s.writes = (0, 0);
                 s.build.clear();
@@ -380,13 +321,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-fn label(form: Form, topology: PoolTopology) -> String {
-    let pools = match topology {
-        PoolTopology::Shared => "shared pool",
-        PoolTopology::Separate => "separate pools",
-        PoolTopology::SharedSeedLike => "shared pool, seed-like app",
-    };
-    format!("{} ({pools})", form.as_str())
 }

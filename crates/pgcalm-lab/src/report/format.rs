@@ -1,6 +1,6 @@
 //! How figures are worded in every table and chart (one place for units and labels).
 
-use crate::results::{BlockLevel, Blocking, Form, PoolTopology};
+use crate::results::{BlockLevel, Blocking, Form, FormRun, PoolTopology};
 
 /// A latency: `0.05 ms`, `2.4 ms`, `37 ms`, `3.0 s`.
 pub fn ms(v: f64) -> String {
@@ -49,6 +49,47 @@ pub fn level_cell(b: Blocking) -> String {
     match b.level {
         BlockLevel::No => "no".into(),
         level => format!("{} {}", level.as_str(), seconds(b.held_s * 1000.0)),
+    }
+}
+
+/// How a form did against the safe criteria. A risky form within them is not safe (its
+/// hazard grows with the table), so it only met them: no tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriteriaMark {
+    /// A safe form within the criteria.
+    Pass,
+    /// A risky form within the criteria.
+    Met,
+    /// Outside the criteria.
+    Fail,
+}
+
+impl CriteriaMark {
+    /// The mark of `f`'s verdict.
+    pub fn of(f: &FormRun) -> Self {
+        match (f.verdict.safe_criteria.passed, f.form) {
+            (true, Form::Safe) => CriteriaMark::Pass,
+            (true, Form::Risky) => CriteriaMark::Met,
+            (false, _) => CriteriaMark::Fail,
+        }
+    }
+
+    /// `pass` / `met` / `fail`.
+    pub fn word(self) -> &'static str {
+        match self {
+            CriteriaMark::Pass => "pass",
+            CriteriaMark::Met => "met",
+            CriteriaMark::Fail => "fail",
+        }
+    }
+
+    /// The word with the report's tick or cross: `✅ pass`, `met`, `❌ fail`.
+    pub fn marked(self) -> String {
+        match self {
+            CriteriaMark::Pass => format!("✅ {}", self.word()),
+            CriteriaMark::Met => self.word().to_string(),
+            CriteriaMark::Fail => format!("❌ {}", self.word()),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::results::{
     ScenarioResult, WindowStats,
 };
 
-use super::format::{form_label, ms, seconds, yes_no_blocked};
+use super::format::{CriteriaMark, form_label, level_cell, ms, seconds, yes_no_blocked};
 use super::svg::lock_wait_stretches;
 use crate::verdict::{HUNG_MS, QUEUE_MARGIN_MS};
 
@@ -182,6 +182,46 @@ pub fn scenario_summary_table(scenario: &ScenarioResult) -> Table {
                 lock_waiters(f),
                 safe_criteria(f),
                 hazard_seen(f, None),
+            ]
+        })
+        .collect();
+    Table {
+        headers: headers.map(String::from).to_vec(),
+        rows,
+    }
+}
+
+/// One row per form of every scenario, in plain words (no emoji or Markdown: the
+/// terminal's table, whose columns line up by characters): the verdict and the figures
+/// it rests on, with the risky forms' hazard at `rows` rows.
+pub fn forms_table(results: &LabResults) -> Table {
+    let headers = [
+        "Scenario",
+        "Form",
+        "Migration",
+        "Reads",
+        "Writes",
+        "Failed",
+        "Slowest",
+        SAFE_CRITERIA_HEADER,
+        "Hazard seen (risky form)",
+    ];
+    let rows = results
+        .scenarios
+        .iter()
+        .flat_map(|s| s.forms.iter().map(move |f| (s, f)))
+        .map(|(s, f)| {
+            let c = f.verdict.safe_criteria;
+            vec![
+                s.name.clone(),
+                form_label(f.form, f.topology),
+                migration_time(f),
+                level_cell(f.verdict.reads),
+                level_cell(f.verdict.writes),
+                c.failed_or_timed_out.to_string(),
+                ms(c.slowest_ms),
+                CriteriaMark::of(f).word().to_string(),
+                hazard_seen(f, Some(results.run.rows)),
             ]
         })
         .collect();
@@ -440,14 +480,9 @@ fn production_safe(f: &FormRun) -> String {
 
 fn safe_criteria(f: &FormRun) -> String {
     let c = f.verdict.safe_criteria;
-    // A risky form that meets the criteria is not safe (see the hazard column): no tick.
-    let mark = match (c.passed, f.form) {
-        (true, Form::Safe) => "✅ pass",
-        (true, Form::Risky) => "met",
-        (false, _) => "❌ fail",
-    };
     format!(
-        "{mark}: {} failed, slowest {} (limit {})",
+        "{}: {} failed, slowest {} (limit {})",
+        CriteriaMark::of(f).marked(),
         c.failed_or_timed_out,
         ms(c.slowest_ms),
         ms(c.limit_ms)
