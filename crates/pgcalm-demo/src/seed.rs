@@ -336,8 +336,8 @@ async fn identity_sequence(
 /// discarded), committed batches stay, and the report says how many rows that is.
 ///
 /// ```no_run
-/// # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_demo::seed::SeedError> {
-/// use pgcalm_demo::seed::{SeedOptions, seed};
+/// # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_demo::SeedError> {
+/// use pgcalm_demo::{SeedOptions, seed};
 /// let opts = SeedOptions { large_count: 100_000, ..SeedOptions::default() };
 /// let report = seed(target, &opts, &|event| eprintln!("{event:?}"), Default::default()).await?;
 /// assert_eq!(report.large_rows, 100_000);

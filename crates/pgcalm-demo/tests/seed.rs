@@ -5,7 +5,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::{demo_db, seed_rows};
-use pgcalm_demo::seed::{SeedError, SeedEvent, SeedOptions, seed};
+use pgcalm_demo::{SeedError, SeedEvent, SeedOptions, seed};
 use pgcalm_pg::catalog::{RowCount, describe_table};
 use pgcalm_testkit::TestDb;
 use tokio_postgres::Client;

@@ -10,7 +10,7 @@ use common::{
     RunningServer, demo_db, eventually, get_json, http, into_json, seed_rows,
     serve_sessions_waiting_for_lock,
 };
-use pgcalm_demo::serve::{RequestLog, ServeOptions};
+use pgcalm_demo::{RequestLog, ServeOptions};
 use pgcalm_testkit::TestDb;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

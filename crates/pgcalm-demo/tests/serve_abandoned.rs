@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{RunningServer, demo_db, eventually, seed_rows, serve_sessions_waiting_for_lock};
-use pgcalm_demo::serve::ServeOptions;
+use pgcalm_demo::ServeOptions;
 use pgcalm_testkit::TestDb;
 
 /// A client that gives up after `timeout`.

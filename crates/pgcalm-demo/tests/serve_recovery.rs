@@ -4,7 +4,7 @@
 mod common;
 
 use common::{RunningServer, demo_db, eventually, get_json, seed_rows};
-use pgcalm_demo::serve::ServeOptions;
+use pgcalm_demo::ServeOptions;
 use pgcalm_pg::ClusterOptions;
 use pgcalm_testkit::TestCluster;
 use serde_json::json;

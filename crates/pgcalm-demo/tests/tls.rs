@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{
     RunningServer, eventually, get_json, initial_up, seed_rows, serve_sessions_waiting_for_lock,
 };
-use pgcalm_demo::serve::ServeOptions;
+use pgcalm_demo::ServeOptions;
 use pgcalm_testkit::tls::TlsCluster;
 
 #[tokio::test]

@@ -14,11 +14,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::results::{EndpointRole, Pool, PoolLayout, PoolTopology};
-use pgcalm_demo::serve::{DEFAULT_POOL_SIZE, ServeError, ServeOptions, Server};
+use pgcalm_demo::{DEFAULT_POOL_SIZE, ServeError, ServeOptions, Server};
 
 /// The `application_name` of the demo API's connections in the lab, so the monitor can
 /// tell them apart from the runner's and the blocker's.
-pub const APP_NAME: &str = "pgcalm serve";
+pub(crate) const APP_NAME: &str = "pgcalm serve";
 
 /// The roles a pool serves, by topology.
 fn pools_of(topology: PoolTopology) -> Vec<(&'static str, Vec<EndpointRole>)> {
@@ -40,7 +40,10 @@ fn pools_of(topology: PoolTopology) -> Vec<(&'static str, Vec<EndpointRole>)> {
 
 /// The pools of a topology, for the results (`endpoints` named by the caller's
 /// `name_of` role -> probe target names).
-pub fn layout(topology: PoolTopology, name_of: impl Fn(EndpointRole) -> Vec<String>) -> PoolLayout {
+pub(crate) fn layout(
+    topology: PoolTopology,
+    name_of: impl Fn(EndpointRole) -> Vec<String>,
+) -> PoolLayout {
     PoolLayout {
         topology,
         pools: pools_of(topology)
@@ -64,13 +67,13 @@ struct RunningServer {
 }
 
 /// The demo API running for one form.
-pub struct RunningApp {
+pub(crate) struct RunningApp {
     servers: Vec<RunningServer>,
 }
 
 impl RunningApp {
     /// Starts the servers of `topology` against `target` on free loopback ports.
-    pub async fn start(target: &Target, topology: PoolTopology) -> Result<Self, ServeError> {
+    pub(crate) async fn start(target: &Target, topology: PoolTopology) -> Result<Self, ServeError> {
         let mut servers = Vec::new();
         for (_, roles) in pools_of(topology) {
             let server = Server::bind(
@@ -98,7 +101,7 @@ impl RunningApp {
     }
 
     /// `http://127.0.0.1:PORT` of the server that serves `role`.
-    pub fn base_url(&self, role: EndpointRole) -> String {
+    pub(crate) fn base_url(&self, role: EndpointRole) -> String {
         let addr = self
             .servers
             .iter()
@@ -110,7 +113,7 @@ impl RunningApp {
 
     /// Stops every server (requests in flight finish first, each bounded by the
     /// request timeout) and closes their pools.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         for server in self.servers {
             let _ = server.stop.send(());
             let _ = server.handle.await;

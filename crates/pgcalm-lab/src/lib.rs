@@ -1,18 +1,20 @@
 //! pgcalm-lab: risky and safe migrations run against the live demo app (`pgcalm-demo`)
 //! under the probe, measured, judged and reported.
 //!
-//! - [`scenario`]: the catalogue (`scenarios/<name>/` in this crate, embedded in the
-//!   binary).
-//! - [`experiment`]: the orchestration: database, seed, demo API, then per scenario and
-//!   form: setup, baseline probe, the migration under the probe and the monitor, the
-//!   rollback, teardown.
-//! - [`app`]: the demo API in-process on free loopback ports, with one shared pool or
+//! - `scenario.rs`: the catalogue ([`catalogue`]: `scenarios/<name>/` in this crate,
+//!   embedded in the binary).
+//! - `experiment/`: the orchestration ([`run_lab`]): database, seed, demo API, then per
+//!   scenario and form: setup, baseline probe, the migration under the probe and the
+//!   monitor, the rollback, teardown.
+//! - `app.rs`: the demo API in-process on free loopback ports, with one shared pool or
 //!   separate read and write pools.
-//! - [`monitor`]: database snapshots every 250 ms (lock waiters and their blockers,
+//! - `monitor.rs`: database snapshots every 250 ms (lock waiters and their blockers,
 //!   index build phases).
-//! - [`verdict`]: what the probe numbers and the monitor's observations say.
-//! - [`results`]: the data model of every figure a run measures (`results.json`).
-//! - [`report`]: writers of `report.md`, `report.html`, `results.json` and raw samples.
+//! - `verdict.rs`: what the probe numbers and the monitor's observations say.
+//! - `results.rs`: the data model of every figure a run measures ([`LabResults`],
+//!   `results.json`).
+//! - `report/`: writers of `report.md`, `report.html`, `results.json` and raw samples
+//!   ([`write_report`]), and the tables the terminal prints too.
 //!
 //! Architecture invariant: this crate never prints. Progress reaches the caller as
 //! [`LabEvent`]s; errors are typed ([`LabError`]).
@@ -27,12 +29,32 @@
 //! # Ok(()) }
 //! ```
 
-pub mod app;
-pub mod experiment;
-pub mod monitor;
-pub mod report;
-pub mod results;
-pub mod scenario;
-pub mod verdict;
+mod app;
+mod experiment;
+mod monitor;
+mod report;
+mod results;
+mod scenario;
+mod verdict;
 
-pub use experiment::{LabError, LabEvent, LabOptions, LabStep, run_lab};
+// Running the lab.
+pub use experiment::{
+    DEFAULT_ROWS, LabError, LabEvent, LabEventSink, LabOptions, LabStep, run_lab,
+};
+// The scenario catalogue.
+pub use scenario::{Blocker, Blocks, Check, Scenario, catalogue};
+// What a run measured: the data model of `results.json`.
+pub use results::{
+    BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, Explain, ExplainPair, Form,
+    FormRun, IndexBuildSample, LabResults, LockWait, MigrationRun, Moment, Outcome, Pool,
+    PoolLayout, PoolTopology, ProbeTarget, RunInfo, RunOptions, SCHEMA_VERSION, SafeCriteria,
+    Sample, ScenarioResult, Span, StatementRun, Verdict, WindowStats,
+};
+// The report: its files, the tables and paragraphs the terminal prints too, the
+// timelines.
+pub use report::{
+    DEFAULT_OUT_DIR, ReportError, ReportFiles, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table,
+    blocked_meaning, explain_table, form_label, forms_table, hazard_seen, index_phase_stretches,
+    level_cell, lock_wait_stretches, pool_topology_note, render_html, render_markdown, samples_csv,
+    samples_path, scenario_summary_table, step5_table, timeline_id, timeline_svg, write_report,
+};

@@ -13,17 +13,13 @@ use crate::app::APP_NAME;
 use crate::results::{EndpointRole, IndexBuildSample, LockWait, RunClock};
 
 /// Time between two snapshots.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 
-/// `application_name` of the runner's session that sends the migration's statements,
-/// between statements (while one runs it is `pgcalm migrate <app>.<NNNN> #<k>`: see
-/// [`pgcalm_migrate::is_runner_session`]).
-pub const MIGRATION_APP: &str = pgcalm_migrate::SESSION_NAME;
 /// `application_name` of the session the lab holds open in lock scenarios.
-pub const BLOCKER_APP: &str = "pgcalm lab (blocker)";
+pub(crate) const BLOCKER_APP: &str = "pgcalm lab (blocker)";
 
 /// A monitor sampling in the background.
-pub struct RunningMonitor {
+pub(crate) struct RunningMonitor {
     cancel: CancellationToken,
     handle: JoinHandle<Vec<DatabaseSnapshot>>,
 }
@@ -31,7 +27,7 @@ pub struct RunningMonitor {
 impl RunningMonitor {
     /// Connects and starts sampling every [`SAMPLE_INTERVAL`]; `on_snapshot` sees each
     /// sample as it is taken (progress display).
-    pub async fn start(
+    pub(crate) async fn start(
         target: &Target,
         on_snapshot: impl Fn(&DatabaseSnapshot) + Send + 'static,
     ) -> Result<Self, PgError> {
@@ -64,14 +60,14 @@ impl RunningMonitor {
     }
 
     /// Stops sampling and returns every snapshot taken.
-    pub async fn stop(self) -> Vec<DatabaseSnapshot> {
+    pub(crate) async fn stop(self) -> Vec<DatabaseSnapshot> {
         self.cancel.cancel();
         self.handle.await.unwrap_or_default()
     }
 }
 
 /// What a demo API query does, from its text (the app's SQL is fixed: `api.rs`).
-pub fn role_of_query(query: &str) -> Option<EndpointRole> {
+pub(crate) fn role_of_query(query: &str) -> Option<EndpointRole> {
     let q = query.trim_start().to_ascii_uppercase();
     if q.starts_with("INSERT") {
         Some(EndpointRole::Write)
@@ -85,7 +81,7 @@ pub fn role_of_query(query: &str) -> Option<EndpointRole> {
 }
 
 /// Every lock wait seen, for the results.
-pub fn lock_waits(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<LockWait> {
+pub(crate) fn lock_waits(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<LockWait> {
     snapshots
         .iter()
         .flat_map(|s| {
@@ -104,7 +100,7 @@ pub fn lock_waits(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<LockW
 }
 
 /// How many of `waits` (the results' lock waits) are the demo API's queries of `role`.
-pub fn lock_waits_of(waits: &[LockWait], role: EndpointRole) -> u64 {
+pub(crate) fn lock_waits_of(waits: &[LockWait], role: EndpointRole) -> u64 {
     waits
         .iter()
         .filter(|w| {
@@ -114,7 +110,10 @@ pub fn lock_waits_of(waits: &[LockWait], role: EndpointRole) -> u64 {
 }
 
 /// Every index build observation, for the results.
-pub fn index_builds(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<IndexBuildSample> {
+pub(crate) fn index_builds(
+    snapshots: &[DatabaseSnapshot],
+    clock: &RunClock,
+) -> Vec<IndexBuildSample> {
     snapshots
         .iter()
         .flat_map(|s| {
@@ -136,7 +135,7 @@ pub fn index_builds(snapshots: &[DatabaseSnapshot], clock: &RunClock) -> Vec<Ind
 
 /// One observation of an app request waiting on the migration (or the lab's blocker).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AppWait {
+pub(crate) struct AppWait {
     /// Which kind of request waited.
     pub role: EndpointRole,
     /// The lock mode it wanted.
@@ -152,8 +151,9 @@ pub struct AppWait {
 
 /// The session an app request waited on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitedOn {
-    /// The runner's session sending the migration ([`MIGRATION_APP`]).
+pub(crate) enum WaitedOn {
+    /// The runner's session sending the migration (its `application_name` is the
+    /// runner's: [`pgcalm_migrate::is_runner_session`]).
     Migration,
     /// The session the lab holds open in lock scenarios ([`BLOCKER_APP`]).
     Blocker,
@@ -161,7 +161,7 @@ pub enum WaitedOn {
 
 /// The demo API's requests seen waiting on the migration's session or on the lab's
 /// blocker, classified by role.
-pub fn app_waits(snapshots: &[DatabaseSnapshot]) -> Vec<AppWait> {
+pub(crate) fn app_waits(snapshots: &[DatabaseSnapshot]) -> Vec<AppWait> {
     let mut out = Vec::new();
     for s in snapshots {
         let app_of = |pid: i32| {

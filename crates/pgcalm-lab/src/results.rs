@@ -441,7 +441,7 @@ pub struct Blocking {
     pub blocked: bool,
     /// The longest stretch without a successful request, in seconds (0 when none).
     pub longest_stretch_s: f64,
-    /// Blocked, queued or neither (see [`crate::verdict`] for the rules).
+    /// Blocked, queued or neither (the rules are documented in the lab's `verdict.rs`).
     #[serde(default)]
     pub level: BlockLevel,
     /// The longest time a request of this kind was held by the migration, in seconds:
@@ -587,14 +587,14 @@ pub use pgcalm_probe::Outcome;
 
 /// The run's clock: converts `Instant`s and `SystemTime`s into the results' timestamps.
 #[derive(Debug, Clone, Copy)]
-pub struct RunClock {
+pub(crate) struct RunClock {
     start_instant: Instant,
     start_system: SystemTime,
 }
 
 impl RunClock {
     /// Starts the clock now.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         RunClock {
             start_instant: Instant::now(),
             start_system: SystemTime::now(),
@@ -602,41 +602,33 @@ impl RunClock {
     }
 
     /// The run's start as a [`Moment`] (for [`RunInfo::started`]).
-    pub fn started(&self) -> Moment {
+    pub(crate) fn started(&self) -> Moment {
         moment_at(0.0, self.start_system)
     }
 
     /// Unix time in ms of the run's start.
-    pub fn start_unix_ms(&self) -> u64 {
+    pub(crate) fn start_unix_ms(&self) -> u64 {
         unix_ms(self.start_system)
     }
 
     /// ms since the run started of a Unix time in ms (the probe's `started_at_ms`).
-    pub fn rel_ms_unix(&self, unix_ms: u64) -> f64 {
+    pub(crate) fn rel_ms_unix(&self, unix_ms: u64) -> f64 {
         unix_ms as f64 - self.start_unix_ms() as f64
     }
 
     /// ms since the run started (0 for instants before it).
-    pub fn rel_ms(&self, at: Instant) -> f64 {
+    pub(crate) fn rel_ms(&self, at: Instant) -> f64 {
         duration_ms(at.saturating_duration_since(self.start_instant))
     }
 
-    /// ms since the run started of a wall-clock time (negative before it).
-    pub fn rel_ms_system(&self, at: SystemTime) -> f64 {
-        match at.duration_since(self.start_system) {
-            Ok(d) => duration_ms(d),
-            Err(e) => -duration_ms(e.duration()),
-        }
-    }
-
     /// `at` as a [`Moment`].
-    pub fn moment(&self, at: Instant) -> Moment {
+    pub(crate) fn moment(&self, at: Instant) -> Moment {
         let since = at.saturating_duration_since(self.start_instant);
         moment_at(duration_ms(since), self.start_system + since)
     }
 
     /// Now, as a [`Moment`].
-    pub fn now(&self) -> Moment {
+    pub(crate) fn now(&self) -> Moment {
         self.moment(Instant::now())
     }
 }
@@ -654,7 +646,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// A duration in (fractional) ms.
-pub fn duration_ms(d: Duration) -> f64 {
+pub(crate) fn duration_ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -670,8 +662,6 @@ mod tests {
         assert!((m.rel_ms - 1500.0).abs() < 50.0, "{m:?}");
         assert_eq!(clock.started().rel_ms, 0.0);
         assert_eq!(clock.rel_ms_unix(clock.start_unix_ms() + 250), 250.0);
-        let before = SystemTime::now() - Duration::from_secs(10);
-        assert!(clock.rel_ms_system(before) < -9000.0);
     }
 
     #[test]

@@ -147,7 +147,8 @@ macro_rules! files {
 }
 
 /// The seed's lookup query (demo_commands.md, "Performance Testing").
-pub const SEED_LOOKUP: &str = "SELECT * FROM large_email WHERE email = 'user1000000@example.com'";
+pub(crate) const SEED_LOOKUP: &str =
+    "SELECT * FROM large_email WHERE email = 'user1000000@example.com'";
 
 use crate::results::PoolTopology::{Separate, Shared, SharedSeedLike};
 
@@ -295,7 +296,7 @@ pub fn catalogue() -> Vec<Scenario> {
 }
 
 /// The scenario named `name`, or the list of known names as the error.
-pub fn find(name: &str) -> Result<Scenario, String> {
+pub(crate) fn find(name: &str) -> Result<Scenario, String> {
     let all = catalogue();
     let known = all.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
     all.into_iter()

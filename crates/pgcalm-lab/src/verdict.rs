@@ -38,20 +38,20 @@ use crate::results::{
 };
 
 /// A request that took this long (ms) counts as hung in the longest stretch.
-pub const HUNG_MS: f64 = 500.0;
+pub(crate) const HUNG_MS: f64 = 500.0;
 /// A request held this much (ms) longer than its baseline p99, or seen waiting this long
 /// on the migration's lock, was queued by it; less is noise on a busy machine.
-pub const QUEUE_MARGIN_MS: f64 = 50.0;
+pub(crate) const QUEUE_MARGIN_MS: f64 = 50.0;
 /// A request answered this soon (ms) after the migration released a lock that blocks its
 /// kind, while it was in flight during the hold, was waiting for that lock.
-pub const RELEASE_WINDOW_MS: f64 = 250.0;
+pub(crate) const RELEASE_WINDOW_MS: f64 = 250.0;
 /// Slack (ms) between the probe's wall clock and the runner's statement timings.
 const CLOCK_SLACK_MS: f64 = 50.0;
 
 /// A stretch of the migration during which its session held (or was queued for) a lock
 /// that blocks reads and/or writes of the app's table.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LockHold {
+pub(crate) struct LockHold {
     /// From the start of the locking statement to the end of its transaction.
     pub span: Span,
     /// The lock blocks `SELECT`s.
@@ -76,7 +76,7 @@ impl LockHold {
 /// it to the end of the transaction (the last statement, or the one that failed, e.g. on
 /// lock_timeout: its transaction is rolled back and retried); without one, each
 /// statement holds its locks while it runs.
-pub fn lock_holds(
+pub(crate) fn lock_holds(
     statements: &[StatementRun],
     transactional: bool,
     blocks_of: impl Fn(usize) -> (bool, bool),
@@ -148,7 +148,10 @@ fn queued_by_holds<'a>(
 }
 
 /// Figures of the requests sent in `span`.
-pub fn window_stats<'a>(samples: impl Iterator<Item = &'a Sample>, span: Span) -> WindowStats {
+pub(crate) fn window_stats<'a>(
+    samples: impl Iterator<Item = &'a Sample>,
+    span: Span,
+) -> WindowStats {
     let mut stats = WindowStats::default();
     let mut latencies = Vec::new();
     let mut errors: BTreeMap<ErrorKind, u64> = BTreeMap::new();
@@ -188,7 +191,7 @@ fn stalled(s: &Sample) -> bool {
 
 /// Stretches of consecutive stalled requests (by send time), as spans from the first
 /// one's send to the last one's end.
-pub fn stall_stretches(samples: &[&Sample]) -> Vec<Span> {
+pub(crate) fn stall_stretches(samples: &[&Sample]) -> Vec<Span> {
     let mut sorted: Vec<&Sample> = samples.to_vec();
     sorted.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     let mut out = Vec::new();
@@ -225,7 +228,7 @@ fn longest_overlapping(stretches: &[Span], window: Span) -> Option<Span> {
 
 /// One probe target of a form: its name and role.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Probe target name.
     pub name: String,
     /// What it exercises.
@@ -233,7 +236,7 @@ pub struct Endpoint {
 }
 
 /// Everything the verdict is judged on.
-pub struct Evidence<'a> {
+pub(crate) struct Evidence<'a> {
     /// The probe targets, in report order.
     pub endpoints: &'a [Endpoint],
     /// Every probe sample of the form.
@@ -255,7 +258,7 @@ pub struct Evidence<'a> {
 }
 
 /// Per-endpoint summaries and the verdict.
-pub fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
+pub(crate) fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
     let limit_ms = ev.lock_timeout_ms + 1000.0;
     // Each endpoint's samples, in the order of `ev.endpoints` (and of `endpoints`).
     let samples_of: Vec<Vec<&Sample>> = ev

@@ -17,12 +17,13 @@
 //! CREATE INDEX) 1 s, under the probe's 3 s timeout: each must be at least `queued` for
 //! what its lock blocks and `no` for the rest.
 
+use pgcalm_lab::{
+    BlockLevel, Form, FormRun, LabOptions, PoolTopology, Scenario, ScenarioResult, catalogue,
+    run_lab,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgcalm_lab::results::{BlockLevel, Form, FormRun, PoolTopology, ScenarioResult};
-use pgcalm_lab::scenario::{Scenario, catalogue};
-use pgcalm_lab::{LabOptions, run_lab};
 use pgcalm_testkit::TestDb;
 
 const ROWS: u64 = 5_000;

@@ -3,21 +3,22 @@
 
 mod report_fixture;
 
-use pgcalm_lab::report::{self, tables};
-use pgcalm_lab::results::{
-    EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, Sample, WindowStats,
+use pgcalm_lab::{
+    BlockLevel, EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, SAFE_CRITERIA_HEADER,
+    SEED_SCENARIO, Sample, WindowStats, forms_table, hazard_seen, pool_topology_note, render_html,
+    render_markdown, samples_path, scenario_summary_table, step5_table, write_report,
 };
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
     let results = report_fixture::lab_results();
-    insta::assert_snapshot!(report::render_markdown(&results));
+    insta::assert_snapshot!(render_markdown(&results));
 }
 
 #[test]
 fn step5_table_has_one_column_per_form_and_the_seed_rows() {
     let results = report_fixture::lab_results();
-    let table = tables::step5_table(&results).expect("the fixture has the seed's scenario");
+    let table = step5_table(&results).expect("the fixture has the seed's scenario");
     assert_eq!(
         table.headers,
         [
@@ -56,7 +57,7 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
     let form = &mut results.scenarios[0].forms[1];
     form.verdict.safe_criteria.failed_or_timed_out = 0;
     form.verdict.safe_criteria.passed = true;
-    let table = tables::step5_table(&results).unwrap();
+    let table = step5_table(&results).unwrap();
     let safe_row = table
         .rows
         .iter()
@@ -67,7 +68,6 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
 
 #[test]
 fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
-    use pgcalm_lab::results::BlockLevel;
     let mut results = report_fixture::lab_results();
     let form = &mut results.scenarios[0].forms[1];
     form.verdict.writes.level = BlockLevel::Queued;
@@ -76,10 +76,10 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
     form.verdict.safe_criteria.failed_or_timed_out = 0;
     form.verdict.safe_criteria.passed = true;
     assert_eq!(
-        tables::hazard_seen(form, Some(1_000_000)),
+        hazard_seen(form, Some(1_000_000)),
         "queued writes for 0.3 s at 1,000,000 rows; the hold grows with the table"
     );
-    let step5 = tables::step5_table(&results).unwrap();
+    let step5 = step5_table(&results).unwrap();
     let row = |aspect: &str| {
         step5
             .rows
@@ -90,7 +90,7 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
     };
     assert_eq!(row("Blocks Writes?")[2], "⚠️ Yes, queued 0.3 s");
     assert_eq!(row("Production Safe?")[2], "❌ No (writes queued)");
-    let summary = tables::scenario_summary_table(&results.scenarios[0]);
+    let summary = scenario_summary_table(&results.scenarios[0]);
     let criteria = summary
         .headers
         .iter()
@@ -114,11 +114,9 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
 #[test]
 fn without_the_seed_scenario_there_is_no_step5_table() {
     let mut results = report_fixture::lab_results();
-    results
-        .scenarios
-        .retain(|s| s.name != tables::SEED_SCENARIO);
-    assert!(tables::step5_table(&results).is_none());
-    assert!(!report::render_markdown(&results).contains("Step 5"));
+    results.scenarios.retain(|s| s.name != SEED_SCENARIO);
+    assert!(step5_table(&results).is_none());
+    assert!(!render_markdown(&results).contains("Step 5"));
 }
 
 #[test]
@@ -126,10 +124,10 @@ fn write_report_leaves_every_file_and_results_json_reads_back() {
     let results = report_fixture::lab_results();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lab-report");
-    let files = report::write_report(&results, &out).unwrap();
+    let files = write_report(&results, &out).unwrap();
 
     let md = std::fs::read_to_string(&files.markdown).unwrap();
-    assert_eq!(md, report::render_markdown(&results));
+    assert_eq!(md, render_markdown(&results));
     let html = std::fs::read_to_string(&files.html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
 
@@ -144,7 +142,7 @@ fn write_report_leaves_every_file_and_results_json_reads_back() {
         .collect();
     assert_eq!(files.samples.len(), forms.len());
     for ((scenario, form), path) in forms.iter().zip(&files.samples) {
-        assert_eq!(path, &out.join(report::samples_path(scenario, form)));
+        assert_eq!(path, &out.join(samples_path(scenario, form)));
         let csv = std::fs::read_to_string(path).unwrap();
         let mut lines = csv.lines();
         assert_eq!(
@@ -219,9 +217,7 @@ fn an_unwritable_out_dir_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "").unwrap();
-    let err = report::write_report(&results, &file)
-        .unwrap_err()
-        .to_string();
+    let err = write_report(&results, &file).unwrap_err().to_string();
     assert!(err.contains("not-a-dir") && err.contains("--out"), "{err}");
 }
 
@@ -248,23 +244,23 @@ fn with_seed_like_pool() -> LabResults {
 #[test]
 fn the_pools_paragraph_is_worded_from_the_figures() {
     let results = with_seed_like_pool();
-    let note = report::pool_topology_note(&results).expect("separate and seed-like ran");
+    let note = pool_topology_note(&results).expect("separate and seed-like ran");
     insta::assert_snapshot!(note);
-    let md = report::render_markdown(&results);
+    let md = render_markdown(&results);
     assert!(
         md.contains(&format!("### Shared pool vs separate pools\n\n{note}\n")),
         "{md}"
     );
-    assert!(report::render_html(&results).contains("Shared pool vs separate pools"));
+    assert!(render_html(&results).contains("Shared pool vs separate pools"));
 
     let mut bigger = results.clone();
     bigger.run.options.pool_layouts[2].pools[0].size = 10;
-    let note = report::pool_topology_note(&bigger).unwrap();
+    let note = pool_topology_note(&bigger).unwrap();
     assert!(note.contains("one shared pool of 10 connections"), "{note}");
 
     // Without the seed-like run there is nothing to compare: no paragraph.
     let fixture = report_fixture::lab_results();
-    assert_eq!(report::pool_topology_note(&fixture), None);
+    assert_eq!(pool_topology_note(&fixture), None);
 }
 
 /// A results.json of schema 2 (a worded `pool_topology_note`, no `lock_waits_seen`)
@@ -284,9 +280,9 @@ fn a_schema_2_results_json_still_reads() {
     }
     let old: LabResults = serde_json::from_value(json).unwrap();
     assert_eq!(old.schema_version, 2);
-    let note = report::pool_topology_note(&old).unwrap();
+    let note = pool_topology_note(&old).unwrap();
     assert!(!note.contains("seen waiting on a lock"), "{note}");
-    assert!(!report::render_markdown(&old).contains("an old paragraph"));
+    assert!(!render_markdown(&old).contains("an old paragraph"));
 }
 
 /// The terminal's table of every form (`pgcalm lab` prints it) words the verdicts as the
@@ -294,8 +290,8 @@ fn a_schema_2_results_json_still_reads() {
 #[test]
 fn forms_table_words_every_verdict_as_the_report_does() {
     let results = report_fixture::lab_results();
-    let table = tables::forms_table(&results);
-    assert_eq!(table.headers[7], tables::SAFE_CRITERIA_HEADER);
+    let table = forms_table(&results);
+    assert_eq!(table.headers[7], SAFE_CRITERIA_HEADER);
     let forms: Vec<_> = results.scenarios.iter().flat_map(|s| &s.forms).collect();
     assert_eq!(table.rows.len(), forms.len());
     assert_eq!(
@@ -318,7 +314,7 @@ fn forms_table_words_every_verdict_as_the_report_does() {
                 .all(|c| c.chars().all(|ch| (ch as u32) < 0x2600) && !c.contains("**")),
             "{row:?}"
         );
-        let summary = tables::scenario_summary_table(
+        let summary = scenario_summary_table(
             results
                 .scenarios
                 .iter()

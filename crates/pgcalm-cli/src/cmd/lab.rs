@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgcalm_demo::seed::SeedEvent;
-use pgcalm_lab::report::format::{form_label, level_cell};
-use pgcalm_lab::report::{self, tables};
-use pgcalm_lab::results::{EndpointRole, LabResults};
-use pgcalm_lab::{LabEvent, LabOptions, LabStep, run_lab};
+use pgcalm_demo::SeedEvent;
+use pgcalm_lab::{
+    DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, LabEvent, LabOptions, LabResults, LabStep,
+    SEED_SCENARIO, Table, blocked_meaning, explain_table, form_label, forms_table, level_cell,
+    pool_topology_note, run_lab, step5_table, write_report,
+};
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,7 @@ pub const LAB_DATABASE: &str = "pgcalm_lab";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Rows in large_email (seeded once; a later run with the same count reuses them).
-    #[arg(long, default_value_t = pgcalm_lab::experiment::DEFAULT_ROWS)]
+    #[arg(long, default_value_t = DEFAULT_ROWS)]
     pub rows: u64,
     /// Scenario to run (repeatable), or `all`. Scenarios: add_index (the seed's),
     /// drop_index, add_unique_constraint, add_foreign_key, add_check_constraint,
@@ -35,7 +36,7 @@ pub struct Args {
     #[arg(long = "scenario", default_value = "add_index")]
     pub scenarios: Vec<String>,
     /// Directory of the report (report.md, report.html, results.json, samples/).
-    #[arg(long, default_value = report::DEFAULT_OUT_DIR)]
+    #[arg(long, default_value = DEFAULT_OUT_DIR)]
     pub out: PathBuf,
     /// Emulate a bigger table: keep each risky form's transaction (and its locks) open
     /// this many seconds after its last statement. For small --rows, where a risky
@@ -79,7 +80,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     signals.abort();
     progress.finish();
     let results = result?;
-    let files = report::write_report(&results, &args.out)?;
+    let files = write_report(&results, &args.out)?;
     if ctx.json() {
         crate::render::json(&results)?;
         return Ok(());
@@ -109,7 +110,7 @@ async fn lab_target(ctx: &Context, database: &str) -> anyhow::Result<Target> {
 /// pools paragraph, and one summary per other scenario.
 pub fn render_tables(results: &LabResults) -> String {
     let mut out = String::new();
-    let plain = |t: &tables::Table| {
+    let plain = |t: &Table| {
         let strip = |c: &String| c.replace("**", "");
         let headers: Vec<String> = t.headers.iter().map(strip).collect();
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -120,35 +121,32 @@ pub fn render_tables(results: &LabResults) -> String {
             .collect();
         crate::render::psql_table(None, &headers, &rows)
     };
-    if let Some(step5) = tables::step5_table(results) {
+    if let Some(step5) = step5_table(results) {
         out.push_str(&format!(
             "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
             crate::render::thousands(results.run.rows as i64),
             results.run.postgres_version
         ));
         out.push_str(&plain(&step5));
-        if let Some(explain) = results
-            .scenario(tables::SEED_SCENARIO)
-            .and_then(tables::explain_table)
-        {
+        if let Some(explain) = results.scenario(SEED_SCENARIO).and_then(explain_table) {
             out.push_str("\nEXPLAIN ANALYZE of the seed's lookup, before and after:\n\n");
             out.push_str(&plain(&explain));
         }
-        if let Some(note) = report::pool_topology_note(results) {
+        if let Some(note) = pool_topology_note(results) {
             out.push_str(&format!("\n{}\n", wrap(&note)));
         }
     }
     let others: Vec<_> = results
         .scenarios
         .iter()
-        .filter(|s| s.name != tables::SEED_SCENARIO)
+        .filter(|s| s.name != SEED_SCENARIO)
         .collect();
     if !others.is_empty() {
         out.push_str(
             "\nAll scenarios (risky on separate pools, the seed's also on shared pools; safe on one shared pool):\n\n",
         );
-        out.push_str(&format!("{}\n\n", wrap(&tables::blocked_meaning())));
-        out.push_str(&plain(&tables::forms_table(results)));
+        out.push_str(&format!("{}\n\n", wrap(&blocked_meaning())));
+        out.push_str(&plain(&forms_table(results)));
     }
     out
 }

@@ -34,8 +34,8 @@
 //! pool running out of connections.
 //!
 //! ```no_run
-//! # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_demo::serve::ServeError> {
-//! use pgcalm_demo::serve::{ServeOptions, Server};
+//! # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_demo::ServeError> {
+//! use pgcalm_demo::{ServeOptions, Server};
 //! let server = Server::bind(target, ServeOptions::default()).await?;
 //! eprintln!("listening on http://{}", server.local_addr());
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;

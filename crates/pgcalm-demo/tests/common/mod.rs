@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pgcalm_demo::seed::{SeedOptions, SeedReport, seed};
-use pgcalm_demo::serve::{ServeOptions, Server};
+use pgcalm_demo::{SeedOptions, SeedReport, seed};
+use pgcalm_demo::{ServeOptions, Server};
 use pgcalm_testkit::TestDb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -43,7 +43,7 @@ pub async fn seed_rows(db: &TestDb, large: u64) -> SeedReport {
 pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<Result<(), pgcalm_demo::serve::ServeError>>,
+    pub task: JoinHandle<Result<(), pgcalm_demo::ServeError>>,
 }
 
 impl RunningServer {

@@ -16,7 +16,7 @@ use crate::verdict::{self, LockHold};
 /// lock_timeout, no retries), with the runner's lint refusal lifted (`allow_risky`).
 /// The statements still go through pgcalm's runner, so they are journaled and observed
 /// like the safe ones.
-pub fn risky_policy() -> Policy {
+pub(crate) fn risky_policy() -> Policy {
     Policy {
         lock_timeout: Duration::ZERO,
         max_retries: 0,

@@ -40,8 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgcalm_demo::seed::{self, SeedEvent};
-use pgcalm_demo::serve::ServeError;
+use pgcalm_demo::{SeedError, SeedEvent, ServeError};
 use pgcalm_migrate::{Event, MigrateError, Policy, Runner};
 use pgcalm_pg::catalog;
 use pgcalm_pg::{PgError, Target};
@@ -50,21 +49,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::results::{EndpointRole, Form, FormRun, LabResults, PoolTopology, RunClock};
 
-pub use self::migration::risky_policy;
-pub use self::plan::{probe_endpoints, runs_of};
-pub use self::sql::{explain, parse_explain};
+pub(crate) use self::plan::probe_endpoints;
 
 /// Default rows in `large_email` (the seed's 10M).
 pub const DEFAULT_ROWS: u64 = 10_000_000;
 /// The probe's cadence for reads and writes.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// The probe's cadence for lookups: an unindexed lookup is a parallel scan of the whole
 /// table, so probing it often would load the CPU and slow the migration itself.
-pub const LOOKUP_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const LOOKUP_INTERVAL: Duration = Duration::from_secs(2);
 /// The probe's timeout.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The email the lookup probe asks for (the Django peer's).
-pub const LOOKUP_EMAIL: &str = "user5@example.com";
+pub(crate) const LOOKUP_EMAIL: &str = "user5@example.com";
 
 /// How to run the lab.
 #[derive(Debug, Clone)]
@@ -76,7 +73,7 @@ pub struct LabOptions {
     /// Where the scenarios' migration files are written for the runner.
     pub work_dir: PathBuf,
     /// Keep each risky form's transaction open this long after its last statement
-    /// (emulates a bigger table: see [`Scenario::materialize`]).
+    /// (emulates a bigger table: see [`crate::Scenario::materialize`]).
     pub hold: Option<Duration>,
     /// Probe on, no migration, before each migration.
     pub baseline: Duration,
@@ -107,7 +104,7 @@ impl Default for LabOptions {
             tail: PROBE_TIMEOUT + Duration::from_millis(500),
             blocker: Duration::from_secs(6),
             policy: Policy::default(),
-            seed_streams: seed::DEFAULT_STREAMS,
+            seed_streams: pgcalm_demo::DEFAULT_STREAMS,
             database_label: String::new(),
         }
     }
@@ -230,7 +227,7 @@ pub enum LabError {
     },
     /// Seeding failed.
     #[error(transparent)]
-    Seed(#[from] seed::SeedError),
+    Seed(#[from] SeedError),
     /// The demo API could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),

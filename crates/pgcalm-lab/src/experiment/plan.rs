@@ -13,7 +13,7 @@ use crate::verdict::Endpoint;
 
 /// The runs of a scenario: the risky form on each of its topologies, then the safe form
 /// on one shared pool.
-pub fn runs_of(scenario: &Scenario) -> Vec<(Form, PoolTopology)> {
+pub(crate) fn runs_of(scenario: &Scenario) -> Vec<(Form, PoolTopology)> {
     let mut runs: Vec<(Form, PoolTopology)> = scenario
         .risky_topologies
         .iter()
@@ -24,7 +24,7 @@ pub fn runs_of(scenario: &Scenario) -> Vec<(Form, PoolTopology)> {
 }
 
 /// The probe targets and their roles, in report order.
-pub fn probe_endpoints() -> Vec<Endpoint> {
+pub(crate) fn probe_endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint {
             name: "list_large".into(),

@@ -2,7 +2,7 @@
 //! and torn down, and `large_email` seeded (or reused when it holds exactly the seed's
 //! rows `1..=N`).
 
-use pgcalm_demo::seed::{self, SeedOptions};
+use pgcalm_demo::SeedOptions;
 use pgcalm_migrate::Goal;
 use pgcalm_pg::PgError;
 use tokio_postgres::Client;
@@ -98,7 +98,7 @@ impl Lab {
             "seeding {rows} rows (large_email held {count})"
         )));
         let on_event = self.on_event.clone();
-        let report = seed::seed(
+        let report = pgcalm_demo::seed(
             &self.target,
             &SeedOptions {
                 large_count: self.opts.rows,

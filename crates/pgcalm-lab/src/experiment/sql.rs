@@ -29,7 +29,7 @@ pub(super) async fn run_sql(
 }
 
 /// EXPLAIN (ANALYZE) of `query`: its main scan node and execution time.
-pub async fn explain(client: &Client, query: &str) -> Result<Explain, LabError> {
+pub(crate) async fn explain(client: &Client, query: &str) -> Result<Explain, LabError> {
     let rows = client
         .query(&format!("EXPLAIN (ANALYZE) {query}"), &[])
         .await
@@ -39,7 +39,7 @@ pub async fn explain(client: &Client, query: &str) -> Result<Explain, LabError> 
 }
 
 /// The first scan node and the `Execution Time` of an EXPLAIN ANALYZE text plan.
-pub fn parse_explain(plan: &str) -> Explain {
+pub(crate) fn parse_explain(plan: &str) -> Explain {
     let node = plan
         .lines()
         .map(|l| l.trim().trim_start_matches("->").trim())

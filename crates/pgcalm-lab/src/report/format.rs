@@ -3,7 +3,7 @@
 use crate::results::{BlockLevel, Blocking, Form, FormRun, PoolTopology};
 
 /// A latency: `0.05 ms`, `2.4 ms`, `37 ms`, `3.0 s`.
-pub fn ms(v: f64) -> String {
+pub(super) fn ms(v: f64) -> String {
     if v < 1.0 {
         format!("{v:.2} ms")
     } else if v < 10.0 {
@@ -16,7 +16,7 @@ pub fn ms(v: f64) -> String {
 }
 
 /// A duration given in ms, in seconds: `7.2 s`.
-pub fn seconds(ms: f64) -> String {
+pub(super) fn seconds(ms: f64) -> String {
     format!("{:.1} s", ms / 1000.0)
 }
 
@@ -36,7 +36,7 @@ pub fn form_label(form: Form, topology: PoolTopology) -> String {
 
 /// The seed's ✅ Yes / ❌ No, with the level and the longest hold: `✅ Yes, blocked
 /// 12.7 s`, `⚠️ Yes, queued 0.3 s`, `❌ No`.
-pub fn yes_no_blocked(b: Blocking) -> String {
+pub(super) fn yes_no_blocked(b: Blocking) -> String {
     match b.level {
         BlockLevel::Blocked => format!("✅ Yes, {}", level_cell(b)),
         BlockLevel::Queued => format!("⚠️ Yes, {}", level_cell(b)),
@@ -55,7 +55,7 @@ pub fn level_cell(b: Blocking) -> String {
 /// How a form did against the safe criteria. A risky form within them is not safe (its
 /// hazard grows with the table), so it only met them: no tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CriteriaMark {
+pub(super) enum CriteriaMark {
     /// A safe form within the criteria.
     Pass,
     /// A risky form within the criteria.
@@ -66,7 +66,7 @@ pub enum CriteriaMark {
 
 impl CriteriaMark {
     /// The mark of `f`'s verdict.
-    pub fn of(f: &FormRun) -> Self {
+    pub(super) fn of(f: &FormRun) -> Self {
         match (f.verdict.safe_criteria.passed, f.form) {
             (true, Form::Safe) => CriteriaMark::Pass,
             (true, Form::Risky) => CriteriaMark::Met,
@@ -75,7 +75,7 @@ impl CriteriaMark {
     }
 
     /// `pass` / `met` / `fail`.
-    pub fn word(self) -> &'static str {
+    pub(super) fn word(self) -> &'static str {
         match self {
             CriteriaMark::Pass => "pass",
             CriteriaMark::Met => "met",
@@ -84,7 +84,7 @@ impl CriteriaMark {
     }
 
     /// The word with the report's tick or cross: `✅ pass`, `met`, `❌ fail`.
-    pub fn marked(self) -> String {
+    pub(super) fn marked(self) -> String {
         match self {
             CriteriaMark::Pass => format!("✅ {}", self.word()),
             CriteriaMark::Met => self.word().to_string(),

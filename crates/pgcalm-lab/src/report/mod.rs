@@ -7,26 +7,33 @@
 //! | `results.json` | tools: every figure, [`LabResults`] as JSON (samples included) |
 //! | `samples/<scenario>.<form>-<pools>.csv` | the raw probe samples of each form |
 //!
-//! The tables are data ([`tables`]) so the terminal can print the same Step 5 table;
+//! The tables are data ([`Table`]s, `tables.rs`) so the terminal can print the same
+//! Step 5 table;
 //! the shared-vs-separate pools paragraph is worded here from the figures too
 //! ([`pool_topology_note`]), for the terminal, `report.md` and `report.html` alike.
 
-pub mod format;
+mod format;
 mod html;
 mod markdown;
 mod pool_note;
 mod samples;
-pub mod svg;
-pub mod tables;
+mod svg;
+mod tables;
 
 use std::path::{Path, PathBuf};
 
 use crate::results::{FormRun, LabResults, ScenarioResult};
 
+pub use self::format::{form_label, level_cell};
 pub use self::html::render_html;
 pub use self::markdown::render_markdown;
 pub use self::pool_note::pool_topology_note;
 pub use self::samples::samples_csv;
+pub use self::svg::{index_phase_stretches, lock_wait_stretches, timeline_id, timeline_svg};
+pub use self::tables::{
+    SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table, blocked_meaning, explain_table, forms_table,
+    hazard_seen, scenario_summary_table, step5_table,
+};
 
 /// Where `pgcalm lab` writes its report unless told otherwise (`--out`).
 pub const DEFAULT_OUT_DIR: &str = "lab-report";

@@ -116,7 +116,7 @@ pub fn hazard_seen(f: &FormRun, rows: Option<u64>) -> String {
 }
 
 /// Aspect-by-form comparison of one scenario (the Step 5 layout).
-pub fn form_comparison_table(scenario: &ScenarioResult) -> Table {
+pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
     let mut headers = vec!["Aspect".to_string()];
     headers.extend(
         scenario
@@ -232,7 +232,7 @@ pub fn forms_table(results: &LabResults) -> Table {
 }
 
 /// Per endpoint of every form of a scenario: counts and latency, baseline vs migration.
-pub fn endpoint_table(scenario: &ScenarioResult) -> Table {
+pub(super) fn endpoint_table(scenario: &ScenarioResult) -> Table {
     let headers = [
         "Form",
         "Endpoint",
@@ -301,7 +301,7 @@ pub fn explain_table(scenario: &ScenarioResult) -> Option<Table> {
 }
 
 /// The endpoint's name with its role, `list_large (read)`.
-pub fn endpoint_label(e: &EndpointSummary) -> String {
+pub(super) fn endpoint_label(e: &EndpointSummary) -> String {
     let role = match e.role {
         EndpointRole::Read => "read",
         EndpointRole::Write => "write",
@@ -312,7 +312,7 @@ pub fn endpoint_label(e: &EndpointSummary) -> String {
 
 /// Migration-window counts summed over the endpoints that are judged (reads and writes;
 /// lookups are reported apart).
-pub fn totals(f: &FormRun) -> WindowStats {
+pub(super) fn totals(f: &FormRun) -> WindowStats {
     let mut sum = WindowStats::default();
     for e in f
         .endpoints
@@ -505,7 +505,7 @@ fn opt_ms(v: Option<f64>) -> String {
 }
 
 /// One row per scenario: what it risks and whether the numbers showed it.
-pub fn overview_table(results: &LabResults) -> Table {
+pub(super) fn overview_table(results: &LabResults) -> Table {
     let headers = [
         "Scenario",
         "Hazard expected (risky form)",
@@ -554,7 +554,7 @@ pub fn overview_table(results: &LabResults) -> Table {
 }
 
 /// What ran where: versions, size, machine, options.
-pub fn run_table(results: &LabResults) -> Table {
+pub(super) fn run_table(results: &LabResults) -> Table {
     let run = &results.run;
     let o = &run.options;
     let targets: Vec<String> = o
@@ -605,7 +605,7 @@ pub fn run_table(results: &LabResults) -> Table {
 }
 
 /// `1000000` as `1,000,000`.
-pub fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use pgcalm_lab::results::*;
+use pgcalm_lab::*;
 
 const READ_MS: f64 = 3.2;
 const WRITE_MS: f64 = 4.1;
