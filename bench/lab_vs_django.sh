@@ -15,7 +15,7 @@
 #     safe, rollback, risky (RISKY=1: Django's db_index on the CharField, two indexes
 #     in one transaction), rollback).
 #  4. The peer's raw probe samples are judged by pgcalm's rules as well (the same
-#     stalled-request stretch and the same "blocked" test as crates/pgcalm-lab/src/lab/
+#     stalled-request stretch and the same "blocked" test as crates/pgcalm-lab/src/
 #     verdict.rs), so the two columns compare like with like; the peer's own summary
 #     figure (its longest run of non-ok requests) is shown beside them.
 #
@@ -96,7 +96,7 @@ results_path, peer_dir, rows, topologies, lab_secs, peer_secs, cores, commit, la
 res = json.load(open(results_path))
 scenario = next(s for s in res["scenarios"] if s["name"] == "add_index")
 limit_ms = scenario["forms"][0]["verdict"]["safe_criteria"]["limit_ms"]   # lock timeout + 1 s
-HUNG_MS = 500.0      # crates/pgcalm-lab/src/lab/verdict.rs HUNG_MS
+HUNG_MS = 500.0      # crates/pgcalm-lab/src/verdict.rs HUNG_MS
 TAIL_S = 3.5         # the lab's judged window: migration start to the end of its tail
 
 def stretches(samples):

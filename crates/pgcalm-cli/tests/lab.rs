@@ -10,7 +10,7 @@ use common::{fails, ok, pgcalm, stdout};
 use pgcalm_testkit::TestDb;
 
 fn scenarios_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab/scenarios")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pgcalm-lab/scenarios")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,29 +1,60 @@
-//! pgcalm-lab: the demo application pgcalm migrates under load.
+//! pgcalm-lab: risky and safe migrations run against the live demo app (`pgcalm-demo`)
+//! under the probe, measured, judged and reported.
 //!
-//! Owns:
-//! - [`seed`]: fills `small_email` / `large_email` (10M rows in seconds: binary `COPY`
-//!   over parallel connections, ids reserved up front, committed in batches, cancellable).
-//! - [`serve`]: the demo HTTP API (the Django peer's views) that probes and the lab watch
-//!   while migrations run; JSON errors, 503 while the database is away, recovery on its
-//!   own, graceful shutdown.
-//! - [`lab`]: the risky-vs-safe experiments: scenarios, their measured results
-//!   ([`lab::results`]) and the report writers ([`lab::report`]).
+//! - `scenario.rs`: the catalogue ([`catalogue`]: `scenarios/<name>/` in this crate,
+//!   embedded in the binary).
+//! - `experiment/`: the orchestration ([`run_lab`]): database, seed, demo API, then per
+//!   scenario and form: setup, baseline probe, the migration under the probe and the
+//!   monitor, the rollback, teardown.
+//! - `app.rs`: the demo API in-process on free loopback ports, with one shared pool or
+//!   separate read and write pools.
+//! - `monitor.rs`: database snapshots every 250 ms (lock waiters and their blockers,
+//!   index build phases).
+//! - `verdict.rs`: what the probe numbers and the monitor's observations say.
+//! - `results.rs`: the data model of every figure a run measures ([`LabResults`],
+//!   `results.json`).
+//! - `report/`: writers of `report.md`, `report.html`, `results.json` and raw samples
+//!   ([`write_report`]), and the tables the terminal prints too.
 //!
-//! Architecture invariant: this crate never prints. Progress and request logs reach the
-//! caller through callbacks ([`seed::SeedEvent`], [`serve::RequestLog`]); errors are typed
-//! ([`seed::SeedError`], [`serve::ServeError`]).
+//! Architecture invariant: this crate never prints. Progress reaches the caller as
+//! [`LabEvent`]s; errors are typed ([`LabError`]).
 //!
 //! ```no_run
-//! # async fn demo(target: &pgcalm_pg::Target) -> Result<(), Box<dyn std::error::Error>> {
-//! use pgcalm_lab::{seed, serve};
-//! let opts = seed::SeedOptions { large_count: 1_000_000, ..Default::default() };
-//! let report = seed::seed(target, &opts, &|_| {}, Default::default()).await?;
-//! assert_eq!(report.large_rows, 1_000_000);
-//! let server = serve::Server::bind(target, serve::ServeOptions::default()).await?;
-//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # async fn demo(target: &pgcalm_pg::Target) -> Result<(), pgcalm_lab::LabError> {
+//! use pgcalm_lab::{LabOptions, run_lab};
+//! let opts = LabOptions { rows: 1_000_000, ..LabOptions::default() };
+//! let results = run_lab(target, &opts, std::sync::Arc::new(|_event| {}), Default::default()).await?;
+//! let add_index = results.scenario("add_index").unwrap();
+//! assert!(add_index.forms.iter().all(|f| !f.samples.is_empty()));
 //! # Ok(()) }
 //! ```
 
-pub mod lab;
-pub mod seed;
-pub mod serve;
+mod app;
+mod experiment;
+mod monitor;
+mod report;
+mod results;
+mod scenario;
+mod verdict;
+
+// Running the lab.
+pub use experiment::{
+    DEFAULT_ROWS, LabError, LabEvent, LabEventSink, LabOptions, LabStep, run_lab,
+};
+// The scenario catalogue.
+pub use scenario::{Blocker, Blocks, Check, Scenario, catalogue};
+// What a run measured: the data model of `results.json`.
+pub use results::{
+    BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, Explain, ExplainPair, Form,
+    FormRun, IndexBuildSample, LabResults, LockWait, MigrationRun, Moment, Outcome, Pool,
+    PoolLayout, PoolTopology, ProbeTarget, RunInfo, RunOptions, SCHEMA_VERSION, SafeCriteria,
+    Sample, ScenarioResult, Span, StatementRun, Verdict, WindowStats,
+};
+// The report: its files, the tables and paragraphs the terminal prints too, the
+// timelines.
+pub use report::{
+    DEFAULT_OUT_DIR, ReportError, ReportFiles, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table,
+    blocked_meaning, explain_table, form_label, forms_table, hazard_seen, index_phase_stretches,
+    level_cell, lock_wait_stretches, pool_topology_note, render_html, render_markdown, samples_csv,
+    samples_path, scenario_summary_table, step5_table, timeline_id, timeline_svg, write_report,
+};

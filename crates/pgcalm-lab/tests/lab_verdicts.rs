@@ -17,12 +17,13 @@
 //! CREATE INDEX) 1 s, under the probe's 3 s timeout: each must be at least `queued` for
 //! what its lock blocks and `no` for the rest.
 
+use pgcalm_lab::{
+    BlockLevel, Form, FormRun, LabOptions, PoolTopology, Scenario, ScenarioResult, catalogue,
+    run_lab,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgcalm_lab::lab::results::{BlockLevel, Form, FormRun, PoolTopology, ScenarioResult};
-use pgcalm_lab::lab::scenario::{Scenario, catalogue};
-use pgcalm_lab::lab::{LabOptions, run_lab};
 use pgcalm_testkit::TestDb;
 
 const ROWS: u64 = 5_000;
@@ -203,4 +204,46 @@ async fn short_risky_locks_queue_what_they_block_and_nothing_else() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The safe form runs under the policy the caller gives (`pgcalm lab` passes the one
+/// resolved from `pgcalm.toml`): its statements get that lock_timeout, the results
+/// record it and the safe criteria's limit follows it. The risky form keeps its own
+/// (no lock_timeout, the way Django runs it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_safe_form_runs_under_the_policy_it_is_given() {
+    let db = TestDb::new().await;
+    let work = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        rows: 1_000,
+        scenarios: vec!["add_check_constraint".into()],
+        work_dir: work.path().to_path_buf(),
+        baseline: Duration::from_millis(500),
+        seed_streams: 1,
+        policy: pgcalm_migrate::Policy {
+            lock_timeout: Duration::from_millis(1_500),
+            ..pgcalm_migrate::Policy::default()
+        },
+        ..LabOptions::default()
+    };
+    let results = run_lab(db.target(), &opts, Arc::new(|_| {}), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(results.run.options.lock_timeout_ms, 1_500);
+    let scenario = &results.scenarios[0];
+    let safe = scenario.form(Form::Safe, PoolTopology::Shared).unwrap();
+    assert!(safe.migration.succeeded, "{:?}", safe.migration.error);
+    assert!(!safe.migration.statements.is_empty());
+    for s in &safe.migration.statements {
+        assert_eq!(s.lock_timeout_ms, Some(1_500), "{}", s.sql);
+    }
+    assert_eq!(safe.verdict.safe_criteria.limit_ms, 2_500.0);
+    let risky = scenario.form(Form::Risky, PoolTopology::Separate).unwrap();
+    assert!(
+        risky
+            .migration
+            .statements
+            .iter()
+            .all(|s| s.lock_timeout_ms.is_none())
+    );
 }

@@ -3,19 +3,22 @@
 
 mod report_fixture;
 
-use pgcalm_lab::lab::report::{self, tables};
-use pgcalm_lab::lab::results::{LabResults, Outcome};
+use pgcalm_lab::{
+    BlockLevel, EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, SAFE_CRITERIA_HEADER,
+    SEED_SCENARIO, Sample, WindowStats, forms_table, hazard_seen, pool_topology_note, render_html,
+    render_markdown, samples_path, scenario_summary_table, step5_table, write_report,
+};
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
     let results = report_fixture::lab_results();
-    insta::assert_snapshot!(report::render_markdown(&results));
+    insta::assert_snapshot!(render_markdown(&results));
 }
 
 #[test]
 fn step5_table_has_one_column_per_form_and_the_seed_rows() {
     let results = report_fixture::lab_results();
-    let table = tables::step5_table(&results).expect("the fixture has the seed's scenario");
+    let table = step5_table(&results).expect("the fixture has the seed's scenario");
     assert_eq!(
         table.headers,
         [
@@ -54,7 +57,7 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
     let form = &mut results.scenarios[0].forms[1];
     form.verdict.safe_criteria.failed_or_timed_out = 0;
     form.verdict.safe_criteria.passed = true;
-    let table = tables::step5_table(&results).unwrap();
+    let table = step5_table(&results).unwrap();
     let safe_row = table
         .rows
         .iter()
@@ -65,7 +68,6 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
 
 #[test]
 fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
-    use pgcalm_lab::lab::results::BlockLevel;
     let mut results = report_fixture::lab_results();
     let form = &mut results.scenarios[0].forms[1];
     form.verdict.writes.level = BlockLevel::Queued;
@@ -74,10 +76,10 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
     form.verdict.safe_criteria.failed_or_timed_out = 0;
     form.verdict.safe_criteria.passed = true;
     assert_eq!(
-        tables::hazard_seen(form, Some(1_000_000)),
+        hazard_seen(form, Some(1_000_000)),
         "queued writes for 0.3 s at 1,000,000 rows; the hold grows with the table"
     );
-    let step5 = tables::step5_table(&results).unwrap();
+    let step5 = step5_table(&results).unwrap();
     let row = |aspect: &str| {
         step5
             .rows
@@ -88,7 +90,7 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
     };
     assert_eq!(row("Blocks Writes?")[2], "⚠️ Yes, queued 0.3 s");
     assert_eq!(row("Production Safe?")[2], "❌ No (writes queued)");
-    let summary = tables::scenario_summary_table(&results.scenarios[0]);
+    let summary = scenario_summary_table(&results.scenarios[0]);
     let criteria = summary
         .headers
         .iter()
@@ -112,11 +114,9 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
 #[test]
 fn without_the_seed_scenario_there_is_no_step5_table() {
     let mut results = report_fixture::lab_results();
-    results
-        .scenarios
-        .retain(|s| s.name != tables::SEED_SCENARIO);
-    assert!(tables::step5_table(&results).is_none());
-    assert!(!report::render_markdown(&results).contains("Step 5"));
+    results.scenarios.retain(|s| s.name != SEED_SCENARIO);
+    assert!(step5_table(&results).is_none());
+    assert!(!render_markdown(&results).contains("Step 5"));
 }
 
 #[test]
@@ -124,10 +124,10 @@ fn write_report_leaves_every_file_and_results_json_reads_back() {
     let results = report_fixture::lab_results();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lab-report");
-    let files = report::write_report(&results, &out).unwrap();
+    let files = write_report(&results, &out).unwrap();
 
     let md = std::fs::read_to_string(&files.markdown).unwrap();
-    assert_eq!(md, report::render_markdown(&results));
+    assert_eq!(md, render_markdown(&results));
     let html = std::fs::read_to_string(&files.html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
 
@@ -142,7 +142,7 @@ fn write_report_leaves_every_file_and_results_json_reads_back() {
         .collect();
     assert_eq!(files.samples.len(), forms.len());
     for ((scenario, form), path) in forms.iter().zip(&files.samples) {
-        assert_eq!(path, &out.join(report::samples_path(scenario, form)));
+        assert_eq!(path, &out.join(samples_path(scenario, form)));
         let csv = std::fs::read_to_string(path).unwrap();
         let mut lines = csv.lines();
         assert_eq!(
@@ -163,14 +163,176 @@ fn write_report_leaves_every_file_and_results_json_reads_back() {
     }
 }
 
+/// Probe error kinds are the probe's `ErrorKind` in the results, written and read as the
+/// keys results.json always had (`http_5xx`, `connect_refused`, ...), so an older file
+/// still reads.
+#[test]
+fn probe_error_kinds_keep_their_results_json_keys() {
+    let old = r#"{"requests": 9, "ok": 3, "timed_out": 0,
+        "errors": {"body": 1, "connect": 1, "connect_refused": 1, "http_4xx": 1, "http_5xx": 1, "other": 1},
+        "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}"#;
+    let stats: WindowStats = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        stats.errors.keys().copied().collect::<Vec<_>>(),
+        ErrorKind::ALL
+    );
+    assert_eq!(stats.failed(), 6);
+    let again = serde_json::to_value(&stats).unwrap();
+    let keys: Vec<&str> = again["errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "body",
+            "connect",
+            "connect_refused",
+            "http_4xx",
+            "http_5xx",
+            "other"
+        ]
+    );
+
+    let sample: Sample = serde_json::from_str(
+        r#"{"endpoint": "add_large", "at_ms": 1.0, "latency_ms": 2.0, "outcome": "error", "status": 503, "error": "http_5xx"}"#,
+    )
+    .unwrap();
+    assert_eq!(sample.error, Some(ErrorKind::Http5xx));
+    assert_eq!(serde_json::to_value(&sample).unwrap()["error"], "http_5xx");
+    assert!(
+        serde_json::from_str::<Sample>(
+            r#"{"endpoint": "x", "at_ms": 1.0, "latency_ms": 2.0, "outcome": "error", "error": "http_503"}"#
+        )
+        .is_err(),
+        "a kind the probe does not have is refused"
+    );
+}
+
 #[test]
 fn an_unwritable_out_dir_is_a_clear_error() {
     let results = report_fixture::lab_results();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "").unwrap();
-    let err = report::write_report(&results, &file)
-        .unwrap_err()
-        .to_string();
+    let err = write_report(&results, &file).unwrap_err().to_string();
     assert!(err.contains("not-a-dir") && err.contains("--out"), "{err}");
+}
+
+/// The fixture with the seed's risky form also on the seed-like shared pool, as a real
+/// run has it: the shared-vs-separate pools paragraph then has every figure it quotes.
+fn with_seed_like_pool() -> LabResults {
+    let mut results = report_fixture::lab_results();
+    let mut layout = results.run.options.pool_layouts[0].clone();
+    layout.topology = PoolTopology::SharedSeedLike;
+    results.run.options.pool_layouts.push(layout);
+    let forms = &mut results.scenarios[0].forms;
+    let mut seed_like = forms[0].clone();
+    seed_like.topology = PoolTopology::SharedSeedLike;
+    for e in &mut seed_like.endpoints {
+        e.lock_waits_seen = Some(if e.role == EndpointRole::Read { 0 } else { 12 });
+    }
+    forms.insert(2, seed_like);
+    results
+}
+
+/// The paragraph is worded when the report renders, from the figures results.json
+/// holds: the pool size from the seed-like layout, the writes' cadence and the probe's
+/// timeout from the probe targets, the lock waits each endpoint saw.
+#[test]
+fn the_pools_paragraph_is_worded_from_the_figures() {
+    let results = with_seed_like_pool();
+    let note = pool_topology_note(&results).expect("separate and seed-like ran");
+    insta::assert_snapshot!(note);
+    let md = render_markdown(&results);
+    assert!(
+        md.contains(&format!("### Shared pool vs separate pools\n\n{note}\n")),
+        "{md}"
+    );
+    assert!(render_html(&results).contains("Shared pool vs separate pools"));
+
+    let mut bigger = results.clone();
+    bigger.run.options.pool_layouts[2].pools[0].size = 10;
+    let note = pool_topology_note(&bigger).unwrap();
+    assert!(note.contains("one shared pool of 10 connections"), "{note}");
+
+    // Without the seed-like run there is nothing to compare: no paragraph.
+    let fixture = report_fixture::lab_results();
+    assert_eq!(pool_topology_note(&fixture), None);
+}
+
+/// A results.json of schema 2 (a worded `pool_topology_note`, no `lock_waits_seen`)
+/// still reads; the report words the paragraph itself and leaves out the count it lacks.
+#[test]
+fn a_schema_2_results_json_still_reads() {
+    let results = with_seed_like_pool();
+    let mut json = serde_json::to_value(&results).unwrap();
+    json["schema_version"] = 2.into();
+    json["pool_topology_note"] = "an old paragraph".into();
+    for scenario in json["scenarios"].as_array_mut().unwrap() {
+        for form in scenario["forms"].as_array_mut().unwrap() {
+            for e in form["endpoints"].as_array_mut().unwrap() {
+                e.as_object_mut().unwrap().remove("lock_waits_seen");
+            }
+        }
+    }
+    let old: LabResults = serde_json::from_value(json).unwrap();
+    assert_eq!(old.schema_version, 2);
+    let note = pool_topology_note(&old).unwrap();
+    assert!(!note.contains("seen waiting on a lock"), "{note}");
+    assert!(!render_markdown(&old).contains("an old paragraph"));
+}
+
+/// The terminal's table of every form (`pgcalm lab` prints it) words the verdicts as the
+/// report does, without emoji or Markdown so its columns line up.
+#[test]
+fn forms_table_words_every_verdict_as_the_report_does() {
+    let results = report_fixture::lab_results();
+    let table = forms_table(&results);
+    assert_eq!(table.headers[7], SAFE_CRITERIA_HEADER);
+    let forms: Vec<_> = results.scenarios.iter().flat_map(|s| &s.forms).collect();
+    assert_eq!(table.rows.len(), forms.len());
+    assert_eq!(
+        table.rows[0],
+        [
+            "add_index",
+            "Risky, shared pool",
+            "6.0 s",
+            "blocked 5.2 s",
+            "blocked 6.0 s",
+            "56",
+            "3.0 s",
+            "fail",
+            "blocked reads and writes for 6.0 s (56 failed or timed out)"
+        ]
+    );
+    for (row, form) in table.rows.iter().zip(&forms) {
+        assert!(
+            row.iter()
+                .all(|c| c.chars().all(|ch| (ch as u32) < 0x2600) && !c.contains("**")),
+            "{row:?}"
+        );
+        let summary = scenario_summary_table(
+            results
+                .scenarios
+                .iter()
+                .find(|s| s.forms.contains(form))
+                .unwrap(),
+        );
+        let report_row = summary.rows.iter().find(|r| r[0] == row[1]).unwrap();
+        assert!(
+            report_row[7].contains(&row[7]),
+            "criteria {:?} vs {:?}",
+            report_row[7],
+            row[7]
+        );
+    }
+    let safe = table
+        .rows
+        .iter()
+        .find(|r| r[1] == "Safe, shared pool")
+        .unwrap();
+    assert_eq!(safe[7], "pass");
 }

@@ -9,15 +9,13 @@
 
 mod report_fixture;
 
+use pgcalm_lab::{LabOptions, LabResults, Outcome, run_lab, timeline_id, write_report};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use pgcalm_lab::lab::report::{self, svg};
-use pgcalm_lab::lab::results::{LabResults, Outcome};
-use pgcalm_lab::lab::{LabOptions, run_lab};
 use pgcalm_testkit::TestDb;
 
 /// Longest a page load may take before Chromium is killed (it normally takes ~2 s; the
@@ -123,11 +121,11 @@ fn near(p: [u8; 4], rgb: [u8; 3]) -> bool {
 /// its markers, and a screenshot shows a page with the charts' colours (red where
 /// requests failed). Returns the screenshot's path inside `dir`.
 fn check_in_chromium(bin: &Path, results: &LabResults, dir: &Path) -> PathBuf {
-    let files = report::write_report(results, &dir.join("lab-report")).unwrap();
+    let files = write_report(results, &dir.join("lab-report")).unwrap();
     let forms: Vec<String> = results
         .scenarios
         .iter()
-        .flat_map(|s| s.forms.iter().map(move |f| svg::timeline_id(s, f)))
+        .flat_map(|s| s.forms.iter().map(move |f| timeline_id(s, f)))
         .collect();
     let failures = results
         .scenarios

@@ -4,8 +4,10 @@
 
 mod report_fixture;
 
-use pgcalm_lab::lab::report::{self, svg};
-use pgcalm_lab::lab::results::{FormRun, LabResults, Outcome};
+use pgcalm_lab::{
+    FormRun, LabResults, Outcome, index_phase_stretches, lock_wait_stretches, render_html,
+    timeline_id, timeline_svg,
+};
 use roxmltree::{Document, Node};
 
 fn has_class(n: &Node, class: &str) -> bool {
@@ -50,12 +52,12 @@ fn fixture() -> LabResults {
 #[test]
 fn every_form_has_exactly_one_timeline_in_the_page() {
     let results = fixture();
-    let html = report::render_html(&results);
+    let html = render_html(&results);
     let ids: Vec<String> = svgs_in(&html).into_iter().map(|(id, _)| id).collect();
     let expected: Vec<String> = results
         .scenarios
         .iter()
-        .flat_map(|s| s.forms.iter().map(move |f| svg::timeline_id(s, f)))
+        .flat_map(|s| s.forms.iter().map(move |f| timeline_id(s, f)))
         .collect();
     assert_eq!(ids, expected);
     assert_eq!(ids[0], "timeline-add_index-risky-shared");
@@ -66,7 +68,7 @@ fn failures_are_marked_one_red_mark_per_request() {
     let results = fixture();
     for scenario in &results.scenarios {
         for form in &scenario.forms {
-            let text = svg::timeline_svg(&results.run.options, scenario, form);
+            let text = timeline_svg(&results.run.options, scenario, form);
             let doc = Document::parse(&text).unwrap();
             let what = format!("{} {}", scenario.name, form.key());
             assert_eq!(
@@ -110,7 +112,7 @@ fn migration_lock_waits_and_index_phases_are_drawn() {
     let results = fixture();
     let scenario = results.scenario("add_index").unwrap();
     for form in &scenario.forms {
-        let text = svg::timeline_svg(&results.run.options, scenario, form);
+        let text = timeline_svg(&results.run.options, scenario, form);
         let doc = Document::parse(&text).unwrap();
         assert_eq!(count_class(&doc, "migration-start"), 1);
         assert_eq!(count_class(&doc, "migration-end"), 1);
@@ -123,10 +125,9 @@ fn migration_lock_waits_and_index_phases_are_drawn() {
             labels[0].starts_with("migration start") && labels[1].starts_with("end "),
             "{labels:?}"
         );
-        let stretches = svg::lock_wait_stretches(&form.lock_waits).len();
+        let stretches = lock_wait_stretches(&form.lock_waits).len();
         assert_eq!(count_class(&doc, "lock-wait"), stretches);
-        let phases =
-            svg::index_phase_stretches(&form.index_builds, form.migration.ended.rel_ms).len();
+        let phases = index_phase_stretches(&form.index_builds, form.migration.ended.rel_ms).len();
         assert!(phases > 0);
         assert_eq!(count_class(&doc, "index-phase"), phases);
     }
@@ -136,7 +137,7 @@ fn migration_lock_waits_and_index_phases_are_drawn() {
         .iter()
         .find(|f| f.key() == "safe-shared")
         .unwrap();
-    let doc_text = svg::timeline_svg(&results.run.options, scenario, safe);
+    let doc_text = timeline_svg(&results.run.options, scenario, safe);
     let doc = Document::parse(&doc_text).unwrap();
     assert_eq!(count_class(&doc, "lock-wait"), 0);
     assert_eq!(count_class(&doc, "fail"), 0);
@@ -147,7 +148,7 @@ fn migration_lock_waits_and_index_phases_are_drawn() {
 fn axes_have_units_and_the_legend_names_every_endpoint() {
     let results = fixture();
     let scenario = results.scenario("add_index").unwrap();
-    let text = svg::timeline_svg(&results.run.options, scenario, &scenario.forms[0]);
+    let text = timeline_svg(&results.run.options, scenario, &scenario.forms[0]);
     let doc = Document::parse(&text).unwrap();
     let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
     for needed in [
@@ -188,7 +189,7 @@ fn axes_have_units_and_the_legend_names_every_endpoint() {
 
 #[test]
 fn the_page_is_self_contained() {
-    let html = report::render_html(&fixture());
+    let html = render_html(&fixture());
     for external in ["<script", "<link", "src=", "@import", "url("] {
         assert!(
             !html.contains(external),

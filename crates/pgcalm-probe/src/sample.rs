@@ -26,7 +26,7 @@ impl Outcome {
 }
 
 /// Why a request failed without timing out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ErrorKind {
     /// Nothing listens on the port (the server is down).
     #[serde(rename = "connect_refused")]

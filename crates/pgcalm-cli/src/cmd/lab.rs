@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgcalm_lab::lab::report::format::level_cell;
-use pgcalm_lab::lab::report::{self, tables};
-use pgcalm_lab::lab::results::{EndpointRole, Form, LabResults, PoolTopology};
-use pgcalm_lab::lab::{LabEvent, LabOptions, LabStep, run_lab};
-use pgcalm_lab::seed::SeedEvent;
+use pgcalm_demo::SeedEvent;
+use pgcalm_lab::{
+    DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, LabEvent, LabOptions, LabResults, LabStep,
+    SEED_SCENARIO, Table, blocked_meaning, explain_table, form_label, forms_table, level_cell,
+    pool_topology_note, run_lab, step5_table, write_report,
+};
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,7 @@ pub const LAB_DATABASE: &str = "pgcalm_lab";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Rows in large_email (seeded once; a later run with the same count reuses them).
-    #[arg(long, default_value_t = pgcalm_lab::lab::experiment::DEFAULT_ROWS)]
+    #[arg(long, default_value_t = DEFAULT_ROWS)]
     pub rows: u64,
     /// Scenario to run (repeatable), or `all`. Scenarios: add_index (the seed's),
     /// drop_index, add_unique_constraint, add_foreign_key, add_check_constraint,
@@ -35,7 +36,7 @@ pub struct Args {
     #[arg(long = "scenario", default_value = "add_index")]
     pub scenarios: Vec<String>,
     /// Directory of the report (report.md, report.html, results.json, samples/).
-    #[arg(long, default_value = report::DEFAULT_OUT_DIR)]
+    #[arg(long, default_value = DEFAULT_OUT_DIR)]
     pub out: PathBuf,
     /// Emulate a bigger table: keep each risky form's transaction (and its locks) open
     /// this many seconds after its last statement. For small --rows, where a risky
@@ -79,7 +80,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     signals.abort();
     progress.finish();
     let results = result?;
-    let files = report::write_report(&results, &args.out)?;
+    let files = write_report(&results, &args.out)?;
     if ctx.json() {
         crate::render::json(&results)?;
         return Ok(());
@@ -109,7 +110,7 @@ async fn lab_target(ctx: &Context, database: &str) -> anyhow::Result<Target> {
 /// pools paragraph, and one summary per other scenario.
 pub fn render_tables(results: &LabResults) -> String {
     let mut out = String::new();
-    let plain = |t: &tables::Table| {
+    let plain = |t: &Table| {
         let strip = |c: &String| c.replace("**", "");
         let headers: Vec<String> = t.headers.iter().map(strip).collect();
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -120,107 +121,42 @@ pub fn render_tables(results: &LabResults) -> String {
             .collect();
         crate::render::psql_table(None, &headers, &rows)
     };
-    if let Some(step5) = tables::step5_table(results) {
+    if let Some(step5) = step5_table(results) {
         out.push_str(&format!(
             "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
             crate::render::thousands(results.run.rows as i64),
             results.run.postgres_version
         ));
         out.push_str(&plain(&step5));
-        if let Some(explain) = results
-            .scenario(tables::SEED_SCENARIO)
-            .and_then(tables::explain_table)
-        {
+        if let Some(explain) = results.scenario(SEED_SCENARIO).and_then(explain_table) {
             out.push_str("\nEXPLAIN ANALYZE of the seed's lookup, before and after:\n\n");
             out.push_str(&plain(&explain));
         }
-        if let Some(note) = &results.pool_topology_note {
-            out.push_str(&format!("\n{}\n", wrap(note, 100)));
+        if let Some(note) = pool_topology_note(results) {
+            out.push_str(&format!("\n{}\n", wrap(&note)));
         }
     }
     let others: Vec<_> = results
         .scenarios
         .iter()
-        .filter(|s| s.name != tables::SEED_SCENARIO)
+        .filter(|s| s.name != SEED_SCENARIO)
         .collect();
     if !others.is_empty() {
         out.push_str(
             "\nAll scenarios (risky on separate pools, the seed's also on shared pools; safe on one shared pool):\n\n",
         );
-        out.push_str(&format!("{}\n\n", wrap(&tables::blocked_meaning(), 100)));
-        let rows: Vec<Vec<String>> = results
-            .scenarios
-            .iter()
-            .flat_map(|s| summary_rows(s, results.run.rows))
-            .collect();
-        out.push_str(&crate::render::psql_table(
-            None,
-            &[
-                "Scenario",
-                "Form",
-                "Migration",
-                "Reads",
-                "Writes",
-                "Failed",
-                "Slowest",
-                tables::SAFE_CRITERIA_HEADER,
-                "Hazard seen (risky form)",
-            ],
-            &rows,
-        ));
+        out.push_str(&format!("{}\n\n", wrap(&blocked_meaning())));
+        out.push_str(&plain(&forms_table(results)));
     }
     out
 }
 
-fn summary_rows(s: &pgcalm_lab::lab::results::ScenarioResult, rows: u64) -> Vec<Vec<String>> {
-    s.forms
-        .iter()
-        .map(|f| {
-            let c = f.verdict.safe_criteria;
-            vec![
-                s.name.clone(),
-                label(f.form, f.topology),
-                format!(
-                    "{:.1} s{}",
-                    f.migration.wall_ms / 1000.0,
-                    if f.migration.succeeded {
-                        ""
-                    } else {
-                        " (failed)"
-                    }
-                ),
-                level_cell(f.verdict.reads),
-                level_cell(f.verdict.writes),
-                c.failed_or_timed_out.to_string(),
-                format!("{:.0} ms", c.slowest_ms),
-                match (c.passed, f.form) {
-                    (true, Form::Safe) => "pass",
-                    // A risky form within the criteria is not safe: see the hazard.
-                    (true, Form::Risky) => "met",
-                    (false, _) => "FAIL",
-                }
-                .to_string(),
-                tables::hazard_seen(f, Some(rows)),
-            ]
-        })
-        .collect()
-}
-
-fn wrap(text: &str, width: usize) -> String {
-    let mut out = String::new();
-    let mut line = 0;
-    for word in text.split_whitespace() {
-        if line > 0 && line + 1 + word.len() > width {
-            out.push('\n');
-            line = 0;
-        } else if line > 0 {
-            out.push(' ');
-            line += 1;
-        }
-        out.push_str(word);
-        line += word.chars().count();
-    }
-    out
+/// A paragraph in lines of at most 100 columns, broken at spaces only.
+fn wrap(text: &str) -> String {
+    let options = textwrap::Options::new(100)
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .break_words(false);
+    textwrap::fill(text, options)
 }
 
 /// Live progress: a spinner line on a terminal (scenario, form, step, index build phase
@@ -296,7 +232,10 @@ impl Progress {
                 number,
                 total,
             } => {
-                s.run = format!("[{number}/{total}] {scenario} · {}", label(form, topology));
+                s.run = format!(
+                    "[{number}/{total}] {scenario} · {}",
+                    form_label(form, topology)
+                );
                 s.reads = (0, 0);
                 s.writes = (0, 0);
                 s.build.clear();
@@ -380,13 +319,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-fn label(form: Form, topology: PoolTopology) -> String {
-    let pools = match topology {
-        PoolTopology::Shared => "shared pool",
-        PoolTopology::Separate => "separate pools",
-        PoolTopology::SharedSeedLike => "shared pool, seed-like app",
-    };
-    format!("{} ({pools})", form.as_str())
 }

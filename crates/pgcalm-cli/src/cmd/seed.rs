@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgcalm_lab::seed::{
+use pgcalm_demo::{
     DEFAULT_BATCH_SIZE, DEFAULT_LARGE_COUNT, DEFAULT_SMALL_COUNT, DEFAULT_STREAMS, SeedEvent,
     SeedOptions, SeedReport, seed,
 };

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pgcalm_lab::lab::results::format_utc;
-use pgcalm_lab::serve::{
+use pgcalm_demo::format_utc;
+use pgcalm_demo::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog,
     ServeOptions, Server,
 };
@@ -141,10 +141,7 @@ pub async fn interrupted() {
 fn spawn_request_log(
     json: bool,
     all: bool,
-) -> (
-    pgcalm_lab::serve::RequestLogger,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (pgcalm_demo::RequestLogger, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(SystemTime, RequestLog)>();
     let task = tokio::spawn(async move {
         let mut out = std::io::BufWriter::new(std::io::stderr());
@@ -156,7 +153,7 @@ fn spawn_request_log(
         }
         let _ = out.flush();
     });
-    let logger: pgcalm_lab::serve::RequestLogger = Arc::new(move |log: RequestLog| {
+    let logger: pgcalm_demo::RequestLogger = Arc::new(move |log: RequestLog| {
         if all || log.error.is_some() {
             let _ = tx.send((SystemTime::now(), log));
         }
@@ -275,7 +272,7 @@ mod tests {
         assert_eq!(v["error"], failed.error.unwrap().as_str());
     }
 
-    fn axum_method() -> pgcalm_lab::serve::Method {
-        pgcalm_lab::serve::Method::GET
+    fn axum_method() -> pgcalm_demo::Method {
+        pgcalm_demo::Method::GET
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use pgcalm_lab::lab::results::*;
+use pgcalm_lab::*;
 
 const READ_MS: f64 = 3.2;
 const WRITE_MS: f64 = 4.1;
@@ -118,7 +118,7 @@ fn samples(endpoint: &str, interval_ms: f64, window: Span, behaviour: &Behaviour
                 Outcome::Error => Some(503),
                 Outcome::Timeout => None,
             },
-            error: (outcome == Outcome::Error).then(|| "http_5xx".into()),
+            error: (outcome == Outcome::Error).then_some(ErrorKind::Http5xx),
         });
         t += interval_ms;
     }
@@ -131,7 +131,7 @@ fn stats(requests: u64, ok: u64, timed_out: u64, errors: u64, p: [f64; 4]) -> Wi
         ok,
         timed_out,
         errors: if errors > 0 {
-            BTreeMap::from([("http_5xx".to_string(), errors)])
+            BTreeMap::from([(ErrorKind::Http5xx, errors)])
         } else {
             BTreeMap::new()
         },
@@ -155,6 +155,7 @@ fn endpoint(
         baseline,
         migration,
         longest_outage,
+        lock_waits_seen: Some(0),
     }
 }
 
@@ -592,9 +593,6 @@ fn set_not_null(offset_ms: f64) -> ScenarioResult {
 /// The fixture: the seed's scenario on both topologies and a second scenario.
 pub fn lab_results() -> LabResults {
     let mut results = LabResults::new(run_info());
-    results.pool_topology_note = Some(
-        "A plain CREATE INDEX takes a SHARE lock: writes wait, reads do not. On one shared pool of 4 connections the waiting writes hold every connection within a second, so reads time out too (5.2 s); with separate pools reads never stopped.".into(),
-    );
     results.scenarios.push(ScenarioResult {
         name: "add_index".into(),
         title: "Add an index on large_email.email".into(),

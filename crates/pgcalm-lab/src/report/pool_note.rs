@@ -1,0 +1,129 @@
+//! The shared-vs-separate pools paragraph, worded from the figures of the seed's
+//! scenario: its risky form on separate pools, on the seed-like shared pool and (when it
+//! ran) on the shared pool served by pgcalm serve, which cancels abandoned queries.
+
+use crate::results::{BlockLevel, EndpointRole, EndpointSummary, Form, FormRun, LabResults};
+use crate::results::{PoolTopology, RunOptions};
+use crate::verdict::QUEUE_MARGIN_MS;
+
+use super::format::level_cell;
+use super::tables::SEED_SCENARIO;
+
+/// Why the seed's risky form stops reads on a shared pool and not on separate pools, in
+/// a paragraph; None unless it ran on separate pools and on the seed-like shared pool.
+pub fn pool_topology_note(results: &LabResults) -> Option<String> {
+    let s = results.scenario(SEED_SCENARIO)?;
+    let separate = s.form(Form::Risky, PoolTopology::Separate)?;
+    let seed_like = s.form(Form::Risky, PoolTopology::SharedSeedLike)?;
+    let cancelling = s.form(Form::Risky, PoolTopology::Shared);
+    let setup = ProbeSetup::of(&results.run.options)?;
+    let mitigation = cancelling
+        .map(|c| mitigation(c, &setup))
+        .unwrap_or_default();
+    Some(format!(
+        "A plain CREATE INDEX takes a SHARE lock on large_email: it conflicts with the ROW EXCLUSIVE lock every INSERT needs, not with the ACCESS SHARE lock of a SELECT. \
+         Measured with reads and writes on separate connection pools: {}. \
+         With one shared pool of {} connections (the demo app's default) served like the seed's Django app on sync workers, where a request whose client gave up keeps its connection until its query ends: {}. {}{mitigation}",
+        describe(separate),
+        setup.pool_size,
+        describe(seed_like),
+        conclusion(separate, seed_like, &setup),
+    ))
+}
+
+/// The figures of the run the paragraph quotes: the shared pool's size, the writes'
+/// cadence and the probe's timeout.
+struct ProbeSetup {
+    pool_size: usize,
+    write_interval_ms: u64,
+    timeout_s: u64,
+}
+
+impl ProbeSetup {
+    fn of(options: &RunOptions) -> Option<Self> {
+        let pool_size = options
+            .pool_layouts
+            .iter()
+            .find(|l| l.topology == PoolTopology::SharedSeedLike)?
+            .pools
+            .first()?
+            .size;
+        let writes = options
+            .probe_targets
+            .iter()
+            .find(|t| t.role == EndpointRole::Write)?;
+        Some(ProbeSetup {
+            pool_size,
+            write_interval_ms: writes.interval_ms,
+            timeout_s: writes.timeout_ms / 1000,
+        })
+    }
+}
+
+fn reads(f: &FormRun) -> Option<&EndpointSummary> {
+    f.endpoints.iter().find(|e| e.role == EndpointRole::Read)
+}
+
+/// The reads' p99 before and during the migration.
+fn read_p99(f: &FormRun) -> Option<(f64, f64)> {
+    reads(f).and_then(|e| Some((e.baseline.p99_ms?, e.migration.p99_ms?)))
+}
+
+/// One form's figures: levels, the reads' p99, failures and lock waits.
+fn describe(f: &FormRun) -> String {
+    let p99 = read_p99(f)
+        .map(|(before, during)| {
+            format!(", read p99 {before:.0} ms before vs {during:.0} ms during")
+        })
+        .unwrap_or_default();
+    let failed = reads(f)
+        .map(|e| {
+            format!(
+                ", {} of {} reads failed or timed out",
+                e.migration.failed(),
+                e.migration.requests
+            )
+        })
+        .unwrap_or_default();
+    let waits = reads(f)
+        .and_then(|e| e.lock_waits_seen)
+        .map(|n| format!("; {n} read(s) seen waiting on a lock"))
+        .unwrap_or_default();
+    format!(
+        "reads {}, writes {}{p99}{failed}{waits}",
+        level_cell(f.verdict.reads),
+        level_cell(f.verdict.writes)
+    )
+}
+
+/// What the separate and the seed-like shared pools' reads say together.
+fn conclusion(separate: &FormRun, seed_like: &FormRun, setup: &ProbeSetup) -> String {
+    match (separate.verdict.reads.level, seed_like.verdict.reads.level) {
+        (BlockLevel::Blocked, _) => "Reads were stopped even on separate pools: see the lock waits for what they waited on (not the index build's SHARE lock, which lets SELECTs through).".to_string(),
+        (_, BlockLevel::Blocked) => format!(
+            "Reads stopped only on the shared pool, without waiting on any lock: each blocked INSERT kept its connection until the index was built, a write arrives every {} ms, so all {} connections were soon held by waiting writes and reads waited for a connection until they timed out. \
+             The seed's \"blocks reads\" is true of an app whose pool (or worker count) blocked writes can use up, not of the lock itself.",
+            setup.write_interval_ms, setup.pool_size
+        ),
+        _ => "Reads were not stopped on the seed-like shared pool either: the build ended before blocked writes had held every connection past a read's timeout (a bigger table, or fewer connections, would stop them).".to_string(),
+    }
+}
+
+/// The same shared pool served by pgcalm serve, which frees the connection of a request
+/// whose client gave up.
+fn mitigation(cancelling: &FormRun, setup: &ProbeSetup) -> String {
+    let outcome = match cancelling.verdict.reads.level {
+        BlockLevel::Blocked => "reads were still stopped".to_string(),
+        _ => match read_p99(cancelling) {
+            Some((before, during)) if during > before + QUEUE_MARGIN_MS => {
+                format!("reads slowed (p99 {before:.0} ms to {during:.0} ms) but did not stop")
+            }
+            _ => "reads were not slowed".to_string(),
+        },
+    };
+    format!(
+        " On the same shared pool served by pgcalm serve as it runs, which cancels the query of a request whose client gave up ({} s) and frees its connection: {}. That mitigation is pgcalm serve's, not the lock's: {outcome}.",
+        setup.timeout_s,
+        describe(cancelling)
+    )
+}
