@@ -43,3 +43,9 @@ pub use serve::{
 };
 // Timestamps of the request log (and the lab's results).
 pub use utc::format_utc;
+
+/// The demo tables' migration (`migrations/demoapp/0001_initial.sql`, which is this
+/// crate's `migrations/demoapp` through a symlink at the repository root), embedded so
+/// the lab and the tests work outside the repository.
+pub const DEMOAPP_INITIAL_MIGRATION: &str =
+    include_str!("../migrations/demoapp/0001_initial.sql");

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The demo schema, from the one place it is defined.
-const INITIAL: &str = include_str!("../../../../migrations/demoapp/0001_initial.sql");
+const INITIAL: &str = pgcalm_demo::DEMOAPP_INITIAL_MIGRATION;
 
 /// The `-- migrate:up` section of migrations/demoapp/0001_initial.sql.
 pub fn initial_up() -> &'static str {

@@ -12,9 +12,8 @@ use super::{Lab, LabError, LabEvent, sql};
 use crate::results::Form;
 use crate::scenario::catalogue;
 
-/// The demo tables' migration (the repository's `migrations/demoapp/0001_initial.sql`),
-/// embedded so the lab works outside the repository.
-const DEMOAPP_0001: &str = include_str!("../../../../migrations/demoapp/0001_initial.sql");
+/// The demo tables' migration, embedded so the lab works outside the repository.
+const DEMOAPP_0001: &str = pgcalm_demo::DEMOAPP_INITIAL_MIGRATION;
 
 impl Lab {
     /// The demo tables, through the runner (journaled like any migration).
