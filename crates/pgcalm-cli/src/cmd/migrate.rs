@@ -378,7 +378,7 @@ pub fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
             let settings: Vec<String> = policy
                 .settings_for(s.kind())
                 .iter()
-                .map(|x| format!("{} {}", x.name, human_setting(&x.value)))
+                .map(|x| format!("{} {}", x.name, x.value))
                 .collect();
             out.push_str(&format!(
                 "    {}:{}  {}  [{}]\n      lock: {}; {}\n",
@@ -392,15 +392,6 @@ pub fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
         }
     }
     out
-}
-
-/// `'2000ms'` -> `2s`, `'250ms'` -> `250ms`, `0` -> `0`.
-fn human_setting(value: &str) -> String {
-    let v = value.trim_matches('\'');
-    match v.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
-        Some(ms) if ms > 0 && ms % 1000 == 0 => format!("{}s", ms / 1000),
-        _ => v.to_string(),
-    }
 }
 
 /// The `--plan --format json` document.

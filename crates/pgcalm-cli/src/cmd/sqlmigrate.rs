@@ -93,12 +93,12 @@ pub fn render(
         if own_transaction {
             out.push_str("BEGIN;\n");
             for x in &settings {
-                out.push_str(&format!("SET LOCAL {} = {};\n", x.name, x.value));
+                out.push_str(&format!("SET LOCAL {} = {};\n", x.name, x.value.sql()));
             }
         } else if settings != current {
             for x in &settings {
                 let local = if section.transaction { "LOCAL " } else { "" };
-                out.push_str(&format!("SET {local}{} = {};\n", x.name, x.value));
+                out.push_str(&format!("SET {local}{} = {};\n", x.name, x.value.sql()));
             }
             current = settings;
         }
