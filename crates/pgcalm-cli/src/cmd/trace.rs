@@ -159,6 +159,7 @@ async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Resul
     };
     let options = TraceOptions {
         seed_rows: args.rows,
+        ..TraceOptions::default()
     };
     let traced = trace(db.target(), &script, &options).await;
     db.dispose().await?;
