@@ -2,8 +2,8 @@
 
 use pgcalm_pg::catalog::{RowCount, TableReport, describe_table};
 
-use crate::context::Context;
 use crate::render::{psql_table, size, thousands};
+use crate::settings::Settings;
 
 /// Flags of `pgcalm inspect`.
 #[derive(Debug, clap::Args)]
@@ -17,13 +17,13 @@ pub struct Args {
 }
 
 /// Describes each table.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let client = ctx.target().await?.connect().await?;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let client = settings.target().await?.connect().await?;
     let mut reports = Vec::new();
     for table in &args.tables {
         reports.push(describe_table(&client, table, !args.estimate).await?);
     }
-    if ctx.json() {
+    if settings.json() {
         return crate::render::json(&reports);
     }
     let text: Vec<String> = reports.iter().map(render_table).collect();

@@ -18,7 +18,7 @@ use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// The lab's own database (seeded once, reused while it holds the seed's rows).
 pub const LAB_DATABASE: &str = "pgcalm_lab";
@@ -56,7 +56,7 @@ pub struct Args {
 }
 
 /// Runs the lab, prints the tables, writes the report.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let secs = |what: &str, v: f64| -> anyhow::Result<Duration> {
         Duration::try_from_secs_f64(v)
             .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds >= 0, got {v}"))
@@ -70,6 +70,8 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         baseline: secs("baseline", args.baseline)?,
         blocker: secs("blocker", args.blocker)?,
         database_label: target.masked_url(),
+        // The safe forms run with the resolved policy (pgcalm.toml [migrate], PGCALM_*).
+        policy: ctx.policy.clone(),
         ..LabOptions::default()
     };
     let progress = Progress::new(ctx.json());
@@ -97,7 +99,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// The lab's database: on the embedded server (started if needed) or DATABASE_URL's.
-async fn lab_target(ctx: &Context, database: &str) -> anyhow::Result<Target> {
+async fn lab_target(ctx: &Settings, database: &str) -> anyhow::Result<Target> {
     if let Some(cluster) = ctx.cluster() {
         cluster.start(None, &ClusterOptions::default())?;
     }

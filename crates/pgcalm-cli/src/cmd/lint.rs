@@ -16,15 +16,14 @@ use miette::{
     MietteSpanContents, SourceCode, SourceSpan, SpanContents,
 };
 use pgcalm_lint::{
-    Effect, Finding, LineIndex, LintOptions, LintResult, PgVersion, RuleId, RuleSelection, Schema,
-    SeenBy, StatementLockReport,
+    Effect, Finding, LineIndex, LintOptions, LintResult, RuleId, SeenBy, StatementLockReport,
 };
 use pgcalm_migrate::FileError;
 use pgcalm_migrate::file::{read_source, source_from_bytes};
 use pgcalm_migrate::safety::{SourceKind, lint_source, lint_source_and_locks};
 
-use crate::context::{Context, OutputFormat};
 use crate::render::Exit;
+use crate::settings::{LintArgs, OutputFormat, Settings};
 
 /// Flags of `pgcalm lint`.
 #[derive(Debug, clap::Args)]
@@ -32,17 +31,8 @@ pub struct Args {
     /// SQL files or directories (every *.sql below, recursively); `-` reads stdin
     /// [default: the migrations directory]
     pub paths: Vec<PathBuf>,
-    /// PostgreSQL major version the SQL will run on [default: [lint] pg_version, or 15]
-    #[arg(long, value_name = "MAJOR")]
-    pub pg_version: Option<u32>,
-    /// Plain SQL files are run inside one transaction by the tool that applies them
-    /// (Flyway, some Rails setups)
-    #[arg(long)]
-    pub assume_in_transaction: bool,
-    /// Schema SQL of the existing tables (`pg_dump --schema-only`), so lint knows column
-    /// types and NOT NULL columns [default: [lint] schema]
-    #[arg(long, value_name = "FILE")]
-    pub schema: Option<PathBuf>,
+    #[command(flatten)]
+    pub lint: LintArgs,
     /// Also show every statement's locks on existing tables (what it blocks, whether it
     /// rewrites or scans), risky or not
     #[arg(long)]
@@ -50,21 +40,6 @@ pub struct Args {
     /// List the rules and exit
     #[arg(long)]
     pub list_rules: bool,
-}
-
-/// `[lint]` section of pgcalm.toml.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LintSection {
-    /// Rules switched off.
-    #[serde(default)]
-    disable: Vec<String>,
-    /// Rules switched on (including ones off by default).
-    #[serde(default)]
-    enable: Vec<String>,
-    pg_version: Option<u32>,
-    assume_in_transaction: Option<bool>,
-    schema: Option<PathBuf>,
 }
 
 /// One linted file, ready to render.
@@ -117,13 +92,15 @@ struct Linted {
 }
 
 /// Runs `pgcalm lint`.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if args.list_rules {
         print!("{}", list_rules());
         return Ok(());
     }
-    // Options once: they read pgcalm.toml and parse the --schema file.
-    let linted = options(ctx, &args).and_then(|options| lint_all(ctx, &args, &options));
+    // Options once: reading them parses the --schema file.
+    let linted = settings
+        .lint_options()
+        .and_then(|options| lint_all(settings, &args, &options));
     let Linted {
         reports,
         unparsed,
@@ -135,10 +112,10 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             return Err(Exit(2).into());
         }
     };
-    let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
-    let mut out = render(&reports, &unparsed, ctx.format, fancy);
+    let fancy = settings.format == OutputFormat::Text && std::io::stdout().is_terminal();
+    let mut out = render(&reports, &unparsed, settings.format, fancy);
     if args.locks {
-        out = with_locks(out, &reports, &locks, ctx.format)?;
+        out = with_locks(out, &reports, &locks, settings.format)?;
     }
     say!("{}", out.trim_end_matches('\n'));
     if !unparsed.is_empty() {
@@ -152,9 +129,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 
 /// Lints every file; a file that cannot be read or parsed is reported (stderr) as it
 /// comes, and the others are still linted.
-fn lint_all(ctx: &Context, args: &Args, options: &LintOptions) -> anyhow::Result<Linted> {
+fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::Result<Linted> {
     let paths = if args.paths.is_empty() {
-        vec![ctx.migrations_dir().to_path_buf()]
+        vec![settings.migrations_dir().to_path_buf()]
     } else {
         args.paths.clone()
     };
@@ -238,51 +215,6 @@ fn sql_files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Flags > pgcalm.toml `[lint]` > defaults.
-fn options(ctx: &Context, args: &Args) -> anyhow::Result<LintOptions> {
-    let section: LintSection = ctx.section("lint")?;
-    let rule_ids = |names: &[String]| {
-        names
-            .iter()
-            .map(|name| name.parse::<RuleId>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("pgcalm.toml [lint]: {e}"))
-    };
-    let rules = RuleSelection {
-        disable: rule_ids(&section.disable)?,
-        enable: rule_ids(&section.enable)?,
-    };
-    let schema = match args.schema.clone().or(section.schema) {
-        Some(path) => {
-            let sql = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the schema {}", path.display()))?;
-            let schema = Schema::from_sql(&sql).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}:{}{}: SQL syntax error in the schema: {}\n  {}",
-                    path.display(),
-                    e.line,
-                    e.column.map(|c| format!(":{c}")).unwrap_or_default(),
-                    e.message,
-                    e.excerpt
-                )
-            })?;
-            Some(Arc::new(schema))
-        }
-        None => None,
-    };
-    Ok(LintOptions {
-        pg_version: PgVersion(
-            args.pg_version
-                .or(section.pg_version)
-                .unwrap_or(PgVersion::DEFAULT.0),
-        ),
-        assume_in_transaction: args.assume_in_transaction
-            || section.assume_in_transaction.unwrap_or(false),
-        rules,
-        schema,
-    })
 }
 
 fn list_rules() -> String {

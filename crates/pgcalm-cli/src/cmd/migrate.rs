@@ -1,24 +1,24 @@
 //! `pgcalm migrate [APP] [TARGET]`: the seed's `manage.py migrate demoapp 0002`, forward
 //! or back, Django's output plus the time each migration took; `--plan` shows what would
-//! run. Also the shared pieces of the migration commands: the `[migrate]` section of
-//! pgcalm.toml, the runner, the event printer, and `pgcalm up`'s start point.
+//! run. Also the shared pieces of the migration commands: the runner with its event
+//! printer, the plan's rendering.
 
+use std::future::Future;
 use std::io::{IsTerminal, Write as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{
     Cancellation, Direction, Event, Goal, InDoubt, MigrateError, Operation, Plan, Policy, Runner,
-    StatementVerdict, describe_session, parse_duration, statement_verdicts,
+    StatementVerdict, describe_session, statement_verdicts,
 };
 use pgcalm_pg::Target;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
 use crate::interrupt::{Interrupt, Interrupts};
+use crate::settings::{PolicyArgs, Settings};
 
 /// Flags of `pgcalm migrate`.
 #[derive(Debug, clap::Args)]
@@ -39,121 +39,13 @@ pub struct Args {
     /// ... or run it again
     #[arg(long)]
     pub rerun: bool,
+    // Read into the settings' policy in `main`.
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
 
-/// Safety settings, shared by `migrate`, `sqlmigrate` and `up`.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct PolicyArgs {
-    /// lock_timeout for every statement: the longest the app can queue behind the
-    /// migration [default: 2s; pgcalm.toml [migrate] lock_timeout]
-    #[arg(long, env = "PGCALM_LOCK_TIMEOUT", value_parser = parse_duration)]
-    pub lock_timeout: Option<Duration>,
-    /// lock_timeout for statements that only take SHARE UPDATE EXCLUSIVE (CONCURRENTLY,
-    /// VALIDATE): queued, they block neither reads nor writes [default: --lock-timeout]
-    #[arg(long, env = "PGCALM_CONCURRENT_LOCK_TIMEOUT", value_parser = parse_duration)]
-    pub concurrent_lock_timeout: Option<Duration>,
-    /// statement_timeout for statements stronger than SHARE UPDATE EXCLUSIVE (those get
-    /// 0) [default: the server's]
-    #[arg(long, env = "PGCALM_STATEMENT_TIMEOUT", value_parser = parse_duration)]
-    pub statement_timeout: Option<Duration>,
-    /// Lock-timeout retries per statement (or transactional migration) [default: 10]
-    #[arg(long, env = "PGCALM_MAX_RETRIES")]
-    pub max_retries: Option<u32>,
-    /// First retry delay; doubles each retry, with jitter [default: 500ms]
-    #[arg(long, env = "PGCALM_RETRY_INITIAL", value_parser = parse_duration)]
-    pub retry_initial: Option<Duration>,
-    /// Longest retry delay [default: 30s]
-    #[arg(long, env = "PGCALM_RETRY_MAX", value_parser = parse_duration)]
-    pub retry_max: Option<Duration>,
-    /// Give up after waiting this long for another runner [default: wait as long as it takes]
-    #[arg(long, env = "PGCALM_WAIT", value_parser = parse_duration)]
-    pub wait: Option<Duration>,
-    /// How soon the server notices a runner that died mid-statement and ends the statement
-    /// and its locks (PostgreSQL 14+; 0 turns it off) [default: 1s]
-    #[arg(long, env = "PGCALM_CLIENT_CONNECTION_CHECK_INTERVAL", value_parser = parse_duration)]
-    pub client_connection_check_interval: Option<Duration>,
-    /// Run migrations that `pgcalm lint` finds risky. Without it pgcalm refuses them with
-    /// the findings before anything runs (a statement with `-- pgcalm:ignore RULE reason`
-    /// above it is let through) [pgcalm.toml [migrate] allow_risky]
-    #[arg(long)]
-    pub allow_risky: bool,
-}
-
-/// `[migrate]` section of pgcalm.toml.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MigrateSection {
-    lock_timeout: Option<String>,
-    concurrent_lock_timeout: Option<String>,
-    statement_timeout: Option<String>,
-    max_retries: Option<u32>,
-    retry_initial: Option<String>,
-    retry_max: Option<String>,
-    wait: Option<String>,
-    client_connection_check_interval: Option<String>,
-    allow_risky: Option<bool>,
-}
-
-/// `[up]` section of pgcalm.toml.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpSection {
-    /// `app:migration` pairs `pgcalm up` migrates forward to.
-    #[serde(default)]
-    migrate_to: Vec<String>,
-}
-
-/// The policy: flags and environment > pgcalm.toml `[migrate]` > defaults.
-pub fn policy(ctx: &Context, args: &PolicyArgs) -> anyhow::Result<Policy> {
-    let file: MigrateSection = ctx.section("migrate")?;
-    let dur = |flag: Option<Duration>,
-               key: &str,
-               text: &Option<String>|
-     -> anyhow::Result<Option<Duration>> {
-        match (flag, text) {
-            (Some(d), _) => Ok(Some(d)),
-            (None, Some(t)) => parse_duration(t)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("pgcalm.toml [migrate] {key}: {e}")),
-            (None, None) => Ok(None),
-        }
-    };
-    let d = Policy::default();
-    Ok(Policy {
-        lock_timeout: dur(args.lock_timeout, "lock_timeout", &file.lock_timeout)?
-            .unwrap_or(d.lock_timeout),
-        concurrent_lock_timeout: dur(
-            args.concurrent_lock_timeout,
-            "concurrent_lock_timeout",
-            &file.concurrent_lock_timeout,
-        )?,
-        statement_timeout: dur(
-            args.statement_timeout,
-            "statement_timeout",
-            &file.statement_timeout,
-        )?,
-        max_retries: args
-            .max_retries
-            .or(file.max_retries)
-            .unwrap_or(d.max_retries),
-        retry_initial: dur(args.retry_initial, "retry_initial", &file.retry_initial)?
-            .unwrap_or(d.retry_initial),
-        retry_max: dur(args.retry_max, "retry_max", &file.retry_max)?.unwrap_or(d.retry_max),
-        wait_for_lock: dur(args.wait, "wait", &file.wait)?,
-        client_connection_check_interval: dur(
-            args.client_connection_check_interval,
-            "client_connection_check_interval",
-            &file.client_connection_check_interval,
-        )?
-        .or(d.client_connection_check_interval),
-        allow_risky: args.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
-    })
-}
-
 /// Runs `migrate`.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let goal = match (&args.app, &args.target) {
         (Some(app), Some(target)) => Goal::To {
             app: app.clone(),
@@ -162,19 +54,19 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         (Some(app), None) => Goal::All(vec![app.clone()]),
         _ => Goal::All(vec![]),
     };
-    let target = ctx.target().await?;
+    let target = settings.target().await?;
     let in_doubt = match (args.assume_done, args.rerun) {
         (true, _) => InDoubt::AssumeDone,
         (_, true) => InDoubt::Rerun,
         _ => InDoubt::Ask,
     };
-    let runner = Runner::new(target, ctx.migrations_dir())
-        .with_policy(policy(ctx, &args.policy)?)
+    let runner = Runner::new(target, settings.migrations_dir())
+        .with_policy(settings.policy.clone())
         .on_in_doubt(in_doubt);
     if args.plan {
         let plan = runner.plan(&goal).await?;
         let lint = runner.lint_options().await?;
-        if ctx.json() {
+        if settings.json() {
             return crate::render::json(&plan_json(&plan, runner.policy(), &lint));
         }
         let _ = write!(
@@ -184,14 +76,22 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    run_with_printer(runner, &goal, ctx.json()).await
+    run_printed(runner, settings.json(), |runner| async move {
+        runner.migrate(&goal).await
+    })
+    .await?;
+    Ok(())
 }
 
-/// Runs the runner towards `goal`, printing its events (Django-style text, or one JSON
+/// Runs `work` on the runner with its events printed (Django-style text, or one JSON
 /// object per event). SIGINT/SIGTERM cancel the run (the statement in flight is cancelled
 /// on the server and rolled back); it then says what stayed applied and how to resume,
 /// and exits 130 / 143. A second signal exits at once, without waiting.
-pub async fn run_with_printer(runner: Runner, goal: &Goal, json: bool) -> anyhow::Result<()> {
+pub async fn run_printed<T, F, Fut>(runner: Runner, json: bool, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Runner) -> Fut,
+    Fut: Future<Output = Result<T, MigrateError>>,
+{
     let printer = Arc::new(Printer::new(json));
     let p = printer.clone();
     let cancel = CancellationToken::new();
@@ -213,10 +113,10 @@ pub async fn run_with_printer(runner: Runner, goal: &Goal, json: bool) -> anyhow
         }
     });
     let runner = runner.on_event(move |e| p.handle(e)).with_cancel(cancel);
-    let result = runner.migrate(goal).await;
+    let result = work(runner).await;
     watcher.abort();
     match result {
-        Ok(_) => Ok(()),
+        Ok(done) => Ok(done),
         Err(MigrateError::Cancelled(c)) => {
             let signal = first_rx.try_recv().unwrap_or(Interrupt::Int);
             printer.end("CANCELLED");
@@ -286,31 +186,6 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', "'\\''"))
     }
-}
-
-/// `pgcalm up`'s last step: apply the migrations up to the start point named in
-/// pgcalm.toml (`[up] migrate_to = ["demoapp:0001"]`), forward only.
-pub async fn apply_start_point(ctx: &Context, target: &Target) -> anyhow::Result<()> {
-    let up: UpSection = ctx.section("up")?;
-    if up.migrate_to.is_empty() {
-        return Ok(());
-    }
-    let runner = Runner::new(target.clone(), ctx.migrations_dir())
-        .with_policy(policy(ctx, &PolicyArgs::default())?);
-    for spec in &up.migrate_to {
-        let (app, name) = spec
-            .split_once(':')
-            .filter(|(a, t)| !a.is_empty() && !t.is_empty())
-            .with_context(|| {
-                format!("pgcalm.toml [up] migrate_to: `{spec}` is not an `app:migration` pair (e.g. \"demoapp:0001\")")
-            })?;
-        let goal = Goal::ForwardTo {
-            app: app.to_string(),
-            target: name.to_string(),
-        };
-        run_with_printer(runner.clone(), &goal, ctx.json()).await?;
-    }
-    Ok(())
 }
 
 /// `statement 3 (migrations/app/0002_x.sql:7)`.

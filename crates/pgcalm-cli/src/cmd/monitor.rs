@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use pgcalm_migrate::parse_duration;
 use pgcalm_pg::catalog::{DatabaseMonitor, DatabaseSnapshot};
 
-use crate::context::Context;
 use crate::render;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm monitor`.
 #[derive(Debug, clap::Args)]
@@ -27,14 +27,17 @@ pub struct Args {
 }
 
 /// Samples until --count, --duration or Ctrl-C.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if args.interval.is_zero() {
         anyhow::bail!("--interval must be longer than 0 (e.g. 1s)");
     }
-    let target = ctx.target().await?.with_application_name("pgcalm monitor");
+    let target = settings
+        .target()
+        .await?
+        .with_application_name("pgcalm monitor");
     let client = target.connect().await?;
     let monitor = DatabaseMonitor::prepare(&client).await?;
-    let screen = !ctx.json() && std::io::stdout().is_terminal();
+    let screen = !settings.json() && std::io::stdout().is_terminal();
     let title = format!("pgcalm monitor: {}", target.masked_url());
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut ticks = tokio::time::interval(args.interval);

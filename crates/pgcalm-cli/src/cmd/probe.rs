@@ -11,8 +11,8 @@ use pgcalm_probe::{
     TargetSummary,
 };
 
-use crate::context::Context;
 use crate::render;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm probe`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 /// Probes until --duration, --count or Ctrl-C, then prints the summary.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let targets = args
         .targets
         .iter()
@@ -71,7 +71,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     crate::cmd::serve::cancel_on_interrupt(stop.cancel.clone());
 
     let lines = Lines {
-        json: ctx.json(),
+        json: settings.json(),
         colour: render::stdout_colour(),
         named: probe.config().targets.len() > 1,
     };
@@ -92,7 +92,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if let Some(w) = out {
         w.finish()?;
     }
-    if ctx.json() {
+    if settings.json() {
         render::json(&report)
     } else {
         say!("\n{}", summary_table(&report));

@@ -9,7 +9,7 @@ use pgcalm_demo::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Exit status after Ctrl-C (128 + SIGINT), as shells report an interrupted command.
 const EXIT_CANCELLED: i32 = 130;
@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 /// Seeds both tables with a progress bar; Ctrl-C stops after keeping committed batches.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let target = ctx.target().await?;
     let opts = SeedOptions {
         small_count: args.small_count,

@@ -12,7 +12,7 @@ use pgcalm_demo::{
 };
 use tokio::sync::mpsc;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm serve`.
 #[derive(Debug, clap::Args)]
@@ -59,7 +59,7 @@ pub struct Args {
 }
 
 /// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     // Not `ctx.target()`: the server starts while the database is down and recovers
     // when it comes up.
     let target = ctx.target_unchecked()?;

@@ -6,8 +6,8 @@
 use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{Direction, MigrationSet, Policy, statement_verdicts};
 
-use crate::cmd::migrate::{PolicyArgs, policy, with_verdict};
-use crate::context::Context;
+use crate::cmd::migrate::with_verdict;
+use crate::settings::{PolicyArgs, Settings};
 
 /// Flags of `pgcalm sqlmigrate`.
 #[derive(Debug, clap::Args)]
@@ -19,13 +19,14 @@ pub struct Args {
     /// Print the down section (what unapplying runs).
     #[arg(long)]
     pub backwards: bool,
+    // Read into the settings' policy in `main`.
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
 
 /// Prints the SQL.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let set = MigrationSet::load(ctx.migrations_dir())?;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let set = MigrationSet::load(settings.migrations_dir())?;
     let file = set.resolve(&args.app, &args.name)?;
     // The set was only scanned: the file shown is parsed (a syntax error stops here).
     file.check()?;
@@ -34,7 +35,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     } else {
         Direction::Up
     };
-    let policy = policy(ctx, &args.policy)?;
+    let policy = &settings.policy;
     let Some(section) = file.section(direction) else {
         anyhow::bail!(
             "{} has no `-- migrate:down` section, so {} cannot be unapplied\n  fix: add a `-- migrate:down` section with the SQL that reverts it",
@@ -42,7 +43,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             file.id()
         );
     };
-    if ctx.json() {
+    if settings.json() {
         return crate::render::json(&serde_json::json!({
             "app": file.app,
             "name": file.name,
@@ -56,7 +57,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             }), &v)).collect::<Vec<_>>(),
         }));
     }
-    print!("{}", render(file, direction, &policy));
+    print!("{}", render(file, direction, policy));
     Ok(())
 }
 

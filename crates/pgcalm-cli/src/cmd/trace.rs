@@ -2,7 +2,8 @@
 //! locks it really takes (pg_locks), rewrites, scans and index builds, per statement,
 //! beside what the lock table predicted; findings carry lint's rule names and who saw
 //! them (lint, trace, both), rendered by `pgcalm lint`'s renderer in every format (text,
-//! json, github, markdown). Exit 1 when there are findings.
+//! json, github, markdown). A pgcalm migration runs with the runner's timeouts, from the
+//! resolved policy (pgcalm.toml `[migrate]`, `PGCALM_*`). Exit 1 when there are findings.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use pgcalm_lint::{LintOptions, LintResult, PgVersion};
-use pgcalm_migrate::{Direction, SourceKind};
+use pgcalm_migrate::{Direction, Policy, SourceKind};
 use pgcalm_trace::{ScratchDb, Script, Server, TraceOptions, TraceReport, build_report, trace};
 
 use crate::cmd::lint::{FileReport, render_reports};
-use crate::context::{Context, OutputFormat};
 use crate::render::Exit;
+use crate::settings::{OutputFormat, Settings};
 
 /// Flags of `pgcalm trace`.
 #[derive(Debug, clap::Args)]
@@ -46,8 +47,8 @@ enum Place {
 }
 
 /// Traces each file and prints the reports.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let mut place = match ctx.cluster() {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let mut place = match settings.cluster() {
         // DATABASE_URL / --database-url: a scratch database the user owns.
         None => {
             if args.paths.len() > 1 {
@@ -57,11 +58,11 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 );
             }
             Place::Given(Some(Box::new(
-                ScratchDb::given(ctx.target_unchecked()?, args.force).await?,
+                ScratchDb::given(settings.target_unchecked()?, args.force).await?,
             )))
         }
         Some(cluster) if cluster.running_pid().is_some() => Place::Server(Server::Existing {
-            admin: Box::new(ctx.target_unchecked()?),
+            admin: Box::new(settings.target_unchecked()?),
         }),
         Some(_) => Place::Server(
             Server::start_throwaway().context("starting a throwaway PostgreSQL for the trace")?,
@@ -79,7 +80,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         });
         // Ctrl-C ends the trace but still stops and deletes a throwaway cluster below.
         let traced = tokio::select! {
-            r = trace_one(&mut place, path, &args) => r,
+            r = trace_one(&mut place, path, &args, &settings.policy) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         };
         if let Some(bar) = spinner {
@@ -98,9 +99,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     }
     outcome?;
     let lint_view: Vec<FileReport> = reports.iter().map(file_report).collect();
-    let fancy = ctx.format == OutputFormat::Text && std::io::stdout().is_terminal();
-    let findings = render_reports(&lint_view, ctx.format, fancy);
-    let out = match ctx.format {
+    let fancy = settings.format == OutputFormat::Text && std::io::stdout().is_terminal();
+    let findings = render_reports(&lint_view, settings.format, fancy);
+    let out = match settings.format {
         OutputFormat::Text => {
             let tables: Vec<String> = reports.iter().map(render_table).collect();
             format!(
@@ -146,7 +147,12 @@ fn file_report(r: &TraceReport) -> FileReport {
     }
 }
 
-async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Result<TraceReport> {
+async fn trace_one(
+    place: &mut Place,
+    path: &Path,
+    args: &Args,
+    policy: &Policy,
+) -> anyhow::Result<TraceReport> {
     let direction = if args.backwards {
         Direction::Down
     } else {
@@ -159,7 +165,7 @@ async fn trace_one(place: &mut Place, path: &Path, args: &Args) -> anyhow::Resul
     };
     let options = TraceOptions {
         seed_rows: args.rows,
-        ..TraceOptions::default()
+        policy: policy.clone(),
     };
     let traced = trace(db.target(), &script, &options).await;
     db.dispose().await?;
