@@ -2,9 +2,9 @@
 //!
 //! This binary is deliberately thin: it parses flags (each command's flags live beside
 //! it in `cmd/<name>.rs`), resolves the settings once (`settings`: flags > environment >
-//! pgcalm.toml > defaults), calls a library crate, and renders the result (`render`).
-//! Errors become `error: ...` lines and exit code 1 (2 for a usage or configuration
-//! error).
+//! pgcalm.toml > defaults), calls a library crate, and renders the result (`output`,
+//! `migrate_events`). Errors become `error: ...` lines and exit code 1 (2 for a usage or
+//! configuration error).
 
 /// `println!` that never panics: for commands that must not die half-way when their
 /// stdout is closed (`pgcalm migrate | head`); the output is lost, the work goes on.
@@ -16,9 +16,10 @@ macro_rules! say {
 }
 
 mod cmd;
-mod interrupt;
-mod render;
+mod migrate_events;
+mod output;
 mod settings;
+mod signals;
 
 /// mimalloc: lint's parse trees are many small allocations (see the workspace Cargo.toml).
 #[global_allocator]
@@ -187,17 +188,17 @@ fn main() -> ExitCode {
     let settings = match Settings::resolve(&cli.global, cli.command.settings_flags()) {
         Ok(settings) => settings,
         Err(e) => {
-            render::error(&e);
+            output::error(&e);
             return ExitCode::from(2);
         }
     };
     match run(&settings, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<render::Exit>() => {
-            ExitCode::from(e.downcast_ref::<render::Exit>().map_or(1, |x| x.0))
+        Err(e) if e.is::<output::Exit>() => {
+            ExitCode::from(e.downcast_ref::<output::Exit>().map_or(1, |x| x.0))
         }
         Err(e) => {
-            render::error(&e);
+            output::error(&e);
             ExitCode::FAILURE
         }
     }

@@ -3,7 +3,7 @@
 
 use pgcalm_pg::Pooler;
 
-use crate::render;
+use crate::output;
 use crate::settings::Settings;
 
 /// Flags of `pgcalm down`.
@@ -42,7 +42,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
                     "Deleted {} ({}: data directory, password file, server log, remembered \
                      port, replica and pooler)",
                     path.display(),
-                    render::size(bytes as i64)
+                    output::size(bytes as i64)
                 );
             }
             None => println!(

@@ -2,7 +2,7 @@
 
 use pgcalm_pg::catalog::{RowCount, TableReport, describe_table};
 
-use crate::render::{psql_table, size, thousands};
+use crate::output::{psql_table, size, thousands};
 use crate::settings::Settings;
 
 /// Flags of `pgcalm inspect`.
@@ -24,7 +24,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         reports.push(describe_table(&client, table, !args.estimate).await?);
     }
     if settings.json() {
-        return crate::render::json(&reports);
+        return crate::output::json(&reports);
     }
     let text: Vec<String> = reports.iter().map(render_table).collect();
     print!("{}", text.join("\n"));

@@ -77,14 +77,14 @@ pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let progress = Progress::new(ctx.json());
     let sink = progress.clone();
     let cancel = CancellationToken::new();
-    let signals = crate::cmd::serve::cancel_on_interrupt(cancel.clone());
+    let signals = crate::signals::cancel_on_interrupt(cancel.clone());
     let result = run_lab(&target, &opts, Arc::new(move |e| sink.on_event(e)), cancel).await;
     signals.abort();
     progress.finish();
     let results = result?;
     let files = write_report(&results, &args.out)?;
     if ctx.json() {
-        crate::render::json(&results)?;
+        crate::output::json(&results)?;
         return Ok(());
     }
     say!("{}", render_tables(&results));
@@ -121,12 +121,12 @@ pub fn render_tables(results: &LabResults) -> String {
             .iter()
             .map(|r| r.iter().map(strip).collect())
             .collect();
-        crate::render::psql_table(None, &headers, &rows)
+        crate::output::psql_table(None, &headers, &rows)
     };
     if let Some(step5) = step5_table(results) {
         out.push_str(&format!(
             "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
-            crate::render::thousands(results.run.rows as i64),
+            crate::output::thousands(results.run.rows as i64),
             results.run.postgres_version
         ));
         out.push_str(&plain(&step5));
@@ -220,8 +220,8 @@ impl Progress {
             LabEvent::Seed(SeedEvent::LargeProgress { written, total, .. }) => {
                 s.step = format!(
                     "{} of {} rows ({:.0}%)",
-                    crate::render::thousands(written as i64),
-                    crate::render::thousands(total as i64),
+                    crate::output::thousands(written as i64),
+                    crate::output::thousands(total as i64),
                     written as f64 * 100.0 / total.max(1) as f64
                 );
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use pgcalm_migrate::parse_duration;
 use pgcalm_pg::catalog::{DatabaseMonitor, DatabaseSnapshot};
 
-use crate::render;
+use crate::output;
 use crate::settings::Settings;
 
 /// Flags of `pgcalm monitor`.
@@ -42,7 +42,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut ticks = tokio::time::interval(args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let interrupted = crate::cmd::serve::interrupted();
+    let interrupted = crate::signals::interrupted();
     tokio::pin!(interrupted);
     if screen {
         print_raw("\x1b[?25l\x1b[2J");
@@ -60,7 +60,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         if screen {
             let text = format!(
                 "{title}  {} (queries {:.1} ms, every {} ms; Ctrl-C quits)\n\n{}",
-                render::clock(snap.taken_at_ms),
+                output::clock(snap.taken_at_ms),
                 snap.query_ms,
                 args.interval.as_millis(),
                 screen_body(&snap)
@@ -152,7 +152,7 @@ fn screen_body(s: &DatabaseSnapshot) -> String {
             let _ = writeln!(
                 out,
                 "{}",
-                render::psql_table(Some(&format!("{name} ({})", rows.len())), headers, &rows)
+                output::psql_table(Some(&format!("{name} ({})", rows.len())), headers, &rows)
             );
         }
     };

@@ -11,7 +11,7 @@ use pgcalm_probe::{
     TargetSummary,
 };
 
-use crate::render;
+use crate::output;
 use crate::settings::Settings;
 
 /// Flags of `pgcalm probe`.
@@ -68,11 +68,11 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         count: args.count,
         ..StopWhen::default()
     };
-    crate::cmd::serve::cancel_on_interrupt(stop.cancel.clone());
+    crate::signals::cancel_on_interrupt(stop.cancel.clone());
 
     let lines = Lines {
         json: settings.json(),
-        colour: render::stdout_colour(),
+        colour: output::stdout_colour(),
         named: probe.config().targets.len() > 1,
     };
     let report = probe
@@ -93,7 +93,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         w.finish()?;
     }
     if settings.json() {
-        render::json(&report)
+        output::json(&report)
     } else {
         say!("\n{}", summary_table(&report));
         if let Some(path) = &args.out {
@@ -150,7 +150,7 @@ impl Lines {
                 kind.map(ErrorKind::label).unwrap_or("other")
             ),
         };
-        format!("{} - {mark} {name}{what}", render::clock(s.started_at_ms))
+        format!("{} - {mark} {name}{what}", output::clock(s.started_at_ms))
     }
 }
 
@@ -182,7 +182,7 @@ fn summary_table(report: &Report) -> String {
         }
     );
     let rows: Vec<Vec<String>> = report.targets.iter().map(summary_row).collect();
-    render::psql_table(
+    output::psql_table(
         Some(&title),
         &[
             "target",
@@ -225,8 +225,8 @@ fn summary_row(t: &TargetSummary) -> Vec<String> {
         Some(o) => format!(
             "{:.1} s, {} to {}{} ({} failed)",
             o.duration_ms as f64 / 1000.0,
-            render::clock(o.start_ms),
-            render::clock(o.end_ms),
+            output::clock(o.start_ms),
+            output::clock(o.end_ms),
             if o.recovered { "" } else { ", not recovered" },
             o.failed_requests
         ),

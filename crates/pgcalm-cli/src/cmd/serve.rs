@@ -104,10 +104,10 @@ pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     say!("Press Ctrl-C to stop.");
 
     let shutdown = async {
-        interrupted().await;
+        crate::signals::interrupted().await;
         say!("Shutting down: finishing the requests in flight (Ctrl-C again to quit now)");
         tokio::spawn(async {
-            interrupted().await;
+            crate::signals::interrupted().await;
             std::process::exit(130);
         });
     };
@@ -117,22 +117,6 @@ pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let _ = task.await;
     say!("Stopped.");
     Ok(())
-}
-
-/// Cancels `token` on the first SIGINT or SIGTERM, for commands that stop their work
-/// cleanly when interrupted; abort the returned task once the work is over.
-pub fn cancel_on_interrupt(
-    token: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        interrupted().await;
-        token.cancel();
-    })
-}
-
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-pub async fn interrupted() {
-    crate::interrupt::Interrupts::new().next().await;
 }
 
 /// The request log: requests hand their record to a channel; one task writes the lines,

@@ -37,7 +37,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
                 migrations: statuses.iter().filter(|s| s.app == *app).collect(),
             })
             .collect();
-        return crate::render::json(&serde_json::json!({ "apps": doc }));
+        return crate::output::json(&serde_json::json!({ "apps": doc }));
     }
     print!("{}", render(&apps, &statuses));
     Ok(())

@@ -12,7 +12,7 @@ use pgcalm_pg::{
 };
 use serde::Serialize;
 
-use crate::render::{self, Exit};
+use crate::output::{self, Exit};
 use crate::settings::Settings;
 
 /// Flags of `pgcalm status`.
@@ -148,7 +148,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let report = collect(settings, args.show_password).await;
     let code = report.state.exit_code();
     if settings.json() {
-        crate::render::json(&report)?;
+        crate::output::json(&report)?;
     } else {
         print_text(&report);
     }
@@ -221,8 +221,8 @@ fn print_topology(report: &StatusReport) {
             .map(|r| format!(", {r}"))
             .unwrap_or_default();
         let lag = match (r.lag_bytes, r.lag_seconds) {
-            (Some(bytes), Some(secs)) => format!(", lag {} / {secs:.1} s", render::size(bytes)),
-            (Some(bytes), None) => format!(", lag {}", render::size(bytes)),
+            (Some(bytes), Some(secs)) => format!(", lag {} / {secs:.1} s", output::size(bytes)),
+            (Some(bytes), None) => format!(", lag {}", output::size(bytes)),
             _ => String::new(),
         };
         println!("Replica:  {state}{port}{role}{lag}, slot {}", r.slot);
@@ -270,7 +270,7 @@ fn print_topology(report: &StatusReport) {
     for slot in &report.inactive_slots {
         let kept = slot
             .retained_bytes
-            .map(|b| format!(" and keeps {} of WAL", render::size(b)))
+            .map(|b| format!(" and keeps {} of WAL", output::size(b)))
             .unwrap_or_default();
         let replica_exists = report
             .replica

@@ -8,7 +8,8 @@ use pgcalm_pg::{
     ReplicaRemoval, ReplicaStart, StartOutcome, Target,
 };
 
-use crate::render;
+use crate::migrate_events::run_printed;
+use crate::output;
 use crate::settings::Settings;
 
 /// Flags of `pgcalm up`.
@@ -166,7 +167,7 @@ async fn apply_start_point(settings: &Settings, target: Target) -> anyhow::Resul
     let runner =
         Runner::new(target, settings.migrations_dir()).with_policy(settings.policy.clone());
     let points = &settings.start_points;
-    crate::cmd::migrate::run_printed(runner, settings.json(), |runner| async move {
+    run_printed(runner, settings.json(), |runner| async move {
         migrate_to_start_point(&runner, points).await
     })
     .await?;
@@ -211,7 +212,7 @@ async fn start_parts(cluster: &Cluster, parts: &Parts) -> anyhow::Result<()> {
                         "Created a streaming replica in {} (pg_basebackup, {}; slot \
                          {REPLICATION_SLOT}, role {REPLICATION_ROLE}, its password in {})",
                         replica.root().display(),
-                        render::size(created.backup_bytes as i64),
+                        output::size(created.backup_bytes as i64),
                         replica.passfile_path().display()
                     );
                 }
@@ -258,7 +259,7 @@ async fn start_parts(cluster: &Cluster, parts: &Parts) -> anyhow::Result<()> {
         println!(
             "Removed PgBouncer: stopped it, deleted {} ({})",
             path.display(),
-            render::size(bytes as i64)
+            output::size(bytes as i64)
         );
     }
     cluster.remember_parts(&cluster.parts().with(
@@ -280,7 +281,7 @@ fn print_replica_removal(removal: &ReplicaRemoval) {
         println!(
             "Deleted the replica {} ({})",
             path.display(),
-            render::size(*bytes as i64)
+            output::size(*bytes as i64)
         );
     }
     match (&removal.dropped_slot, &removal.deleted) {
@@ -306,7 +307,7 @@ fn print_replica_removal(removal: &ReplicaRemoval) {
 
 fn kept_wal(bytes: Option<i64>) -> String {
     match bytes {
-        Some(bytes) => format!(" (it kept {} of WAL)", render::size(bytes)),
+        Some(bytes) => format!(" (it kept {} of WAL)", output::size(bytes)),
         None => String::new(),
     }
 }
