@@ -2,8 +2,10 @@
 
 use pgcalm_pg::catalog::{RowCount, TableReport, describe_table};
 
-use crate::output::{psql_table, size, thousands};
 use crate::settings::Settings;
+use indicatif::HumanCount;
+
+use crate::output::{psql_table, size};
 
 /// Flags of `pgcalm inspect`.
 #[derive(Debug, clap::Args)]
@@ -105,11 +107,11 @@ pub fn render_table(r: &TableReport) -> String {
         }
     }
     let rows = match r.rows {
-        RowCount::Exact(n) => format!("{} (exact count)", thousands(n)),
+        RowCount::Exact(n) => format!("{} (exact count)", HumanCount(n.unsigned_abs())),
         RowCount::Estimate(n) if n < 0 => {
             "unknown (never analyzed; drop --estimate for an exact count)".into()
         }
-        RowCount::Estimate(n) => format!("~{} (planner estimate)", thousands(n)),
+        RowCount::Estimate(n) => format!("~{} (planner estimate)", HumanCount(n.unsigned_abs())),
     };
     out.push_str(&format!("Rows: {rows}\n"));
     out.push_str(&format!(

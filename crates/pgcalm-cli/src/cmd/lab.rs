@@ -126,7 +126,7 @@ pub fn render_tables(results: &LabResults) -> String {
     if let Some(step5) = step5_table(results) {
         out.push_str(&format!(
             "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
-            crate::output::thousands(results.run.rows as i64),
+            indicatif::HumanCount(results.run.rows),
             results.run.postgres_version
         ));
         out.push_str(&plain(&step5));
@@ -220,8 +220,8 @@ impl Progress {
             LabEvent::Seed(SeedEvent::LargeProgress { written, total, .. }) => {
                 s.step = format!(
                     "{} of {} rows ({:.0}%)",
-                    crate::output::thousands(written as i64),
-                    crate::output::thousands(total as i64),
+                    indicatif::HumanCount(written),
+                    indicatif::HumanCount(total),
                     written as f64 * 100.0 / total.max(1) as f64
                 );
             }

@@ -102,14 +102,8 @@ fn redraw(text: &str, width: usize) -> String {
 
 /// Columns of the terminal on stdout (80 when unknown).
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills the winsize we pass and touches nothing else.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    if ok && size.ws_col > 0 {
-        size.ws_col as usize
-    } else {
-        80
-    }
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map_or(80, |(terminal_size::Width(w), _)| usize::from(w))
 }
 
 /// Seconds as `0.4s`, `12s`, `3m07s`.

@@ -52,7 +52,7 @@ pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
             "large_email [{bar:30}] {human_pos}/{human_len} rows  {rate}  elapsed {elapsed}  ETA {eta}",
         )?
         .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{} rows/s", crate::output::thousands(state.per_sec() as i64));
+            let _ = write!(w, "{} rows/s", indicatif::HumanCount(state.per_sec() as u64));
         })
         .progress_chars("=> "),
     );
@@ -110,7 +110,7 @@ fn render_event(bar: &ProgressBar, json: bool, event: SeedEvent) {
 /// The peer's last line, `Done: 10 small + N large rows in Ts (large_email: Ts, R rows/s)`,
 /// or what a cancelled run kept.
 fn final_line(r: &SeedReport) -> String {
-    let rate = crate::output::thousands(r.rows_per_sec().round() as i64);
+    let rate = indicatif::HumanCount(r.rows_per_sec().round() as u64);
     let timing = format!(
         "in {:.2}s (large_email: {:.2}s, {rate} rows/s)",
         r.elapsed.as_secs_f64(),

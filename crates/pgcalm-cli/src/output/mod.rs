@@ -88,19 +88,6 @@ pub fn secs(d: Duration) -> String {
     }
 }
 
-/// An integer with thousands separators: 10000000 -> 10,000,000.
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
 /// Wall-clock time of day `HH:MM:SS` in the local time zone (what `date +%H:%M:%S`
 /// prints), from Unix milliseconds.
 pub fn clock(unix_ms: u64) -> String {
@@ -160,10 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn formats_numbers_sizes_and_seconds() {
-        assert_eq!(thousands(10_000_000), "10,000,000");
-        assert_eq!(thousands(-1234), "-1,234");
-        assert_eq!(thousands(12), "12");
+    fn formats_sizes_and_seconds() {
         assert_eq!(size(8192), "8192 bytes");
         assert_eq!(size(651 * 1024 * 1024), "651 MB");
         assert_eq!(secs(Duration::from_millis(40)), "0.04s");
