@@ -1,8 +1,10 @@
 //! pgcalm: zero-downtime PostgreSQL schema changes, proven live.
 //!
 //! This binary is deliberately thin: it parses flags (each command's flags live beside
-//! it in `cmd/<name>.rs`), resolves configuration (`context`), calls a library crate,
-//! and renders the result (`render`). Errors become `error: ...` lines and exit code 1.
+//! it in `cmd/<name>.rs`), resolves the settings once (`settings`: flags > environment >
+//! pgcalm.toml > defaults), calls a library crate, and renders the result (`output`,
+//! `migrate_events`). Errors become `error: ...` lines and exit code 1 (2 for a usage or
+//! configuration error).
 
 /// `println!` that never panics: for commands that must not die half-way when their
 /// stdout is closed (`pgcalm migrate | head`); the output is lost, the work goes on.
@@ -14,9 +16,10 @@ macro_rules! say {
 }
 
 mod cmd;
-mod context;
-mod interrupt;
-mod render;
+mod migrate_events;
+mod output;
+mod settings;
+mod signals;
 
 /// mimalloc: lint's parse trees are many small allocations (see the workspace Cargo.toml).
 #[global_allocator]
@@ -26,7 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::context::{Context, GlobalArgs, OutputFormat};
+use crate::settings::{CommandFlags, GlobalArgs, OutputFormat, Settings};
 
 /// Zero-downtime PostgreSQL schema changes: run migrations safely, catch risky ones,
 /// and measure downtime live.
@@ -78,25 +81,46 @@ enum Command {
     Lab(cmd::lab::Args),
 }
 
-async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
+impl Command {
+    /// The flag groups of this command that feed the settings.
+    fn settings_flags(&self) -> CommandFlags<'_> {
+        match self {
+            Command::Migrate(a) => CommandFlags {
+                policy: Some(&a.policy),
+                ..CommandFlags::default()
+            },
+            Command::Sqlmigrate(a) => CommandFlags {
+                policy: Some(&a.policy),
+                ..CommandFlags::default()
+            },
+            Command::Lint(a) => CommandFlags {
+                lint: Some(&a.lint),
+                ..CommandFlags::default()
+            },
+            _ => CommandFlags::default(),
+        }
+    }
+}
+
+async fn dispatch(settings: &Settings, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up(a) => cmd::up::run(ctx, a).await,
-        Command::Down(a) => cmd::down::run(ctx, a).await,
-        Command::Status(a) => cmd::status::run(ctx, a).await,
-        Command::Url(a) => cmd::url::run(ctx, a).await,
-        Command::Psql(a) => cmd::psql::run(ctx, a).await,
-        Command::Logs(a) => cmd::logs::run(ctx, a).await,
-        Command::Inspect(a) => cmd::inspect::run(ctx, a).await,
-        Command::Showmigrations(a) => cmd::showmigrations::run(ctx, a).await,
-        Command::Migrate(a) => cmd::migrate::run(ctx, a).await,
-        Command::Sqlmigrate(a) => cmd::sqlmigrate::run(ctx, a).await,
-        Command::Seed(a) => cmd::seed::run(ctx, a).await,
-        Command::Serve(a) => cmd::serve::run(ctx, a).await,
-        Command::Probe(a) => cmd::probe::run(ctx, a).await,
-        Command::Monitor(a) => cmd::monitor::run(ctx, a).await,
-        Command::Lint(a) => cmd::lint::run(ctx, a).await,
-        Command::Trace(a) => cmd::trace::run(ctx, a).await,
-        Command::Lab(a) => cmd::lab::run(ctx, a).await,
+        Command::Up(a) => cmd::up::run(settings, a).await,
+        Command::Down(a) => cmd::down::run(settings, a).await,
+        Command::Status(a) => cmd::status::run(settings, a).await,
+        Command::Url(a) => cmd::url::run(settings, a).await,
+        Command::Psql(a) => cmd::psql::run(settings, a).await,
+        Command::Logs(a) => cmd::logs::run(settings, a).await,
+        Command::Inspect(a) => cmd::inspect::run(settings, a).await,
+        Command::Showmigrations(a) => cmd::showmigrations::run(settings, a).await,
+        Command::Migrate(a) => cmd::migrate::run(settings, a).await,
+        Command::Sqlmigrate(a) => cmd::sqlmigrate::run(settings, a).await,
+        Command::Seed(a) => cmd::seed::run(settings, a).await,
+        Command::Serve(a) => cmd::serve::run(settings, a).await,
+        Command::Probe(a) => cmd::probe::run(settings, a).await,
+        Command::Monitor(a) => cmd::monitor::run(settings, a).await,
+        Command::Lint(a) => cmd::lint::run(settings, a).await,
+        Command::Trace(a) => cmd::trace::run(settings, a).await,
+        Command::Lab(a) => cmd::lab::run(settings, a).await,
     }
 }
 
@@ -118,6 +142,24 @@ fn dies_on_closed_pipe(command: &Command) -> bool {
             | Command::Probe(_)
             | Command::Monitor(_)
     )
+}
+
+/// Runs the command on a Tokio runtime.
+fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // `pgcalm lint` opens no connection: nothing to wait for at the end.
+    let connects = !matches!(command, Command::Lint(_));
+    runtime.block_on(async {
+        let result = dispatch(settings, command).await;
+        // Dropped clients queue a Terminate message; let their connection tasks send
+        // it, so the server logs a clean disconnect instead of "connection reset".
+        if connects {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        result
+    })
 }
 
 fn main() -> ExitCode {
@@ -142,29 +184,21 @@ fn main() -> ExitCode {
         eprintln!("error: --format github/markdown is only for `pgcalm lint` and `pgcalm trace`");
         return ExitCode::from(2);
     }
-    let result = Context::load(cli.global).and_then(|ctx| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        // `pgcalm lint` opens no connection: nothing to wait for at the end.
-        let connects = !matches!(cli.command, Command::Lint(_));
-        runtime.block_on(async {
-            let result = dispatch(&ctx, cli.command).await;
-            // Dropped clients queue a Terminate message; let their connection tasks send
-            // it, so the server logs a clean disconnect instead of "connection reset".
-            if connects {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            result
-        })
-    });
-    match result {
+    // Read once, before anything runs: a configuration error is a usage error (exit 2).
+    let settings = match Settings::resolve(&cli.global, cli.command.settings_flags()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            output::error(&e);
+            return ExitCode::from(2);
+        }
+    };
+    match run(&settings, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<render::Exit>() => {
-            ExitCode::from(e.downcast_ref::<render::Exit>().map_or(1, |x| x.0))
+        Err(e) if e.is::<output::Exit>() => {
+            ExitCode::from(e.downcast_ref::<output::Exit>().map_or(1, |x| x.0))
         }
         Err(e) => {
-            render::error(&e);
+            output::error(&e);
             ExitCode::FAILURE
         }
     }

@@ -213,15 +213,6 @@ pub enum MigrateError {
         matches: String,
     },
 
-    /// A start-point spec (`app:target`) that does not parse.
-    #[error(
-        "`{spec}` is not an `app:migration` pair\n  fix: write it like `demoapp:0001` (in pgcalm.toml `[up] migrate_to = [\"demoapp:0001\"]`)"
-    )]
-    BadSpec {
-        /// The spec.
-        spec: String,
-    },
-
     /// An applied migration's file was edited afterwards.
     #[error(
         "{} was changed after it was applied (recorded checksum {recorded}, file now {actual}): \

@@ -75,6 +75,7 @@
 
 #![warn(missing_docs)]
 
+pub mod duration;
 pub mod error;
 pub mod event;
 pub mod file;
@@ -85,6 +86,7 @@ pub mod runner;
 pub mod safety;
 pub mod statement;
 
+pub use duration::{DurationError, HumanDuration, parse_duration};
 pub use error::{
     Cancellation, FileError, FileErrorKind, MigrateError, RiskyFinding, StatementFailure,
     StoppedMigration,
@@ -94,10 +96,10 @@ pub use file::{
     Direction, MigrationFile, MigrationSet, Section, Statement, parse_file, parse_file_unchecked,
 };
 pub use plan::{
-    Goal, LeftIndex, MigrationStatus, Operation, Plan, State, StatementSession, StatementVerdict,
-    Step, statement_verdicts,
+    Goal, LeftIndex, MigrationStatus, Operation, Plan, StartPoint, StartPointError, State,
+    StatementSession, StatementVerdict, Step, statement_verdicts,
 };
-pub use policy::{Policy, Setting, parse_duration};
+pub use policy::{Policy, Setting, SettingValue};
 pub use runner::{
     InDoubt, RUNNER_LOCK_KEY, Report, Runner, SESSION_NAME, is_runner_session,
     migrate_to_start_point, risky_findings, statement_session_name,

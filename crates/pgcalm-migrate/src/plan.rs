@@ -640,6 +640,71 @@ pub enum Goal {
     },
 }
 
+/// `pgcalm up`'s start point: an app and a migration (a prefix of its name) to go
+/// forward to, written `app:migration` (pgcalm.toml: `[up] migrate_to =
+/// ["demoapp:0001"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPoint {
+    /// App.
+    pub app: String,
+    /// Name prefix.
+    pub target: String,
+}
+
+/// A start point that is not an `app:migration` pair.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{spec}` is not an `app:migration` pair\n  fix: write it like `demoapp:0001`")]
+pub struct StartPointError {
+    /// As written.
+    pub spec: String,
+}
+
+impl std::str::FromStr for StartPoint {
+    type Err = StartPointError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        spec.split_once(':')
+            .filter(|(a, t)| !a.is_empty() && !t.is_empty())
+            .map(|(app, target)| StartPoint {
+                app: app.to_string(),
+                target: target.to_string(),
+            })
+            .ok_or_else(|| StartPointError {
+                spec: spec.to_string(),
+            })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StartPoint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A visitor, not String then parse: an error raised inside the deserializer
+        // carries the position of this very value (pgcalm.toml's line and column).
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StartPoint;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an `app:migration` pair such as \"demoapp:0001\"")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StartPoint, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl StartPoint {
+    /// Forward to it, never back.
+    pub fn goal(&self) -> Goal {
+        Goal::ForwardTo {
+            app: self.app.clone(),
+            target: self.target.clone(),
+        }
+    }
+}
+
 fn is_applied(journal: &HashMap<(String, String), Entry>, f: &MigrationFile) -> bool {
     journal
         .get(&(f.app.clone(), f.name.clone()))

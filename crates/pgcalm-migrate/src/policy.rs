@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::duration::human;
 use crate::statement::StatementKind;
 
 /// How the runner protects the application while it changes the schema.
@@ -66,8 +67,48 @@ impl Default for Policy {
 pub struct Setting {
     /// GUC name.
     pub name: &'static str,
-    /// Value as SQL literal text (`'2000ms'`, `0`, `DEFAULT`).
-    pub value: String,
+    /// Its value (serialized as the SQL literal the runner sends: `'2000ms'`, `0`,
+    /// `DEFAULT`).
+    pub value: SettingValue,
+}
+
+/// The value of a timeout the runner sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingValue {
+    /// A time limit (zero: none, as PostgreSQL reads `'0ms'`).
+    Duration(Duration),
+    /// No limit at all: `0` (statements that only take SHARE UPDATE EXCLUSIVE).
+    NoLimit,
+    /// The server's own setting: `DEFAULT`.
+    ServerDefault,
+}
+
+impl SettingValue {
+    /// The SQL literal after `SET name =`: `'2000ms'`, `0`, `DEFAULT`.
+    pub fn sql(&self) -> String {
+        match self {
+            SettingValue::Duration(d) => format!("'{}ms'", d.as_millis()),
+            SettingValue::NoLimit => "0".to_string(),
+            SettingValue::ServerDefault => "DEFAULT".to_string(),
+        }
+    }
+}
+
+/// For people: `2s`, `250ms`, `0`, `DEFAULT`.
+impl std::fmt::Display for SettingValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingValue::Duration(d) => f.write_str(&human(*d)),
+            SettingValue::NoLimit => f.write_str("0"),
+            SettingValue::ServerDefault => f.write_str("DEFAULT"),
+        }
+    }
+}
+
+impl Serialize for SettingValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.sql())
+    }
 }
 
 impl Policy {
@@ -75,11 +116,11 @@ impl Policy {
     /// what is printed is what is sent.
     pub fn settings_for(&self, kind: &StatementKind) -> Vec<Setting> {
         let statement_timeout = if kind.share_update_exclusive_only {
-            "0".to_string()
+            SettingValue::NoLimit
         } else {
             match self.statement_timeout {
-                Some(d) => format!("'{}ms'", d.as_millis()),
-                None => "DEFAULT".to_string(),
+                Some(d) => SettingValue::Duration(d),
+                None => SettingValue::ServerDefault,
             }
         };
         let lock_timeout = match self.concurrent_lock_timeout {
@@ -89,7 +130,7 @@ impl Policy {
         vec![
             Setting {
                 name: "lock_timeout",
-                value: format!("'{}ms'", lock_timeout.as_millis()),
+                value: SettingValue::Duration(lock_timeout),
             },
             Setting {
                 name: "statement_timeout",
@@ -117,33 +158,9 @@ pub fn set_sql(settings: &[Setting], local: bool) -> String {
     let local = if local { "LOCAL " } else { "" };
     settings
         .iter()
-        .map(|s| format!("SET {local}{} = {}", s.name, s.value))
+        .map(|s| format!("SET {local}{} = {}", s.name, s.value.sql()))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Parses `2s`, `500ms`, `1m`, `1.5s`, `0` (seconds when there is no unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 2s, 500ms, 1m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -199,13 +216,29 @@ mod tests {
     }
 
     #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("2 parsecs").is_err());
+    fn settings_show_for_people_and_as_sql() {
+        let p = Policy {
+            concurrent_lock_timeout: Some(Duration::from_secs(600)),
+            ..Policy::default()
+        };
+        let sue = StatementKind {
+            share_update_exclusive_only: true,
+            ..StatementKind::default()
+        };
+        let shown = |k: &StatementKind| {
+            p.settings_for(k)
+                .iter()
+                .map(|s| format!("{} {}", s.name, s.value))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        assert_eq!(shown(&sue), "lock_timeout 600s, statement_timeout 0");
+        assert_eq!(
+            shown(&StatementKind::default()),
+            "lock_timeout 2s, statement_timeout DEFAULT"
+        );
+        let sql: Vec<String> = p.settings_for(&sue).iter().map(|s| s.value.sql()).collect();
+        assert_eq!(sql, ["'600000ms'", "0"]);
     }
 
     #[test]
@@ -215,7 +248,7 @@ mod tests {
             ..StatementKind::default()
         };
         let other = StatementKind::default();
-        let lock = |p: &Policy, k: &StatementKind| p.settings_for(k)[0].value.clone();
+        let lock = |p: &Policy, k: &StatementKind| p.settings_for(k)[0].value.sql();
         let default = Policy::default();
         assert_eq!(
             lock(&default, &sue),

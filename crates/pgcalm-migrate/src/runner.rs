@@ -21,7 +21,9 @@ use crate::error::{Cancellation, MigrateError, RiskyFinding, StatementFailure, S
 use crate::event::{Event, Notice, StatementRef};
 use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
 use crate::journal::{self, Entry};
-use crate::plan::{self, Goal, LeftIndex, MigrationStatus, Plan, StatementSession, Step};
+use crate::plan::{
+    self, Goal, LeftIndex, MigrationStatus, Plan, StartPoint, StatementSession, Step,
+};
 use crate::policy::{Policy, set_sql};
 use crate::statement::{IndexBuild, Recheck};
 
@@ -1360,27 +1362,16 @@ fn notice_of(n: &DbError) -> Notice {
     }
 }
 
-/// Applies, for each `app:migration` spec, the migrations up to and including it that
-/// are not applied yet; never unapplies anything. This is `pgcalm up`'s start point
+/// Applies, for each start point, the migrations up to and including it that are not
+/// applied yet; never unapplies anything. This is `pgcalm up`'s start point
 /// (pgcalm.toml: `[up] migrate_to = ["demoapp:0001"]`).
 pub async fn migrate_to_start_point(
     runner: &Runner,
-    specs: &[String],
+    points: &[StartPoint],
 ) -> Result<Vec<Report>, MigrateError> {
     let mut reports = Vec::new();
-    for spec in specs {
-        let (app, target) = spec
-            .split_once(':')
-            .filter(|(a, t)| !a.is_empty() && !t.is_empty())
-            .ok_or_else(|| MigrateError::BadSpec { spec: spec.clone() })?;
-        reports.push(
-            runner
-                .migrate(&Goal::ForwardTo {
-                    app: app.to_string(),
-                    target: target.to_string(),
-                })
-                .await?,
-        );
+    for point in points {
+        reports.push(runner.migrate(&point.goal()).await?);
     }
     Ok(reports)
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgcalm_migrate::{Event, Goal, InDoubt, MigrateError, Policy, Runner};
+use pgcalm_migrate::{Event, Goal, InDoubt, MigrateError, Policy, Runner, StartPoint};
 use pgcalm_testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 
@@ -148,7 +148,8 @@ async fn seed_walkthrough_forward_back_by_prefix_and_zero() {
 async fn start_point_only_goes_forward() {
     let db = TestDb::new().await;
     let (r, _) = runner(&db, &repo_migrations(), Policy::default());
-    pgcalm_migrate::migrate_to_start_point(&r, &["demoapp:0001".into()])
+    let start: Vec<StartPoint> = vec!["demoapp:0001".parse().unwrap()];
+    pgcalm_migrate::migrate_to_start_point(&r, &start)
         .await
         .unwrap();
     assert_eq!(
@@ -157,16 +158,14 @@ async fn start_point_only_goes_forward() {
     );
     r.migrate(&to("demoapp", "0002")).await.unwrap();
     // `pgcalm up` again must not roll the user's 0002 back.
-    pgcalm_migrate::migrate_to_start_point(&r, &["demoapp:0001".into()])
+    pgcalm_migrate::migrate_to_start_point(&r, &start)
         .await
         .unwrap();
     assert_eq!(
         markers(&r, "demoapp").await,
         ["[X] 0001_initial", "[X] 0002_add_email_index_concurrently"]
     );
-    let err = pgcalm_migrate::migrate_to_start_point(&r, &["demoapp".into()])
-        .await
-        .unwrap_err();
+    let err = "demoapp".parse::<StartPoint>().unwrap_err();
     assert!(
         err.to_string().contains("not an `app:migration` pair"),
         "{err}"

@@ -186,11 +186,17 @@ pub struct Trace {
 pub struct TraceOptions {
     /// Rows seeded into every existing table (0: none).
     pub seed_rows: u64,
+    /// The runner's policy: a pgcalm migration's statements run with the timeouts it
+    /// sets ([`Policy::settings_for`]), as `pgcalm migrate` would run them.
+    pub policy: Policy,
 }
 
 impl Default for TraceOptions {
     fn default() -> Self {
-        TraceOptions { seed_rows: 100 }
+        TraceOptions {
+            seed_rows: 100,
+            policy: Policy::default(),
+        }
     }
 }
 
@@ -242,7 +248,7 @@ pub async fn trace(
         before_tables: before,
         last: SchemaSnapshot::default(),
         held: BTreeSet::new(),
-        runner_settings: script.migration.is_some(),
+        runner_policy: script.migration.is_some().then(|| options.policy.clone()),
     };
     t.last = t.before_tables.clone();
     let mut statements = Vec::new();
@@ -319,8 +325,8 @@ struct Tracer<'a> {
     last: SchemaSnapshot,
     /// (oid, mode) of the locks the open transaction holds on existing relations.
     held: BTreeSet<(u32, String)>,
-    /// A pgcalm migration: set the runner's timeouts before each statement.
-    runner_settings: bool,
+    /// A pgcalm migration: the policy whose timeouts are set before each statement.
+    runner_policy: Option<Policy>,
 }
 
 impl Tracer<'_> {
@@ -385,8 +391,8 @@ impl Tracer<'_> {
         s: &ScriptStatement,
         in_transaction: bool,
     ) -> Result<String, TraceError> {
-        if self.runner_settings {
-            let settings = Policy::default().settings_for(&s.kind);
+        if let Some(policy) = &self.runner_policy {
+            let settings = policy.settings_for(&s.kind);
             self.control(&set_sql(&settings, in_transaction)).await?;
         }
         let row = self

@@ -96,7 +96,15 @@ async fn run_direction(
     let dir = corpus();
     let script =
         Script::load_direction(&dir.join(&case.file), &[dir.join("schema.sql")], direction)?;
-    let traced = trace(db.target(), &script, &TraceOptions { seed_rows: 0 }).await?;
+    let traced = trace(
+        db.target(),
+        &script,
+        &TraceOptions {
+            seed_rows: 0,
+            ..TraceOptions::default()
+        },
+    )
+    .await?;
     let lint = script.lint(options);
     Ok(build_report(&script, traced, &lint, options))
 }

@@ -85,9 +85,16 @@ async fn run(trial: &Trial, dir: &Path) -> Option<String> {
     let script = Script::load(&path, &[corpus().join("schema.sql")])
         .unwrap_or_else(|e| panic!("{}:{} {}: {e}", trial.file, trial.line, trial.rule));
     let db = TestDb::new().await;
-    let traced = trace(db.target(), &script, &TraceOptions { seed_rows: 0 })
-        .await
-        .unwrap_or_else(|e| panic!("{}:{} {}: {e}", trial.file, trial.line, trial.rule));
+    let traced = trace(
+        db.target(),
+        &script,
+        &TraceOptions {
+            seed_rows: 0,
+            ..TraceOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}:{} {}: {e}", trial.file, trial.line, trial.rule));
     let in_fix: Vec<_> = traced
         .statements
         .iter()

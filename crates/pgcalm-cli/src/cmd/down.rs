@@ -3,8 +3,8 @@
 
 use pgcalm_pg::Pooler;
 
-use crate::context::Context;
-use crate::render;
+use crate::output;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm down`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,8 @@ pub struct Args {
 }
 
 /// Stops the embedded server (and deletes its data with --volumes).
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let Some(cluster) = ctx.cluster() else {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let Some(cluster) = settings.cluster() else {
         anyhow::bail!(
             "DATABASE_URL names an external server; pgcalm only stops the embedded one\n  \
              fix: unset DATABASE_URL to manage the embedded cluster"
@@ -42,7 +42,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                     "Deleted {} ({}: data directory, password file, server log, remembered \
                      port, replica and pooler)",
                     path.display(),
-                    render::size(bytes as i64)
+                    output::size(bytes as i64)
                 );
             }
             None => println!(

@@ -2,8 +2,10 @@
 
 use pgcalm_pg::catalog::{RowCount, TableReport, describe_table};
 
-use crate::context::Context;
-use crate::render::{psql_table, size, thousands};
+use crate::settings::Settings;
+use indicatif::HumanCount;
+
+use crate::output::{psql_table, size};
 
 /// Flags of `pgcalm inspect`.
 #[derive(Debug, clap::Args)]
@@ -17,14 +19,14 @@ pub struct Args {
 }
 
 /// Describes each table.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let client = ctx.target().await?.connect().await?;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let client = settings.target().await?.connect().await?;
     let mut reports = Vec::new();
     for table in &args.tables {
         reports.push(describe_table(&client, table, !args.estimate).await?);
     }
-    if ctx.json() {
-        return crate::render::json(&reports);
+    if settings.json() {
+        return crate::output::json(&reports);
     }
     let text: Vec<String> = reports.iter().map(render_table).collect();
     print!("{}", text.join("\n"));
@@ -105,11 +107,11 @@ pub fn render_table(r: &TableReport) -> String {
         }
     }
     let rows = match r.rows {
-        RowCount::Exact(n) => format!("{} (exact count)", thousands(n)),
+        RowCount::Exact(n) => format!("{} (exact count)", HumanCount(n.unsigned_abs())),
         RowCount::Estimate(n) if n < 0 => {
             "unknown (never analyzed; drop --estimate for an exact count)".into()
         }
-        RowCount::Estimate(n) => format!("~{} (planner estimate)", thousands(n)),
+        RowCount::Estimate(n) => format!("~{} (planner estimate)", HumanCount(n.unsigned_abs())),
     };
     out.push_str(&format!("Rows: {rows}\n"));
     out.push_str(&format!(

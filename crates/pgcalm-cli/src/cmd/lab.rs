@@ -18,7 +18,7 @@ use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// The lab's own database (seeded once, reused while it holds the seed's rows).
 pub const LAB_DATABASE: &str = "pgcalm_lab";
@@ -56,7 +56,7 @@ pub struct Args {
 }
 
 /// Runs the lab, prints the tables, writes the report.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let secs = |what: &str, v: f64| -> anyhow::Result<Duration> {
         Duration::try_from_secs_f64(v)
             .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds >= 0, got {v}"))
@@ -70,19 +70,21 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         baseline: secs("baseline", args.baseline)?,
         blocker: secs("blocker", args.blocker)?,
         database_label: target.masked_url(),
+        // The safe forms run with the resolved policy (pgcalm.toml [migrate], PGCALM_*).
+        policy: ctx.policy.clone(),
         ..LabOptions::default()
     };
     let progress = Progress::new(ctx.json());
     let sink = progress.clone();
     let cancel = CancellationToken::new();
-    let signals = crate::cmd::serve::cancel_on_interrupt(cancel.clone());
+    let signals = crate::signals::cancel_on_interrupt(cancel.clone());
     let result = run_lab(&target, &opts, Arc::new(move |e| sink.on_event(e)), cancel).await;
     signals.abort();
     progress.finish();
     let results = result?;
     let files = write_report(&results, &args.out)?;
     if ctx.json() {
-        crate::render::json(&results)?;
+        crate::output::json(&results)?;
         return Ok(());
     }
     say!("{}", render_tables(&results));
@@ -97,7 +99,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 /// The lab's database: on the embedded server (started if needed) or DATABASE_URL's.
-async fn lab_target(ctx: &Context, database: &str) -> anyhow::Result<Target> {
+async fn lab_target(ctx: &Settings, database: &str) -> anyhow::Result<Target> {
     if let Some(cluster) = ctx.cluster() {
         cluster.start(None, &ClusterOptions::default())?;
     }
@@ -119,12 +121,12 @@ pub fn render_tables(results: &LabResults) -> String {
             .iter()
             .map(|r| r.iter().map(strip).collect())
             .collect();
-        crate::render::psql_table(None, &headers, &rows)
+        crate::output::psql_table(None, &headers, &rows)
     };
     if let Some(step5) = step5_table(results) {
         out.push_str(&format!(
             "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
-            crate::render::thousands(results.run.rows as i64),
+            indicatif::HumanCount(results.run.rows),
             results.run.postgres_version
         ));
         out.push_str(&plain(&step5));
@@ -218,8 +220,8 @@ impl Progress {
             LabEvent::Seed(SeedEvent::LargeProgress { written, total, .. }) => {
                 s.step = format!(
                     "{} of {} rows ({:.0}%)",
-                    crate::render::thousands(written as i64),
-                    crate::render::thousands(total as i64),
+                    indicatif::HumanCount(written),
+                    indicatif::HumanCount(total),
                     written as f64 * 100.0 / total.max(1) as f64
                 );
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm logs`.
 #[derive(Debug, clap::Args)]
@@ -19,8 +19,8 @@ pub struct Args {
 }
 
 /// Prints the embedded server's log.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let Some(cluster) = ctx.cluster() else {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let Some(cluster) = settings.cluster() else {
         anyhow::bail!(
             "logs are only available for the embedded server; DATABASE_URL names an external one"
         );

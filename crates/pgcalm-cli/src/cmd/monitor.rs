@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use pgcalm_migrate::parse_duration;
 use pgcalm_pg::catalog::{DatabaseMonitor, DatabaseSnapshot};
 
-use crate::context::Context;
-use crate::render;
+use crate::output;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm monitor`.
 #[derive(Debug, clap::Args)]
@@ -27,19 +27,22 @@ pub struct Args {
 }
 
 /// Samples until --count, --duration or Ctrl-C.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if args.interval.is_zero() {
         anyhow::bail!("--interval must be longer than 0 (e.g. 1s)");
     }
-    let target = ctx.target().await?.with_application_name("pgcalm monitor");
+    let target = settings
+        .target()
+        .await?
+        .with_application_name("pgcalm monitor");
     let client = target.connect().await?;
     let monitor = DatabaseMonitor::prepare(&client).await?;
-    let screen = !ctx.json() && std::io::stdout().is_terminal();
+    let screen = !settings.json() && std::io::stdout().is_terminal();
     let title = format!("pgcalm monitor: {}", target.masked_url());
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut ticks = tokio::time::interval(args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let interrupted = crate::cmd::serve::interrupted();
+    let interrupted = crate::signals::interrupted();
     tokio::pin!(interrupted);
     if screen {
         print_raw("\x1b[?25l\x1b[2J");
@@ -57,7 +60,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         if screen {
             let text = format!(
                 "{title}  {} (queries {:.1} ms, every {} ms; Ctrl-C quits)\n\n{}",
-                render::clock(snap.taken_at_ms),
+                output::clock(snap.taken_at_ms),
                 snap.query_ms,
                 args.interval.as_millis(),
                 screen_body(&snap)
@@ -99,14 +102,8 @@ fn redraw(text: &str, width: usize) -> String {
 
 /// Columns of the terminal on stdout (80 when unknown).
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills the winsize we pass and touches nothing else.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    if ok && size.ws_col > 0 {
-        size.ws_col as usize
-    } else {
-        80
-    }
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map_or(80, |(terminal_size::Width(w), _)| usize::from(w))
 }
 
 /// Seconds as `0.4s`, `12s`, `3m07s`.
@@ -149,7 +146,7 @@ fn screen_body(s: &DatabaseSnapshot) -> String {
             let _ = writeln!(
                 out,
                 "{}",
-                render::psql_table(Some(&format!("{name} ({})", rows.len())), headers, &rows)
+                output::psql_table(Some(&format!("{name} ({})", rows.len())), headers, &rows)
             );
         }
     };

@@ -11,8 +11,8 @@ use pgcalm_probe::{
     TargetSummary,
 };
 
-use crate::context::Context;
-use crate::render;
+use crate::output;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm probe`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 /// Probes until --duration, --count or Ctrl-C, then prints the summary.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let targets = args
         .targets
         .iter()
@@ -68,11 +68,11 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         count: args.count,
         ..StopWhen::default()
     };
-    crate::cmd::serve::cancel_on_interrupt(stop.cancel.clone());
+    crate::signals::cancel_on_interrupt(stop.cancel.clone());
 
     let lines = Lines {
-        json: ctx.json(),
-        colour: render::stdout_colour(),
+        json: settings.json(),
+        colour: output::stdout_colour(),
         named: probe.config().targets.len() > 1,
     };
     let report = probe
@@ -92,8 +92,8 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if let Some(w) = out {
         w.finish()?;
     }
-    if ctx.json() {
-        render::json(&report)
+    if settings.json() {
+        output::json(&report)
     } else {
         say!("\n{}", summary_table(&report));
         if let Some(path) = &args.out {
@@ -150,7 +150,7 @@ impl Lines {
                 kind.map(ErrorKind::label).unwrap_or("other")
             ),
         };
-        format!("{} - {mark} {name}{what}", render::clock(s.started_at_ms))
+        format!("{} - {mark} {name}{what}", output::clock(s.started_at_ms))
     }
 }
 
@@ -182,7 +182,7 @@ fn summary_table(report: &Report) -> String {
         }
     );
     let rows: Vec<Vec<String>> = report.targets.iter().map(summary_row).collect();
-    render::psql_table(
+    output::psql_table(
         Some(&title),
         &[
             "target",
@@ -225,8 +225,8 @@ fn summary_row(t: &TargetSummary) -> Vec<String> {
         Some(o) => format!(
             "{:.1} s, {} to {}{} ({} failed)",
             o.duration_ms as f64 / 1000.0,
-            render::clock(o.start_ms),
-            render::clock(o.end_ms),
+            output::clock(o.start_ms),
+            output::clock(o.end_ms),
             if o.recovered { "" } else { ", not recovered" },
             o.failed_requests
         ),

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm psql`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,8 @@ pub struct Args {
 
 /// Replaces this process with psql connected to the current database. The connection
 /// goes through PG* environment variables, so no password appears on a command line.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let target = ctx.target().await?;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let target = settings.target().await?;
     let psql = find_psql();
     let err = Command::new(&psql)
         .args(&args.args)

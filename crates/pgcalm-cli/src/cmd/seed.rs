@@ -9,7 +9,7 @@ use pgcalm_demo::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Exit status after Ctrl-C (128 + SIGINT), as shells report an interrupted command.
 const EXIT_CANCELLED: i32 = 130;
@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 /// Seeds both tables with a progress bar; Ctrl-C stops after keeping committed batches.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let target = ctx.target().await?;
     let opts = SeedOptions {
         small_count: args.small_count,
@@ -52,7 +52,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             "large_email [{bar:30}] {human_pos}/{human_len} rows  {rate}  elapsed {elapsed}  ETA {eta}",
         )?
         .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{} rows/s", crate::render::thousands(state.per_sec() as i64));
+            let _ = write!(w, "{} rows/s", indicatif::HumanCount(state.per_sec() as u64));
         })
         .progress_chars("=> "),
     );
@@ -60,7 +60,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     bar.set_draw_target(ProgressDrawTarget::hidden());
 
     let cancel = CancellationToken::new();
-    let signals = crate::cmd::serve::cancel_on_interrupt(cancel.clone());
+    let signals = crate::signals::cancel_on_interrupt(cancel.clone());
 
     let on_event = |event: SeedEvent| render_event(&bar, json, event);
     let result = seed(&target, &opts, &on_event, cancel).await;
@@ -69,7 +69,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let report = result?;
 
     if json {
-        crate::render::json(&report_json(&report))?;
+        crate::output::json(&report_json(&report))?;
     } else {
         say!("{}", final_line(&report));
     }
@@ -110,7 +110,7 @@ fn render_event(bar: &ProgressBar, json: bool, event: SeedEvent) {
 /// The peer's last line, `Done: 10 small + N large rows in Ts (large_email: Ts, R rows/s)`,
 /// or what a cancelled run kept.
 fn final_line(r: &SeedReport) -> String {
-    let rate = crate::render::thousands(r.rows_per_sec().round() as i64);
+    let rate = indicatif::HumanCount(r.rows_per_sec().round() as u64);
     let timing = format!(
         "in {:.2}s (large_email: {:.2}s, {rate} rows/s)",
         r.elapsed.as_secs_f64(),

@@ -12,7 +12,7 @@ use pgcalm_demo::{
 };
 use tokio::sync::mpsc;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm serve`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +28,7 @@ pub struct Args {
     pub pool_size: usize,
     /// Longest a request may take (e.g. 5s, 500ms); past it the answer is 504 and the
     /// query is cancelled.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub request_timeout: Duration,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
@@ -40,11 +40,11 @@ pub struct Args {
     pub max_connections: Option<usize>,
     /// Time a client has to send a complete request head (from connecting, or from the
     /// first byte of a later request); past it the connection is closed.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
     /// Longest silence of a kept-alive connection between two requests; past it the
     /// connection is closed.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
     /// Log every request to stderr (logfmt; JSON lines with --format json). Requests
     /// answered 5xx because of a database or driver error are logged with that error
@@ -59,7 +59,7 @@ pub struct Args {
 }
 
 /// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     // Not `ctx.target()`: the server starts while the database is down and recovers
     // when it comes up.
     let target = ctx.target_unchecked()?;
@@ -85,7 +85,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         "Serving the demo app on http://{addr}/list_large/ (database {}, pool {}, request timeout {}, up to {} connections)",
         target.masked_url(),
         args.pool_size,
-        humantime(args.request_timeout),
+        pgcalm_migrate::duration::human(args.request_timeout),
         server.max_connections()
     );
     if args.max_connections.is_none() && server.max_connections() < DEFAULT_MAX_CONNECTIONS {
@@ -104,10 +104,10 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     say!("Press Ctrl-C to stop.");
 
     let shutdown = async {
-        interrupted().await;
+        crate::signals::interrupted().await;
         say!("Shutting down: finishing the requests in flight (Ctrl-C again to quit now)");
         tokio::spawn(async {
-            interrupted().await;
+            crate::signals::interrupted().await;
             std::process::exit(130);
         });
     };
@@ -117,22 +117,6 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let _ = task.await;
     say!("Stopped.");
     Ok(())
-}
-
-/// Cancels `token` on the first SIGINT or SIGTERM, for commands that stop their work
-/// cleanly when interrupted; abort the returned task once the work is over.
-pub fn cancel_on_interrupt(
-    token: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        interrupted().await;
-        token.cancel();
-    })
-}
-
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-pub async fn interrupted() {
-    crate::interrupt::Interrupts::new().next().await;
 }
 
 /// The request log: requests hand their record to a channel; one task writes the lines,
@@ -188,33 +172,12 @@ fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
     }
 }
 
-/// Parses `5s`, `500ms`, `2m` or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 5s or 500ms)"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("{s:?} must be a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn humantime(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
+/// A duration longer than zero (`5s`, `500ms`), in the workspace's one duration syntax.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match pgcalm_migrate::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(format!("`{s}` must be longer than 0 (e.g. 5s)")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -225,14 +188,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("fast").is_err());
+    fn timeouts_are_positive_durations() {
+        assert_eq!(positive_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(positive_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(positive_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(
+            positive_duration("0s"),
+            Err("`0s` must be longer than 0 (e.g. 5s)".into())
+        );
+        assert!(positive_duration("fast").is_err());
     }
 
     #[test]

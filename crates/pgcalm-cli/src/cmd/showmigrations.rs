@@ -4,7 +4,7 @@
 use pgcalm_migrate::{MigrationStatus, Runner};
 use serde::Serialize;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm showmigrations`.
 #[derive(Debug, clap::Args)]
@@ -20,16 +20,16 @@ struct AppJson<'a> {
 }
 
 /// Prints each app and its migrations with `[X]` / `[ ]` / `[-]` / `[!]`.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let target = ctx.target().await?;
-    let runner = Runner::new(target, ctx.migrations_dir());
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let target = settings.target().await?;
+    let runner = Runner::new(target, settings.migrations_dir());
     let statuses = runner.status(args.app.as_deref()).await?;
     let set = runner.load()?;
     let apps: Vec<&str> = match &args.app {
         Some(a) => vec![a.as_str()],
         None => set.apps.keys().map(String::as_str).collect(),
     };
-    if ctx.json() {
+    if settings.json() {
         let doc: Vec<AppJson> = apps
             .iter()
             .map(|app| AppJson {
@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 migrations: statuses.iter().filter(|s| s.app == *app).collect(),
             })
             .collect();
-        return crate::render::json(&serde_json::json!({ "apps": doc }));
+        return crate::output::json(&serde_json::json!({ "apps": doc }));
     }
     print!("{}", render(&apps, &statuses));
     Ok(())

@@ -12,8 +12,8 @@ use pgcalm_pg::{
 };
 use serde::Serialize;
 
-use crate::context::Context;
-use crate::render::{self, Exit};
+use crate::output::{self, Exit};
+use crate::settings::Settings;
 
 /// Flags of `pgcalm status`.
 #[derive(Debug, clap::Args)]
@@ -144,11 +144,11 @@ pub struct AppMigrations {
 
 /// Prints the status; fails (exit 3 or 1, see the module doc) when the server cannot
 /// be used.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let report = collect(ctx, args.show_password).await;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let report = collect(settings, args.show_password).await;
     let code = report.state.exit_code();
-    if ctx.json() {
-        crate::render::json(&report)?;
+    if settings.json() {
+        crate::output::json(&report)?;
     } else {
         print_text(&report);
     }
@@ -221,8 +221,8 @@ fn print_topology(report: &StatusReport) {
             .map(|r| format!(", {r}"))
             .unwrap_or_default();
         let lag = match (r.lag_bytes, r.lag_seconds) {
-            (Some(bytes), Some(secs)) => format!(", lag {} / {secs:.1} s", render::size(bytes)),
-            (Some(bytes), None) => format!(", lag {}", render::size(bytes)),
+            (Some(bytes), Some(secs)) => format!(", lag {} / {secs:.1} s", output::size(bytes)),
+            (Some(bytes), None) => format!(", lag {}", output::size(bytes)),
             _ => String::new(),
         };
         println!("Replica:  {state}{port}{role}{lag}, slot {}", r.slot);
@@ -270,7 +270,7 @@ fn print_topology(report: &StatusReport) {
     for slot in &report.inactive_slots {
         let kept = slot
             .retained_bytes
-            .map(|b| format!(" and keeps {} of WAL", render::size(b)))
+            .map(|b| format!(" and keeps {} of WAL", output::size(b)))
             .unwrap_or_default();
         let replica_exists = report
             .replica
@@ -316,8 +316,8 @@ async fn collect_topology(
     report.inactive_slots = topology.inactive_slots;
 }
 
-async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
-    let cluster = ctx.cluster();
+async fn collect(settings: &Settings, show_password: bool) -> StatusReport {
+    let cluster = settings.cluster();
     let mut report = StatusReport {
         server: if cluster.is_some() {
             "embedded"
@@ -344,7 +344,7 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
             Some("the embedded server has not been created; `pgcalm up` creates it".into());
         return report;
     }
-    let target = match ctx.target_unchecked() {
+    let target = match settings.target_unchecked() {
         Ok(t) => t,
         Err(e) => {
             report.state = ServerState::of(&e);
@@ -354,7 +354,7 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
     };
     // The password was just read for the target: showing it cannot fail on access.
     report.url = Some(match show_password {
-        true => ctx
+        true => settings
             .url_with_password()
             .unwrap_or_else(|_| target.masked_url()),
         false => target.masked_url(),
@@ -388,8 +388,11 @@ async fn collect(ctx: &Context, show_password: bool) -> StatusReport {
             return report;
         }
     }
-    if ctx.migrations_dir().is_dir() {
-        match Runner::new(target, ctx.migrations_dir()).status(None).await {
+    if settings.migrations_dir().is_dir() {
+        match Runner::new(target, settings.migrations_dir())
+            .status(None)
+            .await
+        {
             Ok(statuses) => report.migrations = summarize(&statuses),
             Err(e) => report.problem = Some(format!("migration state unavailable: {e}")),
         }

@@ -1,14 +1,16 @@
 //! `pgcalm up`: the seed's `docker compose up -d`, and with `--replica` / `--pooler`
 //! the production topology beside it (remembered for the next `pgcalm up`).
 
+use pgcalm_migrate::{Runner, migrate_to_start_point};
 use pgcalm_pg::replica::{REPLICATION_ROLE, REPLICATION_SLOT};
 use pgcalm_pg::{
     Cluster, ClusterOptions, Origin, Parts, Pooler, PoolerOptions, PoolerStart, ReplicaOptions,
     ReplicaRemoval, ReplicaStart, StartOutcome, Target,
 };
 
-use crate::context::Context;
-use crate::render;
+use crate::migrate_events::run_printed;
+use crate::output;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm up`.
 #[derive(Debug, clap::Args)]
@@ -48,8 +50,8 @@ impl Args {
 }
 
 /// Starts (or checks) the server, creates the database, applies the start migrations.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
-    let target = match ctx.cluster() {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let target = match settings.cluster() {
         Some(cluster) => {
             let parts = cluster.parts().with(
                 Args::choice(args.replica, args.no_replica),
@@ -120,7 +122,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 );
             }
             start_parts(&cluster, &parts).await?;
-            ctx.target_unchecked()?
+            settings.target_unchecked()?
         }
         None => {
             if args.names_a_part() {
@@ -130,7 +132,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                      run your own replica and pooler and give pgcalm their URLs"
                 );
             }
-            let target = ctx.target_unchecked()?;
+            let target = settings.target_unchecked()?;
             println!(
                 "Using the server named by DATABASE_URL: {}",
                 target.masked_url()
@@ -140,7 +142,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     };
     ensure_database(&target).await?;
     println!("Connection URL: {}", target.masked_url());
-    if let Some(cluster) = ctx.cluster() {
+    if let Some(cluster) = settings.cluster() {
         let parts = cluster.parts();
         if parts.replica {
             let url = cluster.replica().target(target.dbname())?.masked_url();
@@ -153,7 +155,22 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             println!("Pooler URL:     {url} (transaction pooling; `pgcalm url --pooler`)");
         }
     }
-    crate::cmd::migrate::apply_start_point(ctx, &target).await?;
+    apply_start_point(settings, target).await
+}
+
+/// The last step: apply the migrations up to the start point named in pgcalm.toml
+/// (`[up] migrate_to = ["demoapp:0001"]`), forward only.
+async fn apply_start_point(settings: &Settings, target: Target) -> anyhow::Result<()> {
+    if settings.start_points.is_empty() {
+        return Ok(());
+    }
+    let runner =
+        Runner::new(target, settings.migrations_dir()).with_policy(settings.policy.clone());
+    let points = &settings.start_points;
+    run_printed(runner, settings.json(), |runner| async move {
+        migrate_to_start_point(&runner, points).await
+    })
+    .await?;
     Ok(())
 }
 
@@ -195,7 +212,7 @@ async fn start_parts(cluster: &Cluster, parts: &Parts) -> anyhow::Result<()> {
                         "Created a streaming replica in {} (pg_basebackup, {}; slot \
                          {REPLICATION_SLOT}, role {REPLICATION_ROLE}, its password in {})",
                         replica.root().display(),
-                        render::size(created.backup_bytes as i64),
+                        output::size(created.backup_bytes as i64),
                         replica.passfile_path().display()
                     );
                 }
@@ -242,7 +259,7 @@ async fn start_parts(cluster: &Cluster, parts: &Parts) -> anyhow::Result<()> {
         println!(
             "Removed PgBouncer: stopped it, deleted {} ({})",
             path.display(),
-            render::size(bytes as i64)
+            output::size(bytes as i64)
         );
     }
     cluster.remember_parts(&cluster.parts().with(
@@ -264,7 +281,7 @@ fn print_replica_removal(removal: &ReplicaRemoval) {
         println!(
             "Deleted the replica {} ({})",
             path.display(),
-            render::size(*bytes as i64)
+            output::size(*bytes as i64)
         );
     }
     match (&removal.dropped_slot, &removal.deleted) {
@@ -290,7 +307,7 @@ fn print_replica_removal(removal: &ReplicaRemoval) {
 
 fn kept_wal(bytes: Option<i64>) -> String {
     match bytes {
-        Some(bytes) => format!(" (it kept {} of WAL)", render::size(bytes)),
+        Some(bytes) => format!(" (it kept {} of WAL)", output::size(bytes)),
         None => String::new(),
     }
 }

@@ -4,7 +4,7 @@
 
 use pgcalm_pg::Pooler;
 
-use crate::context::Context;
+use crate::settings::Settings;
 
 /// Flags of `pgcalm url`.
 #[derive(Debug, clap::Args)]
@@ -19,18 +19,18 @@ pub struct Args {
 
 /// Prints the URL: the embedded cluster's (only for the user who can read its password
 /// file) or `DATABASE_URL` as given; the replica's or the pooler's when asked.
-pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if !args.replica && !args.pooler {
-        println!("{}", ctx.url_with_password()?);
+        println!("{}", settings.url_with_password()?);
         return Ok(());
     }
-    let Some(cluster) = ctx.cluster() else {
+    let Some(cluster) = settings.cluster() else {
         anyhow::bail!(
             "DATABASE_URL names an external server; pgcalm knows the replica and pooler of \
              the embedded one only\n  fix: unset DATABASE_URL"
         );
     };
-    let dbname = ctx.target_unchecked()?.dbname().to_string();
+    let dbname = settings.target_unchecked()?.dbname().to_string();
     let url = match args.replica {
         true => cluster.replica().url(&dbname)?,
         false => Pooler::of(&cluster).url(&cluster, &dbname)?,

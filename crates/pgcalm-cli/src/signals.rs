@@ -1,5 +1,6 @@
 //! SIGINT (Ctrl-C) and SIGTERM: which one came, for the exit status a shell expects of a
-//! process they stopped (128 + the signal's number: 130, 143).
+//! process they stopped (128 + the signal's number: 130, 143), and the two ways commands
+//! wait for them ([`interrupted`], [`cancel_on_interrupt`]).
 
 /// The signal that asked pgcalm to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,4 +76,20 @@ impl Interrupts {
             Interrupt::Int
         }
     }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn interrupted() {
+    Interrupts::new().next().await;
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM, for commands that stop their work
+/// cleanly when interrupted; abort the returned task once the work is over.
+pub fn cancel_on_interrupt(
+    token: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        interrupted().await;
+        token.cancel();
+    })
 }

@@ -1,6 +1,14 @@
-//! Shared rendering: errors, psql-style tables, human sizes, JSON.
+//! Rendering shared by the commands: errors, psql-style tables, human sizes and times,
+//! JSON; and the reports of more than one command (`lint_report`: lint's findings, which
+//! trace also renders; `migration`: what a migration runs, for `migrate --plan` and
+//! `sqlmigrate`; `trace_report`: trace's per-statement table).
+
+pub mod lint_report;
+pub mod migration;
+pub mod trace_report;
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// Prints an error and its causes to stderr, one `error:` line plus `caused by:` lines.
 pub fn error(e: &anyhow::Error) {
@@ -70,17 +78,14 @@ pub fn size(bytes: i64) -> String {
     format!("{} {}", value.round() as i64, units[unit])
 }
 
-/// An integer with thousands separators: 10000000 -> 10,000,000.
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
+/// Seconds for people: `12.3s`, `0.04s`.
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{s:.1}s")
     }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// Wall-clock time of day `HH:MM:SS` in the local time zone (what `date +%H:%M:%S`
@@ -142,11 +147,10 @@ mod tests {
     }
 
     #[test]
-    fn formats_numbers_and_sizes() {
-        assert_eq!(thousands(10_000_000), "10,000,000");
-        assert_eq!(thousands(-1234), "-1,234");
-        assert_eq!(thousands(12), "12");
+    fn formats_sizes_and_seconds() {
         assert_eq!(size(8192), "8192 bytes");
         assert_eq!(size(651 * 1024 * 1024), "651 MB");
+        assert_eq!(secs(Duration::from_millis(40)), "0.04s");
+        assert_eq!(secs(Duration::from_millis(12_345)), "12.3s");
     }
 }

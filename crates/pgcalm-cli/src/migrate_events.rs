@@ -1,0 +1,491 @@
+//! What `pgcalm migrate` (and `up`'s start point) prints while the runner works:
+//! Django's lines on stdout (`  Applying demoapp.0002_... OK (1.2s)`), a spinner or an
+//! index build's progress bar on stderr when both are terminals, lock waits and retries
+//! with who blocks, or one JSON object per event. SIGINT/SIGTERM cancel the run; a
+//! cancelled run says what stayed applied and the command that resumes.
+
+use std::future::Future;
+use std::io::{IsTerminal, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgcalm_migrate::{
+    Cancellation, Direction, Event, MigrateError, Operation, Runner, describe_session,
+};
+use pgcalm_pg::Target;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::secs;
+use crate::signals::{Interrupt, Interrupts};
+
+/// Runs `work` on the runner with its events printed (Django-style text, or one JSON
+/// object per event). SIGINT/SIGTERM cancel the run (the statement in flight is cancelled
+/// on the server and rolled back); it then says what stayed applied and how to resume,
+/// and exits 130 / 143. A second signal exits at once, without waiting.
+pub async fn run_printed<T, F, Fut>(runner: Runner, json: bool, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Runner) -> Fut,
+    Fut: Future<Output = Result<T, MigrateError>>,
+{
+    let printer = Arc::new(Printer::new(json));
+    let p = printer.clone();
+    let cancel = CancellationToken::new();
+    let (first_tx, mut first_rx) = tokio::sync::oneshot::channel();
+    let mut interrupts = Interrupts::new();
+    let watcher = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let first = interrupts.next().await;
+            let _ = first_tx.send(first);
+            cancel.cancel();
+            let second = interrupts.next().await;
+            eprintln!(
+                "{} again: exiting without waiting for the cancelled statement to end; the server \
+                 ends it when it notices the runner is gone (client_connection_check_interval)",
+                second.name()
+            );
+            std::process::exit(first.exit_code().into());
+        }
+    });
+    let runner = runner.on_event(move |e| p.handle(e)).with_cancel(cancel);
+    let result = work(runner).await;
+    watcher.abort();
+    match result {
+        Ok(done) => Ok(done),
+        Err(MigrateError::Cancelled(c)) => {
+            let signal = first_rx.try_recv().unwrap_or(Interrupt::Int);
+            printer.end("CANCELLED");
+            report_cancellation(&c, signal, json);
+            Err(crate::output::Exit(signal.exit_code()).into())
+        }
+        Err(e) => {
+            printer.end("FAILED");
+            Err(e.into())
+        }
+    }
+}
+
+/// What a cancelled run did and how to resume: on stderr, or one JSON object on stdout.
+fn report_cancellation(c: &Cancellation, signal: Interrupt, json: bool) {
+    let resume = resume_command(std::env::args().skip(1));
+    if json {
+        let doc = serde_json::json!({
+            "event": "cancelled",
+            "signal": signal.name(),
+            "cancellation": c,
+            "resume": resume,
+        });
+        say!("{doc}");
+        return;
+    }
+    let mut text = format!("cancelled ({}): {}", signal.name(), c.lines().join("\n"));
+    text.push_str(&format!(
+        "\n  the migration lock is released; resume with: {resume}"
+    ));
+    eprintln!("{text}");
+}
+
+/// The command that resumes a cancelled run: this one (`args` without the program),
+/// shell-quoted, with the password of a `--database-url` masked.
+fn resume_command(args: impl Iterator<Item = String>) -> String {
+    let mut out = vec!["pgcalm".to_string()];
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let url = if arg == "--database-url" {
+            out.push(arg);
+            args.next()
+        } else if let Some(url) = arg.strip_prefix("--database-url=") {
+            out.push("--database-url".into());
+            Some(url.to_string())
+        } else {
+            out.push(shell_quote(&arg));
+            continue;
+        };
+        if let Some(url) = url {
+            let masked = Target::from_url(&url)
+                .map(|t| t.masked_url())
+                .unwrap_or_else(|_| "\"$DATABASE_URL\"".into());
+            out.push(shell_quote(&masked));
+        }
+    }
+    out.join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// `statement 3 (migrations/app/0002_x.sql:7)`.
+fn at(s: &pgcalm_migrate::StatementRef) -> String {
+    format!("statement {} ({}:{})", s.number, s.path.display(), s.line)
+}
+
+fn operation_line(op: &Operation) -> String {
+    match op {
+        Operation::ApplyAll { apps } => format!("  Apply all migrations: {}", apps.join(", ")),
+        Operation::Target { app, name } => {
+            format!("  Target specific migration: {name}, from {app}")
+        }
+        Operation::UnapplyAll { app } => format!("  Unapply all migrations: {app}"),
+    }
+}
+
+/// Renders runner events: Django's lines on stdout, a progress bar on stderr when it is
+/// a terminal.
+struct Printer {
+    json: bool,
+    tty: bool,
+    state: Mutex<PrinterState>,
+}
+
+#[derive(Default)]
+struct PrinterState {
+    /// `  Applying demoapp.0002_...`
+    label: String,
+    /// Non-terminal: the label was printed without its newline.
+    line_open: bool,
+    bar: Option<ProgressBar>,
+    started: Option<Instant>,
+    /// (statement number, blocker pids) of the last lock wait printed: retries of the
+    /// same statement blocked by the same sessions are reported by their retry line.
+    last_wait: Option<(usize, Vec<i32>)>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        Printer {
+            json,
+            tty: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+            state: Mutex::new(PrinterState::default()),
+        }
+    }
+
+    /// Prints a full line, keeping the pending `Applying ...` line and bar intact.
+    fn line(&self, st: &mut PrinterState, text: &str) {
+        if st.line_open {
+            say!();
+            st.line_open = false;
+        }
+        match &st.bar {
+            Some(bar) => bar.suspend(|| say!("{text}")),
+            None => say!("{text}"),
+        }
+    }
+
+    fn handle(&self, e: &Event) {
+        if self.json {
+            if let Ok(s) = serde_json::to_string(e) {
+                say!("{s}");
+            }
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            Event::WaitingForLock { holder } => {
+                let who = holder
+                    .as_ref()
+                    .map(|h| format!(": the migration lock is held by {}", describe_session(h)))
+                    .unwrap_or_default();
+                self.line(
+                    &mut st,
+                    &format!("Waiting for another pgcalm migrate to finish{who}..."),
+                );
+            }
+            Event::LockAcquired { waited } => {
+                self.line(
+                    &mut st,
+                    &format!("Got the migration lock after {}", secs(*waited)),
+                );
+            }
+            Event::Planned { operation, steps } => {
+                self.line(&mut st, "Operations to perform:");
+                self.line(&mut st, &operation_line(operation));
+                self.line(&mut st, "Running migrations:");
+                if steps.is_empty() {
+                    self.line(&mut st, "  No migrations to apply.");
+                }
+            }
+            Event::MigrationStarted {
+                app,
+                name,
+                direction,
+                total,
+                resume_from,
+                ..
+            } => {
+                let verb = match direction {
+                    Direction::Up => "Applying",
+                    Direction::Down => "Unapplying",
+                };
+                if *resume_from > 0 {
+                    self.line(
+                        &mut st,
+                        &format!(
+                            "  Resuming {app}.{name} at statement {} of {total}: statements 1-{resume_from} were completed by an interrupted run",
+                            resume_from + 1
+                        ),
+                    );
+                }
+                st.label = format!("  {verb} {app}.{name}...");
+                st.last_wait = None;
+                st.started = Some(Instant::now());
+                if self.tty {
+                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                    bar.set_style(spinner_style());
+                    bar.set_message(st.label.clone());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    st.bar = Some(bar);
+                } else {
+                    let _ = write!(std::io::stdout(), "{}", st.label);
+                    let _ = std::io::stdout().flush();
+                    st.line_open = true;
+                }
+            }
+            Event::StatementStarted { statement, attempt } => {
+                if let Some(bar) = &st.bar
+                    && statement.total > 1
+                {
+                    let retry = if *attempt > 1 {
+                        format!(", attempt {attempt}")
+                    } else {
+                        String::new()
+                    };
+                    bar.set_message(format!(
+                        "{} statement {}/{} (line {}{retry})",
+                        st.label, statement.number, statement.total, statement.line
+                    ));
+                }
+            }
+            Event::StatementFinished { .. } => {}
+            Event::LockWait {
+                statement,
+                blockers,
+            } => {
+                let key = (statement.number, blockers.iter().map(|b| b.pid).collect());
+                if st.last_wait.as_ref() == Some(&key) {
+                    return;
+                }
+                st.last_wait = Some(key);
+                let who: Vec<String> = blockers.iter().map(describe_session).collect();
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    statement {} ({}:{}) waits for a lock held by {}",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line,
+                        who.join(", ")
+                    ),
+                );
+            }
+            Event::LockTimeoutRetry {
+                statement,
+                retry,
+                max_retries,
+                delay,
+                blockers,
+                whole_transaction,
+            } => {
+                let who = if blockers.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", blocked by {}",
+                        blockers
+                            .iter()
+                            .map(describe_session)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let what = if *whole_transaction {
+                    "the migration transaction"
+                } else {
+                    "the statement"
+                };
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    lock_timeout at statement {} ({}:{}){who}; retrying {what} in {} (retry {retry}/{max_retries})",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line,
+                        secs(*delay)
+                    ),
+                );
+            }
+            Event::Notice { statement, notice } => {
+                let mut text = format!(
+                    "    {} from statement {} ({}:{}: {}): {}",
+                    notice.severity,
+                    statement.number,
+                    statement.path.display(),
+                    statement.line,
+                    statement.summary,
+                    notice.message
+                );
+                if let Some(d) = &notice.detail {
+                    text.push_str(&format!("\n      DETAIL: {d}"));
+                }
+                if let Some(h) = &notice.hint {
+                    text.push_str(&format!("\n      HINT: {h}"));
+                }
+                self.line(&mut st, &text);
+            }
+            Event::IndexProgress { progress, .. } => {
+                if let Some(bar) = &st.bar {
+                    let lockers = if progress.current_locker_pid != 0 {
+                        format!(
+                            ", waiting for pid {} ({} of {} lockers done)",
+                            progress.current_locker_pid,
+                            progress.lockers_done,
+                            progress.lockers_total
+                        )
+                    } else {
+                        String::new()
+                    };
+                    match progress.counter() {
+                        Some((done, total, unit)) => {
+                            bar.set_style(build_style(unit));
+                            // Position first to 0: no frame mixes two phases' counters.
+                            bar.set_position(0);
+                            bar.set_length(total.max(1) as u64);
+                            bar.set_position(done.max(0) as u64);
+                        }
+                        None => bar.set_style(spinner_style_with_prefix()),
+                    }
+                    bar.set_prefix(format!("{}{lockers}", progress.phase));
+                }
+            }
+            Event::InvalidIndexFound {
+                statement,
+                index,
+                table,
+                cause,
+            } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    found INVALID index {index} on {table} ({cause}); statement {} ({}:{}) rebuilds it: dropping it concurrently first",
+                        statement.number,
+                        statement.path.display(),
+                        statement.line
+                    ),
+                );
+            }
+            Event::InvalidIndexDropped { index } => {
+                self.line(&mut st, &format!("    dropped invalid index {index}"));
+            }
+            Event::Cancelling { statement } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    cancelling {}: cancel request sent, waiting for the server to end it",
+                        at(statement)
+                    ),
+                );
+            }
+            Event::StatementRerun { statement, reason } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    {} was in flight when the last runner stopped: {reason}",
+                        at(statement)
+                    ),
+                );
+            }
+            Event::StatementAlreadyDone { statement, reason } => {
+                self.line(
+                    &mut st,
+                    &format!("    {} is already done: {reason}", at(statement)),
+                );
+            }
+            Event::MigrationFinished { duration, .. } => {
+                if let Some(bar) = st.bar.take() {
+                    bar.finish_and_clear();
+                }
+                if st.line_open {
+                    say!(" OK ({})", secs(*duration));
+                    st.line_open = false;
+                } else {
+                    say!("{} OK ({})", st.label, secs(*duration));
+                }
+                st.label.clear();
+            }
+        }
+    }
+
+    /// Ends the `Applying ...` line of the migration that was running when the runner
+    /// returned an error: `FAILED`, `CANCELLED`.
+    fn end(&self, word: &str) {
+        if self.json {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bar) = st.bar.take() {
+            bar.finish_and_clear();
+            say!("{} {word}", st.label);
+        } else if st.line_open {
+            say!(" {word}");
+            st.line_open = false;
+        } else if !st.label.is_empty() {
+            say!("{} {word}", st.label);
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {spinner} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn spinner_style_with_prefix() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {spinner} {elapsed}\n    {prefix}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn build_style(unit: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{msg}} {{spinner}} {{elapsed}}\n    {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{percent}}%)"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_command_is_this_one_quoted_without_a_password() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            resume_command(args(&["migrate", "app", "0002", "--lock-timeout", "60s"]).into_iter()),
+            "pgcalm migrate app 0002 --lock-timeout 60s"
+        );
+        assert_eq!(
+            resume_command(
+                args(&[
+                    "--database-url",
+                    "postgres://u:s3cret@h:5432/d",
+                    "--migrations-dir",
+                    "my migrations",
+                    "migrate",
+                    "--database-url=postgres://u:s3cret@h/d",
+                ])
+                .into_iter()
+            ),
+            "pgcalm --database-url 'postgresql://u:****@h:5432/d' --migrations-dir 'my migrations' \
+             migrate --database-url 'postgresql://u:****@h:5432/d'"
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! pgcalm.toml as written: one struct per section, each `deny_unknown_fields`, read
+//! whole before any command runs. A misspelt section or key, or a bad value, is an error
+//! naming file:line:column, what is valid there and, when a name is close, the fix.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use pgcalm_lint::RuleId;
+use pgcalm_migrate::{HumanDuration, StartPoint};
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// The whole file; a section left out is its default (empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub database: DatabaseSection,
+    pub migrations: MigrationsSection,
+    pub migrate: MigrateSection,
+    pub lint: LintSection,
+    pub up: UpSection,
+}
+
+/// `[database]`: which server and database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// Database name on the embedded server.
+    pub name: Option<String>,
+    /// Directory of the embedded cluster (relative to the file).
+    pub data_dir: Option<PathBuf>,
+    /// A server of one's own instead of the embedded one.
+    pub url: Option<String>,
+}
+
+/// `[migrations]`: where the migration files are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationsSection {
+    /// Directory of `<app>/<NNNN>_<name>.sql` files (relative to the file).
+    pub dir: Option<PathBuf>,
+}
+
+/// `[migrate]`: the runner's policy (`pgcalm_migrate::Policy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrateSection {
+    pub lock_timeout: Option<HumanDuration>,
+    pub concurrent_lock_timeout: Option<HumanDuration>,
+    pub statement_timeout: Option<HumanDuration>,
+    pub max_retries: Option<u32>,
+    pub retry_initial: Option<HumanDuration>,
+    pub retry_max: Option<HumanDuration>,
+    pub wait: Option<HumanDuration>,
+    pub client_connection_check_interval: Option<HumanDuration>,
+    pub allow_risky: Option<bool>,
+}
+
+/// `[lint]`: rules and assumptions of `pgcalm lint`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LintSection {
+    /// Rules switched off.
+    pub disable: Vec<RuleName>,
+    /// Rules switched on (including ones off by default).
+    pub enable: Vec<RuleName>,
+    pub pg_version: Option<u32>,
+    pub assume_in_transaction: Option<bool>,
+    /// Schema SQL of the existing tables (relative to the file).
+    pub schema: Option<PathBuf>,
+}
+
+/// `[up]`: what `pgcalm up` applies after starting the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpSection {
+    /// `app:migration` pairs to migrate forward to.
+    pub migrate_to: Vec<StartPoint>,
+}
+
+/// A lint rule, by its name. pgcalm_lint's `RuleId` parses it; this visitor is there
+/// so that the error of a misspelt name carries the name's own line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleName(pub RuleId);
+
+impl<'de> Deserialize<'de> for RuleName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl Visitor<'_> for Names {
+            type Value = RuleName;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a rule name (`pgcalm lint --list-rules`)")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<RuleName, E> {
+                name.parse().map(RuleName).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Names)
+    }
+}
+
+/// Reads and checks `path`.
+pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
+    parse(&path.display().to_string(), &text).map_err(anyhow::Error::msg)
+}
+
+/// Parses the text of the file `name`; the error is the message to print.
+pub fn parse(name: &str, text: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| explain(name, text, &e))
+}
+
+/// `name:line:column: what is wrong`, then what is valid there and the fix.
+fn explain(name: &str, text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return format!("{name}: {}", e.message().trim_end());
+    };
+    let (line, column) = line_column(text, span.start);
+    let mut out = format!("{name}:{line}:{column}: ");
+    match place(text, &span) {
+        Place::Section(section) => {
+            let sections = fields_of::<ConfigFile>();
+            let _ = write!(
+                out,
+                "unknown section [{section}]\n  the sections are: {}",
+                bracketed(sections)
+            );
+            if let Some(close) = closest(&section, sections) {
+                let _ = write!(out, "\n  fix: did you mean [{close}]?");
+            }
+        }
+        Place::TopLevelKey(key) => {
+            let sections = fields_of::<ConfigFile>();
+            let _ = write!(
+                out,
+                "`{key}` is outside any section\n  the sections are: {}",
+                bracketed(sections)
+            );
+            if let Some(home) = sections
+                .iter()
+                .find(|s| section_fields(s).contains(&key.as_str()))
+            {
+                let _ = write!(out, "\n  fix: put it under [{home}]");
+            }
+        }
+        Place::Key { section, key } => {
+            let keys = section_fields(&section);
+            let _ = write!(
+                out,
+                "unknown key `{key}` in [{section}]\n  the keys of [{section}] are: {}",
+                keys.join(", ")
+            );
+            if let Some(close) = closest(&key, keys) {
+                let _ = write!(out, "\n  fix: did you mean `{close}`?");
+            }
+        }
+        Place::Value { section, key } => {
+            let _ = write!(out, "[{section}] {key}: {}", e.message().trim_end());
+        }
+        Place::Other => out.push_str(e.message().trim_end()),
+    }
+    out
+}
+
+/// Where in the file an error's span is.
+enum Place {
+    /// A table header that names no section.
+    Section(String),
+    /// A key before the first table header.
+    TopLevelKey(String),
+    /// A key of a section that the section does not have.
+    Key { section: String, key: String },
+    /// The value of a key (or an element of it).
+    Value { section: String, key: String },
+    /// Anything else (a syntax error).
+    Other,
+}
+
+fn place(text: &str, span: &Range<usize>) -> Place {
+    let Ok(root) = toml::de::DeTable::parse(text) else {
+        return Place::Other;
+    };
+    let within = |outer: Range<usize>| outer.start <= span.start && span.end <= outer.end;
+    for (name, value) in root.get_ref() {
+        if name.span() == *span {
+            let name = name.get_ref().to_string();
+            return match value.get_ref().is_table() {
+                true => Place::Section(name),
+                false => Place::TopLevelKey(name),
+            };
+        }
+        let Some(table) = value.get_ref().as_table() else {
+            continue;
+        };
+        for (key, value) in table {
+            let (section, key_name) = (name.get_ref().to_string(), key.get_ref().to_string());
+            if key.span() == *span {
+                return Place::Key {
+                    section,
+                    key: key_name,
+                };
+            }
+            if within(value.span()) {
+                return Place::Value {
+                    section,
+                    key: key_name,
+                };
+            }
+        }
+    }
+    Place::Other
+}
+
+/// The keys of a section, from its struct.
+fn section_fields(section: &str) -> &'static [&'static str] {
+    match section {
+        "database" => fields_of::<DatabaseSection>(),
+        "migrations" => fields_of::<MigrationsSection>(),
+        "migrate" => fields_of::<MigrateSection>(),
+        "lint" => fields_of::<LintSection>(),
+        "up" => fields_of::<UpSection>(),
+        _ => &[],
+    }
+}
+
+/// `[a], [b]`.
+fn bracketed(sections: &[&str]) -> String {
+    sections
+        .iter()
+        .map(|s| format!("[{s}]"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The valid name closest to a misspelt one, if any is close.
+fn closest(name: &str, valid: &[&'static str]) -> Option<&'static str> {
+    valid
+        .iter()
+        .map(|v| (strsim::jaro_winkler(name, v), *v))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, v)| v)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// The field names serde gives a struct's deserializer: the one list of a section's
+/// keys is the struct itself.
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields read"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        parse("pgcalm.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn the_repository_pgcalm_toml_is_valid() {
+        let text = include_str!("../../../../pgcalm.toml");
+        let file = parse("pgcalm.toml", text).unwrap();
+        assert_eq!(file.up.migrate_to, ["demoapp:0001".parse().unwrap()]);
+        assert_eq!(file.migrate.lock_timeout, Some("2s".parse().unwrap()));
+    }
+
+    #[test]
+    fn section_keys_come_from_the_structs() {
+        assert_eq!(
+            fields_of::<ConfigFile>(),
+            ["database", "migrations", "migrate", "lint", "up"]
+        );
+        assert_eq!(fields_of::<MigrationsSection>(), ["dir"]);
+    }
+
+    #[test]
+    fn lines_and_columns_count_characters() {
+        let text = "a\n# é\n  [x]";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, text.find('[').unwrap()), (3, 3));
+        assert_eq!(line_column("# é\nk", 2 + "é".len()), (1, 4));
+    }
+
+    #[test]
+    fn names_what_is_wrong_where() {
+        insta::assert_snapshot!(error("[database]\nname = \"x\"\n\n[migrations]\ndirectory = \"m\"\n"), @"
+        pgcalm.toml:5:1: unknown key `directory` in [migrations]
+          the keys of [migrations] are: dir
+          fix: did you mean `dir`?
+        ");
+        insta::assert_snapshot!(error("[migrat]\nlock_timeout = \"1s\"\n"), @r"
+        pgcalm.toml:1:2: unknown section [migrat]
+          the sections are: [database], [migrations], [migrate], [lint], [up]
+          fix: did you mean [migrate]?
+        ");
+        insta::assert_snapshot!(error("lock_timeout = \"1s\"\n"), @"
+        pgcalm.toml:1:1: `lock_timeout` is outside any section
+          the sections are: [database], [migrations], [migrate], [lint], [up]
+          fix: put it under [migrate]
+        ");
+        insta::assert_snapshot!(error("[migrate]\nmax_retries = \"ten\"\n"), @r#"
+        pgcalm.toml:2:15: [migrate] max_retries: invalid type: string "ten", expected u32
+        "#);
+        insta::assert_snapshot!(error("[migrate]\nlock_timeout = 2\n"), @r#"
+        pgcalm.toml:2:16: [migrate] lock_timeout: invalid type: integer `2`, expected a duration such as "2s", "500ms" or "5min"
+        "#);
+        let unknown_rule = error("[lint]\ndisable = [\"no-such-rule\"]\n");
+        assert!(
+            unknown_rule.starts_with(
+                "pgcalm.toml:2:12: [lint] disable: unknown rule `no-such-rule`; the rules are: missing-lock-timeout, "
+            ),
+            "{unknown_rule}"
+        );
+        insta::assert_snapshot!(error("[migrate\nlock_timeout = \"1s\"\n"), @"pgcalm.toml:1:9: unclosed table, expected `]`");
+    }
+}
