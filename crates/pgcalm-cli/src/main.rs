@@ -5,6 +5,7 @@
 //! pgcalm.toml > defaults), calls a library crate, and renders the result (`output`,
 //! `migrate_events`). Errors become `error: ...` lines and exit code 1 (2 for a usage or
 //! configuration error).
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 
 /// `println!` that never panics: for commands that must not die half-way when their
 /// stdout is closed (`pgcalm migrate | head`); the output is lost, the work goes on.

@@ -23,7 +23,7 @@ use crate::signals::{Interrupt, Interrupts};
 /// object per event). SIGINT/SIGTERM cancel the run (the statement in flight is cancelled
 /// on the server and rolled back); it then says what stayed applied and how to resume,
 /// and exits 130 / 143. A second signal exits at once, without waiting.
-pub async fn run_printed<T, F, Fut>(runner: Runner, json: bool, work: F) -> anyhow::Result<T>
+pub(crate) async fn run_printed<T, F, Fut>(runner: Runner, json: bool, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(Runner) -> Fut,
     Fut: Future<Output = Result<T, MigrateError>>,

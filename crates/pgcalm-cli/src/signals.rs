@@ -4,7 +4,7 @@
 
 /// The signal that asked pgcalm to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupt {
+pub(crate) enum Interrupt {
     /// SIGINT: Ctrl-C.
     Int,
     /// SIGTERM: `kill`, a service manager, a container stopping.
@@ -13,7 +13,7 @@ pub enum Interrupt {
 
 impl Interrupt {
     /// `SIGINT`, `SIGTERM`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Interrupt::Int => "SIGINT",
             Interrupt::Term => "SIGTERM",
@@ -21,7 +21,7 @@ impl Interrupt {
     }
 
     /// 130 for SIGINT, 143 for SIGTERM.
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             Interrupt::Int => 128 + 2,
             Interrupt::Term => 128 + 15,
@@ -31,7 +31,7 @@ impl Interrupt {
 
 /// SIGINT and SIGTERM as they arrive. From its creation on, they no longer end the
 /// process: the caller decides.
-pub struct Interrupts {
+pub(crate) struct Interrupts {
     #[cfg(unix)]
     int: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -40,7 +40,7 @@ pub struct Interrupts {
 
 impl Interrupts {
     /// Starts listening (inside a Tokio runtime).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -54,7 +54,7 @@ impl Interrupts {
     }
 
     /// The next SIGINT or SIGTERM.
-    pub async fn next(&mut self) -> Interrupt {
+    pub(crate) async fn next(&mut self) -> Interrupt {
         #[cfg(unix)]
         {
             async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
@@ -79,13 +79,13 @@ impl Interrupts {
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-pub async fn interrupted() {
+pub(crate) async fn interrupted() {
     Interrupts::new().next().await;
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM, for commands that stop their work
 /// cleanly when interrupted; abort the returned task once the work is over.
-pub fn cancel_on_interrupt(
+pub(crate) fn cancel_on_interrupt(
     token: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

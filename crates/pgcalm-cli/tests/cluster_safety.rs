@@ -2,6 +2,7 @@
 //! account gets in without the password file), deletion and adoption of directories
 //! pgcalm created and nothing else, `status` failing with the reason when the server
 //! cannot be used, and one `up` at a time.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

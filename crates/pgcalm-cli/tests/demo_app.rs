@@ -1,5 +1,6 @@
 //! `pgcalm seed` and `pgcalm serve` as the user runs them: the real binary against a
 //! real server, Ctrl-C / SIGTERM included.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,5 +1,6 @@
 //! `pgcalm up` / `status` with DATABASE_URL: use that server, create the database if
 //! missing, never start a cluster.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

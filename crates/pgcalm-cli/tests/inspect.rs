@@ -1,5 +1,6 @@
 //! `pgcalm inspect` against a real database (DATABASE_URL), compared with the seed's
 //! `\d large_email` and row-count steps.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

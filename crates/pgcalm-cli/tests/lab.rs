@@ -1,6 +1,7 @@
 //! `pgcalm lab` through the real binary (DATABASE_URL = a testkit server, the lab in
 //! the test's own database), and the seed's manual way: a scenario folder is a
 //! migrations directory that `pgcalm migrate` applies and rolls back by hand.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `pgcalm up / status / down / logs / psql` with the real binary, each test in its own
 //! working directory and therefore with its own embedded cluster.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `pgcalm lint` with the real binary: the seed's risky and safe migrations, every output
 //! format, exit codes (0 clean, 1 findings, 2 usage or parse error), ignore directives,
 //! stdin, directories, pgcalm.toml rules, the PostgreSQL version.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! database): the seed's Steps 1, 3 and 6 word for word, a real `kill -9` of the runner
 //! in the middle of a no-transaction migration and the resume, the runner lock, plans,
 //! sqlmigrate, JSON, and malformed files.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::Path;
 use std::process::{Command as StdCommand, Output, Stdio};

@@ -3,6 +3,7 @@
 //! named at its line, and each command parses only the files it needs (a syntax error in
 //! a file that will not run stops neither `showmigrations` nor a `migrate` to an earlier
 //! target).
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `pgcalm probe` against a real axum server on loopback, and `pgcalm monitor` against
 //! the test cluster, through the real binary.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

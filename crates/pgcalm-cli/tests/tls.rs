@@ -3,6 +3,7 @@
 //! encrypted (the server's `pg_stat_ssl` says so), and a wrong root is refused with the
 //! reason and the fix. The tests' own set-up sessions are plain (sslmode=disable): only
 //! the binary speaks TLS.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `pgcalm up --replica --pooler`, `status`, `url`, `down` with the real binary: a
 //! streaming replica and PgBouncer started by pgcalm, each test in its own working
 //! directory (its own cluster).
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

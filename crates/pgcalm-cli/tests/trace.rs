@@ -2,6 +2,7 @@
 //! testkit database): the seed's risky and safe index migrations, plain SQL with
 //! --setup (a default calling a user function: only running it shows the rewrite), JSON,
 //! and the refusal of a database that is not empty.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

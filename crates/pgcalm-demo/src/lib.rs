@@ -25,6 +25,7 @@
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 
 mod seed;
 mod serve;
@@ -47,5 +48,4 @@ pub use utc::format_utc;
 /// The demo tables' migration (`migrations/demoapp/0001_initial.sql`, which is this
 /// crate's `migrations/demoapp` through a symlink at the repository root), embedded so
 /// the lab and the tests work outside the repository.
-pub const DEMOAPP_INITIAL_MIGRATION: &str =
-    include_str!("../migrations/demoapp/0001_initial.sql");
+pub const DEMOAPP_INITIAL_MIGRATION: &str = include_str!("../migrations/demoapp/0001_initial.sql");

@@ -1,4 +1,5 @@
 //! `pgcalm seed` against a real server: counts, names, ids, reruns, truncate, cancel.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The demo API against a real server on loopback: every route, every error answer,
 //! request timeout and graceful shutdown. (Database down and back: serve_recovery.rs.)
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! by default the query is cancelled and the connection freed, so a read gets through;
 //! with `cancel_abandoned_queries` off (the seed's Django app on sync workers) the
 //! write keeps the connection until its query finishes, so the read waits too.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The demo API while the database goes away and comes back. Its own test binary: it
 //! stops the per-binary test cluster.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

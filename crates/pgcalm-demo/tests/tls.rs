@@ -1,6 +1,7 @@
 //! The seed and the demo server over TLS (sslmode=verify-full against the testkit's TLS
 //! cluster): the seed's loading connections, the server's pool and the cancel request of
 //! an abandoned query all go through the target's connector.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 

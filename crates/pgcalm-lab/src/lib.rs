@@ -28,6 +28,7 @@
 //! assert!(add_index.forms.iter().all(|f| !f.samples.is_empty()));
 //! # Ok(()) }
 //! ```
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 
 mod app;
 mod experiment;

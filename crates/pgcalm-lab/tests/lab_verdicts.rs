@@ -16,6 +16,7 @@
 //! (the ones the issue names: ADD FOREIGN KEY, ADD CHECK, SET NOT NULL, and the seed's
 //! CREATE INDEX) 1 s, under the probe's 3 s timeout: each must be at least `queued` for
 //! what its lock blocks and `no` for the rest.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use pgcalm_lab::{
     BlockLevel, Form, FormRun, LabOptions, PoolTopology, Scenario, ScenarioResult, catalogue,

@@ -1,5 +1,6 @@
 //! The report writers on a small hand-built result: report.md's tables (insta), the
 //! files `write_report` leaves, and results.json read back into the same value.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod report_fixture;
 

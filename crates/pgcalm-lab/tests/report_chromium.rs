@@ -6,6 +6,7 @@
 //!
 //! Needs the `chromium` package (Debian; `./dev.sh setup` and `.ci/run` install it).
 //! Without it the test fails under CI (`CI` set) and is skipped loudly elsewhere.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod report_fixture;
 

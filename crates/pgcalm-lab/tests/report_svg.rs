@@ -1,6 +1,7 @@
 //! The timelines in report.html, checked as XML: one well-formed SVG per scenario and
 //! form, a red mark per failed request, migration start and end, lock waits and index
 //! build phases where the run saw them, axes with units and a legend.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod report_fixture;
 

@@ -36,9 +36,12 @@
 //! Architecture invariant: no I/O, no printing, no database: the CLI renders the
 //! findings this crate returns, and pgcalm-trace checks its lock table against a real
 //! server.
-
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 #![warn(missing_docs)]
-#![warn(unreachable_pub)]
+
+// Declared only to switch prost's recursion limit off (its `no-recursion-limit` feature:
+// see the workspace Cargo.toml); pg_query does the decoding.
+use prost as _;
 
 mod docs;
 mod engine;

@@ -1,6 +1,7 @@
 //! The lint corpus (`tests/fixtures/lint`, conventions in its README): lint reports
 //! exactly the expected rules on every risky statement and nothing on any other
 //! statement. A failure lists every miss and every false alarm, with file and line.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

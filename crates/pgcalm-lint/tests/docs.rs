@@ -1,5 +1,6 @@
 //! docs/locks.md is rendered from the lock table; this test fails when it is stale.
 //! `PGCALM_UPDATE_DOCS=1 cargo test -p pgcalm-lint --test docs` rewrites it.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::PathBuf;
 

@@ -72,7 +72,7 @@
 //! println!("{} migrations applied", report.ran.len());
 //! # Ok(()) }
 //! ```
-
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 #![warn(missing_docs)]
 
 pub mod duration;

@@ -625,6 +625,14 @@ impl Executor<'_> {
                 blockers: Vec::new(),
                 cancelled: false,
             })?;
+        tracing::debug!(
+            migration = %at.migration,
+            line = at.line,
+            ?settings,
+            in_transaction,
+            sql = %stmt.sql,
+            "sending a migration statement"
+        );
         let started = Instant::now();
         let poll = (self.policy.lock_timeout / 4)
             .clamp(Duration::from_millis(25), Duration::from_millis(250));

@@ -1,5 +1,6 @@
 //! Migration files as pgcalm reads them: sections, statements with their file lines,
 //! and a clear `path:line` error for every kind of malformed file (insta snapshots).
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::Path;
 

@@ -2,6 +2,7 @@
 //! all-or-nothing, lock timeouts with a real blocker, statement_timeout = 0 for SHARE
 //! UPDATE EXCLUSIVE statements, invalid-index repair, builds in flight, notices, the
 //! runner lock, and the start point of `pgcalm up`.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

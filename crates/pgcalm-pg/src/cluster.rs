@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
+use rand::RngExt as _;
 
 use crate::binaries::PgBinaries;
 use crate::error::PgError;
@@ -912,12 +912,18 @@ pub(crate) fn run_pg(as_postgres: bool, cmd: &mut Command) -> Result<Output, PgE
         same.args(cmd.get_args());
         same
     };
+    // No password is ever an argument (passfiles and the environment carry them), so
+    // the command line is safe to log.
+    tracing::debug!(command = ?actual, "running a server program");
+    let started = std::time::Instant::now();
     // pg_ctl's server inherits our stdout otherwise and keeps pipes open.
-    actual
+    let out = actual
         .stdin(std::process::Stdio::null())
         .current_dir("/")
         .output()
-        .map_err(|source| PgError::Spawn { program, source })
+        .map_err(|source| PgError::Spawn { program, source })?;
+    tracing::debug!(status = %out.status, elapsed_ms = started.elapsed().as_millis() as u64, "server program done");
+    Ok(out)
 }
 
 pub(crate) fn output_text(out: &Output) -> String {

@@ -31,6 +31,7 @@
 //! println!("{} columns", report.columns.len());
 //! # Ok(()) }
 //! ```
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 
 pub mod binaries;
 pub mod catalog;

@@ -1,4 +1,5 @@
 //! describe_table against a real server: the seed's `\d large_email`.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use pgcalm_pg::catalog::{RowCount, describe_table};
 use pgcalm_testkit::TestDb;

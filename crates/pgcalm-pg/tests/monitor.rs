@@ -1,5 +1,6 @@
 //! The monitor's snapshot against a real server: a lock waiter with its blocker, and a
 //! concurrent index build's phases.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::time::{Duration, Instant};
 

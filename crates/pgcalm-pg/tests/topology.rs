@@ -1,5 +1,6 @@
 //! The replica and the pooler with real servers: a streaming standby made by
 //! `Cluster::start_replica`, PgBouncer started by `Pooler::start`, and their failures.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};

@@ -28,6 +28,7 @@
 //! println!("{:?}", report.targets[0].longest_outage);
 //! # Ok(()) }
 //! ```
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 
 mod error;
 mod out;

@@ -1,5 +1,6 @@
 //! The probe against a real axum server on loopback that can be made to hang, answer
 //! errors, or be gone.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

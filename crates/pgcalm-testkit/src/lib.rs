@@ -19,6 +19,7 @@
 //! client.batch_execute("CREATE TABLE t (id int)").await.unwrap();
 //! # }
 //! ```
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 
 pub mod tls;
 pub mod topology;

@@ -3,6 +3,7 @@
 //! tests start. Each case runs a child copy of this
 //! test binary (an `#[ignore]`d test that only runs when asked for) and then looks for
 //! what it left behind.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

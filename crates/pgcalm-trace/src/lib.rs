@@ -28,9 +28,8 @@
 //! Architecture invariant: catalog SQL (`pg_locks`, `pg_class`, `pg_constraint`) lives in
 //! `pgcalm-pg` (`catalog::trace`); this crate only orchestrates and compares. It never
 //! prints.
-
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 #![warn(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod error;
 mod report;

@@ -4,6 +4,7 @@
 //! mode (no `lock-table-mismatch`) and verdict. Where they cannot (a rewrite only a run
 //! shows, a hazard no run shows), the disagreement must be one of the known ones below,
 //! each with the reason, and the report must say who saw it.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

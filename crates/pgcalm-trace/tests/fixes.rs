@@ -4,6 +4,7 @@
 //! holding `schema.sql` (plain SQL as written, a pgcalm migration as the runner runs it),
 //! and no statement of the fix fails. pgcalm-lint's own corpus test checks, without a
 //! server, that the fixes raise nothing they fix; this one checks that they run.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

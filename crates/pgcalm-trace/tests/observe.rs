@@ -1,5 +1,6 @@
 //! The tracer against a real server: what it records for the seed's two index builds,
 //! a rewrite, a NOT VALID constraint and its validation, a CHECK-proven SET NOT NULL.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm down`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Also delete the cluster directory: data, password file, log, remembered port,
     /// the replica and the pooler (only a directory pgcalm created: it holds a
     /// PGCALM_CLUSTER file).
@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 /// Stops the embedded server (and deletes its data with --volumes).
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let Some(cluster) = settings.cluster() else {
         anyhow::bail!(
             "DATABASE_URL names an external server; pgcalm only stops the embedded one\n  \

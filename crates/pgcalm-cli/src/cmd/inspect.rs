@@ -9,7 +9,7 @@ use crate::output::{psql_table, size};
 
 /// Flags of `pgcalm inspect`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Tables to describe (schema-qualified if needed).
     #[arg(required = true)]
     pub tables: Vec<String>,
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 /// Describes each table.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let client = settings.target().await?.connect().await?;
     let mut reports = Vec::new();
     for table in &args.tables {
@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
 }
 
 /// The text form, laid out like psql's `\d`.
-pub fn render_table(r: &TableReport) -> String {
+pub(crate) fn render_table(r: &TableReport) -> String {
     let rows: Vec<Vec<String>> = r
         .columns
         .iter()

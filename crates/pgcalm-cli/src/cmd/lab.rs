@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::settings::Settings;
 
 /// The lab's own database (seeded once, reused while it holds the seed's rows).
-pub const LAB_DATABASE: &str = "pgcalm_lab";
+pub(crate) const LAB_DATABASE: &str = "pgcalm_lab";
 
 /// Flags of `pgcalm lab`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Rows in large_email (seeded once; a later run with the same count reuses them).
     #[arg(long, default_value_t = DEFAULT_ROWS)]
     pub rows: u64,
@@ -56,7 +56,7 @@ pub struct Args {
 }
 
 /// Runs the lab, prints the tables, writes the report.
-pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let secs = |what: &str, v: f64| -> anyhow::Result<Duration> {
         Duration::try_from_secs_f64(v)
             .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds >= 0, got {v}"))
@@ -110,7 +110,7 @@ async fn lab_target(ctx: &Settings, database: &str) -> anyhow::Result<Target> {
 
 /// The terminal's tables: the seed's Step 5 table measured, EXPLAIN before/after, the
 /// pools paragraph, and one summary per other scenario.
-pub fn render_tables(results: &LabResults) -> String {
+pub(crate) fn render_tables(results: &LabResults) -> String {
     let mut out = String::new();
     let plain = |t: &Table| {
         let strip = |c: &String| c.replace("**", "");

@@ -18,7 +18,7 @@ use crate::settings::{LintArgs, OutputFormat, Settings};
 
 /// Flags of `pgcalm lint`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// SQL files or directories (every *.sql below, recursively); `-` reads stdin
     /// [default: the migrations directory]
     pub paths: Vec<PathBuf>,
@@ -42,7 +42,7 @@ struct Linted {
 }
 
 /// Runs `pgcalm lint`.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if args.list_rules {
         print!("{}", list_rules());
         return Ok(());

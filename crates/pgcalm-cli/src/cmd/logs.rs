@@ -9,7 +9,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm logs`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Keep printing new lines as the server writes them (Ctrl-C to stop).
     #[arg(long, short = 'f')]
     pub follow: bool,
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 /// Prints the embedded server's log.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let Some(cluster) = settings.cluster() else {
         anyhow::bail!(
             "logs are only available for the embedded server; DATABASE_URL names an external one"

@@ -12,7 +12,7 @@ use crate::settings::{PolicyArgs, Settings};
 
 /// Flags of `pgcalm migrate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// App whose migrations to run (all apps when omitted).
     pub app: Option<String>,
     /// Migrate forward or back to this migration (a prefix of its name is enough);
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// Runs `migrate`.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let goal = match (&args.app, &args.target) {
         (Some(app), Some(target)) => Goal::To {
             app: app.clone(),

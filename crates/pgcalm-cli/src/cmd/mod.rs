@@ -1,19 +1,19 @@
 //! One module per command: its flags (`Args`) and its `run` function.
 
-pub mod down;
-pub mod inspect;
-pub mod lab;
-pub mod lint;
-pub mod logs;
-pub mod migrate;
-pub mod monitor;
-pub mod probe;
-pub mod psql;
-pub mod seed;
-pub mod serve;
-pub mod showmigrations;
-pub mod sqlmigrate;
-pub mod status;
-pub mod trace;
-pub mod up;
-pub mod url;
+pub(crate) mod down;
+pub(crate) mod inspect;
+pub(crate) mod lab;
+pub(crate) mod lint;
+pub(crate) mod logs;
+pub(crate) mod migrate;
+pub(crate) mod monitor;
+pub(crate) mod probe;
+pub(crate) mod psql;
+pub(crate) mod seed;
+pub(crate) mod serve;
+pub(crate) mod showmigrations;
+pub(crate) mod sqlmigrate;
+pub(crate) mod status;
+pub(crate) mod trace;
+pub(crate) mod up;
+pub(crate) mod url;

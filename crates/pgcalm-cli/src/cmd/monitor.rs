@@ -14,7 +14,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm monitor`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Time between two samples (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 /// Samples until --count, --duration or Ctrl-C.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if args.interval.is_zero() {
         anyhow::bail!("--interval must be longer than 0 (e.g. 1s)");
     }

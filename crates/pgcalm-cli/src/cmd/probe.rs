@@ -16,7 +16,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm probe`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Endpoints: `[NAME=][METHOD ]URL`, e.g. `list=http://127.0.0.1:8001/list_large/`
     /// or `'add=POST http://127.0.0.1:8001/add_large/'`.
     #[arg(required = true, value_name = "TARGET")]
@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 /// Probes until --duration, --count or Ctrl-C, then prints the summary.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let targets = args
         .targets
         .iter()

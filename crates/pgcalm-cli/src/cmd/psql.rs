@@ -9,7 +9,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm psql`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Arguments passed to psql as they are (e.g. `-c "\d large_email"`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Replaces this process with psql connected to the current database. The connection
 /// goes through PG* environment variables, so no password appears on a command line.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let target = settings.target().await?;
     let psql = find_psql();
     let err = Command::new(&psql)

@@ -16,7 +16,7 @@ const EXIT_CANCELLED: i32 = 130;
 
 /// Flags of `pgcalm seed`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Rows to add to large_email (`User i`, `useri@example.com`, i counting on from the
     /// table's current maximum id).
     #[arg(long, default_value_t = DEFAULT_LARGE_COUNT)]
@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 /// Seeds both tables with a progress bar; Ctrl-C stops after keeping committed batches.
-pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let target = ctx.target().await?;
     let opts = SeedOptions {
         small_count: args.small_count,

@@ -16,7 +16,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm serve`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Port to listen on (0 picks a free one and prints it).
     #[arg(long, env = "PGCALM_SERVE_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
@@ -59,7 +59,7 @@ pub struct Args {
 }
 
 /// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
-pub async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     // Not `ctx.target()`: the server starts while the database is down and recovers
     // when it comes up.
     let target = ctx.target_unchecked()?;

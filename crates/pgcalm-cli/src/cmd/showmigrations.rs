@@ -8,7 +8,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm showmigrations`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only this app.
     pub app: Option<String>,
 }
@@ -20,7 +20,7 @@ struct AppJson<'a> {
 }
 
 /// Prints each app and its migrations with `[X]` / `[ ]` / `[-]` / `[!]`.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let target = settings.target().await?;
     let runner = Runner::new(target, settings.migrations_dir());
     let statuses = runner.status(args.app.as_deref()).await?;
@@ -44,7 +44,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
 }
 
 /// The text form, Django's layout.
-pub fn render(apps: &[&str], statuses: &[MigrationStatus]) -> String {
+pub(crate) fn render(apps: &[&str], statuses: &[MigrationStatus]) -> String {
     let mut out = String::new();
     let mut legend = false;
     for app in apps {

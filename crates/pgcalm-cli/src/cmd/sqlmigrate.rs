@@ -10,7 +10,7 @@ use crate::settings::{PolicyArgs, Settings};
 
 /// Flags of `pgcalm sqlmigrate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// App.
     pub app: String,
     /// Migration (a prefix of its name is enough).
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 /// Prints the SQL.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let set = MigrationSet::load(settings.migrations_dir())?;
     let file = set.resolve(&args.app, &args.name)?;
     // The set was only scanned: the file shown is parsed (a syntax error stops here).

@@ -17,7 +17,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Show the password in the URL (the embedded cluster's only to the user who can
     /// read its password file). `pgcalm url` prints the URL alone, for scripts.
     #[arg(long)]
@@ -27,7 +27,7 @@ pub struct Args {
 /// Whether pgcalm can use the server, and if not, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ServerState {
+pub(crate) enum ServerState {
     /// The embedded server accepted pgcalm's connection.
     Running,
     /// The `DATABASE_URL` server accepted pgcalm's connection.
@@ -84,7 +84,7 @@ impl ServerState {
 
 /// What `status` reports (`--format json` prints it as is).
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     /// `embedded` or `external`.
     pub server: &'static str,
     /// Cluster directory (embedded only).
@@ -117,7 +117,7 @@ pub struct StatusReport {
 
 /// A part's status and its connection URL (password masked unless `--show-password`).
 #[derive(Debug, Serialize)]
-pub struct WithUrl<T> {
+pub(crate) struct WithUrl<T> {
     /// The status.
     #[serde(flatten)]
     pub status: T,
@@ -127,7 +127,7 @@ pub struct WithUrl<T> {
 
 /// Migration state of one app.
 #[derive(Debug, Serialize)]
-pub struct AppMigrations {
+pub(crate) struct AppMigrations {
     /// App name.
     pub app: String,
     /// Applied migrations.
@@ -144,7 +144,7 @@ pub struct AppMigrations {
 
 /// Prints the status; fails (exit 3 or 1, see the module doc) when the server cannot
 /// be used.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let report = collect(settings, args.show_password).await;
     let code = report.state.exit_code();
     if settings.json() {

@@ -18,7 +18,7 @@ use crate::settings::{OutputFormat, Settings};
 
 /// Flags of `pgcalm trace`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Migration files (`migrations/<app>/<NNNN>_<name>.sql`: the app's earlier
     /// migrations run first) or plain SQL files (see --setup).
     #[arg(required = true)]
@@ -45,7 +45,7 @@ enum Place {
 }
 
 /// Traces each file and prints the reports.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let mut place = match settings.cluster() {
         // DATABASE_URL / --database-url: a scratch database the user owns.
         None => {

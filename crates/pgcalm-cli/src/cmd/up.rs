@@ -14,7 +14,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm up`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Loopback port for the embedded server (remembered for later runs).
     #[arg(long, env = "PGCALM_PORT")]
     pub port: Option<u16>,
@@ -50,7 +50,7 @@ impl Args {
 }
 
 /// Starts (or checks) the server, creates the database, applies the start migrations.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let target = match settings.cluster() {
         Some(cluster) => {
             let parts = cluster.parts().with(

@@ -8,7 +8,7 @@ use crate::settings::Settings;
 
 /// Flags of `pgcalm url`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The replica's URL (read only; `pgcalm up --replica`).
     #[arg(long, conflicts_with = "pooler")]
     pub replica: bool,
@@ -19,7 +19,7 @@ pub struct Args {
 
 /// Prints the URL: the embedded cluster's (only for the user who can read its password
 /// file) or `DATABASE_URL` as given; the replica's or the pooler's when asked.
-pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     if !args.replica && !args.pooler {
         println!("{}", settings.url_with_password()?);
         return Ok(());

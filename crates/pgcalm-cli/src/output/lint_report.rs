@@ -16,7 +16,7 @@ use crate::settings::OutputFormat;
 
 /// One linted file, ready to render.
 #[derive(Debug, Clone)]
-pub struct FileReport {
+pub(crate) struct FileReport {
     /// As given (or found under a directory); `<stdin>` for `-`.
     pub path: String,
     /// Its text (the spans point into it).
@@ -32,7 +32,7 @@ pub struct FileReport {
 /// A file lint could not read or parse (the error went to stderr as it came): the
 /// summary names it, so a failure is never reported as a clean run.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Unparsed {
+pub(crate) struct Unparsed {
     /// As given.
     pub path: String,
     /// 1-based line of the error.
@@ -45,7 +45,7 @@ pub struct Unparsed {
 }
 
 impl Unparsed {
-    pub fn new(path: &str, e: &FileError) -> Unparsed {
+    pub(crate) fn new(path: &str, e: &FileError) -> Unparsed {
         Unparsed {
             path: path.to_string(),
             line: e.line,
@@ -58,7 +58,7 @@ impl Unparsed {
 /// Adds each statement's locks (`--locks`) to a rendered report: a table per file in
 /// text and markdown, a `locks` array per file in JSON (github annotations stay as they
 /// are).
-pub fn with_locks(
+pub(crate) fn with_locks(
     rendered: String,
     reports: &[FileReport],
     locks: &[Vec<StatementLockReport>],
@@ -161,7 +161,7 @@ pub fn with_locks(
 /// Renders lint (or trace) reports in a format: text (miette snippets; colours when
 /// `fancy`), json, github annotations, markdown; `unparsed`: the files that could not be
 /// parsed.
-pub fn render(
+pub(crate) fn render(
     reports: &[FileReport],
     unparsed: &[Unparsed],
     format: OutputFormat,

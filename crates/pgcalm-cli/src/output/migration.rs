@@ -10,7 +10,7 @@ use pgcalm_migrate::{
 /// The `--plan` text: each migration, then each statement with its file line, the
 /// timeouts it runs with, the lock it takes (the lock table), what that blocks, and its
 /// verdict (lint).
-pub fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
+pub(crate) fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
     let mut out = String::from("Planned operations:\n");
     if plan.steps.is_empty() {
         out.push_str("  No planned migration operations.\n");
@@ -64,7 +64,7 @@ pub fn render_plan(plan: &Plan, policy: &Policy, lint: &LintOptions) -> String {
 }
 
 /// The `--plan --format json` document.
-pub fn plan_json(plan: &Plan, policy: &Policy, lint: &LintOptions) -> serde_json::Value {
+pub(crate) fn plan_json(plan: &Plan, policy: &Policy, lint: &LintOptions) -> serde_json::Value {
     let steps: Vec<serde_json::Value> = plan
         .steps
         .iter()
@@ -112,7 +112,11 @@ fn with_verdict(mut statement: serde_json::Value, v: &StatementVerdict) -> serde
 }
 
 /// `sqlmigrate`'s `--format json` document.
-pub fn sql_json(file: &MigrationFile, direction: Direction, policy: &Policy) -> serde_json::Value {
+pub(crate) fn sql_json(
+    file: &MigrationFile,
+    direction: Direction,
+    policy: &Policy,
+) -> serde_json::Value {
     let section = file.section(direction).expect("checked by the caller");
     serde_json::json!({
         "app": file.app,
@@ -130,7 +134,7 @@ pub fn sql_json(file: &MigrationFile, direction: Direction, policy: &Policy) -> 
 
 /// `sqlmigrate`'s SQL text: the transaction around the statements (or none), the
 /// timeouts set before each, and each statement's file line, lock and verdict.
-pub fn sql_text(file: &MigrationFile, direction: Direction, policy: &Policy) -> String {
+pub(crate) fn sql_text(file: &MigrationFile, direction: Direction, policy: &Policy) -> String {
     let section = file.section(direction).expect("checked by the caller");
     let mut out = format!(
         "-- {} ({direction}) from {}:{}\n",

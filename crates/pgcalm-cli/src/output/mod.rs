@@ -3,15 +3,15 @@
 //! trace also renders; `migration`: what a migration runs, for `migrate --plan` and
 //! `sqlmigrate`; `trace_report`: trace's per-statement table).
 
-pub mod lint_report;
-pub mod migration;
-pub mod trace_report;
+pub(crate) mod lint_report;
+pub(crate) mod migration;
+pub(crate) mod trace_report;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Prints an error and its causes to stderr, one `error:` line plus `caused by:` lines.
-pub fn error(e: &anyhow::Error) {
+pub(crate) fn error(e: &anyhow::Error) {
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
@@ -19,14 +19,14 @@ pub fn error(e: &anyhow::Error) {
 }
 
 /// Prints a value as pretty JSON on stdout.
-pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// A table in psql's aligned format: centred headers, ` | ` separators, `-+-` rule,
 /// with an optional centred title line above.
-pub fn psql_table(title: Option<&str>, headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn psql_table(title: Option<&str>, headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -67,7 +67,7 @@ pub fn psql_table(title: Option<&str>, headers: &[&str], rows: &[Vec<String>]) -
 }
 
 /// Bytes as pg_size_pretty prints them (bytes, kB, MB, GB, TB; 1024-based).
-pub fn size(bytes: i64) -> String {
+pub(crate) fn size(bytes: i64) -> String {
     let units = ["bytes", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -79,7 +79,7 @@ pub fn size(bytes: i64) -> String {
 }
 
 /// Seconds for people: `12.3s`, `0.04s`.
-pub fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 1.0 {
         format!("{s:.2}s")
@@ -90,7 +90,7 @@ pub fn secs(d: Duration) -> String {
 
 /// Wall-clock time of day `HH:MM:SS` in the local time zone (what `date +%H:%M:%S`
 /// prints), from Unix milliseconds.
-pub fn clock(unix_ms: u64) -> String {
+pub(crate) fn clock(unix_ms: u64) -> String {
     let secs = (unix_ms / 1000) as libc::time_t;
     // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -103,7 +103,7 @@ pub fn clock(unix_ms: u64) -> String {
 
 /// Whether stdout takes colour: a terminal, `NO_COLOR` unset (no-color.org) and a
 /// `TERM` that is not `dumb`.
-pub fn stdout_colour() -> bool {
+pub(crate) fn stdout_colour() -> bool {
     use std::io::IsTerminal as _;
     std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -113,7 +113,7 @@ pub fn stdout_colour() -> bool {
 /// An error that only sets the exit code: the command already printed what went wrong
 /// (`pgcalm lint` exits 1 on findings, 2 on usage or parse errors).
 #[derive(Debug)]
-pub struct Exit(pub u8);
+pub(crate) struct Exit(pub u8);
 
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

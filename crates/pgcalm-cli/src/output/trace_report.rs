@@ -13,7 +13,7 @@ use crate::settings::OutputFormat;
 
 /// The reports in a format: text (tables, then the findings), markdown (findings, then
 /// tables), JSON (lint's document plus `traces`), github (the findings).
-pub fn render(
+pub(crate) fn render(
     reports: &[TraceReport],
     format: OutputFormat,
     fancy: bool,

@@ -14,7 +14,7 @@ use serde::de::{self, Visitor};
 /// The whole file; a section left out is its default (empty).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ConfigFile {
+pub(super) struct ConfigFile {
     pub database: DatabaseSection,
     pub migrations: MigrationsSection,
     pub migrate: MigrateSection,
@@ -25,7 +25,7 @@ pub struct ConfigFile {
 /// `[database]`: which server and database.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct DatabaseSection {
+pub(super) struct DatabaseSection {
     /// Database name on the embedded server.
     pub name: Option<String>,
     /// Directory of the embedded cluster (relative to the file).
@@ -37,7 +37,7 @@ pub struct DatabaseSection {
 /// `[migrations]`: where the migration files are.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MigrationsSection {
+pub(super) struct MigrationsSection {
     /// Directory of `<app>/<NNNN>_<name>.sql` files (relative to the file).
     pub dir: Option<PathBuf>,
 }
@@ -45,7 +45,7 @@ pub struct MigrationsSection {
 /// `[migrate]`: the runner's policy (`pgcalm_migrate::Policy`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MigrateSection {
+pub(super) struct MigrateSection {
     pub lock_timeout: Option<HumanDuration>,
     pub concurrent_lock_timeout: Option<HumanDuration>,
     pub statement_timeout: Option<HumanDuration>,
@@ -60,7 +60,7 @@ pub struct MigrateSection {
 /// `[lint]`: rules and assumptions of `pgcalm lint`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LintSection {
+pub(super) struct LintSection {
     /// Rules switched off.
     pub disable: Vec<RuleName>,
     /// Rules switched on (including ones off by default).
@@ -74,7 +74,7 @@ pub struct LintSection {
 /// `[up]`: what `pgcalm up` applies after starting the server.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct UpSection {
+pub(super) struct UpSection {
     /// `app:migration` pairs to migrate forward to.
     pub migrate_to: Vec<StartPoint>,
 }
@@ -82,7 +82,7 @@ pub struct UpSection {
 /// A lint rule, by its name. pgcalm_lint's `RuleId` parses it; this visitor is there
 /// so that the error of a misspelt name carries the name's own line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuleName(pub RuleId);
+pub(super) struct RuleName(pub RuleId);
 
 impl<'de> Deserialize<'de> for RuleName {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -103,14 +103,14 @@ impl<'de> Deserialize<'de> for RuleName {
 }
 
 /// Reads and checks `path`.
-pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
+pub(super) fn read(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
     parse(&path.display().to_string(), &text).map_err(anyhow::Error::msg)
 }
 
 /// Parses the text of the file `name`; the error is the message to print.
-pub fn parse(name: &str, text: &str) -> Result<ConfigFile, String> {
+pub(super) fn parse(name: &str, text: &str) -> Result<ConfigFile, String> {
     toml::from_str(text).map_err(|e| explain(name, text, &e))
 }
 

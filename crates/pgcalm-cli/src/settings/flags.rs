@@ -10,7 +10,7 @@ use pgcalm_migrate::parse_duration;
 
 /// Flags shared by every command.
 #[derive(Debug, clap::Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Use this PostgreSQL server instead of the embedded one.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -34,7 +34,7 @@ pub struct GlobalArgs {
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Human-readable text and tables.
     Text,
     /// One JSON document on stdout.
@@ -49,7 +49,7 @@ pub enum OutputFormat {
 /// environment variables count for every command that runs migration statements (`up`,
 /// `trace`, `lab` too).
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// lock_timeout for every statement: the longest the app can queue behind the
     /// migration [default: 2s; pgcalm.toml [migrate] lock_timeout]
     #[arg(long, env = "PGCALM_LOCK_TIMEOUT", value_parser = parse_duration)]
@@ -89,7 +89,7 @@ impl PolicyArgs {
     /// The policy's environment variables alone, for a command without the flags: the
     /// same definitions and parser as the flags, so `PGCALM_LOCK_TIMEOUT` means the same
     /// to every command. A bad value is an error naming the variable.
-    pub fn from_env() -> anyhow::Result<PolicyArgs> {
+    pub(crate) fn from_env() -> anyhow::Result<PolicyArgs> {
         use clap::error::{ContextKind, ContextValue};
         use clap::{CommandFactory as _, Parser as _};
 
@@ -128,7 +128,7 @@ impl PolicyArgs {
 
 /// Lint settings on the command line (`pgcalm lint`).
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct LintArgs {
+pub(crate) struct LintArgs {
     /// PostgreSQL major version the SQL will run on [default: [lint] pg_version, or 15]
     #[arg(long, value_name = "MAJOR")]
     pub pg_version: Option<u32>,

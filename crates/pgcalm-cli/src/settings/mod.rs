@@ -21,11 +21,11 @@ use pgcalm_lint::{LintOptions, PgVersion, RuleSelection, Schema};
 use pgcalm_migrate::{HumanDuration, Policy, StartPoint};
 use pgcalm_pg::{Cluster, DEFAULT_DATABASE, Target};
 
-pub use flags::{GlobalArgs, LintArgs, OutputFormat, PolicyArgs};
+pub(crate) use flags::{GlobalArgs, LintArgs, OutputFormat, PolicyArgs};
 
 /// Everything configurable, resolved.
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Output format chosen by `--format`.
     pub format: OutputFormat,
     /// A server of the user's (`DATABASE_URL`, `--database-url`, `[database] url`);
@@ -48,7 +48,7 @@ pub struct Settings {
 
 /// `pgcalm lint`'s settings; the schema file is read when lint runs.
 #[derive(Debug, Clone)]
-pub struct LintSettings {
+pub(crate) struct LintSettings {
     /// PostgreSQL major version the SQL will run on.
     pub pg_version: PgVersion,
     /// Plain SQL runs inside one transaction.
@@ -62,7 +62,7 @@ pub struct LintSettings {
 /// The flag groups of the command being run (`None`: it has no such flags; the
 /// environment variables of the policy flags still count).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct CommandFlags<'a> {
+pub(crate) struct CommandFlags<'a> {
     /// `migrate`, `sqlmigrate`.
     pub policy: Option<&'a PolicyArgs>,
     /// `lint`.
@@ -72,7 +72,10 @@ pub struct CommandFlags<'a> {
 impl Settings {
     /// Resolves flags, environment, pgcalm.toml and defaults. Errors (a file that does
     /// not parse, an unknown section or key, a bad value) name file:line:column.
-    pub fn resolve(global: &GlobalArgs, command: CommandFlags<'_>) -> anyhow::Result<Settings> {
+    pub(crate) fn resolve(
+        global: &GlobalArgs,
+        command: CommandFlags<'_>,
+    ) -> anyhow::Result<Settings> {
         let path = global
             .config
             .clone()
@@ -143,7 +146,7 @@ impl Settings {
     }
 
     /// `pgcalm lint`'s options, with the schema file read and parsed.
-    pub fn lint_options(&self) -> anyhow::Result<LintOptions> {
+    pub(crate) fn lint_options(&self) -> anyhow::Result<LintOptions> {
         let schema = match &self.lint.schema {
             Some(path) => {
                 let sql = std::fs::read_to_string(path)
@@ -171,7 +174,7 @@ impl Settings {
     }
 
     /// The embedded cluster, or None when `DATABASE_URL` names a server.
-    pub fn cluster(&self) -> Option<Cluster> {
+    pub(crate) fn cluster(&self) -> Option<Cluster> {
         self.database_url
             .is_none()
             .then(|| Cluster::new(&self.data_dir))
@@ -179,7 +182,7 @@ impl Settings {
 
     /// The target without checking that it is reachable: `DATABASE_URL`, or the
     /// embedded cluster's remembered port and password.
-    pub fn target_unchecked(&self) -> anyhow::Result<Target> {
+    pub(crate) fn target_unchecked(&self) -> anyhow::Result<Target> {
         if let Some(url) = &self.database_url {
             return Ok(Target::from_url(url)?);
         }
@@ -188,7 +191,7 @@ impl Settings {
 
     /// The connection URL with its password: `DATABASE_URL` as given, or the embedded
     /// cluster's (which only the user who ran `pgcalm up` can read).
-    pub fn url_with_password(&self) -> anyhow::Result<String> {
+    pub(crate) fn url_with_password(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {
             return Ok(url.clone());
         }
@@ -209,7 +212,7 @@ impl Settings {
 
     /// The database to work on; for the embedded cluster, fails with the fix when it is
     /// not running.
-    pub async fn target(&self) -> anyhow::Result<Target> {
+    pub(crate) async fn target(&self) -> anyhow::Result<Target> {
         let target = self.target_unchecked()?;
         if let Some(cluster) = self.cluster()
             && cluster.running_pid().is_none()
@@ -223,12 +226,12 @@ impl Settings {
     }
 
     /// Directory of migration files.
-    pub fn migrations_dir(&self) -> &Path {
+    pub(crate) fn migrations_dir(&self) -> &Path {
         &self.migrations_dir
     }
 
     /// Whether output should be JSON.
-    pub fn json(&self) -> bool {
+    pub(crate) fn json(&self) -> bool {
         self.format == OutputFormat::Json
     }
 }

@@ -8,36 +8,36 @@ use std::process::Output;
 use assert_cmd::Command;
 
 /// The real binary with no inherited DATABASE_URL / PG_BIN.
-pub fn pgcalm() -> Command {
+pub(crate) fn pgcalm() -> Command {
     let mut cmd = Command::cargo_bin("pgcalm").unwrap();
     cmd.env_remove("DATABASE_URL").env_remove("PG_BIN");
     cmd
 }
 
 /// The binary working in `dir` (its own embedded cluster under `dir/.pgcalm`).
-pub fn pgcalm_in(dir: &Path) -> Command {
+pub(crate) fn pgcalm_in(dir: &Path) -> Command {
     let mut cmd = pgcalm();
     cmd.current_dir(dir);
     cmd
 }
 
 /// The repository's `migrations/` directory.
-pub fn repo_migrations() -> PathBuf {
+pub(crate) fn repo_migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
 }
 
 /// Stdout as text.
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Stderr as text.
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs, asserts success, returns stdout.
-pub fn ok(cmd: &mut Command) -> String {
+pub(crate) fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -49,7 +49,7 @@ pub fn ok(cmd: &mut Command) -> String {
 }
 
 /// Runs, asserts failure, returns stderr.
-pub fn fails(cmd: &mut Command) -> String {
+pub(crate) fn fails(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         !out.status.success(),

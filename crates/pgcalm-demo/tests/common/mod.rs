@@ -15,20 +15,20 @@ use tokio::task::JoinHandle;
 const INITIAL: &str = pgcalm_demo::DEMOAPP_INITIAL_MIGRATION;
 
 /// The `-- migrate:up` section of migrations/demoapp/0001_initial.sql.
-pub fn initial_up() -> &'static str {
+pub(crate) fn initial_up() -> &'static str {
     let up = INITIAL.split("-- migrate:down").next().unwrap();
     up.split_once("-- migrate:up").map(|(_, s)| s).unwrap_or(up)
 }
 
 /// A fresh database with `small_email` and `large_email` (migration 0001).
-pub async fn demo_db() -> TestDb {
+pub(crate) async fn demo_db() -> TestDb {
     let db = TestDb::new().await;
     db.execute(initial_up()).await;
     db
 }
 
 /// Seeds `large` rows (and the 10 small ones) without progress or cancel.
-pub async fn seed_rows(db: &TestDb, large: u64) -> SeedReport {
+pub(crate) async fn seed_rows(db: &TestDb, large: u64) -> SeedReport {
     let opts = SeedOptions {
         large_count: large,
         batch_size: 1000,
@@ -40,14 +40,14 @@ pub async fn seed_rows(db: &TestDb, large: u64) -> SeedReport {
 }
 
 /// A demo server running on an ephemeral loopback port.
-pub struct RunningServer {
+pub(crate) struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<Result<(), pgcalm_demo::ServeError>>,
 }
 
 impl RunningServer {
-    pub async fn start(db: &TestDb, opts: ServeOptions) -> RunningServer {
+    pub(crate) async fn start(db: &TestDb, opts: ServeOptions) -> RunningServer {
         let server = Server::bind(db.target(), ServeOptions { port: 0, ..opts })
             .await
             .unwrap();
@@ -63,12 +63,12 @@ impl RunningServer {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// Sends the shutdown signal (what SIGINT/SIGTERM do in the CLI).
-    pub fn signal_shutdown(&mut self) {
+    pub(crate) fn signal_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -76,7 +76,7 @@ impl RunningServer {
 }
 
 /// An HTTP client that does not follow redirects.
-pub fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -85,12 +85,12 @@ pub fn http() -> reqwest::Client {
 }
 
 /// `(status, content-type, JSON body)` of a GET.
-pub async fn get_json(url: &str) -> (u16, String, serde_json::Value) {
+pub(crate) async fn get_json(url: &str) -> (u16, String, serde_json::Value) {
     let resp = http().get(url).send().await.unwrap();
     into_json(resp).await
 }
 
-pub async fn into_json(resp: reqwest::Response) -> (u16, String, serde_json::Value) {
+pub(crate) async fn into_json(resp: reqwest::Response) -> (u16, String, serde_json::Value) {
     let status = resp.status().as_u16();
     let ctype = resp
         .headers()
@@ -104,7 +104,7 @@ pub async fn into_json(resp: reqwest::Response) -> (u16, String, serde_json::Val
 }
 
 /// Sessions of the demo server waiting for a lock (test-side view of pg_stat_activity).
-pub async fn serve_sessions_waiting_for_lock(db: &TestDb) -> i64 {
+pub(crate) async fn serve_sessions_waiting_for_lock(db: &TestDb) -> i64 {
     db.client()
         .await
         .query_one(
@@ -118,7 +118,7 @@ pub async fn serve_sessions_waiting_for_lock(db: &TestDb) -> i64 {
 }
 
 /// Polls `check` (up to about 10 s) until it returns true.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -591,7 +591,7 @@ fn set_not_null(offset_ms: f64) -> ScenarioResult {
 }
 
 /// The fixture: the seed's scenario on both topologies and a second scenario.
-pub fn lab_results() -> LabResults {
+pub(crate) fn lab_results() -> LabResults {
     let mut results = LabResults::new(run_info());
     results.scenarios.push(ScenarioResult {
         name: "add_index".into(),
