@@ -48,8 +48,8 @@ pub use scenario::{Blocker, Blocks, Check, Scenario, catalogue};
 pub use results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, Explain, ExplainPair, Form,
     FormRun, IndexBuildSample, LabResults, LockWait, MigrationRun, Moment, Outcome, Pool,
-    PoolLayout, PoolTopology, ProbeTarget, RunInfo, RunOptions, SCHEMA_VERSION, SafeCriteria,
-    Sample, ScenarioResult, Span, StatementRun, Verdict, WindowStats,
+    PoolLayout, PoolTopology, ProbeTarget, RecordedSample, RunInfo, RunOptions, SCHEMA_VERSION,
+    SafeCriteria, ScenarioResult, StatementRun, TimeSpan, Verdict, WindowStats,
 };
 // The report: its files, the tables and paragraphs the terminal prints too, the
 // timelines.

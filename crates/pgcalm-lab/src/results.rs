@@ -241,9 +241,9 @@ pub struct FormRun {
     /// The demo API's pool topology during this run.
     pub topology: PoolTopology,
     /// The probe's whole window for this form (baseline, migration, tail).
-    pub probe_window: Span,
+    pub probe_window: TimeSpan,
     /// The baseline window (probe on, no migration).
-    pub baseline: Span,
+    pub baseline: TimeSpan,
     /// The migration under the probe.
     pub migration: MigrationRun,
     /// The rollback that followed (not under judgement, shown for completeness).
@@ -264,7 +264,7 @@ pub struct FormRun {
     pub explain: Option<ExplainPair>,
     /// Every probe request of the window, in the order they were sent.
     #[serde(default)]
-    pub samples: Vec<Sample>,
+    pub samples: Vec<RecordedSample>,
 }
 
 impl FormRun {
@@ -282,14 +282,14 @@ impl FormRun {
 
 /// An interval in ms since the run started.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Span {
+pub struct TimeSpan {
     /// Start, ms since the run started.
     pub start_ms: f64,
     /// End, ms since the run started.
     pub end_ms: f64,
 }
 
-impl Span {
+impl TimeSpan {
     /// Length in seconds.
     pub fn seconds(&self) -> f64 {
         (self.end_ms - self.start_ms) / 1000.0
@@ -338,8 +338,8 @@ pub struct MigrationRun {
 
 impl MigrationRun {
     /// Start to end, in ms since the run started.
-    pub fn span(&self) -> Span {
-        Span {
+    pub fn span(&self) -> TimeSpan {
+        TimeSpan {
             start_ms: self.started.rel_ms,
             end_ms: self.ended.rel_ms,
         }
@@ -380,7 +380,7 @@ pub struct EndpointSummary {
     /// The longest stretch without a successful answer that overlaps the migration
     /// (from the first failed or hung request to the next success), None if none.
     #[serde(default)]
-    pub longest_outage: Option<Span>,
+    pub longest_outage: Option<TimeSpan>,
     /// How often the monitor (a snapshot every 250 ms, the whole probe window) saw one
     /// of this endpoint's queries waiting for a lock, on any session; None in results
     /// written before schema 3.
@@ -562,7 +562,7 @@ pub struct Explain {
 
 /// One probe request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
+pub struct RecordedSample {
     /// Probe target name.
     pub endpoint: String,
     /// Sent at, ms since the run started.

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use crate::monitor::{self, AppWait, WaitedOn};
 use crate::results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, LockWait, Outcome,
-    PoolTopology, SafeCriteria, Sample, Span, StatementRun, Verdict, WindowStats,
+    PoolTopology, RecordedSample, SafeCriteria, StatementRun, TimeSpan, Verdict, WindowStats,
 };
 
 /// A request that took this long (ms) counts as hung in the longest stretch.
@@ -53,7 +53,7 @@ const CLOCK_SLACK_MS: f64 = 50.0;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct LockHold {
     /// From the start of the locking statement to the end of its transaction.
-    pub span: Span,
+    pub span: TimeSpan,
     /// The lock blocks `SELECT`s.
     pub reads: bool,
     /// The lock blocks `INSERT`s.
@@ -89,7 +89,7 @@ pub(crate) fn lock_holds(
         if !transactional {
             if reads || writes {
                 holds.push(LockHold {
-                    span: Span {
+                    span: TimeSpan {
                         start_ms: s.start_ms,
                         end_ms: end,
                     },
@@ -101,7 +101,7 @@ pub(crate) fn lock_holds(
         }
         if reads || writes {
             let h = open.get_or_insert(LockHold {
-                span: Span {
+                span: TimeSpan {
                     start_ms: s.start_ms,
                     end_ms: end,
                 },
@@ -125,11 +125,11 @@ pub(crate) fn lock_holds(
 /// Successful requests of `samples` that a lock hold queued: in flight while it was held
 /// and answered just after it went, [`QUEUE_MARGIN_MS`] slower than `baseline_p99_ms`.
 fn queued_by_holds<'a>(
-    samples: &[&'a Sample],
+    samples: &[&'a RecordedSample],
     role: EndpointRole,
     holds: &[LockHold],
     baseline_p99_ms: f64,
-) -> Vec<&'a Sample> {
+) -> Vec<&'a RecordedSample> {
     samples
         .iter()
         .copied()
@@ -149,8 +149,8 @@ fn queued_by_holds<'a>(
 
 /// Figures of the requests sent in `span`.
 pub(crate) fn window_stats<'a>(
-    samples: impl Iterator<Item = &'a Sample>,
-    span: Span,
+    samples: impl Iterator<Item = &'a RecordedSample>,
+    span: TimeSpan,
 ) -> WindowStats {
     let mut stats = WindowStats::default();
     let mut latencies = Vec::new();
@@ -185,26 +185,26 @@ pub(crate) fn window_stats<'a>(
     stats
 }
 
-fn stalled(s: &Sample) -> bool {
+fn stalled(s: &RecordedSample) -> bool {
     s.outcome != Outcome::Ok || s.latency_ms >= HUNG_MS
 }
 
 /// Stretches of consecutive stalled requests (by send time), as spans from the first
 /// one's send to the last one's end.
-pub(crate) fn stall_stretches(samples: &[&Sample]) -> Vec<Span> {
-    let mut sorted: Vec<&Sample> = samples.to_vec();
+pub(crate) fn stall_stretches(samples: &[&RecordedSample]) -> Vec<TimeSpan> {
+    let mut sorted: Vec<&RecordedSample> = samples.to_vec();
     sorted.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     let mut out = Vec::new();
-    let mut current: Option<Span> = None;
+    let mut current: Option<TimeSpan> = None;
     for s in sorted {
         if stalled(s) {
             let end = s.at_ms + s.latency_ms;
             current = Some(match current {
-                Some(c) => Span {
+                Some(c) => TimeSpan {
                     start_ms: c.start_ms,
                     end_ms: c.end_ms.max(end),
                 },
-                None => Span {
+                None => TimeSpan {
                     start_ms: s.at_ms,
                     end_ms: end,
                 },
@@ -218,7 +218,7 @@ pub(crate) fn stall_stretches(samples: &[&Sample]) -> Vec<Span> {
 }
 
 /// The longest stretch that overlaps `window`.
-fn longest_overlapping(stretches: &[Span], window: Span) -> Option<Span> {
+fn longest_overlapping(stretches: &[TimeSpan], window: TimeSpan) -> Option<TimeSpan> {
     stretches
         .iter()
         .filter(|s| s.end_ms >= window.start_ms && s.start_ms <= window.end_ms)
@@ -236,15 +236,15 @@ pub(crate) struct Endpoint {
 }
 
 /// Everything the verdict is judged on.
-pub(crate) struct Evidence<'a> {
+pub(crate) struct VerdictEvidence<'a> {
     /// The probe targets, in report order.
     pub endpoints: &'a [Endpoint],
     /// Every probe sample of the form.
-    pub samples: &'a [Sample],
+    pub samples: &'a [RecordedSample],
     /// Probe on, no migration.
-    pub baseline: Span,
+    pub baseline: TimeSpan,
     /// Migration start to probe end.
-    pub judged: Span,
+    pub judged: TimeSpan,
     /// App requests the monitor saw waiting on the migration or the blocker.
     pub waits: &'a [AppWait],
     /// Every lock wait the monitor saw (counted per endpoint, not judged).
@@ -258,10 +258,10 @@ pub(crate) struct Evidence<'a> {
 }
 
 /// Per-endpoint summaries and the verdict.
-pub(crate) fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
+pub(crate) fn judge(ev: &VerdictEvidence) -> (Vec<EndpointSummary>, Verdict) {
     let limit_ms = ev.lock_timeout_ms + 1000.0;
     // Each endpoint's samples, in the order of `ev.endpoints` (and of `endpoints`).
-    let samples_of: Vec<Vec<&Sample>> = ev
+    let samples_of: Vec<Vec<&RecordedSample>> = ev
         .endpoints
         .iter()
         .map(|e| ev.samples.iter().filter(|s| s.endpoint == e.name).collect())
@@ -321,12 +321,12 @@ pub(crate) fn judge(ev: &Evidence) -> (Vec<EndpointSummary>, Verdict) {
         }
         // Requests queued by a lock too short for the monitor: answered just after the
         // migration released it, well above their baseline.
-        let mut by_holds: Vec<&Sample> = Vec::new();
+        let mut by_holds: Vec<&RecordedSample> = Vec::new();
         for (e, samples) in endpoints.iter().zip(&samples_of) {
             if e.role != role {
                 continue;
             }
-            let samples: Vec<&Sample> = samples
+            let samples: Vec<&RecordedSample> = samples
                 .iter()
                 .copied()
                 .filter(|s| ev.judged.contains(s.at_ms))
@@ -458,8 +458,8 @@ fn modes(waits: &[&AppWait]) -> String {
 mod tests {
     use super::*;
 
-    fn sample(endpoint: &str, at_ms: f64, latency_ms: f64, outcome: Outcome) -> Sample {
-        Sample {
+    fn sample(endpoint: &str, at_ms: f64, latency_ms: f64, outcome: Outcome) -> RecordedSample {
+        RecordedSample {
             endpoint: endpoint.into(),
             at_ms,
             latency_ms,
@@ -469,8 +469,8 @@ mod tests {
         }
     }
 
-    fn span(start_ms: f64, end_ms: f64) -> Span {
-        Span { start_ms, end_ms }
+    fn span(start_ms: f64, end_ms: f64) -> TimeSpan {
+        TimeSpan { start_ms, end_ms }
     }
 
     #[test]
@@ -482,7 +482,7 @@ mod tests {
             sample("w", 600.0, 5.0, Outcome::Ok),
             sample("w", 800.0, 600.0, Outcome::Ok),
         ];
-        let refs: Vec<&Sample> = s.iter().collect();
+        let refs: Vec<&RecordedSample> = s.iter().collect();
         assert_eq!(
             stall_stretches(&refs),
             vec![span(200.0, 3300.0), span(800.0, 1400.0)]
@@ -491,7 +491,7 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank_and_failures_are_counted_by_kind() {
-        let s: Vec<Sample> = (1..=100)
+        let s: Vec<RecordedSample> = (1..=100)
             .map(|i| sample("r", i as f64, i as f64, Outcome::Ok))
             .chain([sample("r", 50.0, 7.0, Outcome::Error)])
             .collect();
@@ -507,11 +507,11 @@ mod tests {
 
     fn evidence<'a>(
         endpoints: &'a [Endpoint],
-        samples: &'a [Sample],
+        samples: &'a [RecordedSample],
         waits: &'a [AppWait],
         topology: PoolTopology,
-    ) -> Evidence<'a> {
-        Evidence {
+    ) -> VerdictEvidence<'a> {
+        VerdictEvidence {
             endpoints,
             samples,
             baseline: span(0.0, 1000.0),
@@ -595,8 +595,8 @@ mod tests {
             writes: true,
         }];
         let eps = endpoints();
-        let judge_with_holds = |samples: &[Sample]| {
-            judge(&Evidence {
+        let judge_with_holds = |samples: &[RecordedSample]| {
+            judge(&VerdictEvidence {
                 holds: &holds,
                 ..evidence(&eps, samples, &[], PoolTopology::Separate)
             })

@@ -5,9 +5,9 @@
 mod report_fixture;
 
 use pgcalm_lab::{
-    BlockLevel, EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, SAFE_CRITERIA_HEADER,
-    SEED_SCENARIO, Sample, WindowStats, forms_table, hazard_seen, pool_topology_note, render_html,
-    render_markdown, samples_path, scenario_summary_table, step5_table, write_report,
+    BlockLevel, EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, RecordedSample,
+    SAFE_CRITERIA_HEADER, SEED_SCENARIO, WindowStats, forms_table, hazard_seen, pool_topology_note,
+    render_html, render_markdown, samples_path, scenario_summary_table, step5_table, write_report,
 };
 
 #[test]
@@ -197,14 +197,14 @@ fn probe_error_kinds_keep_their_results_json_keys() {
         ]
     );
 
-    let sample: Sample = serde_json::from_str(
+    let sample: RecordedSample = serde_json::from_str(
         r#"{"endpoint": "add_large", "at_ms": 1.0, "latency_ms": 2.0, "outcome": "error", "status": 503, "error": "http_5xx"}"#,
     )
     .unwrap();
     assert_eq!(sample.error, Some(ErrorKind::Http5xx));
     assert_eq!(serde_json::to_value(&sample).unwrap()["error"], "http_5xx");
     assert!(
-        serde_json::from_str::<Sample>(
+        serde_json::from_str::<RecordedSample>(
             r#"{"endpoint": "x", "at_ms": 1.0, "latency_ms": 2.0, "outcome": "error", "error": "http_503"}"#
         )
         .is_err(),

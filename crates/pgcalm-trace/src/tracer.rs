@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use pgcalm_lint::{Blocks, LockMode};
 use pgcalm_migrate::Policy;
 use pgcalm_migrate::policy::set_sql;
-use pgcalm_pg::catalog::{self, RelationLock, SchemaSnapshot};
+use pgcalm_pg::catalog::{self, HeldLock, SchemaSnapshot};
 use pgcalm_pg::{PgError, Target, quote_ident};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -337,11 +337,7 @@ impl Tracer<'_> {
             .map_err(|e| PgError::query(format!("running `{sql}` of the traced file"))(e).into())
     }
 
-    fn existing_locks(
-        &self,
-        locks: &[RelationLock],
-        granted_only: bool,
-    ) -> BTreeSet<(u32, String)> {
+    fn existing_locks(&self, locks: &[HeldLock], granted_only: bool) -> BTreeSet<(u32, String)> {
         locks
             .iter()
             .filter(|l| self.existing.contains_key(&l.oid) && (l.granted || !granted_only))

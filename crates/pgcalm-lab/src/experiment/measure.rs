@@ -15,18 +15,18 @@ use super::run::Run;
 use super::{LOOKUP_INTERVAL, Lab, LabError, LabEvent, LabStep, PROBE_INTERVAL, PROBE_TIMEOUT};
 use crate::app::RunningApp;
 use crate::monitor::{BLOCKER_APP, RunningMonitor};
-use crate::results::{EndpointRole, Form, MigrationRun, Sample, Span};
+use crate::results::{EndpointRole, Form, MigrationRun, RecordedSample, TimeSpan};
 use crate::scenario::Blocker;
 use crate::verdict::Endpoint;
 
 /// What the probe and the monitor recorded of one run, and the migration they watched.
 pub(super) struct Measured {
     /// Probe on, no migration.
-    pub(super) baseline: Span,
+    pub(super) baseline: TimeSpan,
     /// The probe's whole window: baseline, migration, tail.
-    pub(super) probe_window: Span,
+    pub(super) probe_window: TimeSpan,
     /// Every probe request of the window, by send time.
-    pub(super) samples: Vec<Sample>,
+    pub(super) samples: Vec<RecordedSample>,
     /// Every database snapshot the monitor took.
     pub(super) snapshots: Vec<DatabaseSnapshot>,
     /// The migration under the probe.
@@ -52,7 +52,7 @@ impl Lab {
         self.step(LabStep::Baseline);
         let baseline_start = self.clock.rel_ms(Instant::now());
         tokio::time::sleep(self.opts.baseline).await;
-        let baseline = Span {
+        let baseline = TimeSpan {
             start_ms: baseline_start,
             end_ms: self.clock.rel_ms(Instant::now()),
         };
@@ -78,12 +78,12 @@ impl Lab {
         self.step(LabStep::Tail);
         tokio::time::sleep(self.opts.tail).await;
         probe_stop.cancel();
-        let mut samples: Vec<Sample> = Vec::new();
+        let mut samples: Vec<RecordedSample> = Vec::new();
         for p in probes {
             samples.extend(p.await.unwrap_or_default());
         }
         samples.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
-        let probe_window = Span {
+        let probe_window = TimeSpan {
             start_ms: probe_start_ms,
             end_ms: self.clock.rel_ms(Instant::now()),
         };
@@ -128,7 +128,7 @@ impl Lab {
         app: &RunningApp,
         eps: &[Endpoint],
         stop: CancellationToken,
-    ) -> Result<Vec<JoinHandle<Vec<Sample>>>, LabError> {
+    ) -> Result<Vec<JoinHandle<Vec<RecordedSample>>>, LabError> {
         let mut handles = Vec::new();
         for interval in [PROBE_INTERVAL, LOOKUP_INTERVAL] {
             let mine: Vec<&Endpoint> = eps
@@ -170,7 +170,7 @@ impl Lab {
                             ok: s.is_ok(),
                             latency_ms: s.latency_ms,
                         });
-                        samples.push(Sample {
+                        samples.push(RecordedSample {
                             endpoint: s.target.clone(),
                             at_ms: clock.rel_ms_unix(s.started_at_ms),
                             latency_ms: s.latency_ms,

@@ -14,10 +14,10 @@ use super::{Lab, LabError, LabEvent, LabStep, sql};
 use crate::monitor;
 use crate::results::{
     EndpointSummary, ExplainPair, Form, FormRun, LabResults, LockWait, MigrationRun, PoolTopology,
-    ScenarioResult, Span, Verdict,
+    ScenarioResult, TimeSpan, Verdict,
 };
 use crate::scenario::Scenario;
-use crate::verdict::{self, Endpoint, Evidence};
+use crate::verdict::{self, Endpoint, VerdictEvidence};
 
 /// One run: a scenario's form under a pool topology, its migration files in `dir`.
 #[derive(Clone, Copy)]
@@ -171,13 +171,13 @@ impl Lab {
         measured: &Measured,
         lock_waits: &[LockWait],
     ) -> (Vec<EndpointSummary>, Verdict) {
-        let judged = Span {
+        let judged = TimeSpan {
             start_ms: measured.migration.started.rel_ms,
             end_ms: measured.probe_window.end_ms,
         };
         let waits = monitor::app_waits(&measured.snapshots);
         let holds = lock_holds_of(run.dir, run.form, &measured.migration);
-        verdict::judge(&Evidence {
+        verdict::judge(&VerdictEvidence {
             endpoints: eps,
             samples: &measured.samples,
             baseline: measured.baseline,

@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 
 use crate::results::{
-    FormRun, IndexBuildSample, LockWait, Outcome, RunOptions, Sample, ScenarioResult, Span,
+    FormRun, IndexBuildSample, LockWait, Outcome, RecordedSample, RunOptions, ScenarioResult,
+    TimeSpan,
 };
 
 use super::format::{form_label, ms, seconds};
@@ -151,7 +152,7 @@ struct TimeAxis {
 }
 
 impl TimeAxis {
-    fn new(window: Span) -> Self {
+    fn new(window: TimeSpan) -> Self {
         let end_ms = if window.end_ms > window.start_ms {
             window.end_ms
         } else {
@@ -192,7 +193,7 @@ struct LatencyAxis {
 }
 
 impl LatencyAxis {
-    fn new(samples: &[Sample], timeout_ms: f64) -> Self {
+    fn new(samples: &[RecordedSample], timeout_ms: f64) -> Self {
         let positive = samples.iter().map(|s| s.latency_ms).filter(|v| *v > 0.0);
         let min = positive.clone().fold(f64::INFINITY, f64::min);
         let max = positive.fold(timeout_ms, f64::max);
@@ -353,14 +354,14 @@ fn lock_wait_bands(s: &mut String, x: &TimeAxis, waits: &[LockWait]) {
 }
 
 /// Stretches of time in which the monitor saw sessions waiting for locks.
-pub fn lock_wait_stretches(waits: &[LockWait]) -> Vec<Span> {
+pub fn lock_wait_stretches(waits: &[LockWait]) -> Vec<TimeSpan> {
     let mut at: Vec<f64> = waits.iter().map(|w| w.at_ms).collect();
     at.sort_by(f64::total_cmp);
-    let mut out: Vec<Span> = Vec::new();
+    let mut out: Vec<TimeSpan> = Vec::new();
     for t in at {
         match out.last_mut() {
             Some(last) if t - last.end_ms <= LOCK_WAIT_GAP_MS => last.end_ms = t,
-            _ => out.push(Span {
+            _ => out.push(TimeSpan {
                 start_ms: t,
                 end_ms: t,
             }),
@@ -425,9 +426,9 @@ fn latency_series(
     y: &LatencyAxis,
     name: &str,
     colour: &str,
-    samples: &[Sample],
+    samples: &[RecordedSample],
 ) {
-    let mine: Vec<&Sample> = samples.iter().filter(|p| p.endpoint == name).collect();
+    let mine: Vec<&RecordedSample> = samples.iter().filter(|p| p.endpoint == name).collect();
     if mine.is_empty() {
         return;
     }
@@ -477,7 +478,7 @@ fn latency_series(
     s.push_str("</g>");
 }
 
-fn sample_tooltip(p: &Sample, start_ms: f64) -> String {
+fn sample_tooltip(p: &RecordedSample, start_ms: f64) -> String {
     let what = match (p.outcome, &p.error, p.status) {
         (Outcome::Ok, _, Some(status)) => format!("HTTP {status}"),
         (Outcome::Ok, _, None) => "ok".into(),
@@ -575,10 +576,10 @@ fn migration_markers(s: &mut String, x: &TimeAxis, run: &FormRun) {
 pub fn index_phase_stretches(
     builds: &[IndexBuildSample],
     migration_end_ms: f64,
-) -> Vec<(String, Span)> {
+) -> Vec<(String, TimeSpan)> {
     let mut sorted: Vec<&IndexBuildSample> = builds.iter().collect();
     sorted.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
-    let mut out: Vec<(String, Span)> = Vec::new();
+    let mut out: Vec<(String, TimeSpan)> = Vec::new();
     for b in sorted {
         match out.last_mut() {
             Some((phase, span)) if *phase == b.phase => span.end_ms = b.at_ms,
@@ -588,7 +589,7 @@ pub fn index_phase_stretches(
                 }
                 out.push((
                     b.phase.clone(),
-                    Span {
+                    TimeSpan {
                         start_ms: b.at_ms,
                         end_ms: b.at_ms,
                     },
@@ -603,7 +604,7 @@ pub fn index_phase_stretches(
     out
 }
 
-fn phase_band(s: &mut String, x: &TimeAxis, stretches: &[(String, Span)]) {
+fn phase_band(s: &mut String, x: &TimeAxis, stretches: &[(String, TimeSpan)]) {
     if stretches.is_empty() {
         return;
     }
@@ -651,7 +652,7 @@ fn short_phase(phase: &str) -> &str {
 }
 
 /// The caption naming each numbered phase with its times, in lines that fit the chart.
-fn phase_caption_lines(stretches: &[(String, Span)], start_ms: f64) -> Vec<String> {
+fn phase_caption_lines(stretches: &[(String, TimeSpan)], start_ms: f64) -> Vec<String> {
     let items: Vec<String> = stretches
         .iter()
         .enumerate()
@@ -683,7 +684,13 @@ fn phase_caption_lines(stretches: &[(String, Span)], start_ms: f64) -> Vec<Strin
     lines
 }
 
-fn availability_lane(s: &mut String, x: &TimeAxis, index: usize, name: &str, samples: &[Sample]) {
+fn availability_lane(
+    s: &mut String,
+    x: &TimeAxis,
+    index: usize,
+    name: &str,
+    samples: &[RecordedSample],
+) {
     let top = LANE_TOP + index as f64 * LANE_STEP;
     let _ = write!(
         s,
@@ -693,7 +700,7 @@ fn availability_lane(s: &mut String, x: &TimeAxis, index: usize, name: &str, sam
         WIDTH - LEFT - RIGHT,
         n = esc(name)
     );
-    let mine: Vec<&Sample> = samples.iter().filter(|p| p.endpoint == name).collect();
+    let mine: Vec<&RecordedSample> = samples.iter().filter(|p| p.endpoint == name).collect();
     // Each request colours the lane from when it was sent to when the next one was;
     // runs of one colour merge into one rectangle.
     let mut run: Option<(&str, f64, f64)> = None;
@@ -760,11 +767,11 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Span {
+                TimeSpan {
                     start_ms: 1000.0,
                     end_ms: 2200.0
                 },
-                Span {
+                TimeSpan {
                     start_ms: 9000.0,
                     end_ms: 9000.0
                 }
@@ -795,14 +802,14 @@ mod tests {
             vec![
                 (
                     "scan".to_string(),
-                    Span {
+                    TimeSpan {
                         start_ms: 100.0,
                         end_ms: 500.0
                     }
                 ),
                 (
                     "sort".to_string(),
-                    Span {
+                    TimeSpan {
                         start_ms: 500.0,
                         end_ms: 900.0
                     }

@@ -103,12 +103,17 @@ fn run_info() -> RunInfo {
 /// What one endpoint does over time: `(outcome, latency)` for a request sent at `t`.
 type Behaviour = dyn Fn(f64) -> (Outcome, f64);
 
-fn samples(endpoint: &str, interval_ms: f64, window: Span, behaviour: &Behaviour) -> Vec<Sample> {
+fn samples(
+    endpoint: &str,
+    interval_ms: f64,
+    window: TimeSpan,
+    behaviour: &Behaviour,
+) -> Vec<RecordedSample> {
     let mut out = Vec::new();
     let mut t = window.start_ms;
     while t < window.end_ms {
         let (outcome, latency_ms) = behaviour(t);
-        out.push(Sample {
+        out.push(RecordedSample {
             endpoint: endpoint.into(),
             at_ms: t,
             latency_ms,
@@ -147,7 +152,7 @@ fn endpoint(
     role: EndpointRole,
     baseline: WindowStats,
     migration: WindowStats,
-    longest_outage: Option<Span>,
+    longest_outage: Option<TimeSpan>,
 ) -> EndpointSummary {
     EndpointSummary {
         endpoint: name.into(),
@@ -269,11 +274,11 @@ const CREATE_INDEX_CONCURRENTLY: &str =
 /// hang for all of it; on a shared pool the hung writes take every connection and
 /// reads time out too, on separate pools reads go on.
 fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
-    let window = Span {
+    let window = TimeSpan {
         start_ms: offset_ms,
         end_ms: offset_ms + 15_000.0,
     };
-    let baseline = Span {
+    let baseline = TimeSpan {
         start_ms: offset_ms + 500.0,
         end_ms: offset_ms + 4_500.0,
     };
@@ -339,7 +344,7 @@ fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
                 } else {
                     stats(30, 30, 0, 0, [4.8, 4.8, 4.8, 4.8])
                 },
-                shared.then_some(Span {
+                shared.then_some(TimeSpan {
                     start_ms: m0 + 800.0,
                     end_ms: m1,
                 }),
@@ -349,7 +354,7 @@ fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
                 EndpointRole::Write,
                 stats(20, 20, 0, 0, [4.1, 4.1, 4.1, 4.1]),
                 stats(30, 0, 30, 0, [3000.0, 3000.0, 3000.0, 3000.0]),
-                Some(Span {
+                Some(TimeSpan {
                     start_ms: m0,
                     end_ms: m1,
                 }),
@@ -363,7 +368,7 @@ fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
                 } else {
                     stats(3, 3, 0, 0, [340.0, 340.0, 340.0, 340.0])
                 },
-                shared.then_some(Span {
+                shared.then_some(TimeSpan {
                     start_ms: m0,
                     end_ms: m1,
                 }),
@@ -411,11 +416,11 @@ fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
 
 /// Safe form: CREATE INDEX CONCURRENTLY, 8 s, nobody blocked.
 fn safe(offset_ms: f64) -> FormRun {
-    let window = Span {
+    let window = TimeSpan {
         start_ms: offset_ms,
         end_ms: offset_ms + 17_000.0,
     };
-    let baseline = Span {
+    let baseline = TimeSpan {
         start_ms: offset_ms + 500.0,
         end_ms: offset_ms + 4_500.0,
     };

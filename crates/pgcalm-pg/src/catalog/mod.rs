@@ -27,6 +27,6 @@ pub use topology::{
     wal_senders,
 };
 pub use trace::{
-    ColumnState, ConstraintState, IndexValidity, RelationLock, RelationState, SchemaSnapshot,
+    ColumnState, ConstraintState, HeldLock, IndexValidity, RelationState, SchemaSnapshot,
     relation_locks, schema_snapshot, server_major_version, user_tables,
 };

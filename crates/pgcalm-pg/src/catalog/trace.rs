@@ -19,7 +19,7 @@ const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schem
 
 /// A relation lock held (or awaited) by a backend.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RelationLock {
+pub struct HeldLock {
     /// `pg_class` oid of the locked relation.
     pub oid: u32,
     /// Schema-qualified name (`public.large_email`); `None` when the reading session
@@ -35,7 +35,7 @@ pub struct RelationLock {
 
 /// The relation locks backend `pid` holds or waits for in the current database, from
 /// `pg_locks`. Read it from a connection other than `pid`'s.
-pub async fn relation_locks(client: &Client, pid: i32) -> Result<Vec<RelationLock>, PgError> {
+pub async fn relation_locks(client: &Client, pid: i32) -> Result<Vec<HeldLock>, PgError> {
     let rows = client
         .query(
             "SELECT l.relation::int8, n.nspname || '.' || c.relname, c.relkind::text, l.mode, l.granted
@@ -51,7 +51,7 @@ pub async fn relation_locks(client: &Client, pid: i32) -> Result<Vec<RelationLoc
         .map_err(PgError::query(format!("reading the locks of pid {pid}")))?;
     Ok(rows
         .iter()
-        .map(|r| RelationLock {
+        .map(|r| HeldLock {
             oid: r.get::<_, i64>(0) as u32,
             name: r.get(1),
             kind: r.get::<_, Option<String>>(2).and_then(|k| k.chars().next()),
