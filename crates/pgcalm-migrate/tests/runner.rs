@@ -697,7 +697,7 @@ async fn one_runner_at_a_time() {
     run.await.unwrap().unwrap();
     let events = events.lock().unwrap();
     assert!(
-        matches!(&events[0], Event::WaitingForLock { holder: Some(h) } if h.pid == holder_pid),
+        matches!(&events[0], Event::WaitingForLock { holder: Some(h), lease: None } if h.pid == holder_pid),
         "{:?}",
         events[0]
     );
@@ -714,10 +714,6 @@ async fn index_build_progress_is_reported_while_it_waits_and_builds() {
         .await
         .unwrap();
     let (writer, writer_pid) = db.session("BEGIN; INSERT INTO p VALUES (0);").await;
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        writer.batch_execute("COMMIT").await.unwrap();
-    });
     let dir = migrations(&[(
         "0001_idx.sql",
         "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY p_v ON p (v);\n",
@@ -730,8 +726,12 @@ async fn index_build_progress_is_reported_while_it_waits_and_builds() {
             ..Policy::default()
         },
     );
-    r.migrate(&Goal::All(vec![])).await.unwrap();
-    release.await.unwrap();
+    let run = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
+    // The writer ends once the build has waited for it over a few samples (250 ms apart).
+    until_the_runner_waits(&db).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    writer.batch_execute("COMMIT").await.unwrap();
+    run.await.unwrap().unwrap();
     let events = events.lock().unwrap();
     let progress: Vec<_> = events
         .iter()
