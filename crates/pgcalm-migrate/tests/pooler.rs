@@ -3,12 +3,15 @@
 //! advisory locks) is left on a server connection another client gets next, and what
 //! cannot run through the pooler (statements outside a transaction, which need
 //! session-level lock_timeout) is refused before anything runs unless a direct URL is
-//! given.
+//! given; then the whole run goes there. A runner's lease keeps every other runner out
+//! until it lapses.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgcalm_migrate::{Goal, Policy, Runner};
+use pgcalm_migrate::{Event, Goal, MigrateError, Policy, Runner};
+use pgcalm_pg::catalog::Pooling;
 use pgcalm_testkit::{TestCluster, TestDb, TestPooler};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -240,5 +243,211 @@ async fn a_concurrent_build_through_the_pooler_is_refused_before_anything_runs()
         )
         .await,
         "t"
+    );
+}
+
+#[tokio::test]
+async fn with_a_direct_url_the_whole_run_goes_to_the_server() {
+    let db = TestDb::new().await;
+    let dir = table_then_concurrent_index();
+    let pooler = TestPooler::start(TestCluster::get(), 1);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    through(&pooler, &db, dir.path())
+        .with_direct_target(Some(db.target().clone()))
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    let direct = db.client().await;
+    assert_eq!(
+        one(
+            &direct,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass"
+        )
+        .await,
+        "t"
+    );
+    assert!(
+        !events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::ThroughTransactionPooler { .. })),
+        "the run did not go through the pooler"
+    );
+    // Nothing of it is on the pooler's server connection.
+    let next = pooler.target(db.name()).connect().await.unwrap();
+    assert_eq!(one(&next, "SHOW lock_timeout").await, "0");
+    // And through the pooler, showmigrations reads what ran.
+    let status = through(&pooler, &db, dir.path())
+        .status(None)
+        .await
+        .unwrap();
+    let markers: Vec<String> = status
+        .iter()
+        .map(|s| format!("{} {}", s.marker(), s.name))
+        .collect();
+    assert_eq!(markers, ["[X] 0001_t", "[X] 0002_idx"]);
+}
+
+#[tokio::test]
+async fn a_direct_url_that_is_a_transaction_pooler_too_is_refused() {
+    let db = TestDb::new().await;
+    let dir = table_then_concurrent_index();
+    // A pool of one: the pooler check proves transaction pooling (two connections
+    // share the one server session).
+    let pooler = TestPooler::start(TestCluster::get(), 1);
+    let err = through(&pooler, &db, dir.path())
+        .with_direct_target(Some(pooler.target(db.name())))
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrateError::DirectUrlPooled { .. }), "{err}");
+    assert!(err.to_string().contains("--direct-url"), "{err}");
+}
+
+#[tokio::test]
+async fn a_live_lease_keeps_every_runner_out_and_a_lapsed_one_is_taken_over() {
+    let db = TestDb::new().await;
+    let dir = migrations(&files(&[(
+        "0001_t.sql",
+        "-- migrate:up\nCREATE TABLE t (id int);\n",
+    )]));
+    let more = migrations(&files(&[
+        ("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n"),
+        ("0002_u.sql", "-- migrate:up\nCREATE TABLE u (id int);\n"),
+    ]));
+    let pooler = TestPooler::start(TestCluster::get(), 2);
+    through(&pooler, &db, dir.path())
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    let direct = db.client().await;
+    // The run gave its lease back.
+    assert_eq!(
+        one(&direct, "SELECT count(*) FROM pgcalm.runner_lease").await,
+        "0"
+    );
+    // Another runner through some pooler holds a live lease.
+    direct
+        .batch_execute(
+            "INSERT INTO pgcalm.runner_lease (token, holder, expires_at)
+             VALUES ('0ther', 'pgcalm migrate (process 4242)', now() + interval '1 minute')",
+        )
+        .await
+        .unwrap();
+    let impatient = Policy {
+        wait_for_lock: Some(Duration::from_millis(300)),
+        ..policy()
+    };
+    for (what, runner) in [
+        ("through the pooler", through(&pooler, &db, more.path())),
+        ("directly", Runner::new(db.target().clone(), more.path())),
+    ] {
+        let err = runner
+            .with_policy(impatient.clone())
+            .migrate(&Goal::All(vec![]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, MigrateError::LockBusy { lease: Some(l), .. } if l.holder == "pgcalm migrate (process 4242)"),
+            "{what}: {err}"
+        );
+        assert!(err.to_string().contains("process 4242"), "{what}: {err}");
+    }
+    assert_eq!(one(&direct, "SELECT to_regclass('u') IS NULL").await, "t");
+    // Its runner died: once the lease lapses, the next runner takes it over.
+    direct
+        .batch_execute("UPDATE pgcalm.runner_lease SET expires_at = now() - interval '1 second'")
+        .await
+        .unwrap();
+    through(&pooler, &db, more.path())
+        .with_policy(impatient)
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&direct, "SELECT to_regclass('u') IS NOT NULL").await,
+        "t"
+    );
+    assert_eq!(
+        one(&direct, "SELECT count(*) FROM pgcalm.runner_lease").await,
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn the_pooler_check_tells_a_direct_connection_from_pgbouncer() {
+    let db = TestDb::new().await;
+    let check = |target: pgcalm_pg::Target| async move {
+        let name = "pgcalm pooler check probe";
+        let first = target.connect().await.unwrap();
+        let second = target.with_application_name(name).connect().await.unwrap();
+        pgcalm_pg::catalog::session_pooling(&first, &second, name)
+            .await
+            .unwrap()
+    };
+    assert_eq!(check(db.target().clone()).await, Pooling::Session);
+    for servers in [1, 4] {
+        let pooler = TestPooler::start(TestCluster::get(), servers);
+        let found = check(pooler.target(db.name())).await;
+        assert!(found.may_lose_session(), "{servers} servers: {found:?}");
+        if servers == 1 {
+            assert!(
+                matches!(found, Pooling::Transaction { .. }),
+                "one server session for two connections proves it: {found:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn through_the_pooler_a_blocker_is_named_and_an_idle_one_ended() {
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE t (id int)").await;
+    let dir = migrations(&files(&[(
+        "0001_col.sql",
+        "-- migrate:up\nALTER TABLE t ADD COLUMN note text;\n",
+    )]));
+    let idle = db.client().await;
+    let pid: i32 = idle
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    idle.batch_execute("BEGIN").await.unwrap();
+    idle.batch_execute("SELECT count(*) FROM t").await.unwrap();
+    let pooler = TestPooler::start(TestCluster::get(), 3);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    through(&pooler, &db, dir.path())
+        .with_policy(Policy {
+            lock_timeout: Duration::from_millis(400),
+            max_retries: 200,
+            cancel_idle_blockers: Some(Duration::from_secs(1)),
+            ..policy()
+        })
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .migrate(&Goal::All(vec![]))
+        .await
+        .unwrap();
+    let events = events.lock().unwrap().clone();
+    assert!(matches!(
+        events.first(),
+        Some(Event::ThroughTransactionPooler { .. })
+    ));
+    assert!(events.iter().any(|e| matches!(e,
+        Event::LockWait { blockers, .. } if blockers.iter().any(|b| b.session.pid == pid))));
+    assert!(events.iter().any(|e| matches!(e,
+        Event::BlockerCancelled { blocker, terminated: true, .. } if blocker.session.pid == pid)));
+    let direct = db.client().await;
+    assert_eq!(
+        one(
+            &direct,
+            "SELECT count(*) FROM pgcalm.blocker_cancellations WHERE terminated"
+        )
+        .await,
+        "1"
     );
 }
