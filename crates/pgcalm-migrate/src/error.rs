@@ -314,7 +314,7 @@ pub enum MigrateError {
 
     /// The runner's connection goes through a transaction pooler, and the plan holds
     /// statements that must run outside a transaction. Nothing ran.
-    #[error("{}", format_needs_direct_url(endpoint, evidence, statements))]
+    #[error("{}", format_needs_direct_url(endpoint, evidence, statements, until.as_ref()))]
     NeedsDirectUrl {
         /// `host:port` of the pooler.
         endpoint: String,
@@ -322,6 +322,9 @@ pub enum MigrateError {
         evidence: String,
         /// The statements that cannot run through it.
         statements: Vec<crate::event::StatementRef>,
+        /// The migration (app, name) just before the first that cannot run through it,
+        /// when migrating that far goes through the pooler.
+        until: Option<(String, String)>,
     },
 
     /// The direct URL (`--direct-url`) goes through a transaction pooler too.
@@ -645,6 +648,7 @@ fn format_needs_direct_url(
     endpoint: &str,
     evidence: &str,
     statements: &[crate::event::StatementRef],
+    until: Option<&(String, String)>,
 ) -> String {
     let mut out = format!(
         "{endpoint} is a transaction pooler ({evidence}), and {} of the migrations to run \
@@ -676,7 +680,13 @@ fn format_needs_direct_url(
     out.push_str(
         "\nnothing ran\n  fix: give pgcalm the PostgreSQL server's own address for migrations: \
          --direct-url URL, or PGCALM_MIGRATE_URL (pgcalm.toml: [migrate] direct_url); the whole \
-         run then goes there. Transactional migrations run through the pooler as they are.",
+         run then goes there. Transactional migrations run through the pooler as they are",
     );
+    match until {
+        Some((app, name)) => out.push_str(&format!(
+            ": `pgcalm migrate {app} {name}` applies those before it now"
+        )),
+        None => out.push('.'),
+    }
     out
 }

@@ -456,11 +456,29 @@ impl Runner {
         check_files(&plan)?;
         if let Some(through) = through {
             let outside = statements_outside_transactions(&plan);
-            if !outside.is_empty() {
+            if let Some(first) = outside.first() {
+                // Going forward, the migrations before the first one that cannot run
+                // here can: say how to apply just those.
+                let at = plan
+                    .steps
+                    .iter()
+                    .position(|s| s.file.id() == first.migration)
+                    .unwrap_or(0);
+                let until = match (at.checked_sub(1).map(|i| &plan.steps[i]), &plan.steps[at]) {
+                    (Some(before), blocked)
+                        if before.direction == Direction::Up
+                            && blocked.direction == Direction::Up
+                            && before.file.app == blocked.file.app =>
+                    {
+                        Some((before.file.app.clone(), before.file.name.clone()))
+                    }
+                    _ => None,
+                };
                 return Err(MigrateError::NeedsDirectUrl {
                     endpoint: through.endpoint.clone(),
                     evidence: through.evidence.clone(),
                     statements: outside,
+                    until,
                 });
             }
         }

@@ -12,9 +12,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_lint::LintOptions;
 use pgcalm_migrate::{
     Cancellation, Direction, Event, Goal, InDoubt, MigrateError, Operation, Plan, Policy, Runner,
-    StatementVerdict, describe_session, parse_duration, statement_verdicts,
+    StatementVerdict, describe_blocker, describe_queue, describe_session, parse_duration,
+    statement_verdicts,
 };
 use pgcalm_pg::Target;
+use pgcalm_pg::catalog::Queued;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -39,6 +41,17 @@ pub struct Args {
     /// ... or run it again
     #[arg(long)]
     pub rerun: bool,
+    /// The PostgreSQL server's own address, for when DATABASE_URL is a transaction
+    /// pooler: the whole run then goes there (prefer the environment variable: a
+    /// password on a command line is visible to other users) [pgcalm.toml [migrate]
+    /// direct_url]
+    #[arg(long, env = "PGCALM_MIGRATE_URL", hide_env_values = true)]
+    pub direct_url: Option<String>,
+    /// End sessions the migration waits for that sit idle in a transaction longer than
+    /// this (pg_terminate_backend); each is printed and journaled [default: never;
+    /// pgcalm.toml [migrate] cancel_idle_blockers]
+    #[arg(long, env = "PGCALM_CANCEL_IDLE_BLOCKERS", value_parser = parse_duration)]
+    pub cancel_idle_blockers: Option<Duration>,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -94,6 +107,8 @@ struct MigrateSection {
     wait: Option<String>,
     client_connection_check_interval: Option<String>,
     allow_risky: Option<bool>,
+    cancel_idle_blockers: Option<String>,
+    direct_url: Option<String>,
 }
 
 /// `[up]` section of pgcalm.toml.
@@ -149,6 +164,7 @@ pub fn policy(ctx: &Context, args: &PolicyArgs) -> anyhow::Result<Policy> {
         )?
         .or(d.client_connection_check_interval),
         allow_risky: args.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
+        cancel_idle_blockers: dur(None, "cancel_idle_blockers", &file.cancel_idle_blockers)?,
     })
 }
 
@@ -168,8 +184,20 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         (_, true) => InDoubt::Rerun,
         _ => InDoubt::Ask,
     };
+    let file: MigrateSection = ctx.section("migrate")?;
+    let direct = match args.direct_url.as_deref().or(file.direct_url.as_deref()) {
+        Some(url) if !url.is_empty() => Some(Target::from_url(url).context(
+            "--direct-url (PGCALM_MIGRATE_URL, [migrate] direct_url) is not a PostgreSQL URL",
+        )?),
+        _ => None,
+    };
+    let mut policy = policy(ctx, &args.policy)?;
+    if args.cancel_idle_blockers.is_some() {
+        policy.cancel_idle_blockers = args.cancel_idle_blockers;
+    }
     let runner = Runner::new(target, ctx.migrations_dir())
-        .with_policy(policy(ctx, &args.policy)?)
+        .with_policy(policy)
+        .with_direct_target(direct)
         .on_in_doubt(in_doubt);
     if args.plan {
         let plan = runner.plan(&goal).await?;
@@ -256,12 +284,15 @@ fn resume_command(args: impl Iterator<Item = String>) -> String {
     let mut out = vec!["pgcalm".to_string()];
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        let url = if arg == "--database-url" {
-            out.push(arg);
-            args.next()
-        } else if let Some(url) = arg.strip_prefix("--database-url=") {
-            out.push("--database-url".into());
-            Some(url.to_string())
+        let flag = ["--database-url", "--direct-url"]
+            .into_iter()
+            .find(|f| arg == *f || arg.starts_with(&format!("{f}=")));
+        let url = if let Some(flag) = flag {
+            out.push(flag.into());
+            match arg.strip_prefix(&format!("{flag}=")) {
+                Some(url) => Some(url.to_string()),
+                None => args.next(),
+            }
         } else {
             out.push(shell_quote(&arg));
             continue;
@@ -465,6 +496,10 @@ struct PrinterState {
     /// (statement number, blocker pids) of the last lock wait printed: retries of the
     /// same statement blocked by the same sessions are reported by their retry line.
     last_wait: Option<(usize, Vec<i32>)>,
+    /// Sessions queued behind the running statement now, and the most at once (by
+    /// kind) while it ran: on the progress line, and a line when it ends.
+    queue: Queued,
+    queue_peak: Queued,
 }
 
 impl Printer {
@@ -497,11 +532,23 @@ impl Printer {
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match e {
-            Event::WaitingForLock { holder } => {
-                let who = holder
-                    .as_ref()
-                    .map(|h| format!(": the migration lock is held by {}", describe_session(h)))
-                    .unwrap_or_default();
+            Event::ThroughTransactionPooler { endpoint, evidence } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "Through a transaction pooler at {endpoint} ({evidence}): the runner lock \
+                         and timeouts are taken per transaction, with a lease in pgcalm.runner_lease"
+                    ),
+                );
+            }
+            Event::WaitingForLock { holder, lease } => {
+                let who = match (holder, lease) {
+                    (_, Some(l)) => format!(": the migration lease is held by {l}"),
+                    (Some(h), None) => {
+                        format!(": the migration lock is held by {}", describe_session(h))
+                    }
+                    (None, None) => String::new(),
+                };
                 self.line(
                     &mut st,
                     &format!("Waiting for another pgcalm migrate to finish{who}..."),
@@ -572,25 +619,94 @@ impl Printer {
                     ));
                 }
             }
-            Event::StatementFinished { .. } => {}
+            Event::StatementFinished { statement, .. } => {
+                let peak = std::mem::take(&mut st.queue_peak);
+                st.queue = Queued::default();
+                if !peak.is_empty() {
+                    self.line(
+                        &mut st,
+                        &format!(
+                            "    {} queued the application behind its lock: at most {}",
+                            at(statement),
+                            describe_queue(&peak)
+                        ),
+                    );
+                }
+            }
             Event::LockWait {
                 statement,
                 blockers,
             } => {
-                let key = (statement.number, blockers.iter().map(|b| b.pid).collect());
+                let key = (
+                    statement.number,
+                    blockers.iter().map(|b| b.session.pid).collect(),
+                );
                 if st.last_wait.as_ref() == Some(&key) {
                     return;
                 }
                 st.last_wait = Some(key);
-                let who: Vec<String> = blockers.iter().map(describe_session).collect();
+                let who: Vec<String> = blockers.iter().map(describe_blocker).collect();
+                // Autovacuum is no blocker to fight: it yields (describe_blocker says so).
+                let verb = if blockers.iter().all(|b| b.autovacuum) {
+                    "waits for"
+                } else {
+                    "waits for a lock held by"
+                };
                 self.line(
                     &mut st,
                     &format!(
-                        "    statement {} ({}:{}) waits for a lock held by {}",
+                        "    statement {} ({}:{}) {verb} {}",
                         statement.number,
                         statement.path.display(),
                         statement.line,
                         who.join(", ")
+                    ),
+                );
+            }
+            Event::LockQueue { statement, queued } => {
+                st.queue = *queued;
+                st.queue_peak = Queued {
+                    reads: st.queue_peak.reads.max(queued.reads),
+                    writes: st.queue_peak.writes.max(queued.writes),
+                    other: st.queue_peak.other.max(queued.other),
+                };
+                if let Some(bar) = &st.bar {
+                    let mut message = st.label.clone();
+                    if statement.total > 1 {
+                        message.push_str(&format!(
+                            " statement {}/{} (line {})",
+                            statement.number, statement.total, statement.line
+                        ));
+                    }
+                    if !queued.is_empty() {
+                        message
+                            .push_str(&format!("; queued behind it: {}", describe_queue(queued)));
+                    }
+                    bar.set_message(message);
+                }
+            }
+            Event::BlockerCancelled {
+                statement,
+                blocker,
+                idle_limit,
+                terminated,
+                error,
+            } => {
+                let what = if *terminated {
+                    "ended".to_string()
+                } else {
+                    format!(
+                        "could not end {}",
+                        error.as_deref().unwrap_or("(no reason given)")
+                    )
+                };
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    {what} {} (idle in its transaction over --cancel-idle-blockers {}), which blocked {}; recorded in pgcalm.blocker_cancellations",
+                        describe_blocker(blocker),
+                        secs(*idle_limit),
+                        at(statement)
                     ),
                 );
             }
@@ -788,11 +904,13 @@ mod tests {
                     "my migrations",
                     "migrate",
                     "--database-url=postgres://u:s3cret@h/d",
+                    "--direct-url=postgres://u:s3cret@h:5433/d",
                 ])
                 .into_iter()
             ),
             "pgcalm --database-url 'postgresql://u:****@h:5432/d' --migrations-dir 'my migrations' \
-             migrate --database-url 'postgresql://u:****@h:5432/d'"
+             migrate --database-url 'postgresql://u:****@h:5432/d' \
+             --direct-url 'postgresql://u:****@h:5433/d'"
         );
     }
 }
