@@ -9,18 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{fails, ok, pgcalm_in};
+use common::{app_dir, fails, ok, pgcalm_in};
 use pgcalm_testkit::{TestCluster, TestDb, TestPooler};
-
-/// A working directory with one app, `app`, holding these files.
-fn app_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("migrations/app")).unwrap();
-    for (name, sql) in files {
-        std::fs::write(dir.path().join("migrations/app").join(name), sql).unwrap();
-    }
-    dir
-}
 
 fn migrate(dir: &Path, database_url: &str) -> assert_cmd::Command {
     let mut cmd = pgcalm_in(dir);

@@ -288,34 +288,34 @@ impl Runner {
         let probe_name = format!("{SESSION_NAME} (probe {})", &lease_token()[..12]);
         let monitor = target.with_application_name(&probe_name).connect().await?;
         let endpoint = format!("{}:{}", target.host(), target.port());
-        match catalog::session_pooling(&client, &monitor, &probe_name).await? {
-            // A direct URL is taken at its word unless transaction pooling is proven: a
-            // pooler in session mode is a right place for migrations.
-            Pooling::Session | Pooling::Unproven { .. } if self.direct.is_some() => {
-                self.migrate_in_session(goal, &set, client, notices, monitor)
-                    .await
-            }
-            Pooling::Session => {
-                self.migrate_in_session(goal, &set, client, notices, monitor)
-                    .await
-            }
-            Pooling::Transaction { evidence } if self.direct.is_some() => {
-                Err(MigrateError::DirectUrlPooled { endpoint, evidence })
-            }
-            Pooling::Transaction { evidence } | Pooling::Unproven { evidence } => {
-                monitor
-                    .batch_execute(&format!("SET application_name = {}", literal(MONITOR_NAME)))
-                    .await
-                    .map_err(PgError::query("naming the runner's monitor session"))?;
-                self.emit(Event::ThroughTransactionPooler {
-                    endpoint: endpoint.clone(),
-                    evidence: evidence.clone(),
-                });
-                let through = Through { endpoint, evidence };
-                self.migrate_through_pooler(goal, &set, client, notices, monitor, through)
-                    .await
-            }
+        let pooling = catalog::session_pooling(&client, &monitor, &probe_name).await?;
+        // A direct URL is taken at its word unless transaction pooling is proven: a
+        // pooler in session mode is a right place for migrations.
+        let keeps_session = match &pooling {
+            Pooling::Session => true,
+            Pooling::Unproven { .. } => self.direct.is_some(),
+            Pooling::Transaction { .. } => false,
+        };
+        if keeps_session {
+            return self
+                .migrate_in_session(goal, &set, client, notices, monitor)
+                .await;
         }
+        let evidence = pooling.evidence().unwrap_or_default().to_string();
+        if self.direct.is_some() {
+            return Err(MigrateError::DirectUrlPooled { endpoint, evidence });
+        }
+        monitor
+            .batch_execute(&format!("SET application_name = {}", literal(MONITOR_NAME)))
+            .await
+            .map_err(PgError::query("naming the runner's monitor session"))?;
+        self.emit(Event::ThroughTransactionPooler {
+            endpoint: endpoint.clone(),
+            evidence: evidence.clone(),
+        });
+        let through = Through { endpoint, evidence };
+        self.migrate_through_pooler(goal, &set, client, notices, monitor, through)
+            .await
     }
 
     /// The run on a connection that keeps its session: a session advisory lock, the

@@ -4,32 +4,15 @@
 //! blockers that sit idle in a transaction longer than allowed (and journals it), never
 //! an active one, and without the policy it ends nothing.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgcalm_migrate::{Event, Goal, Policy, Runner};
+mod common;
+
+use common::{idle_in_transaction, migrations, runner};
+use pgcalm_migrate::{Event, Goal, Policy};
 use pgcalm_pg::catalog::Queued;
 use pgcalm_testkit::TestDb;
-
-/// A migrations directory with one app, `app`, holding these files.
-fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("app")).unwrap();
-    for (name, sql) in files {
-        std::fs::write(dir.path().join("app").join(name), sql).unwrap();
-    }
-    dir
-}
-
-fn runner(db: &TestDb, dir: &Path, policy: Policy) -> (Runner, Arc<Mutex<Vec<Event>>>) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let r = Runner::new(db.target().clone(), dir)
-        .with_policy(policy)
-        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
-    (r, events)
-}
 
 fn policy(cancel_idle_blockers: Option<Duration>) -> Policy {
     Policy {
@@ -50,22 +33,6 @@ async fn table_and_alter(db: &TestDb) -> tempfile::TempDir {
         "0001_col.sql",
         "-- migrate:up\nALTER TABLE t ADD COLUMN note text;\n",
     )])
-}
-
-/// A session that read `t` in a transaction it left open (ACCESS SHARE held, idle).
-async fn idle_in_transaction(db: &TestDb) -> (tokio_postgres::Client, i32) {
-    let c = db.client().await;
-    let pid = c
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    c.batch_execute("SET application_name = 'forgotten-shell'")
-        .await
-        .unwrap();
-    c.batch_execute("BEGIN").await.unwrap();
-    c.batch_execute("SELECT count(*) FROM t").await.unwrap();
-    (c, pid)
 }
 
 fn cancellations(events: &[Event]) -> Vec<i32> {
@@ -89,7 +56,7 @@ fn named(events: &[Event], pid: i32) -> Option<pgcalm_pg::catalog::Blocker> {
 async fn an_idle_in_transaction_blocker_is_named_then_ended_under_the_policy() {
     let db = TestDb::new().await;
     let dir = table_and_alter(&db).await;
-    let (blocker, pid) = idle_in_transaction(&db).await;
+    let (blocker, pid) = idle_in_transaction(&db, "t").await;
     let (r, events) = runner(&db, dir.path(), policy(Some(Duration::from_secs(1))));
     r.migrate(&Goal::All(vec![])).await.unwrap();
 
@@ -199,7 +166,7 @@ async fn an_active_blocker_is_never_ended() {
 async fn without_the_policy_no_blocker_is_ended() {
     let db = TestDb::new().await;
     let dir = table_and_alter(&db).await;
-    let (blocker, pid) = idle_in_transaction(&db).await;
+    let (blocker, pid) = idle_in_transaction(&db, "t").await;
     let (r, events) = runner(
         &db,
         dir.path(),

@@ -7,29 +7,15 @@
 //! until it lapses.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::{idle_in_transaction, migrations, recording};
 use pgcalm_migrate::{Event, Goal, MigrateError, Policy, Runner};
 use pgcalm_pg::catalog::Pooling;
 use pgcalm_testkit::{TestCluster, TestDb, TestPooler};
 use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// A migrations directory with one app, `app`, holding these files.
-fn migrations(files: &[(String, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("app")).unwrap();
-    for (name, sql) in files {
-        std::fs::write(dir.path().join("app").join(name), sql).unwrap();
-    }
-    dir
-}
-
-fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(n, s)| (n.to_string(), s.to_string()))
-        .collect()
-}
 
 fn policy() -> Policy {
     Policy {
@@ -46,18 +32,14 @@ fn through(pooler: &TestPooler, db: &TestDb, dir: &Path) -> Runner {
 
 /// The first column of the first row of a simple query (the pooler speaks it safely).
 async fn one(client: &Client, sql: &str) -> String {
-    client
-        .simple_query(sql)
+    rows(client, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or_default().to_string()),
-            _ => None,
-        })
+        .next()
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
+/// The first column of each row of a simple query.
 async fn rows(client: &Client, sql: &str) -> Vec<String> {
     client
         .simple_query(sql)
@@ -88,7 +70,8 @@ fn logging_migrations() -> tempfile::TempDir {
             )
         })
         .collect();
-    migrations(&list)
+    let refs: Vec<(&str, &str)> = list.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+    migrations(&refs)
 }
 
 /// Two runners at once through a pooler with `servers` server connections: each
@@ -142,7 +125,7 @@ async fn two_runners_through_a_pool_of_one_never_interleave_nor_deadlock() {
 #[tokio::test]
 async fn a_run_through_the_pooler_leaves_no_session_state_on_its_server_connections() {
     let db = TestDb::new().await;
-    let dir = migrations(&files(&[
+    let dir = migrations(&[
         (
             "0001_t.sql",
             "-- migrate:up\nCREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN v int;\n",
@@ -152,7 +135,7 @@ async fn a_run_through_the_pooler_leaves_no_session_state_on_its_server_connecti
             "-- migrate:up transaction:false\nALTER TABLE t ADD COLUMN w int;\n\
              COMMENT ON TABLE t IS 'two statements, each in a short transaction';\n",
         ),
-    ]));
+    ]);
     // One server connection: the next client through the pooler gets the runner's.
     let pooler = TestPooler::start(TestCluster::get(), 1);
     through(&pooler, &db, dir.path())
@@ -204,14 +187,14 @@ async fn a_run_through_the_pooler_leaves_no_session_state_on_its_server_connecti
 
 /// A table, then a CONCURRENTLY index build (which runs outside a transaction).
 fn table_then_concurrent_index() -> tempfile::TempDir {
-    migrations(&files(&[
+    migrations(&[
         ("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n"),
         (
             "0002_idx.sql",
             "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n\
              -- migrate:down transaction:false\nDROP INDEX CONCURRENTLY IF EXISTS t_id;\n",
         ),
-    ]))
+    ])
 }
 
 #[tokio::test]
@@ -251,14 +234,9 @@ async fn with_a_direct_url_the_whole_run_goes_to_the_server() {
     let db = TestDb::new().await;
     let dir = table_then_concurrent_index();
     let pooler = TestPooler::start(TestCluster::get(), 1);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    through(&pooler, &db, dir.path())
-        .with_direct_target(Some(db.target().clone()))
-        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
-        .migrate(&Goal::All(vec![]))
-        .await
-        .unwrap();
+    let (r, events) =
+        recording(through(&pooler, &db, dir.path()).with_direct_target(Some(db.target().clone())));
+    r.migrate(&Goal::All(vec![])).await.unwrap();
     let direct = db.client().await;
     assert_eq!(
         one(
@@ -310,14 +288,11 @@ async fn a_direct_url_that_is_a_transaction_pooler_too_is_refused() {
 #[tokio::test]
 async fn a_live_lease_keeps_every_runner_out_and_a_lapsed_one_is_taken_over() {
     let db = TestDb::new().await;
-    let dir = migrations(&files(&[(
-        "0001_t.sql",
-        "-- migrate:up\nCREATE TABLE t (id int);\n",
-    )]));
-    let more = migrations(&files(&[
+    let dir = migrations(&[("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n")]);
+    let more = migrations(&[
         ("0001_t.sql", "-- migrate:up\nCREATE TABLE t (id int);\n"),
         ("0002_u.sql", "-- migrate:up\nCREATE TABLE u (id int);\n"),
-    ]));
+    ]);
     let pooler = TestPooler::start(TestCluster::get(), 2);
     through(&pooler, &db, dir.path())
         .migrate(&Goal::All(vec![]))
@@ -406,32 +381,19 @@ async fn the_pooler_check_tells_a_direct_connection_from_pgbouncer() {
 async fn through_the_pooler_a_blocker_is_named_and_an_idle_one_ended() {
     let db = TestDb::new().await;
     db.execute("CREATE TABLE t (id int)").await;
-    let dir = migrations(&files(&[(
+    let dir = migrations(&[(
         "0001_col.sql",
         "-- migrate:up\nALTER TABLE t ADD COLUMN note text;\n",
-    )]));
-    let idle = db.client().await;
-    let pid: i32 = idle
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    idle.batch_execute("BEGIN").await.unwrap();
-    idle.batch_execute("SELECT count(*) FROM t").await.unwrap();
+    )]);
+    let (_idle, pid) = idle_in_transaction(&db, "t").await;
     let pooler = TestPooler::start(TestCluster::get(), 3);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    through(&pooler, &db, dir.path())
-        .with_policy(Policy {
-            lock_timeout: Duration::from_millis(400),
-            max_retries: 200,
-            cancel_idle_blockers: Some(Duration::from_secs(1)),
-            ..policy()
-        })
-        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
-        .migrate(&Goal::All(vec![]))
-        .await
-        .unwrap();
+    let (r, events) = recording(through(&pooler, &db, dir.path()).with_policy(Policy {
+        lock_timeout: Duration::from_millis(400),
+        max_retries: 200,
+        cancel_idle_blockers: Some(Duration::from_secs(1)),
+        ..policy()
+    }));
+    r.migrate(&Goal::All(vec![])).await.unwrap();
     let events = events.lock().unwrap().clone();
     assert!(matches!(
         events.first(),

@@ -4,22 +4,14 @@
 //! runner lock, and the start point of `pgcalm up`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{migrations, runner};
 use pgcalm_migrate::{Event, Goal, InDoubt, MigrateError, Policy, Runner};
 use pgcalm_testkit::TestDb;
 use tokio_util::sync::CancellationToken;
-
-/// A migrations directory with one app, `app`, holding these files.
-fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("app")).unwrap();
-    for (name, sql) in files {
-        std::fs::write(dir.path().join("app").join(name), sql).unwrap();
-    }
-    dir
-}
 
 fn repo_migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
@@ -34,16 +26,6 @@ fn fast_policy() -> Policy {
         max_retries: 100,
         ..Policy::default()
     }
-}
-
-/// A runner recording its events.
-fn runner(db: &TestDb, dir: &Path, policy: Policy) -> (Runner, Arc<Mutex<Vec<Event>>>) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let r = Runner::new(db.target().clone(), dir)
-        .with_policy(policy)
-        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
-    (r, events)
 }
 
 fn to(app: &str, target: &str) -> Goal {
