@@ -496,9 +496,8 @@ struct PrinterState {
     /// (statement number, blocker pids) of the last lock wait printed: retries of the
     /// same statement blocked by the same sessions are reported by their retry line.
     last_wait: Option<(usize, Vec<i32>)>,
-    /// Sessions queued behind the running statement now, and the most at once (by
-    /// kind) while it ran: on the progress line, and a line when it ends.
-    queue: Queued,
+    /// The most sessions queued behind the running statement at once (by kind): a line
+    /// when it ends (the progress line shows the queue now).
     queue_peak: Queued,
 }
 
@@ -591,6 +590,7 @@ impl Printer {
                 }
                 st.label = format!("  {verb} {app}.{name}...");
                 st.last_wait = None;
+                st.queue_peak = Queued::default();
                 st.started = Some(Instant::now());
                 if self.tty {
                     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -621,7 +621,6 @@ impl Printer {
             }
             Event::StatementFinished { statement, .. } => {
                 let peak = std::mem::take(&mut st.queue_peak);
-                st.queue = Queued::default();
                 if !peak.is_empty() {
                     self.line(
                         &mut st,
@@ -664,7 +663,6 @@ impl Printer {
                 );
             }
             Event::LockQueue { statement, queued } => {
-                st.queue = *queued;
                 st.queue_peak = Queued {
                     reads: st.queue_peak.reads.max(queued.reads),
                     writes: st.queue_peak.writes.max(queued.writes),
