@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_migrate::{
-    Cancellation, Direction, Event, MigrateError, Operation, Runner, describe_session,
+    Cancellation, Direction, Event, MigrateError, Operation, Runner, describe_blocker,
+    describe_queue, describe_session,
 };
 use pgcalm_pg::Target;
+use pgcalm_pg::catalog::Queued;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::secs;
@@ -87,17 +89,20 @@ fn report_cancellation(c: &Cancellation, signal: Interrupt, json: bool) {
 }
 
 /// The command that resumes a cancelled run: this one (`args` without the program),
-/// shell-quoted, with the password of a `--database-url` masked.
+/// shell-quoted, with the password of a `--database-url` or `--direct-url` masked.
 fn resume_command(args: impl Iterator<Item = String>) -> String {
     let mut out = vec!["pgcalm".to_string()];
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        let url = if arg == "--database-url" {
-            out.push(arg);
-            args.next()
-        } else if let Some(url) = arg.strip_prefix("--database-url=") {
-            out.push("--database-url".into());
-            Some(url.to_string())
+        let flag = ["--database-url", "--direct-url"]
+            .into_iter()
+            .find(|f| arg == *f || arg.starts_with(&format!("{f}=")));
+        let url = if let Some(flag) = flag {
+            out.push(flag.into());
+            match arg.strip_prefix(&format!("{flag}=")) {
+                Some(url) => Some(url.to_string()),
+                None => args.next(),
+            }
         } else {
             out.push(shell_quote(&arg));
             continue;
@@ -158,6 +163,9 @@ struct PrinterState {
     /// (statement number, blocker pids) of the last lock wait printed: retries of the
     /// same statement blocked by the same sessions are reported by their retry line.
     last_wait: Option<(usize, Vec<i32>)>,
+    /// The most sessions queued behind the running statement at once (by kind): a line
+    /// when it ends (the progress line shows the queue now).
+    queue_peak: Queued,
 }
 
 impl Printer {
@@ -190,11 +198,23 @@ impl Printer {
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match e {
-            Event::WaitingForLock { holder } => {
-                let who = holder
-                    .as_ref()
-                    .map(|h| format!(": the migration lock is held by {}", describe_session(h)))
-                    .unwrap_or_default();
+            Event::ThroughTransactionPooler { endpoint, evidence } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "Through a transaction pooler at {endpoint} ({evidence}): the runner lock \
+                         and timeouts are taken per transaction, with a lease in pgcalm.runner_lease"
+                    ),
+                );
+            }
+            Event::WaitingForLock { holder, lease } => {
+                let who = match (holder, lease) {
+                    (_, Some(l)) => format!(": the migration lease is held by {l}"),
+                    (Some(h), None) => {
+                        format!(": the migration lock is held by {}", describe_session(h))
+                    }
+                    (None, None) => String::new(),
+                };
                 self.line(
                     &mut st,
                     &format!("Waiting for another pgcalm migrate to finish{who}..."),
@@ -237,6 +257,7 @@ impl Printer {
                 }
                 st.label = format!("  {verb} {app}.{name}...");
                 st.last_wait = None;
+                st.queue_peak = Queued::default();
                 st.started = Some(Instant::now());
                 if self.tty {
                     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -265,25 +286,92 @@ impl Printer {
                     ));
                 }
             }
-            Event::StatementFinished { .. } => {}
+            Event::StatementFinished { statement, .. } => {
+                let peak = std::mem::take(&mut st.queue_peak);
+                if !peak.is_empty() {
+                    self.line(
+                        &mut st,
+                        &format!(
+                            "    {} queued the application behind its lock: at most {}",
+                            at(statement),
+                            describe_queue(&peak)
+                        ),
+                    );
+                }
+            }
             Event::LockWait {
                 statement,
                 blockers,
             } => {
-                let key = (statement.number, blockers.iter().map(|b| b.pid).collect());
+                let key = (
+                    statement.number,
+                    blockers.iter().map(|b| b.session.pid).collect(),
+                );
                 if st.last_wait.as_ref() == Some(&key) {
                     return;
                 }
                 st.last_wait = Some(key);
-                let who: Vec<String> = blockers.iter().map(describe_session).collect();
+                let who: Vec<String> = blockers.iter().map(describe_blocker).collect();
+                // Autovacuum is no blocker to fight: it yields (describe_blocker says so).
+                let verb = if blockers.iter().all(|b| b.autovacuum) {
+                    "waits for"
+                } else {
+                    "waits for a lock held by"
+                };
                 self.line(
                     &mut st,
                     &format!(
-                        "    statement {} ({}:{}) waits for a lock held by {}",
+                        "    statement {} ({}:{}) {verb} {}",
                         statement.number,
                         statement.path.display(),
                         statement.line,
                         who.join(", ")
+                    ),
+                );
+            }
+            Event::LockQueue { statement, queued } => {
+                st.queue_peak = Queued {
+                    reads: st.queue_peak.reads.max(queued.reads),
+                    writes: st.queue_peak.writes.max(queued.writes),
+                    other: st.queue_peak.other.max(queued.other),
+                };
+                if let Some(bar) = &st.bar {
+                    let mut message = st.label.clone();
+                    if statement.total > 1 {
+                        message.push_str(&format!(
+                            " statement {}/{} (line {})",
+                            statement.number, statement.total, statement.line
+                        ));
+                    }
+                    if !queued.is_empty() {
+                        message
+                            .push_str(&format!("; queued behind it: {}", describe_queue(queued)));
+                    }
+                    bar.set_message(message);
+                }
+            }
+            Event::BlockerCancelled {
+                statement,
+                blocker,
+                idle_limit,
+                terminated,
+                error,
+            } => {
+                let what = if *terminated {
+                    "ended".to_string()
+                } else {
+                    format!(
+                        "could not end {}",
+                        error.as_deref().unwrap_or("(no reason given)")
+                    )
+                };
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    {what} {} (idle in its transaction over --cancel-idle-blockers {}), which blocked {}; recorded in pgcalm.blocker_cancellations",
+                        describe_blocker(blocker),
+                        secs(*idle_limit),
+                        at(statement)
                     ),
                 );
             }
@@ -481,11 +569,13 @@ mod tests {
                     "my migrations",
                     "migrate",
                     "--database-url=postgres://u:s3cret@h/d",
+                    "--direct-url=postgres://u:s3cret@h:5433/d",
                 ])
                 .into_iter()
             ),
             "pgcalm --database-url 'postgresql://u:****@h:5432/d' --migrations-dir 'my migrations' \
-             migrate --database-url 'postgresql://u:****@h:5432/d'"
+             migrate --database-url 'postgresql://u:****@h:5432/d' \
+             --direct-url 'postgresql://u:****@h:5433/d'"
         );
     }
 }

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use assert_cmd::Command;
+use common::app_dir;
 use pgcalm_testkit::TestDb;
 
 /// A working directory with the repo's migrations and pgcalm.toml (the seed setup).
@@ -27,16 +30,6 @@ fn seed_dir() -> tempfile::TempDir {
         .unwrap();
     }
     std::fs::copy(repo.join("pgcalm.toml"), dir.path().join("pgcalm.toml")).unwrap();
-    dir
-}
-
-/// A working directory with one app, `app`, holding these files.
-fn app_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("migrations/app")).unwrap();
-    for (name, sql) in files {
-        std::fs::write(dir.path().join("migrations/app").join(name), sql).unwrap();
-    }
     dir
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use pgcalm_pg::PgError;
 use pgcalm_pg::catalog::SessionInfo;
 
+use crate::journal::LeaseHolder;
+
 /// A migration file that cannot be used, found before anything runs.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("{}:{line}{}: {kind}", path.display(), column.map(|c| format!(":{c}")).unwrap_or_default())]
@@ -286,16 +288,63 @@ pub enum MigrateError {
 
     /// Another runner holds the lock and `--wait` ran out.
     #[error(
-        "another pgcalm migrate holds the migration lock{}; gave up after {:.1}s\n  fix: wait for it \
+        "another pgcalm migrate holds the migration lock{}{}; gave up after {:.1}s\n  fix: wait for it \
          to finish, or raise --wait",
         holder.as_ref().map(|h| format!(" (pid {}, application {:?})", h.pid, h.application_name)).unwrap_or_default(),
+        lease.as_ref().map(|l| format!(" ({l})")).unwrap_or_default(),
         waited.as_secs_f64()
     )]
     LockBusy {
         /// The session holding it, if it could be seen.
         holder: Option<Box<SessionInfo>>,
+        /// The other runner's lease, when it works through a transaction pooler.
+        lease: Option<Box<LeaseHolder>>,
         /// How long we waited.
         waited: Duration,
+    },
+
+    /// The runner's connection goes through a transaction pooler, and the plan holds
+    /// statements that must run outside a transaction. Nothing ran.
+    #[error("{}", format_needs_direct_url(endpoint, evidence, statements, until.as_ref()))]
+    NeedsDirectUrl {
+        /// `host:port` of the pooler.
+        endpoint: String,
+        /// What showed it.
+        evidence: String,
+        /// The statements that cannot run through it.
+        statements: Vec<crate::event::StatementRef>,
+        /// The migration (app, name) just before the first that cannot run through it,
+        /// when migrating that far goes through the pooler.
+        until: Option<(String, String)>,
+    },
+
+    /// The direct URL (`--direct-url`) goes through a transaction pooler too.
+    #[error(
+        "the direct URL ({endpoint}) goes through a transaction pooler too ({evidence}), so \
+         pgcalm cannot hold a session there either; nothing ran\n  fix: give --direct-url \
+         (PGCALM_MIGRATE_URL) the PostgreSQL server's own host and port, or a pooler in \
+         session mode"
+    )]
+    DirectUrlPooled {
+        /// `host:port` of the direct URL.
+        endpoint: String,
+        /// What showed it.
+        evidence: String,
+    },
+
+    /// Through a transaction pooler, the runner's lease lapsed (it could not renew it
+    /// for [`LEASE_TTL`](crate::journal::LEASE_TTL)) and another runner took it. The
+    /// runner stopped before its next transaction; what it committed stays.
+    #[error(
+        "this runner's lease on the journal lapsed and another runner took it{}; stopped \
+         before running anything more (what committed before stays)\n  fix: let the other \
+         runner finish, then rerun; if the pooler was saturated, give --direct-url \
+         (PGCALM_MIGRATE_URL)",
+        migration.as_ref().map(|m| format!(" while {m} was next")).unwrap_or_default()
+    )]
+    LeaseLost {
+        /// The migration it was about to run or was running.
+        migration: Option<String>,
     },
 
     /// A statement failed on the server.
@@ -584,4 +633,51 @@ fn format_statement_failure(e: &MigrateError) -> String {
     }
     s.push_str(&format!("\n  {}", f.outcome));
     s
+}
+
+fn format_needs_direct_url(
+    endpoint: &str,
+    evidence: &str,
+    statements: &[crate::event::StatementRef],
+    until: Option<&(String, String)>,
+) -> String {
+    let mut out = format!(
+        "{endpoint} is a transaction pooler ({evidence}), and {} of the migrations to run \
+         cannot run through it: {} outside a transaction, where lock_timeout can only be set \
+         for the whole session, and the pooler would hand that session (its lock_timeout, \
+         pgcalm's runner lock) to the application's next transaction:",
+        if statements.len() == 1 {
+            "a statement"
+        } else {
+            "statements"
+        },
+        if statements.len() == 1 {
+            "it runs"
+        } else {
+            "they run"
+        }
+    );
+    for s in statements {
+        out.push_str(&format!(
+            "\n  {}:{}: {} ({}, statement {} of {})",
+            s.path.display(),
+            s.line,
+            s.summary,
+            s.migration,
+            s.number,
+            s.total
+        ));
+    }
+    out.push_str(
+        "\nnothing ran\n  fix: give pgcalm the PostgreSQL server's own address for migrations: \
+         --direct-url URL, or PGCALM_MIGRATE_URL (pgcalm.toml: [migrate] direct_url); the whole \
+         run then goes there. Transactional migrations run through the pooler as they are",
+    );
+    match until {
+        Some((app, name)) => out.push_str(&format!(
+            ": `pgcalm migrate {app} {name}` applies those before it now"
+        )),
+        None => out.push('.'),
+    }
+    out
 }

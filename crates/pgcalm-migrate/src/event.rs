@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgcalm_pg::catalog::{IndexBuildProgress, SessionInfo};
+use pgcalm_pg::catalog::{Blocker, IndexBuildProgress, Queued, SessionInfo};
 use serde::Serialize;
 
 use crate::file::Direction;
+use crate::journal::LeaseHolder;
 use crate::plan::{Operation, Step};
 
 /// One migration of a plan, as announced before running.
@@ -76,10 +77,21 @@ pub struct Notice {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The runner's connection goes through a transaction pooler (found before anything
+    /// ran): it holds no session state, takes the runner lock per transaction plus a
+    /// lease in the journal, and sets its timeouts with `SET LOCAL` in every transaction.
+    ThroughTransactionPooler {
+        /// `host:port` of the pooler.
+        endpoint: String,
+        /// What showed it (backend pids of one connection's transactions).
+        evidence: String,
+    },
     /// Another runner holds the migration lock; this one waits (reported once).
     WaitingForLock {
         /// The other runner's session, if visible.
         holder: Option<SessionInfo>,
+        /// The other runner's lease, when it works through a transaction pooler.
+        lease: Option<LeaseHolder>,
     },
     /// The migration lock is ours.
     LockAcquired {
@@ -125,12 +137,38 @@ pub enum Event {
         duration: Duration,
     },
     /// The statement is waiting for a lock held by these sessions (sampled while it
-    /// waits; reported when the set of blockers changes).
+    /// waits; reported when the set of blockers changes). An autovacuum among them
+    /// yields (see [`describe_blocker`]).
     LockWait {
         /// Which statement waits.
         statement: StatementRef,
-        /// The sessions it waits for.
-        blockers: Vec<SessionInfo>,
+        /// The sessions it waits for: pid, application, state, transaction age, query.
+        blockers: Vec<Blocker>,
+    },
+    /// How many of the application's sessions wait behind the statement's locks (held,
+    /// or queued behind the lock it waits for), by kind; sampled while it runs, reported
+    /// when the counts change, and once more, empty, when it ends with a queue behind it.
+    LockQueue {
+        /// Which statement.
+        statement: StatementRef,
+        /// Reads, writes, other.
+        queued: Queued,
+    },
+    /// Under `cancel_idle_blockers`, a session the statement waited for, idle in its
+    /// transaction for longer than allowed, was ended (`pg_terminate_backend`; journaled
+    /// in `pgcalm.blocker_cancellations`), or could not be.
+    BlockerCancelled {
+        /// The statement it blocked.
+        statement: StatementRef,
+        /// The session as it was when ended.
+        blocker: Blocker,
+        /// The policy's limit.
+        #[serde(with = "secs")]
+        idle_limit: Duration,
+        /// It was ended (false: `error` says why not).
+        terminated: bool,
+        /// Why it could not be ended (permissions).
+        error: Option<String>,
     },
     /// The statement hit `lock_timeout`; it (or its transaction) will be retried.
     LockTimeoutRetry {
@@ -243,6 +281,132 @@ pub fn describe_session(s: &SessionInfo) -> String {
         format!("pid {}", s.pid)
     } else {
         format!("pid {} ({})", s.pid, parts.join("; "))
+    }
+}
+
+/// A blocker for messages: a session as [`describe_session`] words it, with how long it
+/// has sat idle in its transaction; an autovacuum worker as what it is: it yields to the
+/// statement (the server cancels it once the wait lasts `deadlock_timeout`), unless it
+/// runs to prevent wraparound.
+pub fn describe_blocker(b: &Blocker) -> String {
+    if b.autovacuum {
+        let what = b
+            .session
+            .query
+            .as_deref()
+            .map(|q| q.trim_start_matches("autovacuum:").trim())
+            .filter(|q| !q.is_empty())
+            .unwrap_or("VACUUM");
+        return if b.prevents_wraparound() {
+            format!(
+                "autovacuum (pid {}: {what}), which does not yield: it runs to prevent wraparound, \
+                 so the statement waits until it ends or lock_timeout",
+                b.session.pid
+            )
+        } else {
+            format!(
+                "autovacuum (pid {}: {what}), which yields to DDL: PostgreSQL cancels it once \
+                 the statement has waited deadlock_timeout (1s by default)",
+                b.session.pid
+            )
+        };
+    }
+    let text = describe_session(&b.session);
+    match (&b.session.state, b.state_secs) {
+        (Some(state), Some(idle)) if b.idle_in_transaction() => {
+            text.replacen(&format!("{state},"), &format!("{state} for {idle:.1}s,"), 1)
+        }
+        _ => text,
+    }
+}
+
+/// `2 reads, 1 write` (kinds with none left out; `nothing` when empty).
+pub fn describe_queue(q: &Queued) -> String {
+    let part = |n: u32, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {many}")),
+    };
+    let parts: Vec<String> = [
+        part(q.reads, "read", "reads"),
+        part(q.writes, "write", "writes"),
+        part(q.other, "other", "others"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocker(state: &str, query: &str, autovacuum: bool) -> Blocker {
+        Blocker {
+            session: SessionInfo {
+                pid: 4242,
+                application_name: if autovacuum {
+                    String::new()
+                } else {
+                    "psql".into()
+                },
+                user: None,
+                state: Some(state.into()),
+                query: Some(query.into()),
+                xact_age_secs: Some(40.0),
+                wait_event_type: None,
+            },
+            autovacuum,
+            state_secs: Some(35.5),
+        }
+    }
+
+    #[test]
+    fn autovacuum_is_worded_as_yielding_unless_it_prevents_wraparound() {
+        let yields = blocker("active", "autovacuum: VACUUM public.large_email", true);
+        assert_eq!(
+            describe_blocker(&yields),
+            "autovacuum (pid 4242: VACUUM public.large_email), which yields to DDL: PostgreSQL \
+             cancels it once the statement has waited deadlock_timeout (1s by default)"
+        );
+        let stays = blocker(
+            "active",
+            "autovacuum: VACUUM public.large_email (to prevent wraparound)",
+            true,
+        );
+        assert!(describe_blocker(&stays).contains("does not yield"));
+    }
+
+    #[test]
+    fn a_session_idle_in_a_transaction_says_for_how_long() {
+        let b = blocker("idle in transaction", "SELECT count(*) FROM t", false);
+        assert_eq!(
+            describe_blocker(&b),
+            "pid 4242 (psql; idle in transaction for 35.5s, transaction open 40.0s; last query: \
+             SELECT count(*) FROM t)"
+        );
+        let active = blocker("active", "SELECT pg_sleep(60)", false);
+        assert_eq!(
+            describe_blocker(&active),
+            "pid 4242 (psql; active, transaction open 40.0s; last query: SELECT pg_sleep(60))"
+        );
+    }
+
+    #[test]
+    fn queues_are_counted_in_words() {
+        let q = |reads, writes, other| Queued {
+            reads,
+            writes,
+            other,
+        };
+        assert_eq!(describe_queue(&q(2, 1, 0)), "2 reads, 1 write");
+        assert_eq!(describe_queue(&q(0, 0, 1)), "1 other");
+        assert_eq!(describe_queue(&q(0, 0, 0)), "nothing");
     }
 }
 

@@ -12,14 +12,22 @@
 //! commit together. Only a statement that cannot run in a transaction (CONCURRENTLY,
 //! VACUUM...) is in flight while it runs: if the runner dies then, the resume checks the
 //! database (or asks) before running it again.
+//!
+//! `pgcalm.runner_lease` holds at most one row: the runner that works through a
+//! transaction pooler, where no session lasts to hold a session advisory lock (see
+//! [`fence`]). `pgcalm.blocker_cancellations` records each session the runner ended
+//! under `cancel_idle_blockers`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use pgcalm_pg::PgError;
+use pgcalm_pg::catalog::Blocker;
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient};
 
+use crate::event::StatementRef;
 use crate::file::{Direction, MigrationFile};
 
 /// The journal's DDL, idempotent.
@@ -56,12 +64,42 @@ CREATE TABLE IF NOT EXISTS pgcalm.migration_statements (
     PRIMARY KEY (app, name, direction, statement_index),
     FOREIGN KEY (app, name) REFERENCES pgcalm.migrations ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS pgcalm.runner_lease (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    token       text NOT NULL,
+    holder      text NOT NULL,
+    acquired_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pgcalm.blocker_cancellations (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    migration        text NOT NULL,
+    statement        integer NOT NULL,
+    path             text NOT NULL,
+    line             integer NOT NULL,
+    pid              integer NOT NULL,
+    application_name text NOT NULL,
+    usename          text,
+    state            text,
+    idle_secs        float8,
+    xact_age_secs    float8,
+    query            text,
+    idle_limit_secs  float8 NOT NULL,
+    terminated       boolean NOT NULL,
+    error            text,
+    cancelled_at     timestamptz NOT NULL DEFAULT now()
+);
 ";
 
-/// Brings a journal created by an earlier pgcalm up to date (idempotent). A runner of
-/// that version killed mid-way sent every statement of a no-transaction migration
-/// outside a transaction, so the statement after its journaled ones may have run: it is
-/// marked in flight.
+/// The tables added after the first journal: an upgrade creates them
+/// ([`ensure_schema`]).
+const LATER_TABLES: [&str; 2] = ["pgcalm.runner_lease", "pgcalm.blocker_cancellations"];
+
+/// Brings a journal created by an earlier pgcalm up to date (idempotent): the columns
+/// `in_flight` and `cancelled`, then the tables of [`LATER_TABLES`] (SCHEMA_SQL's
+/// `CREATE TABLE IF NOT EXISTS`). A runner of the version without `in_flight` killed
+/// mid-way sent every statement of a no-transaction migration outside a transaction, so
+/// the statement after its journaled ones may have run: it is marked in flight.
 const UPGRADE_SQL: &str = "
 ALTER TABLE pgcalm.migrations
     ADD COLUMN IF NOT EXISTS in_flight integer,
@@ -125,15 +163,25 @@ pub async fn ensure_schema(client: &Client) -> Result<(), PgError> {
             .await
             .map_err(PgError::query("creating pgcalm's journal (schema pgcalm)"));
     }
-    if has_current_columns(client).await? {
-        return Ok(());
+    if !has_current_columns(client).await? {
+        client
+            .batch_execute(UPGRADE_SQL)
+            .await
+            .map_err(PgError::query(
+                "adding the in_flight and cancelled columns to pgcalm.migrations",
+            ))?;
     }
-    client
-        .batch_execute(UPGRADE_SQL)
-        .await
-        .map_err(PgError::query(
-            "adding the in_flight and cancelled columns to pgcalm.migrations",
-        ))
+    for table in LATER_TABLES {
+        if !pgcalm_pg::catalog::relation_exists(client, table).await? {
+            return client
+                .batch_execute(SCHEMA_SQL)
+                .await
+                .map_err(PgError::query(format!(
+                    "adding {table} to pgcalm's journal"
+                )));
+        }
+    }
+    Ok(())
 }
 
 /// Brings a journal an earlier pgcalm created up to this version's columns, and creates
@@ -149,16 +197,15 @@ pub async fn upgrade_existing(client: &Client) -> Result<bool, PgError> {
 }
 
 /// Whether the journal has this version's columns (an earlier pgcalm created it
-/// without `in_flight` and `cancelled`).
+/// without `in_flight` and `cancelled`). Asks the catalog: a failed probe query would
+/// abort the read-only transaction `showmigrations` reads in.
 async fn has_current_columns(client: &Client) -> Result<bool, PgError> {
-    match client
-        .prepare("SELECT in_flight, cancelled FROM pgcalm.migrations")
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => Ok(false),
-        Err(e) => Err(PgError::query("reading the migration journal")(e)),
+    for column in ["in_flight", "cancelled"] {
+        if !pgcalm_pg::catalog::column_exists(client, "pgcalm.migrations", column).await? {
+            return Ok(false);
+        }
     }
+    Ok(true)
 }
 
 /// Reads the whole journal; empty when it does not exist yet (reading never creates it).
@@ -441,6 +488,183 @@ pub async fn record_failure(
         .map_err(PgError::query(format!(
             "recording the failure of {}",
             file.id()
+        )))?;
+    Ok(())
+}
+
+/// How long a runner's lease lasts unless renewed (a runner renews it every
+/// [`LEASE_RENEWAL`] and in every transaction it runs). A runner that died holding it
+/// keeps the next one waiting at most this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// How often a runner working through a transaction pooler renews its lease.
+pub const LEASE_RENEWAL: Duration = Duration::from_secs(5);
+
+/// Another runner's lease on the journal, as a waiting runner describes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LeaseHolder {
+    /// Who holds it: `pgcalm migrate (process 4242)`.
+    pub holder: String,
+    /// Seconds since it was taken.
+    pub held_secs: f64,
+    /// Seconds until it lapses unless renewed.
+    pub expires_in_secs: f64,
+}
+
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}, through a transaction pooler, for {:.1}s (its lease lapses in {:.1}s unless renewed)",
+            self.holder, self.held_secs, self.expires_in_secs
+        )
+    }
+}
+
+/// The lease another runner holds now (not lapsed), if any; None when there is no lease
+/// table yet. Call it holding the runner lock (session or transaction advisory lock), so
+/// that no lease is taken meanwhile.
+pub async fn live_lease(client: &Client) -> Result<Option<LeaseHolder>, PgError> {
+    if !pgcalm_pg::catalog::relation_exists(client, "pgcalm.runner_lease").await? {
+        return Ok(None);
+    }
+    let row = client
+        .query_typed_opt(
+            "SELECT holder, extract(epoch FROM clock_timestamp() - acquired_at)::float8,
+                    extract(epoch FROM expires_at - clock_timestamp())::float8
+               FROM pgcalm.runner_lease WHERE expires_at > clock_timestamp()",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("reading the migration runner lease"))?;
+    Ok(row.map(|r| LeaseHolder {
+        holder: r.get(0),
+        held_secs: r.get(1),
+        expires_in_secs: r.get(2),
+    }))
+}
+
+/// Takes the lease for `token` (replacing a lapsed one): inside the transaction that
+/// holds the runner's transaction advisory lock and found no live lease.
+pub async fn take_lease(client: &Client, token: &str, holder: &str) -> Result<(), PgError> {
+    client
+        .query_typed(
+            "INSERT INTO pgcalm.runner_lease AS l (token, holder, expires_at)
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+             ON CONFLICT (singleton) DO UPDATE
+                SET token = excluded.token, holder = excluded.holder,
+                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+            &[
+                (&token, Type::TEXT),
+                (&holder, Type::TEXT),
+                (&LEASE_TTL.as_secs_f64(), Type::FLOAT8),
+            ],
+        )
+        .await
+        .map_err(PgError::query("taking the migration runner lease"))?;
+    Ok(())
+}
+
+/// The first statement of every transaction a runner sends through a transaction
+/// pooler, in one round trip: `settings` (its `SET LOCAL`s), the runner's transaction
+/// advisory lock `key` (held to the end of the transaction, so no other runner can take
+/// the lease meanwhile), and the renewal of the lease of `token`. Returns the backend
+/// pid the transaction runs on, or None when the lease is not ours any more (it lapsed
+/// and another runner took it): nothing may be done then.
+pub async fn fence(
+    client: &Client,
+    settings: &str,
+    key: i64,
+    token: &str,
+) -> Result<Option<i32>, PgError> {
+    debug_assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    let sql = format!(
+        "{settings}; SELECT pg_advisory_xact_lock({key});
+         UPDATE pgcalm.runner_lease
+            SET expires_at = clock_timestamp() + interval '{ttl} seconds'
+          WHERE token = '{token}'
+         RETURNING pg_backend_pid()",
+        ttl = LEASE_TTL.as_secs()
+    );
+    let messages = client.simple_query(&sql).await.map_err(PgError::query(
+        "taking the runner lock and renewing its lease",
+    ))?;
+    Ok(messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|p| p.parse().ok()),
+        _ => None,
+    }))
+}
+
+/// Renews the lease of `token` (autocommit, from a connection of its own): the runner's
+/// heartbeat while a long statement runs. False when it is not ours any more.
+pub async fn renew_lease(client: &Client, token: &str) -> Result<bool, PgError> {
+    let n = client
+        .query_typed(
+            "UPDATE pgcalm.runner_lease
+                SET expires_at = clock_timestamp() + make_interval(secs => $2)
+              WHERE token = $1
+             RETURNING 1",
+            &[
+                (&token, Type::TEXT),
+                (&LEASE_TTL.as_secs_f64(), Type::FLOAT8),
+            ],
+        )
+        .await
+        .map_err(PgError::query("renewing the migration runner lease"))?;
+    Ok(!n.is_empty())
+}
+
+/// Gives the lease of `token` back (autocommit).
+pub async fn release_lease(client: &Client, token: &str) -> Result<(), PgError> {
+    client
+        .query_typed(
+            "DELETE FROM pgcalm.runner_lease WHERE token = $1",
+            &[(&token, Type::TEXT)],
+        )
+        .await
+        .map_err(PgError::query("releasing the migration runner lease"))?;
+    Ok(())
+}
+
+/// Records that the runner ended (or tried to end) `blocker`, which kept statement `at`
+/// waiting while idle in a transaction for longer than `idle_limit` (autocommit, from
+/// the runner's monitor connection: it stays recorded whatever the migration does next).
+pub async fn record_blocker_cancellation(
+    client: &Client,
+    at: &StatementRef,
+    blocker: &Blocker,
+    idle_limit: Duration,
+    error: Option<&str>,
+) -> Result<(), PgError> {
+    let s = &blocker.session;
+    let path = at.path.display().to_string();
+    client
+        .query_typed(
+            "INSERT INTO pgcalm.blocker_cancellations
+                    (migration, statement, path, line, pid, application_name, usename, state,
+                     idle_secs, xact_age_secs, query, idle_limit_secs, terminated, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                (&at.migration, Type::TEXT),
+                (&(at.number as i32), Type::INT4),
+                (&path, Type::TEXT),
+                (&(at.line as i32), Type::INT4),
+                (&s.pid, Type::INT4),
+                (&s.application_name, Type::TEXT),
+                (&s.user, Type::TEXT),
+                (&s.state, Type::TEXT),
+                (&blocker.state_secs, Type::FLOAT8),
+                (&s.xact_age_secs, Type::FLOAT8),
+                (&s.query, Type::TEXT),
+                (&idle_limit.as_secs_f64(), Type::FLOAT8),
+                (&error.is_none(), Type::BOOL),
+                (&error, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(PgError::query(format!(
+            "recording in the journal that session {} was ended",
+            s.pid
         )))?;
     Ok(())
 }

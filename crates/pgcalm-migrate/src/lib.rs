@@ -23,12 +23,15 @@
 //!   target, a name prefix, or `zero`).
 //! - [`policy`]: `lock_timeout` (2s), `statement_timeout` (0 for SHARE UPDATE EXCLUSIVE
 //!   statements), jittered exponential backoff for lock-timeout retries.
-//! - [`runner`]: one runner at a time (advisory lock), every statement through one
-//!   function that applies the timeouts, all-or-nothing transactional migrations,
-//!   journaled and resumable no-transaction migrations (each statement that may run in a
-//!   transaction commits with its journal entry), invalid-index repair, cancellation
-//!   ([`Runner::with_cancel`]: the statement in flight is cancelled on the server).
-//! - [`journal`]: the `pgcalm.migrations` / `pgcalm.migration_statements` tables.
+//! - [`runner`]: one runner at a time (advisory lock; through a transaction pooler a
+//!   transaction advisory lock and a lease in the journal), every statement through one
+//!   function that applies the timeouts and names what it waits for, all-or-nothing
+//!   transactional migrations, journaled and resumable no-transaction migrations (each
+//!   statement that may run in a transaction commits with its journal entry),
+//!   invalid-index repair, cancellation ([`Runner::with_cancel`]: the statement in
+//!   flight is cancelled on the server).
+//! - [`journal`]: the `pgcalm.migrations` / `pgcalm.migration_statements` tables, the
+//!   runner's lease and the blockers it ended.
 //!
 //! Architecture invariant: this crate never prints. It reports through [`Event`]s
 //! and returns [`MigrateError`]s whose messages name the file, the line and the fix.
@@ -91,7 +94,9 @@ pub use error::{
     Cancellation, FileError, FileErrorKind, MigrateError, RiskyFinding, StatementFailure,
     StoppedMigration,
 };
-pub use event::{Event, Notice, PlannedStep, StatementRef, describe_session};
+pub use event::{
+    Event, Notice, PlannedStep, StatementRef, describe_blocker, describe_queue, describe_session,
+};
 pub use file::{
     Direction, MigrationFile, MigrationSet, Section, Statement, parse_file, parse_file_unchecked,
 };

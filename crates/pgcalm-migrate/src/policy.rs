@@ -44,6 +44,15 @@ pub struct Policy {
     /// ([`MigrateError::RiskyMigration`](crate::MigrateError::RiskyMigration)); a
     /// statement with `-- pgcalm:ignore RULE reason` above it is let through.
     pub allow_risky: bool,
+    /// End the sessions a statement waits for that have sat idle in a transaction for
+    /// longer than this (`--cancel-idle-blockers 30s`): a forgotten `BEGIN` in a shell,
+    /// an application that leaks transactions. Never an active session, never
+    /// autovacuum. The session is terminated (`pg_terminate_backend`: PostgreSQL ignores a
+    /// cancel request while a session is idle, so its transaction and locks would stay);
+    /// each one is reported ([`Event::BlockerCancelled`](crate::Event::BlockerCancelled))
+    /// and journaled (`pgcalm.blocker_cancellations`). `None` (the default): nothing is
+    /// ended.
+    pub cancel_idle_blockers: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -58,6 +67,7 @@ impl Default for Policy {
             wait_for_lock: None,
             client_connection_check_interval: Some(Duration::from_secs(1)),
             allow_risky: false,
+            cancel_idle_blockers: None,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The runner: one at a time (advisory lock), every statement through
+//! The runner: one at a time (advisory lock; through a transaction pooler, a
+//! transaction advisory lock in every transaction plus a lease in the journal), every
+//! statement through
 //! [`Executor::execute`] (timeouts, notices, lock-wait sampling, index progress, cancel
 //! requests), lock-timeout retries, all-or-nothing transactional migrations, journaled
 //! and resumable no-transaction migrations (each statement in a short transaction with its
@@ -10,17 +12,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgcalm_pg::catalog::{self, SessionInfo};
+use std::collections::{HashMap, HashSet};
+
+use pgcalm_pg::catalog::{self, Blocker, Pooling, Queued, SessionInfo};
 use pgcalm_pg::{PgError, Target};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
-use tokio_postgres::{CancelToken, Client};
+use tokio_postgres::{CancelToken, Client, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Cancellation, MigrateError, RiskyFinding, StatementFailure, StoppedMigration};
 use crate::event::{Event, Notice, StatementRef};
 use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
-use crate::journal::{self, Entry};
+use crate::journal::{self, Entry, LeaseHolder};
 use crate::plan::{
     self, Goal, LeftIndex, MigrationStatus, Plan, StartPoint, StatementSession, Step,
 };
@@ -34,6 +38,10 @@ pub const RUNNER_LOCK_KEY: i64 = 0x7067_6361_6c6d;
 /// `application_name` of the runner's session that sends the statements (between
 /// statements; while one runs, [`statement_session_name`]).
 pub const SESSION_NAME: &str = "pgcalm migrate";
+
+/// `application_name` of the runner's monitor session when it connects (renamed
+/// `pgcalm migrate (monitor of <pid>)` on a connection that keeps its session).
+const MONITOR_NAME: &str = "pgcalm migrate (monitor)";
 
 /// PostgreSQL keeps the first NAMEDATALEN - 1 bytes of an `application_name`.
 const APPLICATION_NAME_MAX: usize = 63;
@@ -73,6 +81,7 @@ pub struct Runner {
     sink: EventSink,
     cancel: CancellationToken,
     in_doubt: InDoubt,
+    direct: Option<Target>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -82,6 +91,7 @@ impl std::fmt::Debug for Runner {
             .field("dir", &self.dir)
             .field("policy", &self.policy)
             .field("in_doubt", &self.in_doubt)
+            .field("direct", &self.direct.as_ref().map(Target::masked_url))
             .finish()
     }
 }
@@ -97,7 +107,19 @@ impl Runner {
             sink: Arc::new(|_| {}),
             cancel: CancellationToken::new(),
             in_doubt: InDoubt::Ask,
+            direct: None,
         }
+    }
+
+    /// The server itself, for when the target is a transaction pooler (`--direct-url`,
+    /// `PGCALM_MIGRATE_URL`). When given, [`Runner::migrate`] runs entirely on it (the
+    /// convention of Prisma's `directUrl`): one runner needs one session, which a direct
+    /// connection keeps, and a run split across two addresses would hold its lock in two
+    /// places. Without it, a run through a transaction pooler does what it can there and
+    /// refuses the rest before anything runs.
+    pub fn with_direct_target(mut self, direct: Option<Target>) -> Self {
+        self.direct = direct;
+        self
     }
 
     /// Replaces the safety policy.
@@ -141,19 +163,27 @@ impl Runner {
     /// Every migration's state (`showmigrations`). Reads only; never creates the journal.
     /// Besides the journal it looks at the server: a runner's session running one of
     /// the statements now (alive, or orphaned: its runner is gone and the server has not
-    /// noticed), and an INVALID index that an interrupted CONCURRENTLY build left.
+    /// noticed), and an INVALID index that an interrupted CONCURRENTLY build left. It
+    /// reads in one read-only transaction, so it works through a transaction pooler.
     pub async fn status(&self, app: Option<&str>) -> Result<Vec<MigrationStatus>, MigrateError> {
         let set = self.load()?;
-        let client = self
-            .target
-            .with_application_name("pgcalm showmigrations")
-            .connect()
-            .await?;
-        let journal = journal::load(&client).await?;
-        let sessions = catalog::sessions_named(&client, SESSION_NAME).await?;
+        let client = self.read_only("pgcalm showmigrations").await?;
+        let statuses = self.statuses(&client, &set, app).await;
+        end_read(&client).await?;
+        statuses
+    }
+
+    async fn statuses(
+        &self,
+        client: &Client,
+        set: &MigrationSet,
+        app: Option<&str>,
+    ) -> Result<Vec<MigrationStatus>, MigrateError> {
+        let journal = journal::load(client).await?;
+        let sessions = catalog::sessions_named(client, SESSION_NAME).await?;
         // The runner lives while its monitor session does: the session of a dead client
         // closes at once when idle, while one running a statement may outlive it.
-        let live = catalog::advisory_lock_holder(&client, RUNNER_LOCK_KEY)
+        let live = catalog::advisory_lock_holder(client, RUNNER_LOCK_KEY)
             .await?
             .map(|s| s.pid)
             .filter(|pid| {
@@ -161,7 +191,10 @@ impl Runner {
                     .iter()
                     .any(|s| s.application_name == monitor_name(*pid))
             });
-        let mut statuses = plan::statuses(&set, &journal, app, live)?;
+        // A runner through a transaction pooler has no session of its own: while its
+        // lease is live, the statement sessions are its.
+        let leased = journal::live_lease(client).await?.is_some();
+        let mut statuses = plan::statuses(set, &journal, app, live)?;
         for status in &mut statuses {
             let Some(file) = set.get(&status.app, &status.name) else {
                 continue;
@@ -169,7 +202,11 @@ impl Runner {
             status.session = sessions
                 .iter()
                 .filter(|s| s.state.as_deref() == Some("active"))
-                .find_map(|s| statement_session(file, s, live));
+                .find_map(|s| statement_session(file, s, live))
+                .map(|mut s| {
+                    s.orphaned &= !leased;
+                    s
+                });
             if let Some((direction, done, slot)) = status.pending_index_mut()
                 && let Some(stmt) = file.section(direction).and_then(|s| s.statements.get(done))
                 && let Some(IndexBuild {
@@ -177,7 +214,7 @@ impl Runner {
                     concurrent: true,
                     create: true,
                 }) = &stmt.kind().index_build
-                && let Some(state) = catalog::index_state(&client, index).await?
+                && let Some(state) = catalog::index_state(client, index).await?
                 && !state.valid
                 && state.in_flight_pid.is_none()
             {
@@ -190,15 +227,29 @@ impl Runner {
         Ok(statuses)
     }
 
+    /// The server the runner works on: the direct target when given.
+    fn server(&self) -> &Target {
+        self.direct.as_ref().unwrap_or(&self.target)
+    }
+
+    /// A connection named `name` inside a read-only transaction (what only reads works
+    /// through a transaction pooler this way); end it with [`end_read`].
+    async fn read_only(&self, name: &str) -> Result<Client, MigrateError> {
+        let client = self.server().with_application_name(name).connect().await?;
+        client
+            .batch_execute("BEGIN READ ONLY")
+            .await
+            .map_err(PgError::query("starting a read-only transaction"))?;
+        Ok(client)
+    }
+
     /// What [`Runner::migrate`] would run now, without running it (`--plan`).
     pub async fn plan(&self, goal: &Goal) -> Result<Plan, MigrateError> {
         let set = self.load()?;
-        let client = self
-            .target
-            .with_application_name("pgcalm migrate --plan")
-            .connect()
-            .await?;
-        let journal = journal::load(&client).await?;
+        let client = self.read_only("pgcalm migrate --plan").await?;
+        let journal = journal::load(&client).await;
+        end_read(&client).await?;
+        let journal = journal?;
         plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
         let plan = plan::plan(&set, &journal, goal)?;
         check_files(&plan)?;
@@ -208,30 +259,77 @@ impl Runner {
     /// The lint options the runner judges migrations with: the server's major version
     /// (for `--plan`'s verdicts, the same the refusal uses).
     pub async fn lint_options(&self) -> Result<pgcalm_lint::LintOptions, MigrateError> {
-        let client = self
-            .target
-            .with_application_name("pgcalm migrate --plan")
-            .connect()
-            .await?;
-        lint_options_of(&client).await
+        let client = self.read_only("pgcalm migrate --plan").await?;
+        let options = lint_options_of(&client).await;
+        end_read(&client).await?;
+        options
     }
 
     /// Migrates to `goal`: takes the runner lock, checks the files against the journal,
     /// and runs the plan. Emits [`Event::Planned`] once the plan is known.
+    ///
+    /// Before anything else it finds out whether its connection keeps a server session
+    /// ([`catalog::session_pooling`]). Directly (or through a pooler in session mode) it
+    /// holds a session advisory lock and sets its bookkeeping timeouts for the session.
+    /// Through a transaction pooler it keeps no session state: every transaction it sends
+    /// takes the runner lock as a transaction advisory lock and checks its lease in the
+    /// journal ([`journal::fence`]), timeouts are `SET LOCAL`, and a plan with statements
+    /// that must run outside a transaction (CONCURRENTLY, VACUUM) is refused before
+    /// anything runs ([`MigrateError::NeedsDirectUrl`]). With a direct target
+    /// ([`Runner::with_direct_target`]) the whole run goes there.
     pub async fn migrate(&self, goal: &Goal) -> Result<Report, MigrateError> {
         // Files first: a malformed file stops everything before a connection is made
         // (the files about to run are parsed once the plan is known).
         let set = self.load()?;
-        let (client, notices) = self
-            .target
+        let target = self.server();
+        let (client, notices) = target
             .with_application_name(SESSION_NAME)
             .connect_with_notices()
             .await?;
-        let monitor = self
-            .target
-            .with_application_name("pgcalm migrate (monitor)")
-            .connect()
-            .await?;
+        // Named uniquely until the pooler check has looked for its backend.
+        let probe_name = format!("{SESSION_NAME} (probe {})", &lease_token()[..12]);
+        let monitor = target.with_application_name(&probe_name).connect().await?;
+        let endpoint = format!("{}:{}", target.host(), target.port());
+        let pooling = catalog::session_pooling(&client, &monitor, &probe_name).await?;
+        // A direct URL is taken at its word unless transaction pooling is proven: a
+        // pooler in session mode is a right place for migrations.
+        let keeps_session = match &pooling {
+            Pooling::Session => true,
+            Pooling::Unproven { .. } => self.direct.is_some(),
+            Pooling::Transaction { .. } => false,
+        };
+        if keeps_session {
+            return self
+                .migrate_in_session(goal, &set, client, notices, monitor)
+                .await;
+        }
+        let evidence = pooling.evidence().unwrap_or_default().to_string();
+        if self.direct.is_some() {
+            return Err(MigrateError::DirectUrlPooled { endpoint, evidence });
+        }
+        monitor
+            .batch_execute(&format!("SET application_name = {}", literal(MONITOR_NAME)))
+            .await
+            .map_err(PgError::query("naming the runner's monitor session"))?;
+        self.emit(Event::ThroughTransactionPooler {
+            endpoint: endpoint.clone(),
+            evidence: evidence.clone(),
+        });
+        let through = Through { endpoint, evidence };
+        self.migrate_through_pooler(goal, &set, client, notices, monitor, through)
+            .await
+    }
+
+    /// The run on a connection that keeps its session: a session advisory lock, the
+    /// bookkeeping timeouts set once for the session.
+    async fn migrate_in_session(
+        &self,
+        goal: &Goal,
+        set: &MigrationSet,
+        client: Client,
+        notices: UnboundedReceiver<DbError>,
+        monitor: Client,
+    ) -> Result<Report, MigrateError> {
         let pid = catalog::backend_pid(&client).await?;
         // Named after the session it watches: `showmigrations` tells a live runner (both
         // sessions connected) from an orphaned statement (its runner gone).
@@ -244,12 +342,10 @@ impl Runner {
             .map_err(PgError::query("naming the runner's monitor session"))?;
         // pgcalm's own bookkeeping (journal DDL and writes) gets the same short
         // lock_timeout: nothing this session does may queue the application for long.
-        let mut session = set_sql(&self.policy.settings_for(&Default::default()), false);
+        let mut session = self.bookkeeping_settings(false);
         // If the runner dies mid-statement, the server ends the statement (and its locks)
         // within this interval instead of running it to its end for no one.
-        if let Some(interval) = self.policy.client_connection_check_interval
-            && catalog::checks_client_connection(&client).await?
-        {
+        if let Some(interval) = self.check_interval(&client).await? {
             session.push_str(&format!(
                 "; SET client_connection_check_interval = '{}ms'",
                 interval.as_millis()
@@ -259,21 +355,138 @@ impl Runner {
             .batch_execute(&session)
             .await
             .map_err(PgError::query("setting the runner session's timeouts"))?;
-        if !self.acquire_lock(&client, &monitor).await? {
-            return Err(MigrateError::Cancelled(Box::new(Cancellation {
-                completed: Vec::new(),
-                stopped: None,
-                not_started: Vec::new(),
-            })));
+        if !self.acquire_lock(&client, &monitor, false).await? {
+            return Err(nothing_done());
         }
-        let journal_exists = journal::upgrade_existing(&client).await?;
-        let journal = journal::load(&client).await?;
-        plan::check_checksums(&set, &journal, &goal_apps(&set, goal))?;
-        let plan = plan::plan(&set, &journal, goal)?;
+        let (plan, journal) = self.prepare(&client, goal, set, None).await?;
+        let exec = Executor::new(self, &client, notices, &monitor, pid, None);
+        // Closing the session (when `client` drops) releases the advisory lock.
+        self.run_plan(exec, plan, journal).await
+    }
+
+    /// The run through a transaction pooler: no session state anywhere. The runner lock
+    /// is a transaction advisory lock taken by every transaction, and between
+    /// transactions a lease row in the journal keeps other runners out; a task of its own
+    /// renews the lease while statements run, and it is given back at the end.
+    async fn migrate_through_pooler(
+        &self,
+        goal: &Goal,
+        set: &MigrationSet,
+        client: Client,
+        notices: UnboundedReceiver<DbError>,
+        monitor: Client,
+        through: Through,
+    ) -> Result<Report, MigrateError> {
+        // The lease (and this transaction) is taken with the transaction advisory lock
+        // held: acquire_lock returns inside that transaction.
+        if !self.acquire_lock(&client, &monitor, true).await? {
+            return Err(nothing_done());
+        }
+        let token = lease_token();
+        let holder = format!("{SESSION_NAME} (process {})", std::process::id());
+        let prepared = async {
+            let interval = self.check_interval(&client).await?;
+            let (plan, journal) = self.prepare(&client, goal, set, Some(&through)).await?;
+            journal::take_lease(&client, &token, &holder).await?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(PgError::query("committing the runner lease"))?;
+            Ok::<_, MigrateError>((plan, journal, interval))
+        }
+        .await;
+        let (plan, journal, interval) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing was changed: the checks ran before the journal was touched.
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        let heartbeat = Heartbeat::start(&self.target, &token).await;
+        let pooled = PooledSession {
+            fence_settings: self.bookkeeping_settings(true),
+            statement_settings: interval
+                .map(|i| {
+                    format!(
+                        "; SET LOCAL client_connection_check_interval = '{}ms'",
+                        i.as_millis()
+                    )
+                })
+                .unwrap_or_default(),
+            token: token.clone(),
+        };
+        let exec = Executor::new(self, &client, notices, &monitor, 0, Some(pooled));
+        let result = self.run_plan(exec, plan, journal).await;
+        drop(heartbeat);
+        // Best effort: a lease that cannot be given back lapses after LEASE_TTL.
+        let _ = journal::release_lease(&client, &token).await;
+        result
+    }
+
+    /// `SET` (or `SET LOCAL`) of the bookkeeping timeouts: the policy's, as for a
+    /// statement of no particular kind.
+    fn bookkeeping_settings(&self, local: bool) -> String {
+        set_sql(&self.policy.settings_for(&Default::default()), local)
+    }
+
+    /// The `client_connection_check_interval` to set, when the policy asks for one and
+    /// the server has it (PostgreSQL 14+).
+    async fn check_interval(&self, client: &Client) -> Result<Option<Duration>, MigrateError> {
+        match self.policy.client_connection_check_interval {
+            Some(interval) if catalog::checks_client_connection(client).await? => {
+                Ok(Some(interval))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Under the runner lock: brings an older journal up to date, reads it, plans, checks
+    /// the files (and, through a pooler, that every statement can run in a transaction),
+    /// lints what will run, and only then creates the journal if it did not exist.
+    async fn prepare(
+        &self,
+        client: &Client,
+        goal: &Goal,
+        set: &MigrationSet,
+        through: Option<&Through>,
+    ) -> Result<(Plan, Journal), MigrateError> {
+        let journal_exists = journal::upgrade_existing(client).await?;
+        let journal = journal::load(client).await?;
+        plan::check_checksums(set, &journal, &goal_apps(set, goal))?;
+        let plan = plan::plan(set, &journal, goal)?;
         check_files(&plan)?;
+        if let Some(through) = through {
+            let outside = statements_outside_transactions(&plan);
+            if let Some(first) = outside.first() {
+                // Going forward, the migrations before the first one that cannot run
+                // here can: say how to apply just those.
+                let at = plan
+                    .steps
+                    .iter()
+                    .position(|s| s.file.id() == first.migration)
+                    .unwrap_or(0);
+                let until = match (at.checked_sub(1).map(|i| &plan.steps[i]), &plan.steps[at]) {
+                    (Some(before), blocked)
+                        if before.direction == Direction::Up
+                            && blocked.direction == Direction::Up
+                            && before.file.app == blocked.file.app =>
+                    {
+                        Some((before.file.app.clone(), before.file.name.clone()))
+                    }
+                    _ => None,
+                };
+                return Err(MigrateError::NeedsDirectUrl {
+                    endpoint: through.endpoint.clone(),
+                    evidence: through.evidence.clone(),
+                    statements: outside,
+                    until,
+                });
+            }
+        }
         // Safe by default: lint what is about to run, refuse it before anything runs.
         if !self.policy.allow_risky {
-            let options = lint_options_of(&client).await?;
+            let options = lint_options_of(client).await?;
             let findings = risky_findings(&plan, &options);
             if !findings.is_empty() {
                 return Err(MigrateError::RiskyMigration { findings });
@@ -281,8 +494,18 @@ impl Runner {
         }
         // Only now that the files are known to be good: nothing changes before.
         if !journal_exists {
-            journal::ensure_schema(&client).await?;
+            journal::ensure_schema(client).await?;
         }
+        Ok((plan, journal))
+    }
+
+    /// Runs the plan's steps in order (the lock is held).
+    async fn run_plan(
+        &self,
+        mut exec: Executor<'_>,
+        plan: Plan,
+        journal: Journal,
+    ) -> Result<Report, MigrateError> {
         self.emit(Event::Planned {
             operation: plan.operation.clone(),
             steps: plan
@@ -291,19 +514,6 @@ impl Runner {
                 .map(crate::event::PlannedStep::from)
                 .collect(),
         });
-        let mut exec = Executor {
-            client: &client,
-            notices,
-            monitor: &monitor,
-            pid,
-            policy: &self.policy,
-            sink: &self.sink,
-            target: &self.target,
-            cancel: &self.cancel,
-            cancel_token: client.cancel_token(),
-            cancel_sent: false,
-            in_doubt: self.in_doubt,
-        };
         let mut ran = Vec::new();
         for (i, step) in plan.steps.iter().enumerate() {
             let stopped = if self.cancel.is_cancelled() {
@@ -340,44 +550,49 @@ impl Runner {
                 })));
             }
         }
-        // Closing the session releases the advisory lock.
-        drop(exec);
-        drop(client);
         Ok(Report { plan, ran })
     }
 
     /// Takes the runner lock, waiting for another runner as the policy allows. False when
-    /// the run was cancelled while it waited.
-    async fn acquire_lock(&self, client: &Client, monitor: &Client) -> Result<bool, MigrateError> {
+    /// the run was cancelled while it waited. Through a transaction pooler (`pooled`) it
+    /// returns inside the transaction that holds the lock.
+    async fn acquire_lock(
+        &self,
+        client: &Client,
+        monitor: &Client,
+        pooled: bool,
+    ) -> Result<bool, MigrateError> {
         let started = Instant::now();
         let mut reported = false;
         loop {
-            let got: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&RUNNER_LOCK_KEY])
-                .await
-                .map_err(PgError::query("taking the migration runner lock"))?
-                .get(0);
-            if got {
+            let busy = if pooled {
+                self.try_transaction_lock(client, monitor).await?
+            } else {
+                self.try_session_lock(client, monitor).await?
+            };
+            let Some(busy) = busy else {
                 if reported {
                     self.emit(Event::LockAcquired {
                         waited: started.elapsed(),
                     });
                 }
                 return Ok(true);
-            }
+            };
             let waited = started.elapsed();
             if let Some(limit) = self.policy.wait_for_lock
                 && waited >= limit
             {
-                let holder = catalog::advisory_lock_holder(monitor, RUNNER_LOCK_KEY).await?;
                 return Err(MigrateError::LockBusy {
-                    holder: holder.map(Box::new),
+                    holder: busy.holder.map(Box::new),
+                    lease: busy.lease.map(Box::new),
                     waited,
                 });
             }
             if !reported {
-                let holder = catalog::advisory_lock_holder(monitor, RUNNER_LOCK_KEY).await?;
-                self.emit(Event::WaitingForLock { holder });
+                self.emit(Event::WaitingForLock {
+                    holder: busy.holder,
+                    lease: busy.lease,
+                });
                 reported = true;
             }
             let nap = Duration::from_millis(200);
@@ -394,6 +609,89 @@ impl Runner {
         }
     }
 
+    /// The session advisory lock, unless a runner working through a transaction pooler
+    /// holds the lease (then the lock is given back at once). None: it is ours.
+    async fn try_session_lock(
+        &self,
+        client: &Client,
+        monitor: &Client,
+    ) -> Result<Option<Busy>, MigrateError> {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUNNER_LOCK_KEY])
+            .await
+            .map_err(PgError::query("taking the migration runner lock"))?
+            .get(0);
+        if !got {
+            let holder = catalog::advisory_lock_holder(monitor, RUNNER_LOCK_KEY).await?;
+            return Ok(Some(Busy {
+                holder,
+                lease: None,
+            }));
+        }
+        match journal::live_lease(client).await? {
+            None => Ok(None),
+            Some(lease) => {
+                client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&RUNNER_LOCK_KEY])
+                    .await
+                    .map_err(PgError::query("releasing the migration runner lock"))?;
+                Ok(Some(Busy {
+                    holder: None,
+                    lease: Some(lease),
+                }))
+            }
+        }
+    }
+
+    /// A transaction holding the transaction advisory lock, when no other runner's lease
+    /// is live. None: the lock is ours and the transaction stays open.
+    async fn try_transaction_lock(
+        &self,
+        client: &Client,
+        monitor: &Client,
+    ) -> Result<Option<Busy>, MigrateError> {
+        let sql = format!(
+            "BEGIN; {}; SELECT pg_try_advisory_xact_lock({RUNNER_LOCK_KEY})",
+            self.bookkeeping_settings(true)
+        );
+        let got = client
+            .simple_query(&sql)
+            .await
+            .map_err(PgError::query("taking the migration runner lock"))?
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+        let busy = if got {
+            match journal::live_lease(client).await {
+                Ok(None) => return Ok(None),
+                Ok(Some(lease)) => Busy {
+                    holder: None,
+                    lease: Some(lease),
+                },
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            Busy {
+                holder: None,
+                lease: None,
+            }
+        };
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(PgError::query("ending the runner lock transaction"))?;
+        if busy.lease.is_some() {
+            return Ok(Some(busy));
+        }
+        // A runner's session lock, or another runner's transaction now.
+        let holder = catalog::advisory_lock_holder(monitor, RUNNER_LOCK_KEY).await?;
+        Ok(Some(Busy {
+            holder,
+            lease: None,
+        }))
+    }
     fn emit(&self, e: Event) {
         (self.sink)(&e)
     }
@@ -465,6 +763,109 @@ fn monitor_name(pid: i32) -> String {
     format!("{SESSION_NAME} (monitor of {pid})")
 }
 
+/// Ends a [`Runner::read_only`] transaction.
+async fn end_read(client: &Client) -> Result<(), MigrateError> {
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| PgError::query("ending a read-only transaction")(e).into())
+}
+
+/// The journal as read: each migration's row by (app, name).
+type Journal = HashMap<(String, String), Entry>;
+
+/// The transaction pooler the runner's connection goes through.
+struct Through {
+    /// `host:port`.
+    endpoint: String,
+    /// What showed it.
+    evidence: String,
+}
+
+/// Who holds the runner lock, when this runner cannot have it.
+struct Busy {
+    holder: Option<SessionInfo>,
+    lease: Option<LeaseHolder>,
+}
+
+/// What a runner working through a transaction pooler sends in every transaction.
+struct PooledSession {
+    /// The bookkeeping timeouts, `SET LOCAL` (the start of [`journal::fence`]).
+    fence_settings: String,
+    /// Added to each statement's `SET LOCAL`s: `client_connection_check_interval`.
+    statement_settings: String,
+    /// The runner's lease.
+    token: String,
+}
+
+/// A random lease token (hex, so it is safe in a literal).
+fn lease_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Renews a lease from a connection of its own every [`journal::LEASE_RENEWAL`], while
+/// the runner sleeps between retries or runs a statement; stops when dropped.
+struct Heartbeat(Option<tokio::task::JoinHandle<()>>);
+
+impl Heartbeat {
+    async fn start(target: &Target, token: &str) -> Heartbeat {
+        // Best effort: every transaction of the runner renews the lease too.
+        let Ok(client) = target
+            .with_application_name("pgcalm migrate (lease)")
+            .connect()
+            .await
+        else {
+            return Heartbeat(None);
+        };
+        let token = token.to_string();
+        Heartbeat(Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(journal::LEASE_RENEWAL).await;
+                let _ = journal::renew_lease(&client, &token).await;
+            }
+        })))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A run cancelled before it had the lock: nothing done.
+fn nothing_done() -> MigrateError {
+    MigrateError::Cancelled(Box::new(Cancellation {
+        completed: Vec::new(),
+        stopped: None,
+        not_started: Vec::new(),
+    }))
+}
+
+/// The statements of a plan that must run outside a transaction (CONCURRENTLY, VACUUM, a
+/// DO block that commits): what a run through a transaction pooler cannot do.
+fn statements_outside_transactions(plan: &Plan) -> Vec<StatementRef> {
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        let section = step.section();
+        if section.transaction {
+            continue;
+        }
+        let total = section.statements.len();
+        out.extend(
+            section
+                .statements
+                .iter()
+                .skip(step.resume_from)
+                .filter(|s| s.kind().needs_no_transaction || s.kind().commits_itself)
+                .map(|s| stmt_ref(&step.file, s, total)),
+        );
+    }
+    out
+}
+
 /// An SQL string literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -528,6 +929,41 @@ impl ExecError {
     }
 }
 
+/// One sample taken while a statement runs.
+struct LockSample {
+    queue: Result<catalog::LockQueue, PgError>,
+    progress: Option<pgcalm_pg::catalog::IndexBuildProgress>,
+}
+
+/// Samples, from the monitor connection, whom backend `pid` waits for and who waits for
+/// it, and the progress of its index build.
+async fn observe_locks(monitor: &Client, pid: i32, builds_index: bool) -> LockSample {
+    // Both at once (pipelined on the one connection): a sample is dropped unfinished
+    // when the statement ends.
+    let progress = async {
+        match builds_index {
+            true => catalog::index_build_progress(monitor, pid)
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        }
+    };
+    let (queue, progress) = tokio::join!(catalog::lock_queue(monitor, pid), progress);
+    LockSample { queue, progress }
+}
+
+/// What the sampling of one statement's locks has seen so far.
+#[derive(Default)]
+struct LockWatch {
+    /// The sessions it waited for at the last sample that saw any.
+    blockers: Vec<Blocker>,
+    /// The queue behind it last reported.
+    queued: Queued,
+    /// Blockers the policy could not end (permissions): not tried again.
+    refused: HashSet<i32>,
+}
+
 /// Why a step stopped before its end.
 enum Stop {
     /// The run was cancelled; the journal says where.
@@ -564,11 +1000,108 @@ struct Executor<'a> {
     /// arrived, it cancels the next command instead: bookkeeping then runs once more.
     cancel_sent: bool,
     in_doubt: InDoubt,
+    /// Through a transaction pooler: what every transaction sends first.
+    pooled: Option<PooledSession>,
+}
+
+impl<'a> Executor<'a> {
+    /// `pid` is the session's backend (through a pooler: 0, then each transaction's).
+    fn new(
+        runner: &'a Runner,
+        client: &'a Client,
+        notices: UnboundedReceiver<DbError>,
+        monitor: &'a Client,
+        pid: i32,
+        pooled: Option<PooledSession>,
+    ) -> Self {
+        Executor {
+            client,
+            notices,
+            monitor,
+            pid,
+            policy: &runner.policy,
+            sink: &runner.sink,
+            target: runner.server(),
+            cancel: &runner.cancel,
+            cancel_token: client.cancel_token(),
+            cancel_sent: false,
+            in_doubt: runner.in_doubt,
+            pooled,
+        }
+    }
 }
 
 impl Executor<'_> {
     fn emit(&self, e: Event) {
         (self.sink)(&e)
+    }
+
+    /// Starts a transaction; through a transaction pooler, with the fence first (the
+    /// bookkeeping timeouts `SET LOCAL`, the runner's transaction advisory lock, the
+    /// lease checked and renewed), and notes the backend it runs on.
+    async fn begin(&mut self, what: &str) -> Result<(), MigrateError> {
+        self.sql("BEGIN", what).await?;
+        if let Some(pid) = self.fence().await? {
+            self.pid = pid;
+        }
+        Ok(())
+    }
+
+    /// Through a transaction pooler, inside a transaction just begun: [`journal::fence`];
+    /// rolls back and fails when the lease is lost. Returns the transaction's backend
+    /// pid (None on a connection that keeps its session: nothing to do).
+    async fn fence(&self) -> Result<Option<i32>, MigrateError> {
+        let Some(p) = &self.pooled else {
+            return Ok(None);
+        };
+        match journal::fence(self.client, &p.fence_settings, RUNNER_LOCK_KEY, &p.token).await {
+            Ok(Some(pid)) => Ok(Some(pid)),
+            Ok(None) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(MigrateError::LeaseLost { migration: None })
+            }
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Journal bookkeeping outside a migration's transaction: autocommit on a connection
+    /// that keeps its session ([`Executor::book`]); through a transaction pooler, in a
+    /// fenced transaction of its own, so that no runner that lost its lease writes.
+    async fn bookkeep<T, F, Fut>(&self, op: F) -> Result<T, MigrateError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, PgError>>,
+    {
+        if self.pooled.is_none() {
+            return Ok(self.book(op).await?);
+        }
+        let mut retried = false;
+        loop {
+            let attempt = async {
+                self.sql("BEGIN", "starting a journal transaction").await?;
+                self.fence().await?;
+                let value = op().await?;
+                self.sql("COMMIT", "committing a journal write").await?;
+                Ok::<_, MigrateError>(value)
+            }
+            .await;
+            match attempt {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    // The late cancel request of the statement before landed here.
+                    let late_cancel = matches!(&e, MigrateError::Pg(p) if is_query_canceled(p));
+                    if late_cancel && self.cancel_sent && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// After a lock timeout: reports retry number `retry` with who blocked it, then
@@ -611,12 +1144,15 @@ impl Executor<'_> {
         // Anything still queued came from pgcalm's own bookkeeping, not from this statement.
         while self.notices.try_recv().is_ok() {}
         let settings = self.policy.settings_for(stmt.kind());
-        let set = format!(
+        let mut set = format!(
             "{}; SET {}application_name = {}",
             set_sql(&settings, in_transaction),
             if in_transaction { "LOCAL " } else { "" },
             literal(session_name)
         );
+        if let Some(p) = &self.pooled {
+            set.push_str(&p.statement_settings);
+        }
         self.client
             .batch_execute(&set)
             .await
@@ -638,9 +1174,13 @@ impl Executor<'_> {
             .clamp(Duration::from_millis(25), Duration::from_millis(250));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut blockers: Vec<SessionInfo> = Vec::new();
+        let mut watch = LockWatch::default();
         let builds_index = stmt.kind().index_build.is_some();
-        let client = self.client;
+        let (client, monitor, pid) = (self.client, self.monitor, self.pid);
+        // The sample in flight. It is dropped as soon as the statement ends: it may wait
+        // for a server connection the statement's transaction holds (a pool of one).
+        let mut sampling: Option<std::pin::Pin<Box<dyn Future<Output = LockSample> + Send + '_>>> =
+            None;
         let result = {
             let fut = client.batch_execute(&stmt.sql);
             tokio::pin!(fut);
@@ -657,27 +1197,35 @@ impl Executor<'_> {
                     Some(n) = self.notices.recv() => {
                         (self.sink)(&Event::Notice { statement: at.clone(), notice: notice_of(&n) });
                     }
-                    _ = ticker.tick() => {
-                        // Monitoring is best effort: a failed sample must not fail the statement.
-                        if let Ok(now) = catalog::blocking_sessions(self.monitor, self.pid).await
-                            && !now.is_empty()
-                        {
-                            let changed = now.iter().map(|s| s.pid).collect::<Vec<_>>()
-                                != blockers.iter().map(|s| s.pid).collect::<Vec<_>>();
-                            blockers = now;
-                            if changed {
-                                (self.sink)(&Event::LockWait { statement: at.clone(), blockers: blockers.clone() });
-                            }
+                    Some(sample) = async {
+                        match sampling.as_mut() {
+                            Some(f) => Some(f.await),
+                            None => None,
                         }
-                        if builds_index
-                            && let Ok(Some(progress)) = catalog::index_build_progress(self.monitor, self.pid).await
-                        {
+                    }, if sampling.is_some() => {
+                        sampling = None;
+                        // Monitoring is best effort: a failed sample must not fail the
+                        // statement.
+                        if let Ok(queue) = sample.queue {
+                            self.watch_locks(at, &mut watch, queue, poll).await;
+                        }
+                        if let Some(progress) = sample.progress {
                             (self.sink)(&Event::IndexProgress { statement: at.clone(), progress });
                         }
+                    }
+                    _ = ticker.tick(), if sampling.is_none() => {
+                        sampling = Some(Box::pin(observe_locks(monitor, pid, builds_index)));
                     }
                 }
             }
         };
+        drop(sampling);
+        if !watch.queued.is_empty() {
+            self.emit(Event::LockQueue {
+                statement: at.clone(),
+                queued: Queued::default(),
+            });
+        }
         while let Ok(n) = self.notices.try_recv() {
             self.emit(Event::Notice {
                 statement: at.clone(),
@@ -689,8 +1237,87 @@ impl Executor<'_> {
             .map_err(|error| ExecError {
                 cancelled: self.cancel_sent && error.code() == Some(&SqlState::QUERY_CANCELED),
                 error,
-                blockers,
+                blockers: watch.blockers.into_iter().map(|b| b.session).collect(),
             })
+    }
+
+    /// One sample of the statement's lock queue: reports blockers when they change and
+    /// the queue behind it when it changes, and applies `cancel_idle_blockers`.
+    async fn watch_locks(
+        &self,
+        at: &StatementRef,
+        watch: &mut LockWatch,
+        queue: catalog::LockQueue,
+        poll: Duration,
+    ) {
+        if !queue.blockers.is_empty() {
+            let pids = |b: &[Blocker]| b.iter().map(|b| b.session.pid).collect::<Vec<_>>();
+            if pids(&queue.blockers) != pids(&watch.blockers) {
+                self.emit(Event::LockWait {
+                    statement: at.clone(),
+                    blockers: queue.blockers.clone(),
+                });
+            }
+            watch.blockers = queue.blockers;
+        }
+        if queue.queued != watch.queued {
+            watch.queued = queue.queued;
+            self.emit(Event::LockQueue {
+                statement: at.clone(),
+                queued: queue.queued,
+            });
+        }
+        let Some(limit) = self.policy.cancel_idle_blockers else {
+            return;
+        };
+        let idle: Vec<Blocker> = watch
+            .blockers
+            .iter()
+            .filter(|b| {
+                b.idle_in_transaction()
+                    && b.state_secs.is_some_and(|s| s > limit.as_secs_f64())
+                    && !watch.refused.contains(&b.session.pid)
+            })
+            .cloned()
+            .collect();
+        for b in idle {
+            // Bounded: through a pool of one server connection, the monitor waits for the
+            // one the statement's transaction holds.
+            let ended = tokio::time::timeout(
+                poll.max(Duration::from_secs(1)),
+                catalog::terminate_idle_blocker(self.monitor, self.pid, b.session.pid, limit),
+            )
+            .await;
+            let (blocker, error) = match ended {
+                Ok(Ok(Some(ended))) => (ended, None),
+                // It moved on, or no server connection was free: nothing to do now.
+                Ok(Ok(None)) | Err(_) => continue,
+                Ok(Err(e)) => {
+                    watch.refused.insert(b.session.pid);
+                    (b, Some(e.to_string()))
+                }
+            };
+            // Journaled from the monitor (autocommit): it stays recorded whatever the
+            // migration does next. Best effort: the event says it anyway.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                journal::record_blocker_cancellation(
+                    self.monitor,
+                    at,
+                    &blocker,
+                    limit,
+                    error.as_deref(),
+                ),
+            )
+            .await;
+            self.emit(Event::BlockerCancelled {
+                statement: at.clone(),
+                terminated: error.is_none(),
+                blocker,
+                idle_limit: limit,
+                error,
+            });
+        }
     }
 
     /// Runs bookkeeping `op`, once more when a cancel request meant for the statement
@@ -706,9 +1333,15 @@ impl Executor<'_> {
         }
     }
 
-    /// Gives the migration lock back at once (closing the session would too).
+    /// Gives the migration lock back at once (closing the session would too; through a
+    /// transaction pooler, the lease).
     async fn release_lock(&self) {
         let client = self.client;
+        if let Some(p) = &self.pooled {
+            let token = p.token.as_str();
+            let _ = self.book(|| journal::release_lease(client, token)).await;
+            return;
+        }
         let _ = self
             .book(|| async move {
                 client
@@ -754,8 +1387,7 @@ impl Executor<'_> {
         let mut retry = 0;
         loop {
             let started = Instant::now();
-            self.sql("BEGIN", "starting the migration transaction")
-                .await?;
+            self.begin("starting the migration transaction").await?;
             let mut halt = None;
             for stmt in &section.statements {
                 let at = stmt_ref(file, stmt, total);
@@ -853,7 +1485,7 @@ impl Executor<'_> {
         let file = &step.file;
         let section = step.section();
         let started = Instant::now();
-        self.book(|| journal::record_running(self.client, file, step.direction, self.pid))
+        self.bookkeep(|| journal::record_running(self.client, file, step.direction, self.pid))
             .await?;
         for stmt in section.statements.iter().skip(step.resume_from) {
             let at = stmt_ref(file, stmt, section.statements.len());
@@ -911,7 +1543,11 @@ impl Executor<'_> {
                     Err(e) if e.cancelled => {
                         return Err(self.cancelled(step, stmt, at, true).await);
                     }
-                    Err(e) if !outside && e.needs_no_transaction() => outside = true,
+                    // Through a transaction pooler it cannot run alone (its session
+                    // settings would stay behind): it fails, saying so.
+                    Err(e) if !outside && e.needs_no_transaction() && self.pooled.is_none() => {
+                        outside = true
+                    }
                     Err(e) if e.is_lock_timeout() && retry < self.policy.max_retries => {
                         retry += 1;
                         cause = "left by the previous attempt, which hit lock_timeout".to_string();
@@ -933,14 +1569,26 @@ impl Executor<'_> {
                                 left.index, left.table
                             ));
                         }
+                        if e.needs_no_transaction() && self.pooled.is_some() {
+                            outcome.push_str(
+                                "\n  it must run outside a transaction, which pgcalm does not do through a transaction pooler: give --direct-url (PGCALM_MIGRATE_URL)",
+                            );
+                        }
                         return Err(self.fail(step, stmt, e, retry, outcome).await.into());
                     }
                 }
             }
         }
+        let took = started.elapsed();
         match step.direction {
-            Direction::Up => journal::record_applied(self.client, file, started.elapsed()).await?,
-            Direction::Down => journal::record_unapplied(self.client, file).await?,
+            Direction::Up => {
+                self.bookkeep(|| journal::record_applied(self.client, file, took))
+                    .await?
+            }
+            Direction::Down => {
+                self.bookkeep(|| journal::record_unapplied(self.client, file))
+                    .await?
+            }
         }
         Ok(())
     }
@@ -957,8 +1605,7 @@ impl Executor<'_> {
         stmt: &Statement,
         name: &str,
     ) -> Result<Result<Duration, ExecError>, MigrateError> {
-        self.sql("BEGIN", "starting the statement's transaction")
-            .await?;
+        self.begin("starting the statement's transaction").await?;
         let took = match self.execute(at, stmt, true, name).await {
             Ok(d) => d,
             Err(e) => {
@@ -1113,13 +1760,15 @@ impl Executor<'_> {
         };
         self.emit(event);
         if completed {
-            journal::record_statement_done(
-                self.client,
-                &step.file,
-                step.direction,
-                stmt.index,
-                Duration::ZERO,
-            )
+            self.bookkeep(|| {
+                journal::record_statement_done(
+                    self.client,
+                    &step.file,
+                    step.direction,
+                    stmt.index,
+                    Duration::ZERO,
+                )
+            })
             .await?;
         }
         Ok(completed)
@@ -1240,7 +1889,7 @@ impl Executor<'_> {
         let (client, file) = (self.client, &step.file);
         // Best effort: the journal write must not hide what happened.
         let _ = self
-            .book(|| {
+            .bookkeep(|| {
                 journal::record_failure(client, file, step.direction, &message, stmt.line, true)
             })
             .await;
@@ -1299,7 +1948,7 @@ impl Executor<'_> {
         };
         // Best effort: the journal write must not hide the real error.
         let _ = self
-            .book(|| {
+            .bookkeep(|| {
                 journal::record_failure(self.client, file, step.direction, &message, line, false)
             })
             .await;

@@ -5,22 +5,14 @@
 #![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{migrations, runner};
 use pgcalm_migrate::{Event, Goal, InDoubt, MigrateError, Policy, Runner, StartPoint};
 use pgcalm_testkit::TestDb;
 use tokio_util::sync::CancellationToken;
-
-/// A migrations directory with one app, `app`, holding these files.
-fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("app")).unwrap();
-    for (name, sql) in files {
-        std::fs::write(dir.path().join("app").join(name), sql).unwrap();
-    }
-    dir
-}
 
 fn repo_migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
@@ -35,16 +27,6 @@ fn fast_policy() -> Policy {
         max_retries: 100,
         ..Policy::default()
     }
-}
-
-/// A runner recording its events.
-fn runner(db: &TestDb, dir: &Path, policy: Policy) -> (Runner, Arc<Mutex<Vec<Event>>>) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let r = Runner::new(db.target().clone(), dir)
-        .with_policy(policy)
-        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
-    (r, events)
 }
 
 fn to(app: &str, target: &str) -> Goal {
@@ -697,7 +679,7 @@ async fn one_runner_at_a_time() {
     run.await.unwrap().unwrap();
     let events = events.lock().unwrap();
     assert!(
-        matches!(&events[0], Event::WaitingForLock { holder: Some(h) } if h.pid == holder_pid),
+        matches!(&events[0], Event::WaitingForLock { holder: Some(h), lease: None } if h.pid == holder_pid),
         "{:?}",
         events[0]
     );
@@ -714,10 +696,6 @@ async fn index_build_progress_is_reported_while_it_waits_and_builds() {
         .await
         .unwrap();
     let (writer, writer_pid) = db.session("BEGIN; INSERT INTO p VALUES (0);").await;
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        writer.batch_execute("COMMIT").await.unwrap();
-    });
     let dir = migrations(&[(
         "0001_idx.sql",
         "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY p_v ON p (v);\n",
@@ -730,8 +708,12 @@ async fn index_build_progress_is_reported_while_it_waits_and_builds() {
             ..Policy::default()
         },
     );
-    r.migrate(&Goal::All(vec![])).await.unwrap();
-    release.await.unwrap();
+    let run = tokio::spawn(async move { r.migrate(&Goal::All(vec![])).await });
+    // The writer ends once the build has waited for it over a few samples (250 ms apart).
+    until_the_runner_waits(&db).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    writer.batch_execute("COMMIT").await.unwrap();
+    run.await.unwrap().unwrap();
     let events = events.lock().unwrap();
     let progress: Vec<_> = events
         .iter()

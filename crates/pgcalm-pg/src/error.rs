@@ -298,6 +298,11 @@ pub enum PgError {
         remembered_in: PathBuf,
     },
 
+    /// The server (or a pooler in front of it) answered a query in a way PostgreSQL
+    /// never does (no row where one is always returned).
+    #[error("{0}")]
+    UnexpectedAnswer(String),
+
     /// The table asked for does not exist.
     #[error(
         "table {0} does not exist\n  fix: check the name (schema-qualify it if it is not on the search_path)"

@@ -55,6 +55,8 @@ pub(super) struct MigrateSection {
     pub wait: Option<HumanDuration>,
     pub client_connection_check_interval: Option<HumanDuration>,
     pub allow_risky: Option<bool>,
+    pub cancel_idle_blockers: Option<HumanDuration>,
+    pub direct_url: Option<String>,
 }
 
 /// `[lint]`: rules and assumptions of `pgcalm lint`.

@@ -44,6 +44,9 @@ pub(crate) struct Settings {
     pub lint: LintSettings,
     /// Where `pgcalm up` migrates forward to (`[up] migrate_to`).
     pub start_points: Vec<StartPoint>,
+    /// The server's own address when `database_url` is a transaction pooler
+    /// (`[migrate] direct_url`; `migrate --direct-url` / `PGCALM_MIGRATE_URL` override it).
+    pub direct_url: Option<String>,
 }
 
 /// `pgcalm lint`'s settings; the schema file is read when lint runs.
@@ -142,6 +145,7 @@ impl Settings {
                     .or_else(|| file.lint.schema.map(|s| base.join(s))),
             },
             start_points: file.up.migrate_to,
+            direct_url: file.migrate.direct_url.filter(|u| !u.is_empty()),
         })
     }
 
@@ -257,5 +261,7 @@ fn policy(flags: &PolicyArgs, file: &file::MigrateSection) -> Policy {
         )
         .or(d.client_connection_check_interval),
         allow_risky: flags.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
+        // `migrate --cancel-idle-blockers` (its flag only) overrides this.
+        cancel_idle_blockers: file.cancel_idle_blockers.map(|d| d.0),
     }
 }

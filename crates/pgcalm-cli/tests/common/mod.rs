@@ -58,3 +58,13 @@ pub(crate) fn fails(cmd: &mut Command) -> String {
     );
     stderr(&out)
 }
+
+/// A working directory with one app, `app`, holding these files (in `migrations/app/`).
+pub(crate) fn app_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("migrations/app")).unwrap();
+    for (name, sql) in files {
+        std::fs::write(dir.path().join("migrations/app").join(name), sql).unwrap();
+    }
+    dir
+}

@@ -3,18 +3,21 @@
 
 pub mod activity;
 pub mod monitor;
+pub mod pooling;
 pub mod progress;
 pub mod table;
 pub mod topology;
 pub mod trace;
 
 pub use activity::{
-    SessionInfo, advisory_lock_holder, backend_pid, blocking_sessions, checks_client_connection,
-    relation_exists, session, session_tls, sessions_named,
+    Blocker, LockQueue, Queued, SessionInfo, advisory_lock_holder, backend_pid,
+    checks_client_connection, column_exists, lock_queue, relation_exists, session, session_tls,
+    sessions_named, terminate_idle_blocker,
 };
 pub use monitor::{
     DatabaseMonitor, DatabaseSnapshot, LockWait, MaintenanceProgress, SessionActivity, snapshot,
 };
+pub use pooling::{Pooling, session_pooling};
 pub use progress::{
     IndexBuildProgress, IndexState, index_build_progress, index_builds, index_state,
 };

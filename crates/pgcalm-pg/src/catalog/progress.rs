@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use crate::error::PgError;
 
@@ -75,13 +76,17 @@ pub(super) fn progress_from_row(r: &tokio_postgres::Row) -> IndexBuildProgress {
     }
 }
 
-/// The index build backend `pid` is running, if any.
+/// The index build backend `pid` is running, if any. One round trip (an unnamed
+/// statement): safe through a transaction pooler, as the migration runner's monitor needs.
 pub async fn index_build_progress(
     client: &Client,
     pid: i32,
 ) -> Result<Option<IndexBuildProgress>, PgError> {
     let row = client
-        .query_opt(&format!("{PROGRESS_SQL} WHERE p.pid = $1"), &[&pid])
+        .query_typed_opt(
+            &format!("{PROGRESS_SQL} WHERE p.pid = $1"),
+            &[(&pid, Type::INT4)],
+        )
         .await
         .map_err(PgError::query(format!(
             "reading index build progress of pid {pid}"
@@ -122,19 +127,20 @@ pub struct IndexState {
 }
 
 /// Looks up an index by name. `None` when there is no such relation, or it is not an index.
+/// One round trip (an unnamed statement): safe through a transaction pooler.
 pub async fn index_state(client: &Client, name: &str) -> Result<Option<IndexState>, PgError> {
     // A build in flight shows in the progress view: DefineIndex sets index_relid right
     // after creating the catalog entry, before any wait. Locks on the index are no sign:
     // the planner locks invalid indexes too.
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text,
                     pg_get_indexdef(i.indexrelid), i.indisvalid, i.indisready,
                     (SELECT p.pid FROM pg_stat_progress_create_index p
                       WHERE p.index_relid = i.indexrelid AND p.pid <> pg_backend_pid() LIMIT 1)
                FROM pg_index i
               WHERE i.indexrelid = to_regclass($1)",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .map_err(PgError::query(format!("looking up index {name}")))?;
