@@ -75,6 +75,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         on_request: Some(log_task.0.clone()),
         cancel_abandoned_queries: !args.keep_abandoned_queries,
+        retarget: None,
     };
     let server = Server::bind(&target, opts).await?;
     let addr = server.local_addr();
@@ -205,6 +206,7 @@ mod tests {
         let log = RequestLog {
             method: axum_method(),
             uri: "/lookup/?email=user1@example.com".into(),
+            version: pgcalm_demo::Version::HTTP_11,
             status: 200,
             latency: Duration::from_micros(1500),
             error: None,
