@@ -4,6 +4,8 @@
 //! pgcalm.toml > defaults) reaches every command that runs migration statements, trace
 //! included.
 
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
+
 mod common;
 
 use std::path::Path;

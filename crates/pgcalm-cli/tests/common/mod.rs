@@ -14,11 +14,21 @@ pub(crate) fn pgcalm() -> Command {
     cmd
 }
 
-/// The binary working in `dir` (its own embedded cluster under `dir/.pgcalm`).
+/// The binary working in the project `dir` (its own embedded cluster under
+/// `dir/.pgcalm`): `dir` becomes a project (an empty pgcalm.toml) unless it is one.
 pub(crate) fn pgcalm_in(dir: &Path) -> Command {
+    make_project(dir);
     let mut cmd = pgcalm();
     cmd.current_dir(dir);
     cmd
+}
+
+/// Makes `dir` a pgcalm project, as `pgcalm init` would, unless it is one: pgcalm
+/// refuses to create a cluster outside any project.
+pub(crate) fn make_project(dir: &Path) {
+    if !dir.join("pgcalm.toml").exists() && !dir.join(".pgcalm").exists() {
+        std::fs::write(dir.join("pgcalm.toml"), "# a test's project\n").unwrap();
+    }
 }
 
 /// The repository's `migrations/` directory.
