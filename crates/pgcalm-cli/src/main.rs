@@ -16,6 +16,7 @@ macro_rules! say {
     }};
 }
 
+mod background;
 mod cmd;
 mod migrate_events;
 mod output;

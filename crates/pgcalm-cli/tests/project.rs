@@ -65,7 +65,10 @@ fn commands_find_the_project_from_a_subdirectory_and_with_dash_c() {
         "{up}"
     );
     assert!(up.contains("Applying demoapp.0001_initial... OK"), "{up}");
-    assert!(!sub.join(".pgcalm").exists(), "no second cluster in the subdirectory");
+    assert!(
+        !sub.join(".pgcalm").exists(),
+        "no second cluster in the subdirectory"
+    );
     assert!(!root.join("migrations/.pgcalm").exists());
 
     let status = ok(pgcalm().current_dir(&sub).arg("status"));
@@ -73,7 +76,10 @@ fn commands_find_the_project_from_a_subdirectory_and_with_dash_c() {
         status.contains(&format!("Data dir: {}", root.join(".pgcalm").display())),
         "{status}"
     );
-    assert!(status.contains("Migrations: demoapp at 0001_initial (1/2 applied"), "{status}");
+    assert!(
+        status.contains("Migrations: demoapp at 0001_initial (1/2 applied"),
+        "{status}"
+    );
 
     // -C DIR and --project DIR from anywhere else.
     let elsewhere = tmp.path();
@@ -81,12 +87,15 @@ fn commands_find_the_project_from_a_subdirectory_and_with_dash_c() {
         .current_dir(elsewhere)
         .args(["-C", "shop", "showmigrations"]));
     assert!(shown.contains("[X] 0001_initial"), "{shown}");
-    assert!(shown.contains("[ ] 0002_add_email_index_concurrently"), "{shown}");
-    let one = ok(pgcalm()
-        .current_dir("/")
-        .arg("--project")
-        .arg(&root)
-        .args(["psql", "-Atc", "SELECT count(*) FROM large_email"]));
+    assert!(
+        shown.contains("[ ] 0002_add_email_index_concurrently"),
+        "{shown}"
+    );
+    let one = ok(pgcalm().current_dir("/").arg("--project").arg(&root).args([
+        "psql",
+        "-Atc",
+        "SELECT count(*) FROM large_email",
+    ]));
     assert_eq!(one.trim(), "0");
     let err = fails(pgcalm().args(["-C", "/nonexistent/pgcalm-project", "status"]));
     assert!(err.contains("/nonexistent/pgcalm-project"), "{err}");
@@ -125,10 +134,16 @@ fn init_scaffolds_a_project_and_refuses_to_overwrite_one() {
     let _down = Down(root.clone());
 
     let out = ok(pgcalm().current_dir(&root).arg("init"));
-    assert!(out.contains("pgcalm.toml") && out.contains("migrations/"), "{out}");
+    assert!(
+        out.contains("pgcalm.toml") && out.contains("migrations/"),
+        "{out}"
+    );
     assert!(out.contains("pgcalm up"), "says what comes next: {out}");
     let toml = std::fs::read_to_string(root.join("pgcalm.toml")).unwrap();
-    assert!(toml.contains("# lock_timeout = \"2s\""), "commented defaults: {toml}");
+    assert!(
+        toml.contains("# lock_timeout = \"2s\""),
+        "commented defaults: {toml}"
+    );
     assert!(root.join("migrations").is_dir());
     // The scaffolded file is valid: a command that reads it runs.
     ok(pgcalm().current_dir(&root).args(["lint", "--list-rules"]));
@@ -136,7 +151,10 @@ fn init_scaffolds_a_project_and_refuses_to_overwrite_one() {
     // A second init changes nothing.
     std::fs::write(root.join("pgcalm.toml"), "# mine\n").unwrap();
     let err = fails(pgcalm().current_dir(&root).arg("init"));
-    assert!(err.contains("already") && err.contains("pgcalm.toml"), "{err}");
+    assert!(
+        err.contains("already") && err.contains("pgcalm.toml"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(root.join("pgcalm.toml")).unwrap(),
         "# mine\n"
@@ -184,9 +202,10 @@ fn as_root_a_project_the_postgres_user_cannot_enter_keeps_its_data_where_the_ser
     let postgres_uid = ok(assert_cmd::Command::new("id").args(["-u", "postgres"]));
     assert_eq!(meta.uid().to_string(), postgres_uid.trim());
 
-    let one = ok(pgcalm()
-        .current_dir(&root)
-        .args(["psql", "-Atc", "SELECT count(*) FROM small_email"]));
+    let one =
+        ok(pgcalm()
+            .current_dir(&root)
+            .args(["psql", "-Atc", "SELECT count(*) FROM small_email"]));
     assert_eq!(one.trim(), "0");
     let status = ok(pgcalm().current_dir(&root).arg("status"));
     assert!(
@@ -209,10 +228,16 @@ fn each_commands_help_lists_the_flags_that_apply_to_it() {
     for flag in ["--data-dir", "--database-url", "--database "] {
         assert!(!lint.contains(flag), "lint --help shows {flag}:\n{lint}");
     }
-    assert!(lint.contains("--migrations-dir") && lint.contains("github"), "{lint}");
+    assert!(
+        lint.contains("--migrations-dir") && lint.contains("github"),
+        "{lint}"
+    );
 
     let up = help("up");
-    assert!(up.contains("--data-dir") && up.contains("--database-url"), "{up}");
+    assert!(
+        up.contains("--data-dir") && up.contains("--database-url"),
+        "{up}"
+    );
     assert!(!up.contains("github") && !up.contains("markdown"), "{up}");
 
     let probe = help("probe");
@@ -220,10 +245,16 @@ fn each_commands_help_lists_the_flags_that_apply_to_it() {
         assert!(!probe.contains(flag), "probe --help shows {flag}:\n{probe}");
     }
     let down = help("down");
-    assert!(!down.contains("--migrations-dir") && !down.contains("--format"), "{down}");
+    assert!(
+        !down.contains("--migrations-dir") && !down.contains("--format"),
+        "{down}"
+    );
 
     // A flag that does not apply is refused like any unknown flag.
-    let out = pgcalm().args(["probe", "--data-dir", "x"]).output().unwrap();
+    let out = pgcalm()
+        .args(["probe", "--data-dir", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = pgcalm()
         .args(["status", "--format", "github"])
