@@ -32,8 +32,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::settings::{
-    CommandFlags, DataDirArgs, DatabaseArgs, FormatArgs, GlobalArgs, MigrationsArgs, OutputFormat,
-    ReportFormatArgs, ServerArgs, Settings,
+    CommandFlags, FormatArgs, GlobalArgs, MigrationsArgs, OnDataDir, OnDatabase, OnMigrations,
+    OnServer, ReportFormatArgs, ServerArgs, Settings,
 };
 
 /// Zero-downtime PostgreSQL schema changes: run migrations safely, catch risky ones,
@@ -50,10 +50,10 @@ struct Cli {
     command: Command,
 }
 
-// Each command flattens the settings flags that apply to it (after its own, so its
-// `--help` lists its own first): `--database-url` / `--data-dir` where it talks to a
+// Each command takes, after its own flags, the settings flags that apply to it (the
+// `On*` groups of settings/flags.rs): `--database-url` / `--data-dir` where it talks to a
 // server, `--database`, `--migrations-dir` where it reads migration files, `--format`
-// with the values it renders.
+// with the values it renders; so its `--help` lists only those.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a project here: pgcalm.toml (every setting, commented out at its default)
@@ -61,101 +61,24 @@ enum Command {
     Init(cmd::init::Args),
     /// Start the embedded PostgreSQL (or check DATABASE_URL), create the database and
     /// apply migrations up to the configured start point.
-    Up {
-        #[command(flatten)]
-        args: cmd::up::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        migrations: MigrationsArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Up(OnMigrations<cmd::up::Args>),
     /// Stop the demo app and the embedded PostgreSQL; --volumes also deletes their data.
-    Down {
-        #[command(flatten)]
-        args: cmd::down::Args,
-        #[command(flatten)]
-        data_dir: DataDirArgs,
-    },
+    Down(OnDataDir<cmd::down::Args>),
     /// Where the database is, whether it runs, its version and the migration state, and
     /// the demo app `serve --detach` runs.
-    Status {
-        #[command(flatten)]
-        args: cmd::status::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        migrations: MigrationsArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Status(OnMigrations<cmd::status::Args>),
     /// Print the connection URL with its password, for scripts: DATABASE_URL=$(pgcalm url).
-    Url {
-        #[command(flatten)]
-        args: cmd::url::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
+    Url(OnServer<cmd::url::Args>),
     /// Open psql on the current database (extra arguments go to psql).
-    Psql {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        args: cmd::psql::Args,
-    },
+    Psql(OnServer<cmd::psql::Args>),
     /// Show the embedded server's log.
-    Logs {
-        #[command(flatten)]
-        args: cmd::logs::Args,
-        #[command(flatten)]
-        data_dir: DataDirArgs,
-    },
+    Logs(OnDataDir<cmd::logs::Args>),
     /// Describe a table: columns, indexes (and validity), constraints, rows, size.
-    Inspect {
-        #[command(flatten)]
-        args: cmd::inspect::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Inspect(OnDatabase<cmd::inspect::Args>),
     /// List each app's migrations: [X] applied, [ ] not, [-] partial, [!] failed.
-    Showmigrations {
-        #[command(flatten)]
-        args: cmd::showmigrations::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        migrations: MigrationsArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Showmigrations(OnMigrations<cmd::showmigrations::Args>),
     /// Apply migrations, or go forward or back to APP TARGET (`zero` unapplies all).
-    Migrate {
-        #[command(flatten)]
-        args: cmd::migrate::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        migrations: MigrationsArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Migrate(OnMigrations<cmd::migrate::Args>),
     /// Print the SQL a migration runs, with the timeouts pgcalm sets.
     Sqlmigrate {
         #[command(flatten)]
@@ -166,28 +89,10 @@ enum Command {
         format: FormatArgs,
     },
     /// Fill small_email and large_email (`User i`, `useri@example.com`) with binary COPY.
-    Seed {
-        #[command(flatten)]
-        args: cmd::seed::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Seed(OnDatabase<cmd::seed::Args>),
     /// Serve the demo app's HTTP API (/list_large/, /lookup/, /add_large/, ...), in the
     /// foreground or, with --detach, in the background until `pgcalm down`.
-    Serve {
-        #[command(flatten)]
-        args: cmd::serve::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Serve(OnDatabase<cmd::serve::Args>),
     /// Probe HTTP endpoints on a fixed schedule: a line per request, a summary on exit.
     Probe {
         #[command(flatten)]
@@ -196,16 +101,7 @@ enum Command {
         format: FormatArgs,
     },
     /// Live view of the database: sessions, lock waits and their blockers, index builds.
-    Monitor {
-        #[command(flatten)]
-        args: cmd::monitor::Args,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
+    Monitor(OnDatabase<cmd::monitor::Args>),
     /// Find risky statements in migrations before they run (static, PostgreSQL grammar).
     Lint {
         #[command(flatten)]
@@ -239,105 +135,35 @@ impl Command {
     /// The flag groups of this command that feed the settings.
     fn settings_flags(&self) -> CommandFlags<'_> {
         let none = CommandFlags::default();
-        let text_or_json = |f: &FormatArgs| Some(OutputFormat::from(f.format));
         match self {
             Command::Init(_) => none,
-            Command::Up {
-                server,
-                database,
-                migrations,
-                format,
-                ..
-            }
-            | Command::Status {
-                server,
-                database,
-                migrations,
-                format,
-                ..
-            }
-            | Command::Showmigrations {
-                server,
-                database,
-                migrations,
-                format,
-                ..
-            } => CommandFlags {
-                server: Some(server),
-                database: Some(database),
-                migrations: Some(migrations),
-                format: text_or_json(format),
-                ..none
+            Command::Up(c) => c.flags(),
+            Command::Status(c) => c.flags(),
+            Command::Showmigrations(c) => c.flags(),
+            Command::Migrate(c) => CommandFlags {
+                policy: Some(&c.args.policy),
+                ..c.flags()
             },
-            Command::Migrate {
-                args,
-                server,
-                database,
-                migrations,
-                format,
-            } => CommandFlags {
-                server: Some(server),
-                database: Some(database),
-                migrations: Some(migrations),
-                format: text_or_json(format),
-                policy: Some(&args.policy),
-                ..none
-            },
-            Command::Down { data_dir, .. } | Command::Logs { data_dir, .. } => CommandFlags {
-                data_dir: Some(data_dir),
-                ..none
-            },
-            Command::Url {
-                server, database, ..
-            }
-            | Command::Psql {
-                server, database, ..
-            } => CommandFlags {
-                server: Some(server),
-                database: Some(database),
-                ..none
-            },
-            Command::Inspect {
-                server,
-                database,
-                format,
-                ..
-            }
-            | Command::Seed {
-                server,
-                database,
-                format,
-                ..
-            }
-            | Command::Serve {
-                server,
-                database,
-                format,
-                ..
-            }
-            | Command::Monitor {
-                server,
-                database,
-                format,
-                ..
-            } => CommandFlags {
-                server: Some(server),
-                database: Some(database),
-                format: text_or_json(format),
-                ..none
-            },
+            Command::Down(c) => c.flags(),
+            Command::Logs(c) => c.flags(),
+            Command::Url(c) => c.flags(),
+            Command::Psql(c) => c.flags(),
+            Command::Inspect(c) => c.flags(),
+            Command::Seed(c) => c.flags(),
+            Command::Serve(c) => c.flags(),
+            Command::Monitor(c) => c.flags(),
             Command::Sqlmigrate {
                 args,
                 migrations,
                 format,
             } => CommandFlags {
                 migrations: Some(migrations),
-                format: text_or_json(format),
+                format: Some(format.format.into()),
                 policy: Some(&args.policy),
                 ..none
             },
             Command::Probe { format, .. } => CommandFlags {
-                format: text_or_json(format),
+                format: Some(format.format.into()),
                 ..none
             },
             Command::Lint {
@@ -357,7 +183,7 @@ impl Command {
             },
             Command::Lab { server, format, .. } => CommandFlags {
                 server: Some(server),
-                format: text_or_json(format),
+                format: Some(format.format.into()),
                 ..none
             },
         }
@@ -367,20 +193,20 @@ impl Command {
 async fn dispatch(settings: &Settings, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Init(a) => cmd::init::run(settings, a).await,
-        Command::Up { args, .. } => cmd::up::run(settings, args).await,
-        Command::Down { args, .. } => cmd::down::run(settings, args).await,
-        Command::Status { args, .. } => cmd::status::run(settings, args).await,
-        Command::Url { args, .. } => cmd::url::run(settings, args).await,
-        Command::Psql { args, .. } => cmd::psql::run(settings, args).await,
-        Command::Logs { args, .. } => cmd::logs::run(settings, args).await,
-        Command::Inspect { args, .. } => cmd::inspect::run(settings, args).await,
-        Command::Showmigrations { args, .. } => cmd::showmigrations::run(settings, args).await,
-        Command::Migrate { args, .. } => cmd::migrate::run(settings, args).await,
+        Command::Up(c) => cmd::up::run(settings, c.args).await,
+        Command::Down(c) => cmd::down::run(settings, c.args).await,
+        Command::Status(c) => cmd::status::run(settings, c.args).await,
+        Command::Url(c) => cmd::url::run(settings, c.args).await,
+        Command::Psql(c) => cmd::psql::run(settings, c.args).await,
+        Command::Logs(c) => cmd::logs::run(settings, c.args).await,
+        Command::Inspect(c) => cmd::inspect::run(settings, c.args).await,
+        Command::Showmigrations(c) => cmd::showmigrations::run(settings, c.args).await,
+        Command::Migrate(c) => cmd::migrate::run(settings, c.args).await,
         Command::Sqlmigrate { args, .. } => cmd::sqlmigrate::run(settings, args).await,
-        Command::Seed { args, .. } => cmd::seed::run(settings, args).await,
-        Command::Serve { args, .. } => cmd::serve::run(settings, args).await,
+        Command::Seed(c) => cmd::seed::run(settings, c.args).await,
+        Command::Serve(c) => cmd::serve::run(settings, c.args).await,
         Command::Probe { args, .. } => cmd::probe::run(settings, args).await,
-        Command::Monitor { args, .. } => cmd::monitor::run(settings, args).await,
+        Command::Monitor(c) => cmd::monitor::run(settings, c.args).await,
         Command::Lint { args, .. } => cmd::lint::run(settings, args).await,
         Command::Trace { args, .. } => cmd::trace::run(settings, args).await,
         Command::Lab { args, .. } => cmd::lab::run(settings, args).await,
@@ -394,17 +220,17 @@ fn dies_on_closed_pipe(command: &Command) -> bool {
     matches!(
         command,
         Command::Init(_)
-            | Command::Up { .. }
-            | Command::Down { .. }
-            | Command::Psql { .. }
-            | Command::Status { .. }
-            | Command::Url { .. }
-            | Command::Inspect { .. }
-            | Command::Logs { .. }
-            | Command::Showmigrations { .. }
+            | Command::Up(_)
+            | Command::Down(_)
+            | Command::Psql(_)
+            | Command::Status(_)
+            | Command::Url(_)
+            | Command::Inspect(_)
+            | Command::Logs(_)
+            | Command::Showmigrations(_)
             | Command::Sqlmigrate { .. }
             | Command::Probe { .. }
-            | Command::Monitor { .. }
+            | Command::Monitor(_)
     )
 }
 

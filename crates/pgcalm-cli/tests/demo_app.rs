@@ -2,12 +2,14 @@
 //! real server, Ctrl-C / SIGTERM included.
 #![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::http_get;
 use pgcalm_testkit::TestDb;
 
 fn pgcalm(db: &TestDb) -> Command {
@@ -139,20 +141,6 @@ async fn seed_ctrl_c_keeps_committed_rows_and_says_how_many() {
         committed,
         "the message says exactly what stayed"
     );
-}
-
-/// A plain HTTP/1.1 GET; returns the status line and the body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
 /// A running `pgcalm serve`: the child, its stdout after the first line, the address it

@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -44,20 +43,10 @@ impl Drop for Down {
     }
 }
 
-/// A plain HTTP/1.1 GET: the status code and the body.
+/// A GET: the status code and the body.
 fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
+    let (status, body) = common::http_get(addr, path);
+    (status.split(' ').nth(1).unwrap().parse().unwrap(), body)
 }
 
 /// Whether a process with this pid runs (a zombie does not: it has exited, and only
@@ -204,7 +193,10 @@ fn serve_detach_runs_in_the_background_status_shows_it_and_down_stops_it() {
     assert!(!status.contains(&format!("pid {pid}")), "{status}");
 
     // `up --serve` brings both back.
-    let up = ok(pgcalm_at(root).args(["up", "--serve"]));
+    // PGCALM_SERVE_PORT reaches the background serve: a free port, not the default 8001.
+    let up = ok(pgcalm_at(root)
+        .env("PGCALM_SERVE_PORT", "0")
+        .args(["up", "--serve"]));
     let second = pid_in(up.lines().find(|l| l.contains("demo app")).unwrap_or(&up));
     assert!(alive(second), "{up}");
     let gone = ok(pgcalm_at(root).args(["down", "--volumes"]));

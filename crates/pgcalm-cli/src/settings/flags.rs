@@ -14,6 +14,7 @@ use pgcalm_migrate::parse_duration;
 /// Flags every command takes, before or after its name: where the project is and which
 /// configuration file to read.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct GlobalArgs {
     /// Run as if started in DIR: the project is found from there (like `cargo -C`,
     /// `docker compose --project-directory`)
@@ -26,6 +27,7 @@ pub(crate) struct GlobalArgs {
 
 /// `--database-url` and `--data-dir`: which server, for the commands that talk to one.
 #[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct ServerArgs {
     /// Use this PostgreSQL server instead of the embedded one.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -36,6 +38,7 @@ pub(crate) struct ServerArgs {
 
 /// `--data-dir`: where the embedded cluster is.
 #[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct DataDirArgs {
     /// Directory of the embedded cluster [default: the project's .pgcalm]
     #[arg(long, env = "PGCALM_DATA_DIR")]
@@ -44,6 +47,7 @@ pub(crate) struct DataDirArgs {
 
 /// `--database`: the database on the embedded server.
 #[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct DatabaseArgs {
     /// Database name on the embedded server [default: risky_migrations]
     #[arg(long, env = "PGCALM_DATABASE")]
@@ -52,6 +56,7 @@ pub(crate) struct DatabaseArgs {
 
 /// `--migrations-dir`: for the commands that read migration files.
 #[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct MigrationsArgs {
     /// Directory of migration files (`<app>/<NNNN>_<name>.sql`) [default: the project's
     /// migrations]
@@ -61,6 +66,7 @@ pub(crate) struct MigrationsArgs {
 
 /// `--format text|json`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct FormatArgs {
     /// Output format: text for people, json for tools.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
@@ -69,6 +75,7 @@ pub(crate) struct FormatArgs {
 
 /// `--format text|json|github|markdown`: the commands that report findings.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct ReportFormatArgs {
     /// Output format: text for people, json for tools, github annotations, markdown for
     /// a pull-request comment.
@@ -92,6 +99,58 @@ impl From<TextOrJson> for OutputFormat {
             TextOrJson::Json => OutputFormat::Json,
         }
     }
+}
+
+/// A command that talks to a database and reads migration files: its own flags, then
+/// `--database-url`, `--data-dir`, `--database`, `--migrations-dir`, `--format`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnMigrations<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// A command that talks to a database: its own flags, then `--database-url`,
+/// `--data-dir`, `--database`, `--format`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnDatabase<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// A command that connects and prints no report (`url`, `psql`): its own flags, then
+/// `--database-url`, `--data-dir`, `--database`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnServer<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// A command on the embedded cluster's directory alone (`down`, `logs`): its own flags,
+/// then `--data-dir`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnDataDir<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub data_dir: DataDirArgs,
 }
 
 /// How results are printed.

@@ -26,9 +26,10 @@ use pgcalm_migrate::{HumanDuration, Policy, StartPoint};
 use pgcalm_pg::{Cluster, DEFAULT_DATABASE, Ownership, Target};
 
 pub(crate) use file::starter_config;
+use flags::{DataDirArgs, DatabaseArgs};
 pub(crate) use flags::{
-    DataDirArgs, DatabaseArgs, FormatArgs, GlobalArgs, LintArgs, MigrationsArgs, OutputFormat,
-    PolicyArgs, ReportFormatArgs, ServerArgs, args_in_place,
+    FormatArgs, GlobalArgs, LintArgs, MigrationsArgs, OnDataDir, OnDatabase, OnMigrations,
+    OnServer, OutputFormat, PolicyArgs, ReportFormatArgs, ServerArgs, args_in_place,
 };
 pub(crate) use project::{CONFIG_FILE, Project};
 
@@ -140,6 +141,52 @@ pub(crate) struct CommandFlags<'a> {
     pub policy: Option<&'a PolicyArgs>,
     /// `lint`.
     pub lint: Option<&'a LintArgs>,
+}
+
+impl<A: clap::Args> OnMigrations<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            server: Some(&self.server),
+            database: Some(&self.database),
+            migrations: Some(&self.migrations),
+            format: Some(self.format.format.into()),
+            ..CommandFlags::default()
+        }
+    }
+}
+
+impl<A: clap::Args> OnDatabase<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            server: Some(&self.server),
+            database: Some(&self.database),
+            format: Some(self.format.format.into()),
+            ..CommandFlags::default()
+        }
+    }
+}
+
+impl<A: clap::Args> OnServer<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            server: Some(&self.server),
+            database: Some(&self.database),
+            ..CommandFlags::default()
+        }
+    }
+}
+
+impl<A: clap::Args> OnDataDir<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            data_dir: Some(&self.data_dir),
+            ..CommandFlags::default()
+        }
+    }
 }
 
 impl Settings {

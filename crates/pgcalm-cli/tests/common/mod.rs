@@ -2,8 +2,11 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use assert_cmd::Command;
 
@@ -67,4 +70,20 @@ pub(crate) fn fails(cmd: &mut Command) -> String {
         stdout(&out)
     );
     stderr(&out)
+}
+
+/// A plain HTTP/1.1 GET to `addr` (`127.0.0.1:PORT`); returns the status line and the
+/// body.
+pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
 }
