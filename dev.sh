@@ -4,6 +4,7 @@
 #                    measured; extra arguments go to `pgcalm lab`)
 #   ./dev.sh demo    build pgcalm and run the seed walkthrough on the embedded PostgreSQL
 #   ./dev.sh test    run the whole test suite against real PostgreSQL
+#   ./dev.sh install put `pgcalm` on PATH (cargo install --locked --path crates/pgcalm-cli)
 #   ./dev.sh setup   only install the prerequisites (used by the others and CI)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -65,6 +66,12 @@ case "${1:-}" in
   test)
     setup
     cargo test --workspace --locked
+    ;;
+  install)
+    setup
+    # A release build into ~/.cargo/bin (on PATH with rustup), like any cargo-installed tool.
+    cargo install --locked --path crates/pgcalm-cli
+    command -v pgcalm >/dev/null || echo "note: add $(dirname "$(command -v cargo)") to PATH" >&2
     ;;
   *)
     sed -n '2,8p' "$0"

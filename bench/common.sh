@@ -25,12 +25,14 @@ build_pgcalm() {
 }
 
 # fresh_workdir DIR...: removes WORK (and the embedded cluster a previous run left in it),
-# creates WORK and the given directories, and moves there.
+# creates WORK as a pgcalm project (`pgcalm init`) and the given directories, and moves
+# there.
 fresh_workdir() {
   if [[ -d $WORK/.pgcalm ]]; then (cd "$WORK" && "$PGCALM" down --volumes >/dev/null 2>&1 || true); fi
   rm -rf "$WORK"
   mkdir -p "$WORK" "$@"
   cd "$WORK"
+  "$PGCALM" init >/dev/null
 }
 
 pgcalm() { "$PGCALM" --migrations-dir "$ROOT/migrations" "$@"; }

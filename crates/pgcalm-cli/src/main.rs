@@ -16,6 +16,7 @@ macro_rules! say {
     }};
 }
 
+mod background;
 mod cmd;
 mod migrate_events;
 mod output;
@@ -28,14 +29,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
-use crate::settings::{CommandFlags, GlobalArgs, OutputFormat, Settings};
+use crate::settings::{
+    CommandFlags, FormatArgs, GlobalArgs, MigrationsArgs, OnDataDir, OnDatabase, OnMigrations,
+    OnServer, ReportFormatArgs, ServerArgs, Settings,
+};
 
 /// Zero-downtime PostgreSQL schema changes: run migrations safely, catch risky ones,
 /// and measure downtime live.
+///
+/// Every command works on the project found from the current directory upwards (the
+/// first directory with a pgcalm.toml or a .pgcalm/), or from -C DIR.
 #[derive(Debug, Parser)]
-#[command(name = "pgcalm", version, about, long_about = None)]
+#[command(name = "pgcalm", version, about, long_about)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -43,85 +50,166 @@ struct Cli {
     command: Command,
 }
 
+// Each command takes, after its own flags, the settings flags that apply to it (the
+// `On*` groups of settings/flags.rs): `--database-url` / `--data-dir` where it talks to a
+// server, `--database`, `--migrations-dir` where it reads migration files, `--format`
+// with the values it renders; so its `--help` lists only those.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a project here: pgcalm.toml (every setting, commented out at its default)
+    /// and migrations/.
+    Init(cmd::init::Args),
     /// Start the embedded PostgreSQL (or check DATABASE_URL), create the database and
     /// apply migrations up to the configured start point.
-    Up(cmd::up::Args),
-    /// Stop the embedded PostgreSQL; --volumes also deletes its data.
-    Down(cmd::down::Args),
-    /// Where the database is, whether it runs, its version and the migration state.
-    Status(cmd::status::Args),
+    Up(OnMigrations<cmd::up::Args>),
+    /// Stop the demo app and the embedded PostgreSQL; --volumes also deletes their data.
+    Down(OnDataDir<cmd::down::Args>),
+    /// Where the database is, whether it runs, its version and the migration state, and
+    /// the demo app `serve --detach` runs.
+    Status(OnMigrations<cmd::status::Args>),
     /// Print the connection URL with its password, for scripts: DATABASE_URL=$(pgcalm url).
-    Url(cmd::url::Args),
+    Url(OnServer<cmd::url::Args>),
     /// Open psql on the current database (extra arguments go to psql).
-    Psql(cmd::psql::Args),
+    Psql(OnServer<cmd::psql::Args>),
     /// Show the embedded server's log.
-    Logs(cmd::logs::Args),
+    Logs(OnDataDir<cmd::logs::Args>),
     /// Describe a table: columns, indexes (and validity), constraints, rows, size.
-    Inspect(cmd::inspect::Args),
+    Inspect(OnDatabase<cmd::inspect::Args>),
     /// List each app's migrations: [X] applied, [ ] not, [-] partial, [!] failed.
-    Showmigrations(cmd::showmigrations::Args),
+    Showmigrations(OnMigrations<cmd::showmigrations::Args>),
     /// Apply migrations, or go forward or back to APP TARGET (`zero` unapplies all).
-    Migrate(cmd::migrate::Args),
+    Migrate(OnMigrations<cmd::migrate::Args>),
     /// Print the SQL a migration runs, with the timeouts pgcalm sets.
-    Sqlmigrate(cmd::sqlmigrate::Args),
+    Sqlmigrate {
+        #[command(flatten)]
+        args: cmd::sqlmigrate::Args,
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Fill small_email and large_email (`User i`, `useri@example.com`) with binary COPY.
-    Seed(cmd::seed::Args),
-    /// Serve the demo app's HTTP API (/list_large/, /lookup/, /add_large/, ...).
-    Serve(cmd::serve::Args),
+    Seed(OnDatabase<cmd::seed::Args>),
+    /// Serve the demo app's HTTP API (/list_large/, /lookup/, /add_large/, ...), in the
+    /// foreground or, with --detach, in the background until `pgcalm down`.
+    Serve(OnDatabase<cmd::serve::Args>),
     /// Probe HTTP endpoints on a fixed schedule: a line per request, a summary on exit.
-    Probe(cmd::probe::Args),
+    Probe {
+        #[command(flatten)]
+        args: cmd::probe::Args,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Live view of the database: sessions, lock waits and their blockers, index builds.
-    Monitor(cmd::monitor::Args),
+    Monitor(OnDatabase<cmd::monitor::Args>),
     /// Find risky statements in migrations before they run (static, PostgreSQL grammar).
-    Lint(cmd::lint::Args),
+    Lint {
+        #[command(flatten)]
+        args: cmd::lint::Args,
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+        #[command(flatten)]
+        format: ReportFormatArgs,
+    },
     /// Run migrations on a throwaway database and report the locks they really take.
-    Trace(cmd::trace::Args),
+    Trace {
+        #[command(flatten)]
+        args: cmd::trace::Args,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        format: ReportFormatArgs,
+    },
     /// Run risky and safe migrations against the live demo app and measure the downtime.
-    Lab(cmd::lab::Args),
+    Lab {
+        #[command(flatten)]
+        args: cmd::lab::Args,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
 }
 
 impl Command {
     /// The flag groups of this command that feed the settings.
     fn settings_flags(&self) -> CommandFlags<'_> {
+        let none = CommandFlags::default();
         match self {
-            Command::Migrate(a) => CommandFlags {
-                policy: Some(&a.policy),
-                ..CommandFlags::default()
+            Command::Init(_) => none,
+            Command::Up(c) => c.flags(),
+            Command::Status(c) => c.flags(),
+            Command::Showmigrations(c) => c.flags(),
+            Command::Migrate(c) => CommandFlags {
+                policy: Some(&c.args.policy),
+                ..c.flags()
             },
-            Command::Sqlmigrate(a) => CommandFlags {
-                policy: Some(&a.policy),
-                ..CommandFlags::default()
+            Command::Down(c) => c.flags(),
+            Command::Logs(c) => c.flags(),
+            Command::Url(c) => c.flags(),
+            Command::Psql(c) => c.flags(),
+            Command::Inspect(c) => c.flags(),
+            Command::Seed(c) => c.flags(),
+            Command::Serve(c) => c.flags(),
+            Command::Monitor(c) => c.flags(),
+            Command::Sqlmigrate {
+                args,
+                migrations,
+                format,
+            } => CommandFlags {
+                migrations: Some(migrations),
+                format: Some(format.format.into()),
+                policy: Some(&args.policy),
+                ..none
             },
-            Command::Lint(a) => CommandFlags {
-                lint: Some(&a.lint),
-                ..CommandFlags::default()
+            Command::Probe { format, .. } => CommandFlags {
+                format: Some(format.format.into()),
+                ..none
             },
-            _ => CommandFlags::default(),
+            Command::Lint {
+                args,
+                migrations,
+                format,
+            } => CommandFlags {
+                migrations: Some(migrations),
+                format: Some(format.format),
+                lint: Some(&args.lint),
+                ..none
+            },
+            Command::Trace { server, format, .. } => CommandFlags {
+                server: Some(server),
+                format: Some(format.format),
+                ..none
+            },
+            Command::Lab { server, format, .. } => CommandFlags {
+                server: Some(server),
+                format: Some(format.format.into()),
+                ..none
+            },
         }
     }
 }
 
 async fn dispatch(settings: &Settings, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up(a) => cmd::up::run(settings, a).await,
-        Command::Down(a) => cmd::down::run(settings, a).await,
-        Command::Status(a) => cmd::status::run(settings, a).await,
-        Command::Url(a) => cmd::url::run(settings, a).await,
-        Command::Psql(a) => cmd::psql::run(settings, a).await,
-        Command::Logs(a) => cmd::logs::run(settings, a).await,
-        Command::Inspect(a) => cmd::inspect::run(settings, a).await,
-        Command::Showmigrations(a) => cmd::showmigrations::run(settings, a).await,
-        Command::Migrate(a) => cmd::migrate::run(settings, a).await,
-        Command::Sqlmigrate(a) => cmd::sqlmigrate::run(settings, a).await,
-        Command::Seed(a) => cmd::seed::run(settings, a).await,
-        Command::Serve(a) => cmd::serve::run(settings, a).await,
-        Command::Probe(a) => cmd::probe::run(settings, a).await,
-        Command::Monitor(a) => cmd::monitor::run(settings, a).await,
-        Command::Lint(a) => cmd::lint::run(settings, a).await,
-        Command::Trace(a) => cmd::trace::run(settings, a).await,
-        Command::Lab(a) => cmd::lab::run(settings, a).await,
+        Command::Init(a) => cmd::init::run(settings, a).await,
+        Command::Up(c) => cmd::up::run(settings, c.args).await,
+        Command::Down(c) => cmd::down::run(settings, c.args).await,
+        Command::Status(c) => cmd::status::run(settings, c.args).await,
+        Command::Url(c) => cmd::url::run(settings, c.args).await,
+        Command::Psql(c) => cmd::psql::run(settings, c.args).await,
+        Command::Logs(c) => cmd::logs::run(settings, c.args).await,
+        Command::Inspect(c) => cmd::inspect::run(settings, c.args).await,
+        Command::Showmigrations(c) => cmd::showmigrations::run(settings, c.args).await,
+        Command::Migrate(c) => cmd::migrate::run(settings, c.args).await,
+        Command::Sqlmigrate { args, .. } => cmd::sqlmigrate::run(settings, args).await,
+        Command::Seed(c) => cmd::seed::run(settings, c.args).await,
+        Command::Serve(c) => cmd::serve::run(settings, c.args).await,
+        Command::Probe { args, .. } => cmd::probe::run(settings, args).await,
+        Command::Monitor(c) => cmd::monitor::run(settings, c.args).await,
+        Command::Lint { args, .. } => cmd::lint::run(settings, args).await,
+        Command::Trace { args, .. } => cmd::trace::run(settings, args).await,
+        Command::Lab { args, .. } => cmd::lab::run(settings, args).await,
     }
 }
 
@@ -131,7 +219,8 @@ async fn dispatch(settings: &Settings, command: Command) -> anyhow::Result<()> {
 fn dies_on_closed_pipe(command: &Command) -> bool {
     matches!(
         command,
-        Command::Up(_)
+        Command::Init(_)
+            | Command::Up(_)
             | Command::Down(_)
             | Command::Psql(_)
             | Command::Status(_)
@@ -139,8 +228,8 @@ fn dies_on_closed_pipe(command: &Command) -> bool {
             | Command::Inspect(_)
             | Command::Logs(_)
             | Command::Showmigrations(_)
-            | Command::Sqlmigrate(_)
-            | Command::Probe(_)
+            | Command::Sqlmigrate { .. }
+            | Command::Probe { .. }
             | Command::Monitor(_)
     )
 }
@@ -150,8 +239,8 @@ fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // `pgcalm lint` opens no connection: nothing to wait for at the end.
-    let connects = !matches!(command, Command::Lint(_));
+    // `pgcalm lint` and `init` open no connection: nothing to wait for at the end.
+    let connects = !matches!(command, Command::Lint { .. } | Command::Init(_));
     runtime.block_on(async {
         let result = dispatch(settings, command).await;
         // Dropped clients queue a Terminate message; let their connection tasks send
@@ -164,25 +253,25 @@ fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (args, env) = settings::args_in_place(std::env::args_os(), &Cli::command());
+    for (variable, value) in env {
+        // SAFETY: no other thread runs yet (the runtime starts later).
+        unsafe { std::env::set_var(variable, value) };
+    }
+    let cli = Cli::parse_from(args);
     if dies_on_closed_pipe(&cli.command) {
         // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGCALM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    // github and markdown are report formats of the commands that report findings.
-    if matches!(
-        cli.global.format,
-        OutputFormat::Github | OutputFormat::Markdown
-    ) && !matches!(cli.command, Command::Lint(_) | Command::Trace(_))
+    init_tracing();
+    // -C DIR: as if started there, like `cargo -C` and `make -C`.
+    if let Some(dir) = &cli.global.project
+        && let Err(e) = std::env::set_current_dir(dir)
     {
-        eprintln!("error: --format github/markdown is only for `pgcalm lint` and `pgcalm trace`");
+        eprintln!(
+            "error: cannot run in {}: {e}\n  fix: give -C / --project an existing directory",
+            dir.display()
+        );
         return ExitCode::from(2);
     }
     // Read once, before anything runs: a configuration error is a usage error (exit 2).
@@ -203,4 +292,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Warnings of pgcalm's own crates on stderr (`PGCALM_LOG` overrides); of the crates
+/// below them (driver, pool, HTTP server) only errors: their warnings are internals
+/// the user cannot act on. Coloured only on a terminal, and not with `NO_COLOR`.
+fn init_tracing() {
+    use std::io::IsTerminal as _;
+    const DEFAULT: &str = "error,pgcalm_cli=warn,pgcalm_pg=warn,pgcalm_migrate=warn,\
+                           pgcalm_demo=warn,pgcalm_lab=warn,pgcalm_probe=warn,pgcalm_trace=warn,\
+                           pgcalm_lint=warn";
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PGCALM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT)),
+        )
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -394,6 +394,7 @@ fn concurrent_ups_create_one_cluster_and_never_fail_in_initdb() {
     // without the lock, but once is not proof.
     for round in 0..2 {
         let dir = tempfile::tempdir().unwrap();
+        common::make_project(dir.path());
         let _down = Down(dir.path().to_path_buf());
         let spawn = || {
             Command::new(&bin)

@@ -97,7 +97,13 @@ fn usage_errors_are_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("only for `pgcalm lint` and `pgcalm trace`"));
+    // showmigrations' --format knows text and json only (github, markdown: lint, trace).
+    assert!(
+        stderr(&out).contains("invalid value 'github'")
+            && stderr(&out).contains("[possible values: text, json]"),
+        "{}",
+        stderr(&out)
+    );
     let (code, _, err) = lint_in(dir.path(), &["--nonsense"]);
     assert_eq!(code, 2, "{err}");
 }

@@ -6,7 +6,9 @@
 //!   batches, cancellable).
 //! - the demo HTTP API ([`Server`]: the Django peer's views) that probes and the lab
 //!   watch while migrations run; JSON errors, 503 while the database is away, recovery
-//!   on its own, graceful shutdown.
+//!   on its own (following the database to a new port or password when told how to find
+//!   it, [`ServeOptions::retarget`]), graceful shutdown; and, for a server run in the
+//!   background, its record ([`ServeRecord`]) and [`stop_background`].
 //!
 //! Depends on `pgcalm-pg` only (connections, the catalog's identity sequence); the
 //! experiments that run migrations against this app are `pgcalm-lab`'s.
@@ -40,7 +42,12 @@ pub use seed::{
 pub use serve::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_SIZE, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, Method, RequestLog, RequestLogger,
-    ServeError, ServeOptions, Server,
+    Retarget, ServeError, ServeOptions, Server, Version,
+};
+// The API in the background (`pgcalm serve --detach`): its record, stopping it.
+pub use serve::{
+    LOCK_FILE, LOG_FILE, RECORD_FILE, ServeRecord, StoppedServe, delete_background_dir,
+    stop_background,
 };
 // Timestamps of the request log (and the lab's results).
 pub use utc::format_utc;

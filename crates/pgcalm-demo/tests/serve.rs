@@ -11,7 +11,7 @@ use common::{
     RunningServer, demo_db, eventually, get_json, http, into_json, seed_rows,
     serve_sessions_waiting_for_lock,
 };
-use pgcalm_demo::{RequestLog, ServeOptions};
+use pgcalm_demo::{RequestLog, ServeOptions, Server};
 use pgcalm_testkit::TestDb;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -644,4 +644,115 @@ async fn shutdown_does_not_wait_for_idle_or_slow_clients() {
             .await
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn the_root_lists_the_routes_and_each_one_is_served() {
+    let db = demo_db().await;
+    seed_rows(&db, 3).await;
+    let server = RunningServer::start(&db, ServeOptions::default()).await;
+    let (status, ctype, body) = get_json(&server.url("/")).await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (200, "application/json"),
+        "{body}"
+    );
+    let routes = body["routes"].as_array().unwrap();
+    let listed: Vec<(&str, &str)> = routes
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    for route in [
+        ("GET", "/list_large/"),
+        ("GET", "/list_small/"),
+        ("GET", "/lookup/"),
+        ("POST", "/add_large/"),
+        ("GET", "/healthz"),
+        ("GET", "/"),
+    ] {
+        assert!(listed.contains(&route), "{route:?} in {listed:?}");
+    }
+    for r in routes {
+        assert!(!r["description"].as_str().unwrap().is_empty(), "{r}");
+    }
+    // Every listed route is one the server answers (not 404 or 405).
+    for (method, path) in listed {
+        let url = server.url(&path.replace("/lookup/", "/lookup/?email=user1@example.com"));
+        let status = match method {
+            "POST" => http().post(&url).send().await.unwrap().status().as_u16(),
+            _ => http().get(&url).send().await.unwrap().status().as_u16(),
+        };
+        assert!((200..300).contains(&status), "{method} {path}: {status}");
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_server_whose_database_moved_follows_it_when_told_where() {
+    let db = demo_db().await;
+    seed_rows(&db, 3).await;
+    // The target the server starts with names a port where nothing listens any more, as
+    // after `pgcalm down` and `pgcalm up --port N`.
+    let port = pgcalm_testkit::TestCluster::get().port();
+    let stale_url = db
+        .url()
+        .replace(&format!(":{port}/"), &format!(":{}/", dead_port()));
+    assert_ne!(stale_url, db.url());
+    let stale = pgcalm_pg::Target::from_url(&stale_url).unwrap();
+    let serve = |retarget: Option<pgcalm_demo::Retarget>| {
+        let stale = stale.clone();
+        async move {
+            let server = Server::bind(
+                &stale,
+                ServeOptions {
+                    port: 0,
+                    retarget,
+                    ..ServeOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            let url = format!("http://{}/list_large/", server.local_addr());
+            let task = tokio::spawn(server.run(std::future::pending()));
+            (url, task)
+        }
+    };
+
+    // Without a way to find it again, the server keeps knocking at the old port.
+    let (url, task) = serve(None).await;
+    for _ in 0..3 {
+        assert_eq!(get_json(&url).await.0, 503);
+    }
+    task.abort();
+
+    // With one, the first request that cannot connect looks the target up again.
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (count, moved) = (asked.clone(), db.target().clone());
+    let retarget: pgcalm_demo::Retarget = Arc::new(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(moved.clone())
+    });
+    let (url, task) = serve(Some(retarget)).await;
+    let (status, _, body) = get_json(&url).await;
+    assert_eq!(
+        (status, body["emails"].as_array().map(Vec::len)),
+        (200, Some(3))
+    );
+    for _ in 0..5 {
+        assert_eq!(get_json(&url).await.0, 200);
+    }
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "looked up once, when it could not connect"
+    );
+    task.abort();
 }

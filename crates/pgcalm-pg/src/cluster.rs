@@ -51,6 +51,11 @@ pub const PASSWORD_FILE: &str = "pgpass";
 /// started or deleted; it holds the pid of the holder.
 pub const LOCK_FILE: &str = "up.lock";
 
+/// Entries pgcalm's other parts keep in a project's `.pgcalm/` beside the cluster (the
+/// background demo app's `serve/`): they neither make the directory foreign nor count as
+/// a cluster, and go with it when `pgcalm down --volumes` deletes it.
+pub const PROJECT_ENTRIES: [&str; 1] = ["serve"];
+
 /// The embedded cluster's superuser (the only role pgcalm creates).
 pub const SUPERUSER: &str = "postgres";
 
@@ -263,10 +268,16 @@ impl Cluster {
 
     /// Whose the cluster directory is: see [`Ownership`].
     pub fn ownership(&self) -> Ownership {
-        let names = match marked_dir_entries(&self.root, MARKER_FILE) {
-            Ok(names) => names,
+        let names: Vec<String> = match marked_dir_entries(&self.root, MARKER_FILE) {
+            Ok(names) => names
+                .into_iter()
+                .filter(|n| !PROJECT_ENTRIES.contains(&n.as_str()))
+                .collect(),
             Err(ownership) => return ownership,
         };
+        if names.is_empty() {
+            return Ownership::Vacant;
+        }
         let older_layout = names
             .iter()
             .all(|n| ["data", STATE_FILE, "postgres.log"].contains(&n.as_str()))
@@ -891,6 +902,46 @@ fn trusts_anyone(hba: &str) -> bool {
         .any(|rule| rule.split_whitespace().skip(3).any(|word| word == "trust"))
 }
 
+/// Whether the server's OS account can enter `dir` (search permission on it and on every
+/// directory above it): always, unless pgcalm runs as root and `postgres` is kept out,
+/// as from a clone in a 0700 home directory.
+pub fn server_account_can_enter(dir: &Path) -> Result<bool, PgError> {
+    if !running_as_root() {
+        return Ok(true);
+    }
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .status()
+        .map_err(|source| PgError::Spawn {
+            program: "runuser".into(),
+            source,
+        })?;
+    Ok(status.success())
+}
+
+/// Creates `dir` for a cluster the server's account owns, mode 0700 (its parents as
+/// needed, 0755, so the account can reach it). An existing directory is left as it is:
+/// [`Cluster::start`] judges whose it is.
+pub fn create_server_dir(dir: &Path) -> Result<(), PgError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if dir.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(PgError::io("creating", parent))?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(PgError::io("creating", dir))?;
+    give_to_server_account(dir)
+}
+
 /// Whether the effective user is root (and the server must run as `postgres`).
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -1072,6 +1123,12 @@ mod tests {
         assert_eq!(cluster.ownership(), Ownership::Vacant, "empty");
         fs::write(tmp.join(LOCK_FILE), "123\n").unwrap();
         assert_eq!(cluster.ownership(), Ownership::Vacant, "a lock file only");
+        fs::create_dir(tmp.join("serve")).unwrap();
+        assert_eq!(
+            cluster.ownership(),
+            Ownership::Vacant,
+            "the demo app's only"
+        );
 
         // An older pgcalm's layout, exactly.
         fs::create_dir(tmp.join("data")).unwrap();
@@ -1085,6 +1142,13 @@ mod tests {
             cluster.ownership(),
             Ownership::Foreign("cluster.state, data, notes.txt, postgres.log".into())
         );
+        fs::remove_file(tmp.join("notes.txt")).unwrap();
+        assert_eq!(
+            cluster.ownership(),
+            Ownership::OlderPgcalm,
+            "serve/ beside it"
+        );
+        fs::write(tmp.join("notes.txt"), "mine").unwrap();
         // The marker settles it.
         cluster.write_marker().unwrap();
         assert_eq!(cluster.ownership(), Ownership::Marked);

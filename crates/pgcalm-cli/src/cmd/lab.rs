@@ -100,7 +100,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
 
 /// The lab's database: on the embedded server (started if needed) or DATABASE_URL's.
 async fn lab_target(ctx: &Settings, database: &str) -> anyhow::Result<Target> {
-    if let Some(cluster) = ctx.cluster() {
+    if let Some(cluster) = ctx.embedded_cluster()? {
         cluster.start(None, &ClusterOptions::default())?;
     }
     let target = ctx.target_unchecked()?.with_dbname(database);

@@ -20,7 +20,7 @@ pub(crate) struct Args {
 
 /// Prints the embedded server's log.
 pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
-    let Some(cluster) = settings.cluster() else {
+    let Some(cluster) = settings.embedded_cluster()? else {
         anyhow::bail!(
             "logs are only available for the embedded server; DATABASE_URL names an external one"
         );

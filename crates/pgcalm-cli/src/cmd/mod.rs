@@ -1,6 +1,7 @@
 //! One module per command: its flags (`Args`) and its `run` function.
 
 pub(crate) mod down;
+pub(crate) mod init;
 pub(crate) mod inspect;
 pub(crate) mod lab;
 pub(crate) mod lint;

@@ -1,17 +1,21 @@
-//! `pgcalm serve`: the seed's web app on :8001 (`/list_large/` and friends).
+//! `pgcalm serve`: the seed's web app on :8001 (`/list_large/` and friends), in the
+//! foreground or (`--detach`) in the background until `pgcalm down`. Its log is one
+//! line per request, like Django's runserver.
 
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pgcalm_demo::format_utc;
 use pgcalm_demo::{
-    DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE, DEFAULT_PORT, RequestLog,
-    ServeOptions, Server,
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE, DEFAULT_PORT, LOG_FILE,
+    RequestLog, ServeOptions, ServeRecord, Server, format_utc,
 };
 use tokio::sync::mpsc;
 
+use crate::background;
 use crate::settings::Settings;
 
 /// Flags of `pgcalm serve`.
@@ -46,11 +50,21 @@ pub(crate) struct Args {
     /// connection is closed.
     #[arg(long, default_value = "30s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
-    /// Log every request to stderr (logfmt; JSON lines with --format json). Requests
-    /// answered 5xx because of a database or driver error are logged with that error
-    /// either way (the client only gets a generic message).
+    /// Run in the background (pid and log in the project's .pgcalm/serve/) until
+    /// `pgcalm down`; `pgcalm status` shows it.
     #[arg(long, short)]
+    pub detach: bool,
+    /// Log only the requests that failed with a database or driver error (with that
+    /// error; the client only gets a generic message). By default every request gets a
+    /// line on stderr, like Django's runserver (JSON lines with --format json).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Every request is logged by default; kept so that scripts using it still run.
+    #[arg(long, short, hide = true)]
     pub verbose: bool,
+    /// Where to write the record of a background serve (set by --detach).
+    #[arg(long = "background-record", hide = true, value_name = "DIR")]
+    pub background_record: Option<PathBuf>,
     /// Keep running the query of a request whose client gave up (or that timed out),
     /// holding its connection until the query ends, like the seed's Django app on sync
     /// workers. By default such a query is cancelled and its connection freed.
@@ -58,12 +72,44 @@ pub(crate) struct Args {
     pub keep_abandoned_queries: bool,
 }
 
-/// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
+impl Args {
+    /// These flags again, for the background serve (`--detach` left out).
+    fn for_child(&self) -> Vec<OsString> {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let mut args: Vec<String> = vec![
+            format!("--port={}", self.port),
+            format!("--bind={}", self.bind),
+            format!("--pool-size={}", self.pool_size),
+            format!("--request-timeout={}", ms(self.request_timeout)),
+            format!("--body-limit={}", self.body_limit),
+            format!("--header-timeout={}", ms(self.header_timeout)),
+            format!("--idle-timeout={}", ms(self.idle_timeout)),
+        ];
+        args.extend(
+            self.max_connections
+                .map(|n| format!("--max-connections={n}")),
+        );
+        args.extend(self.quiet.then(|| "--quiet".to_string()));
+        args.extend(
+            self.keep_abandoned_queries
+                .then(|| "--keep-abandoned-queries".to_string()),
+        );
+        args.into_iter().map(OsString::from).collect()
+    }
+}
+
+/// Serves until SIGINT/SIGTERM, then finishes the requests in flight; with `--detach`,
+/// starts that in the background and returns once it listens.
 pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
+    if args.detach {
+        let detached = background::start(ctx, args.for_child())?;
+        say!("{}", background::describe(&detached, ctx.cwd()));
+        return Ok(());
+    }
     // Not `ctx.target()`: the server starts while the database is down and recovers
-    // when it comes up.
+    // when it comes up (on another port too: `retarget` finds it again).
     let target = ctx.target_unchecked()?;
-    let log_task = spawn_request_log(ctx.json(), args.verbose);
+    let log_task = spawn_request_log(ctx.json(), !args.quiet);
     let opts = ServeOptions {
         bind: args.bind,
         port: args.port,
@@ -75,6 +121,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         on_request: Some(log_task.0.clone()),
         cancel_abandoned_queries: !args.keep_abandoned_queries,
+        retarget: ctx.retarget(),
     };
     let server = Server::bind(&target, opts).await?;
     let addr = server.local_addr();
@@ -101,6 +148,15 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
              `pgcalm up` starts and prepares it"
         );
     }
+    if let Some(dir) = &args.background_record {
+        ServeRecord {
+            pid: std::process::id(),
+            url: format!("http://{addr}/"),
+            log: dir.join(LOG_FILE),
+            started_at: format_utc(SystemTime::now()),
+        }
+        .write(dir)?;
+    }
     say!("Press Ctrl-C to stop.");
 
     let shutdown = async {
@@ -115,6 +171,9 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let (logger, task) = log_task;
     drop(logger);
     let _ = task.await;
+    if let Some(dir) = &args.background_record {
+        ServeRecord::remove(dir, std::process::id());
+    }
     say!("Stopped.");
     Ok(())
 }
@@ -145,12 +204,14 @@ fn spawn_request_log(
     (logger, task)
 }
 
+/// One request: `[02/Dec/2026 10:00:00] "GET /lookup/?email=... HTTP/1.1" 200 12ms`, Django
+/// runserver's line (local time) with the time taken where it shows the size, and the
+/// error behind a failure after it; or a JSON object.
 fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
-    let ts = format_utc(at);
     let ms = log.latency.as_secs_f64() * 1000.0;
     if json {
         let mut line = serde_json::json!({
-            "ts": ts,
+            "ts": format_utc(at),
             "method": log.method.as_str(),
             "uri": log.uri,
             "status": log.status,
@@ -159,17 +220,53 @@ fn format_request(at: SystemTime, log: &RequestLog, json: bool) -> String {
         if let Some(error) = &log.error {
             line["error"] = error.as_str().into();
         }
-        line.to_string()
-    } else {
-        let mut line = format!(
-            "ts={ts} method={} uri={:?} status={} latency_ms={ms:.3}",
-            log.method, log.uri, log.status
-        );
-        if let Some(error) = &log.error {
-            line.push_str(&format!(" error={error:?}"));
-        }
-        line
+        return line.to_string();
     }
+    let took = match ms < 10.0 {
+        true => format!("{ms:.1}ms"),
+        false => format!("{ms:.0}ms"),
+    };
+    let mut line = format!(
+        "[{}] \"{} {} {:?}\" {} {took}",
+        runserver_time(at),
+        log.method,
+        log.uri,
+        log.version,
+        log.status
+    );
+    if let Some(error) = &log.error {
+        line.push_str(": ");
+        line.push_str(error);
+    }
+    line
+}
+
+/// `02/Dec/2026 10:00:00` in local time, as Django's runserver writes it.
+fn runserver_time(at: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: localtime_r writes only into `tm`, which outlives the call.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return format_utc(at);
+        }
+        tm
+    };
+    format!(
+        "{:02}/{}/{} {:02}:{:02}:{:02}",
+        tm.tm_mday,
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 /// A duration longer than zero (`5s`, `500ms`), in the workspace's one duration syntax.
@@ -201,19 +298,29 @@ mod tests {
     }
 
     #[test]
-    fn request_log_lines_are_logfmt_or_json() {
+    fn request_log_lines_are_runservers_or_json() {
         let log = RequestLog {
             method: axum_method(),
             uri: "/lookup/?email=user1@example.com".into(),
+            version: pgcalm_demo::Version::HTTP_11,
             status: 200,
             latency: Duration::from_micros(1500),
             error: None,
         };
+        // TZ is not set in tests run by cargo here; the shape is what matters.
         let line = format_request(UNIX_EPOCH, &log, false);
+        let (when, rest) = line.split_once("] ").unwrap();
+        assert_eq!(when.len(), "[01/Jan/1970 00:00:00".len(), "{line}");
+        assert!(when.contains("/19") || when.contains("/1970 "), "{line}");
         assert_eq!(
-            line,
-            "ts=1970-01-01T00:00:00.000Z method=GET uri=\"/lookup/?email=user1@example.com\" status=200 latency_ms=1.500"
+            rest,
+            "\"GET /lookup/?email=user1@example.com HTTP/1.1\" 200 1.5ms"
         );
+        let slow = RequestLog {
+            latency: Duration::from_millis(1234),
+            ..log.clone()
+        };
+        assert!(format_request(UNIX_EPOCH, &slow, false).ends_with(" 200 1234ms"));
         let v: serde_json::Value =
             serde_json::from_str(&format_request(UNIX_EPOCH, &log, true)).unwrap();
         assert_eq!(v["status"], 200);
@@ -228,13 +335,49 @@ mod tests {
         let line = format_request(UNIX_EPOCH, &failed, false);
         assert!(
             line.ends_with(
-                r#"status=500 latency_ms=1.500 error="db error: ERROR: relation \"large_email\" does not exist""#
+                r#"HTTP/1.1" 500 1.5ms: db error: ERROR: relation "large_email" does not exist"#
             ),
             "{line}"
         );
         let v: serde_json::Value =
             serde_json::from_str(&format_request(UNIX_EPOCH, &failed, true)).unwrap();
         assert_eq!(v["error"], failed.error.unwrap().as_str());
+    }
+
+    #[test]
+    fn a_detached_serve_gets_the_same_flags() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let given = Cli::parse_from([
+            "serve",
+            "--detach",
+            "--port",
+            "0",
+            "--request-timeout",
+            "2s",
+            "--quiet",
+            "--max-connections",
+            "9",
+        ])
+        .args;
+        let mut again = vec![OsString::from("serve")];
+        again.extend(given.for_child());
+        let child = Cli::parse_from(again).args;
+        assert!(!child.detach);
+        assert_eq!(
+            format!(
+                "{:?}",
+                Args {
+                    detach: true,
+                    ..child
+                }
+            ),
+            format!("{given:?}")
+        );
     }
 
     fn axum_method() -> pgcalm_demo::Method {

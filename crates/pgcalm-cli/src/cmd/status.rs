@@ -1,9 +1,11 @@
 //! `pgcalm status`: where the database is, whether it runs, its version, the
 //! migration state, and the connection URL (password masked unless asked); the replica
-//! and the pooler when `pgcalm up` set them up. Exits 0 only
+//! and the pooler when `pgcalm up` set them up, and the demo app `serve --detach`
+//! started. Exits 0 only
 //! when pgcalm can use the server: 3 when the embedded server is not running (or not
 //! created), 1 when it cannot be used (connection refused, authentication failed, ...).
 
+use pgcalm_demo::ServeRecord;
 use pgcalm_migrate::{MigrationStatus, Runner, State};
 use pgcalm_pg::catalog::SlotInfo;
 use pgcalm_pg::replica::REPLICATION_SLOT;
@@ -89,6 +91,8 @@ pub(crate) struct StatusReport {
     pub server: &'static str,
     /// Cluster directory (embedded only).
     pub data_dir: Option<String>,
+    /// Why the cluster directory is outside the project, when it is.
+    pub data_dir_note: Option<String>,
     /// Whether pgcalm can use the server, and if not, why.
     pub state: ServerState,
     /// Whether the server accepts connections.
@@ -113,6 +117,22 @@ pub(crate) struct StatusReport {
     pub pooler: Option<WithUrl<PoolerStatus>>,
     /// Replication slots no standby uses (each keeps WAL on the server's disk).
     pub inactive_slots: Vec<SlotInfo>,
+    /// The demo app running in the background (`serve --detach`, `up --serve`), or the
+    /// one that last did.
+    pub app: Option<AppStatus>,
+}
+
+/// The background demo app, from its record in `.pgcalm/serve/`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppStatus {
+    /// Its process id.
+    pub pid: u32,
+    /// Where it answers.
+    pub url: String,
+    /// Whether that process still runs.
+    pub alive: bool,
+    /// Its log file.
+    pub log: String,
 }
 
 /// A part's status and its connection URL (password masked unless `--show-password`).
@@ -163,6 +183,9 @@ fn print_text(report: &StatusReport) {
     if let Some(dir) = &report.data_dir {
         println!("Data dir: {dir}");
     }
+    if let Some(note) = &report.data_dir_note {
+        println!("          ({note})");
+    }
     let state = match (report.state, report.pid) {
         (ServerState::Running, Some(pid)) => format!("running (pid {pid})"),
         (state, _) => state.label().to_string(),
@@ -185,6 +208,16 @@ fn print_text(report: &StatusReport) {
         println!("Problem:  {p}");
     }
     print_topology(report);
+    if let Some(app) = &report.app {
+        let state = match app.alive {
+            true => format!("running (pid {}) on {}", app.pid, app.url),
+            false => format!(
+                "not running (pid {} is gone; it was on {})",
+                app.pid, app.url
+            ),
+        };
+        println!("App:      {state}; log: {}", app.log);
+    }
     for m in &report.migrations {
         let next = match m.pending.first() {
             Some(n) => format!("; next: {n}"),
@@ -325,6 +358,7 @@ async fn collect(settings: &Settings, show_password: bool) -> StatusReport {
             "external"
         },
         data_dir: cluster.as_ref().map(|c| c.root().display().to_string()),
+        data_dir_note: settings.outside_note(),
         state: ServerState::Unreachable,
         running: false,
         pid: cluster.as_ref().and_then(|c| c.running_pid()),
@@ -337,11 +371,24 @@ async fn collect(settings: &Settings, show_password: bool) -> StatusReport {
         replica: None,
         pooler: None,
         inactive_slots: Vec::new(),
+        app: settings.project().and_then(|p| {
+            let record = ServeRecord::read(&p.serve_dir())?;
+            Some(AppStatus {
+                pid: record.pid,
+                alive: record.is_alive(),
+                log: crate::background::shown(&record.log, settings.cwd())
+                    .display()
+                    .to_string(),
+                url: record.url,
+            })
+        }),
     };
     if cluster.as_ref().is_some_and(|c| c.port().is_none()) {
         report.state = ServerState::NotCreated;
-        report.problem =
-            Some("the embedded server has not been created; `pgcalm up` creates it".into());
+        report.problem = Some(match settings.embedded_cluster() {
+            Err(no_project) => no_project.to_string(),
+            Ok(_) => "the embedded server has not been created; `pgcalm up` creates it".into(),
+        });
         return report;
     }
     let target = match settings.target_unchecked() {

@@ -1,5 +1,8 @@
 //! `pgcalm up`: the seed's `docker compose up -d`, and with `--replica` / `--pooler`
-//! the production topology beside it (remembered for the next `pgcalm up`).
+//! the production topology beside it (remembered for the next `pgcalm up`), with
+//! `--serve` the demo app in the background. Outside any project it refuses (creating
+//! a second, empty cluster where the user happens to be helps no one) and says how to
+//! start one.
 
 use pgcalm_migrate::{Runner, migrate_to_start_point};
 use pgcalm_pg::replica::{REPLICATION_ROLE, REPLICATION_SLOT};
@@ -8,9 +11,10 @@ use pgcalm_pg::{
     ReplicaRemoval, ReplicaStart, StartOutcome, Target,
 };
 
+use crate::background;
 use crate::migrate_events::run_printed;
 use crate::output;
-use crate::settings::Settings;
+use crate::settings::{Outside, Settings};
 
 /// Flags of `pgcalm up`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +40,10 @@ pub(crate) struct Args {
     /// (remembered) [default: 20]
     #[arg(long, env = "PGCALM_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..))]
     pub pool_size: Option<u32>,
+    /// Also start the demo app in the background, as `pgcalm serve --detach` does
+    /// (`pgcalm down` stops it).
+    #[arg(long)]
+    pub serve: bool,
 }
 
 impl Args {
@@ -51,8 +59,16 @@ impl Args {
 
 /// Starts (or checks) the server, creates the database, applies the start migrations.
 pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
-    let target = match settings.cluster() {
-        Some(cluster) => {
+    if args.serve {
+        // Before anything starts: the app's pid and log go in the project.
+        settings.require_project()?;
+    }
+    let target = match settings.placement()? {
+        Some(placement) => {
+            let cluster = placement.cluster;
+            if let Some(outside) = &placement.outside {
+                print_outside(&cluster, outside);
+            }
             let parts = cluster.parts().with(
                 Args::choice(args.replica, args.no_replica),
                 Args::choice(args.pooler, args.no_pooler),
@@ -155,7 +171,32 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             println!("Pooler URL:     {url} (transaction pooling; `pgcalm url --pooler`)");
         }
     }
-    apply_start_point(settings, target).await
+    apply_start_point(settings, target).await?;
+    if args.serve {
+        let detached = background::start(settings, Vec::new())?;
+        println!("{}", background::describe(&detached, settings.cwd()));
+    }
+    Ok(())
+}
+
+/// Where the cluster is, when the `postgres` user cannot enter the project.
+fn print_outside(cluster: &Cluster, outside: &Outside) {
+    let why = format!(
+        "the `postgres` user the server runs as cannot enter {}",
+        outside.project.display()
+    );
+    match outside.new {
+        true => println!(
+            "Keeping the data in {} (owned by postgres, mode 0700): {why}; {} points there",
+            cluster.root().display(),
+            outside.pointer.display()
+        ),
+        false => println!(
+            "The data is in {} ({} points there: {why})",
+            cluster.root().display(),
+            outside.pointer.display()
+        ),
+    }
 }
 
 /// The last step: apply the migrations up to the start point named in pgcalm.toml

@@ -24,7 +24,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         println!("{}", settings.url_with_password()?);
         return Ok(());
     }
-    let Some(cluster) = settings.cluster() else {
+    let Some(cluster) = settings.embedded_cluster()? else {
         anyhow::bail!(
             "DATABASE_URL names an external server; pgcalm knows the replica and pooler of \
              the embedded one only\n  fix: unset DATABASE_URL"

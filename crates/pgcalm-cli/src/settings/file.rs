@@ -81,6 +81,69 @@ pub(super) struct UpSection {
     pub migrate_to: Vec<StartPoint>,
 }
 
+/// The pgcalm.toml `pgcalm init` writes: every key, commented out at its default (the
+/// file means exactly the defaults), with what it does. A test uncomments every key and
+/// parses the result, so the file never names a key or value the structs above refuse.
+pub(crate) fn starter_config() -> &'static str {
+    STARTER_CONFIG
+}
+
+const STARTER_CONFIG: &str = r#"# pgcalm configuration: this directory is a pgcalm project. Every pgcalm command run
+# here or in a subdirectory (or with `pgcalm -C DIR`) reads this file.
+# Precedence: flags > environment (DATABASE_URL, PGCALM_*) > this file > defaults.
+# Every key below is commented out at its default; paths are relative to this file.
+
+[database]
+# The embedded PostgreSQL's database.
+# name = "risky_migrations"
+# Directory of the embedded cluster (`pgcalm up` creates it; `pgcalm down --volumes`
+# deletes it).
+# data_dir = ".pgcalm"
+# A server of your own instead of the embedded one (better: DATABASE_URL, which keeps
+# the password out of this file).
+# url = "postgresql://app@127.0.0.1:5432/app"
+
+[migrations]
+# Migration files: <dir>/<app>/<NNNN>_<name>.sql, each with a `-- migrate:up` and a
+# `-- migrate:down` section.
+# dir = "migrations"
+
+[migrate]
+# The longest the application may queue behind a lock request of a migration statement.
+# lock_timeout = "2s"
+# CONCURRENTLY builds/drops and VALIDATE take only SHARE UPDATE EXCLUSIVE: queued, they
+# block no reads or writes, so they may wait longer (unset: lock_timeout).
+# concurrent_lock_timeout = "5min"
+# statement_timeout for statements stronger than SHARE UPDATE EXCLUSIVE (unset: the
+# server's).
+# statement_timeout = "1h"
+# Lock-timeout retries (jittered exponential backoff from retry_initial up to retry_max).
+# max_retries = 10
+# retry_initial = "500ms"
+# retry_max = "30s"
+# Give up after waiting this long for another runner (unset: wait as long as it takes).
+# wait = "10min"
+# How soon the server ends the statement of a runner that died (PostgreSQL 14+; "0" off).
+# client_connection_check_interval = "1s"
+# Run migrations `pgcalm lint` finds risky, as written (same as --allow-risky).
+# allow_risky = false
+
+[lint]
+# Rules off, and rules on (`pgcalm lint --list-rules` lists them).
+# disable = ["renaming-column"]
+# enable = []
+# PostgreSQL major version the migrations will run on.
+# pg_version = 15
+# Plain SQL files are run inside one transaction by the tool that applies them.
+# assume_in_transaction = false
+# Schema of the existing tables (`pg_dump --schema-only`): column types, NOT NULLs.
+# schema = "schema.sql"
+
+[up]
+# Migrations `pgcalm up` applies after starting the server, forward only ("app:NNNN").
+# migrate_to = ["app:0001"]
+"#;
+
 /// A lint rule, by its name. pgcalm_lint's `RuleId` parses it; this visitor is there
 /// so that the error of a misspelt name carries the name's own line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +369,39 @@ mod tests {
         let file = parse("pgcalm.toml", text).unwrap();
         assert_eq!(file.up.migrate_to, ["demoapp:0001".parse().unwrap()]);
         assert_eq!(file.migrate.lock_timeout, Some("2s".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_starter_config_is_the_defaults_and_every_key_in_it_is_valid() {
+        let text = starter_config();
+        let file = parse("pgcalm.toml", text).unwrap();
+        assert!(file.up.migrate_to.is_empty() && file.migrate.lock_timeout.is_none());
+        // Uncomment every `# key = value` line: still valid, and it names every key.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let all = parse("pgcalm.toml", &uncommented).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.migrate.max_retries, Some(10));
+        assert_eq!(all.migrate.lock_timeout, Some("2s".parse().unwrap()));
+        for section in fields_of::<ConfigFile>() {
+            assert!(text.contains(&format!("[{section}]")), "[{section}]");
+            for key in section_fields(section) {
+                assert!(
+                    uncommented.contains(&format!("\n{key} = ")),
+                    "[{section}] {key} is not in the starter config"
+                );
+            }
+        }
     }
 
     #[test]

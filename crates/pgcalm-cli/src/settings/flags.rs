@@ -1,35 +1,156 @@
 //! The flag and environment layers of the settings: the flags every command takes
-//! ([`GlobalArgs`]) and the groups commands flatten into their own flags
-//! ([`PolicyArgs`], [`LintArgs`]). clap reads each flag's environment variable, so a
-//! value here is already "flag, else environment".
+//! ([`GlobalArgs`]) and the groups a command flattens into its own flags when they apply
+//! to it ([`ServerArgs`], [`DatabaseArgs`], [`MigrationsArgs`], the formats,
+//! [`PolicyArgs`], [`LintArgs`]), so its `--help` lists only those. clap reads each
+//! flag's environment variable, so a value here is already "flag, else environment";
+//! [`from_env`] reads a group's variables for a command without its flags.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use pgcalm_migrate::parse_duration;
 
-/// Flags shared by every command.
+/// Flags every command takes, before or after its name: where the project is and which
+/// configuration file to read.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Settings")]
 pub(crate) struct GlobalArgs {
-    /// Use this PostgreSQL server instead of the embedded one.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Directory of the embedded cluster [default: .pgcalm]
-    #[arg(long, global = true, env = "PGCALM_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Database name on the embedded server [default: risky_migrations]
-    #[arg(long, global = true, env = "PGCALM_DATABASE")]
-    pub database: Option<String>,
-    /// Directory of migration files (`<app>/<NNNN>_<name>.sql`) [default: migrations]
-    #[arg(long, global = true, env = "PGCALM_MIGRATIONS_DIR")]
-    pub migrations_dir: Option<PathBuf>,
-    /// Configuration file [default: ./pgcalm.toml when present]
+    /// Run as if started in DIR: the project is found from there (like `cargo -C`,
+    /// `docker compose --project-directory`)
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Configuration file [default: the project's pgcalm.toml]
     #[arg(long, global = true, env = "PGCALM_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Output format: text for people, json for tools (lint and trace also: github,
-    /// markdown).
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+}
+
+/// `--database-url` and `--data-dir`: which server, for the commands that talk to one.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct ServerArgs {
+    /// Use this PostgreSQL server instead of the embedded one.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub data_dir: DataDirArgs,
+}
+
+/// `--data-dir`: where the embedded cluster is.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct DataDirArgs {
+    /// Directory of the embedded cluster [default: the project's .pgcalm]
+    #[arg(long, env = "PGCALM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `--database`: the database on the embedded server.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct DatabaseArgs {
+    /// Database name on the embedded server [default: risky_migrations]
+    #[arg(long, env = "PGCALM_DATABASE")]
+    pub database: Option<String>,
+}
+
+/// `--migrations-dir`: for the commands that read migration files.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct MigrationsArgs {
+    /// Directory of migration files (`<app>/<NNNN>_<name>.sql`) [default: the project's
+    /// migrations]
+    #[arg(long, env = "PGCALM_MIGRATIONS_DIR")]
+    pub migrations_dir: Option<PathBuf>,
+}
+
+/// `--format text|json`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct FormatArgs {
+    /// Output format: text for people, json for tools.
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    pub format: TextOrJson,
+}
+
+/// `--format text|json|github|markdown`: the commands that report findings.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct ReportFormatArgs {
+    /// Output format: text for people, json for tools, github annotations, markdown for
+    /// a pull-request comment.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+/// The formats of the commands that report no findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TextOrJson {
+    /// Human-readable text and tables.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+impl From<TextOrJson> for OutputFormat {
+    fn from(f: TextOrJson) -> Self {
+        match f {
+            TextOrJson::Text => OutputFormat::Text,
+            TextOrJson::Json => OutputFormat::Json,
+        }
+    }
+}
+
+/// A command that talks to a database and reads migration files: its own flags, then
+/// `--database-url`, `--data-dir`, `--database`, `--migrations-dir`, `--format`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnMigrations<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// A command that talks to a database: its own flags, then `--database-url`,
+/// `--data-dir`, `--database`, `--format`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnDatabase<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// A command that connects and prints no report (`url`, `psql`): its own flags, then
+/// `--database-url`, `--data-dir`, `--database`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnServer<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// A command on the embedded cluster's directory alone (`down`, `logs`): its own flags,
+/// then `--data-dir`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OnDataDir<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub data_dir: DataDirArgs,
 }
 
 /// How results are printed.
@@ -85,45 +206,40 @@ pub(crate) struct PolicyArgs {
     pub allow_risky: bool,
 }
 
-impl PolicyArgs {
-    /// The policy's environment variables alone, for a command without the flags: the
-    /// same definitions and parser as the flags, so `PGCALM_LOCK_TIMEOUT` means the same
-    /// to every command. A bad value is an error naming the variable.
-    pub(crate) fn from_env() -> anyhow::Result<PolicyArgs> {
-        use clap::error::{ContextKind, ContextValue};
-        use clap::{CommandFactory as _, Parser as _};
+/// A flag group read from its environment variables alone, for a command without the
+/// flags: the same definitions and parser as the flags, so `PGCALM_LOCK_TIMEOUT` or
+/// `DATABASE_URL` means the same to every command. A bad value is an error naming the
+/// variable.
+pub(crate) fn from_env<T: clap::Args + clap::FromArgMatches>() -> anyhow::Result<T> {
+    use clap::error::{ContextKind, ContextValue};
 
-        #[derive(clap::Parser)]
-        #[command(name = "pgcalm")]
-        struct EnvOnly {
-            #[command(flatten)]
-            policy: PolicyArgs,
-        }
-
-        EnvOnly::try_parse_from(["pgcalm"])
-            .map(|e| e.policy)
-            .map_err(|e| {
-                // `--lock-timeout <LOCK_TIMEOUT>` -> PGCALM_LOCK_TIMEOUT
-                let flag = match e.get(ContextKind::InvalidArg) {
-                    Some(ContextValue::String(arg)) => arg.split(' ').next().map(str::to_string),
-                    _ => None,
-                };
-                let variable = flag.as_deref().and_then(|flag| {
-                    EnvOnly::command()
-                        .get_arguments()
-                        .find(|a| a.get_long().is_some_and(|l| flag == format!("--{l}")))
-                        .and_then(|a| a.get_env())
-                        .map(|v| v.to_string_lossy().into_owned())
-                });
-                let why = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.kind().to_string());
-                anyhow::anyhow!(
-                    "{}: {why}",
-                    variable.unwrap_or_else(|| "environment".into())
-                )
-            })
-    }
+    let command = T::augment_args(clap::Command::new("pgcalm"));
+    let error = |e: clap::Error| {
+        // `--lock-timeout <LOCK_TIMEOUT>` -> PGCALM_LOCK_TIMEOUT
+        let flag = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) => arg.split(' ').next().map(str::to_string),
+            _ => None,
+        };
+        let variable = flag.as_deref().and_then(|flag| {
+            command
+                .get_arguments()
+                .find(|a| a.get_long().is_some_and(|l| flag == format!("--{l}")))
+                .and_then(|a| a.get_env())
+                .map(|v| v.to_string_lossy().into_owned())
+        });
+        let why = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.kind().to_string());
+        anyhow::anyhow!(
+            "{}: {why}",
+            variable.unwrap_or_else(|| "environment".into())
+        )
+    };
+    let matches = command
+        .clone()
+        .try_get_matches_from(["pgcalm"])
+        .map_err(error)?;
+    T::from_arg_matches(&matches).map_err(error)
 }
 
 /// Lint settings on the command line (`pgcalm lint`).
@@ -140,4 +256,135 @@ pub(crate) struct LintArgs {
     /// types and NOT NULL columns [default: [lint] schema]
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
+}
+
+/// The settings flags written before the command's name, from when they were global
+/// (`pgcalm --migrations-dir DIR seed`, as scripts still write them), and the environment
+/// variable each one stands for there.
+const BEFORE_THE_NAME: [(&str, Option<&str>); 5] = [
+    ("--database-url", Some("DATABASE_URL")),
+    ("--data-dir", Some("PGCALM_DATA_DIR")),
+    ("--database", Some("PGCALM_DATABASE")),
+    ("--migrations-dir", Some("PGCALM_MIGRATIONS_DIR")),
+    ("--format", None),
+];
+
+/// The command line with the settings flags written before the command's name taken
+/// out, and what they mean: each one there counts as its environment variable (it
+/// applies to the commands that use the setting, whether or not they list the flag), and
+/// `--format` moves after the name when the command has one. Flags after the name are
+/// the command's own, checked by clap.
+pub(crate) fn args_in_place(
+    args: impl IntoIterator<Item = OsString>,
+    cli: &clap::Command,
+) -> (Vec<OsString>, Vec<(&'static str, OsString)>) {
+    const GLOBAL_WITH_VALUE: [&str; 3] = ["-C", "--project", "--config"];
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let mut env = Vec::new();
+    let mut format = None;
+    let mut i = 1;
+    while i < args.len() {
+        let Some(arg) = args[i].to_str().map(str::to_string) else {
+            break;
+        };
+        if !arg.starts_with('-') {
+            // The command's name.
+            let takes_format = cli
+                .find_subcommand(&arg)
+                .is_some_and(|c| c.get_arguments().any(|a| a.get_long() == Some("format")));
+            if let Some(value) = format.filter(|_| takes_format) {
+                args.splice(i + 1..i + 1, [OsString::from("--format"), value]);
+            }
+            return (args, env);
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(OsString::from(value))),
+            None => (arg.as_str(), None),
+        };
+        let width = if inline.is_some() { 1 } else { 2 };
+        if let Some((_, variable)) = BEFORE_THE_NAME.iter().find(|(flag, _)| *flag == name) {
+            let mut taken = args.drain(i..(i + width).min(args.len()));
+            let value = inline.or_else(|| taken.nth(1)).unwrap_or_default();
+            drop(taken);
+            match variable {
+                Some(variable) => env.push((*variable, value)),
+                None => format = Some(value),
+            }
+        } else if GLOBAL_WITH_VALUE.contains(&name) {
+            i += width;
+        } else {
+            i += 1;
+        }
+    }
+    (args, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(args: &[&str]) -> (Vec<String>, Vec<(&'static str, String)>) {
+        let cli = clap::Command::new("pgcalm")
+            .subcommand(clap::Command::new("status").arg(clap::arg!(--format <F>)))
+            .subcommand(clap::Command::new("seed"))
+            .subcommand(clap::Command::new("psql"));
+        let (args, env) = args_in_place(args.iter().map(OsString::from), &cli);
+        let text = |s: OsString| s.into_string().unwrap();
+        (
+            args.into_iter().map(text).collect(),
+            env.into_iter().map(|(k, v)| (k, text(v))).collect(),
+        )
+    }
+
+    #[test]
+    fn settings_flags_before_the_command_name_are_environment_values() {
+        assert_eq!(
+            placed(&[
+                "pgcalm",
+                "--migrations-dir",
+                "m",
+                "seed",
+                "--large-count",
+                "5"
+            ]),
+            (
+                vec![
+                    "pgcalm".into(),
+                    "seed".into(),
+                    "--large-count".into(),
+                    "5".into()
+                ],
+                vec![("PGCALM_MIGRATIONS_DIR", "m".into())]
+            )
+        );
+        let (args, env) = placed(&[
+            "pgcalm",
+            "-C",
+            "shop",
+            "--format=json",
+            "--data-dir",
+            "d",
+            "--config",
+            "x.toml",
+            "status",
+        ]);
+        assert_eq!(
+            args,
+            [
+                "pgcalm", "-C", "shop", "--config", "x.toml", "status", "--format", "json"
+            ]
+        );
+        assert_eq!(env, [("PGCALM_DATA_DIR", "d".to_string())]);
+        // A command without --format does not get one.
+        assert_eq!(
+            placed(&["pgcalm", "--format", "json", "seed"]).0,
+            ["pgcalm", "seed"]
+        );
+        // After the name, nothing moves.
+        assert_eq!(
+            placed(&["pgcalm", "psql", "--data-dir", "d", "-c", "select 1"]).0,
+            ["pgcalm", "psql", "--data-dir", "d", "-c", "select 1"]
+        );
+        assert_eq!(placed(&["pgcalm", "--version"]).0, ["pgcalm", "--version"]);
+    }
 }

@@ -3,15 +3,19 @@
 //! every command's `run` receives; and the handles commands need from it (target,
 //! cluster).
 //!
+//! - `project.rs`: the project, found from the current directory upwards (a pgcalm.toml
+//!   or a `.pgcalm/`); its defaults are resolved against it.
 //! - `flags.rs`: the flags (and, through clap, their environment variables): every
 //!   command's [`GlobalArgs`], and the groups a command flattens into its own flags
-//!   ([`PolicyArgs`], [`LintArgs`]).
+//!   when they apply to it ([`ServerArgs`], [`MigrationsArgs`], [`PolicyArgs`], ...).
 //! - `file.rs`: pgcalm.toml, one struct per section, unknown sections and keys refused
 //!   with file:line:column.
 
 mod file;
 mod flags;
+mod project;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,23 +23,33 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use pgcalm_lint::{LintOptions, PgVersion, RuleSelection, Schema};
 use pgcalm_migrate::{HumanDuration, Policy, StartPoint};
-use pgcalm_pg::{Cluster, DEFAULT_DATABASE, Target};
+use pgcalm_pg::{Cluster, DEFAULT_DATABASE, Ownership, Target};
 
-pub(crate) use flags::{GlobalArgs, LintArgs, OutputFormat, PolicyArgs};
+pub(crate) use file::starter_config;
+use flags::{DataDirArgs, DatabaseArgs};
+pub(crate) use flags::{
+    FormatArgs, GlobalArgs, LintArgs, MigrationsArgs, OnDataDir, OnDatabase, OnMigrations,
+    OnServer, OutputFormat, PolicyArgs, ReportFormatArgs, ServerArgs, args_in_place,
+};
+pub(crate) use project::{CONFIG_FILE, Project};
 
 /// Everything configurable, resolved.
 #[derive(Debug)]
 pub(crate) struct Settings {
     /// Output format chosen by `--format`.
     pub format: OutputFormat,
+    /// The current directory (after `-C`).
+    cwd: PathBuf,
+    /// The project found from it, if any.
+    project: Option<Project>,
     /// A server of the user's (`DATABASE_URL`, `--database-url`, `[database] url`);
     /// `None`: the embedded cluster.
     database_url: Option<String>,
-    /// The embedded cluster's directory.
-    data_dir: PathBuf,
+    /// Where the embedded cluster is.
+    data: DataPlace,
     /// The database on the embedded server.
     database: String,
-    /// Directory of migration files.
+    /// Where the migration files are.
     migrations_dir: PathBuf,
     /// The runner's policy (`[migrate]`, the policy flags): what `migrate`, `sqlmigrate`,
     /// `up`, `trace` and `lab`'s safe forms run with.
@@ -47,7 +61,57 @@ pub(crate) struct Settings {
     /// The server's own address when `database_url` is a transaction pooler
     /// (`[migrate] direct_url`; `migrate --direct-url` / `PGCALM_MIGRATE_URL` override it).
     pub direct_url: Option<String>,
+    /// The configuration file given with `--config` / `PGCALM_CONFIG`.
+    config: Option<PathBuf>,
 }
+
+/// Where the embedded cluster is.
+#[derive(Debug, Clone)]
+enum DataPlace {
+    /// `--data-dir`, `PGCALM_DATA_DIR`, `[database] data_dir`.
+    Given(PathBuf),
+    /// The project's `.pgcalm/`, or where its `.pgcalm/cluster-dir` points.
+    Project(Project),
+    /// There is no project here: nothing to create or use.
+    Nowhere,
+}
+
+impl DataPlace {
+    /// The cluster's root, the pointer read afresh.
+    fn root(&self, cwd: &Path) -> PathBuf {
+        match self {
+            DataPlace::Given(dir) => dir.clone(),
+            DataPlace::Project(project) => project
+                .pointer()
+                .unwrap_or_else(|| project.path(project::STATE_DIR)),
+            DataPlace::Nowhere => cwd.join(project::STATE_DIR),
+        }
+    }
+}
+
+/// Where `pgcalm up` runs the embedded cluster.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Set when it is kept outside the project.
+    pub outside: Option<Outside>,
+}
+
+/// A cluster kept outside its project, which the server's account cannot enter.
+#[derive(Debug)]
+pub(crate) struct Outside {
+    /// The project directory the `postgres` user cannot enter.
+    pub project: PathBuf,
+    /// `.pgcalm/cluster-dir`, which names the cluster's directory.
+    pub pointer: PathBuf,
+    /// Whether `up` chose the place just now (else an earlier `up` did).
+    pub new: bool,
+}
+
+/// Re-resolves the embedded cluster's target (its port and password may change with a
+/// `down` / `up`); given to the demo app so a running `serve` follows the cluster.
+pub(crate) type Retarget = Arc<dyn Fn() -> Result<Target, String> + Send + Sync>;
 
 /// `pgcalm lint`'s settings; the schema file is read when lint runs.
 #[derive(Debug, Clone)]
@@ -62,70 +126,163 @@ pub(crate) struct LintSettings {
     pub schema: Option<PathBuf>,
 }
 
-/// The flag groups of the command being run (`None`: it has no such flags; the
-/// environment variables of the policy flags still count).
+/// The flag groups of the command being run (`None`: it has no such flags; their
+/// environment variables still count).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CommandFlags<'a> {
+    /// `--database-url`, `--data-dir`.
+    pub server: Option<&'a ServerArgs>,
+    /// `--data-dir` alone (`down`, `logs`).
+    pub data_dir: Option<&'a DataDirArgs>,
+    /// `--database`.
+    pub database: Option<&'a DatabaseArgs>,
+    /// `--migrations-dir`.
+    pub migrations: Option<&'a MigrationsArgs>,
+    /// `--format` (text when the command has none).
+    pub format: Option<OutputFormat>,
     /// `migrate`, `sqlmigrate`.
     pub policy: Option<&'a PolicyArgs>,
     /// `lint`.
     pub lint: Option<&'a LintArgs>,
 }
 
+impl<A: clap::Args> OnMigrations<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            server: Some(&self.server),
+            database: Some(&self.database),
+            migrations: Some(&self.migrations),
+            format: Some(self.format.format.into()),
+            ..CommandFlags::default()
+        }
+    }
+}
+
+impl<A: clap::Args> OnDatabase<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            server: Some(&self.server),
+            database: Some(&self.database),
+            format: Some(self.format.format.into()),
+            ..CommandFlags::default()
+        }
+    }
+}
+
+impl<A: clap::Args> OnServer<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            server: Some(&self.server),
+            database: Some(&self.database),
+            ..CommandFlags::default()
+        }
+    }
+}
+
+impl<A: clap::Args> OnDataDir<A> {
+    /// Its settings flags.
+    pub(crate) fn flags(&self) -> CommandFlags<'_> {
+        CommandFlags {
+            data_dir: Some(&self.data_dir),
+            ..CommandFlags::default()
+        }
+    }
+}
+
 impl Settings {
-    /// Resolves flags, environment, pgcalm.toml and defaults. Errors (a file that does
-    /// not parse, an unknown section or key, a bad value) name file:line:column.
+    /// Resolves flags, environment, pgcalm.toml and defaults for the project found from
+    /// the current directory. Errors (a file that does not parse, an unknown section or
+    /// key, a bad value) name file:line:column.
     pub(crate) fn resolve(
         global: &GlobalArgs,
         command: CommandFlags<'_>,
     ) -> anyhow::Result<Settings> {
-        let path = global
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        let project = match &global.config {
+            // An explicit file makes its directory the project, as `docker compose -f`.
+            Some(path) => {
+                if !path.is_file() {
+                    bail!(
+                        "config file {} does not exist\n  fix: give an existing file to --config \
+                         (or PGCALM_CONFIG), or leave it out",
+                        path.display()
+                    );
+                }
+                Some(Project::at(path.parent().unwrap_or(Path::new("")), &cwd))
+            }
+            None => Project::discover(&cwd),
+        };
+        let config = global
             .config
             .clone()
-            .unwrap_or_else(|| PathBuf::from("pgcalm.toml"));
-        let (file, base) = if path.is_file() {
-            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (file::read(&path)?, base)
-        } else if global.config.is_some() {
-            bail!(
-                "config file {} does not exist\n  fix: give an existing file to --config (or PGCALM_CONFIG), or leave it out",
-                path.display()
-            );
-        } else {
-            (file::ConfigFile::default(), PathBuf::new())
+            .or_else(|| project.as_ref().and_then(Project::config_file));
+        let (file, base) = match &config {
+            Some(path) => (
+                file::read(path)?,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            None => (file::ConfigFile::default(), PathBuf::new()),
         };
         let env_policy;
         let policy_flags = match command.policy {
             Some(flags) => flags,
             None => {
-                env_policy = PolicyArgs::from_env()?;
+                env_policy = flags::from_env::<PolicyArgs>()?;
                 &env_policy
             }
         };
+        let server = match command.server {
+            Some(server) => server.clone(),
+            None => {
+                let mut server = flags::from_env::<ServerArgs>()?;
+                if let Some(dir) = command.data_dir {
+                    server.data_dir = dir.clone();
+                }
+                server
+            }
+        };
+        let database = match command.database {
+            Some(d) => d.clone(),
+            None => flags::from_env::<DatabaseArgs>()?,
+        };
+        let migrations = match command.migrations {
+            Some(m) => m.clone(),
+            None => flags::from_env::<MigrationsArgs>()?,
+        };
         let lint_flags = command.lint.cloned().unwrap_or_default();
         let db = file.database;
+        let data = match server
+            .data_dir
+            .data_dir
+            .or_else(|| db.data_dir.map(|d| base.join(d)))
+        {
+            Some(dir) => DataPlace::Given(dir),
+            None => match &project {
+                Some(project) => DataPlace::Project(project.clone()),
+                None => DataPlace::Nowhere,
+            },
+        };
+        let migrations_dir = migrations
+            .migrations_dir
+            .or_else(|| file.migrations.dir.map(|d| base.join(d)))
+            .unwrap_or_else(|| match &project {
+                Some(project) => project.path("migrations"),
+                None => PathBuf::from("migrations"),
+            });
         Ok(Settings {
-            format: global.format,
-            database_url: global
-                .database_url
-                .clone()
-                .filter(|u| !u.is_empty())
-                .or(db.url),
-            data_dir: global
-                .data_dir
-                .clone()
-                .or_else(|| db.data_dir.map(|d| base.join(d)))
-                .unwrap_or_else(|| PathBuf::from(".pgcalm")),
-            database: global
+            format: command.format.unwrap_or(OutputFormat::Text),
+            cwd,
+            project,
+            database_url: server.database_url.filter(|u| !u.is_empty()).or(db.url),
+            data,
+            database: database
                 .database
-                .clone()
                 .or(db.name)
                 .unwrap_or_else(|| DEFAULT_DATABASE.to_string()),
-            migrations_dir: global
-                .migrations_dir
-                .clone()
-                .or_else(|| file.migrations.dir.map(|d| base.join(d)))
-                .unwrap_or_else(|| PathBuf::from("migrations")),
+            migrations_dir,
             policy: policy(policy_flags, &file.migrate),
             lint: LintSettings {
                 pg_version: PgVersion(
@@ -146,6 +303,7 @@ impl Settings {
             },
             start_points: file.up.migrate_to,
             direct_url: file.migrate.direct_url.filter(|u| !u.is_empty()),
+            config: global.config.clone(),
         })
     }
 
@@ -177,11 +335,151 @@ impl Settings {
         })
     }
 
-    /// The embedded cluster, or None when `DATABASE_URL` names a server.
+    /// The embedded cluster, or None when `DATABASE_URL` names a server. Outside any
+    /// project it is one that does not exist (`./.pgcalm`), which the commands that
+    /// only look at it report as not created; [`Settings::placement`] and
+    /// [`Settings::embedded_cluster`] refuse it.
     pub(crate) fn cluster(&self) -> Option<Cluster> {
         self.database_url
             .is_none()
-            .then(|| Cluster::new(&self.data_dir))
+            .then(|| Cluster::new(self.data.root(&self.cwd)))
+    }
+
+    /// The embedded cluster for a command that creates, starts, stops or deletes it (None
+    /// for `DATABASE_URL`); outside any project, the error saying how to start one.
+    pub(crate) fn embedded_cluster(&self) -> anyhow::Result<Option<Cluster>> {
+        if self.database_url.is_none() && matches!(self.data, DataPlace::Nowhere) {
+            return Err(project::no_project(&self.cwd));
+        }
+        Ok(self.cluster())
+    }
+
+    /// Where `pgcalm up` runs the embedded cluster (None for `DATABASE_URL`): the
+    /// project's `.pgcalm/`, or, as root when the `postgres` user cannot enter the
+    /// project, a directory of the server's own under /var/lib/pgcalm, named by
+    /// `.pgcalm/cluster-dir` (written here the first time).
+    pub(crate) fn placement(&self) -> anyhow::Result<Option<Placement>> {
+        let Some(cluster) = self.embedded_cluster()? else {
+            return Ok(None);
+        };
+        let DataPlace::Project(project) = &self.data else {
+            return Ok(Some(Placement {
+                cluster,
+                outside: None,
+            }));
+        };
+        let outside = |new| Outside {
+            project: project.root().to_path_buf(),
+            pointer: project.pointer_file(),
+            new,
+        };
+        if project.pointer().is_some() {
+            return Ok(Some(Placement {
+                cluster,
+                outside: Some(outside(false)),
+            }));
+        }
+        let keep_inside = !pgcalm_pg::cluster::running_as_root()
+            || matches!(
+                cluster.ownership(),
+                Ownership::Marked | Ownership::OlderPgcalm
+            )
+            || pgcalm_pg::cluster::server_account_can_enter(project.root())?;
+        if keep_inside {
+            return Ok(Some(Placement {
+                cluster,
+                outside: None,
+            }));
+        }
+        let dir = project.shared_data_dir();
+        pgcalm_pg::cluster::create_server_dir(&dir)?;
+        project.write_pointer(&dir)?;
+        Ok(Some(Placement {
+            cluster: Cluster::new(dir),
+            outside: Some(outside(true)),
+        }))
+    }
+
+    /// Why the cluster is outside the project, for `status` (None when it is inside).
+    pub(crate) fn outside_note(&self) -> Option<String> {
+        let DataPlace::Project(project) = &self.data else {
+            return None;
+        };
+        project.pointer().map(|_| {
+            format!(
+                "kept outside the project, which the `postgres` user cannot enter; {} names it",
+                project.pointer_file().display()
+            )
+        })
+    }
+
+    /// After `down --volumes` deleted the cluster: the pointer to it goes too. Returns
+    /// the pointer file it removed.
+    pub(crate) fn forget_outside_cluster(&self) -> anyhow::Result<Option<PathBuf>> {
+        let DataPlace::Project(project) = &self.data else {
+            return Ok(None);
+        };
+        if project.pointer().is_none() {
+            return Ok(None);
+        }
+        let pointer = project.pointer_file();
+        std::fs::remove_file(&pointer)
+            .with_context(|| format!("removing {}", pointer.display()))?;
+        Ok(Some(pointer))
+    }
+
+    /// The project, if there is one.
+    pub(crate) fn project(&self) -> Option<&Project> {
+        self.project.as_ref()
+    }
+
+    /// The project, or the error saying there is none and how to start one.
+    pub(crate) fn require_project(&self) -> anyhow::Result<&Project> {
+        self.project
+            .as_ref()
+            .ok_or_else(|| project::no_project(&self.cwd))
+    }
+
+    /// The current directory (after `-C`).
+    pub(crate) fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// For the demo app on the embedded cluster: how to find the cluster's target again
+    /// after a `down` / `up` (None for `DATABASE_URL`, which does not move).
+    pub(crate) fn retarget(&self) -> Option<Retarget> {
+        if self.database_url.is_some() {
+            return None;
+        }
+        let (data, cwd, database) = (self.data.clone(), self.cwd.clone(), self.database.clone());
+        Some(Arc::new(move || {
+            Cluster::new(data.root(&cwd))
+                .target(&database)
+                .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// The flags and environment that make a child `pgcalm` (the background demo app),
+    /// started in the same directory, resolve the same settings; the URL goes through
+    /// the environment, never on a command line.
+    pub(crate) fn for_child(&self) -> (Vec<OsString>, Vec<(&'static str, String)>) {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut args: Vec<OsString> = Vec::new();
+        if let Some(config) = &self.config {
+            args.extend(["--config".into(), absolute(config).into()]);
+        }
+        if let DataPlace::Given(dir) = &self.data {
+            args.extend(["--data-dir".into(), absolute(dir).into()]);
+        }
+        args.extend(["--database".into(), self.database.clone().into()]);
+        if self.json() {
+            args.extend(["--format".into(), "json".into()]);
+        }
+        let env = match &self.database_url {
+            Some(url) => vec![("DATABASE_URL", url.clone())],
+            None => Vec::new(),
+        };
+        (args, env)
     }
 
     /// The target without checking that it is reachable: `DATABASE_URL`, or the
@@ -202,13 +500,18 @@ impl Settings {
         Ok(self.created_cluster()?.url(&self.database)?)
     }
 
+    /// The embedded cluster, once `pgcalm up` created it (outside any project, the
+    /// error saying how to start one).
     fn created_cluster(&self) -> anyhow::Result<Cluster> {
-        let cluster = Cluster::new(&self.data_dir);
+        let cluster = Cluster::new(self.data.root(&self.cwd));
+        if matches!(self.data, DataPlace::Nowhere) {
+            return Err(project::no_project(&self.cwd));
+        }
         if cluster.port().is_none() {
             bail!(
                 "no database: the embedded PostgreSQL in {} has not been created and DATABASE_URL is not set\n  \
                  fix: run `pgcalm up` (or set DATABASE_URL)",
-                self.data_dir.display()
+                cluster.root().display()
             );
         }
         Ok(cluster)

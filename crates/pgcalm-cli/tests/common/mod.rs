@@ -2,8 +2,11 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use assert_cmd::Command;
 
@@ -14,11 +17,21 @@ pub(crate) fn pgcalm() -> Command {
     cmd
 }
 
-/// The binary working in `dir` (its own embedded cluster under `dir/.pgcalm`).
+/// The binary working in the project `dir` (its own embedded cluster under
+/// `dir/.pgcalm`): `dir` becomes a project (an empty pgcalm.toml) unless it is one.
 pub(crate) fn pgcalm_in(dir: &Path) -> Command {
+    make_project(dir);
     let mut cmd = pgcalm();
     cmd.current_dir(dir);
     cmd
+}
+
+/// Makes `dir` a pgcalm project, as `pgcalm init` would, unless it is one: pgcalm
+/// refuses to create a cluster outside any project.
+pub(crate) fn make_project(dir: &Path) {
+    if !dir.join("pgcalm.toml").exists() && !dir.join(".pgcalm").exists() {
+        std::fs::write(dir.join("pgcalm.toml"), "# a test's project\n").unwrap();
+    }
 }
 
 /// The repository's `migrations/` directory.
@@ -62,9 +75,27 @@ pub(crate) fn fails(cmd: &mut Command) -> String {
 /// A working directory with one app, `app`, holding these files (in `migrations/app/`).
 pub(crate) fn app_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    // A project: commands outside one refuse to run.
+    std::fs::write(dir.path().join("pgcalm.toml"), "").unwrap();
     std::fs::create_dir_all(dir.path().join("migrations/app")).unwrap();
     for (name, sql) in files {
         std::fs::write(dir.path().join("migrations/app").join(name), sql).unwrap();
     }
     dir
+}
+
+/// A plain HTTP/1.1 GET to `addr` (`127.0.0.1:PORT`); returns the status line and the
+/// body.
+pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
 }

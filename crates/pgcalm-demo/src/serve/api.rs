@@ -9,14 +9,12 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use deadpool_postgres::Pool;
-use pgcalm_pg::TlsConnector;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::db::Checkout;
+use super::db::Database;
 use super::error::ApiError;
 
 const LIST_LARGE: &str = "SELECT id, name, email FROM large_email ORDER BY id LIMIT 100";
@@ -26,6 +24,56 @@ const LOOKUP: &str =
 const ADD_LARGE: &str =
     "INSERT INTO large_email (name, email) VALUES ($1, $2) RETURNING id, name, email";
 const HEALTH: &str = "SELECT 1";
+
+/// One route of the API, as `GET /` lists it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Route {
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) description: &'static str,
+}
+
+/// Every route the router serves (a test requests each one), for `GET /`.
+pub(crate) const ROUTES: [Route; 6] = [
+    Route {
+        method: "GET",
+        path: "/list_large/",
+        description: "the first 100 rows of large_email by id",
+    },
+    Route {
+        method: "GET",
+        path: "/list_small/",
+        description: "the first 100 rows of small_email by id",
+    },
+    Route {
+        method: "GET",
+        path: "/lookup/",
+        description: "rows of large_email whose email is ?email= (the seed's lookup)",
+    },
+    Route {
+        method: "POST",
+        path: "/add_large/",
+        description: "inserts one row into large_email and returns it (the write probe)",
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        description: "whether the database answers",
+    },
+    Route {
+        method: "GET",
+        path: "/",
+        description: "this list",
+    },
+];
+
+/// `GET /`: the routes.
+pub(crate) async fn routes() -> Result<Response, ApiError> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "app": "pgcalm demo app", "routes": ROUTES }),
+    )
+}
 
 /// Routes that end in a slash; `GET` without it is redirected (Django's `APPEND_SLASH`).
 const SLASHED_ROUTES: [&str; 4] = ["/list_large/", "/list_small/", "/lookup/", "/add_large/"];
@@ -37,9 +85,7 @@ pub(crate) struct AppState {
 }
 
 struct Inner {
-    pool: Pool,
-    /// The pool's TLS settings (cancel requests use them too).
-    tls: TlsConnector,
+    db: Arc<Database>,
     body_limit: usize,
     /// `ServeOptions::cancel_abandoned_queries`.
     cancel_abandoned: bool,
@@ -48,16 +94,10 @@ struct Inner {
 }
 
 impl AppState {
-    pub(crate) fn new(
-        pool: Pool,
-        tls: TlsConnector,
-        body_limit: usize,
-        cancel_abandoned: bool,
-    ) -> Self {
+    pub(crate) fn new(db: Arc<Database>, body_limit: usize, cancel_abandoned: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pool,
-                tls,
+                db,
                 body_limit,
                 cancel_abandoned,
                 probes: AtomicU64::new(0),
@@ -132,12 +172,11 @@ async fn run_query(
     sql: &'static str,
     params: Vec<String>,
 ) -> Result<Vec<Row>, ApiError> {
-    let pool = state.inner.pool.clone();
-    let tls = state.inner.tls.clone();
+    let db = state.inner.db.clone();
     let work = async move {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let mut conn = Checkout::get(&pool, &tls).await?;
+        let mut conn = db.checkout().await?;
         conn.query(sql, &refs).await
     };
     if state.inner.cancel_abandoned {
@@ -252,7 +291,7 @@ pub(crate) async fn add_large(
 /// `GET /healthz`: whether the database answers.
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let checked = async {
-        let mut conn = Checkout::get(&state.inner.pool, &state.inner.tls).await?;
+        let mut conn = state.inner.db.checkout().await?;
         conn.query(HEALTH, &[]).await
     }
     .await;

@@ -1,13 +1,199 @@
-//! Pooled connections for requests: prepared statements cached per connection, and a
-//! guard that cancels a query whose request was dropped mid-flight.
+//! Pooled connections for requests: prepared statements cached per connection, a
+//! guard that cancels a query whose request was dropped mid-flight, and a database that
+//! follows its server when it moves.
+//!
+//! [`Database`] holds the pool of the current target. When opening a connection fails
+//! (refused, password rejected, timed out) and [`ServeOptions::retarget`] is set, it asks
+//! for the target again (at most every [`RETARGET_INTERVAL`]); a different one (the
+//! embedded cluster recreated with a new password, or started on another port) gets a
+//! new pool, the old one is closed, and the request tries once more. Without it, or
+//! while the target stays the same, the pool heals by itself when the server returns.
+//!
+//! [`ServeOptions::retarget`]: super::ServeOptions::retarget
 
-use deadpool_postgres::{Object, Pool};
-use pgcalm_pg::TlsConnector;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
+use pgcalm_pg::{Target, TlsConnector};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::Retarget;
 use super::error::{ApiError, ServeError};
+
+/// Shortest time between two lookups of the target, so a server that is down costs one
+/// lookup per interval, not one per request.
+pub(crate) const RETARGET_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How the pool is built, whatever the target.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    pub(crate) size: usize,
+    pub(crate) request_timeout: Duration,
+}
+
+/// One target's pool.
+struct Backend {
+    pool: Pool,
+    tls: TlsConnector,
+    endpoint: Endpoint,
+}
+
+/// What makes two targets the same server and login: hosts, ports, user, password,
+/// database.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
+    hosts: Vec<String>,
+    ports: Vec<u16>,
+    user: Option<String>,
+    password: Option<Vec<u8>>,
+    dbname: Option<String>,
+}
+
+impl Endpoint {
+    fn of(target: &Target) -> Endpoint {
+        let config = target.config();
+        Endpoint {
+            hosts: config
+                .get_hosts()
+                .iter()
+                .map(|h| format!("{h:?}"))
+                .collect(),
+            ports: config.get_ports().to_vec(),
+            user: config.get_user().map(str::to_string),
+            password: config.get_password().map(<[u8]>::to_vec),
+            dbname: config.get_dbname().map(str::to_string),
+        }
+    }
+}
+
+/// The demo app's database: the current target's pool, and how to find the target again.
+pub(crate) struct Database {
+    current: RwLock<Arc<Backend>>,
+    settings: PoolSettings,
+    retarget: Option<Retarget>,
+    /// When the target was last looked up.
+    looked_up: Mutex<Option<Instant>>,
+}
+
+impl Database {
+    /// The pool for `target`; no connection is opened yet.
+    pub(crate) fn new(
+        target: &Target,
+        settings: PoolSettings,
+        retarget: Option<Retarget>,
+    ) -> Result<Database, ServeError> {
+        Ok(Database {
+            current: RwLock::new(Arc::new(backend(target, settings)?)),
+            settings,
+            retarget,
+            looked_up: Mutex::new(None),
+        })
+    }
+
+    fn current(&self) -> Arc<Backend> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes a connection from the pool (opening one if needed); when that fails to
+    /// connect, follows the target if it moved and tries once more.
+    pub(crate) async fn checkout(&self) -> Result<Checkout, ApiError> {
+        let backend = self.current();
+        match backend.pool.get().await {
+            Ok(conn) => Ok(Checkout::new(conn, &backend.tls)),
+            Err(e) if cannot_connect(&e) && self.follow(&backend) => {
+                let backend = self.current();
+                let conn = backend
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| ApiError::from_pool(&e))?;
+                Ok(Checkout::new(conn, &backend.tls))
+            }
+            Err(e) => Err(ApiError::from_pool(&e)),
+        }
+    }
+
+    /// After `failed`'s pool could not connect: whether the pool now in use is another
+    /// target's (looked up here, or by a request just before).
+    fn follow(&self, failed: &Arc<Backend>) -> bool {
+        let moved = |db: &Database| !Arc::ptr_eq(&db.current(), failed);
+        let Some(retarget) = &self.retarget else {
+            return false;
+        };
+        {
+            let mut looked_up = self.looked_up.lock().unwrap_or_else(|e| e.into_inner());
+            if looked_up.is_some_and(|at| at.elapsed() < RETARGET_INTERVAL) {
+                return moved(self);
+            }
+            *looked_up = Some(Instant::now());
+        }
+        let Ok(target) = retarget() else {
+            return moved(self);
+        };
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current, failed) {
+            return true;
+        }
+        if Endpoint::of(&target) == current.endpoint {
+            return false;
+        }
+        let Ok(fresh) = backend(&target, self.settings) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut *current, Arc::new(fresh));
+        old.pool.close();
+        true
+    }
+
+    /// Closes the pool (server shutdown).
+    pub(crate) fn close(&self) {
+        self.current().pool.close();
+    }
+}
+
+/// Whether a pool error is a failure to open a connection (rather than every connection
+/// being busy, or the pool closing).
+fn cannot_connect(e: &PoolError) -> bool {
+    matches!(
+        e,
+        PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create)
+    )
+}
+
+fn backend(target: &Target, settings: PoolSettings) -> Result<Backend, ServeError> {
+    let target = target.with_application_name("pgcalm serve");
+    let mut config = target.config().clone();
+    // A server that is down refuses at once; a host that does not answer must not hold a
+    // request for longer than the request timeout.
+    config.connect_timeout(settings.request_timeout.min(Duration::from_secs(5)));
+    let manager = Manager::from_config(
+        config,
+        target.tls(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(settings.size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.request_timeout))
+        .create_timeout(Some(settings.request_timeout))
+        .build()
+        .map_err(|e| ServeError::InvalidOptions(format!("building the connection pool: {e}")))?;
+    Ok(Backend {
+        pool,
+        tls: target.tls(),
+        endpoint: Endpoint::of(&target),
+    })
+}
 
 /// A connection checked out for one request.
 ///
@@ -23,14 +209,12 @@ pub(crate) struct Checkout {
 }
 
 impl Checkout {
-    /// Takes a connection from the pool (opening one if needed).
-    pub(crate) async fn get(pool: &Pool, tls: &TlsConnector) -> Result<Checkout, ApiError> {
-        let conn = pool.get().await.map_err(|e| ApiError::from_pool(&e))?;
-        Ok(Checkout {
+    fn new(conn: Object, tls: &TlsConnector) -> Checkout {
+        Checkout {
             conn: Some(conn),
             armed: false,
             tls: tls.clone(),
-        })
+        }
     }
 
     /// Runs a prepared (and per-connection cached) statement.
@@ -91,9 +275,9 @@ impl Drop for Checkout {
 }
 
 /// Whether the demo tables answer (the server's start-up hint).
-pub(crate) async fn check_tables(pool: &Pool, tls: &TlsConnector) -> Result<(), ServeError> {
+pub(crate) async fn check_tables(db: &Database) -> Result<(), ServeError> {
     let unavailable = |e: ApiError| ServeError::Database(e.log_text());
-    let mut conn = Checkout::get(pool, tls).await.map_err(unavailable)?;
+    let mut conn = db.checkout().await.map_err(unavailable)?;
     for table in ["small_email", "large_email"] {
         conn.query(&format!("SELECT 1 FROM {table} LIMIT 0"), &[])
             .await

@@ -29,6 +29,26 @@ pub enum ServeError {
     /// The database is not ready for the demo app (start-up check).
     #[error("{0}")]
     Database(String),
+    /// A file of the background server (its record or log).
+    #[error("{action} {}: {source}", path.display())]
+    File {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The background server could not be signalled.
+    #[error("cannot signal the demo app (pid {pid}): {source}")]
+    Signal {
+        /// Its process id.
+        pid: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A request that cannot be answered normally; rendered as `{"error": "..."}`.

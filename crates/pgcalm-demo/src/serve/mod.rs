@@ -7,6 +7,7 @@
 //! | `GET /lookup/?email=E` | the rows whose email is `E` (first 100 by id); 400 without `email` |
 //! | `POST /add_large/` | inserts `Probe <tag>` / `probe<tag>@example.com`, returns it with 201 |
 //! | `GET /healthz` | `{"status": "ok"}`, or 503 when the database cannot be reached |
+//! | `GET /` | `{"app", "routes": [{"method", "path", "description"}, ...]}`: this table |
 //!
 //! Every error is JSON, `{"error": "..."}`: 400 (a missing parameter, or one the database
 //! would refuse or can never match: NUL, longer than the column), 404 (with a 301 to the
@@ -16,7 +17,9 @@
 //! to the client), 503 when the database is down or every connection is busy, 504 when a
 //! request outlives the request timeout. The server keeps running while the database is
 //! down and recovers by itself: dead connections are dropped from the pool and new ones
-//! are opened on demand.
+//! are opened on demand. When the database comes back somewhere else (another port, a
+//! new password), [`ServeOptions::retarget`] tells the server where: it looks the target
+//! up again when it cannot connect, and moves its pool there.
 //!
 //! Hostile clients cannot starve the others: at most [`ServeOptions::max_connections`]
 //! are open at once (kept below the open-file limit, which is raised toward its hard
@@ -43,6 +46,7 @@
 //! ```
 
 mod api;
+mod background;
 mod conn;
 mod db;
 mod error;
@@ -59,14 +63,18 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use pgcalm_pg::{Target, TlsConnector};
+use pgcalm_pg::Target;
 use tokio::net::TcpListener;
 
-/// HTTP method, as found in [`RequestLog`].
-pub use axum::http::Method;
+/// HTTP method and version, as found in [`RequestLog`].
+pub use axum::http::{Method, Version};
+pub use background::{
+    LOCK_FILE, LOG_FILE, RECORD_FILE, ServeRecord, StoppedServe, delete_background_dir,
+    stop_background,
+};
 pub use error::ServeError;
 
+use self::db::{Database, PoolSettings};
 use self::error::{ApiError, ErrorDetail};
 
 /// Default port (the seed's safe project).
@@ -93,6 +101,8 @@ pub struct RequestLog {
     pub method: Method,
     /// Path and query string.
     pub uri: String,
+    /// HTTP version of the request.
+    pub version: Version,
     /// Response status.
     pub status: u16,
     /// Time from receiving the request head to producing the response head.
@@ -105,6 +115,10 @@ pub struct RequestLog {
 /// Receives one [`RequestLog`] per request. Called on the request's task: hand the
 /// record to a channel rather than doing I/O here.
 pub type RequestLogger = Arc<dyn Fn(RequestLog) + Send + Sync>;
+
+/// Looks the database's target up again, for [`ServeOptions::retarget`]; the error is
+/// why it could not (the server keeps its current target then).
+pub type Retarget = Arc<dyn Fn() -> Result<Target, String> + Send + Sync>;
 
 /// How to serve.
 #[derive(Clone)]
@@ -137,6 +151,10 @@ pub struct ServeOptions {
     /// its connection (default). Off: the query runs to its end and holds its
     /// connection meanwhile, like a sync worker of the seed's app.
     pub cancel_abandoned_queries: bool,
+    /// Where the database is now, asked when a connection cannot be opened: a target
+    /// that differs from the one in use (another port or password) replaces it. `None`:
+    /// the target never moves (the pool still reconnects when the server returns).
+    pub retarget: Option<Retarget>,
 }
 
 impl Default for ServeOptions {
@@ -152,6 +170,7 @@ impl Default for ServeOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             on_request: None,
             cancel_abandoned_queries: true,
+            retarget: None,
         }
     }
 }
@@ -169,6 +188,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("on_request", &self.on_request.is_some())
             .field("cancel_abandoned_queries", &self.cancel_abandoned_queries)
+            .field("retarget", &self.retarget.is_some())
             .finish()
     }
 }
@@ -178,8 +198,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
-    pool: Pool,
-    tls: TlsConnector,
+    db: Arc<Database>,
     limits: conn::Limits,
 }
 
@@ -213,7 +232,14 @@ impl Server {
             header_timeout: opts.header_timeout,
             idle_timeout: opts.idle_timeout,
         };
-        let pool = build_pool(target, &opts)?;
+        let db = Arc::new(Database::new(
+            target,
+            PoolSettings {
+                size: opts.pool_size,
+                request_timeout: opts.request_timeout,
+            },
+            opts.retarget.clone(),
+        )?);
         let addr = SocketAddr::new(opts.bind, opts.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -221,13 +247,12 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
-        let router = router(pool.clone(), target.tls(), &opts);
+        let router = router(db.clone(), &opts);
         Ok(Server {
             listener,
             addr,
             router,
-            pool,
-            tls: target.tls(),
+            db,
             limits,
         })
     }
@@ -246,7 +271,7 @@ impl Server {
     /// Checks that the database answers and has the demo tables, for a startup hint.
     /// The server runs either way.
     pub async fn check_database(&self) -> Result<(), ServeError> {
-        db::check_tables(&self.pool, &self.tls).await
+        db::check_tables(&self.db).await
     }
 
     /// Serves until `shutdown` completes, then stops accepting connections, closes the
@@ -257,31 +282,9 @@ impl Server {
         F: Future<Output = ()> + Send + 'static,
     {
         conn::serve(self.listener, self.router, self.limits, shutdown).await;
-        self.pool.close();
+        self.db.close();
         Ok(())
     }
-}
-
-fn build_pool(target: &Target, opts: &ServeOptions) -> Result<Pool, ServeError> {
-    let target = target.with_application_name("pgcalm serve");
-    let mut config = target.config().clone();
-    // A server that is down refuses at once; a host that does not answer must not hold a
-    // request for longer than the request timeout.
-    config.connect_timeout(opts.request_timeout.min(Duration::from_secs(5)));
-    let manager = Manager::from_config(
-        config,
-        target.tls(),
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(opts.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(opts.request_timeout))
-        .create_timeout(Some(opts.request_timeout))
-        .build()
-        .map_err(|e| ServeError::InvalidOptions(format!("building the connection pool: {e}")))
 }
 
 /// Settings the per-request middleware needs.
@@ -292,13 +295,14 @@ struct Frame {
     on_request: Option<RequestLogger>,
 }
 
-fn router(pool: Pool, tls: TlsConnector, opts: &ServeOptions) -> Router {
+fn router(db: Arc<Database>, opts: &ServeOptions) -> Router {
     let frame = Frame {
         request_timeout: opts.request_timeout,
         body_limit: opts.body_limit,
         on_request: opts.on_request.clone(),
     };
     Router::new()
+        .route("/", get(api::routes))
         .route("/list_large/", get(api::list_large))
         .route("/list_small/", get(api::list_small))
         .route("/lookup/", get(api::lookup))
@@ -307,8 +311,7 @@ fn router(pool: Pool, tls: TlsConnector, opts: &ServeOptions) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(api::AppState::new(
-            pool,
-            tls,
+            db,
             opts.body_limit,
             opts.cancel_abandoned_queries,
         ))
@@ -322,7 +325,7 @@ async fn frame_request(State(frame): State<Frame>, req: Request, next: Next) -> 
     let log = frame
         .on_request
         .as_ref()
-        .map(|_| (req.method().clone(), req.uri().to_string()));
+        .map(|_| (req.method().clone(), req.uri().to_string(), req.version()));
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -341,10 +344,11 @@ async fn frame_request(State(frame): State<Frame>, req: Request, next: Next) -> 
         .extensions_mut()
         .remove::<ErrorDetail>()
         .map(|d| d.0);
-    if let (Some(sink), Some((method, uri))) = (&frame.on_request, log) {
+    if let (Some(sink), Some((method, uri, version))) = (&frame.on_request, log) {
         sink(RequestLog {
             method,
             uri,
+            version,
             status: response.status().as_u16(),
             latency: started.elapsed(),
             error,
