@@ -135,3 +135,36 @@ async fn reports_the_phases_of_a_concurrent_index_build() {
     build.await.unwrap().unwrap();
     assert!(snapshot(&monitor).await.unwrap().index_builds.is_empty());
 }
+
+#[tokio::test]
+async fn names_the_index_of_a_plain_build() {
+    // PostgreSQL reports index_relid 0 for a plain (non-concurrent) CREATE INDEX: the
+    // name comes from the statement. A slow expression keeps the build in view.
+    let db = TestDb::new().await;
+    db.execute(
+        "CREATE TABLE t AS SELECT i FROM generate_series(1, 60) i;
+         CREATE FUNCTION slow(int) RETURNS int IMMUTABLE LANGUAGE plpgsql
+             AS 'BEGIN PERFORM pg_sleep(0.05); RETURN $1; END'",
+    )
+    .await;
+    let (builder, builder_pid) = db.session("SELECT 1").await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute("/* app */ create unique index if not exists \"T_Slow\" ON t (slow(i))")
+            .await
+    });
+    let monitor = db.client().await;
+    let s = sample_until(&monitor, "the plain build", |s| {
+        s.index_builds.iter().any(|b| b.pid == builder_pid)
+    })
+    .await;
+    let b = s
+        .index_builds
+        .iter()
+        .find(|b| b.pid == builder_pid)
+        .unwrap();
+    assert_eq!(b.command, "CREATE INDEX");
+    assert_eq!(b.table.as_deref(), Some("t"));
+    assert_eq!(b.index.as_deref(), Some("\"T_Slow\""));
+    build.await.unwrap().unwrap();
+}
