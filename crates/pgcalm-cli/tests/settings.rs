@@ -3,6 +3,7 @@
 //! what is valid, whatever the command; and the resolved policy (flags > environment >
 //! pgcalm.toml > defaults) reaches every command that runs migration statements, trace
 //! included.
+#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
 mod common;
 
