@@ -179,7 +179,7 @@ fn main() -> ExitCode {
     // github and markdown are report formats of the commands that report findings.
     if matches!(
         cli.global.format,
-        OutputFormat::Github | OutputFormat::Markdown
+        Some(OutputFormat::Github | OutputFormat::Markdown)
     ) && !matches!(cli.command, Command::Lint(_) | Command::Trace(_))
     {
         eprintln!("error: --format github/markdown is only for `pgcalm lint` and `pgcalm trace`");

@@ -175,6 +175,42 @@ async fn monitor_reports_a_lock_waiter_and_its_blocker() {
     assert!(!insert.is_finished());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_prints_text_when_asked_even_piped_and_idle_is_not_waiting() {
+    let db = TestDb::new().await;
+    let (_idle, idle_pid) = db.session("SET application_name = 'idle-pool'").await;
+    let mut cmd = pgcalm();
+    cmd.env("DATABASE_URL", db.url()).args([
+        "--format",
+        "text",
+        "monitor",
+        "--count",
+        "2",
+        "--interval",
+        "50ms",
+    ]);
+    let out = run(cmd).await;
+    assert!(
+        serde_json::from_str::<serde_json::Value>(out.lines().next().unwrap_or("")).is_err(),
+        "--format text, not JSON: {out}"
+    );
+    assert!(
+        !out.contains('\x1b'),
+        "no screen control codes in a pipe: {out}"
+    );
+    assert_eq!(out.matches("pgcalm monitor: ").count(), 2, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{idle_pid} ")))
+        .unwrap_or_else(|| panic!("no row for the idle session {idle_pid}: {out}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(
+        cells[1..4],
+        ["idle-pool", "idle", ""],
+        "an idle connection waits for nothing: {row}"
+    );
+}
+
 #[test]
 fn probe_without_an_end_stops_when_its_reader_goes_away() {
     let bin = assert_cmd::cargo::cargo_bin("pgcalm");

@@ -27,9 +27,9 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, env = "PGCALM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Output format: text for people, json for tools (lint and trace also: github,
-    /// markdown).
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    /// markdown) [default: text]
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<OutputFormat>,
 }
 
 /// How results are printed.

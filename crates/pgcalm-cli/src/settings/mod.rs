@@ -26,8 +26,10 @@ pub(crate) use flags::{GlobalArgs, LintArgs, OutputFormat, PolicyArgs};
 /// Everything configurable, resolved.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    /// Output format chosen by `--format`.
+    /// Output format chosen by `--format` (text unless given).
     pub format: OutputFormat,
+    /// Whether `--format` was given: `monitor` writes JSON when piped unless told text.
+    pub format_given: bool,
     /// A server of the user's (`DATABASE_URL`, `--database-url`, `[database] url`);
     /// `None`: the embedded cluster.
     database_url: Option<String>,
@@ -102,7 +104,8 @@ impl Settings {
         let lint_flags = command.lint.cloned().unwrap_or_default();
         let db = file.database;
         Ok(Settings {
-            format: global.format,
+            format: global.format.unwrap_or(OutputFormat::Text),
+            format_given: global.format.is_some(),
             database_url: global
                 .database_url
                 .clone()
