@@ -40,7 +40,7 @@ mod verdict;
 
 // Running the lab.
 pub use experiment::{
-    DEFAULT_ROWS, LabError, LabEvent, LabEventSink, LabOptions, LabStep, run_lab,
+    DEFAULT_ROWS, InApp, LabError, LabEvent, LabEventSink, LabOptions, LabStep, run_lab,
 };
 // The scenario catalogue.
 pub use scenario::{Blocker, Blocks, Check, Scenario, catalogue};

@@ -114,8 +114,7 @@ fn redraw(text: &str, width: usize) -> String {
 
 /// Columns of the terminal on stdout (80 when unknown).
 fn terminal_width() -> usize {
-    terminal_size::terminal_size_of(std::io::stdout())
-        .map_or(80, |(terminal_size::Width(w), _)| usize::from(w))
+    output::stdout_width().unwrap_or(80)
 }
 
 /// Seconds as `0.4s`, `12s`, `3m07s`.

@@ -14,7 +14,7 @@ use crate::verdict::{HUNG_MS, QUEUE_MARGIN_MS};
 
 /// Folder name of the seed's scenario (add an index on `large_email.email`), the one
 /// the Step 5 table describes.
-pub const SEED_SCENARIO: &str = "add_index";
+pub const SEED_SCENARIO: &str = crate::scenario::SEED;
 
 /// A table of plain-text cells: a header row and body rows of the same width.
 #[derive(Debug, Clone, PartialEq, Eq)]
