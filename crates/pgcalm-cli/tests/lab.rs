@@ -14,6 +14,18 @@ fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../pgcalm-lab/scenarios")
 }
 
+/// The cells after the first of the printed table row that starts with `aspect`.
+fn table_row(stdout: &str, aspect: &str) -> Vec<String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(aspect))
+        .unwrap_or_else(|| panic!("no {aspect} row in\n{stdout}"));
+    line.split('|')
+        .skip(1)
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_prints_the_measured_step5_table_and_writes_the_report() {
     let db = TestDb::new().await;
@@ -26,16 +38,7 @@ async fn lab_prints_the_measured_step5_table_and_writes_the_report() {
         .arg("--out")
         .arg(out.path()));
     assert!(stdout.contains("Step 5, measured"), "{stdout}");
-    let row = |aspect: &str| -> Vec<String> {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(aspect))
-            .unwrap_or_else(|| panic!("no {aspect} row in\n{stdout}"));
-        line.split('|')
-            .skip(1)
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
+    let row = |aspect: &str| table_row(&stdout, aspect);
     // Columns: risky on separate pools, risky on one shared pool served like the seed's
     // app, risky on one shared pool served by pgcalm serve, safe. (Piped with no COLUMNS:
     // the terminal's short table, whole.)
@@ -182,16 +185,7 @@ async fn step5_runs_right_after_step3_in_the_apps_database() {
             .arg("--out")
             .arg(out.path()),
     );
-    let row = |aspect: &str| -> Vec<String> {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(aspect))
-            .unwrap_or_else(|| panic!("no {aspect} row in\n{stdout}"));
-        line.split('|')
-            .skip(1)
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
+    let row = |aspect: &str| table_row(&stdout, aspect);
     assert!(stdout.contains("Step 5, measured"), "{stdout}");
     assert!(
         stdout.contains("(3,000 rows"),

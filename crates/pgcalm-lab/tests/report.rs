@@ -6,10 +6,20 @@ mod report_fixture;
 
 use pgcalm_lab::{
     BlockLevel, EndpointRole, ErrorKind, FEW_REQUESTS_MARK, LabResults, MIN_PERCENTILE_REQUESTS,
-    Outcome, PoolTopology, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Sample, WindowStats,
+    Outcome, PoolTopology, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Sample, Table, WindowStats,
     few_requests_note, forms_table, hazard_seen, pool_topology_note, render_html, render_markdown,
     samples_path, scenario_summary_table, step5_table, step5_terminal_table, write_report,
 };
+
+/// The row of `table` whose first cell names `aspect`.
+fn row_of(table: &Table, aspect: &str) -> Vec<String> {
+    table
+        .rows
+        .iter()
+        .find(|r| r[0].contains(aspect))
+        .unwrap_or_else(|| panic!("no row {aspect}"))
+        .clone()
+}
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
@@ -30,13 +40,7 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
             "Safe, shared pool"
         ]
     );
-    let row = |aspect: &str| {
-        table
-            .rows
-            .iter()
-            .find(|r| r[0].contains(aspect))
-            .unwrap_or_else(|| panic!("no row {aspect}"))
-    };
+    let row = |aspect: &str| row_of(&table, aspect);
     assert_eq!(
         row("Blocks Reads?")[1..],
         ["✅ Yes, blocked 5.2 s", "❌ No", "❌ No"]
@@ -82,14 +86,7 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
         "queued writes for 0.3 s at 1,000,000 rows; the hold grows with the table"
     );
     let step5 = step5_table(&results).unwrap();
-    let row = |aspect: &str| {
-        step5
-            .rows
-            .iter()
-            .find(|r| r[0].contains(aspect))
-            .unwrap()
-            .clone()
-    };
+    let row = |aspect: &str| row_of(&step5, aspect);
     assert_eq!(row("Blocks Writes?")[2], "⚠️ Yes, queued 0.3 s");
     assert_eq!(row("Production Safe?")[2], "❌ No (writes queued)");
     let summary = scenario_summary_table(&results.scenarios[0]);
@@ -345,14 +342,7 @@ fn forms_table_words_every_verdict_as_the_report_does() {
 fn a_percentile_from_too_few_requests_is_marked() {
     let results = report_fixture::lab_results();
     let step5 = step5_table(&results).unwrap();
-    let row = |aspect: &str| {
-        step5
-            .rows
-            .iter()
-            .find(|r| r[0].contains(aspect))
-            .unwrap_or_else(|| panic!("no row {aspect}"))
-            .clone()
-    };
+    let row = |aspect: &str| row_of(&step5, aspect);
     // Lookups: 2 in the baseline, 3 during the migration.
     assert_eq!(row("Lookup p50")[1], "340 ms† → 3.0 s†");
     // Reads and writes: 20 and 30 requests.
@@ -372,14 +362,7 @@ fn a_percentile_from_too_few_requests_is_marked() {
 fn step5_shows_reads_and_writes_answered() {
     let results = report_fixture::lab_results();
     let step5 = step5_table(&results).unwrap();
-    let row = |aspect: &str| {
-        step5
-            .rows
-            .iter()
-            .find(|r| r[0].contains(aspect))
-            .unwrap_or_else(|| panic!("no row {aspect}"))
-            .clone()
-    };
+    let row = |aspect: &str| row_of(&step5, aspect);
     assert_eq!(
         row("Writes answered")[1..],
         ["0 of 30", "0 of 30", "40 of 40"]
@@ -411,7 +394,7 @@ fn the_terminal_step5_table_is_short_and_plain() {
             );
         }
     }
-    let row = |aspect: &str| t.rows.iter().find(|r| r[0] == aspect).unwrap().clone();
+    let row = |aspect: &str| row_of(&t, aspect);
     assert_eq!(
         row("Statement")[1..],
         ["CREATE INDEX", "CREATE INDEX", "CREATE INDEX CONCURRENTLY"]

@@ -5,7 +5,7 @@
 
 use crate::results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, ExplainPair, Form, FormRun, LabResults,
-    ScenarioResult, WindowStats,
+    PoolTopology, ScenarioResult, WindowStats,
 };
 
 use super::format::{CriteriaMark, form_label, level_cell, ms, seconds, yes_no_blocked};
@@ -141,18 +141,9 @@ pub fn hazard_seen(f: &FormRun, rows: Option<u64>) -> String {
 
 /// Aspect-by-form comparison of one scenario (the Step 5 layout).
 pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
-    let mut headers = vec!["Aspect".to_string()];
-    headers.extend(
-        scenario
-            .forms
-            .iter()
-            .map(|f| form_label(f.form, f.topology)),
-    );
-    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| {
-        let mut row = vec![aspect.to_string()];
-        row.extend(scenario.forms.iter().map(cell));
-        row
-    };
+    let by_form = ByForm(scenario);
+    let headers = by_form.headers(form_label);
+    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| by_form.row(aspect, cell);
     let mut rows = vec![
         row("**Statement**", &|f| main_statement(f)),
         row("**Blocks Reads?**", &|f| yes_no_blocked(f.verdict.reads)),
@@ -191,18 +182,9 @@ pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
 /// None if the seed's scenario did not run.
 pub fn step5_terminal_table(results: &LabResults) -> Option<Table> {
     let scenario = results.scenario(SEED_SCENARIO)?;
-    let mut headers = vec!["Aspect".to_string()];
-    headers.extend(
-        scenario
-            .forms
-            .iter()
-            .map(|f| short_form_label(f.form, f.topology)),
-    );
-    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| {
-        let mut row = vec![aspect.to_string()];
-        row.extend(scenario.forms.iter().map(cell));
-        row
-    };
+    let by_form = ByForm(scenario);
+    let headers = by_form.headers(short_form_label);
+    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| by_form.row(aspect, cell);
     let yes_no = |b: Blocking| match b.level {
         BlockLevel::No => "No".to_string(),
         _ => format!("Yes, {}", level_cell(b)),
@@ -257,11 +239,29 @@ pub fn step5_terminal_table(results: &LabResults) -> Option<Table> {
     Some(Table { headers, rows })
 }
 
+/// An aspect-by-form table of one scenario: a column per form.
+struct ByForm<'a>(&'a ScenarioResult);
+
+impl ByForm<'_> {
+    /// `Aspect`, then each form's label.
+    fn headers(&self, label: fn(Form, PoolTopology) -> String) -> Vec<String> {
+        let forms = self.0.forms.iter().map(|f| label(f.form, f.topology));
+        std::iter::once("Aspect".to_string()).chain(forms).collect()
+    }
+
+    /// The aspect, then its cell for each form.
+    fn row(&self, aspect: &str, cell: &dyn Fn(&FormRun) -> String) -> Vec<String> {
+        std::iter::once(aspect.to_string())
+            .chain(self.0.forms.iter().map(cell))
+            .collect()
+    }
+}
+
 /// `Risky, separate pools`, `Risky, seed-like pool`: [`form_label`] in at most 21
 /// characters.
-fn short_form_label(form: Form, topology: crate::results::PoolTopology) -> String {
+fn short_form_label(form: Form, topology: PoolTopology) -> String {
     match topology {
-        crate::results::PoolTopology::SharedSeedLike => match form {
+        PoolTopology::SharedSeedLike => match form {
             Form::Risky => "Risky, seed-like pool".into(),
             Form::Safe => "Safe, seed-like pool".into(),
         },
