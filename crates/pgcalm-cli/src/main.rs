@@ -158,12 +158,12 @@ impl Command {
                 format,
             } => CommandFlags {
                 migrations: Some(migrations),
-                format: Some(format.format.into()),
+                format: format.format.map(Into::into),
                 policy: Some(&args.policy),
                 ..none
             },
             Command::Probe { format, .. } => CommandFlags {
-                format: Some(format.format.into()),
+                format: format.format.map(Into::into),
                 ..none
             },
             Command::Lint {
@@ -183,7 +183,7 @@ impl Command {
             },
             Command::Lab { server, format, .. } => CommandFlags {
                 server: Some(server),
-                format: Some(format.format.into()),
+                format: format.format.map(Into::into),
                 ..none
             },
         }

@@ -15,6 +15,7 @@ use pgcalm_migrate::{
     describe_queue, describe_session,
 };
 use pgcalm_pg::Target;
+use pgcalm_pg::catalog::IndexBuildProgress;
 use pgcalm_pg::catalog::Queued;
 use tokio_util::sync::CancellationToken;
 
@@ -431,27 +432,11 @@ impl Printer {
             }
             Event::IndexProgress { progress, .. } => {
                 if let Some(bar) = &st.bar {
-                    let lockers = if progress.current_locker_pid != 0 {
-                        format!(
-                            ", waiting for pid {} ({} of {} lockers done)",
-                            progress.current_locker_pid,
-                            progress.lockers_done,
-                            progress.lockers_total
-                        )
-                    } else {
-                        String::new()
-                    };
-                    match progress.counter() {
-                        Some((done, total, unit)) => {
-                            bar.set_style(build_style(unit));
-                            // Position first to 0: no frame mixes two phases' counters.
-                            bar.set_position(0);
-                            bar.set_length(total.max(1) as u64);
-                            bar.set_position(done.max(0) as u64);
-                        }
-                        None => bar.set_style(spinner_style_with_prefix()),
-                    }
-                    bar.set_prefix(format!("{}{lockers}", progress.phase));
+                    // The phase and its counter go in one string, set at once: a frame
+                    // drawn between two updates never pairs one phase with another's
+                    // counters.
+                    bar.set_style(spinner_style_with_prefix());
+                    bar.set_prefix(index_build_line(progress));
                 }
             }
             Event::InvalidIndexFound {
@@ -541,17 +526,91 @@ fn spinner_style_with_prefix() -> ProgressStyle {
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
-fn build_style(unit: &str) -> ProgressStyle {
-    ProgressStyle::with_template(&format!(
-        "{{msg}} {{spinner}} {{elapsed}}\n    {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{percent}}%)"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ")
+/// The index build's line under the `Applying ...` one: the phase, the session it
+/// waits for, and the phase's own counter as a bar:
+/// `building index: scanning table [=======>        ] 250/1000 blocks (25%)`.
+fn index_build_line(p: &IndexBuildProgress) -> String {
+    const WIDTH: usize = 30;
+    let lockers = if p.current_locker_pid != 0 {
+        format!(
+            ", waiting for pid {} ({} of {} lockers done)",
+            p.current_locker_pid, p.lockers_done, p.lockers_total
+        )
+    } else {
+        String::new()
+    };
+    let Some((done, total, unit)) = p.counter() else {
+        return format!("{}{lockers}", p.phase);
+    };
+    let done = done.clamp(0, total.max(1));
+    let filled = (done as usize * WIDTH) / total.max(1) as usize;
+    let bar = if filled >= WIDTH {
+        "=".repeat(WIDTH)
+    } else {
+        format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH - filled - 1))
+    };
+    format!(
+        "{}{lockers} [{bar}] {done}/{total} {unit} ({}%)",
+        p.phase,
+        done * 100 / total.max(1)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_builds_line_pairs_each_phase_with_its_own_counter() {
+        let row =
+            |phase: &str, blocks: (i64, i64), tuples: (i64, i64), locker: i64| IndexBuildProgress {
+                pid: 1,
+                table: Some("large_email".into()),
+                index: Some("large_email_email_idx".into()),
+                command: "CREATE INDEX CONCURRENTLY".into(),
+                phase: phase.into(),
+                lockers_total: i64::from(locker != 0),
+                lockers_done: 0,
+                current_locker_pid: locker,
+                blocks_total: blocks.1,
+                blocks_done: blocks.0,
+                tuples_total: tuples.1,
+                tuples_done: tuples.0,
+            };
+        // A build's samples as PostgreSQL 15 gave them, in order.
+        let lines: Vec<String> = [
+            row("waiting for writers before build", (0, 0), (0, 0), 4242),
+            row("building index: scanning table", (3676, 14705), (0, 0), 0),
+            row(
+                "building index: sorting live tuples",
+                (0, 0),
+                (0, 2_000_000),
+                0,
+            ),
+            row(
+                "building index: loading tuples in tree",
+                (0, 0),
+                (500_000, 2_000_000),
+                0,
+            ),
+            row(
+                "index validation: scanning table",
+                (14705, 14705),
+                (0, 0),
+                0,
+            ),
+        ]
+        .iter()
+        .map(index_build_line)
+        .collect();
+        insta::assert_snapshot!(lines.join("\n"), @"
+        waiting for writers before build, waiting for pid 4242 (0 of 1 lockers done) [>                             ] 0/1 lockers (0%)
+        building index: scanning table [=======>                      ] 3676/14705 blocks (24%)
+        building index: sorting live tuples
+        building index: loading tuples in tree [=======>                      ] 500000/2000000 tuples (25%)
+        index validation: scanning table [==============================] 14705/14705 blocks (100%)
+        ");
+    }
 
     #[test]
     fn the_resume_command_is_this_one_quoted_without_a_password() {

@@ -931,3 +931,41 @@ async fn a_statement_left_in_doubt_stops_the_resume_until_assume_done_or_rerun()
         "--rerun built it again"
     );
 }
+
+/// `sqlmigrate` prints one migration's SQL: its errors suggest nothing it cannot do
+/// (`zero`, creating an app or a directory are `migrate`'s and a project's business).
+#[test]
+fn sqlmigrate_errors_suggest_only_what_applies_to_it() {
+    let dir = seed_dir();
+    let err = |cwd: &Path, args: &[&str]| {
+        let out = Command::cargo_bin("pgcalm")
+            .unwrap()
+            .current_dir(cwd)
+            .env_remove("DATABASE_URL")
+            .env_remove("PGCALM_MIGRATIONS_DIR")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    insta::assert_snapshot!(err(dir.path(), &["sqlmigrate", "demoapp", "0009"]), @"
+    error: app `demoapp` has no migration matching `0009`; its migrations: 0001_initial, 0002_add_email_index_concurrently
+      fix: give a number or name prefix of one of them, e.g. `pgcalm sqlmigrate demoapp 0001`
+    ");
+    insta::assert_snapshot!(err(dir.path(), &["sqlmigrate", "demoapp", "zero"]), @"
+    error: `zero` is not a migration: sqlmigrate prints the SQL of one migration of `demoapp` (0001_initial, 0002_add_email_index_concurrently)
+      fix: give one of them (--backwards for its down section); `pgcalm migrate demoapp zero --plan` shows what unapplying them all runs
+    ");
+    insta::assert_snapshot!(err(dir.path(), &["sqlmigrate", "demoap", "0001"]), @"
+    error: no app named `demoap` in migrations; apps: demoapp
+      fix: give one of those apps (`pgcalm showmigrations` lists each app's migrations)
+    ");
+    // No migrations here: point at them (creating an empty directory prints nothing).
+    let empty = tempfile::tempdir().unwrap();
+    let text = err(empty.path(), &["sqlmigrate", "demoapp", "0001"]);
+    assert!(
+        text.contains("--migrations-dir") && !text.contains("create it"),
+        "{text}"
+    );
+}

@@ -11,10 +11,18 @@ use axum::routing::get;
 use common::{fails, ok, pgcalm};
 use pgcalm_testkit::TestDb;
 
-/// 127.0.0.1 server: `/ok` answers, `/hang` never does. Returns its base URL.
+/// 127.0.0.1 server: `/ok` answers, `/slow` after 400 ms, `/hang` never. Returns its
+/// base URL.
 async fn server() -> String {
     let router = Router::new()
         .route("/ok", get(|| async { "emails" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "emails"
+            }),
+        )
         .route("/hang", get(std::future::pending::<&'static str>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -88,6 +96,30 @@ async fn probe_prints_the_seed_lines_and_a_summary_per_target() {
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv_text.lines().count(), 1 + 9, "{csv_text}");
     assert!(csv_text.contains(",error,connect_refused,,"), "{csv_text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_prints_its_lines_in_the_order_the_requests_were_sent() {
+    // Each slow request answers after the fast ones sent after it: its line still comes
+    // first, so the times on the lines never go backwards.
+    let base = server().await;
+    let mut cmd = pgcalm();
+    cmd.args([
+        "probe",
+        &format!("slow={base}/slow"),
+        &format!("fast={base}/ok"),
+        "--interval",
+        "150ms",
+        "--count",
+        "4",
+    ]);
+    let out = run(cmd).await;
+    let names: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" - ✓ "))
+        .map(|l| l.split(" - ✓ ").nth(1).unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(names, ["slow", "fast"].repeat(4), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,6 +205,42 @@ async fn monitor_reports_a_lock_waiter_and_its_blocker() {
         assert!(snap["query_ms"].as_f64().unwrap() > 0.0);
     }
     assert!(!insert.is_finished());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_prints_text_when_asked_even_piped_and_idle_is_not_waiting() {
+    let db = TestDb::new().await;
+    let (_idle, idle_pid) = db.session("SET application_name = 'idle-pool'").await;
+    let mut cmd = pgcalm();
+    cmd.env("DATABASE_URL", db.url()).args([
+        "--format",
+        "text",
+        "monitor",
+        "--count",
+        "2",
+        "--interval",
+        "50ms",
+    ]);
+    let out = run(cmd).await;
+    assert!(
+        serde_json::from_str::<serde_json::Value>(out.lines().next().unwrap_or("")).is_err(),
+        "--format text, not JSON: {out}"
+    );
+    assert!(
+        !out.contains('\x1b'),
+        "no screen control codes in a pipe: {out}"
+    );
+    assert_eq!(out.matches("pgcalm monitor: ").count(), 2, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{idle_pid} ")))
+        .unwrap_or_else(|| panic!("no row for the idle session {idle_pid}: {out}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(
+        cells[1..4],
+        ["idle-pool", "idle", ""],
+        "an idle connection waits for nothing: {row}"
+    );
 }
 
 #[test]

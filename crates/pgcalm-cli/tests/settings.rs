@@ -5,8 +5,6 @@
 //! included.
 #![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
 
-#![allow(unused_crate_dependencies)] // a test crate uses some of the dev-dependencies
-
 mod common;
 
 use std::path::Path;

@@ -203,3 +203,52 @@ async fn backwards_traces_the_down_section_after_applying_the_migration() {
         common::stderr(&out)
     );
 }
+
+/// Plain SQL traced without `--setup`: its tables do not exist in the scratch database.
+/// That is the trace's set-up missing, not a statement that would fail in production.
+#[tokio::test]
+async fn a_table_missing_from_the_scratch_database_asks_for_the_set_up() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plain.sql"),
+        "CREATE INDEX big_email_idx ON big (email);\n",
+    )
+    .unwrap();
+    // Words as a reader sees them, whatever the wrapping.
+    let words = |out: &Output| {
+        common::stdout(out)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let out = trace(&db, dir.path(), &["plain.sql"]);
+    let text = words(&out);
+    assert!(!text.contains("would fail in production"), "{text}");
+    let finding = text
+        .split("statement-failed")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a statement-failed finding: {text}"));
+    assert!(
+        finding.contains("relation \"big\" does not exist in the scratch database"),
+        "{finding}"
+    );
+    assert!(
+        finding.contains("--setup") && finding.contains("earlier migrations"),
+        "{finding}"
+    );
+
+    // With a set-up that does not create it, the set-up is named as what lacks it.
+    std::fs::write(
+        dir.path().join("schema.sql"),
+        "CREATE TABLE other (id int);\n",
+    )
+    .unwrap();
+    let db = TestDb::new().await;
+    let out = trace(&db, dir.path(), &["--setup", "schema.sql", "plain.sql"]);
+    let text = words(&out);
+    assert!(
+        text.contains("the set-up run before it (1 statement: the app's earlier migrations and --setup files) did not create it"),
+        "{text}"
+    );
+}

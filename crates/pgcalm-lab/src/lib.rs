@@ -40,7 +40,7 @@ mod verdict;
 
 // Running the lab.
 pub use experiment::{
-    DEFAULT_ROWS, LabError, LabEvent, LabEventSink, LabOptions, LabStep, run_lab,
+    DEFAULT_ROWS, InApp, LabError, LabEvent, LabEventSink, LabOptions, LabStep, run_lab,
 };
 // The scenario catalogue.
 pub use scenario::{Blocker, Blocks, Check, Scenario, catalogue};
@@ -54,8 +54,10 @@ pub use results::{
 // The report: its files, the tables and paragraphs the terminal prints too, the
 // timelines.
 pub use report::{
-    DEFAULT_OUT_DIR, ReportError, ReportFiles, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table,
-    blocked_meaning, explain_table, form_label, forms_table, hazard_seen, index_phase_stretches,
-    level_cell, lock_wait_stretches, pool_topology_note, render_html, render_markdown, samples_csv,
-    samples_path, scenario_summary_table, step5_table, timeline_id, timeline_svg, write_report,
+    DEFAULT_OUT_DIR, FEW_REQUESTS_MARK, MIN_PERCENTILE_REQUESTS, ReportError, ReportFiles,
+    SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table, blocked_meaning, explain_table, few_requests_note,
+    form_label, forms_table, has_few_requests_mark, hazard_seen, index_phase_stretches, level_cell,
+    lock_wait_stretches, pool_topology_note, render_html, render_markdown, samples_csv,
+    samples_path, scenario_summary_table, step5_table, step5_terminal_table, timeline_id,
+    timeline_svg, write_report,
 };

@@ -152,6 +152,9 @@ pub(crate) const SEED_LOOKUP: &str =
 
 use crate::results::PoolTopology::{Separate, Shared, SharedSeedLike};
 
+/// Folder name of the seed's scenario (an index on `large_email.email`).
+pub(crate) const SEED: &str = "add_index";
+
 /// Every scenario, in the order `--scenario all` runs them. The first is the default.
 pub fn catalogue() -> Vec<Scenario> {
     let s = |name,

@@ -5,10 +5,21 @@
 mod report_fixture;
 
 use pgcalm_lab::{
-    BlockLevel, EndpointRole, ErrorKind, LabResults, Outcome, PoolTopology, RecordedSample,
-    SAFE_CRITERIA_HEADER, SEED_SCENARIO, WindowStats, forms_table, hazard_seen, pool_topology_note,
-    render_html, render_markdown, samples_path, scenario_summary_table, step5_table, write_report,
+    BlockLevel, EndpointRole, ErrorKind, FEW_REQUESTS_MARK, LabResults, MIN_PERCENTILE_REQUESTS,
+    Outcome, PoolTopology, RecordedSample, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table, WindowStats,
+    few_requests_note, forms_table, hazard_seen, pool_topology_note, render_html, render_markdown,
+    samples_path, scenario_summary_table, step5_table, step5_terminal_table, write_report,
 };
+
+/// The row of `table` whose first cell names `aspect`.
+fn row_of(table: &Table, aspect: &str) -> Vec<String> {
+    table
+        .rows
+        .iter()
+        .find(|r| r[0].contains(aspect))
+        .unwrap_or_else(|| panic!("no row {aspect}"))
+        .clone()
+}
 
 #[test]
 fn report_md_shows_step5_scenarios_endpoints_and_explain() {
@@ -29,13 +40,7 @@ fn step5_table_has_one_column_per_form_and_the_seed_rows() {
             "Safe, shared pool"
         ]
     );
-    let row = |aspect: &str| {
-        table
-            .rows
-            .iter()
-            .find(|r| r[0].contains(aspect))
-            .unwrap_or_else(|| panic!("no row {aspect}"))
-    };
+    let row = |aspect: &str| row_of(&table, aspect);
     assert_eq!(
         row("Blocks Reads?")[1..],
         ["✅ Yes, blocked 5.2 s", "❌ No", "❌ No"]
@@ -81,14 +86,7 @@ fn a_risky_form_that_only_queued_requests_reads_as_hazardous_not_safe() {
         "queued writes for 0.3 s at 1,000,000 rows; the hold grows with the table"
     );
     let step5 = step5_table(&results).unwrap();
-    let row = |aspect: &str| {
-        step5
-            .rows
-            .iter()
-            .find(|r| r[0].contains(aspect))
-            .unwrap()
-            .clone()
-    };
+    let row = |aspect: &str| row_of(&step5, aspect);
     assert_eq!(row("Blocks Writes?")[2], "⚠️ Yes, queued 0.3 s");
     assert_eq!(row("Production Safe?")[2], "❌ No (writes queued)");
     let summary = scenario_summary_table(&results.scenarios[0]);
@@ -336,4 +334,78 @@ fn forms_table_words_every_verdict_as_the_report_does() {
         .find(|r| r[1] == "Safe, shared pool")
         .unwrap();
     assert_eq!(safe[7], "pass");
+}
+
+/// A percentile read from a handful of requests (the lookup is probed every 2 s: two in
+/// a baseline, three during a short build) is marked, and the report says why.
+#[test]
+fn a_percentile_from_too_few_requests_is_marked() {
+    let results = report_fixture::lab_results();
+    let step5 = step5_table(&results).unwrap();
+    let row = |aspect: &str| row_of(&step5, aspect);
+    // Lookups: 2 in the baseline, 3 during the migration.
+    assert_eq!(row("Lookup p50")[1], "340 ms† → 3.0 s†");
+    // Reads and writes: 20 and 30 requests.
+    assert!(
+        !row("p99 latency")[1].contains(FEW_REQUESTS_MARK),
+        "{:?}",
+        row("p99 latency")
+    );
+    let md = render_markdown(&results);
+    assert!(md.contains(&few_requests_note()), "{md}");
+    assert!(few_requests_note().contains(&MIN_PERCENTILE_REQUESTS.to_string()));
+}
+
+/// The measured availability the seed's Step 5 asks about: how many reads and writes
+/// were answered while each form ran.
+#[test]
+fn step5_shows_reads_and_writes_answered() {
+    let results = report_fixture::lab_results();
+    let step5 = step5_table(&results).unwrap();
+    let row = |aspect: &str| row_of(&step5, aspect);
+    assert_eq!(
+        row("Writes answered")[1..],
+        ["0 of 30", "0 of 30", "40 of 40"]
+    );
+    assert_eq!(row("Reads answered")[1..2], ["4 of 30"]);
+}
+
+/// The terminal's Step 5 table: the same figures in short, plain cells (no emoji or
+/// Markdown, so columns line up), short column headers.
+#[test]
+fn the_terminal_step5_table_is_short_and_plain() {
+    let results = report_fixture::lab_results();
+    let t = step5_terminal_table(&results).unwrap();
+    assert_eq!(
+        t.headers,
+        [
+            "Aspect",
+            "Risky, shared pool",
+            "Risky, separate pools",
+            "Safe, shared pool"
+        ]
+    );
+    for row in &t.rows {
+        for cell in row {
+            assert!(cell.chars().count() <= 26, "{cell:?}");
+            assert!(
+                !cell.contains("**") && !cell.contains('`') && !cell.contains('✅'),
+                "{cell:?}"
+            );
+        }
+    }
+    let row = |aspect: &str| row_of(&t, aspect);
+    assert_eq!(
+        row("Statement")[1..],
+        ["CREATE INDEX", "CREATE INDEX", "CREATE INDEX CONCURRENTLY"]
+    );
+    assert_eq!(
+        row("Blocks writes?")[1..],
+        ["Yes, blocked 6.0 s", "Yes, blocked 6.0 s", "No"]
+    );
+    assert_eq!(
+        row("Writes answered")[1..],
+        ["0 of 30", "0 of 30", "40 of 40"]
+    );
+    assert_eq!(row("Production safe?")[1..], ["No", "No", "Yes"]);
 }

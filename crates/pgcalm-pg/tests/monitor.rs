@@ -135,3 +135,93 @@ async fn reports_the_phases_of_a_concurrent_index_build() {
     build.await.unwrap().unwrap();
     assert!(snapshot(&monitor).await.unwrap().index_builds.is_empty());
 }
+
+#[tokio::test]
+async fn names_the_index_of_a_plain_build() {
+    // PostgreSQL reports index_relid 0 for a plain (non-concurrent) CREATE INDEX: the
+    // name comes from the statement. A slow expression keeps the build in view.
+    let db = TestDb::new().await;
+    db.execute(
+        "CREATE TABLE t AS SELECT i FROM generate_series(1, 60) i;
+         CREATE FUNCTION slow(int) RETURNS int IMMUTABLE LANGUAGE plpgsql
+             AS 'BEGIN PERFORM pg_sleep(0.05); RETURN $1; END'",
+    )
+    .await;
+    let (builder, builder_pid) = db.session("SELECT 1").await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute("/* app */ create unique index if not exists \"T_Slow\" ON t (slow(i))")
+            .await
+    });
+    let monitor = db.client().await;
+    let s = sample_until(&monitor, "the plain build", |s| {
+        s.index_builds.iter().any(|b| b.pid == builder_pid)
+    })
+    .await;
+    let b = s
+        .index_builds
+        .iter()
+        .find(|b| b.pid == builder_pid)
+        .unwrap();
+    assert_eq!(b.command, "CREATE INDEX");
+    assert_eq!(b.table.as_deref(), Some("t"));
+    assert_eq!(b.index.as_deref(), Some("\"T_Slow\""));
+    build.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_parallel_query_blocks_as_one_session() {
+    // pg_blocking_pids names the leader once per process of a parallel query (leader and
+    // workers all hold the table's lock): the waiter is blocked by one session.
+    let db = TestDb::new().await;
+    db.execute(
+        "CREATE TABLE pt AS SELECT i FROM generate_series(1, 3000) i;
+         ANALYZE pt;
+         CREATE FUNCTION slow_p(int) RETURNS bool PARALLEL SAFE LANGUAGE plpgsql
+             AS 'BEGIN PERFORM pg_sleep(0.002); RETURN true; END'",
+    )
+    .await;
+    let (reader, reader_pid) = db
+        .session(
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+             SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0",
+        )
+        .await;
+    let scan = tokio::spawn(async move {
+        reader
+            .batch_execute("SELECT count(*) FROM pt WHERE slow_p(i)")
+            .await
+    });
+    let monitor = db.client().await;
+    let workers = || async {
+        monitor
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE leader_pid = $1 AND pid <> $1",
+                &[&reader_pid],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while workers().await == 0 {
+        assert!(Instant::now() < deadline, "the scan never ran in parallel");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (waiter, waiter_pid) = db.session("SELECT 1").await;
+    let alter = tokio::spawn(async move { waiter.batch_execute("ALTER TABLE pt ADD w int").await });
+    let s = sample_until(
+        &monitor,
+        "the ALTER waiting behind the parallel scan",
+        |s| s.lock_waits.iter().any(|w| w.pid == waiter_pid),
+    )
+    .await;
+    assert!(
+        workers().await > 0,
+        "sampled while the workers held the lock"
+    );
+    let wait = s.lock_waits.iter().find(|w| w.pid == waiter_pid).unwrap();
+    assert_eq!(wait.blocked_by, vec![reader_pid]);
+    scan.await.unwrap().unwrap();
+    alter.await.unwrap().unwrap();
+}

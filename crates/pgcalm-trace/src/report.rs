@@ -114,7 +114,7 @@ pub fn build_report(
             if lint_here.iter().any(|f| explains(f.rule.evidence(), *e)) {
                 continue;
             }
-            if let Some(f) = trace_only(&st, *e, &predicted) {
+            if let Some(f) = trace_only(&st, *e, &predicted, script.setup.len()) {
                 trace_rules.push(f.rule);
                 findings.push(f);
             }
@@ -257,7 +257,14 @@ fn lock_on(st: &StatementTrace, relation: &str) -> Option<(LockMode, String)> {
 }
 
 /// A finding for evidence lint did not predict, under the rule that names the hazard.
-fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> Option<Finding> {
+/// `setup_statements`: how many statements ran before the traced ones (`--setup` files,
+/// a migration's earlier migrations), for the words of a failure.
+fn trace_only(
+    st: &StatementTrace,
+    e: Evidence,
+    predicted: &StatementLocks,
+    setup_statements: usize,
+) -> Option<Finding> {
     match e {
         Evidence::Rewrite => {
             let table = st.rewrites[0].clone();
@@ -320,6 +327,17 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
                 "build the index with CREATE INDEX CONCURRENTLY outside a transaction (transaction:false)",
             ))
         }
+        Evidence::Failure if missing_object(st) => Some(trace_finding(
+            st,
+            RuleId::StatementFailed,
+            None,
+            format!(
+                "{} failed: {} in the scratch database the trace ran it in",
+                st.label,
+                st.error.as_deref().unwrap_or("")
+            ),
+            &missing_object_help(setup_statements),
+        )),
         Evidence::Failure => Some(trace_finding(
             st,
             RuleId::StatementFailed,
@@ -355,6 +373,37 @@ fn trace_only(st: &StatementTrace, e: Evidence, predicted: &StatementLocks) -> O
         // A blocking lock or a held lock is a hazard only through one of lint's rules
         // (a short ACCESS EXCLUSIVE under lock_timeout is how safe DDL works).
         Evidence::BlockingLock | Evidence::HeldLock | Evidence::Unobservable => None,
+    }
+}
+
+/// Whether the statement failed because something it names does not exist (a table,
+/// column, schema, type or function): in a trace, first of all a sign that the scratch
+/// database lacks the schema the file expects.
+fn missing_object(st: &StatementTrace) -> bool {
+    // undefined_table, undefined_column, undefined_object, undefined_function,
+    // invalid_schema_name.
+    matches!(
+        st.error_code.as_deref(),
+        Some("42P01" | "42703" | "42704" | "42883" | "3F000")
+    )
+}
+
+/// What to do when a statement names something the scratch database lacks.
+fn missing_object_help(setup_statements: usize) -> String {
+    if setup_statements == 0 {
+        "the trace runs the file in a new, empty database, and nothing ran before it there, \
+         so the tables it uses do not exist: give the schema it expects with --setup FILE \
+         (e.g. a `pg_dump --schema-only` of production, or the migrations that create it), \
+         or trace the migration file in its app's folder (migrations/<app>/<NNNN>_<name>.sql), \
+         where the app's earlier migrations run first"
+            .to_string()
+    } else {
+        format!(
+            "the set-up run before it ({setup_statements} statement{}: the app's earlier \
+             migrations and --setup files) did not create it: add what creates it to --setup; \
+             if production lacks it too, the statement would fail there as well",
+            if setup_statements == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -486,11 +535,11 @@ mod tests {
         st.rewrites = vec!["public.t".into()];
         let seen = observed_evidence(&st);
         assert_eq!(seen, [Evidence::Rewrite, Evidence::BlockingLock]);
-        let f = trace_only(&st, Evidence::Rewrite, &predicted).unwrap();
+        let f = trace_only(&st, Evidence::Rewrite, &predicted, 0).unwrap();
         assert_eq!(f.rule, RuleId::AddingFieldWithVolatileDefault);
         assert_eq!(f.lock, Some(LockMode::AccessExclusive));
         // A blocking lock alone is no hazard of its own (short DDL under lock_timeout).
-        assert!(trace_only(&st, Evidence::BlockingLock, &predicted).is_none());
+        assert!(trace_only(&st, Evidence::BlockingLock, &predicted, 0).is_none());
     }
 
     #[test]
@@ -519,7 +568,7 @@ mod tests {
         st.lock_timeout = "0".into();
         let mut rules = Vec::new();
         for e in observed_evidence(&st) {
-            if let Some(f) = trace_only(&st, e, &predicted) {
+            if let Some(f) = trace_only(&st, e, &predicted, 0) {
                 assert_eq!(f.rule.evidence(), e, "{}", f.rule);
                 rules.push(f.rule);
             }
@@ -529,7 +578,7 @@ mod tests {
             column: "c".into(),
             proven_by_constraint: false,
         }];
-        let f = trace_only(&st, Evidence::Scan, &predicted).unwrap();
+        let f = trace_only(&st, Evidence::Scan, &predicted, 0).unwrap();
         assert_eq!(f.rule.evidence(), Evidence::Scan);
         rules.push(f.rule);
         use RuleId::*;

@@ -115,6 +115,9 @@ pub struct StatementTrace {
     pub not_null: Vec<NotNullSet>,
     /// The server's error, when it failed (tracing stops there).
     pub error: Option<String>,
+    /// Its SQLSTATE (`42P01`: the table does not exist, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
 }
 
 impl ObservedLock {
@@ -162,6 +165,7 @@ impl StatementTrace {
             indexes: Vec::new(),
             not_null: Vec::new(),
             error: None,
+            error_code: None,
         }
     }
 }
@@ -411,6 +415,7 @@ impl Tracer<'_> {
         traced.lock_timeout = lock_timeout;
         if let Err(e) = result {
             traced.error = Some(db_message(&e));
+            traced.error_code = e.as_db_error().map(|db| db.code().code().to_string());
             return Ok(traced);
         }
         let now = self.existing_locks(
@@ -473,6 +478,7 @@ impl Tracer<'_> {
         traced.locks = self.describe(&seen, &waited);
         if let Err(e) = result {
             traced.error = Some(db_message(&e));
+            traced.error_code = e.as_db_error().map(|db| db.code().code().to_string());
             return Ok(traced);
         }
         self.record_schema_effects(&mut traced, &messages).await?;

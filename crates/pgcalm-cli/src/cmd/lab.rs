@@ -10,9 +10,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_demo::SeedEvent;
 use pgcalm_lab::{
-    DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, LabEvent, LabOptions, LabResults, LabStep,
-    SEED_SCENARIO, Table, blocked_meaning, explain_table, form_label, forms_table, level_cell,
-    pool_topology_note, run_lab, step5_table, write_report,
+    DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, InApp, LabEvent, LabOptions, LabResults, LabStep,
+    SEED_SCENARIO, Table, blocked_meaning, explain_table, few_requests_note, form_label,
+    forms_table, has_few_requests_mark, level_cell, pool_topology_note, run_lab,
+    step5_terminal_table, write_report,
 };
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
@@ -53,6 +54,13 @@ pub(crate) struct Args {
     /// server DATABASE_URL names.
     #[arg(long, default_value = LAB_DATABASE)]
     pub lab_database: String,
+    /// The seed walkthrough's Step 5 right after its Step 3: run in the app's own database
+    /// (the one migrate, seed and serve use) on its rows as seeded. The app's demoapp
+    /// migrations after 0001 are rolled back first (0002's index has the name the risky
+    /// form builds) and re-applied at the end; the demo API runs on free ports of its own.
+    /// The seed's scenario only.
+    #[arg(long, conflicts_with_all = ["rows", "lab_database"])]
+    pub app_database: bool,
 }
 
 /// Runs the lab, prints the tables, writes the report.
@@ -61,7 +69,15 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         Duration::try_from_secs_f64(v)
             .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds >= 0, got {v}"))
     };
-    let target = lab_target(ctx, &args.lab_database).await?;
+    let (target, in_app) = if args.app_database {
+        let target = ctx.target().await?;
+        let in_app = InApp {
+            migrations_dir: ctx.migrations_dir().to_path_buf(),
+        };
+        (target, Some(in_app))
+    } else {
+        (lab_target(ctx, &args.lab_database).await?, None)
+    };
     let opts = LabOptions {
         rows: args.rows,
         scenarios: args.scenarios.clone(),
@@ -72,6 +88,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         database_label: target.masked_url(),
         // The safe forms run with the resolved policy (pgcalm.toml [migrate], PGCALM_*).
         policy: ctx.policy.clone(),
+        in_app,
         ..LabOptions::default()
     };
     let progress = Progress::new(ctx.json());
@@ -87,7 +104,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         crate::output::json(&results)?;
         return Ok(());
     }
-    say!("{}", render_tables(&results));
+    say!("{}", render_tables(&results, crate::output::stdout_width()));
     say!(
         "Report: {} ({} and {}; raw samples in {})",
         files.markdown.display(),
@@ -108,34 +125,36 @@ async fn lab_target(ctx: &Settings, database: &str) -> anyhow::Result<Target> {
     Ok(target)
 }
 
-/// The terminal's tables: the seed's Step 5 table measured, EXPLAIN before/after, the
-/// pools paragraph, and one summary per other scenario.
-pub(crate) fn render_tables(results: &LabResults) -> String {
+/// The terminal's tables: the seed's Step 5 table measured (short cells: report.md has
+/// the full one), EXPLAIN before/after, the pools paragraph, and one summary per other
+/// scenario. Each table fits `width` (the terminal's; None: any width): printed as psql
+/// prints it when it fits, else as records, one block per form (psql's `\x`).
+pub(crate) fn render_tables(results: &LabResults, width: Option<usize>) -> String {
     let mut out = String::new();
-    let plain = |t: &Table| {
-        let strip = |c: &String| c.replace("**", "");
-        let headers: Vec<String> = t.headers.iter().map(strip).collect();
-        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-        let rows: Vec<Vec<String>> = t
-            .rows
-            .iter()
-            .map(|r| r.iter().map(strip).collect())
-            .collect();
-        crate::output::psql_table(None, &headers, &rows)
-    };
-    if let Some(step5) = step5_table(results) {
-        out.push_str(&format!(
-            "\nStep 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})\n\n",
+    let wrap_to = width.unwrap_or(100).min(100);
+    if let Some(step5) = step5_terminal_table(results) {
+        let title = format!(
+            "Step 5, measured: add an index on large_email.email ({} rows, PostgreSQL {})",
             indicatif::HumanCount(results.run.rows),
             results.run.postgres_version
-        ));
-        out.push_str(&plain(&step5));
+        );
+        out.push_str(&format!("\n{}\n\n", wrap(&title, wrap_to)));
+        out.push_str(&fit(&step5, width, Records::Columns));
+        out.push('\n');
+        let mut note = String::from(
+            "Latencies: baseline → during the migration. report.md has the full table.",
+        );
+        if has_few_requests_mark(&step5) {
+            note.push(' ');
+            note.push_str(&few_requests_note());
+        }
+        out.push_str(&format!("{}\n", wrap(&note, wrap_to)));
         if let Some(explain) = results.scenario(SEED_SCENARIO).and_then(explain_table) {
             out.push_str("\nEXPLAIN ANALYZE of the seed's lookup, before and after:\n\n");
-            out.push_str(&plain(&explain));
+            out.push_str(&fit(&explain, width, Records::Rows));
         }
         if let Some(note) = pool_topology_note(results) {
-            out.push_str(&format!("\n{}\n", wrap(&note)));
+            out.push_str(&format!("\n{}\n", wrap(&note, wrap_to)));
         }
     }
     let others: Vec<_> = results
@@ -144,18 +163,97 @@ pub(crate) fn render_tables(results: &LabResults) -> String {
         .filter(|s| s.name != SEED_SCENARIO)
         .collect();
     if !others.is_empty() {
-        out.push_str(
-            "\nAll scenarios (risky on separate pools, the seed's also on shared pools; safe on one shared pool):\n\n",
-        );
-        out.push_str(&format!("{}\n\n", wrap(&blocked_meaning())));
-        out.push_str(&plain(&forms_table(results)));
+        out.push_str(&format!(
+            "\n{}\n\n{}\n\n",
+            wrap(
+                "All scenarios (risky on separate pools, the seed's also on shared pools; safe on one shared pool):",
+                wrap_to
+            ),
+            wrap(&blocked_meaning(), wrap_to)
+        ));
+        out.push_str(&fit(&forms_table(results), width, Records::Rows));
     }
     out
 }
 
-/// A paragraph in lines of at most 100 columns, broken at spaces only.
-fn wrap(text: &str) -> String {
-    let options = textwrap::Options::new(100)
+/// Which way a table's records run when it is printed as records.
+#[derive(Clone, Copy)]
+enum Records {
+    /// One record per row, named by its first cell.
+    Rows,
+    /// One record per column but the first (Step 5: one per form), fields named by the
+    /// first column.
+    Columns,
+}
+
+/// `t` as psql prints it when its lines fit `width`, else as psql's expanded records:
+/// `-[ name ]---`, then `field | value` lines, values wrapped to the width.
+fn fit(t: &Table, width: Option<usize>, records: Records) -> String {
+    let strip = |c: &String| c.replace("**", "");
+    let headers: Vec<String> = t.headers.iter().map(strip).collect();
+    let rows: Vec<Vec<String>> = t
+        .rows
+        .iter()
+        .map(|r| r.iter().map(strip).collect())
+        .collect();
+    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let table = crate::output::psql_table(None, &header_refs, &rows);
+    let Some(width) = width else {
+        return table;
+    };
+    if table.lines().all(|l| l.chars().count() <= width) {
+        return table;
+    }
+    let blocks: Vec<(String, Vec<(String, String)>)> = match records {
+        Records::Rows => rows
+            .iter()
+            .map(|r| {
+                let fields = headers.iter().zip(r).skip(1);
+                (
+                    r[0].clone(),
+                    fields.map(|(h, c)| (h.clone(), c.clone())).collect(),
+                )
+            })
+            .collect(),
+        Records::Columns => (1..headers.len())
+            .map(|col| {
+                let fields = rows.iter().map(|r| (r[0].clone(), r[col].clone()));
+                (headers[col].clone(), fields.collect())
+            })
+            .collect(),
+    };
+    let key_width = blocks
+        .iter()
+        .flat_map(|(_, fields)| fields.iter().map(|(k, _)| k.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let value_width = width.saturating_sub(key_width + 3).max(20);
+    // As psql: the record rule runs as wide as the widest line.
+    let widest = blocks
+        .iter()
+        .flat_map(|(_, fields)| fields.iter().map(|(_, v)| v.chars().count()))
+        .max()
+        .map_or(0, |v| (key_width + 3 + v).min(width));
+    let mut out = String::new();
+    for (name, fields) in &blocks {
+        let head = format!("-[ {name} ]");
+        let rule = widest.saturating_sub(head.chars().count());
+        out.push_str(&format!("{head}{}\n", "-".repeat(rule)));
+        for (key, value) in fields {
+            let options = textwrap::Options::new(value_width)
+                .word_separator(textwrap::WordSeparator::AsciiSpace);
+            for (i, line) in textwrap::wrap(value, options).iter().enumerate() {
+                let key = if i == 0 { key.as_str() } else { "" };
+                out.push_str(&format!("{key:<key_width$} | {line}\n").replace(" | \n", " |\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A paragraph in lines of at most `width` columns, broken at spaces only.
+fn wrap(text: &str, width: usize) -> String {
+    let options = textwrap::Options::new(width)
         .word_separator(textwrap::WordSeparator::AsciiSpace)
         .break_words(false);
     textwrap::fill(text, options)
@@ -320,5 +418,36 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real run's results.json (20,000 rows, --hold 3), samples left out.
+    fn results() -> LabResults {
+        serde_json::from_str(include_str!("../../tests/fixtures/lab_results.json"))
+            .expect("the fixture reads")
+    }
+
+    fn assert_fits(text: &str, width: usize) {
+        for line in text.lines() {
+            assert!(line.chars().count() <= width, "wider than {width}: {line}");
+        }
+    }
+
+    #[test]
+    fn the_step5_table_fits_120_columns() {
+        let text = render_tables(&results(), Some(120));
+        assert_fits(&text, 120);
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn the_step5_table_fits_80_columns() {
+        let text = render_tables(&results(), Some(80));
+        assert_fits(&text, 80);
+        insta::assert_snapshot!(text);
     }
 }

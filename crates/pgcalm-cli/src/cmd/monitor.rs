@@ -1,6 +1,7 @@
 //! `pgcalm monitor`: the seed's `watch psql` on pg_stat_activity, grown up. Sessions,
 //! lock waits and who blocks them, index builds and other progress, redrawn in place on
-//! a terminal; one JSON object per sample otherwise (or with --format json).
+//! a terminal; one JSON object per sample otherwise (or with --format json), or plain
+//! text samples when piped with --format text.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
@@ -37,7 +38,11 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         .with_application_name("pgcalm monitor");
     let client = target.connect().await?;
     let monitor = DatabaseMonitor::prepare(&client).await?;
-    let screen = !settings.json() && std::io::stdout().is_terminal();
+    // On a terminal the screen is redrawn in place; piped, one JSON object per sample
+    // (for recording), or plain text samples when --format text says so.
+    let terminal = std::io::stdout().is_terminal();
+    let screen = !settings.json() && terminal;
+    let text = !settings.json() && !terminal && settings.format_given;
     let title = format!("pgcalm monitor: {}", target.masked_url());
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut ticks = tokio::time::interval(args.interval);
@@ -66,6 +71,13 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
                 screen_body(&snap)
             );
             print_raw(&redraw(&text, terminal_width()));
+        } else if text {
+            say!(
+                "{title}  {} (queries {:.1} ms)\n\n{}",
+                output::clock(snap.taken_at_ms),
+                snap.query_ms,
+                screen_body(&snap)
+            );
         } else {
             say!("{}", serde_json::to_string(&snap)?);
         }
@@ -102,8 +114,7 @@ fn redraw(text: &str, width: usize) -> String {
 
 /// Columns of the terminal on stdout (80 when unknown).
 fn terminal_width() -> usize {
-    terminal_size::terminal_size_of(std::io::stdout())
-        .map_or(80, |(terminal_size::Width(w), _)| usize::from(w))
+    output::stdout_width().unwrap_or(80)
 }
 
 /// Seconds as `0.4s`, `12s`, `3m07s`.
@@ -230,7 +241,10 @@ fn screen_body(s: &DatabaseSnapshot) -> String {
         s.sessions
             .iter()
             .map(|a| {
+                // An idle connection (a pool's spare) always "waits" for its client's
+                // next query (Client: ClientRead): that is no wait worth showing.
                 let wait = match (&a.wait_event_type, &a.wait_event) {
+                    _ if a.state.as_deref() == Some("idle") => String::new(),
                     (Some(t), Some(e)) => format!("{t}: {e}"),
                     _ => String::new(),
                 };

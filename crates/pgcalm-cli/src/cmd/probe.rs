@@ -1,5 +1,6 @@
 //! `pgcalm probe`: the seed's curl loop, measured. A line per request
-//! (`10:42:07 - ✓ API responded (4 ms)`), a summary table per target on exit.
+//! (`10:42:07 - ✓ API responded (4 ms)`) in the order the requests were sent, a summary
+//! table per target on exit.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,17 +76,21 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         colour: output::stdout_colour(),
         named: probe.config().targets.len() > 1,
     };
+    let mut emit = |sample: &Sample| {
+        lines.print(sample);
+        if let Some(w) = out.as_mut()
+            && out_error.is_none()
+            && let Err(e) = w.write(sample)
+        {
+            out_error = Some(e);
+        }
+    };
+    let mut in_order = SendOrder::new(probe.config().targets.len());
     let report = probe
-        .run(stop, |sample| {
-            lines.print(sample);
-            if let Some(w) = out.as_mut()
-                && out_error.is_none()
-                && let Err(e) = w.write(sample)
-            {
-                out_error = Some(e);
-            }
-        })
+        .run(stop, |sample| in_order.push(sample.clone(), &mut emit))
         .await;
+    // Requests dropped by Ctrl-C never answer: the lines held behind them go out now.
+    in_order.flush(&mut emit);
     if let Some(e) = out_error {
         return Err(e.into());
     }
@@ -102,6 +107,47 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         Ok(())
     }
     .context("printing the probe summary")
+}
+
+/// Samples in the order their requests were sent (tick, then target), as the seed's curl
+/// loop printed them: a request that answers late holds back the lines of the requests
+/// sent after it until it answers or times out, so the times on the lines never go back.
+struct SendOrder {
+    targets: usize,
+    /// The next (tick, target) to print.
+    next: (u64, usize),
+    waiting: std::collections::BTreeMap<(u64, usize), Sample>,
+}
+
+impl SendOrder {
+    fn new(targets: usize) -> Self {
+        SendOrder {
+            targets: targets.max(1),
+            next: (0, 0),
+            waiting: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Takes a finished request; emits it and every one held behind it that is now due.
+    fn push(&mut self, sample: Sample, emit: &mut impl FnMut(&Sample)) {
+        self.waiting
+            .insert((sample.seq, sample.target_index), sample);
+        while let Some(sample) = self.waiting.remove(&self.next) {
+            emit(&sample);
+            self.next = if self.next.1 + 1 == self.targets {
+                (self.next.0 + 1, 0)
+            } else {
+                (self.next.0, self.next.1 + 1)
+            };
+        }
+    }
+
+    /// Emits what is still held, in send order.
+    fn flush(&mut self, emit: &mut impl FnMut(&Sample)) {
+        for sample in std::mem::take(&mut self.waiting).into_values() {
+            emit(&sample);
+        }
+    }
 }
 
 /// How sample lines are printed.

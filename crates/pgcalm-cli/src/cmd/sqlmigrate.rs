@@ -3,7 +3,7 @@
 //! statement, and the file line of every statement with the lock it takes (the lock
 //! table), what that blocks, and its verdict (lint). Needs no database.
 
-use pgcalm_migrate::{Direction, MigrationSet};
+use pgcalm_migrate::{Direction, MigrateError, MigrationSet};
 
 use crate::output::migration::{sql_json, sql_text};
 use crate::settings::{PolicyArgs, Settings};
@@ -25,8 +25,10 @@ pub(crate) struct Args {
 
 /// Prints the SQL.
 pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
-    let set = MigrationSet::load(settings.migrations_dir())?;
-    let file = set.resolve(&args.app, &args.name)?;
+    let set = MigrationSet::load(settings.migrations_dir()).map_err(only_what_applies)?;
+    let file = set
+        .resolve(&args.app, &args.name)
+        .map_err(only_what_applies)?;
     // The set was only scanned: the file shown is parsed (a syntax error stops here).
     file.check()?;
     let direction = if args.backwards {
@@ -46,4 +48,36 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     }
     print!("{}", sql_text(file, direction, &settings.policy));
     Ok(())
+}
+
+/// The runner's lookup errors, with the fixes that apply to printing one migration:
+/// `zero`, creating an app or an empty migrations directory do not.
+fn only_what_applies(e: MigrateError) -> anyhow::Error {
+    match e {
+        MigrateError::UnknownTarget { app, target, known } if target == "zero" => anyhow::anyhow!(
+            "`zero` is not a migration: sqlmigrate prints the SQL of one migration of `{app}` \
+             ({known})\n  fix: give one of them (--backwards for its down section); \
+             `pgcalm migrate {app} zero --plan` shows what unapplying them all runs"
+        ),
+        MigrateError::UnknownTarget { app, target, known } => {
+            let first = known.split(", ").next().unwrap_or_default();
+            let number = first.split('_').next().unwrap_or(first);
+            anyhow::anyhow!(
+                "app `{app}` has no migration matching `{target}`; its migrations: {known}\n  \
+                 fix: give a number or name prefix of one of them, e.g. `pgcalm sqlmigrate {app} {number}`"
+            )
+        }
+        MigrateError::UnknownApp { app, dir, known } => anyhow::anyhow!(
+            "no app named `{app}` in {}; apps: {known}\n  fix: give one of those apps \
+             (`pgcalm showmigrations` lists each app's migrations)",
+            dir.display()
+        ),
+        MigrateError::NoMigrationsDir { dir, cause } => anyhow::anyhow!(
+            "cannot read migrations directory {}: {cause}\n  fix: point pgcalm at the \
+             directory holding `<app>/<NNNN>_<name>.sql` with --migrations-dir (or \
+             PGCALM_MIGRATIONS_DIR)",
+            dir.display()
+        ),
+        e => e.into(),
+    }
 }

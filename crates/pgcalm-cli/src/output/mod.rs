@@ -101,6 +101,22 @@ pub(crate) fn clock(unix_ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
+/// Columns of the terminal on stdout; when stdout is not a terminal, `COLUMNS` if set,
+/// else None (any width: a file or a pipe).
+pub(crate) fn stdout_width() -> Option<usize> {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal()
+        && let Some((terminal_size::Width(w), _)) =
+            terminal_size::terminal_size_of(std::io::stdout())
+    {
+        return Some(usize::from(w));
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|w| *w > 0)
+}
+
 /// Whether stdout takes colour: a terminal, `NO_COLOR` unset (no-color.org) and a
 /// `TERM` that is not `dumb`.
 pub(crate) fn stdout_colour() -> bool {

@@ -68,9 +68,10 @@ pub(crate) struct MigrationsArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Settings")]
 pub(crate) struct FormatArgs {
-    /// Output format: text for people, json for tools.
-    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
-    pub format: TextOrJson,
+    /// Output format: text for people, json for tools [default: text; `monitor` writes
+    /// JSON when its output is not a terminal, unless told text]
+    #[arg(long, value_enum)]
+    pub format: Option<TextOrJson>,
 }
 
 /// `--format text|json|github|markdown`: the commands that report findings.

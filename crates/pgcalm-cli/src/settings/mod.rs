@@ -36,12 +36,14 @@ pub(crate) use project::{CONFIG_FILE, Project};
 /// Everything configurable, resolved.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    /// Output format chosen by `--format`.
+    /// Output format chosen by `--format` (text unless given).
     pub format: OutputFormat,
     /// The current directory (after `-C`).
     cwd: PathBuf,
     /// The project found from it, if any.
     project: Option<Project>,
+    /// Whether `--format` was given: `monitor` writes JSON when piped unless told text.
+    pub format_given: bool,
     /// A server of the user's (`DATABASE_URL`, `--database-url`, `[database] url`);
     /// `None`: the embedded cluster.
     database_url: Option<String>,
@@ -153,7 +155,7 @@ impl<A: clap::Args> OnMigrations<A> {
             server: Some(&self.server),
             database: Some(&self.database),
             migrations: Some(&self.migrations),
-            format: Some(self.format.format.into()),
+            format: self.format.format.map(Into::into),
             ..CommandFlags::default()
         }
     }
@@ -165,7 +167,7 @@ impl<A: clap::Args> OnDatabase<A> {
         CommandFlags {
             server: Some(&self.server),
             database: Some(&self.database),
-            format: Some(self.format.format.into()),
+            format: self.format.format.map(Into::into),
             ..CommandFlags::default()
         }
     }
@@ -274,6 +276,7 @@ impl Settings {
             });
         Ok(Settings {
             format: command.format.unwrap_or(OutputFormat::Text),
+            format_given: command.format.is_some(),
             cwd,
             project,
             database_url: server.database_url.filter(|u| !u.is_empty()).or(db.url),

@@ -48,6 +48,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::results::{EndpointRole, Form, FormRun, LabResults, PoolTopology, RunClock};
+use crate::scenario::{SEED as SEED_SCENARIO, catalogue};
 
 pub(crate) use self::plan::probe_endpoints;
 
@@ -91,6 +92,20 @@ pub struct LabOptions {
     pub seed_streams: usize,
     /// Text describing the database for the results (never a password).
     pub database_label: String,
+    /// Run in the app's own database instead of the lab's (the seed walkthrough's Step 5,
+    /// right after its Step 3): see [`InApp`].
+    pub in_app: Option<InApp>,
+}
+
+/// The lab in the app's own database, the one the seed walkthrough built: `large_email`
+/// as the app's seed left it (counted, not reseeded), the app's `demoapp` migrations
+/// after 0001 rolled back first (0002's index has the name the seed's scenario builds)
+/// and re-applied at the end, the probe's rows deleted. The seed's scenario only: the
+/// others change the app's tables in ways of their own.
+#[derive(Debug, Clone)]
+pub struct InApp {
+    /// The app's migrations directory (holding `demoapp/`).
+    pub migrations_dir: PathBuf,
 }
 
 impl Default for LabOptions {
@@ -106,6 +121,7 @@ impl Default for LabOptions {
             policy: Policy::default(),
             seed_streams: pgcalm_demo::DEFAULT_STREAMS,
             database_label: String::new(),
+            in_app: None,
         }
     }
 }
@@ -267,7 +283,17 @@ pub async fn run_lab(
             PROBE_TIMEOUT.as_millis()
         )));
     }
-    let lab = Lab {
+    if opts.in_app.is_some()
+        && let Some(other) = scenarios.iter().find(|s| s.name != SEED_SCENARIO)
+    {
+        return Err(LabError::InvalidOptions(format!(
+            "in the app's database the lab runs the seed's scenario ({SEED_SCENARIO}) only, not {}: \
+             the others change the app's tables\n  fix: leave --scenario out, or run the \
+             others in the lab's own database (without --app-database)",
+            other.name
+        )));
+    }
+    let mut lab = Lab {
         target: target.clone(),
         opts: opts.clone(),
         clock: RunClock::start(),
@@ -276,28 +302,43 @@ pub async fn run_lab(
     };
     let admin = lab.connect("pgcalm lab").await?;
     let postgres_version = catalog::server_version(&admin).await?;
-    lab.prepare_schema().await?;
-    lab.clean_leftovers(&admin).await?;
-    lab.ensure_rows(&admin).await?;
+    // The rows the probe's own (ids above) are deleted at the end; in the app's database,
+    // what the app's migrations to re-apply there.
+    let (keep_up_to, reapply) = match &opts.in_app {
+        None => {
+            lab.prepare_schema().await?;
+            lab.clean_leftovers(&admin, &catalogue()).await?;
+            lab.ensure_rows(&admin).await?;
+            (opts.rows as i64, None)
+        }
+        Some(app) => {
+            let reapply = lab.roll_back_app(app).await?;
+            lab.clean_leftovers(&admin, &scenarios).await?;
+            let (rows, max_id) = lab.app_rows(&admin).await?;
+            lab.opts.rows = rows;
+            (max_id, reapply)
+        }
+    };
 
     let eps = probe_endpoints();
     let mut results = LabResults::new(plan::run_info(
-        opts,
+        &lab.opts,
         &lab.clock,
         postgres_version,
         &scenarios,
         &eps,
     ));
-    let outcome = lab
+    let mut outcome = lab
         .run_scenarios(&admin, &scenarios, &eps, &mut results)
         .await;
     // The probe's rows go, whatever happened, so the next run can reuse the table.
     let _ = admin
-        .execute(
-            "DELETE FROM large_email WHERE id > $1",
-            &[&(opts.rows as i64)],
-        )
+        .execute("DELETE FROM large_email WHERE id > $1", &[&keep_up_to])
         .await;
+    if let (Some(app), Some(name)) = (&opts.in_app, reapply) {
+        let reapplied = lab.reapply_app(app, &name).await;
+        outcome = outcome.and(reapplied);
+    }
     outcome?;
     results.run.finished = Some(lab.clock.now());
     Ok(results)

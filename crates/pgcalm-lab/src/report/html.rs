@@ -42,6 +42,7 @@ pub fn render_html(results: &LabResults) -> String {
         h.push_str("<h2>Step 5, measured: risky vs safe index build</h2>\n");
         table_html(&mut h, &step5);
         let _ = writeln!(h, "<p>{}</p>", inline(&tables::blocked_meaning()));
+        few_requests_note(&mut h, &step5);
     }
     if let Some(note) = super::pool_topology_note(results) {
         let _ = writeln!(
@@ -75,7 +76,9 @@ fn scenario_html(h: &mut String, options: &RunOptions, sc: &ScenarioResult) {
         form_html(h, options, sc, f);
     }
     h.push_str("<h3>Per endpoint, baseline → during the migration</h3>\n");
-    table_html(h, &tables::endpoint_table(sc));
+    let endpoints = tables::endpoint_table(sc);
+    table_html(h, &endpoints);
+    few_requests_note(h, &endpoints);
     if let Some(explain) = tables::explain_table(sc) {
         h.push_str("<h3>EXPLAIN ANALYZE before and after</h3>\n");
         table_html(h, &explain);
@@ -174,6 +177,17 @@ fn form_html(h: &mut String, options: &RunOptions, sc: &ScenarioResult, f: &Form
             },
         );
         h.push_str("</details>\n");
+    }
+}
+
+/// The footnote of the few-requests mark, under a table that has one.
+fn few_requests_note(h: &mut String, t: &Table) {
+    if tables::has_few_requests_mark(t) {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{}</p>",
+            inline(&tables::few_requests_note())
+        );
     }
 }
 

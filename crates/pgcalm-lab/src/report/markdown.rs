@@ -15,6 +15,9 @@ pub fn render_markdown(results: &LabResults) -> String {
         md.push_str("\n## Step 5, measured: risky vs safe index build\n\n");
         md.push_str(&step5.to_markdown());
         let _ = write!(md, "\n{}\n", tables::blocked_meaning());
+        if tables::has_few_requests_mark(&step5) {
+            let _ = write!(md, "\n{}\n", tables::few_requests_note());
+        }
     }
     if let Some(note) = super::pool_topology_note(results) {
         let _ = write!(md, "\n### Shared pool vs separate pools\n\n{note}\n");
@@ -31,7 +34,11 @@ pub fn render_markdown(results: &LabResults) -> String {
         );
         md.push_str(&tables::scenario_summary_table(sc).to_markdown());
         md.push('\n');
-        md.push_str(&tables::endpoint_table(sc).to_markdown());
+        let endpoints = tables::endpoint_table(sc);
+        md.push_str(&endpoints.to_markdown());
+        if tables::has_few_requests_mark(&endpoints) {
+            let _ = write!(md, "\n{}\n", tables::few_requests_note());
+        }
         let notes: Vec<String> = sc
             .forms
             .iter()

@@ -31,8 +31,9 @@ pub use self::pool_note::pool_topology_note;
 pub use self::samples::samples_csv;
 pub use self::svg::{index_phase_stretches, lock_wait_stretches, timeline_id, timeline_svg};
 pub use self::tables::{
-    SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table, blocked_meaning, explain_table, forms_table,
-    hazard_seen, scenario_summary_table, step5_table,
+    FEW_REQUESTS_MARK, MIN_PERCENTILE_REQUESTS, SAFE_CRITERIA_HEADER, SEED_SCENARIO, Table,
+    blocked_meaning, explain_table, few_requests_note, forms_table, has_few_requests_mark,
+    hazard_seen, scenario_summary_table, step5_table, step5_terminal_table,
 };
 
 /// Where `pgcalm lab` writes its report unless told otherwise (`--out`).

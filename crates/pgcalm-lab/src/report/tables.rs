@@ -5,7 +5,7 @@
 
 use crate::results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, ExplainPair, Form, FormRun, LabResults,
-    ScenarioResult, WindowStats,
+    PoolTopology, ScenarioResult, WindowStats,
 };
 
 use super::format::{CriteriaMark, form_label, level_cell, ms, seconds, yes_no_blocked};
@@ -14,7 +14,7 @@ use crate::verdict::{HUNG_MS, QUEUE_MARGIN_MS};
 
 /// Folder name of the seed's scenario (add an index on `large_email.email`), the one
 /// the Step 5 table describes.
-pub const SEED_SCENARIO: &str = "add_index";
+pub const SEED_SCENARIO: &str = crate::scenario::SEED;
 
 /// A table of plain-text cells: a header row and body rows of the same width.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,30 @@ pub fn blocked_meaning() -> String {
 /// Header of the safe-criteria column: what it checks.
 pub const SAFE_CRITERIA_HEADER: &str = "Safe criteria (0 failed, slowest < lock_timeout + 1 s)";
 
+/// A latency percentile read from fewer requests than this is marked
+/// [`FEW_REQUESTS_MARK`]: with a lookup every 2 s, a 3 s baseline holds two and a short
+/// build three, and the p50 of three requests is whichever came second.
+pub const MIN_PERCENTILE_REQUESTS: u64 = 10;
+
+/// The mark of a percentile read from too few requests.
+pub const FEW_REQUESTS_MARK: char = '†';
+
+/// The footnote of [`FEW_REQUESTS_MARK`].
+pub fn few_requests_note() -> String {
+    format!(
+        "{FEW_REQUESTS_MARK} read from fewer than {MIN_PERCENTILE_REQUESTS} requests: too few \
+         for a percentile to mean much (each endpoint's counts are in its table)."
+    )
+}
+
+/// Whether a table has a cell marked [`FEW_REQUESTS_MARK`] (its footnote is due).
+pub fn has_few_requests_mark(t: &Table) -> bool {
+    t.rows
+        .iter()
+        .flatten()
+        .any(|c| c.contains(FEW_REQUESTS_MARK))
+}
+
 /// What a risky form's numbers showed of its hazard, in words (`–` for a safe form):
 /// `blocked reads and writes for 5.6 s (28 failed or timed out)`, `queued writes for 0.3 s
 /// at 1,000,000 rows; the hold grows with the table`, `none seen at ...`.
@@ -117,18 +141,9 @@ pub fn hazard_seen(f: &FormRun, rows: Option<u64>) -> String {
 
 /// Aspect-by-form comparison of one scenario (the Step 5 layout).
 pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
-    let mut headers = vec!["Aspect".to_string()];
-    headers.extend(
-        scenario
-            .forms
-            .iter()
-            .map(|f| form_label(f.form, f.topology)),
-    );
-    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| {
-        let mut row = vec![aspect.to_string()];
-        row.extend(scenario.forms.iter().map(cell));
-        row
-    };
+    let by_form = ByForm(scenario);
+    let headers = by_form.headers(form_label);
+    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| by_form.row(aspect, cell);
     let mut rows = vec![
         row("**Statement**", &|f| main_statement(f)),
         row("**Blocks Reads?**", &|f| yes_no_blocked(f.verdict.reads)),
@@ -137,6 +152,12 @@ pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
         row("**Migration Time**", &|f| migration_time(f)),
         row("**Requests failed** (during migration)", &|f| {
             failed_requests(f)
+        }),
+        row("**Reads answered** (during migration)", &|f| {
+            answered(f, EndpointRole::Read)
+        }),
+        row("**Writes answered** (during migration)", &|f| {
+            answered(f, EndpointRole::Write)
         }),
         row("**p99 latency** (baseline → migration)", &|f| {
             p99_change(f, false)
@@ -153,6 +174,109 @@ pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
     }
     rows.push(row("**Production Safe?**", &|f| production_safe(f)));
     Table { headers, rows }
+}
+
+/// The Step 5 table for a terminal: the same figures in short, plain cells (no emoji
+/// or Markdown, so columns line up by characters), short column headers and one latency
+/// per row, so it fits about 110 columns; [`step5_table`] (report.md) has every detail.
+/// None if the seed's scenario did not run.
+pub fn step5_terminal_table(results: &LabResults) -> Option<Table> {
+    let scenario = results.scenario(SEED_SCENARIO)?;
+    let by_form = ByForm(scenario);
+    let headers = by_form.headers(short_form_label);
+    let row = |aspect: &str, cell: &dyn Fn(&FormRun) -> String| by_form.row(aspect, cell);
+    let yes_no = |b: Blocking| match b.level {
+        BlockLevel::No => "No".to_string(),
+        _ => format!("Yes, {}", level_cell(b)),
+    };
+    let latency = |f: &FormRun, role: EndpointRole, p50: bool| {
+        let parts: Vec<String> = f
+            .endpoints
+            .iter()
+            .filter(|e| e.role == role)
+            .map(|e| {
+                let pick = |w: &WindowStats| if p50 { w.p50_ms } else { w.p99_ms };
+                format!(
+                    "{} → {}",
+                    percentile(pick(&e.baseline), e.baseline.requests),
+                    percentile(pick(&e.migration), e.migration.requests)
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            "not probed".into()
+        } else {
+            parts.join("; ")
+        }
+    };
+    let mut rows = vec![
+        row("Statement", &|f| statement_label(f)),
+        row("Blocks reads?", &|f| yes_no(f.verdict.reads)),
+        row("Blocks writes?", &|f| yes_no(f.verdict.writes)),
+        row("Reads answered", &|f| answered(f, EndpointRole::Read)),
+        row("Writes answered", &|f| answered(f, EndpointRole::Write)),
+        row("Downtime", &|f| downtime(f).to_lowercase()),
+        row("Migration time", &|f| migration_time(f)),
+        row("Read p99", &|f| latency(f, EndpointRole::Read, false)),
+        row("Write p99", &|f| latency(f, EndpointRole::Write, false)),
+    ];
+    if scenario
+        .forms
+        .iter()
+        .any(|f| has_role(f, EndpointRole::Lookup))
+    {
+        rows.push(row("Lookup p50", &|f| {
+            latency(f, EndpointRole::Lookup, true)
+        }));
+    }
+    rows.push(row("Production safe?", &|f| {
+        if production_safe(f).starts_with('✅') {
+            "Yes".into()
+        } else {
+            "No".into()
+        }
+    }));
+    Some(Table { headers, rows })
+}
+
+/// An aspect-by-form table of one scenario: a column per form.
+struct ByForm<'a>(&'a ScenarioResult);
+
+impl ByForm<'_> {
+    /// `Aspect`, then each form's label.
+    fn headers(&self, label: fn(Form, PoolTopology) -> String) -> Vec<String> {
+        let forms = self.0.forms.iter().map(|f| label(f.form, f.topology));
+        std::iter::once("Aspect".to_string()).chain(forms).collect()
+    }
+
+    /// The aspect, then its cell for each form.
+    fn row(&self, aspect: &str, cell: &dyn Fn(&FormRun) -> String) -> Vec<String> {
+        std::iter::once(aspect.to_string())
+            .chain(self.0.forms.iter().map(cell))
+            .collect()
+    }
+}
+
+/// `Risky, separate pools`, `Risky, seed-like pool`: [`form_label`] in at most 21
+/// characters.
+fn short_form_label(form: Form, topology: PoolTopology) -> String {
+    match topology {
+        PoolTopology::SharedSeedLike => match form {
+            Form::Risky => "Risky, seed-like pool".into(),
+            Form::Safe => "Safe, seed-like pool".into(),
+        },
+        _ => form_label(form, topology),
+    }
+}
+
+/// The lock table's name of the form's main statement: `CREATE INDEX CONCURRENTLY`.
+fn statement_label(f: &FormRun) -> String {
+    f.migration
+        .statements
+        .iter()
+        .map(|s| pgcalm_lint::sql_statement_locks(&s.sql, pgcalm_lint::PgVersion::DEFAULT))
+        .find(|l| !l.label.is_empty() && !l.transaction_control && !l.label.starts_with("SET"))
+        .map_or_else(|| f.migration.migration.clone(), |l| l.label)
 }
 
 /// One row per form of a scenario: the verdict and the figures it rests on.
@@ -250,9 +374,15 @@ pub(super) fn endpoint_table(scenario: &ScenarioResult) -> Table {
     for f in &scenario.forms {
         for e in &f.endpoints {
             let m = &e.migration;
+            // Percentiles carry the few-requests mark; the slowest is just the slowest.
             let change = |pick: fn(&WindowStats) -> Option<f64>| {
-                format!("{} → {}", opt_ms(pick(&e.baseline)), opt_ms(pick(m)))
+                format!(
+                    "{} → {}",
+                    percentile(pick(&e.baseline), e.baseline.requests),
+                    percentile(pick(m), m.requests)
+                )
             };
+            let max = format!("{} → {}", opt_ms(e.baseline.max_ms), opt_ms(m.max_ms));
             rows.push(vec![
                 form_label(f.form, f.topology),
                 endpoint_label(e),
@@ -263,7 +393,7 @@ pub(super) fn endpoint_table(scenario: &ScenarioResult) -> Table {
                 change(|w| w.p50_ms),
                 change(|w| w.p90_ms),
                 change(|w| w.p99_ms),
-                change(|w| w.max_ms),
+                max,
                 e.longest_outage
                     .map_or("none".into(), |o| seconds(o.end_ms - o.start_ms)),
             ]);
@@ -421,8 +551,8 @@ fn p99_change(f: &FormRun, lookups: bool) -> String {
             format!(
                 "{} {} → {}",
                 e.endpoint,
-                opt_ms(e.baseline.p99_ms),
-                opt_ms(e.migration.p99_ms)
+                percentile(e.baseline.p99_ms, e.baseline.requests),
+                percentile(e.migration.p99_ms, e.migration.requests)
             )
         })
         .collect();
@@ -437,8 +567,8 @@ fn p50_change(f: &FormRun, role: EndpointRole) -> String {
         .map(|e| {
             format!(
                 "{} → {}",
-                opt_ms(e.baseline.p50_ms),
-                opt_ms(e.migration.p50_ms)
+                percentile(e.baseline.p50_ms, e.baseline.requests),
+                percentile(e.migration.p50_ms, e.migration.requests)
             )
         })
         .collect();
@@ -502,6 +632,30 @@ fn errors_by_kind(w: &WindowStats) -> String {
 
 fn opt_ms(v: Option<f64>) -> String {
     v.map_or("–".into(), ms)
+}
+
+/// A percentile of a window of `requests`, marked when they are too few to read one from.
+fn percentile(v: Option<f64>, requests: u64) -> String {
+    match v {
+        Some(v) if requests < MIN_PERCENTILE_REQUESTS => format!("{}{FEW_REQUESTS_MARK}", ms(v)),
+        v => opt_ms(v),
+    }
+}
+
+/// Requests of `role` answered during the migration: `0 of 30`.
+fn answered(f: &FormRun, role: EndpointRole) -> String {
+    let (ok, requests) = f
+        .endpoints
+        .iter()
+        .filter(|e| e.role == role)
+        .fold((0, 0), |(ok, n), e| {
+            (ok + e.migration.ok, n + e.migration.requests)
+        });
+    if requests == 0 {
+        "not probed".into()
+    } else {
+        format!("{ok} of {requests}")
+    }
 }
 
 /// One row per scenario: what it risks and whether the numbers showed it.

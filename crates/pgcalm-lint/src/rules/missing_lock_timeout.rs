@@ -10,8 +10,16 @@
 //! a lock the transaction already holds (an earlier statement of it took that mode, or
 //! modes that keep out every lock this one would wait for). pgcalm migration files are
 //! exempt: the runner sets lock_timeout for every statement.
+//!
+//! The fix puts `SET lock_timeout` before the statement, except where the statement,
+//! once granted, still blocks for its whole duration (the lock table says it rewrites or
+//! reads the whole table: a plain CREATE INDEX, a type change): a timeout bounds only the
+//! wait, so that SQL would not be safe, and the help points to the statement's own hazard.
+
+use pg_query::NodeEnum;
 
 use crate::engine::{Cx, Rule, Violation};
+use crate::locks::{Effect, RelationLock};
 use crate::rule_id::RuleId;
 
 /// The rule.
@@ -38,22 +46,60 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     } else {
         "SET lock_timeout = '2s';"
     };
-    vec![
-        Violation::new(format!(
-            "{} waits for {} on {} with no lock_timeout: while it waits behind a long \
-             query, {} of the table queue behind it",
+    let v = Violation::new(format!(
+        "{} waits for {} on {} with no lock_timeout: while it waits behind a long \
+         query, {} of the table queue behind it",
+        cx.locks.label,
+        lock.mode,
+        lock.target,
+        lock.blocks()
+    ))
+    .lock(lock);
+    // Once granted, a statement that rewrites or reads the whole table keeps blocking
+    // until it ends: a lock_timeout before it is no safe form of it.
+    if let Some(work) = long_work(cx, lock) {
+        return vec![v.help(format!(
+            "a lock_timeout would bound only the wait: once granted, {} keeps {} on {} \
+             while it {work}, so {} stop until it ends. Make the statement itself \
+             non-blocking first (lint's other findings on it say how), then set a short \
+             lock_timeout ({}, retried on timeout) before whatever still waits for a lock \
+             that blocks reads or writes",
             cx.locks.label,
             lock.mode,
             lock.target,
-            lock.blocks()
-        ))
-        .help(
+            lock.blocks(),
+            set.trim_end_matches(';')
+        ))];
+    }
+    vec![
+        v.help(
             "set a short lock_timeout before it in the same session (and retry on \
              timeout), so a long-running query delays the migration, not the application",
         )
-        .fix(format!("{set}\n{};", cx.sql()))
-        .lock(lock),
+        .fix(format!("{set}\n{};", cx.sql())),
     ]
+}
+
+/// What the statement does for its whole duration under `lock`, when the lock table
+/// says it rewrites or reads the whole table: `builds the index`, `rewrites users`,
+/// `reads the whole of users (unless ...)`.
+fn long_work(cx: &Cx<'_>, lock: &RelationLock) -> Option<String> {
+    let (effect, work) = if lock.rewrite.possible() {
+        (lock.rewrite, format!("rewrites {}", lock.target))
+    } else if lock.scan.possible() {
+        let work = if matches!(cx.node, NodeEnum::IndexStmt(_)) {
+            "builds the index".to_string()
+        } else {
+            format!("reads the whole of {}", lock.target)
+        };
+        (lock.scan, work)
+    } else {
+        return None;
+    };
+    Some(match effect {
+        Effect::Unless(condition) => format!("{work} (unless {condition})"),
+        _ => work,
+    })
 }
 
 #[cfg(test)]
@@ -74,6 +120,24 @@ mod tests {
           fix:
             SET lock_timeout = '2s';
             ALTER TABLE users ADD COLUMN bio text;
+        ");
+    }
+
+    #[test]
+    fn a_statement_that_still_blocks_once_granted_gets_no_safe_sql() {
+        // A lock_timeout bounds the wait only: the plain build still holds SHARE (writes
+        // stop) for its whole duration, so "SET lock_timeout; CREATE INDEX" is not safe.
+        assert_snapshot!(check(RULE, "CREATE INDEX large_email_email_idx ON large_email (email);"), @"
+        error[missing-lock-timeout] 1:1
+          lock: CREATE INDEX takes SHARE on large_email: blocks writes
+          CREATE INDEX waits for SHARE on large_email with no lock_timeout: while it waits behind a long query, writes of the table queue behind it
+          help: a lock_timeout would bound only the wait: once granted, CREATE INDEX keeps SHARE on large_email while it builds the index, so writes stop until it ends. Make the statement itself non-blocking first (lint's other findings on it say how), then set a short lock_timeout (SET lock_timeout = '2s', retried on timeout) before whatever still waits for a lock that blocks reads or writes
+        ");
+        assert_snapshot!(check(RULE, "BEGIN;\nALTER TABLE users ALTER COLUMN id TYPE bigint;\nCOMMIT;"), @"
+        error[missing-lock-timeout] 2:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          ALTER TABLE waits for ACCESS EXCLUSIVE on users with no lock_timeout: while it waits behind a long query, reads and writes of the table queue behind it
+          help: a lock_timeout would bound only the wait: once granted, ALTER TABLE keeps ACCESS EXCLUSIVE on users while it rewrites users (unless the new type is binary-coercible from the old), so reads and writes stop until it ends. Make the statement itself non-blocking first (lint's other findings on it say how), then set a short lock_timeout (SET LOCAL lock_timeout = '2s', retried on timeout) before whatever still waits for a lock that blocks reads or writes
         ");
     }
 

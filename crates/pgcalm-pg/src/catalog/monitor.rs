@@ -50,7 +50,8 @@ pub struct LockWait {
     pub mode: String,
     /// Relation, for relation locks.
     pub relation: Option<String>,
-    /// Sessions that block it (`pg_blocking_pids`): holders and waiters queued ahead.
+    /// Sessions that block it (`pg_blocking_pids`): holders and waiters queued ahead,
+    /// each once (a parallel query's workers count as their leader).
     pub blocked_by: Vec<i32>,
     /// Seconds it has waited.
     pub waiting_secs: Option<f64>,
@@ -193,7 +194,7 @@ impl DatabaseMonitor {
                     locktype: r.get(2),
                     mode: r.get(3),
                     relation: r.get(4),
-                    blocked_by: r.get(5),
+                    blocked_by: sessions_once(r.get(5)),
                     waiting_secs: age(r, 6),
                     query: r.get(7),
                 })
@@ -212,6 +213,14 @@ impl DatabaseMonitor {
                 .collect(),
         })
     }
+}
+
+/// `pg_blocking_pids` with each session once: it names a parallel query's leader once
+/// per process (leader and workers each hold the lock), `{4242,4242,4242}`.
+fn sessions_once(mut pids: Vec<i32>) -> Vec<i32> {
+    let mut seen = std::collections::HashSet::new();
+    pids.retain(|pid| seen.insert(*pid));
+    pids
 }
 
 /// Seconds since a timestamp, from `now()`: the start of the monitor's own statement,

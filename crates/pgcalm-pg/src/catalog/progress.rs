@@ -38,26 +38,45 @@ pub struct IndexBuildProgress {
 }
 
 impl IndexBuildProgress {
-    /// Work done in this phase, as (done, total, unit), picking the counter that moves:
-    /// blocks while scanning, tuples while sorting/loading, lockers while waiting.
+    /// Work done in this phase, as (done, total, unit): the counter PostgreSQL reports
+    /// this phase's progress in (lockers while waiting, tuples while loading the tree,
+    /// blocks while scanning), never another phase's. The sorts report none, though
+    /// `tuples_total` is already set for the load that follows them.
     pub fn counter(&self) -> Option<(i64, i64, &'static str)> {
-        if self.blocks_total > 0 {
-            Some((self.blocks_done, self.blocks_total, "blocks"))
-        } else if self.tuples_total > 0 {
-            Some((self.tuples_done, self.tuples_total, "tuples"))
-        } else if self.lockers_total > 0 {
-            Some((self.lockers_done, self.lockers_total, "lockers"))
-        } else {
+        let blocks =
+            (self.blocks_total > 0).then_some((self.blocks_done, self.blocks_total, "blocks"));
+        let tuples =
+            (self.tuples_total > 0).then_some((self.tuples_done, self.tuples_total, "tuples"));
+        let lockers =
+            (self.lockers_total > 0).then_some((self.lockers_done, self.lockers_total, "lockers"));
+        let phase = self.phase.as_str();
+        if phase.starts_with("waiting for") {
+            lockers
+        } else if phase.contains("sorting") || phase == "initializing" {
             None
+        } else if phase.contains("loading tuples") {
+            tuples
+        } else {
+            // Scans (`building index: scanning table`, `index validation: scanning ...`)
+            // and access methods' own sub-phases: blocks, else tuples.
+            blocks.or(tuples)
         }
     }
 }
 
-const PROGRESS_SQL: &str =
-    "SELECT p.pid, p.relid::regclass::text, nullif(p.index_relid, 0)::regclass::text,
+/// A plain (non-concurrent) CREATE INDEX reports `index_relid` 0 for its whole build;
+/// its name is then read from the statement (`CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF
+/// NOT EXISTS] name ON`): quoted as written, folded to lower case otherwise, NULL for an
+/// index without a name.
+const PROGRESS_SQL: &str = r#"SELECT p.pid, p.relid::regclass::text,
+        coalesce(nullif(p.index_relid, 0)::regclass::text,
+                 (SELECT CASE WHEN n LIKE '"%' THEN n ELSE lower(n) END
+                    FROM substring(a.query FROM '(?i)\mcreate\s+(?:unique\s+)?index\s+(?:concurrently\s+)?(?:if\s+not\s+exists\s+)?("(?:[^"]|"")+"|[^\s("]+)\s+on\M') n
+                   WHERE n IS NOT NULL)),
         p.command, p.phase, p.lockers_total, p.lockers_done, p.current_locker_pid,
         p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done
-   FROM pg_stat_progress_create_index p";
+   FROM pg_stat_progress_create_index p
+   LEFT JOIN pg_stat_activity a ON a.pid = p.pid"#;
 
 pub(super) fn progress_from_row(r: &tokio_postgres::Row) -> IndexBuildProgress {
     IndexBuildProgress {
@@ -152,4 +171,86 @@ pub async fn index_state(client: &Client, name: &str) -> Result<Option<IndexStat
         ready: r.get(4),
         in_flight_pid: r.get(5),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(
+        phase: &str,
+        blocks: (i64, i64),
+        tuples: (i64, i64),
+        lockers: (i64, i64),
+    ) -> IndexBuildProgress {
+        IndexBuildProgress {
+            pid: 1,
+            table: Some("t".into()),
+            index: Some("i".into()),
+            command: "CREATE INDEX CONCURRENTLY".into(),
+            phase: phase.into(),
+            lockers_total: lockers.1,
+            lockers_done: lockers.0,
+            current_locker_pid: 0,
+            blocks_total: blocks.1,
+            blocks_done: blocks.0,
+            tuples_total: tuples.1,
+            tuples_done: tuples.0,
+        }
+    }
+
+    #[test]
+    fn each_phase_counts_with_its_own_counter() {
+        // Rows as PostgreSQL 15 reported them for a 2M-row build: the sorts report no
+        // progress of their own, but tuples_total is already set (0 done) for the load.
+        let counters = [
+            build("waiting for writers before build", (0, 0), (0, 0), (0, 1)),
+            build(
+                "building index: scanning table",
+                (17, 14705),
+                (0, 0),
+                (0, 0),
+            ),
+            build(
+                "building index: sorting live tuples",
+                (0, 0),
+                (0, 2_000_000),
+                (0, 0),
+            ),
+            build(
+                "building index: loading tuples in tree",
+                (0, 0),
+                (102_277, 2_000_000),
+                (0, 0),
+            ),
+            build(
+                "index validation: scanning index",
+                (432, 19940),
+                (0, 0),
+                (0, 0),
+            ),
+            build("index validation: sorting tuples", (0, 0), (0, 0), (0, 0)),
+            build(
+                "index validation: scanning table",
+                (10890, 14705),
+                (0, 0),
+                (0, 0),
+            ),
+            build("waiting for old snapshots", (0, 0), (0, 0), (1, 3)),
+        ]
+        .map(|b| b.counter());
+        assert_eq!(
+            counters,
+            [
+                Some((0, 1, "lockers")),
+                Some((17, 14705, "blocks")),
+                None,
+                Some((102_277, 2_000_000, "tuples")),
+                Some((432, 19940, "blocks")),
+                None,
+                Some((10890, 14705, "blocks")),
+                Some((1, 3, "lockers")),
+            ]
+        );
+    }
 }
