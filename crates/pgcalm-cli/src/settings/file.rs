@@ -127,6 +127,12 @@ const STARTER_CONFIG: &str = r#"# pgcalm configuration: this directory is a pgca
 # client_connection_check_interval = "1s"
 # Run migrations `pgcalm lint` finds risky, as written (same as --allow-risky).
 # allow_risky = false
+# End sessions a migration waits for that sit idle in a transaction longer than this
+# (pg_terminate_backend; each is printed and journaled). Unset: never.
+# cancel_idle_blockers = "30s"
+# The server's own address when DATABASE_URL is a transaction pooler such as PgBouncer
+# (better in PGCALM_MIGRATE_URL: this file may be shared). Unset: no direct route.
+# direct_url = "postgresql://app@db.internal:5432/app"
 
 [lint]
 # Rules off, and rules on (`pgcalm lint --list-rules` lists them).
