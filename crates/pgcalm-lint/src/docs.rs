@@ -146,7 +146,10 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("CREATE STATISTICS", "CREATE STATISTICS s ON a, b FROM t"),
     ("COMMENT ON COLUMN", "COMMENT ON COLUMN t.c IS 'x'"),
     ("DROP TABLE", "DROP TABLE t"),
+    ("DROP TABLE ... CASCADE", "DROP TABLE t CASCADE"),
+    ("DROP SCHEMA ... CASCADE", "DROP SCHEMA s CASCADE"),
     ("TRUNCATE", "TRUNCATE t"),
+    ("TRUNCATE ... CASCADE", "TRUNCATE t CASCADE"),
     ("VACUUM", "VACUUM t"),
     ("VACUUM FULL", "VACUUM FULL t"),
     ("ANALYZE", "ANALYZE t"),
@@ -213,6 +216,21 @@ fn cells(locks: &StatementLocks) -> [String; 5] {
     ]
 }
 
+/// What a statement locks or changes beyond the relations it names (its dependents, a
+/// partitioned table's partitions), one line each.
+fn beyond(locks: &StatementLocks) -> Vec<String> {
+    let mut out = Vec::new();
+    if locks.cascades {
+        out.push(
+            "CASCADE: every object that depends on the named ones is dropped or emptied too \
+             (views, other tables' foreign keys, the tables referencing a truncated one), under \
+             ACCESS EXCLUSIVE on each table it reaches"
+                .to_string(),
+        );
+    }
+    out
+}
+
 /// The Markdown of `docs/locks.md`.
 pub fn locks_markdown() -> String {
     let mut out = String::new();
@@ -242,6 +260,24 @@ pub fn locks_markdown() -> String {
             "| {form} | `{}` | {lock} | {blocks} | {rewrite} | {scan} | {outside} |",
             sql.replace('|', "\\|")
         );
+    }
+    let _ = writeln!(
+        out,
+        "\n## Beyond the relations a statement names\n\n\
+         What the catalog decides: lint knows these objects only when the file (or \
+         `--schema`) shows them.\n\n\
+         | Statement | Example | Also |\n|---|---|---|"
+    );
+    for (form, sql) in EXAMPLES {
+        let also = beyond(&locks_of(sql, PgVersion::DEFAULT));
+        if !also.is_empty() {
+            let _ = writeln!(
+                out,
+                "| {form} | `{}` | {} |",
+                sql.replace('|', "\\|"),
+                also.join("<br>")
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -42,6 +42,7 @@ pub enum RuleId {
     TableRewriteCommand,
     PreferJsonb,
     ReindexNonConcurrent,
+    TruncatingTable,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -285,6 +286,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::BlockingLock,
             "REINDEX without CONCURRENTLY blocks writes (and reads using the index)",
         ),
+        R::TruncatingTable => (
+            "truncating-table",
+            RuleKind::Rule,
+            Error,
+            E::Rewrite,
+            "TRUNCATE empties an existing table (CASCADE: every table referencing it) under ACCESS EXCLUSIVE",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -328,7 +336,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 29] = [
+    pub const ALL: [RuleId; 30] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -354,6 +362,7 @@ impl RuleId {
         RuleId::TableRewriteCommand,
         RuleId::PreferJsonb,
         RuleId::ReindexNonConcurrent,
+        RuleId::TruncatingTable,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -467,7 +476,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 25);
+        assert_eq!(RuleId::rules().count(), 26);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -487,7 +496,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", reindex-non-concurrent"), "{err}");
+        assert!(err.ends_with(", truncating-table"), "{err}");
     }
 
     #[test]

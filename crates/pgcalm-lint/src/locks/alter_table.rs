@@ -37,6 +37,11 @@ pub(super) fn alter_table(
         };
         let subtype = AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined);
         let def = cmd.def.as_deref().and_then(|d| d.node.as_ref());
+        // DROP COLUMN / DROP CONSTRAINT ... CASCADE: the views and other tables' foreign
+        // keys that depend on it go too.
+        if cmd.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32 {
+            s.cascades = true;
+        }
         // Other relations a subcommand locks (the referenced table of a foreign key)
         // are listed after the altered table.
         let mut others = StatementLocks::default();
@@ -525,6 +530,20 @@ mod tests {
             assert_eq!(
                 facts(sql, 15),
                 ["t ACCESS EXCLUSIVE rewrite no scan no"],
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropping_a_column_or_constraint_with_cascade_reaches_its_dependents() {
+        for sql in [
+            "ALTER TABLE t DROP COLUMN c CASCADE",
+            "ALTER TABLE t DROP CONSTRAINT t_pkey CASCADE",
+        ] {
+            assert_eq!(
+                facts(sql, 15),
+                ["t ACCESS EXCLUSIVE rewrite no scan no", "cascades"],
                 "{sql}"
             );
         }

@@ -111,6 +111,11 @@ pub struct StatementLocks {
     pub transaction_control: bool,
     /// Its locks cannot be known from the text (`DO`, `CALL`): review it.
     pub opaque: bool,
+    /// `CASCADE`: it also drops or empties every object that depends on the ones it names
+    /// (the tables whose foreign keys reference a truncated table, a dropped table's views
+    /// and the foreign keys of other tables to it), taking ACCESS EXCLUSIVE on each table
+    /// it reaches; which ones, only the catalog knows.
+    pub cascades: bool,
 }
 
 impl StatementLocks {

@@ -66,9 +66,11 @@ pub(super) fn create_statistics(s: &mut StatementLocks, st: &pg_query::protobuf:
 
 /// `DROP INDEX [CONCURRENTLY]` (the index's table: ACCESS EXCLUSIVE, or SHARE UPDATE
 /// EXCLUSIVE outside a transaction) and `DROP` of tables, views, materialized views,
-/// sequences and foreign tables (ACCESS EXCLUSIVE).
+/// sequences and foreign tables (ACCESS EXCLUSIVE). `DROP ... CASCADE` of any object
+/// (a schema, a type, a function too) drops what depends on it as well.
 pub(super) fn drop(s: &mut StatementLocks, d: &pg_query::protobuf::DropStmt) {
     let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+    s.cascades = d.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
     let names = d.objects.iter().filter_map(|o| match &o.node {
         Some(NodeEnum::List(l)) => RelName::from_names(&l.items),
         _ => None,
@@ -183,6 +185,23 @@ mod tests {
             );
         }
         assert_eq!(facts("DROP FUNCTION f()", 15), Vec::<String>::new());
+    }
+
+    #[test]
+    fn drop_cascade_reaches_what_depends_on_the_object() {
+        assert_eq!(
+            facts("DROP TABLE a CASCADE", 15),
+            ["a ACCESS EXCLUSIVE rewrite no scan no", "cascades"]
+        );
+        // A schema, a type, a function: no relation named, but their dependents go too.
+        for sql in [
+            "DROP SCHEMA s CASCADE",
+            "DROP TYPE e CASCADE",
+            "DROP FUNCTION f() CASCADE",
+        ] {
+            assert_eq!(facts(sql, 15), ["cascades"], "{sql}");
+        }
+        assert_eq!(facts("DROP SCHEMA s", 15), Vec::<String>::new());
     }
 
     #[test]

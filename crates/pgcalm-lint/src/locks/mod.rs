@@ -153,7 +153,7 @@ pub(crate) mod test_support {
 
     /// The lock table's answer for `sql` on PostgreSQL `major`, one line per relation,
     /// strongest first (`t SHARE rewrite no scan yes`), then the statement's flags
-    /// (`outside a transaction`, `opaque`, `transaction control`).
+    /// (`outside a transaction`, `opaque`, `transaction control`, `cascades`).
     pub(crate) fn facts(sql: &str, major: u32) -> Vec<String> {
         let effect = |e: Effect| match e {
             Effect::No => "no".to_string(),
@@ -179,6 +179,7 @@ pub(crate) mod test_support {
             (s.outside_transaction, "outside a transaction"),
             (s.opaque, "opaque"),
             (s.transaction_control, "transaction control"),
+            (s.cascades, "cascades"),
         ] {
             if flag {
                 out.push(name.to_string());

@@ -34,6 +34,7 @@ mod require_concurrent_index_creation;
 mod require_concurrent_index_deletion;
 mod setting_not_null;
 mod table_rewrite_command;
+mod truncating_table;
 mod unbatched_backfill;
 mod unique_like;
 
@@ -64,6 +65,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &table_rewrite_command::RULE,
     &prefer_jsonb::RULE,
     &reindex_non_concurrent::RULE,
+    &truncating_table::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
