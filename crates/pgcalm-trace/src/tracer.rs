@@ -486,19 +486,25 @@ impl Tracer<'_> {
             .with_application_name("pgcalm trace (holder)")
             .connect()
             .await?;
-        let tables: Vec<String> = self
-            .before_tables
-            .relations
-            .iter()
-            .filter(|r| matches!(r.kind, 'r' | 'p' | 'm'))
-            .map(|r| qualified(&r.name))
-            .collect();
+        let relations = |kinds: &[char]| -> Vec<String> {
+            self.before_tables
+                .relations
+                .iter()
+                .filter(|r| kinds.contains(&r.kind))
+                .map(|r| qualified(&r.name))
+                .collect()
+        };
+        let tables = relations(&['r', 'p']);
         let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ; ");
         if !tables.is_empty() {
             sql.push_str(&format!(
                 "LOCK TABLE {} IN ACCESS SHARE MODE; ",
                 tables.join(", ")
             ));
+        }
+        // LOCK TABLE refuses a materialized view; reading it takes the same lock.
+        for view in relations(&['m']) {
+            sql.push_str(&format!("SELECT FROM {view} LIMIT 0; "));
         }
         sql.push_str("SELECT 1");
         holder.batch_execute(&sql).await.map_err(PgError::query(
