@@ -43,6 +43,9 @@ pub enum RuleId {
     PreferJsonb,
     ReindexNonConcurrent,
     TruncatingTable,
+    DroppingWithCascade,
+    DroppingSchema,
+    RenamingSchema,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -293,6 +296,27 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Rewrite,
             "TRUNCATE empties an existing table (CASCADE: every table referencing it) under ACCESS EXCLUSIVE",
         ),
+        R::DroppingWithCascade => (
+            "dropping-with-cascade",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "DROP ... CASCADE also drops what depends on the object (views, other tables' foreign keys, columns of a type)",
+        ),
+        R::DroppingSchema => (
+            "dropping-schema",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "DROP SCHEMA ... CASCADE drops every table in the schema with its rows",
+        ),
+        R::RenamingSchema => (
+            "renaming-schema",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "ALTER SCHEMA ... RENAME breaks application code that names the old schema",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -336,7 +360,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 30] = [
+    pub const ALL: [RuleId; 33] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -363,6 +387,9 @@ impl RuleId {
         RuleId::PreferJsonb,
         RuleId::ReindexNonConcurrent,
         RuleId::TruncatingTable,
+        RuleId::DroppingWithCascade,
+        RuleId::DroppingSchema,
+        RuleId::RenamingSchema,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -476,7 +503,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 26);
+        assert_eq!(RuleId::rules().count(), 29);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -496,7 +523,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", truncating-table"), "{err}");
+        assert!(err.ends_with(", renaming-schema"), "{err}");
     }
 
     #[test]
@@ -532,6 +559,9 @@ mod tests {
             RuleId::DroppingTable,
             RuleId::UnbatchedBackfill,
             RuleId::DroppingDefaultOnNotNullColumn,
+            RuleId::DroppingWithCascade,
+            RuleId::DroppingSchema,
+            RuleId::RenamingSchema,
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,

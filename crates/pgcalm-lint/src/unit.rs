@@ -245,6 +245,20 @@ pub struct UnitState {
     /// statements of it): every mode taken on each relation, an index's lock on its table
     /// when the unit knows the table.
     pub(crate) held: Vec<RelationLock>,
+    /// Schemas, types (enums, domains, composite and range types) and functions created
+    /// earlier in the unit, by name (unqualified): nothing existing depends on them.
+    pub(crate) created: Created,
+}
+
+/// Objects other than tables that the unit created, by unqualified name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Created {
+    /// `CREATE SCHEMA`.
+    pub schemas: HashSet<String>,
+    /// `CREATE TYPE`, `CREATE DOMAIN`.
+    pub types: HashSet<String>,
+    /// `CREATE FUNCTION` / `CREATE PROCEDURE`.
+    pub functions: HashSet<String>,
 }
 
 impl UnitState {
@@ -424,6 +438,22 @@ impl UnitState {
                 }
             }
             NodeEnum::CreateStmt(c) => self.learn_create_table(c, options),
+            NodeEnum::CreateSchemaStmt(c) => {
+                self.created.schemas.insert(c.schemaname.clone());
+            }
+            NodeEnum::CreateEnumStmt(c) => self.created_type(&c.type_name),
+            NodeEnum::CreateRangeStmt(c) => self.created_type(&c.type_name),
+            NodeEnum::CreateDomainStmt(c) => self.created_type(&c.domainname),
+            NodeEnum::CompositeTypeStmt(c) => {
+                if let Some(r) = &c.typevar {
+                    self.created.types.insert(r.relname.clone());
+                }
+            }
+            NodeEnum::CreateFunctionStmt(f) => {
+                if let Some(name) = string_list(&f.funcname).pop() {
+                    self.created.functions.insert(name);
+                }
+            }
             NodeEnum::CreateTableAsStmt(c) => {
                 if let Some(into) = c.into.as_ref()
                     && let Some(r) = into.rel.as_ref()
@@ -506,6 +536,12 @@ impl UnitState {
             }
         } else {
             self.held.clear();
+        }
+    }
+
+    fn created_type(&mut self, names: &[pg_query::Node]) {
+        if let Some(name) = string_list(names).pop() {
+            self.created.types.insert(name);
         }
     }
 

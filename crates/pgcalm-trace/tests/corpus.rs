@@ -73,6 +73,38 @@ const KNOWN: &[(&str, &str)] = &[
         "risky/unbatched_backfill.sql:unbatched-backfill",
         "row locks for the whole UPDATE: pg_locks shows only ROW EXCLUSIVE",
     ),
+    (
+        "risky/drop_table_cascade.sql:dropping-table",
+        "breaks clients; the lock is short",
+    ),
+    (
+        "risky/drop_table_cascade.sql:dropping-with-cascade",
+        "what CASCADE dropped is gone from the catalog, not seen in a lock",
+    ),
+    (
+        "risky/drop_column_cascade.sql:dropping-column",
+        "breaks ORM column caches; the lock is short",
+    ),
+    (
+        "risky/drop_column_cascade.sql:dropping-with-cascade",
+        "what CASCADE dropped is gone from the catalog, not seen in a lock",
+    ),
+    (
+        "risky/drop_type_cascade.sql:dropping-with-cascade",
+        "a column dropped with its data; no lock shows it",
+    ),
+    (
+        "risky/drop_schema_cascade.sql:dropping-schema",
+        "tables dropped with their rows; the locks are short",
+    ),
+    (
+        "risky/rename_schema.sql:renaming-schema",
+        "breaks running clients; takes no table lock",
+    ),
+    (
+        "risky/set_schema.sql:renaming-table",
+        "breaks running clients; the lock is a short ACCESS EXCLUSIVE",
+    ),
 ];
 
 struct Outcome {

@@ -20,7 +20,9 @@ mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
 mod dropping_column;
 mod dropping_default_on_not_null_column;
+mod dropping_schema;
 mod dropping_table;
+mod dropping_with_cascade;
 #[cfg(test)]
 pub(crate) mod fix_check;
 mod missing_lock_timeout;
@@ -29,6 +31,7 @@ mod primary_key_using_index_nullable;
 pub(crate) mod recipe;
 mod reindex_non_concurrent;
 mod renaming_column;
+mod renaming_schema;
 mod renaming_table;
 mod require_concurrent_index_creation;
 mod require_concurrent_index_deletion;
@@ -66,6 +69,9 @@ pub(crate) static ALL: &[&Rule] = &[
     &prefer_jsonb::RULE,
     &reindex_non_concurrent::RULE,
     &truncating_table::RULE,
+    &dropping_with_cascade::RULE,
+    &dropping_schema::RULE,
+    &renaming_schema::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
@@ -261,6 +267,40 @@ pub(crate) fn alter_existing_table<'a>(
     let (table, cmds) = alter_table_cmds(cx.node)?;
     let lock = cx.existing_lock_on(&table)?;
     Some((table, cmds, lock))
+}
+
+/// The objects a `DROP` names, each with its name as written (`s.t`, `mood`, `f`) and,
+/// for a relation, its name as a relation.
+pub(crate) fn dropped_objects(
+    d: &pg_query::protobuf::DropStmt,
+) -> Vec<(String, Option<crate::RelName>)> {
+    use pg_query::NodeEnum;
+    use pg_query::protobuf::ObjectType;
+    let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+    let relation = matches!(
+        kind,
+        ObjectType::ObjectTable
+            | ObjectType::ObjectView
+            | ObjectType::ObjectMatview
+            | ObjectType::ObjectSequence
+            | ObjectType::ObjectForeignTable
+            | ObjectType::ObjectIndex
+    );
+    let last = |names: &[pg_query::Node]| crate::unit::string_list(names).pop();
+    d.objects
+        .iter()
+        .filter_map(|o| match o.node.as_ref()? {
+            NodeEnum::List(l) if relation => {
+                let r = crate::RelName::from_names(&l.items)?;
+                Some((r.to_string(), Some(r)))
+            }
+            NodeEnum::List(l) => last(&l.items).map(|n| (n, None)),
+            NodeEnum::String(s) => Some((s.sval.clone(), None)),
+            NodeEnum::TypeName(t) => last(&t.names).map(|n| (n, None)),
+            NodeEnum::ObjectWithArgs(f) => last(&f.objname).map(|n| (n, None)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The constraint an `ADD CONSTRAINT` (or `ADD COLUMN ... constraint`) subcommand adds.
