@@ -159,6 +159,10 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
         "REFRESH MATERIALIZED VIEW CONCURRENTLY",
         "REFRESH MATERIALIZED VIEW CONCURRENTLY m",
     ),
+    (
+        "REFRESH MATERIALIZED VIEW ... WITH NO DATA",
+        "REFRESH MATERIALIZED VIEW m WITH NO DATA",
+    ),
     ("LOCK TABLE", "LOCK TABLE t"),
     ("UPDATE (backfill)", "UPDATE t SET c = 0"),
     ("ALTER TYPE ... ADD VALUE", "ALTER TYPE e ADD VALUE 'x'"),

@@ -46,6 +46,7 @@ pub enum RuleId {
     DroppingWithCascade,
     DroppingSchema,
     RenamingSchema,
+    RefreshMaterializedViewNonConcurrent,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -317,6 +318,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Unobservable,
             "ALTER SCHEMA ... RENAME breaks application code that names the old schema",
         ),
+        R::RefreshMaterializedViewNonConcurrent => (
+            "refresh-materialized-view-non-concurrent",
+            RuleKind::Rule,
+            Error,
+            E::Rewrite,
+            "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks every read of the view while its query runs",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -360,7 +368,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 33] = [
+    pub const ALL: [RuleId; 34] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -390,6 +398,7 @@ impl RuleId {
         RuleId::DroppingWithCascade,
         RuleId::DroppingSchema,
         RuleId::RenamingSchema,
+        RuleId::RefreshMaterializedViewNonConcurrent,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -503,7 +512,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 29);
+        assert_eq!(RuleId::rules().count(), 30);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -523,7 +532,10 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", renaming-schema"), "{err}");
+        assert!(
+            err.ends_with(", refresh-materialized-view-non-concurrent"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub(crate) struct IndexInfo {
     pub columns: Vec<String>,
     /// UNIQUE.
     pub unique: bool,
+    /// Every key is a column (no expression) and there is no WHERE: what `REFRESH
+    /// MATERIALIZED VIEW CONCURRENTLY` needs of a unique index.
+    pub plain: bool,
 }
 
 /// A CHECK constraint known from earlier in the unit.
@@ -502,6 +505,10 @@ impl UnitState {
                         IndexInfo {
                             name: i.idxname.clone(),
                             table: RelName::from_range_var(r),
+                            plain: i.where_clause.is_none()
+                                && i.index_params.iter().all(|p| {
+                                    matches!(&p.node, Some(NodeEnum::IndexElem(e)) if !e.name.is_empty())
+                                }),
                             columns,
                             unique: i.unique,
                         },

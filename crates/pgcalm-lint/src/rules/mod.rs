@@ -29,6 +29,7 @@ mod missing_lock_timeout;
 mod prefer_jsonb;
 mod primary_key_using_index_nullable;
 pub(crate) mod recipe;
+mod refresh_materialized_view_non_concurrent;
 mod reindex_non_concurrent;
 mod renaming_column;
 mod renaming_schema;
@@ -72,6 +73,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &dropping_with_cascade::RULE,
     &dropping_schema::RULE,
     &renaming_schema::RULE,
+    &refresh_materialized_view_non_concurrent::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
