@@ -559,10 +559,14 @@ impl Tracer<'_> {
                 });
             }
         }
+        // An index on a partitioned table has no storage: nothing is built on the parent
+        // (`ON ONLY` builds nothing at all); its partitions' indexes are the builds.
+        let partitioned = |oid| now.relations.iter().any(|r| r.oid == oid && r.kind == 'p');
         for i in &now.indexes {
             // New by oid and by name: a rewrite rebuilds the table's indexes under new
             // oids, and `ADD PRIMARY KEY USING INDEX` renames one.
             if self.existing.contains_key(&i.table_oid)
+                && !partitioned(i.table_oid)
                 && !last
                     .indexes
                     .iter()

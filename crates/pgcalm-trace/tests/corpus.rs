@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
-use pgcalm_lint::{Evidence, LintOptions, PgVersion, RuleId, SeenBy};
+use pgcalm_lint::{Evidence, LintOptions, PgVersion, RuleId, Schema, SeenBy};
 use pgcalm_migrate::Direction;
 use pgcalm_testkit::TestDb;
 use pgcalm_trace::{Script, TraceError, TraceOptions, TraceReport, build_report, trace};
@@ -134,8 +134,12 @@ async fn run_direction(
 }
 
 async fn run_case(case: Case) -> Outcome {
+    // Linted as `pgcalm lint --schema schema.sql` lints it (pgcalm-lint's corpus test too):
+    // the existing tables' partitions, indexes and constraints are known.
+    let schema = std::fs::read_to_string(corpus().join("schema.sql")).unwrap();
     let options = LintOptions {
         pg_version: PgVersion(case.pg_version.unwrap_or(15)),
+        schema: Some(std::sync::Arc::new(Schema::from_sql(&schema).unwrap())),
         ..LintOptions::default()
     };
     let mut reports = vec![
