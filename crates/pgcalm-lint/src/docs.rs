@@ -13,6 +13,7 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
         "CREATE INDEX CONCURRENTLY",
         "CREATE INDEX CONCURRENTLY i ON t (c)",
     ),
+    ("CREATE INDEX ... ON ONLY", "CREATE INDEX i ON ONLY t (c)"),
     ("DROP INDEX", "DROP INDEX i"),
     ("DROP INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY i"),
     ("REINDEX INDEX", "REINDEX INDEX i"),
@@ -117,6 +118,14 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     (
         "ATTACH PARTITION",
         "ALTER TABLE t ATTACH PARTITION p FOR VALUES FROM (1) TO (10)",
+    ),
+    (
+        "ATTACH PARTITION ... DEFAULT",
+        "ALTER TABLE t ATTACH PARTITION p DEFAULT",
+    ),
+    (
+        "ALTER INDEX ... ATTACH PARTITION",
+        "ALTER INDEX i ATTACH PARTITION p_i",
     ),
     ("DETACH PARTITION", "ALTER TABLE t DETACH PARTITION p"),
     (
@@ -224,6 +233,33 @@ fn cells(locks: &StatementLocks) -> [String; 5] {
 /// partitioned table's partitions), one line each.
 fn beyond(locks: &StatementLocks) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(p) = &locks.each_partition {
+        out.push(format!(
+            "on a partitioned table: {} on each partition of {}{}",
+            p.mode,
+            p.parent,
+            if p.scan == Effect::No {
+                String::new()
+            } else {
+                format!(", each read in full (scan {})", effect(p.scan))
+            }
+        ));
+    }
+    if let Some(p) = &locks.default_partition {
+        out.push(format!(
+            "{} on the DEFAULT partition of {}, if it has one{}",
+            p.mode,
+            p.parent,
+            if p.scan == Effect::No {
+                String::new()
+            } else {
+                format!(", read in full (scan {})", effect(p.scan))
+            }
+        ));
+    }
+    if locks.refused_if_partitioned {
+        out.push("refused on a partitioned table".to_string());
+    }
     if locks.cascades {
         out.push(
             "CASCADE: every object that depends on the named ones is dropped or emptied too \

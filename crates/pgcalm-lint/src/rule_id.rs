@@ -47,6 +47,9 @@ pub enum RuleId {
     DroppingSchema,
     RenamingSchema,
     RefreshMaterializedViewNonConcurrent,
+    AttachingPartition,
+    DetachPartitionNonConcurrent,
+    ConcurrentIndexOnPartitionedTable,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -325,6 +328,27 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Rewrite,
             "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks every read of the view while its query runs",
         ),
+        R::AttachingPartition => (
+            "attaching-partition",
+            RuleKind::Rule,
+            Error,
+            E::Scan,
+            "ATTACH PARTITION scans the table attached (and the DEFAULT partition) under ACCESS EXCLUSIVE",
+        ),
+        R::DetachPartitionNonConcurrent => (
+            "detach-partition-non-concurrent",
+            RuleKind::Rule,
+            Error,
+            E::BlockingLock,
+            "DETACH PARTITION without CONCURRENTLY takes ACCESS EXCLUSIVE on the whole partitioned table",
+        ),
+        R::ConcurrentIndexOnPartitionedTable => (
+            "concurrent-index-on-partitioned-table",
+            RuleKind::Rule,
+            Error,
+            E::Failure,
+            "CREATE INDEX CONCURRENTLY on a partitioned table fails: build it per partition",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -368,7 +392,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 34] = [
+    pub const ALL: [RuleId; 37] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -399,6 +423,9 @@ impl RuleId {
         RuleId::DroppingSchema,
         RuleId::RenamingSchema,
         RuleId::RefreshMaterializedViewNonConcurrent,
+        RuleId::AttachingPartition,
+        RuleId::DetachPartitionNonConcurrent,
+        RuleId::ConcurrentIndexOnPartitionedTable,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -512,7 +539,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 30);
+        assert_eq!(RuleId::rules().count(), 33);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -533,7 +560,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.ends_with(", refresh-materialized-view-non-concurrent"),
+            err.ends_with(", concurrent-index-on-partitioned-table"),
             "{err}"
         );
     }

@@ -143,6 +143,14 @@ pub(crate) struct TableInfo {
     /// Given rows in this unit (INSERT, COPY, CREATE TABLE AS): a table created in the
     /// unit is then no longer empty (ADD COLUMN ... NOT NULL without a default fails).
     pub has_rows: bool,
+    /// Its partitions lint has seen (`PARTITION OF`, `ATTACH PARTITION`), the DEFAULT one
+    /// included.
+    pub partitions: Vec<RelName>,
+    /// Lint saw its `PARTITION BY` definition (in the unit or the schema), so
+    /// [`TableInfo::partitions`] are all of them.
+    pub partitions_complete: bool,
+    /// Its DEFAULT partition, when lint has seen it.
+    pub default_partition: Option<RelName>,
 }
 
 impl TableInfo {
@@ -515,7 +523,9 @@ impl UnitState {
                     );
                 }
             }
-            NodeEnum::AlterTableStmt(a) => {
+            NodeEnum::AlterTableStmt(a)
+                if a.objtype != pg_query::protobuf::ObjectType::ObjectIndex as i32 =>
+            {
                 if let Some(r) = &a.relation {
                     self.learn_alter_table(&RelName::from_range_var(r), &a.cmds);
                 }
@@ -620,6 +630,9 @@ impl UnitState {
                 columns,
                 partitioned,
                 has_rows: false,
+                partitions: Vec::new(),
+                partitions_complete: partitioned == Some(true),
+                default_partition: None,
             },
         );
     }
@@ -683,11 +696,12 @@ impl UnitState {
                 col.not_null = true;
             }
         }
-        // `PARTITION OF parent`: the parent is partitioned.
-        if c.partbound.is_some() {
+        // `PARTITION OF parent`: the parent is partitioned, and this is one of its
+        // partitions.
+        if let Some(bound) = &c.partbound {
             for parent in &c.inh_relations {
                 if let Some(NodeEnum::RangeVar(p)) = &parent.node {
-                    self.table_entry(&RelName::from_range_var(p)).partitioned = Some(true);
+                    self.learn_partition(&RelName::from_range_var(p), &name, bound.is_default);
                 }
             }
         }
@@ -705,6 +719,18 @@ impl UnitState {
         }
     }
 
+    /// `partition` is a partition of `parent` (its DEFAULT one when `default`).
+    fn learn_partition(&mut self, parent: &RelName, partition: &RelName, default: bool) {
+        let p = self.table_entry(parent);
+        p.partitioned = Some(true);
+        if !p.partitions.iter().any(|q| q.same_as(partition)) {
+            p.partitions.push(partition.clone());
+        }
+        if default {
+            p.default_partition = Some(partition.clone());
+        }
+    }
+
     fn table_entry(&mut self, name: &RelName) -> &mut TableInfo {
         self.tables
             .entry(name.name.clone())
@@ -714,6 +740,9 @@ impl UnitState {
                 columns: Vec::new(),
                 partitioned: None,
                 has_rows: false,
+                partitions: Vec::new(),
+                partitions_complete: false,
+                default_partition: None,
             })
     }
 
@@ -778,6 +807,29 @@ impl UnitState {
                 }
                 AlterTableType::AtDropConstraint => {
                     self.checks.remove(&cmd.name);
+                }
+                AlterTableType::AtAttachPartition => {
+                    if let Some(NodeEnum::PartitionCmd(p)) = def
+                        && let Some(part) = &p.name
+                    {
+                        let default = p.bound.as_ref().is_some_and(|b| b.is_default);
+                        self.learn_partition(table, &RelName::from_range_var(part), default);
+                    }
+                }
+                AlterTableType::AtDetachPartition => {
+                    if let Some(NodeEnum::PartitionCmd(p)) = def
+                        && let Some(part) = &p.name
+                    {
+                        let part = RelName::from_range_var(part);
+                        let t = self.table_entry(table);
+                        t.partitions.retain(|q| !q.same_as(&part));
+                        if t.default_partition
+                            .as_ref()
+                            .is_some_and(|d| d.same_as(&part))
+                        {
+                            t.default_partition = None;
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -116,6 +116,27 @@ pub struct StatementLocks {
     /// and the foreign keys of other tables to it), taking ACCESS EXCLUSIVE on each table
     /// it reaches; which ones, only the catalog knows.
     pub cascades: bool,
+    /// On a partitioned table, what it also takes on each partition (`CREATE INDEX`
+    /// builds an index on every one under SHARE). The text cannot tell whether the table
+    /// is partitioned; the unit or `--schema` may.
+    pub each_partition: Option<PartitionLock>,
+    /// What it takes on the parent's DEFAULT partition, if it has one: `ATTACH PARTITION`
+    /// and `CREATE TABLE ... PARTITION OF` scan it under ACCESS EXCLUSIVE (no row of it
+    /// may belong to the new partition), `DETACH PARTITION` locks it.
+    pub default_partition: Option<PartitionLock>,
+    /// PostgreSQL refuses it on a partitioned table (`CREATE INDEX CONCURRENTLY`, 0A000).
+    pub refused_if_partitioned: bool,
+}
+
+/// A lock on partitions a statement reaches through their parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionLock {
+    /// The partitioned table.
+    pub parent: RelName,
+    /// The mode taken on each partition reached.
+    pub mode: LockMode,
+    /// Whether each one is read in full under it.
+    pub scan: Effect,
 }
 
 impl StatementLocks {

@@ -5,11 +5,15 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{ConstrType, ObjectType};
 
-use super::{Effect, LockMode, RelName, StatementLocks, Target, constraints, range_vars};
+use super::{
+    Condition, Effect, LockMode, PartitionLock, RelName, StatementLocks, Target, constraints,
+    range_vars,
+};
 
 /// `CREATE TABLE`: nothing on the new table; SHARE ROW EXCLUSIVE on each table its
 /// foreign keys reference (not itself: a self-reference names the table being created),
-/// ACCESS EXCLUSIVE on the parent of `PARTITION OF`.
+/// ACCESS EXCLUSIVE on the parent of `PARTITION OF` (and a scan of its DEFAULT partition,
+/// if it has one).
 pub(super) fn create_table(s: &mut StatementLocks, c: &pg_query::protobuf::CreateStmt) {
     let created = c.relation.as_ref().map(RelName::from_range_var);
     let mut referenced = |con: &pg_query::protobuf::Constraint| {
@@ -35,9 +39,18 @@ pub(super) fn create_table(s: &mut StatementLocks, c: &pg_query::protobuf::Creat
             _ => {}
         }
     }
-    if c.partbound.is_some() {
+    if let Some(bound) = &c.partbound {
         for parent in range_vars(&c.inh_relations) {
             s.table(Some(parent), LockMode::AccessExclusive);
+            // The parent's DEFAULT partition is read in full: none of its rows may
+            // belong to the new partition.
+            if !bound.is_default {
+                s.default_partition = Some(PartitionLock {
+                    parent: RelName::from_range_var(parent),
+                    mode: LockMode::AccessExclusive,
+                    scan: Effect::Unless(Condition::PartitionConstraintImplied),
+                });
+            }
         }
     }
 }
@@ -139,6 +152,13 @@ mod tests {
                 "CREATE TABLE p1 PARTITION OF t FOR VALUES FROM (1) TO (10)",
                 15
             ),
+            [
+                "t ACCESS EXCLUSIVE rewrite no scan no",
+                "the default partition of t ACCESS EXCLUSIVE scan unless PartitionConstraintImplied"
+            ]
+        );
+        assert_eq!(
+            facts("CREATE TABLE d PARTITION OF t DEFAULT", 15),
             ["t ACCESS EXCLUSIVE rewrite no scan no"]
         );
         // Plain inheritance does not.

@@ -36,7 +36,7 @@ mod misc;
 mod mode;
 mod relation;
 
-pub use answer::{Condition, Effect, RelationLock, StatementLocks};
+pub use answer::{Condition, Effect, PartitionLock, RelationLock, StatementLocks};
 pub(crate) use expr::{Volatility, has_default, is_serial_type, volatility};
 pub use label::statement_label;
 pub use mode::{Blocks, LockMode};
@@ -152,8 +152,10 @@ pub(crate) mod test_support {
     use super::{Effect, PgVersion, sql_statement_locks};
 
     /// The lock table's answer for `sql` on PostgreSQL `major`, one line per relation,
-    /// strongest first (`t SHARE rewrite no scan yes`), then the statement's flags
-    /// (`outside a transaction`, `opaque`, `transaction control`, `cascades`).
+    /// strongest first (`t SHARE rewrite no scan yes`), then what it takes on partitions
+    /// (`each partition of t SHARE scan yes`), then the statement's flags (`refused if
+    /// partitioned`, `outside a transaction`, `opaque`, `transaction control`,
+    /// `cascades`).
     pub(crate) fn facts(sql: &str, major: u32) -> Vec<String> {
         let effect = |e: Effect| match e {
             Effect::No => "no".to_string(),
@@ -175,7 +177,21 @@ pub(crate) mod test_support {
                 )
             })
             .collect();
+        for (partitions, which) in [
+            (&s.each_partition, "each partition"),
+            (&s.default_partition, "the default partition"),
+        ] {
+            if let Some(p) = partitions {
+                out.push(format!(
+                    "{which} of {} {} scan {}",
+                    p.parent,
+                    p.mode,
+                    effect(p.scan)
+                ));
+            }
+        }
         for (flag, name) in [
+            (s.refused_if_partitioned, "refused if partitioned"),
             (s.outside_transaction, "outside a transaction"),
             (s.opaque, "opaque"),
             (s.transaction_control, "transaction control"),

@@ -14,10 +14,13 @@ mod adding_primary_key;
 mod adding_serial_column;
 mod adding_stored_generated_column;
 mod adding_unique_constraint;
+mod attaching_partition;
 mod backfill_in_ddl_transaction;
 mod changing_column_type;
+mod concurrent_index_on_partitioned_table;
 mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
+mod detach_partition_non_concurrent;
 mod dropping_column;
 mod dropping_default_on_not_null_column;
 mod dropping_schema;
@@ -74,6 +77,9 @@ pub(crate) static ALL: &[&Rule] = &[
     &dropping_schema::RULE,
     &renaming_schema::RULE,
     &refresh_materialized_view_non_concurrent::RULE,
+    &attaching_partition::RULE,
+    &detach_partition_non_concurrent::RULE,
+    &concurrent_index_on_partitioned_table::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration

@@ -13,7 +13,7 @@ use pg_query::protobuf::Token;
 use crate::engine::{Cx, Rule, Violation};
 use crate::locks::RelName;
 use crate::rule_id::RuleId;
-use crate::rules::recipe::outside_this_transaction;
+use crate::rules::recipe::{and_list, outside_this_transaction, per_partition_index};
 
 /// The rule.
 pub(super) static RULE: Rule = Rule {
@@ -37,9 +37,26 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         // `ON ONLY parent`: the first step of the per-partition way, no build.
         return Vec::new();
     }
+    // On a partitioned table the build holds the lock on every partition too.
+    let partitions = cx
+        .state
+        .table(&table)
+        .filter(|t| partitioned == Some(true) && !t.partitions.is_empty())
+        .map(|t| {
+            format!(
+                " and on each of its partitions ({})",
+                and_list(
+                    &t.partitions
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                )
+            )
+        })
+        .unwrap_or_default();
     let v = Violation::new(format!(
-        "CREATE INDEX holds {} on {table} for the whole build: every INSERT, UPDATE and \
-         DELETE waits until it finishes",
+        "CREATE INDEX holds {} on {table}{partitions} for the whole build: every INSERT, \
+         UPDATE and DELETE waits until it finishes",
         lock.mode
     ))
     .lock(lock);
@@ -49,10 +66,23 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
          parent's index becomes valid once every partition's is attached"
     );
     if partitioned == Some(true) {
-        return vec![v.help(format!(
+        let mut help = format!(
             "{table} is partitioned, and PostgreSQL refuses CREATE INDEX CONCURRENTLY on a \
              partitioned table: {per_partition}"
-        ))];
+        );
+        let mut fix = None;
+        match outside_this_transaction(cx) {
+            None => fix = per_partition_index(cx, index),
+            Some(place) => help.push_str(&format!(
+                "; CONCURRENTLY fails in this file's transaction (25001): put those steps in \
+                 {place}"
+            )),
+        }
+        let mut v = v.help(help);
+        if let Some(sql) = fix {
+            v = v.fix(sql);
+        }
+        return vec![v];
     }
     // `CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] name ON ...`: CONCURRENTLY
     // goes right after INDEX.
@@ -188,6 +218,32 @@ mod tests {
           fix:
             CREATE INDEX CONCURRENTLY plain_a_idx ON ONLY plain (a);
         ");
+    }
+
+    #[test]
+    fn with_every_partition_known_the_fix_is_the_per_partition_way() {
+        let schema = "CREATE TABLE metrics (at timestamptz, v int) PARTITION BY RANGE (at);\nCREATE TABLE metrics_2026 PARTITION OF metrics FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');\nCREATE TABLE metrics_rest PARTITION OF metrics DEFAULT;";
+        assert_snapshot!(check_schema(RULE, schema, "SET lock_timeout = '2s';\nCREATE INDEX metrics_v_idx ON metrics (v);"), @"
+        error[require-concurrent-index-creation] 2:1
+          lock: CREATE INDEX takes SHARE on metrics: blocks writes
+          CREATE INDEX holds SHARE on metrics and on each of its partitions (metrics_2026 and metrics_rest) for the whole build: every INSERT, UPDATE and DELETE waits until it finishes
+          help: metrics is partitioned, and PostgreSQL refuses CREATE INDEX CONCURRENTLY on a partitioned table: create the index ON ONLY metrics (no build; it stays invalid), then CREATE INDEX CONCURRENTLY on each partition and ALTER INDEX ... ATTACH PARTITION each; the parent's index becomes valid once every partition's is attached
+          fix:
+            CREATE INDEX metrics_v_idx ON ONLY metrics USING btree (v);
+            CREATE INDEX CONCURRENTLY metrics_2026_v_idx ON metrics_2026 USING btree (v);
+            ALTER INDEX metrics_v_idx ATTACH PARTITION metrics_2026_v_idx;
+            CREATE INDEX CONCURRENTLY metrics_rest_v_idx ON metrics_rest USING btree (v);
+            ALTER INDEX metrics_v_idx ATTACH PARTITION metrics_rest_v_idx;
+        ");
+        // In a transaction the steps go elsewhere (CONCURRENTLY fails there).
+        assert!(
+            !check_schema(
+                RULE,
+                schema,
+                "BEGIN;\nCREATE INDEX metrics_v_idx ON metrics (v);\nCOMMIT;"
+            )
+            .contains("fix:")
+        );
     }
 
     #[test]
