@@ -50,6 +50,7 @@ pub enum RuleId {
     AttachingPartition,
     DetachPartitionNonConcurrent,
     ConcurrentIndexOnPartitionedTable,
+    BreakingReplicaIdentity,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -349,6 +350,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Failure,
             "CREATE INDEX CONCURRENTLY on a partitioned table fails: build it per partition",
         ),
+        R::BreakingReplicaIdentity => (
+            "breaking-replica-identity",
+            RuleKind::Rule,
+            Warning,
+            E::Unobservable,
+            "dropping a primary key or REPLICA IDENTITY NOTHING: UPDATE and DELETE fail on a table published for logical replication",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -392,7 +400,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 37] = [
+    pub const ALL: [RuleId; 38] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -426,6 +434,7 @@ impl RuleId {
         RuleId::AttachingPartition,
         RuleId::DetachPartitionNonConcurrent,
         RuleId::ConcurrentIndexOnPartitionedTable,
+        RuleId::BreakingReplicaIdentity,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -539,7 +548,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 33);
+        assert_eq!(RuleId::rules().count(), 34);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -559,10 +568,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(
-            err.ends_with(", concurrent-index-on-partitioned-table"),
-            "{err}"
-        );
+        assert!(err.ends_with(", breaking-replica-identity"), "{err}");
     }
 
     #[test]
@@ -601,6 +607,7 @@ mod tests {
             RuleId::DroppingWithCascade,
             RuleId::DroppingSchema,
             RuleId::RenamingSchema,
+            RuleId::BreakingReplicaIdentity,
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,

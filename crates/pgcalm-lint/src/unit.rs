@@ -151,6 +151,11 @@ pub(crate) struct TableInfo {
     pub partitions_complete: bool,
     /// Its DEFAULT partition, when lint has seen it.
     pub default_partition: Option<RelName>,
+    /// Its primary key constraint's name: `Some(None)` when lint saw the table's
+    /// definition (or the key dropped) and there is none; `None` when it does not know.
+    pub primary_key: Option<Option<String>>,
+    /// `REPLICA IDENTITY` set earlier in the unit: `d`, `n`, `f` or `i` (using index).
+    pub replica_identity: Option<String>,
 }
 
 impl TableInfo {
@@ -633,6 +638,8 @@ impl UnitState {
                 partitions: Vec::new(),
                 partitions_complete: partitioned == Some(true),
                 default_partition: None,
+                primary_key: Some(None),
+                replica_identity: None,
             },
         );
     }
@@ -696,6 +703,35 @@ impl UnitState {
                 col.not_null = true;
             }
         }
+        // The primary key's constraint name: its own, or PostgreSQL's `<table>_pkey`.
+        let pk_name = c
+            .table_elts
+            .iter()
+            .find_map(|elt| match &elt.node {
+                Some(NodeEnum::Constraint(con))
+                    if con.contype == ConstrType::ConstrPrimary as i32 =>
+                {
+                    Some(con.conname.clone())
+                }
+                Some(NodeEnum::ColumnDef(col)) => {
+                    col.constraints.iter().find_map(|k| match &k.node {
+                        Some(NodeEnum::Constraint(con))
+                            if con.contype == ConstrType::ConstrPrimary as i32 =>
+                        {
+                            Some(con.conname.clone())
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .map(|n| {
+                if n.is_empty() {
+                    format!("{}_pkey", name.name)
+                } else {
+                    n
+                }
+            });
         // `PARTITION OF parent`: the parent is partitioned, and this is one of its
         // partitions.
         if let Some(bound) = &c.partbound {
@@ -712,6 +748,11 @@ impl UnitState {
             c.if_not_exists,
             options,
         );
+        if let Some(t) = self.tables.get_mut(&name.name)
+            && t.created_in_unit
+        {
+            t.primary_key = Some(pk_name);
+        }
         for elt in &c.table_elts {
             if let Some(NodeEnum::Constraint(con)) = &elt.node {
                 self.learn_check(&name, con, None);
@@ -743,6 +784,8 @@ impl UnitState {
                 partitions: Vec::new(),
                 partitions_complete: false,
                 default_partition: None,
+                primary_key: None,
+                replica_identity: None,
             })
     }
 
@@ -798,6 +841,14 @@ impl UnitState {
                 AlterTableType::AtAddConstraint => {
                     if let Some(NodeEnum::Constraint(con)) = def {
                         self.learn_check(table, con, None);
+                        if con.contype == ConstrType::ConstrPrimary as i32 {
+                            let pk = if con.conname.is_empty() {
+                                format!("{}_pkey", table.name)
+                            } else {
+                                con.conname.clone()
+                            };
+                            self.table_entry(table).primary_key = Some(Some(pk));
+                        }
                     }
                 }
                 AlterTableType::AtValidateConstraint => {
@@ -807,6 +858,18 @@ impl UnitState {
                 }
                 AlterTableType::AtDropConstraint => {
                     self.checks.remove(&cmd.name);
+                    let t = self.table_entry(table);
+                    if t.primary_key
+                        .as_ref()
+                        .is_some_and(|pk| pk.as_deref() == Some(&cmd.name))
+                    {
+                        t.primary_key = Some(None);
+                    }
+                }
+                AlterTableType::AtReplicaIdentity => {
+                    if let Some(NodeEnum::ReplicaIdentityStmt(r)) = def {
+                        self.table_entry(table).replica_identity = Some(r.identity_type.clone());
+                    }
                 }
                 AlterTableType::AtAttachPartition => {
                     if let Some(NodeEnum::PartitionCmd(p)) = def

@@ -102,6 +102,18 @@ const KNOWN: &[(&str, &str)] = &[
         "breaks running clients; takes no table lock",
     ),
     (
+        "risky/drop_primary_key.sql:breaking-replica-identity",
+        "breaks logical replication of a published table; the scratch database publishes none",
+    ),
+    (
+        "risky/replica_identity_nothing.sql:breaking-replica-identity",
+        "breaks logical replication of a published table; the scratch database publishes none",
+    ),
+    (
+        "risky/replica_identity_default_without_key.sql:breaking-replica-identity",
+        "breaks logical replication of a published table; the scratch database publishes none",
+    ),
+    (
         "risky/set_schema.sql:renaming-table",
         "breaks running clients; the lock is a short ACCESS EXCLUSIVE",
     ),

@@ -252,8 +252,9 @@ fn subcommand_lock(
             }
             lock(mode)
         }
-        // DROP/SET DEFAULT, DROP NOT NULL, DROP COLUMN, DROP CONSTRAINT, identity,
-        // storage, owner, replica identity, rules, row security, inheritance...
+        // DROP/SET DEFAULT, DROP NOT NULL, DROP COLUMN, DROP CONSTRAINT (a primary key's
+        // too), identity, storage, owner, REPLICA IDENTITY, rules, row security,
+        // inheritance...
         _ => lock(AccessExclusive),
     }
 }
@@ -618,6 +619,9 @@ mod tests {
             "ALTER TABLE t ALTER COLUMN c SET DEFAULT 0",
             "ALTER TABLE t DROP COLUMN c",
             "ALTER TABLE t DROP CONSTRAINT k",
+            "ALTER TABLE t DROP CONSTRAINT t_pkey",
+            "ALTER TABLE t REPLICA IDENTITY NOTHING",
+            "ALTER TABLE t REPLICA IDENTITY FULL",
         ] {
             assert_eq!(
                 facts(sql, 15),

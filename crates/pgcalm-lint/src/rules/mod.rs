@@ -16,6 +16,7 @@ mod adding_stored_generated_column;
 mod adding_unique_constraint;
 mod attaching_partition;
 mod backfill_in_ddl_transaction;
+mod breaking_replica_identity;
 mod changing_column_type;
 mod concurrent_index_on_partitioned_table;
 mod concurrently_in_transaction;
@@ -80,6 +81,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &attaching_partition::RULE,
     &detach_partition_non_concurrent::RULE,
     &concurrent_index_on_partitioned_table::RULE,
+    &breaking_replica_identity::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
