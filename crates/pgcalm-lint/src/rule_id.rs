@@ -51,6 +51,7 @@ pub enum RuleId {
     DetachPartitionNonConcurrent,
     ConcurrentIndexOnPartitionedTable,
     BreakingReplicaIdentity,
+    DisablingTriggers,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -357,6 +358,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Unobservable,
             "dropping a primary key or REPLICA IDENTITY NOTHING: UPDATE and DELETE fail on a table published for logical replication",
         ),
+        R::DisablingTriggers => (
+            "disabling-triggers",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "DISABLE TRIGGER ALL switches off foreign-key checks: rows written meanwhile are never checked",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -400,7 +408,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 38] = [
+    pub const ALL: [RuleId; 39] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -435,6 +443,7 @@ impl RuleId {
         RuleId::DetachPartitionNonConcurrent,
         RuleId::ConcurrentIndexOnPartitionedTable,
         RuleId::BreakingReplicaIdentity,
+        RuleId::DisablingTriggers,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -548,7 +557,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 34);
+        assert_eq!(RuleId::rules().count(), 35);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -568,7 +577,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", breaking-replica-identity"), "{err}");
+        assert!(err.ends_with(", disabling-triggers"), "{err}");
     }
 
     #[test]
@@ -608,6 +617,7 @@ mod tests {
             RuleId::DroppingSchema,
             RuleId::RenamingSchema,
             RuleId::BreakingReplicaIdentity,
+            RuleId::DisablingTriggers,
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,

@@ -22,6 +22,7 @@ mod concurrent_index_on_partitioned_table;
 mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
 mod detach_partition_non_concurrent;
+mod disabling_triggers;
 mod dropping_column;
 mod dropping_default_on_not_null_column;
 mod dropping_schema;
@@ -82,6 +83,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &detach_partition_non_concurrent::RULE,
     &concurrent_index_on_partitioned_table::RULE,
     &breaking_replica_identity::RULE,
+    &disabling_triggers::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
