@@ -52,6 +52,7 @@ pub enum RuleId {
     ConcurrentIndexOnPartitionedTable,
     BreakingReplicaIdentity,
     DisablingTriggers,
+    ConcurrentIndexIfNotExists,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -365,6 +366,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Unobservable,
             "DISABLE TRIGGER ALL switches off foreign-key checks: rows written meanwhile are never checked",
         ),
+        R::ConcurrentIndexIfNotExists => (
+            "concurrent-index-if-not-exists",
+            RuleKind::Rule,
+            Warning,
+            E::Unobservable,
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS skips over an INVALID index a failed build left",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -408,7 +416,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 39] = [
+    pub const ALL: [RuleId; 40] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -444,6 +452,7 @@ impl RuleId {
         RuleId::ConcurrentIndexOnPartitionedTable,
         RuleId::BreakingReplicaIdentity,
         RuleId::DisablingTriggers,
+        RuleId::ConcurrentIndexIfNotExists,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -557,7 +566,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 35);
+        assert_eq!(RuleId::rules().count(), 36);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -577,7 +586,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", disabling-triggers"), "{err}");
+        assert!(err.ends_with(", concurrent-index-if-not-exists"), "{err}");
     }
 
     #[test]
@@ -618,6 +627,7 @@ mod tests {
             RuleId::RenamingSchema,
             RuleId::BreakingReplicaIdentity,
             RuleId::DisablingTriggers,
+            RuleId::ConcurrentIndexIfNotExists,
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,

@@ -18,6 +18,7 @@ mod attaching_partition;
 mod backfill_in_ddl_transaction;
 mod breaking_replica_identity;
 mod changing_column_type;
+mod concurrent_index_if_not_exists;
 mod concurrent_index_on_partitioned_table;
 mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
@@ -84,6 +85,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &concurrent_index_on_partitioned_table::RULE,
     &breaking_replica_identity::RULE,
     &disabling_triggers::RULE,
+    &concurrent_index_if_not_exists::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration

@@ -13,6 +13,7 @@ use pg_query::protobuf::Token;
 use crate::engine::{Cx, Rule, Violation};
 use crate::locks::RelName;
 use crate::rule_id::RuleId;
+use crate::rules::concurrent_index_if_not_exists::concurrent_build;
 use crate::rules::recipe::{and_list, outside_this_transaction, per_partition_index};
 
 /// The rule.
@@ -89,7 +90,11 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let concurrently = cx.token_offset(Token::Index).map(|at| {
         let sql = cx.sql();
         let after = at + "INDEX".len();
-        format!("{} CONCURRENTLY{};", &sql[..after], &sql[after..])
+        concurrent_build(
+            cx,
+            index,
+            format!("{} CONCURRENTLY{};", &sql[..after], &sql[after..]),
+        )
     });
     let mut help = match (outside_this_transaction(cx), &concurrently) {
         (Some(place), Some(sql)) => format!(
@@ -143,14 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn unique_and_if_not_exists_keep_their_words() {
+    fn unique_keeps_its_word_and_if_not_exists_drops_a_leftover_first() {
         assert_snapshot!(check(RULE, "create unique index if not exists u on accounts using btree (lower(email));"), @"
         error[require-concurrent-index-creation] 1:1
           lock: CREATE INDEX takes SHARE on accounts: blocks writes
           CREATE INDEX holds SHARE on accounts for the whole build: every INSERT, UPDATE and DELETE waits until it finishes
           help: build it with CREATE INDEX CONCURRENTLY (SHARE UPDATE EXCLUSIVE: reads and writes go on), outside a transaction block; if it fails, drop the INVALID index it leaves and retry. If accounts is partitioned (lint cannot tell without --schema), CONCURRENTLY is refused there: build the index ON ONLY accounts, then CONCURRENTLY on each partition, and ATTACH each
           fix:
-            create unique index CONCURRENTLY if not exists u on accounts using btree (lower(email));
+            DROP INDEX CONCURRENTLY IF EXISTS u;
+            create unique index CONCURRENTLY u on accounts using btree (lower(email));
         ");
     }
 
