@@ -176,6 +176,22 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("LOCK TABLE", "LOCK TABLE t"),
     ("UPDATE (backfill)", "UPDATE t SET c = 0"),
     ("ALTER TYPE ... ADD VALUE", "ALTER TYPE e ADD VALUE 'x'"),
+    (
+        "ALTER DOMAIN ... ADD CONSTRAINT",
+        "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0)",
+    ),
+    (
+        "ALTER DOMAIN ... ADD CONSTRAINT NOT VALID",
+        "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0) NOT VALID",
+    ),
+    (
+        "ALTER DOMAIN ... VALIDATE CONSTRAINT",
+        "ALTER DOMAIN d VALIDATE CONSTRAINT k",
+    ),
+    (
+        "ALTER DOMAIN ... SET NOT NULL",
+        "ALTER DOMAIN d SET NOT NULL",
+    ),
 ];
 
 /// Versions whose differences the version table shows.
@@ -238,7 +254,7 @@ fn beyond(locks: &StatementLocks) -> Vec<String> {
         out.push(format!(
             "on a partitioned table: {} on each partition of {}{}",
             p.mode,
-            p.parent,
+            p.via,
             if p.scan == Effect::No {
                 String::new()
             } else {
@@ -250,12 +266,20 @@ fn beyond(locks: &StatementLocks) -> Vec<String> {
         out.push(format!(
             "{} on the DEFAULT partition of {}, if it has one{}",
             p.mode,
-            p.parent,
+            p.via,
             if p.scan == Effect::No {
                 String::new()
             } else {
                 format!(", read in full (scan {})", effect(p.scan))
             }
+        ));
+    }
+    if let Some(d) = &locks.tables_using_domain {
+        out.push(format!(
+            "{} on every table with a column of domain {}, each such column read in full (scan {})",
+            d.mode,
+            d.via,
+            effect(d.scan)
         ));
     }
     if locks.refused_if_partitioned {

@@ -53,6 +53,7 @@ pub enum RuleId {
     BreakingReplicaIdentity,
     DisablingTriggers,
     ConcurrentIndexIfNotExists,
+    AddingDomainConstraint,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -373,6 +374,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Unobservable,
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS skips over an INVALID index a failed build left",
         ),
+        R::AddingDomainConstraint => (
+            "adding-domain-constraint",
+            RuleKind::Rule,
+            Error,
+            E::BlockingLock,
+            "ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL / VALIDATE reads every column of the domain under SHARE: writes wait",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -416,7 +424,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 40] = [
+    pub const ALL: [RuleId; 41] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -453,6 +461,7 @@ impl RuleId {
         RuleId::BreakingReplicaIdentity,
         RuleId::DisablingTriggers,
         RuleId::ConcurrentIndexIfNotExists,
+        RuleId::AddingDomainConstraint,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -566,7 +575,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 36);
+        assert_eq!(RuleId::rules().count(), 37);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -586,7 +595,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", concurrent-index-if-not-exists"), "{err}");
+        assert!(err.ends_with(", adding-domain-constraint"), "{err}");
     }
 
     #[test]

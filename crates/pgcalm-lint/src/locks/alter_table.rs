@@ -7,7 +7,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType};
 
 use super::expr::{Volatility, has_default, is_null_const, is_serial_type, volatility};
 use super::{
-    Condition, Effect, LockMode, PartitionLock, PgVersion, RelName, StatementLocks, Target,
+    Condition, Effect, IndirectLock, LockMode, PgVersion, RelName, StatementLocks, Target,
     constraints,
 };
 
@@ -95,8 +95,8 @@ fn partition_locks(
         AlterTableType::AtDetachPartition if !p.concurrent => Effect::No,
         _ => return,
     };
-    s.default_partition = Some(PartitionLock {
-        parent: parent.clone(),
+    s.default_partition = Some(IndirectLock {
+        via: parent.clone(),
         mode: LockMode::AccessExclusive,
         scan,
     });

@@ -6,7 +6,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ConstrType, ObjectType};
 
 use super::{
-    Condition, Effect, LockMode, PartitionLock, RelName, StatementLocks, Target, constraints,
+    Condition, Effect, IndirectLock, LockMode, RelName, StatementLocks, Target, constraints,
     range_vars,
 };
 
@@ -45,8 +45,8 @@ pub(super) fn create_table(s: &mut StatementLocks, c: &pg_query::protobuf::Creat
             // The parent's DEFAULT partition is read in full: none of its rows may
             // belong to the new partition.
             if !bound.is_default {
-                s.default_partition = Some(PartitionLock {
-                    parent: RelName::from_range_var(parent),
+                s.default_partition = Some(IndirectLock {
+                    via: RelName::from_range_var(parent),
                     mode: LockMode::AccessExclusive,
                     scan: Effect::Unless(Condition::PartitionConstraintImplied),
                 });

@@ -3,7 +3,7 @@
 
 use pg_query::protobuf::ReindexObjectType;
 
-use super::{Effect, LockMode, PartitionLock, RelName, StatementLocks, Target, has_option};
+use super::{Effect, IndirectLock, LockMode, RelName, StatementLocks, Target, has_option};
 
 /// `CREATE INDEX`: SHARE on the table (blocks writes for the build); on a partitioned
 /// table, SHARE on each partition too, each built in turn (`ON ONLY` builds nothing: the
@@ -20,8 +20,8 @@ pub(super) fn create_index(s: &mut StatementLocks, i: &pg_query::protobuf::Index
         let table = RelName::from_range_var(r);
         s.add(Target::Table(table.clone()), mode, Effect::No, Effect::Yes);
         if r.inh && !i.concurrent {
-            s.each_partition = Some(PartitionLock {
-                parent: table,
+            s.each_partition = Some(IndirectLock {
+                via: table,
                 mode,
                 scan: Effect::Yes,
             });

@@ -7,6 +7,7 @@ use crate::engine::Rule;
 #[cfg(doc)]
 use crate::rule_id::RuleId;
 
+mod adding_domain_constraint;
 mod adding_exclusion_constraint;
 mod adding_field_with_volatile_default;
 mod adding_not_null_column_without_default;
@@ -86,6 +87,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &breaking_replica_identity::RULE,
     &disabling_triggers::RULE,
     &concurrent_index_if_not_exists::RULE,
+    &adding_domain_constraint::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
