@@ -54,6 +54,7 @@ pub enum RuleId {
     DisablingTriggers,
     ConcurrentIndexIfNotExists,
     AddingDomainConstraint,
+    EnumValueUsedInTransaction,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -381,6 +382,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::BlockingLock,
             "ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL / VALIDATE reads every column of the domain under SHARE: writes wait",
         ),
+        R::EnumValueUsedInTransaction => (
+            "enum-value-used-in-transaction",
+            RuleKind::Rule,
+            Error,
+            E::Failure,
+            "an enum value added by ALTER TYPE ... ADD VALUE and used before COMMIT: the statement fails (55P04)",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -424,7 +432,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 41] = [
+    pub const ALL: [RuleId; 42] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -462,6 +470,7 @@ impl RuleId {
         RuleId::DisablingTriggers,
         RuleId::ConcurrentIndexIfNotExists,
         RuleId::AddingDomainConstraint,
+        RuleId::EnumValueUsedInTransaction,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -575,7 +584,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 37);
+        assert_eq!(RuleId::rules().count(), 38);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -595,7 +604,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", adding-domain-constraint"), "{err}");
+        assert!(err.ends_with(", enum-value-used-in-transaction"), "{err}");
     }
 
     #[test]

@@ -264,6 +264,9 @@ pub struct UnitState {
     /// Schemas, types (enums, domains, composite and range types) and functions created
     /// earlier in the unit, by name (unqualified): nothing existing depends on them.
     pub(crate) created: Created,
+    /// Enum values the current transaction added (`ALTER TYPE ... ADD VALUE`): the type's
+    /// name (unqualified) and the label. PostgreSQL refuses to use them before COMMIT.
+    pub(crate) new_enum_values: Vec<(String, String)>,
 }
 
 /// Objects other than tables that the unit created, by unqualified name.
@@ -454,6 +457,11 @@ impl UnitState {
                 }
             }
             NodeEnum::CreateStmt(c) => self.learn_create_table(c, options),
+            NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() && self.in_transaction => {
+                if let Some(name) = string_list(&e.type_name).pop() {
+                    self.new_enum_values.push((name, e.new_val.clone()));
+                }
+            }
             NodeEnum::CreateSchemaStmt(c) => {
                 self.created.schemas.insert(c.schemaname.clone());
             }
@@ -558,6 +566,7 @@ impl UnitState {
             }
         } else {
             self.held.clear();
+            self.new_enum_values.clear();
         }
     }
 
@@ -590,6 +599,7 @@ impl UnitState {
                 self.lock_timeout.end(commit);
                 self.utc.end(commit);
                 self.held.clear();
+                self.new_enum_values.clear();
                 // Under --assume-in-transaction the tool's own transaction goes on.
                 self.in_transaction = options.assume_in_transaction;
             }

@@ -30,7 +30,8 @@ pub(super) fn comment(s: &mut StatementLocks, c: &pg_query::protobuf::CommentStm
 }
 
 /// `ALTER TYPE ... ADD VALUE` may run in a transaction block only from PostgreSQL 12
-/// (`RENAME VALUE` always may).
+/// (`RENAME VALUE` always may). It locks the type, no table; the value it adds cannot be
+/// used before its transaction commits (the unit follows that, not the lock table).
 pub(super) fn alter_enum(
     s: &mut StatementLocks,
     e: &pg_query::protobuf::AlterEnumStmt,

@@ -30,6 +30,7 @@ mod dropping_default_on_not_null_column;
 mod dropping_schema;
 mod dropping_table;
 mod dropping_with_cascade;
+mod enum_value_used_in_transaction;
 #[cfg(test)]
 pub(crate) mod fix_check;
 mod missing_lock_timeout;
@@ -88,6 +89,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &disabling_triggers::RULE,
     &concurrent_index_if_not_exists::RULE,
     &adding_domain_constraint::RULE,
+    &enum_value_used_in_transaction::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
