@@ -55,6 +55,7 @@ pub enum RuleId {
     ConcurrentIndexIfNotExists,
     AddingDomainConstraint,
     EnumValueUsedInTransaction,
+    AccumulatedLocks,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -389,6 +390,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Failure,
             "an enum value added by ALTER TYPE ... ADD VALUE and used before COMMIT: the statement fails (55P04)",
         ),
+        R::AccumulatedLocks => (
+            "accumulated-locks",
+            RuleKind::Rule,
+            Error,
+            E::HeldLock,
+            "an index build, scan or rewrite after other DDL in one transaction keeps every table locked earlier blocked for its whole duration",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -432,7 +440,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 42] = [
+    pub const ALL: [RuleId; 43] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -471,6 +479,7 @@ impl RuleId {
         RuleId::ConcurrentIndexIfNotExists,
         RuleId::AddingDomainConstraint,
         RuleId::EnumValueUsedInTransaction,
+        RuleId::AccumulatedLocks,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -584,7 +593,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 38);
+        assert_eq!(RuleId::rules().count(), 39);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -604,7 +613,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", enum-value-used-in-transaction"), "{err}");
+        assert!(err.ends_with(", accumulated-locks"), "{err}");
     }
 
     #[test]

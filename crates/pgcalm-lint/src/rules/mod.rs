@@ -7,6 +7,7 @@ use crate::engine::Rule;
 #[cfg(doc)]
 use crate::rule_id::RuleId;
 
+mod accumulated_locks;
 mod adding_domain_constraint;
 mod adding_exclusion_constraint;
 mod adding_field_with_volatile_default;
@@ -90,6 +91,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &concurrent_index_if_not_exists::RULE,
     &adding_domain_constraint::RULE,
     &enum_value_used_in_transaction::RULE,
+    &accumulated_locks::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
