@@ -44,6 +44,7 @@ mod docs;
 mod engine;
 mod finding;
 mod locks;
+mod plpgsql;
 mod rule_id;
 mod rules;
 mod split;

@@ -56,6 +56,7 @@ pub enum RuleId {
     AddingDomainConstraint,
     EnumValueUsedInTransaction,
     AccumulatedLocks,
+    DynamicSql,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -397,6 +398,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::HeldLock,
             "an index build, scan or rewrite after other DDL in one transaction keeps every table locked earlier blocked for its whole duration",
         ),
+        R::DynamicSql => (
+            "dynamic-sql",
+            RuleKind::Rule,
+            Warning,
+            E::Unobservable,
+            "a DO block or function runs SQL lint cannot read (EXECUTE of a computed string): review it by hand",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -440,7 +448,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 43] = [
+    pub const ALL: [RuleId; 44] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -480,6 +488,7 @@ impl RuleId {
         RuleId::AddingDomainConstraint,
         RuleId::EnumValueUsedInTransaction,
         RuleId::AccumulatedLocks,
+        RuleId::DynamicSql,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -593,7 +602,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 39);
+        assert_eq!(RuleId::rules().count(), 40);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -613,7 +622,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", accumulated-locks"), "{err}");
+        assert!(err.ends_with(", dynamic-sql"), "{err}");
     }
 
     #[test]
@@ -655,6 +664,7 @@ mod tests {
             RuleId::BreakingReplicaIdentity,
             RuleId::DisablingTriggers,
             RuleId::ConcurrentIndexIfNotExists,
+            RuleId::DynamicSql,
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,

@@ -267,6 +267,9 @@ pub struct UnitState {
     /// Enum values the current transaction added (`ALTER TYPE ... ADD VALUE`): the type's
     /// name (unqualified) and the label. PostgreSQL refuses to use them before COMMIT.
     pub(crate) new_enum_values: Vec<(String, String)>,
+    /// What the functions created earlier in the unit run, by name (unqualified): lint
+    /// reads a body where the unit calls the function.
+    pub(crate) function_bodies: HashMap<String, Arc<crate::plpgsql::Body>>,
 }
 
 /// Objects other than tables that the unit created, by unqualified name.
@@ -574,6 +577,13 @@ impl UnitState {
         if let Some(name) = string_list(names).pop() {
             self.created.types.insert(name);
         }
+    }
+
+    /// The end of a transaction a single statement ran in (a `DO` block outside a
+    /// transaction block): its locks and new enum values go.
+    pub(crate) fn end_implicit_transaction(&mut self) {
+        self.held.clear();
+        self.new_enum_values.clear();
     }
 
     fn set(&mut self, guc: Guc, value: bool, local: bool) {

@@ -63,7 +63,10 @@ pub(super) fn alter_domain(s: &mut StatementLocks, d: &pg_query::protobuf::Alter
     }
 }
 
-/// `DO`, `CALL`: their locks cannot be known from the text.
+/// `DO`, `CALL`: their locks cannot be known from the text (a branch may not run, SQL may
+/// be built at run time), so the lock table leaves them opaque; lint reads the
+/// statements of a `DO` block, and of the unit's own functions it calls, one by one
+/// (`plpgsql.rs`).
 pub(super) fn opaque(s: &mut StatementLocks) {
     s.opaque = true;
 }

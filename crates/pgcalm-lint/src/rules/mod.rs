@@ -31,6 +31,7 @@ mod dropping_default_on_not_null_column;
 mod dropping_schema;
 mod dropping_table;
 mod dropping_with_cascade;
+mod dynamic_sql;
 mod enum_value_used_in_transaction;
 #[cfg(test)]
 pub(crate) mod fix_check;
@@ -92,6 +93,7 @@ pub(crate) static ALL: &[&Rule] = &[
     &adding_domain_constraint::RULE,
     &enum_value_used_in_transaction::RULE,
     &accumulated_locks::RULE,
+    &dynamic_sql::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration

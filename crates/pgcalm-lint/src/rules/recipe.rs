@@ -68,6 +68,9 @@ pub(crate) fn outside_this_transaction(cx: &Cx<'_>) -> Option<&'static str> {
     if !cx.state.in_transaction {
         return None;
     }
+    if cx.body.is_some() {
+        return Some("a statement of its own, outside any DO block or function");
+    }
     Some(match cx.kind {
         UnitKind::Migration { .. } => {
             "a migration of its own whose section says `-- migrate:up transaction:false`"
