@@ -350,7 +350,8 @@ impl<'a> UnitLinter<'a> {
     /// Lints the next statement, and the statements of what it runs (a `DO` block, a
     /// function of the unit it calls): their findings are the statement's, each message
     /// saying where in the body (`line 12 in the DO block: ...`), with no fix (a fix
-    /// cannot go inside the body in place of the statement).
+    /// cannot go inside the body in place of the statement), one per rule (the body's
+    /// further ones joined to its message).
     pub fn statement(&mut self, stmt: &SourceStatement) {
         let (enabled, result, locks) = (&self.enabled, &mut self.result, &mut self.locks);
         let directives = ignore_directives(self.walk.source, stmt);
@@ -383,7 +384,26 @@ impl<'a> UnitLinter<'a> {
                 f
             };
             for f in found.findings {
-                result.findings.push(placed(f));
+                let f = placed(f);
+                // One finding per rule per statement: what the body repeats is added to the
+                // statement's finding of that rule.
+                match result
+                    .findings
+                    .iter_mut()
+                    .find(|g| g.span.start == f.span.start && g.rule == f.rule)
+                {
+                    Some(g) => {
+                        const MORE: &str = "; and more in the body";
+                        let joined = g.message.matches("; and line ").count();
+                        let new = !g.message.contains(&f.message) && !g.message.ends_with(MORE);
+                        if new && joined < 4 {
+                            g.message = format!("{}; and {}", g.message, f.message);
+                        } else if new {
+                            g.message.push_str(MORE);
+                        }
+                    }
+                    None => result.findings.push(f),
+                }
             }
             for i in found.ignored {
                 result.ignored.push(Ignored {
@@ -588,6 +608,28 @@ mod tests {
         ");
         // Not called: its body does not run in the migration.
         assert_snapshot!(check("unbatched-backfill", "CREATE FUNCTION backfill() RETURNS void LANGUAGE plpgsql AS $$ BEGIN UPDATE users SET status = 'active'; END $$;"), @"ok");
+    }
+
+    #[test]
+    fn a_body_that_repeats_a_hazard_gives_one_finding_naming_each() {
+        let sql = "SET lock_timeout = '2s';\nDO $$\nBEGIN\n  CREATE INDEX a ON users (email);\n  CREATE INDEX b ON orders (state);\nEND $$;";
+        let result = lint_sql(sql, UnitKind::PlainSql, &LintOptions::default()).unwrap();
+        let rule: Vec<_> = result
+            .findings
+            .iter()
+            .filter(|f| f.rule.name() == "require-concurrent-index-creation")
+            .collect();
+        assert_eq!(rule.len(), 1);
+        assert!(
+            rule[0]
+                .message
+                .starts_with("line 4 in the DO block: CREATE INDEX holds SHARE on users")
+                && rule[0]
+                    .message
+                    .contains("; and line 5 in the DO block: CREATE INDEX holds SHARE on orders"),
+            "{}",
+            rule[0].message
+        );
     }
 
     #[test]

@@ -476,6 +476,13 @@ impl UnitState {
                     self.created.types.insert(r.relname.clone());
                 }
             }
+            NodeEnum::RenameStmt(r)
+                if r.rename_type == pg_query::protobuf::ObjectType::ObjectType as i32
+                    || r.rename_type == pg_query::protobuf::ObjectType::ObjectDomain as i32 =>
+            {
+                // The old type now has a name the unit gave it.
+                self.created.types.insert(r.newname.clone());
+            }
             NodeEnum::CreateFunctionStmt(f) => {
                 if let Some(name) = string_list(&f.funcname).pop() {
                     self.created.functions.insert(name);

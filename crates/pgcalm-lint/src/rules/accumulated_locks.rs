@@ -109,8 +109,13 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some(work) = long_work(cx) else {
         return Vec::new();
     };
+    // The relation the work is done on: the one scanned or rewritten (a foreign key's
+    // referencing table, not the referenced one).
     let target = cx
-        .strongest_existing_lock()
+        .existing_locks()
+        .filter(|l| l.scan != Effect::No || l.rewrite != Effect::No)
+        .max_by_key(|l| l.mode)
+        .or_else(|| cx.strongest_existing_lock())
         .map(|l| target_name(cx, &l.target))
         .unwrap_or_default();
     let doing = match work {
@@ -123,8 +128,15 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     held.sort_by_key(|(h, _)| std::cmp::Reverse(h.mode));
     let mut by_mode: Vec<(String, Vec<String>)> = Vec::new();
     let mut by_blocks: Vec<(Blocks, Vec<String>)> = Vec::new();
+    let mut named: Vec<String> = Vec::new();
     for (h, blocks) in &held {
+        // Each relation once, under its strongest mode (an index's table may be named
+        // through several of its indexes).
         let name = target_name(cx, &h.target);
+        if named.contains(&name) {
+            continue;
+        }
+        named.push(name.clone());
         let mode = h.mode.to_string();
         match by_mode.iter_mut().find(|(m, _)| *m == mode) {
             Some((_, names)) => names.push(name.clone()),
@@ -138,12 +150,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let held_text = and_list(
         &by_mode
             .iter()
-            .map(|(mode, names)| format!("{mode} on {}", and_list(names)))
+            .map(|(mode, names)| format!("{mode} on {}", few(names)))
             .collect::<Vec<_>>(),
     );
     let waits = by_blocks
         .iter()
-        .map(|(blocks, names)| format!("{blocks} of {}", and_list(names)))
+        .map(|(blocks, names)| format!("{blocks} of {}", few(names)))
         .collect::<Vec<_>>()
         .join(", ");
     let help = match cx.kind {
@@ -167,6 +179,19 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         .help(help)
         .lock(held[0].0),
     ]
+}
+
+/// At most five names, then how many more.
+fn few(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if names.len() <= SHOWN + 1 {
+        return and_list(names);
+    }
+    format!(
+        "{} and {} more",
+        names[..SHOWN].join(", "),
+        names.len() - SHOWN
+    )
 }
 
 /// A held lock's relation by name (an index's table, when the unit knows it).
@@ -211,6 +236,17 @@ mod tests {
           lock: ALTER TABLE ... VALIDATE CONSTRAINT takes ACCESS EXCLUSIVE on events: blocks reads and writes
           ALTER TABLE ... VALIDATE CONSTRAINT reads all of users while this transaction holds, from earlier statements, ACCESS EXCLUSIVE on events and SHARE on orders: reads and writes of events, writes of orders wait for the whole scan, until COMMIT
           help: commit the earlier statements first: put this one in a migration of its own (an index as CREATE INDEX CONCURRENTLY under `-- migrate:up transaction:false`), so no table stays locked while it works
+        ");
+    }
+
+    #[test]
+    fn each_table_named_once_and_long_lists_cut_short() {
+        let sql = "BEGIN;\nCREATE TABLE t (a int);\nALTER TABLE a1 ADD COLUMN c int;\nALTER TABLE a2 ADD COLUMN c int;\nALTER TABLE a3 ADD COLUMN c int;\nALTER TABLE a4 ADD COLUMN c int;\nALTER TABLE a5 ADD COLUMN c int;\nALTER TABLE a6 ADD COLUMN c int;\nALTER TABLE a7 ADD COLUMN c int;\nALTER TABLE public.a1 ADD COLUMN d int;\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\nCOMMIT;";
+        assert_snapshot!(check(RULE, sql), @"
+        error[accumulated-locks] 11:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on a1: blocks reads and writes
+          ALTER TABLE reads all of orders while this transaction holds, from earlier statements, ACCESS EXCLUSIVE on a1, a2, a3, a4, a5 and 2 more: reads and writes of a1, a2, a3, a4, a5 and 2 more wait for the whole scan, until COMMIT
+          help: commit the earlier statements before it (COMMIT, then this one in a transaction of its own; an index as CREATE INDEX CONCURRENTLY outside any), so no table stays locked while it works
         ");
     }
 

@@ -4,8 +4,10 @@
 //! checked against `t`'s foreign keys, and deletes from `t` neither cascade nor fail for
 //! the rows referencing them; `ENABLE` checks nothing afterwards, so the damage stays.
 //!
-//! Not flagged: the same transaction enables them again before any write to `t` (no one
-//! else can write to `t` meanwhile: the statement holds SHARE ROW EXCLUSIVE).
+//! Not flagged: the same transaction enables them again before any write to `t` that a
+//! foreign key would check (no one else can write to `t` meanwhile: the statement holds
+//! SHARE ROW EXCLUSIVE); an UPDATE of counters or flags only (no key-like column set:
+//! `id`, `*_id`, `*Id`, `*uuid`) changes nothing a foreign key checks.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
@@ -21,11 +23,26 @@ pub(super) static RULE: Rule = Rule {
     check,
 };
 
-/// The table a statement writes rows to (INSERT, UPDATE, DELETE, MERGE, COPY FROM).
+/// Whether a column's name says it holds a key (`id`, `user_id`, `userId`, `owner_uuid`):
+/// what a foreign key checks or a referencing row points at.
+fn key_like(column: &str) -> bool {
+    let c = column.to_ascii_lowercase();
+    c == "id" || c.ends_with("_id") || column.ends_with("Id") || c.ends_with("uuid")
+}
+
+/// The table a statement writes rows to in a way foreign keys would check (INSERT,
+/// DELETE, MERGE, COPY FROM; an UPDATE that sets a key-like column: one that only
+/// changes counters or flags is checked by no foreign key anyway).
 fn written(node: &NodeEnum) -> Option<RelName> {
     let r = match node {
         NodeEnum::InsertStmt(i) => i.relation.as_ref(),
-        NodeEnum::UpdateStmt(u) => u.relation.as_ref(),
+        NodeEnum::UpdateStmt(u) => {
+            let sets_key = u
+                .target_list
+                .iter()
+                .any(|t| matches!(&t.node, Some(NodeEnum::ResTarget(r)) if key_like(&r.name)));
+            u.relation.as_ref().filter(|_| sets_key)
+        }
         NodeEnum::DeleteStmt(d) => d.relation.as_ref(),
         NodeEnum::MergeStmt(m) => m.relation.as_ref(),
         NodeEnum::CopyStmt(c) if c.is_from => c.relation.as_ref(),
@@ -123,12 +140,22 @@ mod tests {
         for sql in [
             "BEGIN;\nALTER TABLE orders DISABLE TRIGGER ALL;\nALTER TABLE orders ENABLE TRIGGER ALL;\nCOMMIT;",
             "BEGIN;\nALTER TABLE orders DISABLE TRIGGER ALL;\nINSERT INTO users (name) VALUES ('x');\nALTER TABLE orders ENABLE TRIGGER ALL;\nCOMMIT;",
+            // Counters only (Lemmy's bulk aggregate updates).
+            "BEGIN;\nALTER TABLE post DISABLE TRIGGER ALL;\nUPDATE post SET score = pa.score, upvotes = pa.upvotes FROM post_aggregates pa WHERE pa.post_id = post.id;\nALTER TABLE post ENABLE TRIGGER ALL;\nCOMMIT;",
             "ALTER TABLE orders DISABLE TRIGGER USER;",
             "ALTER TABLE orders DISABLE TRIGGER orders_touch;",
             "CREATE TABLE t (a int);\nALTER TABLE t DISABLE TRIGGER ALL;",
         ] {
             assert_eq!(lines(RULE, sql), Vec::<usize>::new(), "{sql}");
         }
+        // A key set while they are off.
+        assert_eq!(
+            lines(
+                RULE,
+                "BEGIN;\nALTER TABLE post DISABLE TRIGGER ALL;\nUPDATE post SET community_id = 1 WHERE id = 2;\nALTER TABLE post ENABLE TRIGGER ALL;\nCOMMIT;"
+            ),
+            [2]
+        );
         // Enabled only after COMMIT: others wrote meanwhile.
         assert_eq!(
             lines(

@@ -14,7 +14,7 @@ use crate::engine::{Cx, Rule, Violation};
 use crate::locks::RelName;
 use crate::rule_id::RuleId;
 use crate::rules::recipe::and_list;
-use crate::rules::{alter_table_cmds, dropped_objects};
+use crate::rules::{alter_table_cmds, dropped_objects, later_in_transaction};
 
 /// The rule.
 pub(super) static RULE: Rule = Rule {
@@ -52,6 +52,26 @@ fn dependents(kind: ObjectType) -> &'static str {
     }
 }
 
+/// Whether a statement creates a view (or materialized view) named `view`.
+fn creates_view(node: &NodeEnum, view: &RelName) -> bool {
+    let created = match node {
+        NodeEnum::ViewStmt(v) => v.view.as_ref(),
+        NodeEnum::CreateTableAsStmt(c) if c.objtype == ObjectType::ObjectMatview as i32 => {
+            c.into.as_ref().and_then(|i| i.rel.as_ref())
+        }
+        _ => None,
+    };
+    created.is_some_and(|r| RelName::from_range_var(r).same_as(view))
+}
+
+/// Whether a statement renames a type to `name` (`ALTER TYPE x_new RENAME TO x`).
+fn renames_type_to(node: &NodeEnum, name: &str) -> bool {
+    matches!(node, NodeEnum::RenameStmt(r)
+        if (r.rename_type == ObjectType::ObjectType as i32
+            || r.rename_type == ObjectType::ObjectDomain as i32)
+            && r.newname == name)
+}
+
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
     if !cx.locks.cascades {
         return Vec::new();
@@ -62,13 +82,25 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             if kind == ObjectType::ObjectSchema {
                 return Vec::new();
             }
+            let later = later_in_transaction(cx);
             let objects: Vec<_> = dropped_objects(d)
                 .into_iter()
                 .filter(|(name, relation)| match relation {
+                    // A view created again in the same transaction: what depended on it is
+                    // the file's to create again too (it could not have run otherwise).
+                    Some(r)
+                        if matches!(kind, ObjectType::ObjectView | ObjectType::ObjectMatview) =>
+                    {
+                        !later.iter().any(|n| creates_view(n, r))
+                    }
                     Some(r) => !cx.is_new_table(r),
                     None => match kind {
+                        // A type the unit created (or renamed to this name), or the old one of
+                        // a swap (another type is renamed to its name later): the file moved
+                        // its columns to the new type.
                         ObjectType::ObjectType | ObjectType::ObjectDomain => {
                             !cx.state.created.types.contains(name)
+                                && !later.iter().any(|n| renames_type_to(n, name))
                         }
                         ObjectType::ObjectFunction
                         | ObjectType::ObjectProcedure
@@ -91,9 +123,19 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             if cx.is_new_table(&table) {
                 return Vec::new();
             }
+            // A foreign key or a CHECK has nothing depending on it: CASCADE drops nothing
+            // more.
+            let plain_constraint = |c: &pg_query::protobuf::AlterTableCmd| {
+                c.name.ends_with("_fkey")
+                    || c.name.ends_with("_check")
+                    || cx.state.checks.contains_key(&c.name)
+            };
             let cascading: Vec<_> = cmds
                 .iter()
-                .filter(|(_, c)| c.behavior == DropBehavior::DropCascade as i32)
+                .filter(|(t, c)| {
+                    c.behavior == DropBehavior::DropCascade as i32
+                        && !(*t == AlterTableType::AtDropConstraint && plain_constraint(c))
+                })
                 .collect();
             let kind = match cascading.first() {
                 Some((AlterTableType::AtDropColumn, _)) => ObjectType::ObjectColumn,
@@ -194,5 +236,29 @@ mod tests {
         );
         // A schema is dropping-schema's.
         assert_eq!(lines(RULE, "DROP SCHEMA s CASCADE;"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn what_the_file_makes_again_or_nothing_depends_on() {
+        for sql in [
+            // The view and its dependents made again in the same transaction.
+            "BEGIN;\nDROP VIEW user_view CASCADE;\nCREATE VIEW user_view AS SELECT id FROM users;\nCREATE MATERIALIZED VIEW user_mview AS SELECT * FROM user_view;\nCOMMIT;",
+            // A type swap: the columns moved to the new type first.
+            "BEGIN;\nCREATE TYPE mood_new AS ENUM ('a');\nALTER TABLE t ALTER COLUMN m TYPE mood_new USING m::text::mood_new;\nDROP TYPE mood CASCADE;\nALTER TYPE mood_new RENAME TO mood;\nCOMMIT;",
+            "BEGIN;\nALTER TYPE mood RENAME TO mood__;\nCREATE TYPE mood AS ENUM ('a');\nALTER TABLE t ALTER COLUMN m TYPE mood USING m::text::mood;\nDROP TYPE mood__ CASCADE;\nCOMMIT;",
+            // Nothing depends on a foreign key or a check.
+            "ALTER TABLE rules DROP CONSTRAINT rules_segment_key_fkey CASCADE;",
+            "ALTER TABLE rules DROP CONSTRAINT rules_rank_check CASCADE;",
+        ] {
+            assert_eq!(lines(RULE, sql), Vec::<usize>::new(), "{sql}");
+        }
+        // A view dropped and not made again in the transaction: its dependents are gone.
+        assert_eq!(
+            lines(
+                RULE,
+                "DROP VIEW IF EXISTS datasets_view CASCADE;\nCREATE VIEW datasets_view AS SELECT 1;"
+            ),
+            [1]
+        );
     }
 }
