@@ -128,11 +128,28 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     held.sort_by_key(|(h, _)| std::cmp::Reverse(h.mode));
     let mut by_mode: Vec<(String, Vec<String>)> = Vec::new();
     let mut by_blocks: Vec<(Blocks, Vec<String>)> = Vec::new();
+    // The tables of indexes dropped earlier that lint cannot name: one entry for them all.
+    let unknown_tables: Vec<String> = held
+        .iter()
+        .filter_map(|(h, _)| match &h.target {
+            Target::TableOfIndex(i) if !cx.state.indexes.contains_key(&i.name) => {
+                Some(i.to_string())
+            }
+            _ => None,
+        })
+        .collect();
     let mut named: Vec<String> = Vec::new();
     for (h, blocks) in &held {
         // Each relation once, under its strongest mode (an index's table may be named
         // through several of its indexes).
-        let name = target_name(cx, &h.target);
+        let name = match &h.target {
+            Target::TableOfIndex(i)
+                if unknown_tables.len() > 1 && unknown_tables.contains(&i.to_string()) =>
+            {
+                format!("the tables of indexes {}", few(&unknown_tables))
+            }
+            t => target_name(cx, t),
+        };
         if named.contains(&name) {
             continue;
         }
@@ -246,6 +263,17 @@ mod tests {
         error[accumulated-locks] 11:1
           lock: ALTER TABLE takes ACCESS EXCLUSIVE on a1: blocks reads and writes
           ALTER TABLE reads all of orders while this transaction holds, from earlier statements, ACCESS EXCLUSIVE on a1, a2, a3, a4, a5 and 2 more: reads and writes of a1, a2, a3, a4, a5 and 2 more wait for the whole scan, until COMMIT
+          help: commit the earlier statements before it (COMMIT, then this one in a transaction of its own; an index as CREATE INDEX CONCURRENTLY outside any), so no table stays locked while it works
+        ");
+    }
+
+    #[test]
+    fn the_unknown_tables_of_dropped_indexes_are_named_together() {
+        let sql = "BEGIN;\nDROP INDEX idx_post_a;\nDROP INDEX idx_post_b;\nDROP INDEX idx_post_c;\nCREATE INDEX idx_post_d ON post (d);\nCOMMIT;";
+        assert_snapshot!(check(RULE, sql), @"
+        error[accumulated-locks] 5:1
+          lock: CREATE INDEX takes ACCESS EXCLUSIVE on the table of index idx_post_a: blocks reads and writes
+          CREATE INDEX builds its index on post while this transaction holds, from earlier statements, ACCESS EXCLUSIVE on the tables of indexes idx_post_a, idx_post_b and idx_post_c: reads and writes of the tables of indexes idx_post_a, idx_post_b and idx_post_c wait for the whole build, until COMMIT
           help: commit the earlier statements before it (COMMIT, then this one in a transaction of its own; an index as CREATE INDEX CONCURRENTLY outside any), so no table stays locked while it works
         ");
     }
