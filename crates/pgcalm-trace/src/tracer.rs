@@ -258,7 +258,9 @@ pub async fn trace(
         }
         let traced = if in_transaction {
             t.in_transaction(s).await?
-        } else if s.kind.needs_no_transaction {
+        } else if s.kind.needs_no_transaction || s.kind.commits_itself {
+            // Refused in a transaction block (a DO block that COMMITs: 2D000): sampled as
+            // it runs on its own, as the runner runs it.
             t.sampled(s).await?
         } else {
             t.control("BEGIN").await?;
