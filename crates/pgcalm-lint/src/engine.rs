@@ -283,6 +283,11 @@ impl UnitWalk<'_> {
                     &format!("line {at} in {}", run.name),
                 );
                 self.state.apply(inner, &locks, self.options);
+                // COMMIT / ROLLBACK in a body (a procedure, a DO block run on its own)
+                // starts the next transaction at once.
+                if matches!(inner, NodeEnum::TransactionStmt(_)) {
+                    self.state.in_transaction = true;
+                }
                 self.bodies(inner, s.sql(&source), at, depth + 1, visit);
             }
             // A DO block run on its own commits (or fails) as a whole.

@@ -38,7 +38,8 @@ pub(crate) struct Opaque {
 /// What a body runs, as far as lint can read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Body {
-    /// The statements, in order.
+    /// The statements, in order, their references to the body's variables written as
+    /// parameters (`WHERE id > batch_start` -> `WHERE id > $1`): a value, not a column.
     pub statements: Vec<Embedded>,
     /// What cannot be read.
     pub opaque: Vec<Opaque>,
@@ -52,6 +53,9 @@ pub(crate) struct RunBody {
     /// What it runs.
     pub body: Arc<Body>,
 }
+
+/// Marks the SQL of an `EXECUTE` of a constant string while the body is walked.
+const EXECUTED: &str = "\u{0}EXECUTE\u{0}";
 
 /// The longest text of an opaque part quoted in a message.
 const QUOTE: usize = 80;
@@ -207,11 +211,19 @@ fn plpgsql(sql: &str, first: usize) -> Body {
     walk(&parsed, &mut found);
     // Object keys come sorted (`else_body` before `then_body`): source order is by line.
     found.sort_by_key(|(line, seq, _)| (*line, *seq));
+    let mut variables = Vec::new();
+    variable_names(&parsed, &mut variables);
     let mut body = Body::default();
     for (lineno, _, part) in found {
         let line = first + lineno.saturating_sub(1);
         match part {
-            Ok(sql) => body.statements.push(Embedded { line, sql }),
+            Ok(sql) => body.statements.push(Embedded {
+                line,
+                sql: match sql.strip_prefix(EXECUTED) {
+                    Some(executed) => executed.to_string(),
+                    None => variables_as_parameters(&sql, &variables),
+                },
+            }),
             Err(what) => body.opaque.push(Opaque { line, what }),
         }
     }
@@ -271,7 +283,8 @@ fn walk(v: &Value, found: &mut Vec<(usize, usize, Result<String, String>)>) {
                     "PLpgSQL_stmt_dynexecute" => {
                         let expr = query("query").unwrap_or_default();
                         match constant_string(&expr) {
-                            Some(sql) => found.push((line, seq, Ok(sql))),
+                            // Marked: the body's variables are not visible in it.
+                            Some(sql) => found.push((line, seq, Ok(format!("{EXECUTED}{sql}")))),
                             None => {
                                 found.push((line, seq, Err(format!("EXECUTE {}", quote(&expr)))))
                             }
@@ -298,6 +311,64 @@ fn walk(v: &Value, found: &mut Vec<(usize, usize, Result<String, String>)>) {
         }
         _ => {}
     }
+}
+
+/// The names of a PL/pgSQL body's variables and records (its parameters too), lower case.
+fn variable_names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| variable_names(i, out)),
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if matches!(key.as_str(), "PLpgSQL_var" | "PLpgSQL_rec" | "PLpgSQL_row")
+                    && let Some(name) = inner.get("refname").and_then(Value::as_str)
+                    && name != "found"
+                {
+                    out.push(name.to_lowercase());
+                }
+                variable_names(inner, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `sql` with each reference to a variable (`batch_start`, `rec.id`) written `$1`: at run
+/// time it is a value PL/pgSQL passes, not a column of the table (a variable named like a
+/// column is an error PostgreSQL raises, so names do not collide).
+fn variables_as_parameters(sql: &str, variables: &[String]) -> String {
+    if variables.is_empty() {
+        return sql.to_string();
+    }
+    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+        return sql.to_string();
+    };
+    let text = |i: usize| &sql[tokens[i].start as usize..tokens[i].end as usize];
+    let is = |i: usize, t: Token| tokens.get(i).is_some_and(|x| x.token == t as i32);
+    let mut out = String::new();
+    let mut at = 0;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let after_dot = i > 0 && is(i - 1, Token::Ascii46);
+        if t.token == Token::Ident as i32
+            && !after_dot
+            && variables.contains(&text(i).to_lowercase())
+        {
+            // `rec.field`: the whole reference is one value.
+            let mut end = i;
+            while is(end + 1, Token::Ascii46) && is(end + 2, Token::Ident) {
+                end += 2;
+            }
+            out.push_str(&sql[at..t.start as usize]);
+            out.push_str("$1");
+            at = tokens[end].end as usize;
+            i = end + 1;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(&sql[at..]);
+    out
 }
 
 /// The SQL of an `EXECUTE` expression that is one string constant (`'...'`, `E'...'`,
@@ -358,11 +429,30 @@ mod tests {
                 (7, "ALTER TYPE mood ADD VALUE 'b'"),
                 (9, "ALTER TABLE users ADD COLUMN c int"),
                 (10, "CREATE INDEX i ON users (c)"),
-                (12, "UPDATE users SET c = 1 WHERE id = r.id"),
+                (12, "UPDATE users SET c = 1 WHERE id = $1"),
                 (14, "SELECT f()"),
             ]
         );
         assert!(body.opaque.is_empty());
+    }
+
+    #[test]
+    fn the_bodys_variables_become_parameters() {
+        let body = do_of(
+            "DO $$\nDECLARE batch_start bigint := 0; art record; status text;\nBEGIN\n  UPDATE t SET a = b WHERE id > batch_start AND id <= batch_start + 10000;\n  UPDATE t SET a = 1 WHERE id = art.id AND t.id > 0;\n  EXECUTE 'UPDATE t SET status = 1';\nEND $$",
+        );
+        assert_eq!(
+            body.statements
+                .iter()
+                .map(|e| e.sql.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "UPDATE t SET a = b WHERE id > $1 AND id <= $1 + 10000",
+                "UPDATE t SET a = 1 WHERE id = $1 AND t.id > 0",
+                // EXECUTE'd SQL sees no variable: as written.
+                "UPDATE t SET status = 1",
+            ]
+        );
     }
 
     #[test]
