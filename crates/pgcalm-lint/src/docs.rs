@@ -250,38 +250,36 @@ fn cells(locks: &StatementLocks) -> [String; 5] {
 /// partitioned table's partitions), one line each.
 fn beyond(locks: &StatementLocks) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(p) = &locks.each_partition {
-        out.push(format!(
-            "on a partitioned table: {} on each partition of {}{}",
-            p.mode,
-            p.via,
-            if p.scan == Effect::No {
+    // `SHARE on each partition of t, each read in full (scan yes)`.
+    let indirect = |l: &Option<crate::locks::IndirectLock>, on: &str, read: &str| {
+        l.as_ref().map(|l| {
+            let scan = if l.scan == Effect::No {
                 String::new()
             } else {
-                format!(", each read in full (scan {})", effect(p.scan))
-            }
-        ));
-    }
-    if let Some(p) = &locks.default_partition {
-        out.push(format!(
-            "{} on the DEFAULT partition of {}, if it has one{}",
-            p.mode,
-            p.via,
-            if p.scan == Effect::No {
-                String::new()
-            } else {
-                format!(", read in full (scan {})", effect(p.scan))
-            }
-        ));
-    }
-    if let Some(d) = &locks.tables_using_domain {
-        out.push(format!(
-            "{} on every table with a column of domain {}, each such column read in full (scan {})",
-            d.mode,
-            d.via,
-            effect(d.scan)
-        ));
-    }
+                format!(", {read} (scan {})", effect(l.scan))
+            };
+            format!(
+                "{} on {}{scan}",
+                l.mode,
+                on.replace("{}", &l.via.to_string())
+            )
+        })
+    };
+    out.extend(indirect(
+        &locks.each_partition,
+        "each partition of {} (when partitioned)",
+        "each read in full",
+    ));
+    out.extend(indirect(
+        &locks.default_partition,
+        "the DEFAULT partition of {}, if it has one",
+        "read in full",
+    ));
+    out.extend(indirect(
+        &locks.tables_using_domain,
+        "every table with a column of domain {}",
+        "each such column read in full",
+    ));
     if locks.refused_if_partitioned {
         out.push("refused on a partitioned table".to_string());
     }
