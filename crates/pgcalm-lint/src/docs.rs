@@ -13,6 +13,7 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
         "CREATE INDEX CONCURRENTLY",
         "CREATE INDEX CONCURRENTLY i ON t (c)",
     ),
+    ("CREATE INDEX ... ON ONLY", "CREATE INDEX i ON ONLY t (c)"),
     ("DROP INDEX", "DROP INDEX i"),
     ("DROP INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY i"),
     ("REINDEX INDEX", "REINDEX INDEX i"),
@@ -100,6 +101,7 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
         "ALTER TABLE t ADD CONSTRAINT k EXCLUDE USING gist (r WITH &&)",
     ),
     ("DROP CONSTRAINT", "ALTER TABLE t DROP CONSTRAINT k"),
+    ("REPLICA IDENTITY", "ALTER TABLE t REPLICA IDENTITY FULL"),
     ("DROP COLUMN", "ALTER TABLE t DROP COLUMN c"),
     ("RENAME COLUMN", "ALTER TABLE t RENAME COLUMN c TO d"),
     ("RENAME TABLE", "ALTER TABLE t RENAME TO u"),
@@ -117,6 +119,14 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     (
         "ATTACH PARTITION",
         "ALTER TABLE t ATTACH PARTITION p FOR VALUES FROM (1) TO (10)",
+    ),
+    (
+        "ATTACH PARTITION ... DEFAULT",
+        "ALTER TABLE t ATTACH PARTITION p DEFAULT",
+    ),
+    (
+        "ALTER INDEX ... ATTACH PARTITION",
+        "ALTER INDEX i ATTACH PARTITION p_i",
     ),
     ("DETACH PARTITION", "ALTER TABLE t DETACH PARTITION p"),
     (
@@ -146,7 +156,10 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("CREATE STATISTICS", "CREATE STATISTICS s ON a, b FROM t"),
     ("COMMENT ON COLUMN", "COMMENT ON COLUMN t.c IS 'x'"),
     ("DROP TABLE", "DROP TABLE t"),
+    ("DROP TABLE ... CASCADE", "DROP TABLE t CASCADE"),
+    ("DROP SCHEMA ... CASCADE", "DROP SCHEMA s CASCADE"),
     ("TRUNCATE", "TRUNCATE t"),
+    ("TRUNCATE ... CASCADE", "TRUNCATE t CASCADE"),
     ("VACUUM", "VACUUM t"),
     ("VACUUM FULL", "VACUUM FULL t"),
     ("ANALYZE", "ANALYZE t"),
@@ -156,9 +169,29 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
         "REFRESH MATERIALIZED VIEW CONCURRENTLY",
         "REFRESH MATERIALIZED VIEW CONCURRENTLY m",
     ),
+    (
+        "REFRESH MATERIALIZED VIEW ... WITH NO DATA",
+        "REFRESH MATERIALIZED VIEW m WITH NO DATA",
+    ),
     ("LOCK TABLE", "LOCK TABLE t"),
     ("UPDATE (backfill)", "UPDATE t SET c = 0"),
     ("ALTER TYPE ... ADD VALUE", "ALTER TYPE e ADD VALUE 'x'"),
+    (
+        "ALTER DOMAIN ... ADD CONSTRAINT",
+        "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0)",
+    ),
+    (
+        "ALTER DOMAIN ... ADD CONSTRAINT NOT VALID",
+        "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0) NOT VALID",
+    ),
+    (
+        "ALTER DOMAIN ... VALIDATE CONSTRAINT",
+        "ALTER DOMAIN d VALIDATE CONSTRAINT k",
+    ),
+    (
+        "ALTER DOMAIN ... SET NOT NULL",
+        "ALTER DOMAIN d SET NOT NULL",
+    ),
 ];
 
 /// Versions whose differences the version table shows.
@@ -213,6 +246,54 @@ fn cells(locks: &StatementLocks) -> [String; 5] {
     ]
 }
 
+/// What a statement locks or changes beyond the relations it names (its dependents, a
+/// partitioned table's partitions), one line each.
+fn beyond(locks: &StatementLocks) -> Vec<String> {
+    let mut out = Vec::new();
+    // `SHARE on each partition of t, each read in full (scan yes)`.
+    let indirect = |l: &Option<crate::locks::IndirectLock>, on: &str, read: &str| {
+        l.as_ref().map(|l| {
+            let scan = if l.scan == Effect::No {
+                String::new()
+            } else {
+                format!(", {read} (scan {})", effect(l.scan))
+            };
+            format!(
+                "{} on {}{scan}",
+                l.mode,
+                on.replace("{}", &l.via.to_string())
+            )
+        })
+    };
+    out.extend(indirect(
+        &locks.each_partition,
+        "each partition of {} (when partitioned)",
+        "each read in full",
+    ));
+    out.extend(indirect(
+        &locks.default_partition,
+        "the DEFAULT partition of {}, if it has one",
+        "read in full",
+    ));
+    out.extend(indirect(
+        &locks.tables_using_domain,
+        "every table with a column of domain {}",
+        "each such column read in full",
+    ));
+    if locks.refused_if_partitioned {
+        out.push("refused on a partitioned table".to_string());
+    }
+    if locks.cascades {
+        out.push(
+            "CASCADE: every object that depends on the named ones is dropped or emptied too \
+             (views, other tables' foreign keys, the tables referencing a truncated one), under \
+             ACCESS EXCLUSIVE on each table it reaches"
+                .to_string(),
+        );
+    }
+    out
+}
+
 /// The Markdown of `docs/locks.md`.
 pub fn locks_markdown() -> String {
     let mut out = String::new();
@@ -242,6 +323,24 @@ pub fn locks_markdown() -> String {
             "| {form} | `{}` | {lock} | {blocks} | {rewrite} | {scan} | {outside} |",
             sql.replace('|', "\\|")
         );
+    }
+    let _ = writeln!(
+        out,
+        "\n## Beyond the relations a statement names\n\n\
+         What the catalog decides: lint knows these objects only when the file (or \
+         `--schema`) shows them.\n\n\
+         | Statement | Example | Also |\n|---|---|---|"
+    );
+    for (form, sql) in EXAMPLES {
+        let also = beyond(&locks_of(sql, PgVersion::DEFAULT));
+        if !also.is_empty() {
+            let _ = writeln!(
+                out,
+                "| {form} | `{}` | {} |",
+                sql.replace('|', "\\|"),
+                also.join("<br>")
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -7,7 +7,10 @@ use pg_query::protobuf::Token;
 use serde::Serialize;
 
 use crate::finding::{Finding, SeenBy};
+use std::sync::Arc;
+
 use crate::locks::{PgVersion, RelName, RelationLock, StatementLocks, Target, statement_locks};
+use crate::plpgsql;
 use crate::rule_id::RuleId;
 use crate::rules;
 use crate::split::{SourceStatement, Span};
@@ -90,6 +93,9 @@ pub(crate) struct Cx<'a> {
     pub kind: UnitKind,
     /// Options (PostgreSQL version, ...).
     pub options: &'a LintOptions,
+    /// The body the statement is in (`the DO block`, `function f`), for a statement a
+    /// `DO` block or a function runs; `None` for the unit's own statements.
+    pub body: Option<&'a str>,
 }
 
 impl<'a> Cx<'a> {
@@ -212,8 +218,84 @@ impl UnitWalk<'_> {
             state: &self.state,
             kind: self.kind,
             options: self.options,
+            body: None,
         });
         self.state.apply(node, &locks, self.options);
+        let sql = stmt.sql(self.source);
+        if let Some((name, body)) = plpgsql::function_body(node, sql, stmt.span.line) {
+            self.state.function_bodies.insert(name, Arc::new(body));
+        }
+    }
+
+    /// Walks the statements of the bodies `node` runs (a `DO` block, the unit's functions
+    /// it calls), each body as one transaction (the statement's own, or the unit's), with
+    /// where each statement is (`line 12 in the DO block`) for `visit`. Calls inside a
+    /// body are followed `MAX_DEPTH` deep.
+    fn bodies(
+        &mut self,
+        node: &NodeEnum,
+        sql: &str,
+        line: usize,
+        depth: usize,
+        visit: &mut dyn FnMut(&Cx<'_>, &str),
+    ) {
+        const MAX_DEPTH: usize = 3;
+        if depth >= MAX_DEPTH {
+            return;
+        }
+        for run in plpgsql::bodies_run_by(node, sql, line, &self.state) {
+            // The body's statements as one text, each starting a line of its own.
+            let mut source = String::new();
+            let mut starts: Vec<(usize, usize)> = Vec::new();
+            for e in &run.body.statements {
+                starts.push((source.len(), e.line));
+                source.push_str(&e.sql);
+                source.push_str(";\n");
+            }
+            let Ok(statements) = crate::split::split_unparsed(&source, 0..source.len()) else {
+                continue;
+            };
+            let was = self.state.in_transaction;
+            self.state.in_transaction = true;
+            for mut s in statements {
+                let Some(inner) = crate::split::parse_first(s.sql(&source)) else {
+                    continue;
+                };
+                let at = starts
+                    .iter()
+                    .rev()
+                    .find(|(start, _)| *start <= s.span.start)
+                    .map_or(line, |(_, l)| *l);
+                let locks = statement_locks(&inner, self.options.pg_version);
+                s.node = Some(inner);
+                let Some(inner) = &s.node else { continue };
+                visit(
+                    &Cx {
+                        source: &source,
+                        stmt: &s,
+                        node: inner,
+                        locks: &locks,
+                        state: &self.state,
+                        kind: self.kind,
+                        options: self.options,
+                        body: Some(&run.name),
+                    },
+                    &format!("line {at} in {}", run.name),
+                );
+                self.state.apply(inner, &locks, self.options);
+                // COMMIT / ROLLBACK in a body (a procedure, a DO block run on its own)
+                // starts the next transaction at once.
+                if matches!(inner, NodeEnum::TransactionStmt(_)) {
+                    self.state.in_transaction = true;
+                }
+                self.bodies(inner, s.sql(&source), at, depth + 1, visit);
+            }
+            // A DO block run on its own commits (or fails) as a whole.
+            self.state.in_transaction = was;
+            if !was {
+                self.state.end_implicit_transaction();
+            }
+        }
     }
 }
 
@@ -270,15 +352,72 @@ impl<'a> UnitLinter<'a> {
         self
     }
 
-    /// Lints the next statement.
+    /// Lints the next statement, and the statements of what it runs (a `DO` block, a
+    /// function of the unit it calls): their findings are the statement's, each message
+    /// saying where in the body (`line 12 in the DO block: ...`), with no fix (a fix
+    /// cannot go inside the body in place of the statement), one per rule (the body's
+    /// further ones joined to its message).
     pub fn statement(&mut self, stmt: &SourceStatement) {
         let (enabled, result, locks) = (&self.enabled, &mut self.result, &mut self.locks);
+        let directives = ignore_directives(self.walk.source, stmt);
         self.walk.statement(stmt, |cx| {
-            lint_statement(cx, enabled, result);
+            lint_statement(cx, enabled, &directives, result);
             if let Some(locks) = locks {
                 locks.push(lock_report(cx));
             }
         });
+        let Some(node) = &stmt.node else { return };
+        if !matches!(
+            node,
+            NodeEnum::DoStmt(_) | NodeEnum::SelectStmt(_) | NodeEnum::CallStmt(_)
+        ) {
+            return;
+        }
+        let sql = stmt.sql(self.walk.source);
+        let mut inner = |cx: &Cx<'_>, at: &str| {
+            let mut found = LintResult::default();
+            run_rules(cx, enabled, &directives, &mut found);
+            let body = cx.body.unwrap_or("the body");
+            let placed = |mut f: Finding| {
+                f.span = stmt.span;
+                f.message = format!("{at}: {}", f.message);
+                f.help = f.help.replace(
+                    "this file runs in one transaction",
+                    &format!("{body} runs in one transaction"),
+                );
+                f.fix_sql = None;
+                f
+            };
+            for f in found.findings {
+                let f = placed(f);
+                // One finding per rule per statement: what the body repeats is added to the
+                // statement's finding of that rule.
+                match result
+                    .findings
+                    .iter_mut()
+                    .find(|g| g.span.start == f.span.start && g.rule == f.rule)
+                {
+                    Some(g) => {
+                        const MORE: &str = "; and more in the body";
+                        let joined = g.message.matches("; and line ").count();
+                        let new = !g.message.contains(&f.message) && !g.message.ends_with(MORE);
+                        if new && joined < 4 {
+                            g.message = format!("{}; and {}", g.message, f.message);
+                        } else if new {
+                            g.message.push_str(MORE);
+                        }
+                    }
+                    None => result.findings.push(f),
+                }
+            }
+            for i in found.ignored {
+                result.ignored.push(Ignored {
+                    finding: placed(i.finding),
+                    reason: i.reason,
+                });
+            }
+        };
+        self.walk.bodies(node, sql, stmt.span.line, 0, &mut inner);
     }
 
     /// The findings, and what lint knows after the unit.
@@ -292,11 +431,16 @@ impl<'a> UnitLinter<'a> {
     }
 }
 
-/// Every enabled rule on one statement, with its `-- pgcalm:ignore` directives.
-fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
+/// Every enabled rule on one statement, with its `-- pgcalm:ignore` directives (a
+/// malformed one is a finding of its own).
+fn lint_statement(
+    cx: &Cx<'_>,
+    enabled: &[&Rule],
+    directives: &[IgnoreDirective],
+    result: &mut LintResult,
+) {
     let (stmt, locks) = (cx.stmt, cx.locks);
-    let directives = ignore_directives(cx.source, stmt);
-    for d in &directives {
+    for d in directives {
         if let Some(problem) = d.problem() {
             result.findings.push(Finding {
                 rule: RuleId::InvalidIgnore,
@@ -315,6 +459,16 @@ fn lint_statement(cx: &Cx<'_>, enabled: &[&Rule], result: &mut LintResult) {
             });
         }
     }
+    run_rules(cx, enabled, directives, result);
+}
+
+/// Every enabled rule on one statement; findings a directive covers are ignored.
+fn run_rules(
+    cx: &Cx<'_>,
+    enabled: &[&Rule],
+    directives: &[IgnoreDirective],
+    result: &mut LintResult,
+) {
     for rule in enabled {
         for v in (rule.check)(cx) {
             let finding = cx.finding(rule, v);
@@ -425,7 +579,78 @@ fn ignore_directives(source: &str, stmt: &SourceStatement) -> Vec<IgnoreDirectiv
 
 #[cfg(test)]
 mod tests {
+    use insta::assert_snapshot;
+
+    use crate::rules::test_support::check;
     use crate::{LintOptions, UnitKind, lint_sql};
+
+    #[test]
+    fn a_do_block_is_linted_statement_by_statement() {
+        // Its statements run in one transaction: the index build keeps accounts locked.
+        let sql = "SET lock_timeout = '2s';\nDO $$\nBEGIN\n  ALTER TABLE accounts ADD COLUMN plan text;\n  IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'users_email_idx') THEN\n    EXECUTE 'CREATE INDEX users_email_idx ON users (email)';\n  END IF;\nEND $$;";
+        assert_snapshot!(check("require-concurrent-index-creation", sql), @"
+        error[require-concurrent-index-creation] 2:1
+          lock: CREATE INDEX takes SHARE on users: blocks writes
+          line 6 in the DO block: CREATE INDEX holds SHARE on users for the whole build: every INSERT, UPDATE and DELETE waits until it finishes
+          help: build it with CREATE INDEX CONCURRENTLY (SHARE UPDATE EXCLUSIVE: reads and writes go on); the DO block runs in one transaction, where CONCURRENTLY fails (25001): put `CREATE INDEX CONCURRENTLY users_email_idx ON users (email);` in a statement of its own, outside any DO block or function. If users is partitioned (lint cannot tell without --schema), CONCURRENTLY is refused there: build the index ON ONLY users, then CONCURRENTLY on each partition, and ATTACH each
+        ");
+        assert_snapshot!(check("accumulated-locks", sql), @"
+        error[accumulated-locks] 2:1
+          lock: CREATE INDEX takes ACCESS EXCLUSIVE on accounts: blocks reads and writes
+          line 6 in the DO block: CREATE INDEX builds its index on users while this transaction holds, from earlier statements, ACCESS EXCLUSIVE on accounts: reads and writes of accounts wait for the whole build, until COMMIT
+          help: commit the earlier statements before it (COMMIT, then this one in a transaction of its own; an index as CREATE INDEX CONCURRENTLY outside any), so no table stays locked while it works
+        ");
+    }
+
+    #[test]
+    fn a_function_of_the_unit_is_linted_where_it_is_called() {
+        let sql = "CREATE FUNCTION backfill() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  UPDATE users SET status = 'active';\nEND $$;\nSELECT backfill();\nDROP FUNCTION backfill();";
+        assert_snapshot!(check("unbatched-backfill", sql), @"
+        error[unbatched-backfill] 5:1
+          lock: UPDATE takes ROW EXCLUSIVE on users: blocks no reads or writes
+          line 3 in function backfill: UPDATE on users changes every row in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
+          help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change; function backfill runs in one transaction, so its batches cannot commit one by one: move the backfill to a statement of its own, outside any DO block or function, or to a job
+        ");
+        // Not called: its body does not run in the migration.
+        assert_snapshot!(check("unbatched-backfill", "CREATE FUNCTION backfill() RETURNS void LANGUAGE plpgsql AS $$ BEGIN UPDATE users SET status = 'active'; END $$;"), @"ok");
+    }
+
+    #[test]
+    fn a_body_that_repeats_a_hazard_gives_one_finding_naming_each() {
+        let sql = "SET lock_timeout = '2s';\nDO $$\nBEGIN\n  CREATE INDEX a ON users (email);\n  CREATE INDEX b ON orders (state);\nEND $$;";
+        let result = lint_sql(sql, UnitKind::PlainSql, &LintOptions::default()).unwrap();
+        let rule: Vec<_> = result
+            .findings
+            .iter()
+            .filter(|f| f.rule.name() == "require-concurrent-index-creation")
+            .collect();
+        assert_eq!(rule.len(), 1);
+        assert!(
+            rule[0]
+                .message
+                .starts_with("line 4 in the DO block: CREATE INDEX holds SHARE on users")
+                && rule[0]
+                    .message
+                    .contains("; and line 5 in the DO block: CREATE INDEX holds SHARE on orders"),
+            "{}",
+            rule[0].message
+        );
+    }
+
+    #[test]
+    fn an_ignore_directive_on_the_do_block_covers_its_statements() {
+        let (findings, ignored) = outcome(
+            "-- pgcalm:ignore require-concurrent-index-creation tiny table\nDO $$ BEGIN CREATE INDEX i ON t (a); END $$;",
+        );
+        assert_eq!(findings, Vec::<&str>::new());
+        assert_eq!(
+            ignored,
+            [(
+                "require-concurrent-index-creation",
+                "tiny table".to_string()
+            )]
+        );
+    }
 
     fn outcome(sql: &str) -> (Vec<&'static str>, Vec<(&'static str, String)>) {
         let r = lint_sql(

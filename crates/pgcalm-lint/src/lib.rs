@@ -47,6 +47,7 @@ mod docs;
 mod engine;
 mod finding;
 mod locks;
+mod plpgsql;
 mod rule_id;
 mod rules;
 mod split;
@@ -61,8 +62,8 @@ pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};
 // The lock table.
 pub use docs::locks_markdown;
 pub use locks::{
-    Blocks, Condition, Effect, LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target,
-    has_option, sql_statement_locks, statement_label, statement_locks,
+    Blocks, Condition, Effect, IndirectLock, LockMode, PgVersion, RelName, RelationLock,
+    StatementLocks, Target, has_option, sql_statement_locks, statement_label, statement_locks,
 };
 // The splitter.
 pub use split::{

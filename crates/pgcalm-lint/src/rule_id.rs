@@ -42,6 +42,21 @@ pub enum RuleId {
     TableRewriteCommand,
     PreferJsonb,
     ReindexNonConcurrent,
+    TruncatingTable,
+    DroppingWithCascade,
+    DroppingSchema,
+    RenamingSchema,
+    RefreshMaterializedViewNonConcurrent,
+    AttachingPartition,
+    DetachPartitionNonConcurrent,
+    ConcurrentIndexOnPartitionedTable,
+    BreakingReplicaIdentity,
+    DisablingTriggers,
+    ConcurrentIndexIfNotExists,
+    AddingDomainConstraint,
+    EnumValueUsedInTransaction,
+    AccumulatedLocks,
+    DynamicSql,
     InvalidIgnore,
     SyntaxError,
     StatementFailed,
@@ -285,6 +300,111 @@ const fn info(id: RuleId) -> RuleInfo {
             E::BlockingLock,
             "REINDEX without CONCURRENTLY blocks writes (and reads using the index)",
         ),
+        R::TruncatingTable => (
+            "truncating-table",
+            RuleKind::Rule,
+            Error,
+            E::Rewrite,
+            "TRUNCATE empties an existing table (CASCADE: every table referencing it) under ACCESS EXCLUSIVE",
+        ),
+        R::DroppingWithCascade => (
+            "dropping-with-cascade",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "DROP ... CASCADE also drops what depends on the object (views, other tables' foreign keys, columns of a type)",
+        ),
+        R::DroppingSchema => (
+            "dropping-schema",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "DROP SCHEMA ... CASCADE drops every table in the schema with its rows",
+        ),
+        R::RenamingSchema => (
+            "renaming-schema",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "ALTER SCHEMA ... RENAME breaks application code that names the old schema",
+        ),
+        R::RefreshMaterializedViewNonConcurrent => (
+            "refresh-materialized-view-non-concurrent",
+            RuleKind::Rule,
+            Error,
+            E::Rewrite,
+            "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks every read of the view while its query runs",
+        ),
+        R::AttachingPartition => (
+            "attaching-partition",
+            RuleKind::Rule,
+            Error,
+            E::Scan,
+            "ATTACH PARTITION scans the table attached (and the DEFAULT partition) under ACCESS EXCLUSIVE",
+        ),
+        R::DetachPartitionNonConcurrent => (
+            "detach-partition-non-concurrent",
+            RuleKind::Rule,
+            Error,
+            E::BlockingLock,
+            "DETACH PARTITION without CONCURRENTLY takes ACCESS EXCLUSIVE on the whole partitioned table",
+        ),
+        R::ConcurrentIndexOnPartitionedTable => (
+            "concurrent-index-on-partitioned-table",
+            RuleKind::Rule,
+            Error,
+            E::Failure,
+            "CREATE INDEX CONCURRENTLY on a partitioned table fails: build it per partition",
+        ),
+        R::BreakingReplicaIdentity => (
+            "breaking-replica-identity",
+            RuleKind::Rule,
+            Warning,
+            E::Unobservable,
+            "dropping a primary key or REPLICA IDENTITY NOTHING: UPDATE and DELETE fail on a table published for logical replication",
+        ),
+        R::DisablingTriggers => (
+            "disabling-triggers",
+            RuleKind::Rule,
+            Error,
+            E::Unobservable,
+            "DISABLE TRIGGER ALL switches off foreign-key checks: rows written meanwhile are never checked",
+        ),
+        R::ConcurrentIndexIfNotExists => (
+            "concurrent-index-if-not-exists",
+            RuleKind::Rule,
+            Warning,
+            E::Unobservable,
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS skips over an INVALID index a failed build left",
+        ),
+        R::AddingDomainConstraint => (
+            "adding-domain-constraint",
+            RuleKind::Rule,
+            Error,
+            E::BlockingLock,
+            "ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL / VALIDATE reads every column of the domain under SHARE: writes wait",
+        ),
+        R::EnumValueUsedInTransaction => (
+            "enum-value-used-in-transaction",
+            RuleKind::Rule,
+            Error,
+            E::Failure,
+            "an enum value added by ALTER TYPE ... ADD VALUE and used before COMMIT: the statement fails (55P04)",
+        ),
+        R::AccumulatedLocks => (
+            "accumulated-locks",
+            RuleKind::Rule,
+            Error,
+            E::HeldLock,
+            "an index build, scan or rewrite after other DDL in one transaction keeps every table locked earlier blocked for its whole duration",
+        ),
+        R::DynamicSql => (
+            "dynamic-sql",
+            RuleKind::Rule,
+            Warning,
+            E::Unobservable,
+            "a DO block or function runs SQL lint cannot read (EXECUTE of a computed string): review it by hand",
+        ),
         R::InvalidIgnore => (
             "invalid-ignore",
             RuleKind::Source,
@@ -328,7 +448,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 29] = [
+    pub const ALL: [RuleId; 44] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -354,6 +474,21 @@ impl RuleId {
         RuleId::TableRewriteCommand,
         RuleId::PreferJsonb,
         RuleId::ReindexNonConcurrent,
+        RuleId::TruncatingTable,
+        RuleId::DroppingWithCascade,
+        RuleId::DroppingSchema,
+        RuleId::RenamingSchema,
+        RuleId::RefreshMaterializedViewNonConcurrent,
+        RuleId::AttachingPartition,
+        RuleId::DetachPartitionNonConcurrent,
+        RuleId::ConcurrentIndexOnPartitionedTable,
+        RuleId::BreakingReplicaIdentity,
+        RuleId::DisablingTriggers,
+        RuleId::ConcurrentIndexIfNotExists,
+        RuleId::AddingDomainConstraint,
+        RuleId::EnumValueUsedInTransaction,
+        RuleId::AccumulatedLocks,
+        RuleId::DynamicSql,
         RuleId::InvalidIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
@@ -467,7 +602,7 @@ mod tests {
             assert_eq!(id.name().parse::<RuleId>(), Ok(id));
             assert_eq!(id.to_string(), id.name());
         }
-        assert_eq!(RuleId::rules().count(), 25);
+        assert_eq!(RuleId::rules().count(), 40);
         for id in [
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
@@ -487,7 +622,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert!(err.ends_with(", reindex-non-concurrent"), "{err}");
+        assert!(err.ends_with(", dynamic-sql"), "{err}");
     }
 
     #[test]
@@ -523,6 +658,13 @@ mod tests {
             RuleId::DroppingTable,
             RuleId::UnbatchedBackfill,
             RuleId::DroppingDefaultOnNotNullColumn,
+            RuleId::DroppingWithCascade,
+            RuleId::DroppingSchema,
+            RuleId::RenamingSchema,
+            RuleId::BreakingReplicaIdentity,
+            RuleId::DisablingTriggers,
+            RuleId::ConcurrentIndexIfNotExists,
+            RuleId::DynamicSql,
             RuleId::InvalidIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,

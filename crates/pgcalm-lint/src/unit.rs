@@ -143,6 +143,19 @@ pub(crate) struct TableInfo {
     /// Given rows in this unit (INSERT, COPY, CREATE TABLE AS): a table created in the
     /// unit is then no longer empty (ADD COLUMN ... NOT NULL without a default fails).
     pub has_rows: bool,
+    /// Its partitions lint has seen (`PARTITION OF`, `ATTACH PARTITION`), the DEFAULT one
+    /// included.
+    pub partitions: Vec<RelName>,
+    /// Lint saw its `PARTITION BY` definition (in the unit or the schema), so
+    /// [`TableInfo::partitions`] are all of them.
+    pub partitions_complete: bool,
+    /// Its DEFAULT partition, when lint has seen it.
+    pub default_partition: Option<RelName>,
+    /// Its primary key constraint's name: `Some(None)` when lint saw the table's
+    /// definition (or the key dropped) and there is none; `None` when it does not know.
+    pub primary_key: Option<Option<String>>,
+    /// `REPLICA IDENTITY` set earlier in the unit: `d`, `n`, `f` or `i` (using index).
+    pub replica_identity: Option<String>,
 }
 
 impl TableInfo {
@@ -163,6 +176,9 @@ pub(crate) struct IndexInfo {
     pub columns: Vec<String>,
     /// UNIQUE.
     pub unique: bool,
+    /// Every key is a column (no expression) and there is no WHERE: what `REFRESH
+    /// MATERIALIZED VIEW CONCURRENTLY` needs of a unique index.
+    pub plain: bool,
 }
 
 /// A CHECK constraint known from earlier in the unit.
@@ -245,6 +261,26 @@ pub struct UnitState {
     /// statements of it): every mode taken on each relation, an index's lock on its table
     /// when the unit knows the table.
     pub(crate) held: Vec<RelationLock>,
+    /// Schemas, types (enums, domains, composite and range types) and functions created
+    /// earlier in the unit, by name (unqualified): nothing existing depends on them.
+    pub(crate) created: Created,
+    /// Enum values the current transaction added (`ALTER TYPE ... ADD VALUE`): the type's
+    /// name (unqualified) and the label. PostgreSQL refuses to use them before COMMIT.
+    pub(crate) new_enum_values: Vec<(String, String)>,
+    /// What the functions created earlier in the unit run, by name (unqualified): lint
+    /// reads a body where the unit calls the function.
+    pub(crate) function_bodies: HashMap<String, Arc<crate::plpgsql::Body>>,
+}
+
+/// Objects other than tables that the unit created, by unqualified name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Created {
+    /// `CREATE SCHEMA`.
+    pub schemas: HashSet<String>,
+    /// `CREATE TYPE`, `CREATE DOMAIN`.
+    pub types: HashSet<String>,
+    /// `CREATE FUNCTION` / `CREATE PROCEDURE`.
+    pub functions: HashSet<String>,
 }
 
 impl UnitState {
@@ -424,6 +460,34 @@ impl UnitState {
                 }
             }
             NodeEnum::CreateStmt(c) => self.learn_create_table(c, options),
+            NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() && self.in_transaction => {
+                if let Some(name) = string_list(&e.type_name).pop() {
+                    self.new_enum_values.push((name, e.new_val.clone()));
+                }
+            }
+            NodeEnum::CreateSchemaStmt(c) => {
+                self.created.schemas.insert(c.schemaname.clone());
+            }
+            NodeEnum::CreateEnumStmt(c) => self.created_type(&c.type_name),
+            NodeEnum::CreateRangeStmt(c) => self.created_type(&c.type_name),
+            NodeEnum::CreateDomainStmt(c) => self.created_type(&c.domainname),
+            NodeEnum::CompositeTypeStmt(c) => {
+                if let Some(r) = &c.typevar {
+                    self.created.types.insert(r.relname.clone());
+                }
+            }
+            NodeEnum::RenameStmt(r)
+                if r.rename_type == pg_query::protobuf::ObjectType::ObjectType as i32
+                    || r.rename_type == pg_query::protobuf::ObjectType::ObjectDomain as i32 =>
+            {
+                // The old type now has a name the unit gave it.
+                self.created.types.insert(r.newname.clone());
+            }
+            NodeEnum::CreateFunctionStmt(f) => {
+                if let Some(name) = string_list(&f.funcname).pop() {
+                    self.created.functions.insert(name);
+                }
+            }
             NodeEnum::CreateTableAsStmt(c) => {
                 if let Some(into) = c.into.as_ref()
                     && let Some(r) = into.rel.as_ref()
@@ -472,13 +536,19 @@ impl UnitState {
                         IndexInfo {
                             name: i.idxname.clone(),
                             table: RelName::from_range_var(r),
+                            plain: i.where_clause.is_none()
+                                && i.index_params.iter().all(|p| {
+                                    matches!(&p.node, Some(NodeEnum::IndexElem(e)) if !e.name.is_empty())
+                                }),
                             columns,
                             unique: i.unique,
                         },
                     );
                 }
             }
-            NodeEnum::AlterTableStmt(a) => {
+            NodeEnum::AlterTableStmt(a)
+                if a.objtype != pg_query::protobuf::ObjectType::ObjectIndex as i32 =>
+            {
                 if let Some(r) = &a.relation {
                     self.learn_alter_table(&RelName::from_range_var(r), &a.cmds);
                 }
@@ -506,7 +576,21 @@ impl UnitState {
             }
         } else {
             self.held.clear();
+            self.new_enum_values.clear();
         }
+    }
+
+    fn created_type(&mut self, names: &[pg_query::Node]) {
+        if let Some(name) = string_list(names).pop() {
+            self.created.types.insert(name);
+        }
+    }
+
+    /// The end of a transaction a single statement ran in (a `DO` block outside a
+    /// transaction block): its locks and new enum values go.
+    pub(crate) fn end_implicit_transaction(&mut self) {
+        self.held.clear();
+        self.new_enum_values.clear();
     }
 
     fn set(&mut self, guc: Guc, value: bool, local: bool) {
@@ -532,6 +616,7 @@ impl UnitState {
                 self.lock_timeout.end(commit);
                 self.utc.end(commit);
                 self.held.clear();
+                self.new_enum_values.clear();
                 // Under --assume-in-transaction the tool's own transaction goes on.
                 self.in_transaction = options.assume_in_transaction;
             }
@@ -577,6 +662,11 @@ impl UnitState {
                 columns,
                 partitioned,
                 has_rows: false,
+                partitions: Vec::new(),
+                partitions_complete: partitioned == Some(true),
+                default_partition: None,
+                primary_key: Some(None),
+                replica_identity: None,
             },
         );
     }
@@ -640,11 +730,41 @@ impl UnitState {
                 col.not_null = true;
             }
         }
-        // `PARTITION OF parent`: the parent is partitioned.
-        if c.partbound.is_some() {
+        // The primary key's constraint name: its own, or PostgreSQL's `<table>_pkey`.
+        let pk_name = c
+            .table_elts
+            .iter()
+            .find_map(|elt| match &elt.node {
+                Some(NodeEnum::Constraint(con))
+                    if con.contype == ConstrType::ConstrPrimary as i32 =>
+                {
+                    Some(con.conname.clone())
+                }
+                Some(NodeEnum::ColumnDef(col)) => {
+                    col.constraints.iter().find_map(|k| match &k.node {
+                        Some(NodeEnum::Constraint(con))
+                            if con.contype == ConstrType::ConstrPrimary as i32 =>
+                        {
+                            Some(con.conname.clone())
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .map(|n| {
+                if n.is_empty() {
+                    format!("{}_pkey", name.name)
+                } else {
+                    n
+                }
+            });
+        // `PARTITION OF parent`: the parent is partitioned, and this is one of its
+        // partitions.
+        if let Some(bound) = &c.partbound {
             for parent in &c.inh_relations {
                 if let Some(NodeEnum::RangeVar(p)) = &parent.node {
-                    self.table_entry(&RelName::from_range_var(p)).partitioned = Some(true);
+                    self.learn_partition(&RelName::from_range_var(p), &name, bound.is_default);
                 }
             }
         }
@@ -655,10 +775,27 @@ impl UnitState {
             c.if_not_exists,
             options,
         );
+        if let Some(t) = self.tables.get_mut(&name.name)
+            && t.created_in_unit
+        {
+            t.primary_key = Some(pk_name);
+        }
         for elt in &c.table_elts {
             if let Some(NodeEnum::Constraint(con)) = &elt.node {
                 self.learn_check(&name, con, None);
             }
+        }
+    }
+
+    /// `partition` is a partition of `parent` (its DEFAULT one when `default`).
+    fn learn_partition(&mut self, parent: &RelName, partition: &RelName, default: bool) {
+        let p = self.table_entry(parent);
+        p.partitioned = Some(true);
+        if !p.partitions.iter().any(|q| q.same_as(partition)) {
+            p.partitions.push(partition.clone());
+        }
+        if default {
+            p.default_partition = Some(partition.clone());
         }
     }
 
@@ -671,6 +808,11 @@ impl UnitState {
                 columns: Vec::new(),
                 partitioned: None,
                 has_rows: false,
+                partitions: Vec::new(),
+                partitions_complete: false,
+                default_partition: None,
+                primary_key: None,
+                replica_identity: None,
             })
     }
 
@@ -726,6 +868,14 @@ impl UnitState {
                 AlterTableType::AtAddConstraint => {
                     if let Some(NodeEnum::Constraint(con)) = def {
                         self.learn_check(table, con, None);
+                        if con.contype == ConstrType::ConstrPrimary as i32 {
+                            let pk = if con.conname.is_empty() {
+                                format!("{}_pkey", table.name)
+                            } else {
+                                con.conname.clone()
+                            };
+                            self.table_entry(table).primary_key = Some(Some(pk));
+                        }
                     }
                 }
                 AlterTableType::AtValidateConstraint => {
@@ -735,6 +885,41 @@ impl UnitState {
                 }
                 AlterTableType::AtDropConstraint => {
                     self.checks.remove(&cmd.name);
+                    let t = self.table_entry(table);
+                    if t.primary_key
+                        .as_ref()
+                        .is_some_and(|pk| pk.as_deref() == Some(&cmd.name))
+                    {
+                        t.primary_key = Some(None);
+                    }
+                }
+                AlterTableType::AtReplicaIdentity => {
+                    if let Some(NodeEnum::ReplicaIdentityStmt(r)) = def {
+                        self.table_entry(table).replica_identity = Some(r.identity_type.clone());
+                    }
+                }
+                AlterTableType::AtAttachPartition => {
+                    if let Some(NodeEnum::PartitionCmd(p)) = def
+                        && let Some(part) = &p.name
+                    {
+                        let default = p.bound.as_ref().is_some_and(|b| b.is_default);
+                        self.learn_partition(table, &RelName::from_range_var(part), default);
+                    }
+                }
+                AlterTableType::AtDetachPartition => {
+                    if let Some(NodeEnum::PartitionCmd(p)) = def
+                        && let Some(part) = &p.name
+                    {
+                        let part = RelName::from_range_var(part);
+                        let t = self.table_entry(table);
+                        t.partitions.retain(|q| !q.same_as(&part));
+                        if t.default_partition
+                            .as_ref()
+                            .is_some_and(|d| d.same_as(&part))
+                        {
+                            t.default_partition = None;
+                        }
+                    }
                 }
                 _ => {}
             }

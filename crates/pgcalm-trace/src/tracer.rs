@@ -268,7 +268,9 @@ pub async fn trace(
         }
         let traced = if in_transaction {
             t.in_transaction(s).await?
-        } else if s.kind.needs_no_transaction {
+        } else if s.kind.needs_no_transaction || s.kind.commits_itself {
+            // Refused in a transaction block (a DO block that COMMITs: 2D000): sampled as
+            // it runs on its own, as the runner runs it.
             t.sampled(s).await?
         } else {
             t.control("BEGIN").await?;
@@ -494,19 +496,25 @@ impl Tracer<'_> {
             .with_application_name("pgcalm trace (holder)")
             .connect()
             .await?;
-        let tables: Vec<String> = self
-            .before_tables
-            .relations
-            .iter()
-            .filter(|r| matches!(r.kind, 'r' | 'p' | 'm'))
-            .map(|r| qualified(&r.name))
-            .collect();
+        let relations = |kinds: &[char]| -> Vec<String> {
+            self.before_tables
+                .relations
+                .iter()
+                .filter(|r| kinds.contains(&r.kind))
+                .map(|r| qualified(&r.name))
+                .collect()
+        };
+        let tables = relations(&['r', 'p']);
         let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ; ");
         if !tables.is_empty() {
             sql.push_str(&format!(
                 "LOCK TABLE {} IN ACCESS SHARE MODE; ",
                 tables.join(", ")
             ));
+        }
+        // LOCK TABLE refuses a materialized view; reading it takes the same lock.
+        for view in relations(&['m']) {
+            sql.push_str(&format!("SELECT FROM {view} LIMIT 0; "));
         }
         sql.push_str("SELECT 1");
         holder.batch_execute(&sql).await.map_err(PgError::query(
@@ -561,10 +569,14 @@ impl Tracer<'_> {
                 });
             }
         }
+        // An index on a partitioned table has no storage: nothing is built on the parent
+        // (`ON ONLY` builds nothing at all); its partitions' indexes are the builds.
+        let partitioned = |oid| now.relations.iter().any(|r| r.oid == oid && r.kind == 'p');
         for i in &now.indexes {
             // New by oid and by name: a rewrite rebuilds the table's indexes under new
             // oids, and `ADD PRIMARY KEY USING INDEX` renames one.
             if self.existing.contains_key(&i.table_oid)
+                && !partitioned(i.table_oid)
                 && !last
                     .indexes
                     .iter()

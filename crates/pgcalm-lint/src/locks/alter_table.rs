@@ -6,7 +6,10 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType};
 
 use super::expr::{Volatility, has_default, is_null_const, is_serial_type, volatility};
-use super::{Condition, Effect, LockMode, PgVersion, RelName, StatementLocks, Target, constraints};
+use super::{
+    Condition, Effect, IndirectLock, LockMode, PgVersion, RelName, StatementLocks, Target,
+    constraints,
+};
 
 /// One `ALTER TABLE` subcommand's lock on the altered table.
 struct SubcommandLock {
@@ -31,16 +34,29 @@ pub(super) fn alter_table(
         Target::Table(name)
     };
     let mut only_concurrent_detach = !a.cmds.is_empty();
+    let index = matches!(target, Target::Index(_));
     for cmd in &a.cmds {
         let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
             continue;
         };
         let subtype = AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined);
         let def = cmd.def.as_deref().and_then(|d| d.node.as_ref());
+        // DROP COLUMN / DROP CONSTRAINT ... CASCADE: the views and other tables' foreign
+        // keys that depend on it go too.
+        if cmd.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32 {
+            s.cascades = true;
+        }
         // Other relations a subcommand locks (the referenced table of a foreign key)
         // are listed after the altered table.
         let mut others = StatementLocks::default();
-        let sub = subcommand_lock(&mut others, subtype, def, pg);
+        let sub = if index {
+            index_subcommand_lock(&mut others, subtype, def, pg)
+        } else {
+            subcommand_lock(&mut others, subtype, def, pg)
+        };
+        if let Some(parent) = target.table() {
+            partition_locks(s, parent, subtype, def);
+        }
         if subtype == AlterTableType::AtDetachPartition
             && matches!(def, Some(NodeEnum::PartitionCmd(p)) if p.concurrent)
         {
@@ -55,6 +71,64 @@ pub(super) fn alter_table(
     }
     if only_concurrent_detach {
         s.label = "ALTER TABLE ... DETACH PARTITION CONCURRENTLY".into();
+    }
+}
+
+/// What attaching or detaching a partition takes on the parent's DEFAULT partition, if
+/// it has one: attaching scans it under ACCESS EXCLUSIVE (none of its rows may belong to
+/// the new partition; a validated CHECK on it that excludes the new range spares the
+/// scan), detaching locks it.
+fn partition_locks(
+    s: &mut StatementLocks,
+    parent: &RelName,
+    subtype: AlterTableType,
+    def: Option<&NodeEnum>,
+) {
+    let Some(NodeEnum::PartitionCmd(p)) = def else {
+        return;
+    };
+    let attaching_default = p.bound.as_ref().is_some_and(|b| b.is_default);
+    let scan = match subtype {
+        AlterTableType::AtAttachPartition if !attaching_default => {
+            Effect::Unless(Condition::PartitionConstraintImplied)
+        }
+        AlterTableType::AtDetachPartition if !p.concurrent => Effect::No,
+        _ => return,
+    };
+    s.default_partition = Some(IndirectLock {
+        via: parent.clone(),
+        mode: LockMode::AccessExclusive,
+        scan,
+    });
+}
+
+/// `ALTER INDEX parent ATTACH PARTITION child`: SHARE UPDATE EXCLUSIVE on the parent
+/// index, ACCESS EXCLUSIVE on the partition's index (no scan: it is checked to match);
+/// the other `ALTER INDEX` forms that parse as `ALTER TABLE` (SET, SET STATISTICS...)
+/// as `ALTER TABLE`'s.
+fn index_subcommand_lock(
+    s: &mut StatementLocks,
+    subtype: AlterTableType,
+    def: Option<&NodeEnum>,
+    pg: PgVersion,
+) -> SubcommandLock {
+    if subtype != AlterTableType::AtAttachPartition {
+        return subcommand_lock(s, subtype, def, pg);
+    }
+    if let Some(NodeEnum::PartitionCmd(p)) = def
+        && let Some(child) = &p.name
+    {
+        s.add(
+            Target::Index(RelName::from_range_var(child)),
+            LockMode::AccessExclusive,
+            Effect::No,
+            Effect::No,
+        );
+    }
+    SubcommandLock {
+        mode: LockMode::ShareUpdateExclusive,
+        rewrite: Effect::No,
+        scan: Effect::No,
     }
 }
 
@@ -178,8 +252,9 @@ fn subcommand_lock(
             }
             lock(mode)
         }
-        // DROP/SET DEFAULT, DROP NOT NULL, DROP COLUMN, DROP CONSTRAINT, identity,
-        // storage, owner, replica identity, rules, row security, inheritance...
+        // DROP/SET DEFAULT, DROP NOT NULL, DROP COLUMN, DROP CONSTRAINT (a primary key's
+        // too), identity, storage, owner, REPLICA IDENTITY, rules, row security,
+        // inheritance...
         _ => lock(AccessExclusive),
     }
 }
@@ -453,13 +528,35 @@ mod tests {
     fn attach_partition_takes_share_update_exclusive_on_the_parent_from_pg12() {
         let sql = "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)";
         let partition = "p ACCESS EXCLUSIVE rewrite no scan unless PartitionConstraintImplied";
+        let default =
+            "the default partition of t ACCESS EXCLUSIVE scan unless PartitionConstraintImplied";
         assert_eq!(
             facts(sql, 11),
-            ["t ACCESS EXCLUSIVE rewrite no scan no", partition]
+            ["t ACCESS EXCLUSIVE rewrite no scan no", partition, default]
         );
         assert_eq!(
             facts(sql, 12),
+            [
+                partition,
+                "t SHARE UPDATE EXCLUSIVE rewrite no scan no",
+                default
+            ]
+        );
+        // Attaching the DEFAULT partition itself scans it, and no other.
+        assert_eq!(
+            facts("ALTER TABLE t ATTACH PARTITION p DEFAULT", 15),
             [partition, "t SHARE UPDATE EXCLUSIVE rewrite no scan no"]
+        );
+    }
+
+    #[test]
+    fn attaching_an_index_partition_locks_the_indexes_only() {
+        assert_eq!(
+            facts("ALTER INDEX t_c_idx ATTACH PARTITION p_c_idx", 15),
+            [
+                "index p_c_idx ACCESS EXCLUSIVE rewrite no scan no",
+                "index t_c_idx SHARE UPDATE EXCLUSIVE rewrite no scan no"
+            ]
         );
     }
 
@@ -469,7 +566,8 @@ mod tests {
             facts("ALTER TABLE t DETACH PARTITION p", 15),
             [
                 "t ACCESS EXCLUSIVE rewrite no scan no",
-                "p ACCESS EXCLUSIVE rewrite no scan no"
+                "p ACCESS EXCLUSIVE rewrite no scan no",
+                "the default partition of t ACCESS EXCLUSIVE scan no"
             ]
         );
         let concurrently = "ALTER TABLE t DETACH PARTITION p CONCURRENTLY";
@@ -521,10 +619,27 @@ mod tests {
             "ALTER TABLE t ALTER COLUMN c SET DEFAULT 0",
             "ALTER TABLE t DROP COLUMN c",
             "ALTER TABLE t DROP CONSTRAINT k",
+            "ALTER TABLE t DROP CONSTRAINT t_pkey",
+            "ALTER TABLE t REPLICA IDENTITY NOTHING",
+            "ALTER TABLE t REPLICA IDENTITY FULL",
         ] {
             assert_eq!(
                 facts(sql, 15),
                 ["t ACCESS EXCLUSIVE rewrite no scan no"],
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropping_a_column_or_constraint_with_cascade_reaches_its_dependents() {
+        for sql in [
+            "ALTER TABLE t DROP COLUMN c CASCADE",
+            "ALTER TABLE t DROP CONSTRAINT t_pkey CASCADE",
+        ] {
+            assert_eq!(
+                facts(sql, 15),
+                ["t ACCESS EXCLUSIVE rewrite no scan no", "cascades"],
                 "{sql}"
             );
         }

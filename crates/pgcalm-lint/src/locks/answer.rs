@@ -111,6 +111,37 @@ pub struct StatementLocks {
     pub transaction_control: bool,
     /// Its locks cannot be known from the text (`DO`, `CALL`): review it.
     pub opaque: bool,
+    /// `CASCADE`: it also drops or empties every object that depends on the ones it names
+    /// (the tables whose foreign keys reference a truncated table, a dropped table's views
+    /// and the foreign keys of other tables to it), taking ACCESS EXCLUSIVE on each table
+    /// it reaches; which ones, only the catalog knows.
+    pub cascades: bool,
+    /// On a partitioned table, what it also takes on each partition (`CREATE INDEX`
+    /// builds an index on every one under SHARE). The text cannot tell whether the table
+    /// is partitioned; the unit or `--schema` may.
+    pub each_partition: Option<IndirectLock>,
+    /// What it takes on the parent's DEFAULT partition, if it has one: `ATTACH PARTITION`
+    /// and `CREATE TABLE ... PARTITION OF` scan it under ACCESS EXCLUSIVE (no row of it
+    /// may belong to the new partition), `DETACH PARTITION` locks it.
+    pub default_partition: Option<IndirectLock>,
+    /// PostgreSQL refuses it on a partitioned table (`CREATE INDEX CONCURRENTLY`, 0A000).
+    pub refused_if_partitioned: bool,
+    /// What it takes on every table with a column of the domain it alters (`ALTER DOMAIN
+    /// ... ADD CONSTRAINT`, `SET NOT NULL`, `VALIDATE CONSTRAINT` read each such column
+    /// under SHARE); only the catalog knows which tables those are.
+    pub tables_using_domain: Option<IndirectLock>,
+}
+
+/// A lock on relations a statement reaches through another object it names: the
+/// partitions of a partitioned table, the tables with a column of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndirectLock {
+    /// What it names: the partitioned table, the domain.
+    pub via: RelName,
+    /// The mode taken on each relation reached.
+    pub mode: LockMode,
+    /// Whether each one is read in full under it.
+    pub scan: Effect,
 }
 
 impl StatementLocks {

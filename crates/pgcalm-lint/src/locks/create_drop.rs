@@ -5,11 +5,15 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{ConstrType, ObjectType};
 
-use super::{Effect, LockMode, RelName, StatementLocks, Target, constraints, range_vars};
+use super::{
+    Condition, Effect, IndirectLock, LockMode, RelName, StatementLocks, Target, constraints,
+    range_vars,
+};
 
 /// `CREATE TABLE`: nothing on the new table; SHARE ROW EXCLUSIVE on each table its
 /// foreign keys reference (not itself: a self-reference names the table being created),
-/// ACCESS EXCLUSIVE on the parent of `PARTITION OF`.
+/// ACCESS EXCLUSIVE on the parent of `PARTITION OF` (and a scan of its DEFAULT partition,
+/// if it has one).
 pub(super) fn create_table(s: &mut StatementLocks, c: &pg_query::protobuf::CreateStmt) {
     let created = c.relation.as_ref().map(RelName::from_range_var);
     let mut referenced = |con: &pg_query::protobuf::Constraint| {
@@ -35,9 +39,18 @@ pub(super) fn create_table(s: &mut StatementLocks, c: &pg_query::protobuf::Creat
             _ => {}
         }
     }
-    if c.partbound.is_some() {
+    if let Some(bound) = &c.partbound {
         for parent in range_vars(&c.inh_relations) {
             s.table(Some(parent), LockMode::AccessExclusive);
+            // The parent's DEFAULT partition is read in full: none of its rows may
+            // belong to the new partition.
+            if !bound.is_default {
+                s.default_partition = Some(IndirectLock {
+                    via: RelName::from_range_var(parent),
+                    mode: LockMode::AccessExclusive,
+                    scan: Effect::Unless(Condition::PartitionConstraintImplied),
+                });
+            }
         }
     }
 }
@@ -66,9 +79,11 @@ pub(super) fn create_statistics(s: &mut StatementLocks, st: &pg_query::protobuf:
 
 /// `DROP INDEX [CONCURRENTLY]` (the index's table: ACCESS EXCLUSIVE, or SHARE UPDATE
 /// EXCLUSIVE outside a transaction) and `DROP` of tables, views, materialized views,
-/// sequences and foreign tables (ACCESS EXCLUSIVE).
+/// sequences and foreign tables (ACCESS EXCLUSIVE). `DROP ... CASCADE` of any object
+/// (a schema, a type, a function too) drops what depends on it as well.
 pub(super) fn drop(s: &mut StatementLocks, d: &pg_query::protobuf::DropStmt) {
     let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+    s.cascades = d.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
     let names = d.objects.iter().filter_map(|o| match &o.node {
         Some(NodeEnum::List(l)) => RelName::from_names(&l.items),
         _ => None,
@@ -137,6 +152,13 @@ mod tests {
                 "CREATE TABLE p1 PARTITION OF t FOR VALUES FROM (1) TO (10)",
                 15
             ),
+            [
+                "t ACCESS EXCLUSIVE rewrite no scan no",
+                "the default partition of t ACCESS EXCLUSIVE scan unless PartitionConstraintImplied"
+            ]
+        );
+        assert_eq!(
+            facts("CREATE TABLE d PARTITION OF t DEFAULT", 15),
             ["t ACCESS EXCLUSIVE rewrite no scan no"]
         );
         // Plain inheritance does not.
@@ -183,6 +205,23 @@ mod tests {
             );
         }
         assert_eq!(facts("DROP FUNCTION f()", 15), Vec::<String>::new());
+    }
+
+    #[test]
+    fn drop_cascade_reaches_what_depends_on_the_object() {
+        assert_eq!(
+            facts("DROP TABLE a CASCADE", 15),
+            ["a ACCESS EXCLUSIVE rewrite no scan no", "cascades"]
+        );
+        // A schema, a type, a function: no relation named, but their dependents go too.
+        for sql in [
+            "DROP SCHEMA s CASCADE",
+            "DROP TYPE e CASCADE",
+            "DROP FUNCTION f() CASCADE",
+        ] {
+            assert_eq!(facts(sql, 15), ["cascades"], "{sql}");
+        }
+        assert_eq!(facts("DROP SCHEMA s", 15), Vec::<String>::new());
     }
 
     #[test]

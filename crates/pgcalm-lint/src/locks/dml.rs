@@ -10,8 +10,10 @@ pub(super) fn write(s: &mut StatementLocks, table: Option<&pg_query::protobuf::R
 }
 
 /// `TRUNCATE`: ACCESS EXCLUSIVE on each table, and new, empty files (the relfilenode
-/// changes as in a rewrite).
+/// changes as in a rewrite); `CASCADE`: every table with a foreign key to one of them is
+/// emptied the same way, recursively.
 pub(super) fn truncate(s: &mut StatementLocks, t: &pg_query::protobuf::TruncateStmt) {
+    s.cascades = t.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
     for r in range_vars(&t.relations) {
         s.add(
             Target::Table(RelName::from_range_var(r)),
@@ -72,6 +74,14 @@ mod tests {
                 "a ACCESS EXCLUSIVE rewrite yes scan no",
                 "s.b ACCESS EXCLUSIVE rewrite yes scan no"
             ]
+        );
+        assert_eq!(
+            facts("TRUNCATE a CASCADE", 15),
+            ["a ACCESS EXCLUSIVE rewrite yes scan no", "cascades"]
+        );
+        assert_eq!(
+            facts("TRUNCATE a RESTRICT", 15),
+            ["a ACCESS EXCLUSIVE rewrite yes scan no"]
         );
     }
 }

@@ -3,10 +3,13 @@
 
 use pg_query::protobuf::ReindexObjectType;
 
-use super::{Effect, LockMode, RelName, StatementLocks, Target, has_option};
+use super::{Effect, IndirectLock, LockMode, RelName, StatementLocks, Target, has_option};
 
-/// `CREATE INDEX`: SHARE on the table (blocks writes for the build);
-/// `CONCURRENTLY`: SHARE UPDATE EXCLUSIVE, outside a transaction.
+/// `CREATE INDEX`: SHARE on the table (blocks writes for the build); on a partitioned
+/// table, SHARE on each partition too, each built in turn (`ON ONLY` builds nothing: the
+/// parent's index stays invalid until one is attached per partition).
+/// `CONCURRENTLY`: SHARE UPDATE EXCLUSIVE, outside a transaction; refused on a
+/// partitioned table.
 pub(super) fn create_index(s: &mut StatementLocks, i: &pg_query::protobuf::IndexStmt) {
     let mode = if i.concurrent {
         LockMode::ShareUpdateExclusive
@@ -14,14 +17,18 @@ pub(super) fn create_index(s: &mut StatementLocks, i: &pg_query::protobuf::Index
         LockMode::Share
     };
     if let Some(r) = &i.relation {
-        s.add(
-            Target::Table(RelName::from_range_var(r)),
-            mode,
-            Effect::No,
-            Effect::Yes,
-        );
+        let table = RelName::from_range_var(r);
+        s.add(Target::Table(table.clone()), mode, Effect::No, Effect::Yes);
+        if r.inh && !i.concurrent {
+            s.each_partition = Some(IndirectLock {
+                via: table,
+                mode,
+                scan: Effect::Yes,
+            });
+        }
     }
     s.outside_transaction = i.concurrent;
+    s.refused_if_partitioned = i.concurrent;
 }
 
 /// `REINDEX INDEX|TABLE`: SHARE on the table and ACCESS EXCLUSIVE on the index(es) it
@@ -84,18 +91,33 @@ mod tests {
     fn create_index_blocks_writes_for_the_build_unless_concurrent() {
         assert_eq!(
             facts("CREATE INDEX i ON t (c)", 15),
-            ["t SHARE rewrite no scan yes"]
+            [
+                "t SHARE rewrite no scan yes",
+                "each partition of t SHARE scan yes"
+            ]
         );
         assert_eq!(
             facts("CREATE UNIQUE INDEX i ON s.t (c)", 15),
-            ["s.t SHARE rewrite no scan yes"]
+            [
+                "s.t SHARE rewrite no scan yes",
+                "each partition of s.t SHARE scan yes"
+            ]
         );
         assert_eq!(
             facts("CREATE INDEX CONCURRENTLY i ON t (c)", 15),
             [
                 "t SHARE UPDATE EXCLUSIVE rewrite no scan yes",
+                "refused if partitioned",
                 "outside a transaction"
             ]
+        );
+    }
+
+    #[test]
+    fn on_only_a_parent_builds_nothing_on_its_partitions() {
+        assert_eq!(
+            facts("CREATE INDEX i ON ONLY t (c)", 15),
+            ["t SHARE rewrite no scan yes"]
         );
     }
 

@@ -57,8 +57,9 @@ pub(super) fn cluster(s: &mut StatementLocks, c: &pg_query::protobuf::ClusterStm
     }
 }
 
-/// `REFRESH MATERIALIZED VIEW`: ACCESS EXCLUSIVE and new contents;
-/// `CONCURRENTLY`: EXCLUSIVE (reads go on), rows updated in place.
+/// `REFRESH MATERIALIZED VIEW`: ACCESS EXCLUSIVE and new contents (the query runs in
+/// full); `WITH NO DATA`: new, empty files and no query (reads then fail until the next
+/// refresh); `CONCURRENTLY`: EXCLUSIVE (reads go on), rows updated in place.
 pub(super) fn refresh_materialized_view(
     s: &mut StatementLocks,
     r: &pg_query::protobuf::RefreshMatViewStmt,
@@ -68,12 +69,13 @@ pub(super) fn refresh_materialized_view(
     } else {
         (LockMode::AccessExclusive, Effect::Yes)
     };
+    let scan = if r.skip_data { Effect::No } else { Effect::Yes };
     if let Some(rel) = &r.relation {
         s.add(
             Target::Table(RelName::from_range_var(rel)),
             mode,
             rewrite,
-            Effect::Yes,
+            scan,
         );
     }
 }
@@ -145,6 +147,10 @@ mod tests {
         assert_eq!(
             facts("REFRESH MATERIALIZED VIEW CONCURRENTLY m", 15),
             ["m EXCLUSIVE rewrite no scan yes"]
+        );
+        assert_eq!(
+            facts("REFRESH MATERIALIZED VIEW m WITH NO DATA", 15),
+            ["m ACCESS EXCLUSIVE rewrite yes scan no"]
         );
     }
 }

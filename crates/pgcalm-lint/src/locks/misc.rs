@@ -1,11 +1,11 @@
-//! `COMMENT ON`, `ALTER TYPE ... ADD VALUE`, and statements the lock table knows only
-//! as a whole: what must run outside a transaction, what cannot be known from the text
-//! (`DO`, `CALL`), transaction control.
+//! `COMMENT ON`, `ALTER TYPE ... ADD VALUE`, `ALTER DOMAIN`, and statements the lock
+//! table knows only as a whole: what must run outside a transaction, what cannot be known
+//! from the text (`DO`, `CALL`), transaction control.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::ObjectType;
 
-use super::{Effect, LockMode, PgVersion, RelName, StatementLocks, Target};
+use super::{Effect, IndirectLock, LockMode, PgVersion, RelName, StatementLocks, Target};
 
 /// `COMMENT ON TABLE|VIEW|COLUMN`: SHARE UPDATE EXCLUSIVE on the table.
 pub(super) fn comment(s: &mut StatementLocks, c: &pg_query::protobuf::CommentStmt) {
@@ -30,7 +30,8 @@ pub(super) fn comment(s: &mut StatementLocks, c: &pg_query::protobuf::CommentStm
 }
 
 /// `ALTER TYPE ... ADD VALUE` may run in a transaction block only from PostgreSQL 12
-/// (`RENAME VALUE` always may).
+/// (`RENAME VALUE` always may). It locks the type, no table; the value it adds cannot be
+/// used before its transaction commits (the unit follows that, not the lock table).
 pub(super) fn alter_enum(
     s: &mut StatementLocks,
     e: &pg_query::protobuf::AlterEnumStmt,
@@ -39,7 +40,33 @@ pub(super) fn alter_enum(
     s.outside_transaction = e.old_val.is_empty() && !pg.at_least(12);
 }
 
-/// `DO`, `CALL`: their locks cannot be known from the text.
+/// `ALTER DOMAIN`: adding a constraint (`ADD CONSTRAINT` without `NOT VALID`, `SET NOT
+/// NULL`) or validating one reads every column of the domain, in every table, under
+/// SHARE on each table (writes wait); `VALIDATE CONSTRAINT` too, in every released
+/// PostgreSQL (18 and before). The other forms (`NOT VALID`, `DROP`, defaults) read
+/// nothing and lock only the domain.
+pub(super) fn alter_domain(s: &mut StatementLocks, d: &pg_query::protobuf::AlterDomainStmt) {
+    let validates = match d.subtype.as_str() {
+        "O" | "V" => true,
+        "C" => matches!(
+            d.def.as_deref().and_then(|n| n.node.as_ref()),
+            Some(NodeEnum::Constraint(c)) if !c.skip_validation
+        ),
+        _ => false,
+    };
+    if validates && let Some(domain) = RelName::from_names(&d.type_name) {
+        s.tables_using_domain = Some(IndirectLock {
+            via: domain,
+            mode: LockMode::Share,
+            scan: Effect::Yes,
+        });
+    }
+}
+
+/// `DO`, `CALL`: their locks cannot be known from the text (a branch may not run, SQL may
+/// be built at run time), so the lock table leaves them opaque; lint reads the
+/// statements of a `DO` block, and of the unit's own functions it calls, one by one
+/// (`plpgsql.rs`).
 pub(super) fn opaque(s: &mut StatementLocks) {
     s.opaque = true;
 }
@@ -96,6 +123,29 @@ mod tests {
             facts("ALTER TYPE e RENAME VALUE 'x' TO 'y'", 11),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn a_domain_constraint_reads_every_table_using_it_under_share() {
+        for sql in [
+            "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0)",
+            "ALTER DOMAIN d SET NOT NULL",
+            "ALTER DOMAIN d VALIDATE CONSTRAINT k",
+        ] {
+            assert_eq!(
+                facts(sql, 15),
+                ["every table using d SHARE scan yes"],
+                "{sql}"
+            );
+        }
+        for sql in [
+            "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0) NOT VALID",
+            "ALTER DOMAIN d DROP CONSTRAINT k",
+            "ALTER DOMAIN d DROP NOT NULL",
+            "ALTER DOMAIN d SET DEFAULT 0",
+        ] {
+            assert_eq!(facts(sql, 15), Vec::<String>::new(), "{sql}");
+        }
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! `index.rs` (CREATE INDEX, REINDEX), `create_drop.rs` (CREATE TABLE, DROP, triggers,
 //! rules, policies, statistics), `maintenance.rs` (VACUUM, ANALYZE, CLUSTER, REFRESH),
 //! `dml.rs` (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, LOCK) and `misc.rs` (COMMENT,
-//! ALTER TYPE, what runs outside a transaction or cannot be known). The vocabulary of the
-//! answers: `mode.rs` (lock modes, the conflict matrix), `relation.rs` (what is locked),
-//! `answer.rs` (effects, per-relation and per-statement answers), `expr.rs` (defaults'
-//! volatility, serial types), `label.rs` (statement names).
+//! ALTER TYPE, ALTER DOMAIN, what runs outside a transaction or cannot be known). The
+//! vocabulary of the answers: `mode.rs` (lock modes, the conflict matrix), `relation.rs`
+//! (what is locked), `answer.rs` (effects, per-relation and per-statement answers, what
+//! is reached through partitions, a domain or CASCADE), `expr.rs` (defaults' volatility,
+//! serial types), `label.rs` (statement names).
 
 use std::fmt;
 
@@ -36,7 +37,7 @@ mod misc;
 mod mode;
 mod relation;
 
-pub use answer::{Condition, Effect, RelationLock, StatementLocks};
+pub use answer::{Condition, Effect, IndirectLock, RelationLock, StatementLocks};
 pub(crate) use expr::{Volatility, has_default, is_serial_type, volatility};
 pub use label::statement_label;
 pub use mode::{Blocks, LockMode};
@@ -100,6 +101,7 @@ pub fn statement_locks(node: &NodeEnum, pg: PgVersion) -> StatementLocks {
         NodeEnum::LockStmt(l) => dml::lock(&mut s, l),
         NodeEnum::CommentStmt(c) => misc::comment(&mut s, c),
         NodeEnum::AlterEnumStmt(e) => misc::alter_enum(&mut s, e, pg),
+        NodeEnum::AlterDomainStmt(d) => misc::alter_domain(&mut s, d),
         NodeEnum::DoStmt(_) | NodeEnum::CallStmt(_) => misc::opaque(&mut s),
         NodeEnum::TransactionStmt(_) => misc::transaction_control(&mut s),
         NodeEnum::CreatedbStmt(_)
@@ -152,8 +154,10 @@ pub(crate) mod test_support {
     use super::{Effect, PgVersion, sql_statement_locks};
 
     /// The lock table's answer for `sql` on PostgreSQL `major`, one line per relation,
-    /// strongest first (`t SHARE rewrite no scan yes`), then the statement's flags
-    /// (`outside a transaction`, `opaque`, `transaction control`).
+    /// strongest first (`t SHARE rewrite no scan yes`), then what it takes on partitions
+    /// (`each partition of t SHARE scan yes`), then the statement's flags (`refused if
+    /// partitioned`, `outside a transaction`, `opaque`, `transaction control`,
+    /// `cascades`).
     pub(crate) fn facts(sql: &str, major: u32) -> Vec<String> {
         let effect = |e: Effect| match e {
             Effect::No => "no".to_string(),
@@ -175,10 +179,27 @@ pub(crate) mod test_support {
                 )
             })
             .collect();
+        for (partitions, which) in [
+            (&s.each_partition, "each partition"),
+            (&s.default_partition, "the default partition"),
+            (&s.tables_using_domain, "every table using"),
+        ] {
+            if let Some(p) = partitions {
+                let of = if which.ends_with("using") { "" } else { " of" };
+                out.push(format!(
+                    "{which}{of} {} {} scan {}",
+                    p.via,
+                    p.mode,
+                    effect(p.scan)
+                ));
+            }
+        }
         for (flag, name) in [
+            (s.refused_if_partitioned, "refused if partitioned"),
             (s.outside_transaction, "outside a transaction"),
             (s.opaque, "opaque"),
             (s.transaction_control, "transaction control"),
+            (s.cascades, "cascades"),
         ] {
             if flag {
                 out.push(name.to_string());

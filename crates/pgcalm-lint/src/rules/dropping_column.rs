@@ -3,7 +3,8 @@
 //! that still select or insert the column fail: ORMs list every column they know.
 //!
 //! A column added back under its name in the same statement or later in the same
-//! transaction (Prisma changes a type it cannot cast that way) is still there when the
+//! transaction (Prisma changes a type it cannot cast that way), or another column renamed
+//! to its name there (the swap of expand and contract), is still there when the
 //! transaction commits: not a breaking drop. One finding per statement.
 
 use pg_query::NodeEnum;
@@ -21,8 +22,17 @@ pub(super) static RULE: Rule = Rule {
     check,
 };
 
-/// The columns a statement adds to `table`.
+/// The columns a statement adds to `table`, or renames another column of it to (the
+/// swap of expand and contract: `RENAME COLUMN score_new TO score`).
 fn added_to(node: &NodeEnum, table: &RelName) -> Vec<String> {
+    if let NodeEnum::RenameStmt(r) = node
+        && r.rename_type == pg_query::protobuf::ObjectType::ObjectColumn as i32
+        && r.relation
+            .as_ref()
+            .is_some_and(|t| RelName::from_range_var(t).same_as(table))
+    {
+        return vec![r.newname.clone()];
+    }
     alter_table_cmds(node)
         .filter(|(t, _)| t.same_as(table))
         .map(|(_, cmds)| {
@@ -119,6 +129,9 @@ mod tests {
             "ALTER TABLE users DROP COLUMN a, ADD COLUMN a text;",
             "BEGIN;\nALTER TABLE users DROP COLUMN a;\nALTER TABLE users ADD COLUMN a text;\nCOMMIT;",
             "ALTER TABLE \"User\" DROP COLUMN \"A\", ADD COLUMN \"A\" text;",
+            // Expand and contract's swap: the new column takes the old one's name.
+            "BEGIN;\nALTER TABLE users DROP COLUMN score;\nALTER TABLE users RENAME COLUMN score_new TO score;\nCOMMIT;",
+            "DO $$\nBEGIN\n  ALTER TABLE users DROP COLUMN score;\n  ALTER TABLE users RENAME COLUMN score_new TO score;\nEND $$;",
         ] {
             assert_eq!(lines(RULE, sql), Vec::<usize>::new(), "{sql}");
         }

@@ -7,6 +7,8 @@ use crate::engine::Rule;
 #[cfg(doc)]
 use crate::rule_id::RuleId;
 
+mod accumulated_locks;
+mod adding_domain_constraint;
 mod adding_exclusion_constraint;
 mod adding_field_with_volatile_default;
 mod adding_not_null_column_without_default;
@@ -14,26 +16,39 @@ mod adding_primary_key;
 mod adding_serial_column;
 mod adding_stored_generated_column;
 mod adding_unique_constraint;
+mod attaching_partition;
 mod backfill_in_ddl_transaction;
+mod breaking_replica_identity;
 mod changing_column_type;
+mod concurrent_index_if_not_exists;
+mod concurrent_index_on_partitioned_table;
 mod concurrently_in_transaction;
 mod constraint_missing_not_valid;
+mod detach_partition_non_concurrent;
+mod disabling_triggers;
 mod dropping_column;
 mod dropping_default_on_not_null_column;
+mod dropping_schema;
 mod dropping_table;
+mod dropping_with_cascade;
+mod dynamic_sql;
+mod enum_value_used_in_transaction;
 #[cfg(test)]
 pub(crate) mod fix_check;
 mod missing_lock_timeout;
 mod prefer_jsonb;
 mod primary_key_using_index_nullable;
 pub(crate) mod recipe;
+mod refresh_materialized_view_non_concurrent;
 mod reindex_non_concurrent;
 mod renaming_column;
+mod renaming_schema;
 mod renaming_table;
 mod require_concurrent_index_creation;
 mod require_concurrent_index_deletion;
 mod setting_not_null;
 mod table_rewrite_command;
+mod truncating_table;
 mod unbatched_backfill;
 mod unique_like;
 
@@ -64,6 +79,21 @@ pub(crate) static ALL: &[&Rule] = &[
     &table_rewrite_command::RULE,
     &prefer_jsonb::RULE,
     &reindex_non_concurrent::RULE,
+    &truncating_table::RULE,
+    &dropping_with_cascade::RULE,
+    &dropping_schema::RULE,
+    &renaming_schema::RULE,
+    &refresh_materialized_view_non_concurrent::RULE,
+    &attaching_partition::RULE,
+    &detach_partition_non_concurrent::RULE,
+    &concurrent_index_on_partitioned_table::RULE,
+    &breaking_replica_identity::RULE,
+    &disabling_triggers::RULE,
+    &concurrent_index_if_not_exists::RULE,
+    &adding_domain_constraint::RULE,
+    &enum_value_used_in_transaction::RULE,
+    &accumulated_locks::RULE,
+    &dynamic_sql::RULE,
 ];
 
 /// The one-row bookkeeping tables of migration tools (their version or applied-migration
@@ -259,6 +289,40 @@ pub(crate) fn alter_existing_table<'a>(
     let (table, cmds) = alter_table_cmds(cx.node)?;
     let lock = cx.existing_lock_on(&table)?;
     Some((table, cmds, lock))
+}
+
+/// The objects a `DROP` names, each with its name as written (`s.t`, `mood`, `f`) and,
+/// for a relation, its name as a relation.
+pub(crate) fn dropped_objects(
+    d: &pg_query::protobuf::DropStmt,
+) -> Vec<(String, Option<crate::RelName>)> {
+    use pg_query::NodeEnum;
+    use pg_query::protobuf::ObjectType;
+    let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+    let relation = matches!(
+        kind,
+        ObjectType::ObjectTable
+            | ObjectType::ObjectView
+            | ObjectType::ObjectMatview
+            | ObjectType::ObjectSequence
+            | ObjectType::ObjectForeignTable
+            | ObjectType::ObjectIndex
+    );
+    let last = |names: &[pg_query::Node]| crate::unit::string_list(names).pop();
+    d.objects
+        .iter()
+        .filter_map(|o| match o.node.as_ref()? {
+            NodeEnum::List(l) if relation => {
+                let r = crate::RelName::from_names(&l.items)?;
+                Some((r.to_string(), Some(r)))
+            }
+            NodeEnum::List(l) => last(&l.items).map(|n| (n, None)),
+            NodeEnum::String(s) => Some((s.sval.clone(), None)),
+            NodeEnum::TypeName(t) => last(&t.names).map(|n| (n, None)),
+            NodeEnum::ObjectWithArgs(f) => last(&f.objname).map(|n| (n, None)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The constraint an `ADD CONSTRAINT` (or `ADD COLUMN ... constraint`) subcommand adds.

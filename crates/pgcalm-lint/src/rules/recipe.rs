@@ -68,6 +68,9 @@ pub(crate) fn outside_this_transaction(cx: &Cx<'_>) -> Option<&'static str> {
     if !cx.state.in_transaction {
         return None;
     }
+    if cx.body.is_some() {
+        return Some("a statement of its own, outside any DO block or function");
+    }
     Some(match cx.kind {
         UnitKind::Migration { .. } => {
             "a migration of its own whose section says `-- migrate:up transaction:false`"
@@ -340,4 +343,64 @@ pub(crate) fn backfill(table: &RelName, column: &str, value: &str) -> String {
         BATCH + 1,
         2 * BATCH + 1
     )
+}
+
+/// The way to index a partitioned table without blocking writes, as SQL that runs in
+/// place outside a transaction block: the index `ON ONLY` the parent (no build), then per
+/// partition `CREATE INDEX CONCURRENTLY` and `ALTER INDEX ... ATTACH PARTITION` (the
+/// parent's index is valid once every partition's is attached), after a `lock_timeout`
+/// when none is set (the first step takes SHARE on the parent). `None` unless lint knows
+/// every partition (it saw the parent's `PARTITION BY`, in the unit or the schema) and
+/// there is at least one, or when the index has no name to attach to.
+pub(crate) fn per_partition_index(
+    cx: &Cx<'_>,
+    index: &pg_query::protobuf::IndexStmt,
+) -> Option<String> {
+    let parent = RelName::from_range_var(index.relation.as_ref()?);
+    let t = cx.state.table(&parent)?;
+    if !t.partitions_complete || t.partitions.is_empty() || index.idxname.is_empty() {
+        return None;
+    }
+    let mut on_only = index.clone();
+    on_only.concurrent = false;
+    on_only.relation.as_mut()?.inh = false;
+    let mut out = Vec::new();
+    // The ON ONLY step takes SHARE on the parent, briefly: it must not queue for long.
+    if !cx.is_migration() && !cx.state.lock_timeout_set() {
+        out.push("SET lock_timeout = '2s';".to_string());
+    }
+    out.push(format!(
+        "{};",
+        deparse(NodeEnum::IndexStmt(Box::new(on_only)))?
+    ));
+    for p in &t.partitions {
+        // `metrics_v_idx` on `metrics_2026` -> `metrics_2026_v_idx`.
+        let child = match index.idxname.strip_prefix(&parent.name) {
+            Some(rest) if rest.starts_with('_') => format!("{}{rest}", p.name),
+            _ => format!("{}_{}", p.name, index.idxname),
+        };
+        let mut build = index.clone();
+        build.concurrent = true;
+        build.idxname = child.clone();
+        let r = build.relation.as_mut()?;
+        r.schemaname = p.schema.clone().unwrap_or_default();
+        r.relname = p.name.clone();
+        r.inh = true;
+        out.push(format!(
+            "{};",
+            deparse(NodeEnum::IndexStmt(Box::new(build)))?
+        ));
+        out.push(format!(
+            "ALTER INDEX {} ATTACH PARTITION {};",
+            rel(&RelName {
+                schema: parent.schema.clone(),
+                name: index.idxname.clone(),
+            }),
+            rel(&RelName {
+                schema: p.schema.clone(),
+                name: child,
+            })
+        ));
+    }
+    Some(out.join("\n"))
 }

@@ -13,7 +13,8 @@ use pg_query::protobuf::Token;
 use crate::engine::{Cx, Rule, Violation};
 use crate::locks::RelName;
 use crate::rule_id::RuleId;
-use crate::rules::recipe::outside_this_transaction;
+use crate::rules::concurrent_index_if_not_exists::concurrent_build;
+use crate::rules::recipe::{and_list, outside_this_transaction, per_partition_index};
 
 /// The rule.
 pub(super) static RULE: Rule = Rule {
@@ -37,9 +38,26 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         // `ON ONLY parent`: the first step of the per-partition way, no build.
         return Vec::new();
     }
+    // On a partitioned table the build holds the lock on every partition too.
+    let partitions = cx
+        .state
+        .table(&table)
+        .filter(|t| partitioned == Some(true) && !t.partitions.is_empty())
+        .map(|t| {
+            format!(
+                " and on each of its partitions ({})",
+                and_list(
+                    &t.partitions
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                )
+            )
+        })
+        .unwrap_or_default();
     let v = Violation::new(format!(
-        "CREATE INDEX holds {} on {table} for the whole build: every INSERT, UPDATE and \
-         DELETE waits until it finishes",
+        "CREATE INDEX holds {} on {table}{partitions} for the whole build: every INSERT, \
+         UPDATE and DELETE waits until it finishes",
         lock.mode
     ))
     .lock(lock);
@@ -49,17 +67,34 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
          parent's index becomes valid once every partition's is attached"
     );
     if partitioned == Some(true) {
-        return vec![v.help(format!(
+        let mut help = format!(
             "{table} is partitioned, and PostgreSQL refuses CREATE INDEX CONCURRENTLY on a \
              partitioned table: {per_partition}"
-        ))];
+        );
+        let mut fix = None;
+        match outside_this_transaction(cx) {
+            None => fix = per_partition_index(cx, index),
+            Some(place) => help.push_str(&format!(
+                "; CONCURRENTLY fails in this file's transaction (25001): put those steps in \
+                 {place}"
+            )),
+        }
+        let mut v = v.help(help);
+        if let Some(sql) = fix {
+            v = v.fix(sql);
+        }
+        return vec![v];
     }
     // `CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] name ON ...`: CONCURRENTLY
     // goes right after INDEX.
     let concurrently = cx.token_offset(Token::Index).map(|at| {
         let sql = cx.sql();
         let after = at + "INDEX".len();
-        format!("{} CONCURRENTLY{};", &sql[..after], &sql[after..])
+        concurrent_build(
+            cx,
+            index,
+            format!("{} CONCURRENTLY{};", &sql[..after], &sql[after..]),
+        )
     });
     let mut help = match (outside_this_transaction(cx), &concurrently) {
         (Some(place), Some(sql)) => format!(
@@ -113,14 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn unique_and_if_not_exists_keep_their_words() {
+    fn unique_keeps_its_word_and_if_not_exists_drops_a_leftover_first() {
         assert_snapshot!(check(RULE, "create unique index if not exists u on accounts using btree (lower(email));"), @"
         error[require-concurrent-index-creation] 1:1
           lock: CREATE INDEX takes SHARE on accounts: blocks writes
           CREATE INDEX holds SHARE on accounts for the whole build: every INSERT, UPDATE and DELETE waits until it finishes
           help: build it with CREATE INDEX CONCURRENTLY (SHARE UPDATE EXCLUSIVE: reads and writes go on), outside a transaction block; if it fails, drop the INVALID index it leaves and retry. If accounts is partitioned (lint cannot tell without --schema), CONCURRENTLY is refused there: build the index ON ONLY accounts, then CONCURRENTLY on each partition, and ATTACH each
           fix:
-            create unique index CONCURRENTLY if not exists u on accounts using btree (lower(email));
+            DROP INDEX CONCURRENTLY IF EXISTS u;
+            create unique index CONCURRENTLY u on accounts using btree (lower(email));
         ");
     }
 
@@ -188,6 +224,32 @@ mod tests {
           fix:
             CREATE INDEX CONCURRENTLY plain_a_idx ON ONLY plain (a);
         ");
+    }
+
+    #[test]
+    fn with_every_partition_known_the_fix_is_the_per_partition_way() {
+        let schema = "CREATE TABLE metrics (at timestamptz, v int) PARTITION BY RANGE (at);\nCREATE TABLE metrics_2026 PARTITION OF metrics FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');\nCREATE TABLE metrics_rest PARTITION OF metrics DEFAULT;";
+        assert_snapshot!(check_schema(RULE, schema, "SET lock_timeout = '2s';\nCREATE INDEX metrics_v_idx ON metrics (v);"), @"
+        error[require-concurrent-index-creation] 2:1
+          lock: CREATE INDEX takes SHARE on metrics: blocks writes
+          CREATE INDEX holds SHARE on metrics and on each of its partitions (metrics_2026 and metrics_rest) for the whole build: every INSERT, UPDATE and DELETE waits until it finishes
+          help: metrics is partitioned, and PostgreSQL refuses CREATE INDEX CONCURRENTLY on a partitioned table: create the index ON ONLY metrics (no build; it stays invalid), then CREATE INDEX CONCURRENTLY on each partition and ALTER INDEX ... ATTACH PARTITION each; the parent's index becomes valid once every partition's is attached
+          fix:
+            CREATE INDEX metrics_v_idx ON ONLY metrics USING btree (v);
+            CREATE INDEX CONCURRENTLY metrics_2026_v_idx ON metrics_2026 USING btree (v);
+            ALTER INDEX metrics_v_idx ATTACH PARTITION metrics_2026_v_idx;
+            CREATE INDEX CONCURRENTLY metrics_rest_v_idx ON metrics_rest USING btree (v);
+            ALTER INDEX metrics_v_idx ATTACH PARTITION metrics_rest_v_idx;
+        ");
+        // In a transaction the steps go elsewhere (CONCURRENTLY fails there).
+        assert!(
+            !check_schema(
+                RULE,
+                schema,
+                "BEGIN;\nCREATE INDEX metrics_v_idx ON metrics (v);\nCOMMIT;"
+            )
+            .contains("fix:")
+        );
     }
 
     #[test]
