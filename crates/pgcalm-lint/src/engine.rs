@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::finding::{Finding, SeenBy};
 use std::sync::Arc;
 
-use crate::locks::{PgVersion, RelName, RelationLock, StatementLocks, Target, statement_locks};
+use crate::locks::{LockTarget, PgVersion, RelName, RelationLock, StatementLocks, statement_locks};
 use crate::plpgsql;
 use crate::rule_id::RuleId;
 use crate::rules;
@@ -488,7 +488,7 @@ impl Cx<'_> {
         let lock = v.lock.as_ref().or_else(|| self.strongest_existing_lock());
         let table = lock.map(|l| match &l.target {
             // The unit may know the index's table.
-            Target::TableOfIndex(i) => self
+            LockTarget::TableOfIndex(i) => self
                 .state
                 .indexes
                 .get(&i.name)

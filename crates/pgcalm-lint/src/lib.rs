@@ -62,8 +62,9 @@ pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};
 // The lock table.
 pub use docs::locks_markdown;
 pub use locks::{
-    Blocks, Condition, Effect, IndirectLock, LockMode, PgVersion, RelName, RelationLock,
-    StatementLocks, Target, has_option, sql_statement_locks, statement_label, statement_locks,
+    Blocks, Condition, Effect, IndirectLock, LockMode, LockTarget, PgVersion, RelName,
+    RelationLock, StatementLocks, has_option, sql_statement_locks, statement_label,
+    statement_locks,
 };
 // The splitter.
 pub use split::{

@@ -9,7 +9,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, VariableSetKind};
 use serde::Serialize;
 
-use crate::locks::{LockMode, PgVersion, RelName, RelationLock, StatementLocks, Target};
+use crate::locks::{LockMode, LockTarget, PgVersion, RelName, RelationLock, StatementLocks};
 use crate::rule_id::RuleId;
 use crate::split::{SyntaxError, for_each_statement};
 
@@ -354,14 +354,14 @@ impl UnitState {
     }
 
     /// Whether a lock target is a relation that existed before the unit.
-    pub(crate) fn is_existing(&self, target: &Target) -> bool {
+    pub(crate) fn is_existing(&self, target: &LockTarget) -> bool {
         match target {
-            Target::Table(t) | Target::IndexesOf(t) => !self.is_new_table(t),
-            Target::Index(i) | Target::TableOfIndex(i) => self
+            LockTarget::Table(t) | LockTarget::IndexesOf(t) => !self.is_new_table(t),
+            LockTarget::Index(i) | LockTarget::TableOfIndex(i) => self
                 .indexes
                 .get(&i.name)
                 .is_none_or(|idx| !self.is_new_table(&idx.table)),
-            Target::Database => true,
+            LockTarget::Database => true,
         }
     }
 
@@ -386,7 +386,7 @@ impl UnitState {
     }
 
     /// The strongest lock the current transaction already holds on a relation.
-    pub(crate) fn held_on(&self, target: &Target) -> Option<LockMode> {
+    pub(crate) fn held_on(&self, target: &LockTarget) -> Option<LockMode> {
         let target = self.resolve(target);
         self.held
             .iter()
@@ -409,10 +409,10 @@ impl UnitState {
 
     /// The table of an index the unit (or the schema) knows, as a table target, so a
     /// lock taken through `DROP INDEX i` and one taken by `ALTER TABLE t` are the same.
-    fn resolve(&self, target: &Target) -> Target {
+    fn resolve(&self, target: &LockTarget) -> LockTarget {
         match target {
-            Target::TableOfIndex(i) => match self.indexes.get(&i.name) {
-                Some(idx) => Target::Table(idx.table.clone()),
+            LockTarget::TableOfIndex(i) => match self.indexes.get(&i.name) {
+                Some(idx) => LockTarget::Table(idx.table.clone()),
                 None => target.clone(),
             },
             t => t.clone(),

@@ -106,7 +106,7 @@ pub use plan::{
 };
 pub use policy::{Policy, Setting, SettingValue};
 pub use runner::{
-    InDoubt, RUNNER_LOCK_KEY, Report, Runner, SESSION_NAME, is_runner_session,
+    InDoubt, RUNNER_LOCK_KEY, RunReport, Runner, SESSION_NAME, is_runner_session,
     migrate_to_start_point, risky_findings, statement_session_name,
 };
 pub use safety::{

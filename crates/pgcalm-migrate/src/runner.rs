@@ -51,7 +51,7 @@ pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// What a finished `migrate` did.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
+pub struct RunReport {
     /// The plan that ran.
     pub plan: Plan,
     /// Per migration run: `app.name`, direction, seconds.
@@ -277,7 +277,7 @@ impl Runner {
     /// that must run outside a transaction (CONCURRENTLY, VACUUM) is refused before
     /// anything runs ([`MigrateError::NeedsDirectUrl`]). With a direct target
     /// ([`Runner::with_direct_target`]) the whole run goes there.
-    pub async fn migrate(&self, goal: &Goal) -> Result<Report, MigrateError> {
+    pub async fn migrate(&self, goal: &Goal) -> Result<RunReport, MigrateError> {
         // Files first: a malformed file stops everything before a connection is made
         // (the files about to run are parsed once the plan is known).
         let set = self.load()?;
@@ -329,7 +329,7 @@ impl Runner {
         client: Client,
         notices: UnboundedReceiver<DbError>,
         monitor: Client,
-    ) -> Result<Report, MigrateError> {
+    ) -> Result<RunReport, MigrateError> {
         let pid = catalog::backend_pid(&client).await?;
         // Named after the session it watches: `showmigrations` tells a live runner (both
         // sessions connected) from an orphaned statement (its runner gone).
@@ -376,7 +376,7 @@ impl Runner {
         notices: UnboundedReceiver<DbError>,
         monitor: Client,
         through: Through,
-    ) -> Result<Report, MigrateError> {
+    ) -> Result<RunReport, MigrateError> {
         // The lease (and this transaction) is taken with the transaction advisory lock
         // held: acquire_lock returns inside that transaction.
         if !self.acquire_lock(&client, &monitor, true).await? {
@@ -505,7 +505,7 @@ impl Runner {
         mut exec: Executor<'_>,
         plan: Plan,
         journal: Journal,
-    ) -> Result<Report, MigrateError> {
+    ) -> Result<RunReport, MigrateError> {
         self.emit(Event::Planned {
             operation: plan.operation.clone(),
             steps: plan
@@ -550,7 +550,7 @@ impl Runner {
                 })));
             }
         }
-        Ok(Report { plan, ran })
+        Ok(RunReport { plan, ran })
     }
 
     /// Takes the runner lock, waiting for another runner as the policy allows. False when
@@ -2025,7 +2025,7 @@ fn notice_of(n: &DbError) -> Notice {
 pub async fn migrate_to_start_point(
     runner: &Runner,
     points: &[StartPoint],
-) -> Result<Vec<Report>, MigrateError> {
+) -> Result<Vec<RunReport>, MigrateError> {
     let mut reports = Vec::new();
     for point in points {
         reports.push(runner.migrate(&point.goal()).await?);

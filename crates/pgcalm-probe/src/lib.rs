@@ -41,6 +41,6 @@ pub use error::ProbeError;
 pub use out::{CSV_HEADER, SampleFormat, SampleWriter, csv_field};
 pub use runner::{Probe, ProbeConfig, RunningProbe, StopWhen};
 pub use sample::{ErrorKind, Outcome, Sample};
-pub use summary::{LatencySummary, Outage, Report, TargetSummary, outages};
+pub use summary::{LatencySummary, Outage, ProbeReport, TargetSummary, outages};
 pub use target::{CheckedTargets, ProbeTarget, check_targets};
 pub use tokio_util::sync::CancellationToken;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
 use crate::sample::{ErrorKind, Outcome, Sample};
-use crate::summary::Report;
+use crate::summary::ProbeReport;
 use crate::target::{ProbeTarget, check_targets};
 
 /// What to probe and how.
@@ -87,18 +87,18 @@ pub struct RunningProbe {
     pub samples: mpsc::UnboundedReceiver<Sample>,
     /// Cancel to end the run early (in-flight requests are dropped).
     pub cancel: CancellationToken,
-    handle: JoinHandle<Report>,
+    handle: JoinHandle<ProbeReport>,
 }
 
 impl RunningProbe {
     /// Waits for the run to end by itself and returns its report. Samples not read
     /// from `samples` are still counted in the report.
-    pub async fn finish(self) -> Report {
+    pub async fn finish(self) -> ProbeReport {
         self.handle.await.expect("the probe task does not panic")
     }
 
     /// Cancels the run and returns the report of what completed.
-    pub async fn stop(self) -> Report {
+    pub async fn stop(self) -> ProbeReport {
         self.cancel.cancel();
         self.finish().await
     }
@@ -141,7 +141,7 @@ impl Probe {
 
     /// Runs until `stop`, calling `on_sample` for every request as it completes (in
     /// completion order), and returns the summary.
-    pub async fn run(&self, stop: StopWhen, mut on_sample: impl FnMut(&Sample)) -> Report {
+    pub async fn run(&self, stop: StopWhen, mut on_sample: impl FnMut(&Sample)) -> ProbeReport {
         let config = &self.config;
         let start = Instant::now();
         let start_wall = SystemTime::now();
@@ -209,7 +209,7 @@ impl Probe {
             }
         }
         let ms = |d: Duration| d.as_millis() as u64;
-        Report {
+        ProbeReport {
             started_at_ms: ms(start_wall.duration_since(UNIX_EPOCH).unwrap_or_default()),
             duration_ms: ms(start.elapsed()),
             interval_ms: ms(config.interval),

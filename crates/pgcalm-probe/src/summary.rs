@@ -71,7 +71,7 @@ pub struct TargetSummary {
 
 /// A probe run's summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct ProbeReport {
     /// When the probe started, Unix time in milliseconds.
     pub started_at_ms: u64,
     /// How long it ran, milliseconds.
@@ -88,10 +88,10 @@ pub struct Report {
     pub targets: Vec<TargetSummary>,
 }
 
-impl Report {
+impl ProbeReport {
     /// Fills `targets` with one summary per configured target, from every sample of the
     /// run (any order).
-    pub fn summarize(mut self, targets: &[ProbeTarget], samples: &[Sample]) -> Report {
+    pub fn summarize(mut self, targets: &[ProbeTarget], samples: &[Sample]) -> ProbeReport {
         self.targets = targets
             .iter()
             .enumerate()

@@ -17,8 +17,8 @@
 use std::path::PathBuf;
 
 use pgcalm_lint::{
-    Condition, Effect, Evidence, Finding, LintOptions, LintResult, LockMode, RuleId, SeenBy,
-    Severity, StatementLocks, Target, sql_statement_locks,
+    Condition, Effect, Evidence, Finding, LintOptions, LintResult, LockMode, LockTarget, RuleId,
+    SeenBy, Severity, StatementLocks, sql_statement_locks,
 };
 use serde::Serialize;
 
@@ -415,7 +415,7 @@ fn lock_mismatch(st: &StatementTrace, predicted: &StatementLocks) -> Option<Find
     let mut problems = Vec::new();
     for p in &predicted.locks {
         let name = match &p.target {
-            Target::Table(t) | Target::Index(t) => t,
+            LockTarget::Table(t) | LockTarget::Index(t) => t,
             _ => continue,
         };
         let matches = |relation: &str| {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pgcalm_migrate::parse_duration;
 use pgcalm_probe::{
-    ErrorKind, Outcome, Probe, ProbeConfig, ProbeTarget, Report, Sample, SampleWriter, StopWhen,
-    TargetSummary,
+    ErrorKind, Outcome, Probe, ProbeConfig, ProbeReport, ProbeTarget, Sample, SampleWriter,
+    StopWhen, TargetSummary,
 };
 
 use crate::output;
@@ -210,7 +210,7 @@ fn ms(v: f64) -> String {
 }
 
 /// The per-target summary as a psql-style table.
-fn summary_table(report: &Report) -> String {
+fn summary_table(report: &ProbeReport) -> String {
     let title = format!(
         "Probe summary ({:.1} s, every {} ms, timeout {} ms, {} connections{})",
         report.duration_ms as f64 / 1000.0,

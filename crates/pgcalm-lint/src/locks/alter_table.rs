@@ -7,7 +7,7 @@ use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType};
 
 use super::expr::{Volatility, has_default, is_null_const, is_serial_type, volatility};
 use super::{
-    Condition, Effect, IndirectLock, LockMode, PgVersion, RelName, StatementLocks, Target,
+    Condition, Effect, IndirectLock, LockMode, LockTarget, PgVersion, RelName, StatementLocks,
     constraints,
 };
 
@@ -29,12 +29,12 @@ pub(super) fn alter_table(
     let Some(rel) = &a.relation else { return };
     let name = RelName::from_range_var(rel);
     let target = if ObjectType::try_from(a.objtype) == Ok(ObjectType::ObjectIndex) {
-        Target::Index(name)
+        LockTarget::Index(name)
     } else {
-        Target::Table(name)
+        LockTarget::Table(name)
     };
     let mut only_concurrent_detach = !a.cmds.is_empty();
-    let index = matches!(target, Target::Index(_));
+    let index = matches!(target, LockTarget::Index(_));
     for cmd in &a.cmds {
         let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
             continue;
@@ -119,7 +119,7 @@ fn index_subcommand_lock(
         && let Some(child) = &p.name
     {
         s.add(
-            Target::Index(RelName::from_range_var(child)),
+            LockTarget::Index(RelName::from_range_var(child)),
             LockMode::AccessExclusive,
             Effect::No,
             Effect::No,
@@ -144,9 +144,9 @@ pub(super) fn rename(s: &mut StatementLocks, r: &pg_query::protobuf::RenameStmt,
     if let Some(r) = &r.relation {
         let name = RelName::from_range_var(r);
         let target = if renamed == ObjectType::ObjectIndex {
-            Target::Index(name)
+            LockTarget::Index(name)
         } else {
-            Target::Table(name)
+            LockTarget::Table(name)
         };
         s.add(target, mode, Effect::No, Effect::No);
     }
@@ -226,7 +226,7 @@ fn subcommand_lock(
                 && let Some(part) = &p.name
             {
                 s.add(
-                    Target::Table(RelName::from_range_var(part)),
+                    LockTarget::Table(RelName::from_range_var(part)),
                     AccessExclusive,
                     Effect::No,
                     Effect::Unless(Condition::PartitionConstraintImplied),

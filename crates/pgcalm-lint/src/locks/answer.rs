@@ -7,7 +7,7 @@ use std::fmt;
 use pg_query::protobuf::RangeVar;
 use serde::Serialize;
 
-use super::{Blocks, LockMode, RelName, Target};
+use super::{Blocks, LockMode, LockTarget, RelName};
 
 /// When a cost (rewrite, scan) is avoided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -81,7 +81,7 @@ impl fmt::Display for Effect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RelationLock {
     /// The relation.
-    pub target: Target,
+    pub target: LockTarget,
     /// The strongest mode taken on it (the strictest subcommand's, for a multi-command
     /// `ALTER TABLE`).
     pub mode: LockMode,
@@ -170,7 +170,13 @@ impl StatementLocks {
             .find(|l| l.target.table().is_some_and(|t| t.same_as(table)))
     }
 
-    pub(super) fn add(&mut self, target: Target, mode: LockMode, rewrite: Effect, scan: Effect) {
+    pub(super) fn add(
+        &mut self,
+        target: LockTarget,
+        mode: LockMode,
+        rewrite: Effect,
+        scan: Effect,
+    ) {
         if let Some(l) = self.locks.iter_mut().find(|l| l.target == target) {
             l.mode = l.mode.max(mode);
             l.rewrite = l.rewrite.max(rewrite);
@@ -188,7 +194,7 @@ impl StatementLocks {
     pub(super) fn table(&mut self, r: Option<&RangeVar>, mode: LockMode) {
         if let Some(r) = r {
             self.add(
-                Target::Table(RelName::from_range_var(r)),
+                LockTarget::Table(RelName::from_range_var(r)),
                 mode,
                 Effect::No,
                 Effect::No,

@@ -6,7 +6,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ConstrType, ObjectType};
 
 use super::{
-    Condition, Effect, IndirectLock, LockMode, RelName, StatementLocks, Target, constraints,
+    Condition, Effect, IndirectLock, LockMode, LockTarget, RelName, StatementLocks, constraints,
     range_vars,
 };
 
@@ -96,7 +96,7 @@ pub(super) fn drop(s: &mut StatementLocks, d: &pg_query::protobuf::DropStmt) {
                 LockMode::AccessExclusive
             };
             for i in names {
-                s.add(Target::TableOfIndex(i), mode, Effect::No, Effect::No);
+                s.add(LockTarget::TableOfIndex(i), mode, Effect::No, Effect::No);
             }
             s.outside_transaction = d.concurrent;
         }
@@ -107,7 +107,7 @@ pub(super) fn drop(s: &mut StatementLocks, d: &pg_query::protobuf::DropStmt) {
         | ObjectType::ObjectForeignTable => {
             for t in names {
                 s.add(
-                    Target::Table(t),
+                    LockTarget::Table(t),
                     LockMode::AccessExclusive,
                     Effect::No,
                     Effect::No,

@@ -1,7 +1,7 @@
 //! Statements on a table's rows: `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `TRUNCATE`, and
 //! the explicit `LOCK TABLE`.
 
-use super::{Effect, LockMode, RelName, StatementLocks, Target, range_vars};
+use super::{Effect, LockMode, LockTarget, RelName, StatementLocks, range_vars};
 
 /// `INSERT`, `UPDATE`, `DELETE`, `MERGE`: ROW EXCLUSIVE on the target table (what
 /// blocks writes blocks these).
@@ -16,7 +16,7 @@ pub(super) fn truncate(s: &mut StatementLocks, t: &pg_query::protobuf::TruncateS
     s.cascades = t.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
     for r in range_vars(&t.relations) {
         s.add(
-            Target::Table(RelName::from_range_var(r)),
+            LockTarget::Table(RelName::from_range_var(r)),
             LockMode::AccessExclusive,
             Effect::Yes,
             Effect::No,

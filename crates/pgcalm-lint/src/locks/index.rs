@@ -3,7 +3,7 @@
 
 use pg_query::protobuf::ReindexObjectType;
 
-use super::{Effect, IndirectLock, LockMode, RelName, StatementLocks, Target, has_option};
+use super::{Effect, IndirectLock, LockMode, LockTarget, RelName, StatementLocks, has_option};
 
 /// `CREATE INDEX`: SHARE on the table (blocks writes for the build); on a partitioned
 /// table, SHARE on each partition too, each built in turn (`ON ONLY` builds nothing: the
@@ -18,7 +18,12 @@ pub(super) fn create_index(s: &mut StatementLocks, i: &pg_query::protobuf::Index
     };
     if let Some(r) = &i.relation {
         let table = RelName::from_range_var(r);
-        s.add(Target::Table(table.clone()), mode, Effect::No, Effect::Yes);
+        s.add(
+            LockTarget::Table(table.clone()),
+            mode,
+            Effect::No,
+            Effect::Yes,
+        );
         if r.inh && !i.concurrent {
             s.each_partition = Some(IndirectLock {
                 via: table,
@@ -43,23 +48,38 @@ pub(super) fn reindex(s: &mut StatementLocks, r: &pg_query::protobuf::ReindexStm
     match (kind, name) {
         (ReindexObjectType::ReindexObjectIndex, Some(i)) if concurrent => {
             s.add(
-                Target::TableOfIndex(i),
+                LockTarget::TableOfIndex(i),
                 ShareUpdateExclusive,
                 Effect::No,
                 build,
             );
         }
         (ReindexObjectType::ReindexObjectIndex, Some(i)) => {
-            s.add(Target::TableOfIndex(i.clone()), Share, Effect::No, build);
-            s.add(Target::Index(i), AccessExclusive, Effect::Yes, Effect::No);
+            s.add(
+                LockTarget::TableOfIndex(i.clone()),
+                Share,
+                Effect::No,
+                build,
+            );
+            s.add(
+                LockTarget::Index(i),
+                AccessExclusive,
+                Effect::Yes,
+                Effect::No,
+            );
         }
         (ReindexObjectType::ReindexObjectTable, Some(t)) if concurrent => {
-            s.add(Target::Table(t), ShareUpdateExclusive, Effect::No, build);
+            s.add(
+                LockTarget::Table(t),
+                ShareUpdateExclusive,
+                Effect::No,
+                build,
+            );
         }
         (ReindexObjectType::ReindexObjectTable, Some(t)) => {
-            s.add(Target::Table(t.clone()), Share, Effect::No, build);
+            s.add(LockTarget::Table(t.clone()), Share, Effect::No, build);
             s.add(
-                Target::IndexesOf(t),
+                LockTarget::IndexesOf(t),
                 AccessExclusive,
                 Effect::Yes,
                 Effect::No,
@@ -71,7 +91,7 @@ pub(super) fn reindex(s: &mut StatementLocks, r: &pg_query::protobuf::ReindexStm
             } else {
                 Share
             };
-            s.add(Target::Database, mode, Effect::No, build);
+            s.add(LockTarget::Database, mode, Effect::No, build);
         }
     }
     s.outside_transaction = concurrent

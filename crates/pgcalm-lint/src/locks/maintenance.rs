@@ -3,7 +3,7 @@
 
 use pg_query::NodeEnum;
 
-use super::{Effect, LockMode, RelName, StatementLocks, Target, has_option};
+use super::{Effect, LockMode, LockTarget, RelName, StatementLocks, has_option};
 
 /// `VACUUM` and `ANALYZE`: SHARE UPDATE EXCLUSIVE and a scan of each table named (every
 /// table when none is); `VACUUM FULL`: ACCESS EXCLUSIVE and a rewrite. `VACUUM` runs
@@ -22,7 +22,7 @@ pub(super) fn vacuum(s: &mut StatementLocks, v: &pg_query::protobuf::VacuumStmt)
         {
             any = true;
             s.add(
-                Target::Table(RelName::from_range_var(r)),
+                LockTarget::Table(RelName::from_range_var(r)),
                 mode,
                 rewrite,
                 Effect::Yes,
@@ -30,7 +30,7 @@ pub(super) fn vacuum(s: &mut StatementLocks, v: &pg_query::protobuf::VacuumStmt)
         }
     }
     if !any {
-        s.add(Target::Database, mode, rewrite, Effect::Yes);
+        s.add(LockTarget::Database, mode, rewrite, Effect::Yes);
     }
     s.outside_transaction = v.is_vacuumcmd;
 }
@@ -40,14 +40,14 @@ pub(super) fn vacuum(s: &mut StatementLocks, v: &pg_query::protobuf::VacuumStmt)
 pub(super) fn cluster(s: &mut StatementLocks, c: &pg_query::protobuf::ClusterStmt) {
     match &c.relation {
         Some(r) => s.add(
-            Target::Table(RelName::from_range_var(r)),
+            LockTarget::Table(RelName::from_range_var(r)),
             LockMode::AccessExclusive,
             Effect::Yes,
             Effect::Yes,
         ),
         None => {
             s.add(
-                Target::Database,
+                LockTarget::Database,
                 LockMode::AccessExclusive,
                 Effect::Yes,
                 Effect::Yes,
@@ -72,7 +72,7 @@ pub(super) fn refresh_materialized_view(
     let scan = if r.skip_data { Effect::No } else { Effect::Yes };
     if let Some(rel) = &r.relation {
         s.add(
-            Target::Table(RelName::from_range_var(rel)),
+            LockTarget::Table(RelName::from_range_var(rel)),
             mode,
             rewrite,
             scan,

@@ -5,7 +5,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::ObjectType;
 
-use super::{Effect, IndirectLock, LockMode, PgVersion, RelName, StatementLocks, Target};
+use super::{Effect, IndirectLock, LockMode, LockTarget, PgVersion, RelName, StatementLocks};
 
 /// `COMMENT ON TABLE|VIEW|COLUMN`: SHARE UPDATE EXCLUSIVE on the table.
 pub(super) fn comment(s: &mut StatementLocks, c: &pg_query::protobuf::CommentStmt) {
@@ -20,7 +20,7 @@ pub(super) fn comment(s: &mut StatementLocks, c: &pg_query::protobuf::CommentStm
         };
         if let Some(t) = table {
             s.add(
-                Target::Table(t),
+                LockTarget::Table(t),
                 LockMode::ShareUpdateExclusive,
                 Effect::No,
                 Effect::No,

@@ -41,7 +41,7 @@ pub use answer::{Condition, Effect, IndirectLock, RelationLock, StatementLocks};
 pub(crate) use expr::{Volatility, has_default, is_serial_type, volatility};
 pub use label::statement_label;
 pub use mode::{Blocks, LockMode};
-pub use relation::{RelName, Target};
+pub use relation::{LockTarget, RelName};
 
 /// A PostgreSQL major version (`15` for 15.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -66,7 +66,7 @@ impl fmt::Display for RelName {
 /// The relation a lock is taken on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "kind", content = "name", rename_all = "snake_case")]
-pub enum Target {
+pub enum LockTarget {
     /// A table (or view, materialized view, sequence) named in the statement.
     Table(RelName),
     /// An index named in the statement.
@@ -79,16 +79,16 @@ pub enum Target {
     Database,
 }
 
-impl Target {
+impl LockTarget {
     /// Whether two targets may be the same relation (names compared with
     /// [`RelName::same_as`]: `post` and `public.post` may be).
-    pub fn same_as(&self, other: &Target) -> bool {
+    pub fn same_as(&self, other: &LockTarget) -> bool {
         match (self, other) {
-            (Target::Table(a), Target::Table(b))
-            | (Target::Index(a), Target::Index(b))
-            | (Target::TableOfIndex(a), Target::TableOfIndex(b))
-            | (Target::IndexesOf(a), Target::IndexesOf(b)) => a.same_as(b),
-            (Target::Database, Target::Database) => true,
+            (LockTarget::Table(a), LockTarget::Table(b))
+            | (LockTarget::Index(a), LockTarget::Index(b))
+            | (LockTarget::TableOfIndex(a), LockTarget::TableOfIndex(b))
+            | (LockTarget::IndexesOf(a), LockTarget::IndexesOf(b)) => a.same_as(b),
+            (LockTarget::Database, LockTarget::Database) => true,
             _ => false,
         }
     }
@@ -96,20 +96,20 @@ impl Target {
     /// The table this lock lands on, when the statement names it.
     pub fn table(&self) -> Option<&RelName> {
         match self {
-            Target::Table(t) | Target::IndexesOf(t) => Some(t),
+            LockTarget::Table(t) | LockTarget::IndexesOf(t) => Some(t),
             _ => None,
         }
     }
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for LockTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Table(t) => write!(f, "{t}"),
-            Target::Index(i) => write!(f, "index {i}"),
-            Target::TableOfIndex(i) => write!(f, "the table of index {i}"),
-            Target::IndexesOf(t) => write!(f, "the indexes of {t}"),
-            Target::Database => f.write_str("every table"),
+            LockTarget::Table(t) => write!(f, "{t}"),
+            LockTarget::Index(i) => write!(f, "index {i}"),
+            LockTarget::TableOfIndex(i) => write!(f, "the table of index {i}"),
+            LockTarget::IndexesOf(t) => write!(f, "the indexes of {t}"),
+            LockTarget::Database => f.write_str("every table"),
         }
     }
 }
@@ -131,20 +131,22 @@ mod tests {
         assert!(name(Some("a"), "t").same_as(&name(Some("a"), "t")));
         assert!(!name(Some("a"), "t").same_as(&name(Some("b"), "t")));
         assert!(!name(None, "t").same_as(&name(None, "u")));
-        assert!(Target::Table(name(None, "t")).same_as(&Target::Table(name(Some("s"), "t"))));
-        assert!(!Target::Table(name(None, "t")).same_as(&Target::Index(name(None, "t"))));
+        assert!(
+            LockTarget::Table(name(None, "t")).same_as(&LockTarget::Table(name(Some("s"), "t")))
+        );
+        assert!(!LockTarget::Table(name(None, "t")).same_as(&LockTarget::Index(name(None, "t"))));
         assert_eq!(
-            Target::IndexesOf(name(None, "t")).table(),
+            LockTarget::IndexesOf(name(None, "t")).table(),
             Some(&name(None, "t"))
         );
-        assert_eq!(Target::TableOfIndex(name(None, "i")).table(), None);
+        assert_eq!(LockTarget::TableOfIndex(name(None, "i")).table(), None);
     }
 
     #[test]
     fn names_read_as_written() {
         assert_eq!(name(Some("s"), "t").to_string(), "s.t");
-        assert_eq!(Target::Index(name(None, "i")).to_string(), "index i");
-        assert_eq!(Target::Database.to_string(), "every table");
+        assert_eq!(LockTarget::Index(name(None, "i")).to_string(), "index i");
+        assert_eq!(LockTarget::Database.to_string(), "every table");
         let Some(NodeEnum::DropStmt(d)) = crate::split::parse_first("DROP TABLE db.s.t") else {
             panic!();
         };

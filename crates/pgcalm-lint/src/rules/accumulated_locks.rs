@@ -15,7 +15,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::locks::{Blocks, Effect, RelationLock, Target};
+use crate::locks::{Blocks, Effect, LockTarget, RelationLock};
 use crate::rule_id::RuleId;
 use crate::rules::alter_existing_table;
 use crate::rules::recipe::and_list;
@@ -132,7 +132,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let unknown_tables: Vec<String> = held
         .iter()
         .filter_map(|(h, _)| match &h.target {
-            Target::TableOfIndex(i) if !cx.state.indexes.contains_key(&i.name) => {
+            LockTarget::TableOfIndex(i) if !cx.state.indexes.contains_key(&i.name) => {
                 Some(i.to_string())
             }
             _ => None,
@@ -143,7 +143,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         // Each relation once, under its strongest mode (an index's table may be named
         // through several of its indexes).
         let name = match &h.target {
-            Target::TableOfIndex(i)
+            LockTarget::TableOfIndex(i)
                 if unknown_tables.len() > 1 && unknown_tables.contains(&i.to_string()) =>
             {
                 format!("the tables of indexes {}", few(&unknown_tables))
@@ -212,9 +212,9 @@ fn few(names: &[String]) -> String {
 }
 
 /// A held lock's relation by name (an index's table, when the unit knows it).
-fn target_name(cx: &Cx<'_>, target: &Target) -> String {
+fn target_name(cx: &Cx<'_>, target: &LockTarget) -> String {
     match target {
-        Target::TableOfIndex(i) => cx
+        LockTarget::TableOfIndex(i) => cx
             .state
             .indexes
             .get(&i.name)

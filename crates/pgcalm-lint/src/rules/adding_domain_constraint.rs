@@ -11,7 +11,7 @@
 use pg_query::NodeEnum;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::locks::{Effect, RelName, RelationLock, Target};
+use crate::locks::{Effect, LockTarget, RelName, RelationLock};
 use crate::rule_id::RuleId;
 use crate::rules::recipe::{Fix, and_list, in_a_later_transaction};
 
@@ -51,7 +51,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     columns.sort();
     // The SHARE lock on a table using it, for the finding's lock line.
     let lock = columns.first().map(|(t, _)| RelationLock {
-        target: Target::Table(t.clone()),
+        target: LockTarget::Table(t.clone()),
         mode: using.mode,
         rewrite: Effect::No,
         scan: using.scan,

@@ -12,7 +12,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableCmd, AlterTableType, ConstrType};
 
 use crate::engine::{Cx, Rule, Violation, deparse};
-use crate::locks::{RelName, Target, has_default};
+use crate::locks::{LockTarget, RelName, has_default};
 use crate::rule_id::RuleId;
 use crate::rules::recipe::{Fix, and_list, column_def, in_a_later_transaction};
 use crate::rules::{added_constraint, alter_existing_table, ident, rel};
@@ -71,7 +71,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 }
             }
             AlterTableType::AtValidateConstraint => {
-                let held = cx.state.held_on(&Target::Table(table.clone()));
+                let held = cx.state.held_on(&LockTarget::Table(table.clone()));
                 if let Some(mode) = held.filter(|m| m.blocks().any()) {
                     validated_under_lock.push((cmd.name.clone(), mode));
                 }

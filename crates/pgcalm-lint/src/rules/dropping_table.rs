@@ -10,7 +10,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::ObjectType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::locks::{RelName, Target};
+use crate::locks::{LockTarget, RelName};
 use crate::rule_id::RuleId;
 use crate::rules::later_in_transaction;
 use crate::rules::recipe::and_list;
@@ -79,7 +79,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     );
     if let Some(lock) = cx
         .existing_locks()
-        .filter(|l| matches!(&l.target, Target::Table(t) if dropped.contains(t)))
+        .filter(|l| matches!(&l.target, LockTarget::Table(t) if dropped.contains(t)))
         .max_by_key(|l| l.mode)
     {
         v = v.lock(lock);

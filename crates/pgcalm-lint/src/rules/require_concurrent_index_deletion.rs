@@ -11,7 +11,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{DropBehavior, ObjectType};
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::locks::{RelName, Target};
+use crate::locks::{LockTarget, RelName};
 use crate::rule_id::RuleId;
 use crate::rules::recipe::outside_this_transaction;
 use crate::rules::rel;
@@ -32,7 +32,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let indexes: Vec<RelName> = cx
         .existing_locks()
         .filter_map(|l| match &l.target {
-            Target::TableOfIndex(i) => Some(i.clone()),
+            LockTarget::TableOfIndex(i) => Some(i.clone()),
             _ => None,
         })
         .collect();

@@ -7,7 +7,7 @@
 use pg_query::NodeEnum;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::locks::{RelName, Target};
+use crate::locks::{LockTarget, RelName};
 use crate::rule_id::RuleId;
 use crate::rules::is_bookkeeping_table;
 use crate::rules::recipe::and_list;
@@ -59,7 +59,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let mut v = Violation::new(message).help(help);
     if let Some(lock) = cx
         .existing_locks()
-        .filter(|l| matches!(&l.target, Target::Table(t) if tables.contains(t)))
+        .filter(|l| matches!(&l.target, LockTarget::Table(t) if tables.contains(t)))
         .max_by_key(|l| l.mode)
     {
         v = v.lock(lock);
