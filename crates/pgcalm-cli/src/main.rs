@@ -142,6 +142,7 @@ impl Command {
             Command::Showmigrations(c) => c.flags(),
             Command::Migrate(c) => CommandFlags {
                 policy: Some(&c.args.policy),
+                runner: Some(&c.args.runner),
                 ..c.flags()
             },
             Command::Down(c) => c.flags(),

@@ -3,15 +3,14 @@
 //! run.
 
 use std::io::Write as _;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use pgcalm_migrate::{Goal, InDoubt, Runner, parse_duration};
+use pgcalm_migrate::{Goal, InDoubt, Runner};
 use pgcalm_pg::Target;
 
 use crate::migrate_events::run_printed;
 use crate::output::migration::{plan_json, render_plan};
-use crate::settings::{PolicyArgs, Settings};
+use crate::settings::{PolicyArgs, RunnerArgs, Settings};
 
 /// Flags of `pgcalm migrate`.
 #[derive(Debug, clap::Args)]
@@ -32,20 +31,11 @@ pub(crate) struct Args {
     /// ... or run it again
     #[arg(long)]
     pub rerun: bool,
-    /// The PostgreSQL server's own address, for when DATABASE_URL is a transaction
-    /// pooler: the whole run then goes there (prefer the environment variable: a
-    /// password on a command line is visible to other users) [pgcalm.toml [migrate]
-    /// direct_url]
-    #[arg(long, env = "PGCALM_MIGRATE_URL", hide_env_values = true)]
-    pub direct_url: Option<String>,
-    /// End sessions the migration waits for that sit idle in a transaction longer than
-    /// this (pg_terminate_backend); each is printed and journaled [default: never;
-    /// pgcalm.toml [migrate] cancel_idle_blockers]
-    #[arg(long, env = "PGCALM_CANCEL_IDLE_BLOCKERS", value_parser = parse_duration)]
-    pub cancel_idle_blockers: Option<Duration>,
-    // Read into the settings' policy in `main`.
+    // Read into the settings (policy, direct URL) in `main`.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
 }
 
 /// Runs `migrate`.
@@ -64,23 +54,14 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         (_, true) => InDoubt::Rerun,
         _ => InDoubt::Ask,
     };
-    let direct = match args
-        .direct_url
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .or(settings.direct_url.as_deref())
-    {
+    let direct = match settings.direct_url.as_deref() {
         Some(url) => Some(Target::from_url(url).context(
             "--direct-url (PGCALM_MIGRATE_URL, [migrate] direct_url) is not a PostgreSQL URL",
         )?),
         None => None,
     };
-    let mut policy = settings.policy.clone();
-    if args.cancel_idle_blockers.is_some() {
-        policy.cancel_idle_blockers = args.cancel_idle_blockers;
-    }
     let runner = Runner::new(target, settings.migrations_dir())
-        .with_policy(policy)
+        .with_policy(settings.policy.clone())
         .with_direct_target(direct)
         .on_in_doubt(in_doubt);
     if args.plan {

@@ -207,6 +207,24 @@ pub(crate) struct PolicyArgs {
     pub allow_risky: bool,
 }
 
+/// How `migrate` reaches the server and treats the sessions it waits for: flags of
+/// `migrate` alone (their environment variables count for it only).
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Settings")]
+pub(crate) struct RunnerArgs {
+    /// The PostgreSQL server's own address, for when DATABASE_URL is a transaction
+    /// pooler: the whole run then goes there (prefer the environment variable: a
+    /// password on a command line is visible to other users) [pgcalm.toml [migrate]
+    /// direct_url]
+    #[arg(long, env = "PGCALM_MIGRATE_URL", hide_env_values = true)]
+    pub direct_url: Option<String>,
+    /// End sessions the migration waits for that sit idle in a transaction longer than
+    /// this (pg_terminate_backend); each is printed and journaled [default: never;
+    /// pgcalm.toml [migrate] cancel_idle_blockers]
+    #[arg(long, env = "PGCALM_CANCEL_IDLE_BLOCKERS", value_parser = parse_duration)]
+    pub cancel_idle_blockers: Option<Duration>,
+}
+
 /// A flag group read from its environment variables alone, for a command without the
 /// flags: the same definitions and parser as the flags, so `PGCALM_LOCK_TIMEOUT` or
 /// `DATABASE_URL` means the same to every command. A bad value is an error naming the

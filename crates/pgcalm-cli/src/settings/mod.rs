@@ -29,7 +29,7 @@ pub(crate) use file::starter_config;
 use flags::{DataDirArgs, DatabaseArgs};
 pub(crate) use flags::{
     FormatArgs, GlobalArgs, LintArgs, MigrationsArgs, OnDataDir, OnDatabase, OnMigrations,
-    OnServer, OutputFormat, PolicyArgs, ReportFormatArgs, ServerArgs, args_in_place,
+    OnServer, OutputFormat, PolicyArgs, ReportFormatArgs, RunnerArgs, ServerArgs, args_in_place,
 };
 pub(crate) use project::{CONFIG_FILE, Project};
 
@@ -61,7 +61,7 @@ pub(crate) struct Settings {
     /// Where `pgcalm up` migrates forward to (`[up] migrate_to`).
     pub start_points: Vec<StartPoint>,
     /// The server's own address when `database_url` is a transaction pooler
-    /// (`[migrate] direct_url`; `migrate --direct-url` / `PGCALM_MIGRATE_URL` override it).
+    /// (`migrate --direct-url`, `PGCALM_MIGRATE_URL`, `[migrate] direct_url`).
     pub direct_url: Option<String>,
     /// The configuration file given with `--config` / `PGCALM_CONFIG`.
     config: Option<PathBuf>,
@@ -144,6 +144,8 @@ pub(crate) struct CommandFlags<'a> {
     pub format: Option<OutputFormat>,
     /// `migrate`, `sqlmigrate`.
     pub policy: Option<&'a PolicyArgs>,
+    /// `migrate`.
+    pub runner: Option<&'a RunnerArgs>,
     /// `lint`.
     pub lint: Option<&'a LintArgs>,
 }
@@ -236,6 +238,11 @@ impl Settings {
                 &env_policy
             }
         };
+        // Only `migrate` reads these: its flags, else its environment variables.
+        let runner = match command.runner {
+            Some(flags) => flags.clone(),
+            None => RunnerArgs::default(),
+        };
         let server = match command.server {
             Some(server) => server.clone(),
             None => {
@@ -286,7 +293,7 @@ impl Settings {
                 .or(db.name)
                 .unwrap_or_else(|| DEFAULT_DATABASE.to_string()),
             migrations_dir,
-            policy: policy(policy_flags, &file.migrate),
+            policy: policy(policy_flags, &runner, &file.migrate),
             lint: LintSettings {
                 pg_version: PgVersion(
                     lint_flags
@@ -305,7 +312,10 @@ impl Settings {
                     .or_else(|| file.lint.schema.map(|s| base.join(s))),
             },
             start_points: file.up.migrate_to,
-            direct_url: file.migrate.direct_url.filter(|u| !u.is_empty()),
+            direct_url: runner
+                .direct_url
+                .or(file.migrate.direct_url)
+                .filter(|u| !u.is_empty()),
             config: global.config.clone(),
         })
     }
@@ -547,7 +557,7 @@ impl Settings {
 }
 
 /// The policy: flags and environment > pgcalm.toml `[migrate]` > defaults.
-fn policy(flags: &PolicyArgs, file: &file::MigrateSection) -> Policy {
+fn policy(flags: &PolicyArgs, runner: &RunnerArgs, file: &file::MigrateSection) -> Policy {
     let pick = |flag: Option<Duration>, file: Option<HumanDuration>| flag.or(file.map(|d| d.0));
     let d = Policy::default();
     Policy {
@@ -567,7 +577,6 @@ fn policy(flags: &PolicyArgs, file: &file::MigrateSection) -> Policy {
         )
         .or(d.client_connection_check_interval),
         allow_risky: flags.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
-        // `migrate --cancel-idle-blockers` (its flag only) overrides this.
-        cancel_idle_blockers: file.cancel_idle_blockers.map(|d| d.0),
+        cancel_idle_blockers: pick(runner.cancel_idle_blockers, file.cancel_idle_blockers),
     }
 }
