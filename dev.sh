@@ -5,19 +5,22 @@
 #   ./dev.sh demo    build pgcalm and run the seed walkthrough on the embedded PostgreSQL
 #   ./dev.sh test    run the whole test suite against real PostgreSQL
 #   ./dev.sh install put `pgcalm` on PATH (cargo install --locked --path crates/pgcalm-cli)
-#   ./dev.sh setup   only install the prerequisites (used by the others and CI)
+#   ./dev.sh setup   only install the prerequisites (used by the others and CI; `test`
+#                    adds chromium, which only the tests need)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages pgcalm needs: libclang-dev (pg_query's build), the PostgreSQL server
 # binaries (embedded cluster and tests), its client (pgcalm psql), curl + bc (the
-# walkthrough's API watch loop), chromium (the test that renders the lab's report.html
-# headless), pgbouncer (`pgcalm up --pooler` and the tests through a pooler).
-PACKAGES=(libclang-dev postgresql postgresql-client pgbouncer curl bc chromium)
+# walkthrough's API watch loop), pgbouncer (`pgcalm up --pooler` and the tests through a
+# pooler).
+PACKAGES=(libclang-dev postgresql postgresql-client pgbouncer curl bc)
+# Only the tests need these: chromium renders the lab's report.html headless.
+TEST_PACKAGES=(chromium)
 
 need_packages() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   # Any installed server major will do (pgcalm searches /usr/lib/postgresql/*/bin).
@@ -29,9 +32,10 @@ need_packages() {
   echo "${missing[@]}"
 }
 
+# setup [PACKAGE...]: install what is missing of PACKAGES and the given extra packages.
 setup() {
   local missing
-  missing=$(need_packages)
+  missing=$(need_packages "${PACKAGES[@]}" "$@")
   if [[ -n $missing ]]; then
     if [[ $(id -u) == 0 ]]; then
       echo "==> installing: $missing"
@@ -64,7 +68,7 @@ case "${1:-}" in
     demo/seed_walkthrough.sh
     ;;
   test)
-    setup
+    setup "${TEST_PACKAGES[@]}"
     cargo test --workspace --locked
     ;;
   install)
@@ -74,7 +78,7 @@ case "${1:-}" in
     command -v pgcalm >/dev/null || echo "note: add $(dirname "$(command -v cargo)") to PATH" >&2
     ;;
   *)
-    sed -n '2,8p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac
