@@ -47,6 +47,10 @@ setup() {
       exit 1
     fi
   fi
+  # Commit subjects of at most 72 characters (.githooks/commit-msg), in a git checkout.
+  if [[ -d .git || -f .git ]] && [[ -z $(git config core.hooksPath || true) ]]; then
+    git config core.hooksPath .githooks
+  fi
   command -v cargo >/dev/null || {
     echo "cargo not found: install Rust from https://rustup.rs (rustup default stable)" >&2
     exit 1
