@@ -3,7 +3,7 @@
 #   bench/build_shape.sh [BEFORE_REF] [AFTER_REF]     (defaults: the issue-13 base, HEAD)
 # Per commit: crates with their lines of Rust, public items per library crate (rustdoc
 # JSON: the items a user of the crate can name by path, not variants or fields), direct and total dependencies,
-# and the cold `cargo build --release --locked -p pgcalm-cli` wall time (median of RUNS,
+# and the cold `cargo build --release --locked -p pgcalm-cli` wall and CPU time (median of RUNS,
 # alternating the two commits, each in its own empty target directory). The table goes to
 # stdout and to this script's section of bench/RESULTS.md.
 # Needs a nightly toolchain for the rustdoc JSON (rustup toolchain install nightly); set
@@ -82,11 +82,13 @@ print(len(names))'
 }
 
 cold_build() {
-  local dir=$1 t0
+  local dir=$1
   rm -rf "$WORK/build-target"
-  t0=$(date +%s.%N)
-  (cd "$dir" && cargo build --release --locked --quiet -p pgcalm-cli --target-dir "$WORK/build-target")
-  echo "$(date +%s.%N) - $t0" | bc
+  # "wall cpu": CPU time (user + sys, all processes) is the steadier figure when other
+  # work shares the cores.
+  (cd "$dir" && /usr/bin/time -f '%e %U %S' -o "$WORK/build-time" \
+    cargo build --release --locked --quiet -p pgcalm-cli --target-dir "$WORK/build-target")
+  awk '{printf "%.0f:%.0f", $1, $2 + $3}' "$WORK/build-time"
 }
 
 declare -A BUILDS
@@ -98,7 +100,8 @@ for ((i = 0; i < RUNS; i++)); do
   done
 done
 rm -rf "$WORK/build-target"
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# median FIELD: of "wall:cpu" pairs, the median of field 1 (wall) or 2 (cpu).
+median() { tr ' ' '\n' | grep -v '^$' | cut -d: -f"$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 TABLE=$(
   echo "Workspace shape, $(git -C "$ROOT" rev-parse --short "$BEFORE") (before) vs $(git -C "$ROOT" rev-parse --short "$AFTER") (after); $(nproc) cores, $(date -u +%Y-%m-%d)."
@@ -118,7 +121,8 @@ TABLE=$(
   echo "|---|---:|---:|"
   echo "| direct dependencies (distinct, all crates) | $(direct "${DIR[before]}") | $(direct "${DIR[after]}") |"
   echo "| packages in the pgcalm binary's graph | $(deps "${DIR[before]}") | $(deps "${DIR[after]}") |"
-  echo "| cold \`cargo build --release -p pgcalm-cli\`, s (median of $RUNS) | $(echo "${BUILDS[before]}" | median) | $(echo "${BUILDS[after]}" | median) |"
+  echo "| cold \`cargo build --release -p pgcalm-cli\`: wall s (median of $RUNS) | $(echo "${BUILDS[before]}" | median 1) | $(echo "${BUILDS[after]}" | median 1) |"
+  echo "| the same build: CPU s, user + sys (median of $RUNS) | $(echo "${BUILDS[before]}" | median 2) | $(echo "${BUILDS[after]}" | median 2) |"
 )
 rm -rf "$WORK/doc-target"
 printf '%s\n' "$TABLE"
