@@ -51,6 +51,7 @@ mod plpgsql;
 mod rule_id;
 mod rules;
 mod split;
+mod tool;
 mod unit;
 
 // Linting a unit and what it reports.
@@ -65,6 +66,8 @@ pub use locks::{
     Blocks, Condition, Effect, IndirectLock, LockMode, PgVersion, RelName, RelationLock,
     StatementLocks, Target, has_option, sql_statement_locks, statement_label, statement_locks,
 };
+// Migration tools: how each runs a file.
+pub use tool::{Piece, Plan, Sidecars, Tool, TxMode, UnknownTool, detect, plan};
 // The splitter.
 pub use split::{
     LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, line_col, parse_first,
