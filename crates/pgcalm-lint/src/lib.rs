@@ -43,6 +43,7 @@
 // see the workspace Cargo.toml); pg_query does the decoding.
 use prost as _;
 
+mod date;
 mod docs;
 mod engine;
 mod finding;
@@ -54,6 +55,8 @@ mod split;
 mod tool;
 mod unit;
 
+// Dates of expiring ignores.
+pub use date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
 pub use finding::{Finding, SeenBy, Severity};
