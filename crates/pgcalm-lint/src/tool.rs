@@ -209,9 +209,8 @@ pub fn detect(path: &Path, source: &str) -> Option<Tool> {
     if has_line(&|l| goose_annotation(l).is_some_and(|a| a == "up")) {
         return Some(Tool::Goose);
     }
-    if has_line(&|l| dbmate_directive(l).is_some()) {
-        return Some(Tool::Dbmate);
-    }
+    // (`-- migrate:up` is dbmate's and pgcalm's own migration format: a file with it is
+    // a pgcalm migration unless --tool dbmate says otherwise.)
     if has_line(&|l| l.starts_with("-- Running upgrade ")) {
         return Some(Tool::Alembic);
     }
@@ -682,11 +681,7 @@ mod tests {
                 "-- +goose Up\nSELECT 1;\n",
                 Some(Tool::Goose),
             ),
-            (
-                "db/20240101_x.sql",
-                "-- migrate:up\nSELECT 1;\n",
-                Some(Tool::Dbmate),
-            ),
+            ("db/20240101_x.sql", "-- migrate:up\nSELECT 1;\n", None),
             ("sqitch/deploy/users.sql", "BEGIN;\n", Some(Tool::Sqitch)),
             ("db/migrate/20240101_add.rb", "", Some(Tool::Rails)),
             (
