@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pgcalm_lint::{Finding, RuleId, Severity};
+use pgcalm_lint::{Finding, RuleId, RuleKind, Severity};
 use serde_json::{Value, json};
 
 use super::lint_report::{FileReport, Unparsed, end_position};
@@ -120,14 +120,22 @@ pub(crate) fn render_sarif(reports: &[FileReport], unparsed: &[Unparsed]) -> Str
         .iter()
         .map(|r| {
             let info = r.info();
+            let help = if info.kind == RuleKind::Rule {
+                format!(
+                    "{}\n`pgcalm lint --list-rules` lists every rule; `-- pgcalm:ignore {} reason` \
+                     on the line before a statement ignores it there.",
+                    info.hazard,
+                    r.name()
+                )
+            } else {
+                info.hazard.to_string()
+            };
             json!({
                 "id": r.name(),
                 "name": r.name(),
                 "shortDescription": { "text": info.hazard },
                 "fullDescription": { "text": info.hazard },
-                "help": {
-                    "text": format!("{}\n`pgcalm lint --list-rules` lists every rule; `-- pgcalm:ignore {} reason` on the line before a statement ignores it there.", info.hazard, r.name()),
-                },
+                "help": { "text": help },
                 "defaultConfiguration": { "level": sarif_level(info.severity) },
                 "properties": { "tags": ["postgresql", "migration"] },
             })
@@ -166,7 +174,6 @@ pub(crate) fn render_sarif(reports: &[FileReport], unparsed: &[Unparsed]) -> Str
                 "driver": {
                     "name": "pgcalm",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": "https://github.com/pgcalm/pgcalm",
                     "rules": rule_objects,
                 },
             },

@@ -74,12 +74,13 @@ pub(crate) struct FormatArgs {
     pub format: Option<TextOrJson>,
 }
 
-/// `--format text|json|github|markdown`: the commands that report findings.
+/// `--format text|json|github|markdown|sarif|gitlab`: the commands that report findings.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Settings")]
 pub(crate) struct ReportFormatArgs {
     /// Output format: text for people, json for tools, github annotations, markdown for
-    /// a pull-request comment.
+    /// a pull-request comment, sarif for GitHub code scanning, gitlab for GitLab Code
+    /// Quality (sarif and gitlab hold the findings only).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
