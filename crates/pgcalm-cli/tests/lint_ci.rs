@@ -10,19 +10,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{pgcalm_in, stderr, stdout};
+use common::{lint_in, pgcalm_in, stderr, stdout, write};
 use serde_json::Value;
-
-fn lint_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = pgcalm_in(dir).arg("lint").args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
-}
-
-fn write(dir: &Path, name: &str, sql: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, sql).unwrap();
-}
 
 /// Each linted file (or piece) as (path, migration label, rules found), from JSON.
 fn rules_of(json: &str) -> Vec<(String, Option<String>, Vec<String>)> {
