@@ -30,18 +30,30 @@ n=0
 # One `git cat-file --batch` per repository (about 3,000 files in a few seconds).
 for repo in $(tail -n +2 "$MANIFEST" | cut -f1 | uniq); do
   gitdir=$MIRROR/${repo/\//+}/repo
-  awk -F'\t' -v r="$repo" 'NR > 1 && $1 == r { print $2 ":" $3 }' "$MANIFEST" >"$OUT/.want"
+  # The files beside a migration that change how its tool runs it (Diesel's
+  # metadata.toml, Flyway's V1__x.sql.conf: `pgcalm lint --tool` reads them), when the
+  # snapshot has them: `?` marks them optional.
+  awk -F'\t' -v r="$repo" 'NR > 1 && $1 == r {
+    print $2 ":" $3
+    if ($4 == "diesel") { d = $3; sub(/\/[^\/]*$/, "", d); print "?" $2 ":" d "/metadata.toml" }
+    if ($4 == "flyway") print "?" $2 ":" $3 ".conf"
+  }' "$MANIFEST" | awk '!seen[$0]++' >"$OUT/.want"
   python3 - "$gitdir" "$OUT/${repo/\//+}" "$OUT/.want" <<'PY'
 import os, subprocess, sys
 gitdir, dest, want = sys.argv[1:]
-specs = open(want).read().splitlines()
+wanted = open(want).read().splitlines()
+optional = [w.startswith("?") for w in wanted]
+specs = [w.lstrip("?") for w in wanted]
 p = subprocess.run(["git", "--git-dir", gitdir, "cat-file", "--batch"],
                    input=("\n".join(specs) + "\n").encode(), capture_output=True, check=True)
 out, i = p.stdout, 0
-for spec in specs:
+for spec, opt in zip(specs, optional):
     header_end = out.index(b"\n", i)
     header = out[i:header_end].split()
     if header[-1] == b"missing":
+        if opt:
+            i = header_end + 1
+            continue
         sys.exit(f"missing in snapshot: {spec}")
     size = int(header[2])
     body = out[header_end + 1:header_end + 1 + size]
@@ -51,7 +63,7 @@ for spec in specs:
     with open(path, "wb") as f:
         f.write(body)
 PY
-  n=$((n + $(wc -l <"$OUT/.want")))
+  n=$((n + $(grep -vc '^?' "$OUT/.want")))
 done
 rm -f "$OUT/.want"
 cp "$MANIFEST" "$OUT/manifest.tsv"

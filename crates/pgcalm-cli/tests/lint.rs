@@ -7,22 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{pgcalm_in, stderr, stdout};
+use common::{lint_in, pgcalm_in, stderr, stdout, write};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs `pgcalm lint ARGS` in `dir`; returns (exit code, stdout, stderr).
-fn lint_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = pgcalm_in(dir).arg("lint").args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
-}
-
-fn write(dir: &Path, name: &str, sql: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, sql).unwrap();
 }
 
 #[test]

@@ -359,7 +359,7 @@ impl<'a> UnitLinter<'a> {
     /// further ones joined to its message).
     pub fn statement(&mut self, stmt: &SourceStatement) {
         let (enabled, result, locks) = (&self.enabled, &mut self.result, &mut self.locks);
-        let directives = ignore_directives(self.walk.source, stmt);
+        let directives = ignore_directives(self.walk.source, stmt, self.walk.options.today);
         self.walk.statement(stmt, |cx| {
             lint_statement(cx, enabled, &directives, result);
             if let Some(locks) = locks {
@@ -441,6 +441,26 @@ fn lint_statement(
 ) {
     let (stmt, locks) = (cx.stmt, cx.locks);
     for d in directives {
+        if let Some(until) = d.expired {
+            result.findings.push(Finding {
+                rule: RuleId::ExpiredIgnore,
+                severity: RuleId::ExpiredIgnore.severity(),
+                span: stmt.span,
+                statement: locks.label.clone(),
+                lock: None,
+                table: None,
+                blocks: Default::default(),
+                message: format!(
+                    "`-- pgcalm:ignore {}` expired on {until}: its findings are back",
+                    d.rules.join(",")
+                ),
+                help: "fix the statement, or renew the ignore with a later `until` date and \
+                       why it is still safe"
+                    .into(),
+                fix_sql: None,
+                seen_by: SeenBy::Lint,
+            });
+        }
         if let Some(problem) = d.problem() {
             result.findings.push(Finding {
                 rule: RuleId::InvalidIgnore,
@@ -517,11 +537,18 @@ impl Cx<'_> {
 struct IgnoreDirective {
     rules: Vec<String>,
     reason: String,
+    /// `until DATE` that is not a date.
+    bad_date: Option<String>,
+    /// The `until` date, when it has passed (today is on or after it).
+    expired: Option<crate::Date>,
 }
 
 impl IgnoreDirective {
     fn covers(&self, rule: RuleId) -> bool {
-        !self.reason.is_empty() && self.rules.iter().any(|r| r == rule.name())
+        !self.reason.is_empty()
+            && self.bad_date.is_none()
+            && self.expired.is_none()
+            && self.rules.iter().any(|r| r == rule.name())
     }
 
     /// Why the directive is not valid (`None` when it is).
@@ -532,6 +559,13 @@ impl IgnoreDirective {
         if let Some(unknown) = self.rules.iter().find(|r| r.parse::<RuleId>().is_err()) {
             return Some(format!(
                 "`-- pgcalm:ignore` names an unknown rule `{unknown}`"
+            ));
+        }
+        if let Some(bad) = &self.bad_date {
+            return Some(format!(
+                "`-- pgcalm:ignore {} until {bad}`: {}",
+                self.rules.join(","),
+                crate::BadDate(bad.clone())
             ));
         }
         if self.reason.is_empty() {
@@ -546,7 +580,11 @@ impl IgnoreDirective {
 }
 
 /// The directives in a statement's comments.
-fn ignore_directives(source: &str, stmt: &SourceStatement) -> Vec<IgnoreDirective> {
+fn ignore_directives(
+    source: &str,
+    stmt: &SourceStatement,
+    today: Option<crate::Date>,
+) -> Vec<IgnoreDirective> {
     stmt.comments
         .iter()
         .filter_map(|range| {
@@ -564,7 +602,22 @@ fn ignore_directives(source: &str, stmt: &SourceStatement) -> Vec<IgnoreDirectiv
             }
             let rest = rest.trim();
             let (rules, reason) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            // `RULE until 2027-03-01 reason`
+            let (mut bad_date, mut expired, mut reason) = (None, None, reason.trim());
+            if let Some(after) = reason.strip_prefix("until")
+                && after.starts_with(char::is_whitespace)
+            {
+                let after = after.trim_start();
+                let (date, why) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+                match date.parse::<crate::Date>() {
+                    Ok(d) => expired = today.filter(|t| *t >= d).map(|_| d),
+                    Err(_) => bad_date = Some(date.to_string()),
+                }
+                reason = why.trim();
+            }
             Some(IgnoreDirective {
+                bad_date,
+                expired,
                 rules: rules
                     .split(',')
                     .map(str::trim)
@@ -666,6 +719,58 @@ mod tests {
                 .map(|i| (i.finding.rule.name(), i.reason.clone()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn an_ignore_expires_on_its_date() {
+        let sql = |until: &str| {
+            format!(
+                "-- pgcalm:ignore require-concurrent-index-creation until {until} tiny table\nCREATE INDEX i ON t (a);"
+            )
+        };
+        let options = LintOptions {
+            today: Some("2027-03-01".parse().unwrap()),
+            ..LintOptions::default()
+        };
+        let run = |sql: &str, options: &LintOptions| {
+            let r = lint_sql(sql, UnitKind::Migration { transaction: true }, options).unwrap();
+            let findings: Vec<_> = r.findings.iter().map(|f| f.rule.name()).collect();
+            let ignored: Vec<_> = r.ignored.iter().map(|i| i.reason.clone()).collect();
+            (findings, ignored, r.findings)
+        };
+        // Before the date: ignored, with the reason after the date.
+        let (findings, ignored, _) = run(&sql("2027-03-02"), &options);
+        assert_eq!(findings, Vec::<&str>::new());
+        assert_eq!(ignored, ["tiny table"]);
+        // On and after it: the ignore is a finding, and the finding is back.
+        for until in ["2027-03-01", "2020-01-01"] {
+            let (findings, ignored, all) = run(&sql(until), &options);
+            assert_eq!(
+                findings,
+                ["expired-ignore", "require-concurrent-index-creation"],
+                "{until}"
+            );
+            assert!(ignored.is_empty());
+            assert_eq!(
+                all[0].message,
+                format!(
+                    "`-- pgcalm:ignore require-concurrent-index-creation` expired on {until}: its findings are back"
+                )
+            );
+        }
+        // Without a clock nothing expires; a bad date is an invalid ignore.
+        let (findings, _, _) = run(&sql("2020-01-01"), &LintOptions::default());
+        assert_eq!(findings, Vec::<&str>::new());
+        let (findings, _, all) = run(&sql("2027-02-30"), &options);
+        assert_eq!(
+            findings,
+            ["invalid-ignore", "require-concurrent-index-creation"]
+        );
+        assert!(
+            all[0].message.contains("is not a date"),
+            "{}",
+            all[0].message
+        );
     }
 
     #[test]

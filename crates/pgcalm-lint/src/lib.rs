@@ -43,6 +43,7 @@
 // see the workspace Cargo.toml); pg_query does the decoding.
 use prost as _;
 
+mod date;
 mod docs;
 mod engine;
 mod finding;
@@ -51,8 +52,11 @@ mod plpgsql;
 mod rule_id;
 mod rules;
 mod split;
+mod tool;
 mod unit;
 
+// Dates of expiring ignores.
+pub use date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
 pub use finding::{Finding, SeenBy, Severity};
@@ -66,6 +70,8 @@ pub use locks::{
     RelationLock, StatementLocks, has_option, sql_statement_locks, statement_label,
     statement_locks,
 };
+// Migration tools: how each runs a file.
+pub use tool::{Piece, Plan, Sidecars, Tool, TxMode, UnknownTool, detect, plan};
 // The splitter.
 pub use split::{
     LineIndex, SourceStatement, Span, SyntaxError, for_each_statement, line_col, parse_first,

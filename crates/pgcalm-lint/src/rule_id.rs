@@ -58,6 +58,7 @@ pub enum RuleId {
     AccumulatedLocks,
     DynamicSql,
     InvalidIgnore,
+    ExpiredIgnore,
     SyntaxError,
     StatementFailed,
     LockTableMismatch,
@@ -412,6 +413,13 @@ const fn info(id: RuleId) -> RuleInfo {
             E::Unobservable,
             "a `-- pgcalm:ignore` directive with no rule, an unknown rule or no reason",
         ),
+        R::ExpiredIgnore => (
+            "expired-ignore",
+            RuleKind::Source,
+            Warning,
+            E::Unobservable,
+            "a `-- pgcalm:ignore RULE until DATE` past its date: the finding it covered is back",
+        ),
         R::SyntaxError => (
             "syntax-error",
             RuleKind::Source,
@@ -448,7 +456,7 @@ const fn info(id: RuleId) -> RuleInfo {
 impl RuleId {
     /// Every id, lint rules first in the order their findings are listed for one
     /// statement.
-    pub const ALL: [RuleId; 44] = [
+    pub const ALL: [RuleId; 45] = [
         RuleId::MissingLockTimeout,
         RuleId::RequireConcurrentIndexCreation,
         RuleId::RequireConcurrentIndexDeletion,
@@ -490,6 +498,7 @@ impl RuleId {
         RuleId::AccumulatedLocks,
         RuleId::DynamicSql,
         RuleId::InvalidIgnore,
+        RuleId::ExpiredIgnore,
         RuleId::SyntaxError,
         RuleId::StatementFailed,
         RuleId::LockTableMismatch,
@@ -605,6 +614,7 @@ mod tests {
         assert_eq!(RuleId::rules().count(), 40);
         for id in [
             RuleId::InvalidIgnore,
+            RuleId::ExpiredIgnore,
             RuleId::SyntaxError,
             RuleId::StatementFailed,
             RuleId::LockTableMismatch,
@@ -666,6 +676,7 @@ mod tests {
             RuleId::ConcurrentIndexIfNotExists,
             RuleId::DynamicSql,
             RuleId::InvalidIgnore,
+            RuleId::ExpiredIgnore,
             RuleId::SyntaxError,
             RuleId::LockTableMismatch,
         ];

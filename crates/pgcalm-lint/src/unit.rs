@@ -51,6 +51,10 @@ pub struct LintOptions {
     /// validated checks), from a schema dump (`--schema FILE`).
     #[serde(skip)]
     pub schema: Option<Arc<Schema>>,
+    /// Today (UTC), for `-- pgcalm:ignore RULE until DATE`: from that date on the
+    /// ignore is an `expired-ignore` finding and the finding comes back. `None`: no
+    /// ignore expires.
+    pub today: Option<crate::Date>,
 }
 
 /// Facts about existing tables, learned from a schema's SQL (`pg_dump --schema-only`,
@@ -107,6 +111,7 @@ impl Default for LintOptions {
             assume_in_transaction: false,
             rules: RuleSelection::default(),
             schema: None,
+            today: None,
         }
     }
 }

@@ -1,14 +1,18 @@
 //! `pgcalm lint [PATHS|-]`: finds risky statements before they run, with PostgreSQL's
 //! own grammar. Files or directories (every `*.sql` below, recursively; a file with a
 //! `-- migrate:up` line is a pgcalm migration file, anything else plain SQL), or stdin
-//! with `-`. Exit 0 clean, 1 findings, 2 usage or parse errors.
+//! with `-`. Each file runs the way its migration tool runs it (`--tool`, `[lint] tool`,
+//! or detected from the layout: [`pgcalm_lint::tool`]). Exit 0 clean, 1 findings (as
+//! `--fail-on` says), 2 usage or parse errors.
 
 use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use pgcalm_lint::{LintOptions, RuleId, StatementLockReport};
+use pgcalm_lint::{
+    LintOptions, Plan, RuleId, Severity, Sidecars, StatementLockReport, Tool, TxMode,
+};
 use pgcalm_migrate::file::{read_source, source_from_bytes};
 use pgcalm_migrate::safety::{lint_source, lint_source_and_locks};
 
@@ -31,6 +35,25 @@ pub(crate) struct Args {
     /// List the rules and exit
     #[arg(long)]
     pub list_rules: bool,
+    /// Which findings fail the run (exit 1): any finding (warning), errors only
+    /// (error), or none (never: parse errors do not fail it either)
+    #[arg(long, value_enum, default_value_t = FailOn::Warning, value_name = "LEVEL")]
+    pub fail_on: FailOn,
+    /// Lint only the files added or changed since this git ref (`git diff --name-only
+    /// --diff-filter=AM REF`: committed and uncommitted changes to tracked files)
+    #[arg(long, value_name = "GIT_REF")]
+    pub since: Option<String>,
+}
+
+/// `--fail-on`: the least severe finding that fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FailOn {
+    /// Errors fail the run; warnings are reported only.
+    Error,
+    /// Errors and warnings fail the run.
+    Warning,
+    /// Nothing fails the run (exit 0 whatever is found).
+    Never,
 }
 
 /// What `pgcalm lint` found in every file it was given.
@@ -68,13 +91,72 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         out = with_locks(out, &reports, &locks, settings.format)?;
     }
     say!("{}", out.trim_end_matches('\n'));
-    if !unparsed.is_empty() {
+    let failing = |s: Severity| match args.fail_on {
+        FailOn::Error => s == Severity::Error,
+        FailOn::Warning => true,
+        FailOn::Never => false,
+    };
+    if !unparsed.is_empty() && args.fail_on != FailOn::Never {
         return Err(Exit(2).into());
     }
-    if reports.iter().any(|r| !r.result.findings.is_empty()) {
+    let findings = reports.iter().flat_map(|r| &r.result.findings);
+    if findings.map(|f| f.severity).any(failing) {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// The files `git diff --name-only --diff-filter=AM REF` names under the repository of
+/// `dir`, as absolute paths.
+fn changed_since(dir: &Path, git_ref: &str) -> anyhow::Result<std::collections::HashSet<PathBuf>> {
+    let git = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .with_context(|| format!("running git in {} for --since", dir.display()))?;
+        if !out.status.success() {
+            bail!(
+                "--since {git_ref}: git {} in {} failed: {}",
+                args.join(" "),
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let top = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?.trim());
+    let names = git(&["diff", "--name-only", "--diff-filter=AM", git_ref, "--"])?;
+    Ok(names
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| canonical(&top.join(l)))
+        .collect())
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// What a file's tool puts beside it that changes how it runs.
+fn sidecars(tool: Tool, path: &Path) -> Sidecars {
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+    match tool {
+        Tool::Diesel => Sidecars {
+            diesel_metadata: path.parent().and_then(|d| read(d.join("metadata.toml"))),
+            ..Sidecars::default()
+        },
+        Tool::Flyway => {
+            let mut conf = path.as_os_str().to_owned();
+            conf.push(".conf");
+            Sidecars {
+                flyway_conf: read(PathBuf::from(conf)),
+                ..Sidecars::default()
+            }
+        }
+        _ => Sidecars::default(),
+    }
 }
 
 /// Lints every file; a file that cannot be read or parsed is reported (stderr) as it
@@ -86,7 +168,25 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
         args.paths.clone()
     };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut changed: Option<std::collections::HashSet<PathBuf>> = None;
     for p in &paths {
+        if let Some(git_ref) = &args.since
+            && p.as_os_str() != "-"
+        {
+            let dir = if p.is_dir() {
+                p.as_path()
+            } else {
+                p.parent().unwrap_or(Path::new("."))
+            };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            changed
+                .get_or_insert_with(Default::default)
+                .extend(changed_since(dir, git_ref)?);
+        }
         if p.as_os_str() == "-" {
             files.push(("<stdin>".into(), p.clone()));
         } else if p.is_dir() {
@@ -104,6 +204,9 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
             );
         }
     }
+    if let Some(changed) = &changed {
+        files.retain(|(name, path)| name == "<stdin>" || changed.contains(&canonical(path)));
+    }
     let mut linted = Linted {
         reports: Vec::new(),
         unparsed: Vec::new(),
@@ -119,29 +222,85 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
         } else {
             read_source(&path)
         };
-        let path = Path::new(&name);
-        let result = source.and_then(|source| {
-            let lint = if args.locks {
-                lint_source_and_locks(path, &source, options)
-            } else {
-                lint_source(path, &source, options).map(|lint| (lint, Vec::new()))
-            };
-            lint.map(|lint| (source, lint))
-        });
-        match result {
-            Ok((source, (lint, locks))) => {
-                linted.reports.push(FileReport {
-                    path: name,
-                    source: Arc::new(source),
-                    kind: lint.kind,
-                    statements: lint.statements,
-                    result: lint.result,
-                });
-                linted.locks.push(locks);
-            }
+        let source = match source {
+            Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
                 linted.unparsed.push(Unparsed::new(&name, &e));
+                continue;
+            }
+        };
+        let file = Path::new(&name);
+        // An explicit tool; else --assume-in-transaction as before; else the layout's.
+        let tool = settings.lint.tool.or_else(|| {
+            (!settings.lint.assume_in_transaction)
+                .then(|| pgcalm_lint::detect(&path, &source))
+                .flatten()
+        });
+        let pieces = match tool {
+            None => vec![(None, None, source, options.clone())],
+            Some(tool) => match pgcalm_lint::plan(
+                tool,
+                &path,
+                &source,
+                &sidecars(tool, &path),
+                args.lint.include_down,
+            ) {
+                Plan::Skip(why) => {
+                    eprintln!("note: {name}: not linted: {why}");
+                    continue;
+                }
+                Plan::Lint(pieces) => pieces
+                    .into_iter()
+                    .map(|p| {
+                        let statements = match p.mode {
+                            TxMode::SimpleQuery => {
+                                pgcalm_lint::split_unparsed(&p.text, 0..p.text.len())
+                                    .map_or(2, |s| s.len())
+                            }
+                            _ => 0,
+                        };
+                        let options = LintOptions {
+                            assume_in_transaction: p.mode.in_transaction(statements),
+                            ..options.clone()
+                        };
+                        let mode = format!(
+                            "{} ({})",
+                            p.why,
+                            if options.assume_in_transaction {
+                                "in one transaction"
+                            } else {
+                                "not in a transaction"
+                            }
+                        );
+                        (p.label, Some(mode), p.text, options)
+                    })
+                    .collect(),
+            },
+        };
+        for (label, mode, text, options) in pieces {
+            let lint = if args.locks {
+                lint_source_and_locks(file, &text, &options)
+            } else {
+                lint_source(file, &text, &options).map(|lint| (lint, Vec::new()))
+            };
+            match lint {
+                Ok((lint, locks)) => {
+                    linted.reports.push(FileReport {
+                        path: name.clone(),
+                        label,
+                        mode,
+                        source: Arc::new(text),
+                        kind: lint.kind,
+                        statements: lint.statements,
+                        result: lint.result,
+                    });
+                    linted.locks.push(locks);
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    linted.unparsed.push(Unparsed::new(&name, &e));
+                }
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Lint's report in every format: text (miette snippets), JSON, GitHub annotations,
-//! Markdown; for `pgcalm lint` and, with who saw each finding, `pgcalm trace`.
+//! Markdown, SARIF 2.1.0 (GitHub code scanning), GitLab Code Quality; for `pgcalm lint`
+//! and, with who saw each finding, `pgcalm trace`. Files that could not be parsed are
+//! part of every machine format (a `syntax-error` result in SARIF and GitLab).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,6 +21,10 @@ use crate::settings::OutputFormat;
 pub(crate) struct FileReport {
     /// As given (or found under a directory); `<stdin>` for `-`.
     pub path: String,
+    /// Which migration of a tool's SQL output (Alembic, Django); `None`: the file.
+    pub label: Option<String>,
+    /// How its tool runs it (`--tool` or detected); `None`: no tool.
+    pub mode: Option<String>,
     /// Its text (the spans point into it).
     pub source: Arc<String>,
     /// `migration` or `plain_sql`.
@@ -154,7 +160,7 @@ pub(crate) fn with_locks(
             }
             out
         }
-        OutputFormat::Github => rendered,
+        OutputFormat::Github | OutputFormat::Sarif | OutputFormat::Gitlab => rendered,
     })
 }
 
@@ -173,6 +179,8 @@ pub(crate) fn render(
         OutputFormat::Json => render_json(reports, unparsed, &t),
         OutputFormat::Github => render_github(reports, unparsed, &t),
         OutputFormat::Markdown => render_markdown(reports, unparsed, &t),
+        OutputFormat::Sarif => super::ci_report::render_sarif(reports, unparsed),
+        OutputFormat::Gitlab => super::ci_report::render_gitlab(reports, unparsed),
     }
 }
 
@@ -354,7 +362,10 @@ fn render_text(reports: &[FileReport], t: &Totals, fancy: bool) -> String {
                     SourceSpan::new(f.span.start.into(), f.span.end - f.span.start),
                 ));
             let report = miette::Report::new(diagnostic).with_source_code(FileSource {
-                name: r.path.clone(),
+                name: match &r.label {
+                    Some(l) => format!("{} ({l})", r.path),
+                    None => r.path.clone(),
+                },
                 text: r.source.clone(),
                 lines: lines.clone(),
             });
@@ -381,6 +392,10 @@ struct JsonReport<'a> {
 #[derive(serde::Serialize)]
 struct JsonFile<'a> {
     path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migration: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<&'a str>,
     kind: SourceKind,
     statements: usize,
     findings: &'a [Finding],
@@ -408,6 +423,8 @@ fn render_json(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> Str
             .iter()
             .map(|r| JsonFile {
                 path: &r.path,
+                migration: r.label.as_deref(),
+                runs: r.mode.as_deref(),
                 kind: r.kind,
                 statements: r.statements,
                 findings: &r.result.findings,
@@ -484,7 +501,7 @@ fn render_github(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> S
     out
 }
 
-fn end_position(source: &str, f: &Finding) -> (usize, usize) {
+pub(super) fn end_position(source: &str, f: &Finding) -> (usize, usize) {
     let text = &source[f.span.start..f.span.end];
     let lines = text.matches('\n').count();
     let last = text.rsplit('\n').next().unwrap_or("").chars().count();
@@ -518,11 +535,16 @@ fn render_markdown(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) ->
         };
         let _ = writeln!(
             out,
-            "### {mark} `{}` ({}, {})\n",
+            "### {mark} `{}`{} ({}, {})\n",
             r.path,
-            match r.kind {
-                SourceKind::Migration => "pgcalm migration",
-                SourceKind::PlainSql => "plain SQL",
+            r.label
+                .as_ref()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default(),
+            match (&r.mode, r.kind) {
+                (Some(mode), _) => mode.as_str(),
+                (None, SourceKind::Migration) => "pgcalm migration",
+                (None, SourceKind::PlainSql) => "plain SQL",
             },
             plural(r.statements, "statement")
         );

@@ -3,6 +3,7 @@
 //! trace also renders; `migration`: what a migration runs, for `migrate --plan` and
 //! `sqlmigrate`; `trace_report`: trace's per-statement table).
 
+pub(crate) mod ci_report;
 pub(crate) mod lint_report;
 pub(crate) mod migration;
 pub(crate) mod trace_report;

@@ -39,7 +39,7 @@ pub(crate) fn render(
             doc["traces"] = serde_json::to_value(reports)?;
             serde_json::to_string_pretty(&doc)?
         }
-        OutputFormat::Github => findings,
+        OutputFormat::Github | OutputFormat::Sarif | OutputFormat::Gitlab => findings,
     })
 }
 
@@ -47,6 +47,8 @@ pub(crate) fn render(
 fn file_report(r: &TraceReport) -> FileReport {
     FileReport {
         path: r.path.display().to_string(),
+        label: None,
+        mode: None,
         source: Arc::new(r.source.clone()),
         kind: if r.migration {
             SourceKind::Migration

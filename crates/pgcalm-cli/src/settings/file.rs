@@ -69,6 +69,8 @@ pub(super) struct LintSection {
     pub enable: Vec<RuleName>,
     pub pg_version: Option<u32>,
     pub assume_in_transaction: Option<bool>,
+    /// The migration tool that runs the files (`pgcalm lint --tool`).
+    pub tool: Option<ToolName>,
     /// Schema SQL of the existing tables (relative to the file).
     pub schema: Option<PathBuf>,
 }
@@ -142,6 +144,10 @@ const STARTER_CONFIG: &str = r#"# pgcalm configuration: this directory is a pgca
 # pg_version = 15
 # Plain SQL files are run inside one transaction by the tool that applies them.
 # assume_in_transaction = false
+# The migration tool that runs the files (prisma, golang-migrate, goose, flyway, dbmate,
+# diesel, sqitch, alembic, django, rails, psql): each file's transaction mode. Unset:
+# detected from each file's layout.
+# tool = "prisma"
 # Schema of the existing tables (`pg_dump --schema-only`): column types, NOT NULLs.
 # schema = "schema.sql"
 
@@ -166,11 +172,44 @@ impl<'de> Deserialize<'de> for RuleName {
             }
 
             fn visit_str<E: de::Error>(self, name: &str) -> Result<RuleName, E> {
-                name.parse().map(RuleName).map_err(E::custom)
+                rule_name(name).map(RuleName).map_err(E::custom)
             }
         }
         deserializer.deserialize_str(Names)
     }
+}
+
+/// A migration tool, by its name (`[lint] tool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ToolName(pub pgcalm_lint::Tool);
+
+impl<'de> Deserialize<'de> for ToolName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        tool_name(&name).map(ToolName).map_err(de::Error::custom)
+    }
+}
+
+/// A lint rule by name; an unknown one names the closest rule.
+pub(super) fn rule_name(name: &str) -> Result<RuleId, String> {
+    name.parse::<RuleId>().map_err(|e| {
+        let names: Vec<&'static str> = RuleId::rules().map(RuleId::name).collect();
+        match closest(name, &names) {
+            Some(close) => format!("{e}\n  fix: did you mean `{close}`?"),
+            None => e.to_string(),
+        }
+    })
+}
+
+/// A migration tool by name; an unknown one names the closest tool.
+pub(super) fn tool_name(name: &str) -> Result<pgcalm_lint::Tool, String> {
+    name.parse::<pgcalm_lint::Tool>().map_err(|e| {
+        let names = pgcalm_lint::Tool::ALL.map(pgcalm_lint::Tool::name);
+        match closest(name, &names) {
+            Some(close) => format!("{e}\n  fix: did you mean `{close}`?"),
+            None => e.to_string(),
+        }
+    })
 }
 
 /// Reads and checks `path`.

@@ -74,12 +74,13 @@ pub(crate) struct FormatArgs {
     pub format: Option<TextOrJson>,
 }
 
-/// `--format text|json|github|markdown`: the commands that report findings.
+/// `--format text|json|github|markdown|sarif|gitlab`: the commands that report findings.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Settings")]
 pub(crate) struct ReportFormatArgs {
     /// Output format: text for people, json for tools, github annotations, markdown for
-    /// a pull-request comment.
+    /// a pull-request comment, sarif for GitHub code scanning, gitlab for GitLab Code
+    /// Quality (sarif and gitlab hold the findings only).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -165,6 +166,10 @@ pub(crate) enum OutputFormat {
     Github,
     /// A Markdown report for a pull-request comment (`pgcalm lint`, `pgcalm trace`).
     Markdown,
+    /// SARIF 2.1.0 for GitHub code scanning (`pgcalm lint`).
+    Sarif,
+    /// GitLab Code Quality JSON (`pgcalm lint`).
+    Gitlab,
 }
 
 /// Safety settings of the runner, flags of `migrate` and `sqlmigrate`; their
@@ -268,9 +273,24 @@ pub(crate) struct LintArgs {
     #[arg(long, value_name = "MAJOR")]
     pub pg_version: Option<u32>,
     /// Plain SQL files are run inside one transaction by the tool that applies them
-    /// (Flyway, some Rails setups)
+    /// (the same as a tool that wraps every file; detection from the layout is off)
     #[arg(long)]
     pub assume_in_transaction: bool,
+    /// The migration tool that runs the files, which decides each file's transaction
+    /// mode and what runs going up: prisma, golang-migrate, goose, flyway, dbmate,
+    /// diesel, sqitch, alembic, django, rails, psql [default: [lint] tool, or detected
+    /// from each file's layout]
+    #[arg(long, value_name = "TOOL", value_parser = super::file::tool_name)]
+    pub tool: Option<pgcalm_lint::Tool>,
+    /// Lint down migrations too (a tool's down.sql, goose's Down section, ...)
+    #[arg(long)]
+    pub include_down: bool,
+    /// Switch a rule off (repeatable; added to [lint] disable)
+    #[arg(long, value_name = "RULE", value_parser = super::file::rule_name)]
+    pub disable: Vec<pgcalm_lint::RuleId>,
+    /// Switch a rule on, including one off by default (repeatable; added to [lint] enable)
+    #[arg(long, value_name = "RULE", value_parser = super::file::rule_name)]
+    pub enable: Vec<pgcalm_lint::RuleId>,
     /// Schema SQL of the existing tables (`pg_dump --schema-only`), so lint knows column
     /// types and NOT NULL columns [default: [lint] schema]
     #[arg(long, value_name = "FILE")]

@@ -115,6 +115,14 @@ pub(crate) struct Outside {
 /// `down` / `up`); given to the demo app so a running `serve` follows the cluster.
 pub(crate) type Retarget = Arc<dyn Fn() -> Result<Target, String> + Send + Sync>;
 
+/// Today's date (UTC), from the system clock.
+fn today() -> pgcalm_lint::Date {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    pgcalm_lint::Date::from_unix_days((secs / 86_400) as i64)
+}
+
 /// `pgcalm lint`'s settings; the schema file is read when lint runs.
 #[derive(Debug, Clone)]
 pub(crate) struct LintSettings {
@@ -122,6 +130,8 @@ pub(crate) struct LintSettings {
     pub pg_version: PgVersion,
     /// Plain SQL runs inside one transaction.
     pub assume_in_transaction: bool,
+    /// The migration tool that runs the files (`None`: detected per file).
+    pub tool: Option<pgcalm_lint::Tool>,
     /// Rules switched on and off.
     pub rules: RuleSelection,
     /// Schema SQL of the existing tables.
@@ -303,9 +313,16 @@ impl Settings {
                 ),
                 assume_in_transaction: lint_flags.assume_in_transaction
                     || file.lint.assume_in_transaction.unwrap_or(false),
+                tool: lint_flags.tool.or(file.lint.tool.map(|t| t.0)),
                 rules: RuleSelection {
-                    disable: file.lint.disable.into_iter().map(|r| r.0).collect(),
-                    enable: file.lint.enable.into_iter().map(|r| r.0).collect(),
+                    disable: (file.lint.disable.into_iter().map(|r| r.0))
+                        .chain(lint_flags.disable.iter().copied())
+                        .filter(|r| !lint_flags.enable.contains(r))
+                        .collect(),
+                    enable: (file.lint.enable.into_iter().map(|r| r.0))
+                        .chain(lint_flags.enable.iter().copied())
+                        .filter(|r| !lint_flags.disable.contains(r))
+                        .collect(),
                 },
                 schema: lint_flags
                     .schema
@@ -345,6 +362,7 @@ impl Settings {
             assume_in_transaction: self.lint.assume_in_transaction,
             rules: self.lint.rules.clone(),
             schema,
+            today: Some(today()),
         })
     }
 

@@ -99,3 +99,16 @@ pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
+
+/// Runs `pgcalm lint ARGS` in the project `dir`; returns (exit code, stdout, stderr).
+pub(crate) fn lint_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = pgcalm_in(dir).arg("lint").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
+}
+
+/// Writes `dir/name` (its directories too).
+pub(crate) fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
