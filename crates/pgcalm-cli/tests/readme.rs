@@ -31,7 +31,10 @@ fn the_readme_lint_examples_are_the_real_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let examples = lint_examples(&readme);
-    assert!(!examples.is_empty(), "the README shows no `$ pgcalm lint` example");
+    assert!(
+        !examples.is_empty(),
+        "the README shows no `$ pgcalm lint` example"
+    );
     for (command, shown) in examples {
         let out = common::pgcalm()
             .current_dir(&root)
