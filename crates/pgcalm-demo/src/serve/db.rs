@@ -1,6 +1,7 @@
-//! Pooled connections for requests: prepared statements cached per connection, a
-//! guard that cancels a query whose request was dropped mid-flight, and a database that
-//! follows its server when it moves.
+//! Pooled connections for requests: unnamed statements (so a transaction pooler such as
+//! PgBouncer can hand each one to any server connection), a guard that cancels a query
+//! whose request was dropped mid-flight, and a database that follows its server when it
+//! moves.
 //!
 //! [`Database`] holds the pool of the current target. When opening a connection fails
 //! (refused, password rejected, timed out) and [`ServeOptions::retarget`] is set, it asks
@@ -19,8 +20,7 @@ use deadpool_postgres::{
 };
 use pgcalm_pg::{Target, TlsConnector};
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::Retarget;
 use super::error::{ApiError, ServeError};
@@ -217,39 +217,23 @@ impl Checkout {
         }
     }
 
-    /// Runs a prepared (and per-connection cached) statement.
+    /// Runs `sql` as an unnamed statement with typed parameters: parse, bind and execute
+    /// in one round trip, nothing left on the server connection. A named prepared
+    /// statement would be bound to one server connection, which a transaction pooler
+    /// does not keep for the client (PgBouncer answers `prepared statement "s0" does not
+    /// exist`); an unnamed one also never goes stale when a migration changes a column's
+    /// type.
     pub(crate) async fn query(
         &mut self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, ApiError> {
         let conn = self.conn.as_ref().expect("checkout holds a connection");
         self.armed = true;
-        let result = async {
-            let statement = conn.prepare_cached(sql).await?;
-            match conn.query(&statement, params).await {
-                // A column changed type under a cached statement (a lab scenario does
-                // that): forget it, prepare again, retry once. Nothing ran yet.
-                Err(e) if is_stale_plan(&e) => {
-                    conn.statement_cache.remove(sql, &[]);
-                    let statement = conn.prepare_cached(sql).await?;
-                    conn.query(&statement, params).await
-                }
-                other => other,
-            }
-        }
-        .await;
+        let result = conn.query_typed(sql, params).await;
         self.armed = false;
         result.map_err(|e| ApiError::from_db(&e))
     }
-}
-
-fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
-        && e.as_db_error().is_some_and(|db| {
-            db.message()
-                .contains("cached plan must not change result type")
-        })
 }
 
 impl Drop for Checkout {
