@@ -3,16 +3,25 @@
 //! ran) on the shared pool served by pgcalm serve, which cancels abandoned queries.
 
 use crate::results::{BlockLevel, EndpointRole, EndpointSummary, Form, FormRun, LabResults};
-use crate::results::{PoolTopology, RunOptions};
+use crate::results::{PoolTopology, RunOptions, ScenarioResult};
 use crate::verdict::QUEUE_MARGIN_MS;
 
-use super::format::level_cell;
+use super::format::{form_label, level_cell};
 use super::tables::SEED_SCENARIO;
 
 /// Why the seed's risky form stops reads on a shared pool and not on separate pools, in
 /// a paragraph; None unless it ran on separate pools and on the seed-like shared pool.
 pub fn pool_topology_note(results: &LabResults) -> Option<String> {
     let s = results.scenario(SEED_SCENARIO)?;
+    if let Some(size) = results
+        .run
+        .options
+        .topology
+        .as_ref()
+        .and_then(|t| t.pooler_pool_size)
+    {
+        return pooler_note(s, size);
+    }
     let separate = s.form(Form::Risky, PoolTopology::Separate)?;
     let seed_like = s.form(Form::Risky, PoolTopology::SharedSeedLike)?;
     let cancelling = s.form(Form::Risky, PoolTopology::Shared);
@@ -29,6 +38,14 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
         describe(seed_like),
         conclusion(separate, seed_like, &setup),
     ))
+}
+
+/// The heading of [`pool_topology_note`]'s paragraph.
+pub(crate) fn pool_note_heading(results: &LabResults) -> &'static str {
+    match results.run.options.topology.as_ref().and_then(|t| t.pooler_pool_size) {
+        Some(_) => "Through a transaction pooler",
+        None => "Shared pool vs separate pools",
+    }
 }
 
 /// The figures of the run the paragraph quotes: the shared pool's size, the writes'
@@ -58,6 +75,63 @@ impl ProbeSetup {
             timeout_s: writes.timeout_ms / 1000,
         })
     }
+}
+
+/// Through a transaction pooler every app pool shares the pooler's few server
+/// connections: whether the risky form's blocked writes took them all (clients left
+/// waiting for one) and stopped reads, and what the safe form did.
+fn pooler_note(s: &ScenarioResult, pool_size: u32) -> Option<String> {
+    let waits = |f: &FormRun| {
+        let t = f.topology_figures.as_ref()?;
+        Some((t.max_clients_waiting?, t.max_wait_ms.unwrap_or(0.0)))
+    };
+    let risky: Vec<String> = s
+        .forms
+        .iter()
+        .filter(|f| f.form == Form::Risky)
+        .filter_map(|f| {
+            let (waiting, wait) = waits(f)?;
+            Some(format!(
+                "{}: {}; at most {waiting} clients waited for a server connection, the longest {:.1} s",
+                form_label(f.form, f.topology),
+                describe(f),
+                wait / 1000.0
+            ))
+        })
+        .collect();
+    if risky.is_empty() {
+        return None;
+    }
+    let blocked_reads = s
+        .forms
+        .iter()
+        .any(|f| f.form == Form::Risky && f.verdict.reads.level == BlockLevel::Blocked);
+    let finding = if blocked_reads {
+        format!(
+            "Blocked INSERTs each held one of the pooler's {pool_size} server connections until the index was built, so reads queued in PgBouncer behind them and stopped too, whatever the app's own pools: the seed's \"blocks reads\" holds for any app behind a small transaction pool."
+        )
+    } else {
+        format!(
+            "Reads were not stopped: the build ended before blocked INSERTs held all {pool_size} of the pooler's server connections past a read's timeout (a bigger table, or a smaller pool, would stop them)."
+        )
+    };
+    let safe = s
+        .forms
+        .iter()
+        .filter(|f| f.form == Form::Safe)
+        .filter_map(|f| {
+            let (waiting, wait) = waits(f)?;
+            Some(format!(
+                " The safe form (CONCURRENTLY): {}; at most {waiting} clients waited, the longest {:.1} s.",
+                describe(f),
+                wait / 1000.0
+            ))
+        })
+        .collect::<String>();
+    Some(format!(
+        "Through PgBouncer in transaction pooling mode with {pool_size} server connections for the app's clients (migrations direct). {}. {finding}{safe}",
+        risky.join(". ")
+    ))
 }
 
 fn reads(f: &FormRun) -> Option<&EndpointSummary> {
