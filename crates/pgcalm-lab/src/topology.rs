@@ -95,14 +95,12 @@ impl LabTopology {
     }
 }
 
-/// Stops and deletes the lab's own PgBouncer (see [`LabTopology::embedded`]), if one
-/// runs under `cluster_root`.
+/// Stops the lab's own PgBouncer (see [`LabTopology::embedded`]), if one runs under
+/// `cluster_root`. Its directory stays, log included, for the next lab run (same port)
+/// and for a look after a failed one; `pgcalm down --volumes` deletes it with the
+/// cluster.
 pub fn stop_lab_pooler(cluster_root: &Path) -> Result<(), PgError> {
-    let pooler = Pooler::new(cluster_root.join(LAB_POOLER_DIR));
-    if pooler.exists() {
-        pooler.stop()?;
-        pooler.delete()?;
-    }
+    Pooler::new(cluster_root.join(LAB_POOLER_DIR)).stop()?;
     Ok(())
 }
 

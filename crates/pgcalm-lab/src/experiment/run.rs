@@ -196,6 +196,7 @@ impl Lab {
             holds: &holds,
             lock_timeout_ms: self.opts.policy.lock_timeout.as_millis() as f64,
             topology: run.topology,
+            through_pooler: self.opts.topology.pooler.is_some(),
         })
     }
 

@@ -102,18 +102,18 @@ fn pooler_note(s: &ScenarioResult, pool_size: u32) -> Option<String> {
     if risky.is_empty() {
         return None;
     }
-    let blocked_reads = s
-        .forms
-        .iter()
-        .any(|f| f.form == Form::Risky && f.verdict.reads.level == BlockLevel::Blocked);
-    let finding = if blocked_reads {
-        format!(
-            "Blocked INSERTs each held one of the pooler's {pool_size} server connections until the index was built, so reads queued in PgBouncer behind them and stopped too, whatever the app's own pools: the seed's \"blocks reads\" holds for any app behind a small transaction pool."
-        )
-    } else {
-        format!(
-            "Reads were not stopped: the build ended before blocked INSERTs held all {pool_size} of the pooler's server connections past a read's timeout (a bigger table, or a smaller pool, would stop them)."
-        )
+    // The separate app pools are the run where the app's own pools cannot explain a
+    // read held up: only the pooler's shared server connections can.
+    let finding = match s.form(Form::Risky, PoolTopology::Separate) {
+        Some(sep) if sep.verdict.reads.level == BlockLevel::Blocked => format!(
+            "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them and were stopped even with the app's reads and writes on separate pools: behind a transaction pooler, separate app pools do not protect reads."
+        ),
+        Some(sep) if waits(sep).is_some_and(|(w, _)| w > 0) => format!(
+            "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them even with the app's reads and writes on separate pools (connected directly, separate pools leave reads untouched): slowed, not stopped, because pgcalm serve cancels the query of a write whose client gave up, which frees its server connection. Where an abandoned query keeps its connection (the seed-like app), reads stop."
+        ),
+        _ => format!(
+            "No client waited for one of the pooler's {pool_size} server connections on separate app pools: the build ended before blocked INSERTs held them all (a bigger table, or a smaller pool, would)."
+        ),
     };
     let safe = s
         .forms
