@@ -329,9 +329,7 @@ impl TopologyFigures {
                 .filter(move |s| s.at_ms >= judged.start_ms && s.at_ms <= judged.end_ms)
         };
         let max_i = |f: fn(&TopologySample) -> Option<i64>| inside().filter_map(f).max();
-        let max_f = |f: fn(&TopologySample) -> Option<f64>| {
-            inside().filter_map(f).reduce(f64::max)
-        };
+        let max_f = |f: fn(&TopologySample) -> Option<f64>| inside().filter_map(f).reduce(f64::max);
         TopologyFigures {
             max_replica_lag_bytes: max_i(|s| s.replica_lag_bytes),
             max_replica_lag_ms: max_f(|s| s.replica_lag_ms),

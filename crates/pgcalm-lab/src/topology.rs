@@ -161,8 +161,7 @@ impl RunningTopologyMonitor {
                 if let Some(primary) = &primary
                     && let Ok(senders) = catalog::wal_senders(primary).await
                 {
-                    sample.replica_lag_bytes =
-                        senders.iter().filter_map(|s| s.lag_bytes).max();
+                    sample.replica_lag_bytes = senders.iter().filter_map(|s| s.lag_bytes).max();
                     sample.replica_lag_ms = senders
                         .iter()
                         .filter_map(|s| match s.lag_bytes {
@@ -176,14 +175,13 @@ impl RunningTopologyMonitor {
                     && let Ok(pools) = catalog::pooler_pools(admin).await
                 {
                     let mine = pools.iter().filter(|p| p.database == dbname);
-                    let (waiting, wait_s, active) =
-                        mine.fold((0, 0.0f64, 0), |(w, m, a), p| {
-                            (
-                                w + p.clients_waiting,
-                                m.max(p.max_wait_secs),
-                                a + p.servers_active,
-                            )
-                        });
+                    let (waiting, wait_s, active) = mine.fold((0, 0.0f64, 0), |(w, m, a), p| {
+                        (
+                            w + p.clients_waiting,
+                            m.max(p.max_wait_secs),
+                            a + p.servers_active,
+                        )
+                    });
                     sample.clients_waiting = Some(waiting);
                     sample.max_wait_ms = Some(wait_s * 1000.0);
                     sample.servers_active = Some(active);

@@ -54,9 +54,18 @@ async fn through_a_small_transaction_pool_blocked_writes_leave_clients_waiting()
     let add_index = results.scenario("add_index").unwrap();
     for f in &add_index.forms {
         let what = format!("{} {}", f.form.as_str(), f.topology.as_str());
-        let t = f.topology_figures.as_ref().unwrap_or_else(|| panic!("{what}"));
-        assert!(t.max_replica_lag_bytes.is_some_and(|b| b >= 0), "{what}: {t:?}");
-        assert!(t.max_replica_lag_ms.is_some_and(|ms| ms >= 0.0), "{what}: {t:?}");
+        let t = f
+            .topology_figures
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}"));
+        assert!(
+            t.max_replica_lag_bytes.is_some_and(|b| b >= 0),
+            "{what}: {t:?}"
+        );
+        assert!(
+            t.max_replica_lag_ms.is_some_and(|ms| ms >= 0.0),
+            "{what}: {t:?}"
+        );
         assert!(!t.samples.is_empty(), "{what}");
         let waiting = t.max_clients_waiting.unwrap_or_else(|| panic!("{what}"));
         let wait_ms = t.max_wait_ms.unwrap_or_else(|| panic!("{what}"));

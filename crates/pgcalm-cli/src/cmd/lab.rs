@@ -11,10 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_demo::SeedEvent;
 use pgcalm_lab::{
     DEFAULT_LAB_POOL_SIZE, DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, InApp, LabEvent,
-    LabOptions, LabResults, LabStep, LabTopology,
-    SEED_SCENARIO, Table, blocked_meaning, explain_table, few_requests_note, form_label,
-    forms_table, has_few_requests_mark, level_cell, pool_topology_note, run_lab,
-    step5_terminal_table, write_report,
+    LabOptions, LabResults, LabStep, LabTopology, SEED_SCENARIO, Table, blocked_meaning,
+    explain_table, few_requests_note, form_label, forms_table, has_few_requests_mark, level_cell,
+    pool_topology_note, run_lab, step5_terminal_table, write_report,
 };
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};

@@ -15,9 +15,7 @@ use super::run::Run;
 use super::{LOOKUP_INTERVAL, Lab, LabError, LabEvent, LabStep, PROBE_INTERVAL, PROBE_TIMEOUT};
 use crate::app::{self, RunningApp};
 use crate::monitor::{BLOCKER_APP, RunningMonitor};
-use crate::results::{
-    EndpointRole, Form, MigrationRun, RecordedSample, TimeSpan, TopologySample,
-};
+use crate::results::{EndpointRole, Form, MigrationRun, RecordedSample, TimeSpan, TopologySample};
 use crate::scenario::Blocker;
 use crate::topology::RunningTopologyMonitor;
 use crate::verdict::Endpoint;

@@ -36,7 +36,9 @@ pub(super) fn bytes(v: i64) -> String {
 pub(super) fn replica_lag(f: &FormRun) -> Option<String> {
     let t = f.topology_figures.as_ref()?;
     let b = t.max_replica_lag_bytes?;
-    let secs = t.max_replica_lag_ms.map_or("replay time unknown".into(), seconds);
+    let secs = t
+        .max_replica_lag_ms
+        .map_or("replay time unknown".into(), seconds);
     Some(format!("{}, {secs}", bytes(b)))
 }
 

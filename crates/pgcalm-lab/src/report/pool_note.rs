@@ -42,7 +42,13 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
 
 /// The heading of [`pool_topology_note`]'s paragraph.
 pub(crate) fn pool_note_heading(results: &LabResults) -> &'static str {
-    match results.run.options.topology.as_ref().and_then(|t| t.pooler_pool_size) {
+    match results
+        .run
+        .options
+        .topology
+        .as_ref()
+        .and_then(|t| t.pooler_pool_size)
+    {
         Some(_) => "Through a transaction pooler",
         None => "Shared pool vs separate pools",
     }

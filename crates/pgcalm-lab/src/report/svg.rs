@@ -727,7 +727,11 @@ fn metric_lanes(run: &FormRun) -> Vec<MetricLane> {
         .collect();
     if !waiting.is_empty() {
         let max = waiting.iter().map(|p| p.1).fold(0.0, f64::max);
-        let wait = t.samples.iter().filter_map(|s| s.max_wait_ms).fold(0.0, f64::max);
+        let wait = t
+            .samples
+            .iter()
+            .filter_map(|s| s.max_wait_ms)
+            .fold(0.0, f64::max);
         lanes.push(MetricLane {
             name: "pool waiting",
             points: waiting,

@@ -174,7 +174,11 @@ pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
             p50_change(f, EndpointRole::Lookup)
         }));
     }
-    rows.extend(topology_rows(&by_form, "**Replica lag** (max)", "**Pooler: clients waiting for a server connection** (max)"));
+    rows.extend(topology_rows(
+        &by_form,
+        "**Replica lag** (max)",
+        "**Pooler: clients waiting for a server connection** (max)",
+    ));
     rows.push(row("**Production Safe?**", &|f| production_safe(f)));
     Table { headers, rows }
 }
