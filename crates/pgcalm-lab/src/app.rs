@@ -85,11 +85,13 @@ pub(crate) struct RunningApp {
 
 impl RunningApp {
     /// Starts the servers of `topology` against `target` on free loopback ports, each
-    /// with a pool of `pool_size` connections.
+    /// with a pool of `pool_size` connections (`through_pooler`: `target` is a
+    /// transaction pooler).
     pub(crate) async fn start(
         target: &Target,
         topology: PoolTopology,
         pool_size: usize,
+        through_pooler: bool,
     ) -> Result<Self, ServeError> {
         let mut servers = Vec::new();
         for (_, roles) in pools_of(topology) {
@@ -98,6 +100,8 @@ impl RunningApp {
                 ServeOptions {
                     port: 0,
                     pool_size,
+                    // PgBouncer 1.18 can crash on cancel requests (see the option).
+                    send_cancel_requests: !through_pooler,
                     cancel_abandoned_queries: topology != PoolTopology::SharedSeedLike,
                     ..ServeOptions::default()
                 },

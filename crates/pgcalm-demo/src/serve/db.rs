@@ -34,6 +34,8 @@ pub(crate) const RETARGET_INTERVAL: Duration = Duration::from_millis(200);
 pub(crate) struct PoolSettings {
     pub(crate) size: usize,
     pub(crate) request_timeout: Duration,
+    /// See [`super::ServeOptions::send_cancel_requests`].
+    pub(crate) send_cancel_requests: bool,
 }
 
 /// One target's pool.
@@ -107,7 +109,7 @@ impl Database {
     pub(crate) async fn checkout(&self) -> Result<Checkout, ApiError> {
         let backend = self.current();
         match backend.pool.get().await {
-            Ok(conn) => Ok(Checkout::new(conn, &backend.tls)),
+            Ok(conn) => Ok(Checkout::new(conn, &backend.tls, self.settings.send_cancel_requests)),
             Err(e) if cannot_connect(&e) && self.follow(&backend) => {
                 let backend = self.current();
                 let conn = backend
@@ -115,7 +117,7 @@ impl Database {
                     .get()
                     .await
                     .map_err(|e| ApiError::from_pool(&e))?;
-                Ok(Checkout::new(conn, &backend.tls))
+                Ok(Checkout::new(conn, &backend.tls, self.settings.send_cancel_requests))
             }
             Err(e) => Err(ApiError::from_pool(&e)),
         }
@@ -206,14 +208,17 @@ pub(crate) struct Checkout {
     armed: bool,
     /// The pool's TLS settings, for the cancel request.
     tls: TlsConnector,
+    /// Whether an abandoned query gets a cancel request before its connection is closed.
+    send_cancel_request: bool,
 }
 
 impl Checkout {
-    fn new(conn: Object, tls: &TlsConnector) -> Checkout {
+    fn new(conn: Object, tls: &TlsConnector, send_cancel_request: bool) -> Checkout {
         Checkout {
             conn: Some(conn),
             armed: false,
             tls: tls.clone(),
+            send_cancel_request,
         }
     }
 
@@ -245,6 +250,10 @@ impl Drop for Checkout {
             return;
         };
         let client = Object::take(conn);
+        if !self.send_cancel_request {
+            drop(client);
+            return;
+        }
         let token = client.cancel_token();
         let tls = self.tls.clone();
         // Drop can run outside a runtime only if the runtime itself is gone; then the

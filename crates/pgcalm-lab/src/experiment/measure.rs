@@ -51,7 +51,13 @@ impl Lab {
             None => self.target.clone(),
         };
         let running_app =
-            RunningApp::start(&app_target, run.topology, app::app_pool_size(topology)).await?;
+            RunningApp::start(
+                &app_target,
+                run.topology,
+                app::app_pool_size(topology),
+                topology.pooler.is_some(),
+            )
+            .await?;
         let monitor = self.start_monitor().await?;
         let parts_monitor =
             RunningTopologyMonitor::start(&self.target, topology, self.target.dbname(), self.clock)

@@ -115,7 +115,7 @@ fn pooler_note(s: &ScenarioResult, pool_size: u32) -> Option<String> {
             "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them and were stopped even with the app's reads and writes on separate pools: behind a transaction pooler, separate app pools do not protect reads."
         ),
         Some(sep) if waits(sep).is_some_and(|(w, _)| w > 0) => format!(
-            "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them even with the app's reads and writes on separate pools (connected directly, separate pools leave reads untouched): slowed, not stopped, because pgcalm serve cancels the query of a write whose client gave up, which frees its server connection. Where an abandoned query keeps its connection (the seed-like app), reads stop."
+            "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them even with the app's reads and writes on separate pools (connected directly, separate pools leave reads untouched): slowed, not stopped, because pgcalm serve closes the connection of a write whose client gave up, and PgBouncer then frees its server connection. Where an abandoned query keeps its connection (the seed-like app), reads stop."
         ),
         _ => format!(
             "No client waited for one of the pooler's {pool_size} server connections on separate app pools: the build ended before blocked INSERTs held them all (a bigger table, or a smaller pool, would)."
