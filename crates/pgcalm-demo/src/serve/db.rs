@@ -1,7 +1,8 @@
-//! Pooled connections for requests: unnamed statements (so a transaction pooler such as
-//! PgBouncer can hand each one to any server connection), a guard that cancels a query
-//! whose request was dropped mid-flight, and a database that follows its server when it
-//! moves.
+//! Pooled connections for requests: prepared statements cached per connection when the
+//! connections keep their server sessions, unnamed ones through a transaction pooler
+//! such as PgBouncer (found out once per target, [`Statements`]), a guard that cancels a
+//! query whose request was dropped mid-flight, and a database that follows its server
+//! when it moves.
 //!
 //! [`Database`] holds the pool of the current target. When opening a connection fails
 //! (refused, password rejected, timed out) and [`ServeOptions::retarget`] is set, it asks
@@ -12,14 +13,18 @@
 //!
 //! [`ServeOptions::retarget`]: super::ServeOptions::retarget
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use pgcalm_pg::catalog::session_pooling;
 use pgcalm_pg::{Target, TlsConnector};
+use tokio::sync::OnceCell;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::Retarget;
@@ -38,11 +43,64 @@ pub(crate) struct PoolSettings {
     pub(crate) send_cancel_requests: bool,
 }
 
+/// How queries are sent on a target's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statements {
+    /// Named prepared statements, cached per connection (parsed and planned once per
+    /// connection): the connections keep their server sessions.
+    Prepared,
+    /// Unnamed statements (parse, bind, execute in one round trip, nothing left on the
+    /// server connection): through a transaction pooler, where a named statement stays
+    /// on the server connection it was prepared on, which the next transaction may not
+    /// get (PgBouncer: `prepared statement "s0" does not exist`, or another client's
+    /// `s0`). Also used while the check cannot be made.
+    Unnamed,
+}
+
+/// Tells the session checks of one process apart.
+static CHECKS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `target`'s connections keep their server sessions
+/// ([`pgcalm_pg::catalog::session_pooling`], what the migration runner asks too), on two
+/// connections of its own.
+async fn statements_for(target: &Target) -> Result<Statements, pgcalm_pg::PgError> {
+    let name = format!(
+        "pgcalm serve (session check {}-{})",
+        std::process::id(),
+        CHECKS.fetch_add(1, Ordering::Relaxed)
+    );
+    let first = target
+        .with_application_name("pgcalm serve (session check)")
+        .connect()
+        .await?;
+    let second = target.with_application_name(&name).connect().await?;
+    let pooling = session_pooling(&first, &second, &name).await?;
+    Ok(match pooling.may_lose_session() {
+        true => Statements::Unnamed,
+        false => Statements::Prepared,
+    })
+}
+
 /// One target's pool.
 struct Backend {
     pool: Pool,
     tls: TlsConnector,
     endpoint: Endpoint,
+    target: Target,
+    /// Found out on the first checkout ([`statements_for`]).
+    statements: OnceCell<Statements>,
+}
+
+impl Backend {
+    /// How to send queries here: found out once; [`Statements::Unnamed`] while that
+    /// fails (the server is down: the request fails anyway, or the check is retried).
+    async fn statements(&self) -> Statements {
+        self.statements
+            .get_or_try_init(|| statements_for(&self.target))
+            .await
+            .copied()
+            .unwrap_or(Statements::Unnamed)
+    }
 }
 
 /// What makes two targets the same server and login: hosts, ports, user, password,
@@ -109,7 +167,7 @@ impl Database {
     pub(crate) async fn checkout(&self) -> Result<Checkout, ApiError> {
         let backend = self.current();
         match backend.pool.get().await {
-            Ok(conn) => Ok(Checkout::new(conn, &backend.tls, self.settings.send_cancel_requests)),
+            Ok(conn) => Ok(self.checkout_of(conn, &backend).await),
             Err(e) if cannot_connect(&e) && self.follow(&backend) => {
                 let backend = self.current();
                 let conn = backend
@@ -117,9 +175,19 @@ impl Database {
                     .get()
                     .await
                     .map_err(|e| ApiError::from_pool(&e))?;
-                Ok(Checkout::new(conn, &backend.tls, self.settings.send_cancel_requests))
+                Ok(self.checkout_of(conn, &backend).await)
             }
             Err(e) => Err(ApiError::from_pool(&e)),
+        }
+    }
+
+    async fn checkout_of(&self, conn: Object, backend: &Backend) -> Checkout {
+        Checkout {
+            conn: Some(conn),
+            armed: false,
+            tls: backend.tls.clone(),
+            send_cancel_request: self.settings.send_cancel_requests,
+            statements: backend.statements().await,
         }
     }
 
@@ -194,6 +262,8 @@ fn backend(target: &Target, settings: PoolSettings) -> Result<Backend, ServeErro
         pool,
         tls: target.tls(),
         endpoint: Endpoint::of(&target),
+        target,
+        statements: OnceCell::new(),
     })
 }
 
@@ -210,24 +280,13 @@ pub(crate) struct Checkout {
     tls: TlsConnector,
     /// Whether an abandoned query gets a cancel request before its connection is closed.
     send_cancel_request: bool,
+    /// Prepared or unnamed statements.
+    statements: Statements,
 }
 
 impl Checkout {
-    fn new(conn: Object, tls: &TlsConnector, send_cancel_request: bool) -> Checkout {
-        Checkout {
-            conn: Some(conn),
-            armed: false,
-            tls: tls.clone(),
-            send_cancel_request,
-        }
-    }
-
-    /// Runs `sql` as an unnamed statement with typed parameters: parse, bind and execute
-    /// in one round trip, nothing left on the server connection. A named prepared
-    /// statement would be bound to one server connection, which a transaction pooler
-    /// does not keep for the client (PgBouncer answers `prepared statement "s0" does not
-    /// exist`); an unnamed one also never goes stale when a migration changes a column's
-    /// type.
+    /// Runs `sql` with typed parameters, as a prepared statement cached on the
+    /// connection or as an unnamed one ([`Statements`]).
     pub(crate) async fn query(
         &mut self,
         sql: &str,
@@ -235,10 +294,39 @@ impl Checkout {
     ) -> Result<Vec<Row>, ApiError> {
         let conn = self.conn.as_ref().expect("checkout holds a connection");
         self.armed = true;
-        let result = conn.query_typed(sql, params).await;
+        let result = match self.statements {
+            Statements::Unnamed => conn.query_typed(sql, params).await,
+            Statements::Prepared => {
+                let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                async {
+                    let statement = conn.prepare_typed_cached(sql, &types).await?;
+                    match conn.query(&statement, &values).await {
+                        // A column changed type under a cached statement (a lab
+                        // scenario does that): forget it, prepare again, retry once.
+                        // Nothing ran yet.
+                        Err(e) if is_stale_plan(&e) => {
+                            conn.statement_cache.remove(sql, &types);
+                            let statement = conn.prepare_typed_cached(sql, &types).await?;
+                            conn.query(&statement, &values).await
+                        }
+                        other => other,
+                    }
+                }
+                .await
+            }
+        };
         self.armed = false;
         result.map_err(|e| ApiError::from_db(&e))
     }
+}
+
+fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+        && e.as_db_error().is_some_and(|db| {
+            db.message()
+                .contains("cached plan must not change result type")
+        })
 }
 
 impl Drop for Checkout {

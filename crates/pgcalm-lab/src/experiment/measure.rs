@@ -50,14 +50,13 @@ impl Lab {
             Some(p) => p.target.with_dbname(self.target.dbname()),
             None => self.target.clone(),
         };
-        let running_app =
-            RunningApp::start(
-                &app_target,
-                run.topology,
-                app::app_pool_size(topology),
-                topology.pooler.is_some(),
-            )
-            .await?;
+        let running_app = RunningApp::start(
+            &app_target,
+            run.topology,
+            app::app_pool_size(topology),
+            topology.pooler.is_some(),
+        )
+        .await?;
         let monitor = self.start_monitor().await?;
         let parts_monitor =
             RunningTopologyMonitor::start(&self.target, topology, self.target.dbname(), self.clock)
