@@ -182,12 +182,15 @@ impl Database {
     }
 
     async fn checkout_of(&self, conn: Object, backend: &Backend) -> Checkout {
+        let statements = backend.statements().await;
         Checkout {
             conn: Some(conn),
             armed: false,
             tls: backend.tls.clone(),
-            send_cancel_request: self.settings.send_cancel_requests,
-            statements: backend.statements().await,
+            // Not through a pooler either (see `ServeOptions::send_cancel_requests`).
+            send_cancel_request: self.settings.send_cancel_requests
+                && statements == Statements::Prepared,
+            statements,
         }
     }
 

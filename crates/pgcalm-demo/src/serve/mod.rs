@@ -152,11 +152,12 @@ pub struct ServeOptions {
     /// connection meanwhile, like a sync worker of the seed's app.
     pub cancel_abandoned_queries: bool,
     /// How an abandoned query is ended: a cancel request, then its connection closed
-    /// (default), or, off, its connection only closed. Off behind PgBouncer before 1.20
-    /// (Debian 12 ships 1.18), which can crash when the client of a cancel request
-    /// closes before the request is done (pgbouncer/pgbouncer#801); closing the client
-    /// connection frees the pooler's server connection just the same (PgBouncer closes
-    /// it), and the server ends the query when it next writes to it.
+    /// (default), or, off, its connection only closed. Never a cancel request when the
+    /// connections are found to go through a pooler (the first checkout asks, see
+    /// `db.rs`): PgBouncer before 1.20 (Debian 12 ships 1.18) can crash when the client
+    /// of a cancel request closes before the request is done (pgbouncer/pgbouncer#801);
+    /// closing the client connection frees the pooler's server connection just the same
+    /// (PgBouncer closes it), and the server ends the query when it next writes to it.
     pub send_cancel_requests: bool,
     /// Where the database is now, asked when a connection cannot be opened: a target
     /// that differs from the one in use (another port or password) replaces it. `None`:
