@@ -16,6 +16,17 @@ use tokio::task::JoinHandle;
 use crate::results::{EndpointRole, Pool, PoolLayout, PoolTopology};
 use pgcalm_demo::{DEFAULT_POOL_SIZE, ServeError, ServeOptions, Server};
 
+use crate::topology::{APP_CLIENTS_THROUGH_POOLER, LabTopology};
+
+/// The demo app's pool size: the demo's default against the server, more clients than
+/// the pooler has server connections through a pooler.
+pub(crate) fn app_pool_size(topology: &LabTopology) -> usize {
+    match topology.pooler {
+        Some(_) => APP_CLIENTS_THROUGH_POOLER,
+        None => DEFAULT_POOL_SIZE,
+    }
+}
+
 /// The `application_name` of the demo API's connections in the lab, so the monitor can
 /// tell them apart from the runner's and the blocker's.
 pub(crate) const APP_NAME: &str = "pgcalm serve";
@@ -42,6 +53,7 @@ fn pools_of(topology: PoolTopology) -> Vec<(&'static str, Vec<EndpointRole>)> {
 /// `name_of` role -> probe target names).
 pub(crate) fn layout(
     topology: PoolTopology,
+    pool_size: usize,
     name_of: impl Fn(EndpointRole) -> Vec<String>,
 ) -> PoolLayout {
     PoolLayout {
@@ -50,7 +62,7 @@ pub(crate) fn layout(
             .into_iter()
             .map(|(name, roles)| Pool {
                 name: name.to_string(),
-                size: DEFAULT_POOL_SIZE,
+                size: pool_size,
                 endpoints: roles.into_iter().flat_map(&name_of).collect(),
             })
             .collect(),
@@ -72,14 +84,24 @@ pub(crate) struct RunningApp {
 }
 
 impl RunningApp {
-    /// Starts the servers of `topology` against `target` on free loopback ports.
-    pub(crate) async fn start(target: &Target, topology: PoolTopology) -> Result<Self, ServeError> {
+    /// Starts the servers of `topology` against `target` on free loopback ports, each
+    /// with a pool of `pool_size` connections (`through_pooler`: `target` is a
+    /// transaction pooler).
+    pub(crate) async fn start(
+        target: &Target,
+        topology: PoolTopology,
+        pool_size: usize,
+        through_pooler: bool,
+    ) -> Result<Self, ServeError> {
         let mut servers = Vec::new();
         for (_, roles) in pools_of(topology) {
             let server = Server::bind(
                 target,
                 ServeOptions {
                     port: 0,
+                    pool_size,
+                    // PgBouncer 1.18 can crash on cancel requests (see the option).
+                    send_cancel_requests: !through_pooler,
                     cancel_abandoned_queries: topology != PoolTopology::SharedSeedLike,
                     ..ServeOptions::default()
                 },

@@ -10,6 +10,8 @@
 //!   separate read and write pools.
 //! - `monitor.rs`: database snapshots every 250 ms (lock waiters and their blockers,
 //!   index build phases).
+//! - `topology.rs`: the app through PgBouncer, a streaming replica, and a sampler of the
+//!   replica's lag and the pooler's waiting clients ([`LabTopology`]).
 //! - `verdict.rs`: what the probe numbers and the monitor's observations say.
 //! - `results.rs`: the data model of every figure a run measures ([`LabResults`],
 //!   `results.json`).
@@ -36,6 +38,7 @@ mod monitor;
 mod report;
 mod results;
 mod scenario;
+mod topology;
 mod verdict;
 
 // Running the lab.
@@ -49,7 +52,12 @@ pub use results::{
     BlockLevel, Blocking, EndpointRole, EndpointSummary, ErrorKind, Explain, ExplainPair, Form,
     FormRun, IndexBuildSample, LabResults, LockWait, MigrationRun, Moment, Outcome, Pool,
     PoolLayout, PoolTopology, ProbeTarget, RecordedSample, RunInfo, RunOptions, SCHEMA_VERSION,
-    SafeCriteria, ScenarioResult, StatementRun, TimeSpan, Verdict, WindowStats,
+    SafeCriteria, ScenarioResult, StatementRun, TimeSpan, TopologyFigures, TopologyInfo,
+    TopologySample, Verdict, WindowStats,
+};
+// The production parts a run goes through (pooler) and watches (replica, pooler).
+pub use topology::{
+    DEFAULT_LAB_POOL_SIZE, LAB_POOLER_DIR, LabPooler, LabTopology, stop_lab_pooler,
 };
 // The report: its files, the tables and paragraphs the terminal prints too, the
 // timelines.

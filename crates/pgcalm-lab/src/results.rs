@@ -106,6 +106,20 @@ pub struct RunOptions {
     pub probe_targets: Vec<ProbeTarget>,
     /// Pool layouts the forms ran under (shared, separate).
     pub pool_layouts: Vec<PoolLayout>,
+    /// The production parts the app ran through and the lab watched (`pgcalm lab
+    /// --pooler --replica`); None when the app connected to the server directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<TopologyInfo>,
+}
+
+/// The parts beside the server during a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyInfo {
+    /// PgBouncer's server connections for the lab's database (`default_pool_size`),
+    /// when the demo app connected through it (transaction pooling).
+    pub pooler_pool_size: Option<u32>,
+    /// Whether a streaming replica was attached and its lag sampled.
+    pub replica: bool,
 }
 
 /// One endpoint the probe requests.
@@ -265,6 +279,65 @@ pub struct FormRun {
     /// Every probe request of the window, in the order they were sent.
     #[serde(default)]
     pub samples: Vec<RecordedSample>,
+    /// The replica's lag and the pooler's waiting clients over the probe window, when
+    /// the run had them ([`RunOptions::topology`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_figures: Option<TopologyFigures>,
+}
+
+/// What the replica and the pooler showed during one run: the maxima over the judged
+/// window (the migration's start to the probe's end) and every sample of the probe
+/// window. A figure is None when its part was not there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyFigures {
+    /// Most WAL the replica had not replayed, in bytes (`pg_stat_replication` on the
+    /// primary).
+    pub max_replica_lag_bytes: Option<i64>,
+    /// Longest replay lag, in ms (0 while nothing is left to replay).
+    pub max_replica_lag_ms: Option<f64>,
+    /// Most clients waiting at once for a server connection (`SHOW POOLS` cl_waiting).
+    pub max_clients_waiting: Option<i64>,
+    /// Longest a client waited for a server connection, in ms (`SHOW POOLS` maxwait).
+    pub max_wait_ms: Option<f64>,
+    /// The samples, every 250 ms.
+    pub samples: Vec<TopologySample>,
+}
+
+/// One sample of the replica and the pooler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologySample {
+    /// When, ms since the run started.
+    pub at_ms: f64,
+    /// WAL the replica had not replayed, in bytes.
+    pub replica_lag_bytes: Option<i64>,
+    /// Replay lag, in ms.
+    pub replica_lag_ms: Option<f64>,
+    /// Clients waiting for a server connection.
+    pub clients_waiting: Option<i64>,
+    /// How long the oldest waiting client had waited, in ms.
+    pub max_wait_ms: Option<f64>,
+    /// Server connections linked to a client.
+    pub servers_active: Option<i64>,
+}
+
+impl TopologyFigures {
+    /// The maxima of `samples` within `judged`, and all the samples.
+    pub fn of(samples: Vec<TopologySample>, judged: TimeSpan) -> TopologyFigures {
+        let inside = || {
+            samples
+                .iter()
+                .filter(move |s| s.at_ms >= judged.start_ms && s.at_ms <= judged.end_ms)
+        };
+        let max_i = |f: fn(&TopologySample) -> Option<i64>| inside().filter_map(f).max();
+        let max_f = |f: fn(&TopologySample) -> Option<f64>| inside().filter_map(f).reduce(f64::max);
+        TopologyFigures {
+            max_replica_lag_bytes: max_i(|s| s.replica_lag_bytes),
+            max_replica_lag_ms: max_f(|s| s.replica_lag_ms),
+            max_clients_waiting: max_i(|s| s.clients_waiting),
+            max_wait_ms: max_f(|s| s.max_wait_ms),
+            samples,
+        }
+    }
 }
 
 impl FormRun {

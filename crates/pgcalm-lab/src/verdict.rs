@@ -255,6 +255,9 @@ pub(crate) struct VerdictEvidence<'a> {
     pub lock_timeout_ms: f64,
     /// The pool topology the form ran under.
     pub topology: PoolTopology,
+    /// The app connected through a transaction pooler: every app pool shares its
+    /// server connections.
+    pub through_pooler: bool,
 }
 
 /// Per-endpoint summaries and the verdict.
@@ -365,10 +368,11 @@ pub(crate) fn judge(ev: &VerdictEvidence) -> (Vec<EndpointSummary>, Verdict) {
         };
         if level == BlockLevel::Blocked && failed > 0 && held.is_empty() && queued.is_empty() {
             let other_waits = ev.waits.iter().any(|w| w.role != role);
-            if other_waits && ev.topology.is_shared() {
+            if other_waits && (ev.topology.is_shared() || ev.through_pooler) {
                 notes.push(format!(
-                    "no {} waited on a lock: they failed waiting for a connection of the shared pool, every one held by a blocked request of the other kind",
-                    noun.to_lowercase()
+                    "no {} waited on a lock: they failed waiting for {}, every one held by a blocked request of the other kind",
+                    noun.to_lowercase(),
+                    shared_connections(ev)
                 ));
             }
         }
@@ -388,13 +392,14 @@ pub(crate) fn judge(ev: &VerdictEvidence) -> (Vec<EndpointSummary>, Verdict) {
         .filter(|e| e.role == EndpointRole::Read)
         .filter_map(|e| e.migration.max_ms)
         .fold(0.0, f64::max);
-    if ev.topology.is_shared()
+    if (ev.topology.is_shared() || ev.through_pooler)
         && reads.level == BlockLevel::No
         && writes.level != BlockLevel::No
         && read_slowest >= HUNG_MS
     {
         notes.push(format!(
-            "reads were not held by the migration's lock but waited for a connection of the shared pool held by writes waiting on it (slowest read {:.1} s)",
+            "reads were not held by the migration's lock but waited for {} held by writes waiting on it (slowest read {:.1} s)",
+            shared_connections(ev),
             read_slowest / 1000.0
         ));
     }
@@ -429,6 +434,15 @@ pub(crate) fn judge(ev: &VerdictEvidence) -> (Vec<EndpointSummary>, Verdict) {
         notes,
     };
     (endpoints, verdict)
+}
+
+/// What reads and writes shared: the pooler's server connections, or the app's pool.
+fn shared_connections(ev: &VerdictEvidence) -> &'static str {
+    if ev.through_pooler {
+        "a server connection of the pooler"
+    } else {
+        "a connection of the shared pool"
+    }
 }
 
 fn singular(role: EndpointRole) -> &'static str {
@@ -521,6 +535,7 @@ mod tests {
             holds: &[],
             lock_timeout_ms: 2000.0,
             topology,
+            through_pooler: false,
         }
     }
 

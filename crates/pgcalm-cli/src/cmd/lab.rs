@@ -10,10 +10,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgcalm_demo::SeedEvent;
 use pgcalm_lab::{
-    DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, InApp, LabEvent, LabOptions, LabResults, LabStep,
-    SEED_SCENARIO, Table, blocked_meaning, explain_table, few_requests_note, form_label,
-    forms_table, has_few_requests_mark, level_cell, pool_topology_note, run_lab,
-    step5_terminal_table, write_report,
+    DEFAULT_LAB_POOL_SIZE, DEFAULT_OUT_DIR, DEFAULT_ROWS, EndpointRole, InApp, LabEvent,
+    LabOptions, LabResults, LabStep, LabTopology, SEED_SCENARIO, Table, blocked_meaning,
+    explain_table, few_requests_note, form_label, forms_table, has_few_requests_mark, level_cell,
+    pool_topology_note, run_lab, step5_terminal_table, write_report,
 };
 use pgcalm_migrate::Event;
 use pgcalm_pg::{ClusterOptions, Target};
@@ -61,6 +61,19 @@ pub(crate) struct Args {
     /// The seed's scenario only.
     #[arg(long, conflicts_with_all = ["rows", "lab_database"])]
     pub app_database: bool,
+    /// Attach a streaming replica (as `pgcalm up --replica` does, and kept) and record
+    /// its lag during each run. Embedded cluster only.
+    #[arg(long)]
+    pub replica: bool,
+    /// Run the demo app through PgBouncer in transaction pooling mode (a pooler of the
+    /// lab's own, stopped at the end) and record its waiting clients. Migrations, the
+    /// monitor and EXPLAIN stay on the server's own address. Embedded cluster only.
+    #[arg(long)]
+    pub pooler: bool,
+    /// PgBouncer's server connections for the app with --pooler (the app opens 16
+    /// client connections).
+    #[arg(long, value_name = "N", requires = "pooler", default_value_t = DEFAULT_LAB_POOL_SIZE)]
+    pub pool_size: u32,
 }
 
 /// Runs the lab, prints the tables, writes the report.
@@ -78,6 +91,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     } else {
         (lab_target(ctx, &args.lab_database).await?, None)
     };
+    let (topology, cluster_root) = lab_topology(ctx, &args).await?;
     let opts = LabOptions {
         rows: args.rows,
         scenarios: args.scenarios.clone(),
@@ -89,6 +103,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         // The safe forms run with the resolved policy (pgcalm.toml [migrate], PGCALM_*).
         policy: ctx.policy.clone(),
         in_app,
+        topology,
         ..LabOptions::default()
     };
     let progress = Progress::new(ctx.json());
@@ -98,6 +113,9 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let result = run_lab(&target, &opts, Arc::new(move |e| sink.on_event(e)), cancel).await;
     signals.abort();
     progress.finish();
+    if let Some(root) = cluster_root {
+        pgcalm_lab::stop_lab_pooler(&root)?;
+    }
     let results = result?;
     let files = write_report(&results, &args.out)?;
     if ctx.json() {
@@ -123,6 +141,29 @@ async fn lab_target(ctx: &Settings, database: &str) -> anyhow::Result<Target> {
     let target = ctx.target_unchecked()?.with_dbname(database);
     target.ensure_database().await?;
     Ok(target)
+}
+
+/// The parts beside the embedded server `--replica` / `--pooler` ask for, and the
+/// cluster root whose lab pooler to stop at the end (None: nothing to stop).
+async fn lab_topology(
+    ctx: &Settings,
+    args: &Args,
+) -> anyhow::Result<(LabTopology, Option<std::path::PathBuf>)> {
+    if !args.replica && !args.pooler {
+        return Ok((LabTopology::default(), None));
+    }
+    let Some(cluster) = ctx.embedded_cluster()? else {
+        anyhow::bail!(
+            "--replica and --pooler set up parts beside the embedded server, and this lab runs \
+             against DATABASE_URL's server\n  fix: leave DATABASE_URL unset to use the embedded \
+             server, or run the lab without them"
+        );
+    };
+    cluster.start(None, &ClusterOptions::default())?;
+    let pool_size = args.pooler.then_some(args.pool_size);
+    let root = args.pooler.then(|| cluster.root().to_path_buf());
+    let topology = LabTopology::embedded(&cluster, args.replica, pool_size).await?;
+    Ok((topology, root))
 }
 
 /// The terminal's tables: the seed's Step 5 table measured (short cells: report.md has

@@ -121,6 +121,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         on_request: Some(log_task.0.clone()),
         cancel_abandoned_queries: !args.keep_abandoned_queries,
+        send_cancel_requests: true,
         retarget: ctx.retarget(),
     };
     let server = Server::bind(&target, opts).await?;

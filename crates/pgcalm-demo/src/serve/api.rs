@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::db::Database;
 use super::error::ApiError;
@@ -174,10 +174,14 @@ async fn run_query(
 ) -> Result<Vec<Row>, ApiError> {
     let db = state.inner.db.clone();
     let work = async move {
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        // The columns they go into or compare with are varchar (what a prepared statement
+        // would have inferred).
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+            .iter()
+            .map(|p| (p as &(dyn ToSql + Sync), Type::VARCHAR))
+            .collect();
         let mut conn = db.checkout().await?;
-        conn.query(sql, &refs).await
+        conn.query(sql, &typed).await
     };
     if state.inner.cancel_abandoned {
         work.await

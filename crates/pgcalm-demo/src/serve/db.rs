@@ -1,6 +1,8 @@
-//! Pooled connections for requests: prepared statements cached per connection, a
-//! guard that cancels a query whose request was dropped mid-flight, and a database that
-//! follows its server when it moves.
+//! Pooled connections for requests: prepared statements cached per connection when the
+//! connections keep their server sessions, unnamed ones through a transaction pooler
+//! such as PgBouncer (found out once per target, [`Statements`]), a guard that cancels a
+//! query whose request was dropped mid-flight, and a database that follows its server
+//! when it moves.
 //!
 //! [`Database`] holds the pool of the current target. When opening a connection fails
 //! (refused, password rejected, timed out) and [`ServeOptions::retarget`] is set, it asks
@@ -11,16 +13,19 @@
 //!
 //! [`ServeOptions::retarget`]: super::ServeOptions::retarget
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use pgcalm_pg::catalog::session_pooling;
 use pgcalm_pg::{Target, TlsConnector};
+use tokio::sync::OnceCell;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::Retarget;
 use super::error::{ApiError, ServeError};
@@ -34,6 +39,46 @@ pub(crate) const RETARGET_INTERVAL: Duration = Duration::from_millis(200);
 pub(crate) struct PoolSettings {
     pub(crate) size: usize,
     pub(crate) request_timeout: Duration,
+    /// See [`super::ServeOptions::send_cancel_requests`].
+    pub(crate) send_cancel_requests: bool,
+}
+
+/// How queries are sent on a target's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statements {
+    /// Named prepared statements, cached per connection (parsed and planned once per
+    /// connection): the connections keep their server sessions.
+    Prepared,
+    /// Unnamed statements (parse, bind, execute in one round trip, nothing left on the
+    /// server connection): through a transaction pooler, where a named statement stays
+    /// on the server connection it was prepared on, which the next transaction may not
+    /// get (PgBouncer: `prepared statement "s0" does not exist`, or another client's
+    /// `s0`). Also used while the check cannot be made.
+    Unnamed,
+}
+
+/// Tells the session checks of one process apart.
+static CHECKS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `target`'s connections keep their server sessions
+/// ([`pgcalm_pg::catalog::session_pooling`], what the migration runner asks too), on two
+/// connections of its own.
+async fn statements_for(target: &Target) -> Result<Statements, pgcalm_pg::PgError> {
+    let name = format!(
+        "pgcalm serve (session check {}-{})",
+        std::process::id(),
+        CHECKS.fetch_add(1, Ordering::Relaxed)
+    );
+    let first = target
+        .with_application_name("pgcalm serve (session check)")
+        .connect()
+        .await?;
+    let second = target.with_application_name(&name).connect().await?;
+    let pooling = session_pooling(&first, &second, &name).await?;
+    Ok(match pooling.may_lose_session() {
+        true => Statements::Unnamed,
+        false => Statements::Prepared,
+    })
 }
 
 /// One target's pool.
@@ -41,6 +86,21 @@ struct Backend {
     pool: Pool,
     tls: TlsConnector,
     endpoint: Endpoint,
+    target: Target,
+    /// Found out on the first checkout ([`statements_for`]).
+    statements: OnceCell<Statements>,
+}
+
+impl Backend {
+    /// How to send queries here: found out once; [`Statements::Unnamed`] while that
+    /// fails (the server is down: the request fails anyway, or the check is retried).
+    async fn statements(&self) -> Statements {
+        self.statements
+            .get_or_try_init(|| statements_for(&self.target))
+            .await
+            .copied()
+            .unwrap_or(Statements::Unnamed)
+    }
 }
 
 /// What makes two targets the same server and login: hosts, ports, user, password,
@@ -107,7 +167,7 @@ impl Database {
     pub(crate) async fn checkout(&self) -> Result<Checkout, ApiError> {
         let backend = self.current();
         match backend.pool.get().await {
-            Ok(conn) => Ok(Checkout::new(conn, &backend.tls)),
+            Ok(conn) => Ok(self.checkout_of(conn, &backend).await),
             Err(e) if cannot_connect(&e) && self.follow(&backend) => {
                 let backend = self.current();
                 let conn = backend
@@ -115,9 +175,22 @@ impl Database {
                     .get()
                     .await
                     .map_err(|e| ApiError::from_pool(&e))?;
-                Ok(Checkout::new(conn, &backend.tls))
+                Ok(self.checkout_of(conn, &backend).await)
             }
             Err(e) => Err(ApiError::from_pool(&e)),
+        }
+    }
+
+    async fn checkout_of(&self, conn: Object, backend: &Backend) -> Checkout {
+        let statements = backend.statements().await;
+        Checkout {
+            conn: Some(conn),
+            armed: false,
+            tls: backend.tls.clone(),
+            // Not through a pooler either (see `ServeOptions::send_cancel_requests`).
+            send_cancel_request: self.settings.send_cancel_requests
+                && statements == Statements::Prepared,
+            statements,
         }
     }
 
@@ -192,6 +265,8 @@ fn backend(target: &Target, settings: PoolSettings) -> Result<Backend, ServeErro
         pool,
         tls: target.tls(),
         endpoint: Endpoint::of(&target),
+        target,
+        statements: OnceCell::new(),
     })
 }
 
@@ -206,39 +281,44 @@ pub(crate) struct Checkout {
     armed: bool,
     /// The pool's TLS settings, for the cancel request.
     tls: TlsConnector,
+    /// Whether an abandoned query gets a cancel request before its connection is closed.
+    send_cancel_request: bool,
+    /// Prepared or unnamed statements.
+    statements: Statements,
 }
 
 impl Checkout {
-    fn new(conn: Object, tls: &TlsConnector) -> Checkout {
-        Checkout {
-            conn: Some(conn),
-            armed: false,
-            tls: tls.clone(),
-        }
-    }
-
-    /// Runs a prepared (and per-connection cached) statement.
+    /// Runs `sql` with typed parameters, as a prepared statement cached on the
+    /// connection or as an unnamed one ([`Statements`]).
     pub(crate) async fn query(
         &mut self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, ApiError> {
         let conn = self.conn.as_ref().expect("checkout holds a connection");
         self.armed = true;
-        let result = async {
-            let statement = conn.prepare_cached(sql).await?;
-            match conn.query(&statement, params).await {
-                // A column changed type under a cached statement (a lab scenario does
-                // that): forget it, prepare again, retry once. Nothing ran yet.
-                Err(e) if is_stale_plan(&e) => {
-                    conn.statement_cache.remove(sql, &[]);
-                    let statement = conn.prepare_cached(sql).await?;
-                    conn.query(&statement, params).await
+        let result = match self.statements {
+            Statements::Unnamed => conn.query_typed(sql, params).await,
+            Statements::Prepared => {
+                let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                async {
+                    let statement = conn.prepare_typed_cached(sql, &types).await?;
+                    match conn.query(&statement, &values).await {
+                        // A column changed type under a cached statement (a lab
+                        // scenario does that): forget it, prepare again, retry once.
+                        // Nothing ran yet.
+                        Err(e) if is_stale_plan(&e) => {
+                            conn.statement_cache.remove(sql, &types);
+                            let statement = conn.prepare_typed_cached(sql, &types).await?;
+                            conn.query(&statement, &values).await
+                        }
+                        other => other,
+                    }
                 }
-                other => other,
+                .await
             }
-        }
-        .await;
+        };
         self.armed = false;
         result.map_err(|e| ApiError::from_db(&e))
     }
@@ -261,6 +341,10 @@ impl Drop for Checkout {
             return;
         };
         let client = Object::take(conn);
+        if !self.send_cancel_request {
+            drop(client);
+            return;
+        }
         let token = client.cancel_token();
         let tls = self.tls.clone();
         // Drop can run outside a runtime only if the runtime itself is gone; then the

@@ -151,6 +151,14 @@ pub struct ServeOptions {
     /// its connection (default). Off: the query runs to its end and holds its
     /// connection meanwhile, like a sync worker of the seed's app.
     pub cancel_abandoned_queries: bool,
+    /// How an abandoned query is ended: a cancel request, then its connection closed
+    /// (default), or, off, its connection only closed. Never a cancel request when the
+    /// connections are found to go through a pooler (the first checkout asks, see
+    /// `db.rs`): PgBouncer before 1.20 (Debian 12 ships 1.18) can crash when the client
+    /// of a cancel request closes before the request is done (pgbouncer/pgbouncer#801);
+    /// closing the client connection frees the pooler's server connection just the same
+    /// (PgBouncer closes it), and the server ends the query when it next writes to it.
+    pub send_cancel_requests: bool,
     /// Where the database is now, asked when a connection cannot be opened: a target
     /// that differs from the one in use (another port or password) replaces it. `None`:
     /// the target never moves (the pool still reconnects when the server returns).
@@ -170,6 +178,7 @@ impl Default for ServeOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             on_request: None,
             cancel_abandoned_queries: true,
+            send_cancel_requests: true,
             retarget: None,
         }
     }
@@ -188,6 +197,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("on_request", &self.on_request.is_some())
             .field("cancel_abandoned_queries", &self.cancel_abandoned_queries)
+            .field("send_cancel_requests", &self.send_cancel_requests)
             .field("retarget", &self.retarget.is_some())
             .finish()
     }
@@ -237,6 +247,7 @@ impl Server {
             PoolSettings {
                 size: opts.pool_size,
                 request_timeout: opts.request_timeout,
+                send_cancel_requests: opts.send_cancel_requests,
             },
             opts.retarget.clone(),
         )?);

@@ -13,10 +13,11 @@ use super::migration::risky_policy;
 use super::plan::{interval_of, path_of};
 use super::run::Run;
 use super::{LOOKUP_INTERVAL, Lab, LabError, LabEvent, LabStep, PROBE_INTERVAL, PROBE_TIMEOUT};
-use crate::app::RunningApp;
+use crate::app::{self, RunningApp};
 use crate::monitor::{BLOCKER_APP, RunningMonitor};
-use crate::results::{EndpointRole, Form, MigrationRun, RecordedSample, TimeSpan};
+use crate::results::{EndpointRole, Form, MigrationRun, RecordedSample, TimeSpan, TopologySample};
 use crate::scenario::Blocker;
+use crate::topology::RunningTopologyMonitor;
 use crate::verdict::Endpoint;
 
 /// What the probe and the monitor recorded of one run, and the migration they watched.
@@ -29,6 +30,8 @@ pub(super) struct Measured {
     pub(super) samples: Vec<RecordedSample>,
     /// Every database snapshot the monitor took.
     pub(super) snapshots: Vec<DatabaseSnapshot>,
+    /// The replica's and the pooler's samples, when the run had them.
+    pub(super) topology_samples: Option<Vec<TopologySample>>,
     /// The migration under the probe.
     pub(super) migration: MigrationRun,
 }
@@ -41,8 +44,23 @@ impl Lab {
         run: Run<'_>,
         eps: &[Endpoint],
     ) -> Result<Measured, LabError> {
-        let running_app = RunningApp::start(&self.target, run.topology).await?;
+        let topology = &self.opts.topology;
+        // The app through the pooler when there is one; everything else direct.
+        let app_target = match &topology.pooler {
+            Some(p) => p.target.with_dbname(self.target.dbname()),
+            None => self.target.clone(),
+        };
+        let running_app = RunningApp::start(
+            &app_target,
+            run.topology,
+            app::app_pool_size(topology),
+            topology.pooler.is_some(),
+        )
+        .await?;
         let monitor = self.start_monitor().await?;
+        let parts_monitor =
+            RunningTopologyMonitor::start(&self.target, topology, self.target.dbname(), self.clock)
+                .await?;
         let probe_stop = CancellationToken::new();
         let probe_start_ms = self.clock.rel_ms(Instant::now());
         let probes = self
@@ -88,6 +106,10 @@ impl Lab {
             end_ms: self.clock.rel_ms(Instant::now()),
         };
         let snapshots = monitor.stop().await;
+        let topology_samples = match parts_monitor {
+            Some(m) => Some(m.stop().await),
+            None => None,
+        };
         if let Some(b) = blocker {
             let _ = b.await;
         }
@@ -97,6 +119,7 @@ impl Lab {
             probe_window,
             samples,
             snapshots,
+            topology_samples,
             migration,
         })
     }

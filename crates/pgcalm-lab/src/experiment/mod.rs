@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::results::{EndpointRole, Form, FormRun, LabResults, PoolTopology, RunClock};
 use crate::scenario::{SEED as SEED_SCENARIO, catalogue};
+use crate::topology::LabTopology;
 
 pub(crate) use self::plan::probe_endpoints;
 
@@ -95,6 +96,9 @@ pub struct LabOptions {
     /// Run in the app's own database instead of the lab's (the seed walkthrough's Step 5,
     /// right after its Step 3): see [`InApp`].
     pub in_app: Option<InApp>,
+    /// The demo app through a transaction pooler, a replica's lag sampled: see
+    /// [`LabTopology`]. Default: the app connects to the server directly.
+    pub topology: LabTopology,
 }
 
 /// The lab in the app's own database, the one the seed walkthrough built: `large_email`
@@ -122,6 +126,7 @@ impl Default for LabOptions {
             seed_streams: pgcalm_demo::DEFAULT_STREAMS,
             database_label: String::new(),
             in_app: None,
+            topology: LabTopology::default(),
         }
     }
 }

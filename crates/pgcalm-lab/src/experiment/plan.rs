@@ -111,8 +111,9 @@ pub(super) fn run_info(
             probe_targets: eps.iter().map(probe_target).collect(),
             pool_layouts: topologies
                 .iter()
-                .map(|t| app::layout(*t, name_of))
+                .map(|t| app::layout(*t, app::app_pool_size(&opts.topology), name_of))
                 .collect(),
+            topology: opts.topology.info(),
         },
     }
 }

@@ -14,7 +14,7 @@ use super::{Lab, LabError, LabEvent, LabStep, sql};
 use crate::monitor;
 use crate::results::{
     EndpointSummary, ExplainPair, Form, FormRun, LabResults, LockWait, MigrationRun, PoolTopology,
-    ScenarioResult, TimeSpan, Verdict,
+    ScenarioResult, TimeSpan, TopologyFigures, Verdict,
 };
 use crate::scenario::Scenario;
 use crate::verdict::{self, Endpoint, VerdictEvidence};
@@ -102,6 +102,14 @@ impl Lab {
         }
 
         let lock_waits = monitor::lock_waits(&measured.snapshots, &self.clock);
+        let judged = TimeSpan {
+            start_ms: measured.migration.started.rel_ms,
+            end_ms: measured.probe_window.end_ms,
+        };
+        let topology_figures = measured
+            .topology_samples
+            .clone()
+            .map(|samples| TopologyFigures::of(samples, judged));
         let (endpoints, mut verdict) = self.judge(run, eps, &measured, &lock_waits);
         notes.extend(self.run_notes(run, &measured.migration));
         verdict.notes.extend(notes);
@@ -124,6 +132,7 @@ impl Lab {
                 }),
             migration: measured.migration,
             samples: measured.samples,
+            topology_figures,
         })
     }
 
@@ -187,6 +196,7 @@ impl Lab {
             holds: &holds,
             lock_timeout_ms: self.opts.policy.lock_timeout.as_millis() as f64,
             topology: run.topology,
+            through_pooler: self.opts.topology.pooler.is_some(),
         })
     }
 

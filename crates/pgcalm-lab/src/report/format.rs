@@ -20,6 +20,41 @@ pub(super) fn seconds(ms: f64) -> String {
     format!("{:.1} s", ms / 1000.0)
 }
 
+/// WAL bytes: `0 B`, `840 kB`, `12.3 MB`.
+pub(super) fn bytes(v: i64) -> String {
+    let v = v.max(0) as f64;
+    if v < 1000.0 {
+        format!("{v:.0} B")
+    } else if v < 1e6 {
+        format!("{:.0} kB", v / 1e3)
+    } else {
+        format!("{:.1} MB", v / 1e6)
+    }
+}
+
+/// The replica's largest lag of a run: `1.2 MB, 0.3 s`; None without a replica.
+pub(super) fn replica_lag(f: &FormRun) -> Option<String> {
+    let t = f.topology_figures.as_ref()?;
+    let b = t.max_replica_lag_bytes?;
+    let secs = t
+        .max_replica_lag_ms
+        .map_or("replay time unknown".into(), seconds);
+    Some(format!("{}, {secs}", bytes(b)))
+}
+
+/// The pooler's waiting clients of a run: `none waited`, `12 waiting at most, longest
+/// wait 2.9 s`; None without a pooler.
+pub(super) fn pool_waits(f: &FormRun) -> Option<String> {
+    let t = f.topology_figures.as_ref()?;
+    let waiting = t.max_clients_waiting?;
+    let wait = t.max_wait_ms.unwrap_or(0.0);
+    Some(if waiting == 0 && wait == 0.0 {
+        "none waited".into()
+    } else {
+        format!("{waiting} waiting at most, longest wait {}", ms(wait))
+    })
+}
+
 /// `Risky, shared pool`, `Safe, separate pools`.
 pub fn form_label(form: Form, topology: PoolTopology) -> String {
     let form = match form {

@@ -47,7 +47,8 @@ pub fn render_html(results: &LabResults) -> String {
     if let Some(note) = super::pool_topology_note(results) {
         let _ = writeln!(
             h,
-            "<h3>Shared pool vs separate pools</h3><p class=\"note\">{}</p>",
+            "<h3>{}</h3><p class=\"note\">{}</p>",
+            super::pool_note_heading(results),
             inline(&note)
         );
     }

@@ -20,7 +20,11 @@ pub fn render_markdown(results: &LabResults) -> String {
         }
     }
     if let Some(note) = super::pool_topology_note(results) {
-        let _ = write!(md, "\n### Shared pool vs separate pools\n\n{note}\n");
+        let _ = write!(
+            md,
+            "\n### {}\n\n{note}\n",
+            super::pool_note_heading(results)
+        );
     }
     if results.scenarios.len() > 1 {
         md.push_str("\n## Scenarios\n\n");

@@ -27,6 +27,7 @@ use crate::results::{FormRun, LabResults, ScenarioResult};
 pub use self::format::{form_label, level_cell};
 pub use self::html::render_html;
 pub use self::markdown::render_markdown;
+pub(crate) use self::pool_note::pool_note_heading;
 pub use self::pool_note::pool_topology_note;
 pub use self::samples::samples_csv;
 pub use self::svg::{index_phase_stretches, lock_wait_stretches, timeline_id, timeline_svg};

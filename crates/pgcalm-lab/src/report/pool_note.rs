@@ -3,16 +3,25 @@
 //! ran) on the shared pool served by pgcalm serve, which cancels abandoned queries.
 
 use crate::results::{BlockLevel, EndpointRole, EndpointSummary, Form, FormRun, LabResults};
-use crate::results::{PoolTopology, RunOptions};
+use crate::results::{PoolTopology, RunOptions, ScenarioResult};
 use crate::verdict::QUEUE_MARGIN_MS;
 
-use super::format::level_cell;
+use super::format::{form_label, level_cell};
 use super::tables::SEED_SCENARIO;
 
 /// Why the seed's risky form stops reads on a shared pool and not on separate pools, in
 /// a paragraph; None unless it ran on separate pools and on the seed-like shared pool.
 pub fn pool_topology_note(results: &LabResults) -> Option<String> {
     let s = results.scenario(SEED_SCENARIO)?;
+    if let Some(size) = results
+        .run
+        .options
+        .topology
+        .as_ref()
+        .and_then(|t| t.pooler_pool_size)
+    {
+        return pooler_note(s, size);
+    }
     let separate = s.form(Form::Risky, PoolTopology::Separate)?;
     let seed_like = s.form(Form::Risky, PoolTopology::SharedSeedLike)?;
     let cancelling = s.form(Form::Risky, PoolTopology::Shared);
@@ -29,6 +38,20 @@ pub fn pool_topology_note(results: &LabResults) -> Option<String> {
         describe(seed_like),
         conclusion(separate, seed_like, &setup),
     ))
+}
+
+/// The heading of [`pool_topology_note`]'s paragraph.
+pub(crate) fn pool_note_heading(results: &LabResults) -> &'static str {
+    match results
+        .run
+        .options
+        .topology
+        .as_ref()
+        .and_then(|t| t.pooler_pool_size)
+    {
+        Some(_) => "Through a transaction pooler",
+        None => "Shared pool vs separate pools",
+    }
 }
 
 /// The figures of the run the paragraph quotes: the shared pool's size, the writes'
@@ -58,6 +81,63 @@ impl ProbeSetup {
             timeout_s: writes.timeout_ms / 1000,
         })
     }
+}
+
+/// Through a transaction pooler every app pool shares the pooler's few server
+/// connections: whether the risky form's blocked writes took them all (clients left
+/// waiting for one) and stopped reads, and what the safe form did.
+fn pooler_note(s: &ScenarioResult, pool_size: u32) -> Option<String> {
+    let waits = |f: &FormRun| {
+        let t = f.topology_figures.as_ref()?;
+        Some((t.max_clients_waiting?, t.max_wait_ms.unwrap_or(0.0)))
+    };
+    let risky: Vec<String> = s
+        .forms
+        .iter()
+        .filter(|f| f.form == Form::Risky)
+        .filter_map(|f| {
+            let (waiting, wait) = waits(f)?;
+            Some(format!(
+                "{}: {}; at most {waiting} clients waited for a server connection, the longest {:.1} s",
+                form_label(f.form, f.topology),
+                describe(f),
+                wait / 1000.0
+            ))
+        })
+        .collect();
+    if risky.is_empty() {
+        return None;
+    }
+    // The separate app pools are the run where the app's own pools cannot explain a
+    // read held up: only the pooler's shared server connections can.
+    let finding = match s.form(Form::Risky, PoolTopology::Separate) {
+        Some(sep) if sep.verdict.reads.level == BlockLevel::Blocked => format!(
+            "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them and were stopped even with the app's reads and writes on separate pools: behind a transaction pooler, separate app pools do not protect reads."
+        ),
+        Some(sep) if waits(sep).is_some_and(|(w, _)| w > 0) => format!(
+            "Blocked INSERTs held the pooler's {pool_size} server connections, so reads waited in PgBouncer behind them even with the app's reads and writes on separate pools (connected directly, separate pools leave reads untouched): slowed, not stopped, because pgcalm serve closes the connection of a write whose client gave up, and PgBouncer then frees its server connection. Where an abandoned query keeps its connection (the seed-like app), reads stop."
+        ),
+        _ => format!(
+            "No client waited for one of the pooler's {pool_size} server connections on separate app pools: the build ended before blocked INSERTs held them all (a bigger table, or a smaller pool, would)."
+        ),
+    };
+    let safe = s
+        .forms
+        .iter()
+        .filter(|f| f.form == Form::Safe)
+        .filter_map(|f| {
+            let (waiting, wait) = waits(f)?;
+            Some(format!(
+                " The safe form (CONCURRENTLY): {}; at most {waiting} clients waited, the longest {:.1} s.",
+                describe(f),
+                wait / 1000.0
+            ))
+        })
+        .collect::<String>();
+    Some(format!(
+        "Through PgBouncer in transaction pooling mode with {pool_size} server connections for the app's clients (migrations direct). {}. {finding}{safe}",
+        risky.join(". ")
+    ))
 }
 
 fn reads(f: &FormRun) -> Option<&EndpointSummary> {

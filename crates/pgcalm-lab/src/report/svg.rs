@@ -10,7 +10,7 @@ use crate::results::{
     TimeSpan,
 };
 
-use super::format::{form_label, ms, seconds};
+use super::format::{bytes, form_label, ms, seconds};
 use super::xml_escape as esc;
 use crate::verdict::HUNG_MS;
 
@@ -33,6 +33,8 @@ const ENDPOINT_COLOURS: [&str; 6] = [
 const FAIL: &str = "#D7191C";
 const SLOW: &str = "#F0A30A";
 const LOCK_WAIT: &str = "#FDAE61";
+/// Bars of the replica-lag and pool-waits lanes.
+const METRIC: &str = "#7B3294";
 const PHASE_COLOURS: [&str; 4] = ["#C6DBEF", "#9ECAE1", "#6BAED6", "#DEEBF7"];
 
 /// Width of one character of the 12 px sans-serif labels, for fitting labels.
@@ -50,7 +52,8 @@ pub fn timeline_svg(options: &RunOptions, scenario: &ScenarioResult, run: &FormR
     let endpoints = endpoint_names(options, run);
     let phases = index_phase_stretches(&run.index_builds, run.migration.ended.rel_ms);
     let caption = phase_caption_lines(&phases, run.probe_window.start_ms);
-    let captions_top = LANE_TOP + endpoints.len() as f64 * LANE_STEP + 8.0;
+    let metrics = metric_lanes(run);
+    let captions_top = LANE_TOP + (endpoints.len() + metrics.len()) as f64 * LANE_STEP + 8.0;
     let height = captions_top + caption.len() as f64 * CAPTION_LINE + 8.0;
     let x = TimeAxis::new(run.probe_window);
     let timeout_ms = options
@@ -107,6 +110,9 @@ pub fn timeline_svg(options: &RunOptions, scenario: &ScenarioResult, run: &FormR
     phase_band(&mut s, &x, &phases);
     for (i, name) in endpoints.iter().enumerate() {
         availability_lane(&mut s, &x, i, name, &run.samples);
+    }
+    for (i, lane) in metrics.iter().enumerate() {
+        metric_lane(&mut s, &x, endpoints.len() + i, lane);
     }
     for (i, line) in caption.iter().enumerate() {
         let _ = write!(
@@ -682,6 +688,93 @@ fn phase_caption_lines(stretches: &[(String, TimeSpan)], start_ms: f64) -> Vec<S
         }
     }
     lines
+}
+
+/// A lane of one figure sampled over time (the replica's lag, the pooler's waiting
+/// clients): a bar per sample, as high as its value against the lane's largest.
+struct MetricLane {
+    /// `data-lane` and the label at the left.
+    name: &'static str,
+    /// (ms since the run started, value).
+    points: Vec<(f64, f64)>,
+    /// The largest value, in words, at the right.
+    max_label: String,
+}
+
+/// The replica-lag and pool-waits lanes of a run that measured them.
+fn metric_lanes(run: &FormRun) -> Vec<MetricLane> {
+    let Some(t) = &run.topology_figures else {
+        return Vec::new();
+    };
+    let mut lanes = Vec::new();
+    let lag: Vec<(f64, f64)> = t
+        .samples
+        .iter()
+        .filter_map(|s| s.replica_lag_bytes.map(|b| (s.at_ms, b as f64)))
+        .collect();
+    if !lag.is_empty() {
+        let max = lag.iter().map(|p| p.1).fold(0.0, f64::max);
+        lanes.push(MetricLane {
+            name: "replica lag",
+            points: lag,
+            max_label: format!("max {}", bytes(max as i64)),
+        });
+    }
+    let waiting: Vec<(f64, f64)> = t
+        .samples
+        .iter()
+        .filter_map(|s| s.clients_waiting.map(|w| (s.at_ms, w as f64)))
+        .collect();
+    if !waiting.is_empty() {
+        let max = waiting.iter().map(|p| p.1).fold(0.0, f64::max);
+        let wait = t
+            .samples
+            .iter()
+            .filter_map(|s| s.max_wait_ms)
+            .fold(0.0, f64::max);
+        lanes.push(MetricLane {
+            name: "pool waiting",
+            points: waiting,
+            max_label: format!("max {max:.0} clients, longest wait {}", ms(wait)),
+        });
+    }
+    lanes
+}
+
+fn metric_lane(s: &mut String, x: &TimeAxis, index: usize, lane: &MetricLane) {
+    let top = LANE_TOP + index as f64 * LANE_STEP;
+    let width = WIDTH - LEFT - RIGHT;
+    let _ = write!(
+        s,
+        r##"<g class="lane metric-lane" data-lane="{n}"><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#333">{n}</text><rect x="{LEFT}" y="{top:.1}" width="{width:.1}" height="{LANE_HEIGHT}" fill="#f2f2f2"/>"##,
+        LEFT - 6.0,
+        top + 11.0,
+        n = esc(lane.name)
+    );
+    let max = lane.points.iter().map(|p| p.1).fold(0.0, f64::max);
+    if max > 0.0 {
+        for (i, &(at, v)) in lane.points.iter().enumerate() {
+            if v <= 0.0 {
+                continue;
+            }
+            let a = x.at(at);
+            let b = lane.points.get(i + 1).map_or(a + 1.5, |n| x.at(n.0));
+            let h = (v / max * LANE_HEIGHT).max(1.0);
+            let _ = write!(
+                s,
+                r#"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{METRIC}"/>"#,
+                top + LANE_HEIGHT - h,
+                (b - a).max(1.5)
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#333">{}</text></g>"##,
+        WIDTH - RIGHT - 4.0,
+        top + 11.0,
+        esc(&lane.max_label)
+    );
 }
 
 fn availability_lane(

@@ -8,7 +8,9 @@ use crate::results::{
     PoolTopology, ScenarioResult, WindowStats,
 };
 
-use super::format::{CriteriaMark, form_label, level_cell, ms, seconds, yes_no_blocked};
+use super::format::{
+    CriteriaMark, form_label, level_cell, ms, pool_waits, replica_lag, seconds, yes_no_blocked,
+};
 use super::svg::lock_wait_stretches;
 use crate::verdict::{HUNG_MS, QUEUE_MARGIN_MS};
 
@@ -172,6 +174,11 @@ pub(super) fn form_comparison_table(scenario: &ScenarioResult) -> Table {
             p50_change(f, EndpointRole::Lookup)
         }));
     }
+    rows.extend(topology_rows(
+        &by_form,
+        "**Replica lag** (max)",
+        "**Pooler: clients waiting for a server connection** (max)",
+    ));
     rows.push(row("**Production Safe?**", &|f| production_safe(f)));
     Table { headers, rows }
 }
@@ -229,6 +236,7 @@ pub fn step5_terminal_table(results: &LabResults) -> Option<Table> {
             latency(f, EndpointRole::Lookup, true)
         }));
     }
+    rows.extend(topology_rows(&by_form, "Replica lag", "Pool waits"));
     rows.push(row("Production safe?", &|f| {
         if production_safe(f).starts_with('✅') {
             "Yes".into()
@@ -237,6 +245,23 @@ pub fn step5_terminal_table(results: &LabResults) -> Option<Table> {
         }
     }));
     Some(Table { headers, rows })
+}
+
+/// The replica's lag and the pooler's waiting clients, a row each when some form of the
+/// scenario measured it (`pgcalm lab --replica --pooler`).
+fn topology_rows(by_form: &ByForm<'_>, lag: &str, waits: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (aspect, cell) in [
+        (lag, replica_lag as fn(&FormRun) -> Option<String>),
+        (waits, pool_waits),
+    ] {
+        if by_form.0.forms.iter().any(|f| cell(f).is_some()) {
+            rows.push(by_form.row(aspect, &|f| {
+                cell(f).unwrap_or_else(|| "not measured".into())
+            }));
+        }
+    }
+    rows
 }
 
 /// An aspect-by-form table of one scenario: a column per form.
@@ -749,10 +774,23 @@ pub(super) fn run_table(results: &LabResults) -> Table {
         ("Probe targets", targets.join("; ")),
         ("Connection pools", layouts.join("; ")),
     ];
+    let topology = o.topology.as_ref().map(|t| {
+        let pooler = t.pooler_pool_size.map_or(
+            "the app connected to the server directly".to_string(),
+            |n| format!("the app through PgBouncer, transaction pooling, {n} server connections"),
+        );
+        let replica = if t.replica {
+            "a streaming replica attached (lag sampled every 250 ms)"
+        } else {
+            "no replica"
+        };
+        ("Topology", format!("{pooler}; {replica}"))
+    });
     Table {
         headers: vec!["Run".into(), "".into()],
         rows: rows
             .into_iter()
+            .chain(topology)
             .map(|(k, v)| vec![k.to_string(), v])
             .collect(),
     }

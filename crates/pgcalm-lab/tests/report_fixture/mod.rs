@@ -96,6 +96,7 @@ fn run_info() -> RunInfo {
                     ],
                 },
             ],
+            topology: None,
         },
     }
 }
@@ -411,6 +412,7 @@ fn risky(topology: PoolTopology, offset_ms: f64) -> FormRun {
         ),
         explain: Some(explain()),
         samples: all,
+        topology_figures: None,
     }
 }
 
@@ -529,6 +531,7 @@ fn safe(offset_ms: f64) -> FormRun {
         ),
         explain: Some(explain()),
         samples: all,
+        topology_figures: None,
     }
 }
 
