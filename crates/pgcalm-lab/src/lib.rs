@@ -56,9 +56,7 @@ pub use results::{
     TopologySample, Verdict, WindowStats,
 };
 // The production parts a run goes through (pooler) and watches (replica, pooler).
-pub use topology::{
-    DEFAULT_LAB_POOL_SIZE, LAB_POOLER_DIR, LabPooler, LabTopology, stop_lab_pooler,
-};
+pub use topology::{DEFAULT_LAB_POOL_SIZE, LabPooler, LabTopology, stop_lab_pooler};
 // The report: its files, the tables and paragraphs the terminal prints too, the
 // timelines.
 pub use report::{

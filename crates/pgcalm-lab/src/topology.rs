@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use pgcalm_pg::catalog::topology as catalog;
-use pgcalm_pg::{Cluster, PgError, Pooler, PoolerOptions, ReplicaOptions, Target};
+use pgcalm_pg::{Cluster, LAB_POOLER_DIR, PgError, Pooler, PoolerOptions, ReplicaOptions, Target};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +25,6 @@ pub const DEFAULT_LAB_POOL_SIZE: u32 = 4;
 /// server connections, as an application with many workers behind PgBouncer has (the
 /// pooler, not the app, is then what runs out).
 pub(crate) const APP_CLIENTS_THROUGH_POOLER: usize = 16;
-
-/// The directory of the lab's own PgBouncer, under the embedded cluster's root.
-pub const LAB_POOLER_DIR: &str = "lab-pooler";
 
 /// What a lab run goes through and watches besides the server (default: nothing; the
 /// app connects to the server directly).

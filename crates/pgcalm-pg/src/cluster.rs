@@ -627,6 +627,7 @@ impl Cluster {
         let _lock = self.lock()?;
         // The replica and the pooler live under the root: stop them before it goes.
         crate::pooler::Pooler::of(self).stop()?;
+        crate::pooler::Pooler::lab_of(self).stop()?;
         self.replica().stop()?;
         self.stop()?;
         let size = dir_size(&self.root);

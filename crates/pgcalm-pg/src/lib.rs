@@ -46,7 +46,7 @@ pub mod topology;
 pub use binaries::PgBinaries;
 pub use cluster::{Cluster, ClusterOptions, ClusterStatus, CrashRecovery, Ownership, StartOutcome};
 pub use error::{ConnectFailure, PgError};
-pub use pooler::{Pooler, PoolerOptions, PoolerStart, PoolerStatus};
+pub use pooler::{LAB_POOLER_DIR, Pooler, PoolerOptions, PoolerStart, PoolerStatus};
 pub use replica::{Replica, ReplicaCreated, ReplicaOptions, ReplicaRemoval, ReplicaStart};
 pub use target::{DEFAULT_DATABASE, Origin, Target, quote_ident};
 pub use tls::{SslMode, TlsConnector};

@@ -35,6 +35,11 @@ use crate::target::Target;
 /// The pooler's directory, inside the cluster root.
 pub const POOLER_DIR: &str = "pooler";
 
+/// The directory of `pgcalm lab --pooler`'s own PgBouncer, inside the cluster root: the
+/// lab never changes the pool of the user's `up --pooler`. `down` stops it too, should
+/// a killed lab have left it running.
+pub const LAB_POOLER_DIR: &str = "lab-pooler";
+
 /// The file that marks a pooler directory as pgcalm's (deleted only when it holds it).
 pub const MARKER_FILE: &str = "PGCALM_POOLER";
 
@@ -125,6 +130,11 @@ impl Pooler {
     /// The pooler of an embedded cluster ([`POOLER_DIR`] under its root).
     pub fn of(cluster: &Cluster) -> Self {
         Self::new(cluster.root().join(POOLER_DIR))
+    }
+
+    /// `pgcalm lab --pooler`'s own pooler ([`LAB_POOLER_DIR`] under the cluster root).
+    pub fn lab_of(cluster: &Cluster) -> Self {
+        Self::new(cluster.root().join(LAB_POOLER_DIR))
     }
 
     /// A pooler in `dir` (tests run several, each in its own directory).

@@ -55,6 +55,8 @@ impl Parts {
 pub struct Stopped {
     /// PgBouncer.
     pub pooler: Option<u32>,
+    /// The PgBouncer a killed `pgcalm lab --pooler` left running.
+    pub lab_pooler: Option<u32>,
     /// The replica's postmaster.
     pub replica: Option<u32>,
     /// The primary's postmaster.
@@ -91,11 +93,13 @@ impl Cluster {
     /// the replica before the server it streams from).
     pub fn stop_all(&self) -> Result<Stopped, PgError> {
         let pooler = Pooler::of(self).stop()?;
+        let lab_pooler = Pooler::lab_of(self).stop()?;
         let replica = self.replica().stop()?;
         let primary = self.running_pid();
         self.stop()?;
         Ok(Stopped {
             pooler,
+            lab_pooler,
             replica,
             primary,
         })

@@ -283,3 +283,23 @@ async fn a_replica_that_cannot_stream_is_named_with_its_log_and_rebuilt() {
     assert_eq!(replication_slots(&admin).await.unwrap(), vec![]);
     assert!(cluster.remove_replica().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn stopping_the_cluster_stops_a_pooler_a_killed_lab_left_behind() {
+    // A cluster of its own: this test stops it.
+    let tc = TestCluster::start_with(|_| vec![]);
+    let cluster = tc.cluster();
+    let lab_pooler = pgcalm_pg::Pooler::lab_of(cluster);
+    lab_pooler
+        .start(cluster, &pgcalm_pg::PoolerOptions { pool_size: 2 })
+        .await
+        .unwrap();
+    let pid = lab_pooler.running_pid().expect("the lab's PgBouncer runs");
+
+    let stopped = cluster.stop_all().unwrap();
+    assert_eq!(stopped.lab_pooler, Some(pid), "{stopped:?}");
+    eventually("the lab's PgBouncer gone after stop_all", 10, || async {
+        (!process_alive(pid)).then_some(())
+    })
+    .await;
+}

@@ -54,6 +54,10 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         // `delete` refuses a directory that is not pgcalm's before it stops anything.
         let running = [
             ("PgBouncer", Pooler::of(&cluster).running_pid()),
+            (
+                "the lab's PgBouncer",
+                Pooler::lab_of(&cluster).running_pid(),
+            ),
             ("the replica", cluster.replica().running_pid()),
             ("PostgreSQL", cluster.running_pid()),
         ];
@@ -100,6 +104,9 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let stopped = cluster.stop_all()?;
     if let Some(pid) = stopped.pooler {
         println!("Stopped PgBouncer (pid {pid})");
+    }
+    if let Some(pid) = stopped.lab_pooler {
+        println!("Stopped the lab's PgBouncer (pid {pid}), which a lab run left behind");
     }
     if let Some(pid) = stopped.replica {
         println!("Stopped the replica (pid {pid})");
