@@ -47,6 +47,7 @@ mod date;
 mod docs;
 mod engine;
 mod finding;
+mod fix;
 mod locks;
 mod plpgsql;
 mod rule_id;
@@ -60,6 +61,8 @@ pub use date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
 pub use finding::{Finding, SeenBy, Severity};
+// `lint --fix`: the fixes right where a file runs, put in place.
+pub use fix::{Edit, Refused, apply_edits, safe_edits};
 pub use unit::{LintOptions, RuleSelection, Schema, UnitKind, UnitState};
 // Rule identities.
 pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};
