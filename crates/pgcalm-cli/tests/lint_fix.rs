@@ -101,3 +101,141 @@ fn fix_makes_a_plain_create_index_concurrently_where_the_file_runs_outside_a_tra
         "--fix exits as the fixed files lint: {out}"
     );
 }
+
+const CLAUSES: &str = "\
+-- migrate:up transaction:false
+DROP INDEX IF EXISTS \"IndexName\" CASCADE;
+ALTER TABLE \"Orders\" ADD CONSTRAINT \"Orders_user_fk\" FOREIGN KEY (\"userId\") REFERENCES \"Users\" (id) ON DELETE CASCADE;
+ALTER TABLE orders ADD COLUMN note text, ADD CONSTRAINT orders_amount_check CHECK (amount > 0);
+
+-- migrate:down
+";
+
+#[test]
+fn fix_keeps_quoted_names_and_the_other_clauses_and_leaves_what_it_cannot_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "migrations/20240101000000_fk.sql", CLAUSES);
+    let (code, _, err) = lint_in(d, &["--fix", "migrations"]);
+    assert_eq!(code, 1, "the DROP INDEX ... CASCADE findings remain: {err}");
+    assert_eq!(
+        read(d, "migrations/20240101000000_fk.sql"),
+        "\
+-- migrate:up transaction:false
+DROP INDEX IF EXISTS \"IndexName\" CASCADE;
+ALTER TABLE \"Orders\" ADD CONSTRAINT \"Orders_user_fk\" FOREIGN KEY (\"userId\") REFERENCES \"Users\" (id) ON DELETE CASCADE NOT VALID;
+ALTER TABLE \"Orders\" VALIDATE CONSTRAINT \"Orders_user_fk\";
+ALTER TABLE orders ADD COLUMN note text, ADD CONSTRAINT orders_amount_check CHECK (amount > 0) NOT VALID;
+ALTER TABLE orders VALIDATE CONSTRAINT orders_amount_check;
+
+-- migrate:down
+"
+    );
+    let (_, after) = rules_in(d, &["migrations"]);
+    assert!(
+        !after.iter().any(|r| r == "constraint-missing-not-valid"),
+        "{after:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|r| r == "require-concurrent-index-deletion"),
+        "{after:?}"
+    );
+    assert!(
+        after.iter().any(|r| r == "dropping-with-cascade"),
+        "{after:?}"
+    );
+}
+
+const IN_TX: &str = "\
+-- migrate:up
+CREATE INDEX users_email_idx ON users (email);
+
+-- migrate:down
+DROP INDEX IF EXISTS users_email_idx;
+";
+
+#[test]
+fn a_file_that_runs_in_one_transaction_keeps_its_statement_and_its_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "migrations/20240101000000_tx.sql", IN_TX);
+    // Prisma runs several statements in one implicit transaction.
+    let prisma = "SET lock_timeout = '2s';\nCREATE INDEX users_name_idx ON users (name);\n";
+    write(
+        d,
+        "prisma/migrations/20240101000000_two/migration.sql",
+        prisma,
+    );
+    let (code, out, err) = lint_in(d, &["--fix", "migrations", "prisma"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!err.contains("fixed"), "{err}");
+    assert_eq!(read(d, "migrations/20240101000000_tx.sql"), IN_TX);
+    assert_eq!(
+        read(d, "prisma/migrations/20240101000000_two/migration.sql"),
+        prisma
+    );
+    // The finding stays, with its note on where CONCURRENTLY can go.
+    assert!(out.contains("require-concurrent-index-creation"), "{out}");
+    assert!(out.contains("in a migration of its own"), "{out}");
+    let (_, after) = rules_in(d, &["migrations", "prisma"]);
+    assert!(
+        !after.iter().any(|r| r == "concurrently-in-transaction"),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn fix_twice_changes_nothing_and_keeps_the_permissions_without_a_temporary_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "migrations/20240101000000_email.sql", NO_TX);
+    let path = d.join("migrations/20240101000000_email.sql");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (_, _, err) = lint_in(d, &["--fix", "migrations"]);
+    assert!(err.contains("fixed"), "{err}");
+    let once = read(d, "migrations/20240101000000_email.sql");
+    assert_ne!(once, NO_TX);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let names: Vec<String> = std::fs::read_dir(d.join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["20240101000000_email.sql"],
+        "no temporary file is left"
+    );
+
+    let (_, _, err) = lint_in(d, &["--fix", "migrations"]);
+    assert!(!err.contains("fixed"), "{err}");
+    assert_eq!(read(d, "migrations/20240101000000_email.sql"), once);
+}
+
+#[test]
+fn fix_dry_run_prints_the_diff_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "migrations/20240101000000_email.sql", NO_TX);
+    write(d, "migrations/20240102000000_fk.sql", CLAUSES);
+    let (code, out, err) = lint_in(d, &["--fix", "--dry-run", "--format", "json", "migrations"]);
+    assert_eq!(read(d, "migrations/20240101000000_email.sql"), NO_TX);
+    assert_eq!(read(d, "migrations/20240102000000_fk.sql"), CLAUSES);
+    assert_eq!(code, 1, "the DROP INDEX ... CASCADE findings remain");
+    let diff: String = out
+        .lines()
+        .take_while(|l| !l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!(diff);
+    assert!(
+        err.contains("would fix migrations/20240101000000_email.sql: line 5"),
+        "{err}"
+    );
+    // `--diff` is the same.
+    let (_, again, _) = lint_in(d, &["--fix", "--diff", "--format", "json", "migrations"]);
+    assert_eq!(again, out);
+}
