@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use pgcalm_lint::{
-    LintOptions, Plan, RuleId, Severity, Sidecars, StatementLockReport, Tool, TxMode,
+    LintOptions, Plan, RuleId, Severity, Sidecars, StatementLockReport, TableSizes, TableStats,
+    Tool, TxMode,
 };
 use pgcalm_migrate::file::{read_source, source_from_bytes};
 use pgcalm_migrate::safety::{lint_source, lint_source_and_locks};
@@ -85,7 +86,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         .lint_options()
         .and_then(|options| lint_all(settings, &args, &options));
     let Linted {
-        reports,
+        mut reports,
         unparsed,
         locks,
     } = match linted {
@@ -95,6 +96,11 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             return Err(Exit(2).into());
         }
     };
+    if let Some(sizes) = table_sizes(settings, &reports).await {
+        for r in &mut reports {
+            pgcalm_lint::grade_by_size(&mut r.result.findings, &sizes);
+        }
+    }
     let fancy = settings.format == OutputFormat::Text && std::io::stdout().is_terminal();
     let mut out = render(&reports, &unparsed, settings.format, fancy);
     if args.locks {
@@ -114,6 +120,56 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// With a database (`--database-url`, or the embedded server when it is running: lint
+/// starts none), the estimated rows and size of every table a size-dependent finding is
+/// on, read in one query. `None` without a database, or when it cannot be read (said on
+/// stderr: the findings keep their severities).
+async fn table_sizes(settings: &Settings, reports: &[FileReport]) -> Option<TableSizes> {
+    let running = match settings.cluster() {
+        None => true, // DATABASE_URL
+        Some(cluster) => cluster.running_pid().is_some(),
+    };
+    if !running {
+        return None;
+    }
+    let tables = pgcalm_lint::sized_tables(reports.iter().flat_map(|r| &r.result.findings));
+    if tables.is_empty() {
+        return None;
+    }
+    let read = async {
+        let client = settings.target_unchecked()?.connect().await?;
+        let names: Vec<String> = tables
+            .iter()
+            .map(|(_, regclass)| regclass.clone())
+            .collect();
+        anyhow::Ok(pgcalm_pg::catalog::table_sizes(&client, &names).await?)
+    };
+    let sizes = match read.await {
+        Ok(sizes) => sizes,
+        Err(e) => {
+            eprintln!("note: findings not graded by table size: {e:#}");
+            return None;
+        }
+    };
+    let tables = sizes
+        .into_iter()
+        .filter_map(|s| {
+            let (table, _) = tables.iter().find(|(_, regclass)| *regclass == s.name)?;
+            Some((
+                table.clone(),
+                TableStats {
+                    rows: s.rows,
+                    bytes: s.bytes,
+                },
+            ))
+        })
+        .collect();
+    Some(TableSizes {
+        small_table_rows: settings.lint.small_table_rows,
+        tables,
+    })
 }
 
 /// The files `git diff --name-only --diff-filter=AM REF` names under the repository of
