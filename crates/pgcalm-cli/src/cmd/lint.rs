@@ -299,11 +299,16 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
                 continue;
             }
         };
-        let Some(pieces) = file_pieces(settings, args, options, &name, &path, &source) else {
+        let run = Run {
+            settings,
+            args,
+            options,
+        };
+        let Some(pieces) = file_pieces(run, &name, &path, &source) else {
             continue;
         };
         let pieces = if args.fix {
-            fix_file(settings, args, options, &name, &path, &source, pieces)?
+            fix_file(run, &name, &path, &source, pieces)?
         } else {
             pieces
         };
@@ -316,15 +321,21 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
 /// file's, with what is not this piece blanked: same offsets) and the options it runs with.
 type PieceToLint = (Option<String>, Option<String>, String, LintOptions);
 
+/// What every file of one `pgcalm lint` run is linted with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    settings: &'a Settings,
+    args: &'a Args,
+    options: &'a LintOptions,
+}
+
 /// The pieces of a file as its tool runs them; `None` when the tool does not run it.
-fn file_pieces(
-    settings: &Settings,
-    args: &Args,
-    options: &LintOptions,
-    name: &str,
-    path: &Path,
-    source: &str,
-) -> Option<Vec<PieceToLint>> {
+fn file_pieces(run: Run<'_>, name: &str, path: &Path, source: &str) -> Option<Vec<PieceToLint>> {
+    let Run {
+        settings,
+        args,
+        options,
+    } = run;
     // An explicit tool; else --assume-in-transaction as before; else the layout's.
     let tool = settings.lint.tool.or_else(|| {
         (!settings.lint.assume_in_transaction)
@@ -410,11 +421,8 @@ fn lint_pieces(args: &Args, name: &str, pieces: Vec<PieceToLint>, linted: &mut L
 /// ([`pgcalm_lint::safe_edits`]), writes the file (atomically) or prints the diff
 /// (`--dry-run`), and returns the pieces of the fixed text to report what remains. A file
 /// whose fixed text would not parse is left as it is.
-#[allow(clippy::too_many_arguments)]
 fn fix_file(
-    settings: &Settings,
-    args: &Args,
-    options: &LintOptions,
+    run: Run<'_>,
     name: &str,
     path: &Path,
     source: &str,
@@ -450,7 +458,7 @@ fn fix_file(
         return Ok(pieces);
     }
     let fixed = pgcalm_lint::apply_edits(source, &edits);
-    let Some(fixed_pieces) = file_pieces(settings, args, options, name, path, &fixed) else {
+    let Some(fixed_pieces) = file_pieces(run, name, path, &fixed) else {
         return Ok(pieces);
     };
     for (_, _, text, options) in &fixed_pieces {
@@ -463,7 +471,7 @@ fn fix_file(
         .iter()
         .map(|e| format!("line {} {}", e.line, e.rule))
         .collect();
-    if args.dry_run {
+    if run.args.dry_run {
         say!(
             "{}",
             unified_diff(name, source, &fixed).trim_end_matches('\n')
