@@ -110,6 +110,9 @@ enum Command {
         migrations: MigrationsArgs,
         #[command(flatten)]
         format: ReportFormatArgs,
+        /// `--database-url`: where the sizes of the linted tables are read.
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Run migrations on a throwaway database and report the locks they really take.
     Trace {
@@ -171,7 +174,9 @@ impl Command {
                 args,
                 migrations,
                 format,
+                server,
             } => CommandFlags {
+                server: Some(server),
                 migrations: Some(migrations),
                 format: Some(format.format),
                 lint: Some(&args.lint),

@@ -47,10 +47,12 @@ mod date;
 mod docs;
 mod engine;
 mod finding;
+mod fix;
 mod locks;
 mod plpgsql;
 mod rule_id;
 mod rules;
+mod size;
 mod split;
 mod tool;
 mod unit;
@@ -60,6 +62,10 @@ pub use date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
 pub use finding::{Finding, SeenBy, Severity};
+// `lint --fix`: the fixes right where a file runs, put in place.
+pub use fix::{Edit, Refused, apply_edits, safe_edits};
+// Risk by size: findings graded by the sizes of their tables.
+pub use size::{TableSizes, TableStats, grade_by_size, sized_tables};
 pub use unit::{LintOptions, RuleSelection, Schema, UnitKind, UnitState};
 // Rule identities.
 pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};

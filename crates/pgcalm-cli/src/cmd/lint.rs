@@ -3,7 +3,9 @@
 //! `-- migrate:up` line is a pgcalm migration file, anything else plain SQL), or stdin
 //! with `-`. Each file runs the way its migration tool runs it (`--tool`, `[lint] tool`,
 //! or detected from the layout: [`pgcalm_lint::tool`]). Exit 0 clean, 1 findings (as
-//! `--fail-on` says), 2 usage or parse errors.
+//! `--fail-on` says), 2 usage or parse errors. `--fix` rewrites each file with the safe
+//! SQL that is right where it runs (`--dry-run`: the diff instead) and reports what
+//! remains.
 
 use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
@@ -11,7 +13,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use pgcalm_lint::{
-    LintOptions, Plan, RuleId, Severity, Sidecars, StatementLockReport, Tool, TxMode,
+    LintOptions, Plan, RuleId, Severity, Sidecars, StatementLockReport, TableSizes, TableStats,
+    Tool, TxMode,
 };
 use pgcalm_migrate::file::{read_source, source_from_bytes};
 use pgcalm_migrate::safety::{lint_source, lint_source_and_locks};
@@ -43,6 +46,14 @@ pub(crate) struct Args {
     /// --diff-filter=AM REF`: committed and uncommitted changes to tracked files)
     #[arg(long, value_name = "GIT_REF")]
     pub since: Option<String>,
+    /// Rewrite each file in place with the safe SQL of its findings, where that SQL is
+    /// right where the file runs (its tool and transaction mode); what cannot be fixed
+    /// stays reported
+    #[arg(long)]
+    pub fix: bool,
+    /// With --fix: print a unified diff of the fixes instead of writing them
+    #[arg(long, alias = "diff", requires = "fix")]
+    pub dry_run: bool,
 }
 
 /// `--fail-on`: the least severe finding that fails the run.
@@ -75,7 +86,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         .lint_options()
         .and_then(|options| lint_all(settings, &args, &options));
     let Linted {
-        reports,
+        mut reports,
         unparsed,
         locks,
     } = match linted {
@@ -85,6 +96,11 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             return Err(Exit(2).into());
         }
     };
+    if let Some(sizes) = table_sizes(settings, &reports).await {
+        for r in &mut reports {
+            pgcalm_lint::grade_by_size(&mut r.result.findings, &sizes);
+        }
+    }
     let fancy = settings.format == OutputFormat::Text && std::io::stdout().is_terminal();
     let mut out = render(&reports, &unparsed, settings.format, fancy);
     if args.locks {
@@ -104,6 +120,56 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// With a database (`--database-url`, or the embedded server when it is running: lint
+/// starts none), the estimated rows and size of every table a size-dependent finding is
+/// on, read in one query. `None` without a database, or when it cannot be read (said on
+/// stderr: the findings keep their severities).
+async fn table_sizes(settings: &Settings, reports: &[FileReport]) -> Option<TableSizes> {
+    let running = match settings.cluster() {
+        None => true, // DATABASE_URL
+        Some(cluster) => cluster.running_pid().is_some(),
+    };
+    if !running {
+        return None;
+    }
+    let tables = pgcalm_lint::sized_tables(reports.iter().flat_map(|r| &r.result.findings));
+    if tables.is_empty() {
+        return None;
+    }
+    let read = async {
+        let client = settings.target_unchecked()?.connect().await?;
+        let names: Vec<String> = tables
+            .iter()
+            .map(|(_, regclass)| regclass.clone())
+            .collect();
+        anyhow::Ok(pgcalm_pg::catalog::table_sizes(&client, &names).await?)
+    };
+    let sizes = match read.await {
+        Ok(sizes) => sizes,
+        Err(e) => {
+            eprintln!("note: findings not graded by table size: {e:#}");
+            return None;
+        }
+    };
+    let tables = sizes
+        .into_iter()
+        .filter_map(|s| {
+            let (table, _) = tables.iter().find(|(_, regclass)| *regclass == s.name)?;
+            Some((
+                table.clone(),
+                TableStats {
+                    rows: s.rows,
+                    bytes: s.bytes,
+                },
+            ))
+        })
+        .collect();
+    Some(TableSizes {
+        small_table_rows: settings.lint.small_table_rows,
+        tables,
+    })
 }
 
 /// The files `git diff --name-only --diff-filter=AM REF` names under the repository of
@@ -214,6 +280,9 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
     };
     for (name, path) in files {
         let source = if name == "<stdin>" {
+            if args.fix {
+                bail!("--fix rewrites files: give their paths, not - (stdin)");
+            }
             let mut bytes = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut bytes)
@@ -230,81 +299,232 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
                 continue;
             }
         };
-        let file = Path::new(&name);
-        // An explicit tool; else --assume-in-transaction as before; else the layout's.
-        let tool = settings.lint.tool.or_else(|| {
-            (!settings.lint.assume_in_transaction)
-                .then(|| pgcalm_lint::detect(&path, &source))
-                .flatten()
-        });
-        let pieces = match tool {
-            None => vec![(None, None, source, options.clone())],
-            Some(tool) => match pgcalm_lint::plan(
-                tool,
-                &path,
-                &source,
-                &sidecars(tool, &path),
-                args.lint.include_down,
-            ) {
-                Plan::Skip(why) => {
-                    eprintln!("note: {name}: not linted: {why}");
-                    continue;
-                }
-                Plan::Lint(pieces) => pieces
-                    .into_iter()
-                    .map(|p| {
-                        let statements = match p.mode {
-                            TxMode::SimpleQuery => {
-                                pgcalm_lint::split_unparsed(&p.text, 0..p.text.len())
-                                    .map_or(2, |s| s.len())
-                            }
-                            _ => 0,
-                        };
-                        let options = LintOptions {
-                            assume_in_transaction: p.mode.in_transaction(statements),
-                            ..options.clone()
-                        };
-                        let mode = format!(
-                            "{} ({})",
-                            p.why,
-                            if options.assume_in_transaction {
-                                "in one transaction"
-                            } else {
-                                "not in a transaction"
-                            }
-                        );
-                        (p.label, Some(mode), p.text, options)
-                    })
-                    .collect(),
-            },
+        let run = Run {
+            settings,
+            args,
+            options,
         };
-        for (label, mode, text, options) in pieces {
-            let lint = if args.locks {
-                lint_source_and_locks(file, &text, &options)
-            } else {
-                lint_source(file, &text, &options).map(|lint| (lint, Vec::new()))
-            };
-            match lint {
-                Ok((lint, locks)) => {
-                    linted.reports.push(FileReport {
-                        path: name.clone(),
-                        label,
-                        mode,
-                        source: Arc::new(text),
-                        kind: lint.kind,
-                        statements: lint.statements,
-                        result: lint.result,
-                    });
-                    linted.locks.push(locks);
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    linted.unparsed.push(Unparsed::new(&name, &e));
-                }
+        let Some(pieces) = file_pieces(run, &name, &path, &source) else {
+            continue;
+        };
+        let pieces = if args.fix {
+            fix_file(run, &name, &path, &source, pieces)?
+        } else {
+            pieces
+        };
+        lint_pieces(args, &name, pieces, &mut linted);
+    }
+    Ok(linted)
+}
+
+/// One piece of a file to lint: its label, how it runs (for the report), its text (the
+/// file's, with what is not this piece blanked: same offsets) and the options it runs with.
+type PieceToLint = (Option<String>, Option<String>, String, LintOptions);
+
+/// What every file of one `pgcalm lint` run is linted with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    settings: &'a Settings,
+    args: &'a Args,
+    options: &'a LintOptions,
+}
+
+/// The pieces of a file as its tool runs them; `None` when the tool does not run it.
+fn file_pieces(run: Run<'_>, name: &str, path: &Path, source: &str) -> Option<Vec<PieceToLint>> {
+    let Run {
+        settings,
+        args,
+        options,
+    } = run;
+    // An explicit tool; else --assume-in-transaction as before; else the layout's.
+    let tool = settings.lint.tool.or_else(|| {
+        (!settings.lint.assume_in_transaction)
+            .then(|| pgcalm_lint::detect(path, source))
+            .flatten()
+    });
+    let Some(tool) = tool else {
+        return Some(vec![(None, None, source.to_string(), options.clone())]);
+    };
+    match pgcalm_lint::plan(
+        tool,
+        path,
+        source,
+        &sidecars(tool, path),
+        args.lint.include_down,
+    ) {
+        Plan::Skip(why) => {
+            eprintln!("note: {name}: not linted: {why}");
+            None
+        }
+        Plan::Lint(pieces) => Some(
+            pieces
+                .into_iter()
+                .map(|p| {
+                    let statements = match p.mode {
+                        TxMode::SimpleQuery => {
+                            pgcalm_lint::split_unparsed(&p.text, 0..p.text.len())
+                                .map_or(2, |s| s.len())
+                        }
+                        _ => 0,
+                    };
+                    let options = LintOptions {
+                        assume_in_transaction: p.mode.in_transaction(statements),
+                        ..options.clone()
+                    };
+                    let mode = format!(
+                        "{} ({})",
+                        p.why,
+                        if options.assume_in_transaction {
+                            "in one transaction"
+                        } else {
+                            "not in a transaction"
+                        }
+                    );
+                    (p.label, Some(mode), p.text, options)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Lints a file's pieces into `linted`.
+fn lint_pieces(args: &Args, name: &str, pieces: Vec<PieceToLint>, linted: &mut Linted) {
+    let file = Path::new(name);
+    for (label, mode, text, options) in pieces {
+        let lint = if args.locks {
+            lint_source_and_locks(file, &text, &options)
+        } else {
+            lint_source(file, &text, &options).map(|lint| (lint, Vec::new()))
+        };
+        match lint {
+            Ok((lint, locks)) => {
+                linted.reports.push(FileReport {
+                    path: name.to_string(),
+                    label,
+                    mode,
+                    source: Arc::new(text),
+                    kind: lint.kind,
+                    statements: lint.statements,
+                    result: lint.result,
+                });
+                linted.locks.push(locks);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                linted.unparsed.push(Unparsed::new(name, &e));
             }
         }
     }
-    Ok(linted)
+}
+
+/// `--fix`: puts in place the fixes that are right where each piece runs
+/// ([`pgcalm_lint::safe_edits`]), writes the file (atomically) or prints the diff
+/// (`--dry-run`), and returns the pieces of the fixed text to report what remains. A file
+/// whose fixed text would not parse is left as it is.
+fn fix_file(
+    run: Run<'_>,
+    name: &str,
+    path: &Path,
+    source: &str,
+    pieces: Vec<PieceToLint>,
+) -> anyhow::Result<Vec<PieceToLint>> {
+    let file = Path::new(name);
+    let mut edits = Vec::new();
+    for (_, _, text, options) in &pieces {
+        let Ok(lint) = lint_source(file, text, options) else {
+            continue; // reported when the pieces are linted
+        };
+        let relint = |t: &str| {
+            lint_source(file, t, options).ok().map(|l| {
+                l.result
+                    .findings
+                    .iter()
+                    .map(|f| (f.rule, f.span.start))
+                    .collect()
+            })
+        };
+        let (safe, refused) = pgcalm_lint::safe_edits(text, &lint.result.findings, relint);
+        for r in refused {
+            eprintln!(
+                "note: {name}:{}: {}: its safe SQL is not applied: {}",
+                r.line,
+                r.rule,
+                r.problems.join("; ")
+            );
+        }
+        edits.extend(safe);
+    }
+    if edits.is_empty() {
+        return Ok(pieces);
+    }
+    let fixed = pgcalm_lint::apply_edits(source, &edits);
+    let Some(fixed_pieces) = file_pieces(run, name, path, &fixed) else {
+        return Ok(pieces);
+    };
+    for (_, _, text, options) in &fixed_pieces {
+        if let Err(e) = lint_source(file, text, options) {
+            eprintln!("error: {name}: not fixed: with its fixes in place it would not parse: {e}");
+            return Ok(pieces);
+        }
+    }
+    let what: Vec<String> = edits
+        .iter()
+        .map(|e| format!("line {} {}", e.line, e.rule))
+        .collect();
+    if run.args.dry_run {
+        say!(
+            "{}",
+            unified_diff(name, source, &fixed).trim_end_matches('\n')
+        );
+        eprintln!("would fix {name}: {}", what.join(", "));
+    } else {
+        write_atomically(path, &fixed)?;
+        eprintln!("fixed {name}: {}", what.join(", "));
+    }
+    Ok(fixed_pieces)
+}
+
+/// A unified diff (`--- a/NAME`, `+++ b/NAME`, 3 lines of context).
+fn unified_diff(name: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{name}"), &format!("b/{name}"))
+        .to_string()
+}
+
+/// Replaces `path`'s content: a temporary file in the same directory with the file's
+/// permissions, synced, then renamed over it (a symlink's target is replaced).
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let target = path
+        .canonicalize()
+        .with_context(|| format!("--fix: resolving {}", path.display()))?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let permissions = std::fs::metadata(&target)
+        .with_context(|| format!("--fix: reading {}", target.display()))?
+        .permissions();
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.pgcalm-fix.{}", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create_new(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.set_permissions(permissions)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "--fix: writing {} (through {}) failed: {e}; the file is unchanged",
+            target.display(),
+            tmp.display()
+        );
+    }
+    Ok(())
 }
 
 fn sql_files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

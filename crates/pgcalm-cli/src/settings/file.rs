@@ -73,6 +73,8 @@ pub(super) struct LintSection {
     pub tool: Option<ToolName>,
     /// Schema SQL of the existing tables (relative to the file).
     pub schema: Option<PathBuf>,
+    /// With a database: tables with fewer estimated rows are small (warnings).
+    pub small_table_rows: Option<f64>,
 }
 
 /// `[up]`: what `pgcalm up` applies after starting the server.
@@ -150,6 +152,10 @@ const STARTER_CONFIG: &str = r#"# pgcalm configuration: this directory is a pgca
 # tool = "prisma"
 # Schema of the existing tables (`pg_dump --schema-only`): column types, NOT NULLs.
 # schema = "schema.sql"
+# With a database (--database-url, or the embedded server when it runs), findings that
+# grow with the table (rewrites, validating scans, write-blocking index builds) are
+# graded by its estimated rows: under this many a warning, else an error.
+# small_table_rows = 10000
 
 [up]
 # Migrations `pgcalm up` applies after starting the server, forward only ("app:NNNN").

@@ -136,6 +136,8 @@ pub(crate) struct LintSettings {
     pub rules: RuleSelection,
     /// Schema SQL of the existing tables.
     pub schema: Option<PathBuf>,
+    /// Fewer estimated rows than this: a small table (`[lint] small_table_rows`).
+    pub small_table_rows: f64,
 }
 
 /// The flag groups of the command being run (`None`: it has no such flags; their
@@ -327,6 +329,7 @@ impl Settings {
                 schema: lint_flags
                     .schema
                     .or_else(|| file.lint.schema.map(|s| base.join(s))),
+                small_table_rows: file.lint.small_table_rows.unwrap_or(10_000.0),
             },
             start_points: file.up.migrate_to,
             direct_url: runner

@@ -16,8 +16,25 @@ use pg_query::protobuf::Token;
 /// The source with `source[stmt]` (and a `;` right after it) replaced by `fix`, and the
 /// range the fix occupies in the result.
 pub(crate) fn with_fix(source: &str, stmt: Range<usize>, fix: &str) -> (String, Range<usize>) {
-    let end = if source[stmt.end..].starts_with(';') {
+    let (replaced, with) = fix_edit(source, stmt.clone(), fix);
+    let text = format!(
+        "{}{with}{}",
+        &source[..replaced.start],
+        &source[replaced.end..]
+    );
+    (text, stmt.start..stmt.start + fix.len())
+}
+
+/// What [`with_fix`] replaces (the statement and a `;` right after it) and with what.
+#[allow(dead_code)] // the tests that include this file use with_fix only
+pub(crate) fn fix_edit(source: &str, stmt: Range<usize>, fix: &str) -> (Range<usize>, String) {
+    // The statement's own `;`, also after blanks (`x  ;`): the fix brings its own.
+    let rest = &source[stmt.end..];
+    let blanks = rest.len() - rest.trim_start().len();
+    let end = if rest.starts_with(';') {
         stmt.end + 1
+    } else if fix.trim_end().ends_with(';') && rest[blanks..].starts_with(';') {
+        stmt.end + blanks + 1
     } else {
         stmt.end
     };
@@ -31,8 +48,7 @@ pub(crate) fn with_fix(source: &str, stmt: Range<usize>, fix: &str) -> (String, 
     } else {
         ""
     };
-    let text = format!("{}{fix}{sep}{}", &source[..stmt.start], &source[end..]);
-    (text, stmt.start..stmt.start + fix.len())
+    (stmt.start..end, format!("{fix}{sep}"))
 }
 
 /// The problems of one fix (empty: it is right). `original` are the rules lint reported on

@@ -33,7 +33,6 @@ mod dropping_table;
 mod dropping_with_cascade;
 mod dynamic_sql;
 mod enum_value_used_in_transaction;
-#[cfg(test)]
 pub(crate) mod fix_check;
 mod missing_lock_timeout;
 mod prefer_jsonb;

@@ -5,6 +5,7 @@ pub mod activity;
 pub mod monitor;
 pub mod pooling;
 pub mod progress;
+pub mod sizes;
 pub mod table;
 pub mod topology;
 pub mod trace;
@@ -21,6 +22,7 @@ pub use pooling::{Pooling, session_pooling};
 pub use progress::{
     IndexBuildProgress, IndexState, index_build_progress, index_builds, index_state,
 };
+pub use sizes::{TableSize, table_sizes};
 pub use table::{
     ColumnInfo, ConstraintInfo, IndexInfo, RowCount, TableReport, column_sequence, describe_table,
     server_version,
