@@ -221,13 +221,14 @@ fn fix_dry_run_prints_the_diff_and_writes_nothing() {
     let d = dir.path();
     write(d, "migrations/20240101000000_email.sql", NO_TX);
     write(d, "migrations/20240102000000_fk.sql", CLAUSES);
-    let (code, out, err) = lint_in(d, &["--fix", "--dry-run", "--format", "json", "migrations"]);
+    let (code, out, err) = lint_in(d, &["--fix", "--dry-run", "migrations"]);
     assert_eq!(read(d, "migrations/20240101000000_email.sql"), NO_TX);
     assert_eq!(read(d, "migrations/20240102000000_fk.sql"), CLAUSES);
     assert_eq!(code, 1, "the DROP INDEX ... CASCADE findings remain");
+    // The diff comes first, then the report of what remains.
     let diff: String = out
         .lines()
-        .take_while(|l| !l.starts_with('{'))
+        .take_while(|l| l.starts_with([' ', '+', '-', '@']))
         .map(|l| format!("{l}\n"))
         .collect();
     insta::assert_snapshot!(diff);
@@ -236,6 +237,11 @@ fn fix_dry_run_prints_the_diff_and_writes_nothing() {
         "{err}"
     );
     // `--diff` is the same.
-    let (_, again, _) = lint_in(d, &["--fix", "--diff", "--format", "json", "migrations"]);
+    let (_, again, _) = lint_in(d, &["--fix", "--diff", "migrations"]);
     assert_eq!(again, out);
+    // A machine format keeps stdout to itself: the diff goes to stderr.
+    let (code, json, err) = lint_in(d, &["--fix", "--dry-run", "--format", "json", "migrations"]);
+    assert_eq!(code, 1);
+    serde_json::from_str::<serde_json::Value>(&json).expect("stdout is one JSON document");
+    assert!(err.contains(diff.lines().next().unwrap()), "{err}");
 }

@@ -472,10 +472,12 @@ fn fix_file(
         .map(|e| format!("line {} {}", e.line, e.rule))
         .collect();
     if run.args.dry_run {
-        say!(
-            "{}",
-            unified_diff(name, source, &fixed).trim_end_matches('\n')
-        );
+        let diff = unified_diff(name, source, &fixed);
+        // A machine format owns stdout: the diff goes beside it, to stderr.
+        match run.settings.format {
+            OutputFormat::Text => say!("{}", diff.trim_end_matches('\n')),
+            _ => eprintln!("{}", diff.trim_end_matches('\n')),
+        }
         eprintln!("would fix {name}: {}", what.join(", "));
     } else {
         write_atomically(path, &fixed)?;
