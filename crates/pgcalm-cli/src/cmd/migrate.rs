@@ -43,6 +43,11 @@ pub(crate) struct Args {
     /// pgcalm.toml [migrate] cancel_idle_blockers]
     #[arg(long, env = "PGCALM_CANCEL_IDLE_BLOCKERS", value_parser = parse_duration)]
     pub cancel_idle_blockers: Option<Duration>,
+    /// Before each batch of a backfill (`-- pgcalm:backfill`), wait while a replica's
+    /// replay lag is above this; 0 turns the throttle off [default: 1s; pgcalm.toml
+    /// [migrate] max_replica_lag]
+    #[arg(long, env = "PGCALM_MAX_REPLICA_LAG", value_parser = parse_duration)]
+    pub max_replica_lag: Option<Duration>,
     // Read into the settings' policy in `main`.
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -78,6 +83,9 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let mut policy = settings.policy.clone();
     if args.cancel_idle_blockers.is_some() {
         policy.cancel_idle_blockers = args.cancel_idle_blockers;
+    }
+    if let Some(lag) = args.max_replica_lag {
+        policy.max_replica_lag = Some(lag);
     }
     let runner = Runner::new(target, settings.migrations_dir())
         .with_policy(policy)
