@@ -160,7 +160,6 @@ run_mode unthrottled "batch_size=auto target=200ms" 0
 run_mode fixed_delay "batch_size=$FIXED_BATCH delay=$DELAY" 0
 run_mode lag_throttled "batch_size=auto target=200ms" "$MAX_LAG"
 
-fmt_int() { echo "${1%.*}" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'; }
 table() {
   echo "| mode (\`-- pgcalm:backfill ...\`, --max-replica-lag) | wall s | rows updated | rows/s | batches | replica lag max s | p99 s | max MB behind | waits (total s) | app read p99 ms | app write p99 ms | failed requests |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -175,7 +174,7 @@ table() {
   done <"$LOGS/rows.txt"
 }
 
-MACHINE="$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+MACHINE=$(machine_line)
 PGVER=$(sql "SHOW server_version")
 REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
