@@ -139,7 +139,7 @@ async fn the_printer_shows_the_backfill_and_its_end() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("backfilled: 500 rows updated of 500 walked in 4 batches"),
+        stdout.contains("backfilled: 500 rows updated of 500 walked in 3 batches"),
         "{stdout}"
     );
 }

@@ -1664,8 +1664,8 @@ impl Executor<'_> {
         let start_rows = progress.rows_scanned;
         let mut waited = Duration::ZERO;
         let mut retry = 0;
-        // The walk ends with a batch that found no key.
-        while progress.batches == 0 || progress.last_batch_rows > 0 {
+        // The walk ends when no key is left after the last one done.
+        loop {
             if self.cancel.is_cancelled() {
                 return Err(self.cancelled(step, stmt, at.clone(), false).await);
             }
@@ -1675,14 +1675,37 @@ impl Executor<'_> {
                     None => return Err(self.cancelled(step, stmt, at.clone(), false).await),
                 }
             }
+            let batch_started = Instant::now();
+            self.begin("starting a backfill batch").await?;
+            let next =
+                update.next_keys_sql(&key.columns, progress.last_key.as_deref(), sizer.size());
+            let upto = match client.query_opt(&next, &[]).await {
+                Ok(Some(row)) => (row.get::<_, Vec<String>>(0), row.get::<_, i64>(1)),
+                Ok(None) => {
+                    self.rollback("ending the backfill's last key query")
+                        .await?;
+                    break;
+                }
+                Err(e) => {
+                    let _ = self.rollback("rolling back the backfill batch").await;
+                    if self.cancel_sent && is_canceled(&e) {
+                        return Err(self.cancelled(step, stmt, at.clone(), false).await);
+                    }
+                    return Err(PgError::query(format!(
+                        "finding the next keys of the backfill at {}:{}",
+                        at.path.display(),
+                        at.line
+                    ))(e)
+                    .into());
+                }
+            };
             let batch = synthetic(&update.batch_sql(
                 &key.columns,
                 progress.last_key.as_deref(),
-                sizer.size(),
+                &upto.0,
+                upto.1,
                 &journal_key,
             ));
-            let batch_started = Instant::now();
-            self.begin("starting a backfill batch").await?;
             let failed = match self.execute(at, &batch, true, name).await {
                 Ok(_) => match journal::backfill_progress(client, file, direction, index).await {
                     Ok(Some(now)) => match client.batch_execute("COMMIT").await {
@@ -1711,7 +1734,7 @@ impl Executor<'_> {
                                     )
                                 }),
                             });
-                            if !spec.delay.is_zero() && batch_rows > 0 {
+                            if !spec.delay.is_zero() {
                                 tokio::select! {
                                     _ = tokio::time::sleep(spec.delay) => {}
                                     _ = self.cancel.cancelled() => {}
@@ -1730,11 +1753,13 @@ impl Executor<'_> {
                     },
                     Ok(None) => {
                         self.rollback("rolling back the backfill batch").await?;
-                        return Err(Stop::Failed(MigrateError::Pg(PgError::UnexpectedAnswer(format!(
-                            "the backfill batch of {}:{} left no row in pgcalm.backfill_progress",
-                            at.path.display(),
-                            at.line
-                        )))));
+                        return Err(Stop::Failed(MigrateError::Pg(PgError::UnexpectedAnswer(
+                            format!(
+                                "the backfill batch of {}:{} left no row in pgcalm.backfill_progress",
+                                at.path.display(),
+                                at.line
+                            ),
+                        ))));
                     }
                     Err(e) => {
                         self.rollback("rolling back the backfill batch").await?;
@@ -1758,7 +1783,10 @@ impl Executor<'_> {
             }
             if failed.is_lock_timeout() && retry < self.policy.max_retries {
                 retry += 1;
-                if !self.back_off(at.clone(), retry, failed.blockers, false).await {
+                if !self
+                    .back_off(at.clone(), retry, failed.blockers, false)
+                    .await
+                {
                     return Err(self.cancelled(step, stmt, at.clone(), false).await);
                 }
                 continue;
@@ -1782,7 +1810,9 @@ impl Executor<'_> {
         }
         .await;
         if let Err(e) = recorded {
-            let _ = self.rollback("rolling back the backfill's journal entry").await;
+            let _ = self
+                .rollback("rolling back the backfill's journal entry")
+                .await;
             return Err(e.into());
         }
         self.sql("COMMIT", "committing the backfill's journal entry")

@@ -85,7 +85,7 @@ async fn batches_commit_one_by_one_in_key_order_and_update_each_row_once() {
         "the reader saw batches commit one by one: {seen:?}"
     );
     assert_eq!(updated(&db).await, (2000, 0, Some(2000)));
-    // Ten batches of 200 and the empty one that ends the walk.
+    // Ten batches of 200.
     let progress: Vec<(i64, i64)> = events
         .lock()
         .unwrap()
@@ -99,13 +99,18 @@ async fn batches_commit_one_by_one_in_key_order_and_update_each_row_once() {
             _ => None,
         })
         .collect();
-    assert_eq!(progress.len(), 11, "{progress:?}");
+    assert_eq!(progress.len(), 10, "{progress:?}");
     assert_eq!(progress[0], (200, 200));
-    assert_eq!(progress[10], (2000, 0));
-    assert!(
-        events.lock().unwrap().iter().any(|e| matches!(e,
-            Event::BackfillFinished { rows_done: 2000, rows_updated: 2000, batches: 11, .. }))
-    );
+    assert_eq!(progress[9], (2000, 200));
+    assert!(events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        Event::BackfillFinished {
+            rows_done: 2000,
+            rows_updated: 2000,
+            batches: 10,
+            ..
+        }
+    )));
     // Journaled as done; the progress row is gone with it.
     let c = db.client().await;
     let left: i64 = c
@@ -151,15 +156,23 @@ async fn a_composite_key_and_a_where_clause_with_auto_batches() {
         .await
         .unwrap();
     assert_eq!(
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)),
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
         (2500, 0, 0)
     );
     assert!(events.lock().unwrap().iter().any(|e| matches!(e,
         Event::BackfillStarted { key, .. } if key == &["a".to_string(), "b".to_string()])));
-    assert!(
-        events.lock().unwrap().iter().any(|e| matches!(e,
-            Event::BackfillFinished { rows_done: 5000, rows_updated: 2500, .. }))
-    );
+    assert!(events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        Event::BackfillFinished {
+            rows_done: 5000,
+            rows_updated: 2500,
+            ..
+        }
+    )));
 }
 
 #[tokio::test]
@@ -299,7 +312,10 @@ async fn the_backfill_waits_while_the_replica_lags_and_goes_on_once_it_caught_up
             .await
             .unwrap();
         let lag = pgcalm_pg::catalog::max_replica_lag(&c).await.unwrap();
-        if lag.as_ref().is_some_and(|(_, l)| l.seconds.unwrap_or(0.0) > 1.5) {
+        if lag
+            .as_ref()
+            .is_some_and(|(_, l)| l.seconds.unwrap_or(0.0) > 1.5)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no replica lag: {lag:?}");
@@ -326,7 +342,11 @@ async fn the_backfill_waits_while_the_replica_lags_and_goes_on_once_it_caught_up
     // It keeps waiting: no batch while the replica is paused.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!run.is_finished());
-    assert_eq!(updated(&db).await.0, 0, "no batch ran while the replica lagged");
+    assert_eq!(
+        updated(&db).await.0,
+        0,
+        "no batch ran while the replica lagged"
+    );
     assert_eq!(
         count(&events, |e| matches!(e, Event::BackfillProgress { .. })),
         0

@@ -76,7 +76,9 @@ impl BackfillSpec {
                             .ok()
                             .filter(|n| *n > 0)
                             .ok_or_else(|| {
-                                format!("batch_size={value}: give `auto` or a number of rows above 0")
+                                format!(
+                                    "batch_size={value}: give `auto` or a number of rows above 0"
+                                )
                             })?,
                     )
                 }
@@ -183,7 +185,11 @@ impl BackfillUpdate {
         if !update.from_clause.is_empty() {
             return not("has a FROM clause (write the join as a subquery in SET or WHERE)");
         }
-        if update.returning_clause.as_ref().is_some_and(|r| !r.exprs.is_empty()) {
+        if update
+            .returning_clause
+            .as_ref()
+            .is_some_and(|r| !r.exprs.is_empty())
+        {
             return not("has RETURNING");
         }
         if update.with_clause.is_some() {
@@ -226,82 +232,105 @@ impl BackfillUpdate {
         })
     }
 
-    /// One batch: the next `size` keys after `after` (None: from the start) in key
-    /// order, the UPDATE restricted to them, and the journal row of statement `index` of
-    /// `app.name`'s `direction` section upserted with the batch's last key and counts,
-    /// all in one statement (so it runs through the runner's one way of sending a
-    /// statement; the caller reads the row back in the same transaction).
-    pub fn batch_sql(
+    /// The next batch's keys: one row (last key as text, one per column; number of
+    /// keys) for the `size` keys after `after` (None: from the first) in key order, none
+    /// when the walk is over. An index range scan of the primary key.
+    pub fn next_keys_sql(
         &self,
         key: &[(String, String)],
         after: Option<&[String]>,
         size: u64,
+    ) -> String {
+        let cols = columns(key, "");
+        let desc = columns(key, " DESC");
+        let lower = after
+            .map(|a| format!(" WHERE {} > {}", tuple(key, &cols), values(key, a)))
+            .unwrap_or_default();
+        format!(
+            "SELECT ARRAY[{last}], count(*) OVER () FROM \
+             (SELECT {cols} FROM {table}{lower} ORDER BY {cols} LIMIT {size}) pgcalm_batch \
+             ORDER BY {desc} LIMIT 1",
+            last = columns(key, "::text"),
+            table = self.table,
+        )
+    }
+
+    /// One batch: the UPDATE restricted to the keys in (`after`, `upto`] (literal bounds,
+    /// so the planner walks the primary key's index), and the journal row of the
+    /// statement upserted with `upto` and the counts, in one statement (so it runs
+    /// through the runner's one way of sending a statement; the caller reads the row
+    /// back in the same transaction).
+    pub fn batch_sql(
+        &self,
+        key: &[(String, String)],
+        after: Option<&[String]>,
+        upto: &[String],
+        keys: i64,
         journal: &JournalKey<'_>,
     ) -> String {
-        let cols = key
-            .iter()
-            .map(|(c, _)| c.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let tuple = |items: &str| {
-            if key.len() == 1 {
-                items.to_string()
-            } else {
-                format!("({items})")
-            }
-        };
-        let lower = match after {
-            Some(values) => {
-                let values = key
-                    .iter()
-                    .zip(values)
-                    .map(|((_, ty), v)| format!("{}::{ty}", literal(v)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!(" WHERE {} > {}", tuple(&cols), tuple(&values))
-            }
-            None => String::new(),
-        };
-        let desc = key
-            .iter()
-            .map(|(c, _)| format!("{c} DESC"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let last = key
-            .iter()
-            .map(|(c, _)| format!("{c}::text"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = columns(key, "");
+        let t = tuple(key, &cols);
+        let mut range = format!("{t} <= {}", values(key, upto));
+        if let Some(a) = after {
+            range = format!("{t} > {} AND {range}", values(key, a));
+        }
         let condition = self
             .condition
             .as_ref()
             .map(|c| format!(" AND ({c})"))
             .unwrap_or_default();
+        let upto = upto
+            .iter()
+            .map(|v| literal(v))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "WITH pgcalm_batch AS MATERIALIZED (\
-             SELECT {cols} FROM {table}{lower} ORDER BY {cols} LIMIT {size}), \
-             pgcalm_updated AS ({head} WHERE {tcols} IN (SELECT {cols} FROM pgcalm_batch){condition} RETURNING 1) \
+            "WITH pgcalm_updated AS ({head} WHERE {range}{condition} RETURNING 1) \
              INSERT INTO pgcalm.backfill_progress AS p \
              (app, name, direction, statement_index, last_key, rows_scanned, rows_updated, batches, last_batch_rows) \
-             SELECT {app}, {name}, {direction}, {index}, \
-             (SELECT ARRAY[{last}] FROM pgcalm_batch ORDER BY {desc} LIMIT 1), \
-             (SELECT count(*) FROM pgcalm_batch), (SELECT count(*) FROM pgcalm_updated), 1, \
-             (SELECT count(*) FROM pgcalm_batch) \
+             SELECT {app}, {name}, {direction}, {index}, ARRAY[{upto}]::text[], {keys}, \
+             (SELECT count(*) FROM pgcalm_updated), 1, {keys} \
              ON CONFLICT (app, name, direction, statement_index) DO UPDATE SET \
-             last_key = coalesce(excluded.last_key, p.last_key), \
+             last_key = excluded.last_key, \
              rows_scanned = p.rows_scanned + excluded.rows_scanned, \
              rows_updated = p.rows_updated + excluded.rows_updated, \
              batches = p.batches + 1, last_batch_rows = excluded.last_batch_rows, \
              updated_at = now()",
-            table = self.table,
             head = self.head,
-            tcols = tuple(&cols),
             app = literal(journal.app),
             name = literal(journal.name),
             direction = literal(journal.direction),
             index = journal.index,
         )
     }
+}
+
+/// The key columns joined, each followed by `suffix` (`"id" DESC`, `"id"::text`).
+fn columns(key: &[(String, String)], suffix: &str) -> String {
+    key.iter()
+        .map(|(c, _)| format!("{c}{suffix}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `cols` as a row when the key has several columns.
+fn tuple(key: &[(String, String)], cols: &str) -> String {
+    if key.len() == 1 {
+        cols.to_string()
+    } else {
+        format!("({cols})")
+    }
+}
+
+/// Key values (text) as typed literals, a row when the key has several columns.
+fn values(key: &[(String, String)], values: &[String]) -> String {
+    let items = key
+        .iter()
+        .zip(values)
+        .map(|((_, ty), v)| format!("{}::{ty}", literal(v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tuple(key, &items)
 }
 
 /// Which statement a backfill's journal row belongs to.
@@ -336,8 +365,15 @@ mod tests {
         let s = BackfillSpec::parse("batch_size=500 delay=1s", 4).unwrap();
         assert_eq!((s.batch_size, s.delay), (Some(500), Duration::from_secs(1)));
         assert!(BackfillSpec::parse("batch_size=0", 1).is_err());
-        assert!(BackfillSpec::parse("size=10", 1).unwrap_err().contains("unknown option `size`"));
-        assert_eq!(directive_options("-- pgcalm:backfill batch_size=5"), Some("batch_size=5"));
+        assert!(
+            BackfillSpec::parse("size=10", 1)
+                .unwrap_err()
+                .contains("unknown option `size`")
+        );
+        assert_eq!(
+            directive_options("-- pgcalm:backfill batch_size=5"),
+            Some("batch_size=5")
+        );
         assert_eq!(directive_options("--pgcalm:backfill"), Some(""));
         assert_eq!(directive_options("-- pgcalm:backfills"), None);
     }
@@ -363,24 +399,55 @@ mod tests {
 
     #[test]
     fn a_plain_update_is_split_into_head_and_condition() {
-        let u = BackfillUpdate::of("UPDATE app.t AS x SET n = n + 1 WHERE x.flag AND n < 3").unwrap();
+        let u =
+            BackfillUpdate::of("UPDATE app.t AS x SET n = n + 1 WHERE x.flag AND n < 3").unwrap();
         assert_eq!(u.table, "\"app\".\"t\"");
         assert_eq!(u.head, "UPDATE app.t x SET n = n + 1");
         assert_eq!(u.condition.as_deref(), Some("x.flag AND n < 3"));
         let u = BackfillUpdate::of("update t set n = 1").unwrap();
         assert_eq!(u.condition, None);
         let key = [("\"id\"".to_string(), "bigint".to_string())];
-        let j = JournalKey { app: "a", name: "0001_x", direction: "up", index: 0 };
-        let sql = u.batch_sql(&key, Some(&["41".to_string()]), 100, &j);
-        assert!(sql.contains("SELECT \"id\" FROM \"t\" WHERE \"id\" > '41'::bigint ORDER BY \"id\" LIMIT 100"), "{sql}");
-        assert!(sql.contains("UPDATE t SET n = 1 WHERE \"id\" IN (SELECT \"id\" FROM pgcalm_batch) RETURNING 1"), "{sql}");
+        let j = JournalKey {
+            app: "a",
+            name: "0001_x",
+            direction: "up",
+            index: 0,
+        };
+        let next = u.next_keys_sql(&key, Some(&["41".to_string()]), 100);
+        assert!(
+            next.contains(
+                "(SELECT \"id\" FROM \"t\" WHERE \"id\" > '41'::bigint ORDER BY \"id\" LIMIT 100)"
+            ),
+            "{next}"
+        );
+        pg_query::parse(&next, 0).expect("the key query parses");
+        let sql = u.batch_sql(
+            &key,
+            Some(&["41".to_string()]),
+            &["141".to_string()],
+            100,
+            &j,
+        );
+        assert!(sql.contains("(UPDATE t SET n = 1 WHERE \"id\" > '41'::bigint AND \"id\" <= '141'::bigint RETURNING 1)"), "{sql}");
         pg_query::parse(&sql, 0).expect("the batch parses");
+        let two = [
+            ("\"a\"".to_string(), "integer".to_string()),
+            ("\"b\"".to_string(), "text".to_string()),
+        ];
+        let sql = u.batch_sql(&two, None, &["1".to_string(), "x'y".to_string()], 5, &j);
+        assert!(
+            sql.contains("WHERE (\"a\", \"b\") <= ('1'::integer, 'x''y'::text) RETURNING 1"),
+            "{sql}"
+        );
     }
 
     #[test]
     fn updates_that_cannot_be_batched_are_refused_with_the_reason() {
         for (sql, why) in [
-            ("UPDATE t SET n = s.n FROM s WHERE s.id = t.id", "FROM clause"),
+            (
+                "UPDATE t SET n = s.n FROM s WHERE s.id = t.id",
+                "FROM clause",
+            ),
             ("UPDATE t SET n = 1 RETURNING id", "RETURNING"),
             ("WITH s AS (SELECT 1) UPDATE t SET n = 1", "WITH clause"),
             ("DELETE FROM t", "is not an UPDATE"),
