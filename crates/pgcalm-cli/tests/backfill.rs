@@ -46,10 +46,7 @@ async fn kill_9_mid_backfill_then_rerun_updates_every_row_exactly_once() {
             "the backfill never committed 20 batches"
         );
         let batches: Option<i64> = c
-            .query_opt(
-                "SELECT batches FROM pgcalm.backfill_progress",
-                &[],
-            )
+            .query_opt("SELECT batches FROM pgcalm.backfill_progress", &[])
             .await
             .ok()
             .flatten()
@@ -101,7 +98,13 @@ async fn kill_9_mid_backfill_then_rerun_updates_every_row_exactly_once() {
         .iter()
         .find(|e| e["event"] == "backfill_progress")
         .expect("backfill_progress");
-    for field in ["rows_done", "rows_updated", "total_estimate", "rows_per_sec", "eta"] {
+    for field in [
+        "rows_done",
+        "rows_updated",
+        "total_estimate",
+        "rows_per_sec",
+        "eta",
+    ] {
         assert!(progress.get(field).is_some(), "{field}: {progress}");
     }
     let finished = events

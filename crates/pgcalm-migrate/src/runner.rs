@@ -1860,16 +1860,16 @@ impl Executor<'_> {
                         _ = self.cancel.cancelled() => return Ok(None),
                     }
                 }
-                _ => {
+                _ if reported => {
                     let waited = started.elapsed();
-                    if reported {
-                        self.emit(Event::ReplicaLagCleared {
-                            statement: at.clone(),
-                            waited,
-                        });
-                    }
+                    self.emit(Event::ReplicaLagCleared {
+                        statement: at.clone(),
+                        waited,
+                    });
                     return Ok(Some(waited));
                 }
+                // The check itself is not a wait.
+                _ => return Ok(Some(Duration::ZERO)),
             }
         }
     }

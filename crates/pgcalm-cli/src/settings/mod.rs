@@ -570,9 +570,6 @@ fn policy(flags: &PolicyArgs, file: &file::MigrateSection) -> Policy {
         // `migrate --cancel-idle-blockers` (its flag only) overrides this.
         cancel_idle_blockers: file.cancel_idle_blockers.map(|d| d.0),
         // `migrate --max-replica-lag` (its flag only) overrides this.
-        max_replica_lag: file
-            .max_replica_lag
-            .map(|d| d.0)
-            .or(d.max_replica_lag),
+        max_replica_lag: file.max_replica_lag.map(|d| d.0).or(d.max_replica_lag),
     }
 }

@@ -41,7 +41,12 @@ pub async fn primary_key(client: &Client, table: &str) -> Result<Option<PrimaryK
     };
     let columns: Vec<(String, String)> = rows
         .iter()
-        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?)))
+        .filter_map(|r| {
+            Some((
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
         .collect();
     if columns.is_empty() {
         return Ok(None);
