@@ -195,7 +195,7 @@ REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "## Backfill with a replica: unthrottled, fixed delay, lag-throttled"
   echo
   echo "Measured by \`bench/backfill.sh\` (ROWS=$ROWS) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $REV."
-  echo "Machine: $MACHINE. PostgreSQL $PGVER: pgcalm's embedded primary and its streaming replica (\`pgcalm up --replica --pooler\`), both on this machine."
+  echo "Machine: $MACHINE, load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (what else ran on it shows there). PostgreSQL $PGVER: pgcalm's embedded primary and its streaming replica (\`pgcalm up --replica --pooler\`), both on this machine."
   echo "Each mode: \`UPDATE large_email SET domain = split_part(email, '@', 2)\` over $(fmt_int "$ROWS") rows as a \`-- pgcalm:backfill\` migration (keyset batches by id, one transaction each). Replica lag sampled every 100 ms from a side connection (pg_stat_replication: 0 when all is replayed, else replay_lag). The app (\`pgcalm serve\`) $APP_PATH; \`pgcalm probe\` sent a read (GET /list_large/) and a write (POST /add_large/) every $PROBE_INTERVAL during each run."
   echo
   table
