@@ -92,7 +92,7 @@ async fn kill_9_mid_backfill_then_rerun_updates_every_row_exactly_once() {
         .find(|e| e["event"] == "backfill_started")
         .expect("backfill_started");
     let resumed = started["resumed_rows"].as_i64().unwrap();
-    assert!(resumed >= 2000 && resumed < ROWS, "{started}");
+    assert!((2000..ROWS).contains(&resumed), "{started}");
     assert_eq!(started["key"], serde_json::json!(["id"]));
     let progress = events
         .iter()
