@@ -15,6 +15,18 @@ use pgcalm_testkit::TestDb;
 
 const ROWS: i64 = 20_000;
 
+/// `pgcalm migrate ARGS` on `db`, which must succeed; its stdout.
+fn migrate(db: &TestDb, dir: &std::path::Path, args: &[&str]) -> String {
+    common::ok(
+        Command::cargo_bin("pgcalm")
+            .unwrap()
+            .current_dir(dir)
+            .env("DATABASE_URL", db.url())
+            .arg("migrate")
+            .args(args),
+    )
+}
+
 #[tokio::test]
 async fn kill_9_mid_backfill_then_rerun_updates_every_row_exactly_once() {
     let db = TestDb::new().await;
@@ -66,19 +78,7 @@ async fn kill_9_mid_backfill_then_rerun_updates_every_row_exactly_once() {
     assert!(partial > 0 && partial < ROWS, "{partial}");
     assert_eq!(counts("SELECT count(*) FROM t WHERE n > 1").await, 0);
 
-    let out = Command::cargo_bin("pgcalm")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("DATABASE_URL", db.url())
-        .args(["migrate", "--format", "json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = migrate(&db, dir.path(), &["--format", "json"]);
     // Every row exactly once: the killed run's committed batches are not redone.
     assert_eq!(counts("SELECT count(*) FROM t WHERE n = 1").await, ROWS);
     assert_eq!(counts("SELECT count(*) FROM t WHERE n <> 1").await, 0);
@@ -128,15 +128,7 @@ async fn the_printer_shows_the_backfill_and_its_end() {
         "0001_backfill.sql",
         "-- migrate:up transaction:false\n-- pgcalm:backfill batch_size=200\nUPDATE t SET n = 1;\n",
     )]);
-    let out = Command::cargo_bin("pgcalm")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("DATABASE_URL", db.url())
-        .args(["migrate", "--max-replica-lag", "2s"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = migrate(&db, dir.path(), &["--max-replica-lag", "2s"]);
     assert!(
         stdout.contains("    statement 1 (migrations/app/0001_backfill.sql:3) backfills public.t in batches by (id): about 500 rows, first batch 200, waits while a replica lags more than 2.0s\n"),
         "{stdout}"
