@@ -46,3 +46,11 @@ embedded_cluster_env() {
   export PGPASSFILE="$WORK/.pgcalm/pgpass"
   PG_PASSWORD=$(head -n 1 "$PGPASSFILE" | cut -d: -f5)
 }
+
+# fmt_int N: 1234567 -> 1,234,567 (the integer part).
+fmt_int() { echo "${1%.*}" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'; }
+
+# machine_line: "2 cores (CPU model), 8 GB RAM, Linux 6.x", for a results section.
+machine_line() {
+  echo "$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+}

@@ -167,6 +167,8 @@ struct PrinterState {
     /// The most sessions queued behind the running statement at once (by kind): a line
     /// when it ends (the progress line shows the queue now).
     queue_peak: Queued,
+    /// Non-terminal: when the last backfill progress line was printed (one per 5s).
+    backfill_line_at: Option<Instant>,
 }
 
 impl Printer {
@@ -482,6 +484,102 @@ impl Printer {
                     &format!("    {} is already done: {reason}", at(statement)),
                 );
             }
+            Event::BackfillStarted {
+                statement,
+                table,
+                key,
+                total_estimate,
+                resumed_rows,
+                batch_size,
+                max_replica_lag,
+            } => {
+                let resumed = if *resumed_rows > 0 {
+                    format!(", resuming after {resumed_rows} rows an interrupted run committed")
+                } else {
+                    String::new()
+                };
+                let throttle = match max_replica_lag {
+                    Some(l) => format!("waits while a replica lags more than {}", secs(*l)),
+                    None => "replica lag not watched".to_string(),
+                };
+                st.backfill_line_at = None;
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    {} backfills {table} in batches by ({}): about {total_estimate} rows, first batch {batch_size}, {throttle}{resumed}",
+                        at(statement),
+                        key.join(", ")
+                    ),
+                );
+            }
+            Event::BackfillProgress {
+                rows_done,
+                rows_updated,
+                total_estimate,
+                next_batch_size,
+                rows_per_sec,
+                eta,
+                ..
+            } => {
+                let text = backfill_line(
+                    *rows_done,
+                    *rows_updated,
+                    *total_estimate,
+                    *rows_per_sec,
+                    *eta,
+                    *next_batch_size,
+                );
+                if let Some(bar) = &st.bar {
+                    bar.set_style(spinner_style_with_prefix());
+                    bar.set_prefix(text);
+                } else if st
+                    .backfill_line_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                {
+                    st.backfill_line_at = Some(Instant::now());
+                    self.line(&mut st, &format!("    {text}"));
+                }
+            }
+            Event::ReplicaLagWait {
+                replica,
+                lag_secs,
+                lag_bytes,
+                limit,
+                ..
+            } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    waiting: replica {replica} is {lag_secs:.1}s behind ({lag_bytes} bytes to replay), above the {} limit",
+                        secs(*limit)
+                    ),
+                );
+            }
+            Event::ReplicaLagCleared { waited, .. } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    the replica caught up after {}: the backfill goes on",
+                        secs(*waited)
+                    ),
+                );
+            }
+            Event::BackfillFinished {
+                statement,
+                rows_done,
+                rows_updated,
+                batches,
+                waited_for_replica,
+            } => {
+                self.line(
+                    &mut st,
+                    &format!(
+                        "    {} backfilled: {rows_updated} rows updated of {rows_done} walked in {batches} batches; waited {} for replicas",
+                        at(statement),
+                        secs(*waited_for_replica)
+                    ),
+                );
+            }
             Event::MigrationFinished { duration, .. } => {
                 if let Some(bar) = st.bar.take() {
                     bar.finish_and_clear();
@@ -529,6 +627,28 @@ fn spinner_style_with_prefix() -> ProgressStyle {
 /// The index build's line under the `Applying ...` one: the phase, the session it
 /// waits for, and the phase's own counter as a bar:
 /// `building index: scanning table [=======>        ] 250/1000 blocks (25%)`.
+/// `backfill 120000/1000000 rows (12%), 118000 updated, 41000 rows/s, ETA 21s, batch 4000`.
+fn backfill_line(
+    done: i64,
+    updated: i64,
+    total: i64,
+    rate: f64,
+    eta: Option<Duration>,
+    batch: u64,
+) -> String {
+    let pct = if total > 0 {
+        format!(" ({}%)", done * 100 / total)
+    } else {
+        String::new()
+    };
+    let eta = eta
+        .map(|e| format!(", ETA {}", secs(e)))
+        .unwrap_or_default();
+    format!(
+        "backfill {done}/{total} rows{pct}, {updated} updated, {rate:.0} rows/s{eta}, batch {batch}"
+    )
+}
+
 fn index_build_line(p: &IndexBuildProgress) -> String {
     const WIDTH: usize = 30;
     let lockers = if p.current_locker_pid != 0 {

@@ -71,7 +71,7 @@ fn an_unknown_key_in_migrate_lists_the_valid_keys() {
     let err = config_error("[migrate]\nlock_timeout = \"2s\"\nlock_timout = \"5s\"\n");
     insta::assert_snapshot!(err, @"
     error: pgcalm.toml:3:1: unknown key `lock_timout` in [migrate]
-      the keys of [migrate] are: lock_timeout, concurrent_lock_timeout, statement_timeout, max_retries, retry_initial, retry_max, wait, client_connection_check_interval, allow_risky, cancel_idle_blockers, direct_url
+      the keys of [migrate] are: lock_timeout, concurrent_lock_timeout, statement_timeout, max_retries, retry_initial, retry_max, wait, client_connection_check_interval, allow_risky, cancel_idle_blockers, max_replica_lag, direct_url
       fix: did you mean `lock_timeout`?
     ");
 }

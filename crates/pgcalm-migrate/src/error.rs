@@ -130,6 +130,45 @@ pub enum FileErrorKind {
         /// Line of the directive.
         section_line: usize,
     },
+    /// `-- pgcalm:backfill` with an option pgcalm cannot use.
+    #[error(
+        "`-- pgcalm:backfill`: {message}\n  fix: write it as `-- pgcalm:backfill batch_size=auto target=200ms` \
+         (options: batch_size=auto|N, target=DURATION, delay=DURATION) on the line above the UPDATE"
+    )]
+    BackfillOption {
+        /// What is wrong.
+        message: String,
+    },
+    /// `-- pgcalm:backfill` with no statement after it in its section.
+    #[error(
+        "`-- pgcalm:backfill` with no statement after it in its section\n  fix: put it on the \
+         line above the UPDATE it batches"
+    )]
+    BackfillWithoutStatement,
+    /// A backfill in a section that runs in one transaction.
+    #[error(
+        "a backfill commits batch by batch, so it cannot run inside this `-- migrate:{section}` \
+         section's transaction (line {section_line})\n  fix: make the section non-transactional: \
+         `-- migrate:{section} transaction:false` on line {section_line} (each other statement \
+         then commits on its own; keep DDL that must be atomic in another migration)"
+    )]
+    BackfillInTransaction {
+        /// `up` or `down`.
+        section: &'static str,
+        /// Line of the section's directive.
+        section_line: usize,
+    },
+    /// The statement under `-- pgcalm:backfill` is not a plain single-table UPDATE.
+    #[error(
+        "{reason}\n  fix: write it as `UPDATE table SET ... [WHERE ...]`, or remove the \
+         `-- pgcalm:backfill` directive on line {directive_line}"
+    )]
+    BackfillNotUpdate {
+        /// Why not.
+        reason: String,
+        /// Line of the directive.
+        directive_line: usize,
+    },
     /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT in a migration.
     #[error(
         "`{statement}` in a migration: pgcalm manages transactions itself (a section runs in \
@@ -350,6 +389,24 @@ pub enum MigrateError {
     /// A statement failed on the server.
     #[error("{}", format_statement_failure(self))]
     StatementFailed(Box<StatementFailure>),
+
+    /// The table under a `-- pgcalm:backfill` UPDATE has no primary key to walk.
+    #[error(
+        "{}:{line}: table {table} has no primary key, and a backfill walks the primary key in \
+         batches\n  fix: add a primary key to {table} in an earlier migration, or remove the \
+         `-- pgcalm:backfill` directive on line {directive_line} to run the UPDATE as one statement",
+        path.display()
+    )]
+    BackfillNoPrimaryKey {
+        /// The file.
+        path: PathBuf,
+        /// Line of the UPDATE.
+        line: usize,
+        /// Line of the directive.
+        directive_line: usize,
+        /// The table as written.
+        table: String,
+    },
 
     /// An index the migration creates is being built by another session right now.
     #[error(

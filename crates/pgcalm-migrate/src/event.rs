@@ -239,6 +239,87 @@ pub enum Event {
         /// Why running it again is right.
         reason: String,
     },
+    /// A backfill (`-- pgcalm:backfill`) starts walking its table's primary key, or
+    /// resumes after the last batch an earlier run committed.
+    BackfillStarted {
+        /// The UPDATE.
+        statement: StatementRef,
+        /// The table, schema-qualified.
+        table: String,
+        /// The primary key columns it walks.
+        key: Vec<String>,
+        /// The table's rows, estimated (`pg_class.reltuples`).
+        total_estimate: i64,
+        /// Keys an earlier run already did (0: a fresh start).
+        resumed_rows: i64,
+        /// Rows in the first batch.
+        batch_size: u64,
+        /// The policy's replica lag limit (None: not throttled).
+        #[serde(with = "opt_secs")]
+        max_replica_lag: Option<Duration>,
+    },
+    /// A batch of a backfill committed (with its last key, in the journal).
+    BackfillProgress {
+        /// The UPDATE.
+        statement: StatementRef,
+        /// Keys walked so far (all runs).
+        rows_done: i64,
+        /// Rows the UPDATE changed so far (all runs).
+        rows_updated: i64,
+        /// The table's rows, estimated (at least `rows_done`).
+        total_estimate: i64,
+        /// Batches committed (all runs).
+        batches: i64,
+        /// Keys in this batch.
+        batch_rows: i64,
+        /// How long this batch's transaction took.
+        #[serde(with = "secs")]
+        batch_time: Duration,
+        /// Rows in the next batch.
+        next_batch_size: u64,
+        /// Keys per second in this run, waits included.
+        rows_per_sec: f64,
+        /// Time left at that rate (None before it is known).
+        #[serde(with = "opt_secs")]
+        eta: Option<Duration>,
+    },
+    /// A backfill waits before its next batch: a replica's replay lag is above the
+    /// limit (reported when the wait starts).
+    ReplicaLagWait {
+        /// The UPDATE.
+        statement: StatementRef,
+        /// The standby (`application_name` in `pg_stat_replication`).
+        replica: String,
+        /// Its replay lag in seconds.
+        lag_secs: f64,
+        /// WAL it has not replayed, in bytes.
+        lag_bytes: i64,
+        /// The limit.
+        #[serde(with = "secs")]
+        limit: Duration,
+    },
+    /// The replica caught up: the backfill goes on.
+    ReplicaLagCleared {
+        /// The UPDATE.
+        statement: StatementRef,
+        /// How long it waited.
+        #[serde(with = "secs")]
+        waited: Duration,
+    },
+    /// A backfill walked its whole table.
+    BackfillFinished {
+        /// The UPDATE.
+        statement: StatementRef,
+        /// Keys walked (all runs).
+        rows_done: i64,
+        /// Rows changed (all runs).
+        rows_updated: i64,
+        /// Batches (all runs).
+        batches: i64,
+        /// Time spent waiting for replicas in this run.
+        #[serde(with = "secs")]
+        waited_for_replica: Duration,
+    },
     /// A migration finished.
     MigrationFinished {
         /// App.
@@ -410,10 +491,24 @@ mod tests {
     }
 }
 
-mod secs {
+pub(crate) mod secs {
     use std::time::Duration;
 
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::secs::serialize(d, s),
+            None => s.serialize_none(),
+        }
     }
 }

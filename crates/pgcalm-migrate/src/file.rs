@@ -14,6 +14,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::backfill::{BackfillSpec, BackfillUpdate, directive_options};
 use crate::error::{FileError, FileErrorKind, MigrateError};
 use crate::statement::{StatementKind, classify, classify_sql};
 
@@ -59,17 +60,22 @@ pub struct Statement {
     /// SHA-256 of the text (hex): lets an interrupted migration check that the statements
     /// it already ran were not edited before it resumes.
     pub checksum: String,
+    /// `-- pgcalm:backfill ...` above it: the runner applies it in keyset batches.
+    pub backfill: Option<BackfillSpec>,
 }
 
 impl Serialize for Statement {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Statement", 6)?;
+        let mut s = serializer.serialize_struct("Statement", 7)?;
         s.serialize_field("index", &self.index)?;
         s.serialize_field("sql", &self.sql)?;
         s.serialize_field("line", &self.line)?;
         s.serialize_field("offset", &self.offset)?;
         s.serialize_field("kind", self.kind())?;
         s.serialize_field("checksum", &self.checksum)?;
+        if let Some(b) = &self.backfill {
+            s.serialize_field("backfill", b)?;
+        }
         s.end()
     }
 }
@@ -84,6 +90,7 @@ impl Statement {
             line,
             offset,
             kind: OnceLock::new(),
+            backfill: None,
         }
     }
 
@@ -570,6 +577,8 @@ fn parse_file_with(
                 parsed_statements(path, &source, header.body.clone())?
             }
         };
+        let mut statements = statements;
+        attach_backfills(path, &source, header.body.clone(), &mut statements)?;
         let section = Section {
             direction: header.direction,
             transaction: header.transaction,
@@ -601,6 +610,11 @@ fn parse_file_with(
         b"transaction:false\n"
     });
     for s in &up.statements {
+        // A backfill directive changes how the statement runs (files without one keep
+        // the checksums they had).
+        if let Some(b) = &s.backfill {
+            hasher.update(format!("-- {} {}\n", crate::backfill::DIRECTIVE, b.text).as_bytes());
+        }
         hasher.update(s.sql.as_bytes());
         hasher.update(b";\n");
     }
@@ -638,6 +652,23 @@ fn check_section(path: &Path, section: &Section) -> Result<(), FileError> {
                 statement: kind.label.clone(),
             }));
         }
+        if let Some(backfill) = &s.backfill {
+            if section.transaction {
+                return Err(FileError {
+                    line: backfill.line,
+                    ..at(FileErrorKind::BackfillInTransaction {
+                        section: section.direction.as_str(),
+                        section_line: section.line,
+                    })
+                });
+            }
+            if let Err(e) = BackfillUpdate::of(&s.sql) {
+                return Err(at(FileErrorKind::BackfillNotUpdate {
+                    reason: e.0,
+                    directive_line: backfill.line,
+                }));
+            }
+        }
         if section.transaction && kind.needs_no_transaction {
             return Err(at(FileErrorKind::NeedsNoTransaction {
                 statement: kind.label.clone(),
@@ -645,6 +676,55 @@ fn check_section(path: &Path, section: &Section) -> Result<(), FileError> {
                 section_line: section.line,
             }));
         }
+    }
+    Ok(())
+}
+
+/// Gives each statement the `-- pgcalm:backfill` directive on a line above it (between
+/// the statement before and it). A directive with bad options, inside a statement or
+/// with no statement after it in its section is an error at its line.
+fn attach_backfills(
+    path: &Path,
+    source: &str,
+    body: Range<usize>,
+    statements: &mut [Statement],
+) -> Result<(), FileError> {
+    let (first_line, _) = line_col(source, body.start);
+    let mut offset = body.start;
+    for (i, raw) in source[body.clone()].split_inclusive('\n').enumerate() {
+        let line = first_line + i;
+        let here = offset;
+        offset += raw.len();
+        let Some(options) = directive_options(raw) else {
+            continue;
+        };
+        let err = |kind| FileError {
+            path: path.to_path_buf(),
+            line,
+            column: None,
+            kind,
+        };
+        // A comment line inside a statement's text is not a directive for pgcalm.
+        if statements
+            .iter()
+            .any(|s| s.offset < here && here < s.offset + s.sql.len())
+        {
+            continue;
+        }
+        let spec = BackfillSpec::parse(options, line)
+            .map_err(|message| err(FileErrorKind::BackfillOption { message }))?;
+        let Some(next) = statements.iter_mut().find(|s| s.offset > here) else {
+            return Err(err(FileErrorKind::BackfillWithoutStatement));
+        };
+        if let Some(other) = &next.backfill {
+            return Err(err(FileErrorKind::BackfillOption {
+                message: format!(
+                    "a second directive for the statement on line {} (the first is on line {})",
+                    next.line, other.line
+                ),
+            }));
+        }
+        next.backfill = Some(spec);
     }
     Ok(())
 }

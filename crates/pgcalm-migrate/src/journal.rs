@@ -89,11 +89,29 @@ CREATE TABLE IF NOT EXISTS pgcalm.blocker_cancellations (
     error            text,
     cancelled_at     timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS pgcalm.backfill_progress (
+    app             text NOT NULL,
+    name            text NOT NULL,
+    direction       text NOT NULL,
+    statement_index integer NOT NULL,
+    last_key        text[],
+    rows_scanned    bigint NOT NULL,
+    rows_updated    bigint NOT NULL,
+    batches         bigint NOT NULL,
+    last_batch_rows bigint NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (app, name, direction, statement_index),
+    FOREIGN KEY (app, name) REFERENCES pgcalm.migrations ON DELETE CASCADE
+);
 ";
 
 /// The tables added after the first journal: an upgrade creates them
 /// ([`ensure_schema`]).
-const LATER_TABLES: [&str; 2] = ["pgcalm.runner_lease", "pgcalm.blocker_cancellations"];
+const LATER_TABLES: [&str; 3] = [
+    "pgcalm.runner_lease",
+    "pgcalm.blocker_cancellations",
+    "pgcalm.backfill_progress",
+];
 
 /// Brings a journal created by an earlier pgcalm up to date (idempotent): the columns
 /// `in_flight` and `cancelled`, then the tables of [`LATER_TABLES`] (SCHEMA_SQL's
@@ -665,6 +683,76 @@ pub async fn record_blocker_cancellation(
         .map_err(PgError::query(format!(
             "recording in the journal that session {} was ended",
             s.pid
+        )))?;
+    Ok(())
+}
+
+/// Where a backfill stands: what its committed batches did
+/// (`pgcalm.backfill_progress`, written by each batch in its own transaction).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackfillProgress {
+    /// The last primary key value done (as text, one per key column); None before the
+    /// first batch that found a row.
+    pub last_key: Option<Vec<String>>,
+    /// Keys walked so far.
+    pub rows_scanned: i64,
+    /// Rows the UPDATE changed so far.
+    pub rows_updated: i64,
+    /// Batches committed.
+    pub batches: i64,
+    /// Keys in the last batch (0: the walk reached the end).
+    pub last_batch_rows: i64,
+}
+
+/// The backfill progress of statement `index` of `file`'s `direction` section; None
+/// before its first batch committed.
+pub async fn backfill_progress(
+    client: &Client,
+    file: &MigrationFile,
+    direction: Direction,
+    index: usize,
+) -> Result<Option<BackfillProgress>, PgError> {
+    let row = client
+        .query_opt(
+            "SELECT last_key, rows_scanned, rows_updated, batches, last_batch_rows
+               FROM pgcalm.backfill_progress
+              WHERE app = $1 AND name = $2 AND direction = $3 AND statement_index = $4",
+            &[&file.app, &file.name, &direction.as_str(), &(index as i32)],
+        )
+        .await
+        .map_err(PgError::query(format!(
+            "reading the backfill progress of statement {} of {}",
+            index + 1,
+            file.id()
+        )))?;
+    Ok(row.map(|r| BackfillProgress {
+        last_key: r.get(0),
+        rows_scanned: r.get(1),
+        rows_updated: r.get(2),
+        batches: r.get(3),
+        last_batch_rows: r.get(4),
+    }))
+}
+
+/// Forgets a finished backfill's progress (with its statement's journal entry, in one
+/// transaction), so the statement applied again later starts from the first key.
+pub async fn clear_backfill(
+    client: &Client,
+    file: &MigrationFile,
+    direction: Direction,
+    index: usize,
+) -> Result<(), PgError> {
+    client
+        .execute(
+            "DELETE FROM pgcalm.backfill_progress
+              WHERE app = $1 AND name = $2 AND direction = $3 AND statement_index = $4",
+            &[&file.app, &file.name, &direction.as_str(), &(index as i32)],
+        )
+        .await
+        .map_err(PgError::query(format!(
+            "clearing the backfill progress of statement {} of {}",
+            index + 1,
+            file.id()
         )))?;
     Ok(())
 }

@@ -30,6 +30,8 @@
 //!   statement that may run in a transaction commits with its journal entry),
 //!   invalid-index repair, cancellation ([`Runner::with_cancel`]: the statement in
 //!   flight is cancelled on the server).
+//! - [`backfill`]: `-- pgcalm:backfill` above an UPDATE: keyset batches over the primary
+//!   key, one short transaction each with its journaled last key, throttled on replica lag.
 //! - [`journal`]: the `pgcalm.migrations` / `pgcalm.migration_statements` tables, the
 //!   runner's lease and the blockers it ended.
 //!
@@ -78,6 +80,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod duration;
 pub mod error;
 pub mod event;
@@ -89,6 +92,7 @@ pub mod runner;
 pub mod safety;
 pub mod statement;
 
+pub use backfill::{BackfillSpec, BackfillUpdate};
 pub use duration::{DurationError, HumanDuration, parse_duration};
 pub use error::{
     Cancellation, FileError, FileErrorKind, MigrateError, RiskyFinding, StatementFailure,

@@ -53,6 +53,10 @@ pub struct Policy {
     /// and journaled (`pgcalm.blocker_cancellations`). `None` (the default): nothing is
     /// ended.
     pub cancel_idle_blockers: Option<Duration>,
+    /// Before each batch of a backfill (`-- pgcalm:backfill`), wait while a replica's
+    /// replay lag, read on the primary (`pg_stat_replication`), is above this
+    /// (`--max-replica-lag`). Default 1s; `None` (or zero) never waits.
+    pub max_replica_lag: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -68,6 +72,7 @@ impl Default for Policy {
             client_connection_check_interval: Some(Duration::from_secs(1)),
             allow_risky: false,
             cancel_idle_blockers: None,
+            max_replica_lag: Some(Duration::from_secs(1)),
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
 use tokio_postgres::{CancelToken, Client, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
 
+use crate::backfill::{BackfillSpec, BackfillUpdate, JournalKey};
 use crate::error::{Cancellation, MigrateError, RiskyFinding, StatementFailure, StoppedMigration};
 use crate::event::{Event, Notice, StatementRef};
 use crate::file::{Direction, MigrationFile, MigrationSet, Statement};
@@ -1490,6 +1491,10 @@ impl Executor<'_> {
         for stmt in section.statements.iter().skip(step.resume_from) {
             let at = stmt_ref(file, stmt, section.statements.len());
             let name = statement_session_name(file, step.direction, stmt.index + 1);
+            if let Some(spec) = &stmt.backfill {
+                self.run_backfill(step, &at, stmt, spec, &name).await?;
+                continue;
+            }
             let mut retry = 0;
             // Why an INVALID index of this statement would exist, as far as we know.
             let mut cause = match prior.and_then(|p| p.error.as_deref()) {
@@ -1591,6 +1596,282 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A `-- pgcalm:backfill` UPDATE: keyset batches over the table's primary key, each
+    /// in a short transaction of its own (BEGIN, through a pooler the fence, the
+    /// statement's `SET LOCAL` timeouts, the batch, which upserts its last key in
+    /// `pgcalm.backfill_progress`, COMMIT), from the key the journal holds (an earlier
+    /// run's last committed batch). Before each batch it waits while a replica lags more
+    /// than the policy allows; the batch size adapts to the target batch time. When the
+    /// walk ends, the statement is journaled done and its progress row cleared together.
+    async fn run_backfill(
+        &mut self,
+        step: &Step,
+        at: &StatementRef,
+        stmt: &Statement,
+        spec: &BackfillSpec,
+        name: &str,
+    ) -> Result<(), Stop> {
+        let file = &step.file;
+        let update = BackfillUpdate::of(&stmt.sql).map_err(|e| {
+            MigrateError::File(crate::error::FileError {
+                path: file.path.clone(),
+                line: stmt.line,
+                column: None,
+                kind: crate::error::FileErrorKind::BackfillNotUpdate {
+                    reason: e.0,
+                    directive_line: spec.line,
+                },
+            })
+        })?;
+        let key = catalog::primary_key(self.monitor, &update.table)
+            .await?
+            .ok_or_else(|| MigrateError::BackfillNoPrimaryKey {
+                path: file.path.clone(),
+                line: stmt.line,
+                directive_line: spec.line,
+                table: update.table.clone(),
+            })?;
+        let total = catalog::estimated_rows(self.monitor, &key.table).await?;
+        let (client, direction, index) = (self.client, step.direction, stmt.index);
+        let mut progress = self
+            .bookkeep(|| journal::backfill_progress(client, file, direction, index))
+            .await?
+            .unwrap_or_default();
+        let mut sizer = spec.sizer();
+        let limit = self.policy.max_replica_lag.filter(|d| !d.is_zero());
+        self.emit(Event::StatementStarted {
+            statement: at.clone(),
+            attempt: 1,
+        });
+        self.emit(Event::BackfillStarted {
+            statement: at.clone(),
+            table: key.table.clone(),
+            key: key.columns.iter().map(|(c, _)| c.clone()).collect(),
+            total_estimate: total,
+            resumed_rows: progress.rows_scanned,
+            batch_size: sizer.size(),
+            max_replica_lag: limit,
+        });
+        let journal_key = JournalKey {
+            app: &file.app,
+            name: &file.name,
+            direction: direction.as_str(),
+            index,
+        };
+        let started = Instant::now();
+        let start_rows = progress.rows_scanned;
+        let mut waited = Duration::ZERO;
+        let mut retry = 0;
+        // The walk ends when no key is left after the last one done.
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(self.cancelled(step, stmt, at.clone(), false).await);
+            }
+            if let Some(limit) = limit {
+                match self.wait_for_replicas(at, limit).await? {
+                    Some(w) => waited += w,
+                    None => return Err(self.cancelled(step, stmt, at.clone(), false).await),
+                }
+            }
+            let batch_started = Instant::now();
+            self.begin("starting a backfill batch").await?;
+            let next =
+                update.next_keys_sql(&key.columns, progress.last_key.as_deref(), sizer.size());
+            let upto = match client.query_opt(&next, &[]).await {
+                Ok(Some(row)) => (row.get::<_, Vec<String>>(0), row.get::<_, i64>(1)),
+                Ok(None) => {
+                    self.rollback("ending the backfill's last key query")
+                        .await?;
+                    break;
+                }
+                Err(e) => {
+                    let _ = self.rollback("rolling back the backfill batch").await;
+                    if self.cancel_sent && is_canceled(&e) {
+                        return Err(self.cancelled(step, stmt, at.clone(), false).await);
+                    }
+                    return Err(PgError::query(format!(
+                        "finding the next keys of the backfill at {}:{}",
+                        at.path.display(),
+                        at.line
+                    ))(e)
+                    .into());
+                }
+            };
+            let batch = synthetic(&update.batch_sql(
+                &key.columns,
+                progress.last_key.as_deref(),
+                &upto.0,
+                upto.1,
+                &journal_key,
+            ));
+            let failed = match self.execute(at, &batch, true, name).await {
+                Ok(_) => match journal::backfill_progress(client, file, direction, index).await {
+                    Ok(Some(now)) => match client.batch_execute("COMMIT").await {
+                        Ok(()) => {
+                            let took = batch_started.elapsed();
+                            sizer.observe(took);
+                            retry = 0;
+                            let batch_rows = now.last_batch_rows;
+                            progress = now;
+                            let rate = (progress.rows_scanned - start_rows) as f64
+                                / started.elapsed().as_secs_f64().max(1e-3);
+                            let total = total.max(progress.rows_scanned);
+                            self.emit(Event::BackfillProgress {
+                                statement: at.clone(),
+                                rows_done: progress.rows_scanned,
+                                rows_updated: progress.rows_updated,
+                                total_estimate: total,
+                                batches: progress.batches,
+                                batch_rows,
+                                batch_time: took,
+                                next_batch_size: sizer.size(),
+                                rows_per_sec: rate,
+                                eta: (rate > 0.0).then(|| {
+                                    Duration::from_secs_f64(
+                                        (total - progress.rows_scanned) as f64 / rate,
+                                    )
+                                }),
+                            });
+                            if !spec.delay.is_zero() {
+                                tokio::select! {
+                                    _ = tokio::time::sleep(spec.delay) => {}
+                                    _ = self.cancel.cancelled() => {}
+                                }
+                            }
+                            continue;
+                        }
+                        Err(error) => {
+                            let _ = client.batch_execute("ROLLBACK").await;
+                            ExecError {
+                                cancelled: self.cancel_sent && is_canceled(&error),
+                                error,
+                                blockers: Vec::new(),
+                            }
+                        }
+                    },
+                    Ok(None) => {
+                        self.rollback("rolling back the backfill batch").await?;
+                        return Err(Stop::Failed(MigrateError::Pg(PgError::UnexpectedAnswer(
+                            format!(
+                                "the backfill batch of {}:{} left no row in pgcalm.backfill_progress",
+                                at.path.display(),
+                                at.line
+                            ),
+                        ))));
+                    }
+                    Err(e) => {
+                        self.rollback("rolling back the backfill batch").await?;
+                        return match e {
+                            PgError::Query { source, .. }
+                                if self.cancel_sent && is_canceled(&source) =>
+                            {
+                                Err(self.cancelled(step, stmt, at.clone(), true).await)
+                            }
+                            e => Err(e.into()),
+                        };
+                    }
+                },
+                Err(e) => {
+                    self.rollback("rolling back the backfill batch").await?;
+                    e
+                }
+            };
+            if failed.cancelled {
+                return Err(self.cancelled(step, stmt, at.clone(), true).await);
+            }
+            if failed.is_lock_timeout() && retry < self.policy.max_retries {
+                retry += 1;
+                if !self
+                    .back_off(at.clone(), retry, failed.blockers, false)
+                    .await
+                {
+                    return Err(self.cancelled(step, stmt, at.clone(), false).await);
+                }
+                continue;
+            }
+            let outcome = format!(
+                "{} of {} statements of {} are done, and {} batches of this backfill ({} rows) are committed; fix the cause and rerun `pgcalm migrate` to resume after the last committed batch",
+                stmt.index,
+                step.section().statements.len(),
+                file.id(),
+                progress.batches,
+                progress.rows_scanned
+            );
+            return Err(self.fail(step, stmt, failed, retry, outcome).await.into());
+        }
+        // Done and forgotten together: a run killed in between redoes neither.
+        let took = started.elapsed();
+        self.begin("recording the backfill as done").await?;
+        let recorded = async {
+            journal::record_statement_done(client, file, direction, index, took).await?;
+            journal::clear_backfill(client, file, direction, index).await
+        }
+        .await;
+        if let Err(e) = recorded {
+            let _ = self
+                .rollback("rolling back the backfill's journal entry")
+                .await;
+            return Err(e.into());
+        }
+        self.sql("COMMIT", "committing the backfill's journal entry")
+            .await?;
+        self.emit(Event::BackfillFinished {
+            statement: at.clone(),
+            rows_done: progress.rows_scanned,
+            rows_updated: progress.rows_updated,
+            batches: progress.batches,
+            waited_for_replica: waited,
+        });
+        self.emit(Event::StatementFinished {
+            statement: at.clone(),
+            duration: took,
+        });
+        Ok(())
+    }
+
+    /// Waits while a replica's replay lag (read on the primary) is above `limit`,
+    /// reporting the wait. Returns how long it waited; None when the run was cancelled
+    /// meanwhile.
+    async fn wait_for_replicas(
+        &self,
+        at: &StatementRef,
+        limit: Duration,
+    ) -> Result<Option<Duration>, Stop> {
+        let started = Instant::now();
+        let mut reported = false;
+        loop {
+            let lag = catalog::max_replica_lag(self.monitor).await?;
+            match lag {
+                Some((replica, lag)) if lag.seconds.unwrap_or(0.0) > limit.as_secs_f64() => {
+                    if !reported {
+                        reported = true;
+                        self.emit(Event::ReplicaLagWait {
+                            statement: at.clone(),
+                            replica,
+                            lag_secs: lag.seconds.unwrap_or(0.0),
+                            lag_bytes: lag.bytes,
+                            limit,
+                        });
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = self.cancel.cancelled() => return Ok(None),
+                    }
+                }
+                _ if reported => {
+                    let waited = started.elapsed();
+                    self.emit(Event::ReplicaLagCleared {
+                        statement: at.clone(),
+                        waited,
+                    });
+                    return Ok(Some(waited));
+                }
+                // The check itself is not a wait.
+                _ => return Ok(Some(Duration::ZERO)),
+            }
+        }
     }
 
     /// A statement of a no-transaction section that may run in a transaction: BEGIN,

@@ -346,7 +346,10 @@ impl Replica {
         write!(
             conf,
             "\n# --- written by pgcalm: this is the replica ---\ncluster_name = '{REPLICA_NAME}'\n\
-             hot_standby = on\n"
+             hot_standby = on\n\
+             # report replay every second (default 10s): the primary's replay_lag, which\n\
+             # status and the backfill throttle read, follows the replica within a second\n\
+             wal_receiver_status_interval = '1s'\n"
         )
         .map_err(PgError::io("writing", &conf_path))?;
         Ok(ReplicaCreated {

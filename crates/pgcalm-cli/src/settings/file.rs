@@ -56,6 +56,7 @@ pub(super) struct MigrateSection {
     pub client_connection_check_interval: Option<HumanDuration>,
     pub allow_risky: Option<bool>,
     pub cancel_idle_blockers: Option<HumanDuration>,
+    pub max_replica_lag: Option<HumanDuration>,
     pub direct_url: Option<String>,
 }
 
@@ -134,6 +135,9 @@ const STARTER_CONFIG: &str = r#"# pgcalm configuration: this directory is a pgca
 # End sessions a migration waits for that sit idle in a transaction longer than this
 # (pg_terminate_backend; each is printed and journaled). Unset: never.
 # cancel_idle_blockers = "30s"
+# A backfill (`-- pgcalm:backfill` above an UPDATE) waits before each batch while a
+# replica's replay lag is above this ("0": never waits).
+# max_replica_lag = "1s"
 # The server's own address when DATABASE_URL is a transaction pooler such as PgBouncer
 # (better in PGCALM_MIGRATE_URL: this file may be shared). Unset: no direct route.
 # direct_url = "postgresql://app@db.internal:5432/app"

@@ -228,6 +228,11 @@ pub(crate) struct RunnerArgs {
     /// pgcalm.toml [migrate] cancel_idle_blockers]
     #[arg(long, env = "PGCALM_CANCEL_IDLE_BLOCKERS", value_parser = parse_duration)]
     pub cancel_idle_blockers: Option<Duration>,
+    /// Before each batch of a backfill (`-- pgcalm:backfill`), wait while a replica's
+    /// replay lag is above this; 0 turns the throttle off [default: 1s; pgcalm.toml
+    /// [migrate] max_replica_lag]
+    #[arg(long, env = "PGCALM_MAX_REPLICA_LAG", value_parser = parse_duration)]
+    pub max_replica_lag: Option<Duration>,
 }
 
 /// A flag group read from its environment variables alone, for a command without the

@@ -599,5 +599,6 @@ fn policy(flags: &PolicyArgs, runner: &RunnerArgs, file: &file::MigrateSection) 
         .or(d.client_connection_check_interval),
         allow_risky: flags.allow_risky || file.allow_risky.unwrap_or(d.allow_risky),
         cancel_idle_blockers: pick(runner.cancel_idle_blockers, file.cancel_idle_blockers),
+        max_replica_lag: pick(runner.max_replica_lag, file.max_replica_lag).or(d.max_replica_lag),
     }
 }

@@ -142,6 +142,18 @@ fn first_batch(node: &NodeEnum, table: &RelName) -> Option<String> {
     deparse(node)
 }
 
+/// A `-- pgcalm:backfill` line among the comments above the statement.
+fn has_backfill_directive(cx: &Cx<'_>) -> bool {
+    cx.body.is_none()
+        && cx.stmt.comments.iter().any(|r| {
+            cx.source.get(r.clone()).is_some_and(|c| {
+                let rest = c.trim_start().trim_start_matches('-').trim_start();
+                rest.strip_prefix("pgcalm:backfill")
+                    .is_some_and(|r| r.is_empty() || r.starts_with(char::is_whitespace))
+            })
+        })
+}
+
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let (relation, where_clause) = match cx.node {
         NodeEnum::UpdateStmt(u) => (u.relation.as_ref(), u.where_clause.as_deref()),
@@ -157,6 +169,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     {
         return Vec::new();
     }
+    let update = matches!(cx.node, NodeEnum::UpdateStmt(_));
+    let place = outside_this_transaction(cx);
+    // The pgcalm runner batches it (`-- pgcalm:backfill` above it, outside a transaction).
+    if update && cx.is_migration() && place.is_none() && has_backfill_directive(cx) {
+        return Vec::new();
+    }
     let scope = if where_clause.is_some() {
         "every row its WHERE matches (no key range: possibly most of the table)"
     } else {
@@ -166,12 +184,18 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         "change the rows in batches of about {BATCH} by primary key, each batch its own \
          transaction, outside the transaction of any schema change"
     );
-    let place = outside_this_transaction(cx);
     if let Some(place) = place {
         help.push_str(&format!(
             "; this file runs in one transaction, so its batches cannot commit one by one: \
              move the backfill to {place}, or to a job"
         ));
+    }
+    if update && cx.is_migration() && cx.body.is_none() {
+        help.push_str(
+            "; pgcalm does it for you: write `-- pgcalm:backfill batch_size=auto` on the line \
+             above the UPDATE, in a `transaction:false` section, and `pgcalm migrate` runs it \
+             in keyset batches, each committed with its progress, waiting while replicas lag",
+        );
     }
     let mut v = Violation::new(format!(
         "{} on {table} changes {scope} in one transaction: each changed row stays locked until \
@@ -292,12 +316,28 @@ mod tests {
     }
 
     #[test]
+    fn the_runner_batches_an_update_under_a_backfill_directive() {
+        let sql = "-- pgcalm:backfill batch_size=auto\nUPDATE orders SET state = 'paid';";
+        assert_snapshot!(check_migration(RULE, sql, false), @"ok");
+        // Without it, the recipe points to it.
+        assert_snapshot!(check_migration(RULE, "UPDATE orders SET state = 'paid';", false), @"
+        error[unbatched-backfill] 1:1
+          lock: UPDATE takes ROW EXCLUSIVE on orders: blocks no reads or writes
+          UPDATE on orders changes every row in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
+          help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change; pgcalm does it for you: write `-- pgcalm:backfill batch_size=auto` on the line above the UPDATE, in a `transaction:false` section, and `pgcalm migrate` runs it in keyset batches, each committed with its progress, waiting while replicas lag
+          fix:
+            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
+            UPDATE orders SET state = 'paid' WHERE id >= 1 AND id < 10001;
+        ");
+    }
+
+    #[test]
     fn in_one_transaction_the_batches_need_their_own() {
         assert_snapshot!(check_migration(RULE, "UPDATE orders SET state = 'paid';", true), @"
         error[unbatched-backfill] 1:1
           lock: UPDATE takes ROW EXCLUSIVE on orders: blocks no reads or writes
           UPDATE on orders changes every row in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
-          help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change; this file runs in one transaction, so its batches cannot commit one by one: move the backfill to a migration of its own whose section says `-- migrate:up transaction:false`, or to a job
+          help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change; this file runs in one transaction, so its batches cannot commit one by one: move the backfill to a migration of its own whose section says `-- migrate:up transaction:false`, or to a job; pgcalm does it for you: write `-- pgcalm:backfill batch_size=auto` on the line above the UPDATE, in a `transaction:false` section, and `pgcalm migrate` runs it in keyset batches, each committed with its progress, waiting while replicas lag
         ");
     }
 }

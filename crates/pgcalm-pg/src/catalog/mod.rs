@@ -2,6 +2,7 @@
 //! writes SQL against `pg_catalog` / `pg_stat_*`; every other crate calls these functions.
 
 pub mod activity;
+pub mod keys;
 pub mod monitor;
 pub mod pooling;
 pub mod progress;
@@ -15,6 +16,7 @@ pub use activity::{
     checks_client_connection, column_exists, lock_queue, relation_exists, session, session_tls,
     sessions_named, terminate_idle_blocker,
 };
+pub use keys::{PrimaryKey, estimated_rows, primary_key};
 pub use monitor::{
     DatabaseMonitor, DatabaseSnapshot, LockWait, MaintenanceProgress, SessionActivity, snapshot,
 };
@@ -28,8 +30,8 @@ pub use table::{
     server_version,
 };
 pub use topology::{
-    PoolStats, ReplicaLag, SlotInfo, StandbyReplay, WalSender, replication_slots, standby_replay,
-    wal_senders,
+    PoolStats, ReplicaLag, SlotInfo, StandbyReplay, WalSender, max_replica_lag, replication_slots,
+    standby_replay, wal_senders,
 };
 pub use trace::{
     ColumnState, ConstraintState, HeldLock, IndexValidity, RelationState, SchemaSnapshot,

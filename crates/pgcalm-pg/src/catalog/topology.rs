@@ -331,6 +331,23 @@ async fn admin_rows(admin: &Client, command: &str) -> Result<Vec<SimpleQueryRow>
         .collect())
 }
 
+/// The worst replay lag among the standbys streaming from this server (run on the
+/// primary; through a transaction pooler too, it is one query): None without a standby.
+/// A standby whose replay is stuck shows a growing `replay_lag` as long as it reports
+/// (PostgreSQL interpolates it); one that has replayed everything counts as 0.
+pub async fn max_replica_lag(client: &Client) -> Result<Option<(String, ReplicaLag)>, PgError> {
+    let senders = wal_senders(client).await?;
+    Ok(senders
+        .iter()
+        .filter_map(|s| ReplicaLag::of(s, None).map(|l| (s.application_name.clone(), l)))
+        .max_by(|(_, a), (_, b)| {
+            let key = |l: &ReplicaLag| (l.seconds.unwrap_or(0.0), l.bytes);
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
