@@ -27,7 +27,7 @@
 # FLAGS=tool: each file with `--tool <its manifest tool>` instead (pgcalm decides the
 # transaction mode from the tool and the file's layout and markers); popx and concourse,
 # which pgcalm does not know, keep the flags of their mode above. squawk keeps the modes.
-# goose files are linted through a copy whose lines outside `-- +goose Up` are blank
+# goose files (unless FLAGS=tool) are linted through a copy whose lines outside `-- +goose Up` are blank
 # (goose runs only that section going up; line numbers are kept).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -76,7 +76,8 @@ def prepare():
         for i, r in enumerate(rows):
             src = corpus_path(r)
             text = open(src, encoding="utf-8", errors="replace").read()
-            if r["tool"] == "goose":
+            # FLAGS=tool: pgcalm's --tool goose reads the Up section (and NO TRANSACTION) itself
+            if r["tool"] == "goose" and os.environ.get("FLAGS", "mode") != "tool":
                 text = goose_up_view(text)
                 src = os.path.join(OUT, "view", f"{i:05d}.sql")
                 with open(src, "w") as v:
