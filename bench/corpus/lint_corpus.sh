@@ -24,7 +24,10 @@
 #   autocommit  no flag
 #   dbmate      no flag (pgcalm reads dbmate's `-- migrate:up [transaction:false]` itself;
 #               squawk gets --assume-in-transaction unless transaction:false)
-# goose files are linted through a copy whose lines outside `-- +goose Up` are blank
+# FLAGS=tool: each file with `--tool <its manifest tool>` instead (pgcalm decides the
+# transaction mode from the tool and the file's layout and markers); popx and concourse,
+# which pgcalm does not know, keep the flags of their mode above. squawk keeps the modes.
+# goose files (unless FLAGS=tool) are linted through a copy whose lines outside `-- +goose Up` are blank
 # (goose runs only that section going up; line numbers are kept).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +37,7 @@ export PGCALM=${PGCALM:-/work/main/target/debug/pgcalm}
 export DIRECTION=${DIRECTION:-up}
 export PG_VERSION=${PG_VERSION:-15}
 JOBS=${JOBS:-2}
+export FLAGS=${FLAGS:-mode}
 SQUAWK_VERSION=${SQUAWK_VERSION:-2.70.0}
 export SQUAWK=${SQUAWK-/tmp/corpus-squawk/bin/squawk}
 
@@ -53,25 +57,29 @@ mkdir -p "$OUT/pgcalm" "$OUT/squawk" "$OUT/view" "$OUT/cwd"
 python3 "$HERE/summarise.py" prepare # writes $OUT/jobs.tsv: id, file to lint, mode, ...
 
 one() {
-  local id=$1 file=$2 mode=$3 flags=() sflags=() n
+  local id=$1 file=$2 mode=$3 tool=$4 flags=() sflags=() n
   cd "$OUT/cwd" # no pgcalm.toml / .squawk.toml from the caller's directory
   case $mode in
   tx) flags=(--assume-in-transaction) ;;
   dbmate) grep -qE '^-- migrate:up.*transaction:false' "$file" || sflags=(--assume-in-transaction) ;;
   esac
+  local smode=$mode mflags=("${flags[@]}")
+  if [[ $FLAGS == tool && $tool != popx && $tool != concourse ]]; then
+    flags=(--tool "$tool") mode=tool
+  fi
   local p=$OUT/pgcalm/$id
   # (subshells: a crash is recorded from the exit code, not reported by this shell)
   ("$PGCALM" lint --format json --locks --pg-version "$PG_VERSION" "${flags[@]}" "$file" >"$p.json" 2>"$p.err"; exit $?) 2>/dev/null && rc=0 || rc=$?
   if [[ $mode == simple && $rc -le 1 ]]; then
     n=$(jq '.summary.statements' "$p.json")
     if ((n > 1)); then
-      flags=(--assume-in-transaction)
+      flags=(--assume-in-transaction) mflags=(--assume-in-transaction)
       ("$PGCALM" lint --format json --locks --pg-version "$PG_VERSION" "${flags[@]}" "$file" >"$p.json" 2>"$p.err"; exit $?) 2>/dev/null && rc=0 || rc=$?
     fi
   fi
   echo "$rc ${flags[*]}" >"$p.rc"
   if [[ -n $SQUAWK ]]; then
-    [[ $mode == dbmate ]] || sflags=("${flags[@]}")
+    [[ $smode == dbmate ]] || sflags=("${mflags[@]}")
     local s=$OUT/squawk/$id
     ("$SQUAWK" --reporter json --pg-version "$PG_VERSION" "${sflags[@]}" "$file" >"$s.json" 2>"$s.err"; exit $?) 2>/dev/null && rc=0 || rc=$?
     echo "$rc ${sflags[*]}" >"$s.rc"
@@ -81,6 +89,6 @@ export -f one
 
 echo "==> linting $(($(wc -l <"$OUT/jobs.tsv") - 1)) files ($DIRECTION) with $PGCALM${SQUAWK:+ and $SQUAWK}" >&2
 start=$(date +%s)
-tail -n +2 "$OUT/jobs.tsv" | cut -f1-3 | tr '\t' '\n' | xargs -d '\n' -n 3 -P "$JOBS" bash -c 'one "$@"' _
+tail -n +2 "$OUT/jobs.tsv" | cut -f1-3,6 | tr '\t' '\n' | xargs -d '\n' -n 4 -P "$JOBS" bash -c 'one "$@"' _
 echo "==> $(($(date +%s) - start)) s" >&2
 python3 "$HERE/summarise.py" summary | tee "$OUT/summary.md"

@@ -76,7 +76,8 @@ def prepare():
         for i, r in enumerate(rows):
             src = corpus_path(r)
             text = open(src, encoding="utf-8", errors="replace").read()
-            if r["tool"] == "goose":
+            # FLAGS=tool: pgcalm's --tool goose reads the Up section (and NO TRANSACTION) itself
+            if r["tool"] == "goose" and os.environ.get("FLAGS", "mode") != "tool":
                 text = goose_up_view(text)
                 src = os.path.join(OUT, "view", f"{i:05d}.sql")
                 with open(src, "w") as v:
@@ -402,6 +403,7 @@ def relint(pgcalm, limit=None):
     fixes that raise their own rule again, `concurrently-in-transaction` (CONCURRENTLY
     where the file runs in a transaction), or a rule the statement did not have. The
     corpus-wide version of crates/pgcalm-lint's fix check."""
+    import shutil
     import subprocess
     import tempfile
     counts, examples = collections.Counter(), collections.defaultdict(list)
@@ -426,7 +428,14 @@ def relint(pgcalm, limit=None):
                 end += 1
             fb = fix.encode()
             sep = b"\n" if fix.split("\n")[-1].lstrip().startswith("--") else b""
-            path = os.path.join(tmp, os.path.basename(j["file"]))
+            # the file's directory name and the tool's side files (Diesel's metadata.toml,
+            # Flyway's V1__x.sql.conf) kept: `--tool` reads the mode from them
+            d = os.path.join(tmp, j["id"], os.path.basename(os.path.dirname(j["file"])))
+            os.makedirs(d, exist_ok=True)
+            path = os.path.join(d, os.path.basename(j["file"]))
+            for side in (os.path.join(os.path.dirname(j["file"]), "metadata.toml"), j["file"] + ".conf"):
+                if os.path.exists(side):
+                    shutil.copy(side, os.path.join(d, os.path.basename(side)))
             with open(path, "wb") as f:
                 f.write(src[:start] + fb + sep + src[end:])
             out = subprocess.run([pgcalm, "lint", "--format", "json",
@@ -457,6 +466,10 @@ def relint(pgcalm, limit=None):
                 counts[p] += 1
                 examples[p].append((j, x))
             counts["wrong"] += bool(problems)
+    with open(os.path.join(OUT, "relint.tsv"), "w") as f:  # every wrong fix, for a look
+        for k, v in examples.items():
+            for j, x in v:
+                f.write(f"{k}\t{x['rule']}\t{j['repo']}\t{j['path']}\t{x['span']['line']}\n")
     print(f"Re-linted {counts['fixes']} fixes (rules other than missing-lock-timeout) with {pgcalm}: "
           f"{counts['wrong']} wrong where their file runs\n")
     print("| problem | fixes | example |")
