@@ -39,9 +39,8 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests use some dev-dependencies
 #![warn(missing_docs)]
 
-// Declared only to switch prost's recursion limit off (its `no-recursion-limit` feature:
-// see the workspace Cargo.toml); pg_query does the decoding.
-use prost as _;
+// Declared to switch prost's recursion limit off (its `no-recursion-limit` feature: see
+// the workspace Cargo.toml), and to decode pg_query's parse result (`split::parse_stmts`).
 
 mod date;
 mod docs;

@@ -283,24 +283,34 @@ pub(crate) fn type_sql(t: &TypeName) -> String {
         .unwrap_or_else(|| crate::unit::type_name(t))
 }
 
-/// A `SELECT` parsed from a template (once per template text: fixes are built for
-/// every finding, and parsing dominates their cost), to be edited and deparsed.
+/// A `SELECT` parsed from a template, to be edited and deparsed.
 fn template_select(sql: &str) -> Option<pg_query::protobuf::SelectStmt> {
-    static PARSED: OnceLock<Mutex<HashMap<String, Option<NodeEnum>>>> = OnceLock::new();
-    let cache = PARSED.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    match cache
-        .entry(sql.to_string())
-        .or_insert_with(|| template(sql))
-    {
-        Some(NodeEnum::SelectStmt(s)) => Some(s.as_ref().clone()),
+    match template(sql)? {
+        NodeEnum::SelectStmt(s) => Some(*s),
         _ => None,
     }
 }
 
-/// The first statement of `sql`, parsed.
+/// Templates kept parsed, at most: their texts are a few fixed ones and one per key
+/// or type a file's fixes name, so a file of many distinct names keeps memory flat.
+const TEMPLATES_KEPT: usize = 256;
+
+/// The first statement of `sql`, parsed once per template text (fixes are built for
+/// every finding, and parsing dominates their cost).
 pub(crate) fn template(sql: &str) -> Option<NodeEnum> {
-    crate::split::parse_first(sql)
+    static PARSED: OnceLock<Mutex<HashMap<String, Option<NodeEnum>>>> = OnceLock::new();
+    let cache = PARSED.get_or_init(Default::default);
+    if let Some(parsed) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(sql) {
+        return parsed.clone();
+    }
+    // Parsed without the lock held (a parse may hop to the parse thread).
+    let parsed = crate::split::parse_first(sql);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= TEMPLATES_KEPT {
+        cache.clear();
+    }
+    cache.insert(sql.to_string(), parsed.clone());
+    parsed
 }
 
 /// The WHERE condition of the first batch: `id >= 1 AND id < 10001` (the key is
