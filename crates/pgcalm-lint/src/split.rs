@@ -242,7 +242,9 @@ fn parse_stmts(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
         let result = ffi::pg_query_parse_protobuf_opts(input.as_ptr(), 0);
         let parsed = if !result.error.is_null() {
             let message = std::ffi::CStr::from_ptr((*result.error).message);
-            Err(pg_query::Error::Parse(message.to_string_lossy().to_string()))
+            Err(pg_query::Error::Parse(
+                message.to_string_lossy().to_string(),
+            ))
         } else {
             let data = if result.parse_tree.len == 0 {
                 &[][..]
