@@ -278,6 +278,10 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
         unparsed: Vec::new(),
         locks: Vec::new(),
     };
+    // What earlier files (in the order above: migration order) told of indexes and
+    // their tables, on top of --schema's: `DROP INDEX i` in a later file then locks a
+    // known table, one its transaction may already hold.
+    let mut history: Option<Arc<pgcalm_lint::Schema>> = options.schema.clone();
     for (name, path) in files {
         let source = if name == "<stdin>" {
             if args.fix {
@@ -299,10 +303,14 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
                 continue;
             }
         };
+        let file_options = LintOptions {
+            schema: history.clone(),
+            ..options.clone()
+        };
         let run = Run {
             settings,
             args,
-            options,
+            options: &file_options,
         };
         let Some(pieces) = file_pieces(run, &name, &path, &source) else {
             continue;
@@ -312,9 +320,46 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
         } else {
             pieces
         };
+        let ups: Vec<String> = if is_down_file(&path) {
+            Vec::new()
+        } else {
+            pieces
+                .iter()
+                .filter(|(label, ..)| label.as_deref() != Some("down"))
+                .map(|(_, _, text, _)| up_section(text).to_string())
+                .collect()
+        };
         lint_pieces(args, &name, pieces, &mut linted);
+        drop(file_options);
+        for up in ups {
+            // A file that does not parse was reported above; it teaches nothing.
+            let _ = Arc::make_mut(history.get_or_insert_with(Default::default)).learn_indexes(&up);
+        }
     }
     Ok(linted)
+}
+
+/// A down migration (`down.sql`, `*.down.sql`): what it drops is still there for the
+/// files after it.
+fn is_down_file(path: &Path) -> bool {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .is_some_and(|s| s == "down" || s.ends_with(".down") || s.ends_with("_down"))
+}
+
+/// A pgcalm migration's text up to its `-- migrate:down` section.
+fn up_section(text: &str) -> &str {
+    if !pgcalm_migrate::is_migration_source(text) {
+        return text;
+    }
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("-- migrate:down") {
+            return &text[..at];
+        }
+        at += line.len();
+    }
+    text
 }
 
 /// One piece of a file to lint: its label, how it runs (for the report), its text (the
