@@ -270,9 +270,18 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
             );
         }
     }
-    if let Some(changed) = &changed {
-        files.retain(|(name, path)| name == "<stdin>" || changed.contains(&canonical(path)));
-    }
+    // --since: only the changed files are linted; the unchanged ones before the last of
+    // them are still read for the indexes they create (below).
+    let linted_file = |name: &str, path: &Path| {
+        changed
+            .as_ref()
+            .is_none_or(|c| name == "<stdin>" || c.contains(&canonical(path)))
+    };
+    let last = files
+        .iter()
+        .rposition(|(name, path)| linted_file(name, path))
+        .map_or(0, |i| i + 1);
+    files.truncate(last);
     let mut linted = Linted {
         reports: Vec::new(),
         unparsed: Vec::new(),
@@ -283,6 +292,15 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
     // known table, one its transaction may already hold.
     let mut history: Option<Arc<pgcalm_lint::Schema>> = options.schema.clone();
     for (name, path) in files {
+        if !linted_file(&name, &path) {
+            if let Ok(source) = read_source(&path) {
+                let history = Arc::make_mut(history.get_or_insert_with(Default::default));
+                for up in up_pieces(settings, &path, &source) {
+                    let _ = history.learn_indexes(&up);
+                }
+            }
+            continue;
+        }
         let source = if name == "<stdin>" {
             if args.fix {
                 bail!("--fix rewrites files: give their paths, not - (stdin)");
@@ -337,6 +355,30 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
         }
     }
     Ok(linted)
+}
+
+/// The texts of a file its tool runs going up (none for a down migration), quietly: for
+/// what they teach of indexes, not to lint.
+fn up_pieces(settings: &Settings, path: &Path, source: &str) -> Vec<String> {
+    if is_down_file(path) {
+        return Vec::new();
+    }
+    let tool = settings.lint.tool.or_else(|| {
+        (!settings.lint.assume_in_transaction)
+            .then(|| pgcalm_lint::detect(path, source))
+            .flatten()
+    });
+    let Some(tool) = tool else {
+        return vec![up_section(source).to_string()];
+    };
+    match pgcalm_lint::plan(tool, path, source, &sidecars(tool, path), false) {
+        Plan::Skip(_) => Vec::new(),
+        Plan::Lint(pieces) => pieces
+            .into_iter()
+            .filter(|p| p.label.as_deref() != Some("down"))
+            .map(|p| p.text)
+            .collect(),
+    }
 }
 
 /// A down migration (`down.sql`, `*.down.sql`): what it drops is still there for the
