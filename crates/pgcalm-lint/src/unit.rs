@@ -603,8 +603,10 @@ impl UnitState {
                 }
             }
             NodeEnum::IndexStmt(i) => {
+                // IF NOT EXISTS of a name already known does nothing: it stays on its table.
                 if let Some(r) = &i.relation
                     && !i.idxname.is_empty()
+                    && !(i.if_not_exists && self.indexes.contains_key(&i.idxname))
                 {
                     let columns = i
                         .index_params
@@ -1450,7 +1452,8 @@ mod index_table_tests {
         let mut s = earlier("CREATE INDEX a_idx ON a (x);\nCREATE INDEX b_idx ON b (x);");
         s.learn_indexes(
             "ALTER INDEX a_idx RENAME TO a_x_idx;\nDROP INDEX b_idx;\n\
-             ALTER TABLE a RENAME TO a2;\nCREATE INDEX c_idx ON c (x);\nDROP TABLE c;",
+             ALTER TABLE a RENAME TO a2;\nCREATE INDEX c_idx ON c (x);\nDROP TABLE c;\n\
+             CREATE INDEX IF NOT EXISTS a_x_idx ON blob (x);",
         )
         .unwrap();
         assert_eq!(table_of(&s, "a_x_idx").as_deref(), Some("a2"));
