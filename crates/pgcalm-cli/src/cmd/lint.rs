@@ -357,18 +357,23 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
     Ok(linted)
 }
 
+/// The tool that runs a file: an explicit one; else none with --assume-in-transaction (as
+/// before tools); else the layout's.
+fn tool_of(settings: &Settings, path: &Path, source: &str) -> Option<Tool> {
+    settings.lint.tool.or_else(|| {
+        (!settings.lint.assume_in_transaction)
+            .then(|| pgcalm_lint::detect(path, source))
+            .flatten()
+    })
+}
+
 /// The texts of a file its tool runs going up (none for a down migration), quietly: for
 /// what they teach of indexes, not to lint.
 fn up_pieces(settings: &Settings, path: &Path, source: &str) -> Vec<String> {
     if is_down_file(path) {
         return Vec::new();
     }
-    let tool = settings.lint.tool.or_else(|| {
-        (!settings.lint.assume_in_transaction)
-            .then(|| pgcalm_lint::detect(path, source))
-            .flatten()
-    });
-    let Some(tool) = tool else {
+    let Some(tool) = tool_of(settings, path, source) else {
         return vec![up_section(source).to_string()];
     };
     match pgcalm_lint::plan(tool, path, source, &sidecars(tool, path), false) {
@@ -423,13 +428,7 @@ fn file_pieces(run: Run<'_>, name: &str, path: &Path, source: &str) -> Option<Ve
         args,
         options,
     } = run;
-    // An explicit tool; else --assume-in-transaction as before; else the layout's.
-    let tool = settings.lint.tool.or_else(|| {
-        (!settings.lint.assume_in_transaction)
-            .then(|| pgcalm_lint::detect(path, source))
-            .flatten()
-    });
-    let Some(tool) = tool else {
+    let Some(tool) = tool_of(settings, path, source) else {
         return Some(vec![(None, None, source.to_string(), options.clone())]);
     };
     match pgcalm_lint::plan(
