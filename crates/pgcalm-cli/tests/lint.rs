@@ -380,3 +380,48 @@ fn empty_files_and_empty_sections_are_linted_without_a_crash() {
         assert!(out.contains("no risky statements"), "{path}: {out}");
     }
 }
+
+#[test]
+fn a_directory_s_earlier_files_tell_which_table_an_index_is_on() {
+    // Diesel-like: up.sql runs in one transaction; the second migration drops two
+    // indexes the first created. The first drop locks post; the second cannot wait.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m/2020-01-01_a/up.sql",
+        "CREATE TABLE post (id int PRIMARY KEY, score int);\n\
+         CREATE INDEX idx_post_score ON post (score);\n\
+         CREATE INDEX idx_post_hot ON post (score, id);\n",
+    );
+    // A down migration's drops do not count for the files after it.
+    write(dir.path(), "m/2020-01-01_a/down.sql", "DROP TABLE post;\n");
+    write(
+        dir.path(),
+        "m/2020-02-02_b/up.sql",
+        "SET lock_timeout = '2s';\nDROP INDEX idx_post_score;\nDROP INDEX idx_post_hot;\n",
+    );
+    let (code, out, err) = lint_in(
+        dir.path(),
+        &["--assume-in-transaction", "--format", "json", "m"],
+    );
+    assert_eq!(code, 1, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let file = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "m/2020-02-02_b/up.sql")
+        .unwrap();
+    let lines: Vec<(u64, &str)> = file["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["span"]["line"].as_u64().unwrap(),
+                f["rule"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lines, [(2, "require-concurrent-index-deletion")], "{out}");
+}

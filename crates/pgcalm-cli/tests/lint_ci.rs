@@ -441,6 +441,48 @@ fn since_lints_only_the_files_added_or_changed_since_a_ref() {
 }
 
 #[test]
+fn since_still_learns_the_indexes_of_the_unchanged_files_before() {
+    // The new migration drops two indexes an old one created on `post`, in one
+    // transaction: only the first drop waits for the table.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    write(
+        d,
+        "db/0001_old.sql",
+        "CREATE INDEX p_a ON post (a);\nCREATE INDEX p_b ON post (b);\n",
+    );
+    git(d, &["add", "db"]);
+    git(d, &["commit", "-q", "-m", "base"]);
+    write(
+        d,
+        "db/0002_new.sql",
+        "SET lock_timeout = '2s';\nDROP INDEX p_a;\nDROP INDEX p_b;\n",
+    );
+    git(d, &["add", "db"]);
+    let (code, out, err) = lint_in(
+        d,
+        &[
+            "--assume-in-transaction",
+            "--format",
+            "json",
+            "--since",
+            "main",
+            "db",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        rules_of(&out),
+        [(
+            "db/0002_new.sql".to_string(),
+            None,
+            vec!["require-concurrent-index-deletion".to_string()]
+        )]
+    );
+}
+
+#[test]
 fn disable_and_enable_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "x.sql", "CREATE INDEX i ON t (a);\n");

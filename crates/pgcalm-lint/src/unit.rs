@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::locks::{LockMode, LockTarget, PgVersion, RelName, RelationLock, StatementLocks};
 use crate::rule_id::RuleId;
-use crate::split::{SyntaxError, for_each_statement};
+use crate::split::{
+    SyntaxError, for_each_statement, parse_first, split_unparsed, with_parse_stack,
+};
 
 /// Where a unit's statements come from, which decides the transaction model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,6 +66,9 @@ pub struct Schema {
     tables: HashMap<String, TableInfo>,
     indexes: HashMap<String, IndexInfo>,
     checks: HashMap<String, CheckInfo>,
+    /// Read from a whole schema ([`Schema::from_sql`]): a table it lacks does not exist.
+    /// False when it only holds indexes learned from earlier migrations.
+    tables_known: bool,
 }
 
 impl Schema {
@@ -88,7 +93,36 @@ impl Schema {
             tables: state.tables,
             indexes: state.indexes,
             checks: state.checks,
+            tables_known: true,
         })
+    }
+
+    /// Learns which table each index belongs to from a migration that ran before the
+    /// ones linted next (`pgcalm lint DIR` reads its files in order): the indexes it
+    /// creates (`CREATE INDEX`, and the implicit ones of PRIMARY KEY and UNIQUE
+    /// constraints), renames and drops. Only the statements that may do so are parsed.
+    /// Lint then knows that `DROP INDEX i` locks a table the transaction may already hold.
+    pub fn learn_indexes(&mut self, sql: &str) -> Result<(), SyntaxError> {
+        const WORDS: [&str; 5] = ["index", "primary", "unique", "rename", "drop"];
+        let statements = split_unparsed(sql, 0..sql.len())?;
+        let mut state = UnitState {
+            indexes: std::mem::take(&mut self.indexes),
+            ..UnitState::default()
+        };
+        let options = LintOptions::default();
+        with_parse_stack(|| {
+            for stmt in &statements {
+                let text = &sql[stmt.span.start..stmt.span.end];
+                let lower = text.to_ascii_lowercase();
+                if WORDS.iter().any(|w| lower.contains(w))
+                    && let Some(node) = parse_first(text)
+                {
+                    state.apply(&node, &StatementLocks::default(), &options);
+                }
+            }
+        });
+        self.indexes = state.indexes;
+        Ok(())
     }
 
     /// Number of tables it knows.
@@ -426,6 +460,7 @@ impl UnitState {
 
     /// Learns from a statement that ran (after the rules looked at it).
     pub(crate) fn apply(&mut self, node: &NodeEnum, locks: &StatementLocks, options: &LintOptions) {
+        let mut dropped_indexes: Vec<String> = Vec::new();
         match node {
             NodeEnum::TransactionStmt(t) => self.apply_transaction(t.kind, options),
             NodeEnum::VariableSetStmt(v)
@@ -518,13 +553,60 @@ impl UnitState {
                         if self.table(&name).is_some() {
                             self.tables.remove(&name.name);
                         }
+                        self.indexes.retain(|_, i| !i.table.same_as(&name));
                         self.dropped.insert(name.name);
                     }
                 }
             }
+            NodeEnum::DropStmt(d)
+                if d.remove_type == pg_query::protobuf::ObjectType::ObjectIndex as i32 =>
+            {
+                // Forgotten once the statement's locks are held (below): they are on
+                // its table.
+                for o in &d.objects {
+                    if let Some(NodeEnum::List(l)) = &o.node
+                        && let Some(name) = RelName::from_names(&l.items)
+                    {
+                        dropped_indexes.push(name.name);
+                    }
+                }
+            }
+            NodeEnum::RenameStmt(r)
+                if r.rename_type == pg_query::protobuf::ObjectType::ObjectIndex as i32
+                    || r.rename_type
+                        == pg_query::protobuf::ObjectType::ObjectTabconstraint as i32 =>
+            {
+                // ALTER INDEX i RENAME, or ALTER TABLE t RENAME CONSTRAINT of a key: its
+                // index takes the new name.
+                let old = if r.subname.is_empty() {
+                    r.relation.as_ref().map(|o| o.relname.clone())
+                } else {
+                    Some(r.subname.clone())
+                };
+                if let Some(old) = old
+                    && let Some(mut index) = self.indexes.remove(&old)
+                {
+                    index.name = r.newname.clone();
+                    self.indexes.insert(r.newname.clone(), index);
+                }
+            }
+            NodeEnum::RenameStmt(r)
+                if r.rename_type == pg_query::protobuf::ObjectType::ObjectTable as i32 =>
+            {
+                if let Some(old) = r.relation.as_ref() {
+                    let old = RelName::from_range_var(old);
+                    for i in self.indexes.values_mut() {
+                        if i.table.same_as(&old) {
+                            i.table.name = r.newname.clone();
+                        }
+                    }
+                }
+            }
             NodeEnum::IndexStmt(i) => {
+                // IF NOT EXISTS of a name already known does nothing: it stays on its table.
                 if let Some(r) = &i.relation
                     && !i.idxname.is_empty()
+                    && !(i.if_not_exists && self.indexes.contains_key(&i.idxname))
                 {
                     let columns = i
                         .index_params
@@ -582,6 +664,9 @@ impl UnitState {
         } else {
             self.held.clear();
             self.new_enum_values.clear();
+        }
+        for name in dropped_indexes {
+            self.indexes.remove(&name);
         }
     }
 
@@ -642,7 +727,10 @@ impl UnitState {
     ) {
         let absent = self.dropped.contains(&name.name)
             || (self.table(&name).is_none()
-                && options.schema.as_ref().is_some_and(|s| !s.has_table(&name)));
+                && options
+                    .schema
+                    .as_ref()
+                    .is_some_and(|s| s.tables_known && !s.has_table(&name)));
         if if_not_exists && !absent {
             // Not new: keep what is known of it, and learn its declared columns as
             // possibly existing ones.
@@ -786,10 +874,79 @@ impl UnitState {
             t.primary_key = Some(pk_name);
         }
         for elt in &c.table_elts {
-            if let Some(NodeEnum::Constraint(con)) = &elt.node {
-                self.learn_check(&name, con, None);
+            match &elt.node {
+                Some(NodeEnum::Constraint(con)) => {
+                    self.learn_check(&name, con, None);
+                    self.learn_constraint_index(&name, con, None);
+                }
+                Some(NodeEnum::ColumnDef(col)) => self.learn_column_constraint_indexes(&name, col),
+                _ => {}
             }
         }
+    }
+
+    /// The indexes of a column's own `PRIMARY KEY` / `UNIQUE` constraints.
+    fn learn_column_constraint_indexes(
+        &mut self,
+        table: &RelName,
+        col: &pg_query::protobuf::ColumnDef,
+    ) {
+        for k in &col.constraints {
+            if let Some(NodeEnum::Constraint(con)) = &k.node {
+                self.learn_constraint_index(table, con, Some(&col.colname));
+            }
+        }
+    }
+
+    /// The index a `PRIMARY KEY` or `UNIQUE` constraint builds (or takes over with `USING
+    /// INDEX`, renaming it to the constraint's name), under the name PostgreSQL gives it:
+    /// the constraint's, else `<table>_pkey` or `<table>_<columns>_key` (left unknown
+    /// when that is longer than PostgreSQL's 63 bytes: it truncates).
+    fn learn_constraint_index(
+        &mut self,
+        table: &RelName,
+        con: &pg_query::protobuf::Constraint,
+        column: Option<&str>,
+    ) {
+        let primary = con.contype == ConstrType::ConstrPrimary as i32;
+        if !primary && con.contype != ConstrType::ConstrUnique as i32 {
+            return;
+        }
+        let mut columns = string_list(&con.keys);
+        if columns.is_empty() {
+            columns.extend(column.map(str::to_string));
+        }
+        let taken_over = (!con.indexname.is_empty())
+            .then(|| self.indexes.remove(&con.indexname))
+            .flatten();
+        let name = if !con.conname.is_empty() {
+            con.conname.clone()
+        } else if !con.indexname.is_empty() {
+            con.indexname.clone()
+        } else if primary {
+            format!("{}_pkey", table.name)
+        } else if columns.is_empty() {
+            return;
+        } else {
+            format!("{}_{}_key", table.name, columns.join("_"))
+        };
+        if name.len() > 63 {
+            return;
+        }
+        let index = match taken_over {
+            Some(i) => IndexInfo {
+                name: name.clone(),
+                ..i
+            },
+            None => IndexInfo {
+                name: name.clone(),
+                table: table.clone(),
+                plain: !columns.is_empty(),
+                columns,
+                unique: true,
+            },
+        };
+        self.indexes.insert(name, index);
     }
 
     /// `partition` is a partition of `parent` (its DEFAULT one when `default`).
@@ -850,6 +1007,7 @@ impl UnitState {
             match AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined) {
                 AlterTableType::AtAddColumn => {
                     if let Some(NodeEnum::ColumnDef(col)) = def {
+                        self.learn_column_constraint_indexes(table, col);
                         let info = column_info(col);
                         let t = self.table_entry(table);
                         t.columns.retain(|c| c.name != info.name);
@@ -873,6 +1031,7 @@ impl UnitState {
                 AlterTableType::AtAddConstraint => {
                     if let Some(NodeEnum::Constraint(con)) = def {
                         self.learn_check(table, con, None);
+                        self.learn_constraint_index(table, con, None);
                         if con.contype == ConstrType::ConstrPrimary as i32 {
                             let pk = if con.conname.is_empty() {
                                 format!("{}_pkey", table.name)
@@ -1214,5 +1373,101 @@ mod tests {
             "text"
         );
         assert!(state.is_new_table(&t));
+    }
+}
+
+#[cfg(test)]
+mod index_table_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::lint_sql;
+
+    /// (line, rule) of each finding, the unit run in one transaction.
+    fn found(sql: &str, schema: Option<Schema>) -> Vec<(usize, &'static str)> {
+        let options = LintOptions {
+            assume_in_transaction: true,
+            schema: schema.map(Arc::new),
+            ..LintOptions::default()
+        };
+        lint_sql(sql, UnitKind::PlainSql, &options)
+            .unwrap()
+            .findings
+            .iter()
+            .map(|f| (f.span.line, f.rule.name()))
+            .collect()
+    }
+
+    fn earlier(sql: &str) -> Schema {
+        let mut s = Schema::default();
+        s.learn_indexes(sql).unwrap();
+        s
+    }
+
+    fn table_of(s: &Schema, index: &str) -> Option<String> {
+        s.indexes.get(index).map(|i| i.table.to_string())
+    }
+
+    #[test]
+    fn the_implicit_indexes_of_a_new_table_are_its_own() {
+        let sql = "CREATE TABLE t (id int PRIMARY KEY, code text UNIQUE, a int, b int, UNIQUE (a, b));\n\
+                   DROP INDEX t_code_key;\nDROP INDEX t_a_b_key;\nDROP INDEX t_pkey;";
+        assert_eq!(found(sql, None), []);
+    }
+
+    #[test]
+    fn a_constraint_index_dropped_later_is_on_a_table_already_held() {
+        let sql = "SET lock_timeout = '2s';\n\
+                   ALTER TABLE jobs ADD COLUMN parent uuid;\n\
+                   ALTER TABLE jobs ADD CONSTRAINT jobs_uq UNIQUE USING INDEX jobs_ns_name;\n\
+                   ALTER TABLE jobs ADD PRIMARY KEY (id);\n\
+                   DROP INDEX jobs_uq;\nDROP INDEX jobs_pkey;";
+        let f = found(sql, None);
+        assert!(f.iter().all(|(line, _)| *line < 5), "{f:?}");
+    }
+
+    #[test]
+    fn indexes_created_by_earlier_migrations_map_to_their_tables() {
+        let s = earlier(
+            "CREATE TABLE post_aggregates (id int PRIMARY KEY, score int);\n\
+             CREATE INDEX idx_pa_score ON post_aggregates (score);\n\
+             CREATE INDEX idx_pa_hot ON post_aggregates (score);\n",
+        );
+        let sql =
+            "DROP INDEX idx_pa_score;\nDROP INDEX idx_pa_hot;\nDROP INDEX post_aggregates_pkey;";
+        // Only the first drop waits for the table: the transaction holds it after.
+        assert_eq!(
+            found(sql, Some(s)),
+            [
+                (1, "missing-lock-timeout"),
+                (1, "require-concurrent-index-deletion")
+            ]
+        );
+        // Not known: each drop is its own table's as far as lint knows.
+        assert_eq!(found(sql, None).len(), 6);
+    }
+
+    #[test]
+    fn later_renames_and_drops_update_the_map() {
+        let mut s = earlier("CREATE INDEX a_idx ON a (x);\nCREATE INDEX b_idx ON b (x);");
+        s.learn_indexes(
+            "ALTER INDEX a_idx RENAME TO a_x_idx;\nDROP INDEX b_idx;\n\
+             ALTER TABLE a RENAME TO a2;\nCREATE INDEX c_idx ON c (x);\nDROP TABLE c;\n\
+             CREATE INDEX IF NOT EXISTS a_x_idx ON blob (x);",
+        )
+        .unwrap();
+        assert_eq!(table_of(&s, "a_x_idx").as_deref(), Some("a2"));
+        assert_eq!(table_of(&s, "a_idx"), None);
+        assert_eq!(table_of(&s, "b_idx"), None);
+        assert_eq!(table_of(&s, "c_idx"), None);
+    }
+
+    #[test]
+    fn known_indexes_alone_do_not_make_other_tables_absent() {
+        // With a schema dump, a table it lacks is new; indexes learned from earlier
+        // migrations say nothing of which tables exist.
+        let s = earlier("CREATE INDEX a_idx ON a (x);");
+        let sql = "CREATE TABLE IF NOT EXISTS users (id int);\nALTER TABLE users ADD COLUMN n int;";
+        assert_eq!(found(sql, Some(s)), found(sql, None));
     }
 }

@@ -270,15 +270,37 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
             );
         }
     }
-    if let Some(changed) = &changed {
-        files.retain(|(name, path)| name == "<stdin>" || changed.contains(&canonical(path)));
-    }
+    // --since: only the changed files are linted; the unchanged ones before the last of
+    // them are still read for the indexes they create (below).
+    let linted_file = |name: &str, path: &Path| {
+        changed
+            .as_ref()
+            .is_none_or(|c| name == "<stdin>" || c.contains(&canonical(path)))
+    };
+    let last = files
+        .iter()
+        .rposition(|(name, path)| linted_file(name, path))
+        .map_or(0, |i| i + 1);
+    files.truncate(last);
     let mut linted = Linted {
         reports: Vec::new(),
         unparsed: Vec::new(),
         locks: Vec::new(),
     };
+    // What earlier files (in the order above: migration order) told of indexes and
+    // their tables, on top of --schema's: `DROP INDEX i` in a later file then locks a
+    // known table, one its transaction may already hold.
+    let mut history: Option<Arc<pgcalm_lint::Schema>> = options.schema.clone();
     for (name, path) in files {
+        if !linted_file(&name, &path) {
+            if let Ok(source) = read_source(&path) {
+                let history = Arc::make_mut(history.get_or_insert_with(Default::default));
+                for up in up_pieces(settings, &path, &source) {
+                    let _ = history.learn_indexes(&up);
+                }
+            }
+            continue;
+        }
         let source = if name == "<stdin>" {
             if args.fix {
                 bail!("--fix rewrites files: give their paths, not - (stdin)");
@@ -299,10 +321,14 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
                 continue;
             }
         };
+        let file_options = LintOptions {
+            schema: history.clone(),
+            ..options.clone()
+        };
         let run = Run {
             settings,
             args,
-            options,
+            options: &file_options,
         };
         let Some(pieces) = file_pieces(run, &name, &path, &source) else {
             continue;
@@ -312,9 +338,75 @@ fn lint_all(settings: &Settings, args: &Args, options: &LintOptions) -> anyhow::
         } else {
             pieces
         };
+        let ups: Vec<String> = if is_down_file(&path) {
+            Vec::new()
+        } else {
+            pieces
+                .iter()
+                .filter(|(label, ..)| label.as_deref() != Some("down"))
+                .map(|(_, _, text, _)| up_section(text).to_string())
+                .collect()
+        };
         lint_pieces(args, &name, pieces, &mut linted);
+        drop(file_options);
+        for up in ups {
+            // A file that does not parse was reported above; it teaches nothing.
+            let _ = Arc::make_mut(history.get_or_insert_with(Default::default)).learn_indexes(&up);
+        }
     }
     Ok(linted)
+}
+
+/// The tool that runs a file: an explicit one; else none with --assume-in-transaction (as
+/// before tools); else the layout's.
+fn tool_of(settings: &Settings, path: &Path, source: &str) -> Option<Tool> {
+    settings.lint.tool.or_else(|| {
+        (!settings.lint.assume_in_transaction)
+            .then(|| pgcalm_lint::detect(path, source))
+            .flatten()
+    })
+}
+
+/// The texts of a file its tool runs going up (none for a down migration), quietly: for
+/// what they teach of indexes, not to lint.
+fn up_pieces(settings: &Settings, path: &Path, source: &str) -> Vec<String> {
+    if is_down_file(path) {
+        return Vec::new();
+    }
+    let Some(tool) = tool_of(settings, path, source) else {
+        return vec![up_section(source).to_string()];
+    };
+    match pgcalm_lint::plan(tool, path, source, &sidecars(tool, path), false) {
+        Plan::Skip(_) => Vec::new(),
+        Plan::Lint(pieces) => pieces
+            .into_iter()
+            .filter(|p| p.label.as_deref() != Some("down"))
+            .map(|p| p.text)
+            .collect(),
+    }
+}
+
+/// A down migration (`down.sql`, `*.down.sql`): what it drops is still there for the
+/// files after it.
+fn is_down_file(path: &Path) -> bool {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .is_some_and(|s| s == "down" || s.ends_with(".down") || s.ends_with("_down"))
+}
+
+/// A pgcalm migration's text up to its `-- migrate:down` section.
+fn up_section(text: &str) -> &str {
+    if !pgcalm_migrate::is_migration_source(text) {
+        return text;
+    }
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("-- migrate:down") {
+            return &text[..at];
+        }
+        at += line.len();
+    }
+    text
 }
 
 /// One piece of a file to lint: its label, how it runs (for the report), its text (the
@@ -336,13 +428,7 @@ fn file_pieces(run: Run<'_>, name: &str, path: &Path, source: &str) -> Option<Ve
         args,
         options,
     } = run;
-    // An explicit tool; else --assume-in-transaction as before; else the layout's.
-    let tool = settings.lint.tool.or_else(|| {
-        (!settings.lint.assume_in_transaction)
-            .then(|| pgcalm_lint::detect(path, source))
-            .flatten()
-    });
-    let Some(tool) = tool else {
+    let Some(tool) = tool_of(settings, path, source) else {
         return Some(vec![(None, None, source.to_string(), options.clone())]);
     };
     match pgcalm_lint::plan(

@@ -5,7 +5,8 @@
 //! The fix (one `DROP INDEX CONCURRENTLY` per index, names quoted as written) is offered
 //! only where it can run: not with CASCADE (CONCURRENTLY does not support it), not for an
 //! index of a partitioned table, not in a unit that runs in one transaction (the help says
-//! where the statement goes instead).
+//! where the statement goes instead). Not reported when the transaction already holds
+//! the table (from an earlier statement): the drop cannot wait then.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{DropBehavior, ObjectType};
@@ -29,8 +30,11 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     if drop.concurrent || drop.remove_type != ObjectType::ObjectIndex as i32 {
         return Vec::new();
     }
+    // A table the transaction already holds (an earlier ALTER TABLE or DROP INDEX of
+    // it) cannot make this drop wait, and CONCURRENTLY cannot run inside it anyway.
     let indexes: Vec<RelName> = cx
         .existing_locks()
+        .filter(|l| !cx.state.already_holds(l))
         .filter_map(|l| match &l.target {
             LockTarget::TableOfIndex(i) => Some(i.clone()),
             _ => None,
