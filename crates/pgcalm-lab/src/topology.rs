@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use pgcalm_pg::catalog::topology as catalog;
-use pgcalm_pg::{Cluster, LAB_POOLER_DIR, PgError, Pooler, PoolerOptions, ReplicaOptions, Target};
+use pgcalm_pg::{Cluster, PgError, Pooler, PoolerOptions, ReplicaOptions, Target};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ impl LabTopology {
     /// The embedded cluster's parts for `pgcalm lab --replica --pooler`: the replica
     /// that `pgcalm up --replica` runs (made and started if needed, and remembered, so
     /// `status` and `down` know it), and a PgBouncer of the lab's own in
-    /// [`LAB_POOLER_DIR`] with `pool_size` server connections, so the lab never changes
+    /// [`pgcalm_pg::LAB_POOLER_DIR`] with `pool_size` server connections, so the lab never changes
     /// the pool of the user's `pgcalm up --pooler`. Stop that pooler with
     /// [`stop_lab_pooler`] when the lab is done.
     pub async fn embedded(
@@ -79,7 +79,7 @@ impl LabTopology {
         let pooler = match pool_size {
             None => None,
             Some(pool_size) => {
-                let pooler = Pooler::new(cluster.root().join(LAB_POOLER_DIR));
+                let pooler = Pooler::lab_of(cluster);
                 pooler.start(cluster, &PoolerOptions { pool_size }).await?;
                 Some(LabPooler {
                     target: pooler.target(cluster, "postgres")?,
@@ -97,7 +97,7 @@ impl LabTopology {
 /// and for a look after a failed one; `pgcalm down --volumes` deletes it with the
 /// cluster.
 pub fn stop_lab_pooler(cluster_root: &Path) -> Result<(), PgError> {
-    Pooler::new(cluster_root.join(LAB_POOLER_DIR)).stop()?;
+    Pooler::lab_of(&Cluster::new(cluster_root)).stop()?;
     Ok(())
 }
 
