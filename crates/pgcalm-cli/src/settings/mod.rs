@@ -250,11 +250,8 @@ impl Settings {
                 &env_policy
             }
         };
-        // Only `migrate` reads these: its flags, else its environment variables.
-        let runner = match command.runner {
-            Some(flags) => flags.clone(),
-            None => RunnerArgs::default(),
-        };
+        // Only `migrate` has these (clap reads their environment variables for it).
+        let runner = command.runner.cloned().unwrap_or_default();
         let server = match command.server {
             Some(server) => server.clone(),
             None => {
