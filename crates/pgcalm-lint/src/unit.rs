@@ -532,9 +532,16 @@ impl UnitState {
                 if let Some(into) = c.into.as_ref()
                     && let Some(r) = into.rel.as_ref()
                 {
+                    // A materialized view the unit creates IF NOT EXISTS is its own: the
+                    // clause guards a re-run of the migration, and no application writes
+                    // to a materialized view (only REFRESH does), so an index on it blocks
+                    // no one even if it was there. A table IF NOT EXISTS may be an
+                    // existing one, rows and users included.
+                    let matview =
+                        c.objtype == pg_query::protobuf::ObjectType::ObjectMatview as i32;
                     self.learn_table_as(
                         RelName::from_range_var(r),
-                        c.if_not_exists,
+                        c.if_not_exists && !matview,
                         !into.skip_data,
                         options,
                     );
