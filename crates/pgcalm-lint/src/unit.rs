@@ -85,6 +85,7 @@ impl Schema {
         for t in state.tables.values_mut() {
             t.created_in_unit = false;
             t.has_rows = false;
+            t.if_created_locks = None;
             for c in &mut t.columns {
                 c.added_in_unit = false;
             }
@@ -180,7 +181,8 @@ pub(crate) struct TableInfo {
     /// has not seen its definition.
     pub partitioned: Option<bool>,
     /// Given rows in this unit (INSERT, COPY, CREATE TABLE AS): a table created in the
-    /// unit is then no longer empty (ADD COLUMN ... NOT NULL without a default fails).
+    /// unit (or perhaps created, by IF NOT EXISTS) is then no longer empty (ADD COLUMN
+    /// ... NOT NULL without a default fails; an index build takes time).
     pub has_rows: bool,
     /// Its partitions lint has seen (`PARTITION OF`, `ATTACH PARTITION`), the DEFAULT one
     /// included.
@@ -195,6 +197,10 @@ pub(crate) struct TableInfo {
     pub primary_key: Option<Option<String>>,
     /// `REPLICA IDENTITY` set earlier in the unit: `d`, `n`, `f` or `i` (using index).
     pub replica_identity: Option<String>,
+    /// The locks of the unit's `CREATE TABLE IF NOT EXISTS` of it, when that may have
+    /// created it (lint cannot tell): they are held only if it did, and then the table
+    /// is new and, until given rows, empty.
+    pub if_created_locks: Option<Vec<RelationLock>>,
 }
 
 impl TableInfo {
@@ -499,7 +505,17 @@ impl UnitState {
                     self.learn_table_as(RelName::from_range_var(r), false, true, options);
                 }
             }
-            NodeEnum::CreateStmt(c) => self.learn_create_table(c, options),
+            NodeEnum::CreateStmt(c) => {
+                self.learn_create_table(c, options);
+                if c.if_not_exists
+                    && let Some(r) = &c.relation
+                    && let Some(t) = self.tables.get_mut(&r.relname)
+                    && t.name.same_as(&RelName::from_range_var(r))
+                    && !t.created_in_unit
+                {
+                    t.if_created_locks = Some(locks.locks.clone());
+                }
+            }
             NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() && self.in_transaction => {
                 if let Some(name) = string_list(&e.type_name).pop() {
                     self.new_enum_values.push((name, e.new_val.clone()));
@@ -537,8 +553,7 @@ impl UnitState {
                     // to a materialized view (only REFRESH does), so an index on it blocks
                     // no one even if it was there. A table IF NOT EXISTS may be an
                     // existing one, rows and users included.
-                    let matview =
-                        c.objtype == pg_query::protobuf::ObjectType::ObjectMatview as i32;
+                    let matview = c.objtype == pg_query::protobuf::ObjectType::ObjectMatview as i32;
                     self.learn_table_as(
                         RelName::from_range_var(r),
                         c.if_not_exists && !matview,
@@ -767,6 +782,7 @@ impl UnitState {
                 default_partition: None,
                 primary_key: Some(None),
                 replica_identity: None,
+                if_created_locks: None,
             },
         );
     }
@@ -803,7 +819,7 @@ impl UnitState {
             .tables
             .get_mut(&name.name)
             .filter(|t| t.name.same_as(name))
-            && t.created_in_unit
+            && (t.created_in_unit || t.if_created_locks.is_some())
         {
             t.has_rows = true;
         }
@@ -982,6 +998,7 @@ impl UnitState {
                 default_partition: None,
                 primary_key: None,
                 replica_identity: None,
+                if_created_locks: None,
             })
     }
 

@@ -278,7 +278,11 @@ mod tests {
         for rule in [RULE, "missing-lock-timeout", "accumulated-locks"] {
             assert_eq!(lines(rule, sql), Vec::<usize>::new(), "{rule}");
             let in_tx = format!("BEGIN;\n{sql}\nCOMMIT;");
-            assert_eq!(lines(rule, &in_tx), Vec::<usize>::new(), "{rule} in a transaction");
+            assert_eq!(
+                lines(rule, &in_tx),
+                Vec::<usize>::new(),
+                "{rule} in a transaction"
+            );
         }
         // A table created IF NOT EXISTS may be an existing one (with rows and users).
         assert_eq!(
