@@ -204,11 +204,43 @@ struct UnitWalk<'a> {
     kind: UnitKind,
     options: &'a LintOptions,
     state: UnitState,
+    /// The unit's simple-query messages ([`LintOptions::simple_queries`]) and how many
+    /// statements each holds.
+    messages: Vec<(std::ops::Range<usize>, usize)>,
+    /// The message whose implicit transaction is open.
+    implicit: Option<usize>,
 }
 
 impl UnitWalk<'_> {
+    /// Before a statement: the implicit transaction of the simple-query message it is in
+    /// (if it holds several statements) begins, and that of the message before it ends.
+    fn enter(&mut self, stmt: &SourceStatement) {
+        let at = stmt.span.start;
+        let message = self.messages.iter().position(|(r, _)| r.contains(&at));
+        self.state.simple_query = message.map(|m| self.messages[m].1);
+        if self.implicit.is_some() && self.implicit != message {
+            self.implicit = None;
+            if self.state.in_transaction {
+                self.state.end_simple_query();
+            }
+        }
+        if let Some(m) = message
+            && self.messages[m].1 > 1
+            && !self.state.in_transaction
+        {
+            self.state.begin_simple_query();
+            self.implicit = Some(m);
+        }
+    }
+
     fn statement(&mut self, stmt: &SourceStatement, visit: impl FnOnce(&Cx<'_>)) {
         let Some(node) = &stmt.node else { return };
+        self.enter(stmt);
+        if matches!(node, NodeEnum::TransactionStmt(_)) {
+            // BEGIN turns the implicit transaction into a block; COMMIT ends it (the
+            // message's next statement starts another).
+            self.implicit = None;
+        }
         let locks = statement_locks(node, self.options.pg_version);
         visit(&Cx {
             source: self.source,
@@ -334,6 +366,17 @@ impl<'a> UnitLinter<'a> {
                 kind,
                 options,
                 state,
+                messages: options
+                    .simple_queries
+                    .iter()
+                    .map(|r| {
+                        let r = r.start.min(source.len())..r.end.min(source.len());
+                        let n =
+                            crate::split::split_unparsed(source, r.clone()).map_or(0, |s| s.len());
+                        (r, n)
+                    })
+                    .collect(),
+                implicit: None,
             },
             enabled: rules::ALL
                 .iter()

@@ -57,6 +57,11 @@ pub struct LintOptions {
     /// ignore is an `expired-ignore` finding and the finding comes back. `None`: no
     /// ignore expires.
     pub today: Option<crate::Date>,
+    /// Byte ranges of the unit's text its tool sends each as one simple-query message
+    /// (a Prisma or golang-migrate file, a goose `StatementBegin` block): PostgreSQL runs
+    /// several statements of one in one implicit transaction, and a lone one on its own
+    /// (so a fix of several statements there would make them one transaction).
+    pub simple_queries: Vec<std::ops::Range<usize>>,
 }
 
 /// Facts about existing tables, learned from a schema's SQL (`pg_dump --schema-only`,
@@ -147,6 +152,7 @@ impl Default for LintOptions {
             rules: RuleSelection::default(),
             schema: None,
             today: None,
+            simple_queries: Vec::new(),
         }
     }
 }
@@ -287,8 +293,12 @@ impl Setting {
 #[derive(Debug, Clone, Default)]
 pub struct UnitState {
     /// Inside a transaction block (explicit BEGIN, a transactional migration, or
-    /// `--assume-in-transaction`).
+    /// `--assume-in-transaction`), or the implicit one of a simple-query message of
+    /// several statements.
     pub(crate) in_transaction: bool,
+    /// How many statements the simple-query message the statement is sent in holds
+    /// ([`LintOptions::simple_queries`]); `None` when it is not in one.
+    pub(crate) simple_query: Option<usize>,
     /// A non-zero `lock_timeout` is set.
     lock_timeout: Setting,
     /// The session `TimeZone` is UTC (a zone with offset 0 and no daylight saving).
@@ -696,6 +706,21 @@ impl UnitState {
         if let Some(name) = string_list(names).pop() {
             self.created.types.insert(name);
         }
+    }
+
+    /// The implicit transaction of a simple-query message of several statements begins.
+    pub(crate) fn begin_simple_query(&mut self) {
+        self.in_transaction = true;
+        self.lock_timeout.begin();
+        self.utc.begin();
+    }
+
+    /// That message ran: its implicit transaction commits (`SET LOCAL` ends with it).
+    pub(crate) fn end_simple_query(&mut self) {
+        self.in_transaction = false;
+        self.lock_timeout.end(true);
+        self.utc.end(true);
+        self.end_implicit_transaction();
     }
 
     /// The end of a transaction a single statement ran in (a `DO` block outside a
