@@ -328,7 +328,7 @@ fn whole(source: &str, mode: TxMode, why: impl Into<String>) -> Plan {
         mode,
         why: why.into(),
         simple_queries: if mode == TxMode::SimpleQuery {
-            vec![0..source.len()]
+            std::iter::once(0..source.len()).collect()
         } else {
             Vec::new()
         },
