@@ -571,3 +571,51 @@ fn an_expired_ignore_is_a_finding_and_the_finding_comes_back() {
     );
     assert!(out.contains("expired on 2020-01-01"), "{out}");
 }
+
+#[test]
+fn a_goose_statement_block_in_a_no_transaction_file_is_one_implicit_transaction() {
+    // goose sends a `-- +goose StatementBegin` ... `StatementEnd` block as one Exec: one
+    // simple-query message, whose statements PostgreSQL runs in one implicit transaction
+    // (hatchet v1_0_109.sql:81). Outside a block each statement goes on its own.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "goose/00001_block.sql",
+        "-- +goose NO TRANSACTION\n-- +goose Up\nSET lock_timeout = '2s';\n\
+         -- +goose StatementBegin\nALTER TABLE users VALIDATE CONSTRAINT users_email_check;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nRESET lock_timeout;\nALTER TABLE users DROP CONSTRAINT users_email_check;\n-- +goose StatementEnd\n\
+         ALTER TABLE orders ADD COLUMN note2 text;\n\
+         -- +goose StatementBegin\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\nSELECT 1;\n-- +goose StatementEnd\n\
+         -- +goose StatementBegin\nCREATE INDEX CONCURRENTLY users_name_idx ON users (name);\n-- +goose StatementEnd\n\
+         -- +goose Down\nDROP INDEX users_email_idx;\n",
+    );
+    let (_, out, err) = lint_in(d, &["--format", "json", "--tool", "goose", "goose"]);
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let found: Vec<(u64, String)> = doc["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["span"]["line"].as_u64().unwrap(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Line 8: the block already holds users (lines 5-6), so no lock_timeout is needed;
+    // line 10 runs on its own after RESET: it needs one. Line 12: CONCURRENTLY in a
+    // block of two statements fails; alone in its block (line 15) it runs.
+    assert!(
+        !found.contains(&(8, "missing-lock-timeout".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(10, "missing-lock-timeout".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(12, "concurrently-in-transaction".into())),
+        "{found:?}"
+    );
+    assert!(!found.iter().any(|(l, _)| *l == 15), "{found:?}");
+}

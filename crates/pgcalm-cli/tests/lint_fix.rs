@@ -245,3 +245,56 @@ fn fix_dry_run_prints_the_diff_and_writes_nothing() {
     serde_json::from_str::<serde_json::Value>(&json).expect("stdout is one JSON document");
     assert!(err.contains(diff.lines().next().unwrap()), "{err}");
 }
+
+#[test]
+fn a_fix_of_several_statements_is_not_written_into_a_one_query_file() {
+    // Prisma, golang-migrate, Diesel `run_in_transaction = false` send a file as one
+    // query: its one statement runs alone, but a fix of several statements written in
+    // would run them in one implicit transaction, where CONCURRENTLY and a VALIDATE of
+    // its own fail (crates.io 2024-03-05-120032, formbricks 20240530073540, kratos
+    // 20241031094100000002). The finding says to split it into migrations instead.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let files = [
+        (
+            "prisma/migrations/20240101000000_one/migration.sql",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_name_idx ON users (name);\n",
+        ),
+        (
+            "gm/000001_fk.up.sql",
+            "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n",
+        ),
+        (
+            "gm/000002_index.up.sql",
+            "CREATE INDEX users_email_idx ON users (email);\n",
+        ),
+    ];
+    for (name, text) in files {
+        write(d, name, text);
+    }
+    let (_, out, err) = lint_in(d, &["--fix", "prisma", "gm"]);
+    // The plain index gets its one-statement fix; the others stay as they were.
+    assert_eq!(
+        read(d, "gm/000002_index.up.sql"),
+        "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+        "{out}{err}"
+    );
+    assert_eq!(read(d, files[0].0), files[0].1, "{out}{err}");
+    // (at most a lock_timeout before the statement, which runs fine with it)
+    let fk = read(d, files[1].0);
+    assert!(
+        fk.ends_with(files[1].1) && !fk.contains("VALIDATE"),
+        "{fk}: {out}{err}"
+    );
+    let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("migrations of one statement each"), "{out}");
+    assert!(
+        flat.contains("`DROP INDEX CONCURRENTLY IF EXISTS users_name_idx;`, then `CREATE INDEX"),
+        "{out}"
+    );
+    let (_, after) = rules_in(d, &["prisma", "gm"]);
+    assert!(
+        !after.iter().any(|r| r == "concurrently-in-transaction"),
+        "{after:?}"
+    );
+}

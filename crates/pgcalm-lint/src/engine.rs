@@ -204,11 +204,43 @@ struct UnitWalk<'a> {
     kind: UnitKind,
     options: &'a LintOptions,
     state: UnitState,
+    /// The unit's simple-query messages ([`LintOptions::simple_queries`]) and how many
+    /// statements each holds.
+    messages: Vec<(std::ops::Range<usize>, usize)>,
+    /// The message whose implicit transaction is open.
+    implicit: Option<usize>,
 }
 
 impl UnitWalk<'_> {
+    /// Before a statement: the implicit transaction of the simple-query message it is in
+    /// (if it holds several statements) begins, and that of the message before it ends.
+    fn enter(&mut self, stmt: &SourceStatement) {
+        let at = stmt.span.start;
+        let message = self.messages.iter().position(|(r, _)| r.contains(&at));
+        self.state.simple_query = message.map(|m| self.messages[m].1);
+        if self.implicit.is_some() && self.implicit != message {
+            self.implicit = None;
+            if self.state.in_transaction {
+                self.state.end_simple_query();
+            }
+        }
+        if let Some(m) = message
+            && self.messages[m].1 > 1
+            && !self.state.in_transaction
+        {
+            self.state.begin_simple_query();
+            self.implicit = Some(m);
+        }
+    }
+
     fn statement(&mut self, stmt: &SourceStatement, visit: impl FnOnce(&Cx<'_>)) {
         let Some(node) = &stmt.node else { return };
+        self.enter(stmt);
+        if matches!(node, NodeEnum::TransactionStmt(_)) {
+            // BEGIN turns the implicit transaction into a block; COMMIT ends it (the
+            // message's next statement starts another).
+            self.implicit = None;
+        }
         let locks = statement_locks(node, self.options.pg_version);
         visit(&Cx {
             source: self.source,
@@ -334,6 +366,17 @@ impl<'a> UnitLinter<'a> {
                 kind,
                 options,
                 state,
+                messages: options
+                    .simple_queries
+                    .iter()
+                    .map(|r| {
+                        let r = r.start.min(source.len())..r.end.min(source.len());
+                        let n =
+                            crate::split::split_unparsed(source, r.clone()).map_or(0, |s| s.len());
+                        (r, n)
+                    })
+                    .collect(),
+                implicit: None,
             },
             enabled: rules::ALL
                 .iter()
@@ -516,6 +559,25 @@ impl Cx<'_> {
                 .unwrap_or_else(|| l.target.to_string()),
             t => t.to_string(),
         });
+        let (mut help, mut fix_sql) = (v.help, v.fix_sql);
+        if let Some(steps) = fix_sql.as_deref().and_then(|f| self.steps_of_own(f)) {
+            if !help.is_empty() && !help.ends_with('.') {
+                help.push('.');
+            }
+            help.push_str(&format!(
+                " Its tool sends this file as one query, where several statements run in one \
+                 implicit transaction: the safe form is not written in here, since its steps \
+                 must run one at a time (CONCURRENTLY fails in a transaction; a VALIDATE \
+                 would scan under its ADD's lock). Split it into migrations of one statement \
+                 each, in this order: {}",
+                steps
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            ));
+            fix_sql = None;
+        }
         Finding {
             rule: rule.id,
             severity: rule.id.severity(),
@@ -525,10 +587,49 @@ impl Cx<'_> {
             table,
             blocks: lock.map(|l| l.blocks()).unwrap_or_default(),
             message: v.message,
-            help: v.help,
-            fix_sql: v.fix_sql,
+            help,
+            fix_sql,
             seen_by: SeenBy::Lint,
         }
+    }
+
+    /// For a statement sent alone as one simple-query message (so not in a transaction),
+    /// a fix of several statements would run them in one implicit transaction: when that
+    /// raises findings they do not have one at a time (CONCURRENTLY, a VALIDATE after its
+    /// ADD, a scan under earlier locks), the fix's statements, each to go on its own.
+    fn steps_of_own(&self, fix: &str) -> Option<Vec<String>> {
+        if self.state.simple_query != Some(1) || self.state.in_transaction {
+            return None;
+        }
+        let statements = crate::split::split_unparsed(fix, 0..fix.len()).ok()?;
+        if statements.len() < 2 {
+            return None;
+        }
+        let alone = LintOptions {
+            pg_version: self.options.pg_version,
+            rules: self.options.rules.clone(),
+            schema: self.options.schema.clone(),
+            ..LintOptions::default()
+        };
+        let together = LintOptions {
+            assume_in_transaction: true,
+            ..alone.clone()
+        };
+        let found = |options: &LintOptions| -> Vec<(RuleId, usize)> {
+            crate::lint_sql(fix, UnitKind::PlainSql, options)
+                .map(|r| r.findings.iter().map(|f| (f.rule, f.span.start)).collect())
+                .unwrap_or_default()
+        };
+        let one_at_a_time = found(&alone);
+        found(&together)
+            .iter()
+            .any(|f| !one_at_a_time.contains(f))
+            .then(|| {
+                statements
+                    .iter()
+                    .map(|s| format!("{};", s.sql(fix).trim()))
+                    .collect()
+            })
     }
 }
 

@@ -183,6 +183,10 @@ pub struct Piece {
     pub mode: TxMode,
     /// Why that mode (`goose: -- +goose NO TRANSACTION`).
     pub why: String,
+    /// Byte ranges of the text the tool sends each as one simple-query message (the
+    /// whole text in [`TxMode::SimpleQuery`], a goose `StatementBegin` block): several
+    /// statements in one run in one implicit transaction ([`crate::LintOptions`]).
+    pub simple_queries: Vec<Range<usize>>,
 }
 
 /// What to do with a file under a tool.
@@ -323,6 +327,11 @@ fn whole(source: &str, mode: TxMode, why: impl Into<String>) -> Plan {
         text: source.to_string(),
         mode,
         why: why.into(),
+        simple_queries: if mode == TxMode::SimpleQuery {
+            std::iter::once(0..source.len()).collect()
+        } else {
+            Vec::new()
+        },
     }])
 }
 
@@ -461,11 +470,21 @@ fn goose(source: &str, include_down: bool) -> Plan {
     let mut down: Vec<Range<usize>> = Vec::new();
     let mut section: Option<bool> = None;
     let mut transaction = true;
+    // `-- +goose StatementBegin` ... `StatementEnd`: goose sends the block as one Exec
+    // (one simple-query message; its statements run in one implicit transaction).
+    let (mut blocks, mut block_start): (Vec<(bool, Range<usize>)>, Option<usize>) =
+        (Vec::new(), None);
     for (range, line) in lines_with_offsets(source) {
         match goose_annotation(line).as_deref() {
             Some("up") => section = Some(true),
             Some("down") => section = Some(false),
             Some("no transaction") => transaction = false,
+            Some("statementbegin") => block_start = Some(range.end),
+            Some("statementend") => {
+                if let (Some(start), Some(up)) = (block_start.take(), section) {
+                    blocks.push((up, start..range.start));
+                }
+            }
             Some(_) => {}
             None => match section {
                 Some(true) => up.push(range),
@@ -479,11 +498,19 @@ fn goose(source: &str, include_down: bool) -> Plan {
     } else {
         (TxMode::Autocommit, "goose: -- +goose NO TRANSACTION")
     };
+    let blocks_of = |up: bool| -> Vec<Range<usize>> {
+        blocks
+            .iter()
+            .filter(|(u, _)| *u == up)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
     let mut pieces = vec![Piece {
         label: None,
         text: blank_outside(source, &up),
         mode,
         why: why.into(),
+        simple_queries: blocks_of(true),
     }];
     if include_down && !down.is_empty() {
         pieces.push(Piece {
@@ -491,6 +518,7 @@ fn goose(source: &str, include_down: bool) -> Plan {
             text: blank_outside(source, &down),
             mode,
             why: why.into(),
+            simple_queries: blocks_of(false),
         });
     }
     Plan::Lint(pieces)
@@ -532,6 +560,7 @@ fn dbmate(source: &str, include_down: bool) -> Plan {
             } else {
                 "dbmate: transaction:false".into()
             },
+            simple_queries: Vec::new(),
         })
         .collect();
     Plan::Lint(pieces)
@@ -592,6 +621,7 @@ fn pieces_at(
             text: blank_outside(source, std::slice::from_ref(&(*start..end))),
             mode,
             why,
+            simple_queries: Vec::new(),
         });
     }
     if pieces.is_empty() && starts.is_empty() {

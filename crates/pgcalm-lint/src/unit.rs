@@ -57,6 +57,11 @@ pub struct LintOptions {
     /// ignore is an `expired-ignore` finding and the finding comes back. `None`: no
     /// ignore expires.
     pub today: Option<crate::Date>,
+    /// Byte ranges of the unit's text its tool sends each as one simple-query message
+    /// (a Prisma or golang-migrate file, a goose `StatementBegin` block): PostgreSQL runs
+    /// several statements of one in one implicit transaction, and a lone one on its own
+    /// (so a fix of several statements there would make them one transaction).
+    pub simple_queries: Vec<std::ops::Range<usize>>,
 }
 
 /// Facts about existing tables, learned from a schema's SQL (`pg_dump --schema-only`,
@@ -85,6 +90,7 @@ impl Schema {
         for t in state.tables.values_mut() {
             t.created_in_unit = false;
             t.has_rows = false;
+            t.if_created_locks = None;
             for c in &mut t.columns {
                 c.added_in_unit = false;
             }
@@ -146,6 +152,7 @@ impl Default for LintOptions {
             rules: RuleSelection::default(),
             schema: None,
             today: None,
+            simple_queries: Vec::new(),
         }
     }
 }
@@ -180,7 +187,8 @@ pub(crate) struct TableInfo {
     /// has not seen its definition.
     pub partitioned: Option<bool>,
     /// Given rows in this unit (INSERT, COPY, CREATE TABLE AS): a table created in the
-    /// unit is then no longer empty (ADD COLUMN ... NOT NULL without a default fails).
+    /// unit (or perhaps created, by IF NOT EXISTS) is then no longer empty (ADD COLUMN
+    /// ... NOT NULL without a default fails; an index build takes time).
     pub has_rows: bool,
     /// Its partitions lint has seen (`PARTITION OF`, `ATTACH PARTITION`), the DEFAULT one
     /// included.
@@ -195,6 +203,10 @@ pub(crate) struct TableInfo {
     pub primary_key: Option<Option<String>>,
     /// `REPLICA IDENTITY` set earlier in the unit: `d`, `n`, `f` or `i` (using index).
     pub replica_identity: Option<String>,
+    /// The locks of the unit's `CREATE TABLE IF NOT EXISTS` of it, when that may have
+    /// created it (lint cannot tell): they are held only if it did, and then the table
+    /// is new and, until given rows, empty.
+    pub if_created_locks: Option<Vec<RelationLock>>,
 }
 
 impl TableInfo {
@@ -281,8 +293,12 @@ impl Setting {
 #[derive(Debug, Clone, Default)]
 pub struct UnitState {
     /// Inside a transaction block (explicit BEGIN, a transactional migration, or
-    /// `--assume-in-transaction`).
+    /// `--assume-in-transaction`), or the implicit one of a simple-query message of
+    /// several statements.
     pub(crate) in_transaction: bool,
+    /// How many statements the simple-query message the statement is sent in holds
+    /// ([`LintOptions::simple_queries`]); `None` when it is not in one.
+    pub(crate) simple_query: Option<usize>,
     /// A non-zero `lock_timeout` is set.
     lock_timeout: Setting,
     /// The session `TimeZone` is UTC (a zone with offset 0 and no daylight saving).
@@ -499,7 +515,17 @@ impl UnitState {
                     self.learn_table_as(RelName::from_range_var(r), false, true, options);
                 }
             }
-            NodeEnum::CreateStmt(c) => self.learn_create_table(c, options),
+            NodeEnum::CreateStmt(c) => {
+                self.learn_create_table(c, options);
+                if c.if_not_exists
+                    && let Some(r) = &c.relation
+                    && let Some(t) = self.tables.get_mut(&r.relname)
+                    && t.name.same_as(&RelName::from_range_var(r))
+                    && !t.created_in_unit
+                {
+                    t.if_created_locks = Some(locks.locks.clone());
+                }
+            }
             NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() && self.in_transaction => {
                 if let Some(name) = string_list(&e.type_name).pop() {
                     self.new_enum_values.push((name, e.new_val.clone()));
@@ -532,9 +558,15 @@ impl UnitState {
                 if let Some(into) = c.into.as_ref()
                     && let Some(r) = into.rel.as_ref()
                 {
+                    // A materialized view the unit creates IF NOT EXISTS is its own: the
+                    // clause guards a re-run of the migration, and no application writes
+                    // to a materialized view (only REFRESH does), so an index on it blocks
+                    // no one even if it was there. A table IF NOT EXISTS may be an
+                    // existing one, rows and users included.
+                    let matview = c.objtype == pg_query::protobuf::ObjectType::ObjectMatview as i32;
                     self.learn_table_as(
                         RelName::from_range_var(r),
-                        c.if_not_exists,
+                        c.if_not_exists && !matview,
                         !into.skip_data,
                         options,
                     );
@@ -676,6 +708,21 @@ impl UnitState {
         }
     }
 
+    /// The implicit transaction of a simple-query message of several statements begins.
+    pub(crate) fn begin_simple_query(&mut self) {
+        self.in_transaction = true;
+        self.lock_timeout.begin();
+        self.utc.begin();
+    }
+
+    /// That message ran: its implicit transaction commits (`SET LOCAL` ends with it).
+    pub(crate) fn end_simple_query(&mut self) {
+        self.in_transaction = false;
+        self.lock_timeout.end(true);
+        self.utc.end(true);
+        self.end_implicit_transaction();
+    }
+
     /// The end of a transaction a single statement ran in (a `DO` block outside a
     /// transaction block): its locks and new enum values go.
     pub(crate) fn end_implicit_transaction(&mut self) {
@@ -760,6 +807,7 @@ impl UnitState {
                 default_partition: None,
                 primary_key: Some(None),
                 replica_identity: None,
+                if_created_locks: None,
             },
         );
     }
@@ -796,7 +844,7 @@ impl UnitState {
             .tables
             .get_mut(&name.name)
             .filter(|t| t.name.same_as(name))
-            && t.created_in_unit
+            && (t.created_in_unit || t.if_created_locks.is_some())
         {
             t.has_rows = true;
         }
@@ -975,6 +1023,7 @@ impl UnitState {
                 default_partition: None,
                 primary_key: None,
                 replica_identity: None,
+                if_created_locks: None,
             })
     }
 

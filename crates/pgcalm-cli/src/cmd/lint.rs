@@ -455,6 +455,7 @@ fn file_pieces(run: Run<'_>, name: &str, path: &Path, source: &str) -> Option<Ve
                     };
                     let options = LintOptions {
                         assume_in_transaction: p.mode.in_transaction(statements),
+                        simple_queries: p.simple_queries,
                         ..options.clone()
                     };
                     let mode = format!(

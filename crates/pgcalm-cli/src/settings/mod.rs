@@ -363,6 +363,7 @@ impl Settings {
             rules: self.lint.rules.clone(),
             schema,
             today: Some(today()),
+            simple_queries: Vec::new(),
         })
     }
 

@@ -15,7 +15,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::locks::{Blocks, Effect, LockTarget, RelationLock};
+use crate::locks::{Blocks, Effect, LockTarget, RelName, RelationLock};
 use crate::rule_id::RuleId;
 use crate::rules::alter_existing_table;
 use crate::rules::recipe::and_list;
@@ -63,7 +63,10 @@ fn long_work(cx: &Cx<'_>) -> Option<&'static str> {
     if validates && !(super::constraint_missing_not_valid::RULE.check)(cx).is_empty() {
         return None;
     }
-    if !validates && !long_work_rules().iter().any(|r| !(r.check)(cx).is_empty()) {
+    if !validates
+        && builds_on_filled_new_table(cx).is_none()
+        && !long_work_rules().iter().any(|r| !(r.check)(cx).is_empty())
+    {
         return None;
     }
     Some(
@@ -77,6 +80,39 @@ fn long_work(cx: &Cx<'_>) -> Option<&'static str> {
     )
 }
 
+/// The table the statement works on (an index's, an altered one).
+fn work_table(cx: &Cx<'_>) -> Option<RelName> {
+    match cx.node {
+        NodeEnum::IndexStmt(i) => i.relation.as_ref().map(RelName::from_range_var),
+        NodeEnum::AlterTableStmt(a) => a.relation.as_ref().map(RelName::from_range_var),
+        _ => None,
+    }
+}
+
+/// When the statement works on a table the unit's `CREATE TABLE IF NOT EXISTS` may have
+/// created and nothing has filled since: that CREATE's locks. Either it created the
+/// table, which is then empty and the work instant, or the table existed and the CREATE
+/// took none of them: either way they last through no long work here.
+fn empty_if_created<'a>(cx: &Cx<'a>) -> Option<&'a [RelationLock]> {
+    let t = cx.state.table(&work_table(cx)?)?;
+    if t.has_rows {
+        return None;
+    }
+    t.if_created_locks.as_deref()
+}
+
+/// An index built without CONCURRENTLY on a table the unit created and then filled: it
+/// blocks no one itself, but the build takes time.
+fn builds_on_filled_new_table(cx: &Cx<'_>) -> Option<RelName> {
+    match cx.node {
+        NodeEnum::IndexStmt(i) if !i.concurrent => {
+            let table = RelName::from_range_var(i.relation.as_ref()?);
+            (cx.is_new_table(&table) && cx.state.has_rows(&table)).then_some(table)
+        }
+        _ => None,
+    }
+}
+
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
     if !cx.state.in_transaction || cx.state.held.is_empty() {
         return Vec::new();
@@ -84,7 +120,20 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     // Per held relation, the strongest mode and what it blocks beyond this statement's
     // own lock on it.
     let mut held: Vec<(&RelationLock, Blocks)> = Vec::new();
-    for h in cx.state.held.iter().filter(|h| h.blocks().any()) {
+    let empty_if_created = empty_if_created(cx);
+    for h in cx
+        .state
+        .held
+        .iter()
+        .filter(|h| h.blocks().any())
+        .filter(|h| {
+            !empty_if_created.is_some_and(|locks| {
+                locks
+                    .iter()
+                    .any(|l| l.mode == h.mode && l.target.same_as(&h.target))
+            })
+        })
+    {
         if let Some(at) = held.iter().position(|(k, _)| k.target.same_as(&h.target)) {
             if h.mode > held[at].0.mode {
                 held[at].0 = h;
@@ -117,6 +166,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         .max_by_key(|l| l.mode)
         .or_else(|| cx.strongest_existing_lock())
         .map(|l| target_name(cx, &l.target))
+        .or_else(|| builds_on_filled_new_table(cx).map(|t| t.to_string()))
         .unwrap_or_default();
     let doing = match work {
         "build" => format!("builds its index on {target}"),
@@ -306,5 +356,45 @@ mod tests {
         ] {
             assert_eq!(lines(RULE, sql), Vec::<usize>::new(), "{sql}");
         }
+    }
+    #[test]
+    fn an_index_on_a_table_the_transaction_created_and_left_empty_is_instant() {
+        // rust-lang/crates.io 2026-06-05-120000-0000_create_reverse_dependencies: the
+        // foreign keys lock crates and versions only if the table is created, and then
+        // it is empty, so its index builds take no time.
+        let create = "CREATE TABLE IF NOT EXISTS rd (a integer NOT NULL REFERENCES crates (id), b integer REFERENCES versions (id));";
+        for sql in [
+            format!("BEGIN;\n{create}\nCREATE INDEX IF NOT EXISTS rd_a ON rd (a);\nCREATE INDEX rd_b ON rd (b);\nCOMMIT;"),
+            "BEGIN;\nALTER TABLE users ADD COLUMN bio text;\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\nCOMMIT;".to_string(),
+        ] {
+            assert_eq!(lines(RULE, &sql), Vec::<usize>::new(), "{sql}");
+        }
+        // Locks an earlier statement took on other tables still last the whole build
+        // when the table may be an existing one.
+        assert_eq!(
+            lines(
+                RULE,
+                &format!(
+                    "BEGIN;\nALTER TABLE users ADD COLUMN bio text;\n{create}\nCREATE INDEX rd_a ON rd (a);\nCOMMIT;"
+                )
+            ),
+            [4]
+        );
+        // Given rows, it is not empty any more: the build takes time.
+        assert_eq!(
+            lines(
+                RULE,
+                &format!(
+                    "BEGIN;\n{create}\nINSERT INTO rd SELECT id, NULL FROM crates;\nCREATE INDEX rd_a ON rd (a);\nCOMMIT;"
+                )
+            ),
+            [4]
+        );
+        assert_snapshot!(check(RULE, "BEGIN;\nALTER TABLE users ADD COLUMN bio text;\nCREATE TABLE t (a int);\nINSERT INTO t SELECT id FROM users;\nCREATE INDEX t_a ON t (a);\nCOMMIT;"), @"
+        error[accumulated-locks] 5:1
+          lock: CREATE INDEX takes ACCESS EXCLUSIVE on users: blocks reads and writes
+          CREATE INDEX builds its index on t while this transaction holds, from earlier statements, ACCESS EXCLUSIVE on users: reads and writes of users wait for the whole build, until COMMIT
+          help: commit the earlier statements before it (COMMIT, then this one in a transaction of its own; an index as CREATE INDEX CONCURRENTLY outside any), so no table stays locked while it works
+        ");
     }
 }

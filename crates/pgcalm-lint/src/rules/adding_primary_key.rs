@@ -82,4 +82,20 @@ mod tests {
             ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;
         ");
     }
+    #[test]
+    fn a_key_swap_is_not_split_into_a_drop_then_an_add() {
+        // hatchet v0_44_8.sql:7: dropping the old key alone first would leave the table
+        // without a replica identity until the new one is attached.
+        let out = check(
+            RULE,
+            "SET lock_timeout = '2s';\nALTER TABLE events DROP CONSTRAINT events_pkey, DROP COLUMN id, ADD PRIMARY KEY (step_id);",
+        );
+        assert!(!out.contains("fix:"), "{out}");
+        assert!(
+            out.contains(
+                "DROP CONSTRAINT events_pkey, ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX"
+            ),
+            "{out}"
+        );
+    }
 }

@@ -28,6 +28,9 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             "the tool that runs this file wraps it in a transaction: move the statement to a \
              file it runs without one"
         }
+        UnitKind::PlainSql if cx.state.simple_query.is_some_and(|n| n > 1) => {
+            "the tool sends it in one query with other statements, which PostgreSQL runs as              one implicit transaction: send it alone (for goose, alone in its `-- +goose              StatementBegin` block, or outside any)"
+        }
         UnitKind::PlainSql => "run it outside BEGIN ... COMMIT, as a statement of its own",
     };
     vec![

@@ -81,6 +81,9 @@ pub(crate) fn outside_this_transaction(cx: &Cx<'_>) -> Option<&'static str> {
              Flyway `executeInTransaction=false`; Prisma and golang-migrate run a file that \
              holds one statement on its own)"
         }
+        UnitKind::PlainSql if cx.state.simple_query.is_some_and(|n| n > 1) => {
+            "a query of its own (here the tool sends it with other statements in one query,              one implicit transaction; for goose: alone in its `-- +goose StatementBegin` block,              or outside any)"
+        }
         UnitKind::PlainSql => "a statement of its own after COMMIT, outside the transaction block",
     })
 }

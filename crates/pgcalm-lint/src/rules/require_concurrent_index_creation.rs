@@ -272,6 +272,29 @@ mod tests {
     }
 
     #[test]
+    fn a_materialized_view_the_unit_creates_is_new_even_if_not_exists() {
+        // MarquezProject/marquez V71: the migration creates its views, then indexes them.
+        let sql = "CREATE MATERIALIZED VIEW IF NOT EXISTS daily AS SELECT date_trunc('day', placed_at) AS d, count(*) AS n FROM orders GROUP BY 1;\nCREATE INDEX IF NOT EXISTS daily_d_idx ON daily (d);\nALTER MATERIALIZED VIEW daily OWNER TO app;";
+        for rule in [RULE, "missing-lock-timeout", "accumulated-locks"] {
+            assert_eq!(lines(rule, sql), Vec::<usize>::new(), "{rule}");
+            let in_tx = format!("BEGIN;\n{sql}\nCOMMIT;");
+            assert_eq!(
+                lines(rule, &in_tx),
+                Vec::<usize>::new(),
+                "{rule} in a transaction"
+            );
+        }
+        // A table created IF NOT EXISTS may be an existing one (with rows and users).
+        assert_eq!(
+            lines(
+                RULE,
+                "CREATE TABLE IF NOT EXISTS daily (d date);\nCREATE INDEX daily_d_idx ON daily (d);"
+            ),
+            [2]
+        );
+    }
+
+    #[test]
     fn a_new_table_stays_new_once_it_has_rows() {
         // No code deployed before this migration knows a table it creates: filled or not,
         // committed or not, nobody waits for its locks (its rows matter elsewhere:

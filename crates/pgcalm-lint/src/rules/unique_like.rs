@@ -72,8 +72,11 @@ pub(crate) fn check_key(cx: &Cx<'_>, kind: KeyKind) -> Vec<Violation> {
         return Vec::new();
     };
     let mut keys = Vec::new();
+    // Constraints the statement drops: with a new primary key added, a key swap.
+    let mut dropped: Vec<&str> = Vec::new();
     for (subtype, cmd) in cmds {
         match subtype {
+            AlterTableType::AtDropConstraint => dropped.push(&cmd.name),
             AlterTableType::AtAddConstraint => {
                 if let Some(c) = added_constraint(cmd).filter(|c| builds_index(c, kind)) {
                     keys.push(Key {
@@ -144,6 +147,34 @@ pub(crate) fn check_key(cx: &Cx<'_>, kind: KeyKind) -> Vec<Violation> {
              INDEX CONCURRENTLY on each partition and ALTER INDEX ... ATTACH PARTITION each; the \
              {what} constraint itself still takes the lock"
         );
+        return vec![v.help(help)];
+    }
+    if kind == KeyKind::PrimaryKey && !dropped.is_empty() {
+        // Split in two, the old key would go first and the table be without one (no
+        // replica identity: logical replication stops) until the new one is attached.
+        let key = &keys[0];
+        let name = key.name(&table, kind);
+        let t = rel(&table);
+        help.push_str(&format!(
+            " The statement swaps the primary key: build the new index first under another \
+             name (`CREATE UNIQUE INDEX CONCURRENTLY {new} ON {t} ({cols});`), then swap the \
+             keys in one statement, so the table always has one (its replica identity): \
+             `ALTER TABLE {t} {drops}, ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {new};` (its other subcommands in \
+             a statement of their own)",
+            new = ident(&format!("{}_new", name)),
+            cols = key
+                .columns()
+                .iter()
+                .map(|c| ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            drops = dropped
+                .iter()
+                .map(|d| format!("DROP CONSTRAINT {}", ident(d)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            name = ident(&name),
+        ));
         return vec![v.help(help)];
     }
     match recipe(cx, &table, kind, &keys) {
