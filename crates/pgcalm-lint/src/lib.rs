@@ -48,6 +48,7 @@ mod engine;
 mod finding;
 mod fix;
 mod locks;
+mod order;
 mod plpgsql;
 mod rule_id;
 mod rules;
@@ -75,7 +76,8 @@ pub use locks::{
     RelationLock, StatementLocks, has_option, sql_statement_locks, statement_label,
     statement_locks,
 };
-// Migration tools: how each runs a file.
+// Migration tools: the order they run files in, and how each runs a file.
+pub use order::{run_order, sort_in_run_order};
 pub use tool::{Piece, Plan, Sidecars, Tool, TxMode, UnknownTool, detect, plan};
 // The splitter.
 pub use split::{

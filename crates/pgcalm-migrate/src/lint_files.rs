@@ -1,5 +1,5 @@
 //! `pgcalm lint`'s driver over files and directories: finds the SQL files (every `*.sql`
-//! below a directory, in the order their tool runs them), keeps only those changed since
+//! below a directory, in the order their tool runs them: [`pgcalm_lint::run_order`]), keeps only those changed since
 //! a git ref (`--since`), cuts each into the pieces its migration tool runs
 //! ([`pgcalm_lint::plan`], with the tool's files beside it), lints each piece with
 //! [`lint_source`], carries what earlier files taught of indexes and their tables to the
@@ -346,7 +346,7 @@ impl LintFiles {
                     path: p.clone(),
                     source,
                 })?;
-                found.sort();
+                pgcalm_lint::sort_in_run_order(&mut found);
                 files.extend(found.into_iter().map(|f| (f.display().to_string(), f)));
             } else if p.is_file() {
                 files.push((p.display().to_string(), p.clone()));
