@@ -31,6 +31,14 @@ impl Date {
         Date { year, month, day }
     }
 
+    /// Today (UTC), from the system clock: what expiring ignores are judged against.
+    pub fn today() -> Date {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Date::from_unix_days((secs / 86_400) as i64)
+    }
+
     fn days_in_month(year: i32, month: u32) -> u32 {
         match month {
             4 | 6 | 9 | 11 => 30,
