@@ -42,7 +42,6 @@
 // Declared to switch prost's recursion limit off (its `no-recursion-limit` feature: see
 // the workspace Cargo.toml), and to decode pg_query's parse result (`split::parse_stmts`).
 
-mod date;
 mod docs;
 mod engine;
 mod finding;
@@ -58,7 +57,7 @@ mod tool;
 mod unit;
 
 // Dates of expiring ignores.
-pub use date::{BadDate, Date};
+pub use pgcalm_date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
 pub use finding::{Finding, SeenBy, Severity};
