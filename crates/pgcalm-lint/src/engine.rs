@@ -459,6 +459,7 @@ fn lint_statement(
                     .into(),
                 fix_sql: None,
                 seen_by: SeenBy::Lint,
+                table_size: None,
             });
         }
         if let Some(problem) = d.problem() {
@@ -476,6 +477,7 @@ fn lint_statement(
                     .into(),
                 fix_sql: None,
                 seen_by: SeenBy::Lint,
+                table_size: None,
             });
         }
     }
@@ -528,6 +530,7 @@ impl Cx<'_> {
             help: v.help,
             fix_sql: v.fix_sql,
             seen_by: SeenBy::Lint,
+            table_size: None,
         }
     }
 }

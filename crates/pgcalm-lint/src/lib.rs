@@ -60,7 +60,7 @@ mod unit;
 pub use pgcalm_date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
-pub use finding::{Finding, SeenBy, Severity};
+pub use finding::{Finding, SeenBy, Severity, TableSize};
 // `lint --fix`: the fixes right where a file runs, put in place.
 pub use fix::{Edit, Refused, apply_edits, safe_edits};
 // Risk by size: findings graded by the sizes of their tables.
