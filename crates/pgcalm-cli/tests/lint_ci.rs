@@ -572,21 +572,29 @@ fn an_expired_ignore_is_a_finding_and_the_finding_comes_back() {
     assert!(out.contains("expired on 2020-01-01"), "{out}");
 }
 
-/// Each linted file's path and, per finding, its rule and table, from JSON.
-fn tables_of(json: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    doc["files"]
-        .as_array()
-        .unwrap()
+/// Writes `files` under a temporary directory, lints it (JSON, `args` first, without
+/// `missing-lock-timeout`), and checks the files are read in `order` and that the file
+/// dropping index `p_a` knows its table (`post`) from the earlier file that built it.
+fn assert_read_in_order(files: &[(&str, &str)], args: &[&str], order: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (path, sql) in files {
+        write(d, path, sql);
+    }
+    let mut all = args.to_vec();
+    all.extend(["--disable", "missing-lock-timeout", "--format", "json"]);
+    all.push(Path::new(order[0]).parent().unwrap().to_str().unwrap());
+    let (_, out, err) = lint_in(d, &all);
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let linted = doc["files"].as_array().unwrap();
+    let paths: Vec<&str> = linted.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, order, "{err}");
+    let drop = linted
         .iter()
-        .map(|f| {
-            let findings = f["findings"].as_array().unwrap().iter().map(|x| {
-                let table = x["table"].as_str().unwrap_or_default().to_string();
-                (x["rule"].as_str().unwrap().to_string(), table)
-            });
-            (f["path"].as_str().unwrap().to_string(), findings.collect())
-        })
-        .collect()
+        .flat_map(|f| f["findings"].as_array().unwrap())
+        .find(|x| x["rule"] == "require-concurrent-index-deletion")
+        .unwrap_or_else(|| panic!("no DROP INDEX finding: {out}"));
+    assert_eq!(drop["table"], "post", "{drop}");
 }
 
 #[test]
@@ -594,42 +602,20 @@ fn flyway_files_are_read_in_version_order() {
     // Flyway runs V2 before V10 (versions compare as numbers, part by part) and the
     // repeatable R__ migrations after every versioned one: V10's DROP INDEX is on the
     // table V2's index was built on.
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write(d, "db/V2__index.sql", "CREATE INDEX p_a ON post (a);\n");
-    write(d, "db/V10__drop.sql", "DROP INDEX p_a;\n");
-    write(d, "db/V1.1__more.sql", "SELECT 1;\n");
-    write(d, "db/R__views.sql", "SELECT 2;\n");
-    let (code, out, err) = lint_in(
-        d,
+    assert_read_in_order(
         &[
-            "--tool",
-            "flyway",
-            "--disable",
-            "missing-lock-timeout",
-            "--format",
-            "json",
-            "db",
+            ("db/V2__index.sql", "CREATE INDEX p_a ON post (a);\n"),
+            ("db/V10__drop.sql", "DROP INDEX p_a;\n"),
+            ("db/V1.1__more.sql", "SELECT 1;\n"),
+            ("db/R__views.sql", "SELECT 2;\n"),
         ],
-    );
-    assert_eq!(code, 1, "{err}");
-    let files = tables_of(&out);
-    let order: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(
-        order,
-        [
+        &["--tool", "flyway"],
+        &[
             "db/V1.1__more.sql",
             "db/V2__index.sql",
             "db/V10__drop.sql",
-            "db/R__views.sql"
-        ]
-    );
-    assert_eq!(
-        files[2].1,
-        [(
-            "require-concurrent-index-deletion".to_string(),
-            "post".to_string()
-        )]
+            "db/R__views.sql",
+        ],
     );
 }
 
@@ -637,33 +623,13 @@ fn flyway_files_are_read_in_version_order() {
 fn unpadded_version_prefixes_are_read_in_number_order() {
     // golang-migrate, goose and dbmate order by the number before the first `_`: 2 runs
     // before 10 whether or not it is zero-padded.
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write(d, "gm/1_t.up.sql", "SELECT 1;\n");
-    write(d, "gm/2_index.up.sql", "CREATE INDEX p_a ON post (a);\n");
-    write(d, "gm/10_drop.up.sql", "DROP INDEX p_a;\n");
-    let (_, out, err) = lint_in(
-        d,
+    assert_read_in_order(
         &[
-            "--disable",
-            "missing-lock-timeout",
-            "--format",
-            "json",
-            "gm",
+            ("gm/1_t.up.sql", "SELECT 1;\n"),
+            ("gm/2_index.up.sql", "CREATE INDEX p_a ON post (a);\n"),
+            ("gm/10_drop.up.sql", "DROP INDEX p_a;\n"),
         ],
-    );
-    let files = tables_of(&out);
-    let order: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(
-        order,
-        ["gm/1_t.up.sql", "gm/2_index.up.sql", "gm/10_drop.up.sql"],
-        "{err}"
-    );
-    assert_eq!(
-        files[2].1,
-        [(
-            "require-concurrent-index-deletion".to_string(),
-            "post".to_string()
-        )]
+        &[],
+        &["gm/1_t.up.sql", "gm/2_index.up.sql", "gm/10_drop.up.sql"],
     );
 }

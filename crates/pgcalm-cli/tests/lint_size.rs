@@ -46,14 +46,21 @@ fn lint(dir: &Path, url: Option<&str>, format: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout(&out))
 }
 
-/// (rule, severity, message) of each finding of the JSON report.
-fn findings(json: &str) -> Vec<(String, String, String)> {
+/// Every finding of the JSON report.
+fn finding_values(json: &str) -> Vec<Value> {
     let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
     doc["files"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|f| f["findings"].as_array().unwrap().iter())
+        .flat_map(|f| f["findings"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// (rule, severity, message) of each finding of the JSON report.
+fn findings(json: &str) -> Vec<(String, String, String)> {
+    finding_values(json)
+        .iter()
         .map(|x| {
             let s = |k: &str| x[k].as_str().unwrap().to_string();
             (s("rule"), s("severity"), s("message"))
@@ -63,12 +70,8 @@ fn findings(json: &str) -> Vec<(String, String, String)> {
 
 /// The `table_size` of the index build finding on `table` in the JSON report.
 fn table_size_of(json: &str, table: &str) -> Value {
-    let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    doc["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|f| f["findings"].as_array().unwrap().iter())
+    finding_values(json)
+        .into_iter()
         .find(|x| {
             x["rule"] == "require-concurrent-index-creation"
                 && x["message"].as_str().unwrap().contains(table)
@@ -150,8 +153,7 @@ async fn without_a_database_the_findings_are_as_before() {
     write(d, "migrations/20240101000000_idx.sql", MIGRATION);
     let (code, without) = lint(d, None, "json");
     assert_eq!(code, 1);
-    let doc: Value = serde_json::from_str(&without).unwrap();
-    for f in doc["files"][0]["findings"].as_array().unwrap() {
+    for f in finding_values(&without) {
         assert_eq!(f["table_size"], Value::Null, "{f}");
     }
     for (rule, severity, message) in findings(&without) {
