@@ -618,4 +618,65 @@ fn a_goose_statement_block_in_a_no_transaction_file_is_one_implicit_transaction(
         "{found:?}"
     );
     assert!(!found.iter().any(|(l, _)| *l == 15), "{found:?}");
+
+/// Writes `files` under a temporary directory, lints it (JSON, `args` first, without
+/// `missing-lock-timeout`), and checks the files are read in `order` and that the file
+/// dropping index `p_a` knows its table (`post`) from the earlier file that built it.
+fn assert_read_in_order(files: &[(&str, &str)], args: &[&str], order: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (path, sql) in files {
+        write(d, path, sql);
+    }
+    let mut all = args.to_vec();
+    all.extend(["--disable", "missing-lock-timeout", "--format", "json"]);
+    all.push(Path::new(order[0]).parent().unwrap().to_str().unwrap());
+    let (_, out, err) = lint_in(d, &all);
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let linted = doc["files"].as_array().unwrap();
+    let paths: Vec<&str> = linted.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, order, "{err}");
+    let drop = linted
+        .iter()
+        .flat_map(|f| f["findings"].as_array().unwrap())
+        .find(|x| x["rule"] == "require-concurrent-index-deletion")
+        .unwrap_or_else(|| panic!("no DROP INDEX finding: {out}"));
+    assert_eq!(drop["table"], "post", "{drop}");
+}
+
+#[test]
+fn flyway_files_are_read_in_version_order() {
+    // Flyway runs V2 before V10 (versions compare as numbers, part by part) and the
+    // repeatable R__ migrations after every versioned one: V10's DROP INDEX is on the
+    // table V2's index was built on.
+    assert_read_in_order(
+        &[
+            ("db/V2__index.sql", "CREATE INDEX p_a ON post (a);\n"),
+            ("db/V10__drop.sql", "DROP INDEX p_a;\n"),
+            ("db/V1.1__more.sql", "SELECT 1;\n"),
+            ("db/R__views.sql", "SELECT 2;\n"),
+        ],
+        &["--tool", "flyway"],
+        &[
+            "db/V1.1__more.sql",
+            "db/V2__index.sql",
+            "db/V10__drop.sql",
+            "db/R__views.sql",
+        ],
+    );
+}
+
+#[test]
+fn unpadded_version_prefixes_are_read_in_number_order() {
+    // golang-migrate, goose and dbmate order by the number before the first `_`: 2 runs
+    // before 10 whether or not it is zero-padded.
+    assert_read_in_order(
+        &[
+            ("gm/1_t.up.sql", "SELECT 1;\n"),
+            ("gm/2_index.up.sql", "CREATE INDEX p_a ON post (a);\n"),
+            ("gm/10_drop.up.sql", "DROP INDEX p_a;\n"),
+        ],
+        &[],
+        &["gm/1_t.up.sql", "gm/2_index.up.sql", "gm/10_drop.up.sql"],
+    );
 }

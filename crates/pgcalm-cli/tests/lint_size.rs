@@ -46,19 +46,38 @@ fn lint(dir: &Path, url: Option<&str>, format: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout(&out))
 }
 
-/// (rule, severity, message) of each finding of the JSON report.
-fn findings(json: &str) -> Vec<(String, String, String)> {
+/// Every finding of the JSON report.
+fn finding_values(json: &str) -> Vec<Value> {
     let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
     doc["files"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|f| f["findings"].as_array().unwrap().iter())
+        .flat_map(|f| f["findings"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// (rule, severity, message) of each finding of the JSON report.
+fn findings(json: &str) -> Vec<(String, String, String)> {
+    finding_values(json)
+        .iter()
         .map(|x| {
             let s = |k: &str| x[k].as_str().unwrap().to_string();
             (s("rule"), s("severity"), s("message"))
         })
         .collect()
+}
+
+/// The `table_size` of the index build finding on `table` in the JSON report.
+fn table_size_of(json: &str, table: &str) -> Value {
+    finding_values(json)
+        .into_iter()
+        .find(|x| {
+            x["rule"] == "require-concurrent-index-creation"
+                && x["message"].as_str().unwrap().contains(table)
+        })
+        .unwrap_or_else(|| panic!("no index build finding on {table}: {json}"))["table_size"]
+        .clone()
 }
 
 fn index_build(found: &[(String, String, String)], table: &str) -> (String, String) {
@@ -93,6 +112,12 @@ async fn a_small_tables_index_build_is_a_warning_that_says_its_size_and_a_large_
     let (severity, message) = index_build(&found, "large_email");
     assert_eq!(severity, "error", "{message}");
     assert!(message.contains("(large_email: ~20k rows, "), "{message}");
+    // The size used is data too, beside the message.
+    let size = table_size_of(&out, "large_email");
+    assert_eq!(size["rows"], 20_000, "{out}");
+    let bytes = size["bytes"].as_i64().unwrap();
+    assert!(bytes > 20_000 * 20, "{out}");
+    assert_eq!(table_size_of(&out, "small_email")["rows"], 50, "{out}");
 
     // SARIF carries the size and the grade.
     let (_, sarif) = lint(d, Some(&db.url()), "sarif");
@@ -108,6 +133,11 @@ async fn a_small_tables_index_build_is_a_warning_that_says_its_size_and_a_large_
         })
         .unwrap_or_else(|| panic!("{sarif}"));
     assert_eq!(small["level"], "warning");
+    assert_eq!(small["properties"]["tableSize"]["rows"], 50, "{sarif}");
+    assert!(
+        small["properties"]["tableSize"]["bytes"].as_i64().unwrap() > 0,
+        "{sarif}"
+    );
 
     // A lower threshold makes the 20k-row table small too.
     write(d, "pgcalm.toml", "[lint]\nsmall_table_rows = 100000\n");
@@ -123,6 +153,9 @@ async fn without_a_database_the_findings_are_as_before() {
     write(d, "migrations/20240101000000_idx.sql", MIGRATION);
     let (code, without) = lint(d, None, "json");
     assert_eq!(code, 1);
+    for f in finding_values(&without) {
+        assert_eq!(f["table_size"], Value::Null, "{f}");
+    }
     for (rule, severity, message) in findings(&without) {
         assert!(!message.contains(" rows"), "{rule}: {message}");
         if rule == "require-concurrent-index-creation" {

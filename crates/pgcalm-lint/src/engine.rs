@@ -502,6 +502,7 @@ fn lint_statement(
                     .into(),
                 fix_sql: None,
                 seen_by: SeenBy::Lint,
+                table_size: None,
             });
         }
         if let Some(problem) = d.problem() {
@@ -519,6 +520,7 @@ fn lint_statement(
                     .into(),
                 fix_sql: None,
                 seen_by: SeenBy::Lint,
+                table_size: None,
             });
         }
     }
@@ -590,6 +592,7 @@ impl Cx<'_> {
             help,
             fix_sql,
             seen_by: SeenBy::Lint,
+            table_size: None,
         }
     }
 

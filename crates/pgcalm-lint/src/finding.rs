@@ -65,6 +65,18 @@ pub struct Finding {
     pub fix_sql: Option<String>,
     /// Which tool saw it.
     pub seen_by: SeenBy,
+    /// The size of `table` that graded it ([`grade_by_size`](crate::grade_by_size):
+    /// `pgcalm lint` with a database); `null` in JSON when none did.
+    pub table_size: Option<TableSize>,
+}
+
+/// A table's size as a finding was graded by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TableSize {
+    /// Estimated rows (`pg_class.reltuples`, rounded); `None` when never analyzed.
+    pub rows: Option<u64>,
+    /// Heap, indexes and TOAST.
+    pub bytes: i64,
 }
 
 impl Finding {

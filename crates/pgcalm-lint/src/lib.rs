@@ -42,12 +42,12 @@
 // Declared to switch prost's recursion limit off (its `no-recursion-limit` feature: see
 // the workspace Cargo.toml), and to decode pg_query's parse result (`split::parse_stmts`).
 
-mod date;
 mod docs;
 mod engine;
 mod finding;
 mod fix;
 mod locks;
+mod order;
 mod plpgsql;
 mod rule_id;
 mod rules;
@@ -57,10 +57,10 @@ mod tool;
 mod unit;
 
 // Dates of expiring ignores.
-pub use date::{BadDate, Date};
+pub use pgcalm_date::{BadDate, Date};
 // Linting a unit and what it reports.
 pub use engine::{Ignored, LintResult, StatementLockReport, UnitLinter};
-pub use finding::{Finding, SeenBy, Severity};
+pub use finding::{Finding, SeenBy, Severity, TableSize};
 // `lint --fix`: the fixes right where a file runs, put in place.
 pub use fix::{Edit, Refused, apply_edits, safe_edits};
 // Risk by size: findings graded by the sizes of their tables.
@@ -75,7 +75,8 @@ pub use locks::{
     RelationLock, StatementLocks, has_option, sql_statement_locks, statement_label,
     statement_locks,
 };
-// Migration tools: how each runs a file.
+// Migration tools: the order they run files in, and how each runs a file.
+pub use order::{run_order, sort_in_run_order};
 pub use tool::{Piece, Plan, Sidecars, Tool, TxMode, UnknownTool, detect, plan};
 // The splitter.
 pub use split::{

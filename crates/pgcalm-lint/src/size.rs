@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, Severity, TableSize};
 use crate::rule_id::Evidence;
 
 /// One table's estimated rows (`None`: never analyzed) and size in bytes.
@@ -59,14 +59,18 @@ pub fn sized_tables<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Vec<
 }
 
 /// Grades each size-dependent finding by its table's size: a warning below
-/// `small_table_rows`, an error at or above it; the message says the size it used. A
-/// table never analyzed keeps its severity and says so.
+/// `small_table_rows`, an error at or above it; the message says the size it used, and
+/// `table_size` holds it. A table never analyzed keeps its severity and says so.
 pub fn grade_by_size(findings: &mut [Finding], sizes: &TableSizes) {
     for f in findings.iter_mut().filter(|f| graded(f)) {
         let Some(table) = &f.table else { continue };
         let Some(stats) = sizes.tables.get(table) else {
             continue;
         };
+        f.table_size = Some(TableSize {
+            rows: stats.rows.map(|r| r.max(0.0).round() as u64),
+            bytes: stats.bytes,
+        });
         let size = format!(
             "{table}: {}, {}",
             rows_text(stats.rows),

@@ -252,7 +252,7 @@ fn parent_is_one_of(path: &Path, names: &[&str]) -> bool {
 }
 
 /// Flyway's migration kinds: `V` versioned, `U` undo, `R` repeatable.
-fn flyway_kind(name: &str) -> Option<char> {
+pub(crate) fn flyway_kind(name: &str) -> Option<char> {
     let (prefix, _) = name.split_once("__")?;
     let kind = prefix.chars().next()?;
     let rest = &prefix[1..];

@@ -16,7 +16,9 @@
 //!   with its file line, and parsed (pg_query) only for the files that run; malformed
 //!   files are refused with `path:line`.
 //! - [`safety`]: lints a migration file's sections with pgcalm-lint (the runner refuses
-//!   risky migrations with these findings).
+//!   risky migrations with these findings), and any SQL file the way `pgcalm lint` does.
+//! - [`lint_files`]: `pgcalm lint`'s driver over files and directories (migration order,
+//!   `--since`, each file's tool, `--fix`), reporting as it goes through [`LintNote`]s.
 //! - [`statement`]: what a statement needs (no transaction? SHARE UPDATE EXCLUSIVE
 //!   only? index build?), from its parse tree.
 //! - [`plan`]: migration states (`showmigrations`) and plans (forward or back to a
@@ -86,6 +88,7 @@ pub mod error;
 pub mod event;
 pub mod file;
 pub mod journal;
+pub mod lint_files;
 pub mod plan;
 pub mod policy;
 pub mod runner;
@@ -103,6 +106,10 @@ pub use event::{
 };
 pub use file::{
     Direction, MigrationFile, MigrationSet, Section, Statement, parse_file, parse_file_unchecked,
+};
+pub use lint_files::{
+    FixMode, LintFiles, LintFilesError, LintNote, LintedFiles, LintedPiece, UnparsedFile,
+    read_table_sizes,
 };
 pub use plan::{
     Goal, LeftIndex, MigrationStatus, Operation, Plan, StartPoint, StartPointError, State,

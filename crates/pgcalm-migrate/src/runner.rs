@@ -889,10 +889,12 @@ pub fn risky_findings(plan: &Plan, options: &pgcalm_lint::LintOptions) -> Vec<Ri
     out
 }
 
-/// Lint options for the server's major version (`15` for 15.4).
+/// Lint options for the server's major version (`15` for 15.4), with today's date (an
+/// ignore `until` a date past is itself a finding).
 async fn lint_options_of(client: &Client) -> Result<pgcalm_lint::LintOptions, MigrateError> {
     Ok(pgcalm_lint::LintOptions {
         pg_version: pgcalm_lint::PgVersion(catalog::server_major_version(client).await?),
+        today: Some(pgcalm_lint::Date::today()),
         ..Default::default()
     })
 }

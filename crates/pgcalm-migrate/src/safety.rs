@@ -78,6 +78,7 @@ fn syntax_error_result(e: SyntaxError) -> LintResult {
             help: "fix the syntax error".into(),
             fix_sql: None,
             seen_by: SeenBy::Lint,
+            table_size: None,
         }],
         ..LintResult::default()
     }

@@ -1042,6 +1042,39 @@ async fn concurrent_lock_timeout_lets_a_build_outwait_an_old_snapshot_without_re
 }
 
 #[tokio::test]
+async fn an_expired_ignore_no_longer_lets_a_risky_statement_through() {
+    // `-- pgcalm:ignore RULE until DATE` holds until that date: after it, the runner
+    // refuses the statement again (and says the ignore expired), as `pgcalm lint` does.
+    let db = TestDb::new().await;
+    db.execute("CREATE TABLE big (id int, email text)").await;
+    let dir = migrations(&[(
+        "0001_index.sql",
+        "-- migrate:up\n-- pgcalm:ignore require-concurrent-index-creation until 2020-01-01 big was tiny then\nCREATE INDEX big_email ON big (email);\n",
+    )]);
+    let (r, _) = runner(&db, dir.path(), fast_policy());
+    let err = r.migrate(&Goal::All(vec![])).await.unwrap_err();
+    let MigrateError::RiskyMigration { findings } = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    let rules: Vec<&str> = findings.iter().map(|f| f.finding.rule.name()).collect();
+    assert_eq!(
+        rules,
+        ["expired-ignore", "require-concurrent-index-creation"],
+        "{err}"
+    );
+    assert_eq!(markers(&r, "app").await, ["[ ] 0001_index"]);
+
+    // Until a date still to come, it lets the statement through.
+    std::fs::write(
+        dir.path().join("app/0001_index.sql"),
+        "-- migrate:up\n-- pgcalm:ignore require-concurrent-index-creation until 9999-12-31 big stays tiny\nCREATE INDEX big_email ON big (email);\n",
+    )
+    .unwrap();
+    r.migrate(&Goal::All(vec![])).await.unwrap();
+    assert_eq!(markers(&r, "app").await, ["[X] 0001_index"]);
+}
+
+#[tokio::test]
 async fn risky_migrations_are_refused_before_anything_runs_unless_ignored_or_allowed() {
     let db = TestDb::new().await;
     db.execute("CREATE TABLE big (id int, email text)").await;

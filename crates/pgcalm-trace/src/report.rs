@@ -243,6 +243,7 @@ fn trace_finding(
         help: help.to_string(),
         fix_sql: None,
         seen_by: SeenBy::Trace,
+        table_size: None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pgcalm_lint::{Finding, RuleId, RuleKind, Severity};
+use pgcalm_lint::{Finding, RuleId, RuleKind, Severity, TableSize};
 use serde_json::{Value, json};
 
 use super::lint_report::{FileReport, Unparsed, end_position};
@@ -19,6 +19,8 @@ struct Item<'a> {
     region: (usize, usize, usize, usize),
     /// What identifies it across runs (the statement's text, not its line).
     identity: String,
+    /// The table size that graded it (SARIF's `tableSize` property).
+    table_size: Option<TableSize>,
 }
 
 fn items<'a>(reports: &'a [FileReport], unparsed: &'a [Unparsed]) -> Vec<Item<'a>> {
@@ -35,6 +37,7 @@ fn items<'a>(reports: &'a [FileReport], unparsed: &'a [Unparsed]) -> Vec<Item<'a
             ),
             region: (u.line, column, u.line, column),
             identity: u.error.clone(),
+            table_size: None,
         });
     }
     for r in reports {
@@ -50,6 +53,7 @@ fn items<'a>(reports: &'a [FileReport], unparsed: &'a [Unparsed]) -> Vec<Item<'a
                     .split_whitespace()
                     .collect::<Vec<_>>()
                     .join(" "),
+                table_size: f.table_size,
             });
         }
     }
@@ -146,7 +150,7 @@ pub(crate) fn render_sarif(reports: &[FileReport], unparsed: &[Unparsed]) -> Str
         .zip(fingerprints(&items))
         .map(|(i, fp)| {
             let (line, column, end_line, end_column) = i.region;
-            json!({
+            let mut result = json!({
                 "ruleId": i.rule.name(),
                 "ruleIndex": rules.iter().position(|r| *r == i.rule),
                 "level": sarif_level(i.severity),
@@ -163,7 +167,11 @@ pub(crate) fn render_sarif(reports: &[FileReport], unparsed: &[Unparsed]) -> Str
                     },
                 }],
                 "partialFingerprints": { "pgcalm/v1": fp },
-            })
+            });
+            if let Some(size) = i.table_size {
+                result["properties"] = json!({ "tableSize": size });
+            }
+            result
         })
         .collect();
     let doc = json!({

@@ -115,14 +115,6 @@ pub(crate) struct Outside {
 /// `down` / `up`); given to the demo app so a running `serve` follows the cluster.
 pub(crate) type Retarget = Arc<dyn Fn() -> Result<Target, String> + Send + Sync>;
 
-/// Today's date (UTC), from the system clock.
-fn today() -> pgcalm_lint::Date {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    pgcalm_lint::Date::from_unix_days((secs / 86_400) as i64)
-}
-
 /// `pgcalm lint`'s settings; the schema file is read when lint runs.
 #[derive(Debug, Clone)]
 pub(crate) struct LintSettings {
@@ -362,7 +354,7 @@ impl Settings {
             assume_in_transaction: self.lint.assume_in_transaction,
             rules: self.lint.rules.clone(),
             schema,
-            today: Some(today()),
+            today: Some(pgcalm_lint::Date::today()),
             simple_queries: Vec::new(),
         })
     }

@@ -1,4 +1,16 @@
-//! A calendar date, for `-- pgcalm:ignore RULE until 2027-03-01 reason`.
+//! pgcalm-date: the one calendar date of the workspace (proleptic Gregorian, UTC), without a
+//! date crate: lint's `-- pgcalm:ignore RULE until 2027-03-01 reason` (re-exported as
+//! `pgcalm_lint::Date`) and the demo app's and lab's RFC 3339 timestamps
+//! (`pgcalm_demo::format_utc`) both count days with [`Date::from_unix_days`].
+//!
+//! ```
+//! use pgcalm_date::Date;
+//!
+//! assert_eq!(Date::from_unix_days(0).to_string(), "1970-01-01");
+//! let until: Date = "2027-03-01".parse().unwrap();
+//! assert!(until > Date::from_unix_days(20_454)); // 2026-01-01
+//! ```
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +41,14 @@ impl Date {
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
         Date { year, month, day }
+    }
+
+    /// Today (UTC), from the system clock: what expiring ignores are judged against.
+    pub fn today() -> Date {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Date::from_unix_days((secs / 86_400) as i64)
     }
 
     fn days_in_month(year: i32, month: u32) -> u32 {
