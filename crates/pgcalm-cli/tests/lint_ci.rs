@@ -618,6 +618,7 @@ fn a_goose_statement_block_in_a_no_transaction_file_is_one_implicit_transaction(
         "{found:?}"
     );
     assert!(!found.iter().any(|(l, _)| *l == 15), "{found:?}");
+}
 
 /// Writes `files` under a temporary directory, lints it (JSON, `args` first, without
 /// `missing-lock-timeout`), and checks the files are read in `order` and that the file
