@@ -8,8 +8,8 @@
 //!   trace, the runner's `--plan` and `docs/locks.md` ([`locks_markdown`]) read it from
 //!   here.
 //! - The one statement splitter (byte span, line, column, comments), used by
-//!   pgcalm-migrate's file parser too: the scanner cuts statements without parsing
-//!   ([`split_unparsed`]); [`for_each_statement`] parses them a chunk at a time on
+//!   pgcalm-migrate's file parser too: a lexer that follows PostgreSQL's scanner rules
+//!   cuts statements without parsing ([`split_unparsed`]); [`for_each_statement`] parses them a chunk at a time on
 //!   threads with stacks big enough for any tree pg_query returns; syntax errors located
 //!   at their token.
 //! - The rules (one per file) over a unit ([`lint_sql`], [`UnitLinter`]: a plain SQL
@@ -46,6 +46,7 @@ mod docs;
 mod engine;
 mod finding;
 mod fix;
+mod lexer;
 mod locks;
 mod order;
 mod plpgsql;

@@ -1,6 +1,7 @@
 //! The one statement splitter, in two steps so each command pays only for what it needs:
 //!
-//! - [`split_unparsed`]: PostgreSQL's scanner alone cuts a range of a source text into
+//! - [`split_unparsed`]: a lexer (`lexer.rs`: PostgreSQL's scanner rules for literals,
+//!   quoted identifiers and comments, in Rust) alone cuts a range of a source text into
 //!   statements, each with its byte span, line and column and the comments around it
 //!   (for `-- pgcalm:ignore`), and no parse tree. A statement ends at a `;` token outside
 //!   parentheses and outside a `BEGIN ATOMIC ... END` routine body (found the way psql
@@ -462,15 +463,15 @@ impl<'a> Cutter<'a> {
                     .map_or(self.end, |i| from + i + 1)
             };
             let at_end = cut == self.end;
-            let tokens = match tokens_of(&self.source[self.pos..cut]) {
+            let tokens = match crate::lexer::tokens(&self.source[self.pos..cut]) {
                 Ok(t) => t,
                 Err(_) if !at_end => {
                     size *= 2;
                     continue;
                 }
-                Err(e) => {
+                Err(_) => {
                     self.done = true;
-                    return Some(Err(self.scan_error(e)));
+                    return Some(Err(self.scan_error()));
                 }
             };
             let statements = self.cut(&tokens, at_end);
@@ -588,10 +589,14 @@ impl<'a> Cutter<'a> {
 
     /// The error for text the scanner refuses (an unterminated literal or comment):
     /// what the parser says about the rest of the range, placed as well as it can be.
-    fn scan_error(&self, scan: pg_query::Error) -> SyntaxError {
+    fn scan_error(&self) -> SyntaxError {
         let range = self.pos..self.end;
         with_parse_stack(|| {
-            let error = parse_raw(&self.source[range.clone()]).err().unwrap_or(scan);
+            let text = &self.source[range.clone()];
+            let error = parse_raw(text)
+                .err()
+                .or_else(|| pg_query::scan_tokens(text).err())
+                .unwrap_or_else(|| pg_query::Error::Scan("unterminated literal or comment".into()));
             locate_syntax_error(self.source, range, error)
         })
     }

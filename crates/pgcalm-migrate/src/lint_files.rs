@@ -247,7 +247,7 @@ impl LintFiles {
         // of the schema's: `DROP INDEX i` in a later file then locks a known table, one its
         // transaction may already hold.
         let mut history: Option<Arc<Schema>> = self.options.schema.clone();
-        for (name, path) in files.into_iter().take(last) {
+        for (i, (name, path)) in files.into_iter().take(last).enumerate() {
             if !linted_file(&name, &path) {
                 if let Ok(source) = read_source(&path) {
                     let history = Arc::make_mut(history.get_or_insert_with(Default::default));
@@ -292,7 +292,9 @@ impl LintFiles {
                 Some(mode) => self.fix_file(file, &source, pieces, mode, &mut on_note)?,
                 None => pieces,
             };
-            let ups: Vec<String> = if is_down_file(&path) {
+            // The last file teaches no later one: learning would parse it a second time
+            // (a fifth of the CPU time of linting one big file).
+            let ups: Vec<String> = if is_down_file(&path) || i + 1 == last {
                 Vec::new()
             } else {
                 pieces
