@@ -5,10 +5,10 @@
 //!
 //! Why not pg_query's scanner: it builds every token in C, encodes the list as protobuf
 //! and decodes it again, about a tenth of `pgcalm lint`'s CPU time, for a cut the parser
-//! then redoes. Here every other token (numbers, operators, plain identifiers) is one
-//! [`Token::Ident`]: the splitter needs only where it ends. Tokens that decide a cut
-//! (comments, `;`, parentheses, the keywords above) have PostgreSQL's boundaries, which
-//! the tests check against pg_query's scanner.
+//! then redoes. Tokens that decide a cut (comments, `;`, parentheses, the keywords above,
+//! and COMMIT, ROLLBACK and ABORT for the end of a transaction) have PostgreSQL's kinds
+//! and boundaries, which the tests check against pg_query's scanner; the others (words,
+//! literals, numbers, operators) are only as exact as a cut needs: where they end.
 
 use pg_query::protobuf::{ScanToken, Token};
 
@@ -145,9 +145,10 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// The keywords the splitter looks at; any other word is an identifier.
+/// The keywords the splitter (and the search for a transaction's end) looks at; any
+/// other word is an identifier.
 fn keyword(word: &[u8]) -> Token {
-    const KEYWORDS: [(&[u8], Token); 9] = [
+    const KEYWORDS: [(&[u8], Token); 12] = [
         (b"create", Token::Create),
         (b"or", Token::Or),
         (b"replace", Token::Replace),
@@ -157,6 +158,9 @@ fn keyword(word: &[u8]) -> Token {
         (b"atomic", Token::Atomic),
         (b"case", Token::Case),
         (b"end", Token::EndP),
+        (b"commit", Token::Commit),
+        (b"rollback", Token::Rollback),
+        (b"abort", Token::AbortP),
     ];
     KEYWORDS
         .iter()
@@ -250,7 +254,7 @@ mod tests {
     /// The tokens that decide a cut, as (kind, text): everything but plain words,
     /// literals, numbers and operators, whose boundaries the splitter does not use.
     fn deciding(text: &str, tokens: &[ScanToken]) -> Vec<(i32, String)> {
-        const KINDS: [Token; 14] = [
+        const KINDS: [Token; 17] = [
             Token::SqlComment,
             Token::CComment,
             Token::Ascii59,
@@ -265,6 +269,9 @@ mod tests {
             Token::Atomic,
             Token::Case,
             Token::EndP,
+            Token::Commit,
+            Token::Rollback,
+            Token::AbortP,
         ];
         tokens
             .iter()
@@ -307,6 +314,7 @@ mod tests {
             "SELECT 1.5e3, .5, 1_000, 0x1F ; SELECT 'été;' ;",
             "SELECT (1; 2);",
             "SELECT 'a'\n'b';",
+            "BEGIN; UPDATE t SET a = 'commit;'; COMMIT; begin; abort; BEGIN; ROLLBACK;",
         ] {
             assert_same_as_postgres(text);
         }

@@ -196,7 +196,7 @@ fn rest_of_transaction<'a>(cx: &crate::engine::Cx<'a>) -> &'a str {
             end -= 1;
         }
         let text = &rest[..end];
-        if let Ok(tokens) = pg_query::scan_tokens(text) {
+        if let Ok(tokens) = crate::lexer::tokens(text) {
             let mut statement_start = true;
             for t in &tokens {
                 let kind = t.token;
