@@ -23,7 +23,7 @@ use crate::rule_id::RuleId;
 use crate::rules::recipe::{
     Fix, and_list, batched_set, column_def, edited_alter, expr_sql, type_sql,
 };
-use crate::rules::{alter_existing_table, ident, rel};
+use crate::rules::{alter_existing_table, ident};
 use crate::unit::{string_list, type_name};
 
 /// The rule.
@@ -229,7 +229,6 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         }
         true
     });
-    let t = rel(&table);
     let mut later = Vec::new();
     for c in &changes {
         let new_column = format!("{}_new", c.column);
