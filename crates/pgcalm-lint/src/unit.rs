@@ -71,6 +71,7 @@ pub struct Schema {
     tables: HashMap<String, TableInfo>,
     indexes: HashMap<String, IndexInfo>,
     checks: HashMap<String, CheckInfo>,
+    views: HashMap<String, ViewInfo>,
     /// Read from a whole schema ([`Schema::from_sql`]): a table it lacks does not exist.
     /// False when it only holds indexes learned from earlier migrations.
     tables_known: bool,
@@ -99,20 +100,26 @@ impl Schema {
             tables: state.tables,
             indexes: state.indexes,
             checks: state.checks,
+            views: state.views,
             tables_known: true,
         })
     }
 
-    /// Learns which table each index belongs to from a migration that ran before the
-    /// ones linted next (`pgcalm lint DIR` reads its files in order): the indexes it
-    /// creates (`CREATE INDEX`, and the implicit ones of PRIMARY KEY and UNIQUE
-    /// constraints), renames and drops. Only the statements that may do so are parsed.
-    /// Lint then knows that `DROP INDEX i` locks a table the transaction may already hold.
+    /// Learns which table each index belongs to, and which tables each view reads, from
+    /// a migration that ran before the ones linted next (`pgcalm lint DIR` reads its
+    /// files in order): the indexes it creates (`CREATE INDEX`, and the implicit ones of
+    /// PRIMARY KEY and UNIQUE constraints), the views it creates, and what it renames,
+    /// moves and drops. Only the statements that may do so are parsed. Lint then knows
+    /// that `DROP INDEX i` locks a table the transaction may already hold, and that the
+    /// readers of a view wait for its base tables.
     pub fn learn_indexes(&mut self, sql: &str) -> Result<(), SyntaxError> {
-        const WORDS: [&str; 5] = ["index", "primary", "unique", "rename", "drop"];
+        const WORDS: [&str; 7] = [
+            "index", "primary", "unique", "rename", "drop", "view", "schema",
+        ];
         let statements = split_unparsed(sql, 0..sql.len())?;
         let mut state = UnitState {
             indexes: std::mem::take(&mut self.indexes),
+            views: std::mem::take(&mut self.views),
             ..UnitState::default()
         };
         let options = LintOptions::default();
@@ -128,6 +135,7 @@ impl Schema {
             }
         });
         self.indexes = state.indexes;
+        self.views = state.views;
         Ok(())
     }
 
@@ -232,6 +240,16 @@ pub(crate) struct IndexInfo {
     pub plain: bool,
 }
 
+/// A view (not a materialized one) known from earlier in the unit or the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ViewInfo {
+    /// Its name.
+    pub name: RelName,
+    /// The relations its query reads (every reader of the view locks them too);
+    /// `None` when lint could not find them all.
+    pub base: Option<Vec<RelName>>,
+}
+
 /// A CHECK constraint known from earlier in the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CheckInfo {
@@ -312,6 +330,8 @@ pub struct UnitState {
     pub(crate) indexes: HashMap<String, IndexInfo>,
     /// CHECK constraints added earlier in the unit, by name.
     pub(crate) checks: HashMap<String, CheckInfo>,
+    /// Views created earlier in the unit (or known from the schema), by name.
+    pub(crate) views: HashMap<String, ViewInfo>,
     /// Locks on existing relations held by the current transaction (taken by earlier
     /// statements of it): every mode taken on each relation, an index's lock on its table
     /// when the unit knows the table.
@@ -350,6 +370,7 @@ impl UnitState {
             tables: schema.tables,
             indexes: schema.indexes,
             checks: schema.checks,
+            views: schema.views,
             ..UnitState::default()
         }
     }
@@ -477,6 +498,10 @@ impl UnitState {
     /// Learns from a statement that ran (after the rules looked at it).
     pub(crate) fn apply(&mut self, node: &NodeEnum, locks: &StatementLocks, options: &LintOptions) {
         let mut dropped_indexes: Vec<String> = Vec::new();
+        // A relation renamed or moved to another schema: what lint knows of it, and the
+        // locks the transaction holds on it, go with it once the statement's locks are
+        // held (below: they are taken under the old name).
+        let mut moved: Option<(RelName, Renamed)> = None;
         match node {
             NodeEnum::TransactionStmt(t) => self.apply_transaction(t.kind, options),
             NodeEnum::VariableSetStmt(v)
@@ -586,6 +611,12 @@ impl UnitState {
                             self.tables.remove(&name.name);
                         }
                         self.indexes.retain(|_, i| !i.table.same_as(&name));
+                        // Its views went with it (CASCADE), or the drop failed.
+                        self.views.retain(|_, v| {
+                            v.base
+                                .as_ref()
+                                .is_none_or(|b| !b.iter().any(|t| t.same_as(&name)))
+                        });
                         self.dropped.insert(name.name);
                     }
                 }
@@ -622,15 +653,38 @@ impl UnitState {
                     self.indexes.insert(r.newname.clone(), index);
                 }
             }
-            NodeEnum::RenameStmt(r)
-                if r.rename_type == pg_query::protobuf::ObjectType::ObjectTable as i32 =>
-            {
+            NodeEnum::RenameStmt(r) if is_relation(r.rename_type) => {
                 if let Some(old) = r.relation.as_ref() {
-                    let old = RelName::from_range_var(old);
-                    for i in self.indexes.values_mut() {
-                        if i.table.same_as(&old) {
-                            i.table.name = r.newname.clone();
-                        }
+                    moved = Some((
+                        RelName::from_range_var(old),
+                        Renamed::Name(r.newname.clone()),
+                    ));
+                }
+            }
+            NodeEnum::AlterObjectSchemaStmt(a) if is_relation(a.object_type) => {
+                if let Some(old) = a.relation.as_ref() {
+                    moved = Some((
+                        RelName::from_range_var(old),
+                        Renamed::Schema(a.newschema.clone()),
+                    ));
+                }
+            }
+            NodeEnum::ViewStmt(v) => {
+                if let Some(r) = &v.view {
+                    let name = RelName::from_range_var(r);
+                    let base = v.query.as_deref().and_then(view_base_tables);
+                    self.views
+                        .insert(name.name.clone(), ViewInfo { name, base });
+                }
+            }
+            NodeEnum::DropStmt(d)
+                if d.remove_type == pg_query::protobuf::ObjectType::ObjectView as i32 =>
+            {
+                for o in &d.objects {
+                    if let Some(NodeEnum::List(l)) = &o.node
+                        && let Some(name) = RelName::from_names(&l.items)
+                    {
+                        self.views.retain(|_, v| !v.name.same_as(&name));
                     }
                 }
             }
@@ -700,6 +754,76 @@ impl UnitState {
         for name in dropped_indexes {
             self.indexes.remove(&name);
         }
+        if let Some((old, new)) = moved {
+            self.move_relation(&old, &new);
+        }
+    }
+
+    /// `old` is now named as `new` says: the tables, views, indexes, checks and held
+    /// locks that name it follow.
+    fn move_relation(&mut self, old: &RelName, new: &Renamed) {
+        let rename = |r: &mut RelName| {
+            if r.same_as(old) {
+                match new {
+                    Renamed::Name(n) => r.name = n.clone(),
+                    Renamed::Schema(s) => r.schema = Some(s.clone()),
+                }
+            }
+        };
+        if let Some(mut t) = self.tables.remove(&old.name) {
+            if t.name.same_as(old) {
+                rename(&mut t.name);
+                self.dropped.remove(&t.name.name);
+                self.tables.insert(t.name.name.clone(), t);
+            } else {
+                self.tables.insert(old.name.clone(), t);
+            }
+        }
+        for t in self.tables.values_mut() {
+            t.partitions.iter_mut().for_each(rename);
+            t.default_partition.iter_mut().for_each(rename);
+        }
+        if let Some(mut v) = self.views.remove(&old.name) {
+            if v.name.same_as(old) {
+                rename(&mut v.name);
+                self.views.insert(v.name.name.clone(), v);
+            } else {
+                self.views.insert(old.name.clone(), v);
+            }
+        }
+        for v in self.views.values_mut() {
+            v.base.iter_mut().flatten().for_each(rename);
+        }
+        self.indexes.values_mut().for_each(|i| rename(&mut i.table));
+        self.checks.values_mut().for_each(|c| rename(&mut c.table));
+        for h in &mut self.held {
+            if let LockTarget::Table(t) | LockTarget::IndexesOf(t) = &mut h.target {
+                rename(t);
+            }
+        }
+    }
+
+    /// Whether every reader of the relation must first lock tables this transaction
+    /// holds in ACCESS EXCLUSIVE: a view (not a materialized one) all of whose base
+    /// tables it holds so. A query on the view locks the view, then its base tables (the
+    /// rewriter expands it): one that entered before the transaction took those locks
+    /// made it wait, and one entering now queues behind it anyway, so waiting for a
+    /// lock on the view makes no one queue who would not.
+    pub(crate) fn readers_wait_anyway(&self, target: &LockTarget) -> bool {
+        let LockTarget::Table(name) = target else {
+            return false;
+        };
+        self.views
+            .get(&name.name)
+            .filter(|v| v.name.same_as(name))
+            .and_then(|v| v.base.as_ref())
+            .is_some_and(|base| {
+                !base.is_empty()
+                    && base.iter().all(|t| {
+                        self.held_on(&LockTarget::Table(t.clone()))
+                            == Some(LockMode::AccessExclusive)
+                    })
+            })
     }
 
     fn created_type(&mut self, names: &[pg_query::Node]) {
@@ -1172,6 +1296,47 @@ impl UnitState {
     }
 }
 
+/// What a rename or `SET SCHEMA` changes of a relation's name.
+#[derive(Debug, Clone)]
+enum Renamed {
+    /// `RENAME TO name`.
+    Name(String),
+    /// `SET SCHEMA schema`.
+    Schema(String),
+}
+
+/// Whether an object type of `RENAME` / `SET SCHEMA` is a relation (not an index:
+/// `ALTER INDEX ... RENAME` renames an index, handled on its own).
+fn is_relation(object_type: i32) -> bool {
+    use pg_query::protobuf::ObjectType as O;
+    matches!(
+        O::try_from(object_type),
+        Ok(O::ObjectTable | O::ObjectView | O::ObjectMatview | O::ObjectForeignTable)
+    )
+}
+
+/// The relations a view's query reads (deduplicated), or `None` when lint cannot be
+/// sure it found them all.
+fn view_base_tables(query: &pg_query::Node) -> Option<Vec<RelName>> {
+    let node = query.node.as_ref()?;
+    let mut found: Vec<RelName> = Vec::new();
+    let mut reached = 0;
+    for (n, ..) in node.nodes() {
+        if let pg_query::NodeRef::RangeVar(r) = n {
+            reached += 1;
+            let name = RelName::from_range_var(r);
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    // pg_query's walker does not enter every kind of expression (a subquery in an
+    // array constructor, a window clause): when the tree holds relations it did not
+    // reach, lint does not know them all.
+    let all = format!("{node:?}").matches("RangeVar {").count();
+    (all == reached && !found.is_empty()).then_some(found)
+}
+
 /// The session settings lint follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Guc {
@@ -1509,6 +1674,38 @@ mod index_table_tests {
         assert_eq!(table_of(&s, "a_idx"), None);
         assert_eq!(table_of(&s, "b_idx"), None);
         assert_eq!(table_of(&s, "c_idx"), None);
+    }
+
+    #[test]
+    fn views_of_earlier_migrations_are_read_through_their_base_tables() {
+        // lemmy: split_user_table_2 created the views, move_matrix_id_to_person alters
+        // person and then drops them in Diesel's transaction.
+        let mut s = earlier(
+            "CREATE TABLE person (id int);\n\
+             CREATE VIEW person_alias_1 AS SELECT * FROM person;\n\
+             CREATE OR REPLACE VIEW person_alias_2 AS SELECT * FROM local_user;\n\
+             CREATE MATERIALIZED VIEW mv AS SELECT id FROM person;\n\
+             CREATE VIEW gone AS SELECT * FROM person;\n\
+             CREATE VIEW arr AS SELECT p.id, ARRAY[(SELECT 1 FROM ban b WHERE b.id = p.id)] FROM person p;",
+        );
+        s.learn_indexes(
+            "CREATE OR REPLACE VIEW person_alias_2 AS SELECT * FROM person;\n\
+             ALTER VIEW person_alias_1 RENAME TO pa1;\nDROP VIEW gone;",
+        )
+        .unwrap();
+        let sql = "ALTER TABLE person ADD COLUMN a text;\nDROP VIEW pa1, person_alias_2;\n\
+                   DROP MATERIALIZED VIEW mv;\nDROP VIEW gone;\nDROP VIEW person_alias_1;\nDROP VIEW arr;";
+        // A materialized view is read without its base tables; `gone` is another view
+        // now; `person_alias_1` is not known any more; `arr` reads ban in a subquery
+        // pg_query's walker does not reach.
+        assert_eq!(
+            found(sql, Some(s))
+                .into_iter()
+                .filter(|(_, r)| *r == "missing-lock-timeout")
+                .map(|(l, _)| l)
+                .collect::<Vec<_>>(),
+            [1, 3, 4, 5, 6]
+        );
     }
 
     #[test]

@@ -137,3 +137,70 @@ async fn every_fix_of_the_corpus_runs_on_postgresql_where_its_file_runs() {
         failures.join("\n")
     );
 }
+
+/// formbricks 20240421093432_adds_website_survey_type: `changing-column-type`'s fix, with
+/// its backfill uncommented and run batch by batch until it updates nothing, converts
+/// every row the way the statement's USING does (an enum to another goes through text:
+/// PostgreSQL has no cast between two enums), on a table whose key is TEXT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_change_fix_backfills_through_its_using_expression() {
+    let db = TestDb::new().await;
+    db.execute(
+        r#"CREATE TYPE "SurveyType" AS ENUM ('link', 'web', 'email');
+           CREATE TYPE "SurveyType_new" AS ENUM ('link', 'web', 'website', 'app');
+           CREATE TABLE "Survey" (id text PRIMARY KEY, "type" "SurveyType");
+           INSERT INTO "Survey"
+           SELECT 'clx' || g, (ARRAY['link', 'web', NULL])[1 + g % 3]::"SurveyType"
+           FROM generate_series(1, 25000) g;"#,
+    )
+    .await;
+    let sql = r#"ALTER TABLE "Survey" ALTER COLUMN "type" TYPE "SurveyType_new" USING ("type"::text::"SurveyType_new");"#;
+    let linted = pgcalm_lint::lint_sql(
+        sql,
+        pgcalm_lint::UnitKind::PlainSql,
+        &LintOptions::default(),
+    )
+    .unwrap();
+    let fix = linted
+        .findings
+        .iter()
+        .find(|f| f.rule == pgcalm_lint::RuleId::ChangingColumnType)
+        .and_then(|f| f.fix_sql.clone())
+        .expect("a fix");
+    let now: String = fix
+        .lines()
+        .filter(|l| !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    db.execute(&now).await;
+    let batch = fix
+        .lines()
+        .find_map(|l| l.strip_prefix("-- UPDATE "))
+        .map(|rest| format!("UPDATE {rest}"))
+        .unwrap_or_else(|| panic!("no backfill in\n{fix}"));
+    let client = db.client().await;
+    let mut batches = 0;
+    loop {
+        let n = client
+            .execute(batch.as_str(), &[])
+            .await
+            .unwrap_or_else(|e| {
+                let db = e.as_db_error().map(|d| d.message().to_string());
+                panic!("{batch}: {}", db.unwrap_or_else(|| e.to_string()))
+            });
+        if n == 0 {
+            break;
+        }
+        batches += 1;
+        assert!(batches <= 10, "{batch} does not come to an end");
+    }
+    // 25000 rows, a third of them NULL (nothing to copy): two batches of 10000 at most.
+    assert_eq!(batches, 2, "{batch}");
+    let wrong = db
+        .query_i64(
+            r#"SELECT count(*) FROM "Survey"
+               WHERE type_new IS DISTINCT FROM "type"::text::"SurveyType_new""#,
+        )
+        .await;
+    assert_eq!(wrong, 0, "{batch}");
+}

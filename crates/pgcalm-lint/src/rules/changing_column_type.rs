@@ -21,9 +21,9 @@ use pg_query::protobuf::{AlterTableCmd, AlterTableType};
 use crate::engine::{Cx, Rule, Violation};
 use crate::rule_id::RuleId;
 use crate::rules::recipe::{
-    BATCH, Fix, and_list, batches_comment, column_def, edited_alter, expr_sql, type_sql,
+    Fix, and_list, batched_set, column_def, edited_alter, expr_sql, type_sql,
 };
-use crate::rules::{alter_existing_table, ident, rel};
+use crate::rules::{alter_existing_table, ident};
 use crate::unit::{string_list, type_name};
 
 /// The rule.
@@ -88,29 +88,33 @@ fn timestamp_zone_flip(old: Option<&str>, new: &str) -> bool {
         && old.is_none_or(|o| flip(&base(o), new))
 }
 
-/// A USING expression that is only the column itself (or it cast to the new type): the
-/// same conversion as none.
+/// A USING expression that is only the column itself, or it cast once (to the new
+/// type): a rewrite exactly when the change without USING would be one. A cast of a
+/// cast (`col::text::new_enum`, the way from one enum to another) goes through the
+/// intermediate type's I/O: always a rewrite.
 fn using_is_the_column(using: &pg_query::Node, column: &str) -> bool {
-    match using.node.as_ref() {
+    let is_column = |n: &pg_query::Node| match n.node.as_ref() {
         Some(NodeEnum::ColumnRef(c)) => {
             string_list(&c.fields).last().map(String::as_str) == Some(column)
         }
-        Some(NodeEnum::TypeCast(t)) => t
-            .arg
-            .as_deref()
-            .is_some_and(|a| using_is_the_column(a, column)),
         _ => false,
+    };
+    match using.node.as_ref() {
+        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(is_column),
+        _ => is_column(using),
     }
 }
 
 /// One flagged type change: the column, its new type as SQL, why it rewrites, the value
-/// for the new column (the USING expression or the column), and whether the old type
-/// is unknown.
+/// for the new column (the USING expression as written, else the column: the
+/// conversion the statement makes), whether it differs per run (a volatile USING: no
+/// backfill that loops until nothing changes), and whether the old type is unknown.
 struct Change {
     column: String,
     new_sql: String,
     why: String,
     value: String,
+    volatile: bool,
     unknown_old: bool,
 }
 
@@ -119,10 +123,8 @@ fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Ch
     let def = column_def(cmd)?;
     let new_type = def.type_name.as_ref()?;
     let column = &cmd.name;
-    let using = def
-        .raw_default
-        .as_deref()
-        .filter(|u| !using_is_the_column(u, column));
+    let written = def.raw_default.as_deref();
+    let using = written.filter(|u| !using_is_the_column(u, column));
     let old = cx
         .state
         .table(table)
@@ -151,7 +153,9 @@ fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Ch
     };
     Some(Change {
         column: column.clone(),
-        value: using.map(expr_sql).unwrap_or_else(|| ident(column)),
+        value: written.map(expr_sql).unwrap_or_else(|| ident(column)),
+        volatile: written
+            .is_some_and(|u| crate::locks::volatility(u) == crate::locks::Volatility::Volatile),
         unknown_old: old.is_none() && using.is_none(),
         new_sql,
         why,
@@ -225,19 +229,25 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         }
         true
     });
-    let t = rel(&table);
     let mut later = Vec::new();
     for c in &changes {
-        let c_new = ident(&format!("{}_new", c.column));
+        let new_column = format!("{}_new", c.column);
+        let c_new = ident(&new_column);
+        // A value that differs per run never settles: no batch loop for it.
+        let backfill = if c.volatile {
+            format!(
+                "-- backfill {c_new} = {} in batches by primary key, each batch its own \
+                 transaction (each row once: the value differs per run)",
+                c.value
+            )
+        } else {
+            batched_set(cx, &table, &new_column, &c.value)
+        };
         later.push(format!(
-            "-- a BEFORE INSERT OR UPDATE trigger keeps {c_new} = {} for new writes; then:\n{}\n\
-             UPDATE {t} SET {c_new} = {} WHERE id >= 1 AND id < {};\n-- then in one short \
-             transaction rename {} away and {c_new} to {}; drop the old column once nothing \
-             reads it",
+            "-- a BEFORE INSERT OR UPDATE trigger keeps {c_new} = {} (of NEW's columns) for \
+             new writes; then:\n{backfill}\n-- then in one short transaction rename {} away \
+             and {c_new} to {}; drop the old column once nothing reads it",
             c.value,
-            batches_comment(),
-            c.value,
-            BATCH + 1,
             ident(&c.column),
             ident(&c.column),
         ));
@@ -276,9 +286,9 @@ mod tests {
           fix:
             ALTER TABLE events ADD COLUMN id_new bigint;
             -- then:
-            -- a BEFORE INSERT OR UPDATE trigger keeps id_new = id for new writes; then:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE events SET id_new = id WHERE id >= 1 AND id < 10001;
+            -- a BEFORE INSERT OR UPDATE trigger keeps id_new = id (of NEW's columns) for new writes; then:
+            -- backfill in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it updates none:
+            -- UPDATE events SET id_new = id WHERE ctid = ANY (ARRAY(SELECT ctid FROM events WHERE id_new IS DISTINCT FROM (id) LIMIT 10000));
             -- then in one short transaction rename id away and id_new to id; drop the old column once nothing reads it
         ");
     }
@@ -293,11 +303,43 @@ mod tests {
           fix:
             ALTER TABLE users ADD COLUMN status_new int;
             -- then:
-            -- a BEFORE INSERT OR UPDATE trigger keeps status_new = length(status) for new writes; then:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET status_new = length(status) WHERE id >= 1 AND id < 10001;
+            -- a BEFORE INSERT OR UPDATE trigger keeps status_new = length(status) (of NEW's columns) for new writes; then:
+            -- backfill in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it updates none:
+            -- UPDATE users SET status_new = length(status) WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE status_new IS DISTINCT FROM (length(status)) LIMIT 10000));
             -- then in one short transaction rename status away and status_new to status; drop the old column once nothing reads it
         ");
+    }
+
+    #[test]
+    fn a_using_cast_through_text_is_kept_in_the_backfill() {
+        // formbricks 20240421093432_adds_website_survey_type: an enum to another enum goes
+        // through text (no cast between two enums): the backfill must convert the same way,
+        // and "Survey".id is TEXT: no integer key ranges when the key's type is unknown.
+        assert_snapshot!(check(RULE, "ALTER TABLE \"Survey\" ALTER COLUMN \"type\" TYPE \"SurveyType_new\" USING (\"type\"::text::\"SurveyType_new\");"), @r#"
+        error[changing-column-type] 1:1
+          lock: ALTER TABLE takes ACCESS EXCLUSIVE on Survey: blocks reads and writes
+          ALTER COLUMN type TYPE "SurveyType_new" rewrites Survey and rebuilds its indexes under ACCESS EXCLUSIVE: the USING expression `type::text::"SurveyType_new"` is computed for every row; reads and writes wait until it ends
+          help: expand and contract: add a column of the new type, keep it in step with a trigger, backfill in batches, switch the application, drop the old column
+          fix:
+            ALTER TABLE "Survey" ADD COLUMN type_new "SurveyType_new";
+            -- then:
+            -- a BEFORE INSERT OR UPDATE trigger keeps type_new = type::text::"SurveyType_new" (of NEW's columns) for new writes; then:
+            -- backfill in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it updates none:
+            -- UPDATE "Survey" SET type_new = type::text::"SurveyType_new" WHERE ctid = ANY (ARRAY(SELECT ctid FROM "Survey" WHERE type_new IS DISTINCT FROM (type::text::"SurveyType_new") LIMIT 10000));
+            -- then in one short transaction rename type away and type_new to type; drop the old column once nothing reads it
+        "#);
+    }
+
+    #[test]
+    fn integer_key_ranges_only_for_a_known_integer_key() {
+        let sql = "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, note varchar(50));\n\
+                   ALTER TABLE orders ALTER COLUMN note TYPE varchar(20);";
+        let out = check(RULE, sql);
+        assert!(out.contains("WHERE id >= 1 AND id < 10001"), "{out}");
+        let sql = "CREATE TABLE IF NOT EXISTS orders (id uuid PRIMARY KEY, note varchar(50));\n\
+                   ALTER TABLE orders ALTER COLUMN note TYPE varchar(20);";
+        let out = check(RULE, sql);
+        assert!(!out.contains("id >= 1"), "{out}");
     }
 
     #[test]
@@ -314,9 +356,9 @@ mod tests {
           fix:
             ALTER TABLE orders ADD COLUMN note_new varchar(20);
             -- then:
-            -- a BEFORE INSERT OR UPDATE trigger keeps note_new = note for new writes; then:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE orders SET note_new = note WHERE id >= 1 AND id < 10001;
+            -- a BEFORE INSERT OR UPDATE trigger keeps note_new = note (of NEW's columns) for new writes; then:
+            -- backfill in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it updates none:
+            -- UPDATE orders SET note_new = note WHERE ctid = ANY (ARRAY(SELECT ctid FROM orders WHERE note_new IS DISTINCT FROM (note) LIMIT 10000));
             -- then in one short transaction rename note away and note_new to note; drop the old column once nothing reads it
         ");
     }
@@ -401,13 +443,13 @@ mod tests {
           fix:
             ALTER TABLE events ADD COLUMN id_new bigint, ADD COLUMN kind_new varchar(10), ADD COLUMN note text;
             -- then:
-            -- a BEFORE INSERT OR UPDATE trigger keeps id_new = id for new writes; then:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE events SET id_new = id WHERE id >= 1 AND id < 10001;
+            -- a BEFORE INSERT OR UPDATE trigger keeps id_new = id (of NEW's columns) for new writes; then:
+            -- backfill in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it updates none:
+            -- UPDATE events SET id_new = id WHERE ctid = ANY (ARRAY(SELECT ctid FROM events WHERE id_new IS DISTINCT FROM (id) LIMIT 10000));
             -- then in one short transaction rename id away and id_new to id; drop the old column once nothing reads it
-            -- a BEFORE INSERT OR UPDATE trigger keeps kind_new = kind for new writes; then:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE events SET kind_new = kind WHERE id >= 1 AND id < 10001;
+            -- a BEFORE INSERT OR UPDATE trigger keeps kind_new = kind (of NEW's columns) for new writes; then:
+            -- backfill in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it updates none:
+            -- UPDATE events SET kind_new = kind WHERE ctid = ANY (ARRAY(SELECT ctid FROM events WHERE kind_new IS DISTINCT FROM (kind) LIMIT 10000));
             -- then in one short transaction rename kind away and kind_new to kind; drop the old column once nothing reads it
         ");
     }

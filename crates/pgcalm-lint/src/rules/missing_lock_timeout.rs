@@ -33,10 +33,15 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         return Vec::new();
     }
     // A lock the transaction already holds (or one its held locks cover) is granted at
-    // once: only the others can wait.
+    // once: only the others can wait. A view whose base tables it holds in ACCESS
+    // EXCLUSIVE has readers that queue behind the transaction anyway.
     let Some(lock) = cx
         .existing_locks()
-        .filter(|l| l.blocks().any() && !cx.state.already_holds(l))
+        .filter(|l| {
+            l.blocks().any()
+                && !cx.state.already_holds(l)
+                && !cx.state.readers_wait_anyway(&l.target)
+        })
         .max_by_key(|l| l.mode)
     else {
         return Vec::new();
@@ -196,6 +201,51 @@ mod tests {
         // `public.users` may be `users` (lint does not know the search_path).
         let sql = "BEGIN;\nALTER TABLE users ADD COLUMN a text;\nCREATE TRIGGER g AFTER UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION f();\nCOMMIT;";
         assert_eq!(lines(RULE, sql), [2]);
+    }
+
+    #[test]
+    fn a_renamed_table_keeps_the_locks_the_transaction_holds_on_it() {
+        // formbricks 20260330000000_rename_project_to_workspace: Prisma runs the file in
+        // one implicit transaction; line 2 takes ACCESS EXCLUSIVE on "Project", which is
+        // "Workspace" from then on (its known index too).
+        let sql = "CREATE UNIQUE INDEX CONCURRENTLY \"Project_name_key\" ON \"Project\" (name);\n\
+                   BEGIN;\n\
+                   ALTER TABLE \"Project\" RENAME TO \"Workspace\";\n\
+                   ALTER TABLE \"Workspace\" RENAME CONSTRAINT \"Project_pkey\" TO \"Workspace_pkey\";\n\
+                   ALTER INDEX \"Project_name_key\" RENAME TO \"Workspace_name_key\";\n\
+                   ALTER TABLE \"Workspace\" ADD COLUMN a int;\n\
+                   ALTER TABLE \"Project\" ADD COLUMN b int;\n\
+                   COMMIT;";
+        // Line 7's "Project" is another table (or none) now.
+        assert_eq!(lines(RULE, sql), [3, 7]);
+        // SET SCHEMA moves the held lock with the table.
+        let sql = "BEGIN;\nALTER TABLE t SET SCHEMA archive;\nALTER TABLE archive.t ADD COLUMN a int;\nALTER TABLE other.t ADD COLUMN a int;\nCOMMIT;";
+        assert_eq!(lines(RULE, sql), [2, 4]);
+        // A table created in the unit stays new under its new name.
+        let sql = "CREATE TABLE a (id int);\nALTER TABLE a RENAME TO b;\nALTER TABLE b ADD COLUMN c int;\nALTER TABLE a ADD COLUMN c int;";
+        assert_eq!(lines(RULE, sql), [4]);
+    }
+
+    #[test]
+    fn a_view_whose_base_tables_the_transaction_holds_cannot_queue_readers() {
+        // lemmy 2021-03-20-185321_move_matrix_id_to_person: every reader of the view
+        // must lock person, which line 2 holds in ACCESS EXCLUSIVE: readers of the view
+        // already queue behind the transaction, so DROP VIEW adds no queue.
+        let sql = "CREATE VIEW person_alias_1 AS SELECT * FROM person;\n\
+                   CREATE VIEW both_v AS SELECT p.id FROM person p JOIN local_user u ON u.id = p.id;\n\
+                   CREATE VIEW sub_v AS SELECT p.id FROM person p WHERE p.id IN (SELECT person_id FROM ban);\n\
+                   BEGIN;\n\
+                   ALTER TABLE person ADD COLUMN a text;\n\
+                   DROP VIEW person_alias_1;\n\
+                   DROP VIEW both_v;\n\
+                   DROP VIEW sub_v;\n\
+                   ALTER TABLE local_user ADD COLUMN b int;\n\
+                   ALTER VIEW both_v RENAME TO b2;\n\
+                   COMMIT;\n\
+                   DROP VIEW person_alias_1;";
+        // both_v also reads local_user (not yet held at line 7), sub_v reads ban; after
+        // COMMIT nothing is held.
+        assert_eq!(lines(RULE, sql), [5, 7, 8, 9, 12]);
     }
 
     #[test]

@@ -336,6 +336,55 @@ pub(crate) fn batches_comment() -> String {
     )
 }
 
+/// Whether lint knows the table's `id` column to be an integer (declared in the unit or
+/// the schema): only then can a backfill batch by `id` ranges.
+pub(crate) fn integer_id(cx: &Cx<'_>, table: &RelName) -> bool {
+    cx.state
+        .table(table)
+        .and_then(|t| t.column("id"))
+        .is_some_and(|c| {
+            matches!(
+                c.type_name.as_str(),
+                "int2"
+                    | "int4"
+                    | "int8"
+                    | "smallint"
+                    | "integer"
+                    | "int"
+                    | "bigint"
+                    | "smallserial"
+                    | "serial"
+                    | "bigserial"
+                    | "serial2"
+                    | "serial4"
+                    | "serial8"
+            )
+        })
+}
+
+/// A batched `UPDATE table SET column = value` for a fix's comments: by `id` ranges when
+/// the key is known to be an integer (the first batch; the loop goes on to max(id));
+/// otherwise by physical row, each batch the next rows whose column is not yet `value`,
+/// until it updates none (runnable whatever the key). `value` must be the same for
+/// every run (not volatile), else the loop would not end.
+pub(crate) fn batched_set(cx: &Cx<'_>, table: &RelName, column: &str, value: &str) -> String {
+    let (t, c) = (rel(table), ident(column));
+    if integer_id(cx, table) {
+        return format!(
+            "{}
+UPDATE {t} SET {c} = {value} WHERE id >= 1 AND id < {};",
+            batches_comment(),
+            BATCH + 1
+        );
+    }
+    format!(
+        "-- backfill in batches of {BATCH} rows (the key's type is not known: by physical \
+         row), each batch its own transaction, until it updates none:\n\
+         UPDATE {t} SET {c} = {value} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} \
+         IS DISTINCT FROM ({value}) LIMIT {BATCH}));"
+    )
+}
+
 /// A batched backfill of `column = value` for rows where the column is still NULL: the
 /// first two batches of the loop (a fix writes it as comments: it is a loop, each batch
 /// its own transaction).
