@@ -12,7 +12,8 @@
 # generated file, raw JSON of both tools), SQUAWK_VERSION (default 2.70.0, the version
 # issue 8 measured), RUNS (timed runs per tool, default 5; the median is reported),
 # STATEMENTS (size of the generated file, default 10000), PGCALM (a pgcalm binary to use
-# instead of building target/release/pgcalm).
+# instead of building target/release/pgcalm), BEFORE_BIN and BEFORE_LABEL (an older pgcalm
+# release binary, e.g. main before a change, timed in the same rounds: one more row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,7 +37,9 @@ if [[ -z ${PGCALM:-} ]]; then
 fi
 
 COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo " + uncommitted changes")
-export ROOT WORK SQUAWK PGCALM RUNS STATEMENTS COMMIT
+BEFORE_BIN=${BEFORE_BIN:-}
+BEFORE_LABEL=${BEFORE_LABEL:-$BEFORE_BIN}
+export ROOT WORK SQUAWK PGCALM RUNS STATEMENTS COMMIT BEFORE_BIN BEFORE_LABEL
 exec python3 - <<'PY'
 """Runs both linters, maps each finding to the corpus statement on its line, scores."""
 import json, os, re, resource, statistics, subprocess, sys, time, tomllib
@@ -258,12 +261,22 @@ while count < STATEMENTS:
 big_path = os.path.join(WORK, f"corpus_x{count}.sql")
 open(big_path, "w").write("\n".join(big))
 # Alternate the tools so both see the same background load.
-t_pgcalm, t_squawk = [], []
+BEFORE = os.environ.get("BEFORE_BIN") or None
+t_pgcalm, t_squawk, t_before = [], [], []
 for _ in range(2):
     t_pgcalm.append(timed([PGCALM, "lint", "--format", "json", big_path]))
     t_squawk.append(timed([SQUAWK, "--reporter", "json", big_path]))
+    if BEFORE:
+        t_before.append(timed([BEFORE, "lint", "--format", "json", big_path]))
 w_pgcalm, c_pgcalm = min(t[0] for t in t_pgcalm), min(t[1] for t in t_pgcalm)
 w_squawk, c_squawk = min(t[0] for t in t_squawk), min(t[1] for t in t_squawk)
+before_rows = []
+if BEFORE:
+    w_before, c_before = min(t[0] for t in t_before), min(t[1] for t in t_before)
+    before_rows = [
+        f"| `pgcalm lint --format json`, before ({os.environ['BEFORE_LABEL']}) | {w_before * 1000:.0f} ms "
+        f"| {count / w_before:,.0f} | {c_before * 1000:.0f} ms | {count / max(c_before, 1e-3):,.0f} |"
+    ]
 load = os.getloadavg()[0]
 
 version = lambda cmd: subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
@@ -297,7 +310,10 @@ lines += [
     "| tool | wall time | statements/s (wall) | CPU time | statements/s (CPU) |",
     "|---|---:|---:|---:|---:|",
     f"| `pgcalm lint --format json` | {w_pgcalm * 1000:.0f} ms | {count / w_pgcalm:,.0f} | {c_pgcalm * 1000:.0f} ms | {count / max(c_pgcalm, 1e-3):,.0f} |",
+    *before_rows,
     f"| `squawk --reporter json` | {w_squawk * 1000:.0f} ms | {count / w_squawk:,.0f} | {c_squawk * 1000:.0f} ms | {count / max(c_squawk, 1e-3):,.0f} |",
+    "",
+    f"squawk's CPU time is {c_squawk / max(c_pgcalm, 1e-6):.2f}x pgcalm's.",
     "",
     "Every statement where the tools differ or either is wrong:",
     "",
