@@ -90,6 +90,7 @@ impl Schema {
         })?;
         for t in state.tables.values_mut() {
             t.created_in_unit = false;
+            t.renamed_in_unit = false;
             t.has_rows = false;
             t.if_created_locks = None;
             for c in &mut t.columns {
@@ -215,6 +216,10 @@ pub(crate) struct TableInfo {
     /// created it (lint cannot tell): they are held only if it did, and then the table
     /// is new and, until given rows, empty.
     pub if_created_locks: Option<Vec<RelationLock>>,
+    /// Renamed earlier in the unit (`ALTER TABLE old RENAME TO this`): code already
+    /// running names it by its old name and fails on it from then on, so what the unit
+    /// does to its columns breaks nothing more.
+    pub renamed_in_unit: bool,
 }
 
 impl TableInfo {
@@ -324,6 +329,9 @@ pub struct UnitState {
     /// Tables dropped earlier in the unit (a later `CREATE TABLE IF NOT EXISTS` of the
     /// name surely creates it).
     dropped: HashSet<String>,
+    /// Names a relation had until the unit renamed it: running code still uses them (a
+    /// table renamed to one of them is not one running code cannot name).
+    vacated: HashSet<String>,
     /// Tables created or altered earlier in the unit, by name.
     pub(crate) tables: HashMap<String, TableInfo>,
     /// Indexes created earlier in the unit, by name.
@@ -779,6 +787,15 @@ impl UnitState {
                 self.tables.insert(old.name.clone(), t);
             }
         }
+        if matches!(new, Renamed::Name(_)) {
+            self.vacated.insert(old.name.clone());
+            let mut renamed = old.clone();
+            rename(&mut renamed);
+            // Swapped in under a name running code uses (`RENAME TO users` after `users`
+            // was renamed away): that code now reaches this table.
+            let swapped_in = self.vacated.contains(&renamed.name);
+            self.table_entry(&renamed).renamed_in_unit = !swapped_in;
+        }
         for t in self.tables.values_mut() {
             t.partitions.iter_mut().for_each(rename);
             t.default_partition.iter_mut().for_each(rename);
@@ -932,6 +949,7 @@ impl UnitState {
                 primary_key: Some(None),
                 replica_identity: None,
                 if_created_locks: None,
+                renamed_in_unit: false,
             },
         );
     }
@@ -1148,6 +1166,7 @@ impl UnitState {
                 primary_key: None,
                 replica_identity: None,
                 if_created_locks: None,
+                renamed_in_unit: false,
             })
     }
 

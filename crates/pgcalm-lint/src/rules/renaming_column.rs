@@ -25,9 +25,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some(table) = r.relation.as_ref().map(RelName::from_range_var) else {
         return Vec::new();
     };
-    // A table or column created earlier in the unit is not in use yet.
+    // A table or column created earlier in the unit is not in use yet; running code
+    // names a table renamed earlier in the unit by its old name, and already fails.
     let added_in_unit = cx.state.table(&table).is_some_and(|t| {
-        t.created_in_unit || t.column(&r.subname).is_some_and(|c| c.added_in_unit)
+        t.created_in_unit
+            || t.renamed_in_unit
+            || t.column(&r.subname).is_some_and(|c| c.added_in_unit)
     });
     if added_in_unit {
         return Vec::new();
@@ -55,6 +58,12 @@ mod tests {
     use crate::rules::test_support::check;
 
     const RULE: &str = "renaming-column";
+
+    #[test]
+    fn a_table_renamed_earlier_in_the_unit_breaks_nothing_more() {
+        let sql = "BEGIN;\nALTER TABLE user_ RENAME TO person;\nALTER TABLE person RENAME COLUMN name TO handle;\nALTER TABLE post RENAME COLUMN body TO text;\nCOMMIT;";
+        assert_eq!(crate::rules::test_support::lines(RULE, sql), vec![4]);
+    }
 
     #[test]
     fn rename_on_an_existing_table() {
