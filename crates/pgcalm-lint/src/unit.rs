@@ -820,10 +820,10 @@ impl UnitState {
         }
     }
 
-    /// Whether every reader of the relation must first lock tables this transaction
-    /// holds in ACCESS EXCLUSIVE: a view (not a materialized one) all of whose base
-    /// tables it holds so. A query on the view locks the view, then its base tables (the
-    /// rewriter expands it): one that entered before the transaction took those locks
+    /// Whether every reader of the relation must first lock a table this transaction
+    /// holds in ACCESS EXCLUSIVE: a view (not a materialized one) one of whose base
+    /// tables it holds so. A query on the view locks the view, then all its base tables
+    /// (the rewriter expands it): one that entered before the transaction took that lock
     /// made it wait, and one entering now queues behind it anyway, so waiting for a
     /// lock on the view makes no one queue who would not.
     pub(crate) fn readers_wait_anyway(&self, target: &LockTarget) -> bool {
@@ -835,11 +835,9 @@ impl UnitState {
             .filter(|v| v.name.same_as(name))
             .and_then(|v| v.base.as_ref())
             .is_some_and(|base| {
-                !base.is_empty()
-                    && base.iter().all(|t| {
-                        self.held_on(&LockTarget::Table(t.clone()))
-                            == Some(LockMode::AccessExclusive)
-                    })
+                base.iter().any(|t| {
+                    self.held_on(&LockTarget::Table(t.clone())) == Some(LockMode::AccessExclusive)
+                })
             })
     }
 
