@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::locks::{Effect, PgVersion, StatementLocks, statement_locks};
+use crate::locks::{
+    DroppedKeys, Effect, ForeignKeyReach, PgVersion, StatementLocks, statement_locks,
+};
 
 /// One statement form per row: what it is and an example.
 pub(crate) const EXAMPLES: &[(&str, &str)] = &[
@@ -280,6 +282,24 @@ fn beyond(locks: &StatementLocks) -> Vec<String> {
         "every table with a column of domain {}",
         "each such column read in full",
     ));
+    for reach in &locks.foreign_keys {
+        let on = match reach {
+            ForeignKeyReach::Drops { table, keys } => match keys {
+                DroppedKeys::All => format!("the tables the foreign keys of {table} reference"),
+                DroppedKeys::Constraint(k) => {
+                    format!("the table {k} references, if it is a foreign key")
+                }
+                DroppedKeys::Column(c) => {
+                    format!("the table a foreign key on {table}.{c} references, if any")
+                }
+            },
+            ForeignKeyReach::CascadesFrom(t) => {
+                format!("every table whose foreign key references {t}")
+            }
+        };
+        let blocks = reach.mode().blocks();
+        out.push(format!("{} on {on} (blocks {blocks})", reach.mode()));
+    }
     if locks.refused_if_partitioned {
         out.push("refused on a partitioned table".to_string());
     }

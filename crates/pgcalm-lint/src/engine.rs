@@ -241,7 +241,8 @@ impl UnitWalk<'_> {
             // message's next statement starts another).
             self.implicit = None;
         }
-        let locks = statement_locks(node, self.options.pg_version);
+        let mut locks = statement_locks(node, self.options.pg_version);
+        self.state.lock_through_foreign_keys(&mut locks);
         visit(&Cx {
             source: self.source,
             stmt,
@@ -298,7 +299,8 @@ impl UnitWalk<'_> {
                     .rev()
                     .find(|(start, _)| *start <= s.span.start)
                     .map_or(line, |(_, l)| *l);
-                let locks = statement_locks(&inner, self.options.pg_version);
+                let mut locks = statement_locks(&inner, self.options.pg_version);
+                self.state.lock_through_foreign_keys(&mut locks);
                 s.node = Some(inner);
                 let Some(inner) = &s.node else { continue };
                 visit(

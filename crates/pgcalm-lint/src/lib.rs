@@ -72,9 +72,9 @@ pub use rule_id::{Evidence, RuleId, RuleInfo, RuleKind, UnknownRule};
 // The lock table.
 pub use docs::locks_markdown;
 pub use locks::{
-    Blocks, Condition, Effect, IndirectLock, LockMode, LockTarget, PgVersion, RelName,
-    RelationLock, StatementLocks, has_option, sql_statement_locks, statement_label,
-    statement_locks,
+    Blocks, Condition, DroppedKeys, Effect, ForeignKeyReach, IndirectLock, LockMode, LockTarget,
+    PgVersion, RelName, RelationLock, StatementLocks, has_option, sql_statement_locks,
+    statement_label, statement_locks,
 };
 // Migration tools: the order they run files in, and how each runs a file.
 pub use order::{run_order, sort_in_run_order};

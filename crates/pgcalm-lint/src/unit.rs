@@ -9,7 +9,9 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, VariableSetKind};
 use serde::Serialize;
 
-use crate::locks::{LockMode, LockTarget, PgVersion, RelName, RelationLock, StatementLocks};
+use crate::locks::{
+    ForeignKey, LockMode, LockTarget, PgVersion, RelName, RelationLock, StatementLocks,
+};
 use crate::rule_id::RuleId;
 use crate::split::{
     SyntaxError, for_each_statement, parse_first, split_unparsed, with_parse_stack,
@@ -71,6 +73,7 @@ pub struct Schema {
     tables: HashMap<String, TableInfo>,
     indexes: HashMap<String, IndexInfo>,
     checks: HashMap<String, CheckInfo>,
+    foreign_keys: Vec<ForeignKey>,
     views: HashMap<String, ViewInfo>,
     /// Read from a whole schema ([`Schema::from_sql`]): a table it lacks does not exist.
     /// False when it only holds indexes learned from earlier migrations.
@@ -101,6 +104,7 @@ impl Schema {
             tables: state.tables,
             indexes: state.indexes,
             checks: state.checks,
+            foreign_keys: state.foreign_keys,
             views: state.views,
             tables_known: true,
         })
@@ -114,13 +118,21 @@ impl Schema {
     /// that `DROP INDEX i` locks a table the transaction may already hold, and that the
     /// readers of a view wait for its base tables.
     pub fn learn_indexes(&mut self, sql: &str) -> Result<(), SyntaxError> {
-        const WORDS: [&str; 7] = [
-            "index", "primary", "unique", "rename", "drop", "view", "schema",
+        const WORDS: [&str; 8] = [
+            "index",
+            "primary",
+            "unique",
+            "rename",
+            "drop",
+            "view",
+            "schema",
+            "references",
         ];
         let statements = split_unparsed(sql, 0..sql.len())?;
         let mut state = UnitState {
             indexes: std::mem::take(&mut self.indexes),
             views: std::mem::take(&mut self.views),
+            foreign_keys: std::mem::take(&mut self.foreign_keys),
             ..UnitState::default()
         };
         let options = LintOptions::default();
@@ -137,6 +149,7 @@ impl Schema {
         });
         self.indexes = state.indexes;
         self.views = state.views;
+        self.foreign_keys = state.foreign_keys;
         Ok(())
     }
 
@@ -338,6 +351,9 @@ pub struct UnitState {
     pub(crate) indexes: HashMap<String, IndexInfo>,
     /// CHECK constraints added earlier in the unit, by name.
     pub(crate) checks: HashMap<String, CheckInfo>,
+    /// Foreign keys created earlier in the unit (or known from the schema): dropping one
+    /// locks the table it references, and a CASCADE reaches the tables that reference.
+    pub(crate) foreign_keys: Vec<ForeignKey>,
     /// Views created earlier in the unit (or known from the schema), by name.
     pub(crate) views: HashMap<String, ViewInfo>,
     /// Locks on existing relations held by the current transaction (taken by earlier
@@ -378,6 +394,7 @@ impl UnitState {
             tables: schema.tables,
             indexes: schema.indexes,
             checks: schema.checks,
+            foreign_keys: schema.foreign_keys,
             views: schema.views,
             ..UnitState::default()
         }
@@ -489,6 +506,14 @@ impl UnitState {
                 .filter(|h| h.target.same_as(&target))
                 .map(|h| h.mode),
         )
+    }
+
+    /// Adds to `locks` what the statement reaches through the foreign keys lint knows
+    /// (a dropped key's referenced table, the tables a CASCADE reaches).
+    pub(crate) fn lock_through_foreign_keys(&self, locks: &mut StatementLocks) {
+        if !locks.foreign_keys.is_empty() {
+            locks.lock_through_foreign_keys(self.foreign_keys.iter());
+        }
     }
 
     /// The table of an index the unit (or the schema) knows, as a table target, so a
@@ -619,6 +644,9 @@ impl UnitState {
                             self.tables.remove(&name.name);
                         }
                         self.indexes.retain(|_, i| !i.table.same_as(&name));
+                        // Its keys, and those referencing it (CASCADE), or the drop failed.
+                        self.foreign_keys
+                            .retain(|k| !k.table.same_as(&name) && !k.referenced.same_as(&name));
                         // Its views went with it (CASCADE), or the drop failed.
                         self.views.retain(|_, v| {
                             v.base
@@ -654,6 +682,15 @@ impl UnitState {
                 } else {
                     Some(r.subname.clone())
                 };
+                if r.rename_type == pg_query::protobuf::ObjectType::ObjectTabconstraint as i32
+                    && let Some(table) = r.relation.as_ref().map(RelName::from_range_var)
+                {
+                    for k in &mut self.foreign_keys {
+                        if k.table.same_as(&table) && k.name.as_deref() == Some(&r.subname) {
+                            k.name = Some(r.newname.clone());
+                        }
+                    }
+                }
                 if let Some(old) = old
                     && let Some(mut index) = self.indexes.remove(&old)
                 {
@@ -813,6 +850,10 @@ impl UnitState {
         }
         self.indexes.values_mut().for_each(|i| rename(&mut i.table));
         self.checks.values_mut().for_each(|c| rename(&mut c.table));
+        for k in &mut self.foreign_keys {
+            rename(&mut k.table);
+            rename(&mut k.referenced);
+        }
         for h in &mut self.held {
             if let LockTarget::Table(t) | LockTarget::IndexesOf(t) = &mut h.target {
                 rename(t);
@@ -1066,6 +1107,7 @@ impl UnitState {
                 Some(NodeEnum::Constraint(con)) => {
                     self.learn_check(&name, con, None);
                     self.learn_constraint_index(&name, con, None);
+                    self.learn_foreign_key(&name, con, None);
                 }
                 Some(NodeEnum::ColumnDef(col)) => self.learn_column_constraint_indexes(&name, col),
                 _ => {}
@@ -1082,8 +1124,40 @@ impl UnitState {
         for k in &col.constraints {
             if let Some(NodeEnum::Constraint(con)) = &k.node {
                 self.learn_constraint_index(table, con, Some(&col.colname));
+                self.learn_foreign_key(table, con, Some(&col.colname));
             }
         }
+    }
+
+    /// A `FOREIGN KEY` / `REFERENCES` constraint, under the name PostgreSQL gives it: the
+    /// constraint's, else `<table>_<columns>_fkey` (none when longer than 63 bytes).
+    fn learn_foreign_key(
+        &mut self,
+        table: &RelName,
+        con: &pg_query::protobuf::Constraint,
+        column: Option<&str>,
+    ) {
+        if con.contype != ConstrType::ConstrForeign as i32 {
+            return;
+        }
+        let Some(referenced) = con.pktable.as_ref().map(RelName::from_range_var) else {
+            return;
+        };
+        let mut columns = string_list(&con.fk_attrs);
+        if columns.is_empty() {
+            columns.extend(column.map(str::to_string));
+        }
+        let name = if con.conname.is_empty() {
+            Some(format!("{}_{}_fkey", table.name, columns.join("_"))).filter(|n| n.len() <= 63)
+        } else {
+            Some(con.conname.clone())
+        };
+        self.foreign_keys.push(ForeignKey {
+            name,
+            table: table.clone(),
+            columns,
+            referenced,
+        });
     }
 
     /// The index a `PRIMARY KEY` or `UNIQUE` constraint builds (or takes over with `USING
@@ -1222,6 +1296,7 @@ impl UnitState {
                     if let Some(NodeEnum::Constraint(con)) = def {
                         self.learn_check(table, con, None);
                         self.learn_constraint_index(table, con, None);
+                        self.learn_foreign_key(table, con, None);
                         if con.contype == ConstrType::ConstrPrimary as i32 {
                             let pk = if con.conname.is_empty() {
                                 format!("{}_pkey", table.name)
@@ -1237,7 +1312,14 @@ impl UnitState {
                         c.validated = true;
                     }
                 }
+                AlterTableType::AtDropColumn => {
+                    self.foreign_keys
+                        .retain(|k| !(k.table.same_as(table) && k.columns.contains(&cmd.name)));
+                }
                 AlterTableType::AtDropConstraint => {
+                    self.foreign_keys.retain(|k| {
+                        !(k.table.same_as(table) && k.name.as_deref() == Some(&cmd.name))
+                    });
                     self.checks.remove(&cmd.name);
                     let t = self.table_entry(table);
                     if t.primary_key
@@ -1732,5 +1814,95 @@ mod index_table_tests {
         let s = earlier("CREATE INDEX a_idx ON a (x);");
         let sql = "CREATE TABLE IF NOT EXISTS users (id int);\nALTER TABLE users ADD COLUMN n int;";
         assert_eq!(found(sql, Some(s)), found(sql, None));
+    }
+
+    /// The tables a statement reaches through the foreign keys the unit knows, `table
+    /// MODE`, after `before` ran.
+    fn reached(schema: Schema, before: &str, sql: &str) -> Vec<String> {
+        let options = LintOptions {
+            schema: Some(Arc::new(schema)),
+            ..LintOptions::default()
+        };
+        let mut state = UnitState::new(UnitKind::PlainSql, &options);
+        for stmt in crate::split(before, 0..before.len()).unwrap() {
+            let node = stmt.node.unwrap();
+            let locks = crate::locks::statement_locks(&node, PgVersion::DEFAULT);
+            state.apply(&node, &locks, &options);
+        }
+        let mut locks = crate::locks::sql_statement_locks(sql, PgVersion::DEFAULT);
+        state.lock_through_foreign_keys(&mut locks);
+        locks
+            .locks
+            .iter()
+            .map(|l| format!("{} {}", l.target, l.mode))
+            .collect()
+    }
+
+    #[test]
+    fn dropped_foreign_keys_lock_their_referenced_tables_known_from_any_source() {
+        let dump = || {
+            Schema::from_sql(
+                "CREATE TABLE p (id int PRIMARY KEY);
+                 CREATE TABLE c (id int, p_id int REFERENCES p, q int,                  CONSTRAINT c_q FOREIGN KEY (q) REFERENCES s.q (id));",
+            )
+            .unwrap()
+        };
+        let both = ["c ACCESS EXCLUSIVE", "p ACCESS EXCLUSIVE"];
+        assert_eq!(
+            reached(dump(), "", "ALTER TABLE c DROP CONSTRAINT c_p_id_fkey"),
+            both
+        );
+        assert_eq!(reached(dump(), "", "ALTER TABLE c DROP COLUMN p_id"), both);
+        assert_eq!(
+            reached(dump(), "", "DROP TABLE c"),
+            [
+                "c ACCESS EXCLUSIVE",
+                "p ACCESS EXCLUSIVE",
+                "s.q ACCESS EXCLUSIVE"
+            ]
+        );
+        assert_eq!(
+            reached(dump(), "", "TRUNCATE p CASCADE"),
+            ["p ACCESS EXCLUSIVE", "c ACCESS EXCLUSIVE"]
+        );
+        // Not a key, a key of another table, a key already dropped or renamed.
+        assert_eq!(
+            reached(dump(), "", "ALTER TABLE c DROP COLUMN id"),
+            ["c ACCESS EXCLUSIVE"]
+        );
+        assert_eq!(reached(dump(), "", "TRUNCATE p"), ["p ACCESS EXCLUSIVE"]);
+        assert_eq!(
+            reached(
+                dump(),
+                "ALTER TABLE c DROP CONSTRAINT c_q;",
+                "ALTER TABLE c DROP COLUMN q"
+            ),
+            ["c ACCESS EXCLUSIVE"]
+        );
+        assert_eq!(
+            reached(
+                dump(),
+                "ALTER TABLE c RENAME CONSTRAINT c_q TO c_q2;\nALTER TABLE s.q RENAME TO r;",
+                "ALTER TABLE c DROP CONSTRAINT c_q2"
+            ),
+            ["c ACCESS EXCLUSIVE", "s.r ACCESS EXCLUSIVE"]
+        );
+        // Learned from an earlier migration of the directory, or earlier in the file.
+        assert_eq!(
+            reached(
+                earlier("ALTER TABLE c ADD CONSTRAINT k FOREIGN KEY (x) REFERENCES p (id);"),
+                "",
+                "ALTER TABLE c DROP CONSTRAINT k"
+            ),
+            both
+        );
+        assert_eq!(
+            reached(
+                Schema::default(),
+                "ALTER TABLE c ADD COLUMN x int REFERENCES p;",
+                "ALTER TABLE c DROP CONSTRAINT c_x_fkey"
+            ),
+            both
+        );
     }
 }

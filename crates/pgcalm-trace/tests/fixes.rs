@@ -155,47 +155,12 @@ async fn a_type_change_fix_backfills_through_its_using_expression() {
     )
     .await;
     let sql = r#"ALTER TABLE "Survey" ALTER COLUMN "type" TYPE "SurveyType_new" USING ("type"::text::"SurveyType_new");"#;
-    let linted = pgcalm_lint::lint_sql(
-        sql,
-        pgcalm_lint::UnitKind::PlainSql,
-        &LintOptions::default(),
-    )
-    .unwrap();
-    let fix = linted
-        .findings
-        .iter()
-        .find(|f| f.rule == pgcalm_lint::RuleId::ChangingColumnType)
-        .and_then(|f| f.fix_sql.clone())
-        .expect("a fix");
-    let now: String = fix
-        .lines()
-        .filter(|l| !l.starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let fix = fix_of(sql, pgcalm_lint::RuleId::ChangingColumnType);
+    let now = uncommented(&fix);
     db.execute(&now).await;
-    let batch = fix
-        .lines()
-        .find_map(|l| l.strip_prefix("-- UPDATE "))
-        .map(|rest| format!("UPDATE {rest}"))
-        .unwrap_or_else(|| panic!("no backfill in\n{fix}"));
-    let client = db.client().await;
-    let mut batches = 0;
-    loop {
-        let n = client
-            .execute(batch.as_str(), &[])
-            .await
-            .unwrap_or_else(|e| {
-                let db = e.as_db_error().map(|d| d.message().to_string());
-                panic!("{batch}: {}", db.unwrap_or_else(|| e.to_string()))
-            });
-        if n == 0 {
-            break;
-        }
-        batches += 1;
-        assert!(batches <= 10, "{batch} does not come to an end");
-    }
+    let batch = commented_update(&fix);
     // 25000 rows, a third of them NULL (nothing to copy): two batches of 10000 at most.
-    assert_eq!(batches, 2, "{batch}");
+    assert_eq!(run_batches(&db, &batch).await, 2, "{batch}");
     let wrong = db
         .query_i64(
             r#"SELECT count(*) FROM "Survey"
@@ -203,4 +168,102 @@ async fn a_type_change_fix_backfills_through_its_using_expression() {
         )
         .await;
     assert_eq!(wrong, 0, "{batch}");
+}
+
+/// A fix's SQL to run now (its lines that are not comments).
+fn uncommented(fix: &str) -> String {
+    fix.lines()
+        .filter(|l| !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first backfill batch a fix gives as a comment (`-- UPDATE ...`), to run later.
+fn commented_update(fix: &str) -> String {
+    fix.lines()
+        .find_map(|l| l.strip_prefix("-- UPDATE "))
+        .map(|rest| format!("UPDATE {rest}"))
+        .unwrap_or_else(|| panic!("no backfill in\n{fix}"))
+}
+
+/// Runs `batch` until it changes no row; the number of batches that changed some.
+async fn run_batches(db: &TestDb, batch: &str) -> usize {
+    let client = db.client().await;
+    let mut batches = 0;
+    loop {
+        let n = client.execute(batch, &[]).await.unwrap_or_else(|e| {
+            let db = e.as_db_error().map(|d| d.message().to_string());
+            panic!("{batch}: {}", db.unwrap_or_else(|| e.to_string()))
+        });
+        if n == 0 {
+            return batches;
+        }
+        batches += 1;
+        assert!(batches <= 10, "{batch} does not come to an end");
+    }
+}
+
+/// The fix of `rule` for `sql`, linted with no schema (the key's type unknown).
+fn fix_of(sql: &str, rule: pgcalm_lint::RuleId) -> String {
+    pgcalm_lint::lint_sql(
+        sql,
+        pgcalm_lint::UnitKind::PlainSql,
+        &LintOptions::default(),
+    )
+    .unwrap()
+    .findings
+    .iter()
+    .find(|f| f.rule == rule)
+    .and_then(|f| f.fix_sql.clone())
+    .unwrap_or_else(|| panic!("a {rule:?} fix for {sql}"))
+}
+
+/// A table keyed by TEXT (a uuid, a cuid): 25000 rows, a third with status NULL.
+const TEXT_KEYED: &str = r#"CREATE TABLE "Account" (id text PRIMARY KEY, status text);
+INSERT INTO "Account"
+SELECT 'clx' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'old' END
+FROM generate_series(1, 25000) g;"#;
+
+#[tokio::test]
+async fn an_unbatched_backfill_fix_runs_on_a_text_key() {
+    let db = TestDb::new().await;
+    db.execute(TEXT_KEYED).await;
+    let fix = fix_of(
+        r#"UPDATE "Account" SET status = 'active' WHERE status IS NULL;"#,
+        pgcalm_lint::RuleId::UnbatchedBackfill,
+    );
+    let batch = uncommented(&fix);
+    // 8333 NULL rows: one batch of 10000.
+    assert_eq!(run_batches(&db, &batch).await, 1, "{batch}");
+    let left = db
+        .query_i64(r#"SELECT count(*) FROM "Account" WHERE status IS NULL"#)
+        .await;
+    assert_eq!(left, 0, "{batch}");
+    // A DELETE batches the same way, and ends when nothing is left to delete.
+    let fix = fix_of(
+        r#"DELETE FROM "Account" WHERE status <> 'active';"#,
+        pgcalm_lint::RuleId::UnbatchedBackfill,
+    );
+    let batch = uncommented(&fix);
+    assert_eq!(run_batches(&db, &batch).await, 2, "{batch}");
+    let left = db.query_i64(r#"SELECT count(*) FROM "Account""#).await;
+    assert_eq!(left, 8333, "{batch}");
+}
+
+#[tokio::test]
+async fn a_volatile_default_fix_backfills_on_a_text_key() {
+    let db = TestDb::new().await;
+    db.execute(TEXT_KEYED).await;
+    let fix = fix_of(
+        r#"ALTER TABLE "Account" ADD COLUMN token uuid DEFAULT gen_random_uuid();"#,
+        pgcalm_lint::RuleId::AddingFieldWithVolatileDefault,
+    );
+    let now = uncommented(&fix);
+    db.execute(&now).await;
+    let batch = commented_update(&fix);
+    assert_eq!(run_batches(&db, &batch).await, 3, "{batch}");
+    let left = db
+        .query_i64(r#"SELECT count(*) FROM "Account" WHERE token IS NULL"#)
+        .await;
+    assert_eq!(left, 0, "{batch}");
 }

@@ -123,3 +123,121 @@ ALTER TABLE t ADD CONSTRAINT n_pos CHECK (n > 0);
     assert_eq!(check.scans, ["public.t"]);
     assert!(check.constraints[0].validated && check.constraints[0].added);
 }
+
+/// A parent, a child with a named foreign key to it, and an item with an unnamed one
+/// (PostgreSQL names it `item_parent_id_fkey`).
+const FOREIGN_KEYS: &str = "CREATE TABLE parent (id int PRIMARY KEY, x int);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int CONSTRAINT child_parent_fkey REFERENCES parent (id), y int);
+CREATE TABLE item (id int, parent_id int REFERENCES parent);";
+
+/// The strongest lock per table, `table MODE`, sorted: what the server took (from
+/// pg_locks) and what lint's lock table says, knowing the set-up as `--schema`.
+async fn table_locks_both_ways(setup: &str, sql: &str) -> (Vec<String>, Vec<String>) {
+    use pgcalm_lint::{LintOptions, Schema, UnitKind, UnitLinter, UnitState, for_each_statement};
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = plain(dir.path(), setup, sql);
+    let options = TraceOptions {
+        seed_rows: 0,
+        ..TraceOptions::default()
+    };
+    let t = trace(db.target(), &script, &options).await.unwrap();
+    let s = &t.statements[0];
+    assert_eq!(s.error, None, "{sql}");
+    let mut observed: std::collections::BTreeMap<String, pgcalm_lint::LockMode> =
+        Default::default();
+    for l in s.locks.iter().filter(|l| l.on_table()) {
+        let table = l.relation.rsplit('.').next().unwrap().to_string();
+        let mode = l.lock_mode().unwrap();
+        let e = observed.entry(table).or_insert(mode);
+        *e = (*e).max(mode);
+    }
+    let lint_options = LintOptions {
+        schema: Some(std::sync::Arc::new(Schema::from_sql(setup).unwrap())),
+        ..LintOptions::default()
+    };
+    let kind = UnitKind::PlainSql;
+    let mut linter = UnitLinter::new(
+        sql,
+        kind,
+        &lint_options,
+        UnitState::new(kind, &lint_options),
+    )
+    .with_lock_reports();
+    for_each_statement(sql, 0..sql.len(), |st| linter.statement(&st)).unwrap();
+    let (_, reports, _) = linter.finish_with_locks();
+    let mut predicted: Vec<String> = reports[0]
+        .locks
+        .iter()
+        .map(|l| format!("{} {}", l.target, l.mode))
+        .collect();
+    predicted.sort();
+    let observed = observed
+        .into_iter()
+        .map(|(t, m)| format!("{t} {m}"))
+        .collect();
+    (observed, predicted)
+}
+
+/// Dropping a foreign key (its constraint, its column, its table) takes ACCESS EXCLUSIVE
+/// on the table it references too (PostgreSQL removes the key's triggers there), and
+/// TRUNCATE / DROP ... CASCADE reach the tables whose keys reference the named one: the
+/// lock table, knowing the keys from the schema, says what the server takes.
+#[tokio::test]
+async fn foreign_key_drops_and_cascades_lock_what_the_server_locks() {
+    for (sql, expected) in [
+        (
+            "ALTER TABLE child DROP CONSTRAINT child_parent_fkey;",
+            &["child ACCESS EXCLUSIVE", "parent ACCESS EXCLUSIVE"][..],
+        ),
+        (
+            "ALTER TABLE item DROP CONSTRAINT item_parent_id_fkey;",
+            &["item ACCESS EXCLUSIVE", "parent ACCESS EXCLUSIVE"],
+        ),
+        (
+            "ALTER TABLE child DROP COLUMN parent_id;",
+            &["child ACCESS EXCLUSIVE", "parent ACCESS EXCLUSIVE"],
+        ),
+        (
+            "ALTER TABLE child DROP COLUMN y;",
+            &["child ACCESS EXCLUSIVE"],
+        ),
+        (
+            "DROP TABLE child;",
+            &["child ACCESS EXCLUSIVE", "parent ACCESS EXCLUSIVE"],
+        ),
+        ("TRUNCATE child;", &["child ACCESS EXCLUSIVE"]),
+        (
+            "TRUNCATE parent, child, item;",
+            &[
+                "child ACCESS EXCLUSIVE",
+                "item ACCESS EXCLUSIVE",
+                "parent ACCESS EXCLUSIVE",
+            ],
+        ),
+        (
+            "TRUNCATE parent CASCADE;",
+            &[
+                "child ACCESS EXCLUSIVE",
+                "item ACCESS EXCLUSIVE",
+                "parent ACCESS EXCLUSIVE",
+            ],
+        ),
+        (
+            "DROP TABLE parent CASCADE;",
+            &[
+                "child ACCESS EXCLUSIVE",
+                "item ACCESS EXCLUSIVE",
+                "parent ACCESS EXCLUSIVE",
+            ],
+        ),
+        (
+            "ALTER TABLE child ADD CONSTRAINT f2 FOREIGN KEY (y) REFERENCES parent (id) NOT VALID;",
+            &["child SHARE ROW EXCLUSIVE", "parent SHARE ROW EXCLUSIVE"],
+        ),
+    ] {
+        let (observed, predicted) = table_locks_both_ways(FOREIGN_KEYS, sql).await;
+        assert_eq!(observed, expected, "PostgreSQL's locks for {sql}");
+        assert_eq!(predicted, expected, "the lock table's for {sql}");
+    }
+}

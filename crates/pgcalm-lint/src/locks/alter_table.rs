@@ -7,8 +7,8 @@ use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType};
 
 use super::expr::{Volatility, has_default, is_null_const, is_serial_type, volatility};
 use super::{
-    Condition, Effect, IndirectLock, LockMode, LockTarget, PgVersion, RelName, StatementLocks,
-    constraints,
+    Condition, DroppedKeys, Effect, ForeignKeyReach, IndirectLock, LockMode, LockTarget, PgVersion,
+    RelName, StatementLocks, constraints,
 };
 
 /// One `ALTER TABLE` subcommand's lock on the altered table.
@@ -65,6 +65,19 @@ pub(super) fn alter_table(
             only_concurrent_detach = false;
         }
         s.add(target.clone(), sub.mode, sub.rewrite, sub.scan);
+        // DROP CONSTRAINT of a foreign key, DROP COLUMN of a key's column: its
+        // referenced table is locked too.
+        let keys = match subtype {
+            AlterTableType::AtDropConstraint => Some(DroppedKeys::Constraint(cmd.name.clone())),
+            AlterTableType::AtDropColumn => Some(DroppedKeys::Column(cmd.name.clone())),
+            _ => None,
+        };
+        if let (Some(keys), LockTarget::Table(table)) = (keys, &target) {
+            s.foreign_keys.push(ForeignKeyReach::Drops {
+                table: table.clone(),
+                keys,
+            });
+        }
         for l in others.locks {
             s.add(l.target, l.mode, l.rewrite, l.scan);
         }
@@ -617,9 +630,6 @@ mod tests {
         for sql in [
             "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
             "ALTER TABLE t ALTER COLUMN c SET DEFAULT 0",
-            "ALTER TABLE t DROP COLUMN c",
-            "ALTER TABLE t DROP CONSTRAINT k",
-            "ALTER TABLE t DROP CONSTRAINT t_pkey",
             "ALTER TABLE t REPLICA IDENTITY NOTHING",
             "ALTER TABLE t REPLICA IDENTITY FULL",
         ] {
@@ -632,17 +642,45 @@ mod tests {
     }
 
     #[test]
-    fn dropping_a_column_or_constraint_with_cascade_reaches_its_dependents() {
-        for sql in [
-            "ALTER TABLE t DROP COLUMN c CASCADE",
-            "ALTER TABLE t DROP CONSTRAINT t_pkey CASCADE",
-        ] {
+    fn dropping_a_column_or_constraint_reaches_a_foreign_keys_referenced_table() {
+        // A foreign key dropped with its column or by name: its referenced table gets
+        // ACCESS EXCLUSIVE too (lint resolves which with the keys it knows).
+        assert_eq!(
+            facts("ALTER TABLE t DROP COLUMN c", 15),
+            [
+                "t ACCESS EXCLUSIVE rewrite no scan no",
+                "referenced by the dropped keys of t (Column(\"c\"))"
+            ]
+        );
+        for k in ["k", "t_pkey"] {
             assert_eq!(
-                facts(sql, 15),
-                ["t ACCESS EXCLUSIVE rewrite no scan no", "cascades"],
-                "{sql}"
+                facts(&format!("ALTER TABLE t DROP CONSTRAINT {k}"), 15),
+                [
+                    "t ACCESS EXCLUSIVE rewrite no scan no".to_string(),
+                    format!("referenced by the dropped keys of t (Constraint(\"{k}\"))")
+                ]
             );
         }
+    }
+
+    #[test]
+    fn dropping_a_column_or_constraint_with_cascade_reaches_its_dependents() {
+        assert_eq!(
+            facts("ALTER TABLE t DROP COLUMN c CASCADE", 15),
+            [
+                "t ACCESS EXCLUSIVE rewrite no scan no",
+                "referenced by the dropped keys of t (Column(\"c\"))",
+                "cascades"
+            ]
+        );
+        assert_eq!(
+            facts("ALTER TABLE t DROP CONSTRAINT t_pkey CASCADE", 15),
+            [
+                "t ACCESS EXCLUSIVE rewrite no scan no",
+                "referenced by the dropped keys of t (Constraint(\"t_pkey\"))",
+                "cascades"
+            ]
+        );
     }
 
     #[test]

@@ -130,6 +130,74 @@ pub struct StatementLocks {
     /// ... ADD CONSTRAINT`, `SET NOT NULL`, `VALIDATE CONSTRAINT` read each such column
     /// under SHARE); only the catalog knows which tables those are.
     pub tables_using_domain: Option<IndirectLock>,
+    /// What it reaches through foreign keys (a dropped key's referenced table, the tables
+    /// referencing one it empties or drops with CASCADE); lint resolves them with the keys
+    /// it knows ([`StatementLocks::lock_through_foreign_keys`]).
+    pub foreign_keys: Vec<ForeignKeyReach>,
+}
+
+/// What a statement reaches through foreign keys, which only the catalog (or the keys
+/// lint saw in the file or `--schema`) knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ForeignKeyReach {
+    /// Drops the foreign keys of `table` that `keys` says: PostgreSQL takes ACCESS
+    /// EXCLUSIVE on each one's referenced table too (it removes the key's triggers there,
+    /// `RemoveTriggerById`), so reads of that table wait as well.
+    Drops {
+        /// The table whose keys go.
+        table: RelName,
+        /// Which of its keys.
+        keys: DroppedKeys,
+    },
+    /// Empties or drops `table` with CASCADE: ACCESS EXCLUSIVE on every table whose
+    /// foreign key references it (its rows emptied, or the key dropped).
+    CascadesFrom(RelName),
+}
+
+impl ForeignKeyReach {
+    /// The mode taken on each table reached: ACCESS EXCLUSIVE (reads wait too).
+    pub fn mode(&self) -> LockMode {
+        LockMode::AccessExclusive
+    }
+}
+
+/// Which foreign keys of a table a statement drops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum DroppedKeys {
+    /// All of them (`DROP TABLE`).
+    All,
+    /// The constraint of that name, if it is a foreign key (`DROP CONSTRAINT k`).
+    Constraint(String),
+    /// Those on that column (`DROP COLUMN c`).
+    Column(String),
+}
+
+/// A foreign key lint knows (from the file or `--schema`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ForeignKey {
+    /// Its constraint name (PostgreSQL's `<table>_<columns>_fkey` when unnamed); `None`
+    /// when PostgreSQL would truncate it.
+    pub name: Option<String>,
+    /// The referencing table.
+    pub table: RelName,
+    /// The referencing columns.
+    pub columns: Vec<String>,
+    /// The referenced table.
+    pub referenced: RelName,
+}
+
+impl ForeignKey {
+    /// Whether `drop` of `table`'s keys drops this one.
+    fn dropped_by(&self, table: &RelName, keys: &DroppedKeys) -> bool {
+        self.table.same_as(table)
+            && match keys {
+                DroppedKeys::All => true,
+                DroppedKeys::Constraint(k) => self.name.as_deref() == Some(k.as_str()),
+                DroppedKeys::Column(c) => self.columns.contains(c),
+            }
+    }
 }
 
 /// A lock on relations a statement reaches through another object it names: the
@@ -189,6 +257,36 @@ impl StatementLocks {
                 scan,
             });
         }
+    }
+
+    /// Adds what the statement reaches through the foreign keys lint knows: ACCESS
+    /// EXCLUSIVE on the table each dropped key references, and on each table whose key
+    /// references one it empties or drops with CASCADE (not on a table the statement
+    /// names itself, which it locks anyway).
+    pub(crate) fn lock_through_foreign_keys<'k>(
+        &mut self,
+        known: impl Iterator<Item = &'k ForeignKey> + Clone,
+    ) {
+        let mut reached: Vec<(RelName, LockMode)> = Vec::new();
+        for reach in &self.foreign_keys {
+            for k in known.clone() {
+                match reach {
+                    ForeignKeyReach::Drops { table, keys } if k.dropped_by(table, keys) => {
+                        reached.push((k.referenced.clone(), reach.mode()));
+                    }
+                    ForeignKeyReach::CascadesFrom(t) if k.referenced.same_as(t) => {
+                        reached.push((k.table.clone(), reach.mode()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (t, mode) in reached {
+            if self.on_table(&t).is_none() {
+                self.add(LockTarget::Table(t), mode, Effect::No, Effect::No);
+            }
+        }
+        self.locks.sort_by_key(|l| std::cmp::Reverse(l.mode));
     }
 
     pub(super) fn table(&mut self, r: Option<&RangeVar>, mode: LockMode) {

@@ -6,8 +6,8 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ConstrType, ObjectType};
 
 use super::{
-    Condition, Effect, IndirectLock, LockMode, LockTarget, RelName, StatementLocks, constraints,
-    range_vars,
+    Condition, DroppedKeys, Effect, ForeignKeyReach, IndirectLock, LockMode, LockTarget, RelName,
+    StatementLocks, constraints, range_vars,
 };
 
 /// `CREATE TABLE`: nothing on the new table; SHARE ROW EXCLUSIVE on each table its
@@ -106,6 +106,18 @@ pub(super) fn drop(s: &mut StatementLocks, d: &pg_query::protobuf::DropStmt) {
         | ObjectType::ObjectSequence
         | ObjectType::ObjectForeignTable => {
             for t in names {
+                // A dropped table's foreign keys go with it: their referenced tables are
+                // locked too; with CASCADE, so are the tables whose keys reference it.
+                if kind == ObjectType::ObjectTable {
+                    s.foreign_keys.push(ForeignKeyReach::Drops {
+                        table: t.clone(),
+                        keys: DroppedKeys::All,
+                    });
+                    if s.cascades {
+                        s.foreign_keys
+                            .push(ForeignKeyReach::CascadesFrom(t.clone()));
+                    }
+                }
                 s.add(
                     LockTarget::Table(t),
                     LockMode::AccessExclusive,
@@ -189,7 +201,9 @@ mod tests {
             facts("DROP TABLE a, s.b", 15),
             [
                 "a ACCESS EXCLUSIVE rewrite no scan no",
-                "s.b ACCESS EXCLUSIVE rewrite no scan no"
+                "s.b ACCESS EXCLUSIVE rewrite no scan no",
+                "referenced by the dropped keys of a (All)",
+                "referenced by the dropped keys of s.b (All)"
             ]
         );
         for sql in [
@@ -211,7 +225,12 @@ mod tests {
     fn drop_cascade_reaches_what_depends_on_the_object() {
         assert_eq!(
             facts("DROP TABLE a CASCADE", 15),
-            ["a ACCESS EXCLUSIVE rewrite no scan no", "cascades"]
+            [
+                "a ACCESS EXCLUSIVE rewrite no scan no",
+                "referenced by the dropped keys of a (All)",
+                "referencing a",
+                "cascades"
+            ]
         );
         // A schema, a type, a function: no relation named, but their dependents go too.
         for sql in [

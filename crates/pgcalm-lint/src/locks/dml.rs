@@ -1,7 +1,7 @@
 //! Statements on a table's rows: `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `TRUNCATE`, and
 //! the explicit `LOCK TABLE`.
 
-use super::{Effect, LockMode, LockTarget, RelName, StatementLocks, range_vars};
+use super::{Effect, ForeignKeyReach, LockMode, LockTarget, RelName, StatementLocks, range_vars};
 
 /// `INSERT`, `UPDATE`, `DELETE`, `MERGE`: ROW EXCLUSIVE on the target table (what
 /// blocks writes blocks these).
@@ -15,6 +15,10 @@ pub(super) fn write(s: &mut StatementLocks, table: Option<&pg_query::protobuf::R
 pub(super) fn truncate(s: &mut StatementLocks, t: &pg_query::protobuf::TruncateStmt) {
     s.cascades = t.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
     for r in range_vars(&t.relations) {
+        if s.cascades {
+            s.foreign_keys
+                .push(ForeignKeyReach::CascadesFrom(RelName::from_range_var(r)));
+        }
         s.add(
             LockTarget::Table(RelName::from_range_var(r)),
             LockMode::AccessExclusive,
@@ -77,7 +81,11 @@ mod tests {
         );
         assert_eq!(
             facts("TRUNCATE a CASCADE", 15),
-            ["a ACCESS EXCLUSIVE rewrite yes scan no", "cascades"]
+            [
+                "a ACCESS EXCLUSIVE rewrite yes scan no",
+                "referencing a",
+                "cascades"
+            ]
         );
         assert_eq!(
             facts("TRUNCATE a RESTRICT", 15),

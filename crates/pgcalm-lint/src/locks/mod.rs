@@ -37,7 +37,10 @@ mod misc;
 mod mode;
 mod relation;
 
-pub use answer::{Condition, Effect, IndirectLock, RelationLock, StatementLocks};
+pub(crate) use answer::ForeignKey;
+pub use answer::{
+    Condition, DroppedKeys, Effect, ForeignKeyReach, IndirectLock, RelationLock, StatementLocks,
+};
 pub(crate) use expr::{Volatility, has_default, is_serial_type, volatility};
 pub use label::statement_label;
 pub use mode::{Blocks, LockMode};
@@ -151,7 +154,7 @@ pub fn has_option(options: &[pg_query::Node], name: &str) -> bool {
 /// The family files' tests state lock facts through [`test_support::facts`].
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::{Effect, PgVersion, sql_statement_locks};
+    use super::{Effect, ForeignKeyReach, PgVersion, sql_statement_locks};
 
     /// The lock table's answer for `sql` on PostgreSQL `major`, one line per relation,
     /// strongest first (`t SHARE rewrite no scan yes`), then what it takes on partitions
@@ -193,6 +196,14 @@ pub(crate) mod test_support {
                     effect(p.scan)
                 ));
             }
+        }
+        for reach in &s.foreign_keys {
+            out.push(match reach {
+                ForeignKeyReach::Drops { table, keys } => {
+                    format!("referenced by the dropped keys of {table} ({keys:?})")
+                }
+                ForeignKeyReach::CascadesFrom(t) => format!("referencing {t}"),
+            });
         }
         for (flag, name) in [
             (s.refused_if_partitioned, "refused if partitioned"),

@@ -78,7 +78,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             rel(&table),
             ident(&col.colname)
         ));
-        backfills.push(backfill(&table, &col.colname, &value));
+        backfills.push(backfill(cx, &table, &col.colname, &value, false));
     }
     let when = if cx.state.in_transaction {
         format!("{}, fill the existing rows", in_a_later_transaction(cx))
@@ -130,9 +130,8 @@ mod tests {
             ALTER TABLE users ADD COLUMN public_id uuid;
             ALTER TABLE users ALTER COLUMN public_id SET DEFAULT gen_random_uuid();
             -- then fill the existing rows:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND public_id IS NULL;
-            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND public_id IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET public_id = gen_random_uuid() WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE public_id IS NULL LIMIT 10000));
         ");
     }
 
@@ -147,9 +146,8 @@ mod tests {
             ALTER TABLE events ADD COLUMN w double precision;
             ALTER TABLE events ALTER COLUMN w SET DEFAULT random();
             -- then fill the existing rows:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE events SET w = random() WHERE id >= 1 AND id < 10001 AND w IS NULL;
-            -- UPDATE events SET w = random() WHERE id >= 10001 AND id < 20001 AND w IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE events SET w = random() WHERE ctid = ANY (ARRAY(SELECT ctid FROM events WHERE w IS NULL LIMIT 10000));
             -- once every row is filled:
             -- ALTER TABLE events ADD CONSTRAINT events_w_not_null CHECK (w IS NOT NULL) NOT VALID;
             -- ALTER TABLE events VALIDATE CONSTRAINT events_w_not_null;
@@ -169,9 +167,8 @@ mod tests {
             ALTER TABLE users ADD COLUMN code text;
             ALTER TABLE users ALTER COLUMN code SET DEFAULT make_code();
             -- then fill the existing rows:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET code = make_code() WHERE id >= 1 AND id < 10001 AND code IS NULL;
-            -- UPDATE users SET code = make_code() WHERE id >= 10001 AND id < 20001 AND code IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET code = make_code() WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE code IS NULL LIMIT 10000));
         ");
     }
 
@@ -191,9 +188,8 @@ mod tests {
             ALTER TABLE users ADD COLUMN plan text;
             ALTER TABLE users ALTER COLUMN plan SET DEFAULT 'free';
             -- then fill the existing rows:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET plan = 'free' WHERE id >= 1 AND id < 10001 AND plan IS NULL;
-            -- UPDATE users SET plan = 'free' WHERE id >= 10001 AND id < 20001 AND plan IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET plan = 'free' WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE plan IS NULL LIMIT 10000));
         ");
     }
 
@@ -216,12 +212,10 @@ mod tests {
             ALTER TABLE users ALTER COLUMN a SET DEFAULT gen_random_uuid();
             ALTER TABLE users ALTER COLUMN b SET DEFAULT random();
             -- then fill the existing rows:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET a = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND a IS NULL;
-            -- UPDATE users SET a = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND a IS NULL;
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET b = random() WHERE id >= 1 AND id < 10001 AND b IS NULL;
-            -- UPDATE users SET b = random() WHERE id >= 10001 AND id < 20001 AND b IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET a = gen_random_uuid() WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE a IS NULL LIMIT 10000));
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET b = random() WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE b IS NULL LIMIT 10000));
         ");
     }
 
@@ -236,9 +230,8 @@ mod tests {
             ALTER TABLE users ADD COLUMN public_id uuid;
             ALTER TABLE users ALTER COLUMN public_id SET DEFAULT gen_random_uuid();
             -- in a later migration (a transaction of its own), fill the existing rows:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 1 AND id < 10001 AND public_id IS NULL;
-            -- UPDATE users SET public_id = gen_random_uuid() WHERE id >= 10001 AND id < 20001 AND public_id IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET public_id = gen_random_uuid() WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE public_id IS NULL LIMIT 10000));
             -- once every row is filled:
             -- ALTER TABLE users ADD CONSTRAINT users_public_id_not_null CHECK (public_id IS NOT NULL) NOT VALID;
             -- ALTER TABLE users VALIDATE CONSTRAINT users_public_id_not_null;

@@ -71,7 +71,13 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             "ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT nextval('{seq}');\n\
              ALTER SEQUENCE {seq} OWNED BY {t}.{c};"
         ));
-        backfills.push(backfill(&table, &col.colname, &format!("nextval('{seq}')")));
+        backfills.push(backfill(
+            cx,
+            &table,
+            &col.colname,
+            &format!("nextval('{seq}')"),
+            false,
+        ));
     }
     let plain = with_added_columns_edited(cx.node, &columns, |col| {
         if let Some(key) = key_type(col).as_deref().and_then(plain_type) {

@@ -45,7 +45,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         fill.push(format!(
             "-- a BEFORE INSERT OR UPDATE trigger sets {} to {expr} for new rows; then:\n{}",
             col.colname,
-            backfill(&table, &col.colname, expr)
+            backfill(cx, &table, &col.colname, expr, true)
         ));
     }
     let when = if cx.state.in_transaction {
@@ -92,9 +92,8 @@ mod tests {
             ALTER TABLE users ADD COLUMN email_domain text;
             -- then fill the existing rows:
             -- a BEFORE INSERT OR UPDATE trigger sets email_domain to split_part(email, '@', 2) for new rows; then:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            -- UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id >= 1 AND id < 10001 AND email_domain IS NULL;
-            -- UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id >= 10001 AND id < 20001 AND email_domain IS NULL;
+            -- in batches of 10000 rows, each its own transaction, until it updates none:
+            -- UPDATE users SET email_domain = split_part(email, '@', 2) WHERE ctid = ANY (ARRAY(SELECT ctid FROM users WHERE email_domain IS DISTINCT FROM (split_part(email, '@', 2)) LIMIT 10000));
         ");
     }
 

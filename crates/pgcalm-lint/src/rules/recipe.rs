@@ -328,6 +328,31 @@ pub(crate) fn first_batch_condition(key: &str) -> Option<pg_query::Node> {
     }
 }
 
+/// The WHERE condition of a batch by physical row: `ctid = ANY (ARRAY(SELECT ctid FROM
+/// <from> WHERE <rows> LIMIT n))`, `from` being the table as SQL (with its alias), `rows`
+/// the rows still to change. A loop of it ends when `rows` no longer holds for a changed
+/// row.
+pub(crate) fn ctid_batch_condition(
+    from: &str,
+    rows: Option<pg_query::Node>,
+) -> Option<pg_query::Node> {
+    let mut inner = template_select(&format!("SELECT ctid FROM {from} LIMIT {BATCH}"))?;
+    inner.where_clause = rows.map(Box::new);
+    let inner = deparse(NodeEnum::SelectStmt(Box::new(inner)))?;
+    match template(&format!("SELECT 1 WHERE ctid = ANY (ARRAY({inner}))"))? {
+        NodeEnum::SelectStmt(s) => s.where_clause.map(|w| *w),
+        _ => None,
+    }
+}
+
+/// The comment that heads every batched backfill by physical row in a fix.
+pub(crate) fn ctid_batches_comment() -> String {
+    format!(
+        "-- in batches of {BATCH} rows (the key's type is not known: by physical row), each \
+         batch its own transaction, until it changes none:"
+    )
+}
+
 /// The comment that heads every batched backfill in a fix.
 pub(crate) fn batches_comment() -> String {
     format!(
@@ -385,16 +410,30 @@ UPDATE {t} SET {c} = {value} WHERE id >= 1 AND id < {};",
     )
 }
 
-/// A batched backfill of `column = value` for rows where the column is still NULL: the
-/// first two batches of the loop (a fix writes it as comments: it is a loop, each batch
-/// its own transaction).
-pub(crate) fn backfill(table: &RelName, column: &str, value: &str) -> String {
+/// A batched backfill of `column = value` for rows where the column is still NULL (a fix
+/// writes it as comments: it is a loop, each batch its own transaction): the first two
+/// batches by `id` ranges when lint knows the key is an integer ([`integer_id`]);
+/// otherwise by physical row, each batch the next rows still NULL, until it updates none
+/// (runnable whatever the key; also when the column being filled is `id` itself). A
+/// `stable` value (the same for every run: a generated column's expression, which may
+/// be NULL) picks the rows still different from it instead, so the loop ends.
+pub(crate) fn backfill(
+    cx: &Cx<'_>,
+    table: &RelName,
+    column: &str,
+    value: &str,
+    stable: bool,
+) -> String {
     let (t, c) = (rel(table), ident(column));
-    if column == "id" {
-        // The column being filled is the usual key: batch by physical row instead.
+    if column == "id" || !integer_id(cx, table) {
+        let left = if stable {
+            format!("{c} IS DISTINCT FROM ({value})")
+        } else {
+            format!("{c} IS NULL")
+        };
         return format!(
             "-- in batches of {BATCH} rows, each its own transaction, until it updates none:\n\
-             UPDATE {t} SET {c} = {value} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {c} IS NULL LIMIT {BATCH}));"
+             UPDATE {t} SET {c} = {value} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} WHERE {left} LIMIT {BATCH}));"
         );
     }
     format!(

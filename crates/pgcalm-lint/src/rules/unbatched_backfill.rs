@@ -18,9 +18,10 @@ use crate::engine::{Cx, Rule, Violation, deparse};
 use crate::locks::RelName;
 use crate::rule_id::RuleId;
 use crate::rules::recipe::{
-    BATCH, batches_comment, first_batch_condition, outside_this_transaction,
+    BATCH, batches_comment, ctid_batch_condition, ctid_batches_comment, expr_sql,
+    first_batch_condition, integer_id, outside_this_transaction, template,
 };
-use crate::rules::{ident, is_bookkeeping_table};
+use crate::rules::{ident, is_bookkeeping_table, rel};
 
 /// The rule.
 pub(super) static RULE: Rule = Rule {
@@ -92,6 +93,90 @@ fn bounds_rows(n: &pg_query::Node) -> bool {
                 && matches!(s.subselect.as_deref().and_then(|q| q.node.as_ref()),
                     Some(NodeEnum::SelectStmt(q)) if q.limit_count.is_some())
         }
+        _ => false,
+    }
+}
+
+/// The statement restricted to one batch, with the comment that says how to loop it:
+/// the first `id` range (`... AND id >= 1 AND id < 10001`) when lint knows the key is an
+/// integer, else the next rows by physical row ([`ctid_batch`]).
+fn batch_fix(cx: &Cx<'_>, table: &RelName) -> Option<String> {
+    if integer_id(cx, table) {
+        let sql = first_batch(cx.node, table)?;
+        return Some(format!("{}\n{sql};", batches_comment()));
+    }
+    let sql = ctid_batch(cx.node)?;
+    Some(format!("{}\n{sql};", ctid_batches_comment()))
+}
+
+/// The statement restricted to its next batch of rows by physical row, rows it has not
+/// changed yet: a DELETE's are gone; an UPDATE's must then differ from what it sets, so
+/// only an UPDATE setting constants has one (a value computed from the row or volatile
+/// would never stop matching). None with FROM / USING (the batch would need the join).
+fn ctid_batch(node: &NodeEnum) -> Option<String> {
+    let from = |r: &pg_query::protobuf::RangeVar| {
+        let t = rel(&RelName::from_range_var(r));
+        match &r.alias {
+            Some(a) => format!("{t} AS {}", ident(&a.aliasname)),
+            None => t,
+        }
+    };
+    let and = |a: Option<pg_query::Node>, b: Option<pg_query::Node>| match (a, b) {
+        (Some(a), Some(b)) => Some(pg_query::Node {
+            node: Some(NodeEnum::BoolExpr(Box::new(pg_query::protobuf::BoolExpr {
+                boolop: BoolExprType::AndExpr as i32,
+                args: vec![a, b],
+                ..Default::default()
+            }))),
+        }),
+        (a, b) => a.or(b),
+    };
+    let node = match node.clone() {
+        NodeEnum::DeleteStmt(mut d) if d.using_clause.is_empty() => {
+            let rows = d.where_clause.take().map(|w| *w);
+            d.where_clause = Some(Box::new(ctid_batch_condition(
+                &from(d.relation.as_ref()?),
+                rows,
+            )?));
+            NodeEnum::DeleteStmt(d)
+        }
+        NodeEnum::UpdateStmt(mut u) if u.from_clause.is_empty() => {
+            let mut changed = Vec::new();
+            for t in &u.target_list {
+                let Some(NodeEnum::ResTarget(t)) = &t.node else {
+                    return None;
+                };
+                let value = t.val.as_deref()?;
+                if !t.indirection.is_empty() || !is_constant(value) {
+                    return None;
+                }
+                changed.push(format!(
+                    "{} IS DISTINCT FROM ({})",
+                    ident(&t.name),
+                    expr_sql(value)
+                ));
+            }
+            let left = match template(&format!("SELECT 1 WHERE {}", changed.join(" OR ")))? {
+                NodeEnum::SelectStmt(s) => s.where_clause.map(|w| *w),
+                _ => None,
+            };
+            let rows = and(u.where_clause.take().map(|w| *w), left);
+            u.where_clause = Some(Box::new(ctid_batch_condition(
+                &from(u.relation.as_ref()?),
+                rows,
+            )?));
+            NodeEnum::UpdateStmt(u)
+        }
+        _ => return None,
+    };
+    deparse(node)
+}
+
+/// A constant (`'paid'`, `0`, `NULL`, `'x'::text`, `true`).
+fn is_constant(expr: &pg_query::Node) -> bool {
+    match &expr.node {
+        Some(NodeEnum::AConst(_)) => true,
+        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(is_constant),
         _ => false,
     }
 }
@@ -204,9 +289,9 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     ))
     .help(help);
     if place.is_none()
-        && let Some(sql) = first_batch(cx.node, &table)
+        && let Some(fix) = batch_fix(cx, &table)
     {
-        v = v.fix(format!("{}\n{sql};", batches_comment()));
+        v = v.fix(fix);
     }
     vec![v]
 }
@@ -215,7 +300,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
 mod tests {
     use insta::assert_snapshot;
 
-    use crate::rules::test_support::{check, check_migration, lines};
+    use crate::rules::test_support::{check, check_migration, check_schema, lines};
 
     const RULE: &str = "unbatched-backfill";
 
@@ -227,8 +312,8 @@ mod tests {
           UPDATE on orders changes every row in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
           help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change
           fix:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE orders SET state = 'paid' WHERE id >= 1 AND id < 10001;
+            -- in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it changes none:
+            UPDATE orders SET state = 'paid' WHERE ctid = ANY(ARRAY(SELECT ctid FROM orders WHERE state IS DISTINCT FROM 'paid' LIMIT 10000));
         ");
     }
 
@@ -240,8 +325,8 @@ mod tests {
           UPDATE on users changes every row its WHERE matches (no key range: possibly most of the table) in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
           help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change
           fix:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE users SET status = 'active' WHERE (id >= 1 AND id < 10001) AND status IS NULL;
+            -- in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it changes none:
+            UPDATE users SET status = 'active' WHERE ctid = ANY(ARRAY(SELECT ctid FROM users WHERE status IS NULL AND status IS DISTINCT FROM 'active' LIMIT 10000));
         ");
     }
 
@@ -253,8 +338,8 @@ mod tests {
           DELETE on events changes every row its WHERE matches (no key range: possibly most of the table) in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
           help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change
           fix:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            DELETE FROM events WHERE (id >= 1 AND id < 10001) AND kind <> 'keep';
+            -- in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it changes none:
+            DELETE FROM events WHERE ctid = ANY(ARRAY(SELECT ctid FROM events WHERE kind <> 'keep' LIMIT 10000));
         ");
     }
 
@@ -276,10 +361,37 @@ mod tests {
           lock: UPDATE takes ROW EXCLUSIVE on orders: blocks no reads or writes
           UPDATE on orders changes every row its WHERE matches (no key range: possibly most of the table) in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
           help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change
-          fix:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE orders SET user_email = users.email FROM users WHERE (orders.id >= 1 AND orders.id < 10001) AND users.id = orders.user_id;
         ");
+    }
+
+    #[test]
+    fn a_known_integer_key_batches_by_range_and_anything_else_by_physical_row() {
+        let schema = "CREATE TABLE orders (id bigint PRIMARY KEY, state text);\n\
+                      CREATE TABLE accounts (id uuid PRIMARY KEY, state text, n int);";
+        let fix = |sql: &str| {
+            let out = check_schema(RULE, schema, sql);
+            out.lines()
+                .skip_while(|l| !l.trim_start().starts_with("fix:"))
+                .skip(2)
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            fix("UPDATE orders SET state = 'paid';"),
+            "UPDATE orders SET state = 'paid' WHERE id >= 1 AND id < 10001;"
+        );
+        assert_eq!(
+            fix("UPDATE accounts AS a SET state = NULL, n = 0 WHERE a.state IS NOT NULL;"),
+            "UPDATE accounts a SET state = NULL, n = 0 WHERE ctid = ANY(ARRAY(SELECT ctid FROM accounts a WHERE a.state IS NOT NULL AND (state IS DISTINCT FROM NULL OR n IS DISTINCT FROM 0) LIMIT 10000));"
+        );
+        // A value computed from the row, or volatile, never stops matching: no fix.
+        for sql in [
+            "UPDATE accounts SET n = n + 1;",
+            "UPDATE accounts SET state = gen_random_uuid()::text;",
+        ] {
+            assert_eq!(fix(sql), "", "{sql}");
+        }
     }
 
     #[test]
@@ -326,8 +438,8 @@ mod tests {
           UPDATE on orders changes every row in one transaction: each changed row stays locked until it ends (concurrent updates of them wait), and vacuum and replicas fall behind
           help: change the rows in batches of about 10000 by primary key, each batch its own transaction, outside the transaction of any schema change; pgcalm does it for you: write `-- pgcalm:backfill batch_size=auto` on the line above the UPDATE, in a `transaction:false` section, and `pgcalm migrate` runs it in keyset batches, each committed with its progress, waiting while replicas lag
           fix:
-            -- backfill in batches of 10000 rows by primary key (id here), each batch its own transaction, until max(id):
-            UPDATE orders SET state = 'paid' WHERE id >= 1 AND id < 10001;
+            -- in batches of 10000 rows (the key's type is not known: by physical row), each batch its own transaction, until it changes none:
+            UPDATE orders SET state = 'paid' WHERE ctid = ANY(ARRAY(SELECT ctid FROM orders WHERE state IS DISTINCT FROM 'paid' LIMIT 10000));
         ");
     }
 
