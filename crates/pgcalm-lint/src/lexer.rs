@@ -89,7 +89,11 @@ pub(crate) fn tokens(text: &str) -> Result<Vec<ScanToken>, Unterminated> {
                     (b'u', Some(b'&')) if matches!(b.get(i + 2), Some(b'\'' | b'"')) => {
                         let q = b[i + 2];
                         i = quoted_end(b, i + 2, q, false).ok_or(Unterminated { at: start })?;
-                        if q == b'"' { Token::Ident } else { Token::Sconst }
+                        if q == b'"' {
+                            Token::Ident
+                        } else {
+                            Token::Sconst
+                        }
                     }
                     _ => {
                         i += 1;
@@ -229,7 +233,10 @@ fn dollar_quote(b: &[u8], i: usize) -> Dollar {
         return Dollar::Other(j);
     }
     if b.get(j).is_some_and(|&c| is_ident_start(c)) {
-        while b.get(j).is_some_and(|&c| is_ident_start(c) || c.is_ascii_digit()) {
+        while b
+            .get(j)
+            .is_some_and(|&c| is_ident_start(c) || c.is_ascii_digit())
+        {
             j += 1;
         }
     }
