@@ -226,6 +226,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             def.colname = format!("{}_new", c.column);
             def.raw_default = None;
             cmd.name.clear();
+        } else if cmd.subtype == AlterTableType::AtColumnDefault as i32
+            && changes.iter().any(|c| c.column == cmd.name)
+        {
+            // A default set with the new type is the new column's (on the old column a
+            // value of the new type may not even fit: 0.1728 in an integer is 0).
+            cmd.name = format!("{}_new", cmd.name);
         }
         true
     });
@@ -328,6 +334,18 @@ mod tests {
             -- UPDATE "Survey" SET type_new = type::text::"SurveyType_new" WHERE ctid = ANY (ARRAY(SELECT ctid FROM "Survey" WHERE type_new IS DISTINCT FROM (type::text::"SurveyType_new") LIMIT 10000));
             -- then in one short transaction rename type away and type_new to type; drop the old column once nothing reads it
         "#);
+    }
+
+    #[test]
+    fn a_default_set_with_the_type_goes_to_the_new_column() {
+        // lemmy 2023-08-23-182533_scaled_rank: the new default belongs to the new float
+        // column; on the old integer one it would round 0.1728 to 0 for the old code's
+        // inserts (judged a wrong fix in the seed-20 sample).
+        let out = check(RULE, "ALTER TABLE post_aggregates ALTER COLUMN hot_rank TYPE float, ALTER COLUMN hot_rank SET DEFAULT 0.1728;");
+        assert!(
+            out.contains("ALTER TABLE post_aggregates ADD COLUMN hot_rank_new double precision, ALTER COLUMN hot_rank_new SET DEFAULT 0.1728;"),
+            "{out}"
+        );
     }
 
     #[test]
