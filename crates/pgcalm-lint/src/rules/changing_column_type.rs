@@ -230,7 +230,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             && changes.iter().any(|c| c.column == cmd.name)
         {
             // A default set with the new type is the new column's (on the old column a
-            // value of the new type may not even fit: 0.1728 in an integer is 0).
+            // value of the new type may not even fit: 0.1728 in an integer is 0). One
+            // dropped with it stays on the old column while old code still inserts (the
+            // new column has none).
+            if cmd.def.is_none() {
+                return false;
+            }
             cmd.name = format!("{}_new", cmd.name);
         }
         true
@@ -344,6 +349,13 @@ mod tests {
         let out = check(RULE, "ALTER TABLE post_aggregates ALTER COLUMN hot_rank TYPE float, ALTER COLUMN hot_rank SET DEFAULT 0.1728;");
         assert!(
             out.contains("ALTER TABLE post_aggregates ADD COLUMN hot_rank_new double precision, ALTER COLUMN hot_rank_new SET DEFAULT 0.1728;"),
+            "{out}"
+        );
+        // documenso 20240227003622_migrate_to_cuids_for_webhooks: a DROP DEFAULT on the
+        // new column would run before its ADD COLUMN (PostgreSQL's pass order) and fail.
+        let out = check(RULE, "ALTER TABLE \"Webhook\" ALTER COLUMN \"id\" DROP DEFAULT, ALTER COLUMN \"id\" SET DATA TYPE TEXT;");
+        assert!(
+            out.contains("ALTER TABLE \"Webhook\" ADD COLUMN id_new text;"),
             "{out}"
         );
     }
