@@ -346,14 +346,20 @@ mod tests {
         // lemmy 2023-08-23-182533_scaled_rank: the new default belongs to the new float
         // column; on the old integer one it would round 0.1728 to 0 for the old code's
         // inserts (judged a wrong fix in the seed-20 sample).
-        let out = check(RULE, "ALTER TABLE post_aggregates ALTER COLUMN hot_rank TYPE float, ALTER COLUMN hot_rank SET DEFAULT 0.1728;");
+        let out = check(
+            RULE,
+            "ALTER TABLE post_aggregates ALTER COLUMN hot_rank TYPE float, ALTER COLUMN hot_rank SET DEFAULT 0.1728;",
+        );
         assert!(
             out.contains("ALTER TABLE post_aggregates ADD COLUMN hot_rank_new double precision, ALTER COLUMN hot_rank_new SET DEFAULT 0.1728;"),
             "{out}"
         );
         // documenso 20240227003622_migrate_to_cuids_for_webhooks: a DROP DEFAULT on the
         // new column would run before its ADD COLUMN (PostgreSQL's pass order) and fail.
-        let out = check(RULE, "ALTER TABLE \"Webhook\" ALTER COLUMN \"id\" DROP DEFAULT, ALTER COLUMN \"id\" SET DATA TYPE TEXT;");
+        let out = check(
+            RULE,
+            "ALTER TABLE \"Webhook\" ALTER COLUMN \"id\" DROP DEFAULT, ALTER COLUMN \"id\" SET DATA TYPE TEXT;",
+        );
         assert!(
             out.contains("ALTER TABLE \"Webhook\" ADD COLUMN id_new text;"),
             "{out}"
