@@ -14,7 +14,7 @@ use crate::engine::{Cx, Rule, Violation};
 use crate::locks::RelName;
 use crate::rule_id::RuleId;
 use crate::rules::recipe::{and_list, column_def};
-use crate::rules::{alter_existing_table, alter_table_cmds, later_in_transaction};
+use crate::rules::{alter_existing_table, alter_table_cmds, later_in_transaction, renamed_among};
 
 /// The rule.
 pub(super) static RULE: Rule = Rule {
@@ -76,9 +76,15 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     if dropped.is_empty() {
         return Vec::new();
     }
+    let later = later_in_transaction(cx);
+    // Renamed later in the same transaction: running code names the old table and fails
+    // once it commits anyway.
+    if renamed_among(&later, &table) {
+        return Vec::new();
+    }
     // Added back later in the same transaction.
-    for node in later_in_transaction(cx) {
-        let added = added_to(&node, &table);
+    for node in &later {
+        let added = added_to(node, &table);
         dropped.retain(|d| !added.contains(d));
         if dropped.is_empty() {
             return Vec::new();
@@ -133,12 +139,19 @@ mod tests {
         // `person`: code already running names `user_` and fails from the rename on.
         let sql = "BEGIN;\nALTER TABLE user_ RENAME TO person;\nALTER TABLE person DROP COLUMN email;\nCOMMIT;";
         assert_eq!(lines(RULE, sql), Vec::<usize>::new());
-        // A column of another table, or of the table before its rename, still counts.
+        // Before the rename in the same transaction too; a column of another table still
+        // counts.
         let sql = "BEGIN;\nALTER TABLE user_ DROP COLUMN email;\nALTER TABLE user_ RENAME TO person;\nALTER TABLE post DROP COLUMN body;\nCOMMIT;";
-        assert_eq!(lines(RULE, sql), vec![2, 4]);
+        assert_eq!(lines(RULE, sql), vec![4]);
         // A swap: the table renamed into `users` is the one running code now reaches.
         let sql = "BEGIN;\nALTER TABLE users RENAME TO users_old;\nALTER TABLE users_new RENAME TO users;\nALTER TABLE users DROP COLUMN legacy;\nCOMMIT;";
         assert_eq!(lines(RULE, sql), vec![4]);
+        // Renamed later in the same transaction (formbricks
+        // 20260403000000_remove_environment_model:44 then :54), not in another one.
+        let sql = "BEGIN;\nALTER TABLE \"ApiKeyEnvironment\" DROP COLUMN \"environmentId\";\nALTER TABLE \"ApiKeyEnvironment\" RENAME TO \"ApiKeyWorkspace\";\nCOMMIT;";
+        assert_eq!(lines(RULE, sql), Vec::<usize>::new());
+        let sql = "BEGIN;\nALTER TABLE a DROP COLUMN c;\nCOMMIT;\nALTER TABLE a RENAME TO b;";
+        assert_eq!(lines(RULE, sql), vec![2]);
     }
 
     #[test]

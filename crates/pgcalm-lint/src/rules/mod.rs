@@ -249,6 +249,19 @@ pub(crate) fn later_in_transaction(cx: &crate::engine::Cx<'_>) -> Vec<pg_query::
         .collect()
 }
 
+/// Whether one of `later` (the rest of the transaction: [`later_in_transaction`]) renames
+/// `table` (`ALTER TABLE t RENAME TO ...`): running code names it by its old name and
+/// fails once the transaction commits, whatever else it does to the table.
+pub(crate) fn renamed_among(later: &[pg_query::NodeEnum], table: &crate::RelName) -> bool {
+    use pg_query::protobuf::ObjectType;
+    later.iter().any(|node| {
+        matches!(node, pg_query::NodeEnum::RenameStmt(r)
+            if r.rename_type == ObjectType::ObjectTable as i32
+                && r.subname.is_empty()
+                && r.relation.as_ref().is_some_and(|v| crate::RelName::from_range_var(v).same_as(table)))
+    })
+}
+
 /// The ALTER TABLE subcommands of a statement, with their subtype.
 pub(crate) fn alter_table_cmds(
     node: &pg_query::NodeEnum,
