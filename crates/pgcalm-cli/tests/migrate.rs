@@ -365,6 +365,25 @@ async fn sqlmigrate_shows_each_statement_of_a_no_transaction_section_in_its_own_
 }
 
 #[tokio::test]
+async fn sqlmigrate_shows_an_expired_ignore_as_risky_like_migrate() {
+    // `-- pgcalm:ignore RULE until DATE` expires in sqlmigrate's verdicts too: after the
+    // date the statement is risky again, as `migrate` and `lint` say.
+    let db = TestDb::new().await;
+    let dir = app_dir(&[(
+        "0001_index.sql",
+        "-- migrate:up\n\
+         -- pgcalm:ignore require-concurrent-index-creation until 2020-01-01 tiny then\n\
+         CREATE INDEX t_c ON t (c);\n",
+    )]);
+    let out = ok(&db, dir.path(), &["sqlmigrate", "app", "0001"]);
+    assert!(
+        out.contains("-- line 3: SHARE on t (blocks writes); risky:"),
+        "{out}"
+    );
+    assert!(out.contains("expired-ignore"), "{out}");
+}
+
+#[tokio::test]
 async fn malformed_and_changed_files_are_errors_with_path_and_line() {
     let db = TestDb::new().await;
     let dir = app_dir(&[("0001_bad.sql", "-- migrate:up\nCREATE TABEL t (id int);\n")]);

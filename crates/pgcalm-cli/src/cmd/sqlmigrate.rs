@@ -43,10 +43,13 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             file.id()
         );
     }
+    // The project's lint settings and today's date (an ignore may have expired), as
+    // `migrate` and `lint` judge the statements.
+    let lint = settings.lint_options()?;
     if settings.json() {
-        return crate::output::json(&sql_json(file, direction, &settings.policy));
+        return crate::output::json(&sql_json(file, direction, &settings.policy, &lint));
     }
-    print!("{}", sql_text(file, direction, &settings.policy));
+    print!("{}", sql_text(file, direction, &settings.policy, &lint));
     Ok(())
 }
 

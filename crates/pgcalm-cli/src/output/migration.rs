@@ -116,6 +116,7 @@ pub(crate) fn sql_json(
     file: &MigrationFile,
     direction: Direction,
     policy: &Policy,
+    lint: &LintOptions,
 ) -> serde_json::Value {
     let section = file.section(direction).expect("checked by the caller");
     serde_json::json!({
@@ -125,7 +126,7 @@ pub(crate) fn sql_json(
         "direction": direction,
         "transaction": section.transaction,
         "statements": section.statements.iter()
-            .zip(statement_verdicts(file, direction, 0, &LintOptions::default()))
+            .zip(statement_verdicts(file, direction, 0, lint))
             .map(|(s, v)| with_verdict(serde_json::json!({
             "line": s.line, "sql": s.sql, "settings": policy.settings_for(s.kind()),
         }), &v)).collect::<Vec<_>>(),
@@ -134,7 +135,12 @@ pub(crate) fn sql_json(
 
 /// `sqlmigrate`'s SQL text: the transaction around the statements (or none), the
 /// timeouts set before each, and each statement's file line, lock and verdict.
-pub(crate) fn sql_text(file: &MigrationFile, direction: Direction, policy: &Policy) -> String {
+pub(crate) fn sql_text(
+    file: &MigrationFile,
+    direction: Direction,
+    policy: &Policy,
+    lint: &LintOptions,
+) -> String {
     let section = file.section(direction).expect("checked by the caller");
     let mut out = format!(
         "-- {} ({direction}) from {}:{}\n",
@@ -151,7 +157,7 @@ pub(crate) fn sql_text(file: &MigrationFile, direction: Direction, policy: &Poli
         );
     }
     let mut current: Vec<Setting> = Vec::new();
-    let verdicts = statement_verdicts(file, direction, 0, &LintOptions::default());
+    let verdicts = statement_verdicts(file, direction, 0, lint);
     for (s, v) in section.statements.iter().zip(&verdicts) {
         let settings = policy.settings_for(s.kind());
         // transaction:false: a statement PostgreSQL allows in a transaction runs in one of
