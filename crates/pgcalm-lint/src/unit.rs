@@ -75,10 +75,16 @@ pub struct Schema {
     checks: HashMap<String, CheckInfo>,
     foreign_keys: Vec<ForeignKey>,
     views: HashMap<String, ViewInfo>,
+    /// Column types learned from earlier migrations ([`Schema::learn_indexes`]), by table
+    /// and column: only what a type change needs to tell a no-op from a rewrite.
+    column_types: ColumnTypes,
     /// Read from a whole schema ([`Schema::from_sql`]): a table it lacks does not exist.
     /// False when it only holds indexes learned from earlier migrations.
     tables_known: bool,
 }
+
+/// Column types by table name, then column name (the type as lint writes it).
+pub(crate) type ColumnTypes = HashMap<String, HashMap<String, (RelName, String)>>;
 
 impl Schema {
     /// Reads `CREATE TABLE`, `ALTER TABLE`, `CREATE INDEX` statements (others are
@@ -106,6 +112,7 @@ impl Schema {
             checks: state.checks,
             foreign_keys: state.foreign_keys,
             views: state.views,
+            column_types: ColumnTypes::new(),
             tables_known: true,
         })
     }
@@ -118,7 +125,7 @@ impl Schema {
     /// that `DROP INDEX i` locks a table the transaction may already hold, and that the
     /// readers of a view wait for its base tables.
     pub fn learn_indexes(&mut self, sql: &str) -> Result<(), SyntaxError> {
-        const WORDS: [&str; 8] = [
+        const WORDS: [&str; 9] = [
             "index",
             "primary",
             "unique",
@@ -127,6 +134,7 @@ impl Schema {
             "view",
             "schema",
             "references",
+            "table",
         ];
         let statements = split_unparsed(sql, 0..sql.len())?;
         let mut state = UnitState {
@@ -135,6 +143,13 @@ impl Schema {
             foreign_keys: std::mem::take(&mut self.foreign_keys),
             ..UnitState::default()
         };
+        // The column types known so far, as tables the statements below may alter,
+        // rename or drop.
+        for columns in std::mem::take(&mut self.column_types).into_values() {
+            for (column, (table, type_name)) in columns {
+                state.column_entry(&table, &column).type_name = type_name;
+            }
+        }
         let options = LintOptions::default();
         with_parse_stack(|| {
             for stmt in &statements {
@@ -150,6 +165,17 @@ impl Schema {
         self.indexes = state.indexes;
         self.views = state.views;
         self.foreign_keys = state.foreign_keys;
+        for t in state.tables.into_values() {
+            let columns = t
+                .columns
+                .into_iter()
+                .filter(|c| !c.type_name.is_empty())
+                .map(|c| (c.name, (t.name.clone(), c.type_name)))
+                .collect::<HashMap<_, _>>();
+            if !columns.is_empty() {
+                self.column_types.insert(t.name.name.clone(), columns);
+            }
+        }
         Ok(())
     }
 
@@ -356,6 +382,9 @@ pub struct UnitState {
     pub(crate) foreign_keys: Vec<ForeignKey>,
     /// Views created earlier in the unit (or known from the schema), by name.
     pub(crate) views: HashMap<String, ViewInfo>,
+    /// Column types learned from earlier migrations (the schema's [`ColumnTypes`]), for
+    /// columns the unit has not touched.
+    learned_types: ColumnTypes,
     /// Locks on existing relations held by the current transaction (taken by earlier
     /// statements of it): every mode taken on each relation, an index's lock on its table
     /// when the unit knows the table.
@@ -391,6 +420,7 @@ impl UnitState {
                 UnitKind::Migration { transaction } => transaction,
                 UnitKind::PlainSql => options.assume_in_transaction,
             },
+            learned_types: schema.column_types,
             tables: schema.tables,
             indexes: schema.indexes,
             checks: schema.checks,
@@ -824,6 +854,17 @@ impl UnitState {
                 self.tables.insert(old.name.clone(), t);
             }
         }
+        if let Some(mut columns) = self.learned_types.remove(&old.name) {
+            let key = match columns.values().next() {
+                Some((name, _)) if name.same_as(old) => {
+                    columns.values_mut().for_each(|(name, _)| rename(name));
+                    columns.values().next().map(|(name, _)| name.name.clone())
+                }
+                _ => None,
+            };
+            self.learned_types
+                .insert(key.unwrap_or_else(|| old.name.clone()), columns);
+        }
         if matches!(new, Renamed::Name(_)) {
             self.vacated.insert(old.name.clone());
             let mut renamed = old.clone();
@@ -880,6 +921,22 @@ impl UnitState {
                     self.held_on(&LockTarget::Table(t.clone())) == Some(LockMode::AccessExclusive)
                 })
             })
+    }
+
+    /// A column's type as lint last saw it: from the unit, else from earlier migrations.
+    pub(crate) fn column_type(&self, table: &RelName, column: &str) -> Option<&str> {
+        let in_unit = self
+            .table(table)
+            .and_then(|t| t.column(column))
+            .map(|c| c.type_name.as_str())
+            .filter(|t| !t.is_empty());
+        in_unit.or_else(|| {
+            self.learned_types
+                .get(&table.name)
+                .and_then(|columns| columns.get(column))
+                .filter(|(name, _)| name.same_as(table))
+                .map(|(_, type_name)| type_name.as_str())
+        })
     }
 
     fn created_type(&mut self, names: &[pg_query::Node]) {
@@ -1737,6 +1794,42 @@ mod index_table_tests {
                    DROP INDEX jobs_uq;\nDROP INDEX jobs_pkey;";
         let f = found(sql, None);
         assert!(f.iter().all(|(line, _)| *line < 5), "{f:?}");
+    }
+
+    #[test]
+    fn column_types_of_earlier_migrations_tell_a_type_change_from_a_no_op() {
+        // kratos 20210410175418000064_network: `nid` became uuid in ...000061, so
+        // `ALTER COLUMN nid TYPE UUID` rewrites nothing (judged false in seed 20).
+        let s = earlier(
+            "CREATE TABLE identities (id uuid PRIMARY KEY, traits text);\n\
+             ALTER TABLE identities ADD COLUMN nid UUID;\n\
+             ALTER TABLE identities ALTER COLUMN traits TYPE jsonb USING traits::jsonb;\n\
+             ALTER TABLE identities RENAME TO people;\n",
+        );
+        let rules = |sql: &str| -> Vec<&'static str> {
+            found(sql, Some(s.clone()))
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| *r == "changing-column-type")
+                .collect()
+        };
+        assert_eq!(
+            rules("ALTER TABLE people ALTER COLUMN nid TYPE UUID;"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            rules("ALTER TABLE people ALTER COLUMN traits TYPE jsonb;"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            rules("ALTER TABLE people ALTER COLUMN nid TYPE text;"),
+            ["changing-column-type"]
+        );
+        // Under its old name the table is another one, whose columns lint does not know.
+        assert_eq!(
+            rules("ALTER TABLE identities ALTER COLUMN nid TYPE uuid;"),
+            ["changing-column-type"]
+        );
     }
 
     #[test]

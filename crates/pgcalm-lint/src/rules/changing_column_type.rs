@@ -125,12 +125,7 @@ fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Ch
     let column = &cmd.name;
     let written = def.raw_default.as_deref();
     let using = written.filter(|u| !using_is_the_column(u, column));
-    let old = cx
-        .state
-        .table(table)
-        .and_then(|t| t.column(column))
-        .map(|c| c.type_name.clone())
-        .filter(|t| !t.is_empty());
+    let old = cx.state.column_type(table, column).map(str::to_string);
     let new_name = type_name(new_type);
     let new_sql = type_sql(new_type);
     if using.is_none()
