@@ -162,6 +162,22 @@ impl Schema {
                 }
             }
         });
+        self.take_learned(state);
+        Ok(())
+    }
+
+    /// Learns the same from the state a unit's lint ended with (its statements applied on
+    /// top of this schema: [`LintOptions::schema`]), so a file linted in a `pgcalm lint
+    /// DIR` run teaches the files after it without being parsed again.
+    pub fn learn_from_state(&mut self, mut state: UnitState) {
+        // The types of columns the unit did not touch (followed through its renames),
+        // then those it did.
+        self.column_types = std::mem::take(&mut state.learned_types);
+        self.take_learned(state);
+    }
+
+    /// Keeps what a state knows of indexes, views, foreign keys and column types.
+    fn take_learned(&mut self, state: UnitState) {
         self.indexes = state.indexes;
         self.views = state.views;
         self.foreign_keys = state.foreign_keys;
@@ -173,10 +189,12 @@ impl Schema {
                 .map(|c| (c.name, (t.name.clone(), c.type_name)))
                 .collect::<HashMap<_, _>>();
             if !columns.is_empty() {
-                self.column_types.insert(t.name.name.clone(), columns);
+                self.column_types
+                    .entry(t.name.name.clone())
+                    .or_default()
+                    .extend(columns);
             }
         }
-        Ok(())
     }
 
     /// Number of tables it knows.

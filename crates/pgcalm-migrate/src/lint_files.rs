@@ -36,7 +36,9 @@ use tokio_postgres::Client;
 
 use crate::error::FileError;
 use crate::file::{read_source, source_from_bytes};
-use crate::safety::{SourceLint, is_migration_source, lint_source, lint_source_and_locks};
+use crate::safety::{
+    LearnedState, SourceLint, is_migration_source, lint_source, lint_source_learning,
+};
 
 /// What to lint and how: the request of one `pgcalm lint` run.
 #[derive(Debug, Clone)]
@@ -292,25 +294,38 @@ impl LintFiles {
                 Some(mode) => self.fix_file(file, &source, pieces, mode, &mut on_note)?,
                 None => pieces,
             };
-            // The last file teaches no later one: learning would parse it a second time
-            // (a fifth of the CPU time of linting one big file).
-            let ups: Vec<String> = if is_down_file(&path) || i + 1 == last {
-                Vec::new()
-            } else {
+            // The last file teaches no later one. A file of one piece teaches what its
+            // lint learned; one of several (Django's or Alembic's SQL output, each piece
+            // linted from the same start) is read again for it.
+            let teaches = !is_down_file(&path) && i + 1 != last;
+            let one_piece = pieces.len() == 1;
+            let ups: Vec<String> = if teaches && !one_piece {
                 pieces
                     .iter()
                     .filter(|p| p.label.as_deref() != Some("down"))
                     .map(|p| up_section(&p.text).to_string())
                     .collect()
+            } else {
+                Vec::new()
             };
+            let mut learned = Vec::new();
             for piece in pieces {
-                self.lint_piece(&name, piece, &mut linted, &mut on_note);
+                let up = piece.label.as_deref() != Some("down");
+                let state = self.lint_piece(&name, piece, &mut linted, &mut on_note);
+                if teaches && one_piece && up {
+                    learned.extend(state);
+                }
             }
             drop(options);
-            for up in ups {
-                // A file that does not parse was reported above; it teaches nothing.
-                let _ =
-                    Arc::make_mut(history.get_or_insert_with(Default::default)).learn_indexes(&up);
+            if !learned.is_empty() || !ups.is_empty() {
+                let history = Arc::make_mut(history.get_or_insert_with(Default::default));
+                for state in learned {
+                    history.learn_from_state(state);
+                }
+                for up in ups {
+                    // A file that does not parse was reported above; it teaches nothing.
+                    let _ = history.learn_indexes(&up);
+                }
             }
         }
         Ok(linted)
@@ -456,23 +471,24 @@ impl LintFiles {
         piece: PieceToLint,
         linted: &mut LintedFiles,
         on_note: &mut impl FnMut(LintNote),
-    ) {
+    ) -> LearnedState {
         let file = Path::new(name);
-        let lint = if self.locks {
-            lint_source_and_locks(file, &piece.text, &piece.options)
-        } else {
-            lint_source(file, &piece.text, &piece.options).map(|lint| (lint, Vec::new()))
-        };
-        match lint {
-            Ok((lint, locks)) => linted.pieces.push(LintedPiece {
-                path: name.to_string(),
-                label: piece.label,
-                mode: piece.mode,
-                source: Arc::new(piece.text),
-                lint,
-                locks,
-            }),
-            Err(error) => self.unparsed(name, error, linted, on_note),
+        match lint_source_learning(file, &piece.text, &piece.options, self.locks) {
+            Ok((lint, locks, learned)) => {
+                linted.pieces.push(LintedPiece {
+                    path: name.to_string(),
+                    label: piece.label,
+                    mode: piece.mode,
+                    source: Arc::new(piece.text),
+                    lint,
+                    locks,
+                });
+                learned
+            }
+            Err(error) => {
+                self.unparsed(name, error, linted, on_note);
+                None
+            }
         }
     }
 

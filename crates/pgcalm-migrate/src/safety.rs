@@ -45,6 +45,7 @@ pub fn lint_migration_sections(
         })
         .collect();
     lint_units(&file.source, &units, options, false)
+        .0
         .into_iter()
         .zip(&units)
         .map(|(outcome, unit)| {
@@ -135,6 +136,10 @@ struct UnitOutcome {
     transaction_control: Option<(usize, String)>,
 }
 
+/// What linting the first unit (the up section, or the plain SQL) left lint knowing, when
+/// it parsed: what later files can learn from ([`pgcalm_lint::Schema::learn_from_state`]).
+pub type LearnedState = Option<UnitState>;
+
 /// Lints a file's units in order, a statement at a time; a down section (the second
 /// unit) starts from what its up section created (rolling back drops those tables; the
 /// application it returns to never used them), unless the up section does not parse.
@@ -143,7 +148,7 @@ fn lint_units(
     units: &[Unit],
     options: &LintOptions,
     locks: bool,
-) -> Vec<UnitOutcome> {
+) -> (Vec<UnitOutcome>, LearnedState) {
     // Rules walk the trees (and drop them) on this thread: a parse stack too.
     pgcalm_lint::with_parse_stack(|| {
         let mut up_state: Option<UnitState> = None;
@@ -167,7 +172,7 @@ fn lint_units(
                 linter.statement(&s);
             });
             let (result, locks, state) = linter.finish_with_locks();
-            if i == 0 && units.len() > 1 && counted.is_ok() {
+            if i == 0 && counted.is_ok() {
                 up_state = Some(state);
             }
             out.push(UnitOutcome {
@@ -178,7 +183,11 @@ fn lint_units(
                 transaction_control,
             });
         }
-        out
+        // A file with only a down section teaches nothing.
+        let up = units
+            .first()
+            .is_some_and(|u| !matches!(u.section, Some((Direction::Down, _))));
+        (out, up_state.filter(|_| up))
     })
 }
 
@@ -269,6 +278,20 @@ pub fn lint_source_and_locks(
     lint_source_with(path, source, options, true)
 }
 
+/// [`lint_source`] (with the lock reports when `locks`), and what the file's up section
+/// or plain SQL left lint knowing, for the files after it in a `pgcalm lint DIR` run.
+pub fn lint_source_learning(
+    path: &Path,
+    source: &str,
+    options: &LintOptions,
+    locks: bool,
+) -> Result<(SourceLint, Vec<StatementLockReport>, LearnedState), FileError> {
+    let (kind, units) = source_units(path, source)?;
+    let (outcomes, learned) = lint_units(source, &units, options, locks);
+    let (lint, all_locks) = collect(path, kind, &units, outcomes)?;
+    Ok((lint, all_locks, learned))
+}
+
 fn lint_source_with(
     path: &Path,
     source: &str,
@@ -276,8 +299,19 @@ fn lint_source_with(
     locks: bool,
 ) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
     let (kind, units) = source_units(path, source)?;
-    let outcomes = lint_units(source, &units, options, locks);
-    if let Some(e) = file_error(path, &units, &outcomes) {
+    let (outcomes, _) = lint_units(source, &units, options, locks);
+    collect(path, kind, &units, outcomes)
+}
+
+/// A file's findings (and lock reports) from its units' outcomes, or the error that
+/// stopped one.
+fn collect(
+    path: &Path,
+    kind: SourceKind,
+    units: &[Unit],
+    outcomes: Vec<UnitOutcome>,
+) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
+    if let Some(e) = file_error(path, units, &outcomes) {
         return Err(e);
     }
     let mut lint = SourceLint {
