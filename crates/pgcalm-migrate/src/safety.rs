@@ -256,7 +256,7 @@ pub fn lint_source(
     source: &str,
     options: &LintOptions,
 ) -> Result<SourceLint, FileError> {
-    lint_source_with(path, source, options, false).map(|(lint, _)| lint)
+    lint_source_learning(path, source, options, false).map(|(lint, ..)| lint)
 }
 
 /// Each statement of a file (both sections of a migration) with its locks on existing
@@ -266,16 +266,7 @@ pub fn source_locks(
     source: &str,
     options: &LintOptions,
 ) -> Result<Vec<StatementLockReport>, FileError> {
-    lint_source_with(path, source, options, true).map(|(_, locks)| locks)
-}
-
-/// [`lint_source`] and [`source_locks`] in one pass.
-pub fn lint_source_and_locks(
-    path: &Path,
-    source: &str,
-    options: &LintOptions,
-) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
-    lint_source_with(path, source, options, true)
+    lint_source_learning(path, source, options, true).map(|(_, locks, _)| locks)
 }
 
 /// [`lint_source`] (with the lock reports when `locks`), and what the file's up section
@@ -288,30 +279,7 @@ pub fn lint_source_learning(
 ) -> Result<(SourceLint, Vec<StatementLockReport>, LearnedState), FileError> {
     let (kind, units) = source_units(path, source)?;
     let (outcomes, learned) = lint_units(source, &units, options, locks);
-    let (lint, all_locks) = collect(path, kind, &units, outcomes)?;
-    Ok((lint, all_locks, learned))
-}
-
-fn lint_source_with(
-    path: &Path,
-    source: &str,
-    options: &LintOptions,
-    locks: bool,
-) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
-    let (kind, units) = source_units(path, source)?;
-    let (outcomes, _) = lint_units(source, &units, options, locks);
-    collect(path, kind, &units, outcomes)
-}
-
-/// A file's findings (and lock reports) from its units' outcomes, or the error that
-/// stopped one.
-fn collect(
-    path: &Path,
-    kind: SourceKind,
-    units: &[Unit],
-    outcomes: Vec<UnitOutcome>,
-) -> Result<(SourceLint, Vec<StatementLockReport>), FileError> {
-    if let Some(e) = file_error(path, units, &outcomes) {
+    if let Some(e) = file_error(path, &units, &outcomes) {
         return Err(e);
     }
     let mut lint = SourceLint {
@@ -326,7 +294,7 @@ fn collect(
         lint.result.ignored.extend(outcome.result.ignored);
         all_locks.extend(outcome.locks);
     }
-    Ok((lint, all_locks))
+    Ok((lint, all_locks, learned))
 }
 
 #[cfg(test)]
