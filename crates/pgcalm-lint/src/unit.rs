@@ -83,8 +83,9 @@ pub struct Schema {
     tables_known: bool,
 }
 
-/// Column types by table name, then column name (the type as lint writes it).
-pub(crate) type ColumnTypes = HashMap<String, HashMap<String, (RelName, String)>>;
+/// Column types by table name (unqualified): the table, and each column's type as lint
+/// writes it.
+pub(crate) type ColumnTypes = HashMap<String, (RelName, HashMap<String, String>)>;
 
 impl Schema {
     /// Reads `CREATE TABLE`, `ALTER TABLE`, `CREATE INDEX` statements (others are
@@ -141,15 +142,9 @@ impl Schema {
             indexes: std::mem::take(&mut self.indexes),
             views: std::mem::take(&mut self.views),
             foreign_keys: std::mem::take(&mut self.foreign_keys),
+            learned_types: std::mem::take(&mut self.column_types),
             ..UnitState::default()
         };
-        // The column types known so far, as tables the statements below may alter,
-        // rename or drop.
-        for columns in std::mem::take(&mut self.column_types).into_values() {
-            for (column, (table, type_name)) in columns {
-                state.column_entry(&table, &column).type_name = type_name;
-            }
-        }
         let options = LintOptions::default();
         with_parse_stack(|| {
             for stmt in &statements {
@@ -162,39 +157,34 @@ impl Schema {
                 }
             }
         });
-        self.take_learned(state);
+        self.learn_from_state(state);
         Ok(())
     }
 
     /// Learns the same from the state a unit's lint ended with (its statements applied on
     /// top of this schema: [`LintOptions::schema`]), so a file linted in a `pgcalm lint
     /// DIR` run teaches the files after it without being parsed again.
-    pub fn learn_from_state(&mut self, mut state: UnitState) {
-        // The types of columns the unit did not touch (followed through its renames),
-        // then those it did.
-        self.column_types = std::mem::take(&mut state.learned_types);
-        self.take_learned(state);
-    }
-
-    /// Keeps what a state knows of indexes, views, foreign keys and column types.
-    fn take_learned(&mut self, state: UnitState) {
+    pub fn learn_from_state(&mut self, state: UnitState) {
         self.indexes = state.indexes;
         self.views = state.views;
         self.foreign_keys = state.foreign_keys;
+        // The types of columns the unit did not touch (followed through its renames and
+        // drops), then those it did.
+        self.column_types = state.learned_types;
         for t in state.tables.into_values() {
             let columns = t
                 .columns
                 .into_iter()
                 .filter(|c| !c.type_name.is_empty())
-                .map(|c| (c.name, (t.name.clone(), c.type_name)))
-                .collect::<HashMap<_, _>>();
-            if !columns.is_empty() {
-                self.column_types
-                    .entry(t.name.name.clone())
-                    .or_default()
-                    .extend(columns);
-            }
+                .map(|c| (c.name, c.type_name));
+            self.column_types
+                .entry(t.name.name.clone())
+                .or_insert_with(|| (t.name.clone(), HashMap::new()))
+                .1
+                .extend(columns);
         }
+        self.column_types
+            .retain(|_, (_, columns)| !columns.is_empty());
     }
 
     /// Number of tables it knows.
@@ -691,6 +681,13 @@ impl UnitState {
                         if self.table(&name).is_some() {
                             self.tables.remove(&name.name);
                         }
+                        if self
+                            .learned_types
+                            .get(&name.name)
+                            .is_some_and(|(t, _)| t.same_as(&name))
+                        {
+                            self.learned_types.remove(&name.name);
+                        }
                         self.indexes.retain(|_, i| !i.table.same_as(&name));
                         // Its keys, and those referencing it (CASCADE), or the drop failed.
                         self.foreign_keys
@@ -872,16 +869,10 @@ impl UnitState {
                 self.tables.insert(old.name.clone(), t);
             }
         }
-        if let Some(mut columns) = self.learned_types.remove(&old.name) {
-            let key = match columns.values().next() {
-                Some((name, _)) if name.same_as(old) => {
-                    columns.values_mut().for_each(|(name, _)| rename(name));
-                    columns.values().next().map(|(name, _)| name.name.clone())
-                }
-                _ => None,
-            };
+        if let Some((mut name, columns)) = self.learned_types.remove(&old.name) {
+            rename(&mut name);
             self.learned_types
-                .insert(key.unwrap_or_else(|| old.name.clone()), columns);
+                .insert(name.name.clone(), (name, columns));
         }
         if matches!(new, Renamed::Name(_)) {
             self.vacated.insert(old.name.clone());
@@ -951,9 +942,9 @@ impl UnitState {
         in_unit.or_else(|| {
             self.learned_types
                 .get(&table.name)
-                .and_then(|columns| columns.get(column))
                 .filter(|(name, _)| name.same_as(table))
-                .map(|(_, type_name)| type_name.as_str())
+                .and_then(|(_, columns)| columns.get(column))
+                .map(String::as_str)
         })
     }
 
