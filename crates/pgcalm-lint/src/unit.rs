@@ -75,7 +75,7 @@ pub struct Schema {
     checks: HashMap<String, CheckInfo>,
     foreign_keys: Vec<ForeignKey>,
     views: HashMap<String, ViewInfo>,
-    /// Column types learned from earlier migrations ([`Schema::learn_indexes`]), by table
+    /// Column types learned from earlier migrations ([`Schema::learn_from_sql`]), by table
     /// and column: only what a type change needs to tell a no-op from a rewrite.
     column_types: ColumnTypes,
     /// Read from a whole schema ([`Schema::from_sql`]): a table it lacks does not exist.
@@ -118,14 +118,16 @@ impl Schema {
         })
     }
 
-    /// Learns which table each index belongs to, and which tables each view reads, from
-    /// a migration that ran before the ones linted next (`pgcalm lint DIR` reads its
-    /// files in order): the indexes it creates (`CREATE INDEX`, and the implicit ones of
-    /// PRIMARY KEY and UNIQUE constraints), the views it creates, and what it renames,
-    /// moves and drops. Only the statements that may do so are parsed. Lint then knows
-    /// that `DROP INDEX i` locks a table the transaction may already hold, and that the
-    /// readers of a view wait for its base tables.
-    pub fn learn_indexes(&mut self, sql: &str) -> Result<(), SyntaxError> {
+    /// Learns which table each index belongs to, which tables each view reads, the
+    /// foreign keys and the column types, from a migration that ran before the ones
+    /// linted next (`pgcalm lint DIR` reads its files in order): the indexes it creates
+    /// (`CREATE INDEX`, and the implicit ones of PRIMARY KEY and UNIQUE constraints), the
+    /// views, keys and columns it creates, and what it renames, moves and drops. Only the
+    /// statements that may do so are parsed. Lint then knows that `DROP INDEX i` locks a
+    /// table the transaction may already hold, that the readers of a view wait for its
+    /// base tables, and whether a type change rewrites. (A file the run lints teaches the
+    /// same through [`Schema::learn_from_state`], without a second parse.)
+    pub fn learn_from_sql(&mut self, sql: &str) -> Result<(), SyntaxError> {
         const WORDS: [&str; 9] = [
             "index",
             "primary",
@@ -1779,7 +1781,7 @@ mod index_table_tests {
 
     fn earlier(sql: &str) -> Schema {
         let mut s = Schema::default();
-        s.learn_indexes(sql).unwrap();
+        s.learn_from_sql(sql).unwrap();
         s
     }
 
@@ -1865,7 +1867,7 @@ mod index_table_tests {
     #[test]
     fn later_renames_and_drops_update_the_map() {
         let mut s = earlier("CREATE INDEX a_idx ON a (x);\nCREATE INDEX b_idx ON b (x);");
-        s.learn_indexes(
+        s.learn_from_sql(
             "ALTER INDEX a_idx RENAME TO a_x_idx;\nDROP INDEX b_idx;\n\
              ALTER TABLE a RENAME TO a2;\nCREATE INDEX c_idx ON c (x);\nDROP TABLE c;\n\
              CREATE INDEX IF NOT EXISTS a_x_idx ON blob (x);",
@@ -1889,7 +1891,7 @@ mod index_table_tests {
              CREATE VIEW gone AS SELECT * FROM person;\n\
              CREATE VIEW arr AS SELECT p.id, ARRAY[(SELECT 1 FROM ban b WHERE b.id = p.id)] FROM person p;",
         );
-        s.learn_indexes(
+        s.learn_from_sql(
             "CREATE OR REPLACE VIEW person_alias_2 AS SELECT * FROM person;\n\
              ALTER VIEW person_alias_1 RENAME TO pa1;\nDROP VIEW gone;",
         )

@@ -254,7 +254,7 @@ impl LintFiles {
                 if let Ok(source) = read_source(&path) {
                     let history = Arc::make_mut(history.get_or_insert_with(Default::default));
                     for up in self.up_pieces(&path, &source) {
-                        let _ = history.learn_indexes(&up);
+                        let _ = history.learn_from_sql(&up);
                     }
                 }
                 continue;
@@ -324,7 +324,7 @@ impl LintFiles {
                 }
                 for up in ups {
                     // A file that does not parse was reported above; it teaches nothing.
-                    let _ = history.learn_indexes(&up);
+                    let _ = history.learn_from_sql(&up);
                 }
             }
         }
