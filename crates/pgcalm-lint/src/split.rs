@@ -194,11 +194,12 @@ fn parse_service() -> Option<&'static mpsc::Sender<ParseJob>> {
         .as_ref()
 }
 
-/// pg_query's C interface for [`parse_stmts`] (the layouts of its `pg_query.h`, as the
-/// pg_query crate's own bindings declare them).
+/// The C interface of `c/parse_protobuf.c` (pgcalm's entry to libpg_query's parser),
+/// and, for the test that compares the two, libpg_query's own protobuf parse.
 mod ffi {
     use std::ffi::{c_char, c_int};
 
+    /// `PgQueryError` of pg_query.h.
     #[repr(C)]
     pub(super) struct PgQueryError {
         pub(super) message: *mut c_char,
@@ -209,38 +210,95 @@ mod ffi {
         context: *mut c_char,
     }
 
+    /// `PgcalmParseResult` of parse_protobuf.c.
     #[repr(C)]
-    pub(super) struct PgQueryProtobuf {
+    pub(super) struct PgcalmParseResult {
+        pub(super) data: *const c_char,
         pub(super) len: usize,
-        pub(super) data: *mut c_char,
-    }
-
-    #[repr(C)]
-    pub(super) struct PgQueryProtobufParseResult {
-        pub(super) parse_tree: PgQueryProtobuf,
-        stderr_buffer: *mut c_char,
+        buffer: *mut c_char,
         pub(super) error: *mut PgQueryError,
+        stderr_buffer: *mut c_char,
     }
 
     unsafe extern "C" {
-        pub(super) fn pg_query_parse_protobuf_opts(
+        pub(super) fn pgcalm_parse_protobuf(
             input: *const c_char,
             parser_options: c_int,
-        ) -> PgQueryProtobufParseResult;
-        pub(super) fn pg_query_free_protobuf_parse_result(result: PgQueryProtobufParseResult);
+        ) -> PgcalmParseResult;
+        pub(super) fn pgcalm_free_parse_result(result: PgcalmParseResult);
+    }
+
+    #[cfg(test)]
+    pub(super) mod libpg_query {
+        use super::PgQueryError;
+        use std::ffi::{c_char, c_int};
+
+        #[repr(C)]
+        pub(in super::super) struct PgQueryProtobuf {
+            pub(in super::super) len: usize,
+            pub(in super::super) data: *mut c_char,
+        }
+
+        #[repr(C)]
+        pub(in super::super) struct PgQueryProtobufParseResult {
+            pub(in super::super) parse_tree: PgQueryProtobuf,
+            stderr_buffer: *mut c_char,
+            pub(in super::super) error: *mut PgQueryError,
+        }
+
+        unsafe extern "C" {
+            pub(in super::super) fn pg_query_parse_protobuf_opts(
+                input: *const c_char,
+                parser_options: c_int,
+            ) -> PgQueryProtobufParseResult;
+            pub(in super::super) fn pg_query_free_protobuf_parse_result(
+                result: PgQueryProtobufParseResult,
+            );
+        }
     }
 }
 
 /// What `pg_query::parse(sql, 0)` returns as `.protobuf.stmts`, without the rest of its
-/// answer: `pg_query::parse` also walks every tree to list its tables, functions and
-/// filter columns (about a tenth of parsing's cost), which lint never reads.
+/// answer (`pg_query::parse` also walks every tree to list its tables, functions and
+/// filter columns, which lint never reads), and written by pgcalm's own protobuf writer
+/// (`c/parse_protobuf.c`: a fifth of lint's time went to libpg_query's).
 fn parse_stmts(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
     use prost::Message;
     let input = std::ffi::CString::new(sql)?;
-    // SAFETY: the declarations in `ffi` match pg_query.h; the input is a NUL-terminated
-    // string that outlives the call; the result is read before it is freed, once.
+    // SAFETY: the declarations in `ffi` match parse_protobuf.c; the input is a
+    // NUL-terminated string that outlives the call; the result is read before it is
+    // freed, once.
     unsafe {
-        let result = ffi::pg_query_parse_protobuf_opts(input.as_ptr(), 0);
+        let result = ffi::pgcalm_parse_protobuf(input.as_ptr(), 0);
+        let parsed = if !result.error.is_null() {
+            let message = std::ffi::CStr::from_ptr((*result.error).message);
+            Err(pg_query::Error::Parse(
+                message.to_string_lossy().to_string(),
+            ))
+        } else {
+            let data = if result.len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(result.data as *const u8, result.len)
+            };
+            pg_query::protobuf::ParseResult::decode(data)
+                .map(|p| p.stmts)
+                .map_err(pg_query::Error::Decode)
+        };
+        ffi::pgcalm_free_parse_result(result);
+        parsed
+    }
+}
+
+/// [`parse_stmts`] through libpg_query's own protobuf writer: what the tests compare
+/// pgcalm's writer with.
+#[cfg(test)]
+fn parse_stmts_by_libpg_query(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
+    use prost::Message;
+    let input = std::ffi::CString::new(sql)?;
+    // SAFETY: as in parse_stmts, with pg_query.h's declarations.
+    unsafe {
+        let result = ffi::libpg_query::pg_query_parse_protobuf_opts(input.as_ptr(), 0);
         let parsed = if !result.error.is_null() {
             let message = std::ffi::CStr::from_ptr((*result.error).message);
             Err(pg_query::Error::Parse(
@@ -259,7 +317,7 @@ fn parse_stmts(sql: &str) -> Result<Vec<RawStmt>, pg_query::Error> {
                 .map(|p| p.stmts)
                 .map_err(pg_query::Error::Decode)
         };
-        ffi::pg_query_free_protobuf_parse_result(result);
+        ffi::libpg_query::pg_query_free_protobuf_parse_result(result);
         parsed
     }
 }
@@ -955,6 +1013,7 @@ fn excerpt_at(source: &str, byte: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn spans_lines_and_comments() {
@@ -1072,6 +1131,294 @@ mod tests {
             }
         }
         assert!(seen.iter().any(|s| s.node_base > 0), "parsed in chunks");
+    }
+
+    /// Statements of many kinds (PostgreSQL 15 to 18 syntax) for the protobuf writer's
+    /// comparison: every node type the raw parser makes should appear in one of them or
+    /// in the fixtures.
+    const WRITER_CASES: &[&str] = &[
+        "SELECT 1, -1, 2.5, -2.5e10, 'x', E'\\n', B'101', X'1f', true, false, NULL, $1",
+        "SELECT a.b, t.*, *, c[1], c[1:2], (c).f, ARRAY[1, 2], ROW(1, 'a'), (1, 2)",
+        "SELECT count(*), count(DISTINCT a) FILTER (WHERE b > 0), sum(x ORDER BY y), \
+         rank() OVER (PARTITION BY a ORDER BY b DESC NULLS LAST ROWS BETWEEN 1 PRECEDING \
+         AND CURRENT ROW), percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM t \
+         GROUP BY GROUPING SETS ((a), (b), ()) HAVING count(*) > 1 WINDOW w AS (ORDER BY z)",
+        "SELECT CASE WHEN a IS NULL THEN 0 WHEN a IS NOT DISTINCT FROM b THEN 1 ELSE 2 END, \
+         COALESCE(a, b), NULLIF(a, b), GREATEST(a, b), LEAST(a, b), a BETWEEN 1 AND 2, \
+         a NOT IN (1, 2), a = ANY (ARRAY[1]), a LIKE 'x%' ESCAPE '!', a ILIKE 'y', \
+         a SIMILAR TO 'z', a IS TRUE, a IS NOT UNKNOWN, NOT (a AND b OR c), a::int, \
+         CAST(a AS numeric(10, 2)), a COLLATE \"C\", x AT TIME ZONE 'UTC', \
+         CURRENT_DATE, CURRENT_TIMESTAMP(3), CURRENT_USER, SESSION_USER, \
+         EXISTS (SELECT 1), (SELECT 1), a > ALL (SELECT 1), a IN (SELECT 1)",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) \
+         SEARCH DEPTH FIRST BY n SET ord CYCLE n SET is_cycle USING path \
+         SELECT * FROM r",
+        "WITH m AS MATERIALIZED (SELECT 1) SELECT DISTINCT ON (a) a FROM t1 \
+         LEFT JOIN t2 USING (id) AS j CROSS JOIN LATERAL f(t1.x) AS g(y int) \
+         NATURAL FULL JOIN t3 TABLESAMPLE SYSTEM (10) REPEATABLE (1), \
+         ROWS FROM (generate_series(1, 2)) WITH ORDINALITY, (VALUES (1), (2)) v(x) \
+         WHERE t1.a = t2.b ORDER BY 1 USING > LIMIT 10 OFFSET 5 FOR UPDATE OF t1 SKIP LOCKED",
+        "SELECT 1 INTERSECT SELECT 2 EXCEPT ALL SELECT 3 ORDER BY 1 FETCH FIRST 1 ROW WITH TIES",
+        "SELECT * INTO TEMP newt FROM t FOR NO KEY UPDATE NOWAIT",
+        "SELECT JSON_OBJECT('a': 1 ABSENT ON NULL), JSON_ARRAY(1, 2), \
+         JSON_ARRAYAGG(x ORDER BY x), JSON_OBJECTAGG(k VALUE v), \
+         JSON('{}'), JSON_SCALAR(1), JSON_SERIALIZE(j RETURNING text), \
+         j IS JSON OBJECT WITH UNIQUE KEYS, JSON_EXISTS(j, '$.a'), \
+         JSON_VALUE(j, '$.a' RETURNING int DEFAULT 0 ON ERROR), \
+         JSON_QUERY(j, '$.a' WITH WRAPPER KEEP QUOTES)",
+        "SELECT * FROM JSON_TABLE(j, '$[*]' COLUMNS (id FOR ORDINALITY, \
+         a int PATH '$.a', NESTED PATH '$.b[*]' COLUMNS (b text PATH '$')))",
+        "SELECT * FROM XMLTABLE('/r' PASSING x COLUMNS a int PATH 'a'), \
+         xmlelement(name e, xmlattributes(1 AS a)), xmlforest(a, b)",
+        "INSERT INTO t AS x (a, b) OVERRIDING SYSTEM VALUE VALUES (1, DEFAULT), (2, 3) \
+         ON CONFLICT (a) WHERE a > 0 DO UPDATE SET b = EXCLUDED.b WHERE x.b <> 0 RETURNING *",
+        "INSERT INTO t SELECT * FROM s ON CONFLICT ON CONSTRAINT c DO NOTHING",
+        "UPDATE t SET (a, b) = (SELECT 1, 2), c = c + 1 FROM s WHERE t.id = s.id \
+         AND CURRENT_DATE > '2020-01-01' RETURNING OLD.a, NEW.a",
+        "DELETE FROM ONLY t USING s WHERE t.id = s.id RETURNING t.*",
+        "DELETE FROM t WHERE CURRENT OF cur",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND s.d THEN DELETE \
+         WHEN MATCHED THEN UPDATE SET a = s.a WHEN NOT MATCHED BY SOURCE THEN DELETE \
+         WHEN NOT MATCHED THEN INSERT (id, a) VALUES (s.id, s.a) RETURNING merge_action()",
+        "CREATE TABLE IF NOT EXISTS s.t (id bigint GENERATED ALWAYS AS IDENTITY \
+         (START WITH 10 INCREMENT BY 2) PRIMARY KEY, a text COLLATE \"C\" NOT NULL \
+         DEFAULT 'x' CHECK (a <> ''), b int REFERENCES u (id) ON DELETE CASCADE \
+         DEFERRABLE INITIALLY DEFERRED, c numeric(10, 2)[] UNIQUE NULLS NOT DISTINCT, \
+         d tsvector GENERATED ALWAYS AS (to_tsvector('english', a)) STORED, \
+         e int STORAGE EXTERNAL COMPRESSION lz4, \
+         EXCLUDE USING gist (c WITH &&) WHERE (d IS NOT NULL), \
+         FOREIGN KEY (b, e) REFERENCES v (x, y) MATCH FULL ON DELETE SET NULL (b), \
+         LIKE other INCLUDING ALL EXCLUDING COMMENTS) \
+         PARTITION BY RANGE (id) WITH (fillfactor = 70) TABLESPACE ts",
+        "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (MINVALUE) TO (10)",
+        "CREATE TABLE p2 PARTITION OF p FOR VALUES WITH (MODULUS 4, REMAINDER 1)",
+        "CREATE TABLE p3 PARTITION OF p FOR VALUES IN ('a', 'b')",
+        "CREATE TABLE p4 PARTITION OF p DEFAULT",
+        "CREATE UNLOGGED TABLE u (a int) INHERITS (base)",
+        "CREATE TEMP TABLE tt ON COMMIT DROP AS SELECT 1 WITH NO DATA",
+        "CREATE TABLE tp (a int, PRIMARY KEY (a) INCLUDE (a), UNIQUE (a) WITH (fillfactor = 90))",
+        "ALTER TABLE ONLY t ADD COLUMN IF NOT EXISTS x int DEFAULT 0 NOT NULL, \
+         DROP COLUMN IF EXISTS y CASCADE, ALTER COLUMN z TYPE bigint USING z::bigint, \
+         ALTER COLUMN z SET DEFAULT nextval('s'), ALTER COLUMN z DROP DEFAULT, \
+         ALTER COLUMN z SET NOT NULL, ALTER COLUMN z DROP NOT NULL, \
+         ALTER COLUMN z SET STATISTICS 100, ALTER COLUMN z SET (n_distinct = 10), \
+         ALTER COLUMN z ADD GENERATED BY DEFAULT AS IDENTITY, ALTER COLUMN z DROP EXPRESSION, \
+         ADD CONSTRAINT c CHECK (z > 0) NOT VALID, VALIDATE CONSTRAINT c, \
+         DROP CONSTRAINT IF EXISTS d RESTRICT, ADD PRIMARY KEY USING INDEX i, \
+         ALTER CONSTRAINT f DEFERRABLE, SET LOGGED, SET WITHOUT CLUSTER, CLUSTER ON i, \
+         SET (autovacuum_enabled = false), RESET (fillfactor), REPLICA IDENTITY FULL, \
+         ENABLE ROW LEVEL SECURITY, DISABLE TRIGGER ALL, ENABLE ALWAYS TRIGGER tr, \
+         OWNER TO CURRENT_ROLE, SET TABLESPACE ts, SET ACCESS METHOD heap, NO INHERIT base",
+        "ALTER TABLE t RENAME COLUMN a TO b",
+        "ALTER TABLE IF EXISTS t RENAME TO u",
+        "ALTER TABLE t SET SCHEMA s",
+        "ALTER TABLE p ATTACH PARTITION p5 FOR VALUES IN (5)",
+        "ALTER TABLE p DETACH PARTITION p5 CONCURRENTLY",
+        "ALTER TABLE t ALTER COLUMN a SET DATA TYPE text COLLATE \"C\"",
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON ONLY t USING btree \
+         (lower(a) text_pattern_ops DESC NULLS FIRST, (b + 1)) INCLUDE (c) \
+         NULLS NOT DISTINCT WITH (fillfactor = 80) TABLESPACE ts WHERE a IS NOT NULL",
+        "DROP INDEX CONCURRENTLY IF EXISTS i, j CASCADE",
+        "REINDEX (VERBOSE, TABLESPACE ts) INDEX CONCURRENTLY i",
+        "DROP TABLE IF EXISTS a, b.c CASCADE",
+        "TRUNCATE ONLY t, u RESTART IDENTITY CASCADE",
+        "CREATE VIEW v (a) WITH (security_barrier) AS SELECT 1 WITH CASCADED CHECK OPTION",
+        "CREATE OR REPLACE RECURSIVE VIEW rv (n) AS SELECT 1",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS mv AS SELECT 1 WITH DATA",
+        "REFRESH MATERIALIZED VIEW CONCURRENTLY mv WITH NO DATA",
+        "CREATE SEQUENCE IF NOT EXISTS s AS bigint INCREMENT 2 MINVALUE 1 NO MAXVALUE \
+         START 5 CACHE 10 CYCLE OWNED BY t.a",
+        "ALTER SEQUENCE s RESTART WITH 1",
+        "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+        "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'happy' BEFORE 'ok'",
+        "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'",
+        "CREATE TYPE pair AS (a int, b text)",
+        "CREATE TYPE r AS RANGE (subtype = int4)",
+        "CREATE DOMAIN d AS int DEFAULT 0 CONSTRAINT pos CHECK (VALUE > 0) NOT NULL",
+        "ALTER DOMAIN d ADD CONSTRAINT c2 CHECK (VALUE < 100) NOT VALID",
+        "CREATE OR REPLACE FUNCTION f(a int, OUT b int, VARIADIC c text[] DEFAULT '{}') \
+         RETURNS SETOF record LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER \
+         PARALLEL SAFE COST 10 ROWS 5 SET search_path = public AS $$ BEGIN RETURN; END $$",
+        "CREATE FUNCTION g(x int) RETURNS int RETURN x + 1",
+        "CREATE PROCEDURE pr(IN a int) BEGIN ATOMIC SELECT 1; END",
+        "CALL pr(1)",
+        "DO LANGUAGE plpgsql $$ BEGIN PERFORM 1; END $$",
+        "CREATE TRIGGER tr BEFORE INSERT OR UPDATE OF a ON t REFERENCING NEW TABLE AS nt \
+         FOR EACH ROW WHEN (NEW.a IS NOT NULL) EXECUTE FUNCTION f()",
+        "CREATE EVENT TRIGGER et ON ddl_command_start WHEN TAG IN ('CREATE TABLE') \
+         EXECUTE FUNCTION f()",
+        "CREATE RULE r AS ON INSERT TO t WHERE NEW.a > 0 DO INSTEAD NOTHING",
+        "CREATE POLICY p ON t AS RESTRICTIVE FOR SELECT TO PUBLIC USING (a = current_user) \
+         WITH CHECK (true)",
+        "GRANT SELECT (a), UPDATE ON TABLE t TO r WITH GRANT OPTION GRANTED BY CURRENT_USER",
+        "REVOKE ALL ON ALL TABLES IN SCHEMA s FROM PUBLIC CASCADE",
+        "GRANT r1 TO r2 WITH ADMIN OPTION, INHERIT TRUE",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA s GRANT SELECT ON TABLES TO r",
+        "CREATE ROLE r WITH LOGIN PASSWORD 'x' VALID UNTIL 'infinity' CONNECTION LIMIT 5",
+        "ALTER ROLE r SET work_mem = '64MB'",
+        "CREATE SCHEMA IF NOT EXISTS AUTHORIZATION r",
+        "DROP SCHEMA s CASCADE",
+        "ALTER SCHEMA s RENAME TO s2",
+        "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA s VERSION '1.0' CASCADE",
+        "COMMENT ON COLUMN t.a IS 'the a'",
+        "SECURITY LABEL FOR selinux ON TABLE t IS 'x'",
+        "SET LOCAL lock_timeout = '2s'",
+        "SET statement_timeout TO DEFAULT",
+        "SET TIME ZONE 'UTC'",
+        "RESET ALL",
+        "SHOW search_path",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE",
+        "SAVEPOINT sp",
+        "ROLLBACK TO SAVEPOINT sp",
+        "COMMIT AND CHAIN",
+        "PREPARE TRANSACTION 'x'",
+        "LOCK TABLE t, u IN SHARE ROW EXCLUSIVE MODE NOWAIT",
+        "VACUUM (FULL, ANALYZE, PARALLEL 2) t (a)",
+        "ANALYZE VERBOSE t",
+        "CLUSTER t USING i",
+        "CHECKPOINT",
+        "COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (a))",
+        "COPY (SELECT 1) TO '/tmp/x' (FORMAT binary)",
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT json) SELECT 1",
+        "PREPARE q (int) AS SELECT $1",
+        "EXECUTE q (1)",
+        "DEALLOCATE ALL",
+        "DECLARE c SCROLL CURSOR WITH HOLD FOR SELECT 1",
+        "FETCH FORWARD 5 FROM c",
+        "CLOSE c",
+        "LISTEN ch",
+        "NOTIFY ch, 'payload'",
+        "DISCARD ALL",
+        "CREATE PUBLICATION pub FOR TABLE t (a, b) WHERE (a > 0), TABLES IN SCHEMA s",
+        "ALTER PUBLICATION pub ADD TABLE u",
+        "CREATE SUBSCRIPTION sub CONNECTION 'dbname=x' PUBLICATION pub WITH (enabled = false)",
+        "CREATE SERVER srv FOREIGN DATA WRAPPER fdw OPTIONS (host 'h')",
+        "CREATE FOREIGN TABLE ft (a int) SERVER srv OPTIONS (table_name 't')",
+        "IMPORT FOREIGN SCHEMA rs LIMIT TO (a) FROM SERVER srv INTO s",
+        "CREATE STATISTICS st (dependencies, ndistinct) ON a, (b + 1) FROM t",
+        "CREATE COLLATION c1 (provider = icu, locale = 'und')",
+        "CREATE CAST (int AS text) WITH FUNCTION f(int) AS IMPLICIT",
+        "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = f)",
+        "CREATE AGGREGATE ag (int) (SFUNC = f, STYPE = int, INITCOND = '0')",
+        "CREATE TEXT SEARCH CONFIGURATION tc (COPY = english)",
+        "CREATE CONVERSION cv FOR 'UTF8' TO 'LATIN1' FROM f",
+        "CREATE ACCESS METHOD am TYPE TABLE HANDLER h",
+        "CREATE TABLESPACE ts LOCATION '/x'",
+        "CREATE DATABASE db WITH OWNER r TEMPLATE template0 ENCODING 'UTF8'",
+        "ALTER SYSTEM SET wal_level = logical",
+        "ALTER TABLE t ALTER COLUMN a SET COMPRESSION pglz",
+        "ALTER INDEX i ATTACH PARTITION j",
+        "ALTER INDEX i RENAME TO j",
+        "ALTER TABLE t OF ty",
+        "ALTER FUNCTION f(int) RENAME TO g",
+        "ALTER OPERATOR FAMILY of USING btree ADD OPERATOR 1 < (int, int)",
+        "DROP OWNED BY r CASCADE",
+        "REASSIGN OWNED BY r TO s",
+        "DROP FUNCTION IF EXISTS f(int), g",
+        "DROP TYPE mood",
+        "DROP EXTENSION hstore",
+        "DROP TRIGGER tr ON t",
+        "DROP POLICY p ON t",
+        "DROP RULE r ON t",
+        "LOAD 'auto_explain'",
+        "SELECT pg_advisory_lock(1); SELECT 2 /* two statements */ ; ; SELECT 3",
+        "",
+        "  -- only a comment\n",
+    ];
+
+    /// Parses `sql` both ways and asserts the same answer (`what` names it): the number
+    /// of statements parsed.
+    fn assert_writer_matches(sql: &str, what: &str) -> usize {
+        let ours = parse_stmts(sql);
+        let theirs = parse_stmts_by_libpg_query(sql);
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => {
+                assert!(a == b, "{what}: the trees differ for {sql:?}");
+                a.len()
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string(), "{what}");
+                0
+            }
+            (Ok(_), Err(e)) => panic!("{what}: libpg_query says {e}, pgcalm's writer parses it"),
+            (Err(e), Ok(_)) => panic!("{what}: pgcalm's writer says {e}, libpg_query parses it"),
+        }
+    }
+
+    #[test]
+    fn the_protobuf_writer_gives_libpg_querys_trees() {
+        with_parse_stack(|| {
+            let mut refused = Vec::new();
+            for (n, sql) in WRITER_CASES.iter().enumerate() {
+                let parsed = assert_writer_matches(sql, &format!("case {n}"));
+                if parsed == 0 && !sql.trim().is_empty() && !sql.contains("--") {
+                    refused.push(format!("{sql}: {:?}", parse_stmts(sql).err()));
+                }
+            }
+            assert!(refused.is_empty(), "cases PostgreSQL refuses: {refused:#?}");
+            // Errors, and a statement with every literal after the error.
+            for bad in [
+                "SELECT FROM WHERE (",
+                "ALTER TABLE t ADD CHECK a > 0",
+                "SELECT '",
+            ] {
+                assert_writer_matches(bad, bad);
+                assert!(parse_stmts(bad).is_err(), "{bad}");
+            }
+            // Deep trees: the same depth limit as libpg_query's (4,001 operands parse,
+            // 5,101 do not).
+            for depth in [1000, 4001, 5101] {
+                let sql = format!("SELECT {};", vec!["'a'"; depth].join(" || "));
+                assert_writer_matches(&sql, &format!("{depth} operands"));
+            }
+        });
+    }
+
+    #[test]
+    fn the_protobuf_writer_gives_libpg_querys_trees_on_every_sql_file() {
+        // The repository's SQL (fixtures, lab scenarios, demo and examples), and the SQL
+        // PostgreSQL installs when it is on the machine (views of information_schema and
+        // the catalogs; extension scripts, their placeholders filled in).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        let mut dirs = vec![
+            root.join("tests"),
+            root.join("crates"),
+            root.join("examples"),
+            PathBuf::from("/usr/share/postgresql"),
+        ];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.is_dir() && !path.ends_with("target") {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "sql") {
+                    files.push(path);
+                }
+            }
+        }
+        let repo_files = files.iter().filter(|f| f.starts_with(&root)).count();
+        assert!(
+            repo_files >= 150,
+            "the repository's SQL files: {repo_files}"
+        );
+        let parsed: usize = with_parse_stack(|| {
+            files
+                .iter()
+                .map(|file| {
+                    let text = std::fs::read_to_string(file).unwrap_or_default();
+                    let text = text
+                        .replace("@extschema@", "public")
+                        .replace("MODULE_PATHNAME", "$libdir/x");
+                    assert_writer_matches(&text, &file.display().to_string())
+                })
+                .sum()
+        });
+        // The repository's own files hold about 1,500 statements.
+        assert!(parsed > 1000, "{parsed} statements parsed");
     }
 
     #[test]
