@@ -7,14 +7,14 @@
 //! SQL that is right where it runs (`--dry-run`: the diff instead) and reports what
 //! remains.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use pgcalm_lint::{LintOptions, RuleId, Severity, TableSizes};
 use pgcalm_migrate::{FixMode, LintFiles, LintNote, LintedFiles};
 
 use crate::output::Exit;
-use crate::output::lint_report::{FileReport, Unparsed, render, with_locks};
+use crate::output::lint_report::{FileReport, Unparsed, render, with_locks, write_report};
 use crate::settings::{LintArgs, OutputFormat, Settings};
 
 /// Flags of `pgcalm lint`.
@@ -103,11 +103,16 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         }
     }
     let fancy = settings.format == OutputFormat::Text && std::io::stdout().is_terminal();
-    let mut out = render(&reports, &unparsed, settings.format, fancy);
     if args.locks {
-        out = with_locks(out, &reports, &locks, settings.format)?;
+        let out = render(&reports, &unparsed, settings.format, fancy);
+        let out = with_locks(out, &reports, &locks, settings.format)?;
+        say!("{}", out.trim_end_matches('\n'));
+    } else {
+        // A closed stdout (`| head`) is not lint's failure: the exit code still says.
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        let _ = write_report(&mut stdout, &reports, &unparsed, settings.format, fancy)
+            .and_then(|()| stdout.flush());
     }
-    say!("{}", out.trim_end_matches('\n'));
     let failing = |s: Severity| match args.fail_on {
         FailOn::Error => s == Severity::Error,
         FailOn::Warning => true,
