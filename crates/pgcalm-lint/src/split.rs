@@ -552,7 +552,10 @@ impl<'a> Cutter<'a> {
     /// range) and moves `pos` past the last one's `;`.
     fn cut(&mut self, tokens: &[ScanToken], at_end: bool) -> Vec<SourceStatement> {
         let base = self.pos;
-        let mut out: Vec<SourceStatement> = Vec::new();
+        // A statement takes hundreds of bytes (its tree's place): growing the vector
+        // copied them all at every doubling.
+        let semicolons = tokens.iter().filter(|t| t.token == Token::Ascii59 as i32);
+        let mut out: Vec<SourceStatement> = Vec::with_capacity(semicolons.count() + 1);
         let mut pending = std::mem::take(&mut self.pending);
         let mut prev_line = self.prev_line;
         let mut open: Option<Open> = None;

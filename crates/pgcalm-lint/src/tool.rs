@@ -206,16 +206,19 @@ pub fn detect(path: &Path, source: &str) -> Option<Tool> {
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str())
         .unwrap_or("");
-    let has_line = |f: &dyn Fn(&str) -> bool| source.lines().any(f);
     if name.ends_with(".rb") {
         return Some(Tool::Rails);
     }
-    if has_line(&|l| goose_annotation(l).is_some_and(|a| a == "up")) {
-        return Some(Tool::Goose);
+    let mut alembic = false;
+    for line in comment_lines(source) {
+        if goose_annotation(line).is_some_and(|a| a == "up") {
+            return Some(Tool::Goose);
+        }
+        alembic |= line.starts_with("-- Running upgrade ");
     }
     // (`-- migrate:up` is dbmate's and pgcalm's own migration format: a file with it is
     // a pgcalm migration unless --tool dbmate says otherwise.)
-    if has_line(&|l| l.starts_with("-- Running upgrade ")) {
+    if alembic {
         return Some(Tool::Alembic);
     }
     let versioned_dir = parent
@@ -242,6 +245,22 @@ pub fn detect(path: &Path, source: &str) -> Option<Tool> {
         return Some(Tool::Sqitch);
     }
     None
+}
+
+/// The lines of `source` that start with `--` (as `str::lines` gives them), found by
+/// searching for `--` rather than walking every line: detection reads whole files.
+fn comment_lines(source: &str) -> impl Iterator<Item = &str> {
+    source.match_indices("--").filter_map(move |(at, _)| {
+        if at > 0 && source.as_bytes()[at - 1] != b'\n' {
+            return None;
+        }
+        let end = source[at..].find('\n').map_or(source.len(), |n| at + n);
+        Some(
+            source[at..end]
+                .strip_suffix('\r')
+                .unwrap_or(&source[at..end]),
+        )
+    })
 }
 
 fn parent_is_one_of(path: &Path, names: &[&str]) -> bool {
@@ -720,6 +739,23 @@ mod tests {
                 Some(Tool::Alembic),
             ),
             ("schema.sql", "CREATE TABLE t ();", None),
+            // Markers count at the start of a line only, on any line, with CRLF too.
+            ("db/x.sql", "SELECT 1; -- +goose Up\n  -- +goose Up\n", None),
+            (
+                "db/x.sql",
+                "SELECT '--';\r\n--- x\r\n-- +goose Up\r\nSELECT 1;\r\n",
+                Some(Tool::Goose),
+            ),
+            (
+                "out.sql",
+                "BEGIN;\n\n-- Running upgrade 1a -> 2b\r\n",
+                Some(Tool::Alembic),
+            ),
+            (
+                "out.sql",
+                "-- Running upgrade  -> 1a\n-- +goose Up\n",
+                Some(Tool::Goose),
+            ),
         ];
         for (path, text, tool) in cases {
             assert_eq!(detect(Path::new(path), text), tool, "{path}");
