@@ -7,6 +7,7 @@ use pg_query::protobuf::Token;
 use serde::Serialize;
 
 use crate::finding::{Finding, SeenBy};
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::locks::{LockTarget, PgVersion, RelName, RelationLock, StatementLocks, statement_locks};
@@ -96,6 +97,16 @@ pub(crate) struct Cx<'a> {
     /// The body the statement is in (`the DO block`, `function f`), for a statement a
     /// `DO` block or a function runs; `None` for the unit's own statements.
     pub body: Option<&'a str>,
+    /// What several rules ask about the statement, worked out once for all of them.
+    pub shared: PerStatement<'a>,
+}
+
+/// Facts about one statement that several rules ask for, each worked out on the first
+/// ask ([`crate::rules::alter_existing_table`], [`crate::rules::later_in_transaction`]).
+#[derive(Debug, Default)]
+pub(crate) struct PerStatement<'a> {
+    pub(crate) alter_existing_table: OnceCell<Option<crate::rules::AlterExisting<'a>>>,
+    pub(crate) later_in_transaction: OnceCell<Vec<NodeEnum>>,
 }
 
 impl<'a> Cx<'a> {
@@ -252,6 +263,7 @@ impl UnitWalk<'_> {
             kind: self.kind,
             options: self.options,
             body: None,
+            shared: PerStatement::default(),
         });
         self.state.apply(node, &locks, self.options);
         let sql = stmt.sql(self.source);
@@ -313,6 +325,7 @@ impl UnitWalk<'_> {
                         kind: self.kind,
                         options: self.options,
                         body: Some(&run.name),
+                        shared: PerStatement::default(),
                     },
                     &format!("line {at} in {}", run.name),
                 );

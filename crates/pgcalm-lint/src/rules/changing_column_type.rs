@@ -164,7 +164,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let changes: Vec<Change> = cmds
         .iter()
         .filter(|(t, _)| *t == AlterTableType::AtAlterColumnType)
-        .filter_map(|(_, cmd)| change(cx, &table, cmd))
+        .filter_map(|(_, cmd)| change(cx, table, cmd))
         .collect();
     if changes.is_empty() {
         return Vec::new();
@@ -247,7 +247,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 c.value
             )
         } else {
-            batched_set(cx, &table, &new_column, &c.value)
+            batched_set(cx, table, &new_column, &c.value)
         };
         later.push(format!(
             "-- a BEFORE INSERT OR UPDATE trigger keeps {c_new} = {} (of NEW's columns) for \
