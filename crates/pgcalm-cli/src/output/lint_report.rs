@@ -441,7 +441,24 @@ fn render_json(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> Str
             unparsed: unparsed.len(),
         },
     };
-    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+    // Written into a buffer about its final size: a big report grown by doubling copies
+    // itself over and over (and the final newline could double it once more).
+    let texts: usize = reports
+        .iter()
+        .flat_map(|r| {
+            r.result
+                .findings
+                .iter()
+                .chain(r.result.ignored.iter().map(|i| &i.finding))
+        })
+        .map(|f| f.message.len() + f.help.len() + f.fix_sql.as_ref().map_or(0, String::len) + 600)
+        .sum();
+    let mut out = Vec::with_capacity(texts + 1024);
+    if serde_json::to_writer_pretty(&mut out, &doc).is_err() {
+        out.clear();
+    }
+    out.push(b'\n');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// GitHub's workflow-command escaping for a property value or message.
