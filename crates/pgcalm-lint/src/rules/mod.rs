@@ -351,10 +351,11 @@ pub(crate) fn not_null_check_recipe(
 
 /// The text after this statement up to the end of its transaction: the first COMMIT,
 /// ROLLBACK, END or ABORT, or the next migration section marker. Found by scanning a
-/// window that grows from 4 KB, so a long file is not re-read for every rename.
+/// window that grows from 512 bytes (the end is usually a few statements away), so a long
+/// file is not re-read for every rename.
 fn rest_of_transaction<'a>(cx: &crate::engine::Cx<'a>) -> &'a str {
     let rest = &cx.source[cx.stmt.span.end..];
-    let mut window = 4096;
+    let mut window = 512;
     loop {
         let mut end = window.min(rest.len());
         while !rest.is_char_boundary(end) {
