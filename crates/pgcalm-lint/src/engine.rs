@@ -7,6 +7,7 @@ use pg_query::protobuf::Token;
 use serde::Serialize;
 
 use crate::finding::{Finding, SeenBy};
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::locks::{LockTarget, PgVersion, RelName, RelationLock, StatementLocks, statement_locks};
@@ -96,6 +97,27 @@ pub(crate) struct Cx<'a> {
     /// The body the statement is in (`the DO block`, `function f`), for a statement a
     /// `DO` block or a function runs; `None` for the unit's own statements.
     pub body: Option<&'a str>,
+    /// What several rules ask about the statement, worked out once for all of them.
+    pub shared: PerStatement<'a>,
+}
+
+/// Facts about one statement that several rules ask for, each worked out on the first
+/// ask ([`crate::rules::alter_existing_table`], [`crate::rules::later_in_transaction`]).
+#[derive(Debug, Default)]
+pub(crate) struct PerStatement<'a> {
+    pub(crate) alter_existing_table: OnceCell<Option<crate::rules::AlterExisting<'a>>>,
+    pub(crate) later_in_transaction: OnceCell<Vec<NodeEnum>>,
+    pub(crate) bodies_run: OnceCell<Vec<plpgsql::RunBody>>,
+}
+
+impl Cx<'_> {
+    /// The bodies the statement runs ([`plpgsql::bodies_run_by`]), read once per
+    /// statement: by `dynamic-sql`, then by the walk of their statements.
+    pub(crate) fn bodies_run(&self) -> &[plpgsql::RunBody] {
+        self.shared.bodies_run.get_or_init(|| {
+            plpgsql::bodies_run_by(self.node, self.sql(), self.stmt.span.line, self.state)
+        })
+    }
 }
 
 impl<'a> Cx<'a> {
@@ -233,8 +255,13 @@ impl UnitWalk<'_> {
         }
     }
 
-    fn statement(&mut self, stmt: &SourceStatement, visit: impl FnOnce(&Cx<'_>)) {
-        let Some(node) = &stmt.node else { return };
+    /// Returns the bodies the statement runs when a rule read them (`None`: not read).
+    fn statement(
+        &mut self,
+        stmt: &SourceStatement,
+        visit: impl FnOnce(&Cx<'_>),
+    ) -> Option<Vec<plpgsql::RunBody>> {
+        let Some(node) = &stmt.node else { return None };
         self.enter(stmt);
         if matches!(node, NodeEnum::TransactionStmt(_)) {
             // BEGIN turns the implicit transaction into a block; COMMIT ends it (the
@@ -243,7 +270,7 @@ impl UnitWalk<'_> {
         }
         let mut locks = statement_locks(node, self.options.pg_version);
         self.state.lock_through_foreign_keys(&mut locks);
-        visit(&Cx {
+        let cx = Cx {
             source: self.source,
             stmt,
             node,
@@ -252,31 +279,39 @@ impl UnitWalk<'_> {
             kind: self.kind,
             options: self.options,
             body: None,
-        });
+            shared: PerStatement::default(),
+        };
+        visit(&cx);
+        // What a statement that runs bodies (DO, SELECT, CALL) does to the state leaves
+        // the unit's functions as they were: the bodies read before it still hold.
+        let runs = cx.shared.bodies_run.into_inner();
         self.state.apply(node, &locks, self.options);
         let sql = stmt.sql(self.source);
         if let Some((name, body)) = plpgsql::function_body(node, sql, stmt.span.line) {
             self.state.function_bodies.insert(name, Arc::new(body));
         }
+        runs
     }
 
     /// Walks the statements of the bodies `node` runs (a `DO` block, the unit's functions
     /// it calls), each body as one transaction (the statement's own, or the unit's), with
     /// where each statement is (`line 12 in the DO block`) for `visit`. Calls inside a
-    /// body are followed `MAX_DEPTH` deep.
+    /// body are followed `MAX_DEPTH` deep. `runs`: the bodies, when a rule read them.
     fn bodies(
         &mut self,
         node: &NodeEnum,
         sql: &str,
         line: usize,
         depth: usize,
+        runs: Option<Vec<plpgsql::RunBody>>,
         visit: &mut dyn FnMut(&Cx<'_>, &str),
     ) {
         const MAX_DEPTH: usize = 3;
         if depth >= MAX_DEPTH {
             return;
         }
-        for run in plpgsql::bodies_run_by(node, sql, line, &self.state) {
+        let runs = runs.unwrap_or_else(|| plpgsql::bodies_run_by(node, sql, line, &self.state));
+        for run in runs {
             // The body's statements as one text, each starting a line of its own.
             let mut source = String::new();
             let mut starts: Vec<(usize, usize)> = Vec::new();
@@ -303,26 +338,26 @@ impl UnitWalk<'_> {
                 self.state.lock_through_foreign_keys(&mut locks);
                 s.node = Some(inner);
                 let Some(inner) = &s.node else { continue };
-                visit(
-                    &Cx {
-                        source: &source,
-                        stmt: &s,
-                        node: inner,
-                        locks: &locks,
-                        state: &self.state,
-                        kind: self.kind,
-                        options: self.options,
-                        body: Some(&run.name),
-                    },
-                    &format!("line {at} in {}", run.name),
-                );
+                let cx = Cx {
+                    source: &source,
+                    stmt: &s,
+                    node: inner,
+                    locks: &locks,
+                    state: &self.state,
+                    kind: self.kind,
+                    options: self.options,
+                    body: Some(&run.name),
+                    shared: PerStatement::default(),
+                };
+                visit(&cx, &format!("line {at} in {}", run.name));
+                let inner_runs = cx.shared.bodies_run.into_inner();
                 self.state.apply(inner, &locks, self.options);
                 // COMMIT / ROLLBACK in a body (a procedure, a DO block run on its own)
                 // starts the next transaction at once.
                 if matches!(inner, NodeEnum::TransactionStmt(_)) {
                     self.state.in_transaction = true;
                 }
-                self.bodies(inner, s.sql(&source), at, depth + 1, visit);
+                self.bodies(inner, s.sql(&source), at, depth + 1, inner_runs, visit);
             }
             // A DO block run on its own commits (or fails) as a whole.
             self.state.in_transaction = was;
@@ -405,7 +440,7 @@ impl<'a> UnitLinter<'a> {
     pub fn statement(&mut self, stmt: &SourceStatement) {
         let (enabled, result, locks) = (&self.enabled, &mut self.result, &mut self.locks);
         let directives = ignore_directives(self.walk.source, stmt, self.walk.options.today);
-        self.walk.statement(stmt, |cx| {
+        let runs = self.walk.statement(stmt, |cx| {
             lint_statement(cx, enabled, &directives, result);
             if let Some(locks) = locks {
                 locks.push(lock_report(cx));
@@ -462,7 +497,8 @@ impl<'a> UnitLinter<'a> {
                 });
             }
         };
-        self.walk.bodies(node, sql, stmt.span.line, 0, &mut inner);
+        self.walk
+            .bodies(node, sql, stmt.span.line, 0, runs, &mut inner);
     }
 
     /// The findings, and what lint knows after the unit.

@@ -9,7 +9,6 @@
 //! function created earlier in the unit (PL/pgSQL, or `LANGUAGE sql` with a string body)
 //! is read when the unit calls it (`SELECT f()`, `CALL p()`, `PERFORM f()` in a block).
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use pg_query::NodeEnum;
@@ -196,25 +195,6 @@ fn body_line(sql: &str, line: usize) -> usize {
 /// The statements of a PL/pgSQL body (of the `DO` or `CREATE FUNCTION` statement `sql`),
 /// `first` the file line of its first line.
 fn plpgsql(sql: &str, first: usize) -> Body {
-    // The last body read, kept: a `DO` block's is read by the dynamic-sql rule and again
-    // when its statements are linted (PL/pgSQL's parser answers in JSON: costly).
-    thread_local! {
-        static LAST: RefCell<Option<(String, usize, Body)>> = const { RefCell::new(None) };
-    }
-    if let Some(body) = LAST.with_borrow(|last| {
-        last.as_ref()
-            .filter(|(s, f, _)| *f == first && s == sql)
-            .map(|(_, _, body)| body.clone())
-    }) {
-        return body;
-    }
-    let body = read_plpgsql(sql, first);
-    LAST.set(Some((sql.to_string(), first, body.clone())));
-    body
-}
-
-/// [`plpgsql`], uncached.
-fn read_plpgsql(sql: &str, first: usize) -> Body {
     let parsed = match pg_query::parse_plpgsql(sql) {
         Ok(v) => v,
         Err(e) => {

@@ -19,7 +19,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
-    cmds.into_iter()
+    cmds.iter()
         .filter(|(t, _)| *t == AlterTableType::AtAddConstraint)
         .filter_map(|(_, cmd)| added_constraint(cmd))
         .filter(|c| c.contype == ConstrType::ConstrExclusion as i32)

@@ -21,37 +21,63 @@ pub(super) static RULE: Rule = Rule {
     check,
 };
 
-/// Why adding this column rewrites the table (`None`: it does not).
-fn rewrites(cx: &Cx<'_>, col: &ColumnDef) -> Option<String> {
+/// Why adding a column rewrites the table.
+enum Rewrite {
+    /// Before PostgreSQL 11 every default does.
+    AnyDefault,
+    /// The default is volatile.
+    Volatile,
+    /// Its volatility is not known.
+    Unknown,
+}
+
+/// Whether adding this column rewrites the table, and why (`None`: it does not). No SQL
+/// is printed for the columns that do not.
+fn rewrite(cx: &Cx<'_>, col: &ColumnDef) -> Option<Rewrite> {
     let default = default_expr(col)?;
-    let value = expr_sql(default);
     if !cx.pg().at_least(11) {
-        return Some(format!(
-            "before PostgreSQL 11 every default is written into each row ({})",
-            cx.pg()
-        ));
+        return Some(Rewrite::AnyDefault);
     }
     match volatility(default) {
-        Volatility::Volatile => Some(format!(
-            "`{value}` is volatile, so it is computed for each existing row"
-        )),
-        Volatility::Unknown => Some(format!(
-            "pgcalm cannot tell whether `{value}` is volatile; if it is, it is computed for each existing row"
-        )),
+        Volatility::Volatile => Some(Rewrite::Volatile),
+        Volatility::Unknown => Some(Rewrite::Unknown),
         Volatility::Stable => None,
     }
 }
 
+/// Why adding a column whose default is `value` (as SQL) rewrites the table.
+fn explain(cx: &Cx<'_>, rewrite: &Rewrite, value: &str) -> String {
+    match rewrite {
+        Rewrite::AnyDefault => format!(
+            "before PostgreSQL 11 every default is written into each row ({})",
+            cx.pg()
+        ),
+        Rewrite::Volatile => {
+            format!("`{value}` is volatile, so it is computed for each existing row")
+        }
+        Rewrite::Unknown => format!(
+            "pgcalm cannot tell whether `{value}` is volatile; if it is, it is computed for each existing row"
+        ),
+    }
+}
+
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns, lock)) = added_columns(cx, |c| rewrites(cx, c).is_some()) else {
+    let Some((table, columns, lock)) = added_columns(cx, |c| rewrite(cx, c).is_some()) else {
         return Vec::new();
     };
     let names: Vec<String> = columns.iter().map(|c| c.colname.clone()).collect();
+    // Each default as SQL, printed once for the message and the fix.
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| default_expr(c).map(expr_sql).unwrap_or_default())
+        .collect();
+    let reasons = columns.iter().zip(&values).filter_map(|(c, value)| {
+        rewrite(cx, c).map(|r| (c.colname.as_str(), explain(cx, &r, value)))
+    });
     let why = match columns.as_slice() {
-        [one] => rewrites(cx, one).unwrap_or_default(),
-        _ => columns
-            .iter()
-            .filter_map(|c| rewrites(cx, c).map(|w| format!("{}: {w}", c.colname)))
+        [_] => reasons.map(|(_, w)| w).next().unwrap_or_default(),
+        _ => reasons
+            .map(|(name, w)| format!("{name}: {w}"))
             .collect::<Vec<_>>()
             .join("; "),
     };
@@ -71,14 +97,13 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         .unwrap_or_default(),
     );
     let mut backfills = Vec::new();
-    for col in &columns {
-        let value = default_expr(col).map(expr_sql).unwrap_or_default();
+    for (col, value) in columns.iter().zip(&values) {
         fix = fix.now(format!(
             "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {value};",
             rel(&table),
             ident(&col.colname)
         ));
-        backfills.push(backfill(cx, &table, &col.colname, &value, false));
+        backfills.push(backfill(cx, &table, &col.colname, value, false));
     }
     let when = if cx.state.in_transaction {
         format!("{}, fill the existing rows", in_a_later_transaction(cx))

@@ -37,6 +37,13 @@ fn key_type(col: &ColumnDef) -> Option<String> {
     column_constraint(col, ConstrType::ConstrIdentity).map(|_| type_sql(t))
 }
 
+/// Whether the column gets a [`key_type`], without printing it.
+fn is_key(col: &ColumnDef) -> bool {
+    col.type_name.as_ref().is_some_and(|t| {
+        is_serial_type(t) || column_constraint(col, ConstrType::ConstrIdentity).is_some()
+    })
+}
+
 /// A type name node for a fix (`bigint`), from a parsed template.
 fn plain_type(key: &str) -> Option<pg_query::protobuf::TypeName> {
     match template(&format!("SELECT NULL::{key}"))? {
@@ -52,7 +59,7 @@ fn plain_type(key: &str) -> Option<pg_query::protobuf::TypeName> {
 }
 
 fn check(cx: &Cx<'_>) -> Vec<Violation> {
-    let Some((table, columns, lock)) = added_columns(cx, |c| key_type(c).is_some()) else {
+    let Some((table, columns, lock)) = added_columns(cx, is_key) else {
         return Vec::new();
     };
     let t = rel(&table);

@@ -63,25 +63,25 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
-    let known_pk = cx.state.table(&table).and_then(|t| t.primary_key.clone());
+    let known_pk = cx.state.table(table).and_then(|t| t.primary_key.clone());
     // FULL or USING INDEX set earlier in the unit: the key is not the identity.
     let other_identity = cx
         .state
-        .table(&table)
+        .table(table)
         .and_then(|t| t.replica_identity.as_deref())
         .is_some_and(|i| i == "f" || i == "i");
     let mut out = Vec::new();
-    for (subtype, cmd) in &cmds {
+    for (subtype, cmd) in cmds {
         match subtype {
             AlterTableType::AtDropConstraint => {
                 let is_pk = match &known_pk {
                     Some(pk) => pk.as_deref() == Some(cmd.name.as_str()),
                     None => cmd.name.ends_with("_pkey"),
                 };
-                let restored = restores_identity(cx.node, &table)
+                let restored = restores_identity(cx.node, table)
                     || later_in_transaction(cx)
                         .iter()
-                        .any(|n| restores_identity(n, &table));
+                        .any(|n| restores_identity(n, table));
                 if is_pk && !restored && !other_identity {
                     out.push(
                         Violation::new(format!(

@@ -127,7 +127,6 @@ fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Ch
     let using = written.filter(|u| !using_is_the_column(u, column));
     let old = cx.state.column_type(table, column).map(str::to_string);
     let new_name = type_name(new_type);
-    let new_sql = type_sql(new_type);
     if using.is_none()
         && cx.pg().at_least(12)
         && cx.state.time_zone_is_utc()
@@ -135,12 +134,21 @@ fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Ch
     {
         return None;
     }
+    if using.is_none()
+        && old
+            .as_deref()
+            .is_some_and(|o| binary_coercible(o, &new_name))
+    {
+        return None;
+    }
+    // Printed only for a change that rewrites, each once (USING is the written value).
+    let new_sql = type_sql(new_type);
+    let written_sql = written.map(expr_sql);
     let why = match (&old, using) {
-        (_, Some(u)) => format!(
+        (_, Some(_)) => format!(
             "the USING expression `{}` is computed for every row",
-            expr_sql(u)
+            written_sql.as_deref().unwrap_or_default()
         ),
-        (Some(old), None) if binary_coercible(old, &new_name) => return None,
         (Some(old), None) => format!("{old} -> {new_sql} is not binary-coercible"),
         (None, None) => format!(
             "unless {new_sql} is binary-coercible from the current type, which lint does not know"
@@ -148,7 +156,7 @@ fn change(cx: &Cx<'_>, table: &crate::RelName, cmd: &AlterTableCmd) -> Option<Ch
     };
     Some(Change {
         column: column.clone(),
-        value: written.map(expr_sql).unwrap_or_else(|| ident(column)),
+        value: written_sql.unwrap_or_else(|| ident(column)),
         volatile: written
             .is_some_and(|u| crate::locks::volatility(u) == crate::locks::Volatility::Volatile),
         unknown_old: old.is_none() && using.is_none(),
@@ -164,7 +172,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let changes: Vec<Change> = cmds
         .iter()
         .filter(|(t, _)| *t == AlterTableType::AtAlterColumnType)
-        .filter_map(|(_, cmd)| change(cx, &table, cmd))
+        .filter_map(|(_, cmd)| change(cx, table, cmd))
         .collect();
     if changes.is_empty() {
         return Vec::new();
@@ -247,7 +255,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 c.value
             )
         } else {
-            batched_set(cx, &table, &new_column, &c.value)
+            batched_set(cx, table, &new_column, &c.value)
         };
         later.push(format!(
             "-- a BEFORE INSERT OR UPDATE trigger keeps {c_new} = {} (of NEW's columns) for \

@@ -46,7 +46,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     // (what is added, the constraint's name)
     let mut names: Vec<(String, String)> = Vec::new();
     let mut validated_under_lock = Vec::new();
-    for (subtype, cmd) in &cmds {
+    for (subtype, cmd) in cmds {
         match subtype {
             AlterTableType::AtAddConstraint => {
                 let Some(c) = added_constraint(cmd) else {
@@ -58,7 +58,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                     _ => continue,
                 };
                 if !c.skip_validation {
-                    names.push((kind.to_string(), constraint_name(&table, c)));
+                    names.push((kind.to_string(), constraint_name(table, c)));
                 }
             }
             AlterTableType::AtAddColumn => {
@@ -66,7 +66,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 for c in validated_column_fks(col) {
                     names.push((
                         format!("COLUMN {} ... REFERENCES with a default", col.colname),
-                        column_fk_name(&table, &col.colname, c),
+                        column_fk_name(table, &col.colname, c),
                     ));
                 }
             }
@@ -107,12 +107,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     // A foreign key also locks the referenced tables for as long.
     let others: Vec<String> = cx
         .existing_locks()
-        .filter(|l| l.target.table() != Some(&table))
+        .filter(|l| l.target.table() != Some(table))
         .map(|l| format!("{} on {}", l.mode, l.target))
         .collect();
     let also = match cx
         .existing_locks()
-        .filter(|l| l.target.table() != Some(&table))
+        .filter(|l| l.target.table() != Some(table))
         .map(|l| l.blocks())
         .reduce(|a, b| a.or(b))
     {
@@ -132,13 +132,13 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
          no reads or writes",
     )
     .lock(lock);
-    if let Some(fixed) = not_valid_version(cx.node, &table) {
+    if let Some(fixed) = not_valid_version(cx.node, table) {
         let validates: Vec<String> = names
             .iter()
             .map(|(_, n)| {
                 format!(
                     "ALTER TABLE {} VALIDATE CONSTRAINT {};",
-                    rel(&table),
+                    rel(table),
                     ident(n)
                 )
             })

@@ -73,13 +73,13 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     }
     let mut wrote = false;
     for node in later_in_transaction(cx) {
-        if enables_all(&node, &table) {
+        if enables_all(node, table) {
             if !wrote {
                 return Vec::new();
             }
             break;
         }
-        wrote |= written(&node).is_some_and(|t| t.same_as(&table));
+        wrote |= written(node).is_some_and(|t| t.same_as(table));
     }
     let message = if wrote {
         format!(

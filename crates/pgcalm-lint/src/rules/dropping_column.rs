@@ -49,17 +49,17 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         return Vec::new();
     };
     // Renamed earlier in the unit: running code names the old table and already fails.
-    if cx.state.table(&table).is_some_and(|t| t.renamed_in_unit) {
+    if cx.state.table(table).is_some_and(|t| t.renamed_in_unit) {
         return Vec::new();
     }
     let added_in_unit = |column: &str| {
         cx.state
-            .table(&table)
+            .table(table)
             .and_then(|t| t.column(column))
             .is_some_and(|c| c.added_in_unit)
     };
     let mut dropped: Vec<String> = Vec::new();
-    for (subtype, cmd) in &cmds {
+    for (subtype, cmd) in cmds {
         match subtype {
             AlterTableType::AtDropColumn if !added_in_unit(&cmd.name) => {
                 dropped.push(cmd.name.clone());
@@ -79,12 +79,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let later = later_in_transaction(cx);
     // Renamed later in the same transaction: running code names the old table and fails
     // once it commits anyway.
-    if renamed_among(&later, &table) {
+    if renamed_among(later, table) {
         return Vec::new();
     }
     // Added back later in the same transaction.
-    for node in &later {
-        let added = added_to(node, &table);
+    for node in later {
+        let added = added_to(node, table);
         dropped.retain(|d| !added.contains(d));
         if dropped.is_empty() {
             return Vec::new();

@@ -27,12 +27,12 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let Some((table, cmds, lock)) = alter_existing_table(cx) else {
         return Vec::new();
     };
-    let known = cx.state.table(&table);
+    let known = cx.state.table(table);
     // Columns this statement adds or makes NOT NULL before dropping the default.
     let mut not_null_here: Vec<String> = Vec::new();
     let mut added_here: Vec<String> = Vec::new();
     let (mut dropped, mut added) = (Vec::new(), false);
-    for (subtype, cmd) in &cmds {
+    for (subtype, cmd) in cmds {
         match subtype {
             AlterTableType::AtAddColumn => {
                 if let Some(col) = column_def(cmd) {
@@ -47,7 +47,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 let column = cmd.name.as_str();
                 let info = known.and_then(|t| t.column(column));
                 let not_null = not_null_here.iter().any(|c| c == column)
-                    || cx.state.known_not_null(&table, column, cx.pg());
+                    || cx.state.known_not_null(table, column, cx.pg());
                 let has_no_default = !added_here.iter().any(|c| c == column)
                     && info.is_some_and(|c| c.default == Some(false));
                 if not_null && !has_no_default {

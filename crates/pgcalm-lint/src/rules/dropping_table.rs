@@ -60,7 +60,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         return Vec::new();
     }
     for node in later_in_transaction(cx) {
-        if let Some(created) = creates(&node) {
+        if let Some(created) = creates(node) {
             dropped.retain(|t| !t.same_as(&created));
         }
         if dropped.is_empty() {

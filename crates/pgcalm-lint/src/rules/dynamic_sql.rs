@@ -6,7 +6,6 @@
 //! silently.
 
 use crate::engine::{Cx, Rule, Violation};
-use crate::plpgsql::bodies_run_by;
 use crate::rule_id::RuleId;
 
 /// The rule.
@@ -24,7 +23,8 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     ) {
         return Vec::new();
     }
-    let parts: Vec<String> = bodies_run_by(cx.node, cx.sql(), cx.stmt.span.line, cx.state)
+    let parts: Vec<String> = cx
+        .bodies_run()
         .iter()
         .flat_map(|run| {
             run.body

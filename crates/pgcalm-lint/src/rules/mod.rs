@@ -146,15 +146,180 @@ pub(crate) fn ident(name: &str) -> String {
 
 fn is_reserved(name: &str) -> bool {
     // A keyword other than an unreserved one (PostgreSQL's quote_identifier quotes those:
-    // some cannot be a bare column, type or function name).
-    use pg_query::protobuf::KeywordKind;
-    pg_query::scan_tokens(name)
-        .ok()
-        .and_then(|t| t.first().map(|t| t.keyword_kind))
-        .is_some_and(|k| {
-            k != KeywordKind::NoKeyword as i32 && k != KeywordKind::UnreservedKeyword as i32
-        })
+    // some cannot be a bare column, type or function name). A table, not the scanner: a
+    // fix names many identifiers, and a scanner call per name cost more than the rule.
+    QUOTED_KEYWORDS.binary_search(&name).is_ok()
 }
+
+/// PostgreSQL's keywords other than the unreserved ones (reserved, column name, type or
+/// function name), sorted: `kwlist.h` of pg_query's PostgreSQL, checked against its
+/// scanner by a test.
+const QUOTED_KEYWORDS: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "between",
+    "bigint",
+    "binary",
+    "bit",
+    "boolean",
+    "both",
+    "case",
+    "cast",
+    "char",
+    "character",
+    "check",
+    "coalesce",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "dec",
+    "decimal",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "exists",
+    "extract",
+    "false",
+    "fetch",
+    "float",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "greatest",
+    "group",
+    "grouping",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "inout",
+    "int",
+    "integer",
+    "intersect",
+    "interval",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "json",
+    "json_array",
+    "json_arrayagg",
+    "json_exists",
+    "json_object",
+    "json_objectagg",
+    "json_query",
+    "json_scalar",
+    "json_serialize",
+    "json_table",
+    "json_value",
+    "lateral",
+    "leading",
+    "least",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "merge_action",
+    "national",
+    "natural",
+    "nchar",
+    "none",
+    "normalize",
+    "not",
+    "notnull",
+    "null",
+    "nullif",
+    "numeric",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "out",
+    "outer",
+    "overlaps",
+    "overlay",
+    "placing",
+    "position",
+    "precision",
+    "primary",
+    "real",
+    "references",
+    "returning",
+    "right",
+    "row",
+    "select",
+    "session_user",
+    "setof",
+    "similar",
+    "smallint",
+    "some",
+    "substring",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "time",
+    "timestamp",
+    "to",
+    "trailing",
+    "treat",
+    "trim",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "values",
+    "varchar",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+    "xmlattributes",
+    "xmlconcat",
+    "xmlelement",
+    "xmlexists",
+    "xmlforest",
+    "xmlnamespaces",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "xmltable",
+];
 
 /// A relation name as SQL.
 pub(crate) fn rel(name: &crate::RelName) -> String {
@@ -186,10 +351,11 @@ pub(crate) fn not_null_check_recipe(
 
 /// The text after this statement up to the end of its transaction: the first COMMIT,
 /// ROLLBACK, END or ABORT, or the next migration section marker. Found by scanning a
-/// window that grows from 4 KB, so a long file is not re-read for every rename.
+/// window that grows from 512 bytes (the end is usually a few statements away), so a long
+/// file is not re-read for every rename.
 fn rest_of_transaction<'a>(cx: &crate::engine::Cx<'a>) -> &'a str {
     let rest = &cx.source[cx.stmt.span.end..];
-    let mut window = 4096;
+    let mut window = 512;
     loop {
         let mut end = window.min(rest.len());
         while !rest.is_char_boundary(end) {
@@ -232,21 +398,23 @@ fn rest_of_transaction<'a>(cx: &crate::engine::Cx<'a>) -> &'a str {
 /// The statements after this one in its transaction, parsed (empty outside a transaction,
 /// or when the rest does not parse). Parses only when a rule asks, for the few statements
 /// whose verdict depends on what follows (a view over a renamed table, a dropped column
-/// added back).
-pub(crate) fn later_in_transaction(cx: &crate::engine::Cx<'_>) -> Vec<pg_query::NodeEnum> {
-    if !cx.state.in_transaction {
-        return Vec::new();
-    }
-    // Split by the scanner, then each statement parsed on its own: a tree at a time,
-    // never the whole rest of a long file at once.
-    let rest = rest_of_transaction(cx);
-    let Ok(statements) = crate::split::split_unparsed(rest, 0..rest.len()) else {
-        return Vec::new();
-    };
-    statements
-        .iter()
-        .filter_map(|s| crate::split::parse_first(s.sql(rest)))
-        .collect()
+/// added back), and once per statement whichever rules ask.
+pub(crate) fn later_in_transaction<'c>(cx: &'c crate::engine::Cx<'_>) -> &'c [pg_query::NodeEnum] {
+    cx.shared.later_in_transaction.get_or_init(|| {
+        if !cx.state.in_transaction {
+            return Vec::new();
+        }
+        // Split by the scanner, then each statement parsed on its own: a tree at a time,
+        // never the whole rest of a long file at once.
+        let rest = rest_of_transaction(cx);
+        let Ok(statements) = crate::split::split_unparsed(rest, 0..rest.len()) else {
+            return Vec::new();
+        };
+        statements
+            .iter()
+            .filter_map(|s| crate::split::parse_first(s.sql(rest)))
+            .collect()
+    })
 }
 
 /// Whether one of `later` (the rest of the transaction: [`later_in_transaction`]) renames
@@ -286,21 +454,38 @@ pub(crate) fn alter_table_cmds(
     Some((table, cmds))
 }
 
-/// The subcommands of an `ALTER TABLE`, each with its subtype.
-pub(crate) type AlterCmds<'a> = Vec<(
+/// A subcommand of an `ALTER TABLE` with its subtype.
+pub(crate) type AlterCmd<'a> = (
     pg_query::protobuf::AlterTableType,
     &'a pg_query::protobuf::AlterTableCmd,
-)>;
+);
+
+/// The subcommands of an `ALTER TABLE`, each with its subtype.
+pub(crate) type AlterCmds<'a> = Vec<AlterCmd<'a>>;
+
+/// An `ALTER TABLE` on a table that existed before the unit: the table, its
+/// subcommands and the statement's lock on it.
+pub(crate) type AlterExisting<'a> = (crate::RelName, AlterCmds<'a>, &'a crate::RelationLock);
 
 /// An `ALTER TABLE` on a table that existed before the unit: the table, its
 /// subcommands and the statement's lock on it (`None` for other statements and for
-/// tables created earlier in the unit).
-pub(crate) fn alter_existing_table<'a>(
-    cx: &crate::engine::Cx<'a>,
-) -> Option<(crate::RelName, AlterCmds<'a>, &'a crate::RelationLock)> {
-    let (table, cmds) = alter_table_cmds(cx.node)?;
-    let lock = cx.existing_lock_on(&table)?;
-    Some((table, cmds, lock))
+/// tables created earlier in the unit). Worked out once per statement.
+pub(crate) fn alter_existing_table<'c, 'a>(
+    cx: &'c crate::engine::Cx<'a>,
+) -> Option<(
+    &'c crate::RelName,
+    &'c [AlterCmd<'a>],
+    &'a crate::RelationLock,
+)> {
+    cx.shared
+        .alter_existing_table
+        .get_or_init(|| {
+            let (table, cmds) = alter_table_cmds(cx.node)?;
+            let lock = cx.existing_lock_on(&table)?;
+            Some((table, cmds, lock))
+        })
+        .as_ref()
+        .map(|(table, cmds, lock)| (table, cmds.as_slice(), *lock))
 }
 
 /// The objects a `DROP` names, each with its name as written (`s.t`, `mood`, `f`) and,
@@ -464,6 +649,34 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use crate::rule_id::RuleId;
+
+    #[test]
+    fn the_quoted_keywords_are_the_scanners_reserved_ones() {
+        use pg_query::protobuf::{KeywordKind, Token};
+        let mut sorted = super::QUOTED_KEYWORDS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            super::QUOTED_KEYWORDS,
+            "sorted, for the binary search"
+        );
+        // Every keyword is a token of the grammar, named after it (`ABORT_P` for abort).
+        let mut keywords = 0;
+        for token in (0..2000).filter_map(|t| Token::try_from(t).ok()) {
+            let word = token.as_str_name().trim_end_matches("_P").to_lowercase();
+            let kind = pg_query::scan_tokens(&word)
+                .ok()
+                .and_then(|t| t.first().map(|t| t.keyword_kind))
+                .unwrap_or_default();
+            if kind != KeywordKind::NoKeyword as i32 {
+                keywords += 1;
+            }
+            let quoted = kind != KeywordKind::NoKeyword as i32
+                && kind != KeywordKind::UnreservedKeyword as i32;
+            assert_eq!(super::is_reserved(&word), quoted, "{word}");
+        }
+        assert!(keywords > 400, "the tokens name the keywords: {keywords}");
+    }
 
     #[test]
     fn every_rule_id_has_its_check_in_all_in_the_same_order() {

@@ -26,7 +26,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         let Some(c) = added_constraint(cmd) else {
             continue;
         };
-        if subtype != AlterTableType::AtAddConstraint
+        if *subtype != AlterTableType::AtAddConstraint
             || c.contype != ConstrType::ConstrPrimary as i32
             || c.indexname.is_empty()
         {
@@ -58,7 +58,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 let nullable: Vec<&String> = index
                     .columns
                     .iter()
-                    .filter(|col| !cx.state.known_not_null(&table, col, cx.pg()))
+                    .filter(|col| !cx.state.known_not_null(table, col, cx.pg()))
                     .collect();
                 if nullable.is_empty() {
                     continue;
@@ -80,7 +80,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
                 if cx.pg().at_least(12) {
                     let (mut adds, mut validates, mut drops) = (Vec::new(), Vec::new(), Vec::new());
                     for col in nullable {
-                        let (add, validate, drop) = not_null_check_recipe(&table, col);
+                        let (add, validate, drop) = not_null_check_recipe(table, col);
                         adds.push(add);
                         validates.push(validate);
                         drops.push(drop);

@@ -166,12 +166,12 @@ pub(crate) fn added_columns<'a>(
 ) -> Option<(RelName, Vec<&'a ColumnDef>, &'a crate::RelationLock)> {
     let (table, cmds, lock) = alter_existing_table(cx)?;
     let columns: Vec<&ColumnDef> = cmds
-        .into_iter()
+        .iter()
         .filter(|(t, _)| *t == AlterTableType::AtAddColumn)
         .filter_map(|(_, cmd)| column_def(cmd))
         .filter(|col| flagged(col))
         .collect();
-    (!columns.is_empty()).then_some((table, columns, lock))
+    (!columns.is_empty()).then_some((table.clone(), columns, lock))
 }
 
 /// The statement with the flagged `ADD COLUMN` definitions edited (the other subcommands

@@ -34,7 +34,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
             || t.column(&r.subname).is_some_and(|c| c.added_in_unit)
     });
     // Or renamed later in the same transaction: old code fails on it once that commits.
-    if added_in_unit || renamed_among(&later_in_transaction(cx), &table) {
+    if added_in_unit || renamed_among(later_in_transaction(cx), &table) {
         return Vec::new();
     }
     let mut v = Violation::new(format!(

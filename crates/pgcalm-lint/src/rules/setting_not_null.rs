@@ -27,14 +27,14 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
         .iter()
         .filter(|(t, _)| *t == AlterTableType::AtSetNotNull)
         .map(|(_, cmd)| cmd.name.clone())
-        .filter(|c| !cx.state.known_not_null(&table, c, cx.pg()))
+        .filter(|c| !cx.state.known_not_null(table, c, cx.pg()))
         .collect();
     if columns.is_empty() {
         return Vec::new();
     }
     let (mut adds, mut validates, mut drops) = (Vec::new(), Vec::new(), Vec::new());
     for column in &columns {
-        let (add, validate, drop) = not_null_check_recipe(&table, column);
+        let (add, validate, drop) = not_null_check_recipe(table, column);
         adds.push(add);
         validates.push(validate);
         drops.push(drop);
@@ -46,7 +46,7 @@ fn check(cx: &Cx<'_>) -> Vec<Violation> {
     let rest = edited_alter(cx.node, |cmd| !flagged(cmd)).unwrap_or_default();
     let set_not_null = format!(
         "ALTER TABLE {} {};",
-        rel(&table),
+        rel(table),
         columns
             .iter()
             .map(|c| format!("ALTER COLUMN {} SET NOT NULL", ident(c)))

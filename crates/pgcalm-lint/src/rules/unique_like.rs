@@ -140,7 +140,7 @@ pub(crate) fn check_key(cx: &Cx<'_>, kind: KeyKind) -> Vec<Violation> {
             and_list(&new_columns)
         )
     };
-    if cx.state.partitioned(&table) == Some(true) {
+    if cx.state.partitioned(table) == Some(true) {
         help = format!(
             "{table} is partitioned: PostgreSQL builds no index on it CONCURRENTLY and attaches \
              none to it with USING INDEX. Build the index ON ONLY {table}, then CREATE UNIQUE \
@@ -153,8 +153,8 @@ pub(crate) fn check_key(cx: &Cx<'_>, kind: KeyKind) -> Vec<Violation> {
         // Split in two, the old key would go first and the table be without one (no
         // replica identity: logical replication stops) until the new one is attached.
         let key = &keys[0];
-        let name = key.name(&table, kind);
-        let t = rel(&table);
+        let name = key.name(table, kind);
+        let t = rel(table);
         help.push_str(&format!(
             " The statement swaps the primary key: build the new index first under another \
              name (`CREATE UNIQUE INDEX CONCURRENTLY {new} ON {t} ({cols});`), then swap the \
@@ -177,7 +177,7 @@ pub(crate) fn check_key(cx: &Cx<'_>, kind: KeyKind) -> Vec<Violation> {
         ));
         return vec![v.help(help)];
     }
-    match recipe(cx, &table, kind, &keys) {
+    match recipe(cx, table, kind, &keys) {
         Some((index_sql, attach_sql)) => match outside_this_transaction(cx) {
             // CONCURRENTLY cannot run here: say where it goes, and fix nothing in place.
             Some(place) => {
