@@ -97,16 +97,23 @@ pb_bytes(const char *bytes, size_t len)
 static inline void
 pb_varint(uint64_t value)
 {
-	char		tmp[10];
-	int			n = 0;
+	int			n = 1;
+	char	   *p;
 
-	do
+	/* Most are one byte: a tag, a short length, a small number. */
+	if (value < 0x80 && pb.pos > pb.start)
 	{
-		tmp[n++] = (char) ((value & 0x7f) | 0x80);
-		value >>= 7;
-	} while (value != 0);
-	tmp[n - 1] &= 0x7f;
-	pb_bytes(tmp, n);
+		*--pb.pos = (char) value;
+		return;
+	}
+	for (uint64_t rest = value >> 7; rest != 0; rest >>= 7)
+		n++;
+	if ((size_t) (pb.pos - pb.start) < (size_t) n)
+		pb_grow(n);
+	pb.pos -= n;
+	for (p = pb.pos; value >= 0x80; value >>= 7)
+		*p++ = (char) ((value & 0x7f) | 0x80);
+	*p = (char) value;
 }
 
 static inline void

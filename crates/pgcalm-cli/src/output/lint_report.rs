@@ -433,12 +433,104 @@ pub(crate) fn write_report(
 ) -> std::io::Result<()> {
     if format == OutputFormat::Json {
         let t = totals(reports, unparsed);
-        serde_json::to_writer_pretty(&mut *out, &json_report(reports, unparsed, &t))?;
+        let mut json = serde_json::Serializer::with_formatter(&mut *out, OneWriteIndent::default());
+        serde::Serialize::serialize(&json_report(reports, unparsed, &t), &mut json)?;
     } else {
         let rendered = render(reports, unparsed, format, fancy);
         out.write_all(rendered.trim_end_matches('\n').as_bytes())?;
     }
     out.write_all(b"\n")
+}
+
+/// serde_json's pretty format (two spaces an indent), with each line break and its
+/// indentation written at once: its own formatter writes the indent a level at a time,
+/// and a report of 2,000 findings has 200,000 keys.
+#[derive(Default)]
+struct OneWriteIndent {
+    depth: usize,
+    has_value: bool,
+}
+
+impl OneWriteIndent {
+    /// `,` (unless `first`), a line break and the indentation of the current depth.
+    fn new_line(
+        &self,
+        out: &mut (impl std::io::Write + ?Sized),
+        first: bool,
+    ) -> std::io::Result<()> {
+        const BREAK: &[u8; 66] =
+            b",\n                                                                ";
+        let from = usize::from(first);
+        let spaces = 2 * self.depth;
+        if spaces + 2 <= BREAK.len() {
+            return out.write_all(&BREAK[from..spaces + 2]);
+        }
+        out.write_all(&BREAK[from..2])?;
+        (0..self.depth).try_for_each(|_| out.write_all(b"  "))
+    }
+}
+
+impl serde_json::ser::Formatter for OneWriteIndent {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        out.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.new_line(out, true)?;
+        }
+        out.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.new_line(out, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        out.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.new_line(out, true)?;
+        }
+        out.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.new_line(out, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+    ) -> std::io::Result<()> {
+        out.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 fn json_report<'a>(
@@ -615,4 +707,33 @@ fn render_markdown(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) ->
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_write_indent_writes_what_serde_jsons_pretty_printer_writes() {
+        // Empty and nested containers, strings to escape, and a depth past the one-write
+        // indentation (32 levels).
+        let mut deep = serde_json::json!({"leaf": [1, {}], "empty": []});
+        for level in 0..40 {
+            deep = serde_json::json!({ "level": level, "list": [[], {}, [deep]] });
+        }
+        let values = [
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!({"a": "quote \" and \\ and \n", "b": [true, null, 1.5, "x"]}),
+            deep,
+        ];
+        for value in values {
+            let mut ours = Vec::new();
+            let mut json =
+                serde_json::Serializer::with_formatter(&mut ours, OneWriteIndent::default());
+            serde::Serialize::serialize(&value, &mut json).unwrap();
+            let theirs = serde_json::to_string_pretty(&value).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+        }
+    }
 }
