@@ -131,14 +131,27 @@ pub(crate) fn tokens(text: &str) -> Result<Vec<ScanToken>, Unterminated> {
     Ok(out)
 }
 
-/// `[A-Za-z\200-\377_]`.
+/// Per byte: bit 1 starts an identifier (`[A-Za-z\200-\377_]`), bit 2 continues one
+/// (those and `[0-9$]`). A table: identifiers are most of the bytes lexed.
+const IDENT: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let start = b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+        let cont = start || b.is_ascii_digit() || b == b'$';
+        table[c] = (start as u8) | ((cont as u8) << 1);
+        c += 1;
+    }
+    table
+};
+
 fn is_ident_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+    IDENT[c as usize] & 1 != 0
 }
 
-/// `[A-Za-z\200-\377_0-9\$]`.
 fn is_ident_cont(c: u8) -> bool {
-    is_ident_start(c) || c.is_ascii_digit() || c == b'$'
+    IDENT[c as usize] & 2 != 0
 }
 
 fn utf8_len(first: u8) -> usize {

@@ -108,11 +108,14 @@ pub struct SourceLint {
 
 /// Whether a text is a pgcalm migration file: a line `-- migrate:up ...`.
 pub fn is_migration_source(source: &str) -> bool {
-    source.lines().any(|l| {
-        l.trim()
+    // Found by searching for the directive, not by walking every line of the file: a
+    // line whose text before it is `--` with only whitespace around.
+    source.match_indices("migrate:up").any(|(at, _)| {
+        let line_start = source[..at].rfind('\n').map_or(0, |n| n + 1);
+        source[line_start..at]
+            .trim()
             .strip_prefix("--")
-            .map(str::trim_start)
-            .is_some_and(|r| r.starts_with("migrate:up"))
+            .is_some_and(|rest| rest.trim().is_empty())
     })
 }
 
@@ -302,6 +305,29 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn a_migration_source_has_the_directive_on_a_comment_line_of_its_own() {
+        let yes = [
+            "-- migrate:up\nSELECT 1;\n",
+            "SELECT 0;\n  --   migrate:up transaction:false\r\nSELECT 1;",
+            "--migrate:up",
+            "\n\n-- migrate:down\n-- migrate:up\n",
+        ];
+        let no = [
+            "SELECT 1; -- migrate:up\n",
+            "-- see migrate:up\n",
+            "SELECT 'migrate:up';\n",
+            "-- migrate:down\nSELECT 1;\n",
+            "",
+        ];
+        for text in yes {
+            assert!(is_migration_source(text), "{text:?}");
+        }
+        for text in no {
+            assert!(!is_migration_source(text), "{text:?}");
+        }
+    }
     use crate::file::{parse_file, parse_file_unchecked};
 
     fn rules(findings: &[Finding]) -> Vec<(&str, usize)> {
