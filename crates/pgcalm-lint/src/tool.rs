@@ -248,10 +248,12 @@ pub fn detect(path: &Path, source: &str) -> Option<Tool> {
 }
 
 /// The lines of `source` that start with `--` (as `str::lines` gives them), found by
-/// searching for `--` rather than walking every line: detection reads whole files.
+/// searching for `-` (a byte search, far quicker than a search for the two-byte `--`)
+/// rather than walking every line: detection reads whole files.
 fn comment_lines(source: &str) -> impl Iterator<Item = &str> {
-    source.match_indices("--").filter_map(move |(at, _)| {
-        if at > 0 && source.as_bytes()[at - 1] != b'\n' {
+    let bytes = source.as_bytes();
+    source.match_indices('-').filter_map(move |(at, _)| {
+        if bytes.get(at + 1) != Some(&b'-') || (at > 0 && bytes[at - 1] != b'\n') {
             return None;
         }
         let end = source[at..].find('\n').map_or(source.len(), |n| at + n);

@@ -269,8 +269,38 @@ pub(crate) fn expr_sql(expr: &pg_query::Node) -> String {
         .unwrap_or_else(|| "<expression>".into())
 }
 
-/// A type as SQL (`varchar(255)`, `bigint`), by deparsing `SELECT NULL::<type>`.
+/// A type as SQL (`varchar(255)`, `bigint`), by deparsing `SELECT NULL::<type>`, once
+/// per type: a file names the same few types again and again, and each deparse is a
+/// round trip through PostgreSQL's deparser.
 pub(crate) fn type_sql(t: &TypeName) -> String {
+    thread_local! {
+        static SEEN: std::cell::RefCell<HashMap<Vec<u8>, String>> = Default::default();
+    }
+    // The type without where it was written: the same type at another place is the same
+    // SQL.
+    let mut key = t.clone();
+    key.location = 0;
+    for m in &mut key.typmods {
+        if let Some(NodeEnum::AConst(c)) = &mut m.node {
+            c.location = 0;
+        }
+    }
+    let key = prost::Message::encode_to_vec(&key);
+    if let Some(sql) = SEEN.with_borrow(|seen| seen.get(&key).cloned()) {
+        return sql;
+    }
+    let sql = deparsed_type(t);
+    SEEN.with_borrow_mut(|seen| {
+        if seen.len() >= TEMPLATES_KEPT {
+            seen.clear();
+        }
+        seen.insert(key, sql.clone());
+    });
+    sql
+}
+
+/// [`type_sql`], uncached.
+fn deparsed_type(t: &TypeName) -> String {
     let select = template_select("SELECT NULL::int").map(|mut s| {
         if let Some(NodeEnum::ResTarget(r)) =
             s.target_list.first_mut().and_then(|n| n.node.as_mut())
@@ -504,4 +534,52 @@ pub(crate) fn per_partition_index(
         ));
     }
     Some(out.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The type of each column of `CREATE TABLE t (...)`.
+    fn column_types(columns: &str) -> Vec<TypeName> {
+        let sql = format!("CREATE TABLE t ({columns})");
+        let Some(NodeEnum::CreateStmt(c)) = crate::split::parse_first(&sql) else {
+            panic!("{sql}");
+        };
+        c.table_elts
+            .iter()
+            .filter_map(|e| match &e.node {
+                Some(NodeEnum::ColumnDef(d)) => d.type_name.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_type_is_deparsed_once_and_told_apart_by_its_modifiers() {
+        let types = column_types(
+            "a varchar(10), b  varchar(10), c varchar(20), d numeric(10, 2), \
+             e numeric(10, 3), f int[], g int, h \"Mood\", i public.mood",
+        );
+        let sql: Vec<String> = types.iter().map(type_sql).collect();
+        assert_eq!(
+            sql,
+            [
+                "varchar(10)",
+                "varchar(10)",
+                "varchar(20)",
+                "numeric(10, 2)",
+                "numeric(10, 3)",
+                "int[]",
+                "int",
+                "\"Mood\"",
+                "public.mood"
+            ]
+        );
+        // The same answers again (from what was kept), and as uncached.
+        for (t, s) in types.iter().zip(&sql) {
+            assert_eq!(&type_sql(t), s);
+            assert_eq!(&deparsed_type(t), s);
+        }
+    }
 }
