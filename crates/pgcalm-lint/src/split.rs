@@ -1420,7 +1420,9 @@ mod tests {
                 })
                 .sum()
         });
-        // The repository's own files hold about 1,500 statements.
+        // The repository's own files hold about 600 statements and PostgreSQL's installed
+        // SQL (on every machine the tests run on) about 750 more; a file that does not
+        // parse (compared by its error) counts none.
         assert!(parsed > 1000, "{parsed} statements parsed");
     }
 
