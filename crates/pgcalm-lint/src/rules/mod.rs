@@ -146,180 +146,35 @@ pub(crate) fn ident(name: &str) -> String {
 
 fn is_reserved(name: &str) -> bool {
     // A keyword other than an unreserved one (PostgreSQL's quote_identifier quotes those:
-    // some cannot be a bare column, type or function name). A table, not the scanner: a
-    // fix names many identifiers, and a scanner call per name cost more than the rule.
-    QUOTED_KEYWORDS.binary_search(&name).is_ok()
+    // some cannot be a bare column, type or function name). A set read once, not the
+    // scanner: a fix names many identifiers, and a scanner call per name cost more than
+    // the rule.
+    static QUOTED: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    QUOTED.get_or_init(quoted_keywords).contains(name)
 }
 
 /// PostgreSQL's keywords other than the unreserved ones (reserved, column name, type or
-/// function name), sorted: `kwlist.h` of pg_query's PostgreSQL, checked against its
-/// scanner by a test.
-const QUOTED_KEYWORDS: &[&str] = &[
-    "all",
-    "analyse",
-    "analyze",
-    "and",
-    "any",
-    "array",
-    "as",
-    "asc",
-    "asymmetric",
-    "authorization",
-    "between",
-    "bigint",
-    "binary",
-    "bit",
-    "boolean",
-    "both",
-    "case",
-    "cast",
-    "char",
-    "character",
-    "check",
-    "coalesce",
-    "collate",
-    "collation",
-    "column",
-    "concurrently",
-    "constraint",
-    "create",
-    "cross",
-    "current_catalog",
-    "current_date",
-    "current_role",
-    "current_schema",
-    "current_time",
-    "current_timestamp",
-    "current_user",
-    "dec",
-    "decimal",
-    "default",
-    "deferrable",
-    "desc",
-    "distinct",
-    "do",
-    "else",
-    "end",
-    "except",
-    "exists",
-    "extract",
-    "false",
-    "fetch",
-    "float",
-    "for",
-    "foreign",
-    "freeze",
-    "from",
-    "full",
-    "grant",
-    "greatest",
-    "group",
-    "grouping",
-    "having",
-    "ilike",
-    "in",
-    "initially",
-    "inner",
-    "inout",
-    "int",
-    "integer",
-    "intersect",
-    "interval",
-    "into",
-    "is",
-    "isnull",
-    "join",
-    "json",
-    "json_array",
-    "json_arrayagg",
-    "json_exists",
-    "json_object",
-    "json_objectagg",
-    "json_query",
-    "json_scalar",
-    "json_serialize",
-    "json_table",
-    "json_value",
-    "lateral",
-    "leading",
-    "least",
-    "left",
-    "like",
-    "limit",
-    "localtime",
-    "localtimestamp",
-    "merge_action",
-    "national",
-    "natural",
-    "nchar",
-    "none",
-    "normalize",
-    "not",
-    "notnull",
-    "null",
-    "nullif",
-    "numeric",
-    "offset",
-    "on",
-    "only",
-    "or",
-    "order",
-    "out",
-    "outer",
-    "overlaps",
-    "overlay",
-    "placing",
-    "position",
-    "precision",
-    "primary",
-    "real",
-    "references",
-    "returning",
-    "right",
-    "row",
-    "select",
-    "session_user",
-    "setof",
-    "similar",
-    "smallint",
-    "some",
-    "substring",
-    "symmetric",
-    "system_user",
-    "table",
-    "tablesample",
-    "then",
-    "time",
-    "timestamp",
-    "to",
-    "trailing",
-    "treat",
-    "trim",
-    "true",
-    "union",
-    "unique",
-    "user",
-    "using",
-    "values",
-    "varchar",
-    "variadic",
-    "verbose",
-    "when",
-    "where",
-    "window",
-    "with",
-    "xmlattributes",
-    "xmlconcat",
-    "xmlelement",
-    "xmlexists",
-    "xmlforest",
-    "xmlnamespaces",
-    "xmlparse",
-    "xmlpi",
-    "xmlroot",
-    "xmlserialize",
-    "xmltable",
-];
+/// function name), from pg_query's own scanner: every keyword is a token of the grammar
+/// named after it (`ABORT_P` for abort), and one scan of all the names gives each its kind.
+fn quoted_keywords() -> std::collections::HashSet<String> {
+    use pg_query::protobuf::{KeywordKind, Token};
+    let words: Vec<String> = (0..2000)
+        .filter_map(|t| Token::try_from(t).ok())
+        .map(|t| t.as_str_name().trim_end_matches("_P").to_lowercase())
+        .collect();
+    let text = words.join(" ");
+    let tokens = pg_query::scan_tokens(&text).unwrap_or_default();
+    tokens
+        .iter()
+        .filter(|t| {
+            t.keyword_kind != KeywordKind::NoKeyword as i32
+                && t.keyword_kind != KeywordKind::UnreservedKeyword as i32
+        })
+        .filter_map(|t| text.get(t.start as usize..t.end as usize))
+        .map(str::to_string)
+        .collect()
+}
 
 /// A relation name as SQL.
 pub(crate) fn rel(name: &crate::RelName) -> String {
@@ -653,13 +508,8 @@ mod tests {
     #[test]
     fn the_quoted_keywords_are_the_scanners_reserved_ones() {
         use pg_query::protobuf::{KeywordKind, Token};
-        let mut sorted = super::QUOTED_KEYWORDS.to_vec();
-        sorted.sort_unstable();
-        assert_eq!(
-            sorted,
-            super::QUOTED_KEYWORDS,
-            "sorted, for the binary search"
-        );
+        // The set read in one scan: the kwlist.h of pg_query's PostgreSQL has 164 of them.
+        assert_eq!(super::quoted_keywords().len(), 164);
         // Every keyword is a token of the grammar, named after it (`ABORT_P` for abort).
         let mut keywords = 0;
         for token in (0..2000).filter_map(|t| Token::try_from(t).ok()) {
