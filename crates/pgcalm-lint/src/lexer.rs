@@ -34,10 +34,7 @@ pub(crate) fn tokens(text: &str) -> Result<Vec<ScanToken>, Unterminated> {
                 continue;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n' || x == b'\r')
-                    .map_or(b.len(), |n| i + n);
+                i = memchr::memchr2(b'\n', b'\r', &b[i..]).map_or(b.len(), |n| i + n);
                 Token::SqlComment
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
@@ -222,8 +219,15 @@ fn c_comment_end(b: &[u8], start: usize) -> Option<usize> {
 fn quoted_end(b: &[u8], open: usize, quote: u8, backslash: bool) -> Option<usize> {
     let mut i = open + 1;
     while i < b.len() {
+        // Straight to the next byte that matters: literals can be long.
+        let next = if backslash {
+            memchr::memchr2(quote, b'\\', &b[i..])
+        } else {
+            memchr::memchr(quote, &b[i..])
+        };
+        i += next?;
         match b[i] {
-            b'\\' if backslash => i += 2,
+            b'\\' => i += 2,
             q if q == quote => {
                 if b.get(i + 1) == Some(&quote) {
                     i += 2;
@@ -268,10 +272,7 @@ fn dollar_quote(b: &[u8], i: usize) -> Dollar {
     }
     let delimiter = &b[i..=j];
     let body = j + 1;
-    match b[body..]
-        .windows(delimiter.len())
-        .position(|w| w == delimiter)
-    {
+    match memchr::memmem::find(&b[body..], delimiter) {
         Some(n) => Dollar::Literal(body + n + delimiter.len()),
         None => Dollar::Unterminated,
     }
