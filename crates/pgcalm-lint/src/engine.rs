@@ -573,7 +573,13 @@ fn run_rules(
     result: &mut LintResult,
 ) {
     for rule in enabled {
-        for v in (rule.check)(cx) {
+        let violations = (rule.check)(cx);
+        // Most rules find nothing in most statements: an empty vector is dropped
+        // inline, where its iterator's drop was a call (2% of lint's instructions).
+        if violations.is_empty() {
+            continue;
+        }
+        for v in violations {
             let finding = cx.finding(rule, v);
             match directives.iter().find(|d| d.covers(rule.id)) {
                 Some(d) => result.ignored.push(Ignored {
