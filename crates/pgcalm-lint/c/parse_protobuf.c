@@ -94,26 +94,48 @@ pb_bytes(const char *bytes, size_t len)
 	memcpy(pb.pos, bytes, len);
 }
 
-static inline void
-pb_varint(uint64_t value)
+/* The bytes of a varint: 1 to 10. */
+static inline int
+pb_varint_len(uint64_t value)
 {
-	int			n = 1;
+	/* 7 bits a byte: bits 1-7 take 1, 8-14 take 2, ... (value | 1: clz of 0 is undefined) */
+	return (int) ((64 - __builtin_clzll(value | 1) + 6) / 7);
+}
+
+static void
+pb_varint_slow(uint64_t value)
+{
+	int			n = pb_varint_len(value);
 	char	   *p;
 
-	/* Most are one byte: a tag, a short length, a small number. */
-	if (value < 0x80 && pb.pos > pb.start)
-	{
-		*--pb.pos = (char) value;
-		return;
-	}
-	for (uint64_t rest = value >> 7; rest != 0; rest >>= 7)
-		n++;
 	if ((size_t) (pb.pos - pb.start) < (size_t) n)
 		pb_grow(n);
 	pb.pos -= n;
 	for (p = pb.pos; value >= 0x80; value >>= 7)
 		*p++ = (char) ((value & 0x7f) | 0x80);
 	*p = (char) value;
+}
+
+/*
+ * Inlined everywhere: a tag is a constant, so its bytes are worked out at compile time,
+ * and most values (tags, short lengths, small numbers) take one or two bytes.
+ */
+static inline __attribute__((always_inline)) void
+pb_varint(uint64_t value)
+{
+	if (value < 0x80 && pb.pos > pb.start)
+	{
+		*--pb.pos = (char) value;
+		return;
+	}
+	if (value < 0x4000 && pb.pos - pb.start >= 2)
+	{
+		pb.pos -= 2;
+		pb.pos[0] = (char) ((value & 0x7f) | 0x80);
+		pb.pos[1] = (char) (value >> 7);
+		return;
+	}
+	pb_varint_slow(value);
 }
 
 static inline void
