@@ -247,21 +247,17 @@ pub fn detect(path: &Path, source: &str) -> Option<Tool> {
     None
 }
 
-/// The lines of `source` that start with `--` (as `str::lines` gives them), found by
-/// searching for `-` (a byte search, far quicker than a search for the two-byte `--`)
-/// rather than walking every line: detection reads whole files.
+/// The lines of `source` that start with `--` (as `str::lines` gives them, without a
+/// final `\r`), found by a SIMD search for `\n--` rather than by walking every line:
+/// detection reads whole files.
 fn comment_lines(source: &str) -> impl Iterator<Item = &str> {
     let bytes = source.as_bytes();
-    source.match_indices('-').filter_map(move |(at, _)| {
-        if bytes.get(at + 1) != Some(&b'-') || (at > 0 && bytes[at - 1] != b'\n') {
-            return None;
-        }
-        let end = source[at..].find('\n').map_or(source.len(), |n| at + n);
-        Some(
-            source[at..end]
-                .strip_suffix('\r')
-                .unwrap_or(&source[at..end]),
-        )
+    let first = bytes.starts_with(b"--").then_some(0);
+    let after_newline = memchr::memmem::find_iter(bytes, b"\n--").map(|at| at + 1);
+    first.into_iter().chain(after_newline).map(move |at| {
+        let end = memchr::memchr(b'\n', &bytes[at..]).map_or(source.len(), |n| at + n);
+        let line = &source[at..end];
+        line.strip_suffix('\r').unwrap_or(line)
     })
 }
 
@@ -761,6 +757,34 @@ mod tests {
         ];
         for (path, text, tool) in cases {
             assert_eq!(detect(Path::new(path), text), tool, "{path}");
+        }
+    }
+
+    /// The comment lines found by search are those `str::lines` gives (and a `\r` ending
+    /// the text is dropped too).
+    #[test]
+    fn comment_lines_are_the_lines_starting_with_dashes() {
+        let texts = [
+            "",
+            "--",
+            "-- a",
+            "--a\n--b",
+            "x\n-- a\r\n--\r\n - no\n--- yes\n",
+            "SELECT 1; -- no\n\n\n-- yes\n-",
+            "\n--\n--\n",
+            "é-- no\n€\n-- oui €\r",
+        ];
+        for text in texts {
+            let by_lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("--"))
+                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .collect();
+            assert_eq!(
+                comment_lines(text).collect::<Vec<_>>(),
+                by_lines,
+                "{text:?}"
+            );
         }
     }
 
