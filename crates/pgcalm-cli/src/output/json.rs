@@ -75,11 +75,15 @@ impl<W: Write> Printer<W> {
     fn open_variant(&mut self, variant: &str) -> Result {
         self.open(b"{")?;
         self.new_line(true)?;
-        self.string(variant)?;
-        self.raw(b": ")
+        self.string_then(variant, b"\": ")
     }
 
     fn string(&mut self, s: &str) -> Result {
+        self.string_then(s, b"\"")
+    }
+
+    /// A string whose closing quote is the first byte of `close` (`"` or `": `).
+    fn string_then(&mut self, s: &str, close: &[u8]) -> Result {
         self.raw(b"\"")?;
         let bytes = s.as_bytes();
         let mut clean = 0;
@@ -89,7 +93,7 @@ impl<W: Write> Printer<W> {
             clean = at + 1;
         }
         self.raw(&bytes[clean..])?;
-        self.raw(b"\"")
+        self.raw(close)
     }
 
     #[cold]
@@ -136,35 +140,57 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// Whether JSON escapes a byte: `"`, `\` and the control bytes below 0x20.
-fn needs_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
-}
-
-/// The first byte at or after `from` that JSON escapes. Eight bytes at a time: in a
-/// word, a byte below 0x20 (or equal to `"` or `\` after an xor) borrows when 0x20 (or
-/// 1) is taken from it, setting its top bit while its own top bit was clear. A borrow
-/// can mark bytes above the first marked one too, never below it: the lowest mark is
-/// exact.
-fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
+/// Marks the bytes of `word` that JSON escapes (`"`, `\\`, below 0x20) at their top
+/// bit: such a byte borrows when 0x20 (or, after an xor with `"` or `\\`, 1) is taken
+/// from it, setting its top bit while its own was clear. A borrow can mark bytes above
+/// the first marked one too, never below it: the lowest mark is exact.
+fn escape_marks(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & TOPS;
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let marks = below(word, 0x20)
-            | below(word ^ (ONES * u64::from(b'"')), 1)
-            | below(word ^ (ONES * u64::from(b'\\')), 1);
+    below(word, 0x20)
+        | below(word ^ (ONES * u64::from(b'"')), 1)
+        | below(word ^ (ONES * u64::from(b'\\')), 1)
+}
+
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+}
+
+fn half_word_at(bytes: &[u8], at: usize) -> u64 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")).into()
+}
+
+/// The first byte at or after `from` that JSON escapes, eight bytes at a time (see
+/// [`escape_marks`]). The last bytes, fewer than eight, are one word too, padded above
+/// with zeros: a mark there is past the end.
+fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    let len = bytes.len();
+    let mut at = from;
+    while at + 8 <= len {
+        let marks = escape_marks(word_at(bytes, at));
         if marks != 0 {
-            return Some(i + marks.trailing_zeros() as usize / 8);
+            return Some(at + marks.trailing_zeros() as usize / 8);
         }
-        i += 8;
+        at += 8;
     }
-    bytes[i..]
-        .iter()
-        .position(|&b| needs_escape(b))
-        .map(|at| i + at)
+    let rest = len - at;
+    let word = if rest == 0 {
+        return None;
+    } else if len >= 8 {
+        // The last eight bytes, shifted down past the ones already looked at.
+        word_at(bytes, len - 8) >> (8 * (8 - rest))
+    } else if rest >= 4 {
+        // Two four-byte halves, overlapping when fewer than eight.
+        half_word_at(bytes, at) | half_word_at(bytes, len - 4) << (8 * (rest - 4))
+    } else {
+        bytes[at..]
+            .iter()
+            .rev()
+            .fold(0, |w, &b| w << 8 | u64::from(b))
+    };
+    let first = escape_marks(word).trailing_zeros() as usize / 8;
+    (first < rest).then_some(at + first)
 }
 
 /// `n` in decimal at the end of `buf`; returns where the digits start.
@@ -352,8 +378,7 @@ impl<'a, W: Write> Compound<'a, W> {
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result {
         self.printer.new_line(self.empty)?;
         self.empty = false;
-        self.printer.string(key)?;
-        self.printer.raw(b": ")?;
+        self.printer.string_then(key, b"\": ")?;
         value.serialize(&mut *self.printer)
     }
 
