@@ -82,8 +82,9 @@ impl<W: Write> Printer<W> {
         self.string_then(s, b"\"")
     }
 
-    /// A string whose closing quote is the first byte of `close` (`"` or `": `).
-    fn string_then(&mut self, s: &str, close: &[u8]) -> Result {
+    /// A string whose closing quote is the first byte of `close` (`"` or `": `; an array
+    /// so that its length is known where it is written: a copy, not a call to memcpy).
+    fn string_then<const N: usize>(&mut self, s: &str, close: &[u8; N]) -> Result {
         self.raw(b"\"")?;
         let bytes = s.as_bytes();
         let mut clean = 0;
