@@ -165,7 +165,7 @@ fn half_word_at(bytes: &[u8], at: usize) -> u64 {
 /// The first byte at or after `from` that JSON escapes, sixteen then eight bytes at a
 /// time (see [`escape_marks`]). The last bytes, fewer than eight, are one word too,
 /// padded above with zeros: a mark there is past the end.
-#[inline]
+#[inline(always)]
 fn next_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let len = bytes.len();
     let mut at = from;
