@@ -189,7 +189,7 @@ pub(crate) fn render_sarif(reports: &[FileReport], unparsed: &[Unparsed]) -> Str
             "results": results,
         }],
     });
-    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+    super::json::to_string(&doc).unwrap_or_default() + "\n"
 }
 
 /// A path as a SARIF URI reference: relative, forward slashes, no `./`.
@@ -225,5 +225,5 @@ pub(crate) fn render_gitlab(reports: &[FileReport], unparsed: &[Unparsed]) -> St
             })
         })
         .collect();
-    serde_json::to_string_pretty(&issues).unwrap_or_default() + "\n"
+    super::json::to_string(&issues).unwrap_or_default() + "\n"
 }

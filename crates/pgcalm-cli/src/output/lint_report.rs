@@ -128,7 +128,7 @@ pub(crate) fn with_locks(
             for (file, statements) in doc["files"].as_array_mut().into_iter().flatten().zip(locks) {
                 file["locks"] = serde_json::to_value(statements)?;
             }
-            serde_json::to_string_pretty(&doc)? + "\n"
+            super::json::to_string(&doc)? + "\n"
         }
         OutputFormat::Text => {
             let mut out = String::new();
@@ -418,7 +418,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 fn render_json(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) -> String {
-    serde_json::to_string_pretty(&json_report(reports, unparsed, t)).unwrap_or_default() + "\n"
+    super::json::to_string(&json_report(reports, unparsed, t)).unwrap_or_default() + "\n"
 }
 
 /// [`render`] written to `out`, ending in one newline. JSON is streamed: a big report is
@@ -433,104 +433,12 @@ pub(crate) fn write_report(
 ) -> std::io::Result<()> {
     if format == OutputFormat::Json {
         let t = totals(reports, unparsed);
-        let mut json = serde_json::Serializer::with_formatter(&mut *out, OneWriteIndent::default());
-        serde::Serialize::serialize(&json_report(reports, unparsed, &t), &mut json)?;
+        super::json::to_writer(&mut *out, &json_report(reports, unparsed, &t))?;
     } else {
         let rendered = render(reports, unparsed, format, fancy);
         out.write_all(rendered.trim_end_matches('\n').as_bytes())?;
     }
     out.write_all(b"\n")
-}
-
-/// serde_json's pretty format (two spaces an indent), with each line break and its
-/// indentation written at once: its own formatter writes the indent a level at a time,
-/// and a report of 2,000 findings has 200,000 keys.
-#[derive(Default)]
-struct OneWriteIndent {
-    depth: usize,
-    has_value: bool,
-}
-
-impl OneWriteIndent {
-    /// `,` (unless `first`), a line break and the indentation of the current depth.
-    fn new_line(
-        &self,
-        out: &mut (impl std::io::Write + ?Sized),
-        first: bool,
-    ) -> std::io::Result<()> {
-        const BREAK: &[u8; 66] =
-            b",\n                                                                ";
-        let from = usize::from(first);
-        let spaces = 2 * self.depth;
-        if spaces + 2 <= BREAK.len() {
-            return out.write_all(&BREAK[from..spaces + 2]);
-        }
-        out.write_all(&BREAK[from..2])?;
-        (0..self.depth).try_for_each(|_| out.write_all(b"  "))
-    }
-}
-
-impl serde_json::ser::Formatter for OneWriteIndent {
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        out.write_all(b"[")
-    }
-
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.new_line(out, true)?;
-        }
-        out.write_all(b"]")
-    }
-
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.new_line(out, first)
-    }
-
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        out.write_all(b"{")
-    }
-
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.new_line(out, true)?;
-        }
-        out.write_all(b"}")
-    }
-
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.new_line(out, first)
-    }
-
-    fn begin_object_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-    ) -> std::io::Result<()> {
-        out.write_all(b": ")
-    }
-
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
 }
 
 fn json_report<'a>(
@@ -713,27 +621,75 @@ fn render_markdown(reports: &[FileReport], unparsed: &[Unparsed], t: &Totals) ->
 mod tests {
     use super::*;
 
+    /// Every lint fixture, one at a time and all in one report, as `--format json`,
+    /// `--locks`, SARIF and GitLab print it: what serde_json's pretty printer writes.
     #[test]
-    fn one_write_indent_writes_what_serde_jsons_pretty_printer_writes() {
-        // Empty and nested containers, strings to escape, and a depth past the one-write
-        // indentation (32 levels).
-        let mut deep = serde_json::json!({"leaf": [1, {}], "empty": []});
-        for level in 0..40 {
-            deep = serde_json::json!({ "level": level, "list": [[], {}, [deep]] });
+    fn reports_of_the_lint_fixtures_print_as_serde_json_prints_them() {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lint");
+        let linted = pgcalm_migrate::LintFiles {
+            locks: true,
+            ..pgcalm_migrate::LintFiles::new(vec![fixtures], Default::default())
         }
-        let values = [
-            serde_json::json!({}),
-            serde_json::json!([]),
-            serde_json::json!({"a": "quote \" and \\ and \n", "b": [true, null, 1.5, "x"]}),
-            deep,
-        ];
-        for value in values {
-            let mut ours = Vec::new();
-            let mut json =
-                serde_json::Serializer::with_formatter(&mut ours, OneWriteIndent::default());
-            serde::Serialize::serialize(&value, &mut json).unwrap();
-            let theirs = serde_json::to_string_pretty(&value).unwrap();
-            assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+        .run(|_| {})
+        .unwrap();
+        let unparsed: Vec<Unparsed> = linted
+            .unparsed
+            .iter()
+            .map(|u| Unparsed::new(&u.path, &u.error))
+            .collect();
+        let (reports, locks): (Vec<FileReport>, Vec<_>) = linted
+            .pieces
+            .into_iter()
+            .map(|p| {
+                let report = FileReport {
+                    path: p.path,
+                    label: p.label,
+                    mode: p.mode,
+                    source: p.source,
+                    kind: p.lint.kind,
+                    statements: p.lint.statements,
+                    result: p.lint.result,
+                };
+                (report, p.locks)
+            })
+            .unzip();
+        assert!(reports.len() > 100, "{} files", reports.len());
+        assert!(
+            reports
+                .iter()
+                .map(|r| r.result.findings.len())
+                .sum::<usize>()
+                > 100
+        );
+        let pretty_again = |printed: &str| {
+            let value: serde_json::Value = serde_json::from_str(printed).unwrap();
+            serde_json::to_string_pretty(&value).unwrap() + "\n"
+        };
+        let whole = (&reports[..], &locks[..], &unparsed[..]);
+        let each = reports
+            .iter()
+            .zip(&locks)
+            .map(|(r, l)| (std::slice::from_ref(r), std::slice::from_ref(l), &[][..]));
+        for (reports, locks, unparsed) in std::iter::once(whole).chain(each) {
+            let t = totals(reports, unparsed);
+            let theirs =
+                serde_json::to_string_pretty(&json_report(reports, unparsed, &t)).unwrap() + "\n";
+            let mut streamed = Vec::new();
+            write_report(&mut streamed, reports, unparsed, OutputFormat::Json, false).unwrap();
+            assert_eq!(String::from_utf8(streamed).unwrap(), theirs);
+            let rendered = render(reports, unparsed, OutputFormat::Json, false);
+            assert_eq!(rendered, theirs);
+            let with = with_locks(rendered, reports, locks, OutputFormat::Json).unwrap();
+            assert_eq!(with, pretty_again(&with));
+            assert_eq!(
+                super::super::json::to_string(locks).unwrap(),
+                serde_json::to_string_pretty(locks).unwrap()
+            );
+            for format in [OutputFormat::Sarif, OutputFormat::Gitlab] {
+                let printed = render(reports, unparsed, format, false);
+                assert_eq!(printed, pretty_again(&printed));
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `sqlmigrate`; `trace_report`: trace's per-statement table).
 
 pub(crate) mod ci_report;
+pub(crate) mod json;
 pub(crate) mod lint_report;
 pub(crate) mod migration;
 pub(crate) mod trace_report;
@@ -21,7 +22,7 @@ pub(crate) fn error(e: &anyhow::Error) {
 
 /// Prints a value as pretty JSON on stdout.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    println!("{}", json::to_string(value)?);
     Ok(())
 }
 

@@ -37,7 +37,7 @@ pub(crate) fn render(
         OutputFormat::Json => {
             let mut doc: serde_json::Value = serde_json::from_str(&findings)?;
             doc["traces"] = serde_json::to_value(reports)?;
-            serde_json::to_string_pretty(&doc)?
+            crate::output::json::to_string(&doc)?
         }
         OutputFormat::Github | OutputFormat::Sarif | OutputFormat::Gitlab => findings,
     })
