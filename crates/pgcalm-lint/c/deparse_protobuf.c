@@ -17,12 +17,14 @@
  * fixtures both ways and compares the text.
  *
  * How: a message is read field by field in the order of its read list, which is the
- * order of its field numbers, and protobuf encoders (prost, upb) write fields in that
- * order: a cursor moves forward through the message, and a field the list asks for is
- * found where the cursor is or is absent. A message whose fields are not in ascending
- * order (protobuf allows any order) is read by searching it whole for each field.
- * As in protobuf, the last of several values of a singular field wins, an absent field
- * reads as its default (0, false, NULL), and fields the lists do not ask for are skipped.
+ * order of its field numbers, and prost writes fields in that order: a cursor moves
+ * forward through the message, and a field the list asks for is where the cursor is or
+ * is absent (the cursor remembers the field it is at, so an absent field costs one
+ * comparison). Protobuf allows any order (parse_protobuf.c writes fields in reverse):
+ * a message is first checked, and one whose fields are out of order is searched whole
+ * for each field. As in protobuf, the last of several values of a singular field
+ * wins, an absent field reads as its default (0, false, NULL), and fields the lists do
+ * not ask for are skipped.
  */
 #include "pg_query.h"
 #include "pg_query_internal.h"
@@ -49,24 +51,6 @@
 #define WT_LEN 2
 #define WT_FIXED32 5
 
-/* One message being read: its bytes [start, end), and the cursor of an ordered read. */
-typedef struct
-{
-	const uint8_t *start;
-	const uint8_t *end;
-	/* The next field not yet passed (ordered reads only). */
-	const uint8_t *pos;
-	/* The field number last asked for: asking for a smaller one rewinds `pos`. */
-	uint32_t	last_asked;
-	/* Its fields are in ascending order of field numbers (repeats adjacent). */
-	bool		ordered;
-}			PbMsg;
-
-/* What the generated readers take: `const OUT_TYPE(...) msg` is a const pointer. */
-typedef PbMsg *PbMsgRef;
-
-#define OUT_TYPE(typename, typename_c) PbMsgRef
-
 /* One field: its number, wire type, and value (for WT_LEN, the bytes it holds). */
 typedef struct
 {
@@ -75,6 +59,28 @@ typedef struct
 	uint64_t	varint;			/* WT_VARINT, or the length for WT_LEN */
 	const uint8_t *value;		/* the value's first byte */
 }			PbField;
+
+/* A field number above any: the cursor's field once it is at the message's end. */
+#define PB_END UINT32_MAX
+
+/* One message being read: its bytes [start, end), and the cursor of an ordered read. */
+typedef struct
+{
+	const uint8_t *start;
+	const uint8_t *end;
+	/* The field at the cursor (number PB_END at the end), and the bytes after it. */
+	PbField		next;
+	const uint8_t *pos;
+	/* The field number last asked for: asking for it again or a smaller one rewinds. */
+	uint32_t	last_asked;
+	/* Its fields are out of order: each is searched for in the whole message. */
+	bool		search;
+}			PbMsg;
+
+/* What the generated readers take: `const OUT_TYPE(...) msg` is a const pointer. */
+typedef PbMsg *PbMsgRef;
+
+#define OUT_TYPE(typename, typename_c) PbMsgRef
 
 /*
  * How deep the message being read is. libpg_query's reader refuses trees deeper than
@@ -94,6 +100,9 @@ pb_read_varint(const uint8_t **p, const uint8_t *end)
 {
 	uint64_t	value = 0;
 
+	/* Most are one byte: a tag, a short length, a small number. */
+	if (*p < end && **p < 0x80)
+		return *(*p)++;
 	for (int shift = 0; shift < 64; shift += 7)
 	{
 		uint8_t		byte;
@@ -151,34 +160,69 @@ pb_read_field(const uint8_t **p, const uint8_t *end)
 	return field;
 }
 
-/* Starts reading the message in `bytes` (a WT_LEN field's value). */
-static void
+/* Moves the cursor of an ordered read to the next field. */
+static inline void
+pb_advance(PbMsg *msg)
+{
+	if (msg->pos < msg->end)
+		msg->next = pb_read_field(&msg->pos, msg->end);
+	else
+		msg->next.number = PB_END;
+}
+
+/* Moves the cursor of an ordered read to the message's first field. */
+static inline void
+pb_rewind(PbMsg *msg)
+{
+	msg->pos = msg->start;
+	pb_advance(msg);
+}
+
+/* Moves the cursor of an ordered read to field `number`'s first value, if any. */
+static inline void
+pb_seek(PbMsg *msg, uint32_t number)
+{
+	if (number <= msg->last_asked)
+		pb_rewind(msg);
+	msg->last_asked = number;
+	while (msg->next.number < number)
+		pb_advance(msg);
+}
+
+/*
+ * Starts reading the message in `bytes` (a WT_LEN field's value): in order if its
+ * fields are (checked first, so that no field is ever missed).
+ */
+static inline void
 pb_msg_init(PbMsg *msg, const uint8_t *bytes, size_t len)
 {
-	const uint8_t *p = bytes;
 	uint32_t	previous = 0;
 
-	msg->start = msg->pos = bytes;
+	msg->start = bytes;
 	msg->end = bytes + len;
 	msg->last_asked = 0;
-	msg->ordered = true;
-	while (p < msg->end)
+	msg->search = false;
+	for (const uint8_t *p = bytes; p < msg->end;)
 	{
 		PbField		field = pb_read_field(&p, msg->end);
 
 		if (field.number < previous)
-			msg->ordered = false;
+		{
+			msg->search = true;
+			return;
+		}
 		previous = field.number;
 	}
+	pb_rewind(msg);
 }
 
-/* The last value of field `number` with wire type `wire_type`: false when there is none. */
-static bool
-pb_get(PbMsg *msg, uint32_t number, int wire_type, PbField *out)
+/* pb_get, for any field. */
+static pg_noinline bool
+pb_get_any(PbMsg *msg, uint32_t number, int wire_type, PbField *out)
 {
 	bool		found = false;
 
-	if (!msg->ordered)
+	if (msg->search)
 	{
 		for (const uint8_t *p = msg->start; p < msg->end;)
 		{
@@ -192,55 +236,63 @@ pb_get(PbMsg *msg, uint32_t number, int wire_type, PbField *out)
 		}
 		return found;
 	}
-	if (number < msg->last_asked)
-		msg->pos = msg->start;
-	msg->last_asked = number;
-	while (msg->pos < msg->end)
+	pb_seek(msg, number);
+	while (msg->next.number == number)
 	{
-		const uint8_t *p = msg->pos;
-		PbField		field = pb_read_field(&p, msg->end);
-
-		if (field.number > number)
-			break;
-		msg->pos = p;
-		if (field.number == number && field.wire_type == wire_type)
+		if (msg->next.wire_type == wire_type)
 		{
-			*out = field;
+			*out = msg->next;
 			found = true;
 		}
+		pb_advance(msg);
 	}
 	return found;
 }
 
 /*
- * The values of repeated field `number` (wire type WT_LEN) one by one: `*cursor` starts
- * NULL; false once there are no more.
+ * The last value of field `number` with wire type `wire_type`: false when there is none.
+ * Inlined for the common case, a field absent (the read lists ask for every field, and
+ * most hold their default) from a message read in order.
  */
-static bool
-pb_next(PbMsg *msg, uint32_t number, const uint8_t **cursor, PbField *out)
+static pg_attribute_always_inline bool
+pb_get(PbMsg *msg, uint32_t number, int wire_type, PbField *out)
 {
-	const uint8_t *p;
-
-	if (*cursor == NULL)
+	if (!msg->search && number > msg->last_asked && msg->next.number > number)
 	{
-		if (msg->ordered)
-		{
-			if (number < msg->last_asked)
-				msg->pos = msg->start;
-			msg->last_asked = number;
-		}
-		*cursor = msg->ordered ? msg->pos : msg->start;
+		msg->last_asked = number;
+		return false;
 	}
-	p = *cursor;
-	while (p < msg->end)
-	{
-		PbField		field = pb_read_field(&p, msg->end);
+	return pb_get_any(msg, number, wire_type, out);
+}
 
-		if (msg->ordered && field.number > number)
-			break;
-		*cursor = p;
-		if (msg->ordered)
-			msg->pos = p;
+/* pb_next, for any field. */
+static pg_noinline bool
+pb_next_any(PbMsg *msg, uint32_t number, const uint8_t **cursor, PbField *out)
+{
+	if (!msg->search)
+	{
+		if (*cursor == NULL)
+		{
+			pb_seek(msg, number);
+			*cursor = msg->start;
+		}
+		while (msg->next.number == number)
+		{
+			bool		match = msg->next.wire_type == WT_LEN;
+
+			*out = msg->next;
+			pb_advance(msg);
+			if (match)
+				return true;
+		}
+		return false;
+	}
+	if (*cursor == NULL)
+		*cursor = msg->start;
+	while (*cursor < msg->end)
+	{
+		PbField		field = pb_read_field(cursor, msg->end);
+
 		if (field.number == number && field.wire_type == WT_LEN)
 		{
 			*out = field;
@@ -250,7 +302,23 @@ pb_next(PbMsg *msg, uint32_t number, const uint8_t **cursor, PbField *out)
 	return false;
 }
 
-static inline uint64_t
+/*
+ * The values of repeated field `number` (wire type WT_LEN) one by one: `*cursor` starts
+ * NULL; false once there are no more. Inlined for an absent field, as pb_get.
+ */
+static pg_attribute_always_inline bool
+pb_next(PbMsg *msg, uint32_t number, const uint8_t **cursor, PbField *out)
+{
+	if (*cursor == NULL && !msg->search && number > msg->last_asked &&
+		msg->next.number > number)
+	{
+		msg->last_asked = number;
+		return false;
+	}
+	return pb_next_any(msg, number, cursor, out);
+}
+
+static pg_attribute_always_inline uint64_t
 pb_varint(PbMsg *msg, uint32_t number)
 {
 	PbField		field;
@@ -310,6 +378,7 @@ pb_leave(void)
 }
 
 static Node *_readNode(const PbField *field);
+
 
 #define FIELD(msgtype, outname) PGF_##msgtype##_##outname
 

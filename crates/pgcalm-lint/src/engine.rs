@@ -191,7 +191,11 @@ pub(crate) fn deparse(node: NodeEnum) -> Option<String> {
 /// libpg_query's cost twice its deparsing on lint's small trees).
 pub(crate) fn deparse_tree(tree: &pg_query::protobuf::ParseResult) -> Option<String> {
     use prost::Message;
-    let bytes = tree.encode_to_vec();
+    deparse_protobuf(&tree.encode_to_vec())
+}
+
+/// [`deparse_tree`] of a ParseResult message's bytes.
+pub(crate) fn deparse_protobuf(bytes: &[u8]) -> Option<String> {
     // SAFETY: the declarations in `deparse_ffi` match deparse_protobuf.c and pg_query.h;
     // the bytes outlive the call; the result is read before it is freed, once.
     unsafe {

@@ -1443,13 +1443,36 @@ mod tests {
         theirs.is_some()
     }
 
-    /// Deparses every statement of `sql`, one at a time and all together, both ways:
-    /// the number of statements compared.
+    /// The bytes of pgcalm's protobuf writer for `sql` (its fields in reverse order).
+    fn writer_bytes(sql: &str) -> Option<Vec<u8>> {
+        let input = std::ffi::CString::new(sql).ok()?;
+        // SAFETY: as in parse_stmts.
+        unsafe {
+            let result = ffi::pgcalm_parse_protobuf(input.as_ptr(), 0);
+            let bytes = (result.error.is_null() && result.len > 0)
+                .then(|| std::slice::from_raw_parts(result.data as *const u8, result.len).to_vec());
+            ffi::pgcalm_free_parse_result(result);
+            bytes
+        }
+    }
+
+    /// Deparses every statement of `sql`, one at a time and all together, both ways;
+    /// and all together from bytes whose fields are out of order (the writer's): the
+    /// number of statements compared.
     fn assert_reader_matches_on(sql: &str, what: &str) -> usize {
         use pg_query::protobuf::ParseResult;
+        use prost::Message;
         let Ok(stmts) = parse_stmts(sql) else {
             return 0;
         };
+        if let Some(bytes) = writer_bytes(sql) {
+            let tree = ParseResult::decode(&bytes[..]).unwrap();
+            assert_eq!(
+                crate::engine::deparse_protobuf(&bytes),
+                pg_query::deparse(&tree, Default::default()).ok(),
+                "{what}, fields in reverse order"
+            );
+        }
         for (n, stmt) in stmts.iter().enumerate() {
             let one = ParseResult {
                 version: 0,
