@@ -95,14 +95,12 @@ pb_malformed(void)
 	elog(ERROR, "could not parse protobuf");
 }
 
-static inline uint64_t
-pb_read_varint(const uint8_t **p, const uint8_t *end)
+/* pb_read_varint, for one of any length. */
+static pg_noinline uint64_t
+pb_read_long_varint(const uint8_t **p, const uint8_t *end)
 {
 	uint64_t	value = 0;
 
-	/* Most are one byte: a tag, a short length, a small number. */
-	if (*p < end && **p < 0x80)
-		return *(*p)++;
 	for (int shift = 0; shift < 64; shift += 7)
 	{
 		uint8_t		byte;
@@ -117,8 +115,17 @@ pb_read_varint(const uint8_t **p, const uint8_t *end)
 	pb_malformed();
 }
 
+/* Inlined for the common case: one byte (a tag, a short length, a small number). */
+static pg_attribute_always_inline uint64_t
+pb_read_varint(const uint8_t **p, const uint8_t *end)
+{
+	if (likely(*p < end && **p < 0x80))
+		return *(*p)++;
+	return pb_read_long_varint(p, end);
+}
+
 /* The field at `*p` (< end), with `*p` moved past it. */
-static inline PbField
+static pg_attribute_always_inline PbField
 pb_read_field(const uint8_t **p, const uint8_t *end)
 {
 	PbField		field;
