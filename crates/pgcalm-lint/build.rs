@@ -1,10 +1,11 @@
 //! Builds `c/parse_protobuf.c`, pgcalm's entry to PostgreSQL's parser: libpg_query's raw
-//! parse, with the tree written straight into protobuf's wire format (see the C file for
-//! why). It compiles against the pg_query crate's own copy of libpg_query, found in
+//! parse, with the tree written straight into protobuf's wire format, and
+//! `c/deparse_protobuf.c`, its way back: protobuf read straight into PostgreSQL's nodes for
+//! libpg_query's deparser (see the C files for why). They compile against the pg_query crate's own copy of libpg_query, found in
 //! Cargo's registry at the version Cargo.lock names (`PGCALM_LIBPG_QUERY_DIR` points
 //! elsewhere, e.g. for a vendored build), and it links into the static library that
 //! crate builds. The protobuf field numbers come from that copy's `pg_query.proto`, so the
-//! writer cannot drift from the schema the Rust side decodes with.
+//! writer and the reader cannot drift from the schema the Rust side uses.
 
 use std::env;
 use std::fmt::Write as _;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=c/parse_protobuf.c");
+    println!("cargo:rerun-if-changed=c/deparse_protobuf.c");
     println!("cargo:rerun-if-env-changed=PGCALM_LIBPG_QUERY_DIR");
     let libpg_query = libpg_query_dir();
     println!("cargo:rerun-if-changed={}", libpg_query.display());
@@ -35,6 +37,7 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .file("c/parse_protobuf.c")
+        .file("c/deparse_protobuf.c")
         .include(&out_dir)
         .include(&libpg_query)
         .include(libpg_query.join("src"))
@@ -44,7 +47,7 @@ fn main() {
         .flag_if_supported("-fno-strict-aliasing")
         .flag_if_supported("-fwrapv")
         .warnings(false)
-        // Optimized in every profile: the writer recurses once per tree level under
+        // Optimized in every profile: both recurse once per tree level under
         // PostgreSQL's 2 MB stack-depth check, which unoptimized frames exhaust at a
         // depth the release build reaches easily (1,000 nested operators).
         .opt_level(2);

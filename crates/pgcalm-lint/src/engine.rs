@@ -183,7 +183,54 @@ pub(crate) fn deparse(node: NodeEnum) -> Option<String> {
             stmt_len: 0,
         }],
     };
-    pg_query::deparse(&tree, Default::default()).ok()
+    deparse_tree(&tree)
+}
+
+/// What `pg_query::deparse(tree, Default::default()).ok()` returns, with the tree read
+/// into PostgreSQL's nodes by pgcalm's own protobuf reader (`c/deparse_protobuf.c`:
+/// libpg_query's cost twice its deparsing on lint's small trees).
+pub(crate) fn deparse_tree(tree: &pg_query::protobuf::ParseResult) -> Option<String> {
+    use prost::Message;
+    deparse_protobuf(&tree.encode_to_vec())
+}
+
+/// [`deparse_tree`] of a ParseResult message's bytes.
+pub(crate) fn deparse_protobuf(bytes: &[u8]) -> Option<String> {
+    // SAFETY: the declarations in `deparse_ffi` match deparse_protobuf.c and pg_query.h;
+    // the bytes outlive the call; the result is read before it is freed, once.
+    unsafe {
+        let result = deparse_ffi::pgcalm_deparse_protobuf(bytes.as_ptr().cast(), bytes.len());
+        let sql = if result.error.is_null() && !result.query.is_null() {
+            Some(
+                std::ffi::CStr::from_ptr(result.query)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        } else {
+            None
+        };
+        deparse_ffi::pg_query_free_deparse_result(result);
+        sql
+    }
+}
+
+mod deparse_ffi {
+    use std::ffi::{c_char, c_void};
+
+    /// `PgQueryDeparseResult` of pg_query.h (its error only tested for NULL here).
+    #[repr(C)]
+    pub(super) struct PgQueryDeparseResult {
+        pub(super) query: *mut c_char,
+        pub(super) error: *mut c_void,
+    }
+
+    unsafe extern "C" {
+        pub(super) fn pgcalm_deparse_protobuf(
+            data: *const c_char,
+            len: usize,
+        ) -> PgQueryDeparseResult;
+        pub(super) fn pg_query_free_deparse_result(result: PgQueryDeparseResult);
+    }
 }
 
 /// A finding a `-- pgcalm:ignore` directive suppressed, with its reason.

@@ -1442,11 +1442,10 @@ mod tests {
         });
     }
 
-    #[test]
-    fn the_protobuf_writer_gives_libpg_querys_trees_on_every_sql_file() {
-        // The repository's SQL (fixtures, lab scenarios, demo and examples), and the SQL
-        // PostgreSQL installs when it is on the machine (views of information_schema and
-        // the catalogs; extension scripts, their placeholders filled in).
+    /// The repository's SQL files (fixtures, lab scenarios, demo and examples), and the
+    /// SQL PostgreSQL installs when it is on the machine (views of information_schema and
+    /// the catalogs; extension scripts): each file's path and text, placeholders filled in.
+    fn sql_files() -> Vec<(PathBuf, String)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut files = Vec::new();
         let mut dirs = vec![
@@ -1472,22 +1471,136 @@ mod tests {
             repo_files >= 150,
             "the repository's SQL files: {repo_files}"
         );
+        files
+            .into_iter()
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let text = text
+                    .replace("@extschema@", "public")
+                    .replace("MODULE_PATHNAME", "$libdir/x");
+                (file, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_protobuf_writer_gives_libpg_querys_trees_on_every_sql_file() {
+        let files = sql_files();
         let parsed: usize = with_parse_stack(|| {
             files
                 .iter()
-                .map(|file| {
-                    let text = std::fs::read_to_string(file).unwrap_or_default();
-                    let text = text
-                        .replace("@extschema@", "public")
-                        .replace("MODULE_PATHNAME", "$libdir/x");
-                    assert_writer_matches(&text, &file.display().to_string())
-                })
+                .map(|(file, text)| assert_writer_matches(text, &file.display().to_string()))
                 .sum()
         });
         // The repository's own files hold about 600 statements and PostgreSQL's installed
         // SQL (on every machine the tests run on) about 750 more; a file that does not
         // parse (compared by its error) counts none.
         assert!(parsed > 1000, "{parsed} statements parsed");
+    }
+
+    /// Deparses `tree` both ways (pgcalm's protobuf reader, libpg_query's) and asserts the
+    /// same answer (`what` names it): the SQL, or an error both ways.
+    fn assert_reader_matches(tree: &pg_query::protobuf::ParseResult, what: &str) -> bool {
+        let ours = crate::engine::deparse_tree(tree);
+        let theirs = pg_query::deparse(tree, Default::default()).ok();
+        assert_eq!(ours, theirs, "{what}");
+        theirs.is_some()
+    }
+
+    /// The bytes of pgcalm's protobuf writer for `sql` (its fields in reverse order).
+    fn writer_bytes(sql: &str) -> Option<Vec<u8>> {
+        let input = std::ffi::CString::new(sql).ok()?;
+        // SAFETY: as in parse_stmts.
+        unsafe {
+            let result = ffi::pgcalm_parse_protobuf(input.as_ptr(), 0);
+            let bytes = (result.error.is_null() && result.len > 0)
+                .then(|| std::slice::from_raw_parts(result.data as *const u8, result.len).to_vec());
+            ffi::pgcalm_free_parse_result(result);
+            bytes
+        }
+    }
+
+    /// Deparses every statement of `sql`, one at a time and all together, both ways;
+    /// and all together from bytes whose fields are out of order (the writer's): the
+    /// number of statements compared.
+    fn assert_reader_matches_on(sql: &str, what: &str) -> usize {
+        use pg_query::protobuf::ParseResult;
+        use prost::Message;
+        let Ok(stmts) = parse_stmts(sql) else {
+            return 0;
+        };
+        if let Some(bytes) = writer_bytes(sql) {
+            let tree = ParseResult::decode(&bytes[..]).unwrap();
+            assert_eq!(
+                crate::engine::deparse_protobuf(&bytes),
+                pg_query::deparse(&tree, Default::default()).ok(),
+                "{what}, fields in reverse order"
+            );
+        }
+        for (n, stmt) in stmts.iter().enumerate() {
+            let one = ParseResult {
+                version: 0,
+                stmts: vec![stmt.clone()],
+            };
+            assert_reader_matches(&one, &format!("{what}, statement {n}"));
+        }
+        let count = stmts.len();
+        assert_reader_matches(&ParseResult { version: 0, stmts }, what);
+        count
+    }
+
+    #[test]
+    fn the_protobuf_reader_deparses_as_libpg_query_does() {
+        use pg_query::protobuf::{IntList, Integer, ParseResult};
+        let files = sql_files();
+        let compared: usize = with_parse_stack(|| {
+            let cases = WRITER_CASES
+                .iter()
+                .enumerate()
+                .map(|(n, sql)| assert_reader_matches_on(sql, &format!("case {n}")))
+                .sum::<usize>();
+            let in_files = files
+                .iter()
+                .map(|(file, text)| assert_reader_matches_on(text, &file.display().to_string()))
+                .sum::<usize>();
+            cases + in_files
+        });
+        // As for the writer: about 1,350 statements, and the cases.
+        assert!(compared > 1300, "{compared} statements compared");
+
+        // Deep trees (lint deparses on a parse stack): the same SQL, or the same refusal
+        // (the stack depth check), never a crash.
+        for depth in [1000, 4001] {
+            let sql = format!("SELECT {};", vec!["'a'"; depth].join(" || "));
+            let what = format!("{depth} operands");
+            assert_eq!(
+                with_parse_stack(|| assert_reader_matches_on(&sql, &what)),
+                1
+            );
+        }
+
+        // Trees the deparser refuses: no SQL either way.
+        let node = |node| pg_query::protobuf::RawStmt {
+            stmt: Some(Box::new(pg_query::Node { node: Some(node) })),
+            stmt_location: 0,
+            stmt_len: 0,
+        };
+        for (what, stmt) in [
+            (
+                "a node the reader does not know",
+                node(NodeEnum::IntList(IntList { items: vec![] })),
+            ),
+            (
+                "a value as a statement",
+                node(NodeEnum::Integer(Integer { ival: -7 })),
+            ),
+        ] {
+            let tree = ParseResult {
+                version: 0,
+                stmts: vec![stmt],
+            };
+            assert!(!assert_reader_matches(&tree, what), "{what}");
+        }
     }
 
     #[test]
