@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "pgcalm_pb_fields.h"
+#include "copy_error.h"
 
 /* Protobuf's wire types. */
 #define WT_VARINT 0
@@ -687,21 +688,7 @@ pgcalm_deparse_protobuf(const char *data, size_t len)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *error_data;
-		PgQueryError *error;
-
-		MemoryContextSwitchTo(ctx);
-		error_data = CopyErrorData();
-		/* malloc, so that it outlives the memory context. */
-		error = malloc(sizeof(PgQueryError));
-		error->message = strdup(error_data->message);
-		error->filename = strdup(error_data->filename);
-		error->funcname = strdup(error_data->funcname);
-		error->context = NULL;
-		error->lineno = error_data->lineno;
-		error->cursorpos = error_data->cursorpos;
-		result.error = error;
-		FlushErrorState();
+		result.error = pgcalm_copy_error(ctx);
 	}
 	PG_END_TRY();
 

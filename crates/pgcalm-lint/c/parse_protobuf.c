@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "pgcalm_pb_fields.h"
+#include "copy_error.h"
 
 /* The Node oneof's field for Float is `float`, which the shared lists spell `float_`. */
 #define PGF_Node_float_ PGF_Node_float
@@ -508,22 +509,8 @@ pgcalm_parse_protobuf(const char *input, int parser_options)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *error_data;
-		PgQueryError *error;
-
 		free(pb.start);
-		MemoryContextSwitchTo(ctx);
-		error_data = CopyErrorData();
-		/* malloc, so that it outlives the memory context. */
-		error = malloc(sizeof(PgQueryError));
-		error->message = strdup(error_data->message);
-		error->filename = strdup(error_data->filename);
-		error->funcname = strdup(error_data->funcname);
-		error->context = NULL;
-		error->lineno = error_data->lineno;
-		error->cursorpos = error_data->cursorpos;
-		result.error = error;
-		FlushErrorState();
+		result.error = pgcalm_copy_error(ctx);
 	}
 	PG_END_TRY();
 	pb.start = pb.pos = pb.end = NULL;

@@ -82,21 +82,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|u| Unparsed::new(&u.path, &u.error))
         .collect();
-    let (mut reports, locks): (Vec<FileReport>, Vec<_>) = pieces
-        .into_iter()
-        .map(|p| {
-            let report = FileReport {
-                path: p.path,
-                label: p.label,
-                mode: p.mode,
-                source: p.source,
-                kind: p.lint.kind,
-                statements: p.lint.statements,
-                result: p.lint.result,
-            };
-            (report, p.locks)
-        })
-        .unzip();
+    let (mut reports, locks) = FileReport::of_pieces(pieces);
     if let Some(sizes) = table_sizes(settings, &reports).await {
         for r in &mut reports {
             pgcalm_lint::grade_by_size(&mut r.result.findings, &sizes);

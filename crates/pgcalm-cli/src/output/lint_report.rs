@@ -35,6 +35,30 @@ pub(crate) struct FileReport {
     pub result: LintResult,
 }
 
+impl FileReport {
+    /// The reports of linted pieces, and beside them each piece's lock reports (for
+    /// `--locks`).
+    pub(crate) fn of_pieces(
+        pieces: Vec<pgcalm_migrate::LintedPiece>,
+    ) -> (Vec<FileReport>, Vec<Vec<StatementLockReport>>) {
+        pieces
+            .into_iter()
+            .map(|p| {
+                let report = FileReport {
+                    path: p.path,
+                    label: p.label,
+                    mode: p.mode,
+                    source: p.source,
+                    kind: p.lint.kind,
+                    statements: p.lint.statements,
+                    result: p.lint.result,
+                };
+                (report, p.locks)
+            })
+            .unzip()
+    }
+}
+
 /// A file lint could not read or parse (the error went to stderr as it came): the
 /// summary names it, so a failure is never reported as a clean run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -638,22 +662,7 @@ mod tests {
             .iter()
             .map(|u| Unparsed::new(&u.path, &u.error))
             .collect();
-        let (reports, locks): (Vec<FileReport>, Vec<_>) = linted
-            .pieces
-            .into_iter()
-            .map(|p| {
-                let report = FileReport {
-                    path: p.path,
-                    label: p.label,
-                    mode: p.mode,
-                    source: p.source,
-                    kind: p.lint.kind,
-                    statements: p.lint.statements,
-                    result: p.lint.result,
-                };
-                (report, p.locks)
-            })
-            .unzip();
+        let (reports, locks) = FileReport::of_pieces(linted.pieces);
         assert!(reports.len() > 100, "{} files", reports.len());
         assert!(
             reports
