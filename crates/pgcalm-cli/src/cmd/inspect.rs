@@ -26,7 +26,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         reports.push(describe_table(&client, table, !args.estimate).await?);
     }
     if settings.json() {
-        return crate::output::json(&reports);
+        return crate::output::print_json(&reports);
     }
     let text: Vec<String> = reports.iter().map(render_table).collect();
     print!("{}", text.join("\n"));

@@ -119,7 +119,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let results = result?;
     let files = write_report(&results, &args.out)?;
     if ctx.json() {
-        crate::output::json(&results)?;
+        crate::output::print_json(&results)?;
         return Ok(());
     }
     say!("{}", render_tables(&results, crate::output::stdout_width()));

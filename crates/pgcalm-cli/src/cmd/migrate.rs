@@ -68,7 +68,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         let plan = runner.plan(&goal).await?;
         let lint = runner.lint_options().await?;
         if settings.json() {
-            return crate::output::json(&plan_json(&plan, runner.policy(), &lint));
+            return crate::output::print_json(&plan_json(&plan, runner.policy(), &lint));
         }
         let _ = write!(
             std::io::stdout(),

@@ -98,7 +98,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         w.finish()?;
     }
     if settings.json() {
-        output::json(&report)
+        output::print_json(&report)
     } else {
         say!("\n{}", summary_table(&report));
         if let Some(path) = &args.out {

@@ -69,7 +69,7 @@ pub(crate) async fn run(ctx: &Settings, args: Args) -> anyhow::Result<()> {
     let report = result?;
 
     if json {
-        crate::output::json(&report_json(&report))?;
+        crate::output::print_json(&report_json(&report))?;
     } else {
         say!("{}", final_line(&report));
     }

@@ -37,7 +37,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
                 migrations: statuses.iter().filter(|s| s.app == *app).collect(),
             })
             .collect();
-        return crate::output::json(&serde_json::json!({ "apps": doc }));
+        return crate::output::print_json(&serde_json::json!({ "apps": doc }));
     }
     print!("{}", render(&apps, &statuses));
     Ok(())

@@ -47,7 +47,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     // `migrate` and `lint` judge the statements.
     let lint = settings.lint_options()?;
     if settings.json() {
-        return crate::output::json(&sql_json(file, direction, &settings.policy, &lint));
+        return crate::output::print_json(&sql_json(file, direction, &settings.policy, &lint));
     }
     print!("{}", sql_text(file, direction, &settings.policy, &lint));
     Ok(())

@@ -168,7 +168,7 @@ pub(crate) async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let report = collect(settings, args.show_password).await;
     let code = report.state.exit_code();
     if settings.json() {
-        crate::output::json(&report)?;
+        crate::output::print_json(&report)?;
     } else {
         print_text(&report);
     }

@@ -21,7 +21,7 @@ pub(crate) fn error(e: &anyhow::Error) {
 }
 
 /// Prints a value as pretty JSON on stdout.
-pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", json::to_string(value)?);
     Ok(())
 }
