@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=c/parse_protobuf.c");
     println!("cargo:rerun-if-changed=c/deparse_protobuf.c");
-    println!("cargo:rerun-if-changed=c/copy_error.h");
+    println!("cargo:rerun-if-changed=c/shared.h");
     println!("cargo:rerun-if-env-changed=PGCALM_LIBPG_QUERY_DIR");
     let libpg_query = libpg_query_dir();
     println!("cargo:rerun-if-changed={}", libpg_query.display());

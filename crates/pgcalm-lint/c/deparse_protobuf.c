@@ -44,13 +44,7 @@
 #include <string.h>
 
 #include "pgcalm_pb_fields.h"
-#include "copy_error.h"
-
-/* Protobuf's wire types. */
-#define WT_VARINT 0
-#define WT_FIXED64 1
-#define WT_LEN 2
-#define WT_FIXED32 5
+#include "shared.h"
 
 /* One field: its number, wire type, and value (for WT_LEN, the bytes it holds). */
 typedef struct

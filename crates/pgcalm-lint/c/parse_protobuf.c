@@ -38,15 +38,10 @@
 #include <string.h>
 
 #include "pgcalm_pb_fields.h"
-#include "copy_error.h"
+#include "shared.h"
 
 /* The Node oneof's field for Float is `float`, which the shared lists spell `float_`. */
 #define PGF_Node_float_ PGF_Node_float
-
-/* Protobuf's wire types. */
-#define WT_VARINT 0
-#define WT_FIXED64 1
-#define WT_LEN 2
 
 /* The buffer being written: its bytes are [pos, end) of the allocation [start, end). */
 typedef struct

@@ -1,12 +1,21 @@
 /*
- * pgcalm_copy_error: the error a PG_CATCH block is handling, as libpg_query's entry points
- * return it: copied with malloc (it outlives the memory context the caller then leaves),
- * the error state flushed. Shared by parse_protobuf.c and deparse_protobuf.c, after their
- * PostgreSQL includes.
+ * What parse_protobuf.c and deparse_protobuf.c share, included after their PostgreSQL
+ * headers: protobuf's wire types, and pgcalm_copy_error.
  */
-#ifndef PGCALM_COPY_ERROR_H
-#define PGCALM_COPY_ERROR_H
+#ifndef PGCALM_SHARED_H
+#define PGCALM_SHARED_H
 
+/* Protobuf's wire types. */
+#define WT_VARINT 0
+#define WT_FIXED64 1
+#define WT_LEN 2
+#define WT_FIXED32 5
+
+/*
+ * The error a PG_CATCH block is handling, as libpg_query's entry points return it:
+ * copied with malloc (it outlives the memory context the caller then leaves), the error
+ * state flushed.
+ */
 static PgQueryError *
 pgcalm_copy_error(MemoryContext ctx)
 {

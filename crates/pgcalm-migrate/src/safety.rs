@@ -305,6 +305,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::file::{parse_file, parse_file_unchecked};
 
     #[test]
     fn a_migration_source_has_the_directive_on_a_comment_line_of_its_own() {
@@ -328,7 +329,6 @@ mod tests {
             assert!(!is_migration_source(text), "{text:?}");
         }
     }
-    use crate::file::{parse_file, parse_file_unchecked};
 
     fn rules(findings: &[Finding]) -> Vec<(&str, usize)> {
         findings
